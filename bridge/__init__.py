@@ -1,0 +1,79 @@
+"""Telemed Bridge: an interface engine for telemedicine.
+
+This module is the public API for plugins: ``hookimpl``, the canonical records, the registration
+types and the error classes. Plugins import from here and never from ``bridge.core`` internals.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("bridge")
+"""Decorator marking a plugin's implementation of a hook in :mod:`bridge.hookspecs`."""
+
+from bridge.core.model import (  # noqa: E402 - after hookimpl so plugins importing bridge see it
+    KEY_NAMES,
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+    Record,
+    keys_of,
+    record_from_dict,
+    record_to_dict,
+)
+from bridge.core.model.records import (  # noqa: E402
+    Address,
+    Appointment,
+    ClinicalNote,
+    Coding,
+    ContactPoint,
+    DEARegistration,
+    Encounter,
+    HumanName,
+    Identifier,
+    Medication,
+    Patient,
+    PatientLocation,
+    Period,
+    Pharmacy,
+    Practitioner,
+    Prescription,
+    PrescriptionEvent,
+    Quantity,
+    SignatureEvidence,
+    StateLicense,
+)
+from bridge.errors import (  # noqa: E402
+    BridgeError,
+    ConfigError,
+    DecodeError,
+    DeliveryError,
+    EncodeError,
+    MessageTooLarge,
+    PermanentDeliveryError,
+    PluginError,
+    TransientDeliveryError,
+)
+from bridge.plugin_types import (  # noqa: E402
+    ConfigSection,
+    Delivery,
+    Destination,
+    DestinationContext,
+    DestinationProfile,
+    FormatSpec,
+    JobContext,
+    JobType,
+    MessageHeader,
+    PolicyDecision,
+    PolicyRequest,
+    PolicySpec,
+    Receipt,
+    RuleResult,
+    Source,
+    SourceContext,
+    TransportSpec,
+    WebBlueprint,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations", "pluggy")]

@@ -1,0 +1,71 @@
+"""The deliverer: claimed outbox row → destination.send → delivered, retry later, or dead letter.
+
+A send happens outside any store transaction (it may take seconds); its outcome is written with
+the claim's fencing token, so a deliverer whose lease expired cannot overwrite a newer attempt.
+Delivery is at-least-once: a crash after a send but before the outcome is written sends again,
+which is why destinations are idempotent (stable names, control ids, conditional creates).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+
+from bridge.core.config import RetryPolicy
+from bridge.core.store.base import OutboxClaim, Store
+from bridge.errors import DeliveryError, LeaseLost
+from bridge.plugin_types import Delivery, Destination
+
+log = logging.getLogger(__name__)
+
+
+class Deliverer:
+    def __init__(self, store: Store, destinations: Mapping[str, Destination],
+                 retry: Mapping[str, RetryPolicy], rand: random.Random | None = None):
+        self.store = store
+        self.destinations = destinations
+        self.retry = retry
+        self.rand = rand or random.Random()
+
+    def deliver(self, claim: OutboxClaim) -> str:
+        """Send one claimed row and record the outcome; returns ``delivered``, ``retry`` or ``dead``."""
+        row = claim.row
+        destination = self.destinations.get(row.destination)
+        if destination is None:
+            return self._finish(claim, "dead", f"destination {row.destination!r} is not in the running configuration")
+        delivery = Delivery(
+            outbox_id=row.id, message_id=row.message_id, destination=row.destination, payload=claim.payload,
+            media_type=row.media_type, file_extension=row.file_extension, attempt=row.attempts,
+            trace_id=claim.trace_id, idempotency_key=f"tb-{row.message_id}-{row.id}",
+        )
+        policy = self.retry.get(row.destination, RetryPolicy())
+        try:
+            answer = destination.send(delivery)
+        except DeliveryError as exc:
+            detail = str(exc) if not exc.detail else f"{exc} — {exc.detail}"
+            if not exc.transient:
+                return self._finish(claim, "dead", f"permanent failure: {detail}")
+            return self._retry(claim, policy, detail, exc.retry_after)
+        except Exception as exc:  # unknown failure: assume it may pass, within the retry bound
+            log.error("destination %s raised %s", row.destination, type(exc).__name__)
+            return self._retry(claim, policy, f"unexpected {type(exc).__name__}: {exc}", None)
+        return self._finish(claim, "delivered", answer or "sent")
+
+    def _retry(self, claim: OutboxClaim, policy: RetryPolicy, detail: str, retry_after: float | None) -> str:
+        attempt = claim.row.attempts
+        if attempt >= policy.max_attempts:
+            return self._finish(claim, "dead", f"gave up after {attempt} attempts: {detail}")
+        delay = policy.delay(attempt, self.rand.random())
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return self._finish(claim, "retry", detail, time.time() + delay)
+
+    def _finish(self, claim: OutboxClaim, outcome: str, detail: str, next_at: float | None = None) -> str:
+        try:
+            self.store.finish_delivery(claim, outcome, detail, next_at)
+        except LeaseLost:
+            log.warning("outbox row %s: lease lost; another deliverer owns it now", claim.row.id)
+            return "lease_lost"
+        return outcome

@@ -1,0 +1,179 @@
+"""The engine: builds sources, workers and deliverers from a config and a plugin manager, and runs them.
+
+Everything that depends on plugins is resolved here, once (formats, transports, destinations,
+policies, routers); the threads then only call the resolved objects. ``run_once`` and ``drain``
+let tests and the CLI move work along deterministically without background threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.core.config import BridgeConfig, ChannelConfig
+from bridge.core.delivery import Deliverer
+from bridge.core.intake import Intake
+from bridge.core.pipeline import ChannelPlan, DestinationPlan, Processor
+from bridge.core.plugin_manager import PluginManager
+from bridge.core.router import Router
+from bridge.core.store import Store, open_store
+from bridge.errors import ConfigError, LeaseLost, StoreError
+from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, config: BridgeConfig, plugins: PluginManager, store: Store | None = None):
+        self.config = config
+        self.plugins = plugins
+        self.store = store or open_store(config.store_url)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.work_ready = threading.Event()
+        self.delivery_ready = threading.Event()
+        formats = plugins.formats()
+        self.intake = Intake(self.store, formats, self.work_ready)
+        self.channel_plans = {
+            name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes))
+            for name, ch in config.channels.items()
+        }
+        self.destination_plans = {
+            name: DestinationPlan(dest, plugins.format(dest.format or ""))
+            for name, dest in config.destinations.items()
+        }
+        self.processor = Processor(self.store, self.channel_plans, self.destination_plans, plugins.policies())
+        self.destinations: dict[str, Destination] = {}
+        self.deliverer = Deliverer(self.store, self.destinations,
+                                   {n: d.retry for n, d in config.destinations.items()})
+        self.sources: list[Source] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- building ------------------------------------------------------------------------------
+
+    def open_destinations(self) -> None:
+        for name, dest in self.config.destinations.items():
+            ctx = DestinationContext(url=dest.url or "", name=name, options=dest.options,
+                                     config_dir=self.config.config_dir)
+            if dest.profile:
+                self.destinations[name] = self.plugins.destination_profiles()[dest.profile].make_destination(ctx)
+                continue
+            scheme = (dest.url or "").split(":", 1)[0].lower()
+            spec = self.plugins.transports().get(scheme)
+            if spec is None or spec.destination is None:
+                raise ConfigError([(f"destinations.{name}.url", f"no destination transport for {scheme!r}")])
+            self.destinations[name] = spec.destination(ctx)
+
+    def submit(self, channel: str, raw: bytes, origin: Mapping[str, Any] | None = None) -> Receipt:
+        """Commit a message for ``channel`` (what sources call); raises StoreError if it was not stored."""
+        return self.intake.submit(self.config.channels[channel], raw, origin)
+
+    def open_sources(self) -> None:
+        for name, ch in self.config.channels.items():
+            if ch.enabled:
+                self.sources.append(self._make_source(ch))
+
+    def _make_source(self, ch: ChannelConfig) -> Source:
+        scheme = ch.source.split(":", 1)[0].lower()
+        spec = self.plugins.transports().get(scheme)
+        if spec is None or spec.source is None:
+            raise ConfigError([(f"channels.{ch.name}.source", f"no source transport for {scheme!r}")])
+        ctx = SourceContext(
+            url=ch.source, channel=ch.name, options=ch.options,
+            submit=lambda raw, origin, _ch=ch: self.intake.submit(_ch, raw, origin),
+            config_dir=self.config.config_dir, max_message_bytes=ch.max_message_bytes, format_name=ch.format,
+        )
+        return spec.source(ctx)
+
+    # --- stepping (used by threads, tests and the CLI) ------------------------------------------
+
+    def process_one(self) -> bool:
+        claim = self.store.claim_message(self.owner, self.config.engine.lease_seconds)
+        if claim is None:
+            return False
+        try:
+            self.processor.process(claim)
+        except LeaseLost:
+            log.warning("message %s: lease lost during processing; another worker has it", claim.id)
+        self.delivery_ready.set()
+        return True
+
+    def deliver_one(self) -> bool:
+        claim = self.store.claim_delivery(self.owner, self.config.engine.lease_seconds)
+        if claim is None:
+            return False
+        self.deliverer.deliver(claim)
+        return True
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Process and deliver until nothing is due (retries scheduled later are left waiting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            worked = self.process_one()
+            worked = self.deliver_one() or worked
+            if not worked:
+                return
+        raise TimeoutError("work was still due after the drain timeout")
+
+    # --- running -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.open_destinations()
+        settings = self.config.engine
+        for i in range(settings.workers):
+            self._spawn(f"worker-{i}", self.process_one, self.work_ready)
+        for i in range(settings.deliverers):
+            self._spawn(f"deliverer-{i}", self.deliver_one, self.delivery_ready)
+        self.open_sources()
+        for source in self.sources:
+            source.start()
+        log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
+                 len(self.config.destinations))
+
+    def _spawn(self, name: str, step, wake: threading.Event) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    if step():
+                        continue
+                except StoreError as exc:
+                    log.error("%s: store error: %s", name, exc)
+                except Exception:
+                    log.exception("%s: unexpected error", name)
+                wake.wait(self.config.engine.poll_seconds)
+                wake.clear()
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("error stopping a source")
+        self._stop.set()
+        self.work_ready.set()
+        self.delivery_ready.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        for destination in self.destinations.values():
+            try:
+                destination.close()
+            except Exception:
+                log.exception("error closing a destination")
+        self.store.close()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()

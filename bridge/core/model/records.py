@@ -1,0 +1,315 @@
+"""Canonical records: the few typed shapes every format translates to and from.
+
+N formats need 2N translators, not N x N, because each translates only to and from these records.
+Records are plain dataclasses with a stable JSON form (see :mod:`bridge.core.model.codec` and
+``docs/records.md``). Anything a format carries that has no field here goes into ``extra`` keyed
+by the format's name (``extra["hl7v2"]``, ``extra["fhir"]``…), so a round trip loses nothing.
+
+Dates and times are ISO 8601 strings that keep the precision and offset they arrived with
+(``"2024"``, ``"2024-05-01"``, ``"2024-05-01T10:00:00-05:00"``): turning a month-precision birth
+date into a midnight timestamp would invent data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+"""Version of the record shapes. Bumped on an incompatible change; the JSON form carries it."""
+
+MODALITIES = ("video", "audio_only", "async", "in_person")
+DEA_SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+DATETIME = {"format": "datetime"}
+
+
+# --- value types -------------------------------------------------------------------------------
+
+
+@dataclass
+class Identifier:
+    """A business identifier. ``type`` uses HL7 table 0203 codes (MR, NPI, VN, PLAC, FILL, DEA…)."""
+
+    value: str
+    system: str | None = None
+    type: str | None = None
+    assigner: str | None = None
+
+
+@dataclass
+class Coding:
+    """A code from a code system (``system`` is a URI or an HL7 table name such as ``HL70004``)."""
+
+    code: str
+    system: str | None = None
+    display: str | None = None
+
+
+@dataclass
+class HumanName:
+    family: str | None = None
+    given: list[str] = field(default_factory=list)
+    prefix: str | None = None
+    suffix: str | None = None
+    use: str | None = None
+
+
+@dataclass
+class Address:
+    lines: list[str] = field(default_factory=list)
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    use: str | None = None
+
+
+@dataclass
+class ContactPoint:
+    value: str
+    system: str | None = field(default=None, metadata=_choices("phone", "email", "fax", "url", "other"))
+    use: str | None = None
+
+
+@dataclass
+class Period:
+    start: str | None = field(default=None, metadata=DATETIME)
+    end: str | None = field(default=None, metadata=DATETIME)
+
+
+@dataclass
+class Quantity:
+    value: float
+    unit: str | None = None
+    code: str | None = None
+    system: str | None = None
+
+
+@dataclass
+class DEARegistration:
+    """One DEA registration: registrations are per state and list the schedules they cover."""
+
+    number: str
+    state: str | None = None
+    schedules: list[str] = field(default_factory=list)
+    expires: str | None = field(default=None, metadata=DATETIME)
+
+
+@dataclass
+class StateLicense:
+    state: str
+    number: str | None = None
+    expires: str | None = field(default=None, metadata=DATETIME)
+
+
+@dataclass
+class PatientLocation:
+    """Where the patient physically was during a visit: prescribing rules key on it."""
+
+    country: str | None = None
+    state: str | None = None
+    at_home: bool | None = None
+    source: str | None = None
+
+
+@dataclass
+class SignatureEvidence:
+    """EPCS signature evidence from the certified signing application, carried unchanged."""
+
+    value: str
+    kind: str | None = None
+    signed_at: str | None = field(default=None, metadata=DATETIME)
+    digest: str | None = None
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """Base of every record. ``kind`` names the record in JSON and in routes (``when: {record: …}``)."""
+
+    kind: ClassVar[str] = "Record"
+
+
+@dataclass
+class Patient(Record):
+    kind: ClassVar[str] = "Patient"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: HumanName | None = None
+    birth_date: str | None = field(default=None, metadata=DATETIME)
+    gender: str | None = field(default=None, metadata=_choices("male", "female", "other", "unknown"))
+    addresses: list[Address] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Practitioner(Record):
+    kind: ClassVar[str] = "Practitioner"
+    id: str | None = None
+    npi: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: HumanName | None = None
+    dea_registrations: list[DEARegistration] = field(default_factory=list)
+    licenses: list[StateLicense] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pharmacy(Record):
+    kind: ClassVar[str] = "Pharmacy"
+    id: str | None = None
+    ncpdp_id: str | None = None
+    npi: str | None = None
+    name: str | None = None
+    address: Address | None = None
+    telecom: list[ContactPoint] = field(default_factory=list)
+    epcs_capable: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Medication(Record):
+    kind: ClassVar[str] = "Medication"
+    description: str | None = None
+    rxnorm: str | None = None
+    ndc: str | None = None
+    codings: list[Coding] = field(default_factory=list)
+    dea_schedule: str | None = field(default=None, metadata=_choices(*DEA_SCHEDULES))
+    strength: str | None = None
+    form: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Encounter(Record):
+    kind: ClassVar[str] = "Encounter"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(
+        default=None,
+        metadata=_choices("planned", "arrived", "in-progress", "finished", "cancelled", "entered-in-error", "unknown"),
+    )
+    modality: str | None = field(default=None, metadata=_choices(*MODALITIES))
+    encounter_class: str | None = None
+    period: Period | None = None
+    patient: Patient | None = None
+    practitioner: Practitioner | None = None
+    patient_location: PatientLocation | None = None
+    practitioner_state: str | None = None
+    reason: list[Coding] = field(default_factory=list)
+    types: list[Coding] = field(default_factory=list)
+    appointment_id: str | None = None
+    consent_captured: bool | None = None
+    last_in_person_visit: str | None = field(default=None, metadata=DATETIME)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Appointment(Record):
+    kind: ClassVar[str] = "Appointment"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = None
+    start: str | None = field(default=None, metadata=DATETIME)
+    end: str | None = field(default=None, metadata=DATETIME)
+    duration_minutes: int | None = None
+    modality: str | None = field(default=None, metadata=_choices(*MODALITIES))
+    reason: list[Coding] = field(default_factory=list)
+    appointment_type: Coding | None = None
+    patient: Patient | None = None
+    practitioner: Practitioner | None = None
+    patient_location: PatientLocation | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prescription(Record):
+    kind: ClassVar[str] = "Prescription"
+    id: str | None = None
+    prescriber_order_number: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = None
+    intent: str | None = None
+    medication: Medication | None = None
+    quantity: Quantity | None = None
+    days_supply: int | None = None
+    refills: int | None = None
+    sig: str | None = None
+    substitution_allowed: bool | None = None
+    written_date: str | None = field(default=None, metadata=DATETIME)
+    patient: Patient | None = None
+    prescriber: Practitioner | None = None
+    pharmacy: Pharmacy | None = None
+    encounter: Encounter | None = None
+    diagnosis: list[Coding] = field(default_factory=list)
+    note: str | None = None
+    signature: SignatureEvidence | None = None
+    pdmp_checks: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrescriptionEvent(Record):
+    """Something that happened to a prescription after it was sent (SCRIPT Status, Error, RxFill…)."""
+
+    kind: ClassVar[str] = "PrescriptionEvent"
+    event_type: str = ""
+    id: str | None = None
+    message_id: str | None = None
+    relates_to_message_id: str | None = None
+    prescriber_order_number: str | None = None
+    prescription_id: str | None = None
+    code: str | None = None
+    description: str | None = None
+    occurred_at: str | None = field(default=None, metadata=DATETIME)
+    fill_status: str | None = None
+    quantity: Quantity | None = None
+    medication: Medication | None = None
+    patient: Patient | None = None
+    pharmacy: Pharmacy | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClinicalNote(Record):
+    kind: ClassVar[str] = "ClinicalNote"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = None
+    note_type: Coding | None = None
+    title: str | None = None
+    text: str | None = None
+    content_type: str | None = None
+    authored: str | None = field(default=None, metadata=DATETIME)
+    author: Practitioner | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.kind: cls
+    for cls in (
+        Patient,
+        Practitioner,
+        Pharmacy,
+        Medication,
+        Encounter,
+        Appointment,
+        Prescription,
+        PrescriptionEvent,
+        ClinicalNote,
+    )
+}
+"""Every record kind by name, as used in JSON ``kind`` fields and route filters."""

@@ -1,0 +1,159 @@
+"""The worker: claimed message → decode → policy gates → routes → encoded outbox rows.
+
+Everything a worker decides about a message is written by one ``finish_processing`` call, so the
+status change and the outbox rows it creates commit together: a crash either leaves the message to
+be claimed again (its lease expires) or has fully queued it, never half.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bridge.core.config import ChannelConfig, DestinationConfig
+from bridge.core.model.codec import record_to_dict
+from bridge.core.model.keys import keys_of
+from bridge.core.model.records import Record
+from bridge.core.router import Router
+from bridge.core.store.base import MessageClaim, NewOutbox, ProcessingResult, Store
+from bridge.errors import DecodeError, EncodeError
+from bridge.plugin_types import FormatSpec, PolicyDecision, PolicyRequest, PolicySpec
+
+log = logging.getLogger(__name__)
+
+_SEVERITY = {"ALLOW": 0, "REVIEW": 1, "BLOCK": 2}
+ORDER_KEY_FIELDS = {"patient": "patient_id", "encounter": "encounter_id", "prescription": "prescription_number"}
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """A channel resolved at start-up: its format object and its compiled router."""
+
+    config: ChannelConfig
+    format: FormatSpec
+    router: Router
+
+
+@dataclass(frozen=True)
+class DestinationPlan:
+    config: DestinationConfig
+    format: FormatSpec
+
+
+def combine(decisions: Sequence[tuple[str, PolicyDecision]]) -> tuple[str, list[dict[str, Any]]]:
+    """The strictest outcome wins; every rule that fired is kept, named with its policy."""
+    outcome = "ALLOW"
+    rules: list[dict[str, Any]] = []
+    for policy, decision in decisions:
+        if _SEVERITY[decision.outcome] > _SEVERITY[outcome]:
+            outcome = decision.outcome
+        for rule in decision.rules:
+            rules.append({"policy": policy, "ruleset": decision.ruleset, **asdict(rule)})
+    return outcome, rules
+
+
+class Processor:
+    """Processes one claimed message. Holds only start-up-resolved tables; no hook calls here."""
+
+    def __init__(self, store: Store, channels: Mapping[str, ChannelPlan],
+                 destinations: Mapping[str, DestinationPlan], policies: Mapping[str, PolicySpec]):
+        self.store = store
+        self.channels = channels
+        self.destinations = destinations
+        self.policies = tuple(policies.values())
+
+    def process(self, claim: MessageClaim) -> ProcessingResult:
+        result = self.decide(claim)
+        self.store.finish_processing(claim, result)
+        return result
+
+    def decide(self, claim: MessageClaim) -> ProcessingResult:
+        plan = self.channels.get(claim.channel)
+        if plan is None:
+            return _failed(f"channel {claim.channel!r} is not in the running configuration", "config")
+        try:
+            records = plan.format.decode(claim.raw, plan.config.options)
+        except DecodeError as exc:
+            return _failed(f"{plan.format.name} decode failed: {exc}", "decode")
+        except Exception as exc:  # a plugin bug must not lose the message: keep it, say what failed
+            log.error("channel %s: %s decoder raised %s", claim.channel, plan.format.name, type(exc).__name__)
+            return _failed(f"{plan.format.name} decoder error ({type(exc).__name__}): {exc}", "decode")
+        if not records:
+            return _failed(f"{plan.format.name} decode produced no records", "decode")
+
+        keys = asdict(keys_of(records))
+        trace_id = claim.trace_id or self.store.find_trace(keys) or uuid.uuid4().hex
+        summary = [record_to_dict(r) for r in records]
+        events: list[tuple[str, Mapping[str, Any]]] = [
+            ("decoded", {"format": plan.format.name, "records": [r.kind for r in records]})
+        ]
+        base = {"records": summary, "keys": keys, "trace_id": trace_id}
+
+        outcome, rules = self.evaluate(claim, records)
+        if self.policies:
+            events.append(("policy", {"outcome": outcome, "rules": rules}))
+        if outcome == "REVIEW" and claim.policy_override:
+            events.append(("policy_override", {"outcome": outcome, "note": "released by an operator"}))
+            outcome = "ALLOW"
+        if outcome == "BLOCK":
+            return ProcessingResult(status="rejected", events=events, error=_reasons(rules), **base)
+        if outcome == "REVIEW":
+            events.append(("held", {"rules": rules}))
+            return ProcessingResult(status="held", events=events, hold_reasons=rules, **base)
+
+        routed = plan.router.route(records)
+        if not routed:
+            events.append(("filtered", {"reason": "no route matched"}))
+            return ProcessingResult(status="filtered", events=events, **base)
+        order_key = None
+        if plan.config.order_by in ORDER_KEY_FIELDS:
+            order_key = keys.get(ORDER_KEY_FIELDS[plan.config.order_by])
+        outbox = []
+        for name, chosen in routed.items():
+            dest = self.destinations[name]
+            options = {**dest.config.options, "message_control_id": f"TB{claim.id}", "trace_id": trace_id}
+            try:
+                payload = dest.format.encode(chosen, options)
+            except EncodeError as exc:
+                events.append(("encode_failed", {"destination": name, "error": str(exc)}))
+                return ProcessingResult(status="failed", events=events,
+                                        error=f"encoding {dest.format.name} for {name} failed: {exc}", **base)
+            except Exception as exc:  # plugin bug: keep the message and say where
+                log.error("destination %s: %s encoder raised %s", name, dest.format.name, type(exc).__name__)
+                events.append(("encode_failed", {"destination": name, "error": type(exc).__name__}))
+                return ProcessingResult(status="failed", events=events,
+                                        error=f"{dest.format.name} encoder error ({type(exc).__name__}): {exc}", **base)
+            outbox.append(NewOutbox(name, payload, dest.format.media_type, dest.format.file_extension,
+                                    order_key, plan.config.order_mode))
+        events.append(("routed", {"destinations": sorted(routed)}))
+        return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
+
+    def evaluate(self, claim: MessageClaim, records: Sequence[Record]) -> tuple[str, list[dict[str, Any]]]:
+        request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id)
+        decisions = []
+        for policy in self.policies:
+            try:
+                decisions.append((policy.name, policy.evaluate(request)))
+            except Exception as exc:  # a failing gate holds the message for a person; it never allows
+                log.error("policy %s raised %s", policy.name, type(exc).__name__)
+                decisions.append((policy.name, PolicyDecision(
+                    "REVIEW", (_rule("policy-error", f"policy {policy.name} failed: {type(exc).__name__}"),))))
+        return combine(decisions)
+
+
+def _rule(rule_id: str, reason: str):
+    from bridge.plugin_types import RuleResult
+
+    return RuleResult(id=rule_id, outcome="REVIEW", reason=reason)
+
+
+def _reasons(rules: Sequence[Mapping[str, Any]]) -> str:
+    blocking = [r for r in rules if r.get("outcome") == "BLOCK"] or list(rules)
+    return "; ".join(f"{r['id']}: {r['reason']}" for r in blocking)
+
+
+def _failed(error: str, stage: str) -> ProcessingResult:
+    return ProcessingResult(status="failed", error=error, events=[(f"{stage}_failed", {"error": error})])

@@ -1,0 +1,494 @@
+"""The embedded store: one SQLite file, WAL journal, ``synchronous=FULL``.
+
+``synchronous=FULL`` makes every commit durable across power loss before ``receive`` returns, which
+is what lets a source acknowledge its sender. Each thread gets its own connection; writes run in
+``BEGIN IMMEDIATE`` transactions so two workers never claim the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from bridge.core.model.keys import KEY_NAMES
+from bridge.errors import BridgeError, LeaseLost, StoreError
+
+from .base import (
+    AuditEntry,
+    Event,
+    Hold,
+    MessageClaim,
+    OutboxClaim,
+    OutboxRow,
+    ProcessingResult,
+    Store,
+    StoredMessage,
+)
+from .sqlite_schema import MIGRATIONS
+
+GENESIS_HASH = "0" * 64
+_MESSAGE_COLUMNS = (
+    "id, channel, status, format, received_at, updated_at, sha256, size, control_id, sending_application, "
+    "sending_facility, message_type, patient_id, encounter_id, prescription_number, ncpdp_message_id, "
+    "trace_id, error, replay_of, origin, records, policy_override"
+)
+_OUTBOX_COLUMNS = (
+    "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
+    "file_extension, order_key, order_mode, last_error, delivered_at"
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise StoreError(f"not a SQLite URL: {url!r}")
+    return url[len("sqlite:///"):]
+
+
+class SQLiteStore(Store):
+    def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
+        path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._migrate()
+
+    # --- connections and transactions -------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store unavailable: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        conn = self._conn()
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, description, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, description, time.time()))
+
+    def schema_version(self) -> int:
+        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- intake --------------------------------------------------------------------------------
+
+    def receive(self, channel, fmt, raw, *, dedupe_key, header, origin, error=None):
+        now = time.time()
+        try:
+            with self._tx() as conn:
+                if dedupe_key:
+                    row = conn.execute("SELECT message_id FROM dedupe_keys WHERE key = ?", (dedupe_key,)).fetchone()
+                    if row:
+                        self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
+                        return row[0], True
+                status = "failed" if error else "received"
+                cur = conn.execute(
+                    "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
+                    " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
+                    " trace_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
+                     _json(dict(origin)), dedupe_key, header.get("control_id"),
+                     header.get("sending_application"), header.get("sending_facility"),
+                     header.get("message_type"), header.get("trace_id"), error),
+                )
+                message_id = cur.lastrowid
+                if dedupe_key:
+                    conn.execute("INSERT INTO dedupe_keys VALUES (?, ?, ?)", (dedupe_key, message_id, now))
+                detail = {"channel": channel, "bytes": len(raw), "origin": dict(origin)}
+                self._event(conn, message_id, "received", detail, now)
+                if error:
+                    self._event(conn, message_id, "failed", {"error": error}, now)
+                return message_id, False
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not store message: {exc}") from exc
+
+    # --- processing ----------------------------------------------------------------------------
+
+    def claim_message(self, owner, lease_seconds):
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(
+                """
+                SELECT m.id FROM messages m
+                WHERE (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < :now))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM messages p
+                      WHERE p.channel = m.channel AND p.id < m.id
+                        AND (p.status = 'received'
+                             OR (p.status = 'processing' AND p.lease_expires >= :now)))
+                ORDER BY m.id LIMIT 1
+                """,
+                {"now": now},
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE messages SET status='processing', lease_owner=?, lease_expires=?,"
+                " lease_token=lease_token+1, updated_at=? WHERE id=?",
+                (owner, now + lease_seconds, now, row[0]),
+            )
+            got = conn.execute(
+                "SELECT id, channel, format, raw, lease_token, trace_id, control_id, policy_override"
+                " FROM messages WHERE id=?", (row[0],)
+            ).fetchone()
+        return MessageClaim(id=got[0], channel=got[1], format=got[2], raw=got[3], token=got[4],
+                            trace_id=got[5], control_id=got[6], policy_override=bool(got[7]))
+
+    def finish_processing(self, claim, result: ProcessingResult):
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET status=?, records=?, error=?, trace_id=COALESCE(?, trace_id),"
+                " patient_id=?, encounter_id=?, prescription_number=?, ncpdp_message_id=?,"
+                " lease_owner=NULL, lease_expires=NULL, updated_at=?"
+                " WHERE id=? AND lease_token=? AND status='processing'",
+                (result.status, _json(result.records) if result.records is not None else None, result.error,
+                 result.trace_id, result.keys.get("patient_id"), result.keys.get("encounter_id"),
+                 result.keys.get("prescription_number"), result.keys.get("ncpdp_message_id"),
+                 now, claim.id, claim.token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"message {claim.id}: lease lost before its result was written")
+            for kind, detail in result.events:
+                self._event(conn, claim.id, kind, detail, now)
+            for item in result.outbox:
+                ob = conn.execute(
+                    "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+                    " order_key, order_mode, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (claim.id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
+                     item.order_key, item.order_mode, now, now),
+                )
+                self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
+                                                        "bytes": len(item.payload)}, now)
+            if result.hold_reasons is not None:
+                conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?,?,?,?)",
+                             (claim.id, "open", now, _json(list(result.hold_reasons))))
+
+    def find_trace(self, keys):
+        for column in ("encounter_id", "prescription_number"):
+            value = keys.get(column)
+            if value:
+                rows = self._read(f"SELECT trace_id FROM messages WHERE {column}=? AND trace_id IS NOT NULL"
+                                  " ORDER BY id LIMIT 1", (value,))
+                if rows:
+                    return rows[0][0]
+        return None
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    def claim_delivery(self, owner, lease_seconds, now=None):
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute(
+                """
+                SELECT o.id FROM outbox o
+                WHERE o.status = 'pending' AND o.next_attempt_at <= :now
+                  AND (o.lease_expires IS NULL OR o.lease_expires < :now)
+                  AND (o.order_key IS NULL OR o.order_mode = 'rotate' OR NOT EXISTS (
+                        SELECT 1 FROM outbox p
+                        WHERE p.destination = o.destination AND p.order_key = o.order_key
+                          AND p.status = 'pending' AND p.id < o.id))
+                ORDER BY o.next_attempt_at, o.id LIMIT 1
+                """,
+                {"now": now},
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE outbox SET lease_owner=?, lease_expires=?, lease_token=lease_token+1,"
+                         " attempts=attempts+1 WHERE id=?", (owner, now + lease_seconds, row[0]))
+            got = conn.execute(f"SELECT {_OUTBOX_COLUMNS}, payload, lease_token FROM outbox WHERE id=?",
+                               (row[0],)).fetchone()
+            trace = conn.execute("SELECT trace_id FROM messages WHERE id=?", (got[1],)).fetchone()
+        return OutboxClaim(row=OutboxRow(*got[:13]), payload=got[13], token=got[14], trace_id=trace[0])
+
+    def finish_delivery(self, claim, outcome, detail, next_attempt_at=None):
+        if outcome not in ("delivered", "retry", "dead"):
+            raise ValueError(f"unknown delivery outcome {outcome!r}")
+        now = time.time()
+        row = claim.row
+        with self._tx() as conn:
+            status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
+            cur = conn.execute(
+                "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, next_attempt_at),"
+                " delivered_at=?, lease_owner=NULL, lease_expires=NULL WHERE id=? AND lease_token=?",
+                (status, None if outcome == "delivered" else detail, next_attempt_at,
+                 now if outcome == "delivered" else None, row.id, claim.token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"outbox row {row.id}: lease lost before the outcome was written")
+            event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[outcome]
+            info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id,
+                                    "attempt": row.attempts, "detail": detail}
+            if outcome == "retry":
+                info["next_attempt_at"] = next_attempt_at
+            self._event(conn, row.message_id, event, info, now)
+            self._settle_message(conn, row.message_id, now)
+
+    def _settle_message(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:
+        statuses = [r[0] for r in conn.execute("SELECT status FROM outbox WHERE message_id=?", (message_id,))]
+        if not statuses or "pending" in statuses:
+            return
+        final = "dead" if "dead" in statuses else "delivered"
+        conn.execute("UPDATE messages SET status=?, updated_at=? WHERE id=? AND status='routed'",
+                     (final, now, message_id))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _message(self, row: sqlite3.Row) -> StoredMessage:
+        data = dict(row)
+        data["origin"] = json.loads(data["origin"] or "{}")
+        data["records"] = json.loads(data["records"]) if data["records"] else None
+        data["policy_override"] = bool(data["policy_override"])
+        return StoredMessage(**data)
+
+    def get_message(self, message_id):
+        rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id=?", (message_id,))
+        return self._message(rows[0]) if rows else None
+
+    def get_raw(self, message_id):
+        rows = self._read("SELECT raw FROM messages WHERE id=?", (message_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def events(self, message_id):
+        rows = self._read("SELECT id, message_id, at, kind, detail FROM events WHERE message_id=? ORDER BY id",
+                          (message_id,))
+        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def outbox_rows(self, message_id=None, status=None, limit=100):
+        where, params = [], []
+        if message_id is not None:
+            where.append("message_id=?")
+            params.append(message_id)
+        if status is not None:
+            where.append("status=?")
+            params.append(status)
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [OutboxRow(*r) for r in rows]
+
+    def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None):
+        where, params = [], []
+        for column, value in (("status", status), ("channel", channel)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        for name, value in (keys or {}).items():
+            if name not in KEY_NAMES:
+                raise BridgeError(f"unknown key {name!r} (known: {', '.join(KEY_NAMES)})")
+            where.append(f"{name}=?")
+            params.append(value)
+        if since is not None:
+            where.append("received_at>=?")
+            params.append(since)
+        if until is not None:
+            where.append("received_at<?")
+            params.append(until)
+        if before_id is not None:
+            where.append("id<?")
+            params.append(before_id)
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [self._message(r) for r in rows]
+
+    def counts(self):
+        out: dict[str, dict[str, int]] = {}
+        for channel, status, n in self._read("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
+            out.setdefault(channel, {})[status] = n
+        return out
+
+    # --- operator actions -----------------------------------------------------------------------
+
+    def replay(self, message_id, *, reason, actor):
+        if not reason or not reason.strip():
+            raise BridgeError("a replay needs a reason")
+        now = time.time()
+        with self._tx() as conn:
+            src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
+                               " sending_facility, message_type, trace_id FROM messages WHERE id=?",
+                               (message_id,)).fetchone()
+            if src is None:
+                raise BridgeError(f"no message with id {message_id}")
+            cur = conn.execute(
+                "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
+                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of)"
+                " VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?)",
+                (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
+                 src[10], message_id),
+            )
+            new_id = cur.lastrowid
+            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor}, now)
+            self._event(conn, new_id, "received", {"channel": src[0], "bytes": src[4], "replay_of": message_id,
+                                                   "reason": reason, "actor": actor}, now)
+            self._audit(conn, actor, "replay", f"message:{message_id}", {"reason": reason, "new_message": new_id}, now)
+        return new_id
+
+    def holds(self, status="open"):
+        sql = "SELECT id, message_id, status, created_at, reasons, resolved_at, resolved_by, resolution FROM holds"
+        rows = self._read(sql + (" WHERE status=? ORDER BY id" if status else " ORDER BY id"),
+                          (status,) if status else ())
+        return [Hold(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def resolve_hold(self, message_id, action, *, reason, actor):
+        if action not in ("release", "reject"):
+            raise ValueError(f"unknown hold action {action!r}")
+        if not reason or not reason.strip():
+            raise BridgeError(f"a {action} needs a reason")
+        now = time.time()
+        with self._tx() as conn:
+            hold = conn.execute("SELECT id FROM holds WHERE message_id=? AND status='open'", (message_id,)).fetchone()
+            if hold is None:
+                raise BridgeError(f"message {message_id} has no open hold")
+            resolved = "released" if action == "release" else "rejected"
+            conn.execute("UPDATE holds SET status=?, resolved_at=?, resolved_by=?, resolution=? WHERE id=?",
+                         (resolved, now, actor, reason, hold[0]))
+            if action == "release":
+                conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=? WHERE id=?",
+                             (now, message_id))
+            else:
+                conn.execute("UPDATE messages SET status='rejected', updated_at=? WHERE id=?", (now, message_id))
+            self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)
+            self._audit(conn, actor, f"hold.{action}", f"message:{message_id}", {"reason": reason}, now)
+        return next(h for h in self.holds(None) if h.id == hold[0])
+
+    def add_event(self, message_id, kind, detail):
+        with self._tx() as conn:
+            self._event(conn, message_id, kind, detail, time.time())
+
+    def _event(self, conn: sqlite3.Connection, message_id: int, kind: str, detail: Mapping[str, Any],
+               now: float) -> None:
+        conn.execute("INSERT INTO events (message_id, at, kind, detail) VALUES (?,?,?,?)",
+                     (message_id, now, kind, _json(dict(detail))))
+
+    # --- watermarks and audit -------------------------------------------------------------------
+
+    def get_watermark(self, name):
+        rows = self._read("SELECT value FROM watermarks WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_watermark(self, name, value):
+        with self._tx() as conn:
+            conn.execute("INSERT INTO watermarks VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET value=excluded.value,"
+                         " updated_at=excluded.updated_at", (name, value, time.time()))
+
+    def audit(self, actor, action, target, detail):
+        with self._tx() as conn:
+            return self._audit(conn, actor, action, target, detail, time.time())
+
+    def _audit(self, conn, actor, action, target, detail, now) -> AuditEntry:
+        prev = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash = prev[0] if prev else GENESIS_HASH
+        body = _json(dict(detail))
+        digest = audit_hash(prev_hash, now, actor, action, target, body)
+        cur = conn.execute("INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash)"
+                           " VALUES (?,?,?,?,?,?,?)", (now, actor, action, target, body, prev_hash, digest))
+        return AuditEntry(cur.lastrowid, now, actor, action, target, json.loads(body), prev_hash, digest)
+
+    def audit_entries(self, limit=100):
+        rows = self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log"
+                          " ORDER BY id DESC LIMIT ?", (limit,))
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+
+    def verify_audit(self):
+        prev_hash = GENESIS_HASH
+        for r in self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log ORDER BY id"):
+            if r[6] != prev_hash or audit_hash(prev_hash, r[1], r[2], r[3], r[4], r[5]) != r[7]:
+                return r[0]
+            prev_hash = r[7]
+        return None
+
+
+def audit_hash(prev_hash: str, at: float, actor: str, action: str, target: str, detail_json: str) -> str:
+    """Each entry's hash covers the previous hash, so changing any entry breaks every later one."""
+    material = "\x1f".join((prev_hash, repr(at), actor, action, target, detail_json))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """Split a migration into statements, keeping trigger bodies (which contain ';') whole."""
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,135 @@
+"""SQLite schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Never edit a released migration: add the next one. Each entry is (version, description, SQL).
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "messages, events, outbox, dedupe keys, holds, watermarks, job runs, audit log",
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            format TEXT NOT NULL,
+            status TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            raw BLOB NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            origin TEXT NOT NULL DEFAULT '{}',
+            dedupe_key TEXT,
+            control_id TEXT,
+            sending_application TEXT,
+            sending_facility TEXT,
+            message_type TEXT,
+            patient_id TEXT,
+            encounter_id TEXT,
+            prescription_number TEXT,
+            ncpdp_message_id TEXT,
+            trace_id TEXT,
+            records TEXT,
+            error TEXT,
+            replay_of INTEGER REFERENCES messages(id),
+            policy_override INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_expires REAL,
+            lease_token INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX messages_queue ON messages(status, channel, id);
+        CREATE INDEX messages_channel ON messages(channel, id);
+        CREATE INDEX messages_received ON messages(received_at);
+        CREATE INDEX messages_control_id ON messages(control_id);
+        CREATE INDEX messages_patient_id ON messages(patient_id);
+        CREATE INDEX messages_encounter_id ON messages(encounter_id);
+        CREATE INDEX messages_prescription_number ON messages(prescription_number);
+        CREATE INDEX messages_ncpdp_message_id ON messages(ncpdp_message_id);
+        CREATE INDEX messages_trace_id ON messages(trace_id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_message ON events(message_id, id);
+
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            destination TEXT NOT NULL,
+            status TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            media_type TEXT NOT NULL,
+            file_extension TEXT NOT NULL,
+            order_key TEXT,
+            order_mode TEXT NOT NULL DEFAULT 'strict',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            delivered_at REAL,
+            last_error TEXT,
+            lease_owner TEXT,
+            lease_expires REAL,
+            lease_token INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX outbox_due ON outbox(status, next_attempt_at, id);
+        CREATE INDEX outbox_lane ON outbox(destination, order_key, status, id);
+        CREATE INDEX outbox_message ON outbox(message_id);
+
+        CREATE TABLE dedupe_keys (
+            key TEXT PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            created_at REAL NOT NULL
+        );
+
+        CREATE TABLE holds (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            reasons TEXT NOT NULL,
+            resolved_at REAL,
+            resolved_by TEXT,
+            resolution TEXT
+        );
+        CREATE INDEX holds_status ON holds(status, id);
+        CREATE INDEX holds_message ON holds(message_id);
+
+        CREATE TABLE watermarks (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE job_runs (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            status TEXT NOT NULL,
+            owner TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (job, slot)
+        );
+
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """,
+    ),
+]

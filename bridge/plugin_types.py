@@ -1,0 +1,236 @@
+"""What plugins register: small frozen dataclasses returned by the registration hooks.
+
+The core decides what to do with them (conda's pattern): the plugin manager flattens what every
+plugin returned, validates it, rejects duplicate names and hands typed tables to the engine. The
+per-message path then calls the callables held here directly, never a pluggy broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from bridge.core.model.records import Record
+
+Outcome = Literal["ALLOW", "REVIEW", "BLOCK"]
+OUTCOMES: tuple[str, ...] = ("ALLOW", "REVIEW", "BLOCK")
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageHeader:
+    """What the intake learns from a cheap read of the raw bytes, before the durable commit.
+
+    It must be fast and must not fail on content it does not understand: the full decode happens
+    later, in a worker. ``dedupe_key`` overrides the default key built from sending application,
+    facility and control id.
+    """
+
+    control_id: str | None = None
+    sending_application: str | None = None
+    sending_facility: str | None = None
+    message_type: str | None = None
+    dedupe_key: str | None = None
+    trace_id: str | None = None
+
+
+def no_header(raw: bytes) -> MessageHeader:
+    """Default ``peek`` for formats that carry no header worth reading at intake."""
+    return MessageHeader()
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """A message format: bytes to records (``decode``) and records to bytes (``encode``).
+
+    ``decode(raw, options)`` returns the records a message carries, or raises ``DecodeError``.
+    ``encode(records, options)`` returns bytes, or raises ``EncodeError``. ``options`` are the
+    channel's or destination's ``options:`` mapping from config (e.g. the HL7v2 telehealth convention).
+    """
+
+    name: str
+    media_type: str
+    decode: Callable[[bytes, Mapping[str, Any]], list[Record]]
+    encode: Callable[[Sequence[Record], Mapping[str, Any]], bytes]
+    peek: Callable[[bytes], MessageHeader] = no_header
+    detect: Callable[[bytes], bool] | None = None
+    file_extension: str = "dat"
+    description: str = ""
+
+
+# --- transports --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The intake's answer to a source: committed (or a duplicate of something committed), or refused."""
+
+    message_id: int | None
+    accepted: bool
+    duplicate: bool = False
+    error: str | None = None
+    header: MessageHeader = MessageHeader()
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Everything a source needs: its URL, its channel's settings and the intake to submit to.
+
+    ``submit(raw, origin)`` commits the bytes durably and returns a :class:`Receipt`; only after it
+    returns may the source acknowledge its sender. ``origin`` describes where the bytes came from
+    (file name, peer address) and is stored with the message.
+    """
+
+    url: str
+    channel: str
+    options: Mapping[str, Any]
+    submit: Callable[[bytes, Mapping[str, Any]], Receipt]
+    config_dir: str
+    max_message_bytes: int
+    format_name: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """A running source: ``start()`` returns once it is listening; ``stop()`` stops it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row handed to a destination."""
+
+    outbox_id: int
+    message_id: int
+    destination: str
+    payload: bytes
+    media_type: str
+    file_extension: str
+    attempt: int
+    trace_id: str | None = None
+    idempotency_key: str = ""
+
+
+class Destination(Protocol):
+    """Sends payloads. ``send`` returns a short description of the peer's answer for the timeline,
+    or raises ``TransientDeliveryError`` / ``PermanentDeliveryError``."""
+
+    def send(self, delivery: Delivery) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DestinationContext:
+    url: str
+    name: str
+    options: Mapping[str, Any]
+    config_dir: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """A transport for one URL scheme: a source factory, a destination factory, or both."""
+
+    scheme: str
+    source: Callable[[SourceContext], Source] | None = None
+    destination: Callable[[DestinationContext], Destination] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DestinationProfile:
+    """A vendor's way of receiving records (``profile: NAME`` on a destination).
+
+    ``make_destination`` builds the destination from the destination's config; ``format`` is the
+    format the profile encodes with when the destination names none.
+    """
+
+    name: str
+    make_destination: Callable[[DestinationContext], Destination]
+    format: str | None = None
+    description: str = ""
+
+
+# --- policies ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule that fired: its id, outcome, a plain-language reason and its legal basis."""
+
+    id: str
+    outcome: Outcome
+    reason: str
+    basis: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    outcome: Outcome
+    rules: tuple[RuleResult, ...] = ()
+    ruleset: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyRequest:
+    """What a policy sees: the decoded records of one message, and where it came from."""
+
+    records: tuple[Record, ...]
+    channel: str
+    message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A gate every message passes before routing. The strictest outcome of all policies wins."""
+
+    name: str
+    evaluate: Callable[[PolicyRequest], PolicyDecision]
+    description: str = ""
+
+
+# --- jobs, web, config -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobContext:
+    name: str
+    settings: Mapping[str, Any]
+    submit: Callable[[str, bytes, Mapping[str, Any]], Receipt] | None = None
+    get_watermark: Callable[[str], str | None] | None = None
+    set_watermark: Callable[[str, str], None] | None = None
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A kind of scheduled job (``jobs: {NAME: {type: …}}``), e.g. a FHIR poller."""
+
+    name: str
+    run: Callable[[JobContext], Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WebBlueprint:
+    """A Flask blueprint to mount in the admin app. ``factory`` builds it (no import-time state)."""
+
+    name: str
+    factory: Callable[[], Any]
+    url_prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """A top-level config section owned by a plugin. ``validate`` returns ``(path, problem)`` pairs."""
+
+    name: str
+    validate: Callable[[Any], list[tuple[str, str]]]
+    description: str = ""

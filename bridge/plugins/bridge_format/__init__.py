@@ -1,0 +1,125 @@
+"""The ``bridge`` format: canonical records as JSON.
+
+It is the engine's own lingua franca and the simplest way for a telemedicine platform to submit
+encounters and prescriptions without speaking HL7v2 or FHIR. A message is an envelope::
+
+    {"schema": "telemed-bridge/1", "message_id": "visit-123", "trace_id": "…",
+     "records": [{"kind": "Encounter", …}, …]}
+
+or a single record with the ``schema`` field beside its ``kind``. ``message_id`` (optional) is the
+sender's id for the message: resubmitting the same id is recognised as a duplicate. See
+``docs/records.md`` and ``examples/messages/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridge import (
+    SCHEMA_VERSION,
+    DecodeError,
+    EncodeError,
+    FormatSpec,
+    MessageHeader,
+    Record,
+    hookimpl,
+    record_from_dict,
+    record_to_dict,
+)
+
+SCHEMA = f"telemed-bridge/{SCHEMA_VERSION}"
+MEDIA_TYPE = "application/vnd.telemed-bridge+json"
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def _check_schema(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise DecodeError("expected a JSON object with a 'schema' field")
+    schema = doc.get("schema")
+    if schema is None:
+        raise DecodeError(f"missing 'schema' field (expected {SCHEMA!r})")
+    if not isinstance(schema, str) or not schema.startswith("telemed-bridge/"):
+        raise DecodeError(f"unknown schema {schema!r} (expected {SCHEMA!r})", "schema")
+    if schema != SCHEMA:
+        raise DecodeError(f"unsupported schema version {schema!r} (this engine reads {SCHEMA!r})", "schema")
+
+
+def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]:
+    doc = _load(raw)
+    _check_schema(doc)
+    if "records" in doc:
+        items = doc["records"]
+        if not isinstance(items, list) or not items:
+            raise DecodeError("expected a non-empty list of records", "records")
+        return [record_from_dict(item, f"records[{i}]") for i, item in enumerate(items)]
+    if "kind" in doc:
+        body = {k: v for k, v in doc.items() if k not in ("schema", "message_id", "trace_id")}
+        return [record_from_dict(body, "record")]
+    raise DecodeError("expected 'records' (a list) or a single record with 'kind'")
+
+
+def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
+    if not records:
+        raise EncodeError("nothing to encode: no records")
+    options = options or {}
+    doc: dict[str, Any] = {"schema": SCHEMA}
+    if options.get("message_control_id"):
+        doc["message_id"] = options["message_control_id"]
+    if options.get("trace_id"):
+        doc["trace_id"] = options["trace_id"]
+    doc["records"] = [record_to_dict(r) for r in records]
+    indent = options.get("indent", 2)
+    return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def peek(raw: bytes) -> MessageHeader:
+    """Read the sender's message id and trace id; never raises (decode reports problems later)."""
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return MessageHeader()
+    if not isinstance(doc, dict):
+        return MessageHeader()
+    message_id = doc.get("message_id") if isinstance(doc.get("message_id"), str) else None
+    trace_id = doc.get("trace_id") if isinstance(doc.get("trace_id"), str) else None
+    kinds = [r.get("kind") for r in doc.get("records", []) if isinstance(r, dict)] if isinstance(
+        doc.get("records"), list) else [doc.get("kind")]
+    return MessageHeader(
+        control_id=message_id,
+        message_type="+".join(k for k in kinds if isinstance(k, str)) or None,
+        dedupe_key=f"bridge:{message_id}" if message_id else None,
+        trace_id=trace_id,
+    )
+
+
+def detect(raw: bytes) -> bool:
+    head = raw[:200].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") and b"telemed-bridge/" in raw[:4096]
+
+
+@hookimpl
+def bridge_formats() -> list[FormatSpec]:
+    return [
+        FormatSpec(
+            name="bridge",
+            media_type=MEDIA_TYPE,
+            decode=decode,
+            encode=encode,
+            peek=peek,
+            detect=detect,
+            file_extension="json",
+            description="Canonical records as JSON (schema telemed-bridge/1)",
+        )
+    ]

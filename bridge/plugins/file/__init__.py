@@ -1,0 +1,190 @@
+"""The ``file`` transport: an inbox folder as a source and an outbox folder as a destination.
+
+URLs: ``file:///absolute/path`` or ``file://relative/path`` (relative to the config file's folder).
+
+Source: polls the folder, submits each file to the intake, and only after the durable commit moves
+it to ``.processed/`` (or deletes it, ``after: delete``). A crash between commit and move means the
+file is read again on restart; the intake recognises it as a duplicate (same name and content), so
+nothing is queued twice and nothing is lost. Files whose names start with ``.`` or end in ``.tmp``
+or ``.part`` are still being written and are skipped: writers should write then rename. A file
+over the channel's size limit, or one the intake refuses outright, goes to ``.rejected/`` with a
+``.reason.txt`` beside it.
+
+Destination: writes each payload atomically (temporary file, fsync, rename) as
+``{message_id}-{outbox_id}.{ext}`` unless ``options: {filename: …}`` says otherwise, so a
+re-delivery overwrites the same file instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from bridge import (
+    Delivery,
+    DestinationContext,
+    SourceContext,
+    TransientDeliveryError,
+    TransportSpec,
+    hookimpl,
+)
+
+log = logging.getLogger(__name__)
+
+SKIP_SUFFIXES = (".tmp", ".part", ".reason.txt")
+
+
+def path_from_url(url: str, config_dir: str) -> Path:
+    """``file:///abs`` → ``/abs``; ``file://rel`` or ``file:rel`` → ``config_dir/rel``."""
+    rest = url[len("file:"):]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    path = Path(rest)
+    if not path.is_absolute():
+        path = Path(config_dir) / path
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader never sees a half-written file, even after a crash."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class FolderSource:
+    """Polls a folder; every file is one message."""
+
+    def __init__(self, ctx: SourceContext):
+        self.ctx = ctx
+        self.folder = path_from_url(ctx.url, ctx.config_dir)
+        opts = ctx.options
+        self.poll_seconds = float(opts.get("poll_seconds", 0.5))
+        self.min_age_seconds = float(opts.get("min_age_seconds", 0.0))
+        self.after = opts.get("after", "move")
+        self.processed = self.folder / ".processed"
+        self.rejected = self.folder / ".rejected"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        for folder in (self.folder, self.processed, self.rejected):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name=f"file-source-{self.ctx.channel}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling: one bad file or a store hiccup must not stop the source
+                log.exception("file source %s: poll failed", self.ctx.channel)
+            self._stop.wait(self.poll_seconds)
+
+    def ready_files(self) -> list[Path]:
+        now = time.time()
+        files = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or entry.name.endswith(SKIP_SUFFIXES) or not entry.is_file():
+                    continue
+                if self.min_age_seconds and now - entry.stat().st_mtime < self.min_age_seconds:
+                    continue
+                files.append(Path(entry.path))
+        return sorted(files)
+
+    def poll_once(self) -> int:
+        """Submit every ready file once; returns how many were taken in."""
+        taken = 0
+        for path in self.ready_files():
+            if self._stop.is_set():
+                break
+            if self.take(path):
+                taken += 1
+        return taken
+
+    def take(self, path: Path) -> bool:
+        size = path.stat().st_size
+        if size > self.ctx.max_message_bytes:
+            self._reject(path, f"file is {size} bytes, over the channel limit of {self.ctx.max_message_bytes}")
+            return False
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        receipt = self.ctx.submit(raw, {"file": path.name, "dedupe_key": f"file:{path.name}:{digest}"})
+        if not receipt.accepted and receipt.message_id is None:
+            self._reject(path, receipt.error or "refused by the intake")
+            return False
+        self._done(path)
+        return True
+
+    def _done(self, path: Path) -> None:
+        if self.after == "delete":
+            path.unlink(missing_ok=True)
+        else:
+            os.replace(path, self.processed / path.name)
+
+    def _reject(self, path: Path, reason: str) -> None:
+        log.warning("file source %s: rejected a file: %s", self.ctx.channel, reason)
+        os.replace(path, self.rejected / path.name)
+        (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+
+
+class FolderDestination:
+    """Writes each delivery as one file."""
+
+    def __init__(self, ctx: DestinationContext):
+        self.folder = path_from_url(ctx.url, ctx.config_dir)
+        self.template = ctx.options.get("filename", "{message_id}-{outbox_id}.{ext}")
+
+    def send(self, delivery: Delivery) -> str:
+        name = self.template.format(
+            message_id=delivery.message_id,
+            outbox_id=delivery.outbox_id,
+            ext=delivery.file_extension,
+            destination=delivery.destination,
+            trace_id=delivery.trace_id or "",
+        )
+        target = self.folder / name
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, delivery.payload)
+        except OSError as exc:
+            raise TransientDeliveryError(f"could not write {target}: {exc.strerror or exc}") from exc
+        return f"wrote {name} ({len(delivery.payload)} bytes)"
+
+    def close(self) -> None:
+        pass
+
+
+
+@hookimpl
+def bridge_transports() -> list[TransportSpec]:
+    return [
+        TransportSpec(
+            scheme="file",
+            source=FolderSource,
+            destination=FolderDestination,
+            description="Inbox folder source and atomic-write outbox folder destination",
+        )
+    ]
