@@ -56,6 +56,7 @@ from bridge.errors import (  # noqa: E402
     TransientDeliveryError,
 )
 from bridge.plugin_types import (  # noqa: E402
+    CommandSpec,
     ConfigSection,
     Delivery,
     Destination,

@@ -235,7 +235,7 @@ def cmd_replay(args) -> int:
 # --- parser --------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Telemed Bridge: an interface engine for telemedicine.")
     parser.add_argument("--version", action="version", version=f"bridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -271,11 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.add_argument("--reason", required=True)
     p.add_argument("--actor", help=argparse.SUPPRESS)
+    for name, spec in sorted((plugins.commands() if plugins else {}).items()):
+        if name in sub.choices:
+            raise PluginError(f"plugin command {name!r} clashes with a built-in command")
+        p = sub.add_parser(name, help=spec.help, description=spec.help)
+        spec.configure(p)
+        p.set_defaults(func=spec.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser(_plugins())
+    except BridgeError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pluggy
 
 from bridge.plugin_types import (
+    CommandSpec,
     ConfigSection,
     DestinationProfile,
     FormatSpec,
@@ -130,4 +131,21 @@ def bridge_config_sections() -> list[ConfigSection]:
         @hookimpl
         def bridge_config_sections():
             return [ConfigSection(name="acme", validate=validate_acme_settings)]
+    """
+
+
+@hookspec
+def bridge_commands() -> list[CommandSpec]:
+    """Register ``bridge`` sub-commands (e.g. ``bridge send`` for MLLP).
+
+    Called once when the command line is parsed. Return a list of
+    :class:`~bridge.plugin_types.CommandSpec`; names must not clash with built-in commands or
+    other plugins' commands.
+
+    Example::
+
+        @hookimpl
+        def bridge_commands():
+            return [CommandSpec(name="acme-ping", help="check the Acme endpoint",
+                                configure=lambda p: p.add_argument("url"), run=ping)]
     """

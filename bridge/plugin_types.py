@@ -234,3 +234,18 @@ class ConfigSection:
     name: str
     validate: Callable[[Any], list[tuple[str, str]]]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A ``bridge`` sub-command contributed by a plugin (e.g. ``bridge send`` from the HL7v2 plugin).
+
+    ``configure(parser)`` adds its arguments to an ``argparse`` sub-parser; ``run(args)`` returns
+    the exit code (0 success, 1 failure, 2 bad usage or input) and raises ``BridgeError`` subclasses
+    for problems, which the CLI prints as one clear line.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any], int]

@@ -23,6 +23,7 @@ import pluggy
 from bridge import hookspecs
 from bridge.errors import PluginError
 from bridge.plugin_types import (
+    CommandSpec,
     ConfigSection,
     DestinationProfile,
     FormatSpec,
@@ -56,6 +57,7 @@ REGISTRIES = (
     _Registry("bridge_job_types", "job", JobType, "name"),
     _Registry("bridge_web_blueprints", "web", WebBlueprint, "name"),
     _Registry("bridge_config_sections", "config", ConfigSection, "name"),
+    _Registry("bridge_commands", "command", CommandSpec, "name"),
 )
 
 
@@ -216,6 +218,9 @@ class PluginManager:
 
     def config_sections(self) -> dict[str, ConfigSection]:
         return self._table("config")
+
+    def commands(self) -> dict[str, CommandSpec]:
+        return self._table("command")
 
     def format(self, name: str) -> FormatSpec:
         """The format called ``name``, or a PluginError listing the known ones."""

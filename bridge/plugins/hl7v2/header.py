@@ -1,0 +1,110 @@
+"""A cheap, forgiving read of an HL7v2 message's MSH segment (what the intake and MLLP need).
+
+It splits only the first segment, so it costs microseconds whatever the message size. Full
+decoding lives in the format's decoder; this module must never raise on bad input except through
+:func:`parse_msh`, whose errors say exactly what is wrong with the MSH.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge import DecodeError, MessageHeader
+
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Separators:
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+    @property
+    def encoding_characters(self) -> str:
+        return self.component + self.repetition + self.escape + self.subcomponent
+
+
+@dataclass(frozen=True)
+class MSH:
+    """MSH fields by their HL7 number (``fields[9]`` is MSH-9); MSH-1 and MSH-2 are the separators."""
+
+    separators: Separators
+    fields: tuple[str, ...]
+
+    def get(self, number: int) -> str:
+        return self.fields[number] if number < len(self.fields) else ""
+
+    def component(self, number: int, index: int = 1) -> str:
+        parts = self.get(number).split(self.separators.component)
+        return parts[index - 1] if index - 1 < len(parts) else ""
+
+    @property
+    def control_id(self) -> str:
+        return self.get(10)
+
+    @property
+    def message_type(self) -> str:
+        t = self.get(9).split(self.separators.component)
+        return "^".join(p for p in t[:2] if p)
+
+
+def first_segment(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.lstrip("\ufeff").lstrip()
+    for sep in ("\r", "\n"):
+        idx = text.find(sep)
+        if idx != -1:
+            text = text[:idx]
+    return text
+
+
+def parse_msh(raw: bytes | str) -> MSH:
+    """Parse the MSH segment; raises DecodeError naming the problem (missing MSH, bad separators…)."""
+    seg = first_segment(raw)
+    if seg.startswith("FHS") or seg.startswith("BHS"):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+            if line.startswith("MSH"):
+                seg = line
+                break
+    if not seg.startswith("MSH"):
+        raise DecodeError("message does not start with an MSH segment", "MSH")
+    if len(seg) < 8:
+        raise DecodeError("MSH segment is too short to hold its separators", "MSH-2")
+    field_sep = seg[3]
+    enc = seg[4:8] if len(seg) > 8 and seg[8] == field_sep else seg[4:].split(field_sep, 1)[0]
+    if field_sep.isalnum() or field_sep in " \r\n":
+        raise DecodeError(f"invalid field separator {field_sep!r}", "MSH-1")
+    if len(enc) < 2:
+        raise DecodeError(f"MSH-2 encoding characters {enc!r} are incomplete", "MSH-2")
+    chars = [field_sep, *enc]
+    if len(set(chars)) != len(chars):
+        raise DecodeError(f"duplicate encoding characters in MSH-1/MSH-2 ({field_sep}{enc})", "MSH-2")
+    seps = Separators(
+        field=field_sep,
+        component=enc[0],
+        repetition=enc[1] if len(enc) > 1 else "~",
+        escape=enc[2] if len(enc) > 2 else "\\",
+        subcomponent=enc[3] if len(enc) > 3 else "&",
+    )
+    parts = seg.split(field_sep)
+    # parts[0] == "MSH", parts[1] == encoding characters: MSH-n is parts[n - 1] for n >= 2.
+    fields = ("MSH", field_sep, *parts[1:])
+    return MSH(seps, tuple(fields))
+
+
+def peek(raw: bytes) -> MessageHeader:
+    """The intake's header read: sending application/facility and MSH-10. Never raises."""
+    try:
+        msh = parse_msh(raw[:4096])
+    except DecodeError:
+        return MessageHeader()
+    return MessageHeader(
+        control_id=msh.control_id or None,
+        sending_application=msh.component(3) or None,
+        sending_facility=msh.component(4) or None,
+        message_type=msh.message_type or None,
+    )
