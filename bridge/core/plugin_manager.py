@@ -152,7 +152,8 @@ class PluginManager:
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+            name = self._pm.get_name(exc.plugin) or repr(exc.plugin)
+            raise PluginError(f"plugin {name!r} implements a hook that does not exist: {exc}") from exc
 
     # --- tables --------------------------------------------------------------------------------
 

@@ -82,10 +82,16 @@ class FolderSource:
         self.rejected = self.folder / ".rejected"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._folders_ready = False
+
+    def _ensure_folders(self) -> None:
+        if not self._folders_ready:
+            for folder in (self.folder, self.processed, self.rejected):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._folders_ready = True
 
     def start(self) -> None:
-        for folder in (self.folder, self.processed, self.rejected):
-            folder.mkdir(parents=True, exist_ok=True)
+        self._ensure_folders()
         self._thread = threading.Thread(target=self._run, name=f"file-source-{self.ctx.channel}", daemon=True)
         self._thread.start()
 
@@ -116,6 +122,7 @@ class FolderSource:
 
     def poll_once(self) -> int:
         """Submit every ready file once; returns how many were taken in."""
+        self._ensure_folders()
         taken = 0
         for path in self.ready_files():
             if self._stop.is_set():

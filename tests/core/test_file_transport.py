@@ -1,0 +1,117 @@
+"""The file transport: inbox folder source and atomic outbox destination."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from bridge import Delivery, DestinationContext, Receipt, SourceContext
+from bridge.errors import StoreError
+from bridge.plugins.file import FolderDestination, FolderSource, path_from_url
+from bridge.testing import engine_from_dict
+from tests.core.helpers import encounter_message
+
+
+def test_paths_resolve_against_the_config_folder(tmp_path):
+    assert path_from_url("file:///abs/inbox", str(tmp_path)) == __import__("pathlib").Path("/abs/inbox")
+    assert path_from_url("file://rel/inbox", str(tmp_path)) == tmp_path / "rel" / "inbox"
+    assert path_from_url("file:../x", str(tmp_path)) == tmp_path / ".." / "x"
+
+
+def engine_with_inbox(tmp_path, **channel):
+    config = {
+        "channels": {"in": {"source": "file://inbox", "format": "bridge", "routes": [{"to": ["out"]}], **channel}},
+        "destinations": {"out": {"url": "file://outbox", "format": "bridge"}},
+    }
+    engine = engine_from_dict(config, tmp_path)
+    engine.open_sources()
+    (source,) = engine.sources
+    for folder in (source.folder, source.processed, source.rejected):
+        folder.mkdir(parents=True, exist_ok=True)
+    return engine, source
+
+
+def test_inbox_file_is_committed_then_moved(tmp_path):
+    engine, source = engine_with_inbox(tmp_path)
+    (source.folder / "a.json").write_bytes(encounter_message(1))
+    (source.folder / "b.json.part").write_bytes(b"half written")
+    (source.folder / ".hidden").write_bytes(b"x")
+    assert source.poll_once() == 1
+    assert (source.processed / "a.json").exists() and not (source.folder / "a.json").exists()
+    assert (source.folder / "b.json.part").exists()
+    (message,) = engine.store.search()
+    assert message.origin == {"file": "a.json"}
+
+
+def test_file_seen_again_after_a_crash_is_a_duplicate(tmp_path):
+    engine, source = engine_with_inbox(tmp_path)
+    (source.folder / "a.json").write_bytes(encounter_message(1))
+    source.poll_once()
+    shutil.copy(source.processed / "a.json", source.folder / "a.json")  # the move "did not happen"
+    source.poll_once()
+    assert len(engine.store.search()) == 1
+    changed = encounter_message(2)
+    (source.folder / "a.json").write_bytes(changed)  # same name, new content: a new message
+    source.poll_once()
+    assert len(engine.store.search()) == 2
+
+
+def test_oversized_file_is_rejected_with_a_reason_and_kept(tmp_path):
+    engine, source = engine_with_inbox(tmp_path, max_message_bytes=100)
+    (source.folder / "big.json").write_bytes(b"x" * 500)
+    source.poll_once()
+    assert (source.rejected / "big.json").read_bytes() == b"x" * 500
+    assert "over the channel limit of 100" in (source.rejected / "big.json.reason.txt").read_text()
+    assert engine.store.search() == []
+
+
+def test_store_failure_leaves_the_file_in_the_inbox(tmp_path):
+    def failing_submit(raw, origin):
+        raise StoreError("disk full")
+
+    folder = tmp_path / "inbox"
+    ctx = SourceContext(url="file://inbox", channel="c", options={}, submit=failing_submit,
+                        config_dir=str(tmp_path), max_message_bytes=1000, format_name="bridge")
+    source = FolderSource(ctx)
+    folder.mkdir()
+    (folder / "a.json").write_bytes(b"{}")
+    with pytest.raises(StoreError):
+        source.poll_once()
+    assert (folder / "a.json").exists()
+
+
+def test_min_age_waits_for_writers(tmp_path):
+    seen = []
+    ctx = SourceContext(url="file://inbox", channel="c", options={"min_age_seconds": 0.3},
+                        submit=lambda raw, origin: seen.append(raw) or Receipt(1, True),
+                        config_dir=str(tmp_path), max_message_bytes=1000, format_name="bridge")
+    source = FolderSource(ctx)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a").write_bytes(b"1")
+    assert source.poll_once() == 0
+    old = time.time() - 5
+    os.utime(tmp_path / "inbox" / "a", (old, old))
+    assert source.poll_once() == 1 and seen == [b"1"]
+
+
+def test_destination_writes_atomically_and_redelivery_overwrites(tmp_path):
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", options={}, config_dir=str(tmp_path)))
+    delivery = Delivery(outbox_id=7, message_id=3, destination="out", payload=b"{}", media_type="application/json",
+                        file_extension="json", attempt=1)
+    assert dest.send(delivery) == "wrote 3-7.json (2 bytes)"
+    dest.send(delivery)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["3-7.json"]
+
+
+def test_destination_write_failure_is_transient(tmp_path):
+    from bridge import TransientDeliveryError
+
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the folder should be")
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", options={}, config_dir=str(tmp_path)))
+    delivery = Delivery(1, 1, "out", b"x", "text/plain", "txt", 1)
+    with pytest.raises(TransientDeliveryError, match="could not write"):
+        dest.send(delivery)

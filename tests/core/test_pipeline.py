@@ -1,0 +1,302 @@
+"""The engine's path end to end in one process: intake → worker → outbox → deliverer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge import PolicyDecision, PolicySpec, RuleResult, hookimpl
+from bridge.testing import engine_from_dict, plugin_manager
+from tests.core.helpers import encounter_message, prescription_message
+
+
+def make_engine(tmp_path, scripted, *, routes=None, destinations=None, order=None, policies=()):
+    plugins = plugin_manager(("scripted", scripted.plugin()), *policies)
+    config = {
+        "channels": {
+            "visits": {
+                "source": "file://inbox",
+                "format": "bridge",
+                "routes": routes if routes is not None else [{"to": ["ehr"]}],
+                **({"order": order} if order else {}),
+            }
+        },
+        "destinations": destinations
+        or {"ehr": {"url": "script://ehr", "format": "bridge", "retry": {"max_attempts": 3, "initial_seconds": 0}}},
+    }
+    engine = engine_from_dict(config, tmp_path, plugins)
+    engine.open_destinations()
+    return engine
+
+
+def statuses(engine, message_id):
+    return [e.kind for e in engine.store.events(message_id)]
+
+
+def test_message_is_stored_routed_and_delivered(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1), {"file": "a.json"})
+    assert receipt.accepted and not receipt.duplicate
+    assert engine.store.get_message(receipt.message_id).status == "received"
+
+    engine.drain()
+
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "delivered"
+    assert message.patient_id == "MRN1" and message.encounter_id == "ENC-1"
+    assert message.records[0]["kind"] == "Encounter"
+    assert statuses(engine, receipt.message_id) == ["received", "decoded", "routed", "queued", "delivered"]
+    sent = scripted.sent["ehr"]
+    assert len(sent) == 1
+    payload = json.loads(sent[0].payload)
+    assert payload["records"][0]["id"] == "ENC-1"
+    assert payload["message_id"] == f"TB{receipt.message_id}"
+    assert payload["trace_id"] == message.trace_id
+
+
+def test_duplicate_is_not_queued_twice(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    first = engine.submit("visits", encounter_message(1, message_id="platform-42"))
+    again = engine.submit("visits", encounter_message(1, message_id="platform-42"))
+    assert again.duplicate and again.message_id == first.message_id
+    engine.drain()
+    assert len(scripted.sent["ehr"]) == 1
+    assert "duplicate" in statuses(engine, first.message_id)
+
+
+def test_undecodable_message_is_kept_with_its_error(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    raw = b'{"schema": "telemed-bridge/1", "records": [{"kind": "Encounter", "period": {"start": "yesterday"}}]}'
+    receipt = engine.submit("visits", raw)
+    engine.drain()
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "failed"
+    assert "records[0].period.start" in message.error and "ISO 8601" in message.error
+    assert engine.store.get_raw(receipt.message_id) == raw
+    assert "decode_failed" in statuses(engine, receipt.message_id)
+    assert "ehr" not in scripted.sent
+
+
+def test_transient_failure_is_retried_then_delivered(tmp_path, scripted):
+    scripted.script("ehr", ["transient", "transient", "ok"])
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "delivered"
+    assert statuses(engine, receipt.message_id).count("delivery_failed") == 2
+    (row,) = engine.store.outbox_rows(message_id=receipt.message_id)
+    assert row.attempts == 3 and row.status == "delivered"
+
+
+def test_permanent_failure_goes_to_dead_letters_at_once(tmp_path, scripted):
+    scripted.script("ehr", ["permanent"])
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    assert engine.store.get_message(receipt.message_id).status == "dead"
+    (row,) = engine.store.outbox_rows(status="dead")
+    assert row.attempts == 1 and "peer refused" in row.last_error
+    assert "dead_letter" in statuses(engine, receipt.message_id)
+
+
+def test_retries_are_bounded(tmp_path, scripted):
+    scripted.script("ehr", ["transient"] * 10)
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    (row,) = engine.store.outbox_rows(message_id=receipt.message_id)
+    assert row.status == "dead" and row.attempts == 3
+    assert "gave up after 3 attempts" in row.last_error
+
+
+def test_unexpected_destination_exception_is_retried_not_fatal(tmp_path, scripted):
+    scripted.script("ehr", ["boom", "ok"])
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    assert engine.store.get_message(receipt.message_id).status == "delivered"
+
+
+def test_replay_creates_a_linked_message_and_delivers_again(tmp_path, scripted):
+    scripted.script("ehr", ["permanent"])
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    new_id = engine.store.replay(receipt.message_id, reason="EHR interface fixed", actor="test")
+    engine.drain()
+    replayed = engine.store.get_message(new_id)
+    original = engine.store.get_message(receipt.message_id)
+    assert replayed.status == "delivered" and replayed.replay_of == receipt.message_id
+    assert replayed.trace_id == original.trace_id
+    assert "replayed" in statuses(engine, receipt.message_id)
+    entry = engine.store.audit_entries(1)[0]
+    assert entry.action == "replay" and entry.detail["reason"] == "EHR interface fixed"
+    with pytest.raises(Exception, match="reason"):
+        engine.store.replay(receipt.message_id, reason=" ", actor="test")
+
+
+def test_routes_filter_by_record_kind_and_field(tmp_path, scripted):
+    destinations = {
+        "ehr": {"url": "script://ehr", "format": "bridge"},
+        "pharmacy": {"url": "script://pharmacy", "format": "bridge"},
+    }
+    routes = [
+        {"when": {"record": "Encounter", "match": {"modality": ["video", "audio_only"]}}, "to": ["ehr"]},
+        {"when": {"record": ["Prescription"]}, "to": ["pharmacy"]},
+    ]
+    engine = make_engine(tmp_path, scripted, routes=routes, destinations=destinations)
+    video = engine.submit("visits", encounter_message(1))
+    in_person = engine.submit("visits", encounter_message(2, modality="in_person"))
+    rx = engine.submit("visits", prescription_message("RX-9"))
+    engine.drain()
+    assert engine.store.get_message(video.message_id).status == "delivered"
+    assert engine.store.get_message(in_person.message_id).status == "filtered"
+    assert engine.store.get_message(rx.message_id).status == "delivered"
+    assert [json.loads(d.payload)["records"][0]["kind"] for d in scripted.sent["pharmacy"]] == ["Prescription"]
+    assert len(scripted.sent["ehr"]) == 1
+
+
+def test_trace_id_links_messages_of_one_encounter(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    visit = engine.submit("visits", encounter_message(7))
+    rx = engine.submit("visits", prescription_message("RX-7", encounter="ENC-7"))
+    other = engine.submit("visits", encounter_message(8))
+    engine.drain()
+    trace = engine.store.get_message(visit.message_id).trace_id
+    assert engine.store.get_message(rx.message_id).trace_id == trace
+    assert engine.store.get_message(other.message_id).trace_id != trace
+    assert {m.id for m in engine.store.search(keys={"trace_id": trace})} == {visit.message_id, rx.message_id}
+
+
+def _policy(outcome):
+    class Gate:
+        @hookimpl
+        def bridge_policies(self):
+            def evaluate(request):
+                rx = [r for r in request.records if r.kind == "Prescription"]
+                if not rx:
+                    return PolicyDecision("ALLOW")
+                return PolicyDecision(outcome, (RuleResult("T1", outcome, f"test says {outcome}", "test basis"),),
+                                      ruleset="test-1")
+            return [PolicySpec(name=f"gate-{outcome}", evaluate=evaluate)]
+
+    return (f"gate-{outcome}", Gate())
+
+
+def test_policy_block_rejects_with_reasons(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted, policies=[_policy("BLOCK")])
+    rx = engine.submit("visits", prescription_message())
+    visit = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    message = engine.store.get_message(rx.message_id)
+    assert message.status == "rejected" and "T1: test says BLOCK" in message.error
+    policy_event = next(e for e in engine.store.events(rx.message_id) if e.kind == "policy")
+    assert policy_event.detail["rules"][0]["basis"] == "test basis"
+    assert engine.store.get_message(visit.message_id).status == "delivered"
+
+
+def test_policy_review_holds_until_released(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    rx = engine.submit("visits", prescription_message())
+    engine.drain()
+    assert engine.store.get_message(rx.message_id).status == "held"
+    (hold,) = engine.store.holds()
+    assert hold.message_id == rx.message_id and hold.reasons[0]["id"] == "T1"
+    assert "ehr" not in scripted.sent
+
+    engine.store.resolve_hold(rx.message_id, "release", reason="checked PDMP by phone", actor="pharmacist")
+    engine.drain()
+    assert engine.store.get_message(rx.message_id).status == "delivered"
+    assert "policy_override" in statuses(engine, rx.message_id)
+    assert engine.store.audit_entries(1)[0].action == "hold.release"
+
+
+def test_policy_review_can_be_rejected(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    rx = engine.submit("visits", prescription_message())
+    engine.drain()
+    engine.store.resolve_hold(rx.message_id, "reject", reason="no DEA registration", actor="pharmacist")
+    engine.drain()
+    assert engine.store.get_message(rx.message_id).status == "rejected"
+    assert engine.store.holds() == []
+
+
+def test_policy_that_raises_holds_for_review(tmp_path, scripted):
+    class Broken:
+        @hookimpl
+        def bridge_policies(self):
+            def evaluate(request):
+                raise ValueError("bug")
+            return [PolicySpec(name="broken", evaluate=evaluate)]
+
+    engine = make_engine(tmp_path, scripted, policies=[("broken", Broken())])
+    rx = engine.submit("visits", prescription_message())
+    engine.drain()
+    assert engine.store.get_message(rx.message_id).status == "held"
+
+
+def test_strict_lane_waits_for_its_head(tmp_path, scripted):
+    scripted.script("ehr", ["transient"])
+    engine = make_engine(tmp_path, scripted, order={"by": "patient", "mode": "strict"})
+    first = engine.submit("visits", encounter_message(1, patient="P1"))
+    second = engine.submit("visits", encounter_message(2, patient="P1"))
+    other = engine.submit("visits", encounter_message(3, patient="P2"))
+    engine.process_one(), engine.process_one(), engine.process_one()
+    assert engine.deliver_one()  # head of P1 fails transiently
+    _delay_retries(engine, 3600)
+    while engine.deliver_one():
+        pass
+    sent_ids = [d.message_id for d in scripted.sent["ehr"]]
+    assert sent_ids == [first.message_id, other.message_id]  # P1's second waits behind its head
+    assert engine.store.get_message(second.message_id).status == "routed"
+
+
+def test_rotate_lane_flows_past_a_failing_message(tmp_path, scripted):
+    scripted.script("ehr", ["transient"])
+    engine = make_engine(tmp_path, scripted, order={"by": "patient", "mode": "rotate"})
+    first = engine.submit("visits", encounter_message(1, patient="P1"))
+    second = engine.submit("visits", encounter_message(2, patient="P1"))
+    engine.process_one(), engine.process_one()
+    assert engine.deliver_one()
+    _delay_retries(engine, 3600)
+    while engine.deliver_one():
+        pass
+    assert [d.message_id for d in scripted.sent["ehr"]] == [first.message_id, second.message_id]
+    assert engine.store.get_message(second.message_id).status == "delivered"
+    assert engine.store.get_message(first.message_id).status == "routed"
+
+
+def _delay_retries(engine, seconds):
+    conn = engine.store._conn()
+    conn.execute("UPDATE outbox SET next_attempt_at = next_attempt_at + ? WHERE status='pending' AND attempts > 0",
+                 (seconds,))
+
+
+def test_encode_failure_keeps_message_failed_without_outbox(tmp_path, scripted):
+    from bridge import EncodeError, FormatSpec
+
+    class Refuser:
+        @hookimpl
+        def bridge_formats(self):
+            def encode(records, options):
+                raise EncodeError("Encounter has no visit number")
+            return [FormatSpec(name="refuser", media_type="text/plain", decode=lambda raw, o: [], encode=encode)]
+
+    destinations = {"ehr": {"url": "script://ehr", "format": "refuser"}}
+    engine = make_engine(tmp_path, scripted, destinations=destinations, policies=[("refuser", Refuser())])
+    receipt = engine.submit("visits", encounter_message(1))
+    engine.drain()
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "failed" and "no visit number" in message.error
+    assert engine.store.outbox_rows(message_id=receipt.message_id) == []
+
+
+def test_oversized_message_is_refused_before_storing(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    channel = engine.config.channels["visits"]
+    big = b"x" * (channel.max_message_bytes + 1)
+    receipt = engine.submit("visits", big)
+    assert not receipt.accepted and receipt.message_id is None
+    assert "over the channel limit" in receipt.error

@@ -1,0 +1,181 @@
+"""The store contract. Every backend runs this suite (SQLite now; PostgreSQL joins the params later)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from bridge.core.store.base import NewOutbox, ProcessingResult
+from bridge.core.store.sqlite import SQLiteStore
+from bridge.errors import BridgeError, LeaseLost
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path):
+    s = SQLiteStore(str(tmp_path / "store.db"))
+    yield s
+    s.close()
+
+
+def receive(store, raw=b"hello", key=None, channel="ch"):
+    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1"}, origin={"file": "f"})
+
+
+def routed(store, claim, destinations=("d",), order_key="P1", mode="strict"):
+    outbox = [NewOutbox(d, b"payload", "text/plain", "txt", order_key, mode) for d in destinations]
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=outbox, keys={"patient_id": order_key},
+                                                    records=[{"kind": "Patient"}], trace_id="t1"))
+
+
+def test_sqlite_is_wal_with_full_sync(store):
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_migrations_are_versioned_and_idempotent(tmp_path):
+    path = str(tmp_path / "m.db")
+    first = SQLiteStore(path)
+    assert first.schema_version() == 1
+    first.close()
+    again = SQLiteStore(path)
+    assert again.schema_version() == 1
+    assert again._read("SELECT COUNT(*) FROM schema_migrations")[0][0] == 1
+    again.close()
+
+
+def test_receive_stores_raw_bytes_hash_and_dedupes(store):
+    mid, dup = receive(store, b"\x00raw\xff", key="k1")
+    assert not dup
+    assert store.get_raw(mid) == b"\x00raw\xff"
+    msg = store.get_message(mid)
+    assert msg.size == 5 and len(msg.sha256) == 64 and msg.control_id == "C1" and msg.status == "received"
+    again, dup = receive(store, b"\x00raw\xff", key="k1")
+    assert dup and again == mid
+    assert [e.kind for e in store.events(mid)] == ["received", "duplicate"]
+
+
+def test_receive_with_error_keeps_the_message_as_failed(store):
+    mid, _ = store.receive("ch", "bridge", b"junk", dedupe_key=None, header={}, origin={}, error="no MSH")
+    assert store.get_message(mid).status == "failed" and store.get_message(mid).error == "no MSH"
+    assert store.claim_message("w", 30) is None
+
+
+def test_claim_is_exclusive_and_serial_per_channel(store):
+    a, _ = receive(store, b"a")
+    b, _ = receive(store, b"b")
+    c, _ = receive(store, b"c", channel="other")
+    first = store.claim_message("w1", 30)
+    second = store.claim_message("w2", 30)
+    assert first.id == a and second.id == c  # b waits: a of the same channel is in flight
+    assert store.claim_message("w3", 30) is None
+    routed(store, first)
+    assert store.claim_message("w3", 30).id == b
+
+
+def test_expired_lease_is_reclaimed_and_fences_the_old_owner(store):
+    receive(store)
+    stale = store.claim_message("crashed", 0.01)
+    time.sleep(0.02)
+    fresh = store.claim_message("w2", 30)
+    assert fresh.id == stale.id and fresh.token > stale.token
+    with pytest.raises(LeaseLost):
+        routed(store, stale)
+    routed(store, fresh)
+    assert store.get_message(fresh.id).status == "routed"
+
+
+def test_outbox_rows_commit_with_the_status_change(store):
+    receive(store)
+    claim = store.claim_message("w", 30)
+    routed(store, claim, destinations=("d1", "d2"))
+    rows = store.outbox_rows(message_id=claim.id)
+    assert [r.destination for r in rows] == ["d1", "d2"] and {r.status for r in rows} == {"pending"}
+
+
+def test_failed_transaction_leaves_nothing_behind(store):
+    receive(store)
+    claim = store.claim_message("w", 30)
+    bad = [NewOutbox("d", None, "text/plain", "txt", None, "strict")]  # NOT NULL payload violates
+    with pytest.raises(sqlite3.IntegrityError):
+        store.finish_processing(claim, ProcessingResult(status="routed", outbox=bad))
+    assert store.get_message(claim.id).status == "processing"
+    assert store.outbox_rows() == []
+
+
+def test_delivery_outcomes_settle_the_message(store):
+    receive(store)
+    claim = store.claim_message("w", 30)
+    routed(store, claim, destinations=("d1", "d2"))
+    one = store.claim_delivery("x", 30)
+    store.finish_delivery(one, "delivered", "ok")
+    assert store.get_message(claim.id).status == "routed"
+    two = store.claim_delivery("x", 30)
+    store.finish_delivery(two, "dead", "refused")
+    assert store.get_message(claim.id).status == "dead"
+
+
+def test_retry_waits_until_due_and_stale_deliverer_is_fenced(store):
+    receive(store)
+    routed(store, store.claim_message("w", 30), order_key=None)
+    first = store.claim_delivery("x", 0.01)
+    time.sleep(0.02)
+    second = store.claim_delivery("y", 30)
+    assert second.row.id == first.row.id and second.row.attempts == 2
+    with pytest.raises(LeaseLost):
+        store.finish_delivery(first, "delivered", "late")
+    store.finish_delivery(second, "retry", "busy", time.time() + 60)
+    assert store.claim_delivery("z", 30) is None
+    assert store.claim_delivery("z", 30, now=time.time() + 61).row.id == first.row.id
+
+
+def test_search_by_keys_status_channel_and_paging(store):
+    ids = []
+    for n in range(5):
+        mid, _ = receive(store, f"m{n}".encode(), channel="a" if n % 2 else "b")
+        ids.append(mid)
+    found = store.search(channel="b", limit=2)
+    assert [m.id for m in found] == [ids[4], ids[2]]
+    assert [m.id for m in store.search(channel="b", before_id=ids[2])] == [ids[0]]
+    claim = store.claim_message("w", 30)
+    routed(store, claim, order_key="MRN9")
+    assert [m.id for m in store.search(keys={"patient_id": "MRN9"})] == [claim.id]
+    assert [m.id for m in store.search(status="routed")] == [claim.id]
+    with pytest.raises(BridgeError, match="unknown key"):
+        store.search(keys={"name": "x"})
+    assert store.counts()["a"]["received"] == 2
+
+
+def test_watermarks(store):
+    assert store.get_watermark("epic-encounters") is None
+    store.set_watermark("epic-encounters", "2026-11-27T00:00:00Z")
+    store.set_watermark("epic-encounters", "2026-11-27T01:00:00Z")
+    assert store.get_watermark("epic-encounters") == "2026-11-27T01:00:00Z"
+
+
+def test_audit_log_is_hash_chained_append_only_and_verifiable(store):
+    for n in range(3):
+        store.audit("alice", "view", f"message:{n}", {"n": n})
+    assert store.verify_audit() is None
+    conn = store._conn()
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE audit_log SET actor='mallory' WHERE id=2")
+    conn.execute("DROP TRIGGER audit_log_no_update")  # an attacker with file access
+    conn.execute("UPDATE audit_log SET actor='mallory' WHERE id=2")
+    assert store.verify_audit() == 2
+
+
+def test_concurrent_receivers_lose_nothing(store):
+    def worker(prefix):
+        for n in range(50):
+            receive(store, f"{prefix}-{n}".encode(), key=f"{prefix}-{n}")
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(store.counts()["ch"].values()) == 200
