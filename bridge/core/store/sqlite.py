@@ -147,7 +147,7 @@ class SQLiteStore(Store):
         try:
             with self._tx() as conn:
                 if dedupe_key:
-                    row = conn.execute("SELECT message_id FROM dedupe_keys WHERE key = ?", (dedupe_key,)).fetchone()
+                    row = conn.execute("SELECT id FROM messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
                     if row:
                         self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
                         return row[0], True
@@ -162,10 +162,8 @@ class SQLiteStore(Store):
                      header.get("message_type"), header.get("trace_id"), error),
                 )
                 message_id = cur.lastrowid
-                if dedupe_key:
-                    conn.execute("INSERT INTO dedupe_keys VALUES (?, ?, ?)", (dedupe_key, message_id, now))
-                detail = {"channel": channel, "bytes": len(raw), "origin": dict(origin)}
-                self._event(conn, message_id, "received", detail, now)
+                # The "received" event is not stored: events() derives it from the message row, which
+                # saves the sender's commit a row and an index entry.
                 if error:
                     self._event(conn, message_id, "failed", {"error": error}, now)
                 return message_id, False
@@ -320,9 +318,18 @@ class SQLiteStore(Store):
         return bytes(rows[0][0]) if rows else None
 
     def events(self, message_id):
+        head = self._read("SELECT received_at, channel, size, origin, replay_of FROM messages WHERE id=?",
+                          (message_id,))
+        if not head:
+            return []
+        at, channel, size, origin, replay_of = head[0]
+        detail = {"channel": channel, "bytes": size, "origin": json.loads(origin or "{}")}
+        if replay_of:
+            detail["replay_of"] = replay_of
+        received = Event(0, message_id, at, "received", detail)
         rows = self._read("SELECT id, message_id, at, kind, detail FROM events WHERE message_id=? ORDER BY id",
                           (message_id,))
-        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return [received] + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def outbox_rows(self, message_id=None, status=None, limit=100):
         where, params = [], []
@@ -391,8 +398,7 @@ class SQLiteStore(Store):
             )
             new_id = cur.lastrowid
             self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor}, now)
-            self._event(conn, new_id, "received", {"channel": src[0], "bytes": src[4], "replay_of": message_id,
-                                                   "reason": reason, "actor": actor}, now)
+            self._event(conn, new_id, "replay", {"of": message_id, "reason": reason, "actor": actor}, now)
             self._audit(conn, actor, "replay", f"message:{message_id}", {"reason": reason, "new_message": new_id}, now)
         return new_id
 
