@@ -80,17 +80,24 @@ class SourceContext:
     """Everything a source needs: its URL, its channel's settings and the intake to submit to.
 
     ``submit(raw, origin)`` commits the bytes durably and returns a :class:`Receipt`; only after it
-    returns may the source acknowledge its sender. ``origin`` describes where the bytes came from
-    (file name, peer address) and is stored with the message.
+    returns may the source acknowledge its sender. It raises ``StoreError`` when the commit failed
+    (answer with an error, never a success). ``origin`` describes where the bytes came from (file
+    name, peer address) and is stored with the message. ``submit(raw, origin, error="…")`` keeps
+    bytes the source refuses (e.g. a request that failed validation) as a ``failed`` message, so bad
+    input is never lost, and returns a Receipt with ``accepted=False`` and that message's id.
+
+    ``decode(raw)`` runs the channel's format decoder (with the channel's options) for sources that
+    must answer synchronously about content (HTTP APIs answering 4xx); it raises ``DecodeError``.
     """
 
     url: str
     channel: str
     options: Mapping[str, Any]
-    submit: Callable[[bytes, Mapping[str, Any]], Receipt]
+    submit: Callable[..., Receipt]
     config_dir: str
     max_message_bytes: int
     format_name: str
+    decode: Callable[[bytes], list[Record]] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 

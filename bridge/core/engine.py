@@ -84,10 +84,12 @@ class Engine:
         spec = self.plugins.transports().get(scheme)
         if spec is None or spec.source is None:
             raise ConfigError([(f"channels.{ch.name}.source", f"no source transport for {scheme!r}")])
+        fmt = self.channel_plans[ch.name].format
         ctx = SourceContext(
             url=ch.source, channel=ch.name, options=ch.options,
-            submit=lambda raw, origin, _ch=ch: self.intake.submit(_ch, raw, origin),
+            submit=lambda raw, origin=None, error=None, _ch=ch: self.intake.submit(_ch, raw, origin, error),
             config_dir=self.config.config_dir, max_message_bytes=ch.max_message_bytes, format_name=ch.format,
+            decode=lambda raw, _fmt=fmt, _opts=ch.options: _fmt.decode(raw, _opts),
         )
         return spec.source(ctx)
 

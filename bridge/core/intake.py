@@ -43,8 +43,13 @@ class Intake:
         self.formats = formats
         self.wake = wake or threading.Event()
 
-    def submit(self, channel: ChannelConfig, raw: bytes, origin: Mapping[str, Any] | None = None) -> Receipt:
-        """Commit ``raw`` for ``channel``. Raises StoreError when the commit failed (answer AE, never AA)."""
+    def submit(self, channel: ChannelConfig, raw: bytes, origin: Mapping[str, Any] | None = None,
+               error: str | None = None) -> Receipt:
+        """Commit ``raw`` for ``channel``. Raises StoreError when the commit failed (answer AE, never AA).
+
+        With ``error`` the bytes are kept as a ``failed`` message (refused by the source, visible to
+        analysts, replayable) and the receipt says ``accepted=False``.
+        """
         origin = dict(origin or {})
         if len(raw) > channel.max_message_bytes:
             return Receipt(None, accepted=False,
@@ -60,10 +65,13 @@ class Intake:
         origin.pop("dedupe_key", None)
         try:
             message_id, duplicate = self.store.receive(
-                channel.name, fmt.name, raw, dedupe_key=key, header=asdict(header), origin=origin,
+                channel.name, fmt.name, raw, dedupe_key=None if error else key, header=asdict(header),
+                origin=origin, error=error,
             )
         except StoreError:
             log.error("channel %s: store commit failed; the sender must not be acknowledged", channel.name)
             raise
+        if error:
+            return Receipt(message_id, accepted=False, error=error, header=header)
         self.wake.set()
         return Receipt(message_id, accepted=True, duplicate=duplicate, header=header)

@@ -300,3 +300,19 @@ def test_oversized_message_is_refused_before_storing(tmp_path, scripted):
     receipt = engine.submit("visits", big)
     assert not receipt.accepted and receipt.message_id is None
     assert "over the channel limit" in receipt.error
+
+
+def test_source_refusal_keeps_the_bytes_as_failed(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    engine.open_sources()
+    (source,) = engine.sources
+    receipt = source.ctx.submit(b"not json", {"peer": "127.0.0.1"}, error="invalid JSON at line 1")
+    assert not receipt.accepted and receipt.message_id is not None
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "failed" and message.error == "invalid JSON at line 1"
+    assert engine.store.get_raw(receipt.message_id) == b"not json"
+    from bridge import DecodeError
+
+    with pytest.raises(DecodeError):
+        source.ctx.decode(b"not json")
+    assert source.ctx.decode(encounter_message(3))[0].id == "ENC-3"
