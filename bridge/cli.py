@@ -232,6 +232,44 @@ def cmd_replay(args) -> int:
     return EXIT_FAIL if failures else EXIT_OK
 
 
+def cmd_holds(args) -> int:
+    store = _store(args)
+    holds = store.holds(None if args.all else "open")
+    if args.json:
+        print(json.dumps([{"message_id": h.message_id, "status": h.status, "created_at": _iso(h.created_at),
+                           "reasons": list(h.reasons), "resolved_at": _iso(h.resolved_at) if h.resolved_at else None,
+                           "resolved_by": h.resolved_by, "resolution": h.resolution} for h in holds], indent=2))
+        return EXIT_OK
+    if not holds:
+        print("no holds", file=sys.stderr)
+        return EXIT_OK
+    for h in holds:
+        message = store.get_message(h.message_id)
+        keys = f"patient={message.patient_id or '-'} rx={message.prescription_number or '-'}" if message else ""
+        print(f"message {h.message_id}  {h.status:<9} held {_iso(h.created_at)}  {keys}")
+        for reason in h.reasons:
+            basis = f" [{reason.get('basis')}]" if reason.get("basis") else ""
+            print(f"    {reason.get('id')}: {reason.get('outcome')} — {reason.get('reason')}{basis}")
+        if h.resolution:
+            print(f"    {h.status} by {h.resolved_by} at {_iso(h.resolved_at)}: {h.resolution}")
+    return EXIT_OK
+
+
+def _resolve(args, action: str) -> int:
+    store = _store(args)
+    hold = store.resolve_hold(args.id, action, reason=args.reason, actor=_actor(args))
+    print(f"message {hold.message_id} {hold.status}: {hold.resolution}")
+    return EXIT_OK
+
+
+def cmd_release(args) -> int:
+    return _resolve(args, "release")
+
+
+def cmd_reject(args) -> int:
+    return _resolve(args, "reject")
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -271,6 +309,15 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.add_argument("--reason", required=True)
     p.add_argument("--actor", help=argparse.SUPPRESS)
+    p = add("holds", cmd_holds, "list messages held for review, with the reasons")
+    p.add_argument("--all", action="store_true", help="include released and rejected holds")
+    p.add_argument("--json", action="store_true")
+    for name, func, text in (("release", cmd_release, "release a held message: it is routed as if allowed"),
+                             ("reject", cmd_reject, "reject a held message: it is not routed")):
+        p = add(name, func, text)
+        p.add_argument("id", type=int, metavar="ID")
+        p.add_argument("--reason", required=True)
+        p.add_argument("--actor", help=argparse.SUPPRESS)
     for name, spec in sorted((plugins.commands() if plugins else {}).items()):
         if name in sub.choices:
             raise PluginError(f"plugin command {name!r} clashes with a built-in command")

@@ -146,3 +146,43 @@ def test_run_moves_an_encounter_from_inbox_to_outbox(tmp_path):
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_holds_release_and_reject_from_the_cli(tmp_path, capsys):
+    from bridge import PolicyDecision, PolicySpec, RuleResult, hookimpl
+    from bridge.core.config import load_config
+    from bridge.core.engine import Engine
+    from bridge.testing import plugin_manager
+    from tests.core.helpers import prescription_message
+
+    class Review:
+        @hookimpl
+        def bridge_policies(self):
+            rule = RuleResult("R2", "REVIEW", "patient location unknown", "21 CFR 1306.05")
+            return [PolicySpec(name="review-all", evaluate=lambda req: PolicyDecision("REVIEW", (rule,), "test"))]
+
+    path = config_file(tmp_path)
+    plugins = plugin_manager(("review", Review()))
+    path.write_text(path.read_text().replace("record: Encounter", "record: [Encounter, Prescription]"))
+    engine = Engine(load_config(path, plugins), plugins)
+    engine.open_destinations()
+    first = engine.submit("intake-json", prescription_message("RX-1")).message_id
+    second = engine.submit("intake-json", prescription_message("RX-2")).message_id
+    engine.drain()
+
+    assert main(["holds", "-c", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert f"message {first}" in text and "R2: REVIEW — patient location unknown [21 CFR 1306.05]" in text
+    assert main(["release", "-c", str(path), str(first), "--reason", "location confirmed by phone"]) == 0
+    assert "released: location confirmed by phone" in capsys.readouterr().out
+    assert main(["reject", "-c", str(path), str(second), "--reason", "no DEA registration in IA"]) == 0
+    assert main(["reject", "-c", str(path), str(second), "--reason", "again"]) == 1
+    assert "has no open hold" in capsys.readouterr().err
+    assert main(["holds", "-c", str(path), "--all", "--json"]) == 0
+    holds = json.loads(capsys.readouterr().out)
+    assert {h["status"] for h in holds} == {"released", "rejected"}
+    engine.drain()
+    assert engine.store.get_message(first).status == "delivered"
+    assert engine.store.get_message(second).status == "rejected"
+    actions = [e.action for e in engine.store.audit_entries()]
+    assert actions[:2] == ["hold.reject", "hold.release"]
