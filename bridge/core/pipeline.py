@@ -16,11 +16,11 @@ from typing import Any
 from bridge.core.config import ChannelConfig, DestinationConfig
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.keys import keys_of
-from bridge.core.model.records import Record
+from bridge.core.model.records import Prescription, PrescriptionEvent, Record
 from bridge.core.router import Router
-from bridge.core.store.base import MessageClaim, NewOutbox, ProcessingResult, Store
+from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
 from bridge.errors import DecodeError, EncodeError
-from bridge.plugin_types import FormatSpec, PolicyDecision, PolicyRequest, PolicySpec
+from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, PolicyRequest, PolicySpec
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,16 @@ class Processor:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
 
         keys = asdict(keys_of(records))
-        trace_id = claim.trace_id or self.store.find_trace(keys) or uuid.uuid4().hex
+        prescriptions, rx_events = _lifecycle_inputs(records)
+        relates_to = next((e.relates_to for e in rx_events if e.relates_to), None)
+        trace_id = (claim.trace_id or self.store.find_trace({**keys, "relates_to": relates_to})
+                    or uuid.uuid4().hex)
         summary = [record_to_dict(r) for r in records]
         events: list[tuple[str, Mapping[str, Any]]] = [
             ("decoded", {"format": plan.format.name, "records": [r.kind for r in records]})
         ]
-        base = {"records": summary, "keys": keys, "trace_id": trace_id}
+        base = {"records": summary, "keys": keys, "trace_id": trace_id,
+                "prescriptions": prescriptions, "prescription_events": rx_events}
 
         outcome, rules = self.evaluate(claim, records)
         if self.policies:
@@ -126,8 +130,9 @@ class Processor:
                 events.append(("encode_failed", {"destination": name, "error": type(exc).__name__}))
                 return ProcessingResult(status="failed", events=events,
                                         error=f"{dest.format.name} encoder error ({type(exc).__name__}): {exc}", **base)
+            header = _peek(dest.format, payload)
             outbox.append(NewOutbox(name, payload, dest.format.media_type, dest.format.file_extension,
-                                    order_key, plan.config.order_mode))
+                                    order_key, plan.config.order_mode, header.control_id, header.message_type))
         events.append(("routed", {"destinations": sorted(routed)}))
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
 
@@ -142,6 +147,28 @@ class Processor:
                 decisions.append((policy.name, PolicyDecision(
                     "REVIEW", (_rule("policy-error", f"policy {policy.name} failed: {type(exc).__name__}"),))))
         return combine(decisions)
+
+
+def _peek(fmt: FormatSpec, payload: bytes) -> MessageHeader:
+    """The control id and type our own encoded payload carries (to correlate the answers it gets)."""
+    try:
+        return fmt.peek(payload)
+    except Exception:  # peek must not fail; a buggy one only costs correlation
+        return MessageHeader()
+
+
+def _lifecycle_inputs(records: Sequence[Record]) -> tuple[list[str], list[PrescriptionEventIn]]:
+    """Prescriptions this message creates, and prescription events it reports, for the lifecycle."""
+    numbers, events = [], []
+    for record in records:
+        if isinstance(record, Prescription) and (record.prescriber_order_number or record.id):
+            numbers.append(record.prescriber_order_number or record.id)
+        elif isinstance(record, PrescriptionEvent):
+            events.append(PrescriptionEventIn(
+                event_type=record.event_type, relates_to=record.relates_to_message_id,
+                number=record.prescriber_order_number or record.prescription_id, code=record.code,
+                fill_status=record.fill_status, description=record.description, message_id=record.message_id))
+    return numbers, events
 
 
 def _rule(rule_id: str, reason: str):

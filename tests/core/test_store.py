@@ -38,12 +38,15 @@ def test_sqlite_is_wal_with_full_sync(store):
 
 def test_migrations_are_versioned_and_idempotent(tmp_path):
     path = str(tmp_path / "m.db")
+    from bridge.core.store.sqlite_schema import MIGRATIONS
+
+    latest = MIGRATIONS[-1][0]
     first = SQLiteStore(path)
-    assert first.schema_version() == 1
+    assert first.schema_version() == latest
     first.close()
     again = SQLiteStore(path)
-    assert again.schema_version() == 1
-    assert again._read("SELECT COUNT(*) FROM schema_migrations")[0][0] == 1
+    assert again.schema_version() == latest
+    assert again._read("SELECT COUNT(*) FROM schema_migrations")[0][0] == len(MIGRATIONS)
     again.close()
 
 

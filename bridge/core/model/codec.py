@@ -9,6 +9,8 @@ Unknown keys are kept in ``extra["json"]`` and written back in place, so nothing
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import math
 import re
 import types
 import typing
@@ -24,6 +26,21 @@ ISO_DATETIME = re.compile(
 )
 UNKNOWN_KEYS = "json"
 """``extra`` key under which JSON keys without a field are kept."""
+
+
+def valid_datetime(value: str) -> bool:
+    """ISO 8601 at any precision from year to fraction of a second, with a real calendar date."""
+    if not ISO_DATETIME.fullmatch(value):
+        return False
+    parts = value[:10].split("-")
+    if len(parts) == 3:
+        try:
+            datetime.date(int(parts[0]), int(parts[1]), int(parts[2]))
+        except ValueError:
+            return False
+    elif len(parts) == 2 and not 1 <= int(parts[1]) <= 12:
+        return False
+    return True
 
 
 @cache
@@ -92,6 +109,8 @@ def _build(cls: type, data: dict[str, Any], path: str) -> Any:
             unknown[key] = value
             continue
         kwargs[key] = _convert(hints[key], value, f"{path}.{key}", f.metadata)
+    if isinstance(kwargs.get("extra"), dict) and UNKNOWN_KEYS in kwargs["extra"] and not unknown:
+        raise DecodeError(f"extra.{UNKNOWN_KEYS} is reserved for fields without a place in the record", f"{path}.extra")
     if unknown:
         if "extra" not in known:
             raise DecodeError(f"unknown field(s): {', '.join(sorted(unknown))}", path)
@@ -116,7 +135,8 @@ def _convert(hint: Any, value: Any, path: str, meta: Any = None) -> Any:
         if not isinstance(value, list):
             raise DecodeError("expected a list", path)
         (item,) = typing.get_args(hint)
-        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        item_meta = {"choices": meta["item_choices"]} if meta and meta.get("item_choices") else None
+        return [_convert(item, v, f"{path}[{i}]", item_meta) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise DecodeError("expected an object", path)
@@ -140,13 +160,13 @@ def _scalar(hint: type, value: Any, path: str, meta: Any) -> Any:
             raise DecodeError("expected a whole number", path)
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DecodeError("expected a number", path)
-        return float(value)
+        return value  # a whole number stays whole: 30 tablets is written back as 30, not 30.0
     if hint is str:
         if not isinstance(value, str):
             raise DecodeError("expected a string", path)
-        if meta.get("format") == "datetime" and not ISO_DATETIME.match(value):
+        if meta.get("format") == "datetime" and not valid_datetime(value):
             raise DecodeError(f"expected an ISO 8601 date or date-time, got {value!r}", path)
         choices = meta.get("choices")
         if choices and value not in choices:

@@ -97,7 +97,7 @@ class DEARegistration:
 
     number: str
     state: str | None = None
-    schedules: list[str] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list, metadata={"item_choices": DEA_SCHEDULES[:-1]})
     expires: str | None = field(default=None, metadata=DATETIME)
 
 
@@ -264,7 +264,7 @@ class PrescriptionEvent(Record):
     """Something that happened to a prescription after it was sent (SCRIPT Status, Error, RxFill…)."""
 
     kind: ClassVar[str] = "PrescriptionEvent"
-    event_type: str = ""
+    event_type: str
     id: str | None = None
     message_id: str | None = None
     relates_to_message_id: str | None = None

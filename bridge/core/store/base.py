@@ -90,6 +90,8 @@ class OutboxRow:
     order_mode: str = "strict"
     last_error: str | None = None
     delivered_at: float | None = None
+    control_id: str | None = None
+    message_type: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -115,6 +117,32 @@ class NewOutbox:
     file_extension: str
     order_key: str | None
     order_mode: str
+    control_id: str | None = None
+    message_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PrescriptionEventIn:
+    """An inbound prescription event to correlate (SCRIPT Status, Error, RxFill…)."""
+
+    event_type: str
+    relates_to: str | None = None
+    number: str | None = None
+    code: str | None = None
+    fill_status: str | None = None
+    description: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PrescriptionState:
+    number: str
+    state: str
+    message_id: int
+    trace_id: str | None
+    open_task: str | None
+    created_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -162,6 +190,8 @@ class ProcessingResult:
     events: Sequence[tuple[str, Mapping[str, Any]]] = ()
     hold_reasons: Sequence[Mapping[str, Any]] | None = None
     error: str | None = None
+    prescriptions: Sequence[str] = ()
+    prescription_events: Sequence[PrescriptionEventIn] = ()
 
 
 class Store(abc.ABC):
@@ -192,7 +222,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def find_trace(self, keys: Mapping[str, str | None]) -> str | None:
-        """The trace id of an earlier message sharing an encounter id or prescription number."""
+        """The trace id of an earlier message sharing an encounter id or prescription number, or
+        whose outbound control id (e.g. a NewRx MessageID) is named by ``keys["relates_to"]``."""
+
+    # --- prescriptions -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def prescription(self, number: str) -> PrescriptionState | None: ...
+
+    @abc.abstractmethod
+    def prescription_events(self, number: str | None = None, *, unmatched: bool = False,
+                            limit: int = 100) -> list[dict[str, Any]]:
+        """Lifecycle events of one prescription, or the inbound events that matched none."""
 
     # --- delivery ------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from typing import Any
 from bridge.core.model.keys import KEY_NAMES
 from bridge.errors import BridgeError, LeaseLost, StoreError
 
+from bridge.core import lifecycle
+
 from .base import (
     AuditEntry,
     Event,
@@ -28,6 +30,8 @@ from .base import (
     MessageClaim,
     OutboxClaim,
     OutboxRow,
+    PrescriptionEventIn,
+    PrescriptionState,
     ProcessingResult,
     Store,
     StoredMessage,
@@ -42,8 +46,9 @@ _MESSAGE_COLUMNS = (
 )
 _OUTBOX_COLUMNS = (
     "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
-    "file_extension, order_key, order_mode, last_error, delivered_at"
+    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type"
 )
+_OUTBOX_WIDTH = 15
 
 
 def _json(value: Any) -> str:
@@ -222,17 +227,123 @@ class SQLiteStore(Store):
             for item in result.outbox:
                 ob = conn.execute(
                     "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
-                    " order_key, order_mode, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " order_key, order_mode, next_attempt_at, created_at, control_id, message_type)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (claim.id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
-                     item.order_key, item.order_mode, now, now),
+                     item.order_key, item.order_mode, now, now, item.control_id, item.message_type),
                 )
                 self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
                                                         "bytes": len(item.payload)}, now)
             if result.hold_reasons is not None:
                 conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?,?,?,?)",
                              (claim.id, "open", now, _json(list(result.hold_reasons))))
+            for number in result.prescriptions:
+                conn.execute("INSERT INTO prescriptions (number, state, message_id, trace_id, created_at, updated_at)"
+                             " VALUES (?, 'created', ?, ?, ?, ?) ON CONFLICT(number) DO NOTHING",
+                             (number, claim.id, result.trace_id, now, now))
+            for event in result.prescription_events:
+                self._apply_inbound_event(conn, claim.id, event, now)
+
+    # --- prescription lifecycle -----------------------------------------------------------------
+
+    def _correlate(self, conn, event: PrescriptionEventIn) -> tuple[str | None, str | None]:
+        """Find the prescription an inbound event is about: RelatesToMessageID first, then order number."""
+        if event.relates_to:
+            row = conn.execute(
+                "SELECT m.prescription_number FROM outbox o JOIN messages m ON m.id = o.message_id"
+                " WHERE o.control_id = ? AND m.prescription_number IS NOT NULL ORDER BY o.id LIMIT 1",
+                (event.relates_to,)).fetchone()
+            if row and conn.execute("SELECT 1 FROM prescriptions WHERE number=?", (row[0],)).fetchone():
+                return row[0], "relates_to_message_id"
+        if event.number and conn.execute("SELECT 1 FROM prescriptions WHERE number=?", (event.number,)).fetchone():
+            return event.number, "prescriber_order_number"
+        return None, None
+
+    def _apply_inbound_event(self, conn, message_id: int, event: PrescriptionEventIn, now: float) -> None:
+        number, matched_by = self._correlate(conn, event)
+        detail = {k: v for k, v in (("code", event.code), ("fill_status", event.fill_status),
+                                    ("description", event.description), ("relates_to", event.relates_to),
+                                    ("ncpdp_message_id", event.message_id)) if v}
+        if number is None:
+            conn.execute("INSERT INTO prescription_events (message_id, number, event_type, at, detail)"
+                         " VALUES (?, NULL, ?, ?, ?)", (message_id, event.event_type, now, _json(detail)))
+            self._event(conn, message_id, "unmatched", {
+                "event_type": event.event_type, "relates_to": event.relates_to, "order_number": event.number,
+                "note": "no prescription matches; kept for an analyst"}, now)
+            return
+        current, origin, task = conn.execute(
+            "SELECT state, message_id, open_task FROM prescriptions WHERE number=?", (number,)).fetchone()
+        new_state = lifecycle.advance(current, lifecycle.target_state(lifecycle.InboundEvent(
+            event.event_type, event.code, event.fill_status, event.description)))
+        new_task = lifecycle.TASK_OPENERS.get(event.event_type, task)
+        conn.execute("UPDATE prescriptions SET state=?, open_task=?, updated_at=? WHERE number=?",
+                     (new_state or current, new_task, now, number))
+        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
+                     " to_state, at, detail) VALUES (?,?,?,?,?,?,?,?)",
+                     (message_id, number, event.event_type, matched_by, current, new_state or current, now,
+                      _json(detail)))
+        story = {"prescription": number, "event_type": event.event_type, "via_message": message_id,
+                 "matched_by": matched_by, "from": current, "to": new_state or current, **detail}
+        if new_state is None and lifecycle.target_state(lifecycle.InboundEvent(
+                event.event_type, event.code, event.fill_status)) is not None:
+            story["note"] = "arrived out of order or repeated: state kept"
+        if new_task != task:
+            story["task_opened"] = new_task
+        self._event(conn, origin, "prescription", story, now)
+        if origin != message_id:
+            self._event(conn, message_id, "correlated", {"prescription": number, "message": origin,
+                                                        "matched_by": matched_by}, now)
+
+    def _apply_outbound(self, conn, row: OutboxRow, now: float) -> None:
+        """A delivered NewRx/CancelRx/response moves its prescription (sent, cancel-requested, task closed)."""
+        if not row.message_type:
+            return
+        number = conn.execute("SELECT prescription_number FROM messages WHERE id=?", (row.message_id,)).fetchone()[0]
+        if not number:
+            return
+        state = conn.execute("SELECT state, message_id, open_task FROM prescriptions WHERE number=?",
+                             (number,)).fetchone()
+        if state is None:
+            return
+        current, origin, task = state
+        new_state = lifecycle.advance(current, lifecycle.OUTBOUND_STATES.get(row.message_type))
+        new_task = None if lifecycle.TASK_CLOSERS.get(row.message_type) == task else task
+        if new_state is None and new_task == task:
+            return
+        conn.execute("UPDATE prescriptions SET state=?, open_task=?, updated_at=? WHERE number=?",
+                     (new_state or current, new_task, now, number))
+        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
+                     " to_state, at, detail) VALUES (?,?,?,?,?,?,?,?)",
+                     (row.message_id, number, row.message_type, "outbound", current, new_state or current, now,
+                      _json({"destination": row.destination, "control_id": row.control_id})))
+        story = {"prescription": number, "event_type": row.message_type, "from": current, "to": new_state or current,
+                 "destination": row.destination, "control_id": row.control_id}
+        if new_task != task:
+            story["task_closed"] = task
+        self._event(conn, origin, "prescription", story, now)
+
+    def prescription(self, number):
+        rows = self._read("SELECT number, state, message_id, trace_id, open_task, created_at, updated_at"
+                          " FROM prescriptions WHERE number=?", (number,))
+        return PrescriptionState(*rows[0]) if rows else None
+
+    def prescription_events(self, number=None, *, unmatched=False, limit=100):
+        if unmatched:
+            rows = self._read("SELECT id, message_id, number, event_type, matched_by, from_state, to_state, at, detail"
+                              " FROM prescription_events WHERE number IS NULL ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read("SELECT id, message_id, number, event_type, matched_by, from_state, to_state, at, detail"
+                              " FROM prescription_events WHERE number=? ORDER BY id LIMIT ?", (number, limit))
+        keys = ("id", "message_id", "number", "event_type", "matched_by", "from_state", "to_state", "at")
+        return [{**dict(zip(keys, r[:8])), "detail": json.loads(r[8])} for r in rows]
 
     def find_trace(self, keys):
+        if keys.get("relates_to"):
+            rows = self._read("SELECT m.trace_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+                              " WHERE o.control_id=? AND m.trace_id IS NOT NULL ORDER BY o.id LIMIT 1",
+                              (keys["relates_to"],))
+            if rows:
+                return rows[0][0]
         for column in ("encounter_id", "prescription_number"):
             value = keys.get(column)
             if value:
@@ -267,7 +378,8 @@ class SQLiteStore(Store):
             got = conn.execute(f"SELECT {_OUTBOX_COLUMNS}, payload, lease_token FROM outbox WHERE id=?",
                                (row[0],)).fetchone()
             trace = conn.execute("SELECT trace_id FROM messages WHERE id=?", (got[1],)).fetchone()
-        return OutboxClaim(row=OutboxRow(*got[:13]), payload=got[13], token=got[14], trace_id=trace[0])
+        return OutboxClaim(row=OutboxRow(*got[:_OUTBOX_WIDTH]), payload=got[_OUTBOX_WIDTH],
+                           token=got[_OUTBOX_WIDTH + 1], trace_id=trace[0])
 
     def finish_delivery(self, claim, outcome, detail, next_attempt_at=None):
         if outcome not in ("delivered", "retry", "dead"):
@@ -290,6 +402,8 @@ class SQLiteStore(Store):
             if outcome == "retry":
                 info["next_attempt_at"] = next_attempt_at
             self._event(conn, row.message_id, event, info, now)
+            if outcome == "delivered":
+                self._apply_outbound(conn, row, now)
             self._settle_message(conn, row.message_id, now)
 
     def _settle_message(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:

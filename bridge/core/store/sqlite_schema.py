@@ -130,4 +130,37 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """,
     ),
+    (
+        2,
+        "prescription lifecycle: prescriptions, their events, outbound control ids on outbox rows",
+        """
+        ALTER TABLE outbox ADD COLUMN control_id TEXT;
+        ALTER TABLE outbox ADD COLUMN message_type TEXT;
+        CREATE INDEX outbox_control_id ON outbox(control_id) WHERE control_id IS NOT NULL;
+
+        CREATE TABLE prescriptions (
+            number TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            trace_id TEXT,
+            open_task TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE prescription_events (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            number TEXT,
+            event_type TEXT NOT NULL,
+            matched_by TEXT,
+            from_state TEXT,
+            to_state TEXT,
+            at REAL NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX prescription_events_number ON prescription_events(number, id);
+        CREATE INDEX prescription_events_unmatched ON prescription_events(id) WHERE number IS NULL;
+        """,
+    ),
 ]

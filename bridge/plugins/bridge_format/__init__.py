@@ -13,11 +13,13 @@ sender's id for the message: resubmitting the same id is recognised as a duplica
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge import (
+    RECORD_TYPES,
     SCHEMA_VERSION,
     DecodeError,
     EncodeError,
@@ -33,15 +35,37 @@ SCHEMA = f"telemed-bridge/{SCHEMA_VERSION}"
 MEDIA_TYPE = "application/vnd.telemed-bridge+json"
 
 
+ENVELOPE_KEYS = ("schema", "message_id", "trace_id", "records")
+
+
+def _no_constants(name: str) -> Any:
+    raise DecodeError(f"invalid JSON: {name} is not a number JSON allows")
+
+
 def _load(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"not UTF-8 text (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def _record_fields(kind: Any) -> frozenset[str]:
+    cls = RECORD_TYPES.get(kind) if isinstance(kind, str) else None
+    return frozenset(f.name for f in dataclasses.fields(cls)) if cls else frozenset()
+
+
+def _envelope_value(doc: dict[str, Any], key: str) -> str | None:
+    """An envelope id: a string, or DecodeError. In the single-record form a record field wins."""
+    if "records" not in doc and key in _record_fields(doc.get("kind")):
+        return None
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DecodeError("expected a string", key)
+    return value
 
 
 def _check_schema(doc: Any) -> None:
@@ -59,13 +83,19 @@ def _check_schema(doc: Any) -> None:
 def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]:
     doc = _load(raw)
     _check_schema(doc)
+    for key in ("message_id", "trace_id"):
+        _envelope_value(doc, key)
     if "records" in doc:
+        unknown = sorted(k for k in doc if k not in ENVELOPE_KEYS)
+        if unknown:
+            raise DecodeError(f"unknown envelope key(s) {', '.join(unknown)} (allowed: {', '.join(ENVELOPE_KEYS)})")
         items = doc["records"]
         if not isinstance(items, list) or not items:
             raise DecodeError("expected a non-empty list of records", "records")
         return [record_from_dict(item, f"records[{i}]") for i, item in enumerate(items)]
     if "kind" in doc:
-        body = {k: v for k, v in doc.items() if k not in ("schema", "message_id", "trace_id")}
+        own = _record_fields(doc.get("kind"))
+        body = {k: v for k, v in doc.items() if k != "schema" and (k in own or k not in ENVELOPE_KEYS)}
         return [record_from_dict(body, "record")]
     raise DecodeError("expected 'records' (a list) or a single record with 'kind'")
 
@@ -81,7 +111,11 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
         doc["trace_id"] = options["trace_id"]
     doc["records"] = [record_to_dict(r) for r in records]
     indent = options.get("indent", 2)
-    return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise EncodeError(f"cannot write JSON: {exc}") from None
+    return (text + "\n").encode("utf-8")
 
 
 def peek(raw: bytes) -> MessageHeader:
@@ -92,8 +126,11 @@ def peek(raw: bytes) -> MessageHeader:
         return MessageHeader()
     if not isinstance(doc, dict):
         return MessageHeader()
-    message_id = doc.get("message_id") if isinstance(doc.get("message_id"), str) else None
-    trace_id = doc.get("trace_id") if isinstance(doc.get("trace_id"), str) else None
+    try:
+        message_id = _envelope_value(doc, "message_id")
+        trace_id = _envelope_value(doc, "trace_id")
+    except DecodeError:
+        message_id = trace_id = None
     kinds = [r.get("kind") for r in doc.get("records", []) if isinstance(r, dict)] if isinstance(
         doc.get("records"), list) else [doc.get("kind")]
     return MessageHeader(
