@@ -53,6 +53,7 @@ from bridge.errors import (  # noqa: E402
     MessageTooLarge,
     PermanentDeliveryError,
     PluginError,
+    StoreError,
     TransientDeliveryError,
 )
 from bridge.plugin_types import (  # noqa: E402

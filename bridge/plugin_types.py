@@ -86,6 +86,10 @@ class SourceContext:
     bytes the source refuses (e.g. a request that failed validation) as a ``failed`` message, so bad
     input is never lost, and returns a Receipt with ``accepted=False`` and that message's id.
 
+    ``submit_many([(raw, origin, error), …])`` commits several messages in one transaction (group
+    commit, for listeners with many connections); each result is a Receipt or the StoreError for a
+    message that was not stored.
+
     ``decode(raw)`` runs the channel's format decoder (with the channel's options) for sources that
     must answer synchronously about content (HTTP APIs answering 4xx); it raises ``DecodeError``.
     """
@@ -98,6 +102,7 @@ class SourceContext:
     max_message_bytes: int
     format_name: str
     decode: Callable[[bytes], list[Record]] | None = None
+    submit_many: Callable[[Sequence[tuple[bytes, Mapping[str, Any] | None, str | None]]], list[Any]] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -193,6 +198,9 @@ class PolicyRequest:
     records: tuple[Record, ...]
     channel: str
     message_id: int | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The policy's own config section (same name as the policy's plugin section, e.g. ``policy:``),
+    with ``config_dir`` added so relative paths resolve against the config file's folder."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,7 @@ class JobContext:
     name: str
     settings: Mapping[str, Any]
     submit: Callable[[str, bytes, Mapping[str, Any]], Receipt] | None = None
+    config_dir: str = "."
     get_watermark: Callable[[str], str | None] | None = None
     set_watermark: Callable[[str, str], None] | None = None
 

@@ -29,6 +29,24 @@ from bridge.plugin_types import Destination, DestinationContext, Receipt, Source
 log = logging.getLogger(__name__)
 
 
+def policy_settings(config: BridgeConfig, plugins: PluginManager) -> dict[str, dict[str, Any]]:
+    """Each policy gets the config section its plugin registered (``policy:`` for the telehealth
+    gate), plus ``config_dir``. A plugin registering exactly one policy and one section pairs them."""
+    owners: dict[str, list[str]] = {}
+    for info in plugins.plugins():
+        for item in info.provides:
+            kind, _, name = item.partition(":")
+            owners.setdefault(info.name, []).append(f"{kind}:{name}")
+    out: dict[str, dict[str, Any]] = {}
+    for provided in owners.values():
+        policies = [p.split(":", 1)[1] for p in provided if p.startswith("policy:")]
+        sections = [p.split(":", 1)[1] for p in provided if p.startswith("config:")]
+        for policy in policies:
+            section = config.sections.get(sections[0]) if len(sections) == 1 else None
+            out[policy] = {**(section or {}), "config_dir": config.config_dir}
+    return out
+
+
 class Engine:
     def __init__(self, config: BridgeConfig, plugins: PluginManager, store: Store | None = None):
         self.config = config
@@ -47,7 +65,9 @@ class Engine:
             name: DestinationPlan(dest, plugins.format(dest.format or ""))
             for name, dest in config.destinations.items()
         }
-        self.processor = Processor(self.store, self.channel_plans, self.destination_plans, plugins.policies())
+        self.processor = Processor(self.store, self.channel_plans, self.destination_plans, plugins.policies(),
+                                   config.config_dir)
+        self.processor.policy_settings = policy_settings(config, plugins)
         self.destinations: dict[str, Destination] = {}
         self.deliverer = Deliverer(self.store, self.destinations,
                                    {n: d.retry for n, d in config.destinations.items()})
@@ -90,6 +110,7 @@ class Engine:
             submit=lambda raw, origin=None, error=None, _ch=ch: self.intake.submit(_ch, raw, origin, error),
             config_dir=self.config.config_dir, max_message_bytes=ch.max_message_bytes, format_name=ch.format,
             decode=lambda raw, _fmt=fmt, _opts=ch.options: _fmt.decode(raw, _opts),
+            submit_many=lambda items, _ch=ch: self.intake.submit_many(_ch, items),
         )
         return spec.source(ctx)
 

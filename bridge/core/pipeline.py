@@ -59,8 +59,11 @@ class Processor:
     """Processes one claimed message. Holds only start-up-resolved tables; no hook calls here."""
 
     def __init__(self, store: Store, channels: Mapping[str, ChannelPlan],
-                 destinations: Mapping[str, DestinationPlan], policies: Mapping[str, PolicySpec]):
+                 destinations: Mapping[str, DestinationPlan], policies: Mapping[str, PolicySpec],
+                 config_dir: str = "."):
         self.store = store
+        self.config_dir = config_dir
+        self.policy_settings: dict[str, Mapping[str, Any]] = {}
         self.channels = channels
         self.destinations = destinations
         self.policies = tuple(policies.values())
@@ -118,7 +121,8 @@ class Processor:
         outbox = []
         for name, chosen in routed.items():
             dest = self.destinations[name]
-            options = {**dest.config.options, "message_control_id": f"TB{claim.id}", "trace_id": trace_id}
+            options = {**dest.config.options, "message_control_id": f"TB{claim.id}", "trace_id": trace_id,
+                       "config_dir": self.config_dir}
             try:
                 payload = dest.format.encode(chosen, options)
             except EncodeError as exc:
@@ -137,9 +141,10 @@ class Processor:
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
 
     def evaluate(self, claim: MessageClaim, records: Sequence[Record]) -> tuple[str, list[dict[str, Any]]]:
-        request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id)
         decisions = []
         for policy in self.policies:
+            request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id,
+                                    settings=self.policy_settings.get(policy.name, {}))
             try:
                 decisions.append((policy.name, policy.evaluate(request)))
             except Exception as exc:  # a failing gate holds the message for a person; it never allows

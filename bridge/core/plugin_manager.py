@@ -111,6 +111,8 @@ class PluginManager:
         if name in self.disabled:
             log.info("plugin %s disabled by %s", name, DISABLED_ENV)
             return False
+        if self._pm.get_plugin(name) is plugin:
+            return True  # already registered (e.g. a built-in a test registers again by hand)
         if name in self._infos and self._infos[name].error is None:
             raise PluginError(
                 f"plugin name {name!r} is used by both {self._infos[name].distribution!r} and {distribution!r}"

@@ -7,4 +7,8 @@ module named in :data:`BUILTIN_PLUGINS` and registers it under its short name.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "bridge.plugins.bridge_format",
     "bridge.plugins.file",
+    "bridge.plugins.hl7v2",
+    "bridge.plugins.fhir",
+    "bridge.plugins.ncpdp",
+    "bridge.plugins.telehealth_policy",
 )

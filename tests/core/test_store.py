@@ -182,3 +182,37 @@ def test_concurrent_receivers_lose_nothing(store):
     for t in threads:
         t.join()
     assert sum(store.counts()["ch"].values()) == 200
+
+
+def test_group_commit_batch_handles_duplicates_and_isolates_a_bad_row(store):
+    from bridge.core.store.sqlite import _Pending
+
+    def pending(raw, key):
+        return _Pending(("ch", "bridge", raw, key, {}, {}, None))
+
+    batch = [pending(b"one", "k1"), pending(b"again", "k1"), pending(None, "k2"), pending(b"three", "k3")]
+    store._commit_batch(batch)
+    first, dup = batch[0].result(), batch[1].result()
+    assert dup == (first[0], True)
+    with pytest.raises(Exception, match="could not store"):
+        batch[2].result()
+    assert store.get_raw(batch[3].result()[0]) == b"three"
+
+
+def test_concurrent_receivers_share_commits(store, monkeypatch):
+    batches = []
+    original = store._commit_batch
+    monkeypatch.setattr(store, "_commit_batch", lambda batch: (batches.append(len(batch)), original(batch)))
+    barrier = threading.Barrier(8)
+
+    def worker(prefix):
+        barrier.wait()
+        for n in range(25):
+            receive(store, f"{prefix}-{n}".encode(), key=f"{prefix}-{n}")
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in "abcdefgh"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(store.counts()["ch"].values()) == 200 == sum(batches)

@@ -210,6 +210,12 @@ class Store(abc.ABC):
         ``error`` stores the message as ``failed`` at once (kept for inspection, never queued).
         """
 
+    @abc.abstractmethod
+    def receive_many(self, items: Sequence[tuple[Any, ...]]) -> list[tuple[int, bool] | BaseException]:
+        """Store several messages in one commit. Each item holds ``receive``'s arguments in order
+        (channel, format, raw, dedupe_key, header, origin, error); each result is ``(id, duplicate)``
+        or the error that kept that item from being stored."""
+
     # --- processing ----------------------------------------------------------------------------
 
     @abc.abstractmethod

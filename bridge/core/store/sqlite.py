@@ -71,6 +71,10 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._group = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
+        self.max_batch = 64
         self._migrate()
 
     # --- connections and transactions -------------------------------------------------------------
@@ -148,32 +152,80 @@ class SQLiteStore(Store):
     # --- intake --------------------------------------------------------------------------------
 
     def receive(self, channel, fmt, raw, *, dedupe_key, header, origin, error=None):
-        now = time.time()
+        (result,) = self.receive_many([(channel, fmt, raw, dedupe_key, header, origin, error)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def receive_many(self, items):
+        """Group commit: messages arriving together share one transaction and one fsync.
+
+        Callers queue their messages; the first queued caller while no commit runs becomes the
+        leader and commits everything queued (up to ``max_batch``) in one transaction, then the next
+        waiting caller leads. Every caller returns only after its own messages are durable; a lone
+        caller commits at once. Results are ``(message id, duplicate)`` or the StoreError for an
+        item that could not be stored (a bad item never fails its neighbours).
+        """
+        mine = [_Pending(tuple(item)) for item in items]
+        with self._group:
+            self._queue.extend(mine)
+        while True:
+            with self._group:
+                while not all(p.done for p in mine) and (self._committing or self._queue[0] not in mine):
+                    self._group.wait()
+                if all(p.done for p in mine):
+                    return [p.outcome() for p in mine]
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                self._committing = True
+            try:
+                self._commit_batch(batch)
+            except BaseException as exc:  # never leave a follower waiting for a result that will not come
+                for p in batch:
+                    if not p.done:
+                        p.fail(exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}"))
+                raise
+            finally:
+                with self._group:
+                    self._committing = False
+                    self._group.notify_all()
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
             with self._tx() as conn:
-                if dedupe_key:
-                    row = conn.execute("SELECT id FROM messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
-                    if row:
-                        self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
-                        return row[0], True
-                status = "failed" if error else "received"
-                cur = conn.execute(
-                    "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
-                    " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
-                    " trace_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
-                     _json(dict(origin)), dedupe_key, header.get("control_id"),
-                     header.get("sending_application"), header.get("sending_facility"),
-                     header.get("message_type"), header.get("trace_id"), error),
-                )
-                message_id = cur.lastrowid
-                # The "received" event is not stored: events() derives it from the message row, which
-                # saves the sender's commit a row and an index entry.
-                if error:
-                    self._event(conn, message_id, "failed", {"error": error}, now)
-                return message_id, False
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not store message: {exc}") from exc
+                results = [self._insert(conn, *p.args) for p in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].fail(exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}"))
+                return
+            for p in batch:  # one bad row must not fail its neighbours: retry each on its own
+                self._commit_batch([p])
+            return
+        for p, result in zip(batch, results):
+            p.succeed(result)
+
+    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error) -> tuple[int, bool]:
+        now = time.time()
+        if dedupe_key:
+            row = conn.execute("SELECT id FROM messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+            if row:
+                self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
+                return row[0], True
+        status = "failed" if error else "received"
+        cur = conn.execute(
+            "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
+            " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
+            " trace_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
+             _json(dict(origin)), dedupe_key, header.get("control_id"),
+             header.get("sending_application"), header.get("sending_facility"),
+             header.get("message_type"), header.get("trace_id"), error),
+        )
+        message_id = cur.lastrowid
+        # The "received" event is not stored: events() derives it from the message row, which
+        # saves the sender's commit a row and an index entry.
+        if error:
+            self._event(conn, message_id, "failed", {"error": error}, now)
+        return message_id, False
 
     # --- processing ----------------------------------------------------------------------------
 
@@ -589,6 +641,33 @@ class SQLiteStore(Store):
                 return r[0]
             prev_hash = r[7]
         return None
+
+
+class _Pending:
+    """One caller's message waiting in the group commit queue."""
+
+    __slots__ = ("args", "done", "_result", "_error")
+
+    def __init__(self, args: tuple) -> None:
+        self.args = args
+        self.done = False
+        self._result: tuple[int, bool] | None = None
+        self._error: BaseException | None = None
+
+    def succeed(self, result: tuple[int, bool]) -> None:
+        self._result, self.done = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self._error, self.done = error, True
+
+    def result(self) -> tuple[int, bool]:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def outcome(self) -> tuple[int, bool] | BaseException:
+        return self._error if self._error is not None else self._result
 
 
 def audit_hash(prev_hash: str, at: float, actor: str, action: str, target: str, detail_json: str) -> str:

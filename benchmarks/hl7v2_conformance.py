@@ -1,0 +1,202 @@
+"""Field-by-field agreement of our HL7v2 decode with Microsoft's FHIR converter.
+
+For each sample message ``input/X.hl7`` of Microsoft's FHIR-Converter (ADT A01/A04/A08, RDE O11),
+our *records* (not a FHIR rendering of them) are compared with the FHIR resources their converter
+is tested to produce (``expected/<TEMPLATE>/X-expected.json``). Ids are ignored; date-times are
+compared as instants. Each disagreement category is explained in docs/hl7v2.md.
+
+Run:  .venv/bin/python benchmarks/hl7v2_conformance.py
+(tests/hl7v2/test_conformance.py asserts the same table, >= 90 % per field)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bridge import Encounter, Prescription  # noqa: E402
+from bridge.plugins.hl7v2.codec import decode  # noqa: E402
+
+CORPUS = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus"
+TEMPLATES = ("ADT_A01", "ADT_A04", "ADT_A08", "RDE_O11")
+
+
+# --- reading the expected bundles ---------------------------------------------------------------
+
+
+def load_bundle(path: Path) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any] | None], dict[str, Any] | None]]:
+    """Resources of a Bundle, and a resolver of ``{"reference": ...}`` to the referenced resource."""
+    bundle = json.loads(path.read_text(encoding="utf-8-sig"))
+    resources, index = [], {}
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource")
+        if not resource:
+            continue
+        resources.append(resource)
+        rid = resource.get("id")
+        index[f"{resource['resourceType']}/{rid}"] = resource
+        if entry.get("fullUrl"):
+            index[entry["fullUrl"]] = resource
+
+    def resolve(ref: dict[str, Any] | None) -> dict[str, Any] | None:
+        return index.get((ref or {}).get("reference", "")) if ref else None
+
+    return resources, resolve
+
+
+def instant(value: str | None) -> datetime | str | None:
+    """An ISO 8601 date-time as a UTC instant (a date alone stays a string)."""
+    if not value or "T" not in value:
+        return value
+    text = value.replace("Z", "+00:00")
+    date, _, rest = text.partition("T")
+    for sign in "+-":
+        if sign in rest:
+            time, _, offset = rest.rpartition(sign)
+            offset = sign + offset
+            break
+    else:
+        time, offset = rest, "+00:00"
+    time = time if time.count(":") == 2 else time + ":00"
+    if ":" not in offset:
+        offset = offset[:3] + ":" + offset[3:]
+    return datetime.fromisoformat(f"{date}T{time}{offset}").astimezone(timezone.utc)
+
+
+def type_code(identifier: dict[str, Any]) -> str | None:
+    codings = (identifier.get("type") or {}).get("coding") or [{}]
+    return codings[0].get("code")
+
+
+# --- field comparisons ---------------------------------------------------------------------------
+
+
+def patient_fields(patient: Any, expected: dict[str, Any]) -> dict[str, bool]:
+    # Every identifier of ours must be among theirs (they add GT1/IN1/IN2/DB1 ids to the Patient):
+    # same value, and the same type or the same system (PID-19: our type SS, theirs SB, both us-ssn).
+    exp_ids = [(i.get("value"), type_code(i), i.get("system")) for i in expected.get("identifier", [])]
+    ours = [(i.value, i.type, i.system) for i in patient.identifiers]
+    ids_ok = bool(ours) and all(
+        any(v == ev and (t is None or et is None or t == et or (s is not None and s == es)) for ev, et, es in exp_ids)
+        for v, t, s in ours)
+    exp_name = (expected.get("name") or [{}])[0]
+    name = patient.name
+    name_ok = name is not None and name.family == exp_name.get("family") and \
+        name.given == exp_name.get("given", [])[: len(name.given)]
+    exp_addr = (expected.get("address") or [None])[0]
+    ours_addr = patient.addresses[0] if patient.addresses else None
+    if exp_addr is None or ours_addr is None:
+        addr_ok = exp_addr is None and ours_addr is None
+    else:
+        addr_ok = (ours_addr.city, ours_addr.state, ours_addr.postal_code, ours_addr.country) == (
+            exp_addr.get("city"), exp_addr.get("state"), exp_addr.get("postalCode"), exp_addr.get("country"))
+    return {
+        "patient.identifiers": ids_ok,
+        "patient.name": name_ok,
+        "patient.birth_date": (patient.birth_date or "")[:10] == (expected.get("birthDate") or ""),
+        "patient.gender": patient.gender == expected.get("gender"),
+        "patient.address": addr_ok,
+    }
+
+
+def encounter_fields(encounter: Encounter, expected: dict[str, Any]) -> dict[str, bool]:
+    period = encounter.period
+    exp_period = expected.get("period") or {}
+    visit = [i.value for i in encounter.identifiers if i.type == "VN"]
+    exp_visit = [i.get("value") for i in expected.get("identifier", []) if type_code(i) == "VN"]
+    return {
+        "encounter.class": encounter.encounter_class == (expected.get("class") or {}).get("code"),
+        "encounter.status": encounter.status == expected.get("status"),
+        "encounter.period": (instant(period.start) if period else None, instant(period.end) if period else None)
+        == (instant(exp_period.get("start")), instant(exp_period.get("end"))),
+        "encounter.visit_number": visit == exp_visit[:1],
+    }
+
+
+def prescription_fields(rx: Prescription, expected: dict[str, Any], resolve: Callable) -> dict[str, bool]:
+    medication = resolve(expected.get("medicationReference")) or {}
+    exp_coding = ((medication.get("code") or {}).get("coding") or [{}])[0]
+    ours_coding = rx.medication.codings[0] if rx.medication and rx.medication.codings else None
+    exp_qty = (expected.get("dispenseRequest") or {}).get("quantity") or {}
+    qty = rx.quantity
+    return {
+        "prescription.status": rx.status == expected.get("status"),
+        "prescription.intent": rx.intent == expected.get("intent"),
+        "prescription.medication": ours_coding is not None
+        and (ours_coding.code, ours_coding.system) == (exp_coding.get("code"), exp_coding.get("system")),
+        "prescription.quantity": qty is not None and (qty.value, qty.unit) == (exp_qty.get("value"), exp_qty.get("unit")),
+        "prescription.refills": rx.refills == (expected.get("dispenseRequest") or {}).get("numberOfRepeatsAllowed"),
+        "prescription.authored": instant(rx.written_date) == instant(expected.get("authoredOn")),
+    }
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def compare_sample(template: str, expected_path: Path, corpus: Path = CORPUS) -> list[tuple[str, str, bool]]:
+    """(sample, field, agrees) rows for one sample message."""
+    name = expected_path.name.replace("-expected.json", "")
+    records = decode((corpus / "fhir-converter-input" / f"{name}.hl7").read_bytes(), {})
+    resources, resolve = load_bundle(expected_path)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["resourceType"], []).append(resource)
+    rows: list[tuple[str, str, bool]] = []
+    patient = records[0].patient
+    for field, ok in patient_fields(patient, by_type["Patient"][0]).items():
+        rows.append((name, field, ok))
+    if template.startswith("ADT"):
+        for field, ok in encounter_fields(records[0], by_type["Encounter"][0]).items():
+            rows.append((name, field, ok))
+        return rows
+    fillers = [r for r in by_type.get("MedicationRequest", []) if r.get("intent") == "filler-order"]
+    for rx in records:
+        placer = next((i.value for i in rx.identifiers if i.type == "PLAC"), None)
+        match = next((r for r in fillers if any(i.get("value") == placer for i in r.get("identifier", []))), None)
+        if match is None:
+            rows.append((name, "prescription.matched", False))
+            continue
+        for field, ok in prescription_fields(rx, match, resolve).items():
+            rows.append((f"{name}/{placer}", field, ok))
+    return rows
+
+
+def all_rows(corpus: Path = CORPUS) -> list[tuple[str, str, bool]]:
+    rows = []
+    for template in TEMPLATES:
+        for path in sorted((corpus / "fhir-converter-expected" / template).glob("*-expected.json")):
+            rows += compare_sample(template, path, corpus)
+    return rows
+
+
+def table(rows: list[tuple[str, str, bool]]) -> dict[str, tuple[int, int]]:
+    """field → (agreeing samples, samples)."""
+    out: dict[str, tuple[int, int]] = {}
+    for _, field, ok in rows:
+        agree, total = out.get(field, (0, 0))
+        out[field] = (agree + ok, total + 1)
+    return out
+
+
+def main() -> None:
+    rows = all_rows()
+    print(f"{'field':28} {'agree':>5} / {'of':>3}   {'%':>6}")
+    for field, (agree, total) in table(rows).items():
+        print(f"{field:28} {agree:>5} / {total:>3}   {100 * agree / total:6.1f}")
+    misses = [(sample, field) for sample, field, ok in rows if not ok]
+    if misses:
+        print("\ndisagreements:")
+        for sample, field in misses:
+            print(f"  {sample}: {field}")
+
+
+if __name__ == "__main__":
+    main()

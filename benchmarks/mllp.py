@@ -1,0 +1,248 @@
+"""MLLP listener benchmark: messages per second and ACK latency, side by side with two baselines.
+
+Three servers, each in its own process, are driven in turn by the same asyncio load generator
+(this process) with ``--connections`` concurrent connections, each sending one message and waiting
+for its ACK before the next (how MLLP senders behave):
+
+- ``ours``:   the Telemed Bridge MLLP listener with commit ACKs: every ACK is sent only after the
+              message was committed to a SQLite store (WAL, synchronous=FULL) in a temporary folder.
+- ``bare``:   a minimal asyncio MLLP server that answers each frame with an AA at once, storing
+              nothing: the ceiling for Python asyncio on this machine.
+- ``hl7apy``: hl7apy's own ``hl7apy.mllp.MLLPServer`` (a thread per connection). It closes the
+              connection after one message, so its client reconnects for every message.
+- ``ours-shm``: ours again with the SQLite file on tmpfs (``/dev/shm``), where fsync costs almost
+              nothing: it separates the listener's own overhead from the disk's commit latency.
+
+Usage: ``.venv/bin/python benchmarks/mllp.py [--seconds 5] [--connections 4]``. A run takes about
+``4 × (seconds + 1)`` seconds. Targets: ours ≥ 50% of bare, ≥ 20× hl7apy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SB, EB = b"\x0b", b"\x1c\x0d"
+KINDS = ("ours", "bare", "hl7apy", "ours-shm")
+DEFAULT_KINDS = ("ours", "bare", "hl7apy")
+
+
+def message(control_id: str) -> bytes:
+    """A synthetic ADT^A04 of about 600 bytes (no real person)."""
+    segments = [
+        f"MSH|^~\\&|LOADGEN|CLINIC|BRIDGE|TB|20240102030405||ADT^A04^ADT_A01|{control_id}|P|2.5",
+        "EVN|A04|20240102030405",
+        "PID|1||MRN-BENCH-1^^^CLINIC^MR||Testpatient^Alex^J||19800101|U|||1 Test Street^^Testville^CA^90000",
+        "PV1|1|O|TELE^^^CLINIC||||1234567890^Doctor^Test|||||||||||V-BENCH-1|||||||||||||||||||||||||20240102030405",
+        "OBX|1|TX|NOTE^Visit note||" + "Synthetic benchmark text. " * 12,
+    ]
+    return ("\r".join(segments) + "\r").encode("ascii")
+
+
+# --- servers (each runs in a child process: `benchmarks/mllp.py --serve KIND`) ---------------------
+
+
+def serve_ours(base: str | None = None) -> None:
+    import bridge.plugins.hl7v2 as hl7v2
+    from bridge import FormatSpec, hookimpl
+    from bridge.plugins.hl7v2.header import peek
+    from bridge.testing import engine_from_dict, plugin_manager
+
+    def not_used(*_: Any) -> Any:
+        raise RuntimeError("the benchmark measures intake only; nothing is decoded or encoded")
+
+    class BenchFormat:
+        @hookimpl
+        def bridge_formats(self) -> list[FormatSpec]:
+            return [FormatSpec(name="hl7v2-bench", media_type="x-application/hl7-v2+er7",
+                               decode=not_used, encode=not_used, peek=peek)]
+
+    class Transports:  # the HL7v2 plugin's transport hook alone (its format may not be installed)
+        bridge_transports = staticmethod(hl7v2.bridge_transports)
+
+    folder = tempfile.mkdtemp(prefix="mllp-bench-", dir=base)
+    plugins = plugin_manager(("hl7v2", Transports()), ("bench-format", BenchFormat()))
+    engine = engine_from_dict({"channels": {"bench": {"source": "mllp://127.0.0.1:0", "format": "hl7v2-bench"}}},
+                              folder, plugins)
+    engine.open_sources()
+    source = engine.sources[0]
+    source.start()
+    print(f"PORT {source.port} STORE {engine.config.store_url}", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    source.stop()
+    engine.store.close()
+
+
+def serve_bare() -> None:
+    from bridge.plugins.hl7v2.ack import make_ack
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pending = b""
+        while data := await reader.read(65536):
+            pending += data
+            while EB in pending:
+                frame, pending = pending.split(EB, 1)
+                writer.write(SB + make_ack(frame[frame.find(SB) + 1:], "AA").encode() + EB)
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        server.close()
+
+    asyncio.run(main())
+
+
+def serve_hl7apy() -> None:
+    import threading
+
+    from hl7apy.mllp import AbstractHandler, MLLPServer
+
+    from bridge.plugins.hl7v2.ack import make_ack
+
+    class AckHandler(AbstractHandler):
+        def reply(self) -> str:
+            return "\x0b" + make_ack(self.incoming_message, "AA") + "\x1c\r"
+
+    server = MLLPServer("127.0.0.1", 0, {"ADT^A04^ADT_A01": (AckHandler,), "ADT^A04": (AckHandler,)})
+    print(f"PORT {server.server_address[1]}", flush=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sys.stdin.read()
+    server.shutdown()
+
+
+# --- load generator ------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    kind: str
+    messages: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def read_ack(reader: asyncio.StreamReader) -> bytes:
+    frame = await reader.readuntil(EB)
+    return frame[frame.find(SB) + 1:-2]
+
+
+async def persistent_sender(port: int, n: int, stop_at: float, measure_from: float, out: Result) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    while (now := time.perf_counter()) < stop_at:
+        i += 1
+        writer.write(SB + message(f"L{n}-{i}-{os.getpid()}-{time.time_ns()}") + EB)
+        ack = await read_ack(reader)
+        record(out, ack, now, measure_from)
+    writer.close()
+
+
+async def connect_per_message_sender(port: int, n: int, stop_at: float, measure_from: float, out: Result) -> None:
+    i = 0
+    while (now := time.perf_counter()) < stop_at:
+        i += 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(SB + message(f"H{n}-{i}") + EB)
+        ack = await read_ack(reader)
+        writer.close()
+        record(out, ack, now, measure_from)
+
+
+def record(out: Result, ack: bytes, started: float, measure_from: float) -> None:
+    if started < measure_from:
+        return  # warm-up
+    out.latencies.append(time.perf_counter() - started)
+    out.messages += 1
+    if b"MSA|AA|" not in ack:
+        out.errors += 1
+
+
+async def drive(kind: str, port: int, connections: int, seconds: float, warmup: float) -> Result:
+    result = Result(kind, 0, seconds, [], 0)
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    sender = connect_per_message_sender if kind == "hl7apy" else persistent_sender
+    await asyncio.gather(*(sender(port, n, stop_at, measure_from, result) for n in range(connections)))
+    return result
+
+
+def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Result:
+    child = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        if not line.startswith("PORT "):
+            raise SystemExit(f"{kind} server did not start (got {line!r})")
+        port = int(line.split()[1])
+        return asyncio.run(drive(kind, port, connections, seconds, warmup))
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def report(results: Mapping[str, Result], connections: int) -> None:
+    print(f"MLLP listener benchmark: {connections} concurrent connections, one message in flight each; "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
+    print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}")
+    labels = {"ours": "ours (commit ACK, SQLite FULL)", "bare": "bare asyncio (ACK, no store)",
+              "hl7apy": "hl7apy MLLPServer (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)"}
+    for kind, r in results.items():
+        print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
+              f"{r.messages:>9} {r.errors:>7}")
+    ours, bare, hl7, shm = (results.get(k) for k in KINDS)
+    if ours and bare and bare.rate:
+        print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
+    if ours and hl7 and hl7.rate:
+        print(f"ours / hl7apy = {ours.rate / hl7.rate:6.1f}x  (target >= 20x)")
+    if shm and bare and bare.rate:
+        print(f"ours on tmpfs / bare = {shm.rate / bare.rate:6.1%}   (the listener's own cost, without fsync)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--only", choices=KINDS, action="append", help="run only these servers")
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
+                   "ours-shm": lambda: serve_ours("/dev/shm")}
+        servers[args.serve]()
+        return 0
+    kinds = args.only or [*DEFAULT_KINDS, *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]
+    results = {kind: run_one(kind, args.connections, args.seconds, args.warmup) for kind in kinds}
+    report(results, args.connections)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The ``fhir`` FormatSpec: JSON bytes to records and back, and the cheap intake read.
+
+Encoding validates the whole Bundle with fhirclient's R4 models (``strict=True``) before returning
+bytes, so a resource FHIR servers would refuse never reaches the outbox: the problem is an
+``EncodeError`` naming the element.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, Record
+
+from .decode import decode_document
+from .encode import Writer
+
+MEDIA_TYPE = "application/fhir+json"
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
+
+
+def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]:
+    return decode_document(load_json(raw), options or {})
+
+
+def validation_problems(error: Exception, path: str = "") -> list[str]:
+    """Flatten fhirclient's nested FHIRValidationError into ``path: problem`` lines."""
+    nested = getattr(error, "errors", None)
+    here = ".".join(p for p in (path, getattr(error, "path", None) or "") if p)
+    if not nested:
+        return [f"{here}: {error}" if here else str(error)]
+    problems = []
+    for item in nested:
+        problems.extend(validation_problems(item, here))
+    return problems
+
+
+def validate(bundle: dict[str, Any]) -> None:
+    """Construct the Bundle with fhirclient's R4 models, strictly; raise EncodeError if refused."""
+    from fhirclient.models.bundle import Bundle
+    from fhirclient.models.fhirabstractbase import FHIRValidationError
+
+    try:
+        Bundle(bundle, strict=True)
+    except (FHIRValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        problems = validation_problems(exc)
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise EncodeError(f"the FHIR R4 Bundle does not validate: {shown}") from None
+    except Exception as exc:  # fhirclient raises bare Exception on a resourceType mismatch
+        raise EncodeError(f"the FHIR R4 Bundle does not validate: {exc}") from None
+
+
+def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
+    if not records:
+        raise EncodeError("nothing to encode: no records")
+    options = options or {}
+    bundle = Writer(options).bundle(records)
+    validate(bundle)
+    indent = options.get("indent", 2)
+    return (json.dumps(bundle, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def peek(raw: bytes) -> MessageHeader:
+    """Resource type (and Bundle type) for the timeline; never raises."""
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return MessageHeader()
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+        return MessageHeader()
+    rtype = doc["resourceType"]
+    if rtype == "Bundle" and isinstance(doc.get("type"), str):
+        rtype = f"Bundle/{doc['type']}"
+    ident = doc.get("identifier") if isinstance(doc.get("identifier"), dict) else {}
+    control = ident.get("value") if isinstance(ident.get("value"), str) else None
+    system = ident.get("system") if isinstance(ident.get("system"), str) else ""
+    return MessageHeader(control_id=control, message_type=rtype,
+                         dedupe_key=f"fhir:{system}|{control}" if control else None)
+
+
+def detect(raw: bytes) -> bool:
+    head = raw[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") and b'"resourceType"' in head and b"telemed-bridge/" not in head
+
+
+FORMAT = FormatSpec(
+    name="fhir",
+    media_type=MEDIA_TYPE,
+    decode=decode,
+    encode=encode,
+    peek=peek,
+    detect=detect,
+    file_extension="json",
+    description="FHIR R4 resources in a transaction Bundle (idempotent conditional writes)",
+)

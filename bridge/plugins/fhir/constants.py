@@ -1,0 +1,60 @@
+"""Code systems, identifier systems and extension URLs the ``fhir`` format reads and writes.
+
+Public systems are HL7's or the code owners'; everything under ``telemed-bridge.org`` is ours and is
+documented in ``docs/fhir.md`` (each URL, what it carries, its value type).
+"""
+
+from __future__ import annotations
+
+# --- public systems ----------------------------------------------------------------------------
+NPI = "http://hl7.org/fhir/sid/us-npi"
+NCPDP = "http://terminology.hl7.org/NamingSystem/NCPDPProviderIdentificationNumber"
+NDC = "http://hl7.org/fhir/sid/ndc"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
+UCUM = "http://unitsofmeasure.org"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+V2_0004 = "http://terminology.hl7.org/CodeSystem/v2-0004"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+R5_VIRTUAL_SERVICE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.virtualService"
+"""Read and kept (never generated): the R5 cross-version extension describes the platform
+(channel type, meeting address), for which the canonical records have no field."""
+
+ENCOUNTER_CLASS_CODES = frozenset(
+    {"AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR"})
+"""v3 ActCode encounter codes; any other ``encounter_class`` is written as a v2 table 0004 code."""
+
+# --- our systems -------------------------------------------------------------------------------
+BASE = "https://telemed-bridge.org/fhir"
+SID_RECORD_ID = f"{BASE}/sid/record-id"
+SID_ORDER_NUMBER = f"{BASE}/sid/prescriber-order-number"
+SID_NCPDP_MESSAGE_ID = f"{BASE}/sid/ncpdp-message-id"
+SID_DEA = f"{BASE}/sid/dea-registration"
+SID_STATE_LICENSE = f"{BASE}/sid/state-license"
+CS_QUALIFICATION = f"{BASE}/CodeSystem/qualification"
+CS_MODALITY = f"{BASE}/CodeSystem/modality"
+
+_SD = f"{BASE}/StructureDefinition"
+EXT_MODALITY = f"{_SD}/modality"
+EXT_PATIENT_LOCATION = f"{_SD}/patient-location"
+EXT_PRACTITIONER_STATE = f"{_SD}/practitioner-state"
+EXT_CONSENT = f"{_SD}/telehealth-consent"
+EXT_LAST_IN_PERSON = f"{_SD}/last-in-person-visit"
+EXT_DEA_SCHEDULE = f"{_SD}/dea-schedule"
+EXT_STRENGTH = f"{_SD}/medication-strength"
+EXT_EPCS_CAPABLE = f"{_SD}/epcs-capable"
+EXT_STATE = f"{_SD}/jurisdiction-state"
+EXT_SIGNATURE = f"{_SD}/epcs-signature"
+EXT_PDMP_CHECK = f"{_SD}/pdmp-check"
+EXT_RELATES_TO = f"{_SD}/relates-to-message-id"
+EXT_EVENT_CODE = f"{_SD}/event-code"
+EXT_FILL_STATUS = f"{_SD}/fill-status"
+EXT_NOTE_STATUS = f"{_SD}/note-status"
+EXT_RECORD_EXTRA = f"{_SD}/record-extra"
+EXT_RECORD_INDEX = f"{_SD}/record-index"
+
+OUR_EXTENSIONS = frozenset(
+    value for name, value in dict(globals()).items() if name.startswith("EXT_"))
+"""Extensions this format generates; any other extension is kept verbatim in ``extra["fhir"]``."""

@@ -1,0 +1,696 @@
+"""Each canonical record as one FHIR R4 resource, and back.
+
+``*_out`` functions build a resource from a record; nested records become references through the
+writer (``w.ref``), which adds them to the Bundle. ``*_in`` functions read a resource through a
+:class:`~.reader.Node`; references are resolved through the reader (``r.follow``). The mapping
+tables are in ``docs/fhir.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from bridge import (
+    Appointment,
+    ClinicalNote,
+    DecodeError,
+    DEARegistration,
+    EncodeError,
+    Encounter,
+    Medication,
+    Patient,
+    PatientLocation,
+    Pharmacy,
+    Practitioner,
+    Prescription,
+    PrescriptionEvent,
+    Record,
+    SignatureEvidence,
+    StateLicense,
+)
+
+from . import constants as C
+from .datatypes import (
+    address_in,
+    address_out,
+    coding_in,
+    coding_out,
+    compact,
+    complex_ext,
+    concept_in,
+    concept_out,
+    concepts_in,
+    ext,
+    ext_nodes,
+    ext_value,
+    fhir_datetime,
+    identifier_in,
+    identifier_out,
+    name_in,
+    name_out,
+    period_in,
+    period_out,
+    quantity_in,
+    quantity_out,
+    telecom_in,
+    telecom_out,
+)
+from .keep import FHIR
+from .reader import Node
+
+if TYPE_CHECKING:
+    from .decode import Reader
+    from .encode import Writer
+
+MODALITIES = ("video", "audio_only", "async", "in_person")
+DEA_SCHEDULE_CODES = ("CI", "CII", "CIII", "CIV", "CV", "none")
+ENCOUNTER_STATUSES = ("planned", "arrived", "in-progress", "finished", "cancelled", "entered-in-error")
+DOC_STATUSES = ("preliminary", "final", "amended", "entered-in-error")
+FILL_TO_STATUS = {"Dispensed": "completed", "PartiallyDispensed": "in-progress",
+                  "NotDispensed": "declined", "Transferred": "stopped"}
+STATUS_TO_FILL = {v: k for k, v in FILL_TO_STATUS.items()}
+PRIMARY_PERFORMER = {"coding": [{"system": C.PARTICIPATION_TYPE, "code": "PPRF"}]}
+DEFAULT_NOTE_TYPE = "text/plain"
+
+
+# --- shared parts ------------------------------------------------------------------------------
+
+
+def order_system(options: Any) -> str:
+    """Identifier system of the prescriber order number (per channel: EHRs have their own)."""
+    return str(options.get("order_number_system") or C.SID_ORDER_NUMBER)
+
+
+def identifiers_out(rec: Any, *specific: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Our record id first (as an identifier, so conditional writes can match on it), then the
+    type-specific identifiers (NPI, NCPDP, order number), then the record's own."""
+    ids = [{"system": C.SID_RECORD_ID, "value": rec.id}] if getattr(rec, "id", None) else []
+    ids += [s for s in specific if s]
+    ids += [identifier_out(i) for i in getattr(rec, "identifiers", [])]
+    return ids
+
+
+def common_extensions(rec: Record, *exts: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The record's own extensions plus ``record-extra``: what other formats left in ``extra``."""
+    found = [e for e in exts if e]
+    others = {k: v for k, v in getattr(rec, "extra", {}).items() if k != FHIR}
+    if others:
+        found.append(ext(C.EXT_RECORD_EXTRA, "String",
+                         json.dumps(others, sort_keys=True, ensure_ascii=False, separators=(",", ":"))))
+    return found
+
+
+def record_extra_in(node: Node) -> dict[str, Any]:
+    text = ext_value(node, C.EXT_RECORD_EXTRA, "String")
+    if text is None:
+        return {}
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError:
+        raise DecodeError("record-extra extension is not JSON", node.at("extension")) from None
+    if not isinstance(extra, dict):
+        raise DecodeError("record-extra extension must hold a JSON object", node.at("extension"))
+    return extra
+
+
+def split_identifiers(node: Node, *systems: str) -> tuple[dict[str, str], list[Any]]:
+    """Pull the first identifier of each given system out of the list; return the rest as records'."""
+    found: dict[str, str] = {}
+    rest = []
+    for item in node.list("identifier"):
+        system = item.str("system")
+        if system in systems and system not in found and item.str("value"):
+            found[system] = item.str("value")  # type: ignore[assignment]
+        else:
+            rest.append(identifier_in(item))
+    return found, rest
+
+
+def record_id(node: Node, found: dict[str, str]) -> str | None:
+    """Our record id, else the resource's logical id (e.g. a server's id in a searchset)."""
+    return found.get(C.SID_RECORD_ID) or node.str("id")
+
+
+def choice(value: str | None, allowed: tuple[str, ...], path: str) -> str | None:
+    if value is not None and value not in allowed:
+        raise DecodeError(f"expected one of {', '.join(allowed)}, got {value!r}", path)
+    return value
+
+
+def reference_ids(node: Node | None) -> str | None:
+    """The value of a logical reference (``{"identifier": {…}}``) or the id of a literal one."""
+    if node is None:
+        return None
+    ident = node.obj("identifier")
+    if ident is not None:
+        return ident.str("value")
+    ref = node.str("reference") or ""
+    return ref.rsplit("/", 1)[-1] or None
+
+
+# --- Patient, Practitioner, Organization ---------------------------------------------------------
+
+
+def patient_out(rec: Patient, w: Writer) -> dict[str, Any]:
+    return compact({
+        "resourceType": "Patient",
+        "extension": common_extensions(rec),
+        "identifier": identifiers_out(rec),
+        "name": name_out(rec.name),
+        "telecom": [telecom_out(t) for t in rec.telecom],
+        "gender": rec.gender,
+        **birth_out(rec.birth_date, w),
+        "address": [address_out(a) for a in rec.addresses],
+    })
+
+
+def birth_out(value: str | None, w: Writer) -> dict[str, Any]:
+    """A birth date; a birth *time* (common in HL7v2 PID-7) goes in FHIR's patient-birthTime."""
+    if value is None or "T" not in value:
+        return {"birthDate": fhir_datetime(value, "Patient.birth_date", w.options, date_only=True)}
+    moment = fhir_datetime(value, "Patient.birth_date", w.options)
+    return {"birthDate": value[:10], "_birthDate": {"extension": [ext(C.BIRTH_TIME, "DateTime", moment)]}}
+
+
+def birth_in(node: Node) -> str | None:
+    date = node.datetime("birthDate", date_only=True)
+    primitive = node.obj("_birthDate")
+    moment = ext_value(primitive, C.BIRTH_TIME, "DateTime") if primitive else None
+    return moment if moment and date and moment.startswith(date) else date
+
+
+def patient_in(node: Node, r: Reader) -> Patient:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    return Patient(
+        id=record_id(node, found), identifiers=identifiers, name=name_in(node.list("name")),
+        birth_date=birth_in(node),
+        gender=choice(node.str("gender"), ("male", "female", "other", "unknown"), node.at("gender")),
+        addresses=[address_in(a) for a in node.list("address")],
+        telecom=[telecom_in(t) for t in node.list("telecom")], extra=record_extra_in(node))
+
+
+def qualification_out(code: str, system: str, number: str | None, state: str | None,
+                      expires: str | None, schedules: list[str], w: Writer) -> dict[str, Any]:
+    return compact({
+        "extension": [e for e in [ext(C.EXT_STATE, "String", state)]
+                      + [ext(C.EXT_DEA_SCHEDULE, "Code", s) for s in schedules] if e],
+        "identifier": [{"system": system, "value": number}] if number else [],
+        "code": {"coding": [{"system": C.CS_QUALIFICATION, "code": code}]},
+        "period": compact({"end": fhir_datetime(expires, f"Practitioner.{code}.expires", w.options)}),
+    })
+
+
+def practitioner_out(rec: Practitioner, w: Writer) -> dict[str, Any]:
+    quals = [qualification_out("dea-registration", C.SID_DEA, d.number, d.state, d.expires,
+                               d.schedules, w) for d in rec.dea_registrations]
+    quals += [qualification_out("state-license", C.SID_STATE_LICENSE, lic.number, lic.state,
+                                lic.expires, [], w) for lic in rec.licenses]
+    return compact({
+        "resourceType": "Practitioner",
+        "extension": common_extensions(rec),
+        "identifier": identifiers_out(rec, {"system": C.NPI, "value": rec.npi} if rec.npi else None),
+        "name": name_out(rec.name),
+        "telecom": [telecom_out(t) for t in rec.telecom],
+        "address": [address_out(a) for a in rec.addresses],
+        "qualification": quals,
+    })
+
+
+def _qualification_code(node: Node) -> str | None:
+    code = node.obj("code")
+    for coding in code.list("coding") if code else []:
+        if coding.str("system") == C.CS_QUALIFICATION:
+            return coding.str("code")
+    return None
+
+
+def practitioner_in(node: Node, r: Reader) -> Practitioner:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, C.NPI)
+    deas, licenses = [], []
+    for qual in node.list("qualification"):
+        code = _qualification_code(qual)
+        if code not in ("dea-registration", "state-license"):
+            continue
+        idents = qual.list("identifier")
+        number = idents[0].str("value") if idents else None
+        state = ext_value(qual, C.EXT_STATE, "String")
+        period = qual.obj("period")
+        expires = period.datetime("end") if period else None
+        if code == "dea-registration":
+            schedules = [s.str("valueCode") or "" for s in ext_nodes(qual, C.EXT_DEA_SCHEDULE)]
+            deas.append(DEARegistration(number=number or "", state=state, schedules=schedules,
+                                        expires=expires))
+        else:
+            licenses.append(StateLicense(state=state or "", number=number, expires=expires))
+    return Practitioner(
+        id=record_id(node, found), npi=found.get(C.NPI), identifiers=identifiers,
+        name=name_in(node.list("name")), dea_registrations=deas, licenses=licenses,
+        addresses=[address_in(a) for a in node.list("address")],
+        telecom=[telecom_in(t) for t in node.list("telecom")], extra=record_extra_in(node))
+
+
+def pharmacy_out(rec: Pharmacy, w: Writer) -> dict[str, Any]:
+    return compact({
+        "resourceType": "Organization",
+        "extension": common_extensions(rec, ext(C.EXT_EPCS_CAPABLE, "Boolean", rec.epcs_capable)),
+        "identifier": identifiers_out(
+            rec, {"system": C.NCPDP, "value": rec.ncpdp_id} if rec.ncpdp_id else None,
+            {"system": C.NPI, "value": rec.npi} if rec.npi else None),
+        "name": rec.name,
+        "telecom": [telecom_out(t) for t in rec.telecom],
+        "address": [address_out(rec.address)] if rec.address else [],
+    })
+
+
+def pharmacy_in(node: Node, r: Reader) -> Pharmacy:
+    found, _ = split_identifiers(node, C.SID_RECORD_ID, C.NCPDP, C.NPI)
+    addresses = node.list("address")
+    return Pharmacy(
+        id=record_id(node, found), ncpdp_id=found.get(C.NCPDP), npi=found.get(C.NPI),
+        name=node.str("name"), address=address_in(addresses[0]) if addresses else None,
+        telecom=[telecom_in(t) for t in node.list("telecom")],
+        epcs_capable=ext_value(node, C.EXT_EPCS_CAPABLE, "Boolean"), extra=record_extra_in(node))
+
+
+# --- Medication --------------------------------------------------------------------------------
+
+
+def medication_codings(rec: Medication) -> list[dict[str, Any]]:
+    codings = [{"system": C.RXNORM, "code": rec.rxnorm}] if rec.rxnorm else []
+    codings += [{"system": C.NDC, "code": rec.ndc}] if rec.ndc else []
+    return codings + [coding_out(c) for c in rec.codings]
+
+
+def medication_out(rec: Medication, w: Writer) -> dict[str, Any]:
+    return compact({
+        "resourceType": "Medication",
+        "extension": common_extensions(rec, ext(C.EXT_DEA_SCHEDULE, "Code", rec.dea_schedule),
+                                       ext(C.EXT_STRENGTH, "String", rec.strength)),
+        "code": compact({"coding": medication_codings(rec), "text": rec.description}),
+        "form": {"text": rec.form} if rec.form else None,
+    })
+
+
+def medication_in(node: Node, r: Reader) -> Medication:
+    rxnorm = ndc = None
+    codings = []
+    code = node.obj("code")
+    for coding in code.list("coding") if code else []:
+        system, value = coding.str("system"), coding.str("code")
+        if system == C.RXNORM and rxnorm is None and value:
+            rxnorm = value
+        elif system == C.NDC and ndc is None and value:
+            ndc = value
+        else:
+            codings.append(coding_in(coding))
+    description = code.str("text") if code else None
+    if description is None and code is not None:
+        description = next((c.str("display") for c in code.list("coding") if c.str("display")), None)
+    form = concept_in(node.obj("form"))
+    schedule = ext_value(node, C.EXT_DEA_SCHEDULE, "Code")
+    return Medication(
+        description=description, rxnorm=rxnorm, ndc=ndc, codings=codings,
+        dea_schedule=choice(schedule, DEA_SCHEDULE_CODES, node.at("extension(dea-schedule)")),
+        strength=ext_value(node, C.EXT_STRENGTH, "String"),
+        form=(form.display or form.code or None) if form else None, extra=record_extra_in(node))
+
+
+# --- Encounter and Appointment -------------------------------------------------------------------
+
+
+def derived_class(modality: str | None) -> str:
+    """The class a modality implies: VR for remote care, AMB for in-person or unknown."""
+    return "VR" if modality in ("video", "audio_only", "async") else "AMB"
+
+
+def location_ext(location: PatientLocation | None) -> dict[str, Any] | None:
+    if location is None:
+        return None
+    return complex_ext(C.EXT_PATIENT_LOCATION, [
+        ext("country", "String", location.country), ext("state", "String", location.state),
+        ext("atHome", "Boolean", location.at_home), ext("source", "String", location.source)])
+
+
+def location_in(node: Node) -> PatientLocation | None:
+    for found in ext_nodes(node, C.EXT_PATIENT_LOCATION):
+        return PatientLocation(country=ext_value(found, "country", "String"),
+                               state=ext_value(found, "state", "String"),
+                               at_home=ext_value(found, "atHome", "Boolean"),
+                               source=ext_value(found, "source", "String"))
+    return None
+
+
+def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
+    code = rec.encounter_class or derived_class(rec.modality)
+    system = C.ACT_CODE if code in C.ENCOUNTER_CLASS_CODES else C.V2_0004
+    participant = [{"type": [PRIMARY_PERFORMER], "individual": w.ref(rec.practitioner)}] \
+        if rec.practitioner else []
+    appointment = [{"type": "Appointment", "identifier": {"system": C.SID_RECORD_ID,
+                                                          "value": rec.appointment_id}}] \
+        if rec.appointment_id else []
+    return compact({
+        "resourceType": "Encounter",
+        "extension": common_extensions(
+            rec, ext(C.EXT_MODALITY, "Code", rec.modality), location_ext(rec.patient_location),
+            ext(C.EXT_PRACTITIONER_STATE, "String", rec.practitioner_state),
+            ext(C.EXT_CONSENT, "Boolean", rec.consent_captured),
+            ext(C.EXT_LAST_IN_PERSON, "DateTime", fhir_datetime(
+                rec.last_in_person_visit, "Encounter.last_in_person_visit", w.options))),
+        "identifier": identifiers_out(rec),
+        "status": rec.status or "unknown",
+        "class": {"system": system, "code": code},
+        "type": [concept_out(t) for t in rec.types],
+        "subject": w.ref(rec.patient) if rec.patient else None,
+        "participant": participant,
+        "appointment": appointment,
+        "period": period_out(rec.period, "Encounter.period", w.options),
+        "reasonCode": [concept_out(c) for c in rec.reason],
+    })
+
+
+def encounter_in(node: Node, r: Reader) -> Encounter:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    modality = choice(ext_value(node, C.EXT_MODALITY, "Code"), MODALITIES, node.at("extension(modality)"))
+    status = node.str("status")
+    klass = node.obj("class")
+    code = klass.str("code") if klass else None
+    if klass is not None and klass.str("system") == C.ACT_CODE and code == derived_class(modality):
+        code = None
+    practitioner = None
+    for part in node.list("participant"):
+        target = r.follow(part.obj("individual"), Practitioner)
+        if target is not None:
+            practitioner = target
+            break
+    appointments = node.list("appointment")
+    return Encounter(
+        id=record_id(node, found), identifiers=identifiers,
+        status=status if status in ENCOUNTER_STATUSES else None, modality=modality,
+        encounter_class=code, period=period_in(node.obj("period")),
+        patient=r.follow(node.obj("subject"), Patient), practitioner=practitioner,
+        patient_location=location_in(node),
+        practitioner_state=ext_value(node, C.EXT_PRACTITIONER_STATE, "String"),
+        reason=concepts_in(node.list("reasonCode")), types=concepts_in(node.list("type")),
+        appointment_id=reference_ids(appointments[0]) if appointments else None,
+        consent_captured=ext_value(node, C.EXT_CONSENT, "Boolean"),
+        last_in_person_visit=ext_value(node, C.EXT_LAST_IN_PERSON, "DateTime"),
+        extra=record_extra_in(node))
+
+
+def appointment_out(rec: Appointment, w: Writer) -> dict[str, Any]:
+    if not rec.status:
+        raise EncodeError("Appointment.status is required by FHIR (proposed, booked, arrived…)")
+    actors = [p for p in (rec.patient, rec.practitioner) if p is not None]
+    return compact({
+        "resourceType": "Appointment",
+        "extension": common_extensions(rec, ext(C.EXT_MODALITY, "Code", rec.modality),
+                                       location_ext(rec.patient_location)),
+        "identifier": identifiers_out(rec),
+        "status": rec.status,
+        "appointmentType": concept_out(rec.appointment_type),
+        "reasonCode": [concept_out(c) for c in rec.reason],
+        "start": fhir_datetime(rec.start, "Appointment.start", w.options, instant=True),
+        "end": fhir_datetime(rec.end, "Appointment.end", w.options, instant=True),
+        "minutesDuration": rec.duration_minutes,
+        "participant": [{"actor": w.ref(a), "status": "accepted"} for a in actors],
+    })
+
+
+def appointment_in(node: Node, r: Reader) -> Appointment:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    patient = practitioner = None
+    for part in node.list("participant"):
+        actor = part.obj("actor")
+        patient = patient or r.follow(actor, Patient)
+        practitioner = practitioner or r.follow(actor, Practitioner)
+    return Appointment(
+        id=record_id(node, found), identifiers=identifiers, status=node.str("status"),
+        start=node.datetime("start"), end=node.datetime("end"),
+        duration_minutes=node.int("minutesDuration"),
+        modality=choice(ext_value(node, C.EXT_MODALITY, "Code"), MODALITIES, node.at("extension(modality)")),
+        reason=concepts_in(node.list("reasonCode")),
+        appointment_type=concept_in(node.obj("appointmentType")),
+        patient=patient, practitioner=practitioner, patient_location=location_in(node),
+        extra=record_extra_in(node))
+
+
+# --- MedicationRequest -------------------------------------------------------------------------
+
+
+def signature_ext(sig: SignatureEvidence | None, w: Writer) -> dict[str, Any] | None:
+    if sig is None:
+        return None
+    return complex_ext(C.EXT_SIGNATURE, [
+        ext("value", "String", sig.value), ext("kind", "String", sig.kind),
+        ext("signedAt", "DateTime", fhir_datetime(sig.signed_at, "Prescription.signature.signed_at",
+                                                  w.options)),
+        ext("digest", "String", sig.digest)])
+
+
+def signature_in(node: Node) -> SignatureEvidence | None:
+    for found in ext_nodes(node, C.EXT_SIGNATURE):
+        return SignatureEvidence(value=ext_value(found, "value", "String") or "",
+                                 kind=ext_value(found, "kind", "String"),
+                                 signed_at=ext_value(found, "signedAt", "DateTime"),
+                                 digest=ext_value(found, "digest", "String"))
+    return None
+
+
+def pdmp_in(node: Node) -> list[dict[str, Any]]:
+    checks = []
+    for found in ext_nodes(node, C.EXT_PDMP_CHECK):
+        try:
+            check = json.loads(found.str("valueString") or "")
+        except json.JSONDecodeError:
+            check = None
+        if not isinstance(check, dict):
+            raise DecodeError("pdmp-check extension must hold a JSON object", found.path)
+        checks.append(check)
+    return checks
+
+
+def prescription_out(rec: Prescription, w: Writer) -> dict[str, Any]:
+    contained: list[dict[str, Any]] = []
+    medication = w.medication_ref(rec.medication, contained) if rec.medication else None
+    days = {"value": rec.days_supply, "unit": "days", "system": C.UCUM, "code": "d"} \
+        if rec.days_supply is not None else None
+    pon = {"type": {"coding": [{"system": C.V2_0203, "code": "PLAC"}]},
+           "system": order_system(w.options), "value": rec.prescriber_order_number} \
+        if rec.prescriber_order_number else None
+    return compact({
+        "resourceType": "MedicationRequest",
+        "contained": contained,
+        "extension": common_extensions(
+            rec, signature_ext(rec.signature, w),
+            *[ext(C.EXT_PDMP_CHECK, "String", json.dumps(c, sort_keys=True, separators=(",", ":")))
+              for c in rec.pdmp_checks]),
+        "identifier": identifiers_out(rec, pon),
+        "status": rec.status or "unknown",
+        "intent": rec.intent or "order",
+        "medicationReference": medication,
+        "subject": w.ref(rec.patient) if rec.patient else None,
+        "encounter": w.ref(rec.encounter) if rec.encounter else None,
+        "authoredOn": fhir_datetime(rec.written_date, "Prescription.written_date", w.options),
+        "requester": w.ref(rec.prescriber) if rec.prescriber else None,
+        "reasonCode": [concept_out(c) for c in rec.diagnosis],
+        "note": [{"text": rec.note}] if rec.note else [],
+        "dosageInstruction": [{"text": rec.sig}] if rec.sig else [],
+        "dispenseRequest": compact({
+            "numberOfRepeatsAllowed": rec.refills,
+            "quantity": quantity_out(rec.quantity),
+            "expectedSupplyDuration": days,
+            "performer": w.ref(rec.pharmacy) if rec.pharmacy else None,
+        }),
+        "substitution": {"allowedBoolean": rec.substitution_allowed}
+        if rec.substitution_allowed is not None else None,
+    })
+
+
+def days_in(node: Node | None) -> int | None:
+    """Days supply from a Duration: whole days only (other units stay in extra["fhir"])."""
+    if node is None:
+        return None
+    value = node.num("value")
+    unit = node.str("code") or node.str("unit")
+    if value is None or unit not in ("d", "day", "days") or value != int(value):
+        return None
+    return int(value)
+
+
+def prescription_in(node: Node, r: Reader) -> Prescription:
+    system = order_system(r.options)
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, system)
+    dispense = node.obj("dispenseRequest")
+    substitution = node.obj("substitution")
+    dosage = node.list("dosageInstruction")
+    notes = [n.str("text") for n in node.list("note")]
+    status = node.str("status")
+    return Prescription(
+        id=record_id(node, found), prescriber_order_number=found.get(system),
+        identifiers=identifiers, status=None if status == "unknown" else status,
+        intent=node.str("intent"), medication=medication_of(node, r),
+        quantity=quantity_in(dispense.obj("quantity")) if dispense else None,
+        days_supply=days_in(dispense.obj("expectedSupplyDuration")) if dispense else None,
+        refills=dispense.int("numberOfRepeatsAllowed") if dispense else None,
+        sig=dosage[0].str("text") if dosage else None,
+        substitution_allowed=substitution.bool("allowedBoolean") if substitution else None,
+        written_date=node.datetime("authoredOn"),
+        patient=r.follow(node.obj("subject"), Patient),
+        prescriber=r.follow(node.obj("requester"), Practitioner),
+        pharmacy=r.follow(dispense.obj("performer"), Pharmacy) if dispense else None,
+        encounter=r.follow(node.obj("encounter"), Encounter),
+        diagnosis=concepts_in(node.list("reasonCode")),
+        note=notes[0] if notes else None, signature=signature_in(node), pdmp_checks=pdmp_in(node),
+        extra=record_extra_in(node))
+
+
+def medication_of(node: Node, r: Reader) -> Medication | None:
+    """medicationReference (bundle entry or contained) or an inline medicationCodeableConcept."""
+    if node.has("medicationReference"):
+        return r.follow(node.obj("medicationReference"), Medication, container=node)
+    concept = node.obj("medicationCodeableConcept")
+    if concept is None:
+        return None
+    return medication_in(Node({"resourceType": "Medication", "code": concept.data}, concept.path), r)
+
+
+# --- MedicationDispense (RxFill) -----------------------------------------------------------------
+
+
+def dispense_out(rec: PrescriptionEvent, w: Writer) -> dict[str, Any]:
+    if rec.event_type != "RxFill":
+        raise EncodeError(
+            f"PrescriptionEvent of event_type {rec.event_type!r} has no FHIR mapping "
+            "(only RxFill, as MedicationDispense)")
+    contained: list[dict[str, Any]] = []
+    medication = w.medication_ref(rec.medication, contained) if rec.medication else None
+    authorizing = [{"type": "MedicationRequest", "identifier": {"system": system, "value": value}}
+                   for system, value in ((order_system(w.options), rec.prescriber_order_number),
+                                         (C.SID_RECORD_ID, rec.prescription_id)) if value]
+    unmapped_fill = rec.fill_status if rec.fill_status not in FILL_TO_STATUS else None
+    return compact({
+        "resourceType": "MedicationDispense",
+        "contained": contained,
+        "extension": common_extensions(
+            rec, ext(C.EXT_RELATES_TO, "String", rec.relates_to_message_id),
+            ext(C.EXT_EVENT_CODE, "String", rec.code), ext(C.EXT_FILL_STATUS, "String", unmapped_fill)),
+        "identifier": identifiers_out(
+            rec, {"system": C.SID_NCPDP_MESSAGE_ID, "value": rec.message_id} if rec.message_id else None),
+        "status": FILL_TO_STATUS.get(rec.fill_status or "", "unknown"),
+        "medicationReference": medication,
+        "subject": w.ref(rec.patient) if rec.patient else None,
+        "performer": [{"actor": w.ref(rec.pharmacy)}] if rec.pharmacy else [],
+        "authorizingPrescription": authorizing,
+        "quantity": quantity_out(rec.quantity),
+        "whenHandedOver": fhir_datetime(rec.occurred_at, "PrescriptionEvent.occurred_at", w.options),
+        "note": [{"text": rec.description}] if rec.description else [],
+    })
+
+
+def dispense_in(node: Node, r: Reader) -> PrescriptionEvent:
+    found, _ = split_identifiers(node, C.SID_RECORD_ID, C.SID_NCPDP_MESSAGE_ID)
+    system = order_system(r.options)
+    pon = prescription_id = None
+    for auth in node.list("authorizingPrescription"):
+        ident = auth.obj("identifier")
+        if ident is not None and ident.str("system") == system:
+            pon = pon or ident.str("value")
+        elif ident is not None and ident.str("system") == C.SID_RECORD_ID:
+            prescription_id = prescription_id or ident.str("value")
+    pharmacy = None
+    for performer in node.list("performer"):
+        pharmacy = pharmacy or r.follow(performer.obj("actor"), Pharmacy)
+    notes = [n.str("text") for n in node.list("note")]
+    fill = ext_value(node, C.EXT_FILL_STATUS, "String") or STATUS_TO_FILL.get(node.str("status") or "")
+    return PrescriptionEvent(
+        event_type="RxFill", id=record_id(node, found), message_id=found.get(C.SID_NCPDP_MESSAGE_ID),
+        relates_to_message_id=ext_value(node, C.EXT_RELATES_TO, "String"),
+        prescriber_order_number=pon, prescription_id=prescription_id,
+        code=ext_value(node, C.EXT_EVENT_CODE, "String"), description=notes[0] if notes else None,
+        occurred_at=node.datetime("whenHandedOver"), fill_status=fill,
+        quantity=quantity_in(node.obj("quantity")), medication=medication_of(node, r),
+        patient=r.follow(node.obj("subject"), Patient), pharmacy=pharmacy, extra=record_extra_in(node))
+
+
+# --- DocumentReference (ClinicalNote) ------------------------------------------------------------
+
+
+def note_out(rec: ClinicalNote, w: Writer) -> dict[str, Any]:
+    data = base64.b64encode(rec.text.encode("utf-8")).decode("ascii") if rec.text is not None else None
+    doc_status = rec.status if rec.status in DOC_STATUSES else None
+    other_status = rec.status if rec.status and doc_status is None else None
+    return compact({
+        "resourceType": "DocumentReference",
+        "extension": common_extensions(rec, ext(C.EXT_NOTE_STATUS, "String", other_status)),
+        "identifier": identifiers_out(rec),
+        "status": "entered-in-error" if rec.status == "entered-in-error" else "current",
+        "docStatus": doc_status,
+        "type": concept_out(rec.note_type),
+        "subject": w.ref(rec.patient) if rec.patient else None,
+        "date": fhir_datetime(rec.authored, "ClinicalNote.authored", w.options, instant=True),
+        "author": [w.ref(rec.author)] if rec.author else [],
+        "content": [{"attachment": compact({
+            "contentType": rec.content_type or DEFAULT_NOTE_TYPE, "data": data, "title": rec.title})}],
+        "context": {"encounter": [w.ref(rec.encounter)]} if rec.encounter else None,
+    })
+
+
+def note_text(attachment: Node) -> str | None:
+    data = attachment.str("data")
+    if data is None:
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError("not valid base64", attachment.at("data")) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # binary content (a PDF…): kept whole in extra["fhir"]
+
+
+def note_in(node: Node, r: Reader) -> ClinicalNote:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    contents = node.list("content")
+    attachment = contents[0].obj("attachment") if contents else None
+    context = node.obj("context")
+    encounters = context.list("encounter") if context else []
+    authors = node.list("author")
+    status = ext_value(node, C.EXT_NOTE_STATUS, "String") or node.str("docStatus")
+    if status is None and node.str("status") == "entered-in-error":
+        status = "entered-in-error"
+    author = None
+    for item in authors:
+        author = author or r.follow(item, Practitioner)
+    return ClinicalNote(
+        id=record_id(node, found), identifiers=identifiers, status=status,
+        note_type=concept_in(node.obj("type")),
+        title=(attachment.str("title") if attachment else None) or node.str("description"),
+        text=note_text(attachment) if attachment else None,
+        content_type=attachment.str("contentType") if attachment else None,
+        authored=node.datetime("date"), author=author,
+        patient=r.follow(node.obj("subject"), Patient),
+        encounter=r.follow(encounters[0], Encounter) if encounters else None,
+        extra=record_extra_in(node))
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+OUT = {
+    Patient: patient_out, Practitioner: practitioner_out, Pharmacy: pharmacy_out,
+    Medication: medication_out, Encounter: encounter_out, Appointment: appointment_out,
+    Prescription: prescription_out, PrescriptionEvent: dispense_out, ClinicalNote: note_out,
+}
+IN = {
+    "Patient": (Patient, patient_in), "Practitioner": (Practitioner, practitioner_in),
+    "Organization": (Pharmacy, pharmacy_in), "Medication": (Medication, medication_in),
+    "Encounter": (Encounter, encounter_in), "Appointment": (Appointment, appointment_in),
+    "MedicationRequest": (Prescription, prescription_in),
+    "MedicationDispense": (PrescriptionEvent, dispense_in),
+    "DocumentReference": (ClinicalNote, note_in),
+}
+"""Resource type → (record class, decoder)."""
+RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}

@@ -1,0 +1,632 @@
+"""HL7v2 messages to canonical records.
+
+ADT A01/A03/A04/A08/A11 → Encounter; SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 →
+Prescription (one per ORC group); MDM^T02 → ClinicalNote; ORU^R01 → ClinicalNote (one per OBR).
+Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
+
+Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
+verbatim in ``extra["hl7v2"]["fields"]`` (``{"PID-10": "2106-3^White^HL70005"}``), explicit nulls
+(``""``) in ``extra["hl7v2"]["nulls"]``, values that could not be read (a malformed date, an unknown
+code) in ``fields`` too, and every other segment (Z-segments, repeats, unknown ones) in
+``extra["hl7v2"]["segments"]`` with the mapped segment it followed. The encoder re-emits all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bridge import (
+    Appointment,
+    ClinicalNote,
+    Coding,
+    DecodeError,
+    Encounter,
+    Identifier,
+    Medication,
+    Patient,
+    Period,
+    Prescription,
+    Quantity,
+    Record,
+)
+
+from . import datatypes as dt
+from . import telehealth
+from .header import Separators
+from .reader import NULL, Message, Segment, parse_path, read_messages, reencode, reencode_segment, text
+
+ADT_EVENTS = ("A01", "A03", "A04", "A08", "A11")
+SIU_EVENTS = ("S12", "S13", "S14", "S15")
+GENDERS = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
+CLASSES = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
+ORDER_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "IP": "active",
+                "SC": "active", "ER": "entered-in-error"}
+ORDER_CONTROL = {"NW": "active", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "OK": "active"}
+APPOINTMENT_STATUS = {"BOOKED": "booked", "PENDING": "pending", "CANCELLED": "cancelled", "COMPLETE": "fulfilled",
+                      "NOSHOW": "noshow", "WAITLIST": "waitlist", "STARTED": "arrived", "DELETED": "entered-in-error",
+                      "OVERBOOK": "booked"}
+NOTE_STATUS = {"AU": "final", "LA": "final", "IP": "preliminary", "PA": "preliminary",
+               "IN": "preliminary", "DI": "preliminary"}
+NO_CLAIM = frozenset(("U", "DO"))
+"""Codes that claim nothing (class unknown, document merely "documented"): read as no value."""
+RESULT_STATUS = {"F": "final", "P": "preliminary", "C": "amended", "X": "cancelled"}
+TEXT_TYPES = ("TX", "FT", "ST")
+SUBSTITUTION_NOT_ALLOWED = ("N", "0", "1", "7")
+SUBSTITUTION_ALLOWED = ("G", "T", "2", "3", "4", "5", "8")
+
+# Fields each mapping reads, per segment: everything else on these segments is kept raw.
+MAPPED: dict[str, set[int]] = {
+    "MSH": set(range(0, 100)),
+    "EVN": {1, 2},
+    "PID": {1, 2, 3, 4, 5, 7, 8, 11, 13, 14, 19},
+    "PV1": {1, 2, 7, 19, 44, 45},
+    "PV2": {3},
+    "SCH": {1, 2, 7, 8, 9, 10, 11, 25},
+    "RGS": {1},
+    "AIP": {1, 3},
+    "ORC": {1, 2, 3, 5, 9, 12},
+    "RXE": {2, 7, 9, 10, 11, 12, 27, 32},
+    "RXO": {1, 7, 9, 11, 12, 13},
+    "TQ1": {1},
+    "RXR": set(),
+    "TXA": {1, 2, 3, 4, 9, 12, 17},
+    "OBR": {1, 2, 3, 4, 7, 25},
+    "OBX": {1, 2, 3, 5, 11},
+}
+
+
+REQUIRED_UNKNOWN: dict[str, dict[int, str]] = {
+    "SCH": {6: NULL, 16: NULL, 20: NULL},
+    "RXE": {3: "0", 5: NULL},
+    "RXR": {1: NULL},
+}
+"""Fields v2.5 requires that records cannot fill, and the placeholder the encoder sends for them:
+``""`` (no value), or ``0`` for RXE-3 (a number; the dose is in the sig, RXE-21). The decoder reads
+a placeholder back as nothing. (SCH-6 event reason, SCH-16 filler contact, SCH-20 entered by,
+RXE-3 give amount, RXE-5 give units.)"""
+
+
+class Scope:
+    """What one record keeps of its segments: raw fields, explicit nulls, unmapped segments."""
+
+    def __init__(self, seps: Separators, mapped: Mapping[str, set[int]]):
+        self.seps = seps
+        self.mapped = mapped
+        self.fields: dict[str, str] = {}
+        self.nulls: list[str] = []
+        self.segments: list[dict[str, str]] = []
+        self.anchor = "MSH"
+
+    def take(self, seg: Segment, into: Scope | None = None) -> None:
+        """Mark ``seg`` as mapped: keep its unmapped fields and nulls (in ``into`` when given)."""
+        self.anchor = seg.name
+        if into is not None:
+            into.take(seg)
+            return
+        mapped = self.mapped.get(seg.name, ())
+        if seg.name not in ("MSH", "OBX"):  # text OBX: only type and value are kept (see docs)
+            for number in range(1, len(seg.fields)):
+                value = seg.fields[number]
+                if not value:
+                    continue
+                key = f"{seg.name}-{number}"
+                if REQUIRED_UNKNOWN.get(seg.name, {}).get(number) == value:
+                    continue
+                if number not in mapped:
+                    self.fields[key] = reencode(value, self.seps)
+                elif value == NULL:
+                    self.nulls.append(key)
+
+    def keep(self, seg: Segment) -> None:
+        """Keep a segment this mapping does not read, after the mapped segment it followed."""
+        self.segments.append({"after": self.anchor, "segment": reencode_segment(seg, self.seps)})
+
+    def unreadable(self, key: str, raw: str) -> None:
+        """A mapped value that could not be read (bad date, unknown code): keep it as written."""
+        if raw and raw != NULL:
+            self.fields[key] = reencode(raw, self.seps)
+
+    def extra(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.fields:
+            out["fields"] = dict(self.fields)
+        if self.nulls:
+            out["nulls"] = list(self.nulls)
+        if self.segments:
+            out["segments"] = list(self.segments)
+        return {"hl7v2": out} if out else {}
+
+
+class Decoder:
+    """Decodes one message; ``options`` carry the channel's telehealth convention."""
+
+    def __init__(self, message: Message, options: Mapping[str, Any]):
+        self.message = message
+        self.seps = message.separators
+        self.convention = telehealth.convention_from(options)
+        self.mapped = dict(MAPPED)
+        for name, numbers in self.convention.mapped_fields().items():
+            self.mapped[name] = self.mapped.get(name, set()) | numbers
+        self.owned_z = self.convention.z_segments()
+        msh = message.msh
+        parts = msh.get(9).split(self.seps.component)
+        self.type = text(parts[0], self.seps)
+        self.event = text(parts[1], self.seps) if len(parts) > 1 else ""
+        self.structure = text(parts[2], self.seps) if len(parts) > 2 else ""
+
+    # --- helpers ---
+
+    def scope(self) -> Scope:
+        return Scope(self.seps, self.mapped)
+
+    def new_pid_scope(self) -> Scope:
+        """The patient's own scope: PID's unmapped fields belong on the Patient record."""
+        self.pid_scope = Scope(self.seps, self.mapped)
+        return self.pid_scope
+
+    def t(self, seg: Segment | None, number: int) -> str:
+        """Field ``number`` of ``seg`` as text (first repetition, first component)."""
+        if seg is None:
+            return ""
+        value = seg.get(number)
+        if not value:
+            return ""
+        return text(value.split(self.seps.repetition)[0].split(self.seps.component)[0], self.seps)
+
+    def reps(self, seg: Segment | None, number: int) -> list[str]:
+        if seg is None:
+            return []
+        value = seg.get(number)
+        return [r for r in value.split(self.seps.repetition) if r and r != NULL] if value else []
+
+    def when(self, seg: Segment | None, number: int, scope: Scope, component: int = 1) -> str | None:
+        """A date-time field as ISO 8601, or None (and the raw value kept) when it is malformed."""
+        if seg is None:
+            return None
+        raw = seg.get(number)
+        if not raw or raw == NULL:
+            return None
+        value = raw.split(self.seps.repetition)[0].split(self.seps.component)[component - 1:component]
+        iso = dt.read_datetime(text(value[0], self.seps)) if value else None
+        if iso is None:
+            scope.unreadable(f"{seg.name}-{number}", raw)
+        return iso
+
+    def coded(self, seg: Segment | None, number: int, table: Mapping[str, str], scope: Scope) -> str | None:
+        code = self.t(seg, number)
+        if not code:
+            return None
+        value = table.get(code) or table.get(code.upper())
+        if value is None and code not in NO_CLAIM:
+            scope.unreadable(f"{seg.name}-{number}", seg.get(number))
+        return value
+
+    def walk(self, segments: list[Segment], scope: Scope, wanted: tuple[str, ...],
+             late: tuple[str, ...] = (), after: str = "") -> dict[str, Segment]:
+        """Take the first of each wanted segment (``late`` ones only once ``after`` was seen);
+        keep the rest (owned Z-segments are consumed)."""
+        found: dict[str, Segment] = {}
+        for seg in segments:
+            eligible = seg.name in wanted or (seg.name in late and after in found)
+            if eligible and seg.name not in found:
+                found[seg.name] = seg
+                scope.take(seg, into=self.pid_scope if seg.name == "PID" else None)
+            elif seg.name in self.owned_z:
+                continue
+            else:
+                scope.keep(seg)
+        return found
+
+    def telehealth(self, scope: Scope, home_state: str | None) -> telehealth.Telehealth:
+        """The convention's facts; a modality code it does not know is kept as a raw field."""
+        facts = telehealth.read(self.message, self.convention, home_state)
+        path = self.convention.modality_field
+        if facts.unknown_code and path and not path.startswith("Z"):
+            seg_name, number, _ = parse_path(path)
+            seg = self.message.segment(seg_name)
+            if seg is not None:
+                scope.unreadable(f"{seg_name}-{number}", seg.get(number))
+        return facts
+
+    # --- entities ---
+
+    def patient(self, pid: Segment | None, scope: Scope) -> Patient | None:
+        if pid is None:
+            return None
+        ids: list[Identifier] = []
+        for number in (2, 3, 4):
+            ids += [i for i in (dt.read_identifier(r, self.seps) for r in self.reps(pid, number)) if i]
+        ssn = self.t(pid, 19)
+        if ssn:
+            ids.append(Identifier(value=ssn, system=dt.SSN_SYSTEM, type="SS"))
+        names = self.reps(pid, 5)
+        addresses = [a for a in (dt.read_address(r, self.seps) for r in self.reps(pid, 11)) if a]
+        telecom = [c for n in (13, 14) for c in (dt.read_telecom(r, self.seps) for r in self.reps(pid, n)) if c]
+        patient = Patient(
+            identifiers=ids,
+            name=dt.read_name(names[0], self.seps) if names else None,
+            birth_date=self.when(pid, 7, scope),
+            gender=self.coded(pid, 8, GENDERS, scope),
+            addresses=addresses,
+            telecom=telecom,
+            extra=scope.extra(),
+        )
+        return None if patient == Patient() else patient  # a bare PID (required by the structure) says nothing
+
+    def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
+                  patient: Patient | None) -> Encounter:
+        end = self.when(pv1, 45, scope)
+        status = self._status(pv1, end) if self.type == "ADT" else None
+        visit = [dt.read_identifier(r, self.seps) for r in self.reps(pv1, 19)[:1]]
+        for ident in visit:
+            if ident is not None:
+                ident.type = "VN"  # PV1-19 is the visit number whatever CX.5 says
+        attending = self.reps(pv1, 7)
+        start = self.when(pv1, 44, scope)
+        home_state = patient.addresses[0].state if patient and patient.addresses else None
+        facts = self.telehealth(scope, home_state)
+        return Encounter(
+            identifiers=[v for v in visit if v],
+            status=status,
+            modality=facts.modality,
+            encounter_class=self.coded(pv1, 2, CLASSES, scope),
+            period=Period(start=start, end=end) if start or end else None,
+            patient=patient,
+            practitioner=dt.read_practitioner(attending[0], self.seps) if attending else None,
+            patient_location=facts.location,
+            practitioner_state=facts.practitioner_state,
+            consent_captured=facts.consent,
+            reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
+        )
+
+    def _status(self, pv1: Segment | None, end: str | None) -> str:
+        """A03 finished, A11 cancelled, A01/A04 in-progress (the visit has begun); an update (A08)
+        reads PV1: finished when PV1-45 is valued, planned for a pre-admit (PV1-2 P), else in-progress."""
+        by_event = {"A03": "finished", "A11": "cancelled", "A01": "in-progress", "A04": "in-progress"}
+        if self.event in by_event:
+            return by_event[self.event]
+        if end:
+            return "finished"
+        return "planned" if self.t(pv1, 2) == "P" else "in-progress"
+
+    # --- message types ---
+
+    def adt(self) -> list[Record]:
+        scope, pid_scope = self.scope(), self.new_pid_scope()
+        segs = self.message.segments
+        found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2"))
+        pid = found.get("PID")
+        if pid is None:
+            raise DecodeError(f"ADT^{self.event} has no PID segment", "PID")
+        patient = self.patient(pid, pid_scope)
+        encounter = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
+        encounter.extra = scope.extra()
+        self._note_event(encounter, default_adt_event(encounter.status))
+        return [encounter]
+
+    def _note_event(self, record: Any, default: str) -> None:
+        """Keep the trigger event when the encoder would not pick the same one from the record."""
+        if self.event and self.event != default:
+            record.extra.setdefault("hl7v2", {})["event"] = self.event
+
+    def siu(self) -> list[Record]:
+        pv1_fields = {1} | self.convention.mapped_fields().get("PV1", set())
+        scope, pid_scope = Scope(self.seps, {**self.mapped, "PV1": pv1_fields}), self.new_pid_scope()
+        found = self.walk(self.message.segments, scope, ("MSH", "SCH", "PID", "PV1", "RGS", "AIP"))
+        sch = found.get("SCH")
+        if sch is None:
+            raise DecodeError(f"SIU^{self.event} has no SCH segment", "SCH")
+        patient = self.patient(found.get("PID"), pid_scope)
+        timing = sch.get(11).split(self.seps.repetition)[0].split(self.seps.component) if sch.get(11) else []
+        start = dt.read_datetime(text(timing[3], self.seps)) if len(timing) > 3 else None
+        end = dt.read_datetime(text(timing[4], self.seps)) if len(timing) > 4 else None
+        if (len(timing) > 3 and timing[3] and not start) or (len(timing) > 4 and timing[4] and not end):
+            scope.unreadable("SCH-11", sch.get(11))
+        status = self.coded(sch, 25, APPOINTMENT_STATUS, scope) or ("cancelled" if self.event == "S15" else None)
+        aip = found.get("AIP")
+        staff = self.reps(aip, 3)
+        home_state = patient.addresses[0].state if patient and patient.addresses else None
+        facts = self.telehealth(scope, home_state)
+        appointment = Appointment(
+            identifiers=self._order_ids(sch, 1, 2),
+            status=status,
+            start=start,
+            end=end,
+            duration_minutes=self._minutes(sch, scope),
+            modality=facts.modality,
+            reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(sch, 7)) if c],
+            appointment_type=dt.read_coding(sch.get(8), self.seps),
+            patient=patient,
+            practitioner=dt.read_practitioner(staff[0], self.seps) if staff else None,
+            patient_location=facts.location,
+            extra=scope.extra(),
+        )
+        default = "S15" if status == "cancelled" else "S12"
+        self._note_event(appointment, default)
+        return [appointment]
+
+    def _minutes(self, sch: Segment, scope: Scope) -> int | None:
+        amount = self.t(sch, 9)
+        if not amount:
+            return None
+        unit = self.t(sch, 10).upper()
+        factor = {"": 1, "MIN": 1, "M": 1, "MINUTES": 1, "H": 60, "HR": 60, "HOURS": 60}.get(unit)
+        try:
+            return round(float(amount) * factor) if factor else None
+        except ValueError:
+            scope.unreadable("SCH-9", sch.get(9))
+            return None
+
+    def _order_ids(self, seg: Segment, placer: int, filler: int) -> list[Identifier]:
+        ids = []
+        for number, kind in ((placer, "PLAC"), (filler, "FILL")):
+            raw = self.reps(seg, number)
+            if raw:
+                parts = raw[0].split(self.seps.component)
+                value = text(parts[0], self.seps)
+                if value:
+                    namespace = text(parts[1], self.seps) if len(parts) > 1 else ""
+                    universal = text(parts[2], self.seps) if len(parts) > 2 else ""
+                    system = f"urn:oid:{universal}" if universal else None
+                    ids.append(Identifier(value=value, system=system, type=kind, assigner=namespace or None))
+        return ids
+
+    def pharmacy(self) -> list[Record]:
+        segs = self.message.segments
+        first_orc = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
+        if first_orc is None:
+            raise DecodeError(f"{self.type}^{self.event} has no ORC segment", "ORC")
+        header_scope, pid_scope = self.scope(), self.new_pid_scope()
+        found = self.walk(segs[:first_orc], header_scope, ("MSH", "PID", "PV1", "PV2"))
+        patient = self.patient(found.get("PID"), pid_scope)
+        encounter = None
+        if "PV1" in found:
+            encounter = self.encounter(found.get("PV1"), found.get("PV2"), header_scope, None)
+        groups: list[list[Segment]] = []
+        for seg in segs[first_orc:]:
+            if seg.name == "ORC":
+                groups.append([])
+            groups[-1].append(seg)
+        records: list[Record] = [self._prescription(group, patient, encounter) for group in groups]
+        header = header_scope.extra().get("hl7v2")
+        if header:
+            records[0].extra.setdefault("hl7v2", {})["header"] = header
+        return records
+
+    def _prescription(self, group: list[Segment], patient: Patient | None,
+                      encounter: Encounter | None) -> Prescription:
+        scope = self.scope()
+        if self.type == "RDE":  # the encoded order's timing and route follow RXE
+            found = self.walk(group, scope, ("ORC", "RXE"), late=("TQ1", "RXR"), after="RXE")
+        else:
+            found = self.walk(group, scope, ("ORC", "RXO"))
+        orc, rxe, rxo = found.get("ORC"), found.get("RXE"), found.get("RXO")
+        give = rxe if rxe is not None else rxo
+        code_field, sub_field, amount, units, refills, sig_field = (
+            (2, 9, 10, 11, 12, 7) if rxe is not None else (1, 9, 11, 12, 13, 7))
+        codings = dt.read_codings(give.get(code_field), self.seps) if give is not None else []
+        medication = self._medication(codings) if codings else None
+        status = self.coded(orc, 5, ORDER_STATUS, scope) if self.t(orc, 5) else None
+        control = self.t(orc, 1)
+        if status is None:
+            status = ORDER_CONTROL.get(control)
+        if control and control not in ORDER_CONTROL:
+            scope.unreadable("ORC-1", orc.get(1))
+        prescribers = self.reps(orc, 12)
+        written = self.when(orc, 9, scope) or (self.when(rxe, 32, scope) if rxe is not None else None)
+        return Prescription(
+            prescriber_order_number=self._order_ids(orc, 2, 3)[0].value if self.t(orc, 2) else None,
+            identifiers=self._order_ids(orc, 2, 3),
+            status=status,
+            intent="filler-order" if self.type == "RDE" else "original-order",
+            medication=medication,
+            quantity=self._quantity(give, amount, units, scope),
+            refills=self._int(give, refills, scope),
+            sig=self._sig(give, sig_field),
+            substitution_allowed=self._substitution(give, sub_field, scope),
+            written_date=written,
+            patient=patient,
+            prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
+            encounter=encounter,
+            diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
+            extra=scope.extra(),
+        )
+
+    def _medication(self, codings: list[Coding]) -> Medication:
+        first = codings[0]
+        by_system = {c.system: c.code for c in codings}
+        return Medication(description=first.display, codings=codings,
+                          ndc=by_system.get(dt.CODE_SYSTEMS["NDC"]), rxnorm=by_system.get(dt.CODE_SYSTEMS["RXNORM"]))
+
+    def _number(self, seg: Segment | None, number: int, scope: Scope) -> float | None:
+        raw = self.t(seg, number)
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            scope.unreadable(f"{seg.name}-{number}", seg.get(number))
+            return None
+
+    def _int(self, seg: Segment | None, number: int, scope: Scope) -> int | None:
+        value = self._number(seg, number, scope)
+        if value is not None and value != int(value):
+            scope.unreadable(f"{seg.name}-{number}", seg.get(number))
+            return None
+        return int(value) if value is not None else None
+
+    def _quantity(self, seg: Segment | None, amount: int, units: int, scope: Scope) -> Quantity | None:
+        value = self._number(seg, amount, scope)
+        if value is None:
+            return None
+        unit = dt.read_coding(seg.get(units), self.seps)
+        return Quantity(value=value, unit=(unit.display or unit.code) if unit else None,
+                        code=unit.code or None if unit else None, system=unit.system if unit else None)
+
+    def _sig(self, seg: Segment | None, number: int) -> str | None:
+        lines = []
+        for rep in self.reps(seg, number):
+            coding = dt.read_coding(rep, self.seps)
+            if coding:
+                lines.append(coding.display or coding.code)
+        return "\n".join(lines) or None
+
+    def _substitution(self, seg: Segment | None, number: int, scope: Scope) -> bool | None:
+        code = self.t(seg, number)
+        if not code:
+            return None
+        if code in SUBSTITUTION_ALLOWED:
+            return True
+        if code in SUBSTITUTION_NOT_ALLOWED:
+            return False
+        scope.unreadable(f"{seg.name}-{number}", seg.get(number))
+        return None
+
+    def mdm(self) -> list[Record]:
+        scope, pid_scope = self.scope(), self.new_pid_scope()
+        segs = self.message.segments
+        found: dict[str, Segment] = {}
+        lines: list[str] = []
+        for seg in segs:
+            if seg.name in ("MSH", "EVN", "PID", "PV1", "PV2", "TXA") and seg.name not in found:
+                found[seg.name] = seg
+                scope.take(seg, into=pid_scope if seg.name == "PID" else None)
+            elif seg.name == "OBX" and self.t(seg, 2) in TEXT_TYPES:
+                scope.take(seg)
+                lines += self._obx_lines(seg)
+            elif seg.name not in self.owned_z:
+                scope.keep(seg)
+        txa = found.get("TXA")
+        if txa is None:
+            raise DecodeError(f"MDM^{self.event} has no TXA segment", "TXA")
+        patient = self.patient(found.get("PID"), pid_scope)
+        encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
+        if encounter == Encounter():  # the bare PV1 an MDM must carry says nothing about a visit
+            encounter = None
+        authors = self.reps(txa, 9)
+        doc_type = dt.read_coding(txa.get(2), self.seps)
+        if doc_type and not doc_type.system:
+            doc_type.system = "HL70270"
+        number = txa.get(12).split(self.seps.component)[0] if txa.get(12) else ""
+        note = ClinicalNote(
+            identifiers=[Identifier(value=text(number, self.seps))] if number else [],
+            status=self.coded(txa, 17, NOTE_STATUS, scope),
+            note_type=doc_type,
+            text="\n".join(lines) or None,
+            content_type="text/plain" if lines else None,
+            authored=self.when(txa, 4, scope),
+            author=dt.read_practitioner(authors[0], self.seps) if authors else None,
+            patient=patient,
+            encounter=encounter,
+            extra=scope.extra(),
+        )
+        self._note_event(note, "T02")
+        return [note]
+
+    def _obx_lines(self, seg: Segment) -> list[str]:
+        out = []
+        kind = self.t(seg, 2)
+        for rep in seg.get(5).split(self.seps.repetition) if seg.get(5) else []:
+            parts = rep.split(self.seps.component)
+            if kind == "ST":
+                parts = parts[:1]
+            out.append(" ".join(text(p, self.seps) for p in parts))
+        return out
+
+    def oru(self) -> list[Record]:
+        segs = self.message.segments
+        first = next((i for i, s in enumerate(segs) if s.name == "OBR"), None)
+        if first is None:
+            raise DecodeError("ORU^R01 has no OBR segment", "OBR")
+        header_scope, pid_scope = self.scope(), self.new_pid_scope()
+        found = self.walk(segs[:first], header_scope, ("MSH", "PID", "PV1", "PV2"))
+        patient = self.patient(found.get("PID"), pid_scope)
+        encounter = self.encounter(found["PV1"], found.get("PV2"), header_scope, None) if "PV1" in found else None
+        notes: list[Record] = []
+        group: list[Segment] = []
+        for seg in segs[first:] + [None]:  # type: ignore[list-item]
+            if seg is None or seg.name == "OBR":
+                if group:
+                    notes.append(self._result_note(group, patient, encounter))
+                group = []
+            if seg is not None:
+                group.append(seg)
+        header = header_scope.extra().get("hl7v2")
+        if header:
+            notes[0].extra.setdefault("hl7v2", {})["header"] = header
+        return notes
+
+    def _result_note(self, group: list[Segment], patient: Patient | None,
+                     encounter: Encounter | None) -> ClinicalNote:
+        scope = self.scope()
+        obr = group[0]
+        scope.take(obr)
+        lines: list[str] = []
+        for seg in group[1:]:
+            if seg.name == "OBX" and self.t(seg, 2) in TEXT_TYPES:
+                scope.take(seg)
+                lines += self._obx_lines(seg)
+            elif seg.name not in self.owned_z:
+                scope.keep(seg)
+        kind = dt.read_coding(obr.get(4), self.seps)
+        return ClinicalNote(
+            identifiers=self._order_ids(obr, 2, 3),
+            status=self.coded(obr, 25, RESULT_STATUS, scope),
+            note_type=kind,
+            title=kind.display if kind else None,
+            text="\n".join(lines) or None,
+            content_type="text/plain" if lines else None,
+            authored=self.when(obr, 7, scope),
+            patient=patient,
+            encounter=encounter,
+            extra=scope.extra(),
+        )
+
+
+def default_adt_event(status: str | None) -> str:
+    """The ADT event the encoder picks for a status (the decoder records any other event)."""
+    return {"finished": "A03", "cancelled": "A11", "planned": "A08"}.get(status or "", "A04")
+
+
+def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]:
+    decoder = Decoder(message, options)
+    kind, event = decoder.type, decoder.event
+    label = f"{kind}^{event}" if event else kind or "(empty MSH-9)"
+    if kind == "ADT" and event in ADT_EVENTS:
+        records = decoder.adt()
+    elif kind == "SIU" and event in SIU_EVENTS:
+        records = decoder.siu()
+    elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
+        records = decoder.pharmacy()
+    elif (kind, event) == ("MDM", "T02"):
+        records = decoder.mdm()
+    elif (kind, event) == ("ORU", "R01"):
+        records = decoder.oru()
+    else:
+        raise DecodeError(f"unsupported message type {label}", "MSH-9")
+    _check_msh_time(message, records)
+    return records
+
+
+def _check_msh_time(message: Message, records: list[Record]) -> None:
+    """A malformed MSH-7 does not stop the decode; its raw text is kept on the first record."""
+    raw = message.msh.get(7)
+    if raw and raw != NULL and dt.read_datetime(text(raw, message.separators)) is None:
+        extra = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
+        extra.setdefault("fields", {})["MSH-7"] = reencode(raw, message.separators)
+
+
+def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]:
+    """Decode one message or a batch file into records (all messages' records, in order)."""
+    options = options or {}
+    records: list[Record] = []
+    messages = read_messages(raw)
+    for index, message in enumerate(messages):
+        try:
+            records += decode_message(message, options)
+        except DecodeError as exc:
+            if len(messages) == 1:
+                raise
+            raise DecodeError(f"message {index + 1} of {len(messages)}: {exc}") from None
+    return records

@@ -1,0 +1,392 @@
+"""Canonical records to HL7v2 (v2.5, standard encoding characters, CR segment endings).
+
+Encounter → ADT^A04 (A03 when finished, A11 when cancelled, or the event the record arrived with);
+Appointment → SIU^S12 (S15 when cancelled); consecutive Prescriptions of one patient → one RDE^O11
+with an ORC group each; ClinicalNote → MDM^T02. Several such records give several messages in a
+row. What a decoded record kept in ``extra["hl7v2"]`` (raw fields, explicit nulls, unmapped and
+Z-segments) is written back where it came from, so decode → encode → decode loses nothing.
+
+MSH-10 is ``options["message_control_id"]`` when given, else a digest of the message body, so
+encoding the same records twice gives the same control id (receivers can drop the duplicate).
+MSH-7 is ``options["message_datetime"]`` (ISO 8601) when given, else the current UTC time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from bridge import (
+    Appointment,
+    ClinicalNote,
+    Coding,
+    EncodeError,
+    Encounter,
+    Identifier,
+    Patient,
+    Prescription,
+    Record,
+    record_to_dict,
+)
+
+from . import datatypes as dt
+from . import decode as dec
+from . import telehealth
+from .reader import NULL, comp, esc, join, parse_path
+
+VERSION = "2.5"
+
+
+def _reverse(table: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for code, value in table.items():
+        out.setdefault(value, code)
+    return out
+
+
+GENDER_CODES = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
+CLASS_CODES = _reverse(dec.CLASSES)
+APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
+                     "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
+                     "entered-in-error": "Deleted"}
+NOTE_CODES = {"final": "AU", "preliminary": "IP"}
+ORC1_CODES = {"active": "NW", "revoked": "CA", "on-hold": "HD"}
+ORC5_CODES = {"completed": "CM", "entered-in-error": "ER"}
+
+
+def number(value: float | int | None) -> str:
+    """A number as HL7 NM: no trailing ``.0``, no exponent."""
+    if value is None:
+        return ""
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Scope:
+    """Writes the segments of one record, merging back what its decode kept in ``extra``."""
+
+    def __init__(self, extra: Mapping[str, Any] | None, th_values: Mapping[str, str] | None = None):
+        kept = (extra or {}).get("hl7v2", {}) if isinstance(extra, Mapping) else {}
+        self.fields: dict[str, str] = dict(kept.get("fields", {}))
+        self.fields.pop("MSH-7", None)
+        self.nulls = set(kept.get("nulls", ()))
+        self.kept: list[dict[str, str]] = list(kept.get("segments", ()))
+        self.th_values = dict(th_values or {})
+        self.out: list[tuple[str, str]] = []
+
+    def add(self, name: str, values: Mapping[int, str]) -> None:
+        fields = [name] + [""] * max([0, *values.keys()])
+        for n, v in values.items():
+            fields[n] = v
+        for n, placeholder in dec.REQUIRED_UNKNOWN.get(name, {}).items():
+            if not self.fields.get(f"{name}-{n}"):
+                self._set(fields, n, placeholder, overwrite=False)
+        for key, raw in self.fields.items():
+            seg, _, n = key.partition("-")
+            if seg == name and n.isdigit():
+                self._set(fields, int(n), raw, overwrite=False)
+        for key in self.nulls:
+            seg, _, n = key.partition("-")
+            if seg == name and n.isdigit():
+                self._set(fields, int(n), NULL, overwrite=False)
+        for path, value in self.th_values.items():
+            seg, n, c = parse_path(path)
+            if seg == name:
+                self._set(fields, n, value, component=c)
+        self.out.append((name, join(fields, "|")))
+
+    @staticmethod
+    def _set(fields: list[str], n: int, value: str, overwrite: bool = True, component: int | None = None) -> None:
+        while len(fields) <= n:
+            fields.append("")
+        if component:
+            parts = fields[n].split("^")
+            parts += [""] * (component - len(parts))
+            parts[component - 1] = value
+            fields[n] = join(parts, "^")
+        elif overwrite or not fields[n]:
+            fields[n] = value
+
+    def z_segments(self) -> list[tuple[str, str]]:
+        """The telehealth convention's Z-segments (e.g. ZTH), built from its values."""
+        out = []
+        for name in sorted({parse_path(p)[0] for p in self.th_values if p.startswith("Z")}):
+            fields = [name, "1"]
+            for path, value in self.th_values.items():
+                seg, n, c = parse_path(path)
+                if seg == name:
+                    self._set(fields, n, value, component=c)
+            out.append((name, join(fields, "|")))
+        return out
+
+    def render(self) -> list[str]:
+        """Segments in order, each kept segment after the last segment named like its anchor."""
+        last: dict[str, int] = {"MSH": -1}
+        for i, (name, _) in enumerate(self.out):
+            last[name] = i
+        slots: dict[int, list[str]] = {}
+        tail: list[str] = []
+        for item in self.kept:
+            anchor = last.get(item.get("after", ""))
+            (slots.setdefault(anchor, []) if anchor is not None else tail).append(item["segment"])
+        lines = []
+        lines += slots.get(-1, [])
+        for i, (_, text_) in enumerate(self.out):
+            lines.append(text_)
+            lines += slots.get(i, [])
+        return lines + tail
+
+
+# --- shared segments -------------------------------------------------------------------------------
+
+
+def pid_segment(patient: Patient | None) -> tuple[str, str]:
+    patient = patient or Patient()
+    scope = Scope(patient.extra)
+    ids = [i for i in patient.identifiers if not (i.system == dt.SSN_SYSTEM and i.type == "SS")]
+    ssn = next((i for i in patient.identifiers if i.system == dt.SSN_SYSTEM and i.type == "SS"), None)
+    home = [c for c in patient.telecom if c.use != "work"]
+    work = [c for c in patient.telecom if c.use == "work"]
+    scope.add("PID", {
+        1: "1",
+        3: "~".join(dt.write_identifier(i) for i in ids),
+        5: dt.write_name(patient.name),
+        7: dt.write_datetime(patient.birth_date),
+        8: GENDER_CODES.get(patient.gender or "", ""),
+        11: "~".join(dt.write_address(a) for a in patient.addresses),
+        13: "~".join(dt.write_telecom(c) for c in home),
+        14: "~".join(dt.write_telecom(c) for c in work),
+        19: esc(ssn.value) if ssn else "",
+    })
+    return scope.out[0]
+
+
+def pv1_values(encounter: Encounter | None) -> dict[int, str]:
+    if encounter is None:
+        return {1: "1", 2: "U"}
+    period = encounter.period
+    visit = next((i for i in encounter.identifiers if i.type == "VN"), None) or \
+        (encounter.identifiers[0] if encounter.identifiers else None)
+    return {
+        1: "1",
+        2: CLASS_CODES.get(encounter.encounter_class or "", ""),
+        7: dt.write_practitioner(encounter.practitioner),
+        19: dt.write_identifier(visit) if visit else "",
+        44: dt.write_datetime(period.start) if period else "",
+        45: dt.write_datetime(period.end) if period else "",
+    }
+
+
+def encounter_facts(encounter: Encounter | None) -> telehealth.Telehealth:
+    if encounter is None:
+        return telehealth.Telehealth()
+    return telehealth.Telehealth(encounter.modality, encounter.patient_location, encounter.practitioner_state,
+                                 encounter.consent_captured)
+
+
+def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
+    """PV1-2 is required: use the kept raw value, else U (unknown)."""
+    if not values.get(2) and "PV1-2" not in scope.fields:
+        values[2] = "U"
+
+
+# --- message types ---------------------------------------------------------------------------------
+
+
+class Encoder:
+    def __init__(self, options: Mapping[str, Any]):
+        self.options = options
+        self.convention = telehealth.convention_from(options)
+
+    def th(self, facts: telehealth.Telehealth) -> dict[str, str]:
+        return telehealth.values(facts, self.convention)
+
+    def msh(self, kind: str, event: str, structure: str, body: list[str]) -> str:
+        o = self.options
+        when = o.get("message_datetime")
+        stamp = dt.write_datetime(when) if when else datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+        control = o.get("message_control_id") or "TB" + hashlib.sha1("\r".join(body).encode()).hexdigest()[:18]
+        fields = ["MSH", "^~\\&", esc(o.get("sending_application")), esc(o.get("sending_facility")),
+                  esc(o.get("receiving_application")), esc(o.get("receiving_facility")), stamp, "",
+                  comp(kind, event, structure), esc(str(control)), esc(o.get("processing_id") or "P"), VERSION]
+        return "|".join(fields)
+
+    def message(self, kind: str, event: str, structure: str, body: list[str]) -> str:
+        return "\r".join([self.msh(kind, event, structure, body), *body]) + "\r"
+
+    def adt(self, encounter: Encounter) -> str:
+        kept = encounter.extra.get("hl7v2", {})
+        event = self.options.get("adt_event") or kept.get("event") or dec.default_adt_event(encounter.status)
+        structure = {"A03": "ADT_A03", "A11": "ADT_A09"}.get(event, "ADT_A01")
+        scope = Scope(encounter.extra, self.th(encounter_facts(encounter)))
+        scope.add("EVN", {1: event, 2: self.stamp()})
+        scope.out.append(pid_segment(encounter.patient))
+        values = pv1_values(encounter)
+        _fill_pv1_defaults(values, scope)
+        scope.add("PV1", values)
+        _add_pv2(scope, encounter)
+        scope.out += scope.z_segments()
+        return self.message("ADT", event, structure, scope.render())
+
+    def stamp(self) -> str:
+        when = self.options.get("message_datetime")
+        return dt.write_datetime(when) if when else datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+
+    def siu(self, appt: Appointment) -> str:
+        kept = appt.extra.get("hl7v2", {})
+        event = kept.get("event") or ("S15" if appt.status == "cancelled" else "S12")
+        facts = telehealth.Telehealth(modality=appt.modality, location=appt.patient_location)
+        scope = Scope(appt.extra, self.th(facts))
+        placer = next((i for i in appt.identifiers if i.type == "PLAC"), None)
+        filler = next((i for i in appt.identifiers if i.type == "FILL"), None)
+        timing = comp("", "", "", dt.write_datetime(appt.start), dt.write_datetime(appt.end)) \
+            if appt.start or appt.end else ""
+        status = APPOINTMENT_CODES.get(appt.status or "", "")
+        if appt.status == "cancelled" and event == "S15" and not status:
+            status = "Cancelled"
+        scope.add("SCH", {
+            1: _ei(placer), 2: _ei(filler),
+            7: "~".join(dt.write_coding(c) for c in appt.reason),
+            8: dt.write_coding(appt.appointment_type),
+            9: str(appt.duration_minutes) if appt.duration_minutes is not None else "",
+            10: "min" if appt.duration_minutes is not None else "",
+            11: timing, 25: status,
+        })
+        scope.out.append(pid_segment(appt.patient))
+        if any(p.startswith("PV1") for p in scope.th_values) or any(k.startswith("PV1-") for k in scope.fields):
+            values: dict[int, str] = {1: "1"}
+            _fill_pv1_defaults(values, scope)
+            scope.add("PV1", values)
+        scope.out += scope.z_segments()
+        scope.add("RGS", {1: "1"})
+        if appt.practitioner:
+            scope.add("AIP", {1: "1", 3: dt.write_practitioner(appt.practitioner)})
+        return self.message("SIU", event, "SIU_S12", scope.render())
+
+    def rde(self, orders: list[Prescription]) -> str:
+        first = orders[0]
+        header = Scope(first.extra.get("hl7v2", {}).get("header") and {"hl7v2": first.extra["hl7v2"]["header"]},
+                       self.th(encounter_facts(first.encounter)))
+        header.out.append(pid_segment(first.patient))
+        if first.encounter is not None or any(k.startswith("PV1-") for k in header.fields):
+            values = pv1_values(first.encounter)
+            _fill_pv1_defaults(values, header)
+            header.add("PV1", values)
+            _add_pv2(header, first.encounter)
+        header.out += header.z_segments()
+        body = header.render()
+        for order in orders:
+            body += self._order(order)
+        return self.message("RDE", "O11", "RDE_O11", body)
+
+    def _order(self, rx: Prescription) -> list[str]:
+        scope = Scope(rx.extra)
+        placer = next((i for i in rx.identifiers if i.type == "PLAC"), None)
+        filler = next((i for i in rx.identifiers if i.type == "FILL"), None)
+        if placer is None and rx.prescriber_order_number:
+            placer = Identifier(value=rx.prescriber_order_number, type="PLAC")
+        control = ORC1_CODES.get(rx.status or "", "")
+        if not control and "ORC-1" not in scope.fields:
+            control = "NW"
+        scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
+                          9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber)})
+        med = rx.medication
+        codings = list(med.codings) if med else []
+        if med and not codings and (med.ndc or med.rxnorm or med.description):
+            code, system = (med.ndc, dt.CODE_SYSTEMS["NDC"]) if med.ndc else (med.rxnorm, dt.CODE_SYSTEMS["RXNORM"])
+            codings = [Coding(code=code or "", display=med.description, system=system if code else None)]
+        give = comp(*[part for c in codings[:2] for part in _triplet(c)])
+        qty = rx.quantity
+        units = comp(esc(qty.code), esc(qty.unit), esc(dt.system_name(qty.system))) if qty else ""
+        sub = "" if rx.substitution_allowed is None else ("G" if rx.substitution_allowed else "N")
+        scope.add("RXE", {
+            2: give, 9: sub, 10: number(qty.value) if qty else "", 11: units,
+            12: str(rx.refills) if rx.refills is not None else "",
+            7: comp("", esc(rx.sig)) if rx.sig else "",
+            27: "~".join(dt.write_coding(c) for c in rx.diagnosis),
+        })
+        scope.add("TQ1", {1: "1"})  # RDE_O11 requires the encoded order's timing and route
+        scope.add("RXR", {})
+        return scope.render()
+
+    def mdm(self, note: ClinicalNote) -> str:
+        kept = note.extra.get("hl7v2", {})
+        event = kept.get("event") or "T02"
+        scope = Scope(note.extra, self.th(encounter_facts(note.encounter)))
+        scope.add("EVN", {1: event, 2: self.stamp()})
+        scope.out.append(pid_segment(note.patient))
+        values = pv1_values(note.encounter)
+        _fill_pv1_defaults(values, scope)
+        scope.add("PV1", values)
+        _add_pv2(scope, note.encounter)
+        scope.out += scope.z_segments()
+        scope.add("TXA", {
+            1: "1", 2: esc(note.note_type.code) if note.note_type else "", 3: "TX" if note.text else "",
+            4: dt.write_datetime(note.authored), 9: dt.write_practitioner(note.author),
+            12: esc(note.identifiers[0].value) if note.identifiers else "",
+            17: NOTE_CODES.get(note.status or "", "") or ("" if "TXA-17" in scope.fields else "DO"),
+            # DO (documented) reads back as no status: TXA-17 is required, and DO claims nothing.
+        })
+        for i, line in enumerate((note.text or "").split("\n") if note.text is not None else [], start=1):
+            scope.add("OBX", {1: str(i), 2: "TX", 3: comp("NOTE", "Note text"), 5: esc(line), 11: "F"})
+        return self.message("MDM", event, "MDM_T02", scope.render())
+
+
+def _add_pv2(scope: Scope, encounter: Encounter | None) -> None:
+    """PV2 carries the visit reason; it is written when there is one or when PV2 fields were kept."""
+    reason = encounter.reason if encounter else []
+    if reason or any(k.startswith("PV2-") for k in scope.fields) or any(k.startswith("PV2-") for k in scope.nulls):
+        scope.add("PV2", {3: "~".join(dt.write_coding(c) for c in reason)})
+
+
+def _triplet(coding: Coding) -> list[str]:
+    return [esc(coding.code), esc(coding.display), esc(dt.system_name(coding.system))]
+
+
+def _ei(identifier: Any) -> str:
+    if identifier is None:
+        return ""
+    system = identifier.system or ""
+    universal = system[8:] if system.startswith("urn:oid:") else ""
+    return comp(esc(identifier.value), esc(identifier.assigner), esc(universal), "ISO" if universal else "")
+
+
+def _same_patient(a: Prescription, b: Prescription) -> bool:
+    return record_to_dict(a.patient) == record_to_dict(b.patient) and \
+        record_to_dict(a.encounter) == record_to_dict(b.encounter)
+
+
+def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
+    """Encode records as one HL7v2 message per record (consecutive Prescriptions share one RDE)."""
+    options = options or {}
+    if not records:
+        raise EncodeError("nothing to encode: no records")
+    encoder = Encoder(options)
+    messages: list[str] = []
+    i = 0
+    while i < len(records):
+        record = records[i]
+        if isinstance(record, Prescription):
+            group = [record]
+            while i + 1 < len(records) and isinstance(records[i + 1], Prescription) \
+                    and _same_patient(record, records[i + 1]) and not records[i + 1].extra.get("hl7v2", {}).get("header"):
+                i += 1
+                group.append(records[i])  # type: ignore[arg-type]
+            messages.append(encoder.rde(group))
+        elif isinstance(record, Encounter):
+            messages.append(encoder.adt(record))
+        elif isinstance(record, Appointment):
+            messages.append(encoder.siu(record))
+        elif isinstance(record, ClinicalNote):
+            messages.append(encoder.mdm(record))
+        else:
+            raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote)")
+        i += 1
+    if len(messages) > 1 and options.get("message_control_id"):
+        raise EncodeError("options.message_control_id names one message, but the records make "
+                          f"{len(messages)} messages")
+    return "".join(messages).encode("utf-8")

@@ -1,0 +1,100 @@
+"""Which schedule a prescribed drug is in: the table, the prescription's own claim, and the state.
+
+The prescription carries ``medication.dea_schedule`` from the prescriber's system; the table is our
+independent reading of the same drug. Both are used: the stricter one is applied, and a difference
+is reported (R23) because it usually means a coding error somewhere upstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bridge import Medication
+
+from .ruleset import DrugRow, RuleSet, normalise_ndc
+
+STRICTNESS = {"none": 0, "CV": 1, "CIV": 2, "CIII": 3, "CII": 4, "CI": 5}
+_ROMAN = {**{r: r for r in ("I", "II", "III", "IV", "V")}, "1": "I", "2": "II", "3": "III", "4": "IV", "5": "V"}
+
+
+def normalise_schedule(value: object) -> str | None:
+    """``"CII"``, ``"II"``, ``"2"``, ``"C2"``, ``"2N"`` → ``"CII"``; ``"none"`` stays; else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    if text in ("NONE", "0", ""):
+        return "none" if text else None
+    text = text.removeprefix("C").removesuffix("N")
+    roman = _ROMAN.get(text)
+    return f"C{roman}" if roman else None
+
+
+def stricter(a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    return a if STRICTNESS[a] >= STRICTNESS[b] else b
+
+
+@dataclass(frozen=True)
+class DrugFacts:
+    """What the gate knows about the drug, and how it knows it."""
+
+    row: DrugRow | None
+    matched_by: str
+    carried: str | None
+    table: str | None
+    state_override: str | None
+    schedule: str | None
+
+    @property
+    def mismatch(self) -> bool:
+        return self.carried is not None and self.table is not None and self.carried != self.table
+
+    @property
+    def controlled(self) -> bool:
+        return self.schedule not in (None, "none")
+
+    def has_class(self, name: str) -> bool | None:
+        """True/False from the table; None when the drug is not in the table (unknown)."""
+        return None if self.row is None else name in self.row.classes
+
+
+def _codes(medication: Medication, marker: str) -> list[str]:
+    return [c.code for c in medication.codings if c.system and marker in c.system.lower()]
+
+
+def find_row(ruleset: RuleSet, medication: Medication) -> tuple[DrugRow | None, str]:
+    """The table row for a medication and how it matched: RxNorm, then NDC, then description."""
+    rxnorm = [c for c in [medication.rxnorm, *_codes(medication, "rxnorm")] if c]
+    for row in ruleset.drugs:
+        hit = next((c for c in rxnorm if c in row.rxnorm), None)
+        if hit:
+            return row, f"RxNorm {hit}"
+    ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication, "ndc")] if c]
+    for row in ruleset.drugs:
+        if any(n in row.ndc for n in ndcs):
+            return row, "NDC"
+    return _by_description(ruleset, medication.description or "")
+
+
+def _by_description(ruleset: RuleSet, description: str) -> tuple[DrugRow | None, str]:
+    words = set(re.findall(r"[a-z]+", description.lower()))
+    best: DrugRow | None = None
+    for row in ruleset.drugs:
+        named = bool(row.ingredients) and all(set(i.split()) <= words for i in row.ingredients)
+        branded = any(b in words for b in row.brands)
+        if (named or branded) and (best is None or len(row.ingredients) > len(best.ingredients)):
+            best = row
+    return (best, "description") if best else (None, "")
+
+
+def classify(ruleset: RuleSet, medication: Medication | None, state: str | None) -> DrugFacts:
+    if medication is None:
+        return DrugFacts(None, "", None, None, None, None)
+    row, how = find_row(ruleset, medication)
+    carried = normalise_schedule(medication.dea_schedule)
+    table = row.schedule if row else None
+    override = row.state_schedules.get(state) if row and state else None
+    schedule = stricter(stricter(table, carried), override)
+    return DrugFacts(row, how, carried, table, override, schedule)

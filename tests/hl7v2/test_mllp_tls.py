@@ -1,0 +1,119 @@
+"""MLLP over TLS (``mllps://``) and mutual TLS, with certificates made in the test's folder."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from bridge import ConfigError, Delivery, DestinationContext, TransientDeliveryError
+from bridge.plugins.hl7v2.mllp import MLLPDestination
+
+from tests.hl7v2.conftest_mllp import RawClient, adt, channel, listening, make_pki, mllp
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return make_pki(tmp_path)
+
+
+def tls_channel(pki, **extra):
+    # relative paths: resolved against the config folder (tmp_path)
+    options = {"cert_file": pki.server_cert.name, "key_file": pki.server_key.name, **extra}
+    return {"channels": {"adt": channel("mllps://127.0.0.1:0", options=options)}}
+
+
+def sender(port, folder, **options) -> MLLPDestination:
+    ctx = DestinationContext(url=f"mllps://127.0.0.1:{port}", name="ehr", options=options, config_dir=str(folder))
+    return MLLPDestination(ctx)
+
+
+def delivery(control_id: str) -> Delivery:
+    return Delivery(outbox_id=1, message_id=1, destination="ehr", payload=adt(control_id),
+                    media_type="x-application/hl7-v2+er7", file_extension="hl7", attempt=1)
+
+
+def test_tls_listener_and_sender(bridge_engine, pki, tmp_path):
+    with listening(bridge_engine, tls_channel(pki)) as (engine, source):
+        dest = sender(source.port, tmp_path, ca_file="ca.pem")
+        assert dest.send(delivery("TLS-1")) == f"AA from 127.0.0.1:{source.port}"
+        assert dest.send(delivery("TLS-2")).startswith("AA")
+        rows = engine.store.search(channel="adt")
+        assert sorted(m.control_id for m in rows) == ["TLS-1", "TLS-2"]
+        assert {m.origin["transport"] for m in rows} == {"mllps"}
+        dest.close()
+
+
+def test_sender_refuses_a_server_it_cannot_verify(bridge_engine, pki, tmp_path):
+    with listening(bridge_engine, tls_channel(pki)) as (engine, source):
+        dest = sender(source.port, tmp_path)  # system trust store: our test CA is not in it
+        with pytest.raises(TransientDeliveryError, match="TLS handshake with 127.0.0.1:.* failed"):
+            dest.send(delivery("NOPE"))
+        wrong_name = sender(source.port, tmp_path, ca_file="ca.pem", server_hostname="ehr.example.org")
+        with pytest.raises(TransientDeliveryError, match="TLS handshake"):
+            wrong_name.send(delivery("NOPE"))
+        assert engine.store.search(channel="adt") == []
+
+
+def test_plain_mllp_to_a_tls_listener_is_not_acknowledged(bridge_engine, pki):
+    with listening(bridge_engine, tls_channel(pki)) as (engine, source):
+        client = RawClient(source.port, timeout=5)
+        client.send_raw(mllp(adt("PLAIN")))
+        with pytest.raises((ConnectionError, AssertionError, TimeoutError)):
+            client.ack()
+        assert engine.store.search(channel="adt") == []
+
+
+def test_mutual_tls_requires_a_client_certificate_from_our_ca(bridge_engine, pki, tmp_path, caplog):
+    config = tls_channel(pki, ca_file="ca.pem", require_client_cert=True)
+    with listening(bridge_engine, config) as (engine, source):
+        good = sender(source.port, tmp_path, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")
+        assert good.send(delivery("MTLS-1")).startswith("AA")
+        without = sender(source.port, tmp_path, ca_file="ca.pem")
+        with pytest.raises(TransientDeliveryError):
+            without.send(delivery("MTLS-2"))
+        rogue = sender(source.port, tmp_path, ca_file="ca.pem", cert_file="rogue.pem", key_file="rogue.key")
+        with pytest.raises(TransientDeliveryError):
+            rogue.send(delivery("MTLS-3"))
+        [row] = engine.store.search(channel="adt")
+        assert row.control_id == "MTLS-1"
+        assert row.origin["tls_client"] == "clinic-sender"
+        def refusals():
+            return [r.getMessage() for r in caplog.records if "TLS handshake from 127.0.0.1:" in r.getMessage()]
+
+        deadline = time.monotonic() + 5  # the listener logs from its own thread, maybe after we saw the reset
+        while len(refusals()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(refusals()) == 2, "each refused handshake is logged for the operator"
+        good.close()
+
+
+def test_raw_tls_client_without_certificate_gets_no_ack(bridge_engine, pki):
+    config = tls_channel(pki, ca_file="ca.pem", require_client_cert=True)
+    with listening(bridge_engine, config) as (engine, source):
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        raw = socket.create_connection(("127.0.0.1", source.port), timeout=5)
+        try:
+            tls = context.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(mllp(adt("RAW")))
+            data = tls.recv(1024)
+        except (ssl.SSLError, ConnectionError):
+            data = b""
+        assert b"MSA|" not in data
+        assert engine.store.search(channel="adt") == []
+
+
+@pytest.mark.parametrize("options, path", [
+    ({}, "channels.adt.options.cert_file"),
+    ({"cert_file": "missing.pem"}, "channels.adt.options.cert_file"),
+    ({"cert_file": "server.pem", "key_file": "server.key", "require_client_cert": True},
+     "channels.adt.options.ca_file"),
+    ({"cert_file": "server.pem", "key_file": "client.key"}, "channels.adt.options.cert_file"),
+])
+def test_tls_configuration_problems_name_the_option(bridge_engine, pki, options, path):
+    with pytest.raises(ConfigError) as caught:
+        with listening(bridge_engine, {"channels": {"adt": channel("mllps://127.0.0.1:0", options=options)}}):
+            pass
+    assert caught.value.problems[0][0] == path
