@@ -8,7 +8,9 @@ for its ACK before the next (how MLLP senders behave):
               message was committed to a SQLite store (WAL, synchronous=FULL) in a temporary folder.
 - ``bare``:   a minimal asyncio MLLP server that answers each frame with an AA at once, storing
               nothing: the ceiling for Python asyncio on this machine.
-- ``hl7apy``: hl7apy's own ``hl7apy.mllp.MLLPServer`` (a thread per connection). It closes the
+- ``hl7apy``: hl7apy's own ``hl7apy.mllp.MLLPServer`` (a thread per connection), its handler parsing each
+              message with ``parse_message`` as hl7apy's documentation does (``hl7apy-noparse``: the same
+              server answering without parsing, on request with ``--only``). It closes the
               connection after one message, so its client reconnects for every message.
 - ``ours-shm``: ours again with the SQLite file on tmpfs (``/dev/shm``), where fsync costs almost
               nothing: it separates the listener's own overhead from the disk's commit latency.
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -104,15 +105,23 @@ def serve_bare() -> None:
     asyncio.run(main())
 
 
-def serve_hl7apy() -> None:
+def serve_hl7apy(parse: bool = True) -> None:
+    """hl7apy's MLLPServer as its documentation uses it: the handler parses the incoming message with
+    ``parse_message`` and answers an ACK built from it. ``parse=False`` skips the parse (a server that
+    only echoes ACKs), to show what hl7apy's transport costs on its own."""
     import threading
 
     from hl7apy.mllp import AbstractHandler, MLLPServer
+    from hl7apy.parser import parse_message
 
     from bridge.plugins.hl7v2.ack import make_ack
 
     class AckHandler(AbstractHandler):
         def reply(self) -> str:
+            if parse:
+                incoming = parse_message(self.incoming_message.replace("\n", "\r"))
+                control_id = incoming.msh.msh_10.to_er7()
+                assert control_id  # the ACK answers the parsed message's MSH-10
             return "\x0b" + make_ack(self.incoming_message, "AA") + "\x1c\r"
 
     server = MLLPServer("127.0.0.1", 0, {"ADT^A04^ADT_A01": (AckHandler,), "ADT^A04": (AckHandler,)})
@@ -184,7 +193,7 @@ async def drive(kind: str, port: int, connections: int, seconds: float, warmup: 
     result = Result(kind, 0, seconds, [], 0)
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + seconds
-    sender = connect_per_message_sender if kind == "hl7apy" else persistent_sender
+    sender = connect_per_message_sender if kind.startswith("hl7apy") else persistent_sender
     await asyncio.gather(*(sender(port, n, stop_at, measure_from, result) for n in range(connections)))
     return result
 
@@ -212,11 +221,12 @@ def report(results: Mapping[str, Result], connections: int) -> None:
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
     print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}")
     labels = {"ours": "ours (commit ACK, SQLite FULL)", "bare": "bare asyncio (ACK, no store)",
-              "hl7apy": "hl7apy MLLPServer (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)"}
+              "hl7apy": "hl7apy MLLPServer, parsing (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)",
+              "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)"}
     for kind, r in results.items():
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
               f"{r.messages:>9} {r.errors:>7}")
-    ours, bare, hl7, shm = (results.get(k) for k in KINDS)
+    ours, bare, hl7, shm, _ = (results.get(k) for k in KINDS)
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
     if ours and hl7 and hl7.rate:
@@ -235,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
-                   "ours-shm": lambda: serve_ours("/dev/shm")}
+                   "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False)}
         servers[args.serve]()
         return 0
     kinds = args.only or [*DEFAULT_KINDS, *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]

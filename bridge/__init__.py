@@ -22,6 +22,8 @@ from bridge.core.model import (  # noqa: E402 - after hookimpl so plugins import
     record_from_dict,
     record_to_dict,
 )
+from bridge.core.model.signing import DIGEST_PREFIX as SIGNED_DIGEST_PREFIX  # noqa: E402
+from bridge.core.model.signing import signed_digest, signed_fields  # noqa: E402
 from bridge.core.model.records import (  # noqa: E402
     Address,
     Appointment,
@@ -72,6 +74,7 @@ from bridge.plugin_types import (  # noqa: E402
     PolicySpec,
     Receipt,
     RuleResult,
+    SendResult,
     Source,
     SourceContext,
     TransportSpec,

@@ -86,7 +86,12 @@ def cmd_run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     print(f"bridge {__version__}: running {len(config.channels)} channel(s) from {args.config}; "
           f"store {config.store_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
-    engine.run_forever(stop)
+    web_server = _start_admin_web(config, plugins, engine) if config.web.get("listen") else None
+    try:
+        engine.run_forever(stop)
+    finally:
+        if web_server is not None:
+            web_server.shutdown()
     return EXIT_OK
 
 
@@ -95,10 +100,11 @@ def cmd_plugins(args) -> int:
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return EXIT_OK
-    for info in infos:
+    print(f"{'NAME':<20} {'DISTRIBUTION':<30} {'VERSION':<10} PROVIDES")
+    for info in infos:  # a broken plugin is listed with its error; the others still work
         status = f"ERROR: {info.error}" if info.error else ", ".join(info.provides) or "(nothing registered)"
-        origin = "built-in" if info.builtin else f"{info.distribution} {info.version}"
-        print(f"{info.name:<20} {origin:<24} {status}")
+        origin = f"{info.distribution} (built-in)" if info.builtin else info.distribution
+        print(f"{info.name:<20} {origin:<30} {info.version:<10} {status}")
     return EXIT_OK
 
 
@@ -270,6 +276,191 @@ def cmd_reject(args) -> int:
     return _resolve(args, "reject")
 
 
+def _start_admin_web(config, plugins, engine):
+    """The admin API and dashboard on their own listener (``web.listen``), next to the engine."""
+    from bridge.web import create_app
+    from bridge.web.server import start_admin_server
+
+    host, port = config.web["listen"]
+    app = create_app(config, plugins, engine.store, engine=engine)
+    server, _ = start_admin_server(app, host, port, config.web.get("tls"))
+    scheme = "https" if config.web.get("tls") else "http"
+    print(f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
+          f"(session key: {app.extensions['bridge.secret_source']})", file=sys.stderr, flush=True)
+    return server
+
+
+def cmd_token_create(args) -> int:
+    from bridge.web.auth import new_token, token_digest
+
+    token = new_token()
+    _store(args).create_token(args.name, token_digest(token), args.role, actor=_actor(args))
+    print(token)
+    print(f"token {args.name!r} ({args.role}) created; it is shown only this once: store it now",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_token_list(args) -> int:
+    tokens = _store(args).tokens()
+    if not tokens:
+        print("no tokens", file=sys.stderr)
+    for t in tokens:
+        state = f"revoked {_iso(t.revoked_at)}" if t.revoked_at else "live"
+        print(f"{t.name:<24} {t.role:<9} created {_iso(t.created_at)}  last used {_iso(t.last_used_at)}  {state}")
+    return EXIT_OK
+
+
+def cmd_token_revoke(args) -> int:
+    _store(args).revoke_token(args.name, actor=_actor(args))
+    print(f"token {args.name!r} revoked", file=sys.stderr)
+    return EXIT_OK
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the passwords differ")
+    return password
+
+
+def cmd_user_create(args) -> int:
+    from bridge.web.auth import hash_password
+
+    try:
+        password_hash = hash_password(_read_password(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _store(args).create_user(args.name, password_hash, args.role, actor=_actor(args))
+    print(f"user {args.name!r} ({args.role}) created", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_user_list(args) -> int:
+    users = _store(args).users()
+    if not users:
+        print("no users", file=sys.stderr)
+    for u in users:
+        print(f"{u.name:<24} {u.role:<9} created {_iso(u.created_at)}" + ("  disabled" if u.disabled else ""))
+    return EXIT_OK
+
+
+def cmd_web(args) -> int:
+    """Serve only the admin app (no engine threads): for a separate admin process or host."""
+    from bridge.web import create_app
+    from bridge.web.server import make_admin_server
+
+    plugins = _plugins()
+    config = _config(args, plugins)
+    tls = {"cert_file": args.cert, "key_file": args.key} if args.cert else config.web.get("tls")
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    app = create_app(config, plugins)
+    server = make_admin_server(app, args.host, args.port, tls)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:{server.server_port}/ "
+          f"(session key: {app.extensions['bridge.secret_source']}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return EXIT_OK
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    trigger = job["trigger"]
+    when = f"cron {trigger['cron']}" if trigger.get("cron") else f"every {trigger['interval_seconds']:g}s"
+    run = job["runs"][0] if job["runs"] else None
+    last = "never run" if run is None else (
+        f"last {run['slot']} {run['status']} (attempts {run['attempts']})"
+        + (f": {run['detail'].get('error')}" if run["status"] == "failed" and run["detail"].get("error") else ""))
+    state = "" if job["enabled"] else " [disabled]"
+    return f"{job['name']:<20} {job['type']:<12} {when:<22} {last}{state}"
+
+
+def cmd_jobs(args) -> int:
+    """``bridge jobs`` lists jobs and their last runs; ``bridge jobs run NAME`` runs one now."""
+    from bridge.core.scheduler import job_overview, run_now
+    from bridge.core.store import open_store
+
+    plugins = _plugins()
+    config = _config(args, plugins)
+    store = open_store(config.store_url)
+    if args.action == "run":
+        if not args.name:
+            raise UsageError("bridge jobs run needs a job name")
+        run = run_now(store, config, plugins, args.name)
+        if args.json:
+            print(json.dumps(run, indent=2, default=str))
+        else:
+            error = run["detail"].get("error")
+            print(f"job {args.name} slot {run['slot']}: {run['status']}" + (f": {error}" if error else ""))
+        return EXIT_OK if run["status"] == "succeeded" else EXIT_FAIL
+    if args.name:
+        raise UsageError(f"unexpected argument {args.name!r} (did you mean: bridge jobs run {args.name}?)")
+    jobs = job_overview(store, config, history=args.history)
+    if args.json:
+        print(json.dumps(jobs, indent=2, default=str))
+        return EXIT_OK
+    if not jobs:
+        print("no jobs in the config", file=sys.stderr)
+    for job in jobs:
+        print(_job_line(job))
+        for run in job["runs"][1:]:
+            print(f"{'':<20} {'':<12} {'':<22} {run['slot']} {run['status']}")
+    return EXIT_OK
+
+
+def cmd_audit(args) -> int:
+    """``bridge audit verify``: check the hash chain; exit 1 naming the first broken entry."""
+    store = _store(args)
+    broken = store.verify_audit()
+    if broken is None:
+        print("audit log intact", file=sys.stderr)
+        return EXIT_OK
+    print(f"audit log broken at entry {broken}: its hash does not follow from the entries before it",
+          file=sys.stderr)
+    return EXIT_FAIL
+
+
+def cmd_prune(args) -> int:
+    """Apply every channel's retention policy now (what a ``prune`` job does)."""
+    from bridge.core.retention import prune
+    from bridge.core.store import open_store
+
+    config = _config(args)
+    counts = prune(open_store(config.store_url), config, actor=_actor(args), dry_run=args.dry_run,
+                   limit=args.limit, channels=args.channel or None)
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return EXIT_OK
+    if not counts:
+        print("no channel has a retention policy", file=sys.stderr)
+    verb = "would prune" if args.dry_run else "pruned"
+    for channel, c in counts.items():
+        print(f"{channel}: {verb} {c['messages']} message(s), {c['events']} event(s), "
+              f"{c['outbox']} outbox row(s), {c['holds']} hold(s)")
+    return EXIT_OK
+
+
+def _add_ops_commands(add) -> None:
+    """``jobs``, ``audit`` and ``prune``: scheduled jobs, the audit chain and retention."""
+    p = add("jobs", cmd_jobs, "list scheduled jobs and their last runs; 'jobs run NAME' runs one now")
+    p.add_argument("action", nargs="?", choices=("list", "run"), default="list")
+    p.add_argument("name", nargs="?", help="the job to run (with 'run')")
+    p.add_argument("--history", type=int, default=1, metavar="N", help="runs to show per job (default 1)")
+    p.add_argument("--json", action="store_true")
+    p = add("audit", cmd_audit, "check the audit log's hash chain (exit 1 names the first broken entry)")
+    p.add_argument("action", choices=("verify",))
+    p = add("prune", cmd_prune, "prune old messages by each channel's retention policy (audited)")
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--channel", action="append", help="only this channel (repeatable)")
+    p.add_argument("--limit", type=int, default=10000, help="at most this many messages per channel")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--actor", help=argparse.SUPPRESS)
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -318,6 +509,8 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         p.add_argument("id", type=int, metavar="ID")
         p.add_argument("--reason", required=True)
         p.add_argument("--actor", help=argparse.SUPPRESS)
+    _add_admin_commands(sub, add)
+    _add_ops_commands(add)
     for name, spec in sorted((plugins.commands() if plugins else {}).items()):
         if name in sub.choices:
             raise PluginError(f"plugin command {name!r} clashes with a built-in command")
@@ -325,6 +518,44 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         spec.configure(p)
         p.set_defaults(func=spec.run)
     return parser
+
+
+def _add_admin_commands(sub, add) -> None:
+    """``token``, ``user`` and ``web``: access to the admin API and dashboard."""
+    roles = ("viewer", "analyst", "operator", "admin")
+    token = sub.add_parser("token", help="create, list and revoke API tokens",
+                           description="API tokens for the admin API (Authorization: Bearer ...).")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    for name, func, text in (("create", cmd_token_create, "create a token and print it (shown once)"),
+                             ("list", cmd_token_list, "list tokens (never the tokens themselves)"),
+                             ("revoke", cmd_token_revoke, "revoke a token")):
+        p = token_sub.add_parser(name, help=text, description=text)
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
+        p.add_argument("--actor", help=argparse.SUPPRESS)
+        p.set_defaults(func=func)
+        if name == "create":
+            p.add_argument("--name", required=True)
+            p.add_argument("--role", required=True, choices=roles)
+        elif name == "revoke":
+            p.add_argument("name")
+    user = sub.add_parser("user", help="create and list dashboard users",
+                          description="Dashboard users (passwords are stored as scrypt hashes).")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    p = user_sub.add_parser("create", help="create a user", description="create a dashboard user")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_user_create)
+    p2 = user_sub.add_parser("list", help="list users", description="list dashboard users")
+    p2.set_defaults(func=cmd_user_list)
+    for q in (p, p2):
+        q.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
+        q.add_argument("--actor", help=argparse.SUPPRESS)
+    p = add("web", cmd_web, "serve the admin API and dashboard (without running the engine)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--cert", help="TLS certificate (PEM); with --key")
+    p.add_argument("--key", help="TLS private key (PEM); with --cert")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,6 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bridge.core import redaction
+
+    redaction.install()  # no PHI in logs, whatever a library or a peer's error puts there
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -129,11 +129,25 @@ class Delivery:
     idempotency_key: str = ""
 
 
-class Destination(Protocol):
-    """Sends payloads. ``send`` returns a short description of the peer's answer for the timeline,
-    or raises ``TransientDeliveryError`` / ``PermanentDeliveryError``."""
+@dataclass(frozen=True)
+class SendResult:
+    """A delivered send, with the peer's synchronous answer when it is a message in its own right.
 
-    def send(self, delivery: Delivery) -> str | None: ...
+    ``reply`` (e.g. a pharmacy switch's SCRIPT Status) is stored as a message of the channel
+    ``<destination>.replies`` in the same transaction that marks the delivery done, then decoded with
+    the destination's format and correlated like any inbound message (prescription lifecycle, trace).
+    """
+
+    detail: str
+    reply: bytes | None = None
+
+
+class Destination(Protocol):
+    """Sends payloads. ``send`` returns a short description of the peer's answer for the timeline
+    (or a :class:`SendResult` carrying the answer itself), or raises ``TransientDeliveryError`` /
+    ``PermanentDeliveryError``."""
+
+    def send(self, delivery: Delivery) -> str | SendResult | None: ...
 
     def close(self) -> None: ...
 

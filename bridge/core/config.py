@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
 TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
-CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled")
+CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
+                "retention")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match")
 ORDER_KEYS = ("by", "mode")
@@ -33,6 +34,16 @@ ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds")
+WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
+WEB_TLS_KEYS = ("cert_file", "key_file")
+JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
+TRIGGER_KEYS = ("cron", "interval_seconds", "timezone")
+JOB_RETRY_KEYS = ("max_attempts", "backoff_seconds")
+CATCH_UP_POLICIES = ("skip", "run_once")
+CORE_JOB_TYPES = ("prune",)  # job types the core provides itself (they need the store; see bridge.core.retention)
+RETENTION_KEYS = ("days", "statuses")
+# Statuses a retention policy may prune. Never: received, processing, routed (undelivered) and held.
+PRUNABLE_STATUSES = ("delivered", "filtered", "rejected", "dead", "failed")
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 
@@ -61,6 +72,14 @@ class Route:
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """Prune a channel's messages older than ``days`` whose status is one of ``statuses``."""
+
+    days: float
+    statuses: tuple[str, ...] = ("delivered", "filtered")
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     name: str
     source: str
@@ -71,6 +90,7 @@ class ChannelConfig:
     order_mode: str = "strict"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     enabled: bool = True
+    retention: RetentionPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,24 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class JobConfig:
+    """A scheduled job (``jobs: {NAME: …}``): exactly one of ``cron`` / ``interval_seconds`` is set."""
+
+    name: str
+    type: str
+    cron: str | None = None
+    interval_seconds: float | None = None
+    timezone: str = "UTC"
+    channel: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    catch_up: str = "skip"
+    max_attempts: int = 3
+    backoff_seconds: float = 10.0
+    lease_seconds: float = 300.0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class BridgeConfig:
     path: str
     config_dir: str
@@ -99,8 +137,9 @@ class BridgeConfig:
     channels: Mapping[str, ChannelConfig]
     destinations: Mapping[str, DestinationConfig]
     engine: EngineSettings = EngineSettings()
-    jobs: Mapping[str, Any] = field(default_factory=dict)
+    jobs: Mapping[str, JobConfig] = field(default_factory=dict)
     sections: Mapping[str, Any] = field(default_factory=dict)
+    web: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Problems:
@@ -182,7 +221,8 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     destinations = _destinations(_mapping(data.get("destinations"), "destinations", problems), problems, plugins)
     channels = _channels(_mapping(data.get("channels"), "channels", problems), set(destinations), problems, plugins)
     engine = _engine(_mapping(data.get("engine"), "engine", problems), problems)
-    jobs = _mapping(data.get("jobs"), "jobs", problems)
+    jobs = _jobs(_mapping(data.get("jobs"), "jobs", problems), set(channels), problems, plugins)
+    web = _web(_mapping(data.get("web"), "web", problems), config_dir, problems)
     for name, section in sections.items():
         if name in data:
             for sub, message in section.validate(data[name]):
@@ -196,9 +236,42 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         channels=channels,
         destinations=destinations,
         engine=engine,
-        jobs=dict(jobs),
+        jobs=jobs,
         sections={name: data[name] for name in sections if name in data},
+        web=web,
     )
+
+
+def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:
+    """``web: {listen: "127.0.0.1:8080", tls: {cert_file, key_file}, secret_key_file, session_hours}``;
+    file paths resolve against the config folder."""
+    problems.unknown_keys(raw, WEB_KEYS, "web")
+    out: dict[str, Any] = {}
+    listen = raw.get("listen")
+    if listen is not None:
+        host, _, port = str(listen).rpartition(":")
+        if not isinstance(listen, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.add("web.listen", f"expected HOST:PORT such as 127.0.0.1:8080, got {listen!r}")
+        else:
+            out["listen"] = (host.strip("[]"), int(port))
+    if "tls" in raw:
+        tls = _mapping(raw.get("tls"), "web.tls", problems)
+        problems.unknown_keys(tls, WEB_TLS_KEYS, "web.tls")
+        for key in WEB_TLS_KEYS:
+            if not isinstance(tls.get(key), str) or not tls.get(key):
+                problems.add(f"web.tls.{key}", "is required (a PEM file path)")
+        if all(isinstance(tls.get(k), str) and tls.get(k) for k in WEB_TLS_KEYS):
+            out["tls"] = {k: os.path.join(config_dir, tls[k]) for k in WEB_TLS_KEYS}
+    if raw.get("secret_key_file") is not None:
+        if not isinstance(raw["secret_key_file"], str):
+            problems.add("web.secret_key_file", f"expected a file path, got {raw['secret_key_file']!r}")
+        else:
+            out["secret_key_file"] = os.path.join(config_dir, raw["secret_key_file"])
+    if "session_hours" in raw:
+        hours = _number(raw["session_hours"], "web.session_hours", problems, minimum=0.01)
+        if hours is not None:
+            out["session_hours"] = hours
+    return out
 
 
 def _scheme(url: str) -> str:
@@ -269,8 +342,123 @@ def _channels(raw: Mapping[str, Any], destination_names: set[str], problems: _Pr
             order_mode=mode,
             max_message_bytes=limit or DEFAULT_MAX_MESSAGE_BYTES,
             enabled=bool(body.get("enabled", True)),
+            retention=_retention(body.get("retention"), f"{path}.retention", problems),
         )
     return channels
+
+
+def _retention(value: Any, path: str, problems: _Problems) -> RetentionPolicy | None:
+    if value is None:
+        return None
+    body = _mapping(value, path, problems)
+    problems.unknown_keys(body, RETENTION_KEYS, path)
+    if "days" not in body:
+        problems.add(f"{path}.days", "is required (how many days to keep a message)")
+        return None
+    days = _number(body["days"], f"{path}.days", problems, minimum=0)
+    statuses = body.get("statuses", ["delivered", "filtered"])
+    statuses = [statuses] if isinstance(statuses, str) else statuses
+    if not isinstance(statuses, list) or not statuses:
+        problems.add(f"{path}.statuses", "expected a list of message statuses")
+        return None
+    allowed = ", ".join(PRUNABLE_STATUSES)
+    for i, status in enumerate(statuses):
+        if status not in PRUNABLE_STATUSES:
+            hint = difflib.get_close_matches(str(status), PRUNABLE_STATUSES, n=1)
+            problems.add(f"{path}.statuses[{i}]", f"{status!r} cannot be pruned (allowed: {allowed}; waiting and "
+                                                  "held messages are never pruned)"
+                                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    return RetentionPolicy(days=days, statuses=tuple(statuses)) if days is not None else None
+
+
+def _jobs(raw: Mapping[str, Any], channel_names: set[str], problems: _Problems,
+          plugins: PluginManager | None) -> dict[str, JobConfig]:
+    known_types = sorted(set(CORE_JOB_TYPES) | set(plugins.job_types() if plugins else ()))
+    out = {}
+    for name, body in raw.items():
+        path = f"jobs.{name}"
+        body = _mapping(body, path, problems)
+        problems.unknown_keys(body, JOB_KEYS, path)
+        job_type = _job_type(body.get("type"), f"{path}.type", known_types, problems, check=plugins is not None)
+        trigger = _trigger(body.get("trigger"), f"{path}.trigger", problems)
+        channel = body.get("channel")
+        if channel is not None and channel not in channel_names:
+            hint = difflib.get_close_matches(str(channel), sorted(channel_names), n=1)
+            problems.add(f"{path}.channel", f"unknown channel {channel!r}"
+                                            + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        catch_up = body.get("catch_up", "skip")
+        if catch_up not in CATCH_UP_POLICIES:
+            problems.add(f"{path}.catch_up", f"expected one of {', '.join(CATCH_UP_POLICIES)}, got {catch_up!r}")
+        out[str(name)] = JobConfig(
+            name=str(name), type=job_type, channel=channel,
+            settings=dict(_mapping(body.get("settings"), f"{path}.settings", problems)),
+            catch_up=catch_up if catch_up in CATCH_UP_POLICIES else "skip",
+            enabled=bool(body.get("enabled", True)),
+            **trigger, **_job_numbers(body, path, problems),
+        )
+    return out
+
+
+def _job_type(value: Any, path: str, known: list[str], problems: _Problems, *, check: bool) -> str:
+    if not isinstance(value, str) or not value:
+        problems.add(path, f"is required (known: {', '.join(known)})")
+        return ""
+    if check and value not in known:
+        hint = difflib.get_close_matches(value, known, n=1)
+        problems.add(path, f"unknown job type {value!r}"
+                           + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})"))
+    return value
+
+
+def _job_numbers(body: Mapping[str, Any], path: str, problems: _Problems) -> dict[str, Any]:
+    """``retry: {max_attempts, backoff_seconds}`` and ``lease_seconds``, validated."""
+    retry = _mapping(body.get("retry"), f"{path}.retry", problems)
+    problems.unknown_keys(retry, JOB_RETRY_KEYS, f"{path}.retry")
+    values: dict[str, Any] = {}
+    if "max_attempts" in retry:
+        values["max_attempts"] = _number(retry["max_attempts"], f"{path}.retry.max_attempts", problems,
+                                         kind=int, minimum=1)
+    if "backoff_seconds" in retry:
+        values["backoff_seconds"] = _number(retry["backoff_seconds"], f"{path}.retry.backoff_seconds", problems)
+    if "lease_seconds" in body:
+        values["lease_seconds"] = _number(body["lease_seconds"], f"{path}.lease_seconds", problems, minimum=1)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _trigger(value: Any, path: str, problems: _Problems) -> dict[str, Any]:
+    """``{cron: "*/5 * * * *"}`` or ``{interval_seconds: 30}`` (optionally ``timezone``, default UTC)."""
+    body = _mapping(value, path, problems)
+    if value is None:
+        problems.add(path, "is required: {cron: \"*/5 * * * *\"} or {interval_seconds: 30}")
+        return {}
+    problems.unknown_keys(body, TRIGGER_KEYS, path)
+    has_cron, has_interval = "cron" in body, "interval_seconds" in body
+    if has_cron == has_interval:
+        problems.add(path, "give exactly one of cron or interval_seconds")
+        return {}
+    timezone = body.get("timezone", "UTC")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(str(timezone))
+    except Exception:
+        problems.add(f"{path}.timezone", f"unknown time zone {timezone!r} (use an IANA name such as UTC)")
+        return {}
+    if has_interval:
+        seconds = _number(body["interval_seconds"], f"{path}.interval_seconds", problems, minimum=1)
+        return {"interval_seconds": seconds, "timezone": str(timezone)} if seconds is not None else {}
+    cron = body["cron"]
+    if not isinstance(cron, str):
+        problems.add(f"{path}.cron", f"expected a crontab string such as \"*/5 * * * *\", got {cron!r}")
+        return {}
+    try:
+        from apscheduler.triggers.cron import CronTrigger
+
+        CronTrigger.from_crontab(cron, timezone=str(timezone))
+    except ValueError as exc:
+        problems.add(f"{path}.cron", f"invalid crontab {cron!r}: {exc}")
+        return {}
+    return {"cron": cron, "timezone": str(timezone)}
 
 
 def _route(item: Any, path: str, destination_names: set[str], problems: _Problems) -> Route | None:

@@ -16,15 +16,22 @@ from collections.abc import Mapping
 from bridge.core.config import RetryPolicy
 from bridge.core.store.base import OutboxClaim, Store
 from bridge.errors import DeliveryError, LeaseLost
-from bridge.plugin_types import Delivery, Destination
+from bridge.plugin_types import Delivery, Destination, SendResult
 
 log = logging.getLogger(__name__)
 
 
+def reply_channel(destination: str) -> str:
+    """The implicit channel holding a destination's synchronous replies (see SendResult)."""
+    return f"{destination}.replies"
+
+
 class Deliverer:
     def __init__(self, store: Store, destinations: Mapping[str, Destination],
-                 retry: Mapping[str, RetryPolicy], rand: random.Random | None = None):
+                 retry: Mapping[str, RetryPolicy], rand: random.Random | None = None,
+                 formats: Mapping[str, str] | None = None):
         self.store = store
+        self.formats = dict(formats or {})
         self.destinations = destinations
         self.retry = retry
         self.rand = rand or random.Random()
@@ -51,6 +58,11 @@ class Deliverer:
         except Exception as exc:  # unknown failure: assume it may pass, within the retry bound
             log.error("destination %s raised %s", row.destination, type(exc).__name__)
             return self._retry(claim, policy, f"unexpected {type(exc).__name__}: {exc}", None)
+        if isinstance(answer, SendResult):
+            reply = None
+            if answer.reply:
+                reply = (reply_channel(row.destination), self.formats.get(row.destination, ""), answer.reply)
+            return self._finish(claim, "delivered", answer.detail or "sent", reply=reply)
         return self._finish(claim, "delivered", answer or "sent")
 
     def _retry(self, claim: OutboxClaim, policy: RetryPolicy, detail: str, retry_after: float | None) -> str:
@@ -62,9 +74,10 @@ class Deliverer:
             delay = max(delay, retry_after)
         return self._finish(claim, "retry", detail, time.time() + delay)
 
-    def _finish(self, claim: OutboxClaim, outcome: str, detail: str, next_at: float | None = None) -> str:
+    def _finish(self, claim: OutboxClaim, outcome: str, detail: str, next_at: float | None = None,
+                reply: tuple[str, str, bytes] | None = None) -> str:
         try:
-            self.store.finish_delivery(claim, outcome, detail, next_at)
+            self.store.finish_delivery(claim, outcome, detail, next_at, reply=reply)
         except LeaseLost:
             log.warning("outbox row %s: lease lost; another deliverer owns it now", claim.row.id)
             return "lease_lost"

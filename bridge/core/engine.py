@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.core.config import BridgeConfig, ChannelConfig
-from bridge.core.delivery import Deliverer
+from bridge.core.delivery import Deliverer, reply_channel
+from bridge.core import redaction
 from bridge.core.intake import Intake
+from bridge.core.metrics import EngineMetrics
 from bridge.core.pipeline import ChannelPlan, DestinationPlan, Processor
 from bridge.core.plugin_manager import PluginManager
 from bridge.core.router import Router
@@ -65,13 +67,20 @@ class Engine:
             name: DestinationPlan(dest, plugins.format(dest.format or ""))
             for name, dest in config.destinations.items()
         }
+        for name, plan in self.destination_plans.items():  # where a destination's replies are decoded
+            reply = ChannelConfig(name=reply_channel(name), source="", format=plan.format.name, order_by="none")
+            self.channel_plans.setdefault(reply.name, ChannelPlan(reply, plan.format, Router(())))
         self.processor = Processor(self.store, self.channel_plans, self.destination_plans, plugins.policies(),
                                    config.config_dir)
         self.processor.policy_settings = policy_settings(config, plugins)
         self.destinations: dict[str, Destination] = {}
         self.deliverer = Deliverer(self.store, self.destinations,
-                                   {n: d.retry for n, d in config.destinations.items()})
+                                   {n: d.retry for n, d in config.destinations.items()},
+                                   formats={n: p.format.name for n, p in self.destination_plans.items()})
         self.sources: list[Source] = []
+        self.metrics = EngineMetrics()
+        self.scheduler: Any = None
+        redaction.install()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -131,7 +140,8 @@ class Engine:
         claim = self.store.claim_delivery(self.owner, self.config.engine.lease_seconds)
         if claim is None:
             return False
-        self.deliverer.deliver(claim)
+        if self.deliverer.deliver(claim) == "delivered":
+            self.metrics.delivered(self.store, claim.row.message_id, claim.row.destination)
         return True
 
     def drain(self, timeout: float = 30.0) -> None:
@@ -156,6 +166,11 @@ class Engine:
         self.open_sources()
         for source in self.sources:
             source.start()
+        if any(job.enabled for job in self.config.jobs.values()):
+            from bridge.core.scheduler import Scheduler
+
+            self.scheduler = Scheduler(self.store, self.config, self.plugins, self.owner, submit=self.submit)
+            self.scheduler.start()
         log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
                  len(self.config.destinations))
 
@@ -177,6 +192,8 @@ class Engine:
         self._threads.append(thread)
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for source in self.sources:
             try:
                 source.stop()

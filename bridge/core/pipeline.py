@@ -99,9 +99,9 @@ class Processor:
         base = {"records": summary, "keys": keys, "trace_id": trace_id,
                 "prescriptions": prescriptions, "prescription_events": rx_events}
 
-        outcome, rules = self.evaluate(claim, records)
+        outcome, rules, rulesets = self.evaluate(claim, records)
         if self.policies:
-            events.append(("policy", {"outcome": outcome, "rules": rules}))
+            events.append(("policy", {"outcome": outcome, "rules": rules, "rulesets": rulesets}))
         if outcome == "REVIEW" and claim.policy_override:
             events.append(("policy_override", {"outcome": outcome, "note": "released by an operator"}))
             outcome = "ALLOW"
@@ -140,7 +140,9 @@ class Processor:
         events.append(("routed", {"destinations": sorted(routed)}))
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
 
-    def evaluate(self, claim: MessageClaim, records: Sequence[Record]) -> tuple[str, list[dict[str, Any]]]:
+    def evaluate(self, claim: MessageClaim,
+                 records: Sequence[Record]) -> tuple[str, list[dict[str, Any]], dict[str, str | None]]:
+        """The combined outcome, every rule that fired, and each policy's rule-set version."""
         decisions = []
         for policy in self.policies:
             request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id,
@@ -151,7 +153,8 @@ class Processor:
                 log.error("policy %s raised %s", policy.name, type(exc).__name__)
                 decisions.append((policy.name, PolicyDecision(
                     "REVIEW", (_rule("policy-error", f"policy {policy.name} failed: {type(exc).__name__}"),))))
-        return combine(decisions)
+        outcome, rules = combine(decisions)
+        return outcome, rules, {name: decision.ruleset for name, decision in decisions}
 
 
 def _peek(fmt: FormatSpec, payload: bytes) -> MessageHeader:

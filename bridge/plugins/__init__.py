@@ -11,4 +11,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bridge.plugins.fhir",
     "bridge.plugins.ncpdp",
     "bridge.plugins.telehealth_policy",
+    "bridge.plugins.epic",
+    "bridge.plugins.oracle_health",
+    "bridge.plugins.athena",
 )

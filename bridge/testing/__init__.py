@@ -1,17 +1,24 @@
 """The plugin test kit: what a plugin author needs to test a plugin against the real core.
 
 It ships with the product (like pytest's ``pytester``) and is loaded as a pytest plugin through the
-``pytest11`` entry point, so installing ``telemed-bridge`` gives every test suite these fixtures:
+``pytest11`` entry point, so installing ``telemed-bridge`` gives every test suite its fixtures
+(:mod:`bridge.testing.pytest_plugin`: ``bridge_plugins``, ``bridge_register``, ``bridge_store``,
+``bridge_engine``, ``fake_fhir_server``, ``fake_mllp_peer``, ``fake_token_endpoint``). Also here:
 
-- ``bridge_plugins``: a fresh plugin manager with the built-ins (no entry points), per test;
-- ``bridge_store``: a real SQLite store in the test's temporary folder;
-- ``bridge_engine``: a factory that builds an :class:`~bridge.core.engine.Engine` from a config dict.
+- helpers: :func:`plugin_manager`, :func:`engine_from_dict`, :func:`assert_format_round_trip`,
+  :func:`assert_decode_error_is_clear`;
+- contract test classes to subclass (:mod:`bridge.testing.contracts`): ``FormatContract``,
+  ``TransportContract``, ``ProfileContract``;
+- fake PHI and the no-PHI-in-errors check (:mod:`bridge.testing.phi`);
+- loopback fakes (:mod:`bridge.testing.fakes`).
 
-and these helpers: :func:`plugin_manager`, :func:`engine_from_dict`, :func:`assert_format_round_trip`.
+The contract classes and fakes are imported on first use, so ``import bridge.testing`` stays cheap
+and does not need pytest.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +77,25 @@ def assert_decode_error_is_clear(spec: FormatSpec, raw: bytes) -> DecodeError:
     raise AssertionError(f"{spec.name}: decoding {raw[:40]!r} did not raise DecodeError")
 
 
+_LAZY = {
+    "FormatContract": "contracts", "TransportContract": "contracts", "ProfileContract": "contracts",
+    "DestinationContract": "contracts",
+    "FAKE_PHI": "phi", "FakePHI": "phi", "fake_patient": "phi", "assert_no_phi": "phi",
+    "phi_in_exception": "phi",
+    "FakeFhirServer": "fakes", "FakeMllpPeer": "fakes", "FakeTokenEndpoint": "fakes", "FakeHttpServer": "fakes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import contracts, PHI helpers and fakes on first use (contracts need pytest)."""
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "SQLiteStore",
     "assert_decode_error_is_clear",
     "assert_format_round_trip",

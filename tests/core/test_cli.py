@@ -101,7 +101,7 @@ def test_messages_show_and_replay_tell_the_story(tmp_path, capsys):
 
     assert main(["messages", "-c", str(path), "--key", "patient_id=MRN00012345", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["id"] == receipt.message_id and row["status"] == "delivered" and row["encounter_id"] == "TV-1001"
+    assert row["id"] == receipt.message_id and row["status"] == "delivered" and row["encounter_id"] == "V100234"
     assert main(["messages", "-c", str(path), "--status", "failed"]) == 0
     assert "no messages match" in capsys.readouterr().err
     assert main(["messages", "-c", str(path), "--key", "mrn=1"]) == 2

@@ -114,22 +114,22 @@ def test_entry_point_plugins_load_and_broken_ones_are_isolated(tmp_path, monkeyp
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugin\nVersion: 1.2\n")
     (dist / "entry_points.txt").write_text(
-        "[bridge.plugins]\nacme = acme_bridge_plugin\nbroken = acme_missing_module\n")
+        "[bridge.plugins]\nwidget = acme_bridge_plugin\nbroken = acme_missing_module\n")
     (tmp_path / "acme_bridge_plugin.py").write_text(textwrap.dedent("""
         from bridge import FormatSpec, hookimpl
 
         @hookimpl
         def bridge_formats():
-            return [FormatSpec(name="acme-json", media_type="application/json",
+            return [FormatSpec(name="widget-json", media_type="application/json",
                                decode=lambda raw, o: [], encode=lambda r, o: b"{}")]
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     pm = load_plugins()
     infos = {i.name: i for i in pm.plugins()}
-    assert infos["acme"].distribution == "acme-plugin" and infos["acme"].version == "1.2"
-    assert infos["acme"].provides == ["format:acme-json"]
+    assert infos["widget"].distribution == "acme-plugin" and infos["widget"].version == "1.2"
+    assert infos["widget"].provides == ["format:widget-json"]
     assert "failed to load" in infos["broken"].error
-    assert "acme-json" in pm.formats()
+    assert "widget-json" in pm.formats()
     sys.modules.pop("acme_bridge_plugin", None)
 
 

@@ -119,15 +119,17 @@ def test_telehealth_encounter(fhir_format):
     assert res["appointment"][0]["identifier"]["value"] == "appt-9"
 
 
-def test_in_person_encounter_is_amb_and_vendor_class_is_kept(fhir_format):
+def test_in_person_encounter_is_amb_and_a_remote_visit_is_always_vr(fhir_format):
     enc = R.encounter()
     enc.modality, enc.encounter_class = "in_person", None
     (res,) = resources_of(fhir_format.encode([enc], {}), "Encounter")
     assert res["class"]["code"] == "AMB"
-    enc.modality, enc.encounter_class = "video", "AMB"  # Epic style: AMB with a video type
+    enc.modality, enc.encounter_class = "video", "AMB"  # HL7 PV1-2 "O", or Epic's AMB video visit
     (res,) = resources_of(fhir_format.encode([enc], {}), "Encounter")
-    assert res["class"]["code"] == "AMB"
-    assert fhir_format.decode(fhir_format.encode([enc], {}), {})[0].encounter_class == "AMB"
+    assert res["class"]["code"] == "VR"  # telehealth is VR at a FHIR server
+    exts = {e["url"]: e for e in res["extension"]}
+    assert exts[EXT + "source-encounter-class"]["valueString"] == "AMB"
+    assert fhir_format.decode(fhir_format.encode([enc], {}), {})[0].encounter_class == "AMB"  # kept
 
 
 def test_medication_request_fields(fhir_format):

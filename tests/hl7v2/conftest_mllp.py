@@ -36,7 +36,7 @@ def adt(control_id: str, *, app: str = "SENDAPP", facility: str = "SENDFAC", msh
         patient: str = "P1", filler: int = 0) -> bytes:
     """A small synthetic ADT^A04 (no real person). ``filler`` pads an NTE segment to reach a size."""
     msh = f"MSH|^~\\&|{app}|{facility}|BRIDGE|TB|20240102030405||ADT^A04^ADT_A01|{control_id}|P|2.5|||{msh15}"
-    segments = [msh, f"EVN|A04|20240102030405", f"PID|1||{patient}^^^TB^MR||Testpatient^Alex"]
+    segments = [msh, "EVN|A04|20240102030405", f"PID|1||{patient}^^^TB^MR||Testpatient^Alex"]
     if filler:
         segments.append("NTE|1||" + "x" * filler)
     return ("\r".join(segments) + "\r").encode("ascii")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import DecodeError
 from bridge.plugins.hl7v2.codec import FORMAT, decode, detect
 from bridge.plugins.hl7v2.datatypes import read_datetime, write_datetime
 from bridge.plugins.hl7v2.header import Separators

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 import bridge.plugins.ncpdp as p
 from bridge import (
@@ -110,7 +108,8 @@ def test_verify_is_delivered_and_429_honours_retry_after(tmp_path, sim):
     try:
         sim.mode = "verify"
         said = dest.send(delivery(raw("newrx.xml")))
-        assert said.startswith("switch accepted: Verify 010") and "switch MessageID SW-" in said
+        assert said.detail.startswith("switch accepted: Verify 010") and "switch MessageID SW-" in said.detail
+        assert b"<Verify>" in said.reply  # the answer itself goes back to the engine for correlation
         sim.mode = "ratelimit"
         with pytest.raises(TransientDeliveryError, match="429") as info:
             dest.send(delivery(raw("newrx.xml")))

@@ -11,7 +11,7 @@ import pytest
 
 import bridge.plugins.telehealth_policy as p
 from bridge import ConfigError, PolicyRequest
-from bridge.plugins.telehealth_policy.digest import canonical_bytes
+from bridge.core.model.signing import canonical_bytes
 from bridge.plugins.telehealth_policy.ruleset import RULES_DIR_ENV, default_rules_dir, load_ruleset
 from bridge.testing import engine_from_dict
 
@@ -156,6 +156,7 @@ def test_canonical_digest_form():
         "v": 1,
         "patient": {"family": "Testpatient", "given": ["Alex"], "birth_date": "1980-04-12"},
         "prescriber_npi": "1234567893",
+        "prescriber_dea": sorted(r.number for r in rx.prescriber.dea_registrations),
         "medication": {"rxnorm": "7804", "ndc": None, "description": "oxycodone hydrochloride 5 MG Oral Tablet",
                        "strength": "5 mg", "form": "tablet", "dea_schedule": "CII"},
         "quantity": {"value": 20, "unit": "tablet"},

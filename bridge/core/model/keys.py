@@ -52,9 +52,11 @@ def patient_key(patient: Patient | None) -> str | None:
 
 
 def encounter_key(encounter: Encounter | None) -> str | None:
+    """The visit number when there is one: it is what every system of a journey shares (the EHR's
+    ADT, the platform's JSON, the pharmacy order), where ``id`` is only the sender's own id."""
     if encounter is None:
         return None
-    return encounter.id or _first(encounter.identifiers, "VN") or (
+    return _first(encounter.identifiers, "VN") or encounter.id or (
         encounter.identifiers[0].value if encounter.identifiers else None
     )
 

@@ -179,6 +179,49 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class User:
+    """A dashboard login. ``password_hash`` is a self-describing scrypt string (see bridge.web.auth)."""
+
+    name: str
+    role: str
+    created_at: float
+    disabled: bool
+    password_hash: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token's metadata; only the SHA-256 of the token is stored, never the token."""
+
+    name: str
+    role: str
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """What an operator needs to see about a channel at a glance."""
+
+    channel: str
+    paused: bool
+    queue_depth: int
+    oldest_waiting_at: float | None
+    received_recent: int
+    errors_recent: int
+    last_activity_at: float | None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    paused_by: str | None = None
+    paused_reason: str | None = None
+
+    @property
+    def error_rate(self) -> float:
+        """Share of the recent window's messages that failed, were rejected or dead-lettered."""
+        return self.errors_recent / self.received_recent if self.received_recent else 0.0
+
+
+@dataclass(frozen=True)
 class ProcessingResult:
     """What a worker decided about a claimed message, written in one transaction."""
 
@@ -220,7 +263,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_message(self, owner: str, lease_seconds: float) -> MessageClaim | None:
-        """Claim the oldest waiting message of a channel that has no other message in flight."""
+        """Claim the oldest waiting message of a channel that is not paused and has no other message in flight."""
 
     @abc.abstractmethod
     def finish_processing(self, claim: MessageClaim, result: ProcessingResult) -> None:
@@ -249,8 +292,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def finish_delivery(self, claim: OutboxClaim, outcome: str, detail: str | None,
-                        next_attempt_at: float | None = None) -> None:
-        """Record a send's outcome: ``delivered``, ``retry`` (at ``next_attempt_at``) or ``dead``."""
+                        next_attempt_at: float | None = None, reply: tuple[str, str, bytes] | None = None) -> int | None:
+        """Record a send's outcome: ``delivered``, ``retry`` (at ``next_attempt_at``) or ``dead``.
+
+        ``reply`` is ``(channel, format, raw)`` of the peer's synchronous answer: it is stored as a new
+        message in the same transaction (so an answer is never lost once the delivery counts as done),
+        and its id is returned."""
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -292,6 +339,119 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_event(self, message_id: int, kind: str, detail: Mapping[str, Any]) -> None: ...
+
+    # --- admin: users, API tokens, channel state, job history, audit search ----------------------
+    # Every change here is audited in the same transaction as the change itself.
+
+    @abc.abstractmethod
+    def create_user(self, name: str, password_hash: str, role: str, *, actor: str) -> User: ...
+
+    @abc.abstractmethod
+    def get_user(self, name: str) -> User | None: ...
+
+    @abc.abstractmethod
+    def users(self) -> list[User]: ...
+
+    @abc.abstractmethod
+    def update_user(self, name: str, *, actor: str, password_hash: str | None = None, role: str | None = None,
+                    disabled: bool | None = None) -> User: ...
+
+    @abc.abstractmethod
+    def create_token(self, name: str, token_sha256: str, role: str, *, actor: str) -> ApiToken: ...
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_sha256: str) -> ApiToken | None:
+        """The live (not revoked) token with this hash; records its use."""
+
+    @abc.abstractmethod
+    def tokens(self) -> list[ApiToken]: ...
+
+    @abc.abstractmethod
+    def revoke_token(self, name: str, *, actor: str) -> ApiToken: ...
+
+    @abc.abstractmethod
+    def set_channel_paused(self, channel: str, paused: bool, *, reason: str, actor: str) -> None:
+        """Pause or resume a channel: workers do not claim a paused channel's messages (intake goes on)."""
+
+    @abc.abstractmethod
+    def paused_channels(self) -> dict[str, Mapping[str, Any]]: ...
+
+    @abc.abstractmethod
+    def channel_stats(self, since: float) -> dict[str, ChannelStats]:
+        """Per channel: queue depth, oldest waiting, activity and errors since ``since``."""
+
+    @abc.abstractmethod
+    def destination_counts(self) -> dict[str, dict[str, int]]:
+        """Outbox row counts per destination and status (pending, delivered, dead)."""
+
+    @abc.abstractmethod
+    def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Job run history, newest first (the scheduler writes it)."""
+
+    @abc.abstractmethod
+    def search_audit(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
+                     since: float | None = None, until: float | None = None, limit: int = 100,
+                     before_id: int | None = None) -> list[AuditEntry]:
+        """Audit entries, newest first; ``action`` matches a prefix (``hold.`` finds releases and rejections)."""
+
+    # --- scheduled jobs, retention, metrics (bridge.core.scheduler / retention / metrics) --------
+    # A job run's row is its lease: UNIQUE(job, slot) lets one process insert it; ``owner`` fences
+    # every later write. Run dicts have the keys of ``job_runs`` plus ``lease_expires`` and ``attempts``.
+
+    @abc.abstractmethod
+    def claim_job_slot(self, job: str, slot: str, owner: str, lease_seconds: float,
+                       now: float | None = None) -> dict[str, Any] | None:
+        """Start the run of ``job`` for ``slot`` (status ``running``), or take over a run of that slot
+        whose lease expired; None when another process has (or had) the slot."""
+
+    @abc.abstractmethod
+    def renew_job_slot(self, run_id: int, owner: str, lease_seconds: float, *, attempts: int | None = None,
+                       detail: Mapping[str, Any] | None = None) -> bool:
+        """Extend a running run's lease (and record its attempts); False when ``owner`` lost it."""
+
+    @abc.abstractmethod
+    def finish_job_slot(self, run_id: int, owner: str, status: str, detail: Mapping[str, Any]) -> bool:
+        """End a run as ``succeeded``, ``failed`` or ``skipped``; False when ``owner`` lost the lease."""
+
+    @abc.abstractmethod
+    def job_run(self, run_id: int) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def job_run_history(self, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Runs newest first, with lease and attempts."""
+
+    @abc.abstractmethod
+    def expired_job_runs(self, job: str, now: float | None = None) -> list[dict[str, Any]]:
+        """Runs still marked running whose lease expired (their process died)."""
+
+    @abc.abstractmethod
+    def last_scheduled_slot(self, job: str) -> str | None:
+        """The newest non-manual slot the job has a run row for (ISO text sorts in time order)."""
+
+    @abc.abstractmethod
+    def job_run_counts(self) -> dict[str, dict[str, int]]:
+        """Run counts per job and status."""
+
+    @abc.abstractmethod
+    def last_job_success(self) -> dict[str, float]:
+        """Per job, when its newest successful run finished."""
+
+    @abc.abstractmethod
+    def message_intake(self, message_id: int) -> tuple[str, float] | None:
+        """A message's channel and ``received_at`` (one cheap read, for the latency histogram)."""
+
+    @abc.abstractmethod
+    def outbox_counts(self) -> dict[str, dict[str, int]]:
+        """Outbox row counts per destination and status (queue depth per destination)."""
+
+    @abc.abstractmethod
+    def prune_messages(self, policies: Mapping[str, tuple[float, Sequence[str]]], *, actor: str,
+                       limit: int = 10000, dry_run: bool = False) -> dict[str, dict[str, int]]:
+        """Per channel ``(cutoff timestamp, statuses)``: delete messages received before the cutoff in
+        those statuses — never waiting or held ones, nor any with a pending outbox row — with their
+        events, outbox rows and resolved holds, and append one ``retention.prune`` audit entry with the
+        counts, in one transaction. Returns counts per channel (``messages``, ``events``, ``outbox``,
+        ``holds``); ``dry_run`` counts without deleting or auditing."""
 
     # --- watermarks and audit -------------------------------------------------------------------
 

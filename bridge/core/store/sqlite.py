@@ -36,6 +36,8 @@ from .base import (
     Store,
     StoredMessage,
 )
+from .sqlite_admin import AdminTables
+from .sqlite_ops import OpsTables
 from .sqlite_schema import MIGRATIONS
 
 GENESIS_HASH = "0" * 64
@@ -61,7 +63,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(AdminTables, OpsTables, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
@@ -236,6 +238,7 @@ class SQLiteStore(Store):
                 """
                 SELECT m.id FROM messages m
                 WHERE (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < :now))
+                  AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = m.channel AND cs.paused = 1)
                   AND NOT EXISTS (
                       SELECT 1 FROM messages p
                       WHERE p.channel = m.channel AND p.id < m.id
@@ -433,7 +436,7 @@ class SQLiteStore(Store):
         return OutboxClaim(row=OutboxRow(*got[:_OUTBOX_WIDTH]), payload=got[_OUTBOX_WIDTH],
                            token=got[_OUTBOX_WIDTH + 1], trace_id=trace[0])
 
-    def finish_delivery(self, claim, outcome, detail, next_attempt_at=None):
+    def finish_delivery(self, claim, outcome, detail, next_attempt_at=None, reply=None):
         if outcome not in ("delivered", "retry", "dead"):
             raise ValueError(f"unknown delivery outcome {outcome!r}")
         now = time.time()
@@ -453,10 +456,17 @@ class SQLiteStore(Store):
                                     "attempt": row.attempts, "detail": detail}
             if outcome == "retry":
                 info["next_attempt_at"] = next_attempt_at
+            reply_id = None
+            if reply is not None:
+                channel, fmt, raw = reply
+                origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
+                reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
+                info["reply_message"] = reply_id
             self._event(conn, row.message_id, event, info, now)
             if outcome == "delivered":
                 self._apply_outbound(conn, row, now)
             self._settle_message(conn, row.message_id, now)
+        return reply_id
 
     def _settle_message(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:
         statuses = [r[0] for r in conn.execute("SELECT status FROM outbox WHERE message_id=?", (message_id,))]

@@ -163,4 +163,45 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX prescription_events_unmatched ON prescription_events(id) WHERE number IS NULL;
         """,
     ),
+    (
+        3,
+        "admin web: users, API tokens, channel pause state",
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE api_tokens (
+            name TEXT PRIMARY KEY,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_used_at REAL,
+            revoked_at REAL
+        );
+
+        CREATE TABLE channel_state (
+            channel TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            updated_by TEXT,
+            reason TEXT
+        );
+        """,
+    ),
+    (
+        4,
+        "scheduled jobs: run leases (owner + expiry, attempts); indexes for retention and metrics",
+        """
+        ALTER TABLE job_runs ADD COLUMN lease_expires REAL;
+        ALTER TABLE job_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX job_runs_job ON job_runs(job, id);
+        CREATE INDEX job_runs_running ON job_runs(status, lease_expires) WHERE status = 'running';
+        CREATE INDEX outbox_pending_destination ON outbox(destination) WHERE status = 'pending';
+        """,
+    ),
 ]

@@ -39,13 +39,14 @@ PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest"
 BUNDLE_TYPES = ("transaction", "collection")
 
 
-def search_value(system: str, value: str) -> str:
-    """``system|value`` escaped for a FHIR search: ``\\ | , $`` get a backslash, then URL-encoding."""
+def search_value(system: str | None, value: str) -> str:
+    """``system|value`` escaped for a FHIR search: ``\\ | , $`` get a backslash, then URL-encoding.
+    Without a system the token is the bare value (it then matches that value in any system)."""
     def escape(text: str) -> str:
         for char in "\\|,$":
             text = text.replace(char, "\\" + char)
         return quote(text, safe=":/.-_~")
-    return f"{escape(system)}|{escape(value)}"
+    return f"{escape(system)}|{escape(value)}" if system else escape(value)
 
 
 def business_key(resource: dict[str, Any]) -> tuple[str, str] | None:
@@ -67,6 +68,12 @@ def business_key(resource: dict[str, Any]) -> tuple[str, str] | None:
                 return "identifier", search_value(ident["system"], ident["value"])
     if idents:
         return "identifier", search_value(idents[0]["system"], idents[0]["value"])
+    # HL7v2 senders often name only an assigning authority (CX-4), not a URI system: a preferred-type
+    # identifier (an MRN, a visit number) still keys the conditional write, by value alone.
+    for code in PREFERRED_TYPES.get(rtype, ()):
+        for ident in resource.get("identifier", []):
+            if ident.get("value") and any(c.get("code") == code for c in (ident.get("type") or {}).get("coding", [])):
+                return "identifier", search_value(None, ident["value"])
     return None
 
 

@@ -345,6 +345,11 @@ def location_in(node: Node) -> PatientLocation | None:
 
 def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
     code = rec.encounter_class or derived_class(rec.modality)
+    source_class = None
+    if rec.modality in ("video", "audio_only", "async") and code != "VR":
+        # A remote visit is class VR in FHIR whatever the sender's patient class (HL7 PV1-2 "O" gives
+        # AMB): the sender's class is kept in an extension so a round trip gives it back.
+        code, source_class = "VR", code
     system = C.ACT_CODE if code in C.ENCOUNTER_CLASS_CODES else C.V2_0004
     participant = [{"type": [PRIMARY_PERFORMER], "individual": w.ref(rec.practitioner)}] \
         if rec.practitioner else []
@@ -356,6 +361,7 @@ def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
         "extension": common_extensions(
             rec, ext(C.EXT_MODALITY, "Code", rec.modality), location_ext(rec.patient_location),
             ext(C.EXT_PRACTITIONER_STATE, "String", rec.practitioner_state),
+            ext(C.EXT_SOURCE_CLASS, "String", source_class),
             ext(C.EXT_CONSENT, "Boolean", rec.consent_captured),
             ext(C.EXT_LAST_IN_PERSON, "DateTime", fhir_datetime(
                 rec.last_in_person_visit, "Encounter.last_in_person_visit", w.options))),
@@ -379,6 +385,9 @@ def encounter_in(node: Node, r: Reader) -> Encounter:
     code = klass.str("code") if klass else None
     if klass is not None and klass.str("system") == C.ACT_CODE and code == derived_class(modality):
         code = None
+    source_class = ext_value(node, C.EXT_SOURCE_CLASS, "String")
+    if source_class:
+        code = source_class
     practitioner = None
     for part in node.list("participant"):
         target = r.follow(part.obj("individual"), Practitioner)

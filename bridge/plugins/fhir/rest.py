@@ -161,8 +161,13 @@ class FhirSession:
             log.info("fhir: 401 from %s; refreshing the token once", urlsplit(url).path)
             self.tokens.invalidate()
             response = self._attempt(method, url, body, content_type, headers)
-        judge(response, what)
+        self.judge(response, what)
         return response
+
+    def judge(self, response: FhirResponse, what: str) -> None:
+        """Raise the delivery error a non-2xx answer means. Vendor sessions override this to map their
+        own answers (403 wrong tenant, 412 re-read) and keep everything else of ``call``."""
+        judge(response, what)
 
     def _attempt(self, method: str, url: str, body: bytes | None, content_type: str,
                  extra: Mapping[str, str] | None) -> FhirResponse:

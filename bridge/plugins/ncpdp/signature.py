@@ -5,22 +5,17 @@ can neither produce nor verify it. What it can do is refuse to send a signed pre
 content changed after signing. At decode, :func:`signed_fields_digest` hashes the fields a
 prescriber signs (drug, quantity, directions, refills, patient, prescriber DEA and NPI, written
 date…) into ``SignatureEvidence.digest``; at encode the digest is recomputed from the records and
-any difference refuses the send. The digest is ``ncpdp-signed-v1:sha256:<hex>`` over a canonical
-JSON document, so other plugins may reproduce it from this description (docs/ncpdp.md).
+any difference refuses the send. The digest is the core's ``bridge.signed_digest`` (``sha256:<hex>``
+over a canonical JSON document, docs/policy.md), so the policy gate verifies the very same value.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from typing import Any
 
-from bridge import Prescription
+from bridge import Prescription, signed_digest
 
-from .codes import format_decimal
 
-DIGEST_PREFIX = "ncpdp-signed-v1:sha256:"
 SIGNATURE_KIND = "ncpdp-digital-signature"
 _DIGITAL_SIGNATURE = re.compile(r"<(?:[\w.-]+:)?DigitalSignature\b(?:[^>]*/>|.*?</(?:[\w.-]+:)?DigitalSignature\s*>)",
                                 re.DOTALL)
@@ -32,34 +27,9 @@ def exact_signature(text: str) -> str | None:
     return match.group(0) if match else None
 
 
-def signed_fields(rx: Prescription) -> dict[str, Any]:
-    medication = rx.medication
-    patient = rx.patient
-    prescriber = rx.prescriber
-    return {
-        "drug": None if medication is None else {
-            "description": medication.description, "ndc": medication.ndc, "rxnorm": medication.rxnorm,
-            "schedule": medication.dea_schedule, "strength": medication.strength, "form": medication.form},
-        "quantity": None if rx.quantity is None else {
-            "value": format_decimal(rx.quantity.value), "code": rx.quantity.code, "unit": rx.quantity.unit},
-        "days_supply": rx.days_supply,
-        "refills": rx.refills,
-        "substitution_allowed": rx.substitution_allowed,
-        "sig": rx.sig,
-        "written_date": rx.written_date,
-        "patient": None if patient is None else {
-            "family": patient.name.family if patient.name else None,
-            "given": list(patient.name.given) if patient.name else [],
-            "birth_date": patient.birth_date},
-        "prescriber": None if prescriber is None else {
-            "npi": prescriber.npi, "dea": [d.number for d in prescriber.dea_registrations]},
-        "prescriber_order_number": rx.prescriber_order_number,
-    }
-
-
 def signed_fields_digest(rx: Prescription) -> str:
-    canonical = json.dumps(signed_fields(rx), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return DIGEST_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """The shared signed-content digest (``bridge.signed_digest``): the policy gate checks the same one."""
+    return signed_digest(rx)
 
 
 def signature_problems(rx: Prescription, controlled: bool) -> list[str]:

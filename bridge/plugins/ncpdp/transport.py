@@ -44,6 +44,7 @@ from bridge import (
     Delivery,
     DestinationContext,
     PermanentDeliveryError,
+    SendResult,
     SourceContext,
     TransientDeliveryError,
 )
@@ -159,7 +160,7 @@ class SwitchDestination:
         ca = _file(opts, "ca_file", ctx.config_dir)
         self.session.verify = ca if ca else True
 
-    def send(self, delivery: Delivery) -> str:
+    def send(self, delivery: Delivery) -> SendResult:
         ours = _message_id(delivery.payload)
         deadline = time.monotonic() + self.total_timeout
         try:
@@ -173,7 +174,10 @@ class SwitchDestination:
             raise TransientDeliveryError(f"switch did not answer within {self.total_timeout:g} s") from None
         except requests.RequestException as exc:
             raise TransientDeliveryError(f"could not reach the switch: {type(exc).__name__}") from None
-        return judge(response.status_code, body, response.headers, ours)
+        detail = judge(response.status_code, body, response.headers, ours)
+        # The switch's Status/Verify is a SCRIPT message in its own right: hand it back so the engine
+        # stores it and correlates it to the prescription (created → sent → accepted).
+        return SendResult(detail, reply=body if body.lstrip().startswith(b"<") else None)
 
     def close(self) -> None:
         self.session.close()
@@ -280,7 +284,8 @@ class CallbackSource:
         self.host = parts.hostname or "127.0.0.1"
         _require_tls_or_loopback(scheme, self.host, opts, f"channels.{ctx.channel}.source")
         self.path = parts.path or "/"
-        self.requested_port = parts.port or (443 if scheme == "ncpdp+https" else 80)
+        default = 443 if scheme == "ncpdp+https" else 80
+        self.requested_port = default if parts.port is None else parts.port  # :0 asks for any free port
         self.username = opts.get("username") or (os.environ.get(str(opts["username_env"])) if opts.get("username_env") else None)
         self.password = _secret(opts, "password_env")
         self.tls = self._tls_context(scheme, opts) if scheme == "ncpdp+https" else None

@@ -1,0 +1,26 @@
+"""athenahealth plugin: the ``athena`` profile (v1 writes) and the ``athena-poll`` job (FHIR reads).
+
+Modules: ``destination`` (encounter documents under the practice id, form-encoded; patient lookup
+through FHIR with ``ah-practice``) and ``jobs``. Shared plumbing comes from
+``bridge.plugins.fhir.vendorkit`` and the FHIR plugin. See ``docs/vendors.md``.
+"""
+
+from __future__ import annotations
+
+from bridge import DestinationProfile, JobType, hookimpl
+
+
+@hookimpl
+def bridge_destination_profiles() -> list[DestinationProfile]:
+    from .destination import AthenaDestination
+
+    return [DestinationProfile(name="athena", make_destination=AthenaDestination, format="bridge",
+                               description="athenahealth athenaOne: encounter documents through the v1 API "
+                                           "(form-encoded), patients read through FHIR R4 with ah-practice")]
+
+
+@hookimpl
+def bridge_job_types() -> list[JobType]:
+    from .jobs import ATHENA_POLL
+
+    return [ATHENA_POLL]

@@ -1,0 +1,27 @@
+"""Epic plugin: the ``epic`` destination profile and the ``epic-poll`` sync job.
+
+Modules: ``destination`` (visit note, vitals and prescription summary around Epic's read-only
+encounter) and ``jobs`` (``epic-poll``: FHIR search paging with a watermark). What the three vendor
+plugins share (options, vendor-judged session, search-before-create, the visit note) is
+``bridge.plugins.fhir.vendorkit``. See ``docs/vendors.md``.
+"""
+
+from __future__ import annotations
+
+from bridge import DestinationProfile, JobType, hookimpl
+
+
+@hookimpl
+def bridge_destination_profiles() -> list[DestinationProfile]:
+    from .destination import EpicDestination
+
+    return [DestinationProfile(name="epic", make_destination=EpicDestination, format="bridge",
+                               description="Epic: visit note DocumentReference, vitals and prescription "
+                                           "summary against the Epic encounter (SMART backend services)")]
+
+
+@hookimpl
+def bridge_job_types() -> list[JobType]:
+    from .jobs import EPIC_POLL
+
+    return [EPIC_POLL]

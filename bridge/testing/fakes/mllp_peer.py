@@ -1,0 +1,176 @@
+"""A fake HL7v2 receiver over MLLP on loopback: answers as scripted, records what it received.
+
+It frames and reads MSH by hand, independently of the product's MLLP code, so a transport or
+profile that speaks MLLP is checked against a second implementation. Scripted answers, consumed
+one per received message (then ``default``):
+
+- ``"AA"``, ``"AE"``, ``"AR"`` (and ``"CA"``, ``"CE"``, ``"CR"``): an ACK with that MSA-1, echoing the
+  message's MSH-10 in MSA-2;
+- ``"silent"``: read the message, never answer (the sender must time out);
+- ``"close"``: read the message, close the connection without answering;
+- ``"garbage"``: answer a frame that is not an ACK.
+
+A receiver that de-duplicates by control id is what makes MLLP re-delivery safe, so
+:meth:`FakeMllpPeer.effects` counts distinct control ids the peer accepted (answered AA/CA).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
+ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
+BEHAVIOURS = (*ACK_CODES, "silent", "close", "garbage")
+
+
+def msh_fields(message: bytes) -> list[str]:
+    """MSH fields by HL7 number (index 1 is MSH-1, the field separator); empty when there is no MSH."""
+    text = message.decode("utf-8", "replace").lstrip()
+    if not text.startswith("MSH") or len(text) < 8:
+        return []
+    separator = text[3]
+    first = text.replace("\n", "\r").split("\r", 1)[0]
+    return ["MSH", separator, *first.split(separator)[1:]]
+
+
+def build_ack(message: bytes, code: str, text: str = "") -> bytes:
+    """An ACK for ``message`` with MSA-1 ``code``, addressed back to its sender."""
+    fields = msh_fields(message)
+    get = (lambda n: fields[n] if n < len(fields) else "") if fields else (lambda n: "")
+    sep = get(1) or "|"
+    encoding = get(2) or "^~\\&"
+    component = encoding[0]
+    trigger = get(9).split(component)[1] if component in get(9) else ""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    msh = sep.join(["MSH", encoding, get(5), get(6), get(3), get(4), stamp, "",
+                    f"ACK{component}{trigger}{component}ACK" if trigger else "ACK",
+                    f"FAKE{time.monotonic_ns() % 10**12}", get(11) or "P", get(12) or "2.5"])
+    msa = sep.join(["MSA", code, get(10), text])
+    return (msh + "\r" + msa + "\r").encode("utf-8")
+
+
+class FakeMllpPeer:
+    """``with FakeMllpPeer(answers=["AE", "AA"]) as peer:`` — ``peer.url`` is ``mllp://127.0.0.1:PORT``."""
+
+    def __init__(self, answers: Iterable[str] = (), *, default: str = "AA", text: str = "",
+                 max_bytes: int = 16 * 1024 * 1024):
+        self.default = self._checked(default)
+        self.text = text
+        self.max_bytes = max_bytes
+        self.answers: deque[str] = deque(self._checked(a) for a in answers)
+        self.received: list[bytes] = []
+        self.answered: list[tuple[bytes, str]] = []
+        self.connections = 0
+        self.lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._open: list[socket.socket] = []
+
+    @staticmethod
+    def _checked(behaviour: str) -> str:
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"unknown MLLP peer behaviour {behaviour!r} (known: {', '.join(BEHAVIOURS)})")
+        return behaviour
+
+    # -- lifecycle --
+
+    def __enter__(self) -> FakeMllpPeer:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()
+        if self._sock:
+            self._sock.close()
+        with self.lock:
+            for conn in self._open:
+                _close_quietly(conn)
+
+    @property
+    def port(self) -> int:
+        assert self._sock is not None, "start the peer first (use it as a context manager)"
+        return self._sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"mllp://127.0.0.1:{self.port}"
+
+    # -- scripting and inspection --
+
+    def script(self, *answers: str) -> None:
+        """Queue answers for the next messages, in order (see the module docstring)."""
+        with self.lock:
+            self.answers.extend(self._checked(a) for a in answers)
+
+    def accepted(self) -> list[bytes]:
+        """Messages the peer answered AA or CA."""
+        with self.lock:
+            return [message for message, code in self.answered if code in ("AA", "CA")]
+
+    def effects(self) -> int:
+        """Distinct messages (by MSH-10, or whole bytes when there is none) the peer accepted."""
+        keys = {(msh_fields(m)[10] if len(msh_fields(m)) > 10 else m) for m in self.accepted()}
+        return len(keys)
+
+    # -- serving --
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while not self._stopping.is_set():
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                if len(buffer) > self.max_bytes:
+                    return
+                while (start := buffer.find(START_BLOCK)) >= 0 and (end := buffer.find(END_BLOCK, start)) >= 0:
+                    message, buffer = buffer[start + 1:end], buffer[end + 2:]
+                    if not self._answer(conn, message):
+                        return
+
+    def _answer(self, conn: socket.socket, message: bytes) -> bool:
+        """Answer one message as scripted; False when the connection must end."""
+        with self.lock:
+            self.received.append(message)
+            behaviour = self.answers.popleft() if self.answers else self.default
+            self.answered.append((message, behaviour))
+        if behaviour == "close":
+            return False
+        if behaviour == "silent":
+            return True
+        reply = b"this is not an ACK\r" if behaviour == "garbage" else build_ack(message, behaviour, self.text)
+        try:
+            conn.sendall(START_BLOCK + reply + END_BLOCK)
+        except OSError:
+            return False
+        return True
+
+
+def _close_quietly(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
