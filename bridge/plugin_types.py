@@ -90,6 +90,11 @@ class SourceContext:
     commit, for listeners with many connections); each result is a Receipt or the StoreError for a
     message that was not stored.
 
+    ``evaluate(raw)`` decodes and runs the policy gates, for sources that tell their sender at once
+    that a message is blocked (HL7 AR with the reasons in ERR, HTTP 422): it returns the combined
+    :class:`PolicyDecision`, or None when the bytes do not decode (the worker records why). It is
+    None when no policy is registered. The message is stored either way; the worker rejects it.
+
     ``decode(raw)`` runs the channel's format decoder (with the channel's options) for sources that
     must answer synchronously about content (HTTP APIs answering 4xx); it raises ``DecodeError``.
     """
@@ -102,6 +107,7 @@ class SourceContext:
     max_message_bytes: int
     format_name: str
     decode: Callable[[bytes], list[Record]] | None = None
+    evaluate: Callable[[bytes], PolicyDecision | None] | None = None
     submit_many: Callable[[Sequence[tuple[bytes, Mapping[str, Any] | None, str | None]]], list[Any]] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -203,6 +209,13 @@ class PolicyDecision:
     outcome: Outcome
     rules: tuple[RuleResult, ...] = ()
     ruleset: str | None = None
+
+    def explain(self) -> str:
+        """The reasons for a refusal, one line, for an HL7 ERR segment or an OperationOutcome:
+        the rules whose outcome is this decision's, each with its basis."""
+        chosen = [r for r in self.rules if r.outcome == self.outcome] or list(self.rules)
+        parts = [f"{r.id}: {r.reason}" + (f" [{r.basis}]" if r.basis else "") for r in chosen]
+        return f"{self.outcome.lower()}ed by policy: " + "; ".join(parts) if parts else f"{self.outcome} by policy"
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,8 @@ class Engine:
             submit=lambda raw, origin=None, error=None, _ch=ch: self.intake.submit(_ch, raw, origin, error),
             config_dir=self.config.config_dir, max_message_bytes=ch.max_message_bytes, format_name=ch.format,
             decode=lambda raw, _fmt=fmt, _opts=ch.options: _fmt.decode(raw, _opts),
+            evaluate=(lambda raw, _name=ch.name: self.processor.verdict(_name, raw)) if self.processor.policies
+            else None,
             submit_many=lambda items, _ch=ch: self.intake.submit_many(_ch, items),
         )
         return spec.source(ctx)

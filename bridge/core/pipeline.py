@@ -20,7 +20,7 @@ from bridge.core.model.records import Prescription, PrescriptionEvent, Record
 from bridge.core.router import Router
 from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
 from bridge.errors import DecodeError, EncodeError
-from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, PolicyRequest, PolicySpec
+from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, PolicyRequest, PolicySpec, RuleResult
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,20 @@ class Processor:
         events.append(("routed", {"destinations": sorted(routed)}))
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
 
+    def verdict(self, channel: str, raw: bytes) -> PolicyDecision | None:
+        """The policy decision for raw bytes of ``channel``, for sources that refuse blocked messages
+        at once; None when the bytes do not decode (the worker will record the decode error)."""
+        plan = self.channels[channel]
+        try:
+            records = plan.format.decode(raw, plan.config.options)
+        except Exception:  # DecodeError or a plugin bug: the worker reports it; no verdict here
+            return None
+        claim = MessageClaim(id=0, channel=channel, format=plan.format.name, raw=raw, token=0, trace_id=None,
+                             control_id=None, policy_override=False)
+        outcome, rules, rulesets = self.evaluate(claim, records)
+        results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
+        return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)
+
     def evaluate(self, claim: MessageClaim,
                  records: Sequence[Record]) -> tuple[str, list[dict[str, Any]], dict[str, str | None]]:
         """The combined outcome, every rule that fired, and each policy's rule-set version."""
@@ -179,9 +193,7 @@ def _lifecycle_inputs(records: Sequence[Record]) -> tuple[list[str], list[Prescr
     return numbers, events
 
 
-def _rule(rule_id: str, reason: str):
-    from bridge.plugin_types import RuleResult
-
+def _rule(rule_id: str, reason: str) -> RuleResult:
     return RuleResult(id=rule_id, outcome="REVIEW", reason=reason)
 
 

@@ -9,7 +9,6 @@ declares; only ``/healthz``, ``/readyz``, ``/login`` and static files are public
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -95,18 +94,13 @@ def _health(app: Flask) -> None:
 
 
 def _mount_metrics(app: Flask) -> None:
-    """``/metrics`` comes from ``bridge.core.metrics.render`` when that module exists (imported lazily)."""
-    try:
-        render = getattr(importlib.import_module("bridge.core.metrics"), "render", None)
-    except ImportError:
-        render = None
-    if render is None:
-        return
+    """``/metrics`` in Prometheus text format (viewer role: counts only, no PHI)."""
+    from bridge.core.metrics import CONTENT_TYPE, render
 
     @requires("viewer")
     def metrics() -> Any:
         text = render(app.extensions["bridge.store"], app.extensions["bridge.engine"])
-        return Response(text, mimetype="text/plain; version=0.0.4")
+        return Response(text, content_type=CONTENT_TYPE)
 
     app.add_url_rule("/metrics", "metrics", metrics)
 

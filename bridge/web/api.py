@@ -7,7 +7,6 @@ before the view runs. Views that show record contents or raw payloads (PHI) writ
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -221,17 +220,12 @@ def run_view(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_job_now(name: str, who: Principal) -> Any:
-    """Hand the job to the scheduler's ``run_now`` (imported lazily: the scheduler is optional here)."""
+    """Run one attempt of the job now, in this process (slot ``manual-<time>``), audited."""
+    from bridge.core.scheduler import run_now
+
     config = current_app.config["BRIDGE_CONFIG"]
     if name not in config.jobs:
         raise ApiError(404, f"no job named {name!r}")
-    try:
-        scheduler = importlib.import_module("bridge.core.scheduler")
-    except ImportError:
-        scheduler = None
-    run_now = getattr(scheduler, "run_now", None)
-    if run_now is None:
-        raise ApiError(503, "this installation has no job scheduler (bridge.core.scheduler.run_now)")
     store().audit(who.actor, "job.run_now", f"job:{name}", {})
     try:
         return run_now(store(), config, current_app.extensions["bridge.plugins"], name)

@@ -497,6 +497,7 @@ class FhirInbound:
         self.tls = parts.scheme == "https"
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 0
         self.path = "/" + parts.path.strip("/") if parts.path.strip("/") else ""
+        self.policy_answer = bool(ctx.options.get("policy_ack", True))  # 422 with the reasons when blocked
         self.expected_token = None
         if ctx.options.get("token_env"):
             self.expected_token = read_env(ctx.options["token_env"], f"{where}.options.token_env").encode("utf-8")
@@ -598,6 +599,12 @@ class FhirInbound:
                                {"Retry-After": "5"})
         if not receipt.accepted:
             return self.answer(422, operation_outcome("processing", receipt.error or "refused by the intake"))
+        decision = self.ctx.evaluate(raw) if self.ctx.evaluate is not None and self.policy_answer else None
+        if decision is not None and decision.outcome == "BLOCK":
+            log.info("fhir inbound %s: message %s blocked by policy; answered 422", self.ctx.channel,
+                     receipt.message_id)
+            body = operation_outcome("business-rule", f"{decision.explain()} (kept as message {receipt.message_id})")
+            return self.answer(422, body, {"Content-Location": f"urn:telemed-bridge:message:{receipt.message_id}"})
         body = {"message_id": receipt.message_id, "duplicate": receipt.duplicate}
         return self.answer(202, body, {"Content-Location": f"urn:telemed-bridge:message:{receipt.message_id}"},
                            media_type="application/json")

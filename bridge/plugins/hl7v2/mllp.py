@@ -216,8 +216,10 @@ def choice_option(options: Mapping[str, Any], key: str, choices: tuple[str, ...]
 
 # --- listener --------------------------------------------------------------------------------------
 
-ORIGINAL = {"ok": "AA", "error": "AE", "reject": "AR"}
-ENHANCED = {"ok": "CA", "error": "CE", "reject": "CR"}
+ORIGINAL = {"ok": "AA", "error": "AE", "reject": "AR", "blocked": "AR"}
+# A policy block is an application reject even in enhanced mode: the message *was* committed (CR would
+# say it was not), but the receiving application refuses it.
+ENHANCED = {"ok": "CA", "error": "CE", "reject": "CR", "blocked": "AR"}
 
 
 class MLLPSource:
@@ -233,6 +235,7 @@ class MLLPSource:
         self.idle_timeout = float(number_option(opts, "idle_timeout_seconds", 300, where, minimum=0.01))
         self.max_connections = int(number_option(opts, "max_connections", 100, where, minimum=1, whole=True))
         self.submit_threads = int(number_option(opts, "submit_threads", 2, where, minimum=1, whole=True))
+        self.policy_ack = bool(opts.get("policy_ack", True))
         self.handshake_timeout = float(number_option(opts, "handshake_timeout_seconds", 10, where, minimum=0.01))
         self.tls = mllp_tls.server_context(opts, ctx.config_dir, where) if self.scheme == "mllps" else None
         self.connections = 0
@@ -423,6 +426,11 @@ class MLLPSource:
                         receipt.message_id, origin["peer"])
             return self._ack(item, "reject", f"cannot read the message: {problem} "
                                              f"(kept as message {receipt.message_id} for inspection)", msh)
+        if self.ctx.evaluate is not None and self.policy_ack:
+            decision = await asyncio.get_running_loop().run_in_executor(self._pool, self.ctx.evaluate, item)
+            if decision is not None and decision.outcome == "BLOCK":
+                log.info("channel %s: message %s blocked by policy; answered AR", self.ctx.channel, receipt.message_id)
+                return self._ack(item, "blocked", f"{decision.explain()} (kept as message {receipt.message_id})", msh)
         return self._ack(item, "ok", "duplicate of a message already received" if receipt.duplicate else "", msh)
 
     async def _commit(self, item: bytes, origin: Mapping[str, Any]) -> Any:
