@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from bridge.cli import main
 from bridge.core.config import load_config
 from bridge.core.engine import Engine
 from bridge.core.plugin_manager import load_plugins
+from tests.e2e.support import wait_for
 from tests.ncpdp.switch_sim import SwitchSim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,14 +24,6 @@ FIXTURES = ROOT / "tests" / "fixtures" / "ncpdp"
 AUTH = ("switch-user", "s3cret-for-tests")
 
 
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

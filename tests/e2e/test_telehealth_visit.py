@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,26 +23,14 @@ from bridge import Delivery
 from bridge.plugins.hl7v2.mllp import MLLPDestination
 from bridge.testing import engine_from_dict
 from bridge.testing.fakes.fhir_server import FakeFhirServer
+from tests.e2e.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADT = ROOT / "examples" / "messages" / "adt-a04-telehealth.hl7"
 PRESCRIPTION = ROOT / "examples" / "messages" / "prescription.json"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_bridge_send_to_bridge_run_over_mllp(tmp_path):

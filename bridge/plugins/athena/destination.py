@@ -137,18 +137,10 @@ class AthenaDestination:
         self.v1, self.fhir = sessions(opts, self.settings, auth, ctx.config_dir)
 
     def send(self, delivery: Delivery) -> str:
-        outcome = kit.Outcome()
-        for record in kit.records_of(delivery):
-            if isinstance(record, Encounter):
-                outcome.add(self.visit(record))
-            elif isinstance(record, Prescription):
-                outcome.add(self.prescription(record))
-            elif isinstance(record, ClinicalNote):
-                outcome.add(self.clinical_note(record))
-            else:
-                raise PermanentDeliveryError(f"the athena profile does not write {record.kind} records (route only "
-                                             "Encounter, Prescription and ClinicalNote to it)")
-        return outcome.text()
+        return kit.write_records(delivery, "athena", [
+            (Encounter, lambda r, out: out.add(self.visit(r))),
+            (Prescription, lambda r, out: out.add(self.prescription(r))),
+            (ClinicalNote, lambda r, out: out.add(self.clinical_note(r)))])
 
     def close(self) -> None:
         self.v1.close()

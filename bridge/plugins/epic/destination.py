@@ -108,18 +108,8 @@ class EpicDestination:
         self.fhir = make_session(opts, self.settings, auth, ctx.config_dir)
 
     def send(self, delivery: Delivery) -> str:
-        outcome = kit.Outcome()
-        for record in kit.records_of(delivery):
-            if isinstance(record, Encounter):
-                self.visit(record, outcome)
-            elif isinstance(record, Prescription):
-                self.prescription(record, outcome)
-            elif isinstance(record, ClinicalNote):
-                self.clinical_note(record, outcome)
-            else:
-                raise PermanentDeliveryError(f"the epic profile does not write {record.kind} records (route only "
-                                             "Encounter, Prescription and ClinicalNote to it)")
-        return outcome.text()
+        return kit.write_records(delivery, "epic", [(Encounter, self.visit), (Prescription, self.prescription),
+                                                     (ClinicalNote, self.clinical_note)])
 
     def close(self) -> None:
         self.fhir.close()

@@ -41,9 +41,9 @@ from bridge import (
     DestinationContext,
     PermanentDeliveryError,
     SourceContext,
+    StoreError,
     TransientDeliveryError,
 )
-from bridge.errors import StoreError
 
 from .auth import HttpSettings, NoAuth, TokenProvider, read_env, token_provider_from_options
 

@@ -630,6 +630,21 @@ class Outcome:
         return "; ".join(self.steps) or "nothing to write"
 
 
+def write_records(delivery: Delivery, profile: str,
+                  handlers: Sequence[tuple[type[Record], Callable[[Any, Outcome], None]]]) -> str:
+    """Hand each routed record to its handler; a record kind the profile cannot write is a permanent
+    failure that names the kinds it can (a routing mistake an analyst fixes in the config)."""
+    outcome = Outcome()
+    for record in records_of(delivery):
+        handler = next((h for kind, h in handlers if isinstance(record, kind)), None)
+        if handler is None:
+            kinds = ", ".join(kind.kind for kind, _ in handlers)
+            raise PermanentDeliveryError(f"the {profile} profile does not write {record.kind} records "
+                                         f"(route only {kinds} to it)")
+        handler(record, outcome)
+    return outcome.text()
+
+
 # --- sync jobs ------------------------------------------------------------------------------------
 
 _job_sessions: dict[str, VendorSession] = {}

@@ -47,10 +47,10 @@ from bridge import (
     DestinationContext,
     PermanentDeliveryError,
     SourceContext,
+    StoreError,
     TransientDeliveryError,
     TransportSpec,
 )
-from bridge.errors import StoreError
 
 from . import mllp_tls
 from .ack import ack_code_of, make_ack

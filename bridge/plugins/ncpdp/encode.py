@@ -26,6 +26,7 @@ from typing import Any
 
 from bridge import (
     Coding,
+    DecodeError,
     ConfigError,
     EncodeError,
     Pharmacy,
@@ -36,7 +37,6 @@ from bridge import (
     __version__,
     record_from_dict,
 )
-from bridge.errors import DecodeError
 
 from . import directory
 from .codes import CONTROLLED, VERSION_ATTRIBUTE, VERSION_ATTRIBUTES

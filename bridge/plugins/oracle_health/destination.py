@@ -123,18 +123,10 @@ class OracleHealthDestination:
         self.fhir = make_session(opts, self.settings, auth, ctx.config_dir)
 
     def send(self, delivery: Delivery) -> str:
-        outcome = kit.Outcome()
-        for record in kit.records_of(delivery):
-            if isinstance(record, Encounter):
-                outcome.add(self.encounter(record))
-            elif isinstance(record, Prescription):
-                outcome.add(self.medication(record))
-            elif isinstance(record, ClinicalNote):
-                outcome.add(self.note(record))
-            else:
-                raise PermanentDeliveryError(f"the oracle_health profile does not write {record.kind} records "
-                                             "(route only Encounter, Prescription and ClinicalNote to it)")
-        return outcome.text()
+        return kit.write_records(delivery, "oracle_health", [
+            (Encounter, lambda r, out: out.add(self.encounter(r))),
+            (Prescription, lambda r, out: out.add(self.medication(r))),
+            (ClinicalNote, lambda r, out: out.add(self.note(r)))])
 
     def close(self) -> None:
         self.fhir.close()
