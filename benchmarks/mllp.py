@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -52,28 +52,15 @@ def message(control_id: str) -> bytes:
 # --- servers (each runs in a child process: `benchmarks/mllp.py --serve KIND`) ---------------------
 
 
-def serve_ours(base: str | None = None) -> None:
-    import bridge.plugins.hl7v2 as hl7v2
-    from bridge import FormatSpec, hookimpl
-    from bridge.plugins.hl7v2.header import peek
+def serve_ours(base: str | None = None, policy_ack: bool = True) -> None:
     from bridge.testing import engine_from_dict, plugin_manager
 
-    def not_used(*_: Any) -> Any:
-        raise RuntimeError("the benchmark measures intake only; nothing is decoded or encoded")
-
-    class BenchFormat:
-        @hookimpl
-        def bridge_formats(self) -> list[FormatSpec]:
-            return [FormatSpec(name="hl7v2-bench", media_type="x-application/hl7-v2+er7",
-                               decode=not_used, encode=not_used, peek=peek)]
-
-    class Transports:  # the HL7v2 plugin's transport hook alone (its format may not be installed)
-        bridge_transports = staticmethod(hl7v2.bridge_transports)
-
+    # The shipped plugins and defaults: the real hl7v2 format, and the telehealth policy gate, whose
+    # check before the ACK (policy_ack) decodes each message. No workers run: this is the intake path.
     folder = tempfile.mkdtemp(prefix="mllp-bench-", dir=base)
-    plugins = plugin_manager(("hl7v2", Transports()), ("bench-format", BenchFormat()))
-    engine = engine_from_dict({"channels": {"bench": {"source": "mllp://127.0.0.1:0", "format": "hl7v2-bench"}}},
-                              folder, plugins)
+    plugins = plugin_manager()
+    channel = {"source": "mllp://127.0.0.1:0", "format": "hl7v2", "options": {"policy_ack": policy_ack}}
+    engine = engine_from_dict({"channels": {"bench": channel}}, folder, plugins)
     engine.open_sources()
     source = engine.sources[0]
     source.start()
@@ -222,11 +209,12 @@ def report(results: Mapping[str, Result], connections: int) -> None:
     print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}")
     labels = {"ours": "ours (commit ACK, SQLite FULL)", "bare": "bare asyncio (ACK, no store)",
               "hl7apy": "hl7apy MLLPServer, parsing (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)",
-              "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)"}
+              "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)",
+              "ours-nopolicy": "ours, no policy check before the ACK"}
     for kind, r in results.items():
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
               f"{r.messages:>9} {r.errors:>7}")
-    ours, bare, hl7, shm, _ = (results.get(k) for k in KINDS)
+    ours, bare, hl7, shm, _, _ = (results.get(k) for k in KINDS)
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
     if ours and hl7 and hl7.rate:
@@ -245,10 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
-                   "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False)}
+                   "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False),
+                   "ours-nopolicy": lambda: serve_ours(policy_ack=False)}
         servers[args.serve]()
         return 0
-    kinds = args.only or [*DEFAULT_KINDS, *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]
+    kinds = args.only or [*DEFAULT_KINDS, "ours-nopolicy", *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]
     results = {kind: run_one(kind, args.connections, args.seconds, args.warmup) for kind in kinds}
     report(results, args.connections)
     return 0

@@ -234,7 +234,7 @@ class MLLPSource:
         self.ack_mode = choice_option(opts, "ack_mode", ("auto", "original", "commit"), where)
         self.idle_timeout = float(number_option(opts, "idle_timeout_seconds", 300, where, minimum=0.01))
         self.max_connections = int(number_option(opts, "max_connections", 100, where, minimum=1, whole=True))
-        self.submit_threads = int(number_option(opts, "submit_threads", 2, where, minimum=1, whole=True))
+        self.submit_threads = int(number_option(opts, "submit_threads", 1, where, minimum=1, whole=True))
         self.policy_ack = bool(opts.get("policy_ack", True))
         self.handshake_timeout = float(number_option(opts, "handshake_timeout_seconds", 10, where, minimum=0.01))
         self.tls = mllp_tls.server_context(opts, ctx.config_dir, where) if self.scheme == "mllps" else None
@@ -246,6 +246,7 @@ class MLLPSource:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._policy_pool: ThreadPoolExecutor | None = None
         self._waiting: list[tuple[bytes, Mapping[str, Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -254,11 +255,13 @@ class MLLPSource:
     def start(self) -> None:
         """Bind and listen; returns once connections are accepted, or raises why it could not bind."""
         self._pool = ThreadPoolExecutor(self.submit_threads, thread_name_prefix=f"mllp-submit-{self.ctx.channel}")
+        self._policy_pool = ThreadPoolExecutor(1, thread_name_prefix=f"mllp-policy-{self.ctx.channel}")
         self._thread = threading.Thread(target=self._run, name=f"mllp-{self.ctx.channel}", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._start_error is not None:
             self._pool.shutdown(wait=False)
+            self._policy_pool.shutdown(wait=False)
             raise self._start_error
         log.info("channel %s: %s listening on %s:%d", self.ctx.channel, self.scheme, self.host, self.port)
 
@@ -296,6 +299,8 @@ class MLLPSource:
         thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._policy_pool is not None:
+            self._policy_pool.shutdown(wait=True)
         log.info("channel %s: %s listener stopped", self.ctx.channel, self.scheme)
 
     async def _shutdown(self) -> None:
@@ -411,6 +416,11 @@ class MLLPSource:
         if not item.strip():
             return self._ack(item, "reject", "empty MLLP frame; nothing was stored")
         msh, problem = _read_msh(item)
+        # The policy check runs beside the commit, on its own thread, so the ACK waits for the slower
+        # of the two rather than for both in turn (and the committing thread keeps its SQLite cache).
+        verdict = None
+        if self.ctx.evaluate is not None and self.policy_ack and problem is None:
+            verdict = asyncio.get_running_loop().run_in_executor(self._policy_pool, self.ctx.evaluate, item)
         try:
             receipt = await self._commit(item, origin)
         except StoreError:
@@ -426,8 +436,8 @@ class MLLPSource:
                         receipt.message_id, origin["peer"])
             return self._ack(item, "reject", f"cannot read the message: {problem} "
                                              f"(kept as message {receipt.message_id} for inspection)", msh)
-        if self.ctx.evaluate is not None and self.policy_ack:
-            decision = await asyncio.get_running_loop().run_in_executor(self._pool, self.ctx.evaluate, item)
+        if verdict is not None:
+            decision = await verdict
             if decision is not None and decision.outcome == "BLOCK":
                 log.info("channel %s: message %s blocked by policy; answered AR", self.ctx.channel, receipt.message_id)
                 return self._ack(item, "blocked", f"{decision.explain()} (kept as message {receipt.message_id})", msh)
