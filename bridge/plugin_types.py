@@ -59,6 +59,9 @@ class FormatSpec:
     detect: Callable[[bytes], bool] | None = None
     file_extension: str = "dat"
     description: str = ""
+    record_kinds: Callable[[MessageHeader], frozenset[str] | None] | None = None
+    """Optional: the record kinds a message decodes to, known from its header alone (``None`` when
+    the header does not tell). Lets a source skip decoding for policy checks that cannot apply."""
 
 
 # --- transports --------------------------------------------------------------------------------
@@ -237,6 +240,9 @@ class PolicySpec:
     name: str
     evaluate: Callable[[PolicyRequest], PolicyDecision]
     description: str = ""
+    record_kinds: tuple[str, ...] = ()
+    """The record kinds the policy judges; a message with none of them is not shown to it (ALLOW).
+    Empty: every message."""
 
 
 # --- jobs, web, config -------------------------------------------------------------------------

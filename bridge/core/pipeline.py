@@ -144,6 +144,8 @@ class Processor:
         """The policy decision for raw bytes of ``channel``, for sources that refuse blocked messages
         at once; None when the bytes do not decode (the worker will record the decode error)."""
         plan = self.channels[channel]
+        if self._no_policy_applies(plan.format, raw):
+            return None
         try:
             records = plan.format.decode(raw, plan.config.options)
         except Exception:  # DecodeError or a plugin bug: the worker reports it; no verdict here
@@ -154,11 +156,26 @@ class Processor:
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)
 
+    def _no_policy_applies(self, fmt: FormatSpec, raw: bytes) -> bool:
+        """True when the header alone shows no policy judges this message (an ADT for a gate that
+        only judges prescriptions): the source then skips the decode."""
+        if fmt.record_kinds is None or not self.policies or any(not p.record_kinds for p in self.policies):
+            return False
+        try:
+            kinds = fmt.record_kinds(fmt.peek(raw))
+        except Exception:  # a classification bug costs only the shortcut
+            return False
+        judged = {kind for p in self.policies for kind in p.record_kinds}
+        return kinds is not None and not (kinds & judged)
+
     def evaluate(self, claim: MessageClaim,
                  records: Sequence[Record]) -> tuple[str, list[dict[str, Any]], dict[str, str | None]]:
         """The combined outcome, every rule that fired, and each policy's rule-set version."""
         decisions = []
+        kinds = {r.kind for r in records}
         for policy in self.policies:
+            if policy.record_kinds and not kinds.intersection(policy.record_kinds):
+                continue
             request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id,
                                     settings=self.policy_settings.get(policy.name, {}))
             try:

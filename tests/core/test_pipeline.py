@@ -317,3 +317,38 @@ def test_source_refusal_keeps_the_bytes_as_failed(tmp_path, scripted):
     with pytest.raises(DecodeError):
         source.ctx.decode(b"not json")
     assert source.ctx.decode(encounter_message(3))[0].id == "ENC-3"
+
+
+def test_policy_check_at_the_source_skips_messages_no_policy_judges(tmp_path, scripted):
+    """A gate that judges only prescriptions is not run, and nothing is decoded, for an ADT at the source."""
+    from bridge import FormatSpec, MessageHeader
+
+    decoded = []
+
+    class Typed:
+        @hookimpl
+        def bridge_formats(self):
+            def decode(raw, options):
+                decoded.append(raw)
+                from bridge import record_from_dict
+                return [record_from_dict({"kind": raw.decode().split("|")[0]})]
+
+            return [FormatSpec(name="typed", media_type="text/plain", decode=decode, encode=lambda r, o: b"",
+                               peek=lambda raw: MessageHeader(message_type=raw.decode().split("|")[0]),
+                               record_kinds=lambda header: frozenset({header.message_type}))]
+
+    class RxGate:
+        @hookimpl
+        def bridge_policies(self):
+            rule = RuleResult("T9", "BLOCK", "no", "test")
+            return [PolicySpec(name="rx-only", record_kinds=("Prescription",),
+                               evaluate=lambda request: PolicyDecision("BLOCK", (rule,)))]
+
+    plugins = plugin_manager(("typed", Typed()), ("rx-gate", RxGate()), disabled=("telehealth_policy",))
+    config = {"channels": {"c": {"source": "file://in", "format": "typed"}}, "destinations": {}}
+    engine = engine_from_dict(config, tmp_path, plugins)
+    assert engine.processor.verdict("c", b"Encounter|x") is None and decoded == []
+    assert engine.processor.verdict("c", b"Prescription|x").outcome == "BLOCK" and len(decoded) == 1
+    receipt = engine.submit("c", b"Encounter|y")
+    engine.drain()
+    assert engine.store.get_message(receipt.message_id).status == "filtered"  # the gate never saw it

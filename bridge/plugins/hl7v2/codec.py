@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge import FormatSpec, Record
+from bridge import FormatSpec, MessageHeader, Record
 
 from . import decode as _decode
 from . import encode as _encode
@@ -39,6 +39,21 @@ def detect(raw: bytes) -> bool:
     return first_segment(raw[:512])[:3] in ("MSH", "FHS", "BHS")
 
 
+KINDS_BY_TYPE = {
+    "ADT": frozenset({"Encounter"}),
+    "SIU": frozenset({"Appointment"}),
+    "RDE": frozenset({"Prescription"}),
+    "OMP": frozenset({"Prescription"}),
+    "MDM": frozenset({"ClinicalNote"}),
+    "ORU": frozenset({"ClinicalNote"}),
+}
+
+
+def record_kinds(header: MessageHeader) -> frozenset[str] | None:
+    """What a message decodes to, from MSH-9 alone (None for batches and types we do not decode)."""
+    return KINDS_BY_TYPE.get((header.message_type or "").split("^", 1)[0])
+
+
 FORMAT = FormatSpec(
     name="hl7v2",
     media_type=MEDIA_TYPE,
@@ -47,5 +62,6 @@ FORMAT = FormatSpec(
     peek=peek,
     detect=detect,
     file_extension="hl7",
+    record_kinds=record_kinds,
     description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU to canonical records and back",
 )

@@ -48,7 +48,7 @@ def evaluate(request: PolicyRequest) -> PolicyDecision:
 
 @hookimpl
 def bridge_policies() -> list[PolicySpec]:
-    return [PolicySpec(name=POLICY_NAME, evaluate=evaluate,
+    return [PolicySpec(name=POLICY_NAME, evaluate=evaluate, record_kinds=("Prescription",),
                        description="US telehealth controlled-substance prescribing rules (config/policy)")]
 
 
