@@ -135,6 +135,10 @@ class Engine:
             self.processor.process(claim)
         except LeaseLost:
             log.warning("message %s: lease lost during processing; another worker has it", claim.id)
+        except Exception as exc:  # never leave a claim to block its channel: fail it, visibly
+            log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
+            self.processor.fail(claim, f"internal error while processing ({type(exc).__name__}); "
+                                       "replay once the cause is fixed")
         self.delivery_ready.set()
         return True
 

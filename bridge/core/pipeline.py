@@ -73,6 +73,13 @@ class Processor:
         self.store.finish_processing(claim, result)
         return result
 
+    def fail(self, claim: MessageClaim, error: str) -> None:
+        """Record that processing broke off (fenced by the claim), so the channel's lane moves on."""
+        try:
+            self.store.finish_processing(claim, _failed(error, "processing"))
+        except LeaseLost:
+            pass
+
     def decide(self, claim: MessageClaim) -> ProcessingResult:
         plan = self.channels.get(claim.channel)
         if plan is None:
@@ -96,8 +103,10 @@ class Processor:
         events: list[tuple[str, Mapping[str, Any]]] = [
             ("decoded", {"format": plan.format.name, "records": [r.kind for r in records]})
         ]
-        base = {"records": summary, "keys": keys, "trace_id": trace_id,
-                "prescriptions": prescriptions, "prescription_events": rx_events}
+        base = {"records": summary, "keys": keys, "trace_id": trace_id}
+        # The prescription lifecycle moves only for messages that are let through: a held fill has not
+        # been reviewed yet, a blocked NewRx was never sent (a release processes the message again).
+        lifecycle = {"prescriptions": prescriptions, "prescription_events": rx_events}
 
         outcome, rules, rulesets = self.evaluate(claim, records)
         if self.policies:
@@ -114,7 +123,7 @@ class Processor:
         routed = plan.router.route(records)
         if not routed:
             events.append(("filtered", {"reason": "no route matched"}))
-            return ProcessingResult(status="filtered", events=events, **base)
+            return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
         order_key = None
         if plan.config.order_by in ORDER_KEY_FIELDS:
             order_key = keys.get(ORDER_KEY_FIELDS[plan.config.order_by])
@@ -138,7 +147,7 @@ class Processor:
             outbox.append(NewOutbox(name, payload, dest.format.media_type, dest.format.file_extension,
                                     order_key, plan.config.order_mode, header.control_id, header.message_type))
         events.append(("routed", {"destinations": sorted(routed)}))
-        return ProcessingResult(status="routed", outbox=outbox, events=events, **base)
+        return ProcessingResult(status="routed", outbox=outbox, events=events, **base, **lifecycle)
 
     def verdict(self, channel: str, raw: bytes) -> PolicyDecision | None:
         """The policy decision for raw bytes of ``channel``, for sources that refuse blocked messages

@@ -131,7 +131,8 @@ def _authenticate() -> tuple[Principal | None, str | None]:
     if not name:
         return None, "authentication required"
     user = store.get_user(name)
-    if user is None or user.disabled or session.get("pw") != fingerprint(user.password_hash):
+    if (user is None or user.disabled or session.get("pw") != fingerprint(user.password_hash)
+            or session.get("ep") != user.session_epoch):
         session.clear()
         return None, "your session has ended; log in again"
     g.auth_kind = "session"

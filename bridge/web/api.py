@@ -123,10 +123,18 @@ def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any],
         raise ApiError(400, str(exc)) from None
     rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
                           since=since, until=until, limit=limit + 1, before_id=before_id)
+    page = rows[:limit]
     if phi_keys:
-        store().audit(who.actor, "message.search", "messages", {"keys": phi_keys, "results": min(len(rows), limit)})
+        store().audit(who.actor, "message.search", "messages", {"keys": phi_keys, "results": len(page)})
+    elif page and who.can("analyst"):  # the list shows patient, encounter and prescription numbers
+        audit_listing(who, "message.list", [m.id for m in page])
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return page, next_cursor
+
+
+def audit_listing(who: Principal, action: str, ids: list[int]) -> None:
+    """A list that shows identifiers or error texts (analyst and up) is a view of PHI: say which."""
+    store().audit(who.actor, action, "messages", {"message_ids": ids})
 
 
 def view_message(message_id: int, who: Principal) -> dict[str, Any]:
@@ -291,6 +299,8 @@ def make_api() -> Blueprint:
     @requires("viewer")
     def dead_letters() -> Any:
         rows = store().outbox_rows(status="dead", limit=int_arg("limit", 100, MAX_PAGE) or 100)
+        if rows and principal().can("analyst"):
+            audit_listing(principal(), "dead_letters.view", sorted({r.message_id for r in rows}))
         return jsonify(items=[present.delivery_view(r, principal()) for r in reversed(rows)])
 
     @api.get("/holds")
@@ -300,6 +310,8 @@ def make_api() -> Blueprint:
         if status not in ("open", "released", "rejected", "all"):
             raise ApiError(400, f"status: expected open, released, rejected or all, got {status!r}")
         items = store().holds(None if status == "all" else status)
+        if items and principal().can("analyst"):
+            audit_listing(principal(), "holds.view", [h.message_id for h in items])
         return jsonify(items=[present.hold_view(h, principal()) for h in items])
 
     @api.post("/holds/<int:message_id>/release")

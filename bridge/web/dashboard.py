@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from flask import (Blueprint, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
@@ -53,6 +53,8 @@ def make_dashboard() -> Blueprint:
     @api.requires("viewer")
     def logout() -> Any:
         api.audit("logout", g.principal.actor, {})
+        if g.principal.kind == "user":
+            current_app.extensions["bridge.store"].end_sessions(g.principal.name, actor=g.principal.actor)
         session.clear()
         return redirect(url_for("dashboard.login"))
 
@@ -107,6 +109,8 @@ def make_dashboard() -> Blueprint:
             items.append({"hold": present.hold_view(hold, g.principal),
                           "message": present.message_summary(message, g.principal) if message else None})
         recent = [present.hold_view(h, g.principal) for h in api.store().holds(None) if h.status != "open"][-20:]
+        if items and g.principal.can("analyst"):
+            api.audit_listing(g.principal, "holds.view", [i["hold"]["message_id"] for i in items])
         return render_template("holds.html", items=items, recent=list(reversed(recent)))
 
     @dash.post("/holds/<int:message_id>/<action>")
@@ -123,6 +127,8 @@ def make_dashboard() -> Blueprint:
     @api.requires("viewer")
     def dead_letters() -> Any:
         rows = list(reversed(api.store().outbox_rows(status="dead", limit=200)))
+        if rows and g.principal.can("analyst"):
+            api.audit_listing(g.principal, "dead_letters.view", sorted({r.message_id for r in rows}))
         return render_template("dead_letters.html", items=[present.delivery_view(r, g.principal) for r in rows])
 
     @dash.post("/channels/<name>/<action>")
@@ -172,8 +178,8 @@ def _login_post() -> Any:
         return render_template("login.html", error="Too many failed logins; wait a few minutes.", next=""), 429
     user = store.get_user(name) if name else None
     if user is None:
-        dummy_verify(password)
-    good = user is not None and not user.disabled and verify_password(password, user.password_hash)
+        dummy_verify(password)  # the same work for every answer: timing tells nothing about accounts
+    good = user is not None and verify_password(password, user.password_hash) and not user.disabled
     if not good:
         limiter.failed(keys)
         why = "unknown user" if user is None else ("disabled" if user.disabled else "bad password")
@@ -182,12 +188,20 @@ def _login_post() -> Any:
     limiter.succeeded(name.lower())
     session.clear()
     session.permanent = True
-    session.update(user=user.name, pw=fingerprint(user.password_hash), at=time.time())
+    session.update(user=user.name, pw=fingerprint(user.password_hash), ep=user.session_epoch, at=time.time())
     store.audit(f"user:{user.name}", "login.success", f"user:{user.name}", {"address": address})
-    target = request.form.get("next") or ""
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("dashboard.overview")
-    return redirect(target)
+    return redirect(safe_next(request.form.get("next") or "") or url_for("dashboard.overview"))
+
+
+def safe_next(target: str) -> str | None:
+    """A same-site path to go to after login, or None. Control characters and backslashes are refused
+    outright: browsers and werkzeug drop or rewrite them, which turns ``/\t/evil`` into ``//evil``."""
+    if any(ord(c) < 32 or c in "\\\x7f" for c in target):
+        return None
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def fingerprint(password_hash: str) -> str:

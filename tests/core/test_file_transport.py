@@ -115,3 +115,21 @@ def test_destination_write_failure_is_transient(tmp_path):
     delivery = Delivery(1, 1, "out", b"x", "text/plain", "txt", 1)
     with pytest.raises(TransientDeliveryError, match="could not write"):
         dest.send(delivery)
+
+
+def test_sender_supplied_trace_id_cannot_escape_the_outbox(tmp_path):
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", config_dir=str(tmp_path),
+                                                options={"filename": "{trace_id}.{ext}"}))
+    hostile = Delivery(1, 1, "out", b"x", "text/plain", "json", 1, trace_id="../../escaped")
+    dest.send(hostile)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["______escaped.json"]
+    assert not (tmp_path / "escaped.json").exists()
+
+
+def test_a_template_that_leaves_the_folder_is_refused(tmp_path):
+    from bridge import PermanentDeliveryError
+
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", config_dir=str(tmp_path),
+                                                options={"filename": "../{message_id}.{ext}"}))
+    with pytest.raises(PermanentDeliveryError, match="leaves the outbox folder"):
+        dest.send(Delivery(1, 1, "out", b"x", "text/plain", "json", 1))

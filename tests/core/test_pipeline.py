@@ -352,3 +352,47 @@ def test_policy_check_at_the_source_skips_messages_no_policy_judges(tmp_path, sc
     receipt = engine.submit("c", b"Encounter|y")
     engine.drain()
     assert engine.store.get_message(receipt.message_id).status == "filtered"  # the gate never saw it
+
+
+def test_an_unexpected_processing_error_fails_the_message_and_frees_the_channel(tmp_path, scripted, monkeypatch):
+    engine = make_engine(tmp_path, scripted)
+    first = engine.submit("visits", encounter_message(1))
+    second = engine.submit("visits", encounter_message(2))
+    real = engine.processor.decide
+
+    def broken_once(claim):
+        if claim.id == first.message_id:
+            raise RuntimeError("router bug")
+        return real(claim)
+
+    monkeypatch.setattr(engine.processor, "decide", broken_once)
+    engine.drain()
+    failed = engine.store.get_message(first.message_id)
+    assert failed.status == "failed" and "RuntimeError" in failed.error
+    assert engine.store.get_message(second.message_id).status == "delivered"  # the lane moved on
+
+
+def test_held_or_blocked_prescriptions_do_not_move_the_lifecycle(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    rx = engine.submit("visits", prescription_message("RX-H"))
+    engine.drain()
+    assert engine.store.prescription("RX-H") is None  # held: not created until let through
+    engine.store.resolve_hold(rx.message_id, "release", reason="ok", actor="t")
+    engine.drain()
+    state = engine.store.prescription("RX-H")
+    assert state.state == "created" and state.message_id == rx.message_id  # created once, when released
+
+    blocked = make_engine(tmp_path / "b", scripted, policies=[_policy("BLOCK")])
+    blocked.submit("visits", prescription_message("RX-B"))
+    blocked.drain()
+    assert blocked.store.prescription("RX-B") is None  # a blocked NewRx never existed for the lifecycle
+
+
+def test_rotate_keeps_order_while_nothing_fails(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted, order={"by": "patient", "mode": "rotate"})
+    first = engine.submit("visits", encounter_message(1, patient="P1"))
+    engine.submit("visits", encounter_message(2, patient="P1"))
+    engine.process_one(), engine.process_one()
+    head = engine.store.claim_delivery("deliverer-a", 60)
+    assert head.row.message_id == first.message_id
+    assert engine.store.claim_delivery("deliverer-b", 60) is None  # the second waits for the one in flight

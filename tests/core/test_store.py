@@ -216,3 +216,39 @@ def test_concurrent_receivers_share_commits(store, monkeypatch):
     for t in threads:
         t.join()
     assert sum(store.counts()["ch"].values()) == 200 == sum(batches)
+
+
+def test_group_commit_survives_an_interrupted_leader(store, monkeypatch):
+    store.max_batch = 2
+    original = store._commit_batch
+    calls = []
+
+    def interrupted(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(batch)
+
+    monkeypatch.setattr(store, "_commit_batch", interrupted)
+    items = [("ch", "bridge", f"m{n}".encode(), None, {}, {}, None) for n in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        store.receive_many(items)
+    assert store._queue == []  # nothing of the interrupted caller is left to block the next one
+    assert store.receive("ch", "bridge", b"after", dedupe_key=None, header={}, origin={})[1] is False
+
+
+def test_a_threads_connection_closes_when_the_thread_ends(store):
+    import gc
+    import os
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    store.search(limit=1)
+    before = fds()
+    for _ in range(50):
+        worker = threading.Thread(target=lambda: store.search(limit=1))
+        worker.start()
+        worker.join()
+    gc.collect()
+    assert fds() <= before + 2 and len(store._all) <= 2

@@ -33,6 +33,8 @@ def inbound(tmp_path, monkeypatch):
     started = []
 
     def start(max_bytes: int = 100_000, **options):
+        if "token_env" not in options:
+            options["allow_unauthenticated"] = True  # loopback only; the auth tests set token_env
         config = {"channels": {"telemed": {"source": "fhir+http://127.0.0.1:0/fhir/r4", "format": "fhir",
                                            "options": options, "max_message_bytes": max_bytes,
                                            "routes": [{"to": ["out"]}]}},
@@ -149,7 +151,8 @@ def test_a_store_failure_is_answered_503_never_202(tmp_path):
     def failing_submit(raw, origin=None, error=None):
         raise StoreError("disk full")
 
-    ctx = SourceContext(url="fhir+http://127.0.0.1:0/fhir/r4", channel="telemed", options={}, submit=failing_submit,
+    ctx = SourceContext(url="fhir+http://127.0.0.1:0/fhir/r4", channel="telemed",
+                        options={"allow_unauthenticated": True}, submit=failing_submit,
                         config_dir=str(tmp_path), max_message_bytes=100_000, format_name="fhir",
                         decode=lambda raw: FORMAT.decode(raw, {}))
     source = FhirInbound(ctx)
@@ -186,7 +189,8 @@ def test_tls_with_cert_and_key_files(tmp_path):
                                                             serialization.PrivateFormat.PKCS8,
                                                             serialization.NoEncryption()))
     config = {"channels": {"telemed": {"source": "fhir+https://127.0.0.1:0/fhir/r4", "format": "fhir",
-                                       "options": {"cert_file": "server.pem", "key_file": "server.key"},
+                                       "options": {"cert_file": "server.pem", "key_file": "server.key",
+                                                   "allow_unauthenticated": True},
                                        "routes": [{"to": ["out"]}]}},
               "destinations": {"out": {"url": "file://outbox", "format": "fhir"}}}
     engine = engine_from_dict(config, tmp_path, net_plugins())
@@ -201,3 +205,17 @@ def test_tls_with_cert_and_key_files(tmp_path):
             requests.post(url, data=VISIT_BUNDLE, timeout=5)  # not trusted by default
     finally:
         source.stop()
+
+
+def test_an_endpoint_without_a_token_must_be_loopback_and_say_so(tmp_path):
+    from bridge import ConfigError
+
+    def ctx(url, **options):
+        return SourceContext(url=url, channel="telemed", options=options, submit=lambda *a, **k: None,
+                             config_dir=str(tmp_path), max_message_bytes=1000, format_name="fhir")
+
+    with pytest.raises(ConfigError, match="needs a bearer token"):
+        FhirInbound(ctx("fhir+http://127.0.0.1:0/fhir/r4"))
+    with pytest.raises(ConfigError, match="needs a bearer token"):
+        FhirInbound(ctx("fhir+http://0.0.0.0:0/fhir/r4", allow_unauthenticated=True))
+    assert FhirInbound(ctx("fhir+http://127.0.0.1:0/fhir/r4", allow_unauthenticated=True)).expected_token is None

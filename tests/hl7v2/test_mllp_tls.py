@@ -117,3 +117,12 @@ def test_tls_configuration_problems_name_the_option(bridge_engine, pki, options,
         with listening(bridge_engine, {"channels": {"adt": channel("mllps://127.0.0.1:0", options=options)}}):
             pass
     assert caught.value.problems[0][0] == path
+
+
+def test_a_misspelt_verify_flag_is_an_error_not_verification_off():
+    from bridge import ConfigError
+    from bridge.plugins.hl7v2.mllp_tls import client_context
+
+    with pytest.raises(ConfigError, match="verify: expected true or false"):
+        client_context({"verify": "ture"}, ".", "destinations.ehr")
+    assert client_context({"verify": "yes"}, ".", "destinations.ehr").check_hostname is True

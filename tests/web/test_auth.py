@@ -222,3 +222,30 @@ def test_undeclared_views_need_admin(tmp_path):
     admin = app.test_client()
     admin.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site.tokens['admin']}"
     assert admin.get("/acme/ping").data == b"pong"
+
+
+def test_after_login_only_same_site_paths_are_followed():
+    from bridge.web.dashboard import safe_next
+
+    assert safe_next("/messages?patient_id=1") == "/messages?patient_id=1"
+    for hostile in ("/\t/evil.example", "//evil.example", "/\\evil.example", "https://evil.example", "x"):
+        assert safe_next(hostile) is None, hostile
+
+
+def test_logout_ends_the_session_even_where_the_cookie_was_copied(site):
+    client = site.login("admin")
+    cookie = client.get_cookie("bridge_session")
+    assert client.get("/api/v1/users").status_code == 200
+    copy = site.app.test_client()
+    copy.set_cookie(cookie.key, cookie.value)
+    assert copy.get("/api/v1/users").status_code == 200
+    csrf = csrf_from(client.get("/").get_data(as_text=True))
+    client.post("/logout", data={"csrf_token": csrf})
+    assert copy.get("/api/v1/users").status_code == 401  # the copied cookie is dead too
+
+
+def test_an_analyst_listing_identifiers_is_audited(site):
+    assert site.api("analyst").get("/api/v1/messages").status_code == 200
+    assert site.api("viewer").get("/api/v1/messages").status_code == 200
+    listed = [e for e in site.store.audit_entries(50) if e.action == "message.list"]
+    assert len(listed) == 1 and listed[0].actor.endswith("analyst-token") and listed[0].detail["message_ids"]

@@ -187,6 +187,7 @@ class User:
     created_at: float
     disabled: bool
     password_hash: str = field(default="", repr=False)
+    session_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def update_user(self, name: str, *, actor: str, password_hash: str | None = None, role: str | None = None,
                     disabled: bool | None = None) -> User: ...
+
+    @abc.abstractmethod
+    def end_sessions(self, name: str, *, actor: str) -> None:
+        """End every dashboard session of a user (logout), wherever its cookie was copied."""
 
     @abc.abstractmethod
     def create_token(self, name: str, token_sha256: str, role: str, *, actor: str) -> ApiToken: ...

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -71,7 +72,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._group = threading.Condition()
         self._queue: list[_Pending] = []
@@ -82,8 +83,10 @@ class SQLiteStore(AdminTables, OpsTables, Store):
     # --- connections and transactions -------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        """This thread's connection. It closes when the thread ends (short-lived threads, such as a
+        threaded web server's, would otherwise leak a connection and two file descriptors each)."""
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
             try:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
@@ -92,10 +95,10 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-            self._local.conn = conn
+            holder = self._local.holder = _Connection(conn)
             with self._all_lock:
-                self._all.append(conn)
-        return conn
+                self._all.add(holder)
+        return holder.conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -143,12 +146,9 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
+            for holder in list(self._all):
+                holder.close()
+            self._all = weakref.WeakSet()
         self._local = threading.local()
 
     # --- intake --------------------------------------------------------------------------------
@@ -182,9 +182,12 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             try:
                 self._commit_batch(batch)
             except BaseException as exc:  # never leave a follower waiting for a result that will not come
-                for p in batch:
+                failure = exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}")
+                with self._group:
+                    self._queue = [p for p in self._queue if p not in mine]  # ours that never got a turn
+                for p in (*batch, *mine):
                     if not p.done:
-                        p.fail(exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}"))
+                        p.fail(failure)
                 raise
             finally:
                 with self._group:
@@ -418,10 +421,13 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 SELECT o.id FROM outbox o
                 WHERE o.status = 'pending' AND o.next_attempt_at <= :now
                   AND (o.lease_expires IS NULL OR o.lease_expires < :now)
-                  AND (o.order_key IS NULL OR o.order_mode = 'rotate' OR NOT EXISTS (
+                  AND (o.order_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM outbox p
                         WHERE p.destination = o.destination AND p.order_key = o.order_key
-                          AND p.status = 'pending' AND p.id < o.id))
+                          AND p.status = 'pending' AND p.id < o.id
+                          -- rotate: only an earlier row that failed and waits for its retry steps aside
+                          AND NOT (o.order_mode = 'rotate' AND p.attempts > 0 AND p.next_attempt_at > :now
+                                   AND (p.lease_expires IS NULL OR p.lease_expires < :now))))
                 ORDER BY o.next_attempt_at, o.id LIMIT 1
                 """,
                 {"now": now},
@@ -651,6 +657,25 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 return r[0]
             prev_hash = r[7]
         return None
+
+
+class _Connection:
+    """Owns one thread's connection: held only by that thread's local storage, so it is collected,
+    and the connection closed, when the thread ends."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _Pending:

@@ -50,12 +50,13 @@ class AdminTables:
         return User(name, role, now, False, password_hash)
 
     def get_user(self, name: str) -> User | None:
-        rows = self._read("SELECT name, role, created_at, disabled, password_hash FROM users WHERE name=?", (name,))
+        rows = self._read("SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users"
+                          " WHERE name=?", (name,))
         return _user(rows[0]) if rows else None
 
     def users(self) -> list[User]:
         return [_user(r) for r in self._read(
-            "SELECT name, role, created_at, disabled, password_hash FROM users ORDER BY name")]
+            "SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users ORDER BY name")]
 
     def update_user(self, name: str, *, actor: str, password_hash: str | None = None, role: str | None = None,
                     disabled: bool | None = None) -> User:
@@ -76,6 +77,12 @@ class AdminTables:
         user = self.get_user(name)
         assert user is not None
         return user
+
+    def end_sessions(self, name: str, *, actor: str) -> None:
+        """Every dashboard session of ``name`` ends (logout): sessions carry the epoch they began in."""
+        with self._tx() as conn:
+            conn.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name=?", (name,))
+            self._audit(conn, actor, "user.sessions_ended", f"user:{name}", {}, time.time())
 
     # --- API tokens ----------------------------------------------------------------------------
 
@@ -194,7 +201,8 @@ class AdminTables:
 
 
 def _user(row: Any) -> User:
-    return User(name=row[0], role=row[1], created_at=row[2], disabled=bool(row[3]), password_hash=row[4])
+    return User(name=row[0], role=row[1], created_at=row[2], disabled=bool(row[3]), password_hash=row[4],
+                session_epoch=row[5])
 
 
 def _loads(text: str | None) -> Any:

@@ -204,4 +204,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX outbox_pending_destination ON outbox(destination) WHERE status = 'pending';
         """,
     ),
+    (
+        5,
+        "users: a session epoch, so logging out ends a session everywhere it was copied",
+        """
+        ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -501,6 +501,12 @@ class FhirInbound:
         self.expected_token = None
         if ctx.options.get("token_env"):
             self.expected_token = read_env(ctx.options["token_env"], f"{where}.options.token_env").encode("utf-8")
+        elif not (ctx.options.get("allow_unauthenticated") and self.host in ("127.0.0.1", "localhost", "::1")):
+            # PHI must not flow in from anyone who can reach the port: a bearer token is required, unless
+            # the endpoint listens on loopback only and the operator says so explicitly.
+            raise ConfigError([(f"{where}.options.token_env", "the FHIR inbound endpoint needs a bearer token: name "
+                                "the environment variable holding it (or, on a loopback address only, set "
+                                "allow_unauthenticated: true)")])
         self.ssl_context = self._ssl_context(where) if self.tls else None
         self._server: Any = None
         self._thread: threading.Thread | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from bridge import (
     Delivery,
     DestinationContext,
+    PermanentDeliveryError,
     SourceContext,
     TransientDeliveryError,
     TransportSpec,
@@ -157,6 +159,12 @@ class FolderSource:
         (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
 
 
+def _safe(text: str) -> str:
+    """A file-name part: letters, digits, ``.``, ``_`` and ``-`` only, never ``..``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    return cleaned.replace("..", "__")
+
+
 class FolderDestination:
     """Writes each delivery as one file."""
 
@@ -168,11 +176,13 @@ class FolderDestination:
         name = self.template.format(
             message_id=delivery.message_id,
             outbox_id=delivery.outbox_id,
-            ext=delivery.file_extension,
-            destination=delivery.destination,
-            trace_id=delivery.trace_id or "",
+            ext=_safe(delivery.file_extension),
+            destination=_safe(delivery.destination),
+            trace_id=_safe(delivery.trace_id or ""),  # comes from the sender: never a path
         )
         target = self.folder / name
+        if target.resolve().parent != self.folder.resolve():
+            raise PermanentDeliveryError(f"file name {name!r} from the filename template leaves the outbox folder")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write(target, delivery.payload)

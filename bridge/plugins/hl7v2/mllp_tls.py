@@ -33,10 +33,18 @@ def _path(options: Mapping[str, Any], key: str, config_dir: str, where: str) -> 
     return path
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+def _flag(options: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    """A yes/no option. Anything but a clear yes or no is an error: a typo must never turn certificate
+    checking off."""
+    value = options.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError([(f"{where}.options.{key}", f"expected true or false, got {value!r}")])
 
 
 def server_context(options: Mapping[str, Any], config_dir: str, where: str) -> ssl.SSLContext:
@@ -49,7 +57,7 @@ def server_context(options: Mapping[str, Any], config_dir: str, where: str) -> s
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(context, cert, key, where)
-    if _truthy(options.get("require_client_cert", False)):
+    if _flag(options, "require_client_cert", False, where):
         if ca is None:
             raise ConfigError([(f"{where}.options.ca_file",
                                 "is required with require_client_cert (the CA that signs client certificates)")])
@@ -68,7 +76,7 @@ def client_context(options: Mapping[str, Any], config_dir: str, where: str) -> s
     ca = _path(options, "ca_file", config_dir, where)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if _truthy(options.get("verify", True)):
+    if _flag(options, "verify", True, where):
         if ca is not None:
             context.load_verify_locations(cafile=ca)
         else:
