@@ -135,6 +135,8 @@ class Engine:
             self.processor.process(claim)
         except LeaseLost:
             log.warning("message %s: lease lost during processing; another worker has it", claim.id)
+        except StoreError:
+            raise  # store trouble, not the message's fault: its lease expires and it is processed again
         except Exception as exc:  # never leave a claim to block its channel: fail it, visibly
             log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
             self.processor.fail(claim, f"internal error while processing ({type(exc).__name__}); "
