@@ -278,7 +278,11 @@ class WebBlueprint:
 
 @dataclass(frozen=True)
 class ConfigSection:
-    """A top-level config section owned by a plugin. ``validate`` returns ``(path, problem)`` pairs."""
+    """A top-level config section owned by a plugin. ``validate`` returns ``(path, problem)`` pairs.
+
+    A mapping section is validated, and handed to the plugin's policies at run time, with
+    ``config_dir`` added (the config file's folder), so relative paths can be resolved and checked.
+    """
 
     name: str
     validate: Callable[[Any], list[tuple[str, str]]]

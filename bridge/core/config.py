@@ -225,7 +225,10 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     web = _web(_mapping(data.get("web"), "web", problems), config_dir, problems)
     for name, section in sections.items():
         if name in data:
-            for sub, message in section.validate(data[name]):
+            value = data[name]
+            if isinstance(value, Mapping):  # relative paths in a section resolve against the config's folder
+                value = {**value, "config_dir": config_dir}
+            for sub, message in section.validate(value):
                 problems.add(_join(name, sub), message)
     if problems.items:
         raise ConfigError(problems.items)

@@ -36,7 +36,9 @@ def validate_settings(value: Any) -> list[tuple[str, str]]:
         return []
     if not isinstance(value, Mapping):
         return [("", f"expected a mapping, got {type(value).__name__}")]
-    problems = [(str(k), f"unknown key (allowed: {', '.join(SECTION_KEYS)})") for k in value if k not in SECTION_KEYS]
+    problems = [(str(k), f"unknown key (allowed: {', '.join(SECTION_KEYS)})") for k in value
+                if k not in SECTION_KEYS and k != "config_dir"]  # config_dir: added by the engine
+    value = _resolved(value)
     problems += _path_problems(value, "rules_dir", want_dir=True)
     problems += _path_problems(value, "schedule_overrides", want_dir=False)
     problems += _pathway_problems(value.get("pathways"))
