@@ -193,19 +193,25 @@ class JobRunner:
 
     def run_slot(self, job: JobConfig, slot: str, *, max_attempts: int | None = None) -> dict[str, Any] | None:
         """Run ``job`` for ``slot`` if this process wins the slot; the finished run, or None if skipped."""
-        run = self.store.claim_job_slot(job.name, slot, self.owner, job.lease_seconds)
+        owner = self.claim_owner()
+        run = self.store.claim_job_slot(job.name, slot, owner, job.lease_seconds)
         if run is None:
             log.debug("job %s slot %s: another process has it", job.name, slot)
             return None
-        return self.execute(job, run, max_attempts or job.max_attempts)
+        return self.execute(job, run, max_attempts or job.max_attempts, owner)
 
-    def execute(self, job: JobConfig, run: dict[str, Any], max_attempts: int) -> dict[str, Any] | None:
+    def claim_owner(self) -> str:
+        """An owner id per claim, not per process: if a run's lease lapses and this same process takes
+        the slot over, the first run's late writes are fenced off too."""
+        return f"{self.owner}:{uuid.uuid4().hex[:8]}"
+
+    def execute(self, job: JobConfig, run: dict[str, Any], max_attempts: int, owner: str) -> dict[str, Any] | None:
         attempts, run_id, slot = run["attempts"], run["id"], run["slot"]
         if attempts > max_attempts:
-            self._finish(run_id, "failed", {"attempts": attempts - 1, "error": "the previous runner stopped (lease "
+            self._finish(run_id, owner, "failed", {"attempts": attempts - 1, "error": "the previous runner stopped (lease "
                                              "expired) and no attempts are left"})
             return self.store.job_run(run_id)
-        with _Heartbeat(self.store, run_id, self.owner, job.lease_seconds):
+        with _Heartbeat(self.store, run_id, owner, job.lease_seconds):
             while True:
                 started = time.monotonic()
                 try:
@@ -215,35 +221,36 @@ class JobRunner:
                     log.warning("job %s slot %s: attempt %d of %d failed: %s", job.name, slot, attempts,
                                 max_attempts, redaction.exception_text(exc))
                     if attempts >= max_attempts or self.stop.is_set():
-                        self._finish(run_id, "failed", {"attempts": attempts, "error": error})
+                        self._finish(run_id, owner, "failed", {"attempts": attempts, "error": error})
                         break
                     delay = job.backoff_seconds * 2 ** (attempts - 1)
-                    self.store.renew_job_slot(run_id, self.owner, job.lease_seconds + delay, attempts=attempts + 1,
+                    self.store.renew_job_slot(run_id, owner, job.lease_seconds + delay, attempts=attempts + 1,
                                               detail={"attempts": attempts, "error": error, "retry_in": delay})
                     if self.stop.wait(delay):
-                        self._finish(run_id, "failed", {"attempts": attempts, "error": error,
+                        self._finish(run_id, owner, "failed", {"attempts": attempts, "error": error,
                                                         "note": "engine stopped before the retry"})
                         break
                     attempts += 1
                     continue
                 detail = {"attempts": attempts, "seconds": round(time.monotonic() - started, 3),
                           "result": _summary(result)}
-                self._finish(run_id, "succeeded", detail)
+                self._finish(run_id, owner, "succeeded", detail)
                 log.info("job %s slot %s: succeeded (attempt %d)", job.name, slot, attempts)
                 break
         return self.store.job_run(run_id)
 
-    def _finish(self, run_id: int, status: str, detail: Mapping[str, Any]) -> None:
-        if not self.store.finish_job_slot(run_id, self.owner, status, detail):
+    def _finish(self, run_id: int, owner: str, status: str, detail: Mapping[str, Any]) -> None:
+        if not self.store.finish_job_slot(run_id, owner, status, detail):
             log.warning("job run %s: lease lost before its result was written; the new owner's result stands", run_id)
 
     def recover(self, job: JobConfig) -> None:
         """Take over runs of ``job`` whose runner died (lease expired) and finish them by the retry policy."""
         for stale in self.store.expired_job_runs(job.name):
-            run = self.store.claim_job_slot(job.name, stale["slot"], self.owner, job.lease_seconds)
+            owner = self.claim_owner()
+            run = self.store.claim_job_slot(job.name, stale["slot"], owner, job.lease_seconds)
             if run is not None:
                 log.warning("job %s slot %s: took over from a runner whose lease expired", job.name, run["slot"])
-                self.execute(job, run, job.max_attempts)
+                self.execute(job, run, job.max_attempts, owner)
 
 
 # --- the scheduler -------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_retried_or_failed_by_po
     time.sleep(0.05)
     JobRunner(store, cfg, plugins, "rescuer").recover(cfg.jobs["poll"])
     (run,) = store.job_run_history("poll")
-    assert (run["status"], run["owner"], run["attempts"]) == ("succeeded", "rescuer", 2)
+    assert (run["status"], run["owner"].split(":")[0], run["attempts"]) == ("succeeded", "rescuer", 2)
 
     _, plugins, cfg, store = setup(tmp_path / "b", retry={"max_attempts": 1})
     store.claim_job_slot("poll", "2026-03-01T10:00:00.000Z", "crashed", 0.01)
@@ -127,3 +127,16 @@ def test_the_engine_fires_an_interval_job_once_per_aligned_slot(tmp_path):
     seconds = sorted(datetime.datetime.fromisoformat(r["slot"].replace("Z", "+00:00")).timestamp() for r in runs)
     assert all(s == int(s) for s in seconds) and all(b - a == 1 for a, b in zip(seconds, seconds[1:]))
     assert len(store.search(channel="in")) == len(runs)
+
+
+def test_a_lapsed_run_retaken_by_the_same_process_cannot_write_over_the_new_one(tmp_path):
+    """Owners are per claim: the first claim's late finish is fenced even within one process."""
+    _, plugins, cfg, store = setup(tmp_path)
+    runner = JobRunner(store, cfg, plugins, "proc-1")
+    first_owner, second_owner = runner.claim_owner(), runner.claim_owner()
+    assert first_owner != second_owner and first_owner.startswith("proc-1:")
+    run = store.claim_job_slot("poll", "2026-03-01T11:00:00.000Z", first_owner, 0.01)
+    time.sleep(0.05)
+    assert store.claim_job_slot("poll", "2026-03-01T11:00:00.000Z", second_owner, 60)["id"] == run["id"]
+    assert store.finish_job_slot(run["id"], first_owner, "succeeded", {}) is False
+    assert store.finish_job_slot(run["id"], second_owner, "succeeded", {}) is True
