@@ -216,6 +216,7 @@ def choice_option(options: Mapping[str, Any], key: str, choices: tuple[str, ...]
 
 # --- listener --------------------------------------------------------------------------------------
 
+GATHER_SECONDS = 0.0002
 ORIGINAL = {"ok": "AA", "error": "AE", "reject": "AR", "blocked": "AR"}
 # A policy block is an application reject even in enhanced mode: the message *was* committed (CR would
 # say it was not), but the receiving application refuses it.
@@ -249,6 +250,7 @@ class MLLPSource:
         self._policy_pool: ThreadPoolExecutor | None = None
         self._waiting: list[tuple[bytes, Mapping[str, Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._last_batch = 1
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -461,7 +463,12 @@ class MLLPSource:
     async def _commit_waiting(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
+            if len(self._waiting) < self._last_batch:
+                # Senders answered together by the last commit reply together: give the rest of them
+                # a moment (far less than one fsync) to join this commit instead of the next.
+                await asyncio.sleep(GATHER_SECONDS)
             batch, self._waiting = self._waiting, []
+            self._last_batch = len(batch)
             try:
                 results = await loop.run_in_executor(
                     self._pool, self.ctx.submit_many, [(raw, origin, None) for raw, origin, _ in batch])
