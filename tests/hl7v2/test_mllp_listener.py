@@ -223,3 +223,39 @@ def test_bad_options_name_the_option(bridge_engine, options, path, problem):
             pass
     assert caught.value.problems[0][0] == path
     assert problem in caught.value.problems[0][1]
+
+
+def test_the_committer_gathers_the_senders_the_last_commit_answered(tmp_path):
+    """After a commit of several frames, one waiting frame is not committed alone at once: the others
+    answered by the same commit reply together and ride in the same transaction. A lone sender
+    (last batch of one) is never made to wait."""
+    import asyncio
+
+    from bridge import Receipt, SourceContext
+    from bridge.plugins.hl7v2.mllp import MLLPSource
+
+    batches: list[int] = []
+    ctx = SourceContext(url="mllp://127.0.0.1:0", channel="adt", options={}, config_dir=str(tmp_path),
+                        submit=lambda raw, origin=None, error=None: Receipt(1, True),
+                        submit_many=lambda items: batches.append(len(items)) or [Receipt(1, True)] * len(items),
+                        max_message_bytes=10_000, format_name="hl7v2")
+    source = MLLPSource(ctx)
+
+    async def scenario(last_batch: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        source._pool = ThreadPoolExecutor(1)
+        source._last_batch = last_batch
+        loop = asyncio.get_running_loop()
+        first = source._commit(b"MSH|1", {})
+        for n in (2, 3):  # the other senders' frames arrive on the next turns of the loop
+            loop.call_soon(lambda n=n: asyncio.ensure_future(source._commit(f"MSH|{n}".encode(), {})))
+        await first
+        await asyncio.sleep(0.05)
+        source._pool.shutdown()
+
+    asyncio.run(scenario(last_batch=3))
+    assert batches == [3]
+    batches.clear()
+    asyncio.run(scenario(last_batch=1))
+    assert batches[0] == 1  # a lone sender's frame is committed at once
