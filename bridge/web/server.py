@@ -12,11 +12,20 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bridge.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class QuietPathHandler(WSGIRequestHandler):
+    """Access log lines without query strings: searches carry patient ids (``?patient_id=…``), and
+    no PHI may reach the application's logs."""
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s" %s', self.command, path, getattr(code, "value", code))
 
 
 def tls_context(tls: Mapping[str, str] | None) -> ssl.SSLContext | None:
@@ -35,7 +44,8 @@ def tls_context(tls: Mapping[str, str] | None) -> ssl.SSLContext | None:
 def make_admin_server(app: Any, host: str, port: int, tls: Mapping[str, str] | None = None) -> BaseWSGIServer:
     """Bind the listener now (so a busy port is an error at start, not later in a thread)."""
     try:
-        return make_server(host, port, app, threaded=True, ssl_context=tls_context(tls))
+        return make_server(host, port, app, threaded=True, ssl_context=tls_context(tls),
+                           request_handler=QuietPathHandler)
     except OSError as exc:
         raise ConfigError([("web.listen", f"cannot listen on {host}:{port}: {exc.strerror or exc}")]) from None
 

@@ -171,3 +171,28 @@ def test_bridge_run_serves_the_admin_app_on_its_own_listener(tmp_path, capsys):
         _, err = engine.communicate(timeout=20)
     assert engine.returncode == 0, err
     assert f"admin web on http://127.0.0.1:{port}/" in err and "random (per process)" in err
+
+
+def test_access_log_lines_carry_no_query_strings(tmp_path, caplog):
+    """Searches put patient ids in the query string; the access log must not repeat them."""
+    import logging
+    import urllib.error
+    import urllib.request
+
+    from bridge.web.server import start_admin_server
+    from tests.web.conftest import build_site
+
+    site = build_site(tmp_path)
+    server, thread = start_admin_server(site.app, "127.0.0.1", 0)
+    try:
+        with caplog.at_level(logging.INFO):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{server.server_port}/api/v1/messages?patient_id=MRN-A1",
+                headers={"Authorization": f"Bearer {site.tokens['analyst']}"})
+            assert urllib.request.urlopen(request, timeout=5).status == 200
+    finally:
+        server.shutdown()
+        site.engine.store.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("/api/v1/messages" in line for line in lines), lines
+    assert not any("MRN-A1" in line for line in lines)
