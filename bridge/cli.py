@@ -192,10 +192,14 @@ def cmd_show(args) -> int:
         print(f"no message with id {args.id}", file=sys.stderr)
         return EXIT_FAIL
     events = store.events(args.id)
+    prescription = store.prescription(message.prescription_number) if message.prescription_number else None
     outbox = store.outbox_rows(message_id=args.id)
     if args.json:
         print(json.dumps({
             "message": {**_message_row(message), "records": message.records, "origin": dict(message.origin)},
+            "prescription": None if prescription is None else {
+                "number": prescription.number, "state": prescription.state, "open_task": prescription.open_task,
+                "first_message_id": prescription.message_id, "updated_at": _iso(prescription.updated_at)},
             "timeline": [{"at": _iso(e.at), "event": e.kind, **dict(e.detail)} for e in events],
             "deliveries": [{**o.as_dict(), "created_at": _iso(o.created_at), "delivered_at": _iso(o.delivered_at),
                             "next_attempt_at": _iso(o.next_attempt_at)} for o in outbox],
@@ -206,6 +210,10 @@ def cmd_show(args) -> int:
           f"type {message.message_type or '-'}  control id {message.control_id or '-'}")
     if message.replay_of:
         print(f"replay of message {message.replay_of}")
+    if prescription:
+        task = f", open task: {prescription.open_task}" if prescription.open_task else ""
+        print(f"prescription {prescription.number}: {prescription.state}{task} "
+              f"(since {_iso(prescription.updated_at)}; first message {prescription.message_id})")
     if message.error:
         print(f"error: {message.error}")
     if message.records:

@@ -90,6 +90,7 @@ def test_prescription_goes_out_as_newrx_and_comes_back_dispensed(journey, channe
 
     assert main(["show", "-c", str(config), str(receipt.message_id)]) == 0
     story = capsys.readouterr().out
+    assert f"prescription {number}: dispensed" in story
     steps = [line for line in story.splitlines() if " prescription " in line]
     assert [s.split("event_type=")[1].split(",")[0] for s in steps] == ["NewRx", "Status", "RxFill"], story
     assert "to=sent" in steps[0] and "to=accepted" in steps[1] and "to=dispensed" in steps[2]
