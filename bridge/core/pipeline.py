@@ -19,7 +19,7 @@ from bridge.core.model.keys import keys_of
 from bridge.core.model.records import Prescription, PrescriptionEvent, Record
 from bridge.core.router import Router
 from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
-from bridge.errors import DecodeError, EncodeError
+from bridge.errors import DecodeError, EncodeError, LeaseLost
 from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, PolicyRequest, PolicySpec, RuleResult
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class Processor:
         self.channels = channels
         self.destinations = destinations
         self.policies = tuple(policies.values())
+        # Record kinds some policy judges, known at start-up; None when a policy judges every message.
+        self.judged_kinds: frozenset[str] | None = (
+            frozenset(k for p in self.policies for k in p.record_kinds)
+            if self.policies and all(p.record_kinds for p in self.policies) else None)
 
     def process(self, claim: MessageClaim) -> ProcessingResult:
         result = self.decide(claim)
@@ -108,7 +112,7 @@ class Processor:
         # been reviewed yet, a blocked NewRx was never sent (a release processes the message again).
         lifecycle = {"prescriptions": prescriptions, "prescription_events": rx_events}
 
-        outcome, rules, rulesets = self.evaluate(claim, records)
+        outcome, rules, rulesets = self.evaluate(claim.channel, claim.id, records)
         if self.policies:
             events.append(("policy", {"outcome": outcome, "rules": rules, "rulesets": rulesets}))
         if outcome == "REVIEW" and claim.policy_override:
@@ -159,25 +163,22 @@ class Processor:
             records = plan.format.decode(raw, plan.config.options)
         except Exception:  # DecodeError or a plugin bug: the worker reports it; no verdict here
             return None
-        claim = MessageClaim(id=0, channel=channel, format=plan.format.name, raw=raw, token=0, trace_id=None,
-                             control_id=None, policy_override=False)
-        outcome, rules, rulesets = self.evaluate(claim, records)
+        outcome, rules, rulesets = self.evaluate(channel, None, records)
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)
 
     def _no_policy_applies(self, fmt: FormatSpec, raw: bytes) -> bool:
         """True when the header alone shows no policy judges this message (an ADT for a gate that
         only judges prescriptions): the source then skips the decode."""
-        if fmt.record_kinds is None or not self.policies or any(not p.record_kinds for p in self.policies):
+        if fmt.record_kinds is None or self.judged_kinds is None:
             return False
         try:
             kinds = fmt.record_kinds(fmt.peek(raw))
         except Exception:  # a classification bug costs only the shortcut
             return False
-        judged = {kind for p in self.policies for kind in p.record_kinds}
-        return kinds is not None and not (kinds & judged)
+        return kinds is not None and not (kinds & self.judged_kinds)
 
-    def evaluate(self, claim: MessageClaim,
+    def evaluate(self, channel: str, message_id: int | None,
                  records: Sequence[Record]) -> tuple[str, list[dict[str, Any]], dict[str, str | None]]:
         """The combined outcome, every rule that fired, and each policy's rule-set version."""
         decisions = []
@@ -185,7 +186,7 @@ class Processor:
         for policy in self.policies:
             if policy.record_kinds and not kinds.intersection(policy.record_kinds):
                 continue
-            request = PolicyRequest(records=tuple(records), channel=claim.channel, message_id=claim.id,
+            request = PolicyRequest(records=tuple(records), channel=channel, message_id=message_id,
                                     settings=self.policy_settings.get(policy.name, {}))
             try:
                 decisions.append((policy.name, policy.evaluate(request)))

@@ -396,3 +396,17 @@ def test_rotate_keeps_order_while_nothing_fails(tmp_path, scripted):
     head = engine.store.claim_delivery("deliverer-a", 60)
     assert head.row.message_id == first.message_id
     assert engine.store.claim_delivery("deliverer-b", 60) is None  # the second waits for the one in flight
+
+
+def test_failing_a_claim_whose_lease_was_lost_leaves_the_new_owners_work_alone(tmp_path, scripted):
+    import time
+
+    engine = make_engine(tmp_path, scripted)
+    receipt = engine.submit("visits", encounter_message(1))
+    stale = engine.store.claim_message("crashed-worker", 0.01)
+    time.sleep(0.02)
+    fresh = engine.store.claim_message("new-worker", 60)
+    engine.processor.fail(stale, "late error from the old owner")  # fenced: no exception, no effect
+    assert engine.store.get_message(receipt.message_id).status == "processing"
+    engine.processor.process(fresh)
+    assert engine.store.get_message(receipt.message_id).status == "routed"

@@ -42,15 +42,18 @@ def _control_id() -> str:
     return f"A{int(time.time() * 1000):x}{next(_counter) % 4096:03x}"
 
 
-def make_ack(raw: bytes | str, code: str, text: str | None = None, error_code: str | None = None) -> str:
-    """Build an ACK for ``raw``. Works even when the inbound MSH is unreadable (MSA-2 is then empty)."""
+def make_ack(raw: bytes | str, code: str, text: str | None = None, error_code: str | None = None,
+             msh: MSH | None = None) -> str:
+    """Build an ACK for ``raw``. Works even when the inbound MSH is unreadable (MSA-2 is then empty).
+    A caller that already parsed the MSH passes it, so the message is not read twice."""
     if code not in ACK_CODES:
         raise ValueError(f"unknown acknowledgement code {code!r}")
-    try:
-        msh: MSH | None = parse_msh(raw)
-        seps = msh.separators
-    except DecodeError:
-        msh, seps = None, Separators()
+    if msh is None:
+        try:
+            msh = parse_msh(raw)
+        except DecodeError:
+            msh = None
+    seps = msh.separators if msh else Separators()
     get = msh.get if msh else (lambda n: "")
     trigger = msh.component(9, 2) if msh else ""
     fs = seps.field

@@ -484,7 +484,7 @@ class MLLPSource:
 
     def _ack(self, raw: bytes, outcome: str, text: str, msh: MSH | None = None) -> bytes:
         codes = ENHANCED if self._enhanced(raw if msh is None else msh) else ORIGINAL
-        return frame(make_ack(raw, codes[outcome], text or None).encode("utf-8"))
+        return frame(make_ack(raw, codes[outcome], text or None, msh=msh).encode("utf-8"))
 
     def _enhanced(self, raw_or_msh: bytes | MSH) -> bool:
         """Commit (C*) codes when configured, or when the sender set MSH-15 (enhanced mode) in ``auto``."""
