@@ -25,6 +25,8 @@ from bridge.core.model import (  # noqa: E402 - after hookimpl so plugins import
 from bridge.core.model.signing import DIGEST_PREFIX as SIGNED_DIGEST_PREFIX  # noqa: E402
 from bridge.core.model.signing import signed_digest, signed_fields  # noqa: E402
 from bridge.core.model.records import (  # noqa: E402
+    MODALITIES,
+    REMOTE_MODALITIES,
     Address,
     Appointment,
     ClinicalNote,

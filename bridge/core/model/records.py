@@ -19,6 +19,8 @@ SCHEMA_VERSION = 1
 """Version of the record shapes. Bumped on an incompatible change; the JSON form carries it."""
 
 MODALITIES = ("video", "audio_only", "async", "in_person")
+REMOTE_MODALITIES = ("video", "audio_only", "async")
+"""Modalities that make a visit telehealth (FHIR class VR; the prescribing rules' "telemedicine")."""
 DEA_SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
 
 

@@ -14,6 +14,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bridge import (
+    MODALITIES,
+    REMOTE_MODALITIES,
     Appointment,
     ClinicalNote,
     DecodeError,
@@ -65,7 +67,6 @@ if TYPE_CHECKING:
     from .decode import Reader
     from .encode import Writer
 
-MODALITIES = ("video", "audio_only", "async", "in_person")
 DEA_SCHEDULE_CODES = ("CI", "CII", "CIII", "CIV", "CV", "none")
 ENCOUNTER_STATUSES = ("planned", "arrived", "in-progress", "finished", "cancelled", "entered-in-error")
 DOC_STATUSES = ("preliminary", "final", "amended", "entered-in-error")
@@ -323,7 +324,7 @@ def medication_in(node: Node, r: Reader) -> Medication:
 
 def derived_class(modality: str | None) -> str:
     """The class a modality implies: VR for remote care, AMB for in-person or unknown."""
-    return "VR" if modality in ("video", "audio_only", "async") else "AMB"
+    return "VR" if modality in REMOTE_MODALITIES else "AMB"
 
 
 def location_ext(location: PatientLocation | None) -> dict[str, Any] | None:
@@ -346,7 +347,7 @@ def location_in(node: Node) -> PatientLocation | None:
 def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
     code = rec.encounter_class or derived_class(rec.modality)
     source_class = None
-    if rec.modality in ("video", "audio_only", "async") and code != "VR":
+    if rec.modality in REMOTE_MODALITIES and code != "VR":
         # A remote visit is class VR in FHIR whatever the sender's patient class (HL7 PV1-2 "O" gives
         # AMB): the sender's class is kept in an extension so a round trip gives it back.
         code, source_class = "VR", code

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import ConfigError, PatientLocation
+from bridge import MODALITIES, ConfigError, PatientLocation
 
 from .reader import Message, component, esc, parse_path, text
 
@@ -98,7 +98,7 @@ def _build(raw: Any) -> Convention:
                     problems.append((f"options.telehealth.{key}", str(exc)))
             kwargs[key] = value
         elif key == "codes":
-            bad = [m for m in dict(value).values() if m not in ("video", "audio_only", "async", "in_person")]
+            bad = [m for m in dict(value).values() if m not in MODALITIES]
             if bad:
                 problems.append(("options.telehealth.codes", f"unknown modality {bad[0]!r}"))
             kwargs[key] = dict(value)

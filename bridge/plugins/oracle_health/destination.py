@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge import (
+    MODALITIES,
     ClinicalNote,
     Delivery,
     DestinationContext,
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 JSON_PATCH = "application/json-patch+json"
 CUSTOM_ATTRIBUTE = "https://fhir-ehr.cerner.com/r4/StructureDefinition/custom-attribute"
-MODALITIES = ("video", "audio_only", "async", "in_person")
 PATCHABLE = ("/status", "/period/start", "/period/end")
 TENANT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_SCOPE = ("system/Patient.read system/Encounter.read system/Encounter.write "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from bridge import PolicyDecision, Prescription, RuleResult
+from bridge import REMOTE_MODALITIES, PolicyDecision, Prescription, RuleResult
 
 from .dates import add_months, end_of_day, hours_between, parse_day, parse_instant
 from .digest import DIGEST_PREFIX, signed_digest
@@ -94,7 +94,7 @@ class Context:
 
     @property
     def telemedicine(self) -> bool:
-        return self.modality in ("video", "audio_only", "async")
+        return self.modality in REMOTE_MODALITIES
 
     @property
     def prior_in_person(self) -> date | None:
