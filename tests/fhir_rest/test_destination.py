@@ -226,7 +226,7 @@ def test_a_body_dripping_in_past_the_total_timeout_is_a_transient_failure(tmp_pa
         started = time.monotonic()
         with pytest.raises(TransientDeliveryError, match="timed out"):
             dest.send(delivery(bundle(patient_entry())))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.5  # cut at ~0.4 s; the whole body would take seconds
 
 
 def test_a_connection_reset_is_a_transient_failure_and_retried(tmp_path):

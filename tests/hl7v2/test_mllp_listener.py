@@ -85,7 +85,7 @@ def test_a_slow_commit_does_not_block_the_listener(bridge_engine, monkeypatch):
         started = time.monotonic()
         code, _, text = RawClient(source.port).send(b"   ")
         assert code == "AR" and "empty" in text
-        assert time.monotonic() - started < 0.5, "the listener was blocked by the slow commit"
+        assert time.monotonic() - started < 1.0, "the listener was blocked by the slow commit (1.5 s)"
         for t in [slow, *waiting]:
             t.join(timeout=10)
         assert {c: a[:2] for c, a in answers.items()} == {c: ("AA", c) for c in ("SLOW", "Q0", "Q1", "Q2")}
