@@ -245,3 +245,30 @@ def test_translate_rejects_an_unknown_zone_before_reading_input():
     assert result.returncode == 2
     assert result.stderr.decode().strip() == (
         "bridge: --timezone: unknown time zone 'Central' (use an IANA name such as America/Chicago or UTC)")
+
+
+# --- policies judge exact times -------------------------------------------------------------------
+
+
+def test_policies_see_the_localized_times_in_the_worker_and_at_the_listener(tmp_path):
+    from bridge import PolicyDecision, PolicySpec, hookimpl
+    from bridge.testing import plugin_manager
+
+    seen: list[str] = []
+
+    class Recorder:
+        @hookimpl
+        def bridge_policies(self):
+            def evaluate(request):
+                seen.extend(r.period.start for r in request.records if r.kind == "Encounter")
+                return PolicyDecision("ALLOW")
+            return [PolicySpec(name="recorder", evaluate=evaluate)]
+
+    plugins = plugin_manager(("recorder", Recorder()), disabled=("telehealth_policy",))
+    config = {"channels": {"adt": {**_channel("America/Chicago"), "routes": []}}, "destinations": {}}
+    engine = engine_from_dict(config, tmp_path, plugins)
+    raw = local_adt("20260715103000")
+    assert engine.processor.verdict("adt", raw).outcome == "ALLOW"  # what an MLLP listener asks before its ACK
+    engine.submit("adt", raw)
+    engine.drain()
+    assert seen == ["2026-07-15T10:30:00-05:00", "2026-07-15T10:30:00-05:00"]
