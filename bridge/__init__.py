@@ -24,6 +24,7 @@ from bridge.core.model import (  # noqa: E402 - after hookimpl so plugins import
 )
 from bridge.core.model.signing import DIGEST_PREFIX as SIGNED_DIGEST_PREFIX  # noqa: E402
 from bridge.core.model.signing import signed_digest, signed_fields  # noqa: E402
+from bridge.core.model.times import ORIGINAL_TIMES, convert_times, localize_records  # noqa: E402
 from bridge.core.model.records import (  # noqa: E402
     MODALITIES,
     REMOTE_MODALITIES,

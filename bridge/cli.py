@@ -67,11 +67,13 @@ def _actor(args) -> str:
 
 def cmd_check(args) -> int:
     try:
-        _config(args)
+        config = _config(args)
     except ConfigError as exc:
         for path, message in exc.problems:
             print(f"{args.config}: {path}: {message}" if path else f"{args.config}: {message}", file=sys.stderr)
         return EXIT_USAGE
+    for path, message in config.warnings:  # the config works; these are likely surprises, not errors
+        print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -109,20 +111,35 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_translate(args) -> int:
+    from bridge.core.model.times import localize_records
+
     plugins = _plugins()
     try:
         source, target = plugins.format(args.from_format), plugins.format(args.to_format)
     except PluginError as exc:
         raise UsageError(str(exc)) from None
+    zone = _translate_zone(args.timezone)
     raw = sys.stdin.buffer.read() if args.file in (None, "-") else _read_file(args.file)
     options = dict(_pair(o, "--option") for o in args.option or [])
     try:
         records = source.decode(raw, options)
+        if zone:
+            localize_records(records, zone)
         out = target.encode(records, options)
     except (DecodeError, EncodeError) as exc:
         raise UsageError(f"cannot translate: {exc}") from None
     sys.stdout.buffer.write(out)
     return EXIT_OK
+
+
+def _translate_zone(zone: str | None) -> str | None:
+    """``--timezone`` checked before anything is read, like a channel's ``timezone:`` at start."""
+    from bridge.core.model.times import zone_problem
+
+    problem = zone_problem(zone) if zone is not None else None
+    if problem:
+        raise UsageError(f"--timezone: {problem}")
+    return zone
 
 
 def _read_file(path: str) -> bytes:
@@ -492,6 +509,8 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_format", required=True, metavar="FMT")
     p.add_argument("--to", dest="to_format", required=True, metavar="FMT")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="format option (repeatable)")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="IANA zone of the sender's clocks, as a channel's timezone: (e.g. America/Chicago)")
     p.add_argument("file", nargs="?", default="-", help="input file, or - for standard input")
     p = add("messages", cmd_messages, "search stored messages, newest first")
     p.add_argument("--status")

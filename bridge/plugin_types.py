@@ -62,6 +62,9 @@ class FormatSpec:
     record_kinds: Callable[[MessageHeader], frozenset[str] | None] | None = None
     """Optional: the record kinds a message decodes to, known from its header alone (``None`` when
     the header does not tell). Lets a source skip decoding for policy checks that cannot apply."""
+    needs_timezone: bool = False
+    """True when ``encode`` cannot write a local time without its offset (FHIR): ``bridge check``
+    then warns about channels without a ``timezone`` that feed this format."""
 
 
 # --- transports --------------------------------------------------------------------------------

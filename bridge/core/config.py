@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bridge.core.model.records import RECORD_TYPES
+from bridge.core.model.times import fixed_offset_problem, zone_problem
 from bridge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
-                "retention")
+                "retention", "timezone")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match")
 ORDER_KEYS = ("by", "mode")
@@ -91,6 +92,8 @@ class ChannelConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     enabled: bool = True
     retention: RetentionPolicy | None = None
+    timezone: str | None = None
+    """IANA zone of the sender's clocks: times that arrive without an offset are read in it."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class BridgeConfig:
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)
     sections: Mapping[str, Any] = field(default_factory=dict)
     web: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[tuple[str, str], ...] = ()
+    """(path, message) pairs for a config that works but probably not as meant; ``bridge check`` prints them."""
 
 
 class _Problems:
@@ -232,6 +237,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
                 problems.add(_join(name, sub), message)
     if problems.items:
         raise ConfigError(problems.items)
+    warnings = _zone_warnings(channels, destinations, plugins)
     return BridgeConfig(
         path=path,
         config_dir=config_dir,
@@ -242,6 +248,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         jobs=jobs,
         sections={name: data[name] for name in sections if name in data},
         web=web,
+        warnings=warnings,
     )
 
 
@@ -346,8 +353,20 @@ def _channels(raw: Mapping[str, Any], destination_names: set[str], problems: _Pr
             max_message_bytes=limit or DEFAULT_MAX_MESSAGE_BYTES,
             enabled=bool(body.get("enabled", True)),
             retention=_retention(body.get("retention"), f"{path}.retention", problems),
+            timezone=_channel_zone(body, path, problems),
         )
     return channels
+
+
+def _channel_zone(body: Mapping[str, Any], path: str, problems: _Problems) -> str | None:
+    """The channel's ``timezone:`` (an IANA name), checked now so a typo fails at start, not per message."""
+    if body.get("timezone") is None:
+        return None
+    problem = zone_problem(body["timezone"])
+    if problem:
+        problems.add(f"{path}.timezone", problem)
+        return None
+    return str(body["timezone"])
 
 
 def _retention(value: Any, path: str, problems: _Problems) -> RetentionPolicy | None:
@@ -525,6 +544,7 @@ def _destinations(raw: Mapping[str, Any], problems: _Problems,
         else:
             fmt = _known_format(fmt, f"{path}.format", problems, plugins)
         retry = _retry(_mapping(body.get("retry"), f"{path}.retry", problems), f"{path}.retry", problems)
+        _zone_options(_mapping(body.get("options"), f"{path}.options", problems), f"{path}.options", problems)
         out[str(name)] = DestinationConfig(
             name=str(name),
             url=url,
@@ -534,6 +554,41 @@ def _destinations(raw: Mapping[str, Any], problems: _Problems,
             profile=profile,
         )
     return out
+
+
+def _zone_options(options: Mapping[str, Any], path: str, problems: _Problems) -> None:
+    """Destination time options, checked at start for every format: ``timezone`` (the receiver's
+    IANA zone, e.g. HL7v2) and the fixed-offset fallback ``default_timezone`` (FHIR and vendors)."""
+    if "timezone" in options:
+        problem = zone_problem(options["timezone"])
+        if problem:
+            problems.add(f"{path}.timezone", problem)
+    if "default_timezone" in options:
+        problem = fixed_offset_problem(options["default_timezone"])
+        if problem:
+            problems.add(f"{path}.default_timezone", problem)
+
+
+def _zone_warnings(channels: Mapping[str, ChannelConfig], destinations: Mapping[str, DestinationConfig],
+                   plugins: PluginManager | None) -> tuple[tuple[str, str], ...]:
+    """A channel without ``timezone`` feeding a format that needs one works until the first local
+    time arrives, then fails that message: say so at start."""
+    if plugins is None:
+        return ()
+    formats = plugins.formats()
+    warnings = []
+    for channel in channels.values():
+        if channel.timezone is not None:
+            continue
+        fed = sorted({name for route in channel.routes for name in route.to if name in destinations})
+        for name in fed:
+            fmt = destinations[name].format
+            if fmt in formats and getattr(formats[fmt], "needs_timezone", False):
+                warnings.append((f"channels.{channel.name}.timezone", (
+                    f"not set, but the channel feeds destination {name!r} whose format {fmt} needs a time zone: "
+                    "times the sender writes without an offset will fail there; set it to the sender's IANA zone "
+                    "(e.g. America/Chicago)")))
+    return tuple(warnings)
 
 
 def _retry(body: Mapping[str, Any], path: str, problems: _Problems) -> RetryPolicy:

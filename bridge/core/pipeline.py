@@ -17,6 +17,7 @@ from bridge.core.config import ChannelConfig, DestinationConfig
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.keys import keys_of
 from bridge.core.model.records import Prescription, PrescriptionEvent, Record
+from bridge.core.model.times import localize_records
 from bridge.core.router import Router
 from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
 from bridge.errors import DecodeError, EncodeError, LeaseLost
@@ -97,6 +98,8 @@ class Processor:
             return _failed(f"{plan.format.name} decoder error ({type(exc).__name__}): {exc}", "decode")
         if not records:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
+        if plan.config.timezone:  # the sender's local times become exact before policies and routes see them
+            localize_records(records, plan.config.timezone)
 
         keys = asdict(keys_of(records))
         prescriptions, rx_events = _lifecycle_inputs(records)
@@ -105,7 +108,8 @@ class Processor:
                     or uuid.uuid4().hex)
         summary = [record_to_dict(r) for r in records]
         events: list[tuple[str, Mapping[str, Any]]] = [
-            ("decoded", {"format": plan.format.name, "records": [r.kind for r in records]})
+            ("decoded", {"format": plan.format.name, "records": [r.kind for r in records],
+                         **({"timezone": plan.config.timezone} if plan.config.timezone else {})})
         ]
         base = {"records": summary, "keys": keys, "trace_id": trace_id}
         # The prescription lifecycle moves only for messages that are let through: a held fill has not
@@ -163,6 +167,8 @@ class Processor:
             records = plan.format.decode(raw, plan.config.options)
         except Exception:  # DecodeError or a plugin bug: the worker reports it; no verdict here
             return None
+        if plan.config.timezone:
+            localize_records(records, plan.config.timezone)
         outcome, rules, rulesets = self.evaluate(channel, None, records)
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)

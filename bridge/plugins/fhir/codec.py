@@ -105,4 +105,5 @@ FORMAT = FormatSpec(
     detect=detect,
     file_extension="json",
     description="FHIR R4 resources in a transaction Bundle (idempotent conditional writes)",
+    needs_timezone=True,
 )

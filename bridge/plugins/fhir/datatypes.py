@@ -24,7 +24,7 @@ from bridge import (
 from .constants import V2_0203
 from .reader import Node
 
-_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
@@ -40,9 +40,11 @@ def fhir_datetime(value: str | None, field: str, options: Mapping[str, Any], *,
                   instant: bool = False, date_only: bool = False) -> str | None:
     """Write a record date-time as a FHIR date, dateTime or instant.
 
-    FHIR requires seconds and a time zone whenever a time is given; HL7v2 feeds often carry
-    neither. Seconds are padded, a ``+hhmm`` offset gets its colon, and a missing zone comes from
-    the ``default_timezone`` option; without it the record cannot be written faithfully.
+    FHIR requires minutes, seconds and a time zone whenever a time is given; HL7v2 feeds often
+    carry neither. Minutes and seconds are padded, a ``+hhmm`` offset gets its colon. A missing
+    zone is never guessed here: the channel's ``timezone`` gives records their offsets when they
+    are decoded (right for each instant, daylight saving included). The fixed ``default_timezone``
+    option is only a fallback for channels without one (checked at start by ``bridge check``).
     """
     if value is None:
         return None
@@ -60,10 +62,10 @@ def fhir_datetime(value: str | None, field: str, options: Mapping[str, Any], *,
     if not zone:
         raise EncodeError(
             f"{field}: date-time {value!r} has no time zone; FHIR requires one "
-            "(set the format option default_timezone, e.g. '-05:00')")
+            "(set timezone: on the channel that receives it, an IANA name such as America/Chicago)")
     if len(zone) == 5:
         zone = f"{zone[:3]}:{zone[3:]}"
-    return f"{day}T{hour}:{minute}:{second or '00'}{fraction or ''}{zone}"
+    return f"{day}T{hour}:{minute or '00'}:{second or '00'}{fraction or ''}{zone}"
 
 
 # --- identifiers and codes ---------------------------------------------------------------------

@@ -412,7 +412,8 @@ def note_id_for_visit(visit_number: str) -> str:
 
 
 def record_date(value: str | None, field_name: str, options: Mapping[str, Any]) -> str | None:
-    """A record date-time as a FHIR dateTime (zone from ``default_timezone``), or None."""
+    """A record date-time as a FHIR dateTime (the channel's ``timezone`` gave it its offset;
+    ``default_timezone`` is the fixed fallback), or None."""
     if not value:
         return None
     from bridge import EncodeError
@@ -420,7 +421,7 @@ def record_date(value: str | None, field_name: str, options: Mapping[str, Any]) 
     try:
         return fhir_datetime(value, field_name, options)
     except EncodeError as exc:
-        raise PermanentDeliveryError(f"{exc} (set options.default_timezone)") from None
+        raise PermanentDeliveryError(str(exc)) from None
 
 
 # --- the visit note -------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Z-segments) is written back where it came from, so decode → encode → decode 
 
 MSH-10 is ``options["message_control_id"]`` when given, else a digest of the message body, so
 encoding the same records twice gives the same control id (receivers can drop the duplicate).
-MSH-7 is ``options["message_datetime"]`` (ISO 8601) when given, else the current UTC time.
+MSH-7 is ``options["message_datetime"]`` (ISO 8601) when given, else the current time: in UTC, or
+in the receiver's zone when ``options["timezone"]`` names one (an IANA name). With ``timezone`` set,
+every date-time that carries an offset is written as that zone's local time with its offset.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bridge import (
     Appointment,
@@ -28,6 +31,7 @@ from bridge import (
     Patient,
     Prescription,
     Record,
+    convert_times,
     record_to_dict,
 )
 
@@ -200,6 +204,11 @@ class Encoder:
     def __init__(self, options: Mapping[str, Any]):
         self.options = options
         self.convention = telehealth.convention_from(options)
+        self.zone = ZoneInfo(options["timezone"]) if options.get("timezone") else timezone.utc
+
+    def now(self) -> str:
+        """The current time for MSH-7/EVN-2: in the receiver's ``timezone`` when set, else UTC."""
+        return datetime.now(self.zone).strftime("%Y%m%d%H%M%S%z")
 
     def th(self, facts: telehealth.Telehealth) -> dict[str, str]:
         return telehealth.values(facts, self.convention)
@@ -207,7 +216,7 @@ class Encoder:
     def msh(self, kind: str, event: str, structure: str, body: list[str]) -> str:
         o = self.options
         when = o.get("message_datetime")
-        stamp = dt.write_datetime(when) if when else datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+        stamp = dt.write_datetime(when) if when else self.now()
         control = o.get("message_control_id") or "TB" + hashlib.sha1("\r".join(body).encode()).hexdigest()[:18]
         fields = ["MSH", "^~\\&", esc(o.get("sending_application")), esc(o.get("sending_facility")),
                   esc(o.get("receiving_application")), esc(o.get("receiving_facility")), stamp, "",
@@ -233,7 +242,7 @@ class Encoder:
 
     def stamp(self) -> str:
         when = self.options.get("message_datetime")
-        return dt.write_datetime(when) if when else datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+        return dt.write_datetime(when) if when else self.now()
 
     def siu(self, appt: Appointment) -> str:
         kept = appt.extra.get("hl7v2", {})
@@ -359,11 +368,23 @@ def _same_patient(a: Prescription, b: Prescription) -> bool:
         record_to_dict(a.encounter) == record_to_dict(b.encounter)
 
 
+def _in_receiver_zone(records: Sequence[Record], zone: Any) -> list[Record]:
+    """Exact times as the receiver's wall-clock time with its offset (option ``timezone``): many
+    HL7v2 receivers read only the digits, so those must be their local time. Times without an
+    offset stay as they are, since their zone is unknown."""
+    try:
+        return convert_times(records, str(zone))
+    except ValueError as exc:
+        raise EncodeError(f"options.timezone: {exc}") from None
+
+
 def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
     """Encode records as one HL7v2 message per record (consecutive Prescriptions share one RDE)."""
     options = options or {}
     if not records:
         raise EncodeError("nothing to encode: no records")
+    if options.get("timezone"):
+        records = _in_receiver_zone(records, options["timezone"])
     encoder = Encoder(options)
     messages: list[str] = []
     i = 0

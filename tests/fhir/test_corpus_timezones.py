@@ -1,0 +1,40 @@
+"""Issue 11 §3, Seen: corpus messages that reach FHIR failed for lack of a time zone.
+
+Every public-corpus HL7v2 message that decodes is encoded to FHIR twice: as it decodes (the old
+path: local times, no zone) and after the core localizes it in the channel's zone. Measured when
+the issue was fixed: 157 messages reach FHIR; 71 failed for lack of a zone before, none after.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge import DecodeError, EncodeError, localize_records
+from bridge.plugins.fhir.codec import FORMAT as FHIR
+from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+from tests.hl7v2.test_hl7v2_corpus import FOLDERS, corpus_files
+
+
+def _fhir_failures(zone: str | None) -> tuple[int, int]:
+    """(messages that reach FHIR, of those how many fail because a time has no zone)."""
+    reached = no_zone = 0
+    for folder in FOLDERS:
+        for path in corpus_files(folder):
+            try:
+                records = HL7V2.decode(path.read_bytes(), {})
+            except DecodeError:
+                continue
+            reached += 1
+            if zone:
+                localize_records(records, zone)
+            try:
+                FHIR.encode(records, {})
+            except EncodeError as exc:
+                no_zone += "has no time zone" in str(exc)
+    return reached, no_zone
+
+
+def test_seen_corpus_messages_fail_at_fhir_without_a_zone_and_pass_with_one():
+    reached, failed_before = _fhir_failures(None)
+    assert reached == 157 and failed_before == 71
+    assert _fhir_failures("America/Chicago") == (157, 0)
