@@ -61,6 +61,7 @@ from bridge.errors import (  # noqa: E402
     TransientDeliveryError,
 )
 from bridge.plugin_types import (  # noqa: E402
+    OPTION_KINDS,
     CommandSpec,
     ConfigSection,
     Delivery,
@@ -71,6 +72,7 @@ from bridge.plugin_types import (  # noqa: E402
     JobContext,
     JobType,
     MessageHeader,
+    OptionSpec,
     PolicyDecision,
     PolicyRequest,
     PolicySpec,

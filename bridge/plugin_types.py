@@ -17,6 +17,29 @@ Outcome = Literal["ALLOW", "REVIEW", "BLOCK"]
 OUTCOMES: tuple[str, ...] = ("ALLOW", "REVIEW", "BLOCK")
 
 
+# --- options -----------------------------------------------------------------------------------
+
+OPTION_KINDS: tuple[str, ...] = ("string", "number", "integer", "boolean", "mapping", "list", "any")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One key a plugin accepts under ``options:`` (or in its policy's settings section).
+
+    Plugins declare what they read so ``bridge check`` and start-up can refuse a typo or an option
+    meant for another plugin (with the key path and a "did you mean") instead of ignoring it.
+    ``kind`` is one of :data:`OPTION_KINDS` and is checked, as are ``choices``; ``required`` is
+    checked too, so mark only what the plugin refuses to run without. ``default`` is documentation.
+    """
+
+    name: str
+    description: str = ""
+    kind: str = "any"
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+
+
 # --- formats -----------------------------------------------------------------------------------
 
 
@@ -62,6 +85,10 @@ class FormatSpec:
     record_kinds: Callable[[MessageHeader], frozenset[str] | None] | None = None
     """Optional: the record kinds a message decodes to, known from its header alone (``None`` when
     the header does not tell). Lets a source skip decoding for policy checks that cannot apply."""
+    decode_options: tuple[OptionSpec, ...] | None = None
+    """The ``options:`` keys ``decode`` reads (a channel's). ``None``: not declared (not checked, warned)."""
+    encode_options: tuple[OptionSpec, ...] | None = None
+    """The ``options:`` keys ``encode`` reads (a destination's). ``None``: not declared."""
 
 
 # --- transports --------------------------------------------------------------------------------
@@ -178,6 +205,10 @@ class TransportSpec:
     source: Callable[[SourceContext], Source] | None = None
     destination: Callable[[DestinationContext], Destination] | None = None
     description: str = ""
+    source_options: tuple[OptionSpec, ...] | None = None
+    """The channel ``options:`` keys the source reads. ``None``: not declared (not checked, warned)."""
+    destination_options: tuple[OptionSpec, ...] | None = None
+    """The destination ``options:`` keys the destination reads. ``None``: not declared."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +223,8 @@ class DestinationProfile:
     make_destination: Callable[[DestinationContext], Destination]
     format: str | None = None
     description: str = ""
+    options: tuple[OptionSpec, ...] | None = None
+    """The destination ``options:`` keys the profile reads. ``None``: not declared (not checked, warned)."""
 
 
 # --- policies ----------------------------------------------------------------------------------
@@ -243,6 +276,9 @@ class PolicySpec:
     record_kinds: tuple[str, ...] = ()
     """The record kinds the policy judges; a message with none of them is not shown to it (ALLOW).
     Empty: every message."""
+    options: tuple[OptionSpec, ...] | None = None
+    """The keys of the policy's settings section (the config section its plugin registers, e.g.
+    ``policy:``). ``None``: not declared (not checked, warned)."""
 
 
 # --- jobs, web, config -------------------------------------------------------------------------
