@@ -225,3 +225,63 @@ def undeclared(config: Any, plugins: PluginManager) -> list[str]:
             seen.setdefault(f"policy {policy!r} (settings)", []).append(section)
     return [f"{who} declares no options, so the options of {', '.join(where)} are not checked "
             "(ask its vendor to declare them)" for who, where in seen.items()]
+
+
+def reference(plugins: PluginManager) -> str:
+    """The options every plugin declares, as the Markdown tables of ``docs/options.md`` (a test keeps
+    that page equal to this, so the documentation cannot drift from what ``bridge check`` accepts)."""
+    sections: list[tuple[str, tuple[OptionSpec, ...] | None]] = []
+    for fmt in sorted(plugins.formats().values(), key=lambda f: f.name):
+        sections += [(f"format `{fmt.name}`: decode (channel `options:`)", fmt.decode_options),
+                     (f"format `{fmt.name}`: encode (destination `options:`)", fmt.encode_options)]
+    for tr in sorted(plugins.transports().values(), key=lambda t: t.scheme):
+        if tr.source is not None:
+            sections.append((f"transport `{tr.scheme}`: source (channel `options:`)", tr.source_options))
+        if tr.destination is not None:
+            sections.append((f"transport `{tr.scheme}`: destination (destination `options:`)",
+                             tr.destination_options))
+    for profile in sorted(plugins.destination_profiles().values(), key=lambda p: p.name):
+        sections.append((f"profile `{profile.name}` (destination `options:`)", profile.options))
+    for section, (policy, specs) in sorted(policy_sections(plugins).items()):
+        sections.append((f"policy `{policy}` (the `{section}:` section)", specs))
+    return "\n".join(_table(title, specs) for title, specs in sections)
+
+
+def _table(title: str, specs: tuple[OptionSpec, ...] | None) -> str:
+    if specs is None:
+        return f"### {title}\n\nNot declared: not checked.\n"
+    if not specs:
+        return f"### {title}\n\nNo options.\n"
+    rows = [f"### {title}\n", "| option | kind | default | what |", "| --- | --- | --- | --- |"]
+    for spec in specs:
+        kind = " \\| ".join(map(str, spec.choices)) if spec.choices else spec.kind
+        default = "**required**" if spec.required else _shown(spec.default)
+        what = spec.description.replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {kind} | {default} | {what} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return ""
+    return f"`{str(default).lower()}`" if isinstance(default, bool) else f"`{default}`"
+
+
+REFERENCE_HEADER = """# Options reference
+
+What each built-in plugin reads under `options:` (and the policy's settings section). `bridge check`
+and start-up refuse any other key with its path and a "did you mean"; see
+[configuration.md](configuration.md#options-are-checked). A channel's options may be any of its
+source transport's and its format's decode options; a destination's, any of its transport's (or
+profile's) and its format's encode options.
+
+This page is generated from the plugins' declarations (`python -m bridge.core.options >
+docs/options.md`); a test keeps it in step.
+
+"""
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates docs/options.md
+    from bridge.core.plugin_manager import load_plugins
+
+    print(REFERENCE_HEADER + reference(load_plugins(entry_points=False)), end="")

@@ -187,3 +187,11 @@ def test_the_documented_examples_use_only_declared_options(data, plugins, tmp_pa
 def test_the_shipped_configs_pass_bridge_check(path, capsys):
     assert main(["check", "-c", str(ROOT / path)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_docs_options_md_lists_exactly_what_the_plugins_declare(plugins):
+    from bridge.core.options import REFERENCE_HEADER, reference
+
+    expected = REFERENCE_HEADER + reference(plugins)
+    actual = (ROOT / "docs" / "options.md").read_text()
+    assert actual == expected, "docs/options.md is stale: python -m bridge.core.options > docs/options.md"
