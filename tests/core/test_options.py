@@ -195,3 +195,25 @@ def test_docs_options_md_lists_exactly_what_the_plugins_declare(plugins):
     expected = REFERENCE_HEADER + reference(plugins)
     actual = (ROOT / "docs" / "options.md").read_text()
     assert actual == expected, "docs/options.md is stale: python -m bridge.core.options > docs/options.md"
+
+
+def test_a_policy_settings_section_is_checked_against_the_policy_s_declared_options(tmp_path):
+    from bridge import ConfigSection, PolicyDecision, PolicySpec
+
+    class WeekendRule:  # its section validator checks nothing: the declaration does
+        @hookimpl
+        def bridge_policies(self):
+            return [PolicySpec(name="no-weekend-rx", evaluate=lambda request: PolicyDecision("ALLOW"),
+                               options=(OptionSpec("threshold", kind="number"),))]
+
+        @hookimpl
+        def bridge_config_sections(self):
+            return [ConfigSection(name="weekend", validate=lambda value: [])]
+
+    manager = plugin_manager(("weekend", WeekendRule()))
+    path = write(tmp_path, "channels: {}\nweekend: {treshold: 3}\n")
+    assert problems_of(path, manager) == {"weekend.treshold": "unknown option (did you mean 'threshold'?)"}
+    path.write_text("channels: {}\nweekend: {threshold: many}\n")
+    assert problems_of(path, manager) == {"weekend.threshold": "expected a number, got 'many'"}
+    path.write_text("channels: {}\nweekend: {threshold: 3}\n")
+    assert load_config(path, manager).sections["weekend"] == {"threshold": 3}
