@@ -219,6 +219,17 @@ def cmd_messages(args) -> int:
     return EXIT_OK
 
 
+def _store_or_empty(url: str) -> str:
+    """The store URL, or an empty in-memory store's when the file does not exist yet: the jobs are
+    listed from the config ("never run") without creating a store file as a side effect."""
+    try:
+        _require_store(url)
+    except UsageError as exc:
+        print(f"bridge: {exc}; no runs recorded yet", file=sys.stderr)
+        return "sqlite:///:memory:"
+    return url
+
+
 def _check_status(status: str | None) -> None:
     """An unknown ``--status`` is a typo, not an empty result: say so and list the statuses."""
     from bridge.core.store.base import MESSAGE_STATUSES
@@ -474,9 +485,7 @@ def cmd_jobs(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
-    if args.action != "run":  # listing reads; running a job may be the first thing a store sees
-        _require_store(config.store_url)
-    store = open_store(config.store_url)
+    store = open_store(config.store_url if args.action == "run" else _store_or_empty(config.store_url))
     if args.action == "run":
         if not args.name:
             raise UsageError("bridge jobs run needs a job name")

@@ -59,7 +59,7 @@ def stored(tmp_path):
     return path, receipt.message_id
 
 
-READ_ONLY = [["messages"], ["show", "1"], ["holds"], ["jobs"], ["audit", "verify"], ["token", "list"],
+READ_ONLY = [["messages"], ["show", "1"], ["holds"], ["audit", "verify"], ["token", "list"],
              ["user", "list"], ["release", "1", "--reason", "x"], ["prune", "--dry-run"]]
 
 
@@ -69,6 +69,16 @@ def test_read_only_commands_never_create_a_store(tmp_path, command, capsys):
     assert main([*command, "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"no store at {tmp_path / 'var' / 'bridge.db'} (run `bridge run` first or check `store:`)" in err
+    assert not (tmp_path / "var").exists()
+
+
+def test_listing_jobs_before_the_first_run_reads_the_config_and_creates_no_store(tmp_path, capsys):
+    path = config_file(tmp_path)
+    path.write_text(path.read_text() + 'jobs:\n  nightly: {type: prune, trigger: {cron: "15 2 * * *"}}\n')
+    assert main(["jobs", "-c", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "nightly" in captured.out and "never run" in captured.out
+    assert "no store at" in captured.err and "no runs recorded yet" in captured.err
     assert not (tmp_path / "var").exists()
 
 
