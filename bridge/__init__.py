@@ -62,6 +62,7 @@ from bridge.errors import (  # noqa: E402
     TransientDeliveryError,
 )
 from bridge.plugin_types import (  # noqa: E402
+    OPTION_KINDS,
     CommandSpec,
     ConfigSection,
     Delivery,
@@ -72,6 +73,7 @@ from bridge.plugin_types import (  # noqa: E402
     JobContext,
     JobType,
     MessageHeader,
+    OptionSpec,
     PolicyDecision,
     PolicyRequest,
     PolicySpec,

@@ -7,6 +7,7 @@ stderr, never a traceback: the people running this are interface analysts, not P
 from __future__ import annotations
 
 import argparse
+import difflib
 import getpass
 import json
 import logging
@@ -47,10 +48,23 @@ def _config(args, plugins=None):
     return load_config(args.config, plugins or _plugins())
 
 
-def _store(args):
+def _store(args, *, create: bool = False):
+    """The config's store. Only commands that set one up (``token create``, ``user create``) may
+    create it: a read-only command run against a wrong path must say so, not show an empty store."""
     from bridge.core.store import open_store
 
-    return open_store(_config(args).store_url)
+    url = _config(args).store_url
+    if not create:
+        _require_store(url)
+    return open_store(url)
+
+
+def _require_store(url: str) -> None:
+    from bridge.core.store.sqlite import sqlite_path
+
+    path = sqlite_path(url) if url.startswith("sqlite:///") else None
+    if path and path != ":memory:" and not os.path.exists(path):
+        raise UsageError(f"no store at {path} (run `bridge run` first or check `store:`)")
 
 
 def _actor(args) -> str:
@@ -66,15 +80,25 @@ def _actor(args) -> str:
 
 
 def cmd_check(args) -> int:
+    plugins = _plugins()
     try:
-        config = _config(args)
+        config = _config(args, plugins)
     except ConfigError as exc:
         for path, message in exc.problems:
             print(f"{args.config}: {path}: {message}" if path else f"{args.config}: {message}", file=sys.stderr)
         return EXIT_USAGE
     for path, message in config.warnings:  # the config works; these are likely surprises, not errors
         print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
+    _warn_undeclared(args.config, config, plugins)
     return EXIT_OK
+
+
+def _warn_undeclared(where: str, config, plugins) -> None:
+    """Plugins that declare no options cannot be checked: say so rather than pass them silently."""
+    from bridge.core.options import undeclared
+
+    for warning in undeclared(config, plugins):
+        print(f"{where}: warning: {warning}", file=sys.stderr)
 
 
 def cmd_run(args) -> int:
@@ -82,6 +106,7 @@ def cmd_run(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
+    _warn_undeclared(args.config, config, plugins)
     engine = Engine(config, plugins)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,6 +146,7 @@ def cmd_translate(args) -> int:
     zone = _translate_zone(args.timezone)
     raw = sys.stdin.buffer.read() if args.file in (None, "-") else _read_file(args.file)
     options = dict(_pair(o, "--option") for o in args.option or [])
+    _check_translate_options(options, source, target)
     try:
         records = source.decode(raw, options)
         if zone:
@@ -140,6 +166,20 @@ def _translate_zone(zone: str | None) -> str | None:
     if problem:
         raise UsageError(f"--timezone: {problem}")
     return zone
+
+
+def _check_translate_options(options: dict[str, str], source, target) -> None:
+    """``--option`` keys must be read by the source's decoder or the target's encoder (when both
+    formats declare their options): a typo must not be ignored silently."""
+    from bridge.core.options import INJECTED, unknown_key_message
+
+    if source.decode_options is None or target.encode_options is None:
+        return
+    allowed = sorted({o.name for o in (*source.decode_options, *target.encode_options)} | set(INJECTED))
+    for name in options:
+        if name not in allowed:
+            raise UsageError(f"--option {name}: {unknown_key_message(name, allowed)} "
+                             f"for {source.name} → {target.name}")
 
 
 def _read_file(path: str) -> bytes:
@@ -173,7 +213,13 @@ def cmd_messages(args) -> int:
     for name in keys:
         if name not in KEY_NAMES:
             raise UsageError(f"unknown key {name!r} (known: {', '.join(KEY_NAMES)})")
-    store = _store(args)
+    _check_status(args.status)
+    config = _config(args)
+    _require_store(config.store_url)
+    from bridge.core.store import open_store
+
+    store = open_store(config.store_url)
+    _check_channel(args.channel, config, store)
     rows = store.search(status=args.status, channel=args.channel, keys=keys, limit=args.limit)
     if args.json:
         print(json.dumps([_message_row(m) for m in rows], indent=2))
@@ -188,6 +234,41 @@ def cmd_messages(args) -> int:
         print(f"{m.id:>6}  {_iso(m.received_at):<24}  {m.channel:<16.16}  {m.status:<10}  "
               f"{(m.message_type or '-'):<14.14}  {keys_text}")
     return EXIT_OK
+
+
+def _store_or_empty(url: str) -> str:
+    """The store URL, or an empty in-memory store's when the file does not exist yet: the jobs are
+    listed from the config ("never run") without creating a store file as a side effect."""
+    try:
+        _require_store(url)
+    except UsageError as exc:
+        print(f"bridge: {exc}; no runs recorded yet", file=sys.stderr)
+        return "sqlite:///:memory:"
+    return url
+
+
+def _check_status(status: str | None) -> None:
+    """An unknown ``--status`` is a typo, not an empty result: say so and list the statuses."""
+    from bridge.core.store.base import MESSAGE_STATUSES
+
+    if status is None or status in MESSAGE_STATUSES:
+        return
+    hint = difflib.get_close_matches(status, MESSAGE_STATUSES, n=1)
+    raise UsageError(f"unknown status {status!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + f"; statuses: {', '.join(MESSAGE_STATUSES)}")
+
+
+def _check_channel(channel: str | None, config, store) -> None:
+    """A channel the config does not name (nor a destination's ``.replies``) is bad input, unless the
+    store still holds messages of it (a channel since removed from the config)."""
+    if channel is None:
+        return
+    known = sorted({*config.channels, *(f"{d}.replies" for d in config.destinations)})
+    if channel in known or store.search(channel=channel, limit=1):
+        return
+    hint = difflib.get_close_matches(channel, known, n=1)
+    raise UsageError(f"unknown channel {channel!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + f"; channels in {config.path}: {', '.join(known) or 'none'}")
 
 
 def _record_line(record: dict[str, Any]) -> str:
@@ -206,8 +287,7 @@ def cmd_show(args) -> int:
     store = _store(args)
     message = store.get_message(args.id)
     if message is None:
-        print(f"no message with id {args.id}", file=sys.stderr)
-        return EXIT_FAIL
+        raise UsageError(f"no message with id {args.id}")
     events = store.events(args.id)
     prescription = store.prescription(message.prescription_number) if message.prescription_number else None
     outbox = store.outbox_rows(message_id=args.id)
@@ -288,6 +368,8 @@ def cmd_holds(args) -> int:
 
 def _resolve(args, action: str) -> int:
     store = _store(args)
+    if store.get_message(args.id) is None:
+        raise UsageError(f"no message with id {args.id}")
     hold = store.resolve_hold(args.id, action, reason=args.reason, actor=_actor(args))
     print(f"message {hold.message_id} {hold.status}: {hold.resolution}")
     return EXIT_OK
@@ -319,7 +401,7 @@ def cmd_token_create(args) -> int:
     from bridge.web.auth import new_token, token_digest
 
     token = new_token()
-    _store(args).create_token(args.name, token_digest(token), args.role, actor=_actor(args))
+    _store(args, create=True).create_token(args.name, token_digest(token), args.role, actor=_actor(args))
     print(token)
     print(f"token {args.name!r} ({args.role}) created; it is shown only this once: store it now",
           file=sys.stderr)
@@ -343,12 +425,21 @@ def cmd_token_revoke(args) -> int:
 
 
 def _read_password(args) -> str:
+    """From standard input with ``--password-stdin`` (scripts), else asked twice on the terminal."""
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-    else:
+        if not password:
+            raise UsageError("--password-stdin: no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password: pipe it in with --password-stdin "
+                         "(e.g. printf '%s\\n' \"$PW\" | bridge user create NAME --role ROLE --password-stdin)")
+    try:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
             raise UsageError("the passwords differ")
+    except EOFError:
+        raise UsageError("no password given (end of input); use --password-stdin to pipe it in") from None
     return password
 
 
@@ -359,7 +450,7 @@ def cmd_user_create(args) -> int:
         password_hash = hash_password(_read_password(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _store(args).create_user(args.name, password_hash, args.role, actor=_actor(args))
+    _store(args, create=True).create_user(args.name, password_hash, args.role, actor=_actor(args))
     print(f"user {args.name!r} ({args.role}) created", file=sys.stderr)
     return EXIT_OK
 
@@ -411,7 +502,7 @@ def cmd_jobs(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
-    store = open_store(config.store_url)
+    store = open_store(config.store_url if args.action == "run" else _store_or_empty(config.store_url))
     if args.action == "run":
         if not args.name:
             raise UsageError("bridge jobs run needs a job name")
@@ -455,6 +546,7 @@ def cmd_prune(args) -> int:
     from bridge.core.store import open_store
 
     config = _config(args)
+    _require_store(config.store_url)
     counts = prune(open_store(config.store_url), config, actor=_actor(args), dry_run=args.dry_run,
                    limit=args.limit, channels=args.channel or None)
     if args.json:

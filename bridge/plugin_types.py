@@ -17,6 +17,29 @@ Outcome = Literal["ALLOW", "REVIEW", "BLOCK"]
 OUTCOMES: tuple[str, ...] = ("ALLOW", "REVIEW", "BLOCK")
 
 
+# --- options -----------------------------------------------------------------------------------
+
+OPTION_KINDS: tuple[str, ...] = ("string", "number", "integer", "boolean", "mapping", "list", "any")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One key a plugin accepts under ``options:`` (or in its policy's settings section).
+
+    Plugins declare what they read so ``bridge check`` and start-up can refuse a typo or an option
+    meant for another plugin (with the key path and a "did you mean") instead of ignoring it.
+    ``kind`` is one of :data:`OPTION_KINDS` and is checked, as are ``choices``; ``required`` is
+    checked too, so mark only what the plugin refuses to run without. ``default`` is documentation.
+    """
+
+    name: str
+    description: str = ""
+    kind: str = "any"
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+
+
 # --- formats -----------------------------------------------------------------------------------
 
 
@@ -65,6 +88,10 @@ class FormatSpec:
     needs_timezone: bool = False
     """True when ``encode`` cannot write a local time without its offset (FHIR): ``bridge check``
     then warns about channels without a ``timezone`` that feed this format."""
+    decode_options: tuple[OptionSpec, ...] | None = None
+    """The ``options:`` keys ``decode`` reads (a channel's). ``None``: not declared (not checked, warned)."""
+    encode_options: tuple[OptionSpec, ...] | None = None
+    """The ``options:`` keys ``encode`` reads (a destination's). ``None``: not declared."""
 
 
 # --- transports --------------------------------------------------------------------------------
@@ -181,6 +208,10 @@ class TransportSpec:
     source: Callable[[SourceContext], Source] | None = None
     destination: Callable[[DestinationContext], Destination] | None = None
     description: str = ""
+    source_options: tuple[OptionSpec, ...] | None = None
+    """The channel ``options:`` keys the source reads. ``None``: not declared (not checked, warned)."""
+    destination_options: tuple[OptionSpec, ...] | None = None
+    """The destination ``options:`` keys the destination reads. ``None``: not declared."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +226,8 @@ class DestinationProfile:
     make_destination: Callable[[DestinationContext], Destination]
     format: str | None = None
     description: str = ""
+    options: tuple[OptionSpec, ...] | None = None
+    """The destination ``options:`` keys the profile reads. ``None``: not declared (not checked, warned)."""
 
 
 # --- policies ----------------------------------------------------------------------------------
@@ -246,6 +279,9 @@ class PolicySpec:
     record_kinds: tuple[str, ...] = ()
     """The record kinds the policy judges; a message with none of them is not shown to it (ALLOW).
     Empty: every message."""
+    options: tuple[OptionSpec, ...] | None = None
+    """The keys of the policy's settings section (the config section its plugin registers, e.g.
+    ``policy:``). ``None``: not declared (not checked, warned)."""
 
 
 # --- jobs, web, config -------------------------------------------------------------------------

@@ -235,6 +235,8 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
                 value = {**value, "config_dir": config_dir}
             for sub, message in section.validate(value):
                 problems.add(_join(name, sub), message)
+    if plugins is not None:  # options: only what the plugins declare they read (bridge.core.options)
+        _plugin_options(channels, destinations, {n: data[n] for n in sections if n in data}, plugins, problems)
     if problems.items:
         raise ConfigError(problems.items)
     warnings = _zone_warnings(channels, destinations, plugins)
@@ -250,6 +252,17 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         web=web,
         warnings=warnings,
     )
+
+
+def _plugin_options(channels: Mapping[str, ChannelConfig], destinations: Mapping[str, DestinationConfig],
+                    sections: Mapping[str, Any], plugins: PluginManager, problems: _Problems) -> None:
+    """Refuse options no plugin reads (a typo, or a key meant for another format) with their path."""
+    from bridge.core.options import config_problems, section_problems
+
+    already = {path for path, _ in problems.items}
+    for path, message in config_problems(channels, destinations, plugins) + section_problems(sections, plugins,
+                                                                                              already):
+        problems.add(path, message)
 
 
 def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:

@@ -25,12 +25,14 @@ from typing import Any, ClassVar
 import pytest
 
 from bridge import (
+    OPTION_KINDS,
     DecodeError,
     Delivery,
     Destination,
     DestinationContext,
     EncodeError,
     MessageHeader,
+    OptionSpec,
     PermanentDeliveryError,
     Receipt,
     Record,
@@ -46,6 +48,35 @@ from .phi import FAKE_PHI, FakePHI, assert_no_phi, phi_in_text
 
 ENGINE_OPTIONS = {"message_control_id": "TBCONTRACT0001", "trace_id": "trace-contract-1"}
 """What the engine adds to a destination's options when it encodes (see docs/plugins.md)."""
+
+
+def option_spec_problems(specs: Sequence[OptionSpec] | None, who: str) -> list[str]:
+    """What is wrong with a plugin's declared options: undeclared (``None``), not OptionSpecs, a name
+    twice, a kind that is not one of OPTION_KINDS, a default outside its choices, an engine-set key."""
+    if specs is None:
+        return [f"{who} declares no options (None): bridge check cannot check its users' options; "
+                "declare them (an empty tuple if it reads none)"]
+    problems, seen = [], set()
+    for spec in specs:
+        if not isinstance(spec, OptionSpec):
+            problems.append(f"{who}: {spec!r} is not an OptionSpec")
+            continue
+        if spec.name in seen:
+            problems.append(f"{who}: option {spec.name!r} declared twice")
+        seen.add(spec.name)
+        if spec.kind not in OPTION_KINDS:
+            problems.append(f"{who}: option {spec.name!r} has kind {spec.kind!r} (one of {', '.join(OPTION_KINDS)})")
+        if spec.choices is not None and spec.default is not None and spec.default not in spec.choices:
+            problems.append(f"{who}: option {spec.name!r} defaults to {spec.default!r}, not one of its choices")
+        if spec.name in ENGINE_OPTIONS or spec.name == "config_dir":
+            problems.append(f"{who}: {spec.name!r} is set by the engine, not a user option")
+    return problems
+
+
+def undeclared_keys(options: Mapping[str, Any], *declared: Sequence[OptionSpec] | None) -> list[str]:
+    """The keys of ``options`` none of ``declared`` names (engine-set keys aside)."""
+    names = {spec.name for specs in declared for spec in specs or ()}
+    return sorted(k for k in options if k not in names and k not in ENGINE_OPTIONS and k != "config_dir")
 
 
 def as_messages(records: Sequence[Any]) -> list[list[Record]]:
@@ -129,6 +160,15 @@ class FormatContract(PluginUnderTest):
 
     def decode(self, spec: Any, raw: bytes) -> list[Record]:
         return spec.decode(raw, dict(self.options))
+
+    def test_format_declares_valid_options(self, spec: Any) -> None:
+        """decode_options and encode_options are declared (so ``bridge check`` can refuse a typo) and
+        well formed; the ``options`` this contract uses are among them."""
+        problems = (option_spec_problems(spec.decode_options, f"format {spec.name!r} decode_options")
+                    + option_spec_problems(spec.encode_options, f"format {spec.name!r} encode_options"))
+        assert not problems, "; ".join(problems)
+        unknown = undeclared_keys(self.options, spec.decode_options, spec.encode_options)
+        assert not unknown, f"options {unknown} are used by {type(self).__name__} but not declared by {spec.name!r}"
 
     def test_format_is_registered_with_a_media_type(self, spec: Any) -> None:
         """The format is found by name and says what it is (media type, file extension)."""
@@ -426,6 +466,22 @@ class TransportContract(DestinationContract):
     def test_transport_scheme_is_registered(self, plugins: PluginManager) -> None:
         assert self.scheme in plugins.transports(), f"no transport registered for {self.scheme!r}"
 
+    def test_transport_declares_valid_options(self, plugins: PluginManager, peer: Any) -> None:
+        """source_options and destination_options are declared and well formed (a side the transport
+        does not have may declare nothing); the destination options this contract uses are declared."""
+        spec = plugins.transports()[self.scheme]
+        problems = []
+        if spec.source is not None:
+            problems += option_spec_problems(spec.source_options, f"transport {self.scheme!r} source_options")
+        if spec.destination is not None:
+            problems += option_spec_problems(spec.destination_options,
+                                             f"transport {self.scheme!r} destination_options")
+            fmt = plugins.formats().get(self.resolved_format(plugins))
+            unknown = undeclared_keys(self.destination_options(peer), spec.destination_options,
+                                      fmt.encode_options if fmt else ())
+            problems += [f"destination options {unknown} are not declared"] if unknown else []
+        assert not problems, "; ".join(problems)
+
     def test_source_submits_the_bytes_unchanged_and_acknowledges(self, plugins: PluginManager,
                                                                  tmp_path: Any) -> None:
         """What the sender sent is what the intake gets, and the sender hears success after the commit."""
@@ -463,6 +519,16 @@ class ProfileContract(DestinationContract):
 
     def resolved_format(self, plugins: PluginManager) -> str:
         return self.format_name or self.profile(plugins).format or ""
+
+    def test_profile_declares_valid_options(self, plugins: PluginManager, peer: Any) -> None:
+        """The profile declares its options, well formed; the options this contract uses are declared
+        by the profile or its format's encoder (what ``bridge check`` will accept)."""
+        profile = self.profile(plugins)
+        problems = option_spec_problems(profile.options, f"profile {profile.name!r}")
+        fmt = plugins.formats().get(self.resolved_format(plugins))
+        unknown = undeclared_keys(self.destination_options(peer), profile.options, fmt.encode_options if fmt else ())
+        problems += [f"destination options {unknown} are not declared"] if unknown else []
+        assert not problems, "; ".join(problems)
 
     def test_profile_is_registered_and_its_format_exists(self, plugins: PluginManager) -> None:
         """The profile is found by name, and the format it encodes with is registered too."""

@@ -112,7 +112,7 @@ def test_messages_show_and_replay_tell_the_story(tmp_path, capsys):
     for expected in ("status delivered", "Encounter id=TV-1001", "received", "decoded", "routed", "delivered",
                      "ehr-files"):
         assert expected in text
-    assert main(["show", "-c", str(path), "999"]) == 1
+    assert main(["show", "-c", str(path), "999"]) == 2  # an id that does not exist is bad input
 
     assert main(["replay", "-c", str(path), str(receipt.message_id), "--reason", "resend to EHR"]) == 0
     assert f"message {receipt.message_id} replayed as message" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from bridge import (
     EncodeError,
     FormatSpec,
     HumanName,
+    OptionSpec,
     Patient,
     PermanentDeliveryError,
     Record,
@@ -34,7 +35,8 @@ from bridge.testing import FakeHttpServer, FormatContract, ProfileContract, fake
 # --- a small JSON patient format, with switchable faults ------------------------------------------
 
 
-def make_format(*, leak: bool = False, crash: bool = False, lossy: bool = False) -> FormatSpec:
+def make_format(*, leak: bool = False, crash: bool = False, lossy: bool = False,
+                declared: bool = True) -> FormatSpec:
     def decode(raw: bytes, options: Mapping[str, Any]) -> list[Record]:
         try:
             doc = json.loads(raw)
@@ -58,8 +60,9 @@ def make_format(*, leak: bool = False, crash: bool = False, lossy: bool = False)
         doc = {"id": p.id, "family": p.name.family, "given": p.name.given, "birth": p.birth_date}
         return json.dumps(doc, sort_keys=True).encode()
 
+    options = () if declared else None  # fault when undeclared: bridge check cannot check its options
     return FormatSpec(name="pt-json", media_type="application/json", decode=decode, encode=encode,
-                      file_extension="json")
+                      file_extension="json", decode_options=options, encode_options=options)
 
 
 def format_contract(spec: FormatSpec) -> tuple[FormatContract, FormatSpec]:
@@ -82,6 +85,23 @@ def test_a_correct_format_passes_the_whole_contract():
     for name in dir(contract):
         if name.startswith("test_"):
             getattr(contract, name)(spec)
+
+
+def test_a_format_that_declares_no_options_is_caught():
+    contract, spec = format_contract(make_format(declared=False))
+    with pytest.raises(AssertionError, match="format 'pt-json' decode_options declares no options"):
+        contract.test_format_declares_valid_options(spec)
+
+
+def test_malformed_option_declarations_are_caught():
+    from bridge import OptionSpec
+    from bridge.testing.contracts import option_spec_problems
+
+    specs = (OptionSpec("mode", kind="text"), OptionSpec("mode", choices=("a", "b"), default="c"),
+             OptionSpec("trace_id"))
+    problems = " | ".join(option_spec_problems(specs, "format 'x'"))
+    assert "kind 'text'" in problems and "declared twice" in problems
+    assert "defaults to 'c'" in problems and "'trace_id' is set by the engine" in problems
 
 
 def test_quoting_the_input_in_a_decode_error_is_caught():
@@ -155,7 +175,8 @@ class PostingDestination:
         pass
 
 
-def profile_contract(**faults: bool) -> tuple[ProfileContract, Any]:
+def profile_contract(declared: tuple[OptionSpec, ...] | None = (OptionSpec("url", kind="string", required=True),),
+                     **faults: bool) -> tuple[ProfileContract, Any]:
     options = {"keyed": True, "leak": False, "raw_errors": False, **faults}
 
     class Plugin:
@@ -165,7 +186,7 @@ def profile_contract(**faults: bool) -> tuple[ProfileContract, Any]:
 
         @hookimpl
         def bridge_destination_profiles(self):
-            return [DestinationProfile(name="counting", format="pt-json",
+            return [DestinationProfile(name="counting", format="pt-json", options=declared,
                                        make_destination=lambda ctx: PostingDestination(ctx, **options))]
 
     class Contract(ProfileContract):
@@ -175,6 +196,9 @@ def profile_contract(**faults: bool) -> tuple[ProfileContract, Any]:
 
         def effects(self, peer: CountingPeer) -> int:
             return len(peer.stored)
+
+        def destination_options(self, peer: CountingPeer) -> dict[str, Any]:
+            return {"url": peer.url + "/visits"}
 
         def script_failure(self, peer: CountingPeer, kind: str) -> None:
             if kind == "timeout":
@@ -207,6 +231,18 @@ DESTINATION_TESTS = ["test_each_delivery_has_one_effect", "test_the_same_deliver
 def test_a_correct_destination_passes(test_name, tmp_path):
     contract, plugins = profile_contract()
     run_destination_test(contract, plugins, test_name, tmp_path)
+
+
+def test_profile_option_declarations_are_checked():
+    with CountingPeer() as peer:
+        contract, plugins = profile_contract()
+        contract.test_profile_declares_valid_options(plugins, peer)
+        contract, plugins = profile_contract(declared=None)
+        with pytest.raises(AssertionError, match="profile 'counting' declares no options"):
+            contract.test_profile_declares_valid_options(plugins, peer)
+        contract, plugins = profile_contract(declared=(OptionSpec("base_url"),))
+        with pytest.raises(AssertionError, match=r"destination options \['url'\] are not declared"):
+            contract.test_profile_declares_valid_options(plugins, peer)
 
 
 def test_a_destination_without_idempotency_is_caught(tmp_path):

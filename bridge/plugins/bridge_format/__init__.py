@@ -25,6 +25,7 @@ from bridge import (
     EncodeError,
     FormatSpec,
     MessageHeader,
+    OptionSpec,
     Record,
     hookimpl,
     record_from_dict,
@@ -158,5 +159,7 @@ def bridge_formats() -> list[FormatSpec]:
             detect=detect,
             file_extension="json",
             description="Canonical records as JSON (schema telemed-bridge/1)",
+            decode_options=(),
+            encode_options=(OptionSpec("indent", "JSON indentation (null: one line)", kind="any", default=2),),
         )
     ]

@@ -8,16 +8,24 @@ plugins share (options, vendor-judged session, search-before-create, the visit n
 
 from __future__ import annotations
 
-from bridge import DestinationProfile, JobType, hookimpl
+from bridge import DestinationProfile, JobType, OptionSpec, hookimpl
 
 
 @hookimpl
 def bridge_destination_profiles() -> list[DestinationProfile]:
+    from bridge.plugins.fhir.vendorkit import vendor_options
+
     from .destination import EpicDestination
 
+    options = vendor_options(
+        ("private_key_jwt",),
+        OptionSpec("note_type", "the visit note's type: {code, display} (default LOINC 11506-3)", kind="mapping"),
+        OptionSpec("write_vitals", "also file the visit's vital signs as Observations", kind="boolean",
+                   default=True))
     return [DestinationProfile(name="epic", make_destination=EpicDestination, format="bridge",
                                description="Epic: visit note DocumentReference, vitals and prescription "
-                                           "summary against the Epic encounter (SMART backend services)")]
+                                           "summary against the Epic encounter (SMART backend services)",
+                               options=options)]
 
 
 @hookimpl

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, Record
+from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, OptionSpec, Record
 
 from .decode import decode_document
 from .encode import Writer
@@ -96,6 +96,19 @@ def detect(raw: bytes) -> bool:
     return head.startswith(b"{") and b'"resourceType"' in head and b"telemed-bridge/" not in head
 
 
+ORDER_NUMBER_SYSTEM = OptionSpec("order_number_system", "identifier system of the prescriber order number",
+                                 kind="string")
+DEFAULT_TIMEZONE = OptionSpec("default_timezone", "offset for date-times that carry none, e.g. '-05:00'",
+                              kind="string")
+DECODE_OPTIONS = (ORDER_NUMBER_SYSTEM, DEFAULT_TIMEZONE)
+ENCODE_OPTIONS = (
+    ORDER_NUMBER_SYSTEM,
+    DEFAULT_TIMEZONE,
+    OptionSpec("bundle_type", "the Bundle type written", kind="string", default="transaction",
+               choices=("transaction", "collection")),
+    OptionSpec("indent", "JSON indentation (null: one line)", kind="any", default=2),
+)
+
 FORMAT = FormatSpec(
     name="fhir",
     media_type=MEDIA_TYPE,
@@ -106,4 +119,6 @@ FORMAT = FormatSpec(
     file_extension="json",
     description="FHIR R4 resources in a transaction Bundle (idempotent conditional writes)",
     needs_timezone=True,
+    decode_options=DECODE_OPTIONS,
+    encode_options=ENCODE_OPTIONS,
 )

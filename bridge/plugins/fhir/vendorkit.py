@@ -30,6 +30,7 @@ from bridge import (
     Delivery,
     Encounter,
     Identifier,
+    OptionSpec,
     PermanentDeliveryError,
     Prescription,
     Record,
@@ -117,6 +118,44 @@ class Options:
         """Raise one ConfigError listing every problem found so far."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def vendor_options(auth_methods: Sequence[str], *own: OptionSpec) -> tuple[OptionSpec, ...]:
+    """What a vendor profile's ``options:`` may carry: its ``own`` keys and what this kit reads for it
+    (environment and client ids, the auth method's keys, HTTP settings, identifier systems)."""
+    auth: list[OptionSpec] = [
+        OptionSpec("auth_method", "how the client authenticates", kind="string", default=auth_methods[0],
+                   choices=tuple(auth_methods)),
+        OptionSpec("token_url", "the token endpoint (default: the vendor's)", kind="string"),
+        OptionSpec("scope", "scopes requested", kind="any"),
+    ]
+    if "private_key_jwt" in auth_methods:
+        auth += [OptionSpec("key_file", "private key (PEM), relative to the config folder", kind="string"),
+                 OptionSpec("key_env", "environment variable holding the private key", kind="string"),
+                 OptionSpec("kid", "key id registered with the vendor", kind="string"),
+                 OptionSpec("alg", "signing algorithm", kind="string", default="RS384", choices=ALGORITHMS)]
+    if "client_secret_basic" in auth_methods:
+        auth += [OptionSpec("client_secret_file", "file holding the client secret", kind="string"),
+                 OptionSpec("client_secret_env", "environment variable holding the client secret", kind="string")]
+    return (
+        *own,
+        OptionSpec("environment", "which app registration to use", kind="string", default="non-production",
+                   choices=ENVIRONMENTS),
+        OptionSpec("client_ids", "client id per environment: {production: …, non-production: …}",
+                   kind="mapping", required=True),
+        *auth,
+        OptionSpec("base_url", "the customer's FHIR base (default: from the destination url)", kind="string"),
+        OptionSpec("ca_file", "CA bundle to verify the vendor with, PEM", kind="string"),
+        OptionSpec("connect_timeout", "seconds to connect", kind="number", default=5.0),
+        OptionSpec("timeout", "seconds for the whole request", kind="number", default=30.0),
+        OptionSpec("mrn_system", "identifier system of the customer's MRN", kind="string", required=True),
+        OptionSpec("visit_number_system", "identifier system of the customer's visit number", kind="string",
+                   required=True),
+        OptionSpec("provider_id_system", "identifier system of the customer's provider ids", kind="string"),
+        OptionSpec("mrn_assigner", "only MRNs from this assigning authority", kind="string"),
+        OptionSpec("default_timezone", "offset for record date-times that carry none, e.g. '-05:00'",
+                   kind="string"),
+    )
 
 
 def client_id_for(opts: Options) -> tuple[str, str | None]:

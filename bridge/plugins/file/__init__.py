@@ -28,6 +28,7 @@ from pathlib import Path
 from bridge import (
     Delivery,
     DestinationContext,
+    OptionSpec,
     PermanentDeliveryError,
     SourceContext,
     TransientDeliveryError,
@@ -203,5 +204,16 @@ def bridge_transports() -> list[TransportSpec]:
             source=FolderSource,
             destination=FolderDestination,
             description="Inbox folder source and atomic-write outbox folder destination",
+            source_options=(
+                OptionSpec("poll_seconds", "how often the folder is read", kind="number", default=0.5),
+                OptionSpec("min_age_seconds", "skip files younger than this (still being written)", kind="number",
+                           default=0.0),
+                OptionSpec("after", "what happens to a file once committed", kind="string", default="move",
+                           choices=("move", "delete")),
+            ),
+            destination_options=(
+                OptionSpec("filename", "file name template: {message_id}, {outbox_id}, {ext}, {destination}",
+                           kind="string", default="{message_id}-{outbox_id}.{ext}"),
+            ),
         )
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge import FormatSpec, MessageHeader, Record
+from bridge import FormatSpec, MessageHeader, OptionSpec, Record
 
 from . import decode as _decode
 from . import encode as _encode
@@ -54,6 +54,25 @@ def record_kinds(header: MessageHeader) -> frozenset[str] | None:
     return KINDS_BY_TYPE.get((header.message_type or "").split("^", 1)[0])
 
 
+TELEHEALTH = OptionSpec("telehealth", "the site's telehealth convention (segment fields for modality, "
+                        "patient location…), or false", kind="any")
+DECODE_OPTIONS = (
+    OptionSpec("strict", "also validate each message's structure with hl7apy (slower)", kind="boolean", default=False),
+    TELEHEALTH,
+)
+ENCODE_OPTIONS = (
+    TELEHEALTH,
+    OptionSpec("sending_application", "MSH-3", kind="string"),
+    OptionSpec("sending_facility", "MSH-4", kind="string"),
+    OptionSpec("receiving_application", "MSH-5", kind="string"),
+    OptionSpec("receiving_facility", "MSH-6", kind="string"),
+    OptionSpec("processing_id", "MSH-11 (P production, T training, D debugging)", kind="string", default="P"),
+    OptionSpec("adt_event", "the ADT trigger event to send (default: from the encounter's status)", kind="string"),
+    OptionSpec("message_datetime", "a fixed MSH-7 (ISO 8601 with offset); default: now, UTC", kind="string"),
+    OptionSpec("timezone", "the receiver's IANA zone (e.g. America/New_York): exact times are written as its "
+               "wall-clock time with the offset for that instant", kind="string"),
+)
+
 FORMAT = FormatSpec(
     name="hl7v2",
     media_type=MEDIA_TYPE,
@@ -63,5 +82,7 @@ FORMAT = FormatSpec(
     detect=detect,
     file_extension="hl7",
     record_kinds=record_kinds,
+    decode_options=DECODE_OPTIONS,
+    encode_options=ENCODE_OPTIONS,
     description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU to canonical records and back",
 )

@@ -45,6 +45,7 @@ from bridge import (
     DecodeError,
     Delivery,
     DestinationContext,
+    OptionSpec,
     PermanentDeliveryError,
     SourceContext,
     StoreError,
@@ -751,11 +752,44 @@ def _run_send(args: Any) -> int:
     return run(args)
 
 
+_TLS_FILES = (
+    OptionSpec("cert_file", "certificate, PEM (mllps; a listener's own, or a sender's client certificate)",
+               kind="string"),
+    OptionSpec("key_file", "private key, PEM (mllps)", kind="string"),
+    OptionSpec("ca_file", "CA certificates, PEM (mllps: to verify the peer)", kind="string"),
+)
+SOURCE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("ack_mode", "ACK style: auto (as the message asks), original (AA/AE/AR) or commit (CA/CE/CR)",
+               kind="string", default="auto", choices=("auto", "original", "commit")),
+    OptionSpec("idle_timeout_seconds", "close a silent connection after this long", kind="number", default=300),
+    OptionSpec("handshake_timeout_seconds", "TLS handshake limit (mllps)", kind="number", default=10),
+    OptionSpec("max_connections", "connections accepted at once", kind="integer", default=100),
+    OptionSpec("submit_threads", "threads committing received messages", kind="integer", default=1),
+    OptionSpec("policy_ack", "answer AR with the reasons when a policy blocks the message", kind="boolean",
+               default=True),
+    *_TLS_FILES,
+    OptionSpec("require_client_cert", "mutual TLS: refuse senders without a certificate signed by ca_file",
+               kind="any", default=False),
+)
+DESTINATION_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("ar", "what an AR/CR answer means: dead (dead-letter now) or retry", kind="string", default="dead",
+               choices=("dead", "retry")),
+    OptionSpec("connect_timeout_seconds", "seconds to connect", kind="number", default=10),
+    OptionSpec("ack_timeout_seconds", "seconds to wait for the ACK", kind="number", default=30),
+    OptionSpec("max_connections", "kept-open connections to the receiver", kind="integer", default=1),
+    OptionSpec("server_hostname", "name to check the receiver's certificate against (mllps)", kind="string"),
+    *_TLS_FILES,
+    OptionSpec("verify", "verify the receiver's certificate (mllps; never turn off in production)",
+               kind="any", default=True),
+)
+
 TRANSPORTS: tuple[TransportSpec, ...] = (
     TransportSpec(scheme="mllp", source=MLLPSource, destination=MLLPDestination,
-                  description="HL7v2 over MLLP: commit-ACK listener and ACK-judging sender"),
+                  description="HL7v2 over MLLP: commit-ACK listener and ACK-judging sender",
+                  source_options=SOURCE_OPTIONS, destination_options=DESTINATION_OPTIONS),
     TransportSpec(scheme="mllps", source=MLLPSource, destination=MLLPDestination,
-                  description="HL7v2 over MLLP with TLS (optionally mutual TLS)"),
+                  description="HL7v2 over MLLP with TLS (optionally mutual TLS)",
+                  source_options=SOURCE_OPTIONS, destination_options=DESTINATION_OPTIONS),
 )
 
 COMMANDS: tuple[CommandSpec, ...] = (

@@ -64,10 +64,21 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
         assert rx is not None
         transaction = "CancelRx" if rx.status == CANCEL_REQUESTED else "NewRx"
         root, signature, problems = _prescription_message(rx, transaction, options)
-    problems += validate(root, routing_required=True)
+    problems = [_with_option_hint(p) for p in problems + validate(root, routing_required=True)]
     if problems:
         raise EncodeError(f"cannot encode SCRIPT {transaction} ({len(problems)} problem(s)): " + "; ".join(problems))
     return _serialize(root, signature)
+
+
+OPTION_HINTS = {
+    "Header/From is missing": "Header/From is missing: set the ncpdp option from_id, our id at the switch "
+                              "(options: {from_id: …} on the destination; --option from_id=… with bridge translate)",
+}
+
+
+def _with_option_hint(problem: str) -> str:
+    """A problem an option fixes names the option, so the reader knows what to set."""
+    return OPTION_HINTS.get(problem, problem)
 
 
 def _choose(records: Sequence[Record]) -> tuple[PrescriptionEvent | None, Prescription | None]:

@@ -7,16 +7,27 @@ DocumentReference notes, documented MedicationRequests) and ``jobs``. Shared plu
 
 from __future__ import annotations
 
-from bridge import DestinationProfile, JobType, hookimpl
+from bridge import DestinationProfile, JobType, OptionSpec, hookimpl
 
 
 @hookimpl
 def bridge_destination_profiles() -> list[DestinationProfile]:
+    from bridge.plugins.fhir.vendorkit import vendor_options
+
     from .destination import OracleHealthDestination
 
+    options = vendor_options(
+        ("private_key_jwt", "client_secret_basic"),
+        OptionSpec("tenant", "the Millennium tenant GUID", kind="string", required=True),
+        OptionSpec("encounter_types", "code set 71 encounter type per modality, e.g. {video: '2560523697'}",
+                   kind="mapping", required=True),
+        OptionSpec("modality_attribute", "custom attribute carrying the modality: {code, …}", kind="mapping"),
+        OptionSpec("code_set_base", "base of code set URLs", kind="string", default="https://fhir.cerner.com"),
+        OptionSpec("service_provider", "Organization reference for Encounter.serviceProvider", kind="string"))
     return [DestinationProfile(name="oracle_health", make_destination=OracleHealthDestination, format="bridge",
                                description="Oracle Health Millennium FHIR R4: Encounter create/patch by type, "
-                                           "notes, documented medications (tenant in the base URL)")]
+                                           "notes, documented medications (tenant in the base URL)",
+                               options=options)]
 
 
 @hookimpl

@@ -29,7 +29,7 @@ from bridge import (
 from .digest import signed_digest, signed_fields
 from .evaluate import decide, evaluate_prescription
 from .ruleset import RuleSet, load_ruleset
-from .settings import ruleset_for, validate_settings
+from .settings import SETTINGS, ruleset_for, validate_settings
 
 POLICY_NAME = "telehealth-controlled-substances"
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def evaluate(request: PolicyRequest) -> PolicyDecision:
 
 @hookimpl
 def bridge_policies() -> list[PolicySpec]:
-    return [PolicySpec(name=POLICY_NAME, evaluate=evaluate, record_kinds=("Prescription",),
+    return [PolicySpec(name=POLICY_NAME, evaluate=evaluate, record_kinds=("Prescription",), options=SETTINGS,
                        description="US telehealth controlled-substance prescribing rules (config/policy)")]
 
 

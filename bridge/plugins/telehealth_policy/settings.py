@@ -15,17 +15,23 @@ rule-set version trustworthy).
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge import ConfigError
+from bridge import ConfigError, OptionSpec
 
 from .ruleset import PATHWAYS, RULES_DIR_ENV, RuleSet, load_ruleset
 
-SECTION_KEYS = ("rules_dir", "pathways", "schedule_overrides")
+SETTINGS: tuple[OptionSpec, ...] = (
+    OptionSpec("rules_dir", "folder of rule files (default: the shipped config/policy)", kind="string"),
+    OptionSpec("pathways", "switch pathways on or off for this site, e.g. {buprenorphine: true}", kind="mapping"),
+    OptionSpec("schedule_overrides", "YAML file of extra or replacing drug schedule rows", kind="string"),
+)
+SECTION_KEYS = tuple(spec.name for spec in SETTINGS)
 _cache: dict[tuple[Any, ...], RuleSet] = {}
 _lock = threading.Lock()
 
@@ -36,7 +42,7 @@ def validate_settings(value: Any) -> list[tuple[str, str]]:
         return []
     if not isinstance(value, Mapping):
         return [("", f"expected a mapping, got {type(value).__name__}")]
-    problems = [(str(k), f"unknown key (allowed: {', '.join(SECTION_KEYS)})") for k in value
+    problems = [(str(k), _unknown(str(k))) for k in value
                 if k not in SECTION_KEYS and k != "config_dir"]  # config_dir: added by the engine
     value = _resolved(value)
     problems += _path_problems(value, "rules_dir", want_dir=True)
@@ -49,6 +55,11 @@ def validate_settings(value: Any) -> list[tuple[str, str]]:
             where = "rules_dir" if value.get("rules_dir") else ""
             problems += [(where, f"{p}: {m}" if p else m) for p, m in exc.problems]
     return problems
+
+
+def _unknown(key: str) -> str:
+    hint = difflib.get_close_matches(key, SECTION_KEYS, n=1)
+    return f"unknown key (did you mean {hint[0]!r}?)" if hint else f"unknown key (allowed: {', '.join(SECTION_KEYS)})"
 
 
 def _path_problems(value: Mapping[str, Any], key: str, *, want_dir: bool) -> list[tuple[str, str]]:

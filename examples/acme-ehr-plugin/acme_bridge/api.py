@@ -40,11 +40,23 @@ from bridge import (
     ConfigError,
     Delivery,
     DestinationContext,
+    OptionSpec,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 
 log = logging.getLogger(__name__)
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("base_url", "Acme's API root (http or https)", kind="string", required=True),
+    OptionSpec("practice_id", "the Acme practice visits are posted to", kind="any", required=True),
+    OptionSpec("client_id", "OAuth2 client id", kind="string", required=True),
+    OptionSpec("client_secret_env", "environment variable holding the client secret", kind="string", required=True),
+    OptionSpec("token_url", "token endpoint", kind="string", default="{base_url}/oauth2/token"),
+    OptionSpec("connect_timeout", "seconds to connect", kind="number", default=5.0),
+    OptionSpec("timeout", "seconds per read", kind="number", default=20.0),
+)
+"""What ``bridge check`` accepts under the destination's ``options:`` (the keys read below)."""
 
 TOKEN_MARGIN_SECONDS = 30.0
 """A token is renewed this long before Acme says it expires."""
