@@ -233,17 +233,33 @@ def cmd_show(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    store = _store(args)
-    failures = 0
+    """Exit 2 when a replay is refused (held, unknown destination, prescription already delivered
+    without --force), 1 when a message does not exist, else 0."""
+    from bridge.errors import ReplayRefused
+
+    config = _config(args)
+    unknown = [d for d in args.destinations or () if d not in config.destinations]
+    if unknown:
+        raise UsageError(f"--destination: unknown destination {', '.join(map(repr, unknown))}"
+                         f" (configured: {', '.join(sorted(config.destinations)) or 'none'})")
+    from bridge.core.store import open_store
+
+    store = open_store(config.store_url)
+    failures, refused = 0, 0
     for message_id in args.ids:
         try:
-            new_id = store.replay(message_id, reason=args.reason, actor=_actor(args))
+            new_id = store.replay(message_id, reason=args.reason, actor=_actor(args),
+                                  destinations=args.destinations, force=args.force)
+        except ReplayRefused as exc:
+            print(f"message {message_id}: {exc}", file=sys.stderr)
+            refused += 1
+            continue
         except BridgeError as exc:
             print(f"message {message_id}: {exc}", file=sys.stderr)
             failures += 1
             continue
         print(f"message {message_id} replayed as message {new_id}")
-    return EXIT_FAIL if failures else EXIT_OK
+    return EXIT_USAGE if refused else EXIT_FAIL if failures else EXIT_OK
 
 
 def cmd_holds(args) -> int:
@@ -507,6 +523,10 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p = add("replay", cmd_replay, "queue stored messages to be processed again")
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.add_argument("--reason", required=True)
+    p.add_argument("--destination", dest="destinations", nargs="+", action="extend", metavar="NAME",
+                   help="send only to these destinations (ones the message went to before)")
+    p.add_argument("--force", action="store_true",
+                   help="replay a prescription to a destination that already has it delivered (audited)")
     p.add_argument("--actor", help=argparse.SUPPRESS)
     p = add("holds", cmd_holds, "list messages held for review, with the reasons")
     p.add_argument("--all", action="store_true", help="include released and rejected holds")

@@ -109,6 +109,7 @@ class OutboxRow:
     original_message_id: int | None = None
     original_outbox_id: int | None = None
     resolved_by: int | None = None
+    resolved_by_message: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -51,9 +51,9 @@ _MESSAGE_COLUMNS = (
 _OUTBOX_COLUMNS = (
     "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
     "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
-    "original_message_id, original_outbox_id, resolved_by"
+    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
 )
-_OUTBOX_WIDTH = 18
+_OUTBOX_WIDTH = 19
 
 
 def _json(value: Any) -> str:

@@ -80,8 +80,8 @@ def dead_letters_resolved_by(conn: sqlite3.Connection, delivered_id: int, messag
     dead = [r for r in chain_outbox(conn, root)
             if r.destination == destination and r.status == "dead" and r.id < delivered_id]
     for r in dead:
-        conn.execute("UPDATE outbox SET status='resolved', resolved_by=? WHERE id=? AND status='dead'",
-                     (delivered_id, r.id))
+        conn.execute("UPDATE outbox SET status='resolved', resolved_by=?, resolved_by_message=?"
+                     " WHERE id=? AND status='dead'", (delivered_id, message_id, r.id))
     return dead
 
 

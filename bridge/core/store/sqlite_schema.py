@@ -223,8 +223,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- the chain's first outbox row for the same destination (file names, idempotency keys)
         ALTER TABLE outbox ADD COLUMN original_message_id INTEGER;
         ALTER TABLE outbox ADD COLUMN original_outbox_id INTEGER;
-        -- a dead letter resolved by a later delivery of a replay: that delivered outbox row
+        -- a dead letter resolved by a later delivery of a replay: that delivered outbox row and its message
         ALTER TABLE outbox ADD COLUMN resolved_by INTEGER;
+        ALTER TABLE outbox ADD COLUMN resolved_by_message INTEGER;
         CREATE INDEX holds_open_or_waiting ON holds(status, message_id) WHERE status IN ('open', 'waiting');
         """,
     ),
