@@ -209,7 +209,9 @@ def cmd_show(args) -> int:
     print(f"received {_iso(message.received_at)}  trace {message.trace_id or '-'}  "
           f"type {message.message_type or '-'}  control id {message.control_id or '-'}")
     if message.replay_of:
-        print(f"replay of message {message.replay_of}")
+        first = f" (original message {message.replay_root})" if message.replay_root != message.replay_of else ""
+        only = f", only to {', '.join(message.replay_destinations)}" if message.replay_destinations else ""
+        print(f"replay of message {message.replay_of}{first}{only}")
     if prescription:
         task = f", open task: {prescription.open_task}" if prescription.open_task else ""
         print(f"prescription {prescription.number}: {prescription.state}{task} "
@@ -228,7 +230,8 @@ def cmd_show(args) -> int:
         print("deliveries:")
         for o in outbox:
             print(f"  #{o.id} -> {o.destination:<16} {o.status:<10} attempts={o.attempts}"
-                  + (f"  last error: {o.last_error}" if o.last_error else ""))
+                  + (f"  last error: {o.last_error}" if o.last_error else "")
+                  + (f"  resolved by message {o.resolved_by_message}" if o.resolved_by_message else ""))
     return EXIT_OK
 
 

@@ -112,7 +112,8 @@ def make_dashboard() -> Blueprint:
         recent = [present.hold_view(h, g.principal) for h in api.store().holds(None) if h.status != "open"][-20:]
         if items and g.principal.can("analyst"):
             api.audit_listing(g.principal, "holds.view", [i["hold"]["message_id"] for i in items])
-        return render_template("holds.html", items=items, recent=list(reversed(recent)))
+        waiting = [present.hold_view(h, g.principal) for h in api.store().holds("waiting")]
+        return render_template("holds.html", items=items, recent=list(reversed(recent)), waiting=waiting)
 
     @dash.post("/holds/<int:message_id>/<action>")
     @api.requires("operator")

@@ -203,3 +203,18 @@ def test_migration_6_applies_to_a_store_made_before_it(tmp_path):
     old = store.get_message(1)
     assert old.replay_root is None and old.replay_destinations is None
     store.close()
+
+
+def test_a_second_replay_of_a_prescription_waits_until_the_first_is_done(tmp_path, scripted):
+    """Two clicks on Replay must not queue two copies of a prescription before either is sent."""
+    scripted.script("ehr", ["permanent"])
+    engine = make_engine(tmp_path, scripted)
+    rx = engine.submit("visits", prescription_message("RX-2")).message_id
+    engine.drain()
+    first = engine.store.replay(rx, reason="pharmacy back", actor="test")
+    with pytest.raises(ReplayRefused, match=rf"message {first} of the same replay chain is still being processed"):
+        engine.store.replay(rx, reason="pharmacy back", actor="test")
+    engine.drain()
+    assert [d.message_id for d in scripted.sent["ehr"]] == [rx, first]
+    with pytest.raises(ReplayRefused, match="already delivered to ehr"):
+        engine.store.replay(first, reason="again", actor="test")

@@ -97,3 +97,34 @@ def test_several_ids_report_each_and_exit_2_if_any_was_refused(site, capsys):
     captured = capsys.readouterr()
     assert f"message {failed} replayed as message" in captured.out
     assert f"message {held}: message {held} is held" in captured.err
+
+
+def test_show_names_the_original_and_the_replay_that_resolved_a_dead_letter(tmp_path, capsys):
+    path = tmp_path / "bridge.yaml"
+    path.write_text(textwrap.dedent("""
+        store: sqlite:///var/bridge.db
+        channels:
+          platform: {source: file://inbox, format: bridge, routes: [{to: [pharmacy-files]}]}
+        destinations:
+          pharmacy-files: {url: file://pharmacy, format: bridge, options: {filename: "{message_id}/x.json"}}
+    """))
+    plugins = load_plugins(entry_points=False)
+    engine = Engine(load_config(path, plugins), plugins)
+    engine.open_destinations()
+    rx = engine.submit("platform", PRESCRIPTION.read_bytes()).message_id
+    engine.drain()  # the filename pattern leaves the folder: a permanent failure
+    first = engine.store.replay(rx, reason="x", actor="test")
+    engine.drain()
+    assert engine.store.get_message(rx).status == engine.store.get_message(first).status == "dead"
+    engine.store.close()
+    path.write_text(path.read_text().replace(', options: {filename: "{message_id}/x.json"}', ""))
+    engine = Engine(load_config(path, plugins), plugins)
+    engine.open_destinations()
+    second = engine.store.replay(first, reason="x", actor="test", destinations=["pharmacy-files"])
+    engine.drain()
+    assert main(["show", "-c", str(path), str(second)]) == 0
+    assert f"replay of message {first} (original message {rx}), only to pharmacy-files" in capsys.readouterr().out
+    assert main(["show", "-c", str(path), str(rx)]) == 0
+    shown = capsys.readouterr().out
+    assert "status resolved" in shown and f"resolved by message {second}" in shown
+    engine.store.close()

@@ -149,3 +149,18 @@ def test_the_message_page_replays_to_chosen_destinations_with_force(site):
     resend = site.scripted.sent["ehr"][-1]
     assert resend.message_id != site.rx and resend.original_message_id == site.rx
     assert resend.idempotency_key == site.scripted.sent["ehr"][0].idempotency_key
+
+
+def test_the_holds_page_lists_a_hold_waiting_behind_the_open_one(site):
+    resend = site.engine.submit("intake", incomplete_prescription("RX-2", "MRN1 ", "ENC-1")).message_id
+    site.engine.drain()
+    assert [h.message_id for h in site.store.holds("waiting")] == [resend]
+    client = site.app.test_client()
+    login(client, "ops-user", PASSWORD)
+    page = client.get("/holds").get_data(as_text=True)
+    assert f'id="hold-{site.held}"' in page and f'id="hold-{resend}"' not in page
+    assert "Waiting behind an open hold" in page and f'href="/messages/{resend}"' in page
+    waiting = site.api().get("/api/v1/holds?status=waiting").get_json()["items"]
+    assert [h["message_id"] for h in waiting] == [resend]
+    refused = site.api().post(f"/api/v1/holds/{resend}/release", json={"reason": "x"})
+    assert refused.status_code == 409 and f"waits behind the hold of message {site.held}" in refused.get_json()["message"]

@@ -48,12 +48,18 @@ def check_replay(conn: sqlite3.Connection, message_id: int, status: str, prescri
                             f" a second time: release or reject it instead (bridge release|reject {message_id})")
     history = chain_outbox(conn, root)
     went = sorted({r.destination for r in history})
-    if destinations:
-        never = [d for d in destinations if d not in went] if history else []
-        if never:
-            where = f"it went to: {', '.join(went)}" if went else "it was never routed"
-            raise ReplayRefused(f"message {message_id} never went to destination {', '.join(map(repr, never))}"
-                                f" ({where}); replay without --destination to let the routes decide")
+    # a chain that never produced an outbox row (failed, filtered, rejected) lets the routes decide
+    never = [d for d in destinations or () if d not in went] if history else []
+    if never:
+        raise ReplayRefused(f"message {message_id} never went to destination {', '.join(map(repr, never))}"
+                            f" (it went to: {', '.join(went)}); replay without --destination to let the routes"
+                            " decide")
+    in_flight = conn.execute(
+        "SELECT id FROM messages WHERE (id = ? OR replay_root = ?) AND status IN ('received', 'processing', 'routed')"
+        " ORDER BY id LIMIT 1", (root, root)).fetchone()
+    if prescription and in_flight and not force:
+        raise ReplayRefused(f"message {in_flight[0]} of the same replay chain is still being processed or delivered;"
+                            " wait for it (bridge show), or add --force to queue another copy")
     targets = list(destinations) if destinations else went
     delivered = sorted({r.destination for r in history if r.status == "delivered" and r.destination in targets})
     if prescription and delivered and not force:
