@@ -267,7 +267,7 @@ def cmd_replay(args) -> int:
 
 def cmd_holds(args) -> int:
     store = _store(args)
-    holds = store.holds(None if args.all else "open")
+    holds = store.holds(None) if args.all else store.holds("open") + store.holds("waiting")
     if args.json:
         print(json.dumps([{"message_id": h.message_id, "status": h.status, "created_at": _iso(h.created_at),
                            "reasons": list(h.reasons), "resolved_at": _iso(h.resolved_at) if h.resolved_at else None,

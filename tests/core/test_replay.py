@@ -218,3 +218,16 @@ def test_a_second_replay_of_a_prescription_waits_until_the_first_is_done(tmp_pat
     assert [d.message_id for d in scripted.sent["ehr"]] == [rx, first]
     with pytest.raises(ReplayRefused, match="already delivered to ehr"):
         engine.store.replay(first, reason="again", actor="test")
+
+
+def test_a_replay_of_a_replay_not_yet_processed_is_still_a_prescription(tmp_path, scripted):
+    engine = make_engine(tmp_path, scripted)
+    rx = engine.submit("visits", prescription_message("RX-3")).message_id
+    engine.drain()
+    queued = engine.store.replay(rx, reason="x", actor="test", force=True)
+    assert engine.store.get_message(queued).prescription_number is None  # known only once decoded
+    with pytest.raises(ReplayRefused, match="still being processed"):
+        engine.store.replay(queued, reason="x", actor="test")
+    engine.drain()
+    with pytest.raises(ReplayRefused, match="already delivered to ehr"):
+        engine.store.replay(queued, reason="x", actor="test")

@@ -128,3 +128,15 @@ def test_show_names_the_original_and_the_replay_that_resolved_a_dead_letter(tmp_
     shown = capsys.readouterr().out
     assert "status resolved" in shown and f"resolved by message {second}" in shown
     engine.store.close()
+
+
+def test_holds_lists_a_hold_waiting_behind_the_open_one(site, capsys):
+    engine, config, _ = site
+    held = engine.submit("platform", incomplete_prescription("RX-79", "MRN-A1", "ENC-1")).message_id
+    resend = engine.submit("platform", incomplete_prescription("RX-79", "MRN-A1 ", "ENC-1")).message_id
+    engine.drain()
+    assert main(["holds", "-c", config]) == 0
+    out = capsys.readouterr().out
+    assert f"message {held}  open" in out and f"message {resend}  waiting" in out
+    assert main(["release", "-c", config, str(resend), "--reason", "x"]) == 1
+    assert f"waits behind the hold of message {held}" in capsys.readouterr().err

@@ -46,6 +46,7 @@ def check_replay(conn: sqlite3.Connection, message_id: int, status: str, prescri
     if status == "held":
         raise ReplayRefused(f"message {message_id} is held for review; a replay would hold the same prescription"
                             f" a second time: release or reject it instead (bridge release|reject {message_id})")
+    prescription = prescription or chain_prescription(conn, root)  # a replay not processed yet has none
     history = chain_outbox(conn, root)
     went = sorted({r.destination for r in history})
     # a chain that never produced an outbox row (failed, filtered, rejected) lets the routes decide
@@ -68,6 +69,12 @@ def check_replay(conn: sqlite3.Connection, message_id: int, status: str, prescri
             " sends it again (with the same message ids, so the receiver can tell it is a resend): add --force"
             " to send it anyway, or --destination to choose others")
     return delivered if prescription else []
+
+
+def chain_prescription(conn: sqlite3.Connection, root: int) -> str | None:
+    row = conn.execute("SELECT prescription_number FROM messages WHERE (id = ? OR replay_root = ?)"
+                       " AND prescription_number IS NOT NULL ORDER BY id LIMIT 1", (root, root)).fetchone()
+    return row[0] if row else None
 
 
 def original_row(conn: sqlite3.Connection, root: int, destination: str) -> tuple[int, int] | None:
