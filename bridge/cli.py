@@ -306,7 +306,9 @@ def cmd_show(args) -> int:
     print(f"received {_iso(message.received_at)}  trace {message.trace_id or '-'}  "
           f"type {message.message_type or '-'}  control id {message.control_id or '-'}")
     if message.replay_of:
-        print(f"replay of message {message.replay_of}")
+        first = f" (original message {message.replay_root})" if message.replay_root != message.replay_of else ""
+        only = f", only to {', '.join(message.replay_destinations)}" if message.replay_destinations else ""
+        print(f"replay of message {message.replay_of}{first}{only}")
     if prescription:
         task = f", open task: {prescription.open_task}" if prescription.open_task else ""
         print(f"prescription {prescription.number}: {prescription.state}{task} "
@@ -325,27 +327,44 @@ def cmd_show(args) -> int:
         print("deliveries:")
         for o in outbox:
             print(f"  #{o.id} -> {o.destination:<16} {o.status:<10} attempts={o.attempts}"
-                  + (f"  last error: {o.last_error}" if o.last_error else ""))
+                  + (f"  last error: {o.last_error}" if o.last_error else "")
+                  + (f"  resolved by message {o.resolved_by_message}" if o.resolved_by_message else ""))
     return EXIT_OK
 
 
 def cmd_replay(args) -> int:
-    store = _store(args)
-    failures = 0
+    """Exit 2 when a replay is refused (held, unknown destination, prescription already delivered
+    without --force), 1 when a message does not exist, else 0."""
+    from bridge.errors import ReplayRefused
+
+    config = _config(args)
+    unknown = [d for d in args.destinations or () if d not in config.destinations]
+    if unknown:
+        raise UsageError(f"--destination: unknown destination {', '.join(map(repr, unknown))}"
+                         f" (configured: {', '.join(sorted(config.destinations)) or 'none'})")
+    from bridge.core.store import open_store
+
+    store = open_store(config.store_url)
+    failures, refused = 0, 0
     for message_id in args.ids:
         try:
-            new_id = store.replay(message_id, reason=args.reason, actor=_actor(args))
+            new_id = store.replay(message_id, reason=args.reason, actor=_actor(args),
+                                  destinations=args.destinations, force=args.force)
+        except ReplayRefused as exc:
+            print(f"message {message_id}: {exc}", file=sys.stderr)
+            refused += 1
+            continue
         except BridgeError as exc:
             print(f"message {message_id}: {exc}", file=sys.stderr)
             failures += 1
             continue
         print(f"message {message_id} replayed as message {new_id}")
-    return EXIT_FAIL if failures else EXIT_OK
+    return EXIT_USAGE if refused else EXIT_FAIL if failures else EXIT_OK
 
 
 def cmd_holds(args) -> int:
     store = _store(args)
-    holds = store.holds(None if args.all else "open")
+    holds = store.holds(None) if args.all else store.holds("open") + store.holds("waiting")
     if args.json:
         print(json.dumps([{"message_id": h.message_id, "status": h.status, "created_at": _iso(h.created_at),
                            "reasons": list(h.reasons), "resolved_at": _iso(h.resolved_at) if h.resolved_at else None,
@@ -618,6 +637,10 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p = add("replay", cmd_replay, "queue stored messages to be processed again")
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.add_argument("--reason", required=True)
+    p.add_argument("--destination", dest="destinations", nargs="+", action="extend", metavar="NAME",
+                   help="send only to these destinations (ones the message went to before)")
+    p.add_argument("--force", action="store_true",
+                   help="replay a prescription to a destination that already has it delivered (audited)")
     p.add_argument("--actor", help=argparse.SUPPRESS)
     p = add("holds", cmd_holds, "list messages held for review, with the reasons")
     p.add_argument("--all", action="store_true", help="include released and rejected holds")

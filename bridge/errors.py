@@ -26,6 +26,10 @@ class PluginError(BridgeError):
     """A plugin could not be loaded or registered something invalid (e.g. a duplicate name)."""
 
 
+class ReplayRefused(BridgeError):
+    """A replay that would send something twice or open a second hold; the message says what to do instead."""
+
+
 class DecodeError(BridgeError):
     """Bytes could not be turned into records. ``path`` points at the offending part when known."""
 

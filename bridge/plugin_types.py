@@ -166,6 +166,11 @@ class Delivery:
     attempt: int
     trace_id: str | None = None
     idempotency_key: str = ""
+    # The first message of a replay chain and its outbox row for this destination (the row's own ids
+    # when it is not a replay): name anything the receiver sees from these, so a replay overwrites or
+    # matches what the first delivery left instead of looking new.
+    original_message_id: int | None = None
+    original_outbox_id: int | None = None
 
 
 @dataclass(frozen=True)

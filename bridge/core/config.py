@@ -44,7 +44,7 @@ CATCH_UP_POLICIES = ("skip", "run_once")
 CORE_JOB_TYPES = ("prune",)  # job types the core provides itself (they need the store; see bridge.core.retention)
 RETENTION_KEYS = ("days", "statuses")
 # Statuses a retention policy may prune. Never: received, processing, routed (undelivered) and held.
-PRUNABLE_STATUSES = ("delivered", "filtered", "rejected", "dead", "failed")
+PRUNABLE_STATUSES = ("delivered", "filtered", "rejected", "dead", "failed", "resolved")
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 

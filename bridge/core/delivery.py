@@ -42,10 +42,12 @@ class Deliverer:
         destination = self.destinations.get(row.destination)
         if destination is None:
             return self._finish(claim, "dead", f"destination {row.destination!r} is not in the running configuration")
+        original_message, original_outbox = row.original_message_id or row.message_id, row.original_outbox_id or row.id
         delivery = Delivery(
             outbox_id=row.id, message_id=row.message_id, destination=row.destination, payload=claim.payload,
             media_type=row.media_type, file_extension=row.file_extension, attempt=row.attempts,
-            trace_id=claim.trace_id, idempotency_key=f"tb-{row.message_id}-{row.id}",
+            trace_id=claim.trace_id, idempotency_key=f"tb-{original_message}-{original_outbox}",
+            original_message_id=original_message, original_outbox_id=original_outbox,
         )
         policy = self.retry.get(row.destination, RetryPolicy())
         try:

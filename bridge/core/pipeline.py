@@ -129,6 +129,8 @@ class Processor:
             return ProcessingResult(status="held", events=events, hold_reasons=rules, **base)
 
         routed = plan.router.route(records)
+        if claim.replay_destinations is not None:
+            routed = _replay_targets(routed, claim.replay_destinations, events)
         if not routed:
             events.append(("filtered", {"reason": "no route matched"}))
             return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
@@ -138,7 +140,7 @@ class Processor:
         outbox = []
         for name, chosen in routed.items():
             dest = self.destinations[name]
-            options = {**dest.config.options, "message_control_id": f"TB{claim.id}", "trace_id": trace_id,
+            options = {**dest.config.options, "message_control_id": f"TB{claim.original_id}", "trace_id": trace_id,
                        "config_dir": self.config_dir}
             try:
                 payload = dest.format.encode(chosen, options)
@@ -224,6 +226,16 @@ def _lifecycle_inputs(records: Sequence[Record]) -> tuple[list[str], list[Prescr
                 number=record.prescriber_order_number or record.prescription_id, code=record.code,
                 fill_status=record.fill_status, description=record.description, message_id=record.message_id))
     return numbers, events
+
+
+def _replay_targets(routed: Mapping[str, Any], asked: Sequence[str],
+                    events: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """A replay limited to some destinations goes only where it was asked to *and* the routes pick now
+    (a destination the routes no longer pick is skipped, and the timeline says so)."""
+    skipped = sorted(set(asked) - set(routed))
+    if skipped:
+        events.append(("replay_skipped", {"destinations": skipped, "note": "the routes do not pick them now"}))
+    return {name: chosen for name, chosen in routed.items() if name in asked}
 
 
 def _rule(rule_id: str, reason: str) -> RuleResult:

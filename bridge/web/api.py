@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from bridge.core.model.keys import KEY_NAMES
 from bridge.core.store import Store
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ReplayRefused
 
 from . import present
 from .auth import ROLES, Principal, hash_password, new_token, requires, token_digest
@@ -157,12 +157,43 @@ def view_trace(trace_id: str, who: Principal) -> dict[str, Any]:
     return trace
 
 
-def replay_ids(ids: list[int], reason: str, who: Principal) -> list[dict[str, Any]]:
-    results = []
+def replay_scope(data: Mapping[str, Any]) -> tuple[list[str] | None, bool]:
+    """``destinations`` (configured names) and ``force`` of a replay request; 400 names what is wrong.
+    A form (the dashboard) sends destinations as a comma- or space-separated text and force as "on"."""
+    raw = data.get("destinations")
+    if isinstance(raw, str):
+        raw = [d for d in raw.replace(",", " ").split() if d]
+    if raw in (None, []):
+        destinations = None
+    elif isinstance(raw, list) and all(isinstance(d, str) and d for d in raw):
+        destinations = raw
+    else:
+        raise ApiError(400, "destinations: expected a list of destination names")
+    known = current_app.config["BRIDGE_CONFIG"].destinations
+    unknown = [d for d in destinations or () if d not in known]
+    if unknown:
+        raise ApiError(400, f"destinations: unknown destination {', '.join(map(repr, unknown))}"
+                            f" (configured: {', '.join(sorted(known)) or 'none'})")
+    force = data.get("force", False)
+    if force in ("on", "true", "1"):
+        force = True
+    if not isinstance(force, bool):
+        raise ApiError(400, f"force: expected true or false, got {force!r}")
+    return destinations, force
+
+
+def replay_ids(ids: list[int], reason: str, who: Principal, destinations: list[str] | None = None,
+               force: bool = False) -> list[dict[str, Any]]:
+    """Replay each id; a refusal (held, destination never used, prescription already delivered
+    without ``force``) is reported per id with ``refused: true``."""
+    results: list[dict[str, Any]] = []
     for message_id in ids:
         try:
-            results.append({"message_id": message_id, "replayed_as": store().replay(message_id, reason=reason,
-                                                                                    actor=who.actor)})
+            new_id = store().replay(message_id, reason=reason, actor=who.actor, destinations=destinations,
+                                    force=force)
+            results.append({"message_id": message_id, "replayed_as": new_id})
+        except ReplayRefused as exc:
+            results.append({"message_id": message_id, "error": str(exc), "refused": True})
         except BridgeError as exc:
             results.append({"message_id": message_id, "error": str(exc)})
     current_app.extensions.get("bridge.wake", lambda: None)()
@@ -278,7 +309,10 @@ def make_api() -> Blueprint:
     @api.post("/messages/<int:message_id>/replay")
     @requires("operator")
     def replay_one(message_id: int) -> Any:
-        (result,) = replay_ids([message_id], reason_from(body()), principal())
+        data = body()
+        (result,) = replay_ids([message_id], reason_from(data), principal(), *replay_scope(data))
+        if result.get("refused"):
+            raise ApiError(409, result["error"], "replay_refused")
         if "error" in result:
             raise ApiError(404 if "no message" in result["error"] else 400, result["error"])
         return jsonify(result), 201
@@ -293,7 +327,7 @@ def make_api() -> Blueprint:
             raise ApiError(400, "ids: expected a non-empty list of message ids")
         if len(ids) > MAX_PAGE:
             raise ApiError(400, f"ids: at most {MAX_PAGE} messages per request")
-        return jsonify(results=replay_ids(ids, reason_from(data), principal()))
+        return jsonify(results=replay_ids(ids, reason_from(data), principal(), *replay_scope(data)))
 
     @api.get("/dead-letters")
     @requires("viewer")
@@ -307,8 +341,8 @@ def make_api() -> Blueprint:
     @requires("viewer")
     def holds() -> Any:
         status = request.args.get("status", "open")
-        if status not in ("open", "released", "rejected", "all"):
-            raise ApiError(400, f"status: expected open, released, rejected or all, got {status!r}")
+        if status not in ("open", "waiting", "released", "rejected", "all"):
+            raise ApiError(400, f"status: expected open, waiting, released, rejected or all, got {status!r}")
         items = store().holds(None if status == "all" else status)
         if items and principal().can("analyst"):
             audit_listing(principal(), "holds.view", [h.message_id for h in items])

@@ -89,7 +89,8 @@ def make_dashboard() -> Blueprint:
     @api.requires("operator")
     def replay(message_id: int) -> Any:
         def run() -> None:
-            (result,) = api.replay_ids([message_id], api.reason_from(request.form), g.principal)
+            form = {**request.form.to_dict(), "destinations": request.form.getlist("destination")}
+            (result,) = api.replay_ids([message_id], api.reason_from(form), g.principal, *api.replay_scope(form))
             if "error" in result:
                 raise api.ApiError(400, result["error"])
             flash(f"message {message_id} replayed as message {result['replayed_as']}", "ok")
@@ -111,7 +112,8 @@ def make_dashboard() -> Blueprint:
         recent = [present.hold_view(h, g.principal) for h in api.store().holds(None) if h.status != "open"][-20:]
         if items and g.principal.can("analyst"):
             api.audit_listing(g.principal, "holds.view", [i["hold"]["message_id"] for i in items])
-        return render_template("holds.html", items=items, recent=list(reversed(recent)))
+        waiting = [present.hold_view(h, g.principal) for h in api.store().holds("waiting")]
+        return render_template("holds.html", items=items, recent=list(reversed(recent)), waiting=waiting)
 
     @dash.post("/holds/<int:message_id>/<action>")
     @api.requires("operator")
@@ -127,9 +129,11 @@ def make_dashboard() -> Blueprint:
     @api.requires("viewer")
     def dead_letters() -> Any:
         rows = list(reversed(api.store().outbox_rows(status="dead", limit=200)))
+        resolved = list(reversed(api.store().outbox_rows(status="resolved", limit=200)))[:20]
         if rows and g.principal.can("analyst"):
             api.audit_listing(g.principal, "dead_letters.view", sorted({r.message_id for r in rows}))
-        return render_template("dead_letters.html", items=[present.delivery_view(r, g.principal) for r in rows])
+        return render_template("dead_letters.html", items=[present.delivery_view(r, g.principal) for r in rows],
+                               resolved=[present.delivery_view(r, g.principal) for r in resolved])
 
     @dash.post("/channels/<name>/<action>")
     @api.requires("operator")

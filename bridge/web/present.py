@@ -23,6 +23,8 @@ PHI_KEYS = ("patient_id", "encounter_id", "prescription_number")
 VIEWER_EVENT_KEYS = frozenset({
     "destination", "destinations", "outbox_id", "attempt", "bytes", "channel", "format", "records",
     "outcome", "rules", "as", "of", "next_attempt_at", "actor", "from_state", "to_state", "event_type",
+    "original", "force", "already_delivered_to", "by_message", "by_outbox_id", "message", "behind_message",
+    "after_message", "which_was",
 })
 
 
@@ -59,7 +61,8 @@ def message_summary(message: StoredMessage, principal: Principal) -> dict[str, A
         "received_at": iso(message.received_at), "updated_at": iso(message.updated_at),
         "message_type": message.message_type, "control_id": message.control_id,
         "ncpdp_message_id": message.ncpdp_message_id, "trace_id": message.trace_id, "size": message.size,
-        "sha256": message.sha256, "replay_of": message.replay_of, "record_kinds": record_kinds(message),
+        "sha256": message.sha256, "replay_of": message.replay_of,
+        "replay_root": message.replay_root, "replay_destinations": message.replay_destinations, "record_kinds": record_kinds(message),
         "sending_application": message.sending_application, "sending_facility": message.sending_facility,
     }
     if principal.can("analyst"):
@@ -82,7 +85,9 @@ def delivery_view(row: OutboxRow, principal: Principal) -> dict[str, Any]:
     out = {"id": row.id, "message_id": row.message_id, "destination": row.destination, "status": row.status,
            "attempts": row.attempts, "created_at": iso(row.created_at), "delivered_at": iso(row.delivered_at),
            "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
-           "media_type": row.media_type, "control_id": row.control_id, "message_type": row.message_type}
+           "media_type": row.media_type, "control_id": row.control_id, "message_type": row.message_type,
+           "original_message_id": row.original_message_id or row.message_id,
+           "resolved_by": row.resolved_by, "resolved_by_message": row.resolved_by_message}
     if principal.can("analyst"):
         out["last_error"] = row.last_error
     else:

@@ -146,6 +146,6 @@ def test_canonical_json_prescription_becomes_one_medication_request(fhir_engine)
     codings = request.get("medicationCodeableConcept", {}).get("coding", []) or [
         c for m in server.all("Medication") for c in m["code"]["coding"]]
     assert any(c["system"] == "http://www.nlm.nih.gov/research/umls/rxnorm" for c in codings)
-    engine.store.replay(first.message_id, reason="delivered twice on purpose", actor="test")
+    engine.store.replay(first.message_id, reason="delivered twice on purpose", actor="test", force=True)
     wait_for(lambda: all(m.status == "delivered" for m in engine.store.search(channel="platform")))
     assert server.count()["MedicationRequest"] == 1

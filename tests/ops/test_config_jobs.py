@@ -64,7 +64,7 @@ def test_retention_is_validated_and_never_allows_waiting_or_held_statuses(tmp_pa
     }
     found = problems(tmp_path, channels=channels)
     assert "channels.in.retention.statuses[1]: 'held' cannot be pruned (allowed: delivered, filtered, rejected, " \
-           "dead, failed; waiting and held messages are never pruned)" in found
+           "dead, failed, resolved; waiting and held messages are never pruned)" in found
     assert any(p.startswith("channels.in.retention.statuses[2]: 'routd' cannot be pruned") for p in found)
     assert "channels.b.retention.dys: unknown key (did you mean 'days'?)" in found
     assert "channels.b.retention.days: is required (how many days to keep a message)" in found

@@ -70,3 +70,19 @@ def test_operator_finds_a_patient_follows_the_trace_and_releases_the_hold(served
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
     assert site.store.search_audit(action="hold.release")[0].actor == "user:operator-user"
     assert site.store.search_audit(action="login.success")[0].actor == "user:operator-user"
+
+
+def test_operator_replays_a_message_to_one_destination_from_its_page(served, browser):
+    site, base = served
+    browser.go(f"{base}/login")
+    browser.type("#username", "operator-user")
+    browser.type("#password", PASSWORD)
+    browser.click("#login-submit")
+    browser.go(f"{base}/messages/{site.ids['enc1']}")
+    browser.type("form.replay input[name=reason]", "EHR asked for the visit again")
+    browser.click("form.replay input[name=destination][value=ehr]")
+    browser.click("form.replay button[type=submit]")
+    assert f"message {site.ids['enc1']} replayed as message" in browser.text(".flash.ok")
+    replay = site.store.search(limit=1)[0]
+    assert replay.replay_of == site.ids["enc1"] and replay.replay_destinations == ["ehr"]
+    assert site.store.search_audit(action="replay")[0].detail["destinations"] == ["ehr"]

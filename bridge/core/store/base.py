@@ -26,8 +26,12 @@ MESSAGE_STATUSES = (
     "routed",      # outbox rows pending delivery
     "delivered",   # every outbox row delivered
     "dead",        # at least one outbox row dead-lettered, none pending
+    "resolved",    # was dead: every dead letter was delivered since by a replay (outbox rows "resolved")
 )
-TERMINAL_OUTBOX = ("delivered", "dead")
+TERMINAL_OUTBOX = ("delivered", "dead", "resolved")
+# A prescription has at most one "open" hold; a later held message for it waits ("waiting") and its
+# hold opens when the one before it is released or rejected.
+HOLD_STATUSES = ("open", "waiting", "released", "rejected")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class StoredMessage:
     origin: Mapping[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] | None = None
     policy_override: bool = False
+    replay_root: int | None = None
+    replay_destinations: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -73,6 +79,14 @@ class MessageClaim:
     trace_id: str | None
     control_id: str | None
     policy_override: bool
+    replay_root: int | None = None
+    replay_destinations: tuple[str, ...] | None = None
+
+    @property
+    def original_id(self) -> int:
+        """The first message of this one's replay chain: outbound identities are named from it, so a
+        replay reaches its receivers with the identities they saw the first time."""
+        return self.replay_root or self.id
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,10 @@ class OutboxRow:
     delivered_at: float | None = None
     control_id: str | None = None
     message_type: str | None = None
+    original_message_id: int | None = None
+    original_outbox_id: int | None = None
+    resolved_by: int | None = None
+    resolved_by_message: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -328,15 +346,23 @@ class Store(abc.ABC):
     # --- operator actions -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def replay(self, message_id: int, *, reason: str, actor: str) -> int:
-        """Queue a copy of a stored message for processing again; returns the new message id."""
+    def replay(self, message_id: int, *, reason: str, actor: str, destinations: Sequence[str] | None = None,
+               force: bool = False) -> int:
+        """Queue a copy of a stored message for processing again; returns the new message id.
+
+        The copy keeps its chain's first message as ``replay_root``, so what it sends carries the
+        original's outbound identities. ``destinations`` limits it to destinations the chain was
+        routed to before. Raises :class:`~bridge.errors.ReplayRefused` for a held message, for a
+        destination the chain never went to, and — unless ``force`` — when the message carries a
+        prescription already delivered to one of the destinations it would go to."""
 
     @abc.abstractmethod
     def holds(self, status: str | None = "open") -> list[Hold]: ...
 
     @abc.abstractmethod
     def resolve_hold(self, message_id: int, action: str, *, reason: str, actor: str) -> Hold:
-        """``release`` (the message is routed, bypassing REVIEW) or ``reject`` an open hold."""
+        """``release`` (the message is routed, bypassing REVIEW) or ``reject`` an open hold; the oldest
+        hold waiting for the same prescription opens in the same transaction."""
 
     @abc.abstractmethod
     def add_event(self, message_id: int, kind: str, detail: Mapping[str, Any]) -> None: ...

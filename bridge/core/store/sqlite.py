@@ -39,19 +39,21 @@ from .base import (
 )
 from .sqlite_admin import AdminTables
 from .sqlite_ops import OpsTables
+from . import sqlite_replay as replays
 from .sqlite_schema import MIGRATIONS
 
 GENESIS_HASH = "0" * 64
 _MESSAGE_COLUMNS = (
     "id, channel, status, format, received_at, updated_at, sha256, size, control_id, sending_application, "
     "sending_facility, message_type, patient_id, encounter_id, prescription_number, ncpdp_message_id, "
-    "trace_id, error, replay_of, origin, records, policy_override"
+    "trace_id, error, replay_of, origin, records, policy_override, replay_root, replay_destinations"
 )
 _OUTBOX_COLUMNS = (
     "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
-    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type"
+    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
+    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
 )
-_OUTBOX_WIDTH = 15
+_OUTBOX_WIDTH = 19
 
 
 def _json(value: Any) -> str:
@@ -259,11 +261,12 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 (owner, now + lease_seconds, now, row[0]),
             )
             got = conn.execute(
-                "SELECT id, channel, format, raw, lease_token, trace_id, control_id, policy_override"
-                " FROM messages WHERE id=?", (row[0],)
+                "SELECT id, channel, format, raw, lease_token, trace_id, control_id, policy_override, replay_root,"
+                " replay_destinations FROM messages WHERE id=?", (row[0],)
             ).fetchone()
         return MessageClaim(id=got[0], channel=got[1], format=got[2], raw=got[3], token=got[4],
-                            trace_id=got[5], control_id=got[6], policy_override=bool(got[7]))
+                            trace_id=got[5], control_id=got[6], policy_override=bool(got[7]), replay_root=got[8],
+                            replay_destinations=tuple(json.loads(got[9])) if got[9] else None)
 
     def finish_processing(self, claim, result: ProcessingResult):
         now = time.time()
@@ -282,25 +285,39 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 raise LeaseLost(f"message {claim.id}: lease lost before its result was written")
             for kind, detail in result.events:
                 self._event(conn, claim.id, kind, detail, now)
+            root = replays.chain_root(conn, claim.id)
             for item in result.outbox:
+                # a replay's row carries the identity (file name, idempotency key) of the chain's first row
+                first = replays.original_row(conn, root, item.destination) if root != claim.id else None
                 ob = conn.execute(
                     "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
-                    " order_key, order_mode, next_attempt_at, created_at, control_id, message_type)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
+                    " original_message_id, original_outbox_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (claim.id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
-                     item.order_key, item.order_mode, now, now, item.control_id, item.message_type),
+                     item.order_key, item.order_mode, now, now, item.control_id, item.message_type,
+                     *(first or (None, None))),
                 )
                 self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
                                                         "bytes": len(item.payload)}, now)
             if result.hold_reasons is not None:
-                conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?,?,?,?)",
-                             (claim.id, "open", now, _json(list(result.hold_reasons))))
+                self._open_hold(conn, claim.id, result.keys.get("prescription_number"), result.hold_reasons, now)
             for number in result.prescriptions:
                 conn.execute("INSERT INTO prescriptions (number, state, message_id, trace_id, created_at, updated_at)"
                              " VALUES (?, 'created', ?, ?, ?, ?) ON CONFLICT(number) DO NOTHING",
                              (number, claim.id, result.trace_id, now, now))
             for event in result.prescription_events:
                 self._apply_inbound_event(conn, claim.id, event, now)
+
+    def _open_hold(self, conn: sqlite3.Connection, message_id: int, prescription: str | None,
+                   reasons: Any, now: float) -> None:
+        """One open hold per prescription: a later held message for it waits behind the open one."""
+        ahead = replays.open_hold_for(conn, prescription, message_id) if prescription else None
+        conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?,?,?,?)",
+                     (message_id, "waiting" if ahead else "open", now, _json(list(reasons))))
+        if ahead:
+            self._event(conn, message_id, "hold_waiting", {"behind_message": ahead[1], "note": (
+                "the prescription already has a hold; this one opens when that is released or rejected")}, now)
+            self._event(conn, ahead[1], "hold_queued", {"message": message_id}, now)
 
     # --- prescription lifecycle -----------------------------------------------------------------
 
@@ -471,15 +488,27 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             self._event(conn, row.message_id, event, info, now)
             if outcome == "delivered":
                 self._apply_outbound(conn, row, now)
+                self._resolve_dead_letters(conn, row, now)
             self._settle_message(conn, row.message_id, now)
         return reply_id
+
+    def _resolve_dead_letters(self, conn: sqlite3.Connection, row: OutboxRow, now: float) -> None:
+        """A replay delivered where its chain had dead-lettered: those dead letters are resolved, linked
+        both ways on the timelines, and their messages stop counting as dead."""
+        for dead in replays.dead_letters_resolved_by(conn, row.id, row.message_id, row.destination):
+            self._event(conn, dead.message_id, "dead_letter_resolved", {
+                "outbox_id": dead.id, "destination": row.destination, "by_message": row.message_id,
+                "by_outbox_id": row.id}, now)
+            self._event(conn, row.message_id, "resolves_dead_letter", {
+                "message": dead.message_id, "outbox_id": dead.id, "destination": row.destination}, now)
+            self._settle_message(conn, dead.message_id, now)
 
     def _settle_message(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:
         statuses = [r[0] for r in conn.execute("SELECT status FROM outbox WHERE message_id=?", (message_id,))]
         if not statuses or "pending" in statuses:
             return
-        final = "dead" if "dead" in statuses else "delivered"
-        conn.execute("UPDATE messages SET status=?, updated_at=? WHERE id=? AND status='routed'",
+        final = "dead" if "dead" in statuses else "resolved" if "resolved" in statuses else "delivered"
+        conn.execute("UPDATE messages SET status=?, updated_at=? WHERE id=? AND status IN ('routed', 'dead')",
                      (final, now, message_id))
 
     # --- reading -------------------------------------------------------------------------------
@@ -489,6 +518,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         data["origin"] = json.loads(data["origin"] or "{}")
         data["records"] = json.loads(data["records"]) if data["records"] else None
         data["policy_override"] = bool(data["policy_override"])
+        data["replay_destinations"] = json.loads(data["replay_destinations"]) if data["replay_destinations"] else None
         return StoredMessage(**data)
 
     def get_message(self, message_id):
@@ -561,27 +591,34 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     # --- operator actions -----------------------------------------------------------------------
 
-    def replay(self, message_id, *, reason, actor):
+    def replay(self, message_id, *, reason, actor, destinations=None, force=False):
         if not reason or not reason.strip():
             raise BridgeError("a replay needs a reason")
         now = time.time()
         with self._tx() as conn:
             src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
-                               " sending_facility, message_type, trace_id FROM messages WHERE id=?",
-                               (message_id,)).fetchone()
+                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root"
+                               " FROM messages WHERE id=?", (message_id,)).fetchone()
             if src is None:
                 raise BridgeError(f"no message with id {message_id}")
+            root = src[13] or message_id
+            already = replays.check_replay(conn, message_id, src[11], src[12], root, destinations, force)
             cur = conn.execute(
                 "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
-                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of)"
-                " VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?)",
+                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
+                " replay_root, replay_destinations) VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
-                 src[10], message_id),
+                 src[10], message_id, root, replays.destinations_json(destinations)),
             )
             new_id = cur.lastrowid
-            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor}, now)
-            self._event(conn, new_id, "replay", {"of": message_id, "reason": reason, "actor": actor}, now)
-            self._audit(conn, actor, "replay", f"message:{message_id}", {"reason": reason, "new_message": new_id}, now)
+            scope = {"destinations": sorted(set(destinations))} if destinations else {}
+            if force:
+                scope.update(force=True, already_delivered_to=already)
+            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor, **scope}, now)
+            self._event(conn, new_id, "replay", {"of": message_id, "original": root, "reason": reason,
+                                                 "actor": actor, **scope}, now)
+            self._audit(conn, actor, "replay", f"message:{message_id}",
+                        {"reason": reason, "new_message": new_id, **scope}, now)
         return new_id
 
     def holds(self, status="open"):
@@ -599,7 +636,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         with self._tx() as conn:
             hold = conn.execute("SELECT id FROM holds WHERE message_id=? AND status='open'", (message_id,)).fetchone()
             if hold is None:
-                raise BridgeError(f"message {message_id} has no open hold")
+                raise BridgeError(self._no_open_hold(conn, message_id))
             resolved = "released" if action == "release" else "rejected"
             conn.execute("UPDATE holds SET status=?, resolved_at=?, resolved_by=?, resolution=? WHERE id=?",
                          (resolved, now, actor, reason, hold[0]))
@@ -610,7 +647,26 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 conn.execute("UPDATE messages SET status='rejected', updated_at=? WHERE id=?", (now, message_id))
             self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)
             self._audit(conn, actor, f"hold.{action}", f"message:{message_id}", {"reason": reason}, now)
+            self._open_next_hold(conn, message_id, resolved, now)
         return next(h for h in self.holds(None) if h.id == hold[0])
+
+    def _no_open_hold(self, conn: sqlite3.Connection, message_id: int) -> str:
+        waiting = conn.execute("SELECT m.prescription_number FROM holds h JOIN messages m ON m.id = h.message_id"
+                               " WHERE h.message_id=? AND h.status='waiting'", (message_id,)).fetchone()
+        ahead = replays.open_hold_for(conn, waiting[0], message_id) if waiting and waiting[0] else None
+        if ahead:
+            return (f"message {message_id} has no open hold: it waits behind the hold of message {ahead[1]} for"
+                    f" the same prescription; release or reject that one first")
+        return f"message {message_id} has no open hold"
+
+    def _open_next_hold(self, conn: sqlite3.Connection, message_id: int, resolved: str, now: float) -> None:
+        """The prescription's oldest waiting hold opens now that the one before it is resolved."""
+        number = conn.execute("SELECT prescription_number FROM messages WHERE id=?", (message_id,)).fetchone()[0]
+        nxt = replays.next_waiting_hold(conn, number)
+        if nxt is None:
+            return
+        conn.execute("UPDATE holds SET status='open' WHERE id=?", (nxt[0],))
+        self._event(conn, nxt[1], "hold_opened", {"after_message": message_id, "which_was": resolved}, now)
 
     def add_event(self, message_id, kind, detail):
         with self._tx() as conn:

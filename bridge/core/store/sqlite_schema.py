@@ -211,4 +211,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        6,
+        "replays: chain root and target destinations, stable outbound identities, resolved dead letters",
+        """
+        -- replay_root: the first message of a replay chain (NULL for an original), whose id names every
+        -- outbound identity of the chain; replay_destinations: JSON list a replay is limited to.
+        ALTER TABLE messages ADD COLUMN replay_root INTEGER REFERENCES messages(id);
+        ALTER TABLE messages ADD COLUMN replay_destinations TEXT;
+        CREATE INDEX messages_replay_root ON messages(replay_root) WHERE replay_root IS NOT NULL;
+        -- the chain's first outbox row for the same destination (file names, idempotency keys)
+        ALTER TABLE outbox ADD COLUMN original_message_id INTEGER;
+        ALTER TABLE outbox ADD COLUMN original_outbox_id INTEGER;
+        -- a dead letter resolved by a later delivery of a replay: that delivered outbox row and its message
+        ALTER TABLE outbox ADD COLUMN resolved_by INTEGER;
+        ALTER TABLE outbox ADD COLUMN resolved_by_message INTEGER;
+        CREATE INDEX holds_open_or_waiting ON holds(status, message_id) WHERE status IN ('open', 'waiting');
+        """,
+    ),
 ]

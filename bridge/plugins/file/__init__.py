@@ -11,8 +11,9 @@ over the channel's size limit, or one the intake refuses outright, goes to ``.re
 ``.reason.txt`` beside it.
 
 Destination: writes each payload atomically (temporary file, fsync, rename) as
-``{message_id}-{outbox_id}.{ext}`` unless ``options: {filename: …}`` says otherwise, so a
-re-delivery overwrites the same file instead of making a second one.
+``{original_message_id}-{original_outbox_id}.{ext}`` unless ``options: {filename: …}`` says
+otherwise, so a re-delivery — or a replay, which carries its original's ids — overwrites the same
+file instead of making a second one. For a message that is not a replay these are its own ids.
 """
 
 from __future__ import annotations
@@ -171,12 +172,14 @@ class FolderDestination:
 
     def __init__(self, ctx: DestinationContext):
         self.folder = path_from_url(ctx.url, ctx.config_dir)
-        self.template = ctx.options.get("filename", "{message_id}-{outbox_id}.{ext}")
+        self.template = ctx.options.get("filename", "{original_message_id}-{original_outbox_id}.{ext}")
 
     def send(self, delivery: Delivery) -> str:
         name = self.template.format(
             message_id=delivery.message_id,
             outbox_id=delivery.outbox_id,
+            original_message_id=delivery.original_message_id or delivery.message_id,
+            original_outbox_id=delivery.original_outbox_id or delivery.outbox_id,
             ext=_safe(delivery.file_extension),
             destination=_safe(delivery.destination),
             trace_id=_safe(delivery.trace_id or ""),  # comes from the sender: never a path
