@@ -334,7 +334,7 @@ def cmd_show(args) -> int:
 
 def cmd_replay(args) -> int:
     """Exit 2 when a replay is refused (held, unknown destination, prescription already delivered
-    without --force), 1 when a message does not exist, else 0."""
+    without --force) or a message does not exist, 1 when the store failed, else 0."""
     from bridge.errors import ReplayRefused
 
     config = _config(args)
@@ -342,11 +342,13 @@ def cmd_replay(args) -> int:
     if unknown:
         raise UsageError(f"--destination: unknown destination {', '.join(map(repr, unknown))}"
                          f" (configured: {', '.join(sorted(config.destinations)) or 'none'})")
-    from bridge.core.store import open_store
-
-    store = open_store(config.store_url)
+    store = _store(args)
     failures, refused = 0, 0
     for message_id in args.ids:
+        if store.get_message(message_id) is None:  # a wrong id is bad input, like a refusal
+            print(f"message {message_id}: no message with id {message_id}", file=sys.stderr)
+            refused += 1
+            continue
         try:
             new_id = store.replay(message_id, reason=args.reason, actor=_actor(args),
                                   destinations=args.destinations, force=args.force)

@@ -116,7 +116,9 @@ def test_messages_show_and_replay_tell_the_story(tmp_path, capsys):
 
     assert main(["replay", "-c", str(path), str(receipt.message_id), "--reason", "resend to EHR"]) == 0
     assert f"message {receipt.message_id} replayed as message" in capsys.readouterr().out
-    assert main(["replay", "-c", str(path), "12345", "--reason", "x"]) == 1
+    capsys.readouterr()
+    assert main(["replay", "-c", str(path), "12345", "--reason", "x"]) == 2  # bad input, like show
+    assert "no message with id 12345" in capsys.readouterr().err
     assert main(["show", "-c", str(path), str(receipt.message_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [e["event"] for e in shown["timeline"]][-1] == "replayed"

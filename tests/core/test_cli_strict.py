@@ -60,7 +60,8 @@ def stored(tmp_path):
 
 
 READ_ONLY = [["messages"], ["show", "1"], ["holds"], ["audit", "verify"], ["token", "list"],
-             ["user", "list"], ["release", "1", "--reason", "x"], ["prune", "--dry-run"]]
+             ["user", "list"], ["release", "1", "--reason", "x"], ["prune", "--dry-run"],
+             ["replay", "1", "--reason", "x"]]
 
 
 @pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: " ".join(c[:2]))
@@ -119,10 +120,10 @@ def test_a_channel_removed_from_the_config_can_still_be_searched(stored, capsys)
 def test_a_message_id_that_does_not_exist_exits_2(stored):
     path, message_id = stored
     for command in (["show", "999"], ["release", "999", "--reason", "checked"],
-                    ["reject", "999", "--reason", "checked"]):
+                    ["reject", "999", "--reason", "checked"], ["replay", "999", "--reason", "checked"]):
         result = run_cli(*command, "-c", str(path))
         assert result.returncode == 2, command
-        assert "bridge: no message with id 999" in result.stderr and "Traceback" not in result.stderr
+        assert "no message with id 999" in result.stderr and "Traceback" not in result.stderr
     assert run_cli("show", str(message_id), "-c", str(path)).returncode == 0
 
 
