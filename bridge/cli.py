@@ -106,6 +106,8 @@ def cmd_run(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
+    for path, message in config.warnings:  # the same warnings as `bridge check`, once at start
+        print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
     _warn_undeclared(args.config, config, plugins)
     engine = Engine(config, plugins)
     stop = threading.Event()

@@ -591,8 +591,9 @@ def _zone_warnings(channels: Mapping[str, ChannelConfig], destinations: Mapping[
     formats = plugins.formats()
     warnings = []
     for channel in channels.values():
-        if channel.timezone is not None:
-            continue
+        own = formats.get(channel.format)
+        if channel.timezone is not None or getattr(own, "needs_timezone", False):
+            continue  # a format that needs zones (FHIR) also always carries them on what it receives
         fed = sorted({name for route in channel.routes for name in route.to if name in destinations})
         for name in fed:
             fmt = destinations[name].format

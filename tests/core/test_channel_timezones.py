@@ -138,6 +138,25 @@ def test_no_warning_for_a_channel_whose_destinations_need_no_zone(tmp_path):
     assert load_config(path, load_plugins(entry_points=False)).warnings == ()
 
 
+def test_no_warning_for_a_fhir_channel_whose_times_always_carry_offsets(tmp_path):
+    path = write(tmp_path, zone="")
+    path.write_text(path.read_text().replace("format: hl7v2", "format: fhir"))
+    assert load_config(path, load_plugins(entry_points=False)).warnings == ()
+
+
+def test_bridge_run_prints_the_warnings_at_start(tmp_path):
+    """An analyst who never runs `bridge check` still sees the warning, in the start-up output."""
+    path = write(tmp_path, zone="")
+    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], cwd=ROOT,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        first_lines = [process.stderr.readline().decode() for _ in range(2)]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert any("warning: channels.adt-in.timezone: not set" in line for line in first_lines), first_lines
+
+
 def test_default_config_names_a_zone_on_every_channel_and_stamps_no_fixed_offset():
     config = load_config(DEFAULT_CONFIG, load_plugins(entry_points=False))
     assert {c.timezone for c in config.channels.values()} == {"America/Chicago"}
