@@ -231,6 +231,9 @@ class PolicyRequest:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The policy's own config section (same name as the policy's plugin section, e.g. ``policy:``),
     with ``config_dir`` added so relative paths resolve against the config file's folder."""
+    facility_state: str | None = None
+    """The state of the facility the channel serves (channel key ``facility_state``): where a patient
+    seen in person was, when the record does not say."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_table_lists_every_rule_evaluated(tmp_path, capsys):
     code, out, _ = explain([write(tmp_path, make({"encounter.modality": "audio_only"}))], capsys)
     assert code == 0
     assert out.startswith("Decision:  BLOCK")
-    assert "2026.11.0" in out and "judged on 2026-11-27 (written date)" in out
+    assert "2026.12.0" in out and "judged on 2026-11-27 (written date)" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line[:1] == "R"}
     assert "fired" in lines["R6"] and "BLOCK" in lines["R6"]
     assert "passed" in lines["R3"] and "passed" in lines["R21"] and "skipped" in lines["R14"]
@@ -51,7 +51,7 @@ def test_json_output_and_at_override(tmp_path, capsys):
     assert code == 0 and doc["outcome"] == "ALLOW"
     assert doc["rules"] == [{"id": "R5", "outcome": "ALLOW", "reason": doc["rules"][0]["reason"],
                              "basis": doc["rules"][0]["basis"]}]
-    assert doc["ruleset"].startswith("telehealth-controlled-substances 2026.11.0")
+    assert doc["ruleset"].startswith("telehealth-controlled-substances 2026.12.0")
     code, out, _ = explain(["--json", "--at", "2027-01-01", path], capsys)
     doc = json.loads(out)
     assert code == 0 and doc["outcome"] == "BLOCK" and doc["judged_on"] == ["2027-01-01"]

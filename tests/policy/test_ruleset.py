@@ -35,8 +35,8 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 def test_shipped_rules_load_with_a_version_and_content_digest():
     ruleset = load_ruleset()
-    assert ruleset.version == "2026.11.0" and len(ruleset.digest) == 64
-    assert ruleset.label.startswith("telehealth-controlled-substances 2026.11.0 (sha256:")
+    assert ruleset.version == "2026.12.0" and len(ruleset.digest) == 64
+    assert ruleset.label.startswith("telehealth-controlled-substances 2026.12.0 (sha256:")
     assert {"R1", "R8", "R21", "R22"} <= set(ruleset.rules)
     assert {r.state for r in ruleset.pdmp} == {"NY", "CA", "AZ"}
     assert {r.state for r in ruleset.restrictions} == {"TX", "IN"}
@@ -133,7 +133,7 @@ def test_pathway_switch_in_settings_changes_the_outcome():
 
 
 def test_registered_policy_reads_the_rules_dir_from_the_environment(rules_copy, monkeypatch):
-    _edit(rules_copy / "rules.yaml", 'version: "2026.11.0"', 'version: "site-7"')
+    _edit(rules_copy / "rules.yaml", 'version: "2026.12.0"', 'version: "site-7"')
     monkeypatch.setenv(RULES_DIR_ENV, str(rules_copy))
     policy = policy_plugins().policies()[p.POLICY_NAME]
     decision = policy.evaluate(PolicyRequest(records=(make(),), channel="c"))

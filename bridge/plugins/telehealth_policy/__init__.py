@@ -41,7 +41,7 @@ def evaluate(request: PolicyRequest) -> PolicyDecision:
     if not prescriptions:
         return PolicyDecision("ALLOW")
     settings: Mapping[str, Any] | None = getattr(request, "settings", None)
-    decision = decide(prescriptions, ruleset_for(settings))
+    decision = decide(prescriptions, ruleset_for(settings), facility_state=getattr(request, "facility_state", None))
     log.info("message %s: %s (%s)", request.message_id, decision.outcome, ",".join(r.id for r in decision.rules))
     return decision
 

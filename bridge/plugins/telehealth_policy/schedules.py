@@ -8,13 +8,17 @@ is reported (R23) because it usually means a coding error somewhere upstream.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge import Medication
+from bridge import Coding, Medication
 
 from .ruleset import DrugRow, RuleSet, normalise_ndc
 
 STRICTNESS = {"none": 0, "CV": 1, "CIV": 2, "CIII": 3, "CII": 4, "CI": 5}
+NCI_SCHEDULES = {"C48672": "CI", "C48675": "CII", "C48676": "CIII", "C48677": "CIV", "C48679": "CV",
+                 "C38046": "none"}
+"""NCI Thesaurus codes for DEA schedules, as SCRIPT and FDA SPL carry them on a drug."""
 _ROMAN = {**{r: r for r in ("I", "II", "III", "IV", "V")}, "1": "I", "2": "II", "3": "III", "4": "IV", "5": "V"}
 
 
@@ -60,22 +64,57 @@ class DrugFacts:
         return None if self.row is None else name in self.row.classes
 
 
-def _codes(medication: Medication, marker: str) -> list[str]:
-    return [c.code for c in medication.codings if c.system and marker in c.system.lower()]
+def _codes(codings: list[Coding], marker: str) -> list[str]:
+    return [c.code for c in codings if c.code and c.system and marker in c.system.lower()]
 
 
 def find_row(ruleset: RuleSet, medication: Medication) -> tuple[DrugRow | None, str]:
-    """The table row for a medication and how it matched: RxNorm, then NDC, then description."""
-    rxnorm = [c for c in [medication.rxnorm, *_codes(medication, "rxnorm")] if c]
-    for row in ruleset.drugs:
-        hit = next((c for c in rxnorm if c in row.rxnorm), None)
-        if hit:
-            return row, f"RxNorm {hit}"
-    ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication, "ndc")] if c]
+    """The table row for a medication and how it matched: RxNorm codes (the product's own and its
+    ingredients'), then ingredient names the record codes, then NDC, then the description text.
+
+    A combination product matches the row naming the most of its ingredients (codeine with
+    acetaminophen is the CIII row, not codeine's CII row); a tie goes to the stricter schedule.
+    """
+    codes = {c for c in [medication.rxnorm, *_codes(medication.codings, "rxnorm"),
+                         *_codes(medication.ingredients, "rxnorm")] if c}
+    row = _most_specific(ruleset, lambda r: bool(codes & set(r.rxnorm)) or
+                         bool(r.ingredient_rxnorm) and set(r.ingredient_rxnorm) <= codes)
+    if row:
+        hits = sorted(codes & set(row.rxnorm)) or sorted(codes & set(row.ingredient_rxnorm))
+        return row, f"RxNorm {', '.join(hits)}"
+    names = {(c.display or "").strip().lower() for c in medication.ingredients} - {""}
+    row = _most_specific(ruleset, lambda r: bool(r.ingredients) and set(r.ingredients) <= names)
+    if row:
+        return row, "ingredient names (medication.ingredients)"
+    ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication.codings, "ndc")] if c]
     for row in ruleset.drugs:
         if any(n in row.ndc for n in ndcs):
             return row, "NDC"
     return _by_description(ruleset, medication.description or "")
+
+
+def _most_specific(ruleset: RuleSet, matches: Callable[[DrugRow], bool]) -> DrugRow | None:
+    found = [r for r in ruleset.drugs if matches(r)]
+    return max(found, key=lambda r: (len(r.ingredients), STRICTNESS[r.schedule]), default=None)
+
+
+def carried_schedule(medication: Medication) -> str | None:
+    """The schedule the record states: ``dea_schedule`` and any NCI Thesaurus schedule coding
+    (C48672 CI … C48679 CV, C38046 not scheduled); the stricter when both are there."""
+    coded = [NCI_SCHEDULES[c.code] for c in medication.codings if c.code in NCI_SCHEDULES]
+    stated = normalise_schedule(medication.dea_schedule)
+    for schedule in coded:
+        stated = stricter(stated, schedule)
+    return stated
+
+
+def registration_schedule(value: object) -> tuple[str | None, bool]:
+    """A DEA registration's schedule and whether it covers narcotics: ``"CII"`` → (CII, True);
+    the non-narcotic sub-schedules ``"2N"``/``"CIIN"`` and ``"3N"``/``"CIIIN"`` → (CII/CIII, False)."""
+    text = value.strip().upper() if isinstance(value, str) else ""
+    non_narcotic = text.endswith("N") and text not in ("N", "NONE")
+    schedule = normalise_schedule(text)
+    return schedule, not (non_narcotic and schedule in ("CII", "CIII"))
 
 
 def _by_description(ruleset: RuleSet, description: str) -> tuple[DrugRow | None, str]:
@@ -93,7 +132,7 @@ def classify(ruleset: RuleSet, medication: Medication | None, state: str | None)
     if medication is None:
         return DrugFacts(None, "", None, None, None, None)
     row, how = find_row(ruleset, medication)
-    carried = normalise_schedule(medication.dea_schedule)
+    carried = carried_schedule(medication)
     table = row.schedule if row else None
     override = row.state_schedules.get(state) if row and state else None
     schedule = stricter(stricter(table, carried), override)
