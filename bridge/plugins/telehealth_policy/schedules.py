@@ -1,14 +1,14 @@
 """Which schedule a prescribed drug is in: the table, the prescription's own claim, and the state.
 
-The prescription carries ``medication.dea_schedule`` from the prescriber's system; the table is our
-independent reading of the same drug. Both are used: the stricter one is applied, and a difference
+The prescription carries ``medication.dea_schedule`` (and NCI schedule codings) from the prescriber's
+system; the table is our independent reading of the same drug, found by the codes the record carries
+before any text. Both are used: the stricter one is applied, and a difference
 is reported (R23) because it usually means a coding error somewhere upstream.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge import Coding, Medication
@@ -69,23 +69,19 @@ def _codes(codings: list[Coding], marker: str) -> list[str]:
 
 
 def find_row(ruleset: RuleSet, medication: Medication) -> tuple[DrugRow | None, str]:
-    """The table row for a medication and how it matched: RxNorm codes (the product's own and its
-    ingredients'), then ingredient names the record codes, then NDC, then the description text.
+    """The table row for a medication and how it matched: by what the record codes (RxNorm codes of
+    the product and of its ingredients, ingredient names given as codings), then NDC, then the
+    description text as the last resort.
 
     A combination product matches the row naming the most of its ingredients (codeine with
     acetaminophen is the CIII row, not codeine's CII row); a tie goes to the stricter schedule.
     """
     codes = {c for c in [medication.rxnorm, *_codes(medication.codings, "rxnorm"),
                          *_codes(medication.ingredients, "rxnorm")] if c}
-    row = _most_specific(ruleset, lambda r: bool(codes & set(r.rxnorm)) or
-                         bool(r.ingredient_rxnorm) and set(r.ingredient_rxnorm) <= codes)
-    if row:
-        hits = sorted(codes & set(row.rxnorm)) or sorted(codes & set(row.ingredient_rxnorm))
-        return row, f"RxNorm {', '.join(hits)}"
     names = {(c.display or "").strip().lower() for c in medication.ingredients} - {""}
-    row = _most_specific(ruleset, lambda r: bool(r.ingredients) and set(r.ingredients) <= names)
-    if row:
-        return row, "ingredient names (medication.ingredients)"
+    found = [(row, how) for row in ruleset.drugs if (how := _coded_match(row, codes, names))]
+    if found:
+        return max(found, key=lambda hit: (len(hit[0].ingredients), STRICTNESS[hit[0].schedule]))
     ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication.codings, "ndc")] if c]
     for row in ruleset.drugs:
         if any(n in row.ndc for n in ndcs):
@@ -93,9 +89,17 @@ def find_row(ruleset: RuleSet, medication: Medication) -> tuple[DrugRow | None, 
     return _by_description(ruleset, medication.description or "")
 
 
-def _most_specific(ruleset: RuleSet, matches: Callable[[DrugRow], bool]) -> DrugRow | None:
-    found = [r for r in ruleset.drugs if matches(r)]
-    return max(found, key=lambda r: (len(r.ingredients), STRICTNESS[r.schedule]), default=None)
+def _coded_match(row: DrugRow, codes: set[str], names: set[str]) -> str:
+    """How a row matches the record's codes ("" when it does not): one of its RxNorm codes, all of
+    its ingredients' RxNorm codes, or all of its ingredient names among the record's ingredients."""
+    direct = sorted(codes & set(row.rxnorm))
+    if direct:
+        return f"RxNorm {', '.join(direct)}"
+    if row.ingredient_rxnorm and set(row.ingredient_rxnorm) <= codes:
+        return f"RxNorm ingredients {', '.join(row.ingredient_rxnorm)}"
+    if row.ingredients and set(row.ingredients) <= names:
+        return "ingredient names (medication.ingredients)"
+    return ""
 
 
 def carried_schedule(medication: Medication) -> str | None:
