@@ -299,6 +299,8 @@ class CommandSpec:
     ``configure(parser)`` adds its arguments to an ``argparse`` sub-parser; ``run(args)`` returns
     the exit code (0 success, 1 failure, 2 bad usage or input) and raises ``BridgeError`` subclasses
     for problems, which the CLI prints as one clear line.
+    ``args.formats`` holds the registered formats by name (``FormatSpec``), so a command can read
+    any format without importing another plugin.
     """
 
     name: str
