@@ -7,6 +7,7 @@ docs/policy.md is a case here, then the "Seen" reports of the issue are replayed
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,36 @@ def test_morphine_is_in_the_schedule_table_when_it_is_judged():
     trail = p.evaluate_prescription(rx, p.ruleset_for(None))
     checks = {c.id: c for c in trail.checks}
     assert "R24" not in checks and "CII" in checks["R1"].reason and trail.outcome == "ALLOW"
+
+
+# --- an in-person visit's location from the FHIR Encounter.location ------------------------------------
+
+
+def _bundle_with_location(klass: str, modality_ext: str | None) -> bytes:
+    fhir = plugin_manager().format("fhir")
+    rx = make({"category": "discharge", "encounter.encounter_class": klass, "encounter.modality": None,
+               "encounter.patient_location": None, "encounter.id": "enc-1"})
+    doc = json.loads(fhir.encode([rx], {}))
+    encounter = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Encounter")
+    if modality_ext is None:
+        encounter["extension"] = [x for x in encounter.get("extension", []) if "modality" not in x["url"]]
+    encounter["location"] = [{"location": {"reference": "Location/ward-4w"}}]
+    doc["entry"].append({"fullUrl": "Location/ward-4w", "resource": {
+        "resourceType": "Location", "id": "ward-4w", "name": "4 West",
+        "address": {"city": "Pella", "state": "IA", "country": "US"}}})
+    return json.dumps(doc).encode()
+
+
+def test_fhir_encounter_location_gives_an_in_person_patient_state():
+    records = plugin_manager().format("fhir").decode(_bundle_with_location("IMP", None), {})
+    (rx,) = [r for r in records if r.kind == "Prescription"]
+    location = rx.encounter.patient_location
+    assert (location.state, location.at_home, location.source) == ("IA", False, "encounter-location")
+    trail = p.evaluate_prescription(rx, p.ruleset_for(None))
+    assert next(c for c in trail.checks if c.id == "R2").status == "passed"
+
+
+def test_fhir_encounter_location_is_not_a_location_for_a_possibly_virtual_visit():
+    records = plugin_manager().format("fhir").decode(_bundle_with_location("AMB", None), {})
+    (rx,) = [r for r in records if r.kind == "Prescription"]
+    assert rx.encounter.patient_location is None

@@ -359,6 +359,29 @@ def location_in(node: Node) -> PatientLocation | None:
     return None
 
 
+IN_PERSON_CLASSES = ("IMP", "EMER", "ACUTE", "OBSENC")
+"""Encounter classes whose patient is certainly on site (a hospital stay or emergency visit); AMB is
+not among them, since vendors send AMB for video visits too."""
+
+
+def facility_location(node: Node, r: Reader, modality: str | None) -> PatientLocation | None:
+    """Where an in-person patient was: the state of the first ``Encounter.location`` whose Location
+    (held in the document) has one in its address. Used only for modality in_person or a stay or
+    emergency class, never for a visit that may be virtual; ``source`` says where it came from."""
+    klass = node.obj("class")
+    on_site = modality == "in_person" or (modality is None and klass is not None
+                                           and klass.str("code") in IN_PERSON_CLASSES)
+    if not on_site:
+        return None
+    for part in node.list("location"):
+        target = r.target(part.obj("location"))
+        address = target.obj("address") if target is not None and target.str("resourceType") == "Location" else None
+        if address is not None and address.str("state"):
+            return PatientLocation(country=address.str("country"), state=address.str("state"), at_home=False,
+                                   source="encounter-location")
+    return None
+
+
 def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
     code = rec.encounter_class or derived_class(rec.modality)
     source_class = None
@@ -416,7 +439,7 @@ def encounter_in(node: Node, r: Reader) -> Encounter:
         status=status if status in ENCOUNTER_STATUSES else None, modality=modality,
         encounter_class=code, period=period_in(node.obj("period")),
         patient=r.follow(node.obj("subject"), Patient), practitioner=practitioner,
-        patient_location=location_in(node),
+        patient_location=location_in(node) or facility_location(node, r, modality),
         practitioner_state=ext_value(node, C.EXT_PRACTITIONER_STATE, "String"),
         reason=concepts_in(node.list("reasonCode")), types=concepts_in(node.list("type")),
         appointment_id=reference_ids(appointments[0]) if appointments else None,
