@@ -124,3 +124,17 @@ def test_the_record_location_wins_over_the_facility_state(tmp_path):
     r2 = next(c for c in trail.checks if c.id == "R2")
     assert r2.reason == "patient located in NY"
     assert any(c.id == "R16" and c.status == "fired" for c in trail.checks)
+
+
+def test_bridge_check_prints_the_unknown_policy_name(tmp_path, capsys):
+    from bridge.cli import main
+
+    text = (ROOT / "config" / "bridge.yaml").read_text().replace(
+        "policies: [telehealth-controlled-substances]\n    facility_state",
+        "policies: [telehealth-controled-substances]\n    facility_state")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(text)
+    assert main(["check", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "channels.adt-mllp.policies[0]: unknown policy 'telehealth-controled-substances' " \
+           "(did you mean 'telehealth-controlled-substances'?)" in err

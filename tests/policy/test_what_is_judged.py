@@ -94,7 +94,8 @@ def test_r28_is_dated_data(tmp_path):
 
 def _rde(pv1_class="I", orc29="I", pv1_36=""):
     text = MORPHINE_RDE.decode()
-    text = text.replace("PV1|1|I|", f"PV1|1|{pv1_class}|").replace("|||||||||||||||||I\r", f"|||||||||||||||||{orc29}\r")
+    orc_end = "|" * 17
+    text = text.replace("PV1|1|I|", f"PV1|1|{pv1_class}|").replace(f"{orc_end}I\r", f"{orc_end}{orc29}\r")
     if pv1_36:
         fields = text.split("\r")[2].split("|")
         fields[36] = pv1_36

@@ -104,7 +104,8 @@ class DEARegistration:
 
     number: str
     state: str | None = None
-    schedules: list[str] = field(default_factory=list, metadata={"item_choices": (*DEA_SCHEDULES[:-1], *DEA_SUB_SCHEDULES)})
+    schedules: list[str] = field(default_factory=list,
+                                 metadata={"item_choices": (*DEA_SCHEDULES[:-1], *DEA_SUB_SCHEDULES)})
     expires: str | None = field(default=None, metadata=DATETIME)
 
 

@@ -1,4 +1,8 @@
-"""Telehealth prescribing policy gate: controlled-substance rules for every Prescription.
+"""Telehealth prescribing policy gate: controlled-substance rules for every prescription.
+
+Inpatient and emergency orders for immediate administration are not prescriptions (21 CFR 1300.01):
+the gate records R28 and judges nothing else for them. Which channels it judges is the channel's
+``policies:`` list (the core decides); an in-person patient is at the channel's ``facility_state``.
 
 Registers the policy ``telehealth-controlled-substances`` (ALLOW, REVIEW or BLOCK with every rule
 that fired, its reason, legal basis and the rule-set version), the ``policy:`` config section and
