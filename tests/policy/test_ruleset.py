@@ -168,3 +168,21 @@ def test_canonical_digest_form():
     assert p.signed_digest(rx) == "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     rx.quantity.value = 20.0
     assert canonical_bytes(rx) == text.encode("utf-8"), "20.0 and 20 must digest alike"
+
+
+def test_not_a_prescription_data_is_validated(rules_copy):
+    _edit(rules_copy / "federal.yaml", "order_categories: [inpatient]", "order_categories: [inpatiant]")
+    with pytest.raises(ConfigError) as error:
+        load_ruleset(rules_copy)
+    assert ("federal.yaml: not_a_prescription.order_categories[0]",
+            "expected one of inpatient, outpatient, community, discharge, got 'inpatiant'") in error.value.problems
+
+
+def test_registration_in_any_state_is_dated_data(rules_copy):
+    """Ending the DEA-DC-018 window makes a registration in the patient's state necessary again."""
+    rx = make({"encounter.patient_location.state": "NV", "encounter.practitioner_state": "NV",
+               "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}]})
+    assert p.decide([rx], load_ruleset(rules_copy)).outcome == "ALLOW"
+    _edit(rules_copy / "federal.yaml", 'to: "2026-12-31"     # follows', 'to: "2026-06-30"     # follows')
+    decision = p.decide([rx], load_ruleset(rules_copy))
+    assert decision.outcome == "BLOCK" and "R3" in [r.id for r in decision.rules]
