@@ -662,7 +662,7 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
             raise PluginError(f"plugin command {name!r} clashes with a built-in command")
         p = sub.add_parser(name, help=spec.help, description=spec.help)
         spec.configure(p)
-        p.set_defaults(func=spec.run)
+        p.set_defaults(func=spec.run, formats=plugins.formats())  # commands may decode with any registered format
     return parser
 
 

@@ -272,6 +272,9 @@ class PolicyRequest:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The policy's own config section (same name as the policy's plugin section, e.g. ``policy:``),
     with ``config_dir`` added so relative paths resolve against the config file's folder."""
+    facility_state: str | None = None
+    """The state of the facility the channel serves (channel key ``facility_state``): where a patient
+    seen in person was, when the record does not say."""
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,8 @@ class CommandSpec:
     ``configure(parser)`` adds its arguments to an ``argparse`` sub-parser; ``run(args)`` returns
     the exit code (0 success, 1 failure, 2 bad usage or input) and raises ``BridgeError`` subclasses
     for problems, which the CLI prints as one clear line.
+    ``args.formats`` holds the registered formats by name (``FormatSpec``), so a command can read
+    any format without importing another plugin.
     """
 
     name: str

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
-                "retention", "timezone")
+                "retention", "timezone", "policies", "facility_state")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match")
 ORDER_KEYS = ("by", "mode")
@@ -94,6 +94,9 @@ class ChannelConfig:
     retention: RetentionPolicy | None = None
     timezone: str | None = None
     """IANA zone of the sender's clocks: times that arrive without an offset are read in it."""
+    policies: tuple[str, ...] | None = None
+    """Names of the policies that judge this channel's messages; None (key absent): every registered one."""
+    facility_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,8 @@ def _channels(raw: Mapping[str, Any], destination_names: set[str], problems: _Pr
             enabled=bool(body.get("enabled", True)),
             retention=_retention(body.get("retention"), f"{path}.retention", problems),
             timezone=_channel_zone(body, path, problems),
+            policies=_channel_policies(body, f"{path}.policies", problems, plugins),
+            facility_state=_facility_state(body.get("facility_state"), f"{path}.facility_state", problems),
         )
     return channels
 
@@ -380,6 +385,36 @@ def _channel_zone(body: Mapping[str, Any], path: str, problems: _Problems) -> st
         problems.add(f"{path}.timezone", problem)
         return None
     return str(body["timezone"])
+
+
+def _channel_policies(body: Mapping[str, Any], path: str, problems: _Problems,
+                      plugins: PluginManager | None) -> tuple[str, ...] | None:
+    """``policies: [name, …]`` or ``[]``; absent means every registered policy (fail closed)."""
+    if "policies" not in body:
+        return None
+    value = body["policies"]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problems.add(path, f"expected a list of policy names such as [telehealth-controlled-substances] or [], "
+                           f"got {value!r}")
+        return None
+    known = sorted(plugins.policies()) if plugins is not None else None
+    for i, name in enumerate(value):
+        if known is not None and name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            problems.add(f"{path}[{i}]", f"unknown policy {name!r}"
+                                         + (f" (did you mean {hint[0]!r}?)" if hint
+                                            else f" (known: {', '.join(known) or 'none'})"))
+    return tuple(value)
+
+
+def _facility_state(value: Any, path: str, problems: _Problems) -> str | None:
+    """The two-letter state of the facility a channel serves (where in-person patients are)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 2 or not value.isalpha() or not value.isupper():
+        problems.add(path, f"expected a two-letter state code such as IA, got {value!r}")
+        return None
+    return value
 
 
 def _retention(value: Any, path: str, problems: _Problems) -> RetentionPolicy | None:

@@ -117,7 +117,7 @@ class Processor:
         lifecycle = {"prescriptions": prescriptions, "prescription_events": rx_events}
 
         outcome, rules, rulesets = self.evaluate(claim.channel, claim.id, records)
-        if self.policies:
+        if self.channel_judged(claim.channel):
             events.append(("policy", {"outcome": outcome, "rules": rules, "rulesets": rulesets}))
         if outcome == "REVIEW" and claim.policy_override:
             events.append(("policy_override", {"outcome": outcome, "note": "released by an operator"}))
@@ -163,7 +163,7 @@ class Processor:
         """The policy decision for raw bytes of ``channel``, for sources that refuse blocked messages
         at once; None when the bytes do not decode (the worker will record the decode error)."""
         plan = self.channels[channel]
-        if self._no_policy_applies(plan.format, raw):
+        if not self.channel_judged(channel) or self._no_policy_applies(plan.format, raw):
             return None
         try:
             records = plan.format.decode(raw, plan.config.options)
@@ -174,6 +174,24 @@ class Processor:
         outcome, rules, rulesets = self.evaluate(channel, None, records)
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)
+
+    def channel_policies(self, channel: str) -> tuple[PolicySpec, ...]:
+        """The policies a channel names (``policies:``); every registered one when it names none."""
+        plan = self.channels.get(channel)
+        names = plan.config.policies if plan is not None else None
+        if names is None:
+            return self.policies
+        return tuple(p for p in self.policies if p.name in names)
+
+    def _missing_policies(self, channel: str) -> list[str]:
+        """Names the channel lists that no loaded plugin provides (a plugin disabled after ``bridge check``)."""
+        plan = self.channels.get(channel)
+        loaded = {p.name for p in self.policies}
+        return [n for n in (plan.config.policies or ()) if n not in loaded] if plan is not None else []
+
+    def channel_judged(self, channel: str) -> bool:
+        """True when some policy judges the channel's messages (or one it names is missing: held)."""
+        return bool(self.channel_policies(channel) or self._missing_policies(channel))
 
     def _no_policy_applies(self, fmt: FormatSpec, raw: bytes) -> bool:
         """True when the header alone shows no policy judges this message (an ADT for a gate that
@@ -189,13 +207,17 @@ class Processor:
     def evaluate(self, channel: str, message_id: int | None,
                  records: Sequence[Record]) -> tuple[str, list[dict[str, Any]], dict[str, str | None]]:
         """The combined outcome, every rule that fired, and each policy's rule-set version."""
-        decisions = []
+        decisions = [(name, PolicyDecision("REVIEW", (_rule(
+            "policy-missing", f"the channel names policy {name!r}, which no loaded plugin provides"),)))
+            for name in self._missing_policies(channel)]
         kinds = {r.kind for r in records}
-        for policy in self.policies:
+        plan = self.channels.get(channel)
+        facility_state = plan.config.facility_state if plan is not None else None
+        for policy in self.channel_policies(channel):
             if policy.record_kinds and not kinds.intersection(policy.record_kinds):
                 continue
             request = PolicyRequest(records=tuple(records), channel=channel, message_id=message_id,
-                                    settings=self.policy_settings.get(policy.name, {}))
+                                    settings=self.policy_settings.get(policy.name, {}), facility_state=facility_state)
             try:
                 decisions.append((policy.name, policy.evaluate(request)))
             except Exception as exc:  # a failing gate holds the message for a person; it never allows

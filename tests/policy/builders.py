@@ -24,6 +24,7 @@ DRUGS = {
     "gabapentin": {"description": "gabapentin 300 MG Oral Capsule", "rxnorm": "25480", "dea_schedule": "none"},
     "pregabalin": {"description": "pregabalin 75 MG Oral Capsule", "rxnorm": "187832", "dea_schedule": "CV"},
     "tapentadol": {"description": "tapentadol 50 MG Oral Tablet", "rxnorm": "787390", "dea_schedule": "CII"},
+    "unlisted-cii": {"description": "investigational compound 5 MG Oral Tablet", "dea_schedule": "CII"},
     "mystery": {"description": "compounded capsule", "dea_schedule": None},
 }
 

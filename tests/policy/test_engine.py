@@ -44,7 +44,7 @@ def test_audio_only_oxycodone_is_rejected_with_rule_and_basis(tmp_path):
     event = _policy_event(engine, receipt.message_id)
     r6 = next(r for r in event["rules"] if r["id"] == "R6")
     assert event["outcome"] == "BLOCK" and r6["basis"].startswith("21 CFR 1307.41")
-    assert r6["policy"] == p.POLICY_NAME and r6["ruleset"].startswith("telehealth-controlled-substances 2026.11.0")
+    assert r6["policy"] == p.POLICY_NAME and r6["ruleset"].startswith("telehealth-controlled-substances 2026.12.0")
     assert _delivered(tmp_path) == []
 
 

@@ -37,7 +37,7 @@ def test_table_lists_every_rule_evaluated(tmp_path, capsys):
     code, out, _ = explain([write(tmp_path, make({"encounter.modality": "audio_only"}))], capsys)
     assert code == 0
     assert out.startswith("Decision:  BLOCK")
-    assert "2026.11.0" in out and "judged on 2026-11-27 (written date)" in out
+    assert "2026.12.0" in out and "judged on 2026-11-27 (written date)" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line[:1] == "R"}
     assert "fired" in lines["R6"] and "BLOCK" in lines["R6"]
     assert "passed" in lines["R3"] and "passed" in lines["R21"] and "skipped" in lines["R14"]
@@ -51,7 +51,7 @@ def test_json_output_and_at_override(tmp_path, capsys):
     assert code == 0 and doc["outcome"] == "ALLOW"
     assert doc["rules"] == [{"id": "R5", "outcome": "ALLOW", "reason": doc["rules"][0]["reason"],
                              "basis": doc["rules"][0]["basis"]}]
-    assert doc["ruleset"].startswith("telehealth-controlled-substances 2026.11.0")
+    assert doc["ruleset"].startswith("telehealth-controlled-substances 2026.12.0")
     code, out, _ = explain(["--json", "--at", "2027-01-01", path], capsys)
     doc = json.loads(out)
     assert code == 0 and doc["outcome"] == "BLOCK" and doc["judged_on"] == ["2027-01-01"]
@@ -87,7 +87,7 @@ def test_no_prescription_is_allow_with_no_rules(tmp_path, capsys):
 
 @pytest.mark.parametrize("content,argv,message", [
     (b"{not json", [], "invalid JSON at line 1 column 2"),
-    (b'{"resourceType": "Bundle", "entry": []}', [], "this is FHIR (Bundle); translate it first"),
+    (b'{"resourceType": "Bundle", "entry": []}', [], "Bundle.type: None is not supported"),  # read as FHIR
     (b'{"schema": "telemed-bridge/1", "records": [{"kind": "Prescription", "refills": "two"}]}', [],
      "records[0].refills: expected a whole number"),
     (b'{"schema": "telemed-bridge/9", "kind": "Prescription"}', [], "unsupported schema"),
@@ -107,3 +107,65 @@ def test_missing_file_and_bad_rules_folder_exit_2(tmp_path, capsys):
     path = write(tmp_path, make())
     code, _, err = explain(["--rules", str(tmp_path / "no-rules"), path], capsys)
     assert code == 2 and "rule folder" in err
+
+
+# --- issue 11: a FHIR Bundle directly, -c FILE for the config's policy: section --------------------
+
+
+def _fhir_bundle(tmp_path, rx) -> str:
+    path = tmp_path / "rx-bundle.json"
+    path.write_bytes(policy_plugins().format("fhir").encode([rx], {}))
+    return str(path)
+
+
+def test_a_fhir_bundle_is_judged_directly(tmp_path, capsys):
+    """Issue 6 asked for it: no translate step for FHIR input."""
+    code, out, err = explain(["--json", _fhir_bundle(tmp_path, make({"encounter.modality": "audio_only"}))], capsys)
+    doc = json.loads(out)
+    assert code == 0 and err == "" and doc["outcome"] == "BLOCK" and "R6" in [r["id"] for r in doc["rules"]]
+
+
+def test_from_reads_any_registered_format(tmp_path, capsys):
+    rde = tmp_path / "rx.hl7"
+    rde.write_bytes(policy_plugins().format("hl7v2").encode([make({"category": "discharge"})],
+                                                            {"message_control_id": "X"}))
+    code, out, _ = explain(["--json", "--from", "hl7v2", str(rde)], capsys)
+    assert code == 0 and json.loads(out)["outcome"] in ("ALLOW", "REVIEW", "BLOCK")
+    code, out, err = explain(["--from", "nosuch", str(rde)], capsys)
+    assert code == 2 and "cannot read format 'nosuch'" in err
+
+
+def test_config_policy_section_is_used(tmp_path, capsys):
+    """-c FILE judges as the engine would with that config: here the buprenorphine pathway is on."""
+    rx = make({"medication": {"description": "buprenorphine 8 MG Sublingual Tablet", "rxnorm": "1819",
+                              "dea_schedule": "CIII", "strength": "8 mg", "form": "tablet"},
+               "written_date": "2027-01-01", "signature.signed_at": "2027-01-01T09:28:00-05:00",
+               "encounter.modality": "audio_only",
+               "extra": {"policy": {"buprenorphine_course_start": "2026-12-15"}},
+               "pdmp_checks": [{"state": "IA", "checked_at": "2027-01-01T08:00:00-05:00", "outcome": "reviewed"}]})
+    path = write(tmp_path, rx)
+    config = tmp_path / "bridge.yaml"
+    config.write_text("policy:\n  pathways: {buprenorphine: true}\n")
+    code, out, _ = explain(["--json", path], capsys)
+    assert code == 0 and [r["id"] for r in json.loads(out)["rules"]] == ["R7"]  # pathway off by default
+    code, out, _ = explain(["--json", "-c", str(config), path], capsys)
+    assert code == 0 and json.loads(out)["outcome"] == "ALLOW"
+    assert [r["id"] for r in json.loads(out)["rules"]] == ["R8"]
+
+
+def test_config_with_a_bad_policy_section_exits_2_naming_the_key(tmp_path, capsys):
+    config = tmp_path / "bridge.yaml"
+    config.write_text("policy:\n  pathways: {buprenorfine: true}\n")
+    code, out, err = explain(["-c", str(config), write(tmp_path, make())], capsys)
+    assert code == 2 and out == ""
+    assert f"{config}: policy.pathways.buprenorfine: unknown pathway" in err
+
+
+def test_facility_state_locates_an_in_person_patient(tmp_path, capsys):
+    path = write(tmp_path, make({"encounter.modality": "in_person", "encounter.patient_location": None}))
+    code, out, _ = explain(["--json", path], capsys)
+    assert json.loads(out)["outcome"] == "REVIEW"
+    code, out, _ = explain(["--json", "--facility-state", "IA", path], capsys)
+    assert code == 0 and json.loads(out)["outcome"] == "ALLOW"
+    code, _, err = explain(["--facility-state", "Iowa", path], capsys)
+    assert code == 2 and "--facility-state expects a two-letter state code" in err

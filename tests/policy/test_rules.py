@@ -58,7 +58,7 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, dict[str,
     ("no encounter", {"changes": {"encounter": None}}, None, "REVIEW", {"R26": "REVIEW", "R2": "REVIEW"}, {"R5"}),
     ("encounter without modality", {"changes": {"encounter.modality": None}}, None, "REVIEW", {"R26": "REVIEW"}, {"R5"}),
     ("drug unknown, no schedule carried", {"drug": "mystery"}, None, "REVIEW", {"R24": "REVIEW"}, {"R1", "R5"}),
-    ("drug not in table, carried CII: controlled rules apply", {"drug": "tapentadol",
+    ("drug not in table, carried CII: controlled rules apply", {"drug": "unlisted-cii",
      "changes": {"encounter.modality": "audio_only"}}, None, "BLOCK", {"R6": "BLOCK"}, {"R24", "R23"}),
     ("schedule mismatch CIV vs table CII", {"changes": {"medication.dea_schedule": "CIV"}}, None, "REVIEW",
      {"R23": "REVIEW", "R5": "ALLOW"}, set()),
@@ -69,8 +69,35 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, dict[str,
     ("bup/naloxone matched by description", {"drug": "bup-nal", "changes": {"encounter.modality": "audio_only"}},
      None, "ALLOW", {"R5": "ALLOW"}, {"R6", "R24"}),
     # R3, R4, R11, R15
-    ("no DEA registration in the patient's state", {"changes": in_state("NV", **{
+    ("no DEA registration in the patient's state, after the window", {"changes": in_state("NV", **on("2027-01-04"), **{
+        "encounter.last_in_person_visit": "2026-10-01",
         "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}]})}, None, "BLOCK", {"R3": "BLOCK"}, {"R4"}),
+    ("registered in another state and licensed in the patient's, inside the window", {"changes": in_state("NV", **{
+        "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}]})}, None, "ALLOW", {"R5": "ALLOW"},
+     {"R3", "R4"}),
+    ("registered in another state, not authorised by the patient's state", {"changes": in_state("NV", **{
+        "prescriber.licenses": [{"state": "MN", "expires": "2027-12-31"}]})}, None, "BLOCK",
+     {"R3": "BLOCK", "R15": "BLOCK"}, {"R4"}),
+    ("registered elsewhere without the drug's schedule", {"changes": in_state("NV", **{
+        "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}],
+        "prescriber.dea_registrations": [{"number": "BE1", "state": "IA", "schedules": ["CIV"],
+                                          "expires": "2028-01-01"}]})}, None, "BLOCK", {"R4": "BLOCK"}, {"R3"}),
+    ("2N registration does not cover a Schedule II narcotic", {"changes": {"prescriber.dea_registrations": [
+        {"number": "BE1", "state": "IA", "schedules": ["CIIN", "CIII", "CIV", "CV"], "expires": "2028-01-01"}]}}, None,
+     "BLOCK", {"R4": "BLOCK"}, {"R3"}),
+    ("2N registration covers a non-narcotic Schedule II stimulant", {"drug": "amphetamine", "changes": {
+        "prescriber.dea_registrations": [{"number": "BE1", "state": "IA", "schedules": ["CIIN"],
+                                          "expires": "2028-01-01"}]}}, None, "ALLOW", {"R5": "ALLOW"}, {"R4"}),
+    ("3N registration does not cover buprenorphine", {"drug": "buprenorphine", "changes": {
+        "prescriber.dea_registrations": [{"number": "BE1", "state": "IA", "schedules": ["CIIIN", "CIV"],
+                                          "expires": "2028-01-01"}]}}, None, "BLOCK", {"R4": "BLOCK"}, {"R3"}),
+    ("2N registration, narcotic status unknown", {"drug": "unlisted-cii", "changes": {
+        "prescriber.dea_registrations": [{"number": "BE1", "state": "IA", "schedules": ["CIIN"],
+                                          "expires": "2028-01-01"}]}}, None, "REVIEW", {"R4": "REVIEW"}, set()),
+    # R28: not a prescription
+    ("inpatient order for immediate administration", {"changes": {
+        "encounter.encounter_class": "IMP", "encounter.modality": None, "encounter.patient_location": None,
+        "pharmacy": None, "signature": None}}, None, "ALLOW", {"R28": "ALLOW"}, {"R2", "R10", "R19", "R26"}),
     ("DEA registration expired", {"changes": {"prescriber.dea_registrations": [
         {"number": "BE1", "state": "IA", "schedules": ["CII"], "expires": "2026-10-31"}]}}, None, "BLOCK",
      {"R3": "BLOCK"}, set()),
@@ -197,7 +224,7 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, dict[str,
      {}, {"R16"}),
     ("AZ stimulant does not trigger the opioid/benzo row", {"drug": "amphetamine", "changes": in_state("AZ")}, None,
      "ALLOW", {}, {"R16"}),
-    ("AZ drug class unknown", {"drug": "tapentadol", "changes": in_state("AZ")}, None, "REVIEW", {"R16": "REVIEW"},
+    ("AZ drug class unknown", {"drug": "unlisted-cii", "changes": in_state("AZ")}, None, "REVIEW", {"R16": "REVIEW"},
      set()),
     # R17: state telehealth restrictions
     ("TX chronic pain, last seen 91 days ago", {"changes": in_state("TX", **{

@@ -35,8 +35,8 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 def test_shipped_rules_load_with_a_version_and_content_digest():
     ruleset = load_ruleset()
-    assert ruleset.version == "2026.11.0" and len(ruleset.digest) == 64
-    assert ruleset.label.startswith("telehealth-controlled-substances 2026.11.0 (sha256:")
+    assert ruleset.version == "2026.12.0" and len(ruleset.digest) == 64
+    assert ruleset.label.startswith("telehealth-controlled-substances 2026.12.0 (sha256:")
     assert {"R1", "R8", "R21", "R22"} <= set(ruleset.rules)
     assert {r.state for r in ruleset.pdmp} == {"NY", "CA", "AZ"}
     assert {r.state for r in ruleset.restrictions} == {"TX", "IN"}
@@ -133,7 +133,7 @@ def test_pathway_switch_in_settings_changes_the_outcome():
 
 
 def test_registered_policy_reads_the_rules_dir_from_the_environment(rules_copy, monkeypatch):
-    _edit(rules_copy / "rules.yaml", 'version: "2026.11.0"', 'version: "site-7"')
+    _edit(rules_copy / "rules.yaml", 'version: "2026.12.0"', 'version: "site-7"')
     monkeypatch.setenv(RULES_DIR_ENV, str(rules_copy))
     policy = policy_plugins().policies()[p.POLICY_NAME]
     decision = policy.evaluate(PolicyRequest(records=(make(),), channel="c"))
@@ -168,3 +168,21 @@ def test_canonical_digest_form():
     assert p.signed_digest(rx) == "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     rx.quantity.value = 20.0
     assert canonical_bytes(rx) == text.encode("utf-8"), "20.0 and 20 must digest alike"
+
+
+def test_not_a_prescription_data_is_validated(rules_copy):
+    _edit(rules_copy / "federal.yaml", "order_categories: [inpatient]", "order_categories: [inpatiant]")
+    with pytest.raises(ConfigError) as error:
+        load_ruleset(rules_copy)
+    assert ("federal.yaml: not_a_prescription.order_categories[0]",
+            "expected one of inpatient, outpatient, community, discharge, got 'inpatiant'") in error.value.problems
+
+
+def test_registration_in_any_state_is_dated_data(rules_copy):
+    """Ending the DEA-DC-018 window makes a registration in the patient's state necessary again."""
+    rx = make({"encounter.patient_location.state": "NV", "encounter.practitioner_state": "NV",
+               "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}]})
+    assert p.decide([rx], load_ruleset(rules_copy)).outcome == "ALLOW"
+    _edit(rules_copy / "federal.yaml", 'to: "2026-12-31"     # follows', 'to: "2026-06-30"     # follows')
+    decision = p.decide([rx], load_ruleset(rules_copy))
+    assert decision.outcome == "BLOCK" and "R3" in [r.id for r in decision.rules]

@@ -22,6 +22,11 @@ MODALITIES = ("video", "audio_only", "async", "in_person")
 REMOTE_MODALITIES = ("video", "audio_only", "async")
 """Modalities that make a visit telehealth (FHIR class VR; the prescribing rules' "telemedicine")."""
 DEA_SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
+DEA_SUB_SCHEDULES = ("CIIN", "CIIIN")
+"""DEA registration schedules 2N and 3N: the non-narcotic drugs of Schedule II and III only."""
+PRESCRIPTION_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
+"""Where a medication order is meant to be used (FHIR MedicationRequest.category): an ``inpatient``
+order is given in the facility; the others leave with the patient and are prescriptions."""
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -99,7 +104,8 @@ class DEARegistration:
 
     number: str
     state: str | None = None
-    schedules: list[str] = field(default_factory=list, metadata={"item_choices": DEA_SCHEDULES[:-1]})
+    schedules: list[str] = field(default_factory=list,
+                                 metadata={"item_choices": (*DEA_SCHEDULES[:-1], *DEA_SUB_SCHEDULES)})
     expires: str | None = field(default=None, metadata=DATETIME)
 
 
@@ -187,6 +193,7 @@ class Medication(Record):
     rxnorm: str | None = None
     ndc: str | None = None
     codings: list[Coding] = field(default_factory=list)
+    ingredients: list[Coding] = field(default_factory=list)
     dea_schedule: str | None = field(default=None, metadata=_choices(*DEA_SCHEDULES))
     strength: str | None = None
     form: str | None = None
@@ -243,6 +250,7 @@ class Prescription(Record):
     identifiers: list[Identifier] = field(default_factory=list)
     status: str | None = None
     intent: str | None = None
+    category: str | None = field(default=None, metadata=_choices(*PRESCRIPTION_CATEGORIES))
     medication: Medication | None = None
     quantity: Quantity | None = None
     days_supply: int | None = None

@@ -17,6 +17,8 @@ UCUM = "http://unitsofmeasure.org"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V2_0004 = "http://terminology.hl7.org/CodeSystem/v2-0004"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+MEDREQ_CATEGORY = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
+MEDREQ_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 R5_VIRTUAL_SERVICE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.virtualService"
 """Read and kept (never generated): the R5 cross-version extension describes the platform

@@ -18,6 +18,7 @@ from bridge import (
     REMOTE_MODALITIES,
     Appointment,
     ClinicalNote,
+    Coding,
     DecodeError,
     DEARegistration,
     EncodeError,
@@ -292,6 +293,7 @@ def medication_out(rec: Medication, w: Writer) -> dict[str, Any]:
                                        ext(C.EXT_STRENGTH, "String", rec.strength)),
         "code": compact({"coding": medication_codings(rec), "text": rec.description}),
         "form": {"text": rec.form} if rec.form else None,
+        "ingredient": [{"itemCodeableConcept": {"coding": [coding_out(c)]}} for c in rec.ingredients],
     })
 
 
@@ -314,9 +316,22 @@ def medication_in(node: Node, r: Reader) -> Medication:
     schedule = ext_value(node, C.EXT_DEA_SCHEDULE, "Code")
     return Medication(
         description=description, rxnorm=rxnorm, ndc=ndc, codings=codings,
+        ingredients=ingredients_in(node),
         dea_schedule=choice(schedule, DEA_SCHEDULE_CODES, node.at("extension(dea-schedule)")),
         strength=ext_value(node, C.EXT_STRENGTH, "String"),
         form=(form.display or form.code or None) if form else None, extra=record_extra_in(node))
+
+
+def ingredients_in(node: Node) -> list[Coding]:
+    """Medication.ingredient codings (itemCodeableConcept, first coding each; a referenced
+    Substance or Medication is not followed): the gate matches the schedule table by them."""
+    out = []
+    for part in node.list("ingredient"):
+        concept = part.obj("itemCodeableConcept")
+        codings = concept.list("coding") if concept else []
+        if codings:
+            out.append(coding_in(codings[0]))
+    return out
 
 
 # --- Encounter and Appointment -------------------------------------------------------------------
@@ -341,6 +356,29 @@ def location_in(node: Node) -> PatientLocation | None:
                                state=ext_value(found, "state", "String"),
                                at_home=ext_value(found, "atHome", "Boolean"),
                                source=ext_value(found, "source", "String"))
+    return None
+
+
+IN_PERSON_CLASSES = ("IMP", "EMER", "ACUTE", "OBSENC")
+"""Encounter classes whose patient is certainly on site (a hospital stay or emergency visit); AMB is
+not among them, since vendors send AMB for video visits too."""
+
+
+def facility_location(node: Node, r: Reader, modality: str | None) -> PatientLocation | None:
+    """Where an in-person patient was: the state of the first ``Encounter.location`` whose Location
+    (held in the document) has one in its address. Used only for modality in_person or a stay or
+    emergency class, never for a visit that may be virtual; ``source`` says where it came from."""
+    klass = node.obj("class")
+    on_site = modality == "in_person" or (modality is None and klass is not None
+                                           and klass.str("code") in IN_PERSON_CLASSES)
+    if not on_site:
+        return None
+    for part in node.list("location"):
+        target = r.target(part.obj("location"))
+        address = target.obj("address") if target is not None and target.str("resourceType") == "Location" else None
+        if address is not None and address.str("state"):
+            return PatientLocation(country=address.str("country"), state=address.str("state"), at_home=False,
+                                   source="encounter-location")
     return None
 
 
@@ -401,7 +439,7 @@ def encounter_in(node: Node, r: Reader) -> Encounter:
         status=status if status in ENCOUNTER_STATUSES else None, modality=modality,
         encounter_class=code, period=period_in(node.obj("period")),
         patient=r.follow(node.obj("subject"), Patient), practitioner=practitioner,
-        patient_location=location_in(node),
+        patient_location=location_in(node) or facility_location(node, r, modality),
         practitioner_state=ext_value(node, C.EXT_PRACTITIONER_STATE, "String"),
         reason=concepts_in(node.list("reasonCode")), types=concepts_in(node.list("type")),
         appointment_id=reference_ids(appointments[0]) if appointments else None,
@@ -500,6 +538,7 @@ def prescription_out(rec: Prescription, w: Writer) -> dict[str, Any]:
         "identifier": identifiers_out(rec, pon),
         "status": rec.status or "unknown",
         "intent": rec.intent or "order",
+        "category": [{"coding": [{"system": C.MEDREQ_CATEGORY, "code": rec.category}]}] if rec.category else [],
         "medicationReference": medication,
         "subject": w.ref(rec.patient) if rec.patient else None,
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
@@ -541,7 +580,7 @@ def prescription_in(node: Node, r: Reader) -> Prescription:
     return Prescription(
         id=record_id(node, found), prescriber_order_number=found.get(system),
         identifiers=identifiers, status=None if status == "unknown" else status,
-        intent=node.str("intent"), medication=medication_of(node, r),
+        intent=node.str("intent"), category=category_in(node), medication=medication_of(node, r),
         quantity=quantity_in(dispense.obj("quantity")) if dispense else None,
         days_supply=days_in(dispense.obj("expectedSupplyDuration")) if dispense else None,
         refills=dispense.int("numberOfRepeatsAllowed") if dispense else None,
@@ -555,6 +594,16 @@ def prescription_in(node: Node, r: Reader) -> Prescription:
         diagnosis=concepts_in(node.list("reasonCode")),
         note=notes[0] if notes else None, signature=signature_in(node), pdmp_checks=pdmp_in(node),
         extra=record_extra_in(node))
+
+
+def category_in(node: Node) -> str | None:
+    """MedicationRequest.category from the HL7 medicationrequest-category system (inpatient,
+    outpatient, community, discharge); other category codings are not ours to read."""
+    for concept in node.list("category"):
+        for coding in concept.list("coding"):
+            if coding.str("system") == C.MEDREQ_CATEGORY and coding.str("code") in C.MEDREQ_CATEGORIES:
+                return coding.str("code")
+    return None
 
 
 def medication_of(node: Node, r: Reader) -> Medication | None:

@@ -42,6 +42,10 @@ GENDERS = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other
 CLASSES = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
 ORDER_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "IP": "active",
                 "SC": "active", "ER": "entered-in-error"}
+ORDER_TYPES = {"I": "inpatient", "O": "outpatient"}
+"""ORC-29 order type (HL7 table 0482). An outpatient order from an inpatient or emergency stay, or
+from a message whose PV1-36 discharge disposition is valued, is a discharge prescription."""
+STAY_CLASSES = ("I", "E")
 ORDER_CONTROL = {"NW": "active", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "OK": "active"}
 APPOINTMENT_STATUS = {"BOOKED": "booked", "PENDING": "pending", "CANCELLED": "cancelled", "COMPLETE": "fulfilled",
                       "NOSHOW": "noshow", "WAITLIST": "waitlist", "STARTED": "arrived", "DELETED": "entered-in-error",
@@ -65,7 +69,7 @@ MAPPED: dict[str, set[int]] = {
     "SCH": {1, 2, 7, 8, 9, 10, 11, 25},
     "RGS": {1},
     "AIP": {1, 3},
-    "ORC": {1, 2, 3, 5, 9, 12},
+    "ORC": {1, 2, 3, 5, 9, 12, 29},
     "RXE": {2, 7, 9, 10, 11, 12, 27, 32},
     "RXO": {1, 7, 9, 11, 12, 13},
     "TQ1": {1},
@@ -388,14 +392,15 @@ class Decoder:
             if seg.name == "ORC":
                 groups.append([])
             groups[-1].append(seg)
-        records: list[Record] = [self._prescription(group, patient, encounter) for group in groups]
+        pv1 = found.get("PV1")
+        records: list[Record] = [self._prescription(group, patient, encounter, pv1) for group in groups]
         header = header_scope.extra().get("hl7v2")
         if header:
             records[0].extra.setdefault("hl7v2", {})["header"] = header
         return records
 
     def _prescription(self, group: list[Segment], patient: Patient | None,
-                      encounter: Encounter | None) -> Prescription:
+                      encounter: Encounter | None, pv1: Segment | None = None) -> Prescription:
         scope = self.scope()
         if self.type == "RDE":  # the encoded order's timing and route follow RXE
             found = self.walk(group, scope, ("ORC", "RXE"), late=("TQ1", "RXR"), after="RXE")
@@ -420,6 +425,7 @@ class Decoder:
             identifiers=self._order_ids(orc, 2, 3),
             status=status,
             intent="filler-order" if self.type == "RDE" else "original-order",
+            category=self._category(orc, pv1, scope),
             medication=medication,
             quantity=self._quantity(give, amount, units, scope),
             refills=self._int(give, refills, scope),
@@ -432,6 +438,21 @@ class Decoder:
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
             extra=scope.extra(),
         )
+
+    def _category(self, orc: Segment | None, pv1: Segment | None, scope: Scope) -> str | None:
+        """Inpatient, outpatient or discharge, from ORC-29 and the visit (PV1-2 class, PV1-36 discharge
+        disposition): the telehealth gate judges prescriptions, not orders given in the hospital."""
+        code = self.t(orc, 29).upper()
+        discharging = bool(self.t(pv1, 36)) if pv1 is not None else False
+        stay = pv1 is not None and self.t(pv1, 2) in STAY_CLASSES
+        if code and code not in ORDER_TYPES:
+            scope.unreadable("ORC-29", orc.get(29))
+            code = ""
+        if code == "O" and (stay or discharging):
+            return "discharge"
+        if code:
+            return ORDER_TYPES[code]
+        return "discharge" if discharging else None
 
     def _medication(self, codings: list[Coding]) -> Medication:
         first = codings[0]

@@ -58,6 +58,7 @@ APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Can
 NOTE_CODES = {"final": "AU", "preliminary": "IP"}
 ORC1_CODES = {"active": "NW", "revoked": "CA", "on-hold": "HD"}
 ORC5_CODES = {"completed": "CM", "entered-in-error": "ER"}
+ORC29_CODES = {"inpatient": "I", "outpatient": "O", "community": "O", "discharge": "O"}
 
 
 def number(value: float | int | None) -> str:
@@ -301,7 +302,8 @@ class Encoder:
         if not control and "ORC-1" not in scope.fields:
             control = "NW"
         scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
-                          9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber)})
+                          9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
+                          29: ORC29_CODES.get(rx.category or "", "")})
         med = rx.medication
         codings = list(med.codings) if med else []
         if med and not codings and (med.ndc or med.rxnorm or med.description):

@@ -1,4 +1,8 @@
-"""Telehealth prescribing policy gate: controlled-substance rules for every Prescription.
+"""Telehealth prescribing policy gate: controlled-substance rules for every prescription.
+
+Inpatient and emergency orders for immediate administration are not prescriptions (21 CFR 1300.01):
+the gate records R28 and judges nothing else for them. Which channels it judges is the channel's
+``policies:`` list (the core decides); an in-person patient is at the channel's ``facility_state``.
 
 Registers the policy ``telehealth-controlled-substances`` (ALLOW, REVIEW or BLOCK with every rule
 that fired, its reason, legal basis and the rule-set version), the ``policy:`` config section and
@@ -41,7 +45,7 @@ def evaluate(request: PolicyRequest) -> PolicyDecision:
     if not prescriptions:
         return PolicyDecision("ALLOW")
     settings: Mapping[str, Any] | None = getattr(request, "settings", None)
-    decision = decide(prescriptions, ruleset_for(settings))
+    decision = decide(prescriptions, ruleset_for(settings), facility_state=getattr(request, "facility_state", None))
     log.info("message %s: %s (%s)", request.message_id, decision.outcome, ",".join(r.id for r in decision.rules))
     return decision
 

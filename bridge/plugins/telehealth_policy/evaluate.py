@@ -20,7 +20,7 @@ from bridge import REMOTE_MODALITIES, PolicyDecision, Prescription, RuleResult
 from .dates import add_months, end_of_day, hours_between, parse_day, parse_instant
 from .digest import DIGEST_PREFIX, signed_digest
 from .ruleset import Pathway, PdmpRow, Restriction, RuleSet
-from .schedules import DrugFacts, classify, normalise_schedule
+from .schedules import DrugFacts, classify, registration_schedule
 
 SEVERITY = {"ALLOW": 0, "REVIEW": 1, "BLOCK": 2}
 _FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -66,6 +66,7 @@ class Context:
     state: str | None
     drug: DrugFacts
     flags: Mapping[str, Any]
+    state_from_facility: bool = False
 
     def _record(self, rule_id: str, status: str, outcome: str | None, reason: str, basis: str | None = None) -> bool:
         rule = self.rs.rules[rule_id]
@@ -90,7 +91,8 @@ class Context:
 
     @property
     def modality(self) -> str | None:
-        return self.rx.encounter.modality if self.rx.encounter else None
+        """The encounter's modality; a hospital stay or emergency visit without one is in person."""
+        return _modality(self.rx, self.rs)
 
     @property
     def telemedicine(self) -> bool:
@@ -112,28 +114,33 @@ class Context:
 # --- entry points --------------------------------------------------------------------------------
 
 
-def evaluate_prescription(rx: Prescription, ruleset: RuleSet, at: date | None = None) -> Trail:
-    """Judge one prescription; ``at`` replaces the written date (for "what if" questions)."""
+def evaluate_prescription(rx: Prescription, ruleset: RuleSet, at: date | None = None, *,
+                          facility_state: str | None = None) -> Trail:
+    """Judge one prescription; ``at`` replaces the written date (for "what if" questions).
+    ``facility_state`` is where the channel's facility is: an in-person patient's location."""
     trail = Trail(ruleset)
     day = at or _written_day(rx)
+    if _not_a_prescription(trail, rx, day):
+        return trail
     if day is None:
         _fire_unbound(trail, "R25", "the written date is missing or not a full date (YYYY-MM-DD); "
                       "no other rule can be judged without it")
         return trail
     trail.judged_on = day
-    ctx = _context(rx, ruleset, trail, day)
+    ctx = _context(rx, ruleset, trail, day, facility_state)
     if _outside_us(ctx):
         return trail
     _judge(ctx)
     return trail
 
 
-def decide(prescriptions: list[Prescription], ruleset: RuleSet, at: date | None = None) -> PolicyDecision:
+def decide(prescriptions: list[Prescription], ruleset: RuleSet, at: date | None = None, *,
+           facility_state: str | None = None) -> PolicyDecision:
     """The decision for a message: ALLOW with no rules when it carries no prescription."""
     results: list[RuleResult] = []
     outcome = "ALLOW"
     for n, rx in enumerate(prescriptions, 1):
-        trail = evaluate_prescription(rx, ruleset, at)
+        trail = evaluate_prescription(rx, ruleset, at, facility_state=facility_state)
         prefix = f"prescription {n} of {len(prescriptions)}: " if len(prescriptions) > 1 else ""
         results += [RuleResult(c.id, c.outcome or "REVIEW", prefix + c.reason, c.basis) for c in trail.fired]
         outcome = max(outcome, trail.outcome, key=SEVERITY.__getitem__)
@@ -150,12 +157,63 @@ def _fire_unbound(trail: Trail, rule_id: str, reason: str) -> None:
     trail.checks.append(Check(rule_id, "fired", rule.outcome, reason, rule.basis))
 
 
-def _context(rx: Prescription, rs: RuleSet, trail: Trail, day: date) -> Context:
+def _context(rx: Prescription, rs: RuleSet, trail: Trail, day: date, facility_state: str | None = None) -> Context:
     location = rx.encounter.patient_location if rx.encounter else None
-    state = (location.state or "").strip().upper() if location else ""
-    state = state if re.fullmatch(r"[A-Z]{2}", state) else None
+    state = _state_code(location.state if location else None)
+    from_facility = state is None and _modality(rx, rs) == "in_person" and _state_code(facility_state) is not None
+    if from_facility:
+        state = _state_code(facility_state)
     flags = rx.extra.get("policy") if isinstance(rx.extra.get("policy"), Mapping) else {}
-    return Context(rx, rs, trail, day, _prescribed_at(rx, day), state, classify(rs, rx.medication, state), flags)
+    return Context(rx, rs, trail, day, _prescribed_at(rx, day), state, classify(rs, rx.medication, state), flags,
+                   from_facility)
+
+
+def _state_code(value: str | None) -> str | None:
+    state = (value or "").strip().upper()
+    return state if re.fullmatch(r"[A-Z]{2}", state) else None
+
+
+def _encounter_class(rx: Prescription) -> str:
+    return (rx.encounter.encounter_class or "").strip().upper() if rx.encounter else ""
+
+
+def _modality(rx: Prescription, rs: RuleSet) -> str | None:
+    """The encounter's modality; a stay or emergency visit (class IMP, EMER…) without one is in person."""
+    modality = rx.encounter.modality if rx.encounter else None
+    if modality is None and _encounter_class(rx) in rs.stay_classes:
+        return "in_person"
+    return modality
+
+
+# --- what the gate judges: prescriptions, not orders for immediate administration ---------------------
+
+
+def _not_a_prescription(trail: Trail, rx: Prescription, day: date | None) -> bool:
+    """R28: an inpatient or emergency order for immediate administration is not a prescription
+    (21 CFR 1300.01(b)), so no prescribing rule applies to it. The decision table is in docs/policy.md;
+    anything that leaves with the patient, is telehealth or goes to a retail pharmacy is judged."""
+    rs = trail.ruleset
+    rule = rs.rules["R28"]
+    if day is not None and not rule.effective.covers(day):
+        return False
+    category, klass = rx.category, _encounter_class(rx)
+    marked = category in rs.stay_order_categories
+    if category is not None and not marked:
+        return False  # discharge, outpatient, community: it leaves with the patient
+    if klass and klass not in rs.stay_classes:
+        return False  # an ambulatory or virtual visit, whatever the order says
+    if not (marked or klass):
+        return False  # nothing says this is a stay
+    modality = rx.encounter.modality if rx.encounter else None
+    if modality in REMOTE_MODALITIES:
+        return False
+    if rx.pharmacy is not None and rx.pharmacy.ncpdp_id:
+        return False  # a retail pharmacy dispenses prescriptions, not medication orders
+    why = f"order category {category}" if marked else f"encounter class {klass}"
+    trail.checks.append(Check("R28", "fired", rule.outcome,
+                              f"an order for immediate administration ({why}, no telehealth modality, no retail "
+                              "pharmacy) is not a prescription; the prescribing rules do not apply", rule.basis))
+    return True
 
 
 def _prescribed_at(rx: Prescription, day: date) -> datetime:
@@ -197,6 +255,8 @@ def _location(ctx: Context) -> None:
     if ctx.state is None:
         ctx.fire("R2", "the patient's state at the visit (encounter.patient_location.state) is missing; "
                  "registration, licensure and state rules depend on it")
+    elif ctx.state_from_facility:
+        ctx.passed("R2", f"in-person visit: patient at the facility in {ctx.state} (channel facility_state)")
     else:
         ctx.passed("R2", f"patient located in {ctx.state}")
 
@@ -240,8 +300,10 @@ def _dea_registration(ctx: Context) -> None:
         for rule_id in ("R3", "R4"):
             ctx.skip(rule_id, "patient state unknown (see R2)")
         return
-    registrations = [r for r in (ctx.rx.prescriber.dea_registrations if ctx.rx.prescriber else [])
-                     if (r.state or "").upper() == ctx.state]
+    everywhere = ctx.rx.prescriber.dea_registrations if ctx.rx.prescriber else []
+    registrations = [r for r in everywhere if (r.state or "").upper() == ctx.state]
+    if not registrations and _registration_elsewhere(ctx, everywhere):
+        return
     if not registrations:
         ctx.fire("R3", f"the prescriber has no DEA registration in {ctx.state}, where the patient was")
         ctx.skip("R4", "no registration to check (see R3)")
@@ -256,7 +318,33 @@ def _dea_registration(ctx: Context) -> None:
         ctx.skip("R4", "no active registration to check (see R3)")
         return
     ctx.passed("R3", f"active DEA registration in {ctx.state}")
-    _schedule_covered(ctx, active)
+    _schedule_covered(ctx, active, ctx.state)
+
+
+def _registration_elsewhere(ctx: Context, registrations: list) -> bool:
+    """Inside the ``registration_in_any_state`` window (DEA-DC-018, continued by the temporary rules),
+    an active registration in another state suffices when the patient's state authorises the
+    prescriber (an active licence there). True when this decided R3 and R4."""
+    window = ctx.rs.windows.get("registration_in_any_state")
+    if window is None or not window.effective.covers(ctx.day):
+        return False
+    active = [r for r in registrations if _active(r.expires, ctx.day)]
+    if not active:
+        return False
+    licensed = any((lic.state or "").upper() == ctx.state and _active(lic.expires, ctx.day)
+                   for lic in (ctx.rx.prescriber.licenses if ctx.rx.prescriber else []))
+    where = ", ".join(sorted({(r.state or "?").upper() for r in active}))
+    if not licensed:
+        ctx.fire("R3", f"no DEA registration in {ctx.state}; the registration in {where} counts there only "
+                 f"when {ctx.state} authorises the prescriber, and no active licence in {ctx.state} is on record",
+                 basis=window.basis)
+        ctx.skip("R4", "no usable registration to check (see R3)")
+        return True
+    ctx.passed("R3", f"no DEA registration in {ctx.state}, but an active one in {where} and a licence in "
+               f"{ctx.state}: no second registration is needed within {window.effective.describe()}",
+               basis=window.basis)
+    _schedule_covered(ctx, active, where)
+    return True
 
 
 def _active(expires: str | None, day: date) -> bool:
@@ -264,16 +352,28 @@ def _active(expires: str | None, day: date) -> bool:
     return ends is not None and ends >= day
 
 
-def _schedule_covered(ctx: Context, registrations: list) -> None:
-    covered = {normalise_schedule(s) for r in registrations for s in r.schedules}
-    covered.discard(None)
-    if not covered:
-        ctx.review("R4", f"the DEA registration in {ctx.state} lists no schedules")
-    elif ctx.drug.schedule not in covered:
-        ctx.fire("R4", f"the DEA registration in {ctx.state} covers {', '.join(sorted(covered))}, "
-                 f"not {ctx.drug.schedule}")
+def _schedule_covered(ctx: Context, registrations: list, where: str) -> None:
+    """R4: the drug's schedule must be on the registration; the sub-schedules 2N and 3N cover only
+    the non-narcotic drugs of Schedule II and III."""
+    full, non_narcotic = set(), set()
+    for schedule, narcotics in (registration_schedule(s) for r in registrations for s in r.schedules):
+        if schedule:
+            (full if narcotics else non_narcotic).add(schedule)
+    wanted = ctx.drug.schedule
+    listed = ", ".join(sorted(full) + sorted(f"{s}N (non-narcotic)" for s in non_narcotic - full))
+    narcotic = ctx.drug.row.narcotic if ctx.drug.row else None
+    if not full and not non_narcotic:
+        ctx.review("R4", f"the DEA registration in {where} lists no schedules")
+    elif wanted in full:
+        ctx.passed("R4", f"{wanted} covered by the registration")
+    elif wanted in non_narcotic and narcotic is False:
+        ctx.passed("R4", f"{wanted} non-narcotic drug covered by the registration's {wanted}N sub-schedule")
+    elif wanted in non_narcotic and narcotic is None:
+        ctx.review("R4", f"the registration in {where} covers only non-narcotic {wanted} ({wanted}N) and this "
+                   "drug is not in the schedule table, so whether it is a narcotic is unknown")
     else:
-        ctx.passed("R4", f"{ctx.drug.schedule} covered by the registration")
+        ctx.fire("R4", f"the DEA registration in {where} covers {listed}, not {wanted}"
+                 + (" narcotics" if wanted in non_narcotic else ""))
 
 
 def _required_elements(ctx: Context) -> None:

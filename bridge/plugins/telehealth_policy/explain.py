@@ -2,26 +2,31 @@
 
 For compliance staff and analysts answering "why was this held?" or "what happens to this after the
 window closes?" (``--at 2027-01-01``). Input is a prescription with its context in the ``bridge``
-JSON format (one record, or an envelope with ``records``), from a file or standard input. FHIR input
-is translated first: ``bridge translate --from fhir --to bridge rx.json | bridge policy explain -``
-(the command reads records with the public ``bridge.record_from_dict`` and imports no core module,
-so it cannot look formats up itself). Exit 0 whatever the outcome; 2 for bad input or rule data.
+JSON format (one record, or an envelope with ``records``) or a FHIR R4 Bundle / MedicationRequest,
+from a file or standard input; ``--from FORMAT`` reads any registered format. FHIR and other formats
+are decoded with the format the CLI hands to commands (``args.formats``): this module imports no
+other plugin. ``-c FILE`` judges with that config's ``policy:`` section, as the engine would.
+Exit 0 whatever the outcome; 2 for bad input, config or rule data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from bridge import ConfigError, DecodeError, Prescription, Record, record_from_dict
+import yaml
+
+from bridge import ConfigError, DecodeError, FormatSpec, Prescription, Record, record_from_dict
 
 from .evaluate import Trail, decide, evaluate_prescription
 from .ruleset import PATHWAYS, RuleSet
-from .settings import ruleset_for
+from .settings import ruleset_for, validate_settings
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -36,25 +41,71 @@ def configure(parser: argparse.ArgumentParser) -> None:
     explain.add_argument("--pathway", action="append", default=[], choices=PATHWAYS,
                          help="switch a pathway on for this run (repeatable)")
     explain.add_argument("--schedule-overrides", metavar="FILE", help="site schedule override file")
+    explain.add_argument("-c", "--config", metavar="FILE",
+                         help="use the policy: section of this bridge config (the options above override it)")
+    explain.add_argument("--facility-state", metavar="ST",
+                         help="the channel's facility_state: where a patient seen in person is")
+    explain.add_argument("--from", dest="from_format", metavar="FORMAT",
+                         help="input format (default: bridge JSON, or FHIR when the JSON has a resourceType)")
     explain.add_argument("file", nargs="?", default="-", help="input file, or - for standard input")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         at = _parse_at(args.at)
-        ruleset = ruleset_for({"rules_dir": args.rules, "schedule_overrides": args.schedule_overrides,
-                               "pathways": {name: True for name in args.pathway}})
-        prescriptions = read_prescriptions(_read_input(args.file))
+        facility = _facility_state(args.facility_state)
+        ruleset = ruleset_for(_settings(args))
+        prescriptions = read_prescriptions(_read_input(args.file), getattr(args, "formats", None) or {},
+                                           args.from_format)
     except (DecodeError, ConfigError, OSError) as exc:
         print(f"bridge policy explain: {_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    trails = [evaluate_prescription(rx, ruleset, at) for rx in prescriptions]
-    decision = decide(prescriptions, ruleset, at)
+    trails = [evaluate_prescription(rx, ruleset, at, facility_state=facility) for rx in prescriptions]
+    decision = decide(prescriptions, ruleset, at, facility_state=facility)
     if args.json:
         print(json.dumps(_as_json(decision, trails, at), indent=2))
     else:
         print(render_table(decision, trails, ruleset, at))
     return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``policy:`` section of ``-c FILE`` (relative paths against its folder), then the flags."""
+    settings: dict[str, Any] = dict(_config_section(args.config)) if args.config else {}
+    if args.rules:
+        settings["rules_dir"] = os.path.abspath(args.rules)
+    if args.schedule_overrides:
+        settings["schedule_overrides"] = os.path.abspath(args.schedule_overrides)
+    if args.pathway:
+        settings["pathways"] = {**(settings.get("pathways") or {}), **{name: True for name in args.pathway}}
+    return settings
+
+
+def _config_section(path: str) -> Mapping[str, Any]:
+    """The config file's ``policy:`` section, validated as ``bridge check`` does; {} when it has none."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            doc = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError([(path, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    section = doc.get("policy") if isinstance(doc, Mapping) else None
+    if section is None:
+        return {}
+    if isinstance(section, Mapping):
+        section = {**section, "config_dir": os.path.dirname(os.path.abspath(path))}
+    problems = validate_settings(section)
+    if problems:
+        raise ConfigError([(f"{path}: policy.{key}" if key else f"{path}: policy", message)
+                           for key, message in problems])
+    return section
+
+
+def _facility_state(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise DecodeError(f"--facility-state expects a two-letter state code such as IA, got {text!r}")
+    return text
 
 
 def _message(exc: Exception) -> str:
@@ -83,24 +134,37 @@ def _read_input(name: str) -> bytes:
         return fh.read()
 
 
-def read_prescriptions(raw: bytes) -> list[Prescription]:
-    """The Prescriptions of a ``bridge`` JSON document; DecodeError saying what and where otherwise."""
+def read_prescriptions(raw: bytes, formats: Mapping[str, FormatSpec] | None = None,
+                       from_format: str | None = None) -> list[Prescription]:
+    """The Prescriptions of a ``bridge`` JSON document, a FHIR resource or Bundle, or a message in
+    ``from_format``; DecodeError saying what and where otherwise."""
+    formats = formats or {}
+    if from_format:
+        return _decoded(raw, formats, from_format)
     try:
         doc = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise DecodeError(f"input is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if isinstance(doc, dict) and doc.get("resourceType"):
+        return _decoded(raw, formats, "fhir")
     records = _records(doc)
     return [r for r in records if isinstance(r, Prescription)]
+
+
+def _decoded(raw: bytes, formats: Mapping[str, FormatSpec], name: str) -> list[Prescription]:
+    spec = formats.get(name)
+    if spec is None:
+        known = ", ".join(sorted(formats)) or "none registered"
+        raise DecodeError(f"cannot read format {name!r} here (known: {known}); translate it first: "
+                          f"bridge translate --from {name} --to bridge FILE | bridge policy explain -")
+    return [r for r in spec.decode(raw, {}) if isinstance(r, Prescription)]
 
 
 def _records(doc: Any) -> list[Record]:
     if not isinstance(doc, dict):
         raise DecodeError("expected a JSON object: a bridge envelope or a single record")
-    if doc.get("resourceType"):
-        raise DecodeError(f"this is FHIR ({doc['resourceType']}); translate it first: "
-                          "bridge translate --from fhir --to bridge FILE | bridge policy explain -")
     schema = doc.get("schema")
     if schema is not None and schema != "telemed-bridge/1":
         raise DecodeError(f"unsupported schema {schema!r} (expected 'telemed-bridge/1')", "schema")

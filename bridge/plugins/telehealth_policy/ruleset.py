@@ -28,9 +28,10 @@ RULES_DIR_ENV = "BRIDGE_POLICY_RULES_DIR"
 OUTCOMES = ("ALLOW", "REVIEW", "BLOCK")
 SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
 PATHWAYS = ("buprenorphine", "special_registration")
+ORDER_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
 RESTRICTION_KINDS = ("chronic_pain_recent_visit", "opioid_needs_in_person")
 REQUIRED_RULES = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R10", "R11", "R12", "R13", "R14",
-                  "R15", "R16", "R17", "R19", "R21", "R22", "R23", "R24", "R25", "R26", "R27")
+                  "R15", "R16", "R17", "R19", "R21", "R22", "R23", "R24", "R25", "R26", "R27", "R28")
 _STATE = re.compile(r"^[A-Z]{2}$")
 
 
@@ -111,6 +112,7 @@ class DrugRow:
     classes: tuple[str, ...]
     source: str
     rxnorm: tuple[str, ...] = ()
+    ingredient_rxnorm: tuple[str, ...] = ()
     ndc: tuple[str, ...] = ()
     ingredients: tuple[str, ...] = ()
     brands: tuple[str, ...] = ()
@@ -138,6 +140,10 @@ class RuleSet:
     restrictions: tuple[Restriction, ...]
     drugs: tuple[DrugRow, ...]
     source_dir: str = ""
+    stay_classes: tuple[str, ...] = ()
+    """Encounter classes of a hospital stay or emergency visit (IMP, EMER…): orders there are for
+    immediate administration unless marked otherwise (``federal.yaml: not_a_prescription``)."""
+    stay_order_categories: tuple[str, ...] = ("inpatient",)
 
     @property
     def label(self) -> str:
@@ -369,6 +375,7 @@ def drug_rows(doc: Mapping[str, Any], where: str, problems: _Problems) -> dict[s
             narcotic=bool(body.get("narcotic", False)), oud_treatment=bool(body.get("oud_treatment", False)),
             classes=_strings(body.get("classes"), f"{at}.classes", problems), source=str(body.get("source", "")),
             rxnorm=_strings(body.get("rxnorm"), f"{at}.rxnorm", problems),
+            ingredient_rxnorm=_strings(body.get("ingredient_rxnorm"), f"{at}.ingredient_rxnorm", problems),
             ndc=tuple(normalise_ndc(n) for n in _strings(body.get("ndc"), f"{at}.ndc", problems)),
             ingredients=tuple(s.lower() for s in _strings(body.get("ingredients"), f"{at}.ingredients", problems)),
             brands=tuple(s.lower() for s in _strings(body.get("brands"), f"{at}.brands", problems)),
@@ -393,7 +400,23 @@ def _federal_settings(doc: Mapping[str, Any], where: str, problems: _Problems) -
                                      f"{where}: pdmp_outcomes.unavailable", problems),
         "us_codes": tuple(c.upper() for c in _strings(doc.get("us_country_codes", ["US"]),
                                                       f"{where}: us_country_codes", problems)),
+        **_not_a_prescription(doc, where, problems),
     }
+
+
+def _not_a_prescription(doc: Mapping[str, Any], where: str, problems: _Problems) -> dict[str, Any]:
+    """``not_a_prescription: {encounter_classes, order_categories}``: what marks an order for immediate
+    administration in a hospital stay or emergency visit (21 CFR 1300.01), which the gate does not judge."""
+    at = f"{where}: not_a_prescription"
+    body = _mapping(doc.get("not_a_prescription"), at, problems)
+    categories = _strings(body.get("order_categories", ["inpatient"]), f"{at}.order_categories", problems)
+    for i, category in enumerate(categories):
+        if category not in ORDER_CATEGORIES:
+            problems.add(f"{at}.order_categories[{i}]", f"expected one of {', '.join(ORDER_CATEGORIES)}, "
+                                                        f"got {category!r}")
+    return {"stay_classes": tuple(c.upper() for c in _strings(body.get("encounter_classes"),
+                                                              f"{at}.encounter_classes", problems)),
+            "stay_order_categories": categories}
 
 
 # --- entry point ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Which schedule a prescribed drug is in: the table, the prescription's own claim, and the state.
 
-The prescription carries ``medication.dea_schedule`` from the prescriber's system; the table is our
-independent reading of the same drug. Both are used: the stricter one is applied, and a difference
+The prescription carries ``medication.dea_schedule`` (and NCI schedule codings) from the prescriber's
+system; the table is our independent reading of the same drug, found by the codes the record carries
+before any text. Both are used: the stricter one is applied, and a difference
 is reported (R23) because it usually means a coding error somewhere upstream.
 """
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge import Medication
+from bridge import Coding, Medication
 
 from .ruleset import DrugRow, RuleSet, normalise_ndc
 
 STRICTNESS = {"none": 0, "CV": 1, "CIV": 2, "CIII": 3, "CII": 4, "CI": 5}
+NCI_SCHEDULES = {"C48672": "CI", "C48675": "CII", "C48676": "CIII", "C48677": "CIV", "C48679": "CV",
+                 "C38046": "none"}
+"""NCI Thesaurus codes for DEA schedules, as SCRIPT and FDA SPL carry them on a drug."""
 _ROMAN = {**{r: r for r in ("I", "II", "III", "IV", "V")}, "1": "I", "2": "II", "3": "III", "4": "IV", "5": "V"}
 
 
@@ -60,22 +64,61 @@ class DrugFacts:
         return None if self.row is None else name in self.row.classes
 
 
-def _codes(medication: Medication, marker: str) -> list[str]:
-    return [c.code for c in medication.codings if c.system and marker in c.system.lower()]
+def _codes(codings: list[Coding], marker: str) -> list[str]:
+    return [c.code for c in codings if c.code and c.system and marker in c.system.lower()]
 
 
 def find_row(ruleset: RuleSet, medication: Medication) -> tuple[DrugRow | None, str]:
-    """The table row for a medication and how it matched: RxNorm, then NDC, then description."""
-    rxnorm = [c for c in [medication.rxnorm, *_codes(medication, "rxnorm")] if c]
-    for row in ruleset.drugs:
-        hit = next((c for c in rxnorm if c in row.rxnorm), None)
-        if hit:
-            return row, f"RxNorm {hit}"
-    ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication, "ndc")] if c]
+    """The table row for a medication and how it matched: by what the record codes (RxNorm codes of
+    the product and of its ingredients, ingredient names given as codings), then NDC, then the
+    description text as the last resort.
+
+    A combination product matches the row naming the most of its ingredients (codeine with
+    acetaminophen is the CIII row, not codeine's CII row); a tie goes to the stricter schedule.
+    """
+    codes = {c for c in [medication.rxnorm, *_codes(medication.codings, "rxnorm"),
+                         *_codes(medication.ingredients, "rxnorm")] if c}
+    names = {(c.display or "").strip().lower() for c in medication.ingredients} - {""}
+    found = [(row, how) for row in ruleset.drugs if (how := _coded_match(row, codes, names))]
+    if found:
+        return max(found, key=lambda hit: (len(hit[0].ingredients), STRICTNESS[hit[0].schedule]))
+    ndcs = [normalise_ndc(c) for c in [medication.ndc, *_codes(medication.codings, "ndc")] if c]
     for row in ruleset.drugs:
         if any(n in row.ndc for n in ndcs):
             return row, "NDC"
     return _by_description(ruleset, medication.description or "")
+
+
+def _coded_match(row: DrugRow, codes: set[str], names: set[str]) -> str:
+    """How a row matches the record's codes ("" when it does not): one of its RxNorm codes, all of
+    its ingredients' RxNorm codes, or all of its ingredient names among the record's ingredients."""
+    direct = sorted(codes & set(row.rxnorm))
+    if direct:
+        return f"RxNorm {', '.join(direct)}"
+    if row.ingredient_rxnorm and set(row.ingredient_rxnorm) <= codes:
+        return f"RxNorm ingredients {', '.join(row.ingredient_rxnorm)}"
+    if row.ingredients and set(row.ingredients) <= names:
+        return "ingredient names (medication.ingredients)"
+    return ""
+
+
+def carried_schedule(medication: Medication) -> str | None:
+    """The schedule the record states: ``dea_schedule`` and any NCI Thesaurus schedule coding
+    (C48672 CI … C48679 CV, C38046 not scheduled); the stricter when both are there."""
+    coded = [NCI_SCHEDULES[c.code] for c in medication.codings if c.code in NCI_SCHEDULES]
+    stated = normalise_schedule(medication.dea_schedule)
+    for schedule in coded:
+        stated = stricter(stated, schedule)
+    return stated
+
+
+def registration_schedule(value: object) -> tuple[str | None, bool]:
+    """A DEA registration's schedule and whether it covers narcotics: ``"CII"`` → (CII, True);
+    the non-narcotic sub-schedules ``"2N"``/``"CIIN"`` and ``"3N"``/``"CIIIN"`` → (CII/CIII, False)."""
+    text = value.strip().upper() if isinstance(value, str) else ""
+    non_narcotic = text.endswith("N") and text not in ("N", "NONE")
+    schedule = normalise_schedule(text)
+    return schedule, not (non_narcotic and schedule in ("CII", "CIII"))
 
 
 def _by_description(ruleset: RuleSet, description: str) -> tuple[DrugRow | None, str]:
@@ -93,7 +136,7 @@ def classify(ruleset: RuleSet, medication: Medication | None, state: str | None)
     if medication is None:
         return DrugFacts(None, "", None, None, None, None)
     row, how = find_row(ruleset, medication)
-    carried = normalise_schedule(medication.dea_schedule)
+    carried = carried_schedule(medication)
     table = row.schedule if row else None
     override = row.state_schedules.get(state) if row and state else None
     schedule = stricter(stricter(table, carried), override)
