@@ -19,7 +19,8 @@ and does not need pytest.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,27 @@ def engine_from_dict(data: Mapping[str, Any], folder: str | Path,
     data = {"store": "sqlite:///bridge.db", **data}
     config = parse_config(data, config_dir=str(folder), plugins=plugins)
     return Engine(config, plugins)
+
+
+@contextlib.contextmanager
+def listening_engine(data: Mapping[str, Any], folder: str | Path,
+                     plugins: PluginManager | None = None) -> Iterator[Engine]:
+    """An engine built from ``data`` with its destinations open and its sources listening (real
+    sockets, real folders); the test drives the workers with ``engine.drain()``. On exit the sources
+    stop, the destinations close and the store closes, even when the test failed."""
+    engine = engine_from_dict(data, folder, plugins)
+    engine.open_destinations()
+    engine.open_sources()
+    try:
+        for source in engine.sources:
+            source.start()
+        yield engine
+    finally:
+        for source in engine.sources:
+            source.stop()
+        for destination in engine.destinations.values():
+            destination.close()
+        engine.store.close()
 
 
 def assert_format_round_trip(spec: FormatSpec, records: Sequence[Record],
@@ -100,5 +122,6 @@ __all__ = [
     "assert_decode_error_is_clear",
     "assert_format_round_trip",
     "engine_from_dict",
+    "listening_engine",
     "plugin_manager",
 ]

@@ -12,36 +12,17 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.support import free_port, wait_for
+from tests.e2e.support import api_call, bridge_cli, default_site, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "messages"
 
 
-def bridge(*args, cwd, env):
-    result = subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def api(base, token, path):
-    request = urllib.request.Request(f"{base}/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.load(answer)
-
-
 def test_default_config_routes_an_inpatient_morphine_order_without_a_hold(tmp_path):
-    (tmp_path / "config").mkdir()
-    mllp, web = free_port(), free_port()
-    text = (ROOT / "config" / "bridge.yaml").read_text()
-    text = text.replace("127.0.0.1:2575", f"127.0.0.1:{mllp}").replace("127.0.0.1:8080", f"127.0.0.1:{web}")
-    config = tmp_path / "config" / "bridge.yaml"
-    config.write_text(text)
-    shutil.copytree(ROOT / "examples" / "ncpdp", tmp_path / "examples" / "ncpdp")
+    config, mllp, web = default_site(tmp_path)
     env = {**os.environ, "BRIDGE_LOG_LEVEL": "WARNING"}
     c = ["-c", str(config)]
-    token = "tbk_" + bridge("token", "create", *c, "--role", "analyst", "--name", "analyst-1", cwd=tmp_path,
+    token = "tbk_" + bridge_cli("token", "create", *c, "--role", "analyst", "--name", "analyst-1", cwd=tmp_path,
                             env=env).stdout.split("tbk_", 1)[1].split()[0]
 
     engine = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", *c], cwd=tmp_path, env=env,
@@ -50,22 +31,22 @@ def test_default_config_routes_an_inpatient_morphine_order_without_a_hold(tmp_pa
     try:
         wait_for(lambda: urllib.request.urlopen(f"{base}/readyz", timeout=1).status == 200)
         # the README journey: the telehealth visit over MLLP, its two prescriptions as JSON
-        assert "AA" in bridge("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "adt-a04-telehealth.hl7"),
+        assert "AA" in bridge_cli("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "adt-a04-telehealth.hl7"),
                               cwd=tmp_path, env=env).stdout
         for name in ("prescription.json", "prescription-needs-review.json"):
             shutil.copy(EXAMPLES / name, tmp_path / "var" / "inbox" / name)
         # plus the hospital's inpatient morphine order
-        sent = bridge("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "rde-o11-inpatient-morphine.hl7"),
+        sent = bridge_cli("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "rde-o11-inpatient-morphine.hl7"),
                       cwd=tmp_path, env=env)
         assert "AA" in sent.stdout
 
         settled = ("delivered", "held", "rejected", "failed", "dead", "filtered")
         found = wait_for(lambda: (lambda items: items if len(items) == 4 and all(
             m["status"] in settled for m in items) else None)(
-            api(base, token, "/messages?patient_id=MRN00012345")["items"]))
+            api_call(base, token, "/messages?patient_id=MRN00012345")["items"]))
         order = next(m for m in found if m["message_type"].startswith("RDE"))
         assert order["status"] == "delivered", order
-        detail = api(base, token, f"/messages/{order['id']}")
+        detail = api_call(base, token, f"/messages/{order['id']}")
         policy = next(e["detail"] for e in detail["timeline"] if e["kind"] == "policy")
         assert policy["outcome"] == "ALLOW" and [r["id"] for r in policy["rules"]] == ["R28"]
         assert {d["destination"] for d in detail["deliveries"]} == {"ehr-fhir"}  # not to a retail pharmacy

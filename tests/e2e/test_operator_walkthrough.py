@@ -6,7 +6,6 @@ prescription; and the audit log holds every view and action, intact. The dashboa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,43 +13,17 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.support import free_port, wait_for
+from tests.e2e.support import api_call, bridge_cli, default_site, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "messages"
 
 
-
-
-
-def bridge(*args, cwd, env, check=True, stdin=None):
-    result = subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=60, input=stdin)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def api(base, token, path, method="GET", body=None):
-    request = urllib.request.Request(f"{base}/api/v1{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.load(answer)
-
-
 def test_readme_operator_walkthrough(tmp_path):
-    # the shipped default config, with free ports so the test runs beside anything else
-    (tmp_path / "config").mkdir()
-    mllp, web = free_port(), free_port()
-    text = (ROOT / "config" / "bridge.yaml").read_text()
-    text = text.replace("127.0.0.1:2575", f"127.0.0.1:{mllp}").replace("127.0.0.1:8080", f"127.0.0.1:{web}")
-    config = tmp_path / "config" / "bridge.yaml"
-    config.write_text(text)
-    shutil.copytree(ROOT / "examples" / "ncpdp", tmp_path / "examples" / "ncpdp")
+    config, mllp, web = default_site(tmp_path)
     env = {**os.environ, "BRIDGE_LOG_LEVEL": "WARNING"}
     c = ["-c", str(config)]
-    tokens = {role: bridge("token", "create", *c, "--role", role, "--name", f"{role}-1", cwd=tmp_path, env=env)
+    tokens = {role: bridge_cli("token", "create", *c, "--role", role, "--name", f"{role}-1", cwd=tmp_path, env=env)
               .stdout.split("tbk_", 1)[1].split()[0] for role in ("analyst", "operator", "admin")}
     tokens = {role: f"tbk_{value}" for role, value in tokens.items()}
 
@@ -59,34 +32,34 @@ def test_readme_operator_walkthrough(tmp_path):
     base = f"http://127.0.0.1:{web}"
     try:
         wait_for(lambda: urllib.request.urlopen(f"{base}/readyz", timeout=1).status == 200)
-        sent = bridge("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "adt-a04-telehealth.hl7"),
+        sent = bridge_cli("send", "--to", f"mllp://127.0.0.1:{mllp}", str(EXAMPLES / "adt-a04-telehealth.hl7"),
                       cwd=tmp_path, env=env)
         assert "AA" in sent.stdout
         for name in ("prescription.json", "prescription-needs-review.json"):
             shutil.copy(EXAMPLES / name, tmp_path / "var" / "inbox" / name)
 
         found = wait_for(lambda: (lambda items: items if len(items) == 3 else None)(
-            api(base, tokens["analyst"], "/messages?patient_id=MRN00012345")["items"]))
+            api_call(base, tokens["analyst"], "/messages?patient_id=MRN00012345")["items"]))
         held = next(m for m in found if m["status"] == "held")
         hl7 = next(m for m in found if m["format"] == "hl7v2")
         assert {m["trace_id"] for m in found} == {hl7["trace_id"]}  # one journey, across formats
 
-        assert api(base, tokens["operator"], f"/holds/{held['id']}/release", "POST",
+        assert api_call(base, tokens["operator"], f"/holds/{held['id']}/release", "POST",
                    {"reason": "patient confirmed by phone she was at home in Iowa"})
         trace = wait_for(lambda: (lambda t: t if all(m["status"] == "delivered" for m in t["messages"]) else None)(
-            api(base, tokens["analyst"], f"/traces/{hl7['trace_id']}")))
+            api_call(base, tokens["analyst"], f"/traces/{hl7['trace_id']}")))
         assert {m["format"] for m in trace["messages"]} == {"hl7v2", "bridge"}
         delivered = {(d["destination"], d["status"]) for d in trace["deliveries"]}
         assert delivered == {("ehr-fhir", "delivered"), ("pharmacy-script", "delivered")}  # FHIR and NCPDP
         newrx = list((tmp_path / "var" / "outbox" / "pharmacy-script").glob("*.xml"))
         assert len(newrx) == 2 and all(b"<NewRx>" in p.read_bytes() for p in newrx)
 
-        audit = api(base, tokens["admin"], "/audit?limit=200")
+        audit = api_call(base, tokens["admin"], "/audit?limit=200")
         actions = {entry["action"] for entry in audit["items"]}
         assert {"hold.release", "message.search", "trace.view"} <= actions, actions
-        assert api(base, tokens["admin"], "/audit/verify")["intact"] is True
+        assert api_call(base, tokens["admin"], "/audit/verify")["intact"] is True
     finally:
         engine.terminate()
         _, err = engine.communicate(timeout=30)
     assert engine.returncode == 0, err
-    assert bridge("audit", "verify", *c, cwd=tmp_path, env=env).returncode == 0
+    assert bridge_cli("audit", "verify", *c, cwd=tmp_path, env=env).returncode == 0

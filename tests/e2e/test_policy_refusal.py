@@ -15,7 +15,7 @@ import pytest
 from bridge import record_from_dict
 from bridge.plugins.hl7v2.ack import ack_code_of
 from bridge.plugins.hl7v2.mllp import MLLPClient
-from bridge.testing import engine_from_dict, plugin_manager
+from bridge.testing import listening_engine, plugin_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,15 +42,8 @@ def engine(tmp_path, monkeypatch):
         },
         "destinations": {"out": {"url": "file://outbox", "format": "bridge"}},
     }
-    engine = engine_from_dict(config, tmp_path, plugin_manager())
-    engine.open_destinations()
-    engine.open_sources()
-    for source in engine.sources:
-        source.start()
-    yield engine
-    for source in engine.sources:
-        source.stop()
-    engine.store.close()
+    with listening_engine(config, tmp_path, plugin_manager()) as engine:
+        yield engine
 
 
 def source(engine, channel):

@@ -15,7 +15,7 @@ import pytest
 import bridge.plugins.telehealth_policy as p
 from bridge.plugins.hl7v2.ack import ack_code_of
 from bridge.plugins.hl7v2.mllp import MLLPClient
-from bridge.testing import engine_from_dict, plugin_manager
+from bridge.testing import listening_engine, plugin_manager
 
 from .builders import make
 
@@ -141,15 +141,8 @@ def mllp_engine(tmp_path):
                                          "routes": [{"to": ["out"]}]}},
         "destinations": {"out": {"url": "file://outbox", "format": "bridge"}},
     }
-    engine = engine_from_dict(config, tmp_path, plugin_manager())
-    engine.open_destinations()
-    engine.open_sources()
-    for source in engine.sources:
-        source.start()
-    yield engine
-    for source in engine.sources:
-        source.stop()
-    engine.store.close()
+    with listening_engine(config, tmp_path, plugin_manager()) as engine:
+        yield engine
 
 
 def _inpatient_order(drug: str) -> bytes:
