@@ -231,8 +231,8 @@ def test_bridge_show_names_the_failed_destination_and_why(tmp_path, scripted, ca
 
     assert main(["show", str(message_id), "-c", str(config), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["destinations"]["ehr"] == {"status": "delivered", "outbox_id": shown["destinations"]["ehr"]["outbox_id"],
-                                            "attempts": 1}
+    ehr = shown["destinations"]["ehr"]
+    assert ehr == {"status": "delivered", "outbox_id": ehr["outbox_id"], "attempts": 1}
     fhir = shown["destinations"]["fhir"]
     assert fhir["status"] == "dead" and fhir["failed_at"] == "encode" and "no time zone" in fhir["error"]
     assert {d["destination"]: d["failed_at"] for d in shown["deliveries"]} == {"ehr": None, "fhir": "encode"}

@@ -72,8 +72,8 @@ def test_the_message_json_names_each_destination_and_what_failed(site):
 
 def test_a_viewer_sees_which_destination_failed_but_not_the_error_text(site):
     detail = site.api("viewer").get(f"/api/v1/messages/{site.visit}").get_json()
-    assert detail["destinations"]["fhir"] == {"status": "dead", "outbox_id": detail["destinations"]["fhir"]["outbox_id"],
-                                              "attempts": 0, "failed_at": "encode"}
+    fhir = detail["destinations"]["fhir"]
+    assert fhir == {"status": "dead", "outbox_id": fhir["outbox_id"], "attempts": 0, "failed_at": "encode"}
     assert "time zone" not in str(detail)  # an encoder's error can quote the message
     routed = next(e for e in detail["timeline"] if e["kind"] == "routed")
     assert routed["detail"]["encode_failed"] == ["fhir"]  # destination names only: no content

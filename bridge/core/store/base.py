@@ -130,9 +130,11 @@ class NewOutbox:
     """An outbox row to create when a message is routed.
 
     ``error`` is set when the destination's encoder refused the message (or failed): the row is stored
-    as a dead letter at once, with that error and an empty payload, so one destination that cannot
-    take a message fails alone and stays visible and replayable (``replay --destination``) while the
-    message's other rows are delivered."""
+    as a dead letter at once, with that error as ``last_error``, an empty payload and ``attempts`` 0
+    (never claimed: that is how views tell an encode failure from a send failure), and an
+    ``encode_failed`` event; the message settles in the same transaction (``dead`` when every row is
+    dead). So one destination that cannot take a message fails alone and stays visible and replayable
+    (``replay --destination``) while the message's other rows are delivered."""
 
     destination: str
     payload: bytes
