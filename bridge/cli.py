@@ -286,6 +286,8 @@ def _record_line(record: dict[str, Any]) -> str:
 
 
 def cmd_show(args) -> int:
+    from bridge.core.outcomes import destination_outcomes, failed_at, outcome_line
+
     store = _store(args)
     message = store.get_message(args.id)
     if message is None:
@@ -301,7 +303,8 @@ def cmd_show(args) -> int:
                 "first_message_id": prescription.message_id, "updated_at": _iso(prescription.updated_at)},
             "timeline": [{"at": _iso(e.at), "event": e.kind, **dict(e.detail)} for e in events],
             "deliveries": [{**o.as_dict(), "created_at": _iso(o.created_at), "delivered_at": _iso(o.delivered_at),
-                            "next_attempt_at": _iso(o.next_attempt_at)} for o in outbox],
+                            "next_attempt_at": _iso(o.next_attempt_at), "failed_at": failed_at(o)} for o in outbox],
+            "destinations": destination_outcomes(outbox),
         }, indent=2, default=str))
         return EXIT_OK
     print(f"message {message.id}  channel {message.channel}  format {message.format}  status {message.status}")
@@ -317,6 +320,8 @@ def cmd_show(args) -> int:
               f"(since {_iso(prescription.updated_at)}; first message {prescription.message_id})")
     if message.error:
         print(f"error: {message.error}")
+    if outbox:
+        print(f"destinations: {outcome_line(outbox)}")
     if message.records:
         print("records:")
         for record in message.records:
@@ -329,6 +334,7 @@ def cmd_show(args) -> int:
         print("deliveries:")
         for o in outbox:
             print(f"  #{o.id} -> {o.destination:<16} {o.status:<10} attempts={o.attempts}"
+                  + (f"  failed at: {failed_at(o)}" if failed_at(o) else "")
                   + (f"  last error: {o.last_error}" if o.last_error else "")
                   + (f"  resolved by message {o.resolved_by_message}" if o.resolved_by_message else ""))
     return EXIT_OK

@@ -146,8 +146,9 @@ def message_families(counts: Mapping[str, Mapping[str, int]], channels: Iterable
     for suffix, statuses, help_text in (
         ("received", None, "Messages received on the channel and still in the store (any status)."),
         ("delivered", ("delivered",), "Messages of the channel delivered to every destination."),
-        ("failed", ("failed",), "Messages of the channel that could not be decoded or encoded (replayable)."),
-        ("dead_lettered", ("dead",), "Messages of the channel with at least one dead-lettered delivery."),
+        ("failed", ("failed",), "Messages of the channel that could not be decoded (replayable)."),
+        ("dead_lettered", ("dead",),
+         "Messages of the channel with at least one dead-lettered delivery (its send or its encode failed)."),
         ("held", ("held",), "Messages of the channel held by a policy for review."),
     ):
         family = Family(f"bridge_channel_messages_{suffix}", "gauge", help_text)

@@ -137,27 +137,38 @@ class Processor:
         order_key = None
         if plan.config.order_by in ORDER_KEY_FIELDS:
             order_key = keys.get(ORDER_KEY_FIELDS[plan.config.order_by])
-        outbox = []
-        for name, chosen in routed.items():
-            dest = self.destinations[name]
-            options = {**dest.config.options, "message_control_id": f"TB{claim.original_id}", "trace_id": trace_id,
-                       "config_dir": self.config_dir}
-            try:
-                payload = dest.format.encode(chosen, options)
-            except EncodeError as exc:
-                events.append(("encode_failed", {"destination": name, "error": str(exc)}))
-                return ProcessingResult(status="failed", events=events,
-                                        error=f"encoding {dest.format.name} for {name} failed: {exc}", **base)
-            except Exception as exc:  # plugin bug: keep the message and say where
-                log.error("destination %s: %s encoder raised %s", name, dest.format.name, type(exc).__name__)
-                events.append(("encode_failed", {"destination": name, "error": type(exc).__name__}))
-                return ProcessingResult(status="failed", events=events,
-                                        error=f"{dest.format.name} encoder error ({type(exc).__name__}): {exc}", **base)
-            header = _peek(dest.format, payload)
-            outbox.append(NewOutbox(name, payload, dest.format.media_type, dest.format.file_extension,
-                                    order_key, plan.config.order_mode, header.control_id, header.message_type))
-        events.append(("routed", {"destinations": sorted(routed)}))
+        identity = {"message_control_id": f"TB{claim.original_id}", "trace_id": trace_id}
+        outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id)
+                  for name, chosen in routed.items()]
+        routed_event: dict[str, Any] = {"destinations": sorted(routed)}
+        refused = sorted(item.destination for item in outbox if item.error is not None)
+        if refused:
+            routed_event["encode_failed"] = refused
+        events.append(("routed", routed_event))
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base, **lifecycle)
+
+    def encode_for(self, name: str, chosen: Sequence[Record], identity: Mapping[str, Any], order_key: str | None,
+                   order_mode: str, message_id: int) -> NewOutbox:
+        """One destination's outbox row. Destinations are independent: when this one's encoder refuses
+        (or a plugin bug raises), its row carries the error and becomes a dead letter, and the others
+        are still queued."""
+        dest = self.destinations[name]
+        fmt = dest.format
+
+        def failed(error: str) -> NewOutbox:
+            return NewOutbox(name, b"", fmt.media_type, fmt.file_extension, order_key, order_mode, error=error)
+
+        try:
+            payload = fmt.encode(chosen, {**dest.config.options, **identity, "config_dir": self.config_dir})
+        except EncodeError as exc:
+            log.warning("message %s: %s refused it for destination %s; dead-lettered", message_id, fmt.name, name)
+            return failed(f"encoding {fmt.name} for {name} failed: {exc}")
+        except Exception as exc:  # plugin bug: keep the message and say where
+            log.error("destination %s: %s encoder raised %s", name, fmt.name, type(exc).__name__)
+            return failed(f"{fmt.name} encoder error for {name} ({type(exc).__name__}): {exc}")
+        header = _peek(fmt, payload)
+        return NewOutbox(name, payload, fmt.media_type, fmt.file_extension, order_key, order_mode,
+                         header.control_id, header.message_type)
 
     def verdict(self, channel: str, raw: bytes) -> PolicyDecision | None:
         """The policy decision for raw bytes of ``channel``, for sources that refuse blocked messages

@@ -13,6 +13,7 @@ import base64
 from datetime import datetime, timezone
 from typing import Any
 
+from bridge.core.outcomes import destination_outcomes, failed_at
 from bridge.core.store import Store
 from bridge.core.store.base import Event, Hold, OutboxRow, StoredMessage
 
@@ -24,7 +25,7 @@ VIEWER_EVENT_KEYS = frozenset({
     "destination", "destinations", "outbox_id", "attempt", "bytes", "channel", "format", "records",
     "outcome", "rules", "as", "of", "next_attempt_at", "actor", "from_state", "to_state", "event_type",
     "original", "force", "already_delivered_to", "by_message", "by_outbox_id", "message", "behind_message",
-    "after_message", "which_was",
+    "after_message", "which_was", "encode_failed",
 })
 
 
@@ -87,7 +88,8 @@ def delivery_view(row: OutboxRow, principal: Principal) -> dict[str, Any]:
            "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
            "media_type": row.media_type, "control_id": row.control_id, "message_type": row.message_type,
            "original_message_id": row.original_message_id or row.message_id,
-           "resolved_by": row.resolved_by, "resolved_by_message": row.resolved_by_message}
+           "resolved_by": row.resolved_by, "resolved_by_message": row.resolved_by_message,
+           "failed_at": failed_at(row)}
     if principal.can("analyst"):
         out["last_error"] = row.last_error
     else:
@@ -115,10 +117,13 @@ def raw_view(raw: bytes) -> dict[str, Any]:
 def message_detail(store: Store, message: StoredMessage, principal: Principal) -> dict[str, Any]:
     """Summary, timeline and deliveries for everyone; records and raw payload for analysts and up."""
     holds = [h for h in store.holds(None) if h.message_id == message.id]
+    rows = store.outbox_rows(message_id=message.id)
     out: dict[str, Any] = {
         "message": message_summary(message, principal),
         "timeline": [event_view(e, principal) for e in store.events(message.id)],
-        "deliveries": [delivery_view(o, principal) for o in store.outbox_rows(message_id=message.id)],
+        "deliveries": [delivery_view(o, principal) for o in rows],
+        # which destination got it and which failed (where, and — for analysts — why)
+        "destinations": destination_outcomes(rows, with_errors=principal.can("analyst")),
         "holds": [hold_view(h, principal) for h in holds],
     }
     if principal.can("analyst"):

@@ -188,8 +188,10 @@ def test_seen_local_times_fail_at_fhir_without_a_zone(tmp_path):
     receipt = engine.submit("adt", local_adt("20260115103000"))
     engine.drain()
     message = engine.store.get_message(receipt.message_id)
-    assert message.status == "failed"
-    assert "has no time zone; FHIR requires one (set timezone: on the channel" in message.error
+    assert message.status == "dead"  # the FHIR destination's row is a dead letter with the reason (issue 12)
+    (row,) = engine.store.outbox_rows(message_id=receipt.message_id)
+    assert row.destination == "ehr-fhir" and row.status == "dead" and row.attempts == 0
+    assert "has no time zone; FHIR requires one (set timezone: on the channel" in row.last_error
 
 
 def test_channel_zone_gives_fhir_the_offset_of_each_instant_and_keeps_the_original(tmp_path):

@@ -275,25 +275,6 @@ def _delay_retries(engine, seconds):
                  (seconds,))
 
 
-def test_encode_failure_keeps_message_failed_without_outbox(tmp_path, scripted):
-    from bridge import EncodeError, FormatSpec
-
-    class Refuser:
-        @hookimpl
-        def bridge_formats(self):
-            def encode(records, options):
-                raise EncodeError("Encounter has no visit number")
-            return [FormatSpec(name="refuser", media_type="text/plain", decode=lambda raw, o: [], encode=encode)]
-
-    destinations = {"ehr": {"url": "script://ehr", "format": "refuser"}}
-    engine = make_engine(tmp_path, scripted, destinations=destinations, policies=[("refuser", Refuser())])
-    receipt = engine.submit("visits", encounter_message(1))
-    engine.drain()
-    message = engine.store.get_message(receipt.message_id)
-    assert message.status == "failed" and "no visit number" in message.error
-    assert engine.store.outbox_rows(message_id=receipt.message_id) == []
-
-
 def test_oversized_message_is_refused_before_storing(tmp_path, scripted):
     engine = make_engine(tmp_path, scripted)
     channel = engine.config.channels["visits"]

@@ -252,3 +252,31 @@ def test_a_threads_connection_closes_when_the_thread_ends(store):
         worker.join()
     gc.collect()
     assert fds() <= before + 2 and len(store._all) <= 2
+
+
+def test_an_outbox_row_with_an_encode_error_is_a_dead_letter_at_once(store):
+    """Issue 12: a destination whose encoder refused gets a dead row (never claimed); the others queue."""
+    mid, _ = receive(store)
+    claim = store.claim_message("w", 60)
+    error = "encoding fhir for refusing failed: period.start has no time zone"
+    outbox = [NewOutbox("good", b"payload", "text/plain", "txt", "P1", "strict"),
+              NewOutbox("refusing", b"", "application/fhir+json", "json", "P1", "strict", error=error)]
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=outbox))
+    rows = {r.destination: r for r in store.outbox_rows(message_id=mid)}
+    assert (rows["refusing"].status, rows["refusing"].attempts, rows["refusing"].last_error) == ("dead", 0, error)
+    assert rows["good"].status == "pending" and store.get_message(mid).status == "routed"
+    assert ("encode_failed", {"destination": "refusing", "outbox_id": rows["refusing"].id, "error": error}) in [
+        (e.kind, dict(e.detail)) for e in store.events(mid)]
+    delivery = store.claim_delivery("d", 60)
+    assert delivery.row.destination == "good" and store.claim_delivery("d2", 60) is None
+    store.finish_delivery(delivery, "delivered", "ok")
+    assert store.get_message(mid).status == "dead"
+
+
+def test_a_message_whose_every_row_failed_to_encode_is_dead_when_processed(store):
+    mid, _ = receive(store)
+    claim = store.claim_message("w", 60)
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
+        NewOutbox("refusing", b"", "text/plain", "txt", None, "strict", error="encoding x for refusing failed")]))
+    assert store.get_message(mid).status == "dead"
+    assert [r.status for r in store.outbox_rows(status="dead")] == ["dead"]

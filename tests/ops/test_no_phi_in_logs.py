@@ -241,8 +241,10 @@ def test_fake_phi_through_every_path_never_reaches_a_log_line(tmp_path, peers, c
         dead = store.outbox_rows(status="dead", limit=100)
         assert {r.attempts for r in dead if r.destination == "echo"} == {3}  # transient, crash, permanent
         assert [r.attempts for r in dead if r.destination in ("ehr-fhir", "ehr-mllp")] == [2, 2]  # 500/AE, 422/AR
-        assert any("cannot encode" in (m.error or "") for m in store.search(channel="fhir-in", status="failed")), \
-            [(m.status, m.error) for m in store.search(channel="fhir-in")]
+        # the encoder's refusal (quoting the patient) is the destination's dead letter, kept in the store only
+        assert any("cannot encode" in (r.last_error or "") and r.attempts == 0 for r in dead
+                   if r.destination == "badenc"), [(r.destination, r.last_error) for r in dead]
+        assert store.search(channel="fhir-in", status="dead")
         held = store.holds()[0].message_id
     finally:
         engine.stop()

@@ -19,13 +19,13 @@ from typing import Any
 MESSAGE_STATUSES = (
     "received",    # durably stored, waiting for a worker
     "processing",  # claimed by a worker (leased)
-    "failed",      # could not be decoded or encoded: kept with the error, replayable
+    "failed",      # could not be decoded (or processing broke off): kept with the error, replayable
     "held",        # a policy asked for review: waits for an operator
     "rejected",    # a policy blocked it, or an operator rejected the hold
     "filtered",    # no route matched: done, nothing to send
     "routed",      # outbox rows pending delivery
     "delivered",   # every outbox row delivered
-    "dead",        # at least one outbox row dead-lettered, none pending
+    "dead",        # at least one outbox row dead-lettered (a send or its encode failed), none pending
     "resolved",    # was dead: every dead letter was delivered since by a replay (outbox rows "resolved")
 )
 TERMINAL_OUTBOX = ("delivered", "dead", "resolved")
@@ -127,7 +127,14 @@ class OutboxClaim:
 
 @dataclass(frozen=True)
 class NewOutbox:
-    """An outbox row to create when a message is routed."""
+    """An outbox row to create when a message is routed.
+
+    ``error`` is set when the destination's encoder refused the message (or failed): the row is stored
+    as a dead letter at once, with that error as ``last_error``, an empty payload and ``attempts`` 0
+    (never claimed: that is how views tell an encode failure from a send failure), and an
+    ``encode_failed`` event; the message settles in the same transaction (``dead`` when every row is
+    dead). So one destination that cannot take a message fails alone and stays visible and replayable
+    (``replay --destination``) while the message's other rows are delivered."""
 
     destination: str
     payload: bytes
@@ -137,6 +144,7 @@ class NewOutbox:
     order_mode: str
     control_id: str | None = None
     message_type: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)

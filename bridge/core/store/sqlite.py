@@ -29,6 +29,7 @@ from .base import (
     Event,
     Hold,
     MessageClaim,
+    NewOutbox,
     OutboxClaim,
     OutboxRow,
     PrescriptionEventIn,
@@ -289,6 +290,9 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             for item in result.outbox:
                 # a replay's row carries the identity (file name, idempotency key) of the chain's first row
                 first = replays.original_row(conn, root, item.destination) if root != claim.id else None
+                if item.error is not None:
+                    self._insert_encode_failure(conn, claim.id, item, first, now)
+                    continue
                 ob = conn.execute(
                     "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
                     " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
@@ -299,6 +303,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 )
                 self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
                                                         "bytes": len(item.payload)}, now)
+            if any(item.error is not None for item in result.outbox):
+                self._settle_message(conn, claim.id, now)  # every row may be settled already (all dead)
             if result.hold_reasons is not None:
                 self._open_hold(conn, claim.id, result.keys.get("prescription_number"), result.hold_reasons, now)
             for number in result.prescriptions:
@@ -307,6 +313,21 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                              (number, claim.id, result.trace_id, now, now))
             for event in result.prescription_events:
                 self._apply_inbound_event(conn, claim.id, event, now)
+
+    def _insert_encode_failure(self, conn: sqlite3.Connection, message_id: int, item: NewOutbox,
+                               first: tuple[int, int] | None, now: float) -> None:
+        """A destination whose encoder refused the message gets a dead letter at once (never claimed,
+        ``attempts`` 0, empty payload): it fails alone, is listed with its reason, and a replay to it
+        keeps this row's identity and resolves it once delivered."""
+        ob = conn.execute(
+            "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+            " order_key, order_mode, next_attempt_at, created_at, last_error, original_message_id,"
+            " original_outbox_id) VALUES (?,?,'dead',?,?,?,?,?,?,?,?,?,?)",
+            (message_id, item.destination, b"", item.media_type, item.file_extension, item.order_key,
+             item.order_mode, now, now, item.error, *(first or (None, None))),
+        )
+        self._event(conn, message_id, "encode_failed", {"destination": item.destination, "outbox_id": ob.lastrowid,
+                                                        "error": item.error}, now)
 
     def _open_hold(self, conn: sqlite3.Connection, message_id: int, prescription: str | None,
                    reasons: Any, now: float) -> None:
