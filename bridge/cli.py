@@ -503,6 +503,7 @@ def cmd_web(args) -> int:
     tls = {"cert_file": args.cert, "key_file": args.key} if args.cert else config.web.get("tls")
     if bool(args.cert) != bool(args.key):
         raise UsageError("--cert and --key go together")
+    _require_store(config.store_url)  # an admin view of a wrong path must not show a new, empty store
     app = create_app(config, plugins, secure_cookies=bool(tls))
     server = make_admin_server(app, args.host, args.port, tls)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -233,6 +233,9 @@ class DestinationProfile:
     description: str = ""
     options: tuple[OptionSpec, ...] | None = None
     """The destination ``options:`` keys the profile reads. ``None``: not declared (not checked, warned)."""
+    needs_timezone: bool = False
+    """True when the profile cannot send a local time without its offset (it writes FHIR dates):
+    ``bridge check`` then warns about channels without a ``timezone`` that feed it."""
 
 
 # --- policies ----------------------------------------------------------------------------------

@@ -631,13 +631,24 @@ def _zone_warnings(channels: Mapping[str, ChannelConfig], destinations: Mapping[
             continue  # a format that needs zones (FHIR) also always carries them on what it receives
         fed = sorted({name for route in channel.routes for name in route.to if name in destinations})
         for name in fed:
-            fmt = destinations[name].format
-            if fmt in formats and getattr(formats[fmt], "needs_timezone", False):
+            needs = _needs_zone(destinations[name], formats, plugins)
+            if needs:
                 warnings.append((f"channels.{channel.name}.timezone", (
-                    f"not set, but the channel feeds destination {name!r} whose format {fmt} needs a time zone: "
+                    f"not set, but the channel feeds destination {name!r} whose {needs} needs a time zone: "
                     "times the sender writes without an offset will fail there; set it to the sender's IANA zone "
                     "(e.g. America/Chicago)")))
     return tuple(warnings)
+
+
+def _needs_zone(destination: DestinationConfig, formats: Mapping[str, Any], plugins: PluginManager) -> str | None:
+    """``"profile epic"`` or ``"format fhir"`` when the destination cannot send a local time, else None."""
+    profile = plugins.destination_profiles().get(destination.profile) if destination.profile else None
+    if profile is not None and getattr(profile, "needs_timezone", False):
+        return f"profile {profile.name}"
+    fmt = destination.format
+    if fmt in formats and getattr(formats[fmt], "needs_timezone", False):
+        return f"format {fmt}"
+    return None
 
 
 def _retry(body: Mapping[str, Any], path: str, problems: _Problems) -> RetryPolicy:

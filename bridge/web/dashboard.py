@@ -109,7 +109,8 @@ def make_dashboard() -> Blueprint:
             message = api.store().get_message(hold.message_id)
             items.append({"hold": present.hold_view(hold, g.principal),
                           "message": present.message_summary(message, g.principal) if message else None})
-        recent = [present.hold_view(h, g.principal) for h in api.store().holds(None) if h.status != "open"][-20:]
+        recent = [present.hold_view(h, g.principal) for h in api.store().holds(None)
+                  if h.status in ("released", "rejected")][-20:]  # a waiting hold is not decided yet
         if items and g.principal.can("analyst"):
             api.audit_listing(g.principal, "holds.view", [i["hold"]["message_id"] for i in items])
         waiting = [present.hold_view(h, g.principal) for h in api.store().holds("waiting")]

@@ -293,3 +293,28 @@ def test_policies_see_the_localized_times_in_the_worker_and_at_the_listener(tmp_
     engine.submit("adt", raw)
     engine.drain()
     assert seen == ["2026-07-15T10:30:00-05:00", "2026-07-15T10:30:00-05:00"]
+
+
+def test_check_warns_about_a_channel_without_zone_that_feeds_an_epic_or_oracle_destination(tmp_path):
+    """Review of issue 11: docs/configuration.md promises the warning for "a vendor profile built on"
+    FHIR, but the Epic and Oracle Health profiles use the bridge format, so nothing was said until
+    each visit dead-lettered at delivery ("has no time zone; FHIR requires one")."""
+    path = write(tmp_path, zone="")
+    vendors = """
+  epic:
+    profile: epic
+    options: {client_ids: {non-production: x}, key_env: EPIC_KEY, kid: k, mrn_system: urn:mrn,
+              visit_number_system: urn:vn, base_url: "https://epic.example/api/FHIR/R4"}
+  millennium:
+    profile: oracle_health
+    options: {tenant: t, client_ids: {non-production: x}, key_env: OH_KEY, kid: k, mrn_system: urn:mrn,
+              visit_number_system: urn:vn, encounter_types: {video: "2560523697"}}
+"""
+    path.write_text(path.read_text().replace("to: [ehr-fhir, archive]", "to: [epic, millennium, archive]")
+                    + vendors)
+    warnings = load_config(path, load_plugins(entry_points=False)).warnings
+    assert [(where, message.split(":", 1)[0]) for where, message in warnings] == [
+        ("channels.adt-in.timezone", "not set, but the channel feeds destination 'epic' whose profile epic needs a "
+                                     "time zone"),
+        ("channels.adt-in.timezone", "not set, but the channel feeds destination 'millennium' whose profile "
+                                     "oracle_health needs a time zone")]

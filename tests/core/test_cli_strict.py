@@ -155,3 +155,20 @@ def test_translate_refuses_an_option_neither_format_reads(capsys):
     assert main(["translate", "--from", "bridge", "--to", "ncpdp", "--option", "fromid=CLINIC1",
                  str(PRESCRIPTION)]) == 2
     assert "--option fromid: unknown option (did you mean 'from_id'?) for bridge → ncpdp" in capsys.readouterr().err
+
+
+def test_bridge_web_does_not_create_a_store_either(tmp_path):
+    """Review of issue 11: README says only `run`, `jobs run`, `token create` and `user create` create the
+    store, but `bridge web` against a wrong `store:` made an empty one and served an empty dashboard."""
+    path = config_file(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "web", "-c", str(path), "--port", "0"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("bridge web served an empty store it created")
+    assert process.returncode == 2, err
+    assert f"no store at {tmp_path / 'var' / 'bridge.db'} (run `bridge run` first or check `store:`)" in err
+    assert not (tmp_path / "var").exists()

@@ -133,3 +133,19 @@ def test_a_template_that_leaves_the_folder_is_refused(tmp_path):
                                                 options={"filename": "../{message_id}.{ext}"}))
     with pytest.raises(PermanentDeliveryError, match="leaves the outbox folder"):
         dest.send(Delivery(1, 1, "out", b"x", "text/plain", "json", 1))
+
+
+def test_the_declared_filename_default_is_the_name_a_replay_keeps(tmp_path):
+    """Review of issue 11: docs/options.md (generated from the declaration) said the default file name
+    was {message_id}-{outbox_id}.{ext}, which changes on every replay; the destination uses the
+    original's ids. A user copying the documented default would lose the stable name."""
+    from bridge.plugins.file import bridge_transports
+
+    (spec,) = [o for o in bridge_transports()[0].destination_options if o.name == "filename"]
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", options={}, config_dir=str(tmp_path)))
+    replay = Delivery(outbox_id=9, message_id=7, destination="out", payload=b"{}", media_type="application/json",
+                      file_extension="json", attempt=1, original_message_id=3, original_outbox_id=4)
+    dest.send(replay)
+    assert sorted(os.listdir(tmp_path / "out")) == ["3-4.json"]
+    assert spec.default == dest.template
+    assert "{original_message_id}" in spec.description and "{original_outbox_id}" in spec.description

@@ -231,3 +231,22 @@ def test_a_replay_of_a_replay_not_yet_processed_is_still_a_prescription(tmp_path
     engine.drain()
     with pytest.raises(ReplayRefused, match="already delivered to ehr"):
         engine.store.replay(queued, reason="x", actor="test")
+
+
+def test_a_replay_is_refused_while_a_copy_from_the_same_chain_is_held(tmp_path, scripted):
+    """Review of issue 11: a rejected prescription replayed twice (the first replay held again) opened a
+    second hold for the same chain; releasing both sent the same NewRx twice."""
+    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    rx = engine.submit("visits", prescription_message("RX-C")).message_id
+    engine.drain()
+    engine.store.resolve_hold(rx, "reject", reason="wrong dose", actor="pharmacist")
+    held_copy = engine.store.replay(rx, reason="dose was right", actor="test")
+    engine.drain()
+    assert engine.store.get_message(held_copy).status == "held"
+    with pytest.raises(ReplayRefused, match=rf"message {held_copy} of the same replay chain is held for review"
+                                            rf".*bridge release\|reject {held_copy}"):
+        engine.store.replay(rx, reason="clicked again", actor="test")
+    with pytest.raises(ReplayRefused, match=rf"message {held_copy} of the same replay chain is held"):
+        engine.store.replay(rx, reason="clicked again", actor="test", force=True)
+    assert engine.store.holds("waiting") == []
+    assert len(engine.store.search()) == 2, "a refused replay stores nothing"

@@ -150,3 +150,22 @@ def test_convert_times_leaves_local_times_and_dates_alone() -> None:
     new_york = ZoneInfo("America/New_York")
     assert in_zone("2026-01-15T10:30:00", new_york) == "2026-01-15T10:30:00"  # zone unknown: no guess
     assert in_zone("2026-01-15", new_york) == "2026-01-15"
+
+
+def test_a_far_future_sentinel_time_is_localized_not_an_internal_error():
+    """Review of issue 11: "no end" sentinels such as 99991231235959 overflowed Python's datetime on
+    the way through UTC, and the whole message failed as an internal error (OverflowError)."""
+    assert localize("9999-12-31T23:59:59", CHICAGO) == "9999-12-31T23:59:59-06:00"
+    assert localize("0001-01-01T00:00:00", ZoneInfo("Asia/Tokyo")) == "0001-01-01T00:00:00"  # LMT has seconds
+    assert in_zone("9999-12-31T23:59:59-06:00", ZoneInfo("Asia/Tokyo")) == "9999-12-31T23:59:59-06:00"
+
+
+def test_a_channel_with_a_zone_delivers_a_message_carrying_a_sentinel_end(tmp_path):
+    from tests.core.test_channel_timezones import _channel, _file_engine, local_adt
+
+    engine = _file_engine(tmp_path, {"adt": _channel("America/Chicago")})
+    receipt = engine.submit("adt", local_adt("99991231235959", "TZ-MAX"))
+    engine.drain()
+    message = engine.store.get_message(receipt.message_id)
+    assert message.status == "delivered", message.error
+    assert message.records[0]["period"]["start"] == "9999-12-31T23:59:59-06:00"

@@ -75,6 +75,13 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, dict[str,
     ("registered in another state and licensed in the patient's, inside the window", {"changes": in_state("NV", **{
         "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}]})}, None, "ALLOW", {"R5": "ALLOW"},
      {"R3", "R4"}),
+    ("registration in the patient's state lapsed, active in another, licensed there, inside the window", {
+        "changes": in_state("NV", **{
+            "prescriber.licenses": [{"state": "NV", "expires": "2027-12-31"}],
+            "prescriber.dea_registrations": [
+                {"number": "BE1", "state": "NV", "schedules": ["CII"], "expires": "2026-01-31"},
+                {"number": "BE2", "state": "IA", "schedules": ["CII", "CIII", "CIV", "CV"], "expires": "2028-01-31"}]})},
+     None, "ALLOW", {"R5": "ALLOW"}, {"R3", "R4"}),
     ("registered in another state, not authorised by the patient's state", {"changes": in_state("NV", **{
         "prescriber.licenses": [{"state": "MN", "expires": "2027-12-31"}]})}, None, "BLOCK",
      {"R3": "BLOCK", "R15": "BLOCK"}, {"R4"}),

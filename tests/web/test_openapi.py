@@ -56,3 +56,13 @@ def test_path_parameters_are_declared():
 def test_the_document_is_served_to_an_authenticated_caller(site):
     served = site.api("viewer").get("/api/v1/openapi.json").get_json()
     assert served["openapi"].startswith("3.") and served["paths"] == load_openapi()["paths"]
+
+
+def test_the_documented_message_statuses_are_the_store_s():
+    """Review of issue 11: a message can now be `resolved` (its dead letters delivered by a replay), but
+    the MessageSummary schema still listed only the older statuses, so a client validating answers
+    against openapi.yaml rejected a resolved message."""
+    from bridge.core.store.base import MESSAGE_STATUSES
+
+    schema = load_openapi()["components"]["schemas"]["MessageSummary"]["properties"]["status"]
+    assert sorted(schema["enum"]) == sorted(MESSAGE_STATUSES)

@@ -164,3 +164,16 @@ def test_the_holds_page_lists_a_hold_waiting_behind_the_open_one(site):
     assert [h["message_id"] for h in waiting] == [resend]
     refused = site.api().post(f"/api/v1/holds/{resend}/release", json={"reason": "x"})
     assert refused.status_code == 409 and f"waits behind the hold of message {site.held}" in refused.get_json()["message"]
+
+
+def test_a_waiting_hold_is_not_listed_as_recently_resolved(site):
+    """Review of issue 11: the holds page listed every hold that is not open under "Recently resolved",
+    so a hold still waiting for its turn looked decided."""
+    resend = site.engine.submit("intake", incomplete_prescription("RX-2", "MRN1 ", "ENC-1")).message_id
+    site.engine.drain()
+    client = site.app.test_client()
+    login(client, "ops-user", PASSWORD)
+    page = client.get("/holds").get_data(as_text=True)
+    resolved = page.split("<h2>Recently resolved</h2>", 1)[1]
+    assert f'href="/messages/{resend}"' not in resolved
+    assert "waiting" not in resolved

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
-from .records import Prescription
+from .records import Prescription, Record
+from .times import ORIGINAL_TIMES
 
 DIGEST_PREFIX = "sha256:"
 
@@ -46,7 +48,7 @@ def signed_fields(rx: Prescription) -> dict[str, Any]:
         "patient": {
             "family": name.family if name else None,
             "given": list(name.given) if name else [],
-            "birth_date": patient.birth_date if patient else None,
+            "birth_date": _as_signed(patient, "birth_date") if patient else None,
         },
         "prescriber_npi": rx.prescriber.npi if rx.prescriber else None,
         "prescriber_dea": sorted(d.number for d in rx.prescriber.dea_registrations) if rx.prescriber else [],
@@ -63,8 +65,23 @@ def signed_fields(rx: Prescription) -> dict[str, Any]:
         "refills": rx.refills,
         "sig": rx.sig,
         "substitution_allowed": rx.substitution_allowed,
-        "written_date": rx.written_date,
+        "written_date": _as_signed(rx, "written_date"),
     }
+
+
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:\d{2})")
+
+
+def _as_signed(record: Record, name: str) -> Any:
+    """The value as the sender wrote (and signed) it. A channel's ``timezone`` only appends the
+    offset of the sender's zone to a time that had none (the original kept in
+    ``extra["original_times"]``); any other difference from the original is a change and counts."""
+    value = getattr(record, name)
+    original = (record.extra.get(ORIGINAL_TIMES) or {}).get(name) if isinstance(record.extra, dict) else None
+    if isinstance(value, str) and isinstance(original, str) and value.startswith(original) \
+            and _OFFSET.fullmatch(value[len(original):]):
+        return original
+    return value
 
 
 def canonical_bytes(rx: Prescription) -> bytes:

@@ -96,7 +96,10 @@ def localize(value: str, zone: ZoneInfo) -> str:
     wall = _wall_time(match)
     if wall is None:
         return value
-    exact = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc).astimezone(zone)
+    try:
+        exact = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc).astimezone(zone)
+    except OverflowError:  # a sentinel at the edge of the calendar (9999-12-31T23:59): no gap there
+        exact = wall.replace(tzinfo=zone, fold=0)
     return _write(exact, match, value)
 
 
@@ -109,7 +112,10 @@ def in_zone(value: str, zone: ZoneInfo) -> str:
     wall = _wall_time(match)
     if wall is None:
         return value
-    exact = wall.replace(tzinfo=_offset_of(match.group(8))).astimezone(zone)
+    try:
+        exact = wall.replace(tzinfo=_offset_of(match.group(8))).astimezone(zone)
+    except OverflowError:  # the instant falls outside the calendar in that zone: keep it as it is
+        return value
     return _write(exact, match, value)
 
 

@@ -46,6 +46,7 @@ def check_replay(conn: sqlite3.Connection, message_id: int, status: str, prescri
     if status == "held":
         raise ReplayRefused(f"message {message_id} is held for review; a replay would hold the same prescription"
                             f" a second time: release or reject it instead (bridge release|reject {message_id})")
+    _refuse_if_chain_held(conn, message_id, root)
     prescription = prescription or chain_prescription(conn, root)  # a replay not processed yet has none
     history = chain_outbox(conn, root)
     went = sorted({r.destination for r in history})
@@ -69,6 +70,17 @@ def check_replay(conn: sqlite3.Connection, message_id: int, status: str, prescri
             " sends it again (with the same message ids, so the receiver can tell it is a resend): add --force"
             " to send it anyway, or --destination to choose others")
     return delivered if prescription else []
+
+
+def _refuse_if_chain_held(conn: sqlite3.Connection, message_id: int, root: int) -> None:
+    """A copy of the same chain waiting for review is the prescription in flight: another replay would
+    only queue a second hold for it, and releasing both would send the same message twice."""
+    held = conn.execute("SELECT id FROM messages WHERE (id = ? OR replay_root = ?) AND status = 'held'"
+                        " ORDER BY id LIMIT 1", (root, root)).fetchone()
+    if held:
+        raise ReplayRefused(f"message {held[0]} of the same replay chain is held for review; replaying message"
+                            f" {message_id} would hold it a second time: release or reject that one instead"
+                            f" (bridge release|reject {held[0]})")
 
 
 def chain_prescription(conn: sqlite3.Connection, root: int) -> str | None:

@@ -25,7 +25,7 @@ def bridge_destination_profiles() -> list[DestinationProfile]:
     return [DestinationProfile(name="epic", make_destination=EpicDestination, format="bridge",
                                description="Epic: visit note DocumentReference, vitals and prescription "
                                            "summary against the Epic encounter (SMART backend services)",
-                               options=options)]
+                               options=options, needs_timezone=True)]
 
 
 @hookimpl

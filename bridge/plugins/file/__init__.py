@@ -215,8 +215,9 @@ def bridge_transports() -> list[TransportSpec]:
                            choices=("move", "delete")),
             ),
             destination_options=(
-                OptionSpec("filename", "file name template: {message_id}, {outbox_id}, {ext}, {destination}",
-                           kind="string", default="{message_id}-{outbox_id}.{ext}"),
+                OptionSpec("filename", "file name template: {original_message_id}, {original_outbox_id} (the same "
+                           "on every replay), {message_id}, {outbox_id} (new on a replay), {ext}, {destination}",
+                           kind="string", default="{original_message_id}-{original_outbox_id}.{ext}"),
             ),
         )
     ]

@@ -27,7 +27,7 @@ def bridge_destination_profiles() -> list[DestinationProfile]:
     return [DestinationProfile(name="oracle_health", make_destination=OracleHealthDestination, format="bridge",
                                description="Oracle Health Millennium FHIR R4: Encounter create/patch by type, "
                                            "notes, documented medications (tenant in the base URL)",
-                               options=options)]
+                               options=options, needs_timezone=True)]
 
 
 @hookimpl

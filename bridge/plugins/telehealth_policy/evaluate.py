@@ -309,6 +309,9 @@ def _dea_registration(ctx: Context) -> None:
         ctx.skip("R4", "no registration to check (see R3)")
         return
     active = [r for r in registrations if _active(r.expires, ctx.day)]
+    if not active and _registration_elsewhere(ctx, [r for r in everywhere if r not in registrations],
+                                              lapsed_here=True):
+        return
     if not active:
         unknown = any(r.expires is None for r in registrations)
         if unknown:
@@ -321,10 +324,12 @@ def _dea_registration(ctx: Context) -> None:
     _schedule_covered(ctx, active, ctx.state)
 
 
-def _registration_elsewhere(ctx: Context, registrations: list) -> bool:
+def _registration_elsewhere(ctx: Context, registrations: list, *, lapsed_here: bool = False) -> bool:
     """Inside the ``registration_in_any_state`` window (DEA-DC-018, continued by the temporary rules),
     an active registration in another state suffices when the patient's state authorises the
-    prescriber (an active licence there). True when this decided R3 and R4."""
+    prescriber (an active licence there), whether or not one in the patient's state has lapsed. True
+    when this decided R3 and R4; with ``lapsed_here`` only a pass decides (the lapsed registration's
+    own finding is the clearer reason otherwise)."""
     window = ctx.rs.windows.get("registration_in_any_state")
     if window is None or not window.effective.covers(ctx.day):
         return False
@@ -334,13 +339,15 @@ def _registration_elsewhere(ctx: Context, registrations: list) -> bool:
     licensed = any((lic.state or "").upper() == ctx.state and _active(lic.expires, ctx.day)
                    for lic in (ctx.rx.prescriber.licenses if ctx.rx.prescriber else []))
     where = ", ".join(sorted({(r.state or "?").upper() for r in active}))
+    if not licensed and lapsed_here:
+        return False
     if not licensed:
         ctx.fire("R3", f"no DEA registration in {ctx.state}; the registration in {where} counts there only "
                  f"when {ctx.state} authorises the prescriber, and no active licence in {ctx.state} is on record",
                  basis=window.basis)
         ctx.skip("R4", "no usable registration to check (see R3)")
         return True
-    ctx.passed("R3", f"no DEA registration in {ctx.state}, but an active one in {where} and a licence in "
+    ctx.passed("R3", f"no active DEA registration in {ctx.state}, but an active one in {where} and a licence in "
                f"{ctx.state}: no second registration is needed within {window.effective.describe()}",
                basis=window.basis)
     _schedule_covered(ctx, active, where)
