@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge import __version__
-from bridge.errors import BridgeError, ConfigError, DecodeError, EncodeError, PluginError
+from bridge.errors import BridgeError, ConfigError, DecodeError, EncodeError, PluginError, StoreError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = os.environ.get("BRIDGE_CONFIG", "config/bridge.yaml")
@@ -399,7 +399,12 @@ def _resolve(args, action: str) -> int:
     store = _store(args)
     if store.get_message(args.id) is None:
         raise UsageError(f"no message with id {args.id}")
-    hold = store.resolve_hold(args.id, action, reason=args.reason, actor=_actor(args))
+    try:
+        hold = store.resolve_hold(args.id, action, reason=args.reason, actor=_actor(args))
+    except StoreError:
+        raise
+    except BridgeError as exc:  # no open hold (decided already, or waiting behind another): bad input
+        raise UsageError(str(exc)) from None
     print(f"message {hold.message_id} {hold.status}: {hold.resolution}")
     return EXIT_OK
 

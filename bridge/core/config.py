@@ -632,10 +632,13 @@ def _zone_warnings(channels: Mapping[str, ChannelConfig], destinations: Mapping[
         fed = sorted({name for route in channel.routes for name in route.to if name in destinations})
         for name in fed:
             needs = _needs_zone(destinations[name], formats, plugins)
+            fixed = destinations[name].options.get("default_timezone")
             if needs:
+                outcome = (f"get the fixed offset {fixed} there (destinations.{name}.options.default_timezone), "
+                           "an hour wrong half the year where daylight saving applies" if fixed else "will fail there")
                 warnings.append((f"channels.{channel.name}.timezone", (
                     f"not set, but the channel feeds destination {name!r} whose {needs} needs a time zone: "
-                    "times the sender writes without an offset will fail there; set it to the sender's IANA zone "
+                    f"times the sender writes without an offset {outcome}; set it to the sender's IANA zone "
                     "(e.g. America/Chicago)")))
     return tuple(warnings)
 

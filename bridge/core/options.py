@@ -174,12 +174,26 @@ def config_problems(channels: Mapping[str, Any], destinations: Mapping[str, Any]
     for name, ch in channels.items():
         declared = channel_options(plugins, ch.source, ch.format)
         if declared is not None:
-            problems += check_options(ch.options, declared, f"channels.{name}.options", elsewhere)
+            problems += [_channel_key_hint(problem) for problem in
+                         check_options(ch.options, declared, f"channels.{name}.options", elsewhere)]
     for name, dest in destinations.items():
         declared = destination_options(plugins, dest.url, dest.profile, dest.format)
         if declared is not None:
             problems += check_options(dest.options, declared, f"destinations.{name}.options", elsewhere)
     return problems
+
+
+CHANNEL_LEVEL_KEYS = ("timezone", "policies", "facility_state", "order", "max_message_bytes", "retention")
+"""Channel settings that live beside ``options:``, not in it: a common misplacement gets pointed at."""
+
+
+def _channel_key_hint(problem: Problem) -> Problem:
+    path, message = problem
+    key = path.rsplit(".", 1)[-1]
+    if key in CHANNEL_LEVEL_KEYS and message.startswith("unknown option"):
+        channel = path.rsplit(".options.", 1)[0]
+        message += f"; {key!r} is a channel setting: write it as {channel}.{key}, beside options"
+    return path, message
 
 
 def policy_sections(plugins: PluginManager) -> dict[str, tuple[str, tuple[OptionSpec, ...] | None]]:

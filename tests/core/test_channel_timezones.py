@@ -138,6 +138,17 @@ def test_no_warning_for_a_channel_whose_destinations_need_no_zone(tmp_path):
     assert load_config(path, load_plugins(entry_points=False)).warnings == ()
 
 
+def test_the_warning_says_what_a_fixed_default_timezone_does_instead_of_failing(tmp_path):
+    path = write(tmp_path, zone="")
+    body = yaml.safe_load(path.read_text())
+    body["destinations"]["ehr-fhir"]["options"] = {"default_timezone": "-05:00"}
+    path.write_text(yaml.safe_dump(body))
+    (warning,) = load_config(path, load_plugins(entry_points=False)).warnings
+    assert warning[0] == "channels.adt-in.timezone"
+    assert "get the fixed offset -05:00 there (destinations.ehr-fhir.options.default_timezone)" in warning[1]
+    assert "will fail" not in warning[1]
+
+
 def test_no_warning_for_a_fhir_channel_whose_times_always_carry_offsets(tmp_path):
     path = write(tmp_path, zone="")
     path.write_text(path.read_text().replace("format: hl7v2", "format: fhir"))

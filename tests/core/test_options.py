@@ -76,6 +76,15 @@ def test_unknown_options_get_a_did_you_mean(tmp_path, plugins):
     assert "allowed: " in found["destinations.ehr.options.value_map"]  # nothing close: the list instead
 
 
+def test_a_channel_setting_put_under_options_is_pointed_to_its_place(tmp_path, plugins):
+    path = write(tmp_path, HL7_DESTINATION.replace("{strickt: true, ack_mode: original}",
+                                                   "{timezone: America/Chicago, policies: []}"))
+    found = problems_of(path, plugins)
+    assert found["channels.adt-in.options.timezone"].endswith(
+        "'timezone' is a channel setting: write it as channels.adt-in.timezone, beside options")
+    assert "write it as channels.adt-in.policies" in found["channels.adt-in.options.policies"]
+
+
 def test_start_up_refuses_the_same_options_before_listening(tmp_path):
     """`bridge run` as a process: exit 2 with the same lines, and no store is created."""
     path = write(tmp_path, HL7_DESTINATION)

@@ -138,5 +138,9 @@ def test_holds_lists_a_hold_waiting_behind_the_open_one(site, capsys):
     assert main(["holds", "-c", config]) == 0
     out = capsys.readouterr().out
     assert f"message {held}  open" in out and f"message {resend}  waiting" in out
-    assert main(["release", "-c", config, str(resend), "--reason", "x"]) == 1
+    assert main(["release", "-c", config, str(resend), "--reason", "x"]) == 2  # bad input, said why
     assert f"waits behind the hold of message {held}" in capsys.readouterr().err
+    assert main(["reject", "-c", config, str(held), "--reason", "duplicate order"]) == 0
+    capsys.readouterr()
+    assert main(["reject", "-c", config, str(held), "--reason", "again"]) == 2  # decided already
+    assert "no open hold" in capsys.readouterr().err
