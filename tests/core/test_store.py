@@ -20,8 +20,9 @@ def store(request, tmp_path):
     s.close()
 
 
-def receive(store, raw=b"hello", key=None, channel="ch"):
-    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1"}, origin={"file": "f"})
+def receive(store, raw=b"hello", key=None, channel="ch", lane=None):
+    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1", "order_key": lane},
+                         origin={"file": "f"})
 
 
 def routed(store, claim, destinations=("d",), order_key="P1", mode="strict"):
@@ -67,13 +68,13 @@ def test_receive_with_error_keeps_the_message_as_failed(store):
     assert store.claim_message("w", 30) is None
 
 
-def test_claim_is_exclusive_and_serial_per_channel(store):
-    a, _ = receive(store, b"a")
-    b, _ = receive(store, b"b")
-    c, _ = receive(store, b"c", channel="other")
+def test_claim_is_exclusive_and_serial_per_lane(store):
+    a, _ = receive(store, b"a", lane="P1")
+    b, _ = receive(store, b"b", lane="P1")
+    c, _ = receive(store, b"c", channel="other", lane="P1")
     first = store.claim_message("w1", 30)
     second = store.claim_message("w2", 30)
-    assert first.id == a and second.id == c  # b waits: a of the same channel is in flight
+    assert first.id == a and second.id == c  # b waits: a of the same lane (channel, key) is in flight
     assert store.claim_message("w3", 30) is None
     routed(store, first)
     assert store.claim_message("w3", 30).id == b
