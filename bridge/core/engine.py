@@ -232,6 +232,9 @@ class Engine:
         """Run everything. With ``engine.processes`` the workers and deliverers run in that many
         child processes (see bridge.core.workers) and this process keeps the sources and scheduler."""
         if self.config.engine.processes:
+            if not os.path.isfile(self.config.path):
+                raise ConfigError([("engine.processes", "worker processes run `bridge run` on the same config file;"
+                                    " this config was not read from a file")])
             self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes)
             self.worker_processes.start()
         else:

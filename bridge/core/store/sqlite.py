@@ -16,9 +16,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.core.model.keys import KEY_NAMES
 from bridge.errors import BridgeError, LeaseLost, StoreError
@@ -58,7 +58,7 @@ _OUTBOX_COLUMNS = (
 )
 _OUTBOX_WIDTH = 19
 _WAKE_POLL_SECONDS = 0.005  # how often an idle worker process looks for another process's commit
-_READ_BUSY_MS = 5000
+T = TypeVar("T")
 _GIVE_WAY_SECONDS = 0.05  # the longest queue work waits for intake commits before it goes anyway
 
 
@@ -158,8 +158,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                # writers wait in _begin (short steps); readers rarely wait at all in WAL mode
-                conn.execute(f"PRAGMA busy_timeout={_READ_BUSY_MS}")
+                # no busy handler: _begin and _read wait in short steps of their own
+                conn.execute("PRAGMA busy_timeout=0")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open store {self.path}: {exc}") from exc
             holder = self._local.holder = _Connection(conn)
@@ -194,17 +194,22 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
         SQLite's own busy handler sleeps in steps that grow to 100 ms, so a sender's commit could wait
         far longer than the transaction ahead of it took; this loop never sleeps more than 2 ms."""
+        try:
+            self._when_not_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"store unavailable: {exc}") from exc
+
+    def _when_not_busy(self, action: Callable[[], T]) -> T:
+        """Run ``action``, retrying in steps of at most 2 ms while the database is busy (up to
+        ``busy_timeout`` seconds)."""
         deadline = time.monotonic() + self.busy_timeout
         pause = 0.0002
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return action()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise StoreError(f"store unavailable: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError(f"store unavailable: {exc}") from exc
+                    raise
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
 
@@ -212,7 +217,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         conn = self._conn()
         conn.row_factory = sqlite3.Row
         try:
-            return conn.execute(sql, params).fetchall()
+            return self._when_not_busy(lambda: conn.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}") from exc
 
