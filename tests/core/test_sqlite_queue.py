@@ -145,3 +145,19 @@ def test_worker_processes_need_a_config_file(tmp_path):
     with pytest.raises(ConfigError, match="engine.processes"):
         engine.start()
     engine.stop()
+
+
+def test_the_intake_side_file_descriptor_closes_with_the_store(tmp_path):
+    import gc
+    import os
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for n in range(20):
+        store = SQLiteStore(str(tmp_path / f"s{n}.db"))
+        store.receive("ch", "bridge", b"x", dedupe_key=None, header={}, origin={})
+        store.close()
+    gc.collect()
+    assert fds() <= before + 2

@@ -81,13 +81,17 @@ class IntakePriority:
         self._local = threading.local()
 
     def _fd(self) -> int | None:
+        """This thread's descriptor of the side file (flock conflicts between descriptors, so threads
+        of one process give way to each other too). It closes with the thread or the store."""
         if self.path is None:
             return None
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            fd = self._local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            weakref.finalize(threading.current_thread(), os.close, fd)
-        return fd
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = self._local.holder = _Descriptor(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        return holder.fd
+
+    def close(self) -> None:
+        self._local = threading.local()
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
@@ -242,6 +246,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 holder.close()
             self._all = weakref.WeakSet()
         self._local = threading.local()
+        self._priority.close()
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -839,6 +844,21 @@ class _Connection:
 
     def __del__(self) -> None:
         self.close()
+
+
+class _Descriptor:
+    """Owns one thread's file descriptor; closes it when collected (the thread or the store ended)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 class _Pending:
