@@ -79,6 +79,8 @@ def test_queue_work_gives_way_to_a_waiting_intake_commit(tmp_path):
     import time
 
     store = SQLiteStore(str(tmp_path / "q.db"))
+    for raw in (b"a", b"b"):  # two lanes of their own: two claims with work to take
+        store.receive("ch", "bridge", raw, dedupe_key=None, header={}, origin={})
     held, release = threading.Event(), threading.Event()
 
     def intake_waiting():
@@ -91,7 +93,7 @@ def test_queue_work_gives_way_to_a_waiting_intake_commit(tmp_path):
     held.wait(5)
     threading.Timer(0.02, release.set).start()
     began = time.monotonic()
-    store.claim_messages("w", 30, 10)  # waits until the intake is through (or the 50 ms cap)
+    assert len(store.claim_messages("w", 30, 1)) == 1  # waits until the intake is through (or the 50 ms cap)
     waited = time.monotonic() - began
     thread.join()
     assert waited >= 0.015
@@ -101,7 +103,7 @@ def test_queue_work_gives_way_to_a_waiting_intake_commit(tmp_path):
     thread.start()
     held.wait(5)
     began = time.monotonic()
-    store.claim_messages("w", 30, 10)  # a steady intake cannot starve the queue: it goes after the cap
+    assert len(store.claim_messages("w", 30, 1)) == 1  # a steady intake cannot starve the queue: the cap
     assert time.monotonic() - began < 2
     release.set()
     thread.join()
@@ -161,3 +163,14 @@ def test_the_intake_side_file_descriptor_closes_with_the_store(tmp_path):
         store.close()
     gc.collect()
     assert fds() <= before + 2
+
+
+def test_an_idle_claim_takes_no_write_lock(tmp_path):
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    store.busy_timeout = 0.05
+    assert store.claim_messages("w", 30, 10) == [] and store.claim_deliveries("w", 30, 10) == []
+    blocker.execute("COMMIT")
+    blocker.close()
+    store.close()

@@ -335,6 +335,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_messages(self, owner, lease_seconds, limit):
         now = time.time()
+        if not queue.claimable_heads(self._conn(), 1, now):  # a read first: idle workers take no write lock
+            return []
         with self._tx(queue_work=True) as conn:
             ids = queue.claimable_heads(conn, limit, now)
             if not ids:
@@ -542,6 +544,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_deliveries(self, owner, lease_seconds, limit, now=None):
         now = time.time() if now is None else now
+        if not queue.due_outbox_heads(self._conn(), 1, now):  # a read first: idle deliverers take no write lock
+            return []
         with self._tx(queue_work=True) as conn:
             ids = queue.due_outbox_heads(conn, limit, now)
             if not ids:
