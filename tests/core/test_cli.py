@@ -178,7 +178,7 @@ def test_holds_release_and_reject_from_the_cli(tmp_path, capsys):
     assert main(["release", "-c", str(path), str(first), "--reason", "location confirmed by phone"]) == 0
     assert "released: location confirmed by phone" in capsys.readouterr().out
     assert main(["reject", "-c", str(path), str(second), "--reason", "no DEA registration in IA"]) == 0
-    assert main(["reject", "-c", str(path), str(second), "--reason", "again"]) == 1
+    assert main(["reject", "-c", str(path), str(second), "--reason", "again"]) == 2  # no open hold: bad input
     assert "has no open hold" in capsys.readouterr().err
     assert main(["holds", "-c", str(path), "--all", "--json"]) == 0
     holds = json.loads(capsys.readouterr().out)
