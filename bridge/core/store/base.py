@@ -7,6 +7,37 @@ in the same transaction as the status change that creates them.
 
 Claims use leases with fencing tokens: ``claim_*`` returns a token, and finishing work with a stale
 token raises :class:`~bridge.errors.LeaseLost` instead of overwriting the new owner's result.
+
+The queue (see "Lanes and batches" in docs/architecture.md) is four batched methods —
+``claim_messages`` / ``finish_processing_many`` for processing, ``claim_deliveries`` /
+``finish_deliveries`` for delivery — plus a wake-up hint, ``wait_for_work``. They are the whole
+driver surface a backend implements for the queue; each backend keeps its queue SQL in one place.
+
+*Lanes.* Work moves in lanes: a message is in the processing lane ``(channel, order_key)``, an outbox
+row in the delivery lane ``(destination, order_key)``. The order key is fixed when a message is
+received (``header["order_key"]``, computed by the intake from the channel's ``order.by`` and the
+format's cheap header read) and is copied to the outbox rows the message creates. A lane's *head* is
+its oldest unfinished item; only heads are claimed, so within a lane nothing overtakes anything,
+while different lanes proceed in parallel. ``order_key=None`` means the item is a lane of its own
+(never waits, never makes anything wait).
+
+*Unfinished* for processing means status ``received`` or ``processing``: a message that ends
+``failed``, ``held``, ``rejected``, ``filtered`` or ``routed`` lets the next one of its lane go (a
+released hold, or a replay, enters its lane again at the back). For delivery it means status
+``pending``; what a failed send does to its lane is the row's ``order_mode``:
+``strict`` — the row stays the head and the lane waits for its retries (until delivered or dead);
+``rotate`` — a row whose send failed steps aside: it retries on its own schedule, no longer ordered,
+and the next row of the lane becomes the head at once.
+
+*Batches and cost.* One claim transaction takes up to ``limit`` heads (at most one per lane),
+oldest first; one finish transaction writes a whole batch's results. The cost of a claim must not
+grow with the number of waiting messages: a backend keeps lane heads findable through an index (or a
+table of heads), never by scanning a lane's backlog.
+
+*Leases and fencing.* Each claimed item gets ``lease_seconds`` and a fencing token that grows with
+every claim. An item whose lease expired is claimable again (it is still its lane's head), and the
+old owner's write with the old token is refused per item: ``finish_*`` return a
+:class:`~bridge.errors.LeaseLost` in that item's place and still commit the rest of the batch.
 """
 
 from __future__ import annotations
@@ -15,6 +46,8 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bridge.errors import LeaseLost
 
 MESSAGE_STATUSES = (
     "received",    # durably stored, waiting for a worker
@@ -81,6 +114,7 @@ class MessageClaim:
     policy_override: bool
     replay_root: int | None = None
     replay_destinations: tuple[str, ...] | None = None
+    order_key: str | None = None  # its lane's key (copied to the outbox rows it creates); None: a lane of its own
 
     @property
     def original_id(self) -> int:
@@ -123,6 +157,21 @@ class OutboxClaim:
     payload: bytes
     token: int
     trace_id: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The result of one send, for :meth:`Store.finish_deliveries`.
+
+    ``outcome`` is ``delivered``, ``retry`` (at ``next_attempt_at``) or ``dead``; ``reply`` is
+    ``(channel, format, raw)`` of the peer's synchronous answer, stored as a new message in the same
+    transaction (so an answer is never lost once the delivery counts as done)."""
+
+    claim: OutboxClaim
+    outcome: str
+    detail: str | None
+    next_attempt_at: float | None = None
+    reply: tuple[str, str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,17 +325,52 @@ class Store(abc.ABC):
     def receive_many(self, items: Sequence[tuple[Any, ...]]) -> list[tuple[int, bool] | BaseException]:
         """Store several messages in one commit. Each item holds ``receive``'s arguments in order
         (channel, format, raw, dedupe_key, header, origin, error); each result is ``(id, duplicate)``
-        or the error that kept that item from being stored."""
+        or the error that kept that item from being stored.
 
-    # --- processing ----------------------------------------------------------------------------
+        ``header["order_key"]`` (absent: None) puts the message in the processing lane
+        ``(channel, order_key)``: at the back of it, or at its head when the lane has nothing unfinished.
+        This must stay cheap: the intake's commit is what a sender waits for."""
+
+    # --- the queue: processing -----------------------------------------------------------------
 
     @abc.abstractmethod
+    def claim_messages(self, owner: str, lease_seconds: float, limit: int) -> list[MessageClaim]:
+        """Claim up to ``limit`` lane heads in one transaction, oldest first: messages ``received`` (or
+        ``processing`` under an expired lease) that head their lane, of channels that are not paused.
+        At most one message per lane; an empty list when nothing is claimable. Its cost does not
+        depend on how many messages wait behind the heads."""
+
+    @abc.abstractmethod
+    def finish_processing_many(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
+                               ) -> list[LeaseLost | None]:
+        """Write a batch of workers' decisions — status, records, keys, events, outbox rows (with
+        the message's ``order_key`` and the channel's order mode), holds, prescription lifecycle — in
+        one transaction, and let the next message of each finished lane become its head.
+
+        Per item: None when written, or the :class:`~bridge.errors.LeaseLost` for a claim whose
+        token is stale (that item is skipped; the others commit)."""
+
     def claim_message(self, owner: str, lease_seconds: float) -> MessageClaim | None:
-        """Claim the oldest waiting message of a channel that is not paused and has no other message in flight."""
+        """One lane head, or None (``claim_messages`` with a batch of one)."""
+        claims = self.claim_messages(owner, lease_seconds, 1)
+        return claims[0] if claims else None
 
-    @abc.abstractmethod
     def finish_processing(self, claim: MessageClaim, result: ProcessingResult) -> None:
-        """Write a worker's decision, its outbox rows, hold and events, all in one transaction."""
+        """Write one worker's decision in one transaction; raises LeaseLost when the claim is stale."""
+        (lost,) = self.finish_processing_many([(claim, result)])
+        if lost is not None:
+            raise lost
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a hint that another process committed queue work
+        (a received message, an outbox row, a settled lane); True when a hint came. Only a hint:
+        callers claim afterwards and must also poll. This default sleeps and returns False; a
+        backend may do better (SQLite watches the file's data version, PostgreSQL can LISTEN for a
+        NOTIFY sent at most once per committed batch)."""
+        import time
+
+        time.sleep(timeout)
+        return False
 
     @abc.abstractmethod
     def find_trace(self, keys: Mapping[str, str | None]) -> str | None:
@@ -306,17 +390,35 @@ class Store(abc.ABC):
     # --- delivery ------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def claim_delivery(self, owner: str, lease_seconds: float, now: float | None = None) -> OutboxClaim | None:
-        """Claim the next due outbox row whose lane (destination, order key) lets it go."""
+    def claim_deliveries(self, owner: str, lease_seconds: float, limit: int,
+                         now: float | None = None) -> list[OutboxClaim]:
+        """Claim up to ``limit`` due outbox rows in one transaction: ``pending`` rows whose
+        ``next_attempt_at`` has come, not under a live lease, that head their lane ``(destination,
+        order_key)`` — or that stepped aside in a ``rotate`` lane. Soonest due first; each claim
+        counts an attempt. Its cost does not depend on how many rows wait."""
 
     @abc.abstractmethod
+    def finish_deliveries(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
+        """Record a batch of sends' outcomes in one transaction: outbox status, timeline events, the
+        prescription lifecycle, dead letters resolved by a replay, each message's overall status,
+        stored replies; and move each lane on (see the module docstring for strict and rotate).
+
+        Per item: the stored reply's message id (None without a reply), or the
+        :class:`~bridge.errors.LeaseLost` for a stale claim (skipped; the others commit)."""
+
+    def claim_delivery(self, owner: str, lease_seconds: float, now: float | None = None) -> OutboxClaim | None:
+        """One due lane head, or None (``claim_deliveries`` with a batch of one)."""
+        claims = self.claim_deliveries(owner, lease_seconds, 1, now)
+        return claims[0] if claims else None
+
     def finish_delivery(self, claim: OutboxClaim, outcome: str, detail: str | None,
                         next_attempt_at: float | None = None, reply: tuple[str, str, bytes] | None = None) -> int | None:
-        """Record a send's outcome: ``delivered``, ``retry`` (at ``next_attempt_at``) or ``dead``.
-
-        ``reply`` is ``(channel, format, raw)`` of the peer's synchronous answer: it is stored as a new
-        message in the same transaction (so an answer is never lost once the delivery counts as done),
-        and its id is returned."""
+        """Record one send's outcome (see :class:`DeliveryOutcome`); returns the stored reply's id.
+        Raises LeaseLost when the claim is stale, ValueError for an unknown outcome."""
+        (result,) = self.finish_deliveries([DeliveryOutcome(claim, outcome, detail, next_attempt_at, reply)])
+        if isinstance(result, LeaseLost):
+            raise result
+        return result
 
     # --- reading -------------------------------------------------------------------------------
 
