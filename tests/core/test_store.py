@@ -51,8 +51,9 @@ def raw_sql(store, sql):
         conn.execute(sql)
 
 
-def receive(store, raw=b"hello", key=None, channel="ch"):
-    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1"}, origin={"file": "f"})
+def receive(store, raw=b"hello", key=None, channel="ch", order_key=None):
+    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1", "order_key": order_key},
+                         origin={"file": "f"})
 
 
 def routed(store, claim, destinations=("d",), order_key="P1", mode="strict"):
@@ -99,9 +100,9 @@ def test_receive_with_error_keeps_the_message_as_failed(store):
 
 
 def test_claim_is_exclusive_and_serial_per_channel(store):
-    a, _ = receive(store, b"a")
-    b, _ = receive(store, b"b")
-    c, _ = receive(store, b"c", channel="other")
+    a, _ = receive(store, b"a", order_key="P1")
+    b, _ = receive(store, b"b", order_key="P1")
+    c, _ = receive(store, b"c", channel="other", order_key="P1")
     first = store.claim_message("w1", 30)
     second = store.claim_message("w2", 30)
     assert first.id == a and second.id == c  # b waits: a of the same channel is in flight

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,15 +30,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bridge.core import lifecycle
 from bridge.core.model.keys import KEY_NAMES
-from bridge.errors import BridgeError, LeaseLost, StoreError
+from bridge.errors import BridgeError, StoreError
 
 from . import postgres_replay as replays
 from .base import (
     AuditEntry,
     Event,
     Hold,
-    MessageClaim,
-    OutboxClaim,
     OutboxRow,
     PrescriptionEventIn,
     PrescriptionState,
@@ -46,6 +45,7 @@ from .base import (
     StoredMessage,
 )
 from .postgres_admin import PgAdminTables
+from .postgres_queue import PgQueue
 from .postgres_schema import MIGRATIONS
 from .sqlite import GENESIS_HASH, audit_hash
 
@@ -61,7 +61,6 @@ _OUTBOX_COLUMNS = (
     "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
     "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
 )
-_OUTBOX_WIDTH = 19
 # Advisory lock keys (one namespace per purpose): the audit chain head, migrations.
 AUDIT_LOCK = 0x62726964_00000001
 MIGRATION_LOCK = 0x62726964_00000002
@@ -100,10 +99,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore(PgAdminTables, Store):
+class PostgresStore(PgQueue, PgAdminTables, Store):
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)
         self.url = redact_url(url)
+        self._conninfo = conninfo
+        self._listener_lock = threading.Lock()
+        self._wake: Any = None
+        self._closed = False
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size or url_pool_size, open=False,
                                     kwargs={"autocommit": False}, name="bridge-store")
         try:
@@ -149,6 +152,11 @@ class PostgresStore(PgAdminTables, Store):
         return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
     def close(self) -> None:
+        with self._listener_lock:
+            self._closed = True
+            if self._wake is not None:
+                self._wake.stop()
+                self._wake = None
         self._pool.close()
 
     # --- intake --------------------------------------------------------------------------------
@@ -165,7 +173,10 @@ class PostgresStore(PgAdminTables, Store):
         items = [tuple(item) for item in items]
         try:
             with self._tx() as conn:
-                return [self._insert(conn, *item) for item in items]
+                results = [self._insert(conn, *item) for item in items]
+                if any(not dup for _, dup in results):
+                    self._notify(conn)
+                return results
         except Exception as exc:
             if len(items) == 1:
                 return [exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}")]
@@ -177,12 +188,12 @@ class PostgresStore(PgAdminTables, Store):
         row = conn.execute(
             "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
-            " trace_id, error) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " trace_id, error, order_key) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id",
             (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest() if raw is not None else None,
              len(raw) if raw is not None else None, _json(dict(origin)), dedupe_key or None,
              header.get("control_id"), header.get("sending_application"), header.get("sending_facility"),
-             header.get("message_type"), header.get("trace_id"), error),
+             header.get("message_type"), header.get("trace_id"), error, header.get("order_key")),
         ).fetchone()
         if row is None:  # seen before (possibly by another node, which committed first)
             first = conn.execute("SELECT id FROM messages WHERE dedupe_key = %s", (dedupe_key,)).fetchone()[0]
@@ -190,56 +201,11 @@ class PostgresStore(PgAdminTables, Store):
             return first, True
         if error:
             self._event(conn, row[0], "failed", {"error": error}, now)
+        else:
+            self._enter_message_lane(conn, channel, header.get("order_key"), row[0])
         return row[0], False
 
     # --- processing ----------------------------------------------------------------------------
-
-    def claim_message(self, owner, lease_seconds):
-        now = time.time()
-        with self._tx() as conn:
-            got = conn.execute(
-                """
-                WITH pick AS (
-                    SELECT m.id FROM messages m
-                    WHERE (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < %(now)s))
-                      AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = m.channel AND cs.paused = 1)
-                      AND NOT EXISTS (
-                          SELECT 1 FROM messages p
-                          WHERE p.channel = m.channel AND p.id < m.id
-                            AND (p.status = 'received'
-                                 OR (p.status = 'processing' AND p.lease_expires >= %(now)s)))
-                    ORDER BY m.id LIMIT 1
-                    FOR UPDATE OF m SKIP LOCKED)
-                UPDATE messages SET status = 'processing', lease_owner = %(owner)s, lease_expires = %(until)s,
-                       lease_token = lease_token + 1, updated_at = %(now)s
-                FROM pick WHERE messages.id = pick.id
-                RETURNING messages.id, channel, format, raw, lease_token, trace_id, control_id, policy_override,
-                          replay_root, replay_destinations
-                """,
-                {"now": now, "owner": owner, "until": now + lease_seconds},
-            ).fetchone()
-        if got is None:
-            return None
-        return MessageClaim(id=got[0], channel=got[1], format=got[2], raw=bytes(got[3]), token=got[4],
-                            trace_id=got[5], control_id=got[6], policy_override=bool(got[7]), replay_root=got[8],
-                            replay_destinations=tuple(json.loads(got[9])) if got[9] else None)
-
-    def finish_processing(self, claim, result: ProcessingResult):
-        now = time.time()
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE messages SET status=%s, records=%s, error=%s, trace_id=COALESCE(%s, trace_id),"
-                " patient_id=%s, encounter_id=%s, prescription_number=%s, ncpdp_message_id=%s,"
-                " lease_owner=NULL, lease_expires=NULL, updated_at=%s"
-                " WHERE id=%s AND lease_token=%s AND status='processing'",
-                (result.status, _json(result.records) if result.records is not None else None, result.error,
-                 result.trace_id, result.keys.get("patient_id"), result.keys.get("encounter_id"),
-                 result.keys.get("prescription_number"), result.keys.get("ncpdp_message_id"),
-                 now, claim.id, claim.token),
-            )
-            if cur.rowcount != 1:
-                raise LeaseLost(f"message {claim.id}: lease lost before its result was written")
-            self._write_result(conn, claim.id, result, now)
 
     def _write_result(self, conn, message_id: int, result: ProcessingResult, now: float) -> None:
         """Events, outbox rows, hold and prescription changes of one processed message."""
@@ -257,6 +223,7 @@ class PostgresStore(PgAdminTables, Store):
                  item.order_key, item.order_mode, now, now, item.control_id, item.message_type,
                  *(first or (None, None))),
             ).fetchone()[0]
+            self._enter_outbox_lane(conn, item.destination, item.order_key, outbox_id, now)
             self._event(conn, message_id, "queued", {"destination": item.destination, "outbox_id": outbox_id,
                                                      "bytes": len(item.payload)}, now)
         if result.hold_reasons is not None:
@@ -394,71 +361,6 @@ class PostgresStore(PgAdminTables, Store):
 
     # --- delivery ------------------------------------------------------------------------------
 
-    def claim_delivery(self, owner, lease_seconds, now=None):
-        now = time.time() if now is None else now
-        with self._tx() as conn:
-            got = conn.execute(
-                f"""
-                WITH pick AS (
-                    SELECT o.id FROM outbox o
-                    WHERE o.status = 'pending' AND o.next_attempt_at <= %(now)s
-                      AND (o.lease_expires IS NULL OR o.lease_expires < %(now)s)
-                      AND (o.order_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM outbox p
-                            WHERE p.destination = o.destination AND p.order_key = o.order_key
-                              AND p.status = 'pending' AND p.id < o.id
-                              -- rotate: only an earlier row that failed and waits for its retry steps aside
-                              AND NOT (o.order_mode = 'rotate' AND p.attempts > 0 AND p.next_attempt_at > %(now)s
-                                       AND (p.lease_expires IS NULL OR p.lease_expires < %(now)s))))
-                    ORDER BY o.next_attempt_at, o.id LIMIT 1
-                    FOR UPDATE OF o SKIP LOCKED)
-                UPDATE outbox SET lease_owner = %(owner)s, lease_expires = %(until)s,
-                       lease_token = lease_token + 1, attempts = attempts + 1
-                FROM pick WHERE outbox.id = pick.id
-                RETURNING {", ".join("outbox." + c.strip() for c in _OUTBOX_COLUMNS.split(","))},
-                          outbox.payload, outbox.lease_token,
-                          (SELECT trace_id FROM messages WHERE messages.id = outbox.message_id)
-                """,
-                {"now": now, "owner": owner, "until": now + lease_seconds},
-            ).fetchone()
-        if got is None:
-            return None
-        return OutboxClaim(row=OutboxRow(*got[:_OUTBOX_WIDTH]), payload=bytes(got[_OUTBOX_WIDTH]),
-                           token=got[_OUTBOX_WIDTH + 1], trace_id=got[_OUTBOX_WIDTH + 2])
-
-    def finish_delivery(self, claim, outcome, detail, next_attempt_at=None, reply=None):
-        if outcome not in ("delivered", "retry", "dead"):
-            raise ValueError(f"unknown delivery outcome {outcome!r}")
-        now = time.time()
-        row = claim.row
-        with self._tx() as conn:
-            status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
-            cur = conn.execute(
-                "UPDATE outbox SET status=%s, last_error=%s, next_attempt_at=COALESCE(%s, next_attempt_at),"
-                " delivered_at=%s, lease_owner=NULL, lease_expires=NULL WHERE id=%s AND lease_token=%s",
-                (status, None if outcome == "delivered" else detail, next_attempt_at,
-                 now if outcome == "delivered" else None, row.id, claim.token),
-            )
-            if cur.rowcount != 1:
-                raise LeaseLost(f"outbox row {row.id}: lease lost before the outcome was written")
-            event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[outcome]
-            info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id,
-                                    "attempt": row.attempts, "detail": detail}
-            if outcome == "retry":
-                info["next_attempt_at"] = next_attempt_at
-            reply_id = None
-            if reply is not None:
-                channel, fmt, raw = reply
-                origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
-                reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
-                info["reply_message"] = reply_id
-            self._event(conn, row.message_id, event, info, now)
-            if outcome == "delivered":
-                self._apply_outbound(conn, row, now)
-                self._resolve_dead_letters(conn, row, now)
-            self._settle_message(conn, row.message_id, now)
-        return reply_id
-
     def _resolve_dead_letters(self, conn, row: OutboxRow, now: float) -> None:
         """A replay delivered where its chain had dead-lettered: those dead letters are resolved."""
         for dead in replays.dead_letters_resolved_by(conn, row.id, row.message_id, row.destination):
@@ -562,8 +464,8 @@ class PostgresStore(PgAdminTables, Store):
         now = time.time()
         with self._tx() as conn:
             src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
-                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root"
-                               " FROM messages WHERE id=%s", (message_id,)).fetchone()
+                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root,"
+                               " order_key FROM messages WHERE id=%s", (message_id,)).fetchone()
             if src is None:
                 raise BridgeError(f"no message with id {message_id}")
             root = src[13] or message_id
@@ -572,11 +474,13 @@ class PostgresStore(PgAdminTables, Store):
             new_id = conn.execute(
                 "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
                 " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
-                " replay_root, replay_destinations) VALUES (%s,%s,'received',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
-                "%s,%s) RETURNING id",
+                " replay_root, replay_destinations, order_key) VALUES (%s,%s,'received',%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+                "%s,%s,%s,%s,%s,%s) RETURNING id",
                 (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
-                 src[10], message_id, root, replays.destinations_json(destinations)),
+                 src[10], message_id, root, replays.destinations_json(destinations), src[14]),
             ).fetchone()[0]
+            self._enter_message_lane(conn, src[0], src[14], new_id)
+            self._notify(conn)
             scope = {"destinations": sorted(set(destinations))} if destinations else {}
             if force:
                 scope.update(force=True, already_delivered_to=already)
@@ -607,9 +511,13 @@ class PostgresStore(PgAdminTables, Store):
             resolved = "released" if action == "release" else "rejected"
             conn.execute("UPDATE holds SET status=%s, resolved_at=%s, resolved_by=%s, resolution=%s WHERE id=%s",
                          (resolved, now, actor, reason, hold[0]))
-            if action == "release":
-                conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=%s WHERE id=%s",
-                             (now, message_id))
+            if action == "release":  # it enters its lane again, at the back
+                channel, order_key = conn.execute(
+                    "UPDATE messages SET status='received', policy_override=1, updated_at=%s,"
+                    " queue_seq=nextval('message_queue_seq') WHERE id=%s RETURNING channel, order_key",
+                    (now, message_id)).fetchone()
+                self._enter_message_lane(conn, channel, order_key, message_id)
+                self._notify(conn)
             else:
                 conn.execute("UPDATE messages SET status='rejected', updated_at=%s WHERE id=%s", (now, message_id))
             self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)

@@ -216,4 +216,45 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE job_runs SET (fillfactor = 80);
         """,
     ),
+    (
+        3,
+        "lanes: order keys, a queue sequence, and one bookkeeping row per lane with unfinished work",
+        """
+        -- A message's processing lane is (channel, order_key); an outbox row's delivery lane is
+        -- (destination, order_key); a NULL key (or a rotate row that stepped aside) is a lane of its own,
+        -- keyed '#<id>'. message_lanes / outbox_lanes hold one row per lane with unfinished work: its head
+        -- and when the head may next be claimed (due_at: 0 or next_attempt_at, or the lease's expiry while
+        -- claimed). Claims read only these rows, so their cost does not grow with the backlog; a lane's
+        -- row is deleted as soon as the lane is empty, so the tables stay as small as the set of busy lanes.
+        ALTER TABLE messages ADD COLUMN order_key TEXT;
+        CREATE SEQUENCE message_queue_seq;
+        -- position in its lane: assigned on receive, and again when a released hold re-enters at the back
+        ALTER TABLE messages ADD COLUMN queue_seq BIGINT NOT NULL DEFAULT nextval('message_queue_seq');
+        CREATE INDEX messages_lane_waiting ON messages(channel, order_key, queue_seq)
+            WHERE status = 'received' AND order_key IS NOT NULL;
+        ALTER TABLE outbox ADD COLUMN unordered INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX outbox_lane_waiting ON outbox(destination, order_key, id)
+            WHERE status = 'pending' AND unordered = 0 AND order_key IS NOT NULL;
+
+        CREATE TABLE message_lanes (
+            channel TEXT NOT NULL,
+            lane_key TEXT NOT NULL,
+            head_id BIGINT NOT NULL,
+            due_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (channel, lane_key)
+        ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 500,
+                autovacuum_vacuum_cost_delay = 0);
+        CREATE INDEX message_lanes_head ON message_lanes(head_id);
+
+        CREATE TABLE outbox_lanes (
+            destination TEXT NOT NULL,
+            lane_key TEXT NOT NULL,
+            head_id BIGINT NOT NULL,
+            due_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (destination, lane_key)
+        ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 500,
+                autovacuum_vacuum_cost_delay = 0);
+        CREATE INDEX outbox_lanes_due ON outbox_lanes(due_at, head_id);
+        """,
+    ),
 ]

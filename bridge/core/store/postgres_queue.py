@@ -1,0 +1,388 @@
+"""The PostgreSQL store's queue: lanes, batched claims and settlements, leases with fencing tokens,
+and the LISTEN/NOTIFY wake-up hint. All of the backend's queue SQL is here.
+
+How it works (see also :mod:`.base` for the contract and docs/architecture.md for operators):
+
+- ``message_lanes`` / ``outbox_lanes`` hold one row per lane that has unfinished work: its head and
+  ``due_at``, when the head may next be claimed (0 or the row's ``next_attempt_at``; while claimed,
+  the lease's expiry). A claim reads ``due_at <= now`` rows through an index, ``FOR UPDATE SKIP
+  LOCKED``, so its cost depends on the batch size and the work in flight, never on the backlog, and
+  two nodes never wait for each other's claims.
+- Entering a lane (receive, a released hold, a new outbox row) inserts the lane row or, when it
+  exists, locks it without writing (``ON CONFLICT ... DO UPDATE ... WHERE false``). Leaving a lane's
+  head (finish) locks the lane row *before* looking for the next head. So a message received while
+  its lane's head finishes is either seen as the next head or finds the lane row gone and becomes the
+  head itself: no message is ever stranded behind a lane row that was deleted.
+- Locks on several lane rows are always taken in sorted order, and a transaction that still loses a
+  deadlock is retried, so batches on several nodes cannot block each other for good.
+- Every claim adds one to the row's ``lease_token``; a finish with an older token is refused for that
+  item alone (``LeaseLost`` in its place) and the rest of the batch commits.
+- ``pg_notify`` is sent at most once per committed batch that made work claimable; it is a hint to
+  stop sleeping, never a carrier of work (workers also poll).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from bridge.errors import LeaseLost, StoreError
+
+from .base import DeliveryOutcome, MessageClaim, OutboxClaim, OutboxRow, ProcessingResult
+
+NOTIFY_CHANNEL = "bridge_work"
+_OUTBOX_COLUMNS = (
+    "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
+    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
+    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
+)
+_OUTBOX_WIDTH = 19
+_RETRIES = 5
+T = TypeVar("T")
+
+
+def lane_key(order_key: str | None, item_id: int) -> str:
+    """The lane an item is in: its order key, or a lane of its own."""
+    return order_key if order_key is not None else f"#{item_id}"
+
+
+class PgQueue:
+    """Mixin for PostgresStore (needs ``_tx``, ``_event``, ``_write_result``, ``_insert``,
+    ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_message`` and ``_conninfo``)."""
+
+    # --- retries and the wake-up hint -------------------------------------------------------------
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """Run a transaction again when PostgreSQL chose it as a deadlock victim."""
+        for attempt in range(_RETRIES):
+            try:
+                return work()
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _notify(conn: Any) -> None:
+        """Queued by PostgreSQL until commit; several in one transaction are delivered as one."""
+        conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait for a NOTIFY from any node (or this one), at most ``timeout`` seconds."""
+        listener = self._listener()
+        return listener.wait(timeout) if listener else super().wait_for_work(timeout)
+
+    def _listener(self) -> _Listener | None:
+        with self._listener_lock:
+            if self._wake is None and not self._closed:
+                self._wake = _Listener(self._conninfo)
+                self._wake.start()
+            return self._wake
+
+    # --- entering lanes ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _enter_message_lane(conn: Any, channel: str, order_key: str | None, message_id: int) -> None:
+        """Make the message its lane's head, or leave it waiting (locking the lane row, see above)."""
+        conn.execute(
+            "INSERT INTO message_lanes (channel, lane_key, head_id, due_at) VALUES (%s, %s, %s, 0)"
+            " ON CONFLICT (channel, lane_key) DO UPDATE SET head_id = message_lanes.head_id WHERE false",
+            (channel, lane_key(order_key, message_id), message_id))
+
+    @staticmethod
+    def _enter_outbox_lane(conn: Any, destination: str, order_key: str | None, outbox_id: int,
+                           due_at: float) -> None:
+        conn.execute(
+            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
+            (destination, lane_key(order_key, outbox_id), outbox_id, due_at))
+
+    # --- processing -------------------------------------------------------------------------------
+
+    def claim_messages(self, owner: str, lease_seconds: float, limit: int) -> list[MessageClaim]:
+        now = time.time()
+        until = now + lease_seconds
+        with self._tx() as conn:
+            heads = conn.execute(
+                "SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l"
+                " WHERE l.due_at <= %s AND NOT EXISTS (SELECT 1 FROM channel_state cs"
+                "   WHERE cs.channel = l.channel AND cs.paused = 1)"
+                " ORDER BY l.head_id LIMIT %s FOR UPDATE OF l SKIP LOCKED", (now, limit)).fetchall()
+            if not heads:
+                return []
+            rows = conn.execute(
+                "UPDATE messages SET status = 'processing', lease_owner = %s, lease_expires = %s,"
+                " lease_token = lease_token + 1, updated_at = %s"
+                " WHERE id = ANY(%s) AND (status = 'received' OR (status = 'processing' AND lease_expires < %s))"
+                " RETURNING id, channel, format, raw, lease_token, trace_id, control_id, policy_override,"
+                " replay_root, replay_destinations, order_key",
+                (owner, until, now, [h[2] for h in heads], now)).fetchall()
+            conn.execute(
+                "UPDATE message_lanes l SET due_at = %s FROM unnest(%s::text[], %s::text[]) AS h(channel, lane_key)"
+                " WHERE l.channel = h.channel AND l.lane_key = h.lane_key",
+                (until, [h[0] for h in heads], [h[1] for h in heads]))
+            claimed = {r[0] for r in rows}
+            self._repair_heads(conn, "messages", "message_lanes", "channel", "('received', 'processing')",
+                               [h for h in heads if h[2] not in claimed])
+        rows.sort(key=lambda r: r[0])
+        return [MessageClaim(id=r[0], channel=r[1], format=r[2], raw=bytes(r[3]), token=r[4], trace_id=r[5],
+                             control_id=r[6], policy_override=bool(r[7]), replay_root=r[8],
+                             replay_destinations=tuple(json.loads(r[9])) if r[9] else None, order_key=r[10])
+                for r in rows]
+
+    def _repair_heads(self, conn: Any, table: str, lanes: str, column: str, unfinished: str,
+                      heads: list[tuple[str, str, int]]) -> None:
+        """Due heads that could not be claimed: one still unfinished (its lease not yet expired) is
+        due when the lease expires; a finished one (which a correct lane never has) lets its lane move."""
+        for name, key, head in heads:
+            row = conn.execute(f"SELECT status IN {unfinished}, lease_expires FROM {table} WHERE id=%s",
+                               (head,)).fetchone()
+            if row and row[0]:
+                conn.execute(f"UPDATE {lanes} SET due_at=%s WHERE {column}=%s AND lane_key=%s",
+                             (row[1] or 0, name, key))
+            elif table == "messages":
+                self._advance_message_lane(conn, name, key)
+            else:
+                self._advance_outbox_lane(conn, name, key)
+
+    def _advance_message_lane(self, conn: Any, channel: str, key: str) -> bool:
+        """The lane's next waiting message becomes its head; an empty lane's row is deleted. The lane
+        row is locked first (see the module docstring). True when a new head is claimable."""
+        if conn.execute("SELECT 1 FROM message_lanes WHERE channel=%s AND lane_key=%s FOR UPDATE",
+                        (channel, key)).fetchone() is None:
+            return False
+        nxt = None
+        if not key.startswith("#"):
+            nxt = conn.execute("SELECT id FROM messages WHERE channel=%s AND order_key=%s AND status='received'"
+                               " ORDER BY queue_seq LIMIT 1", (channel, key)).fetchone()
+        if nxt is None:
+            conn.execute("DELETE FROM message_lanes WHERE channel=%s AND lane_key=%s", (channel, key))
+            return False
+        conn.execute("UPDATE message_lanes SET head_id=%s, due_at=0 WHERE channel=%s AND lane_key=%s",
+                     (nxt[0], channel, key))
+        return True
+
+    def finish_processing_many(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
+                               ) -> list[LeaseLost | None]:
+        return self._retrying(lambda: self._finish_processing_batch(results))
+
+    def _finish_processing_batch(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
+                                 ) -> list[LeaseLost | None]:
+        now = time.time()
+        outcome: list[LeaseLost | None] = []
+        with self._tx() as conn:
+            finished = []
+            for claim, result in results:
+                if not self._write_status(conn, claim, result, now):
+                    outcome.append(LeaseLost(f"message {claim.id}: lease lost before its result was written"))
+                    continue
+                outcome.append(None)
+                finished.append((claim.channel, lane_key(claim.order_key, claim.id)))
+                self._write_result(conn, claim.id, result, now)
+            woke = any(r.outbox for _, r in results)
+            for channel, key in sorted(set(finished)):
+                woke = self._advance_message_lane(conn, channel, key) or woke
+            if woke:
+                self._notify(conn)
+        return outcome
+
+    @staticmethod
+    def _write_status(conn: Any, claim: MessageClaim, result: ProcessingResult, now: float) -> bool:
+        """The message's new status and keys, fenced by the claim's token."""
+        records = json.dumps(result.records, sort_keys=True, separators=(",", ":"), default=str) \
+            if result.records is not None else None
+        cur = conn.execute(
+            "UPDATE messages SET status=%s, records=%s, error=%s, trace_id=COALESCE(%s, trace_id),"
+            " patient_id=%s, encounter_id=%s, prescription_number=%s, ncpdp_message_id=%s,"
+            " lease_owner=NULL, lease_expires=NULL, updated_at=%s"
+            " WHERE id=%s AND lease_token=%s AND status='processing'",
+            (result.status, records, result.error, result.trace_id, result.keys.get("patient_id"),
+             result.keys.get("encounter_id"), result.keys.get("prescription_number"),
+             result.keys.get("ncpdp_message_id"), now, claim.id, claim.token))
+        return cur.rowcount == 1
+
+    # --- delivery ---------------------------------------------------------------------------------
+
+    def claim_deliveries(self, owner: str, lease_seconds: float, limit: int,
+                         now: float | None = None) -> list[OutboxClaim]:
+        now = time.time() if now is None else now
+        until = now + lease_seconds
+        with self._tx() as conn:
+            heads = conn.execute(
+                "SELECT destination, lane_key, head_id FROM outbox_lanes WHERE due_at <= %s"
+                " ORDER BY due_at, head_id LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit)).fetchall()
+            if not heads:
+                return []
+            rows = conn.execute(
+                f"UPDATE outbox SET lease_owner = %s, lease_expires = %s, lease_token = lease_token + 1,"
+                f" attempts = attempts + 1 WHERE id = ANY(%s) AND status = 'pending'"
+                f" RETURNING {_OUTBOX_COLUMNS}, payload, lease_token,"
+                f" (SELECT trace_id FROM messages WHERE messages.id = outbox.message_id)",
+                (owner, until, [h[2] for h in heads])).fetchall()
+            conn.execute(
+                "UPDATE outbox_lanes l SET due_at = %s FROM unnest(%s::text[], %s::text[]) AS h(destination, lane_key)"
+                " WHERE l.destination = h.destination AND l.lane_key = h.lane_key",
+                (until, [h[0] for h in heads], [h[1] for h in heads]))
+            claimed = {r[0] for r in rows}
+            self._repair_heads(conn, "outbox", "outbox_lanes", "destination", "('pending')",
+                               [h for h in heads if h[2] not in claimed])
+        order = {h[2]: n for n, h in enumerate(heads)}
+        rows.sort(key=lambda r: order[r[0]])
+        return [OutboxClaim(row=OutboxRow(*r[:_OUTBOX_WIDTH]), payload=bytes(r[_OUTBOX_WIDTH]),
+                            token=r[_OUTBOX_WIDTH + 1], trace_id=r[_OUTBOX_WIDTH + 2]) for r in rows]
+
+    def _advance_outbox_lane(self, conn: Any, destination: str, key: str) -> bool:
+        """The lane's next pending row becomes its head (due when that row is); an empty lane's row
+        is deleted. True when the new head is due now."""
+        if conn.execute("SELECT 1 FROM outbox_lanes WHERE destination=%s AND lane_key=%s FOR UPDATE",
+                        (destination, key)).fetchone() is None:
+            return False
+        nxt = None
+        if not key.startswith("#"):
+            nxt = conn.execute("SELECT id, next_attempt_at FROM outbox WHERE destination=%s AND order_key=%s"
+                               " AND status='pending' AND unordered=0 ORDER BY id LIMIT 1",
+                               (destination, key)).fetchone()
+        if nxt is None:
+            conn.execute("DELETE FROM outbox_lanes WHERE destination=%s AND lane_key=%s", (destination, key))
+            return False
+        conn.execute("UPDATE outbox_lanes SET head_id=%s, due_at=%s WHERE destination=%s AND lane_key=%s",
+                     (nxt[0], nxt[1], destination, key))
+        return nxt[1] <= time.time()
+
+    def finish_deliveries(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
+        for item in outcomes:
+            if item.outcome not in ("delivered", "retry", "dead"):
+                raise ValueError(f"unknown delivery outcome {item.outcome!r}")
+        return self._retrying(lambda: self._finish_delivery_batch(outcomes))
+
+    def _finish_delivery_batch(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
+        now = time.time()
+        results: list[int | None | LeaseLost] = []
+        lanes: dict[tuple[str, str], DeliveryOutcome] = {}
+        with self._tx() as conn:
+            for item in outcomes:
+                if not self._write_outcome(conn, item, now):
+                    results.append(LeaseLost(f"outbox row {item.claim.row.id}: lease lost before the outcome"
+                                             " was written"))
+                    continue
+                results.append(self._settle_delivery(conn, item, now))
+                row = item.claim.row
+                lanes[(row.destination, self._lane_of(conn, row))] = item
+            woke = False
+            for (destination, key), item in sorted(lanes.items(), key=lambda kv: kv[0]):
+                woke = self._move_outbox_lane(conn, destination, key, item) or woke
+            if woke:
+                self._notify(conn)
+        return results
+
+    @staticmethod
+    def _lane_of(conn: Any, row: OutboxRow) -> str:
+        """The row's lane as it stands (a rotate row that failed before is a lane of its own)."""
+        unordered = conn.execute("SELECT unordered FROM outbox WHERE id=%s", (row.id,)).fetchone()[0]
+        return lane_key(None if unordered else row.order_key, row.id)
+
+    @staticmethod
+    def _write_outcome(conn: Any, item: DeliveryOutcome, now: float) -> bool:
+        status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[item.outcome]
+        delivered = item.outcome == "delivered"
+        cur = conn.execute(
+            "UPDATE outbox SET status=%s, last_error=%s, next_attempt_at=COALESCE(%s, next_attempt_at),"
+            " delivered_at=%s, lease_owner=NULL, lease_expires=NULL WHERE id=%s AND lease_token=%s",
+            (status, None if delivered else item.detail, item.next_attempt_at, now if delivered else None,
+             item.claim.row.id, item.claim.token))
+        return cur.rowcount == 1
+
+    def _settle_delivery(self, conn: Any, item: DeliveryOutcome, now: float) -> int | None:
+        """Timeline event, stored reply, prescription lifecycle, dead letters and the message's status."""
+        row = item.claim.row
+        event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[item.outcome]
+        info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id, "attempt": row.attempts,
+                                "detail": item.detail}
+        if item.outcome == "retry":
+            info["next_attempt_at"] = item.next_attempt_at
+        reply_id = None
+        if item.reply is not None:
+            channel, fmt, raw = item.reply
+            origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
+            reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
+            info["reply_message"] = reply_id
+        self._event(conn, row.message_id, event, info, now)
+        if item.outcome == "delivered":
+            self._apply_outbound(conn, row, now)
+            self._resolve_dead_letters(conn, row, now)
+        self._settle_message(conn, row.message_id, now)
+        return reply_id
+
+    def _move_outbox_lane(self, conn: Any, destination: str, key: str, item: DeliveryOutcome) -> bool:
+        """After a send: a settled head lets the lane move on; a strict retry keeps the lane waiting
+        for the head's next attempt; a rotate retry steps aside into a lane of its own."""
+        row = item.claim.row
+        retry_at = item.next_attempt_at if item.next_attempt_at is not None else row.next_attempt_at
+        if item.outcome != "retry":
+            return self._advance_outbox_lane(conn, destination, key)
+        if row.order_mode == "rotate" and not key.startswith("#"):
+            conn.execute("UPDATE outbox SET unordered=1 WHERE id=%s", (row.id,))
+            self._enter_outbox_lane(conn, destination, None, row.id, retry_at)
+            return self._advance_outbox_lane(conn, destination, key)
+        conn.execute("UPDATE outbox_lanes SET due_at=%s WHERE destination=%s AND lane_key=%s",
+                     (retry_at, destination, key))
+        return False
+
+    # --- rebuilding lanes (after ``bridge store copy``) ---------------------------------------------
+
+    def rebuild_lanes(self) -> None:
+        """Recreate the lane rows from the messages and outbox rows (a copied store has none)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM message_lanes")
+            conn.execute("DELETE FROM outbox_lanes")
+            conn.execute(
+                "INSERT INTO message_lanes (channel, lane_key, head_id, due_at)"
+                " SELECT DISTINCT ON (channel, COALESCE(order_key, '#' || id)) channel,"
+                " COALESCE(order_key, '#' || id), id, 0 FROM messages WHERE status IN ('received', 'processing')"
+                " ORDER BY channel, COALESCE(order_key, '#' || id), status = 'received', queue_seq")
+            conn.execute(
+                "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at)"
+                " SELECT DISTINCT ON (destination, lane) destination, lane, id, next_attempt_at FROM"
+                " (SELECT *, CASE WHEN order_key IS NULL OR unordered = 1 THEN '#' || id ELSE order_key END AS lane"
+                "  FROM outbox WHERE status = 'pending') o ORDER BY destination, lane, id")
+
+
+class _Listener(threading.Thread):
+    """LISTENs on its own connection (not from the pool) and wakes waiting workers on a NOTIFY."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(name="bridge-store-listen", daemon=True)
+        self._conninfo = conninfo
+        self._cond = threading.Condition()
+        self._seen = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake()
+            except (psycopg.Error, StoreError):
+                self._stop.wait(1.0)  # the server is away: workers poll meanwhile; listen again later
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._seen += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            seen = self._seen
+            return self._cond.wait_for(lambda: self._seen != seen, timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
