@@ -106,13 +106,17 @@ def cmd_run(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
-    for path, message in config.warnings:  # the same warnings as `bridge check`, once at start
-        print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
-    _warn_undeclared(args.config, config, plugins)
+    if getattr(args, "role", None) != "worker":  # worker children: the parent has said it once
+        for path, message in config.warnings:  # the same warnings as `bridge check`, once at start
+            print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
+        _warn_undeclared(args.config, config, plugins)
     engine = Engine(config, plugins)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if getattr(args, "role", None) == "worker":  # a child of `bridge run` with engine.processes
+        engine.run_worker(stop)
+        return EXIT_OK
     print(f"bridge {__version__}: running {len(config.channels)} channel(s) from {args.config}; "
           f"store {config.store_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
     web_server = _start_admin_web(config, plugins, engine) if config.web.get("listen") else None
@@ -616,7 +620,8 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("run", cmd_run, "run the engine on a config")
+    p = add("run", cmd_run, "run the engine on a config")
+    p.add_argument("--role", choices=("engine", "worker"), default="engine", help=argparse.SUPPRESS)
     add("check", cmd_check, "validate a config; print every problem (exit 2) or nothing (exit 0)")
     p = add("plugins", cmd_plugins, "list plugins and what they provide", config=False)
     p.add_argument("--json", action="store_true")

@@ -50,6 +50,12 @@ class MessageHeader:
     It must be fast and must not fail on content it does not understand: the full decode happens
     later, in a worker. ``dedupe_key`` overrides the default key built from sending application,
     facility and control id.
+
+    The order keys (``patient_id``, ``encounter_id``, ``prescription_number``) put the message in its
+    lane (the channel's ``order.by``). A format sets ``keys_read=True`` when its peek looked for them:
+    a key it then leaves None means the message has none (it is a lane of its own). A peek that does
+    not read keys (``keys_read=False``, the default) puts every message of the channel in one lane,
+    which keeps arrival order at the cost of parallelism.
     """
 
     control_id: str | None = None
@@ -58,6 +64,10 @@ class MessageHeader:
     message_type: str | None = None
     dedupe_key: str | None = None
     trace_id: str | None = None
+    patient_id: str | None = None
+    encounter_id: str | None = None
+    prescription_number: str | None = None
+    keys_read: bool = False
 
 
 def no_header(raw: bytes) -> MessageHeader:

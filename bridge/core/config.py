@@ -30,11 +30,11 @@ CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_b
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match")
 ORDER_KEYS = ("by", "mode")
-ORDER_BY = ("patient", "encounter", "prescription", "none")
+ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
-ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds")
+ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
 WEB_TLS_KEYS = ("cert_file", "key_file")
 JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
@@ -115,6 +115,10 @@ class EngineSettings:
     deliverers: int = 2
     lease_seconds: float = 60.0
     poll_seconds: float = 0.2
+    processes: int = 0
+    """Worker processes (``bridge run`` children running workers and deliverers); 0: threads in this process."""
+    batch_size: int = 16
+    """Messages (or outbox rows) one claim takes and one transaction settles."""
 
 
 @dataclass(frozen=True)
@@ -683,4 +687,8 @@ def _engine(body: Mapping[str, Any], problems: _Problems) -> EngineSettings:
     for key in ("lease_seconds", "poll_seconds"):
         if key in body:
             values[key] = _number(body[key], f"engine.{key}", problems, minimum=0.01)
+    if "processes" in body:
+        values["processes"] = _number(body["processes"], "engine.processes", problems, kind=int, minimum=0)
+    if "batch_size" in body:
+        values["batch_size"] = _number(body["batch_size"], "engine.batch_size", problems, kind=int, minimum=1)
     return EngineSettings(**{k: v for k, v in values.items() if v is not None})

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bridge.core.config import RetryPolicy
-from bridge.core.store.base import OutboxClaim, Store
+from bridge.core.store.base import DeliveryOutcome, OutboxClaim, Store
 from bridge.errors import DeliveryError, LeaseLost
 from bridge.plugin_types import Delivery, Destination, SendResult
 
@@ -38,6 +38,24 @@ class Deliverer:
 
     def deliver(self, claim: OutboxClaim) -> str:
         """Send one claimed row and record the outcome; returns ``delivered``, ``retry`` or ``dead``."""
+        return self.settle([self.attempt(claim)])[0]
+
+    def settle(self, outcomes: Sequence[DeliveryOutcome]) -> list[str]:
+        """Record a batch of outcomes in one transaction; each is its outcome, or ``lease_lost``."""
+        if not outcomes:
+            return []
+        results = self.store.finish_deliveries(outcomes)
+        settled = []
+        for outcome, result in zip(outcomes, results):
+            if isinstance(result, LeaseLost):
+                log.warning("outbox row %s: lease lost; another deliverer owns it now", outcome.claim.row.id)
+                settled.append("lease_lost")
+            else:
+                settled.append(outcome.outcome)
+        return settled
+
+    def attempt(self, claim: OutboxClaim) -> DeliveryOutcome:
+        """Send one claimed row and judge the answer, writing nothing: the outcome to settle."""
         row = claim.row
         destination = self.destinations.get(row.destination)
         if destination is None:
@@ -67,7 +85,8 @@ class Deliverer:
             return self._finish(claim, "delivered", answer.detail or "sent", reply=reply)
         return self._finish(claim, "delivered", answer or "sent")
 
-    def _retry(self, claim: OutboxClaim, policy: RetryPolicy, detail: str, retry_after: float | None) -> str:
+    def _retry(self, claim: OutboxClaim, policy: RetryPolicy, detail: str,
+               retry_after: float | None) -> DeliveryOutcome:
         attempt = claim.row.attempts
         if attempt >= policy.max_attempts:
             return self._finish(claim, "dead", f"gave up after {attempt} attempts: {detail}")
@@ -76,11 +95,7 @@ class Deliverer:
             delay = max(delay, retry_after)
         return self._finish(claim, "retry", detail, time.time() + delay)
 
-    def _finish(self, claim: OutboxClaim, outcome: str, detail: str, next_at: float | None = None,
-                reply: tuple[str, str, bytes] | None = None) -> str:
-        try:
-            self.store.finish_delivery(claim, outcome, detail, next_at, reply=reply)
-        except LeaseLost:
-            log.warning("outbox row %s: lease lost; another deliverer owns it now", claim.row.id)
-            return "lease_lost"
-        return outcome
+    @staticmethod
+    def _finish(claim: OutboxClaim, outcome: str, detail: str, next_at: float | None = None,
+                reply: tuple[str, str, bytes] | None = None) -> DeliveryOutcome:
+        return DeliveryOutcome(claim, outcome, detail, next_at, reply)

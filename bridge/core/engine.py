@@ -21,10 +21,12 @@ from bridge.core.delivery import Deliverer, reply_channel
 from bridge.core import redaction
 from bridge.core.intake import Intake
 from bridge.core.metrics import EngineMetrics
-from bridge.core.pipeline import ChannelPlan, DestinationPlan, Processor
+from bridge.core.pipeline import ChannelPlan, DestinationPlan, Processor, internal_failure
 from bridge.core.plugin_manager import PluginManager
 from bridge.core.router import Router
 from bridge.core.store import Store, open_store
+from bridge.core.store.base import DeliveryOutcome, MessageClaim, ProcessingResult
+from bridge.core.workers import WorkerProcesses, watch_parent
 from bridge.errors import ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
@@ -80,6 +82,7 @@ class Engine:
         self.sources: list[Source] = []
         self.metrics = EngineMetrics()
         self.scheduler: Any = None
+        self.worker_processes: WorkerProcesses | None = None
         redaction.install()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -137,12 +140,73 @@ class Engine:
             log.warning("message %s: lease lost during processing; another worker has it", claim.id)
         except StoreError:
             raise  # store trouble, not the message's fault: its lease expires and it is processed again
-        except Exception as exc:  # never leave a claim to block its channel: fail it, visibly
+        except Exception as exc:  # never leave a claim to block its lane: fail it, visibly
             log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
-            self.processor.fail(claim, f"internal error while processing ({type(exc).__name__}); "
-                                       "replay once the cause is fixed")
+            self.processor.fail(claim, internal_failure(exc).error or "")
         self.delivery_ready.set()
         return True
+
+    def process_batch(self) -> int:
+        """Claim a batch of lane heads, decide each, write every result in one transaction."""
+        settings = self.config.engine
+        claims = self.store.claim_messages(self.owner, settings.lease_seconds, settings.batch_size)
+        if not claims:
+            return 0
+        results = [(claim, self._decide(claim)) for claim in claims]
+        self._write_results(results)
+        self.delivery_ready.set()
+        return len(claims)
+
+    def _decide(self, claim: MessageClaim) -> ProcessingResult:
+        try:
+            return self.processor.decide(claim)
+        except StoreError:
+            raise  # store trouble, not the message's fault: the batch's leases expire and it is processed again
+        except Exception as exc:  # never leave a claim to block its lane: fail it, visibly
+            log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
+            return internal_failure(exc)
+
+    def _write_results(self, results: list[tuple[MessageClaim, ProcessingResult]]) -> None:
+        try:
+            lost = self.store.finish_processing_many(results)
+        except StoreError:
+            raise
+        except Exception:  # a result the store refused: write each alone, so only that message fails
+            lost = [self._write_alone(claim, result) for claim, result in results]
+        for (claim, _), item in zip(results, lost):
+            if item is not None:
+                log.warning("message %s: lease lost during processing; another worker has it", claim.id)
+
+    def _write_alone(self, claim: MessageClaim, result: ProcessingResult) -> LeaseLost | None:
+        try:
+            return self.store.finish_processing_many([(claim, result)])[0]
+        except StoreError:
+            raise
+        except Exception as exc:
+            log.error("message %s: its result could not be stored (%s); marked failed", claim.id, type(exc).__name__)
+            self.processor.fail(claim, f"internal error while storing the result ({type(exc).__name__}); "
+                                       "replay once the cause is fixed")
+            return None
+
+    def deliver_batch(self) -> int:
+        """Claim a batch of due lane heads, send each, settle the outcomes together. Outcomes are
+        settled early when the sends take a third of the lease, so a slow destination cannot make
+        the batch outlive its leases."""
+        settings = self.config.engine
+        claims = self.store.claim_deliveries(self.owner, settings.lease_seconds, settings.batch_size)
+        started, pending = time.monotonic(), []
+        for claim in claims:
+            pending.append(self.deliverer.attempt(claim))
+            if time.monotonic() - started > settings.lease_seconds / 3:
+                self._settle(pending)
+                pending, started = [], time.monotonic()
+        self._settle(pending)
+        return len(claims)
+
+    def _settle(self, outcomes: list[DeliveryOutcome]) -> None:
+        for outcome, settled in zip(outcomes, self.deliverer.settle(outcomes)):
+            if settled == "delivered":
+                self.metrics.delivered(self.store, outcome.claim.row.message_id, outcome.claim.row.destination)
 
     def deliver_one(self) -> bool:
         claim = self.store.claim_delivery(self.owner, self.config.engine.lease_seconds)
@@ -156,8 +220,8 @@ class Engine:
         """Process and deliver until nothing is due (retries scheduled later are left waiting)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            worked = self.process_one()
-            worked = self.deliver_one() or worked
+            worked = self.process_batch()
+            worked = self.deliver_batch() or worked
             if not worked:
                 return
         raise TimeoutError("work was still due after the drain timeout")
@@ -165,12 +229,13 @@ class Engine:
     # --- running -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.open_destinations()
-        settings = self.config.engine
-        for i in range(settings.workers):
-            self._spawn(f"worker-{i}", self.process_one, self.work_ready)
-        for i in range(settings.deliverers):
-            self._spawn(f"deliverer-{i}", self.deliver_one, self.delivery_ready)
+        """Run everything. With ``engine.processes`` the workers and deliverers run in that many
+        child processes (see bridge.core.workers) and this process keeps the sources and scheduler."""
+        if self.config.engine.processes:
+            self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes)
+            self.worker_processes.start()
+        else:
+            self.start_workers()
         self.open_sources()
         for source in self.sources:
             source.start()
@@ -182,7 +247,25 @@ class Engine:
         log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
                  len(self.config.destinations))
 
-    def _spawn(self, name: str, step, wake: threading.Event) -> None:
+    def start_workers(self, *, other_process_wakes: bool = False) -> None:
+        """Open the destinations and start the worker and deliverer threads. In a worker process
+        (``other_process_wakes``) the intake runs elsewhere, so idle threads wait on the store's
+        wake-up hint rather than this process's events."""
+        self.open_destinations()
+        settings = self.config.engine
+        for i in range(settings.workers):
+            self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes)
+        for i in range(settings.deliverers):
+            self._spawn(f"deliverer-{i}", self.deliver_batch, self.delivery_ready, other_process_wakes)
+
+    def _spawn(self, name: str, step, wake: threading.Event, other_process_wakes: bool = False) -> None:
+        def idle() -> None:
+            if other_process_wakes:
+                self.store.wait_for_work(self.config.engine.poll_seconds)
+            else:
+                wake.wait(self.config.engine.poll_seconds)
+                wake.clear()
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -192,8 +275,7 @@ class Engine:
                     log.error("%s: store error: %s", name, exc)
                 except Exception:
                     log.exception("%s: unexpected error", name)
-                wake.wait(self.config.engine.poll_seconds)
-                wake.clear()
+                idle()
 
         thread = threading.Thread(target=loop, name=name, daemon=True)
         thread.start()
@@ -202,6 +284,8 @@ class Engine:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.worker_processes is not None:
+            self.worker_processes.stop()
         for source in self.sources:
             try:
                 source.stop()
@@ -221,6 +305,18 @@ class Engine:
 
     def run_forever(self, stop: threading.Event) -> None:
         self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    def run_worker(self, stop: threading.Event) -> None:
+        """A worker process (``bridge run --role worker``): workers and deliverers only, until
+        ``stop`` or until the parent ``bridge run`` is gone."""
+        watch_parent(stop)
+        self.start_workers(other_process_wakes=True)
+        log.info("worker process started: %d worker(s), %d deliverer(s)", self.config.engine.workers,
+                 self.config.engine.deliverers)
         try:
             stop.wait()
         finally:

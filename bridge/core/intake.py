@@ -36,6 +36,27 @@ def dedupe_key_for(channel: str, header: MessageHeader, origin: Mapping[str, Any
     return None
 
 
+_ORDER_FIELDS = {"patient": "patient_id", "encounter": "encounter_id", "prescription": "prescription_number"}
+
+
+def order_key_for(channel: ChannelConfig, header: MessageHeader) -> str | None:
+    """The message's lane key within its channel, from ``order.by`` and the format's header read.
+
+    ``by: channel`` is one lane for the whole channel (``channel:NAME``); ``by: none`` gives every
+    message a lane of its own (None). For patient, encounter or prescription the key is
+    ``by:value``. When the format's peek did not look for keys (``keys_read`` False) the message
+    falls back to the channel's lane: order is kept, only parallelism is lost. When it looked and
+    found none, the message has nothing to be ordered by and is a lane of its own.
+    """
+    by = channel.order_by
+    if by == "none":
+        return None
+    if by == "channel" or not header.keys_read:
+        return f"channel:{channel.name}"
+    value = getattr(header, _ORDER_FIELDS[by])
+    return f"{by}:{value}" if value else None
+
+
 class Intake:
     def __init__(self, store: Store, formats: Mapping[str, FormatSpec], wake: threading.Event | None = None):
         self.store = store
@@ -73,7 +94,8 @@ class Intake:
             header = self._peek(fmt, channel.name, raw)
             key = None if error else dedupe_key_for(channel.name, header, origin)
             origin.pop("dedupe_key", None)
-            rows.append((channel.name, fmt.name, raw, key, _header_dict(header), origin, error))
+            rows.append((channel.name, fmt.name, raw, key, _header_dict(header, order_key_for(channel, header)),
+                         origin, error))
             where.append(index)
             headers[index] = (header, error)
         if rows:
@@ -100,10 +122,10 @@ class Intake:
             return MessageHeader()
 
 
-def _header_dict(header: MessageHeader) -> dict[str, Any]:
+def _header_dict(header: MessageHeader, order_key: str | None) -> dict[str, Any]:
     """``asdict`` without its deep copy: the intake's hot path."""
     return {
         "control_id": header.control_id, "sending_application": header.sending_application,
         "sending_facility": header.sending_facility, "message_type": header.message_type,
-        "trace_id": header.trace_id,
+        "trace_id": header.trace_id, "order_key": order_key,
     }

@@ -134,9 +134,7 @@ class Processor:
         if not routed:
             events.append(("filtered", {"reason": "no route matched"}))
             return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
-        order_key = None
-        if plan.config.order_by in ORDER_KEY_FIELDS:
-            order_key = keys.get(ORDER_KEY_FIELDS[plan.config.order_by])
+        order_key = claim.order_key  # delivery lanes continue the message's processing lane
         outbox = []
         for name, chosen in routed.items():
             dest = self.destinations[name]
@@ -267,6 +265,12 @@ def _rule(rule_id: str, reason: str) -> RuleResult:
 def _reasons(rules: Sequence[Mapping[str, Any]]) -> str:
     blocking = [r for r in rules if r.get("outcome") == "BLOCK"] or list(rules)
     return "; ".join(f"{r['id']}: {r['reason']}" for r in blocking)
+
+
+def internal_failure(exc: BaseException) -> ProcessingResult:
+    """The result for a message whose processing raised (a bug, not bad input): failed, replayable."""
+    return _failed(f"internal error while processing ({type(exc).__name__}); replay once the cause is fixed",
+                   "processing")
 
 
 def _failed(error: str, stage: str) -> ProcessingResult:

@@ -51,8 +51,8 @@ def raw_sql(store, sql):
         conn.execute(sql)
 
 
-def receive(store, raw=b"hello", key=None, channel="ch", order_key=None):
-    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1", "order_key": order_key},
+def receive(store, raw=b"hello", key=None, channel="ch", lane=None):
+    return store.receive(channel, "bridge", raw, dedupe_key=key, header={"control_id": "C1", "order_key": lane},
                          origin={"file": "f"})
 
 
@@ -99,13 +99,13 @@ def test_receive_with_error_keeps_the_message_as_failed(store):
     assert store.claim_message("w", 30) is None
 
 
-def test_claim_is_exclusive_and_serial_per_channel(store):
-    a, _ = receive(store, b"a", order_key="P1")
-    b, _ = receive(store, b"b", order_key="P1")
-    c, _ = receive(store, b"c", channel="other", order_key="P1")
+def test_claim_is_exclusive_and_serial_per_lane(store):
+    a, _ = receive(store, b"a", lane="P1")
+    b, _ = receive(store, b"b", lane="P1")
+    c, _ = receive(store, b"c", channel="other", lane="P1")
     first = store.claim_message("w1", 30)
     second = store.claim_message("w2", 30)
-    assert first.id == a and second.id == c  # b waits: a of the same channel is in flight
+    assert first.id == a and second.id == c  # b waits: a of the same lane (channel, key) is in flight
     assert store.claim_message("w3", 30) is None
     routed(store, first)
     assert store.claim_message("w3", 30).id == b

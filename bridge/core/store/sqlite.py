@@ -26,6 +26,7 @@ from bridge.core import lifecycle
 
 from .base import (
     AuditEntry,
+    DeliveryOutcome,
     Event,
     Hold,
     MessageClaim,
@@ -39,6 +40,7 @@ from .base import (
 )
 from .sqlite_admin import AdminTables
 from .sqlite_ops import OpsTables
+from . import sqlite_queue as queue
 from . import sqlite_replay as replays
 from .sqlite_schema import MIGRATIONS
 
@@ -54,6 +56,7 @@ _OUTBOX_COLUMNS = (
     "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
 )
 _OUTBOX_WIDTH = 19
+_WAKE_POLL_SECONDS = 0.005  # how often an idle worker process looks for another process's commit
 
 
 def _json(value: Any) -> str:
@@ -218,14 +221,16 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
                 return row[0], True
         status = "failed" if error else "received"
+        order_key = header.get("order_key")
+        head = 0 if error else int(queue.message_lane_is_free(conn, channel, order_key))
         cur = conn.execute(
             "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
-            " trace_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " trace_id, error, order_key, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
              _json(dict(origin)), dedupe_key, header.get("control_id"),
              header.get("sending_application"), header.get("sending_facility"),
-             header.get("message_type"), header.get("trace_id"), error),
+             header.get("message_type"), header.get("trace_id"), error, order_key, head),
         )
         message_id = cur.lastrowid
         # The "received" event is not stored: events() derives it from the message row, which
@@ -236,77 +241,90 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     # --- processing ----------------------------------------------------------------------------
 
-    def claim_message(self, owner, lease_seconds):
+    def claim_messages(self, owner, lease_seconds, limit):
         now = time.time()
         with self._tx() as conn:
-            row = conn.execute(
-                """
-                SELECT m.id FROM messages m
-                WHERE (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < :now))
-                  AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = m.channel AND cs.paused = 1)
-                  AND NOT EXISTS (
-                      SELECT 1 FROM messages p
-                      WHERE p.channel = m.channel AND p.id < m.id
-                        AND (p.status = 'received'
-                             OR (p.status = 'processing' AND p.lease_expires >= :now)))
-                ORDER BY m.id LIMIT 1
-                """,
-                {"now": now},
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE messages SET status='processing', lease_owner=?, lease_expires=?,"
-                " lease_token=lease_token+1, updated_at=? WHERE id=?",
-                (owner, now + lease_seconds, now, row[0]),
-            )
-            got = conn.execute(
+            ids = queue.claimable_heads(conn, limit, now)
+            if not ids:
+                return []
+            queue.lease_messages(conn, ids, owner, now + lease_seconds, now)
+            rows = conn.execute(
                 "SELECT id, channel, format, raw, lease_token, trace_id, control_id, policy_override, replay_root,"
-                " replay_destinations FROM messages WHERE id=?", (row[0],)
-            ).fetchone()
-        return MessageClaim(id=got[0], channel=got[1], format=got[2], raw=got[3], token=got[4],
-                            trace_id=got[5], control_id=got[6], policy_override=bool(got[7]), replay_root=got[8],
-                            replay_destinations=tuple(json.loads(got[9])) if got[9] else None)
+                f" replay_destinations, order_key FROM messages WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id",
+                ids).fetchall()
+        return [MessageClaim(id=r[0], channel=r[1], format=r[2], raw=r[3], token=r[4], trace_id=r[5],
+                             control_id=r[6], policy_override=bool(r[7]), replay_root=r[8],
+                             replay_destinations=tuple(json.loads(r[9])) if r[9] else None, order_key=r[10])
+                for r in rows]
 
-    def finish_processing(self, claim, result: ProcessingResult):
+    def finish_processing_many(self, results):
         now = time.time()
+        lost: list[LeaseLost | None] = []
         with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE messages SET status=?, records=?, error=?, trace_id=COALESCE(?, trace_id),"
-                " patient_id=?, encounter_id=?, prescription_number=?, ncpdp_message_id=?,"
-                " lease_owner=NULL, lease_expires=NULL, updated_at=?"
-                " WHERE id=? AND lease_token=? AND status='processing'",
-                (result.status, _json(result.records) if result.records is not None else None, result.error,
-                 result.trace_id, result.keys.get("patient_id"), result.keys.get("encounter_id"),
-                 result.keys.get("prescription_number"), result.keys.get("ncpdp_message_id"),
-                 now, claim.id, claim.token),
+            for claim, result in results:
+                try:
+                    self._write_result(conn, claim, result, now)
+                except LeaseLost as exc:
+                    lost.append(exc)
+                else:
+                    lost.append(None)
+        return lost
+
+    def _write_result(self, conn: sqlite3.Connection, claim: MessageClaim, result: ProcessingResult,
+                      now: float) -> None:
+        cur = conn.execute(
+            "UPDATE messages SET status=?, records=?, error=?, trace_id=COALESCE(?, trace_id),"
+            " patient_id=?, encounter_id=?, prescription_number=?, ncpdp_message_id=?,"
+            " lease_owner=NULL, lease_expires=NULL, lane_head=0, updated_at=?"
+            " WHERE id=? AND lease_token=? AND status='processing'",
+            (result.status, _json(result.records) if result.records is not None else None, result.error,
+             result.trace_id, result.keys.get("patient_id"), result.keys.get("encounter_id"),
+             result.keys.get("prescription_number"), result.keys.get("ncpdp_message_id"),
+             now, claim.id, claim.token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"message {claim.id}: lease lost before its result was written")
+        channel, order_key = conn.execute("SELECT channel, order_key FROM messages WHERE id=?", (claim.id,)).fetchone()
+        queue.leave_message_lane(conn, channel, order_key)
+        for kind, detail in result.events:
+            self._event(conn, claim.id, kind, detail, now)
+        root = replays.chain_root(conn, claim.id)
+        for item in result.outbox:
+            # a replay's row carries the identity (file name, idempotency key) of the chain's first row
+            first = replays.original_row(conn, root, item.destination) if root != claim.id else None
+            head = int(queue.outbox_lane_is_free(conn, item.destination, item.order_key))
+            ob = conn.execute(
+                "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+                " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
+                " original_message_id, original_outbox_id, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (claim.id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
+                 item.order_key, item.order_mode, now, now, item.control_id, item.message_type,
+                 *(first or (None, None)), head),
             )
-            if cur.rowcount != 1:
-                raise LeaseLost(f"message {claim.id}: lease lost before its result was written")
-            for kind, detail in result.events:
-                self._event(conn, claim.id, kind, detail, now)
-            root = replays.chain_root(conn, claim.id)
-            for item in result.outbox:
-                # a replay's row carries the identity (file name, idempotency key) of the chain's first row
-                first = replays.original_row(conn, root, item.destination) if root != claim.id else None
-                ob = conn.execute(
-                    "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
-                    " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
-                    " original_message_id, original_outbox_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (claim.id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
-                     item.order_key, item.order_mode, now, now, item.control_id, item.message_type,
-                     *(first or (None, None))),
-                )
-                self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
-                                                        "bytes": len(item.payload)}, now)
-            if result.hold_reasons is not None:
-                self._open_hold(conn, claim.id, result.keys.get("prescription_number"), result.hold_reasons, now)
-            for number in result.prescriptions:
-                conn.execute("INSERT INTO prescriptions (number, state, message_id, trace_id, created_at, updated_at)"
-                             " VALUES (?, 'created', ?, ?, ?, ?) ON CONFLICT(number) DO NOTHING",
-                             (number, claim.id, result.trace_id, now, now))
-            for event in result.prescription_events:
-                self._apply_inbound_event(conn, claim.id, event, now)
+            self._event(conn, claim.id, "queued", {"destination": item.destination, "outbox_id": ob.lastrowid,
+                                                    "bytes": len(item.payload)}, now)
+        if result.hold_reasons is not None:
+            self._open_hold(conn, claim.id, result.keys.get("prescription_number"), result.hold_reasons, now)
+        for number in result.prescriptions:
+            conn.execute("INSERT INTO prescriptions (number, state, message_id, trace_id, created_at, updated_at)"
+                         " VALUES (?, 'created', ?, ?, ?, ?) ON CONFLICT(number) DO NOTHING",
+                         (number, claim.id, result.trace_id, now, now))
+        for event in result.prescription_events:
+            self._apply_inbound_event(conn, claim.id, event, now)
+
+    def wait_for_work(self, timeout):
+        """Watch ``PRAGMA data_version``, which changes when another connection (any thread or
+        process) commits: a worker process wakes within milliseconds of the intake's commit."""
+        conn = self._conn()
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(_WAKE_POLL_SECONDS, left))
+            if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return True
 
     def _open_hold(self, conn: sqlite3.Connection, message_id: int, prescription: str | None,
                    reasons: Any, now: float) -> None:
@@ -430,66 +448,64 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     # --- delivery ------------------------------------------------------------------------------
 
-    def claim_delivery(self, owner, lease_seconds, now=None):
+    def claim_deliveries(self, owner, lease_seconds, limit, now=None):
         now = time.time() if now is None else now
         with self._tx() as conn:
-            row = conn.execute(
-                """
-                SELECT o.id FROM outbox o
-                WHERE o.status = 'pending' AND o.next_attempt_at <= :now
-                  AND (o.lease_expires IS NULL OR o.lease_expires < :now)
-                  AND (o.order_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM outbox p
-                        WHERE p.destination = o.destination AND p.order_key = o.order_key
-                          AND p.status = 'pending' AND p.id < o.id
-                          -- rotate: only an earlier row that failed and waits for its retry steps aside
-                          AND NOT (o.order_mode = 'rotate' AND p.attempts > 0 AND p.next_attempt_at > :now
-                                   AND (p.lease_expires IS NULL OR p.lease_expires < :now))))
-                ORDER BY o.next_attempt_at, o.id LIMIT 1
-                """,
-                {"now": now},
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute("UPDATE outbox SET lease_owner=?, lease_expires=?, lease_token=lease_token+1,"
-                         " attempts=attempts+1 WHERE id=?", (owner, now + lease_seconds, row[0]))
-            got = conn.execute(f"SELECT {_OUTBOX_COLUMNS}, payload, lease_token FROM outbox WHERE id=?",
-                               (row[0],)).fetchone()
-            trace = conn.execute("SELECT trace_id FROM messages WHERE id=?", (got[1],)).fetchone()
-        return OutboxClaim(row=OutboxRow(*got[:_OUTBOX_WIDTH]), payload=got[_OUTBOX_WIDTH],
-                           token=got[_OUTBOX_WIDTH + 1], trace_id=trace[0])
+            ids = queue.due_outbox_heads(conn, limit, now)
+            if not ids:
+                return []
+            queue.lease_outbox(conn, ids, owner, now + lease_seconds)
+            rows = conn.execute(
+                f"SELECT {', '.join('o.' + c.strip() for c in _OUTBOX_COLUMNS.split(','))}, o.payload, o.lease_token,"
+                " m.trace_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+                f" WHERE o.id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+        by_id = {r[0]: r for r in rows}
+        return [OutboxClaim(row=OutboxRow(*r[:_OUTBOX_WIDTH]), payload=r[_OUTBOX_WIDTH], token=r[_OUTBOX_WIDTH + 1],
+                            trace_id=r[_OUTBOX_WIDTH + 2]) for r in (by_id[i] for i in ids)]
 
-    def finish_delivery(self, claim, outcome, detail, next_attempt_at=None, reply=None):
-        if outcome not in ("delivered", "retry", "dead"):
-            raise ValueError(f"unknown delivery outcome {outcome!r}")
+    def finish_deliveries(self, outcomes):
+        for item in outcomes:
+            if item.outcome not in ("delivered", "retry", "dead"):
+                raise ValueError(f"unknown delivery outcome {item.outcome!r}")
         now = time.time()
-        row = claim.row
+        results: list[int | None | LeaseLost] = []
         with self._tx() as conn:
-            status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
-            cur = conn.execute(
-                "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, next_attempt_at),"
-                " delivered_at=?, lease_owner=NULL, lease_expires=NULL WHERE id=? AND lease_token=?",
-                (status, None if outcome == "delivered" else detail, next_attempt_at,
-                 now if outcome == "delivered" else None, row.id, claim.token),
-            )
-            if cur.rowcount != 1:
-                raise LeaseLost(f"outbox row {row.id}: lease lost before the outcome was written")
-            event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[outcome]
-            info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id,
-                                    "attempt": row.attempts, "detail": detail}
-            if outcome == "retry":
-                info["next_attempt_at"] = next_attempt_at
-            reply_id = None
-            if reply is not None:
-                channel, fmt, raw = reply
-                origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
-                reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
-                info["reply_message"] = reply_id
-            self._event(conn, row.message_id, event, info, now)
-            if outcome == "delivered":
-                self._apply_outbound(conn, row, now)
-                self._resolve_dead_letters(conn, row, now)
-            self._settle_message(conn, row.message_id, now)
+            for item in outcomes:
+                try:
+                    results.append(self._write_outcome(conn, item, now))
+                except LeaseLost as exc:
+                    results.append(exc)
+        return results
+
+    def _write_outcome(self, conn: sqlite3.Connection, item: DeliveryOutcome, now: float) -> int | None:
+        claim, outcome, detail, next_attempt_at = item.claim, item.outcome, item.detail, item.next_attempt_at
+        row = claim.row
+        status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
+        cur = conn.execute(
+            "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, next_attempt_at),"
+            " delivered_at=?, lease_owner=NULL, lease_expires=NULL WHERE id=? AND lease_token=?",
+            (status, None if outcome == "delivered" else detail, next_attempt_at,
+             now if outcome == "delivered" else None, row.id, claim.token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"outbox row {row.id}: lease lost before the outcome was written")
+        queue.settle_outbox_lane(conn, row.id, status)
+        event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[outcome]
+        info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id,
+                                "attempt": row.attempts, "detail": detail}
+        if outcome == "retry":
+            info["next_attempt_at"] = next_attempt_at
+        reply_id = None
+        if item.reply is not None:
+            channel, fmt, raw = item.reply
+            origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
+            reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
+            info["reply_message"] = reply_id
+        self._event(conn, row.message_id, event, info, now)
+        if outcome == "delivered":
+            self._apply_outbound(conn, row, now)
+            self._resolve_dead_letters(conn, row, now)
+        self._settle_message(conn, row.message_id, now)
         return reply_id
 
     def _resolve_dead_letters(self, conn: sqlite3.Connection, row: OutboxRow, now: float) -> None:
@@ -603,12 +619,15 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 raise BridgeError(f"no message with id {message_id}")
             root = src[13] or message_id
             already = replays.check_replay(conn, message_id, src[11], src[12], root, destinations, force)
+            order_key = conn.execute("SELECT order_key FROM messages WHERE id=?", (message_id,)).fetchone()[0]
+            head = int(queue.message_lane_is_free(conn, src[0], order_key))
             cur = conn.execute(
                 "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
                 " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
-                " replay_root, replay_destinations) VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " replay_root, replay_destinations, order_key, lane_head)"
+                " VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
-                 src[10], message_id, root, replays.destinations_json(destinations)),
+                 src[10], message_id, root, replays.destinations_json(destinations), order_key, head),
             )
             new_id = cur.lastrowid
             scope = {"destinations": sorted(set(destinations))} if destinations else {}
@@ -643,6 +662,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             if action == "release":
                 conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=? WHERE id=?",
                              (now, message_id))
+                queue.enter_message_lane(conn, message_id)
             else:
                 conn.execute("UPDATE messages SET status='rejected', updated_at=? WHERE id=?", (now, message_id))
             self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)

@@ -230,3 +230,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
 ]
+MIGRATIONS.append((
+    7,
+    "queue lanes: an order key per message, lane heads for processing and delivery (claims by index)",
+    """
+    -- order_key: the message's lane within its channel (NULL: a lane of its own). lane_head = 1 marks
+    -- the one unfinished message of a lane that workers may claim; the others wait behind it (0).
+    ALTER TABLE messages ADD COLUMN order_key TEXT;
+    ALTER TABLE messages ADD COLUMN lane_head INTEGER NOT NULL DEFAULT 0;
+    -- outbox lane_head: 1 = head of its (destination, order_key) lane, 2 = a rotate-mode row that
+    -- failed and stepped aside (claimable when due, no longer ordered), 0 = waiting or finished
+    ALTER TABLE outbox ADD COLUMN lane_head INTEGER NOT NULL DEFAULT 0;
+    -- what was waiting when this migration ran keeps today's order: one lane per channel
+    UPDATE messages SET order_key = 'channel:' || channel WHERE status IN ('received', 'processing');
+    UPDATE messages SET lane_head = 1 WHERE id IN (
+        SELECT MIN(id) FROM messages WHERE status IN ('received', 'processing') GROUP BY channel);
+    UPDATE outbox SET lane_head = 1 WHERE status = 'pending' AND (order_key IS NULL OR id IN (
+        SELECT MIN(id) FROM outbox WHERE status = 'pending' AND order_key IS NOT NULL
+        GROUP BY destination, order_key));
+    UPDATE outbox SET lane_head = 2 WHERE status = 'pending' AND lane_head = 0 AND order_mode = 'rotate'
+        AND attempts > 0;
+    -- claims read heads in order from these (small: only heads are in them), never a lane's backlog
+    CREATE INDEX messages_lane_heads ON messages(id) WHERE lane_head = 1;
+    CREATE INDEX outbox_lane_heads ON outbox(next_attempt_at, id) WHERE lane_head > 0;
+    -- the unfinished messages of a lane, oldest first: who is next when a head finishes
+    CREATE INDEX messages_lanes ON messages(channel, order_key, id)
+        WHERE order_key IS NOT NULL AND status IN ('received', 'processing');
+    """,
+))

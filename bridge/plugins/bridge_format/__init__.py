@@ -28,6 +28,7 @@ from bridge import (
     OptionSpec,
     Record,
     hookimpl,
+    keys_of,
     record_from_dict,
     record_to_dict,
 )
@@ -134,12 +135,26 @@ def peek(raw: bytes) -> MessageHeader:
         message_id = trace_id = None
     kinds = [r.get("kind") for r in doc.get("records", []) if isinstance(r, dict)] if isinstance(
         doc.get("records"), list) else [doc.get("kind")]
+    keys = _order_keys(doc)
     return MessageHeader(
         control_id=message_id,
         message_type="+".join(k for k in kinds if isinstance(k, str)) or None,
         dedupe_key=f"bridge:{message_id}" if message_id else None,
         trace_id=trace_id,
+        patient_id=keys.patient_id, encounter_id=keys.encounter_id, prescription_number=keys.prescription_number,
+        keys_read=True,
     )
+
+
+def _order_keys(doc: dict[str, Any]) -> Any:
+    """The business keys the worker will find (the same ``keys_of``), for the message's lane. A
+    message that will not decode has none: the worker fails it, and it waits for nothing."""
+    items = doc["records"] if isinstance(doc.get("records"), list) else [
+        {k: v for k, v in doc.items() if k not in ("schema", "message_id", "trace_id")}]
+    try:
+        return keys_of([record_from_dict(item, "record") for item in items])
+    except Exception:  # DecodeError, or any surprise in bad input: peek never raises
+        return keys_of([])
 
 
 def detect(raw: bytes) -> bool:

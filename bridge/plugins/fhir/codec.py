@@ -87,8 +87,51 @@ def peek(raw: bytes) -> MessageHeader:
     ident = doc.get("identifier") if isinstance(doc.get("identifier"), dict) else {}
     control = ident.get("value") if isinstance(ident.get("value"), str) else None
     system = ident.get("system") if isinstance(ident.get("system"), str) else ""
+    patient, encounter, order = order_keys(doc)
     return MessageHeader(control_id=control, message_type=rtype,
-                         dedupe_key=f"fhir:{system}|{control}" if control else None)
+                         dedupe_key=f"fhir:{system}|{control}" if control else None,
+                         patient_id=patient, encounter_id=encounter, prescription_number=order, keys_read=True)
+
+
+def order_keys(doc: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """``(patient, encounter, order)`` for the message's lane, read from the JSON without decoding:
+    the first Patient's identifier typed MR or PI (else its first, else its id), the first
+    Encounter's identifier typed VN (else its id), the first MedicationRequest's identifier typed
+    PLAC (else its id)."""
+    entries = doc.get("entry") if doc.get("resourceType") == "Bundle" else None
+    resources = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else [doc]
+    first: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            first.setdefault(resource["resourceType"], resource)
+    patient = _identifier(first.get("Patient"), ("MR", "PI"), fallback_first=True) or _subject(resources)
+    return (patient, _identifier(first.get("Encounter"), ("VN",)),
+            _identifier(first.get("MedicationRequest"), ("PLAC",)))
+
+
+def _subject(resources: list[Any]) -> str | None:
+    """No Patient resource: the patient a resource points at (``subject`` or ``patient``: Patient/ID)."""
+    for resource in resources:
+        for field_name in ("subject", "patient"):
+            ref = resource.get(field_name) if isinstance(resource, dict) else None
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(target, str) and target.startswith("Patient/"):
+                return target[len("Patient/"):] or None
+    return None
+
+
+def _identifier(resource: dict[str, Any] | None, types: tuple[str, ...], fallback_first: bool = False) -> str | None:
+    if resource is None:
+        return None
+    idents = [i for i in resource.get("identifier") or () if isinstance(i, dict) and isinstance(i.get("value"), str)]
+    for wanted in types:
+        for ident in idents:
+            codings = (ident.get("type") or {}).get("coding") if isinstance(ident.get("type"), dict) else None
+            if any(isinstance(c, dict) and c.get("code") == wanted for c in codings or ()):
+                return ident["value"]
+    if fallback_first and idents:
+        return idents[0]["value"]
+    return resource.get("id") if isinstance(resource.get("id"), str) else None
 
 
 def detect(raw: bytes) -> bool:

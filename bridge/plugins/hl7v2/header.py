@@ -96,15 +96,52 @@ def parse_msh(raw: bytes | str) -> MSH:
     return MSH(seps, tuple(fields))
 
 
+KEY_SCAN_BYTES = 65536
+"""How far the order keys are looked for: PID, PV1 and ORC come early; a huge OBX tail is not read."""
+
+
 def peek(raw: bytes) -> MessageHeader:
-    """The intake's header read: sending application/facility and MSH-10. Never raises."""
+    """The intake's header read: sending application/facility, MSH-10, and the order keys (PID-3,
+    PV1-19, the first ORC-2). Never raises."""
     try:
         msh = parse_msh(raw[:4096])
     except DecodeError:
         return MessageHeader()
+    patient, encounter, order = order_keys(raw[:KEY_SCAN_BYTES], msh.separators)
     return MessageHeader(
         control_id=msh.control_id or None,
         sending_application=msh.component(3) or None,
         sending_facility=msh.component(4) or None,
         message_type=msh.message_type or None,
+        patient_id=patient, encounter_id=encounter, prescription_number=order, keys_read=True,
     )
+
+
+def order_keys(raw: bytes, seps: Separators) -> tuple[str | None, str | None, str | None]:
+    """``(patient, visit number, placer order number)`` as the lanes need them: the PID-3 identifier
+    typed MR or PI (else the first), PV1-19's id and the first ORC-2's id; the decoder's choices."""
+    text = raw.decode("utf-8", "replace").replace("\n", "\r")
+    found: dict[str, list[str]] = {}
+    for line in text.split("\r"):
+        name = line[:3]
+        if name in ("PID", "PV1", "ORC") and name not in found:
+            found[name] = line.split(seps.field)
+            if len(found) == 3:
+                break
+    patient = _patient_id(_field(found.get("PID"), 3), seps)
+    encounter = _field(found.get("PV1"), 19).split(seps.repetition)[0].split(seps.component)[0]
+    order = _field(found.get("ORC"), 2).split(seps.component)[0]
+    return patient, encounter or None, order or None
+
+
+def _field(parts: list[str] | None, number: int) -> str:
+    return parts[number] if parts is not None and number < len(parts) else ""
+
+
+def _patient_id(value: str, seps: Separators) -> str | None:
+    ids = [rep.split(seps.component) for rep in value.split(seps.repetition) if rep.split(seps.component)[0]]
+    for wanted in ("MR", "PI"):
+        for cx in ids:
+            if len(cx) > 4 and cx[4] == wanted:
+                return cx[0]
+    return ids[0][0] if ids else None

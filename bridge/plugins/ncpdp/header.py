@@ -24,9 +24,21 @@ def peek(raw: bytes) -> MessageHeader:
     message_id = (node.text or "").strip() if node is not None else ""
     sender = find(root, "Header/From")
     sender_id = (sender.text or "").strip() if sender is not None else ""
+    transaction = transaction_of(root)
     return MessageHeader(
         control_id=message_id or None,
         sending_application=sender_id or None,
-        message_type=transaction_of(root),
+        message_type=transaction,
         dedupe_key=f"ncpdp:{message_id}" if message_id else None,
+        patient_id=_text(root, f"Body/{transaction}/{PATIENT_MRN}") if transaction else None,
+        prescription_number=_text(root, "Header/PrescriberOrderNumber"),
+        keys_read=True,
     )
+
+
+PATIENT_MRN = "Patient/HumanPatient/Identification/MedicalRecordIdentificationNumberEHR"
+
+
+def _text(root, path: str) -> str | None:
+    node = find(root, path)
+    return (node.text or "").strip() or None if node is not None else None

@@ -1,0 +1,124 @@
+"""The SQLite queue: every statement that moves work through lanes, in one place.
+
+A lane is ``(channel, order_key)`` for processing and ``(destination, order_key)`` for delivery (see
+:mod:`bridge.core.store.base`). Each lane marks its one claimable item with ``lane_head``; claims
+read only the partial indexes of heads (``messages_lane_heads``, ``outbox_lane_heads``), so a claim
+costs the same with ten or a hundred thousand messages waiting. When a head finishes, the next item
+of its lane (found through the lane index, by id) becomes the head in the same transaction.
+
+SQLite has a single writer, so every function here runs inside the store's ``BEGIN IMMEDIATE``
+transaction and sees a lane exactly as the last commit left it; no other locking is needed.
+These are plain functions over an open connection, like :mod:`.sqlite_replay`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+# --- processing lanes (messages) ------------------------------------------------------------------
+
+_UNFINISHED = "status IN ('received', 'processing')"  # spelled as in the partial index messages_lanes
+
+
+def message_lane_is_free(conn: sqlite3.Connection, channel: str, order_key: str | None) -> bool:
+    """True when a message entering this lane now is its head (nothing unfinished is ahead of it)."""
+    if order_key is None:
+        return True
+    row = conn.execute(
+        f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
+        " LIMIT 1", (channel, order_key)).fetchone()
+    return row is None
+
+
+def enter_message_lane(conn: sqlite3.Connection, message_id: int) -> None:
+    """A stored message becomes unfinished again (a released hold): it joins the back of its lane."""
+    channel, order_key = conn.execute("SELECT channel, order_key FROM messages WHERE id = ?", (message_id,)).fetchone()
+    others = conn.execute(
+        f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
+        " AND id != ? LIMIT 1", (channel, order_key, message_id)).fetchone() if order_key is not None else None
+    conn.execute("UPDATE messages SET lane_head = ? WHERE id = ?", (0 if others else 1, message_id))
+
+
+def leave_message_lane(conn: sqlite3.Connection, channel: str, order_key: str | None) -> None:
+    """A head finished (its status is no longer unfinished): the oldest message left in its lane
+    becomes the head."""
+    if order_key is None:
+        return
+    conn.execute(
+        "UPDATE messages SET lane_head = 1 WHERE id = ("
+        f" SELECT MIN(id) FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED})",
+        (channel, order_key))
+
+
+def claimable_heads(conn: sqlite3.Connection, limit: int, now: float) -> list[int]:
+    """Ids of up to ``limit`` claimable lane heads, oldest first. Reads the heads index only: the
+    rows it passes over are heads in flight or of paused channels, never a lane's backlog."""
+    paused = [r[0] for r in conn.execute("SELECT channel FROM channel_state WHERE paused = 1")]
+    sql = ("SELECT id FROM messages INDEXED BY messages_lane_heads WHERE lane_head = 1"
+           " AND (status = 'received' OR (status = 'processing' AND lease_expires < ?))")
+    if paused:
+        sql += f" AND channel NOT IN ({', '.join('?' * len(paused))})"
+    rows = conn.execute(sql + " ORDER BY id LIMIT ?", (now, *paused, limit))
+    return [r[0] for r in rows]
+
+
+def lease_messages(conn: sqlite3.Connection, ids: Sequence[int], owner: str, expires: float, now: float) -> None:
+    conn.executemany(
+        "UPDATE messages SET status = 'processing', lease_owner = ?, lease_expires = ?,"
+        " lease_token = lease_token + 1, updated_at = ? WHERE id = ?",
+        [(owner, expires, now, message_id) for message_id in ids])
+
+
+# --- delivery lanes (outbox) ----------------------------------------------------------------------
+
+
+def outbox_lane_is_free(conn: sqlite3.Connection, destination: str, order_key: str | None) -> bool:
+    """True when a row entering this lane now is its head (rows that stepped aside do not count)."""
+    if order_key is None:
+        return True
+    row = conn.execute(
+        "SELECT 1 FROM outbox WHERE destination = ? AND order_key = ? AND status = 'pending' AND lane_head != 2"
+        " LIMIT 1", (destination, order_key)).fetchone()
+    return row is None
+
+
+def next_outbox_head(conn: sqlite3.Connection, destination: str, order_key: str | None) -> None:
+    """The lane's head finished or stepped aside: its oldest waiting row becomes the head."""
+    if order_key is None:
+        return
+    conn.execute(
+        "UPDATE outbox SET lane_head = 1 WHERE id = (SELECT MIN(id) FROM outbox"
+        " WHERE destination = ? AND order_key = ? AND status = 'pending' AND lane_head = 0)",
+        (destination, order_key))
+
+
+def due_outbox_heads(conn: sqlite3.Connection, limit: int, now: float) -> list[int]:
+    """Ids of up to ``limit`` due, unleased heads (or stepped-aside rows), soonest due first."""
+    rows = conn.execute(
+        "SELECT id FROM outbox INDEXED BY outbox_lane_heads WHERE lane_head > 0 AND next_attempt_at <= ?"
+        " AND (lease_expires IS NULL OR lease_expires < ?) ORDER BY next_attempt_at, id LIMIT ?",
+        (now, now, limit))
+    return [r[0] for r in rows]
+
+
+def lease_outbox(conn: sqlite3.Connection, ids: Sequence[int], owner: str, expires: float) -> None:
+    conn.executemany(
+        "UPDATE outbox SET lease_owner = ?, lease_expires = ?, lease_token = lease_token + 1,"
+        " attempts = attempts + 1 WHERE id = ?", [(owner, expires, outbox_id) for outbox_id in ids])
+
+
+def settle_outbox_lane(conn: sqlite3.Connection, outbox_id: int, status: str) -> None:
+    """Move the row's lane on after an outcome: a finished head hands over to the next row; in a
+    ``rotate`` lane a head whose send failed steps aside (2) and hands over too; a ``strict`` head
+    that will be retried stays the head, and the lane waits for it."""
+    destination, order_key, mode, head = conn.execute(
+        "SELECT destination, order_key, order_mode, lane_head FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+    if status != "pending":
+        conn.execute("UPDATE outbox SET lane_head = 0 WHERE id = ?", (outbox_id,))
+    elif mode == "rotate" and head == 1 and order_key is not None:
+        conn.execute("UPDATE outbox SET lane_head = 2 WHERE id = ?", (outbox_id,))
+    else:
+        return
+    if head == 1:
+        next_outbox_head(conn, destination, order_key)
