@@ -100,6 +100,7 @@ def redact_url(url: str) -> str:
 
 
 class PostgresStore(PgQueue, PgAdminTables, Store):
+    shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)
         self.url = redact_url(url)
