@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from bridge.core.store.base import NewOutbox, ProcessingResult
+from bridge.core.store.base import DeliveryOutcome, NewOutbox, ProcessingResult
 from bridge.core.store.sqlite import SQLiteStore
 from bridge.errors import BridgeError, LeaseLost
 from tests import pg
@@ -286,3 +286,226 @@ def test_a_threads_connection_closes_when_the_thread_ends(sqlite_store):
         worker.join()
     gc.collect()
     assert fds() <= before + 2 and len(sqlite_store._all) <= 2
+
+
+# --- the queue: lanes and batches (every backend) -------------------------------------------------
+
+
+def decide(store, claims, status="routed", destinations=("d",), mode="strict"):
+    """Finish a batch of claims in one transaction; outbox rows carry each message's lane key."""
+    results = []
+    for claim in claims:
+        outbox = [NewOutbox(d, b"payload", "text/plain", "txt", claim.order_key, mode) for d in destinations]
+        results.append((claim, ProcessingResult(status=status, outbox=outbox if status == "routed" else (),
+                                                hold_reasons=[{"id": "r"}] if status == "held" else None)))
+    return store.finish_processing_many(results)
+
+
+def test_a_batch_claim_takes_the_head_of_each_lane(store):
+    a, _ = receive(store, b"a", lane="patient:P1")
+    b, _ = receive(store, b"b", lane="patient:P1")
+    c, _ = receive(store, b"c", lane="patient:P2")
+    d, _ = receive(store, b"d")  # no key: a lane of its own
+    e, _ = receive(store, b"e")
+    f, _ = receive(store, b"f", channel="other", lane="patient:P1")  # same key, other channel: other lane
+    claims = store.claim_messages("w1", 30, 10)
+    assert [c.id for c in claims] == [a, c, d, e, f]
+    assert claims[0].order_key == "patient:P1" and claims[3].order_key is None
+    assert store.claim_messages("w2", 30, 10) == []  # b waits behind a, which is in flight
+    assert decide(store, claims) == [None] * 5
+    assert [c.id for c in store.claim_messages("w2", 30, 10)] == [b]
+
+
+def test_a_batch_claim_stops_at_its_limit_oldest_first(store):
+    ids = [receive(store, f"m{n}".encode(), lane=f"patient:P{n}")[0] for n in range(7)]
+    first = store.claim_messages("w", 30, 3)
+    second = store.claim_messages("w", 30, 3)
+    assert [c.id for c in first] == ids[:3] and [c.id for c in second] == ids[3:6]
+
+
+def test_the_same_key_never_overtakes_itself_with_concurrent_workers(store):
+    lanes = [f"patient:P{n}" for n in range(5)]
+    expected: dict[str, list[int]] = {lane: [] for lane in lanes}
+    for n in range(100):
+        lane = lanes[n % 3] if n % 4 else lanes[3 + n % 2]
+        expected[lane].append(receive(store, f"m{n}".encode(), lane=lane)[0])
+    finished: dict[str, list[int]] = {lane: [] for lane in lanes}
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    guard = threading.Lock()
+
+    def worker(name):
+        idle = 0
+        while idle < 20:
+            claims = store.claim_messages(name, 30, 4)
+            if not claims:
+                idle += 1
+                time.sleep(0.005)
+                continue
+            idle = 0
+            with guard:
+                for claim in claims:
+                    if claim.order_key in in_flight:
+                        overlaps.append(claim.order_key)
+                    in_flight.add(claim.order_key)
+            time.sleep(0.002)  # "decoding"
+            with guard:  # the result is written before the lane is free again
+                assert decide(store, claims) == [None] * len(claims)
+                for claim in claims:
+                    finished[claim.order_key].append(claim.id)
+                    in_flight.discard(claim.order_key)
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []  # two messages of one lane were never in flight at once
+    assert finished == expected  # each lane processed in arrival order; every message once
+
+
+def test_held_and_failed_messages_let_their_lane_go_and_a_released_hold_rejoins_it(store):
+    a, _ = receive(store, b"a", lane="patient:P1")
+    b, _ = receive(store, b"b", lane="patient:P1")
+    c, _ = receive(store, b"c", lane="patient:P1")
+    decide(store, store.claim_messages("w", 30, 5), status="held")
+    (second,) = store.claim_messages("w", 30, 5)
+    assert second.id == b
+    store.resolve_hold(a, "release", reason="reviewed", actor="alice")
+    assert store.claim_messages("w", 30, 5) == []  # b is in flight: the released a waits at the back
+    store.finish_processing(second, ProcessingResult(status="failed", error="bad"))
+    (third,) = store.claim_messages("w", 30, 5)
+    assert third.id == a  # the oldest waiting message of the lane is next
+    decide(store, [third])
+    assert [x.id for x in store.claim_messages("w", 30, 5)] == [c]
+
+
+def test_a_paused_channel_is_left_out_of_batches(store):
+    receive(store, b"a", channel="paused", lane="patient:P1")
+    b, _ = receive(store, b"b", channel="open", lane="patient:P1")
+    store.set_channel_paused("paused", True, reason="maintenance", actor="alice")
+    assert [c.id for c in store.claim_messages("w", 30, 10)] == [b]
+    store.set_channel_paused("paused", False, reason="done", actor="alice")
+    assert [c.channel for c in store.claim_messages("w", 30, 10)] == ["paused"]
+
+
+def test_finishing_a_batch_fences_each_item_and_commits_the_rest(store):
+    receive(store, b"a", lane="patient:P1")
+    receive(store, b"b", lane="patient:P2")
+    stale = store.claim_messages("crashed", 0.01, 10)
+    time.sleep(0.02)
+    (fresh_a,) = [c for c in store.claim_messages("w2", 30, 1)]
+    outcome = decide(store, stale)
+    assert isinstance(outcome[0], LeaseLost) and outcome[1] is None
+    assert store.get_message(stale[1].id).status == "routed"
+    assert store.get_message(fresh_a.id).status == "processing"  # the new owner's claim is untouched
+    assert decide(store, [fresh_a]) == [None]
+    assert len(store.outbox_rows()) == 2  # the stale result wrote nothing
+
+
+def test_a_replay_joins_the_back_of_its_lane(store):
+    a, _ = receive(store, b"a", lane="patient:P1")
+    decide(store, store.claim_messages("w", 30, 5), status="filtered")
+    b, _ = receive(store, b"b", lane="patient:P1")
+    (head,) = store.claim_messages("w", 30, 5)
+    copy = store.replay(a, reason="resend", actor="alice")
+    assert head.id == b and store.claim_messages("w", 30, 5) == []
+    decide(store, [head], status="filtered")
+    (replayed,) = store.claim_messages("w", 30, 5)
+    assert replayed.id == copy and replayed.order_key == "patient:P1"
+
+
+def routed_lanes(store, lanes, destinations=("d",), mode="strict"):
+    """Receive and route one message per lane key given; returns their ids."""
+    ids = [receive(store, f"m{n}".encode(), lane=lane)[0] for n, lane in enumerate(lanes)]
+    while claims := store.claim_messages("w", 30, 50):
+        decide(store, claims, destinations=destinations, mode=mode)
+    return ids
+
+
+def test_a_delivery_batch_takes_the_head_of_each_destination_lane(store):
+    first, second, other = routed_lanes(store, ["patient:P1", "patient:P1", "patient:P2"], destinations=("d1", "d2"))
+    claims = store.claim_deliveries("x", 30, 10)
+    assert sorted((c.row.message_id, c.row.destination) for c in claims) == [
+        (first, "d1"), (first, "d2"), (other, "d1"), (other, "d2")]
+    assert all(c.row.order_key in ("patient:P1", "patient:P2") and c.row.attempts == 1 for c in claims)
+    assert store.claim_deliveries("y", 30, 10) == []
+    results = store.finish_deliveries([DeliveryOutcome(c, "delivered", "ok") for c in claims])
+    assert results == [None] * 4
+    assert store.get_message(first).status == "delivered" and store.get_message(other).status == "delivered"
+    assert sorted((c.row.message_id, c.row.destination) for c in store.claim_deliveries("y", 30, 10)) == [
+        (second, "d1"), (second, "d2")]
+
+
+def test_strict_lane_waits_for_its_retrying_head(store):
+    first, second = routed_lanes(store, ["patient:P1", "patient:P1"])
+    (head,) = store.claim_deliveries("x", 30, 10)
+    store.finish_deliveries([DeliveryOutcome(head, "retry", "busy", time.time() + 60)])
+    assert store.claim_deliveries("x", 30, 10) == []  # the second waits for the first's retry
+    (again,) = store.claim_deliveries("x", 30, 10, now=time.time() + 61)
+    assert again.row.message_id == first and again.row.attempts == 2
+    store.finish_deliveries([DeliveryOutcome(again, "dead", "refused")])
+    (nxt,) = store.claim_deliveries("x", 30, 10)
+    assert nxt.row.message_id == second  # a dead head lets the lane move on
+
+
+def test_rotate_lane_lets_a_failing_head_step_aside(store):
+    first, second, third = routed_lanes(store, ["patient:P1"] * 3, mode="rotate")
+    (head,) = store.claim_deliveries("x", 30, 10)
+    store.finish_deliveries([DeliveryOutcome(head, "retry", "busy", time.time() + 60)])
+    (nxt,) = store.claim_deliveries("x", 30, 10)
+    assert nxt.row.message_id == second  # the lane flows past the failing row ...
+    assert store.claim_deliveries("x", 30, 10) == []  # ... but is still ordered behind its new head
+    store.finish_deliveries([DeliveryOutcome(nxt, "delivered", "ok")])
+    later = store.claim_deliveries("x", 30, 10, now=time.time() + 61)
+    assert sorted(c.row.message_id for c in later) == [first, third]  # the failed row retries on its own
+
+
+def test_finishing_a_delivery_batch_fences_each_item(store):
+    routed_lanes(store, ["patient:P1", "patient:P2"])
+    stale = store.claim_deliveries("crashed", 0.01, 10)
+    time.sleep(0.02)
+    fresh = store.claim_deliveries("y", 30, 1)
+    results = store.finish_deliveries([DeliveryOutcome(c, "delivered", "late") for c in stale])
+    assert isinstance(results[0], LeaseLost) and results[1] is None
+    assert fresh[0].row.id == stale[0].row.id
+    assert store.finish_deliveries([DeliveryOutcome(fresh[0], "delivered", "ok", reply=("d.replies", "bridge", b"ack"))
+                                    ])[0] is not None  # the stored reply's message id
+    with pytest.raises(ValueError, match="unknown delivery outcome 'sent'"):
+        store.finish_deliveries([DeliveryOutcome(fresh[0], "sent", "?")])
+
+
+def test_claim_cost_does_not_grow_with_the_backlog(store):
+    """A lane whose head is in flight with a long backlog behind it is what made the old claim slow:
+    the claim must read heads, not backlogs. 30x the backlog may not cost 3x the time per claim.
+    (benchmarks/pipeline.py measures the drain rate at 100,000 against 1,000.)"""
+
+    def claim_seconds(waiting: int) -> float:
+        lanes = [f"patient:P{n}" for n in range(20)]
+        items = [("bulk", "bridge", b"x", None, {"order_key": lanes[n % 20]}, {}, None) for n in range(waiting)]
+        for start in range(0, waiting, 2000):
+            store.receive_many(items[start:start + 2000])
+        timings = []
+        for _ in range(15):
+            began = time.perf_counter()
+            claims = store.claim_messages("w", 30, 10)
+            timings.append(time.perf_counter() - began)
+            decide(store, claims, status="filtered")
+        return sorted(timings)[len(timings) // 2]
+
+    small = claim_seconds(500)
+    large = claim_seconds(15_000)  # on top of what is left of the small backlog
+    assert large < small * 3 + 0.005, (small, large)
+
+
+def test_wait_for_work_wakes_on_another_connections_commit(store):
+    from bridge.core.store.base import Store
+
+    if type(store).wait_for_work is Store.wait_for_work:
+        pytest.skip("this backend has no wake-up hint (the default only sleeps)")
+    timer = threading.Timer(0.2, lambda: receive(store, b"late"))
+    began = time.monotonic()
+    timer.start()
+    woke = store.wait_for_work(10)
+    timer.join()
+    assert woke and time.monotonic() - began < 5

@@ -16,7 +16,8 @@ def store(tmp_path):
 
 
 def receive(store, channel: str, n: int) -> int:
-    return store.receive(channel, "bridge", b"{}", dedupe_key=f"{channel}-{n}", header={}, origin={})[0]
+    return store.receive(channel, "bridge", b"{}", dedupe_key=f"{channel}-{n}",
+                         header={"order_key": f"channel:{channel}"}, origin={})[0]  # order.by: channel
 
 
 def test_migration_3_is_applied(store):
@@ -31,7 +32,7 @@ def test_claims_skip_a_paused_channel_and_keep_its_order(store):
     assert store.claim_message("w", 30) is None  # a1 and a2 wait while "a" is paused
     store.set_channel_paused("a", False, reason="back", actor="test")
     assert store.claim_message("w", 30).id == a1
-    assert store.claim_message("w", 30) is None  # a2 waits for a1 (one in flight per channel)
+    assert store.claim_message("w", 30) is None  # a2 waits for a1 (one in flight per lane, here the channel)
     assert a2 > a1
     assert [e.action for e in store.search_audit(target="channel:a")] == ["channel.resume", "channel.pause"]
     with pytest.raises(BridgeError, match="reason"):

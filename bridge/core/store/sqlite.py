@@ -7,6 +7,7 @@ is what lets a source acknowledge its sender. Each thread gets its own connectio
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -57,6 +58,64 @@ _OUTBOX_COLUMNS = (
 )
 _OUTBOX_WIDTH = 19
 _WAKE_POLL_SECONDS = 0.005  # how often an idle worker process looks for another process's commit
+_READ_BUSY_MS = 5000
+_GIVE_WAY_SECONDS = 0.05  # the longest queue work waits for intake commits before it goes anyway
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class IntakePriority:
+    """Lets the intake's commit (which a sender waits on) go before queue work, across processes.
+
+    SQLite has one writer and no queue: whoever retries first wins. An intake commit holds an
+    exclusive ``flock`` on a side file (``<store>-intake``) while it waits for and runs its
+    transaction; a claim or settlement first checks that lock without blocking and, while it is
+    held, waits (at most ``_GIVE_WAY_SECONDS``, so steady intake cannot starve the queue). Queue work
+    never holds the lock, so an intake commit waits only for the one transaction already running.
+    """
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self._local = threading.local()
+
+    def _fd(self) -> int | None:
+        if self.path is None:
+            return None
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = self._local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            weakref.finalize(threading.current_thread(), os.close, fd)
+        return fd
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        fd = self._fd()
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def give_way(self) -> None:
+        fd = self._fd()
+        if fd is None:
+            return
+        deadline = time.monotonic() + _GIVE_WAY_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.0005)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
 
 
 def _json(value: Any) -> str:
@@ -83,6 +142,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         self._queue: list[_Pending] = []
         self._committing = False
         self.max_batch = 64
+        self._priority = IntakePriority(None if path == ":memory:" else path + "-intake")
         self._migrate()
 
     # --- connections and transactions -------------------------------------------------------------
@@ -98,6 +158,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
+                # writers wait in _begin (short steps); readers rarely wait at all in WAL mode
+                conn.execute(f"PRAGMA busy_timeout={_READ_BUSY_MS}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open store {self.path}: {exc}") from exc
             holder = self._local.holder = _Connection(conn)
@@ -106,12 +168,13 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         return holder.conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, queue_work: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``queue_work`` (claims and settlements) first gives way to an
+        intake commit that is waiting (see :class:`IntakePriority`)."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store unavailable: {exc}") from exc
+        if queue_work:
+            self._priority.give_way()
+        self._begin(conn)
         try:
             yield conn
         except BaseException:
@@ -125,6 +188,25 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             except sqlite3.Error:
                 pass
             raise StoreError(f"commit failed: {exc}") from exc
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, retried every few milliseconds while another writer holds the lock.
+
+        SQLite's own busy handler sleeps in steps that grow to 100 ms, so a sender's commit could wait
+        far longer than the transaction ahead of it took; this loop never sleeps more than 2 ms."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.0002
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"store unavailable: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"store unavailable: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
 
     def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         conn = self._conn()
@@ -201,7 +283,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
-            with self._tx() as conn:
+            with self._priority.waiting(), self._tx() as conn:
                 results = [self._insert(conn, *p.args) for p in batch]
         except Exception as exc:
             if len(batch) == 1:
@@ -243,7 +325,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_messages(self, owner, lease_seconds, limit):
         now = time.time()
-        with self._tx() as conn:
+        with self._tx(queue_work=True) as conn:
             ids = queue.claimable_heads(conn, limit, now)
             if not ids:
                 return []
@@ -260,7 +342,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
     def finish_processing_many(self, results):
         now = time.time()
         lost: list[LeaseLost | None] = []
-        with self._tx() as conn:
+        with self._tx(queue_work=True) as conn:
             for claim, result in results:
                 try:
                     self._write_result(conn, claim, result, now)
@@ -450,7 +532,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_deliveries(self, owner, lease_seconds, limit, now=None):
         now = time.time() if now is None else now
-        with self._tx() as conn:
+        with self._tx(queue_work=True) as conn:
             ids = queue.due_outbox_heads(conn, limit, now)
             if not ids:
                 return []
@@ -469,7 +551,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 raise ValueError(f"unknown delivery outcome {item.outcome!r}")
         now = time.time()
         results: list[int | None | LeaseLost] = []
-        with self._tx() as conn:
+        with self._tx(queue_work=True) as conn:
             for item in outcomes:
                 try:
                     results.append(self._write_outcome(conn, item, now))

@@ -1,0 +1,74 @@
+"""SQLite's queue SQL: claims read the lane-head indexes, never a lane's backlog; migration 7 keeps
+what was waiting in today's order (one lane per channel)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bridge.core.store import sqlite_queue as queue
+from bridge.core.store.sqlite import SQLiteStore
+from bridge.core.store.sqlite_schema import MIGRATIONS
+
+
+def plan(conn: sqlite3.Connection, sql: str, params: tuple) -> str:
+    return " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def test_claims_and_lane_moves_use_the_lane_indexes(tmp_path, monkeypatch):
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    conn = store._conn()
+    seen: list[tuple[str, tuple]] = []
+    real_execute = sqlite3.Connection.execute
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql, params=()):  # noqa: D401 - records every statement the queue runs
+            seen.append((sql, params))
+            return real_execute(self, sql, params)
+
+    recording = sqlite3.connect(store.path, factory=Recording, isolation_level=None)
+    queue.claimable_heads(recording, 10, 0.0)
+    queue.message_lane_is_free(recording, "ch", "patient:P1")
+    queue.leave_message_lane(recording, "ch", "patient:P1")
+    queue.due_outbox_heads(recording, 10, 0.0)
+    queue.outbox_lane_is_free(recording, "d", "patient:P1")
+    queue.next_outbox_head(recording, "d", "patient:P1")
+    plans = [plan(conn, sql, params) for sql, params in seen if "channel_state" not in sql]
+    assert "messages_lane_heads" in plans[0] and "SCAN messages USING INDEX" in plans[0]
+    assert "SEARCH messages USING INDEX messages_lanes (channel=? AND order_key=?)" in plans[1]
+    assert "SEARCH messages USING INDEX messages_lanes (channel=? AND order_key=?)" in plans[2]
+    assert "SEARCH outbox USING INDEX outbox_lane_heads (next_attempt_at<?)" in plans[3]
+    assert "outbox_lane (destination=? AND order_key=? AND status=?)" in plans[4]
+    assert "outbox_lane (destination=? AND order_key=? AND status=?)" in plans[5]
+    for text in plans:  # no statement of the queue reads a whole table
+        assert "SCAN messages" not in text.replace("SCAN messages USING INDEX messages_lane_heads", "")
+        assert "SCAN outbox" not in text
+    recording.close()
+    store.close()
+
+
+def test_the_heads_index_holds_only_heads(tmp_path):
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    for n in range(50):
+        store.receive("ch", "bridge", b"x", dedupe_key=None, header={"order_key": f"patient:P{n % 2}"}, origin={})
+    conn = store._conn()
+    heads = conn.execute("SELECT COUNT(*) FROM messages INDEXED BY messages_lane_heads WHERE lane_head = 1").fetchone()
+    assert heads[0] == 2  # one per lane, whatever waits behind
+    store.close()
+
+
+def test_migration_7_puts_waiting_messages_in_one_lane_per_channel(tmp_path):
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+                 " applied_at REAL NOT NULL)")
+    for version, description, sql in MIGRATIONS[:6]:
+        conn.executescript(sql)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, description))
+    for n, channel in enumerate(["a", "a", "b", "a"]):
+        conn.execute("INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size)"
+                     " VALUES (?, 'bridge', ?, 0, 0, x'00', '', 1)", (channel, "delivered" if n == 0 else "received"))
+    conn.close()
+    store = SQLiteStore(path)
+    claims = store.claim_messages("w", 30, 10)
+    assert [(c.id, c.order_key) for c in claims] == [(2, "channel:a"), (3, "channel:b")]  # 4 waits behind 2
+    store.close()
