@@ -219,7 +219,7 @@ def _assert_order_per_key(conn) -> None:
     rows = conn.execute(
         "SELECT m.channel, m.order_key, m.id, (SELECT MIN(at) FROM events e WHERE e.message_id = m.id"
         " AND e.kind = 'queued'), o.delivered_at FROM messages m JOIN outbox o ON o.message_id = m.id"
-        " ORDER BY m.channel, m.order_key, m.queue_seq").fetchall()
+        " ORDER BY m.channel, m.order_key, m.id").fetchall()
     lanes = defaultdict(list)
     for channel, key, _, processed_at, delivered_at in rows:
         assert key is not None

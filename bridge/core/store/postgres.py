@@ -512,11 +512,10 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             resolved = "released" if action == "release" else "rejected"
             conn.execute("UPDATE holds SET status=%s, resolved_at=%s, resolved_by=%s, resolution=%s WHERE id=%s",
                          (resolved, now, actor, reason, hold[0]))
-            if action == "release":  # it enters its lane again, at the back
+            if action == "release":  # it enters its lane again: behind the head in flight, if any
                 channel, order_key = conn.execute(
-                    "UPDATE messages SET status='received', policy_override=1, updated_at=%s,"
-                    " queue_seq=nextval('message_queue_seq') WHERE id=%s RETURNING channel, order_key",
-                    (now, message_id)).fetchone()
+                    "UPDATE messages SET status='received', policy_override=1, updated_at=%s"
+                    " WHERE id=%s RETURNING channel, order_key", (now, message_id)).fetchone()
                 self._enter_message_lane(conn, channel, order_key, message_id)
                 self._notify(conn)
             else:

@@ -160,7 +160,7 @@ class PgQueue:
         nxt = None
         if not key.startswith("#"):
             nxt = conn.execute("SELECT id FROM messages WHERE channel=%s AND order_key=%s AND status='received'"
-                               " ORDER BY queue_seq LIMIT 1", (channel, key)).fetchone()
+                               " ORDER BY id LIMIT 1", (channel, key)).fetchone()
         if nxt is None:
             conn.execute("DELETE FROM message_lanes WHERE channel=%s AND lane_key=%s", (channel, key))
             return False
@@ -345,7 +345,7 @@ class PgQueue:
                 "INSERT INTO message_lanes (channel, lane_key, head_id, due_at)"
                 " SELECT DISTINCT ON (channel, COALESCE(order_key, '#' || id)) channel,"
                 " COALESCE(order_key, '#' || id), id, 0 FROM messages WHERE status IN ('received', 'processing')"
-                " ORDER BY channel, COALESCE(order_key, '#' || id), status = 'received', queue_seq")
+                " ORDER BY channel, COALESCE(order_key, '#' || id), status = 'received', id")
             conn.execute(
                 "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at)"
                 " SELECT DISTINCT ON (destination, lane) destination, lane, id, next_attempt_at FROM"

@@ -226,11 +226,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- and when the head may next be claimed (due_at: 0 or next_attempt_at, or the lease's expiry while
         -- claimed). Claims read only these rows, so their cost does not grow with the backlog; a lane's
         -- row is deleted as soon as the lane is empty, so the tables stay as small as the set of busy lanes.
+        -- within a lane, messages go in id (arrival) order; a released hold is the oldest waiting one again
         ALTER TABLE messages ADD COLUMN order_key TEXT;
-        CREATE SEQUENCE message_queue_seq;
-        -- position in its lane: assigned on receive, and again when a released hold re-enters at the back
-        ALTER TABLE messages ADD COLUMN queue_seq BIGINT NOT NULL DEFAULT nextval('message_queue_seq');
-        CREATE INDEX messages_lane_waiting ON messages(channel, order_key, queue_seq)
+        CREATE INDEX messages_lane_waiting ON messages(channel, order_key, id)
             WHERE status = 'received' AND order_key IS NOT NULL;
         ALTER TABLE outbox ADD COLUMN unordered INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX outbox_lane_waiting ON outbox(destination, order_key, id)
