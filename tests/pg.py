@@ -65,3 +65,26 @@ def database() -> Iterator[str]:
 def pg_url() -> Iterator[str]:
     with database() as url:
         yield url
+
+
+@contextmanager
+def backend_stores(kind: str, tmp_path, count: int = 1) -> Iterator[list]:
+    """``count`` stores on one database of backend ``kind`` (``sqlite`` or ``postgresql``), each with
+    its own connections, as separate processes or nodes have; closed (and the database dropped) after."""
+    from bridge.core.store import open_store
+
+    if kind == "sqlite":
+        stores = [open_store(f"sqlite:///{tmp_path}/bridge.db") for _ in range(count)]
+        try:
+            yield stores
+        finally:
+            for s in stores:
+                s.close()
+        return
+    with database() as url:
+        stores = [open_store(url) for _ in range(count)]
+        try:
+            yield stores
+        finally:
+            for s in stores:
+                s.close()
