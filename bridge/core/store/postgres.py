@@ -208,25 +208,35 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
 
     # --- processing ----------------------------------------------------------------------------
 
-    def _write_result(self, conn, message_id: int, result: ProcessingResult, now: float) -> None:
-        """Events, outbox rows, hold and prescription changes of one processed message."""
+    def _write_result(self, conn, message_id: int, root: int, result: ProcessingResult, now: float,
+                      events: list[tuple]) -> None:
+        """Outbox rows, hold and prescription changes of one processed message; its timeline events are
+        appended to ``events`` (the batch writes them together). ``root``: its replay chain's first message."""
         for kind, detail in result.events:
-            self._event(conn, message_id, kind, detail, now)
-        root = replays.chain_root(conn, message_id)
-        for item in result.outbox:
-            first = replays.original_row(conn, root, item.destination) if root != message_id else None
-            outbox_id = conn.execute(
+            events.append((message_id, now, kind, _json(dict(detail))))
+        if result.outbox:
+            rows = []
+            for item in result.outbox:
+                # a replay's row carries the identity (file name, idempotency key) of the chain's first row
+                first = replays.original_row(conn, root, item.destination) if root != message_id else None
+                rows.append((message_id, item.destination, "pending", item.payload, item.media_type,
+                             item.file_extension, item.order_key, item.order_mode, now, now, item.control_id,
+                             item.message_type, *(first or (None, None))))
+            cur = conn.cursor()
+            cur.executemany(
                 "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
                 " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
                 " original_message_id, original_outbox_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " RETURNING id",
-                (message_id, item.destination, "pending", item.payload, item.media_type, item.file_extension,
-                 item.order_key, item.order_mode, now, now, item.control_id, item.message_type,
-                 *(first or (None, None))),
-            ).fetchone()[0]
-            self._enter_outbox_lane(conn, item.destination, item.order_key, outbox_id, now)
-            self._event(conn, message_id, "queued", {"destination": item.destination, "outbox_id": outbox_id,
-                                                     "bytes": len(item.payload)}, now)
+                " RETURNING id", rows, returning=True)
+            outbox_ids = []
+            while True:
+                outbox_ids.append(cur.fetchone()[0])
+                if not cur.nextset():
+                    break
+            for item, outbox_id in zip(result.outbox, outbox_ids):
+                self._enter_outbox_lane(conn, item.destination, item.order_key, outbox_id, now)
+                events.append((message_id, now, "queued", _json({"destination": item.destination,
+                                                                 "outbox_id": outbox_id, "bytes": len(item.payload)})))
         if result.hold_reasons is not None:
             self._open_hold(conn, message_id, result.keys.get("prescription_number"), result.hold_reasons, now)
         for number in result.prescriptions:
@@ -363,7 +373,10 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
     # --- delivery ------------------------------------------------------------------------------
 
     def _resolve_dead_letters(self, conn, row: OutboxRow, now: float) -> None:
-        """A replay delivered where its chain had dead-lettered: those dead letters are resolved."""
+        """A replay delivered where its chain had dead-lettered: those dead letters are resolved. A row
+        that is its chain's first for the destination (no original row) has nothing before it."""
+        if row.original_message_id is None:
+            return
         for dead in replays.dead_letters_resolved_by(conn, row.id, row.message_id, row.destination):
             self._event(conn, dead.message_id, "dead_letter_resolved", {
                 "outbox_id": dead.id, "destination": row.destination, "by_message": row.message_id,
@@ -373,15 +386,28 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             self._settle_message(conn, dead.message_id, now)
 
     def _settle_message(self, conn, message_id: int, now: float) -> None:
-        """The message's status follows its outbox rows. The message row is locked first, so two nodes
-        settling the last two rows of one message cannot both see the other's row still pending."""
-        conn.execute("SELECT 1 FROM messages WHERE id=%s FOR UPDATE", (message_id,))
-        statuses = [r[0] for r in conn.execute("SELECT status FROM outbox WHERE message_id=%s", (message_id,))]
-        if not statuses or "pending" in statuses:
-            return
-        final = "dead" if "dead" in statuses else "resolved" if "resolved" in statuses else "delivered"
-        conn.execute("UPDATE messages SET status=%s, updated_at=%s WHERE id=%s AND status IN ('routed', 'dead')",
-                     (final, now, message_id))
+        self._settle_messages(conn, [message_id], now)
+
+    @staticmethod
+    def _settle_messages(conn, message_ids: list[int], now: float) -> None:
+        """Each message's status follows its outbox rows. The message rows are locked first (in id
+        order), so two nodes settling the last two rows of one message cannot both see the other's
+        row still pending: the second waits, then sees the first's commit."""
+        conn.execute("SELECT 1 FROM messages WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (message_ids,))
+        conn.execute(
+            "UPDATE messages m SET status = s.final, updated_at = %s FROM ("
+            "  SELECT message_id, CASE WHEN bool_or(status = 'dead') THEN 'dead'"
+            "    WHEN bool_or(status = 'resolved') THEN 'resolved' ELSE 'delivered' END AS final"
+            "  FROM outbox WHERE message_id = ANY(%s) GROUP BY message_id"
+            "  HAVING NOT bool_or(status = 'pending')) s"
+            " WHERE m.id = s.message_id AND m.status IN ('routed', 'dead')", (now, message_ids))
+
+    @staticmethod
+    def _events(conn, events: list[tuple]) -> None:
+        """Timeline events ``(message id, at, kind, detail JSON)`` in one pipelined round trip."""
+        if events:
+            conn.cursor().executemany("INSERT INTO events (message_id, at, kind, detail) VALUES (%s,%s,%s,%s)",
+                                      events)
 
     # --- reading -------------------------------------------------------------------------------
 

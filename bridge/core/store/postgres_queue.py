@@ -53,7 +53,7 @@ def lane_key(order_key: str | None, item_id: int) -> str:
 
 class PgQueue:
     """Mixin for PostgresStore (needs ``_tx``, ``_event``, ``_write_result``, ``_insert``,
-    ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_message`` and ``_conninfo``)."""
+    ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_messages``, ``_events`` and ``_conninfo``)."""
 
     # --- retries and the wake-up hint -------------------------------------------------------------
 
@@ -176,36 +176,75 @@ class PgQueue:
                                  ) -> list[LeaseLost | None]:
         now = time.time()
         outcome: list[LeaseLost | None] = []
+        events: list[tuple] = []
         with self._tx() as conn:
+            written = self._write_statuses(conn, results, now)
             finished = []
-            for claim, result in results:
-                if not self._write_status(conn, claim, result, now):
+            for (claim, result), ok in zip(results, written):
+                if not ok:
                     outcome.append(LeaseLost(f"message {claim.id}: lease lost before its result was written"))
                     continue
                 outcome.append(None)
                 finished.append((claim.channel, lane_key(claim.order_key, claim.id)))
-                self._write_result(conn, claim.id, result, now)
-            woke = any(r.outbox for _, r in results)
-            for channel, key in sorted(set(finished)):
-                woke = self._advance_message_lane(conn, channel, key) or woke
-            if woke:
+                self._write_result(conn, claim.id, claim.replay_root or claim.id, result, now, events)
+            self._events(conn, events)
+            woke = self._advance_message_lanes(conn, sorted(set(finished)))
+            if woke or any(r.outbox for _, r in results):
                 self._notify(conn)
         return outcome
 
     @staticmethod
-    def _write_status(conn: Any, claim: MessageClaim, result: ProcessingResult, now: float) -> bool:
-        """The message's new status and keys, fenced by the claim's token."""
-        records = json.dumps(result.records, sort_keys=True, separators=(",", ":"), default=str) \
-            if result.records is not None else None
-        cur = conn.execute(
+    def _write_statuses(conn: Any, results: Sequence[tuple[MessageClaim, ProcessingResult]],
+                        now: float) -> list[bool]:
+        """Each message's new status and keys, fenced by its claim's token (one pipelined round trip);
+        per item, whether it was written."""
+        if not results:
+            return []
+        rows = []
+        for claim, result in results:
+            records = json.dumps(result.records, sort_keys=True, separators=(",", ":"), default=str) \
+                if result.records is not None else None
+            rows.append((result.status, records, result.error, result.trace_id, result.keys.get("patient_id"),
+                         result.keys.get("encounter_id"), result.keys.get("prescription_number"),
+                         result.keys.get("ncpdp_message_id"), now, claim.id, claim.token))
+        cur = conn.cursor()
+        cur.executemany(
             "UPDATE messages SET status=%s, records=%s, error=%s, trace_id=COALESCE(%s, trace_id),"
             " patient_id=%s, encounter_id=%s, prescription_number=%s, ncpdp_message_id=%s,"
             " lease_owner=NULL, lease_expires=NULL, updated_at=%s"
-            " WHERE id=%s AND lease_token=%s AND status='processing'",
-            (result.status, records, result.error, result.trace_id, result.keys.get("patient_id"),
-             result.keys.get("encounter_id"), result.keys.get("prescription_number"),
-             result.keys.get("ncpdp_message_id"), now, claim.id, claim.token))
-        return cur.rowcount == 1
+            " WHERE id=%s AND lease_token=%s AND status='processing' RETURNING id", rows, returning=True)
+        written = []
+        while True:
+            written.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+        return written
+
+    def _advance_message_lanes(self, conn: Any, lanes: list[tuple[str, str]]) -> bool:
+        """Finished heads let their lanes move on, all lanes of a batch in a few statements: lock the
+        lane rows (sorted), find each lane's next waiting message, move or delete. True when any lane
+        has a new head."""
+        if not lanes:
+            return False
+        channels, keys = [c for c, _ in lanes], [k for _, k in lanes]
+        conn.execute("SELECT 1 FROM message_lanes l JOIN unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+                     " USING (channel, lane_key) ORDER BY l.channel, l.lane_key FOR UPDATE OF l", (channels, keys))
+        nxt = conn.execute(
+            "SELECT f.channel, f.lane_key, n.id FROM unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+            " LEFT JOIN LATERAL (SELECT id FROM messages m WHERE m.channel = f.channel AND m.order_key = f.lane_key"
+            "   AND m.status = 'received' ORDER BY id LIMIT 1) n ON true", (channels, keys)).fetchall()
+        moved = [r for r in nxt if r[2] is not None]
+        empty = [r for r in nxt if r[2] is None]
+        if moved:
+            conn.execute("UPDATE message_lanes l SET head_id = f.head_id, due_at = 0 FROM unnest(%s::text[],"
+                         " %s::text[], %s::bigint[]) AS f(channel, lane_key, head_id)"
+                         " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
+                         ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved]))
+        if empty:
+            conn.execute("DELETE FROM message_lanes l USING unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+                         " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
+                         ([r[0] for r in empty], [r[1] for r in empty]))
+        return bool(moved)
 
     # --- delivery ---------------------------------------------------------------------------------
 
@@ -264,42 +303,47 @@ class PgQueue:
     def _finish_delivery_batch(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
         now = time.time()
         results: list[int | None | LeaseLost] = []
-        lanes: dict[tuple[str, str], DeliveryOutcome] = {}
         with self._tx() as conn:
+            written = self._write_outcomes(conn, outcomes, now)
+            events: list[tuple] = []
+            settled = []
             for item in outcomes:
-                if not self._write_outcome(conn, item, now):
+                if item.claim.row.id not in written:
                     results.append(LeaseLost(f"outbox row {item.claim.row.id}: lease lost before the outcome"
                                              " was written"))
                     continue
-                results.append(self._settle_delivery(conn, item, now))
-                row = item.claim.row
-                lanes[(row.destination, self._lane_of(conn, row))] = item
-            woke = False
-            for (destination, key), item in sorted(lanes.items(), key=lambda kv: kv[0]):
-                woke = self._move_outbox_lane(conn, destination, key, item) or woke
-            if woke:
+                results.append(self._settle_delivery(conn, item, now, events))
+                settled.append(item)
+            self._events(conn, events)
+            if settled:
+                self._settle_messages(conn, sorted({i.claim.row.message_id for i in settled}), now)
+            if self._move_outbox_lanes(conn, settled):
                 self._notify(conn)
         return results
 
     @staticmethod
-    def _lane_of(conn: Any, row: OutboxRow) -> str:
-        """The row's lane as it stands (a rotate row that failed before is a lane of its own)."""
-        unordered = conn.execute("SELECT unordered FROM outbox WHERE id=%s", (row.id,)).fetchone()[0]
-        return lane_key(None if unordered else row.order_key, row.id)
+    def _write_outcomes(conn: Any, outcomes: Sequence[DeliveryOutcome], now: float) -> set[int]:
+        """Every row's new status in one statement, fenced by each claim's token; the ids written."""
+        if not outcomes:
+            return set()
+        statuses = {"delivered": "delivered", "retry": "pending", "dead": "dead"}
+        rows = conn.execute(
+            "UPDATE outbox o SET status = f.status, last_error = f.error,"
+            " next_attempt_at = COALESCE(f.next_at, o.next_attempt_at), delivered_at = f.delivered_at,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+            "   AS f(id, token, status, error, next_at, delivered_at)"
+            " WHERE o.id = f.id AND o.lease_token = f.token RETURNING o.id",
+            ([i.claim.row.id for i in outcomes], [i.claim.token for i in outcomes],
+             [statuses[i.outcome] for i in outcomes],
+             [None if i.outcome == "delivered" else i.detail for i in outcomes],
+             [i.next_attempt_at for i in outcomes],
+             [now if i.outcome == "delivered" else None for i in outcomes])).fetchall()
+        return {r[0] for r in rows}
 
-    @staticmethod
-    def _write_outcome(conn: Any, item: DeliveryOutcome, now: float) -> bool:
-        status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[item.outcome]
-        delivered = item.outcome == "delivered"
-        cur = conn.execute(
-            "UPDATE outbox SET status=%s, last_error=%s, next_attempt_at=COALESCE(%s, next_attempt_at),"
-            " delivered_at=%s, lease_owner=NULL, lease_expires=NULL WHERE id=%s AND lease_token=%s",
-            (status, None if delivered else item.detail, item.next_attempt_at, now if delivered else None,
-             item.claim.row.id, item.claim.token))
-        return cur.rowcount == 1
-
-    def _settle_delivery(self, conn: Any, item: DeliveryOutcome, now: float) -> int | None:
-        """Timeline event, stored reply, prescription lifecycle, dead letters and the message's status."""
+    def _settle_delivery(self, conn: Any, item: DeliveryOutcome, now: float, events: list[tuple]) -> int | None:
+        """Timeline event, stored reply, prescription lifecycle and dead letters of one send (the
+        messages' statuses are settled for the whole batch afterwards)."""
         row = item.claim.row
         event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[item.outcome]
         info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id, "attempt": row.attempts,
@@ -312,27 +356,67 @@ class PgQueue:
             origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
             reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
             info["reply_message"] = reply_id
-        self._event(conn, row.message_id, event, info, now)
+        events.append((row.message_id, now, event, json.dumps(info, sort_keys=True, separators=(",", ":"),
+                                                               default=str)))
         if item.outcome == "delivered":
             self._apply_outbound(conn, row, now)
             self._resolve_dead_letters(conn, row, now)
-        self._settle_message(conn, row.message_id, now)
         return reply_id
 
-    def _move_outbox_lane(self, conn: Any, destination: str, key: str, item: DeliveryOutcome) -> bool:
-        """After a send: a settled head lets the lane move on; a strict retry keeps the lane waiting
-        for the head's next attempt; a rotate retry steps aside into a lane of its own."""
-        row = item.claim.row
-        retry_at = item.next_attempt_at if item.next_attempt_at is not None else row.next_attempt_at
-        if item.outcome != "retry":
-            return self._advance_outbox_lane(conn, destination, key)
-        if row.order_mode == "rotate" and not key.startswith("#"):
-            conn.execute("UPDATE outbox SET unordered=1 WHERE id=%s", (row.id,))
-            self._enter_outbox_lane(conn, destination, None, row.id, retry_at)
-            return self._advance_outbox_lane(conn, destination, key)
-        conn.execute("UPDATE outbox_lanes SET due_at=%s WHERE destination=%s AND lane_key=%s",
-                     (retry_at, destination, key))
-        return False
+    def _move_outbox_lanes(self, conn: Any, settled: list[DeliveryOutcome]) -> bool:
+        """After a batch of sends: settled heads let their lanes move on; a strict retry keeps its lane
+        waiting for the head's next attempt; a rotate retry steps aside into a lane of its own.
+        Returns whether a new head is due now."""
+        if not settled:
+            return False
+        lanes = {r[2]: (r[0], r[1]) for r in conn.execute(
+            "SELECT destination, lane_key, head_id FROM outbox_lanes WHERE head_id = ANY(%s)"
+            " ORDER BY destination, lane_key FOR UPDATE", ([i.claim.row.id for i in settled],))}
+        advance: list[tuple[str, str]] = []
+        for item in settled:
+            row = item.claim.row
+            if row.id not in lanes:
+                continue
+            destination, key = lanes[row.id]
+            if item.outcome != "retry":
+                advance.append((destination, key))
+                continue
+            retry_at = item.next_attempt_at if item.next_attempt_at is not None else row.next_attempt_at
+            if row.order_mode == "rotate" and not key.startswith("#"):
+                conn.execute("UPDATE outbox SET unordered=1 WHERE id=%s", (row.id,))
+                self._enter_outbox_lane(conn, destination, None, row.id, retry_at)
+                advance.append((destination, key))
+            else:
+                conn.execute("UPDATE outbox_lanes SET due_at=%s WHERE destination=%s AND lane_key=%s",
+                             (retry_at, destination, key))
+        return self._advance_outbox_lanes(conn, advance)
+
+    @staticmethod
+    def _advance_outbox_lanes(conn: Any, lanes: list[tuple[str, str]]) -> bool:
+        """Each lane's next pending row becomes its head (due when that row is); empty lanes' rows are
+        deleted. The lane rows are already locked by the caller. True when a new head is due now."""
+        if not lanes:
+            return False
+        destinations, keys = [d for d, _ in lanes], [k for _, k in lanes]
+        nxt = conn.execute(
+            "SELECT f.destination, f.lane_key, n.id, n.next_attempt_at"
+            " FROM unnest(%s::text[], %s::text[]) AS f(destination, lane_key)"
+            " LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM outbox o WHERE o.destination = f.destination"
+            "   AND o.order_key = f.lane_key AND o.status = 'pending' AND o.unordered = 0 ORDER BY id LIMIT 1) n"
+            " ON true", (destinations, keys)).fetchall()
+        moved = [r for r in nxt if r[2] is not None]
+        empty = [r for r in nxt if r[2] is None]
+        if moved:
+            conn.execute("UPDATE outbox_lanes l SET head_id = f.head_id, due_at = f.due_at FROM unnest(%s::text[],"
+                         " %s::text[], %s::bigint[], %s::float8[]) AS f(destination, lane_key, head_id, due_at)"
+                         " WHERE l.destination = f.destination AND l.lane_key = f.lane_key",
+                         ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved],
+                          [r[3] for r in moved]))
+        if empty:
+            conn.execute("DELETE FROM outbox_lanes l USING unnest(%s::text[], %s::text[])"
+                         " AS f(destination, lane_key) WHERE l.destination = f.destination"
+                         " AND l.lane_key = f.lane_key", ([r[0] for r in empty], [r[1] for r in empty]))
+        return any(r[3] <= time.time() for r in moved)
 
     # --- rebuilding lanes (after ``bridge store copy``) ---------------------------------------------
 

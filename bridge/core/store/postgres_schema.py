@@ -253,6 +253,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 500,
                 autovacuum_vacuum_cost_delay = 0);
         CREATE INDEX outbox_lanes_due ON outbox_lanes(due_at, head_id);
+        CREATE INDEX outbox_lanes_head ON outbox_lanes(head_id);
         """,
     ),
 ]
