@@ -278,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--processes", type=int, default=2, help="engine.processes (worker children)")
     parser.add_argument("--workers", type=int, default=2, help="engine.workers per process")
-    parser.add_argument("--deliverers", type=int, default=1, help="engine.deliverers per process")
+    parser.add_argument("--deliverers", type=int, default=4,
+                        help="engine.deliverers per process (the file destination waits on two fsyncs per file)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--backlog", type=int, action="append",
                         help="backlog sizes to drain (default: 1000 and 100000; 0 to skip)")

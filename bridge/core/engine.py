@@ -26,7 +26,7 @@ from bridge.core.plugin_manager import PluginManager
 from bridge.core.router import Router
 from bridge.core.store import Store, open_store
 from bridge.core.store.base import DeliveryOutcome, MessageClaim, ProcessingResult
-from bridge.core.workers import WorkerProcesses, watch_parent
+from bridge.core.workers import WorkerProcesses, lower_priority, watch_parent
 from bridge.errors import ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
@@ -232,6 +232,9 @@ class Engine:
         """Run everything. With ``engine.processes`` the workers and deliverers run in that many
         child processes (see bridge.core.workers) and this process keeps the sources and scheduler."""
         if self.config.engine.processes:
+            if not os.path.isfile(self.config.path):
+                raise ConfigError([("engine.processes", "worker processes run `bridge run` on the same config file;"
+                                    " this config was not read from a file")])
             self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes)
             self.worker_processes.start()
         else:
@@ -316,6 +319,7 @@ class Engine:
         """A worker process (``bridge run --role worker``): workers and deliverers only, until
         ``stop`` or until the parent ``bridge run`` is gone."""
         watch_parent(stop)
+        lower_priority()
         self.start_workers(other_process_wakes=True)
         log.info("worker process started: %d worker(s), %d deliverer(s)", self.config.engine.workers,
                  self.config.engine.deliverers)

@@ -9,7 +9,8 @@ SQLite in WAL mode is safe for several processes on one host. The parent keeps w
 per host: the sources (listeners, inboxes: the intake) and the scheduler.
 
 A child exits when its parent is gone (checked every second), so a ``kill -9`` of the parent does
-not leave orphans working on; the parent restarts a child that died, with a growing pause.
+not leave orphans working on; the parent restarts a child that died, with a growing pause. Children
+run at a lower CPU priority (nice 5) than the parent, whose listeners' ACKs senders wait for.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ class WorkerProcesses:
 
     def pids(self) -> list[int]:
         return [c.pid for c in self.children if c is not None and c.poll() is None]
+
+
+WORKER_NICENESS = 5
+"""How much a worker process defers to its parent for CPU: the parent's intake commits what senders
+wait for (their ACK), the workers' throughput can wait a moment. It matters only on a busy host."""
+
+
+def lower_priority() -> None:
+    """In a worker child: run at ``WORKER_NICENESS`` so the parent's listeners get the CPU first."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError as exc:  # not allowed here: the worker runs at normal priority
+        log.warning("worker process could not lower its priority: %s", exc)
 
 
 def watch_parent(stop: threading.Event) -> None:

@@ -104,6 +104,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -139,6 +143,8 @@ def test_kill_minus_9_with_worker_processes_loses_nothing_and_keeps_per_patient_
     try:
         assert wait_for(lambda: len(children_of(first.pid)) == 2, 60), "two worker processes should start"
         workers = children_of(first.pid)
+        assert wait_for(lambda: {nice_of(pid) for pid in workers} == {nice_of(first.pid) + 5}, 60), \
+            "worker processes should run at a lower priority than the listeners"
         assert wait_for(lambda: outbox.exists() and len(list(outbox.glob("*.json"))) >= count // 5, 120)
     finally:
         first.send_signal(signal.SIGKILL)

@@ -72,3 +72,105 @@ def test_migration_7_puts_waiting_messages_in_one_lane_per_channel(tmp_path):
     claims = store.claim_messages("w", 30, 10)
     assert [(c.id, c.order_key) for c in claims] == [(2, "channel:a"), (3, "channel:b")]  # 4 waits behind 2
     store.close()
+
+
+def test_queue_work_gives_way_to_a_waiting_intake_commit(tmp_path):
+    import threading
+    import time
+
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    for raw in (b"a", b"b"):  # two lanes of their own: two claims with work to take
+        store.receive("ch", "bridge", raw, dedupe_key=None, header={}, origin={})
+    held, release = threading.Event(), threading.Event()
+
+    def intake_waiting():
+        with store._priority.waiting():
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=intake_waiting)
+    thread.start()
+    held.wait(5)
+    threading.Timer(0.02, release.set).start()
+    began = time.monotonic()
+    assert len(store.claim_messages("w", 30, 1)) == 1  # waits until the intake is through (or the 50 ms cap)
+    waited = time.monotonic() - began
+    thread.join()
+    assert waited >= 0.015
+    held.clear()
+    release.clear()
+    thread = threading.Thread(target=intake_waiting)
+    thread.start()
+    held.wait(5)
+    began = time.monotonic()
+    assert len(store.claim_messages("w", 30, 1)) == 1  # a steady intake cannot starve the queue: the cap
+    assert time.monotonic() - began < 2
+    release.set()
+    thread.join()
+    store.close()
+
+
+def test_a_writer_starts_within_milliseconds_of_the_lock_being_released(tmp_path):
+    """SQLite's own busy handler sleeps up to 100 ms between tries; the store's retry loop does not."""
+    import threading
+    import time
+
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    store.receive("ch", "bridge", b"x", dedupe_key=None, header={}, origin={})
+    lateness = []
+    for _ in range(3):
+        blocker = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        released = []
+
+        def release(conn=blocker, out=released):
+            out.append(time.monotonic())
+            conn.execute("COMMIT")
+
+        timer = threading.Timer(0.35, release)
+        timer.start()
+        store.add_event(1, "note", {})
+        lateness.append(time.monotonic() - released[0])
+        timer.join()
+        blocker.close()
+    assert min(lateness) < 0.05, lateness
+    store.close()
+
+
+def test_worker_processes_need_a_config_file(tmp_path):
+    import pytest
+
+    from bridge.errors import ConfigError
+    from bridge.testing import engine_from_dict
+
+    engine = engine_from_dict({"engine": {"processes": 2}, "channels": {}, "destinations": {}}, tmp_path)
+    with pytest.raises(ConfigError, match="engine.processes"):
+        engine.start()
+    engine.stop()
+
+
+def test_the_intake_side_file_descriptor_closes_with_the_store(tmp_path):
+    import gc
+    import os
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for n in range(20):
+        store = SQLiteStore(str(tmp_path / f"s{n}.db"))
+        store.receive("ch", "bridge", b"x", dedupe_key=None, header={}, origin={})
+        store.close()
+    gc.collect()
+    assert fds() <= before + 2
+
+
+def test_an_idle_claim_takes_no_write_lock(tmp_path):
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    store.busy_timeout = 0.05
+    assert store.claim_messages("w", 30, 10) == [] and store.claim_deliveries("w", 30, 10) == []
+    blocker.execute("COMMIT")
+    blocker.close()
+    store.close()

@@ -16,9 +16,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.core.model.keys import KEY_NAMES
 from bridge.errors import BridgeError, LeaseLost, StoreError
@@ -58,7 +58,7 @@ _OUTBOX_COLUMNS = (
 )
 _OUTBOX_WIDTH = 19
 _WAKE_POLL_SECONDS = 0.005  # how often an idle worker process looks for another process's commit
-_READ_BUSY_MS = 5000
+T = TypeVar("T")
 _GIVE_WAY_SECONDS = 0.05  # the longest queue work waits for intake commits before it goes anyway
 
 
@@ -81,13 +81,17 @@ class IntakePriority:
         self._local = threading.local()
 
     def _fd(self) -> int | None:
+        """This thread's descriptor of the side file (flock conflicts between descriptors, so threads
+        of one process give way to each other too). It closes with the thread or the store."""
         if self.path is None:
             return None
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            fd = self._local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            weakref.finalize(threading.current_thread(), os.close, fd)
-        return fd
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = self._local.holder = _Descriptor(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        return holder.fd
+
+    def close(self) -> None:
+        self._local = threading.local()
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
@@ -158,8 +162,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                # writers wait in _begin (short steps); readers rarely wait at all in WAL mode
-                conn.execute(f"PRAGMA busy_timeout={_READ_BUSY_MS}")
+                # no busy handler: _begin and _read wait in short steps of their own
+                conn.execute("PRAGMA busy_timeout=0")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open store {self.path}: {exc}") from exc
             holder = self._local.holder = _Connection(conn)
@@ -194,17 +198,22 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
         SQLite's own busy handler sleeps in steps that grow to 100 ms, so a sender's commit could wait
         far longer than the transaction ahead of it took; this loop never sleeps more than 2 ms."""
+        try:
+            self._when_not_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"store unavailable: {exc}") from exc
+
+    def _when_not_busy(self, action: Callable[[], T]) -> T:
+        """Run ``action``, retrying in steps of at most 2 ms while the database is busy (up to
+        ``busy_timeout`` seconds)."""
         deadline = time.monotonic() + self.busy_timeout
         pause = 0.0002
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return action()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise StoreError(f"store unavailable: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError(f"store unavailable: {exc}") from exc
+                    raise
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
 
@@ -212,7 +221,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         conn = self._conn()
         conn.row_factory = sqlite3.Row
         try:
-            return conn.execute(sql, params).fetchall()
+            return self._when_not_busy(lambda: conn.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}") from exc
 
@@ -237,6 +246,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 holder.close()
             self._all = weakref.WeakSet()
         self._local = threading.local()
+        self._priority.close()
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -325,6 +335,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_messages(self, owner, lease_seconds, limit):
         now = time.time()
+        if not queue.claimable_heads(self._conn(), 1, now):  # a read first: idle workers take no write lock
+            return []
         with self._tx(queue_work=True) as conn:
             ids = queue.claimable_heads(conn, limit, now)
             if not ids:
@@ -532,6 +544,8 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def claim_deliveries(self, owner, lease_seconds, limit, now=None):
         now = time.time() if now is None else now
+        if not queue.due_outbox_heads(self._conn(), 1, now):  # a read first: idle deliverers take no write lock
+            return []
         with self._tx(queue_work=True) as conn:
             ids = queue.due_outbox_heads(conn, limit, now)
             if not ids:
@@ -834,6 +848,21 @@ class _Connection:
 
     def __del__(self) -> None:
         self.close()
+
+
+class _Descriptor:
+    """Owns one thread's file descriptor; closes it when collected (the thread or the store ended)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 class _Pending:
