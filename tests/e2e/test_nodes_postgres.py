@@ -1,8 +1,8 @@
 """Three `bridge run` processes, one config, one PostgreSQL database: they share the work.
 
 Messages come in two ways at once: 300 HL7v2 ADT^A04 over MLLP (the three nodes listen on one port,
-``reuse_port``, and the kernel spreads the senders' connections among them) and 600 files in one
-inbox (read by one node at a time). Mid-flow one node is killed with kill -9 while it holds leases;
+``reuse_port``, and the kernel spreads the senders' connections among them; each patient's messages
+come from one sender, in sequence) and 600 files in one inbox (read by one node at a time). Mid-flow one node is killed with kill -9 while it holds leases;
 the senders whose connection died send their unacknowledged message again (at-least-once), the
 other nodes finish the dead node's batch once its leases expire. Then: every message is stored,
 processed and delivered exactly once (fenced), per-key order held in processing and in delivery,
@@ -36,8 +36,11 @@ FILES, MLLP_MESSAGES, SENDERS, NODES = 600, 300, 6, 3
 
 
 def adt(n: int) -> bytes:
+    """Message ``n``; its patient is one of two of sender ``n % SENDERS``. A patient's messages come from
+    one sender, one after the other (each after the ACK of the one before): that is their order. (Two
+    senders sending one patient's messages at the same moment give them no order to keep.)"""
     return ADT.replace(b"TV20261127-0001", f"NODES-{n:05d}".encode()).replace(
-        b"MRN00012345", f"MRN{n % 11:03d}".encode())
+        b"MRN00012345", f"MRN{n % SENDERS}{n // SENDERS % 2}".encode())
 
 
 def start_node(config: Path) -> subprocess.Popen:
@@ -224,7 +227,7 @@ def _assert_order_per_key(conn) -> None:
     for channel, key, _, processed_at, delivered_at in rows:
         assert key is not None
         lanes[(channel, key)].append((processed_at, delivered_at))
-    assert len(lanes) == 13 + 11
+    assert len(lanes) == 13 + 2 * SENDERS
     for lane, times in lanes.items():
         assert [t[0] for t in times] == sorted(t[0] for t in times), f"processing order broken in {lane}"
         assert [t[1] for t in times] == sorted(t[1] for t in times), f"delivery order broken in {lane}"
