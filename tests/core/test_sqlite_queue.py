@@ -174,3 +174,31 @@ def test_an_idle_claim_takes_no_write_lock(tmp_path):
     blocker.execute("COMMIT")
     blocker.close()
     store.close()
+
+
+def test_only_replayable_queue_commits_skip_waiting_for_the_disk(tmp_path):
+    """Claims and delivery outcomes are redone harmlessly after a power cut (synchronous=NORMAL);
+    the intake's commit and processing results (which fix outbound identities) stay FULL."""
+    from bridge.core.store.base import DeliveryOutcome, NewOutbox, ProcessingResult
+
+    store = SQLiteStore(str(tmp_path / "q.db"))
+    conn = store._conn()
+
+    def mode() -> int:
+        return conn.execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
+
+    store.receive("ch", "bridge", b"x", dedupe_key=None, header={}, origin={})
+    assert mode() == 2
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10000  # senders' commits do not checkpoint
+    (claim,) = store.claim_messages("w", 30, 1)
+    assert mode() == 1
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
+        NewOutbox("d", b"p", "text/plain", "txt", None, "strict")]))
+    assert mode() == 2
+    (delivery,) = store.claim_deliveries("w", 30, 1)
+    assert mode() == 1
+    store.finish_deliveries([DeliveryOutcome(delivery, "delivered", "ok")])
+    assert mode() == 1
+    store.add_event(claim.id, "note", {})
+    assert mode() == 2
+    store.close()

@@ -59,6 +59,7 @@ _OUTBOX_COLUMNS = (
 _OUTBOX_WIDTH = 19
 _WAKE_POLL_SECONDS = 0.005  # how often an idle worker process looks for another process's commit
 T = TypeVar("T")
+_INTAKE_CHECKPOINT_PAGES = 10000  # SQLite's default is 1000: queue connections checkpoint first
 _GIVE_WAY_SECONDS = 0.05  # the longest queue work waits for intake commits before it goes anyway
 
 
@@ -172,10 +173,19 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         return holder.conn
 
     @contextmanager
-    def _tx(self, *, queue_work: bool = False) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, queue_work: bool = False, replayable: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction. ``queue_work`` (claims and settlements) first gives way to an
-        intake commit that is waiting (see :class:`IntakePriority`)."""
+        intake commit that is waiting (see :class:`IntakePriority`).
+
+        ``replayable`` commits without waiting for the disk (``synchronous=NORMAL``): only for
+        transactions whose loss in a power cut is harmless because the engine does the work again
+        with the same identities — a claim (the lease is simply gone) and a delivery's outcome (the
+        row is sent again under the same file name and idempotency key: at-least-once, as after a
+        crash). Everything else, the intake's commit and processing results (which create outbox
+        rows and so the identities a receiver sees), waits for the disk (``FULL``). The WAL is one
+        file written in order, so the next durable commit makes every earlier one durable too."""
         conn = self._conn()
+        self._synchronous(conn, "NORMAL" if replayable else "FULL")
         if queue_work:
             self._priority.give_way()
         self._begin(conn)
@@ -192,6 +202,21 @@ class SQLiteStore(AdminTables, OpsTables, Store):
             except sqlite3.Error:
                 pass
             raise StoreError(f"commit failed: {exc}") from exc
+
+    def _synchronous(self, conn: sqlite3.Connection, mode: str) -> None:
+        holder = self._local.holder
+        if holder.synchronous != mode:
+            conn.execute(f"PRAGMA synchronous={mode}")
+            holder.synchronous = mode
+
+    def _as_intake(self, conn: sqlite3.Connection) -> None:
+        """A connection that commits for senders leaves WAL checkpoints to the queue's connections
+        (a checkpoint in a sender's commit would delay its ACK): it checkpoints only when the WAL has
+        grown ten times past the usual point, i.e. when no worker commits (all paused)."""
+        holder = self._local.holder
+        if not holder.intake:
+            conn.execute(f"PRAGMA wal_autocheckpoint={_INTAKE_CHECKPOINT_PAGES}")
+            holder.intake = True
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, retried every few milliseconds while another writer holds the lock.
@@ -293,6 +318,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
+            self._as_intake(self._conn())
             with self._priority.waiting(), self._tx() as conn:
                 results = [self._insert(conn, *p.args) for p in batch]
         except Exception as exc:
@@ -337,7 +363,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         now = time.time()
         if not queue.claimable_heads(self._conn(), 1, now):  # a read first: idle workers take no write lock
             return []
-        with self._tx(queue_work=True) as conn:
+        with self._tx(queue_work=True, replayable=True) as conn:
             ids = queue.claimable_heads(conn, limit, now)
             if not ids:
                 return []
@@ -546,7 +572,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
         now = time.time() if now is None else now
         if not queue.due_outbox_heads(self._conn(), 1, now):  # a read first: idle deliverers take no write lock
             return []
-        with self._tx(queue_work=True) as conn:
+        with self._tx(queue_work=True, replayable=True) as conn:
             ids = queue.due_outbox_heads(conn, limit, now)
             if not ids:
                 return []
@@ -565,7 +591,7 @@ class SQLiteStore(AdminTables, OpsTables, Store):
                 raise ValueError(f"unknown delivery outcome {item.outcome!r}")
         now = time.time()
         results: list[int | None | LeaseLost] = []
-        with self._tx(queue_work=True) as conn:
+        with self._tx(queue_work=True, replayable=True) as conn:
             for item in outcomes:
                 try:
                     results.append(self._write_outcome(conn, item, now))
@@ -835,10 +861,12 @@ class _Connection:
     """Owns one thread's connection: held only by that thread's local storage, so it is collected,
     and the connection closed, when the thread ends."""
 
-    __slots__ = ("conn", "__weakref__")
+    __slots__ = ("conn", "synchronous", "intake", "__weakref__")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.synchronous = "FULL"
+        self.intake = False
 
     def close(self) -> None:
         try:

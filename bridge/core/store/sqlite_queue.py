@@ -46,8 +46,8 @@ def leave_message_lane(conn: sqlite3.Connection, channel: str, order_key: str | 
     if order_key is None:
         return
     conn.execute(
-        "UPDATE messages SET lane_head = 1 WHERE id = ("
-        f" SELECT MIN(id) FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED})",
+        "UPDATE messages SET lane_head = 1 WHERE id = (SELECT MIN(id) FROM messages"
+        f" WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED})",
         (channel, order_key))
 
 
