@@ -19,6 +19,11 @@ How it works (see also :mod:`.base` for the contract and docs/architecture.md fo
   item alone (``LeaseLost`` in its place) and the rest of the batch commits.
 - ``pg_notify`` is sent at most once per committed batch that made work claimable; it is a hint to
   stop sleeping, never a carrier of work (workers also poll).
+- Claims and delivery outcomes commit without waiting for the WAL flush (``synchronous_commit =
+  off`` for that transaction): if the server crashes, a lost claim is redone (its worker's result is
+  then refused as stale and the message processed again) and a lost delivery outcome means one more
+  send of a row whose outbound identity is stable. Received messages and processing results, which
+  nothing could redo, keep the server's durable commit.
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ class PgQueue:
         raise AssertionError("unreachable")
 
     @staticmethod
+    def _redoable(conn: Any) -> None:
+        """This transaction may be lost in a server crash without harm (see the module docstring)."""
+        conn.execute("SET LOCAL synchronous_commit TO OFF")
+
+    @staticmethod
     def _notify(conn: Any) -> None:
         """Queued by PostgreSQL until commit; several in one transaction are delivered as one."""
         conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
@@ -109,6 +119,7 @@ class PgQueue:
         now = time.time()
         until = now + lease_seconds
         with self._tx() as conn:
+            self._redoable(conn)
             heads = conn.execute(
                 "SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l"
                 " WHERE l.due_at <= %s AND NOT EXISTS (SELECT 1 FROM channel_state cs"
@@ -253,6 +264,7 @@ class PgQueue:
         now = time.time() if now is None else now
         until = now + lease_seconds
         with self._tx() as conn:
+            self._redoable(conn)
             heads = conn.execute(
                 "SELECT destination, lane_key, head_id FROM outbox_lanes WHERE due_at <= %s"
                 " ORDER BY due_at, head_id LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit)).fetchall()
@@ -304,6 +316,7 @@ class PgQueue:
         now = time.time()
         results: list[int | None | LeaseLost] = []
         with self._tx() as conn:
+            self._redoable(conn)
             written = self._write_outcomes(conn, outcomes, now)
             events: list[tuple] = []
             settled = []
