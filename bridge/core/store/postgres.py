@@ -45,7 +45,7 @@ from .base import (
     StoredMessage,
 )
 from .postgres_admin import PgAdminTables
-from .postgres_queue import PgQueue
+from .postgres_queue import PgQueue, lane_key
 from .postgres_schema import MIGRATIONS
 from .sqlite import GENESIS_HASH, audit_hash
 
@@ -131,11 +131,15 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             raise StoreError(f"store unavailable: {exc}") from exc
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple]:
+        """One query outside a transaction (autocommit: one round trip, not BEGIN + query + COMMIT)."""
         with self._tx() as conn:
+            conn.autocommit = True
             try:
                 return conn.execute(sql, params).fetchall()
             except psycopg.DatabaseError as exc:
                 raise StoreError(f"store read failed: {exc}") from exc
+            finally:
+                conn.autocommit = False
 
     def _migrate(self) -> None:
         with self._tx() as conn:
@@ -209,34 +213,18 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
     # --- processing ----------------------------------------------------------------------------
 
     def _write_result(self, conn, message_id: int, root: int, result: ProcessingResult, now: float,
-                      events: list[tuple]) -> None:
-        """Outbox rows, hold and prescription changes of one processed message; its timeline events are
-        appended to ``events`` (the batch writes them together). ``root``: its replay chain's first message."""
+                      events: list[tuple], outbox: list[tuple]) -> None:
+        """Hold and prescription changes of one processed message; its timeline events are appended to
+        ``events`` and its outbox rows to ``outbox`` (the batch writes those together, see
+        ``_insert_outbox``). ``root``: its replay chain's first message."""
         for kind, detail in result.events:
             events.append((message_id, now, kind, _json(dict(detail))))
-        if result.outbox:
-            rows = []
-            for item in result.outbox:
-                # a replay's row carries the identity (file name, idempotency key) of the chain's first row
-                first = replays.original_row(conn, root, item.destination) if root != message_id else None
-                rows.append((message_id, item.destination, "pending", item.payload, item.media_type,
-                             item.file_extension, item.order_key, item.order_mode, now, now, item.control_id,
-                             item.message_type, *(first or (None, None))))
-            cur = conn.cursor()
-            cur.executemany(
-                "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
-                " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
-                " original_message_id, original_outbox_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " RETURNING id", rows, returning=True)
-            outbox_ids = []
-            while True:
-                outbox_ids.append(cur.fetchone()[0])
-                if not cur.nextset():
-                    break
-            for item, outbox_id in zip(result.outbox, outbox_ids):
-                self._enter_outbox_lane(conn, item.destination, item.order_key, outbox_id, now)
-                events.append((message_id, now, "queued", _json({"destination": item.destination,
-                                                                 "outbox_id": outbox_id, "bytes": len(item.payload)})))
+        for item in result.outbox:
+            # a replay's row carries the identity (file name, idempotency key) of the chain's first row
+            first = replays.original_row(conn, root, item.destination) if root != message_id else None
+            outbox.append((message_id, item.destination, "pending", item.payload, item.media_type,
+                           item.file_extension, item.order_key, item.order_mode, now, now, item.control_id,
+                           item.message_type, *(first or (None, None))))
         if result.hold_reasons is not None:
             self._open_hold(conn, message_id, result.keys.get("prescription_number"), result.hold_reasons, now)
         for number in result.prescriptions:
@@ -401,6 +389,31 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             "  FROM outbox WHERE message_id = ANY(%s) GROUP BY message_id"
             "  HAVING NOT bool_or(status = 'pending')) s"
             " WHERE m.id = s.message_id AND m.status IN ('routed', 'dead')", (now, message_ids))
+
+    def _insert_outbox(self, conn, rows: list[tuple], now: float, events: list[tuple]) -> None:
+        """A batch's outbox rows in one pipelined round trip, then their lanes (entered in sorted order,
+        as every multi-lane lock is taken) and their ``queued`` events."""
+        if not rows:
+            return
+        cur = conn.cursor()
+        cur.executemany(
+            "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+            " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
+            " original_message_id, original_outbox_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " RETURNING id", rows, returning=True)
+        ids = []
+        while True:
+            ids.append(cur.fetchone()[0])
+            if not cur.nextset():
+                break
+        lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
+        conn.cursor().executemany(
+            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
+            [(destination, key, outbox_id, now) for destination, key, outbox_id in lanes])
+        for row, outbox_id in zip(rows, ids):
+            events.append((row[0], now, "queued", _json({"destination": row[1], "outbox_id": outbox_id,
+                                                         "bytes": len(row[3])})))
 
     @staticmethod
     def _events(conn, events: list[tuple]) -> None:

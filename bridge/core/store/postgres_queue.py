@@ -58,7 +58,8 @@ def lane_key(order_key: str | None, item_id: int) -> str:
 
 class PgQueue:
     """Mixin for PostgresStore (needs ``_tx``, ``_event``, ``_write_result``, ``_insert``,
-    ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_messages``, ``_events`` and ``_conninfo``)."""
+    ``_insert_outbox``, ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_messages``, ``_events`` and
+    ``_conninfo``)."""
 
     # --- retries and the wake-up hint -------------------------------------------------------------
 
@@ -188,6 +189,7 @@ class PgQueue:
         now = time.time()
         outcome: list[LeaseLost | None] = []
         events: list[tuple] = []
+        outbox: list[tuple] = []
         with self._tx() as conn:
             written = self._write_statuses(conn, results, now)
             finished = []
@@ -197,7 +199,8 @@ class PgQueue:
                     continue
                 outcome.append(None)
                 finished.append((claim.channel, lane_key(claim.order_key, claim.id)))
-                self._write_result(conn, claim.id, claim.replay_root or claim.id, result, now, events)
+                self._write_result(conn, claim.id, claim.replay_root or claim.id, result, now, events, outbox)
+            self._insert_outbox(conn, outbox, now, events)
             self._events(conn, events)
             woke = self._advance_message_lanes(conn, sorted(set(finished)))
             if woke or any(r.outbox for _, r in results):
