@@ -48,6 +48,47 @@ _OUTBOX_COLUMNS = (
 )
 _OUTBOX_WIDTH = 19
 _RETRIES = 5
+# A claim is one statement: lock up to ``limit`` due lane rows (SKIP LOCKED: rows another node is
+# claiming are passed over, never waited for), lease their heads (a new fencing token each), and make
+# those lanes due again only when the leases end. Every lane row comes back; a head that could not be
+# leased comes back with NULLs in the claimed columns.
+_CLAIM_MESSAGES = """
+    WITH heads AS (
+        SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l
+        WHERE l.due_at <= %(now)s
+          AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = l.channel AND cs.paused = 1)
+        ORDER BY l.head_id LIMIT %(limit)s
+        FOR UPDATE OF l SKIP LOCKED),
+    claimed AS (
+        UPDATE messages m SET status = 'processing', lease_owner = %(owner)s, lease_expires = %(until)s,
+               lease_token = m.lease_token + 1, updated_at = %(now)s
+        FROM heads WHERE m.id = heads.head_id
+          AND (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < %(now)s))
+        RETURNING m.id, m.channel, m.format, m.raw, m.lease_token, m.trace_id, m.control_id, m.policy_override,
+                  m.replay_root, m.replay_destinations, m.order_key),
+    leased AS (
+        UPDATE message_lanes l SET due_at = %(until)s FROM heads JOIN claimed ON claimed.id = heads.head_id
+        WHERE l.channel = heads.channel AND l.lane_key = heads.lane_key)
+    SELECT heads.channel, heads.lane_key, heads.head_id, claimed.*
+    FROM heads LEFT JOIN claimed ON claimed.id = heads.head_id ORDER BY heads.head_id
+"""
+_CLAIM_DELIVERIES = f"""
+    WITH heads AS (
+        SELECT destination, lane_key, head_id, due_at FROM outbox_lanes WHERE due_at <= %(now)s
+        ORDER BY due_at, head_id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED),
+    claimed AS (
+        UPDATE outbox o SET lease_owner = %(owner)s, lease_expires = %(until)s, lease_token = o.lease_token + 1,
+               attempts = o.attempts + 1
+        FROM heads WHERE o.id = heads.head_id AND o.status = 'pending'
+        RETURNING {", ".join("o." + c.strip() for c in _OUTBOX_COLUMNS.split(","))}, o.payload, o.lease_token,
+                  (SELECT trace_id FROM messages WHERE messages.id = o.message_id) AS trace_id),
+    leased AS (
+        UPDATE outbox_lanes l SET due_at = %(until)s FROM heads JOIN claimed ON claimed.id = heads.head_id
+        WHERE l.destination = heads.destination AND l.lane_key = heads.lane_key)
+    SELECT heads.destination, heads.lane_key, heads.head_id, claimed.*
+    FROM heads LEFT JOIN claimed ON claimed.id = heads.head_id ORDER BY heads.due_at, heads.head_id
+"""
 T = TypeVar("T")
 
 
@@ -118,35 +159,27 @@ class PgQueue:
 
     def claim_messages(self, owner: str, lease_seconds: float, limit: int) -> list[MessageClaim]:
         now = time.time()
-        until = now + lease_seconds
-        with self._tx() as conn:
-            self._redoable(conn)
-            heads = conn.execute(
-                "SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l"
-                " WHERE l.due_at <= %s AND NOT EXISTS (SELECT 1 FROM channel_state cs"
-                "   WHERE cs.channel = l.channel AND cs.paused = 1)"
-                " ORDER BY l.head_id LIMIT %s FOR UPDATE OF l SKIP LOCKED", (now, limit)).fetchall()
-            if not heads:
-                return []
-            rows = conn.execute(
-                "UPDATE messages SET status = 'processing', lease_owner = %s, lease_expires = %s,"
-                " lease_token = lease_token + 1, updated_at = %s"
-                " WHERE id = ANY(%s) AND (status = 'received' OR (status = 'processing' AND lease_expires < %s))"
-                " RETURNING id, channel, format, raw, lease_token, trace_id, control_id, policy_override,"
-                " replay_root, replay_destinations, order_key",
-                (owner, until, now, [h[2] for h in heads], now)).fetchall()
-            conn.execute(
-                "UPDATE message_lanes l SET due_at = %s FROM unnest(%s::text[], %s::text[]) AS h(channel, lane_key)"
-                " WHERE l.channel = h.channel AND l.lane_key = h.lane_key",
-                (until, [h[0] for h in heads], [h[1] for h in heads]))
-            claimed = {r[0] for r in rows}
-            self._repair_heads(conn, "messages", "message_lanes", "channel", "('received', 'processing')",
-                               [h for h in heads if h[2] not in claimed])
+        rows = self._claim(_CLAIM_MESSAGES, {"now": now, "until": now + lease_seconds, "owner": owner,
+                                             "limit": limit},
+                           "messages", "message_lanes", "channel", "('received', 'processing')")
         rows.sort(key=lambda r: r[0])
         return [MessageClaim(id=r[0], channel=r[1], format=r[2], raw=bytes(r[3]), token=r[4], trace_id=r[5],
                              control_id=r[6], policy_override=bool(r[7]), replay_root=r[8],
                              replay_destinations=tuple(json.loads(r[9])) if r[9] else None, order_key=r[10])
                 for r in rows]
+
+    def _claim(self, sql: str, params: dict[str, Any], table: str, lanes: str, column: str,
+               unfinished: str) -> list[tuple]:
+        """Run one claim statement (lock due lane rows, lease their heads, push the lanes' ``due_at`` to
+        the lease's end) in one round trip with the transaction's start; returns the claimed rows, in
+        the lanes' order. Heads that could not be claimed are repaired (see ``_repair_heads``)."""
+        with self._tx() as conn:
+            with conn.pipeline():
+                self._redoable(conn)
+                cur = conn.execute(sql, params)
+            got = cur.fetchall()
+            self._repair_heads(conn, table, lanes, column, unfinished, [g[:3] for g in got if g[3] is None])
+        return [g[3:] for g in got if g[3] is not None]
 
     def _repair_heads(self, conn: Any, table: str, lanes: str, column: str, unfinished: str,
                       heads: list[tuple[str, str, int]]) -> None:
@@ -265,29 +298,9 @@ class PgQueue:
     def claim_deliveries(self, owner: str, lease_seconds: float, limit: int,
                          now: float | None = None) -> list[OutboxClaim]:
         now = time.time() if now is None else now
-        until = now + lease_seconds
-        with self._tx() as conn:
-            self._redoable(conn)
-            heads = conn.execute(
-                "SELECT destination, lane_key, head_id FROM outbox_lanes WHERE due_at <= %s"
-                " ORDER BY due_at, head_id LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit)).fetchall()
-            if not heads:
-                return []
-            rows = conn.execute(
-                f"UPDATE outbox SET lease_owner = %s, lease_expires = %s, lease_token = lease_token + 1,"
-                f" attempts = attempts + 1 WHERE id = ANY(%s) AND status = 'pending'"
-                f" RETURNING {_OUTBOX_COLUMNS}, payload, lease_token,"
-                f" (SELECT trace_id FROM messages WHERE messages.id = outbox.message_id)",
-                (owner, until, [h[2] for h in heads])).fetchall()
-            conn.execute(
-                "UPDATE outbox_lanes l SET due_at = %s FROM unnest(%s::text[], %s::text[]) AS h(destination, lane_key)"
-                " WHERE l.destination = h.destination AND l.lane_key = h.lane_key",
-                (until, [h[0] for h in heads], [h[1] for h in heads]))
-            claimed = {r[0] for r in rows}
-            self._repair_heads(conn, "outbox", "outbox_lanes", "destination", "('pending')",
-                               [h for h in heads if h[2] not in claimed])
-        order = {h[2]: n for n, h in enumerate(heads)}
-        rows.sort(key=lambda r: order[r[0]])
+        rows = self._claim(_CLAIM_DELIVERIES, {"now": now, "until": now + lease_seconds, "owner": owner,
+                                               "limit": limit},
+                           "outbox", "outbox_lanes", "destination", "('pending')")
         return [OutboxClaim(row=OutboxRow(*r[:_OUTBOX_WIDTH]), payload=bytes(r[_OUTBOX_WIDTH]),
                             token=r[_OUTBOX_WIDTH + 1], trace_id=r[_OUTBOX_WIDTH + 2]) for r in rows]
 
