@@ -88,3 +88,14 @@ def backend_stores(kind: str, tmp_path, count: int = 1) -> Iterator[list]:
         finally:
             for s in stores:
                 s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> Iterator[str | None]:
+    """For engine-level tests, the store every engine of the test shares: None (the default SQLite file
+    in tmp_path) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with database() as url:
+        yield url
