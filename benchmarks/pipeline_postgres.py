@@ -13,7 +13,8 @@ PostgreSQL database per run (created on ``--server``, dropped afterwards).
 Reported per run: delivered msg/s (first send to last delivery), the ratio to the loop, the intake
 rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end. Usage::
 
-    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] [--server postgresql://postgres@127.0.0.1:5432]
+    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 2] \
+        [--server postgresql://postgres@127.0.0.1:5432]
 
 Targets (2-core machine): one node delivered >= 0.5x the loop; two nodes >= one node.
 """
@@ -148,13 +149,14 @@ def report(label: str, result: dict[str, float], loop: float, count: int) -> Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", default=os.environ.get("BRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+    parser.add_argument("--server",
+                        default=os.environ.get("BRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
                         help="PostgreSQL server URL without a database (a fresh one is created per run)")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--loop-messages", type=int, default=2000)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--processes", type=int, default=1, help="engine.processes per node")
+    parser.add_argument("--processes", type=int, default=2, help="engine.processes per node")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file)")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -2,11 +2,12 @@
 
 Messages come in two ways at once: 300 HL7v2 ADT^A04 over MLLP (the three nodes listen on one port,
 ``reuse_port``, and the kernel spreads the senders' connections among them; each patient's messages
-come from one sender, in sequence) and 600 files in one inbox (read by one node at a time). Mid-flow one node is killed with kill -9 while it holds leases;
-the senders whose connection died send their unacknowledged message again (at-least-once), the
-other nodes finish the dead node's batch once its leases expire. Then: every message is stored,
-processed and delivered exactly once (fenced), per-key order held in processing and in delivery,
-every node's listener accepted connections, and the scheduled job ran at most once per slot.
+come from one sender, in sequence) and 600 files in one inbox (read by one node at a time). Mid-flow
+one node is killed with kill -9 while it holds leases; the senders whose connection died send their
+unacknowledged message again (at-least-once), the other nodes finish the dead node's batch once its
+leases expire. Then: every message is stored, processed and delivered exactly once (fenced), per-key
+order held in processing and in delivery, every node's listener accepted connections, and the
+scheduled job ran at most once per slot.
 """
 
 from __future__ import annotations
