@@ -208,3 +208,30 @@ def test_without_a_server_tests_skip_with_the_reason_but_fail_in_ci(monkeypatch)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="PostgreSQL is required here"):
         pg.require_server()
+
+
+def test_a_batch_rolled_back_as_a_deadlock_victim_is_retried(nodes, monkeypatch):
+    store = nodes[0]
+    receive(store, b"a", order_key="A")
+    claims = store.claim_messages("w", 30, 5)
+    real = store._finish_processing_batch
+    calls = []
+
+    def victim_once(results):
+        calls.append(len(results))
+        if len(calls) == 1:
+            with store._tx() as conn:  # the deadlock reaches the retry unchanged, not as a StoreError
+                conn.execute("SELECT 1")
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return real(results)
+
+    monkeypatch.setattr(store, "_finish_processing_batch", victim_once)
+    assert store.finish_processing_many([(c, routed("A")) for c in claims]) == [None]
+    assert calls == [1, 1] and store.get_message(claims[0].id).status == "routed"
+
+    def always(results):
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    monkeypatch.setattr(store, "_finish_processing_batch", always)
+    with pytest.raises(StoreError, match="rolled back 5 times"):
+        store.finish_processing_many([])

@@ -45,7 +45,7 @@ from .base import (
     StoredMessage,
 )
 from .postgres_admin import PgAdminTables
-from .postgres_queue import PgQueue, lane_key
+from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
 from .postgres_schema import MIGRATIONS
 from .sqlite import GENESIS_HASH, audit_hash
 
@@ -123,10 +123,13 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection]:
         """One transaction on a pooled connection: committed when the block ends, rolled back when it
-        raises. A lost connection becomes a StoreError; constraint errors pass through unchanged."""
+        raises. A lost connection becomes a StoreError; constraint errors pass through unchanged, and so
+        does a deadlock or serialization failure, which the queue's batches retry (see ``_retrying``)."""
         try:
             with self._pool.connection() as conn:
                 yield conn
+        except ROLLED_BACK:
+            raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreError(f"store unavailable: {exc}") from exc
 

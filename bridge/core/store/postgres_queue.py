@@ -48,6 +48,8 @@ _OUTBOX_COLUMNS = (
 )
 _OUTBOX_WIDTH = 19
 _RETRIES = 5
+# What PostgreSQL rolls back for another transaction's sake: the transaction can simply run again.
+ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 # A claim is one statement: lock up to ``limit`` due lane rows (SKIP LOCKED: rows another node is
 # claiming are passed over, never waited for), lease their heads (a new fencing token each), and make
 # those lanes due again only when the leases end. Every lane row comes back; a head that could not be
@@ -105,13 +107,14 @@ class PgQueue:
     # --- retries and the wake-up hint -------------------------------------------------------------
 
     def _retrying(self, work: Callable[[], T]) -> T:
-        """Run a transaction again when PostgreSQL chose it as a deadlock victim."""
+        """Run a transaction again when PostgreSQL rolled it back as a deadlock victim (or for a
+        serialization failure); after a few tries it is a StoreError like any other store trouble."""
         for attempt in range(_RETRIES):
             try:
                 return work()
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            except ROLLED_BACK as exc:
                 if attempt == _RETRIES - 1:
-                    raise
+                    raise StoreError(f"store transaction rolled back {_RETRIES} times: {exc}") from exc
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
