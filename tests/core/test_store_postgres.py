@@ -235,3 +235,17 @@ def test_a_batch_rolled_back_as_a_deadlock_victim_is_retried(nodes, monkeypatch)
     monkeypatch.setattr(store, "_finish_processing_batch", always)
     with pytest.raises(StoreError, match="rolled back 5 times"):
         store.finish_processing_many([])
+
+
+def test_a_claim_passes_over_a_head_being_written_and_never_waits(nodes, pg_url):  # noqa: F811
+    """A late owner writing its result holds the head's row lock; a claim must skip that lane rather than
+    wait (waiting there while holding lane locks is how two nodes deadlock)."""
+    a, _ = receive(nodes[0], b"a", order_key="A")
+    b, _ = receive(nodes[0], b"b", order_key="B")
+    with psycopg.connect(split_url(pg_url)[0]) as writer:
+        writer.execute("SELECT 1 FROM messages WHERE id = %s FOR UPDATE", (a,))
+        started = time.monotonic()
+        claims = nodes[1].claim_messages("w", 30, 10)
+        assert [c.id for c in claims] == [b] and time.monotonic() - started < 2
+        writer.rollback()
+    assert [c.id for c in nodes[1].claim_messages("w", 30, 10)] == [a]

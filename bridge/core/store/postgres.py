@@ -181,8 +181,12 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
         items = [tuple(item) for item in items]
         try:
             with self._tx() as conn:
-                results = [self._insert(conn, *item) for item in items]
-                if any(not dup for _, dup in results):
+                lanes: list[tuple[str, str | None, int]] = []
+                results = [self._insert(conn, *item, lanes=lanes) for item in items]
+                for channel, order_key, message_id in sorted(lanes, key=lambda lane: (
+                        lane[0], lane_key(lane[1], lane[2]))):  # lane rows are locked in sorted order
+                    self._enter_message_lane(conn, channel, order_key, message_id)
+                if lanes:
                     self._notify(conn)
                 return results
         except Exception as exc:
@@ -190,7 +194,10 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
                 return [exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}")]
         return [self.receive_many([item])[0] for item in items]
 
-    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error) -> tuple[int, bool]:
+    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error,
+                lanes: list[tuple[str, str | None, int]] | None = None) -> tuple[int, bool]:
+        """Store one message (or record a duplicate). A queued message enters its lane now, or, with
+        ``lanes``, is appended there for the caller to enter with the rest of its batch."""
         now = time.time()
         status = "failed" if error else "received"
         row = conn.execute(
@@ -209,6 +216,8 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             return first, True
         if error:
             self._event(conn, row[0], "failed", {"error": error}, now)
+        elif lanes is not None:
+            lanes.append((channel, header.get("order_key"), row[0]))
         else:
             self._enter_message_lane(conn, channel, header.get("order_key"), row[0])
         return row[0], False

@@ -50,17 +50,19 @@ _OUTBOX_WIDTH = 19
 _RETRIES = 5
 # What PostgreSQL rolls back for another transaction's sake: the transaction can simply run again.
 ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-# A claim is one statement: lock up to ``limit`` due lane rows (SKIP LOCKED: rows another node is
-# claiming are passed over, never waited for), lease their heads (a new fencing token each), and make
-# those lanes due again only when the leases end. Every lane row comes back; a head that could not be
-# leased comes back with NULLs in the claimed columns.
+# A claim is one statement: lock up to ``limit`` due lane rows and their heads (SKIP LOCKED: a lane
+# another node is claiming, or a head whose late owner is writing its result right now, is passed
+# over, never waited for — a claim never waits for a lock, so it can never be part of a deadlock),
+# lease the heads (a new fencing token each), and make those lanes due again only when the leases end.
+# Every locked lane row comes back; a head that could not be leased comes back with NULLs in the
+# claimed columns.
 _CLAIM_MESSAGES = """
     WITH heads AS (
-        SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l
+        SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l JOIN messages h ON h.id = l.head_id
         WHERE l.due_at <= %(now)s
           AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = l.channel AND cs.paused = 1)
         ORDER BY l.head_id LIMIT %(limit)s
-        FOR UPDATE OF l SKIP LOCKED),
+        FOR UPDATE OF l, h SKIP LOCKED),
     claimed AS (
         UPDATE messages m SET status = 'processing', lease_owner = %(owner)s, lease_expires = %(until)s,
                lease_token = m.lease_token + 1, updated_at = %(now)s
@@ -76,9 +78,10 @@ _CLAIM_MESSAGES = """
 """
 _CLAIM_DELIVERIES = f"""
     WITH heads AS (
-        SELECT destination, lane_key, head_id, due_at FROM outbox_lanes WHERE due_at <= %(now)s
-        ORDER BY due_at, head_id LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED),
+        SELECT l.destination, l.lane_key, l.head_id, l.due_at FROM outbox_lanes l JOIN outbox h ON h.id = l.head_id
+        WHERE l.due_at <= %(now)s
+        ORDER BY l.due_at, l.head_id LIMIT %(limit)s
+        FOR UPDATE OF l, h SKIP LOCKED),
     claimed AS (
         UPDATE outbox o SET lease_owner = %(owner)s, lease_expires = %(until)s, lease_token = o.lease_token + 1,
                attempts = o.attempts + 1
@@ -176,13 +179,16 @@ class PgQueue:
         """Run one claim statement (lock due lane rows, lease their heads, push the lanes' ``due_at`` to
         the lease's end) in one round trip with the transaction's start; returns the claimed rows, in
         the lanes' order. Heads that could not be claimed are repaired (see ``_repair_heads``)."""
-        with self._tx() as conn:
-            with conn.pipeline():
-                self._redoable(conn)
-                cur = conn.execute(sql, params)
-            got = cur.fetchall()
-            self._repair_heads(conn, table, lanes, column, unfinished, [g[:3] for g in got if g[3] is None])
-        return [g[3:] for g in got if g[3] is not None]
+        def claim() -> list[tuple]:
+            with self._tx() as conn:
+                with conn.pipeline():
+                    self._redoable(conn)
+                    cur = conn.execute(sql, params)
+                got = cur.fetchall()
+                self._repair_heads(conn, table, lanes, column, unfinished, [g[:3] for g in got if g[3] is None])
+            return [g[3:] for g in got if g[3] is not None]
+
+        return self._retrying(claim)  # (only a repair can wait for a lock)
 
     def _repair_heads(self, conn: Any, table: str, lanes: str, column: str, unfinished: str,
                       heads: list[tuple[str, str, int]]) -> None:
