@@ -202,6 +202,19 @@ def resolve_store_url(url: str, config_dir: str) -> str:
     return url
 
 
+def _postgres_store_url(url: str, problems: _Problems) -> str:
+    """A PostgreSQL store URL is kept as written; a bad ``pool_size`` is reported (password hidden)."""
+    from bridge.core.store.postgres import split_url
+    from bridge.errors import StoreError
+
+    try:
+        split_url(url)
+    except StoreError as exc:
+        problems.add("store", str(exc))
+        return "sqlite:///:memory:"
+    return url
+
+
 def load_config(path: str | os.PathLike[str], plugins: PluginManager | None = None) -> BridgeConfig:
     """Read and validate a config file; raises ConfigError listing every problem."""
     path = Path(path)
@@ -226,8 +239,11 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     problems.unknown_keys(data, TOP_KEYS + tuple(sections), "")
 
     store = data.get("store", "sqlite:///var/bridge.db")
-    if not isinstance(store, str) or not store.startswith("sqlite:///"):
-        problems.add("store", f"expected a store URL like sqlite:///var/bridge.db, got {store!r}")
+    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+        store = _postgres_store_url(store, problems)
+    elif not isinstance(store, str) or not store.startswith("sqlite:///"):
+        problems.add("store", f"expected a store URL like sqlite:///var/bridge.db or"
+                              f" postgresql://user@host:5432/bridge, got {store!r}")
         store = "sqlite:///:memory:"
 
     destinations = _destinations(_mapping(data.get("destinations"), "destinations", problems), problems, plugins)

@@ -256,6 +256,8 @@ class Engine:
         wake-up hint rather than this process's events."""
         self.open_destinations()
         settings = self.config.engine
+        # a store shared by several nodes (PostgreSQL) hints at work any node committed: wait on that
+        other_process_wakes = other_process_wakes or getattr(self.store, "shared_by_nodes", False)
         for i in range(settings.workers):
             self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes)
         for i in range(settings.deliverers):

@@ -49,6 +49,18 @@ def test_good_config_loads_and_resolves_relative_paths(tmp_path):
     assert config.destinations["ehr-files"].retry == RetryPolicy(max_attempts=4, backoff="fixed", initial_seconds=2)
 
 
+def test_a_postgresql_store_url_is_accepted_and_a_bad_pool_size_named(tmp_path):
+    url = "postgresql://bridge@db.example.org:5432/bridge?pool_size=4"
+    config = load_config(write(tmp_path, GOOD.replace("sqlite:///var/test.db", url)),
+                         load_plugins(entry_points=False))
+    assert config.store_url == url
+    found = dict(problems(tmp_path, GOOD.replace("sqlite:///var/test.db", "postgresql://u:pw@h/db?pool_size=0")))
+    assert "pool_size must be a whole number >= 1, got '0'" in found["store"]
+    assert "pw" not in found["store"]
+    found = dict(problems(tmp_path, GOOD.replace("sqlite:///var/test.db", "mysql://h/db")))
+    assert "postgresql://user@host:5432/bridge" in found["store"]
+
+
 def test_typo_in_a_key_names_the_path_and_the_likely_key(tmp_path):
     found = problems(tmp_path, GOOD.replace("    routes:", "    rutes:"))
     assert ("channels.intake-json.rutes", "unknown key (did you mean 'routes'?)") in found

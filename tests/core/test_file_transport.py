@@ -97,6 +97,27 @@ def test_min_age_waits_for_writers(tmp_path):
     assert source.poll_once() == 1 and seen == [b"1"]
 
 
+def test_an_inbox_is_read_by_one_node_at_a_time(tmp_path):
+    seen = {"a": [], "b": []}
+
+    def node(name):
+        ctx = SourceContext(url="file://inbox", channel="c", options={},
+                            submit=lambda raw, origin: seen[name].append(raw) or Receipt(1, True),
+                            config_dir=str(tmp_path), max_message_bytes=1000, format_name="bridge")
+        return FolderSource(ctx)
+
+    first, second = node("a"), node("b")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "one").write_bytes(b"1")
+    assert first.poll_once() == 1
+    (tmp_path / "inbox" / "two").write_bytes(b"2")
+    assert second.poll_once() == 0 and (tmp_path / "inbox" / "two").exists()  # the first node holds the inbox
+    first.stop()  # (a killed process drops its lock the same way: the kernel closes its files)
+    assert second.poll_once() == 1
+    assert seen == {"a": [b"1"], "b": [b"2"]}
+    second.stop()
+
+
 def test_destination_writes_atomically_and_redelivery_overwrites(tmp_path):
     dest = FolderDestination(DestinationContext(url="file://out", name="out", options={}, config_dir=str(tmp_path)))
     delivery = Delivery(outbox_id=7, message_id=3, destination="out", payload=b"{}", media_type="application/json",

@@ -9,9 +9,10 @@ import pytest
 from bridge import PolicyDecision, PolicySpec, RuleResult, hookimpl
 from bridge.testing import engine_from_dict, plugin_manager
 from tests.core.helpers import encounter_message, prescription_message
+from tests.pg import store_url  # noqa: F401  (fixture: most tests run on SQLite and PostgreSQL)
 
 
-def make_engine(tmp_path, scripted, *, routes=None, destinations=None, order=None, policies=()):
+def make_engine(tmp_path, scripted, *, routes=None, destinations=None, order=None, policies=(), store=None):
     # core mechanics under test: the telehealth gate has its own suite (tests/policy)
     plugins = plugin_manager(("scripted", scripted.plugin()), *policies, disabled=("telehealth_policy",))
     config = {
@@ -25,6 +26,7 @@ def make_engine(tmp_path, scripted, *, routes=None, destinations=None, order=Non
         },
         "destinations": destinations
         or {"ehr": {"url": "script://ehr", "format": "bridge", "retry": {"max_attempts": 3, "initial_seconds": 0}}},
+        **({"store": store} if store else {}),  # default: a SQLite file in tmp_path
     }
     engine = engine_from_dict(config, tmp_path, plugins)
     engine.open_destinations()
@@ -35,8 +37,8 @@ def statuses(engine, message_id):
     return [e.kind for e in engine.store.events(message_id)]
 
 
-def test_message_is_stored_routed_and_delivered(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_message_is_stored_routed_and_delivered(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1), {"file": "a.json"})
     assert receipt.accepted and not receipt.duplicate
     assert engine.store.get_message(receipt.message_id).status == "received"
@@ -56,8 +58,8 @@ def test_message_is_stored_routed_and_delivered(tmp_path, scripted):
     assert payload["trace_id"] == message.trace_id
 
 
-def test_duplicate_is_not_queued_twice(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_duplicate_is_not_queued_twice(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     first = engine.submit("visits", encounter_message(1, message_id="platform-42"))
     again = engine.submit("visits", encounter_message(1, message_id="platform-42"))
     assert again.duplicate and again.message_id == first.message_id
@@ -66,8 +68,8 @@ def test_duplicate_is_not_queued_twice(tmp_path, scripted):
     assert "duplicate" in statuses(engine, first.message_id)
 
 
-def test_undecodable_message_is_kept_with_its_error(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_undecodable_message_is_kept_with_its_error(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     raw = b'{"schema": "telemed-bridge/1", "records": [{"kind": "Encounter", "period": {"start": "yesterday"}}]}'
     receipt = engine.submit("visits", raw)
     engine.drain()
@@ -79,9 +81,9 @@ def test_undecodable_message_is_kept_with_its_error(tmp_path, scripted):
     assert "ehr" not in scripted.sent
 
 
-def test_transient_failure_is_retried_then_delivered(tmp_path, scripted):
+def test_transient_failure_is_retried_then_delivered(tmp_path, scripted, store_url):
     scripted.script("ehr", ["transient", "transient", "ok"])
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     engine.drain()
     message = engine.store.get_message(receipt.message_id)
@@ -91,9 +93,9 @@ def test_transient_failure_is_retried_then_delivered(tmp_path, scripted):
     assert row.attempts == 3 and row.status == "delivered"
 
 
-def test_permanent_failure_goes_to_dead_letters_at_once(tmp_path, scripted):
+def test_permanent_failure_goes_to_dead_letters_at_once(tmp_path, scripted, store_url):
     scripted.script("ehr", ["permanent"])
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     engine.drain()
     assert engine.store.get_message(receipt.message_id).status == "dead"
@@ -102,9 +104,9 @@ def test_permanent_failure_goes_to_dead_letters_at_once(tmp_path, scripted):
     assert "dead_letter" in statuses(engine, receipt.message_id)
 
 
-def test_retries_are_bounded(tmp_path, scripted):
+def test_retries_are_bounded(tmp_path, scripted, store_url):
     scripted.script("ehr", ["transient"] * 10)
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     engine.drain()
     (row,) = engine.store.outbox_rows(message_id=receipt.message_id)
@@ -112,17 +114,17 @@ def test_retries_are_bounded(tmp_path, scripted):
     assert "gave up after 3 attempts" in row.last_error
 
 
-def test_unexpected_destination_exception_is_retried_not_fatal(tmp_path, scripted):
+def test_unexpected_destination_exception_is_retried_not_fatal(tmp_path, scripted, store_url):
     scripted.script("ehr", ["boom", "ok"])
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     engine.drain()
     assert engine.store.get_message(receipt.message_id).status == "delivered"
 
 
-def test_replay_creates_a_linked_message_and_delivers_again(tmp_path, scripted):
+def test_replay_creates_a_linked_message_and_delivers_again(tmp_path, scripted, store_url):
     scripted.script("ehr", ["permanent"])
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     engine.drain()
     new_id = engine.store.replay(receipt.message_id, reason="EHR interface fixed", actor="test")
@@ -138,7 +140,7 @@ def test_replay_creates_a_linked_message_and_delivers_again(tmp_path, scripted):
         engine.store.replay(receipt.message_id, reason=" ", actor="test")
 
 
-def test_routes_filter_by_record_kind_and_field(tmp_path, scripted):
+def test_routes_filter_by_record_kind_and_field(tmp_path, scripted, store_url):
     destinations = {
         "ehr": {"url": "script://ehr", "format": "bridge"},
         "pharmacy": {"url": "script://pharmacy", "format": "bridge"},
@@ -147,7 +149,7 @@ def test_routes_filter_by_record_kind_and_field(tmp_path, scripted):
         {"when": {"record": "Encounter", "match": {"modality": ["video", "audio_only"]}}, "to": ["ehr"]},
         {"when": {"record": ["Prescription"]}, "to": ["pharmacy"]},
     ]
-    engine = make_engine(tmp_path, scripted, routes=routes, destinations=destinations)
+    engine = make_engine(tmp_path, scripted, store=store_url, routes=routes, destinations=destinations)
     video = engine.submit("visits", encounter_message(1))
     in_person = engine.submit("visits", encounter_message(2, modality="in_person"))
     rx = engine.submit("visits", prescription_message("RX-9"))
@@ -159,8 +161,8 @@ def test_routes_filter_by_record_kind_and_field(tmp_path, scripted):
     assert len(scripted.sent["ehr"]) == 1
 
 
-def test_trace_id_links_messages_of_one_encounter(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_trace_id_links_messages_of_one_encounter(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     visit = engine.submit("visits", encounter_message(7))
     rx = engine.submit("visits", prescription_message("RX-7", encounter="ENC-7"))
     other = engine.submit("visits", encounter_message(8))
@@ -186,8 +188,8 @@ def _policy(outcome):
     return (f"gate-{outcome}", Gate())
 
 
-def test_policy_block_rejects_with_reasons(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, policies=[_policy("BLOCK")])
+def test_policy_block_rejects_with_reasons(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("BLOCK")])
     rx = engine.submit("visits", prescription_message())
     visit = engine.submit("visits", encounter_message(1))
     engine.drain()
@@ -198,8 +200,8 @@ def test_policy_block_rejects_with_reasons(tmp_path, scripted):
     assert engine.store.get_message(visit.message_id).status == "delivered"
 
 
-def test_policy_review_holds_until_released(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+def test_policy_review_holds_until_released(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     rx = engine.submit("visits", prescription_message())
     engine.drain()
     assert engine.store.get_message(rx.message_id).status == "held"
@@ -214,8 +216,8 @@ def test_policy_review_holds_until_released(tmp_path, scripted):
     assert engine.store.audit_entries(1)[0].action == "hold.release"
 
 
-def test_policy_review_can_be_rejected(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+def test_policy_review_can_be_rejected(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     rx = engine.submit("visits", prescription_message())
     engine.drain()
     engine.store.resolve_hold(rx.message_id, "reject", reason="no DEA registration", actor="pharmacist")
@@ -224,7 +226,7 @@ def test_policy_review_can_be_rejected(tmp_path, scripted):
     assert engine.store.holds() == []
 
 
-def test_policy_that_raises_holds_for_review(tmp_path, scripted):
+def test_policy_that_raises_holds_for_review(tmp_path, scripted, store_url):
     class Broken:
         @hookimpl
         def bridge_policies(self):
@@ -232,7 +234,7 @@ def test_policy_that_raises_holds_for_review(tmp_path, scripted):
                 raise ValueError("bug")
             return [PolicySpec(name="broken", evaluate=evaluate)]
 
-    engine = make_engine(tmp_path, scripted, policies=[("broken", Broken())])
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[("broken", Broken())])
     rx = engine.submit("visits", prescription_message())
     engine.drain()
     assert engine.store.get_message(rx.message_id).status == "held"
@@ -275,8 +277,8 @@ def _delay_retries(engine, seconds):
                  (seconds,))
 
 
-def test_oversized_message_is_refused_before_storing(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_oversized_message_is_refused_before_storing(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     channel = engine.config.channels["visits"]
     big = b"x" * (channel.max_message_bytes + 1)
     receipt = engine.submit("visits", big)
@@ -284,8 +286,8 @@ def test_oversized_message_is_refused_before_storing(tmp_path, scripted):
     assert "over the channel limit" in receipt.error
 
 
-def test_source_refusal_keeps_the_bytes_as_failed(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_source_refusal_keeps_the_bytes_as_failed(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     engine.open_sources()
     (source,) = engine.sources
     receipt = source.ctx.submit(b"not json", {"peer": "127.0.0.1"}, error="invalid JSON at line 1")
@@ -300,7 +302,7 @@ def test_source_refusal_keeps_the_bytes_as_failed(tmp_path, scripted):
     assert source.ctx.decode(encounter_message(3))[0].id == "ENC-3"
 
 
-def test_policy_check_at_the_source_skips_messages_no_policy_judges(tmp_path, scripted):
+def test_policy_check_at_the_source_skips_messages_no_policy_judges(tmp_path, scripted, store_url):
     """A gate that judges only prescriptions is not run, and nothing is decoded, for an ADT at the source."""
     from bridge import FormatSpec, MessageHeader
 
@@ -335,8 +337,8 @@ def test_policy_check_at_the_source_skips_messages_no_policy_judges(tmp_path, sc
     assert engine.store.get_message(receipt.message_id).status == "filtered"  # the gate never saw it
 
 
-def test_an_unexpected_processing_error_fails_the_message_and_frees_the_channel(tmp_path, scripted, monkeypatch):
-    engine = make_engine(tmp_path, scripted)
+def test_an_unexpected_processing_error_fails_the_message_and_frees_the_channel(tmp_path, scripted, monkeypatch, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     first = engine.submit("visits", encounter_message(1))
     second = engine.submit("visits", encounter_message(2))
     real = engine.processor.decide
@@ -353,8 +355,8 @@ def test_an_unexpected_processing_error_fails_the_message_and_frees_the_channel(
     assert engine.store.get_message(second.message_id).status == "delivered"  # the lane moved on
 
 
-def test_held_or_blocked_prescriptions_do_not_move_the_lifecycle(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+def test_held_or_blocked_prescriptions_do_not_move_the_lifecycle(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     rx = engine.submit("visits", prescription_message("RX-H"))
     engine.drain()
     assert engine.store.prescription("RX-H") is None  # held: not created until let through
@@ -369,8 +371,8 @@ def test_held_or_blocked_prescriptions_do_not_move_the_lifecycle(tmp_path, scrip
     assert blocked.store.prescription("RX-B") is None  # a blocked NewRx never existed for the lifecycle
 
 
-def test_rotate_keeps_order_while_nothing_fails(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, order={"by": "patient", "mode": "rotate"})
+def test_rotate_keeps_order_while_nothing_fails(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, order={"by": "patient", "mode": "rotate"})
     first = engine.submit("visits", encounter_message(1, patient="P1"))
     engine.submit("visits", encounter_message(2, patient="P1"))
     engine.process_one(), engine.process_one()
@@ -379,10 +381,10 @@ def test_rotate_keeps_order_while_nothing_fails(tmp_path, scripted):
     assert engine.store.claim_delivery("deliverer-b", 60) is None  # the second waits for the one in flight
 
 
-def test_failing_a_claim_whose_lease_was_lost_leaves_the_new_owners_work_alone(tmp_path, scripted):
+def test_failing_a_claim_whose_lease_was_lost_leaves_the_new_owners_work_alone(tmp_path, scripted, store_url):
     import time
 
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     receipt = engine.submit("visits", encounter_message(1))
     stale = engine.store.claim_message("crashed-worker", 0.01)
     time.sleep(0.02)

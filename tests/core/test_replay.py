@@ -1,6 +1,7 @@
 """Issue 11 §1, store and engine level: a replay never sends a second prescription that looks new,
 never opens a second hold for a prescription, and resolves the dead letter it delivers.
-Real SQLite file, real worker and deliverer in process (see tests/core/test_pipeline.py)."""
+Real SQLite file or PostgreSQL database (each test runs on both), real worker and deliverer in process
+(see tests/core/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from bridge.errors import ReplayRefused
 from tests.core.helpers import encounter_message, prescription_message
+from tests.pg import store_url  # noqa: F401  (fixture: each test on SQLite and PostgreSQL)
 from tests.core.test_pipeline import _policy, make_engine
 
 TWO_DESTINATIONS = {
@@ -25,9 +27,9 @@ def payload_ids(deliveries) -> list[str]:
     return [json.loads(d.payload)["message_id"] for d in deliveries]
 
 
-def test_a_replay_chain_keeps_the_first_message_s_identities(tmp_path, scripted):
+def test_a_replay_chain_keeps_the_first_message_s_identities(tmp_path, scripted, store_url):
     """Seen: a replay went out with a new MessageID (TB12 where the original was TB3)."""
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     first = engine.submit("visits", prescription_message("RX-9")).message_id
     engine.drain()
     second = engine.store.replay(first, reason="pharmacy lost it", actor="test", force=True)
@@ -46,8 +48,8 @@ def test_a_replay_chain_keeps_the_first_message_s_identities(tmp_path, scripted)
         f"TB{first}"}
 
 
-def test_replaying_a_delivered_prescription_needs_force_and_the_audit_says_so(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_replaying_a_delivered_prescription_needs_force_and_the_audit_says_so(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     rx = engine.submit("visits", prescription_message("RX-5")).message_id
     visit = engine.submit("visits", encounter_message(1)).message_id
     engine.drain()
@@ -63,8 +65,8 @@ def test_replaying_a_delivered_prescription_needs_force_and_the_audit_says_so(tm
     assert len(scripted.sent["ehr"]) == 4
 
 
-def test_a_replay_goes_only_to_the_destinations_asked_for(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
+def test_a_replay_goes_only_to_the_destinations_asked_for(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
     rx = engine.submit("visits", prescription_message("RX-6")).message_id
     scripted.script("pharmacy", ["permanent"])
     engine.drain()
@@ -81,12 +83,12 @@ def test_a_replay_goes_only_to_the_destinations_asked_for(tmp_path, scripted):
         engine.store.replay(rx, reason="x", actor="test", destinations=["ehr"])
 
 
-def test_a_replay_asked_for_a_destination_the_routes_no_longer_pick_skips_it(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
+def test_a_replay_asked_for_a_destination_the_routes_no_longer_pick_skips_it(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
     visit = engine.submit("visits", encounter_message(1)).message_id
     engine.drain()
     engine.stop()
-    engine = make_engine(tmp_path, scripted, routes=[{"to": ["ehr"]}], destinations=TWO_DESTINATIONS)
+    engine = make_engine(tmp_path, scripted, store=store_url, routes=[{"to": ["ehr"]}], destinations=TWO_DESTINATIONS)
     new_id = engine.store.replay(visit, reason="x", actor="test", destinations=["pharmacy"])
     engine.drain()
     replay = engine.store.get_message(new_id)
@@ -95,9 +97,9 @@ def test_a_replay_asked_for_a_destination_the_routes_no_longer_pick_skips_it(tmp
     assert skipped and skipped[0].detail["destinations"] == ["pharmacy"]
 
 
-def test_replaying_a_held_message_is_refused(tmp_path, scripted):
+def test_replaying_a_held_message_is_refused(tmp_path, scripted, store_url):
     """Seen: replaying a held message opened a second hold for the same prescription."""
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     rx = engine.submit("visits", prescription_message("RX-H")).message_id
     engine.drain()
     with pytest.raises(ReplayRefused, match=rf"message {rx} is held for review.*release or reject it instead"):
@@ -106,8 +108,8 @@ def test_replaying_a_held_message_is_refused(tmp_path, scripted):
     assert len(engine.store.search()) == 1
 
 
-def test_a_prescription_has_one_open_hold_and_later_ones_wait_their_turn(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+def test_a_prescription_has_one_open_hold_and_later_ones_wait_their_turn(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     first = engine.submit("visits", prescription_message("RX-H")).message_id
     resend = engine.submit("visits", prescription_message("RX-H", patient="MRN1 ")).message_id  # EHR resent it
     other = engine.submit("visits", prescription_message("RX-OTHER")).message_id
@@ -130,9 +132,9 @@ def test_a_prescription_has_one_open_hold_and_later_ones_wait_their_turn(tmp_pat
     assert [d.message_id for d in scripted.sent["ehr"]] == [first], "the prescription went out once"
 
 
-def test_a_replay_whose_review_repeats_waits_behind_the_open_hold(tmp_path, scripted):
+def test_a_replay_whose_review_repeats_waits_behind_the_open_hold(tmp_path, scripted, store_url):
     """Whatever is replayed: a rejected prescription replayed while a resend of it is held."""
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     first = engine.submit("visits", prescription_message("RX-R")).message_id
     engine.drain()
     engine.store.resolve_hold(first, "reject", reason="wrong dose", actor="pharmacist")
@@ -144,9 +146,9 @@ def test_a_replay_whose_review_repeats_waits_behind_the_open_hold(tmp_path, scri
     assert [h.message_id for h in engine.store.holds("waiting")] == [replay]
 
 
-def test_a_dead_letter_is_resolved_when_its_replay_is_delivered(tmp_path, scripted):
+def test_a_dead_letter_is_resolved_when_its_replay_is_delivered(tmp_path, scripted, store_url):
     """Seen: a dead letter whose replay was delivered stayed dead, listed and counted."""
-    engine = make_engine(tmp_path, scripted, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
+    engine = make_engine(tmp_path, scripted, store=store_url, routes=TO_EHR_AND_PHARMACY, destinations=TWO_DESTINATIONS)
     scripted.script("pharmacy", ["permanent", "permanent"])
     original = engine.submit("visits", encounter_message(1)).message_id
     engine.drain()
@@ -171,8 +173,8 @@ def test_a_dead_letter_is_resolved_when_its_replay_is_delivered(tmp_path, script
     assert forward == [original, first_replay]
 
 
-def test_a_later_dead_letter_is_not_resolved_by_an_earlier_delivery(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_a_later_dead_letter_is_not_resolved_by_an_earlier_delivery(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     original = engine.submit("visits", encounter_message(1)).message_id
     engine.drain()
     scripted.script("ehr", ["permanent"] * 3)
@@ -205,10 +207,10 @@ def test_migration_6_applies_to_a_store_made_before_it(tmp_path):
     store.close()
 
 
-def test_a_second_replay_of_a_prescription_waits_until_the_first_is_done(tmp_path, scripted):
+def test_a_second_replay_of_a_prescription_waits_until_the_first_is_done(tmp_path, scripted, store_url):
     """Two clicks on Replay must not queue two copies of a prescription before either is sent."""
     scripted.script("ehr", ["permanent"])
-    engine = make_engine(tmp_path, scripted)
+    engine = make_engine(tmp_path, scripted, store=store_url)
     rx = engine.submit("visits", prescription_message("RX-2")).message_id
     engine.drain()
     first = engine.store.replay(rx, reason="pharmacy back", actor="test")
@@ -220,8 +222,8 @@ def test_a_second_replay_of_a_prescription_waits_until_the_first_is_done(tmp_pat
         engine.store.replay(first, reason="again", actor="test")
 
 
-def test_a_replay_of_a_replay_not_yet_processed_is_still_a_prescription(tmp_path, scripted):
-    engine = make_engine(tmp_path, scripted)
+def test_a_replay_of_a_replay_not_yet_processed_is_still_a_prescription(tmp_path, scripted, store_url):
+    engine = make_engine(tmp_path, scripted, store=store_url)
     rx = engine.submit("visits", prescription_message("RX-3")).message_id
     engine.drain()
     queued = engine.store.replay(rx, reason="x", actor="test", force=True)

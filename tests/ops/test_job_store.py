@@ -5,12 +5,20 @@ from __future__ import annotations
 import threading
 import time
 
-from bridge.core.store.sqlite import SQLiteStore
+import pytest
+
+from tests.pg import backend_stores
+
+BACKENDS = pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 
 
-def test_one_insert_wins_a_slot_among_many_threads_and_processes_sharing_a_file(tmp_path):
-    path = str(tmp_path / "bridge.db")
-    stores = [SQLiteStore(path) for _ in range(4)]  # separate connections, as separate processes have
+@BACKENDS
+def test_one_insert_wins_a_slot_among_many_threads_and_processes_sharing_a_file(tmp_path, kind):
+    with backend_stores(kind, tmp_path, 4) as stores:  # separate connections, as separate processes have
+        _contend_for_one_slot(stores)
+
+
+def _contend_for_one_slot(stores):
     winners: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -29,8 +37,13 @@ def test_one_insert_wins_a_slot_among_many_threads_and_processes_sharing_a_file(
     assert (run["status"], run["owner"], run["attempts"]) == ("running", winners[0], 1)
 
 
-def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(tmp_path):
-    store = SQLiteStore(str(tmp_path / "bridge.db"))
+@BACKENDS
+def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(tmp_path, kind):
+    with backend_stores(kind, tmp_path) as (store,):
+        _expire_and_take_over(store)
+
+
+def _expire_and_take_over(store):
     first = store.claim_job_slot("poll", "s1", "dead-process", 0.05)
     assert store.claim_job_slot("poll", "s1", "other", 60) is None  # lease still live
     time.sleep(0.1)
@@ -47,8 +60,13 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(tmp_path
     assert store.job_run_counts() == {"poll": {"failed": 1}}
 
 
-def test_last_scheduled_slot_ignores_manual_runs(tmp_path):
-    store = SQLiteStore(str(tmp_path / "bridge.db"))
+@BACKENDS
+def test_last_scheduled_slot_ignores_manual_runs(tmp_path, kind):
+    with backend_stores(kind, tmp_path) as (store,):
+        _manual_runs(store)
+
+
+def _manual_runs(store):
     for slot in ("2026-03-01T10:00:00.000Z", "2026-03-01T10:05:00.000Z", "manual-2026-03-02T00:00:00.000Z"):
         run = store.claim_job_slot("poll", slot, "me", 60)
         store.finish_job_slot(run["id"], "me", "succeeded", {})

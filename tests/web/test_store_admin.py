@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.core.store.sqlite import SQLiteStore
 from bridge.errors import BridgeError
+from tests.pg import backend_stores
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(f"sqlite:///{tmp_path}/s.db")
-    yield s
-    s.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    with backend_stores(request.param, tmp_path) as (s,):
+        yield s
 
 
 def receive(store, channel: str, n: int) -> int:

@@ -6,14 +6,22 @@ from bridge.errors import ConfigError
 
 from .base import Store
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def open_store(url: str) -> Store:
-    """Open the store named by a URL (``sqlite:///path``); migrations are applied on open."""
+    """Open the store named by a URL (``sqlite:///path`` or ``postgresql://user@host:port/db``);
+    migrations are applied on open."""
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url)
-    raise ConfigError([("store", f"unsupported store URL {url!r} (supported: sqlite:///path)")])
+    if url.startswith(POSTGRES_SCHEMES):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError([("store", f"unsupported store URL {url!r}"
+                                 " (supported: sqlite:///path, postgresql://user@host:port/database)")])
 
 
 __all__ = ["Store", "open_store"]

@@ -5,7 +5,10 @@ URLs: ``file:///absolute/path`` or ``file://relative/path`` (relative to the con
 Source: polls the folder, submits each file to the intake, and only after the durable commit moves
 it to ``.processed/`` (or deletes it, ``after: delete``). A crash between commit and move means the
 file is read again on restart; the intake recognises it as a duplicate (same name and content), so
-nothing is queued twice and nothing is lost. Files whose names start with ``.`` or end in ``.tmp``
+nothing is queued twice and nothing is lost. Several nodes may share one inbox folder: only the node
+holding the inbox's lock (``flock`` on ``.inbox.lock`` in the folder) reads it; the kernel drops the
+lock when that process ends, even by kill -9, and another node takes over at its next poll. Files
+whose names start with ``.`` or end in ``.tmp``
 or ``.part`` are still being written and are skipped: writers should write then rename. A file
 over the channel's size limit, or one the intake refuses outright, goes to ``.rejected/`` with a
 ``.reason.txt`` beside it.
@@ -18,6 +21,7 @@ file instead of making a second one. For a message that is not a replay these ar
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -87,6 +91,26 @@ class FolderSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._folders_ready = False
+        self._lock_fd: int | None = None
+
+    def _hold_inbox(self) -> bool:
+        """True while this process holds the inbox (one reader at a time across nodes)."""
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(self.folder / ".inbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        log.info("file source %s: this node now reads the inbox", self.ctx.channel)
+        return True
+
+    def _release_inbox(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
 
     def _ensure_folders(self) -> None:
         if not self._folders_ready:
@@ -103,6 +127,7 @@ class FolderSource:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+        self._release_inbox()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -127,6 +152,8 @@ class FolderSource:
     def poll_once(self) -> int:
         """Submit every ready file once; returns how many were taken in."""
         self._ensure_folders()
+        if not self._hold_inbox():
+            return 0  # another node reads this inbox now
         taken = 0
         for path in self.ready_files():
             if self._stop.is_set():

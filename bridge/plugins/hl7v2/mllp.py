@@ -238,6 +238,8 @@ class MLLPSource:
         self.max_connections = int(number_option(opts, "max_connections", 100, where, minimum=1, whole=True))
         self.submit_threads = int(number_option(opts, "submit_threads", 1, where, minimum=1, whole=True))
         self.policy_ack = bool(opts.get("policy_ack", True))
+        # several nodes on one host share the port (SO_REUSEPORT: the kernel spreads connections)
+        self.reuse_port = bool(opts.get("reuse_port", False))
         self.handshake_timeout = float(number_option(opts, "handshake_timeout_seconds", 10, where, minimum=0.01))
         self.tls = mllp_tls.server_context(opts, ctx.config_dir, where) if self.scheme == "mllps" else None
         self.connections = 0
@@ -273,9 +275,11 @@ class MLLPSource:
         self._loop = loop
         try:
             if self.tls is None:
-                listen = asyncio.start_server(self._serve_plain, self.host, self.port, limit=READ_CHUNK)
+                listen = asyncio.start_server(self._serve_plain, self.host, self.port, limit=READ_CHUNK,
+                                              reuse_port=self.reuse_port or None)
             else:
-                listen = loop.create_server(lambda: _HoldForHandshake(self), self.host, self.port)
+                listen = loop.create_server(lambda: _HoldForHandshake(self), self.host, self.port,
+                                            reuse_port=self.reuse_port or None)
             self._server = loop.run_until_complete(listen)
         except OSError as exc:
             self._start_error = BridgeError(
@@ -767,6 +771,8 @@ SOURCE_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("submit_threads", "threads committing received messages", kind="integer", default=1),
     OptionSpec("policy_ack", "answer AR with the reasons when a policy blocks the message", kind="boolean",
                default=True),
+    OptionSpec("reuse_port", "let several bridge nodes on one host listen on this port (SO_REUSEPORT); the"
+               " kernel spreads the connections among them", kind="boolean", default=False),
     *_TLS_FILES,
     OptionSpec("require_client_cert", "mutual TLS: refuse senders without a certificate signed by ca_file",
                kind="any", default=False),

@@ -1,0 +1,183 @@
+"""The pipeline benchmark on PostgreSQL: one node, then two nodes sharing one database.
+
+Same measurement as ``benchmarks/pipeline.py`` (whose message generator, decode+encode loop, MLLP
+senders and percentiles it reuses): ``bridge run`` receiving HL7v2 ADT^A04 over MLLP from
+``--senders`` connections (each waits for its ACK) and delivering FHIR files, beside the plain
+single-threaded decode + encode loop on the same messages in the same run. The store is a fresh
+PostgreSQL database per run (created on ``--server``, dropped afterwards).
+
+- ``one node``: one ``bridge run`` (with ``engine.processes`` worker children).
+- ``two nodes``: two ``bridge run`` processes, one config, one database; their MLLP listeners share
+  the port (``reuse_port``), so the kernel spreads the senders' connections between them.
+
+Reported per run: delivered msg/s (first send to last delivery), the ratio to the loop, the intake
+rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end. Usage::
+
+    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 2] \
+        [--server postgresql://postgres@127.0.0.1:5432]
+
+Targets (2-core machine): one node delivered >= 0.5x the loop; two nodes >= one node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline  # noqa: E402  (the SQLite benchmark: messages, loop, senders, percentiles)
+
+
+@contextmanager
+def fresh_database(server: str):
+    name = f"bridge_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_config(folder: Path, url: str, port: int, args: argparse.Namespace) -> Path:
+    config = folder / "bridge.yaml"
+    config.write_text(textwrap.dedent(f"""
+        store: {url}?pool_size={args.pool_size}
+        engine: {{processes: {args.processes}, workers: {args.workers}, deliverers: {args.deliverers},
+                  batch_size: {args.batch_size}}}
+        channels:
+          adt:
+            source: mllp://127.0.0.1:{port}
+            format: hl7v2
+            options: {{reuse_port: true}}
+            routes: [{{to: [fhir-files]}}]
+        destinations:
+          fhir-files: {{url: "file://out", format: fhir}}
+    """))
+    return config
+
+
+class Nodes:
+    """``count`` ``bridge run`` processes on one config."""
+
+    def __init__(self, config: Path, url: str, count: int):
+        self.url = url
+        self.engines = [subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(config)],
+                                         cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         env={**os.environ, "BRIDGE_LOG_LEVEL": "WARNING"})
+                        for _ in range(count)]
+
+    def delivered(self) -> int:
+        try:
+            with psycopg.connect(self.url, connect_timeout=5) as conn:
+                return conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'").fetchone()[0]
+        except psycopg.Error:  # not migrated yet
+            return 0
+
+    def wait_delivered(self, count: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.delivered() >= count:
+                return time.perf_counter()
+            for engine in self.engines:
+                if engine.poll() is not None:
+                    raise SystemExit(f"bridge run exited: {engine.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        raise SystemExit(f"only {self.delivered()} of {count} delivered after {timeout:.0f} s")
+
+    def rss_mb(self) -> float:
+        total = 0
+        for engine in self.engines:
+            for pid in [engine.pid] + pipeline.children(engine.pid):
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+                except OSError:
+                    pass
+        return total / 1024
+
+    def stop(self) -> None:
+        for engine in self.engines:
+            engine.terminate()
+        for engine in self.engines:
+            try:
+                engine.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+
+
+def run(args: argparse.Namespace, nodes: int, raws: Sequence[bytes]) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix=f"pipeline-pg-{nodes}-", dir=args.dir))
+    port = pipeline.free_port()
+    with fresh_database(args.server) as url:
+        engines = Nodes(write_config(folder, url, port, args), url, nodes)
+        try:
+            pipeline.wait_listening(port)
+            time.sleep(2.0)  # every node (and its worker children) is up and has migrated/opened the store
+            rss_start = engines.rss_mb()
+            started = time.perf_counter()
+            latencies, errors, send_seconds = asyncio.run(pipeline.send_all(port, raws, args.senders))
+            finished = engines.wait_delivered(len(raws), args.timeout)
+            rss_end = engines.rss_mb()
+        finally:
+            engines.stop()
+    return {"delivered": len(raws) / (finished - started), "intake": len(raws) / send_seconds,
+            "p50": pipeline.percentile(latencies, 50), "p99": pipeline.percentile(latencies, 99),
+            "non_aa": errors, "rss_start": rss_start, "rss_end": rss_end}
+
+
+def report(label: str, result: dict[str, float], loop: float, count: int) -> None:
+    print(f"{label:<11} delivered : {result['delivered']:8.0f} msg/s ({count} messages) = "
+          f"{result['delivered'] / loop:.2f}x the loop; intake {result['intake']:.0f} msg/s, non-AA "
+          f"{result['non_aa']:.0f}; ACK p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms; "
+          f"RSS {result['rss_start']:.0f} -> {result['rss_end']:.0f} MB")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server",
+                        default=os.environ.get("BRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+                        help="PostgreSQL server URL without a database (a fresh one is created per run)")
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--loop-messages", type=int, default=2000)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=2, help="engine.processes per node")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--pool-size", type=int, default=6, help="connections per process (store URL pool_size)")
+    parser.add_argument("--nodes", type=int, action="append", help="node counts to run (default: 1 and 2)")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--dir")
+    args = parser.parse_args(argv)
+    print(f"pipeline benchmark on PostgreSQL: Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s); per node:"
+          f" processes={args.processes} workers={args.workers} deliverers={args.deliverers}"
+          f" batch_size={args.batch_size} pool_size={args.pool_size}; {args.senders} MLLP senders")
+    loop = pipeline.loop_rate(pipeline.messages(args.loop_messages, args.patients, "L"))
+    print(f"decode+encode loop (1 thread): {loop:8.0f} msg/s ({args.loop_messages} messages)")
+    results = {}
+    for nodes in args.nodes or [1, 2]:
+        results[nodes] = run(args, nodes, pipeline.messages(args.messages, args.patients, f"N{nodes}"))
+        report(f"{nodes} node{'s' if nodes > 1 else ''}", results[nodes], loop, args.messages)
+    if 1 in results and 2 in results:
+        print(f"two nodes / one node: {results[2]['delivered'] / results[1]['delivered']:.2f} (target >= 1.0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,645 @@
+"""The PostgreSQL store: several engine processes (nodes) on several hosts share one database.
+
+Why it looks the way it does:
+- A connection pool (psycopg_pool) instead of SQLite's one-connection-per-thread and group commit:
+  PostgreSQL has no single writer, so concurrent receivers simply commit in parallel.
+- Claims lock their rows with ``FOR UPDATE SKIP LOCKED``: two nodes never wait on, nor take, the
+  same row; every claim bumps the row's ``lease_token`` and every later write is fenced by it, so a
+  node whose lease expired (it paused, or was killed) cannot overwrite the new owner's result.
+- The audit chain is appended under a transaction-scoped advisory lock: one writer at a time reads
+  the chain head and appends, so concurrent writers on any node never fork the chain.
+- Each change is one transaction (``_tx``), as in the SQLite store.
+
+The URL is ``postgresql://user[:password]@host[:port]/database``; ``?pool_size=N`` (default 10)
+sets the connection pool's size and is not passed to the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from bridge.core import lifecycle
+from bridge.core.model.keys import KEY_NAMES
+from bridge.errors import BridgeError, StoreError
+
+from . import postgres_replay as replays
+from .base import (
+    AuditEntry,
+    Event,
+    Hold,
+    OutboxRow,
+    PrescriptionEventIn,
+    PrescriptionState,
+    ProcessingResult,
+    Store,
+    StoredMessage,
+)
+from .postgres_admin import PgAdminTables
+from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
+from .postgres_schema import MIGRATIONS
+from .sqlite import GENESIS_HASH, audit_hash
+
+_MESSAGE_FIELDS = (
+    "id", "channel", "status", "format", "received_at", "updated_at", "sha256", "size", "control_id",
+    "sending_application", "sending_facility", "message_type", "patient_id", "encounter_id", "prescription_number",
+    "ncpdp_message_id", "trace_id", "error", "replay_of", "origin", "records", "policy_override", "replay_root",
+    "replay_destinations",
+)
+_MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
+_OUTBOX_COLUMNS = (
+    "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
+    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
+    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
+)
+# Advisory lock keys (one namespace per purpose): the audit chain head, migrations.
+AUDIT_LOCK = 0x62726964_00000001
+MIGRATION_LOCK = 0x62726964_00000002
+DEFAULT_POOL_SIZE = 10
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def split_url(url: str) -> tuple[str, int]:
+    """``(conninfo URL for psycopg, pool size)``: ``pool_size`` is ours, not a libpq parameter."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StoreError(f"not a PostgreSQL URL: {redact_url(url)!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    pool_size = DEFAULT_POOL_SIZE
+    kept = []
+    for key, value in query:
+        if key == "pool_size":
+            if not value.isdigit() or int(value) < 1:
+                raise StoreError(f"store URL option pool_size must be a whole number >= 1, got {value!r}")
+            pool_size = int(value)
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), pool_size
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore(PgQueue, PgAdminTables, Store):
+    shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
+    def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
+        conninfo, url_pool_size = split_url(url)
+        self.url = redact_url(url)
+        self._conninfo = conninfo
+        self._listener_lock = threading.Lock()
+        self._wake: Any = None
+        self._closed = False
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size or url_pool_size, open=False,
+                                    kwargs={"autocommit": False}, name="bridge-store")
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreError(f"cannot connect to store {self.url}: no connection within {connect_timeout:g} s"
+                             " (is the server running, and does the database exist?)") from exc
+        self._migrate()
+
+    # --- connections and transactions -------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection]:
+        """One transaction on a pooled connection: committed when the block ends, rolled back when it
+        raises. A lost connection becomes a StoreError; constraint errors pass through unchanged, and so
+        does a deadlock or serialization failure, which the queue's batches retry (see ``_retrying``)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except ROLLED_BACK:
+            raise
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreError(f"store unavailable: {exc}") from exc
+
+    def _read(self, sql: str, params: Any = ()) -> list[tuple]:
+        """One query outside a transaction (autocommit: one round trip, not BEGIN + query + COMMIT)."""
+        with self._tx() as conn:
+            conn.autocommit = True
+            try:
+                return conn.execute(sql, params).fetchall()
+            except psycopg.DatabaseError as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+            finally:
+                conn.autocommit = False
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))  # nodes starting together
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                         " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, description, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)", (version, description, time.time()))
+
+    def schema_version(self) -> int:
+        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
+
+    def close(self) -> None:
+        with self._listener_lock:
+            self._closed = True
+            if self._wake is not None:
+                self._wake.stop()
+                self._wake = None
+        self._pool.close()
+
+    # --- intake --------------------------------------------------------------------------------
+
+    def receive(self, channel, fmt, raw, *, dedupe_key, header, origin, error=None):
+        (result,) = self.receive_many([(channel, fmt, raw, dedupe_key, header, origin, error)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def receive_many(self, items):
+        """All items in one transaction; if that fails, each item alone, so a bad item never fails its
+        neighbours. (No group commit: concurrent receivers commit in parallel on pooled connections.)"""
+        items = [tuple(item) for item in items]
+        try:
+            with self._tx() as conn:
+                lanes: list[tuple[str, str | None, int]] = []
+                results = [self._insert(conn, *item, lanes=lanes) for item in items]
+                for channel, order_key, message_id in sorted(lanes, key=lambda lane: (
+                        lane[0], lane_key(lane[1], lane[2]))):  # lane rows are locked in sorted order
+                    self._enter_message_lane(conn, channel, order_key, message_id)
+                if lanes:
+                    self._notify(conn)
+                return results
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc if isinstance(exc, StoreError) else StoreError(f"could not store message: {exc}")]
+        return [self.receive_many([item])[0] for item in items]
+
+    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error,
+                lanes: list[tuple[str, str | None, int]] | None = None) -> tuple[int, bool]:
+        """Store one message (or record a duplicate). A queued message enters its lane now, or, with
+        ``lanes``, is appended there for the caller to enter with the rest of its batch."""
+        now = time.time()
+        status = "failed" if error else "received"
+        row = conn.execute(
+            "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
+            " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
+            " trace_id, error, order_key) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id",
+            (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest() if raw is not None else None,
+             len(raw) if raw is not None else None, _json(dict(origin)), dedupe_key or None,
+             header.get("control_id"), header.get("sending_application"), header.get("sending_facility"),
+             header.get("message_type"), header.get("trace_id"), error, header.get("order_key")),
+        ).fetchone()
+        if row is None:  # seen before (possibly by another node, which committed first)
+            first = conn.execute("SELECT id FROM messages WHERE dedupe_key = %s", (dedupe_key,)).fetchone()[0]
+            self._event(conn, first, "duplicate", {"origin": dict(origin)}, now)
+            return first, True
+        if error:
+            self._event(conn, row[0], "failed", {"error": error}, now)
+        elif lanes is not None:
+            lanes.append((channel, header.get("order_key"), row[0]))
+        else:
+            self._enter_message_lane(conn, channel, header.get("order_key"), row[0])
+        return row[0], False
+
+    # --- processing ----------------------------------------------------------------------------
+
+    def _write_result(self, conn, message_id: int, root: int, result: ProcessingResult, now: float,
+                      events: list[tuple], outbox: list[tuple]) -> None:
+        """Hold and prescription changes of one processed message; its timeline events are appended to
+        ``events`` and its outbox rows to ``outbox`` (the batch writes those together, see
+        ``_insert_outbox``). ``root``: its replay chain's first message."""
+        for kind, detail in result.events:
+            events.append((message_id, now, kind, _json(dict(detail))))
+        for item in result.outbox:
+            # a replay's row carries the identity (file name, idempotency key) of the chain's first row
+            first = replays.original_row(conn, root, item.destination) if root != message_id else None
+            outbox.append((message_id, item.destination, "pending", item.payload, item.media_type,
+                           item.file_extension, item.order_key, item.order_mode, now, now, item.control_id,
+                           item.message_type, *(first or (None, None))))
+        if result.hold_reasons is not None:
+            self._open_hold(conn, message_id, result.keys.get("prescription_number"), result.hold_reasons, now)
+        for number in result.prescriptions:
+            conn.execute("INSERT INTO prescriptions (number, state, message_id, trace_id, created_at, updated_at)"
+                         " VALUES (%s, 'created', %s, %s, %s, %s) ON CONFLICT (number) DO NOTHING",
+                         (number, message_id, result.trace_id, now, now))
+        for event in result.prescription_events:
+            self._apply_inbound_event(conn, message_id, event, now)
+
+    def _open_hold(self, conn, message_id: int, prescription: str | None, reasons: Any, now: float) -> None:
+        """One open hold per prescription: a later held message for it waits behind the open one. Two
+        nodes holding messages of one prescription at once are serialized by a lock on its number."""
+        if prescription:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("hold:" + prescription,))
+        ahead = replays.open_hold_for(conn, prescription, message_id) if prescription else None
+        conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (%s,%s,%s,%s)",
+                     (message_id, "waiting" if ahead else "open", now, _json(list(reasons))))
+        if ahead:
+            self._event(conn, message_id, "hold_waiting", {"behind_message": ahead[1], "note": (
+                "the prescription already has a hold; this one opens when that is released or rejected")}, now)
+            self._event(conn, ahead[1], "hold_queued", {"message": message_id}, now)
+
+    # --- prescription lifecycle -----------------------------------------------------------------
+
+    def _correlate(self, conn, event: PrescriptionEventIn) -> tuple[str | None, str | None]:
+        """Find the prescription an inbound event is about: RelatesToMessageID first, then order number."""
+        if event.relates_to:
+            row = conn.execute(
+                "SELECT m.prescription_number FROM outbox o JOIN messages m ON m.id = o.message_id"
+                " WHERE o.control_id = %s AND m.prescription_number IS NOT NULL ORDER BY o.id LIMIT 1",
+                (event.relates_to,)).fetchone()
+            if row and conn.execute("SELECT 1 FROM prescriptions WHERE number=%s", (row[0],)).fetchone():
+                return row[0], "relates_to_message_id"
+        if event.number and conn.execute("SELECT 1 FROM prescriptions WHERE number=%s", (event.number,)).fetchone():
+            return event.number, "prescriber_order_number"
+        return None, None
+
+    def _apply_inbound_event(self, conn, message_id: int, event: PrescriptionEventIn, now: float) -> None:
+        number, matched_by = self._correlate(conn, event)
+        detail = {k: v for k, v in (("code", event.code), ("fill_status", event.fill_status),
+                                    ("description", event.description), ("relates_to", event.relates_to),
+                                    ("ncpdp_message_id", event.message_id)) if v}
+        if number is None:
+            conn.execute("INSERT INTO prescription_events (message_id, number, event_type, at, detail)"
+                         " VALUES (%s, NULL, %s, %s, %s)", (message_id, event.event_type, now, _json(detail)))
+            self._event(conn, message_id, "unmatched", {
+                "event_type": event.event_type, "relates_to": event.relates_to, "order_number": event.number,
+                "note": "no prescription matches; kept for an analyst"}, now)
+            return
+        current, origin, task = conn.execute(  # FOR UPDATE: nodes applying events to one prescription queue up
+            "SELECT state, message_id, open_task FROM prescriptions WHERE number=%s FOR UPDATE", (number,)).fetchone()
+        new_state = lifecycle.advance(current, lifecycle.target_state(lifecycle.InboundEvent(
+            event.event_type, event.code, event.fill_status, event.description)))
+        new_task = lifecycle.TASK_OPENERS.get(event.event_type, task)
+        conn.execute("UPDATE prescriptions SET state=%s, open_task=%s, updated_at=%s WHERE number=%s",
+                     (new_state or current, new_task, now, number))
+        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
+                     " to_state, at, detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                     (message_id, number, event.event_type, matched_by, current, new_state or current, now,
+                      _json(detail)))
+        story = {"prescription": number, "event_type": event.event_type, "via_message": message_id,
+                 "matched_by": matched_by, "from": current, "to": new_state or current, **detail}
+        if new_state is None and lifecycle.target_state(lifecycle.InboundEvent(
+                event.event_type, event.code, event.fill_status)) is not None:
+            story["note"] = "arrived out of order or repeated: state kept"
+        if new_task != task:
+            story["task_opened"] = new_task
+        self._event(conn, origin, "prescription", story, now)
+        if origin != message_id:
+            self._event(conn, message_id, "correlated", {"prescription": number, "message": origin,
+                                                        "matched_by": matched_by}, now)
+
+    def _apply_outbound(self, conn, row: OutboxRow, now: float) -> None:
+        """A delivered NewRx/CancelRx/response moves its prescription (sent, cancel-requested, task closed)."""
+        if not row.message_type:
+            return
+        number = conn.execute("SELECT prescription_number FROM messages WHERE id=%s",
+                              (row.message_id,)).fetchone()[0]
+        if not number:
+            return
+        state = conn.execute("SELECT state, message_id, open_task FROM prescriptions WHERE number=%s FOR UPDATE",
+                             (number,)).fetchone()
+        if state is None:
+            return
+        current, origin, task = state
+        new_state = lifecycle.advance(current, lifecycle.OUTBOUND_STATES.get(row.message_type))
+        new_task = None if lifecycle.TASK_CLOSERS.get(row.message_type) == task else task
+        if new_state is None and new_task == task:
+            return
+        conn.execute("UPDATE prescriptions SET state=%s, open_task=%s, updated_at=%s WHERE number=%s",
+                     (new_state or current, new_task, now, number))
+        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
+                     " to_state, at, detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                     (row.message_id, number, row.message_type, "outbound", current, new_state or current, now,
+                      _json({"destination": row.destination, "control_id": row.control_id})))
+        story = {"prescription": number, "event_type": row.message_type, "from": current, "to": new_state or current,
+                 "destination": row.destination, "control_id": row.control_id}
+        if new_task != task:
+            story["task_closed"] = task
+        self._event(conn, origin, "prescription", story, now)
+
+    def prescription(self, number):
+        rows = self._read("SELECT number, state, message_id, trace_id, open_task, created_at, updated_at"
+                          " FROM prescriptions WHERE number=%s", (number,))
+        return PrescriptionState(*rows[0]) if rows else None
+
+    def prescription_events(self, number=None, *, unmatched=False, limit=100):
+        columns = "id, message_id, number, event_type, matched_by, from_state, to_state, at, detail"
+        if unmatched:
+            rows = self._read(f"SELECT {columns} FROM prescription_events WHERE number IS NULL"
+                              " ORDER BY id DESC LIMIT %s", (limit,))
+        else:
+            rows = self._read(f"SELECT {columns} FROM prescription_events WHERE number=%s ORDER BY id LIMIT %s",
+                              (number, limit))
+        keys = ("id", "message_id", "number", "event_type", "matched_by", "from_state", "to_state", "at")
+        return [{**dict(zip(keys, r[:8])), "detail": json.loads(r[8])} for r in rows]
+
+    def find_trace(self, keys):
+        if keys.get("relates_to"):
+            rows = self._read("SELECT m.trace_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+                              " WHERE o.control_id=%s AND m.trace_id IS NOT NULL ORDER BY o.id LIMIT 1",
+                              (keys["relates_to"],))
+            if rows:
+                return rows[0][0]
+        for column in ("encounter_id", "prescription_number"):
+            value = keys.get(column)
+            if value:
+                rows = self._read(f"SELECT trace_id FROM messages WHERE {column}=%s AND trace_id IS NOT NULL"
+                                  " ORDER BY id LIMIT 1", (value,))
+                if rows:
+                    return rows[0][0]
+        return None
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    def _resolve_dead_letters(self, conn, row: OutboxRow, now: float) -> None:
+        """A replay delivered where its chain had dead-lettered: those dead letters are resolved. A row
+        that is its chain's first for the destination (no original row) has nothing before it."""
+        if row.original_message_id is None:
+            return
+        for dead in replays.dead_letters_resolved_by(conn, row.id, row.message_id, row.destination):
+            self._event(conn, dead.message_id, "dead_letter_resolved", {
+                "outbox_id": dead.id, "destination": row.destination, "by_message": row.message_id,
+                "by_outbox_id": row.id}, now)
+            self._event(conn, row.message_id, "resolves_dead_letter", {
+                "message": dead.message_id, "outbox_id": dead.id, "destination": row.destination}, now)
+            self._settle_message(conn, dead.message_id, now)
+
+    def _settle_message(self, conn, message_id: int, now: float) -> None:
+        self._settle_messages(conn, [message_id], now)
+
+    @staticmethod
+    def _settle_messages(conn, message_ids: list[int], now: float) -> None:
+        """Each message's status follows its outbox rows. The message rows are locked first (in id
+        order), so two nodes settling the last two rows of one message cannot both see the other's
+        row still pending: the second waits, then sees the first's commit."""
+        conn.execute("SELECT 1 FROM messages WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (message_ids,))
+        conn.execute(
+            "UPDATE messages m SET status = s.final, updated_at = %s FROM ("
+            "  SELECT message_id, CASE WHEN bool_or(status = 'dead') THEN 'dead'"
+            "    WHEN bool_or(status = 'resolved') THEN 'resolved' ELSE 'delivered' END AS final"
+            "  FROM outbox WHERE message_id = ANY(%s) GROUP BY message_id"
+            "  HAVING NOT bool_or(status = 'pending')) s"
+            " WHERE m.id = s.message_id AND m.status IN ('routed', 'dead')", (now, message_ids))
+
+    def _insert_outbox(self, conn, rows: list[tuple], now: float, events: list[tuple]) -> None:
+        """A batch's outbox rows in one pipelined round trip, then their lanes (entered in sorted order,
+        as every multi-lane lock is taken) and their ``queued`` events."""
+        if not rows:
+            return
+        cur = conn.cursor()
+        cur.executemany(
+            "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+            " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
+            " original_message_id, original_outbox_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " RETURNING id", rows, returning=True)
+        ids = []
+        while True:
+            ids.append(cur.fetchone()[0])
+            if not cur.nextset():
+                break
+        lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
+        conn.cursor().executemany(
+            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
+            [(destination, key, outbox_id, now) for destination, key, outbox_id in lanes])
+        for row, outbox_id in zip(rows, ids):
+            events.append((row[0], now, "queued", _json({"destination": row[1], "outbox_id": outbox_id,
+                                                         "bytes": len(row[3])})))
+
+    @staticmethod
+    def _events(conn, events: list[tuple]) -> None:
+        """Timeline events ``(message id, at, kind, detail JSON)`` in one pipelined round trip."""
+        if events:
+            conn.cursor().executemany("INSERT INTO events (message_id, at, kind, detail) VALUES (%s,%s,%s,%s)",
+                                      events)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _message(row: tuple) -> StoredMessage:
+        data = dict(zip(_MESSAGE_FIELDS, row))
+        data["origin"] = json.loads(data["origin"] or "{}")
+        data["records"] = json.loads(data["records"]) if data["records"] else None
+        data["policy_override"] = bool(data["policy_override"])
+        data["replay_destinations"] = json.loads(data["replay_destinations"]) if data["replay_destinations"] else None
+        return StoredMessage(**data)
+
+    def get_message(self, message_id):
+        rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id=%s", (message_id,))
+        return self._message(rows[0]) if rows else None
+
+    def get_raw(self, message_id):
+        rows = self._read("SELECT raw FROM messages WHERE id=%s", (message_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def events(self, message_id):
+        head = self._read("SELECT received_at, channel, size, origin, replay_of FROM messages WHERE id=%s",
+                          (message_id,))
+        if not head:
+            return []
+        at, channel, size, origin, replay_of = head[0]
+        detail = {"channel": channel, "bytes": size, "origin": json.loads(origin or "{}")}
+        if replay_of:
+            detail["replay_of"] = replay_of
+        received = Event(0, message_id, at, "received", detail)
+        rows = self._read("SELECT id, message_id, at, kind, detail FROM events WHERE message_id=%s ORDER BY id",
+                          (message_id,))
+        return [received] + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def outbox_rows(self, message_id=None, status=None, limit=100):
+        where, params = [], []
+        if message_id is not None:
+            where.append("message_id=%s")
+            params.append(message_id)
+        if status is not None:
+            where.append("status=%s")
+            params.append(status)
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id LIMIT %s", (*params, limit))
+        return [OutboxRow(*r) for r in rows]
+
+    def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None):
+        where, params = [], []
+        for column, value in (("status", status), ("channel", channel)):
+            if value is not None:
+                where.append(f"{column}=%s")
+                params.append(value)
+        for name, value in (keys or {}).items():
+            if name not in KEY_NAMES:
+                raise BridgeError(f"unknown key {name!r} (known: {', '.join(KEY_NAMES)})")
+            where.append(f"{name}=%s")
+            params.append(value)
+        for clause, value in (("received_at>=%s", since), ("received_at<%s", until), ("id<%s", before_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id DESC LIMIT %s", (*params, limit))
+        return [self._message(r) for r in rows]
+
+    def counts(self):
+        out: dict[str, dict[str, int]] = {}
+        for channel, status, n in self._read("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
+            out.setdefault(channel, {})[status] = n
+        return out
+
+    # --- operator actions -----------------------------------------------------------------------
+
+    def replay(self, message_id, *, reason, actor, destinations=None, force=False):
+        if not reason or not reason.strip():
+            raise BridgeError("a replay needs a reason")
+        now = time.time()
+        with self._tx() as conn:
+            src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
+                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root,"
+                               " order_key FROM messages WHERE id=%s", (message_id,)).fetchone()
+            if src is None:
+                raise BridgeError(f"no message with id {message_id}")
+            root = src[13] or message_id
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"replay:{root}",))
+            already = replays.check_replay(conn, message_id, src[11], src[12], root, destinations, force)
+            new_id = conn.execute(
+                "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
+                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
+                " replay_root, replay_destinations, order_key) VALUES (%s,%s,'received',%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+                "%s,%s,%s,%s,%s,%s) RETURNING id",
+                (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
+                 src[10], message_id, root, replays.destinations_json(destinations), src[14]),
+            ).fetchone()[0]
+            self._enter_message_lane(conn, src[0], src[14], new_id)
+            self._notify(conn)
+            scope = {"destinations": sorted(set(destinations))} if destinations else {}
+            if force:
+                scope.update(force=True, already_delivered_to=already)
+            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor, **scope}, now)
+            self._event(conn, new_id, "replay", {"of": message_id, "original": root, "reason": reason,
+                                                 "actor": actor, **scope}, now)
+            self._audit(conn, actor, "replay", f"message:{message_id}",
+                        {"reason": reason, "new_message": new_id, **scope}, now)
+        return new_id
+
+    def holds(self, status="open"):
+        sql = "SELECT id, message_id, status, created_at, reasons, resolved_at, resolved_by, resolution FROM holds"
+        rows = self._read(sql + (" WHERE status=%s ORDER BY id" if status else " ORDER BY id"),
+                          (status,) if status else ())
+        return [Hold(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def resolve_hold(self, message_id, action, *, reason, actor):
+        if action not in ("release", "reject"):
+            raise ValueError(f"unknown hold action {action!r}")
+        if not reason or not reason.strip():
+            raise BridgeError(f"a {action} needs a reason")
+        now = time.time()
+        with self._tx() as conn:
+            hold = conn.execute("SELECT id FROM holds WHERE message_id=%s AND status='open' FOR UPDATE",
+                                (message_id,)).fetchone()
+            if hold is None:
+                raise BridgeError(self._no_open_hold(conn, message_id))
+            resolved = "released" if action == "release" else "rejected"
+            conn.execute("UPDATE holds SET status=%s, resolved_at=%s, resolved_by=%s, resolution=%s WHERE id=%s",
+                         (resolved, now, actor, reason, hold[0]))
+            if action == "release":  # it enters its lane again: behind the head in flight, if any
+                channel, order_key = conn.execute(
+                    "UPDATE messages SET status='received', policy_override=1, updated_at=%s"
+                    " WHERE id=%s RETURNING channel, order_key", (now, message_id)).fetchone()
+                self._enter_message_lane(conn, channel, order_key, message_id)
+                self._notify(conn)
+            else:
+                conn.execute("UPDATE messages SET status='rejected', updated_at=%s WHERE id=%s", (now, message_id))
+            self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)
+            self._audit(conn, actor, f"hold.{action}", f"message:{message_id}", {"reason": reason}, now)
+            self._open_next_hold(conn, message_id, resolved, now)
+        return next(h for h in self.holds(None) if h.id == hold[0])
+
+    def _no_open_hold(self, conn, message_id: int) -> str:
+        waiting = conn.execute("SELECT m.prescription_number FROM holds h JOIN messages m ON m.id = h.message_id"
+                               " WHERE h.message_id=%s AND h.status='waiting'", (message_id,)).fetchone()
+        ahead = replays.open_hold_for(conn, waiting[0], message_id) if waiting and waiting[0] else None
+        if ahead:
+            return (f"message {message_id} has no open hold: it waits behind the hold of message {ahead[1]} for"
+                    f" the same prescription; release or reject that one first")
+        return f"message {message_id} has no open hold"
+
+    def _open_next_hold(self, conn, message_id: int, resolved: str, now: float) -> None:
+        """The prescription's oldest waiting hold opens now that the one before it is resolved."""
+        number = conn.execute("SELECT prescription_number FROM messages WHERE id=%s", (message_id,)).fetchone()[0]
+        nxt = replays.next_waiting_hold(conn, number)
+        if nxt is None:
+            return
+        conn.execute("UPDATE holds SET status='open' WHERE id=%s", (nxt[0],))
+        self._event(conn, nxt[1], "hold_opened", {"after_message": message_id, "which_was": resolved}, now)
+
+    def add_event(self, message_id, kind, detail):
+        with self._tx() as conn:
+            self._event(conn, message_id, kind, detail, time.time())
+
+    def _event(self, conn, message_id: int, kind: str, detail: Mapping[str, Any], now: float) -> None:
+        conn.execute("INSERT INTO events (message_id, at, kind, detail) VALUES (%s,%s,%s,%s)",
+                     (message_id, now, kind, _json(dict(detail))))
+
+    # --- watermarks and audit -------------------------------------------------------------------
+
+    def get_watermark(self, name):
+        rows = self._read("SELECT value FROM watermarks WHERE name=%s", (name,))
+        return rows[0][0] if rows else None
+
+    def set_watermark(self, name, value):
+        with self._tx() as conn:
+            conn.execute("INSERT INTO watermarks VALUES (%s,%s,%s) ON CONFLICT (name) DO UPDATE"
+                         " SET value=excluded.value, updated_at=excluded.updated_at", (name, value, time.time()))
+
+    def audit(self, actor, action, target, detail):
+        with self._tx() as conn:
+            return self._audit(conn, actor, action, target, detail, time.time())
+
+    def _audit(self, conn, actor, action, target, detail, now) -> AuditEntry:
+        """Append under the chain lock: the head read and the insert happen while no other writer (on
+        any node) can append, and the lock is held until this transaction commits or rolls back."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
+        prev = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash = prev[0] if prev else GENESIS_HASH
+        body = _json(dict(detail))
+        digest = audit_hash(prev_hash, now, actor, action, target, body)
+        entry_id = conn.execute("INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash)"
+                                " VALUES (%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                                (now, actor, action, target, body, prev_hash, digest)).fetchone()[0]
+        return AuditEntry(entry_id, now, actor, action, target, json.loads(body), prev_hash, digest)
+
+    def audit_entries(self, limit=100):
+        rows = self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log"
+                          " ORDER BY id DESC LIMIT %s", (limit,))
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+
+    def verify_audit(self):
+        prev_hash = GENESIS_HASH
+        rows = self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log ORDER BY id")
+        for r in rows:
+            if r[6] != prev_hash or audit_hash(prev_hash, r[1], r[2], r[3], r[4], r[5]) != r[7]:
+                return r[0]
+            prev_hash = r[7]
+        return None

@@ -1,0 +1,510 @@
+"""The PostgreSQL store's queue: lanes, batched claims and settlements, leases with fencing tokens,
+and the LISTEN/NOTIFY wake-up hint. All of the backend's queue SQL is here.
+
+How it works (see also :mod:`.base` for the contract and docs/architecture.md for operators):
+
+- ``message_lanes`` / ``outbox_lanes`` hold one row per lane that has unfinished work: its head and
+  ``due_at``, when the head may next be claimed (0 or the row's ``next_attempt_at``; while claimed,
+  the lease's expiry). A claim reads ``due_at <= now`` rows through an index, ``FOR UPDATE SKIP
+  LOCKED``, so its cost depends on the batch size and the work in flight, never on the backlog, and
+  two nodes never wait for each other's claims.
+- Entering a lane (receive, a released hold, a new outbox row) inserts the lane row or, when it
+  exists, locks it without writing (``ON CONFLICT ... DO UPDATE ... WHERE false``). Leaving a lane's
+  head (finish) locks the lane row *before* looking for the next head. So a message received while
+  its lane's head finishes is either seen as the next head or finds the lane row gone and becomes the
+  head itself: no message is ever stranded behind a lane row that was deleted.
+- Locks on several lane rows are always taken in sorted order, and a transaction that still loses a
+  deadlock is retried, so batches on several nodes cannot block each other for good.
+- Every claim adds one to the row's ``lease_token``; a finish with an older token is refused for that
+  item alone (``LeaseLost`` in its place) and the rest of the batch commits.
+- ``pg_notify`` is sent at most once per committed batch that made work claimable; it is a hint to
+  stop sleeping, never a carrier of work (workers also poll).
+- Claims and delivery outcomes commit without waiting for the WAL flush (``synchronous_commit =
+  off`` for that transaction): if the server crashes, a lost claim is redone (its worker's result is
+  then refused as stale and the message processed again) and a lost delivery outcome means one more
+  send of a row whose outbound identity is stable. Received messages and processing results, which
+  nothing could redo, keep the server's durable commit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from bridge.errors import LeaseLost, StoreError
+
+from .base import DeliveryOutcome, MessageClaim, OutboxClaim, OutboxRow, ProcessingResult
+
+NOTIFY_CHANNEL = "bridge_work"
+_OUTBOX_COLUMNS = (
+    "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
+    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
+    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
+)
+_OUTBOX_WIDTH = 19
+_RETRIES = 5
+# What PostgreSQL rolls back for another transaction's sake: the transaction can simply run again.
+ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+# A claim is one statement: lock up to ``limit`` due lane rows and their heads (SKIP LOCKED: a lane
+# another node is claiming, or a head whose late owner is writing its result right now, is passed
+# over, never waited for — a claim never waits for a lock, so it can never be part of a deadlock),
+# lease the heads (a new fencing token each), and make those lanes due again only when the leases end.
+# Every locked lane row comes back; a head that could not be leased comes back with NULLs in the
+# claimed columns.
+_CLAIM_MESSAGES = """
+    WITH heads AS (
+        SELECT l.channel, l.lane_key, l.head_id FROM message_lanes l JOIN messages h ON h.id = l.head_id
+        WHERE l.due_at <= %(now)s
+          AND NOT EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = l.channel AND cs.paused = 1)
+        ORDER BY l.head_id LIMIT %(limit)s
+        FOR UPDATE OF l, h SKIP LOCKED),
+    claimed AS (
+        UPDATE messages m SET status = 'processing', lease_owner = %(owner)s, lease_expires = %(until)s,
+               lease_token = m.lease_token + 1, updated_at = %(now)s
+        FROM heads WHERE m.id = heads.head_id
+          AND (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < %(now)s))
+        RETURNING m.id, m.channel, m.format, m.raw, m.lease_token, m.trace_id, m.control_id, m.policy_override,
+                  m.replay_root, m.replay_destinations, m.order_key),
+    leased AS (
+        UPDATE message_lanes l SET due_at = %(until)s FROM heads JOIN claimed ON claimed.id = heads.head_id
+        WHERE l.channel = heads.channel AND l.lane_key = heads.lane_key)
+    SELECT heads.channel, heads.lane_key, heads.head_id, claimed.*
+    FROM heads LEFT JOIN claimed ON claimed.id = heads.head_id ORDER BY heads.head_id
+"""
+_CLAIM_DELIVERIES = f"""
+    WITH heads AS (
+        SELECT l.destination, l.lane_key, l.head_id, l.due_at FROM outbox_lanes l JOIN outbox h ON h.id = l.head_id
+        WHERE l.due_at <= %(now)s
+        ORDER BY l.due_at, l.head_id LIMIT %(limit)s
+        FOR UPDATE OF l, h SKIP LOCKED),
+    claimed AS (
+        UPDATE outbox o SET lease_owner = %(owner)s, lease_expires = %(until)s, lease_token = o.lease_token + 1,
+               attempts = o.attempts + 1
+        FROM heads WHERE o.id = heads.head_id AND o.status = 'pending'
+        RETURNING {", ".join("o." + c.strip() for c in _OUTBOX_COLUMNS.split(","))}, o.payload, o.lease_token,
+                  (SELECT trace_id FROM messages WHERE messages.id = o.message_id) AS trace_id),
+    leased AS (
+        UPDATE outbox_lanes l SET due_at = %(until)s FROM heads JOIN claimed ON claimed.id = heads.head_id
+        WHERE l.destination = heads.destination AND l.lane_key = heads.lane_key)
+    SELECT heads.destination, heads.lane_key, heads.head_id, claimed.*
+    FROM heads LEFT JOIN claimed ON claimed.id = heads.head_id ORDER BY heads.due_at, heads.head_id
+"""
+T = TypeVar("T")
+
+
+def lane_key(order_key: str | None, item_id: int) -> str:
+    """The lane an item is in: its order key, or a lane of its own."""
+    return order_key if order_key is not None else f"#{item_id}"
+
+
+class PgQueue:
+    """Mixin for PostgresStore (needs ``_tx``, ``_event``, ``_write_result``, ``_insert``,
+    ``_insert_outbox``, ``_apply_outbound``, ``_resolve_dead_letters``, ``_settle_messages``, ``_events`` and
+    ``_conninfo``)."""
+
+    # --- retries and the wake-up hint -------------------------------------------------------------
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """Run a transaction again when PostgreSQL rolled it back as a deadlock victim (or for a
+        serialization failure); after a few tries it is a StoreError like any other store trouble."""
+        for attempt in range(_RETRIES):
+            try:
+                return work()
+            except ROLLED_BACK as exc:
+                if attempt == _RETRIES - 1:
+                    raise StoreError(f"store transaction rolled back {_RETRIES} times: {exc}") from exc
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _redoable(conn: Any) -> None:
+        """This transaction may be lost in a server crash without harm (see the module docstring)."""
+        conn.execute("SET LOCAL synchronous_commit TO OFF")
+
+    @staticmethod
+    def _notify(conn: Any) -> None:
+        """Queued by PostgreSQL until commit; several in one transaction are delivered as one."""
+        conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait for a NOTIFY from any node (or this one), at most ``timeout`` seconds."""
+        listener = self._listener()
+        return listener.wait(timeout) if listener else super().wait_for_work(timeout)
+
+    def _listener(self) -> _Listener | None:
+        with self._listener_lock:
+            if self._wake is None and not self._closed:
+                self._wake = _Listener(self._conninfo)
+                self._wake.start()
+            return self._wake
+
+    # --- entering lanes ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _enter_message_lane(conn: Any, channel: str, order_key: str | None, message_id: int) -> None:
+        """Make the message its lane's head, or leave it waiting (locking the lane row, see above)."""
+        conn.execute(
+            "INSERT INTO message_lanes (channel, lane_key, head_id, due_at) VALUES (%s, %s, %s, 0)"
+            " ON CONFLICT (channel, lane_key) DO UPDATE SET head_id = message_lanes.head_id WHERE false",
+            (channel, lane_key(order_key, message_id), message_id))
+
+    @staticmethod
+    def _enter_outbox_lane(conn: Any, destination: str, order_key: str | None, outbox_id: int,
+                           due_at: float) -> None:
+        conn.execute(
+            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
+            (destination, lane_key(order_key, outbox_id), outbox_id, due_at))
+
+    # --- processing -------------------------------------------------------------------------------
+
+    def claim_messages(self, owner: str, lease_seconds: float, limit: int) -> list[MessageClaim]:
+        now = time.time()
+        rows = self._claim(_CLAIM_MESSAGES, {"now": now, "until": now + lease_seconds, "owner": owner,
+                                             "limit": limit},
+                           "messages", "message_lanes", "channel", "('received', 'processing')")
+        rows.sort(key=lambda r: r[0])
+        return [MessageClaim(id=r[0], channel=r[1], format=r[2], raw=bytes(r[3]), token=r[4], trace_id=r[5],
+                             control_id=r[6], policy_override=bool(r[7]), replay_root=r[8],
+                             replay_destinations=tuple(json.loads(r[9])) if r[9] else None, order_key=r[10])
+                for r in rows]
+
+    def _claim(self, sql: str, params: dict[str, Any], table: str, lanes: str, column: str,
+               unfinished: str) -> list[tuple]:
+        """Run one claim statement (lock due lane rows, lease their heads, push the lanes' ``due_at`` to
+        the lease's end) in one round trip with the transaction's start; returns the claimed rows, in
+        the lanes' order. Heads that could not be claimed are repaired (see ``_repair_heads``)."""
+        def claim() -> list[tuple]:
+            with self._tx() as conn:
+                with conn.pipeline():
+                    self._redoable(conn)
+                    cur = conn.execute(sql, params)
+                got = cur.fetchall()
+                self._repair_heads(conn, table, lanes, column, unfinished, [g[:3] for g in got if g[3] is None])
+            return [g[3:] for g in got if g[3] is not None]
+
+        return self._retrying(claim)  # (only a repair can wait for a lock)
+
+    def _repair_heads(self, conn: Any, table: str, lanes: str, column: str, unfinished: str,
+                      heads: list[tuple[str, str, int]]) -> None:
+        """Due heads that could not be claimed: one still unfinished (its lease not yet expired) is
+        due when the lease expires; a finished one (which a correct lane never has) lets its lane move."""
+        for name, key, head in heads:
+            row = conn.execute(f"SELECT status IN {unfinished}, lease_expires FROM {table} WHERE id=%s",
+                               (head,)).fetchone()
+            if row and row[0]:
+                conn.execute(f"UPDATE {lanes} SET due_at=%s WHERE {column}=%s AND lane_key=%s",
+                             (row[1] or 0, name, key))
+            elif table == "messages":
+                self._advance_message_lane(conn, name, key)
+            else:
+                self._advance_outbox_lane(conn, name, key)
+
+    def _advance_message_lane(self, conn: Any, channel: str, key: str) -> bool:
+        """The lane's next waiting message becomes its head; an empty lane's row is deleted. The lane
+        row is locked first (see the module docstring). True when a new head is claimable."""
+        if conn.execute("SELECT 1 FROM message_lanes WHERE channel=%s AND lane_key=%s FOR UPDATE",
+                        (channel, key)).fetchone() is None:
+            return False
+        nxt = None
+        if not key.startswith("#"):
+            nxt = conn.execute("SELECT id FROM messages WHERE channel=%s AND order_key=%s AND status='received'"
+                               " ORDER BY id LIMIT 1", (channel, key)).fetchone()
+        if nxt is None:
+            conn.execute("DELETE FROM message_lanes WHERE channel=%s AND lane_key=%s", (channel, key))
+            return False
+        conn.execute("UPDATE message_lanes SET head_id=%s, due_at=0 WHERE channel=%s AND lane_key=%s",
+                     (nxt[0], channel, key))
+        return True
+
+    def finish_processing_many(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
+                               ) -> list[LeaseLost | None]:
+        return self._retrying(lambda: self._finish_processing_batch(results))
+
+    def _finish_processing_batch(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
+                                 ) -> list[LeaseLost | None]:
+        now = time.time()
+        outcome: list[LeaseLost | None] = []
+        events: list[tuple] = []
+        outbox: list[tuple] = []
+        with self._tx() as conn:
+            written = self._write_statuses(conn, results, now)
+            finished = []
+            for (claim, result), ok in zip(results, written):
+                if not ok:
+                    outcome.append(LeaseLost(f"message {claim.id}: lease lost before its result was written"))
+                    continue
+                outcome.append(None)
+                finished.append((claim.channel, lane_key(claim.order_key, claim.id)))
+                self._write_result(conn, claim.id, claim.replay_root or claim.id, result, now, events, outbox)
+            self._insert_outbox(conn, outbox, now, events)
+            self._events(conn, events)
+            woke = self._advance_message_lanes(conn, sorted(set(finished)))
+            if woke or any(r.outbox for _, r in results):
+                self._notify(conn)
+        return outcome
+
+    @staticmethod
+    def _write_statuses(conn: Any, results: Sequence[tuple[MessageClaim, ProcessingResult]],
+                        now: float) -> list[bool]:
+        """Each message's new status and keys, fenced by its claim's token (one pipelined round trip);
+        per item, whether it was written."""
+        if not results:
+            return []
+        rows = []
+        for claim, result in results:
+            records = json.dumps(result.records, sort_keys=True, separators=(",", ":"), default=str) \
+                if result.records is not None else None
+            rows.append((result.status, records, result.error, result.trace_id, result.keys.get("patient_id"),
+                         result.keys.get("encounter_id"), result.keys.get("prescription_number"),
+                         result.keys.get("ncpdp_message_id"), now, claim.id, claim.token))
+        cur = conn.cursor()
+        cur.executemany(
+            "UPDATE messages SET status=%s, records=%s, error=%s, trace_id=COALESCE(%s, trace_id),"
+            " patient_id=%s, encounter_id=%s, prescription_number=%s, ncpdp_message_id=%s,"
+            " lease_owner=NULL, lease_expires=NULL, updated_at=%s"
+            " WHERE id=%s AND lease_token=%s AND status='processing' RETURNING id", rows, returning=True)
+        written = []
+        while True:
+            written.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+        return written
+
+    def _advance_message_lanes(self, conn: Any, lanes: list[tuple[str, str]]) -> bool:
+        """Finished heads let their lanes move on, all lanes of a batch in a few statements: lock the
+        lane rows (sorted), find each lane's next waiting message, move or delete. True when any lane
+        has a new head."""
+        if not lanes:
+            return False
+        channels, keys = [c for c, _ in lanes], [k for _, k in lanes]
+        conn.execute("SELECT 1 FROM message_lanes l JOIN unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+                     " USING (channel, lane_key) ORDER BY l.channel, l.lane_key FOR UPDATE OF l", (channels, keys))
+        nxt = conn.execute(
+            "SELECT f.channel, f.lane_key, n.id FROM unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+            " LEFT JOIN LATERAL (SELECT id FROM messages m WHERE m.channel = f.channel AND m.order_key = f.lane_key"
+            "   AND m.status = 'received' ORDER BY id LIMIT 1) n ON true", (channels, keys)).fetchall()
+        moved = [r for r in nxt if r[2] is not None]
+        empty = [r for r in nxt if r[2] is None]
+        if moved:
+            conn.execute("UPDATE message_lanes l SET head_id = f.head_id, due_at = 0 FROM unnest(%s::text[],"
+                         " %s::text[], %s::bigint[]) AS f(channel, lane_key, head_id)"
+                         " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
+                         ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved]))
+        if empty:
+            conn.execute("DELETE FROM message_lanes l USING unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+                         " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
+                         ([r[0] for r in empty], [r[1] for r in empty]))
+        return bool(moved)
+
+    # --- delivery ---------------------------------------------------------------------------------
+
+    def claim_deliveries(self, owner: str, lease_seconds: float, limit: int,
+                         now: float | None = None) -> list[OutboxClaim]:
+        now = time.time() if now is None else now
+        rows = self._claim(_CLAIM_DELIVERIES, {"now": now, "until": now + lease_seconds, "owner": owner,
+                                               "limit": limit},
+                           "outbox", "outbox_lanes", "destination", "('pending')")
+        return [OutboxClaim(row=OutboxRow(*r[:_OUTBOX_WIDTH]), payload=bytes(r[_OUTBOX_WIDTH]),
+                            token=r[_OUTBOX_WIDTH + 1], trace_id=r[_OUTBOX_WIDTH + 2]) for r in rows]
+
+    def _advance_outbox_lane(self, conn: Any, destination: str, key: str) -> bool:
+        """The lane's next pending row becomes its head (due when that row is); an empty lane's row
+        is deleted. True when the new head is due now."""
+        if conn.execute("SELECT 1 FROM outbox_lanes WHERE destination=%s AND lane_key=%s FOR UPDATE",
+                        (destination, key)).fetchone() is None:
+            return False
+        nxt = None
+        if not key.startswith("#"):
+            nxt = conn.execute("SELECT id, next_attempt_at FROM outbox WHERE destination=%s AND order_key=%s"
+                               " AND status='pending' AND unordered=0 ORDER BY id LIMIT 1",
+                               (destination, key)).fetchone()
+        if nxt is None:
+            conn.execute("DELETE FROM outbox_lanes WHERE destination=%s AND lane_key=%s", (destination, key))
+            return False
+        conn.execute("UPDATE outbox_lanes SET head_id=%s, due_at=%s WHERE destination=%s AND lane_key=%s",
+                     (nxt[0], nxt[1], destination, key))
+        return nxt[1] <= time.time()
+
+    def finish_deliveries(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
+        for item in outcomes:
+            if item.outcome not in ("delivered", "retry", "dead"):
+                raise ValueError(f"unknown delivery outcome {item.outcome!r}")
+        return self._retrying(lambda: self._finish_delivery_batch(outcomes))
+
+    def _finish_delivery_batch(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
+        now = time.time()
+        results: list[int | None | LeaseLost] = []
+        with self._tx() as conn:
+            self._redoable(conn)
+            written = self._write_outcomes(conn, outcomes, now)
+            events: list[tuple] = []
+            settled = []
+            for item in outcomes:
+                if item.claim.row.id not in written:
+                    results.append(LeaseLost(f"outbox row {item.claim.row.id}: lease lost before the outcome"
+                                             " was written"))
+                    continue
+                results.append(self._settle_delivery(conn, item, now, events))
+                settled.append(item)
+            self._events(conn, events)
+            if settled:
+                self._settle_messages(conn, sorted({i.claim.row.message_id for i in settled}), now)
+            if self._move_outbox_lanes(conn, settled):
+                self._notify(conn)
+        return results
+
+    @staticmethod
+    def _write_outcomes(conn: Any, outcomes: Sequence[DeliveryOutcome], now: float) -> set[int]:
+        """Every row's new status in one statement, fenced by each claim's token; the ids written."""
+        if not outcomes:
+            return set()
+        statuses = {"delivered": "delivered", "retry": "pending", "dead": "dead"}
+        rows = conn.execute(
+            "UPDATE outbox o SET status = f.status, last_error = f.error,"
+            " next_attempt_at = COALESCE(f.next_at, o.next_attempt_at), delivered_at = f.delivered_at,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+            "   AS f(id, token, status, error, next_at, delivered_at)"
+            " WHERE o.id = f.id AND o.lease_token = f.token RETURNING o.id",
+            ([i.claim.row.id for i in outcomes], [i.claim.token for i in outcomes],
+             [statuses[i.outcome] for i in outcomes],
+             [None if i.outcome == "delivered" else i.detail for i in outcomes],
+             [i.next_attempt_at for i in outcomes],
+             [now if i.outcome == "delivered" else None for i in outcomes])).fetchall()
+        return {r[0] for r in rows}
+
+    def _settle_delivery(self, conn: Any, item: DeliveryOutcome, now: float, events: list[tuple]) -> int | None:
+        """Timeline event, stored reply, prescription lifecycle and dead letters of one send (the
+        messages' statuses are settled for the whole batch afterwards)."""
+        row = item.claim.row
+        event = {"delivered": "delivered", "retry": "delivery_failed", "dead": "dead_letter"}[item.outcome]
+        info: dict[str, Any] = {"destination": row.destination, "outbox_id": row.id, "attempt": row.attempts,
+                                "detail": item.detail}
+        if item.outcome == "retry":
+            info["next_attempt_at"] = item.next_attempt_at
+        reply_id = None
+        if item.reply is not None:
+            channel, fmt, raw = item.reply
+            origin = {"reply_to_message": row.message_id, "outbox_id": row.id, "destination": row.destination}
+            reply_id, _ = self._insert(conn, channel, fmt, raw, None, {}, origin, None)
+            info["reply_message"] = reply_id
+        events.append((row.message_id, now, event, json.dumps(info, sort_keys=True, separators=(",", ":"),
+                                                               default=str)))
+        if item.outcome == "delivered":
+            self._apply_outbound(conn, row, now)
+            self._resolve_dead_letters(conn, row, now)
+        return reply_id
+
+    def _move_outbox_lanes(self, conn: Any, settled: list[DeliveryOutcome]) -> bool:
+        """After a batch of sends: settled heads let their lanes move on; a strict retry keeps its lane
+        waiting for the head's next attempt; a rotate retry steps aside into a lane of its own.
+        Returns whether a new head is due now."""
+        if not settled:
+            return False
+        lanes = {r[2]: (r[0], r[1]) for r in conn.execute(
+            "SELECT destination, lane_key, head_id FROM outbox_lanes WHERE head_id = ANY(%s)"
+            " ORDER BY destination, lane_key FOR UPDATE", ([i.claim.row.id for i in settled],))}
+        advance: list[tuple[str, str]] = []
+        for item in settled:
+            row = item.claim.row
+            if row.id not in lanes:
+                continue
+            destination, key = lanes[row.id]
+            if item.outcome != "retry":
+                advance.append((destination, key))
+                continue
+            retry_at = item.next_attempt_at if item.next_attempt_at is not None else row.next_attempt_at
+            if row.order_mode == "rotate" and not key.startswith("#"):
+                conn.execute("UPDATE outbox SET unordered=1 WHERE id=%s", (row.id,))
+                self._enter_outbox_lane(conn, destination, None, row.id, retry_at)
+                advance.append((destination, key))
+            else:
+                conn.execute("UPDATE outbox_lanes SET due_at=%s WHERE destination=%s AND lane_key=%s",
+                             (retry_at, destination, key))
+        return self._advance_outbox_lanes(conn, advance)
+
+    @staticmethod
+    def _advance_outbox_lanes(conn: Any, lanes: list[tuple[str, str]]) -> bool:
+        """Each lane's next pending row becomes its head (due when that row is); empty lanes' rows are
+        deleted. The lane rows are already locked by the caller. True when a new head is due now."""
+        if not lanes:
+            return False
+        destinations, keys = [d for d, _ in lanes], [k for _, k in lanes]
+        nxt = conn.execute(
+            "SELECT f.destination, f.lane_key, n.id, n.next_attempt_at"
+            " FROM unnest(%s::text[], %s::text[]) AS f(destination, lane_key)"
+            " LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM outbox o WHERE o.destination = f.destination"
+            "   AND o.order_key = f.lane_key AND o.status = 'pending' AND o.unordered = 0 ORDER BY id LIMIT 1) n"
+            " ON true", (destinations, keys)).fetchall()
+        moved = [r for r in nxt if r[2] is not None]
+        empty = [r for r in nxt if r[2] is None]
+        if moved:
+            conn.execute("UPDATE outbox_lanes l SET head_id = f.head_id, due_at = f.due_at FROM unnest(%s::text[],"
+                         " %s::text[], %s::bigint[], %s::float8[]) AS f(destination, lane_key, head_id, due_at)"
+                         " WHERE l.destination = f.destination AND l.lane_key = f.lane_key",
+                         ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved],
+                          [r[3] for r in moved]))
+        if empty:
+            conn.execute("DELETE FROM outbox_lanes l USING unnest(%s::text[], %s::text[])"
+                         " AS f(destination, lane_key) WHERE l.destination = f.destination"
+                         " AND l.lane_key = f.lane_key", ([r[0] for r in empty], [r[1] for r in empty]))
+        return any(r[3] <= time.time() for r in moved)
+
+    # --- rebuilding lanes (after ``bridge store copy``) ---------------------------------------------
+
+    def rebuild_lanes(self) -> None:
+        """Recreate the lane rows from the messages and outbox rows (a copied store has none)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM message_lanes")
+            conn.execute("DELETE FROM outbox_lanes")
+            conn.execute(
+                "INSERT INTO message_lanes (channel, lane_key, head_id, due_at)"
+                " SELECT DISTINCT ON (channel, COALESCE(order_key, '#' || id)) channel,"
+                " COALESCE(order_key, '#' || id), id, 0 FROM messages WHERE status IN ('received', 'processing')"
+                " ORDER BY channel, COALESCE(order_key, '#' || id), status = 'received', id")
+            conn.execute(
+                "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at)"
+                " SELECT DISTINCT ON (destination, lane) destination, lane, id, next_attempt_at FROM"
+                " (SELECT *, CASE WHEN order_key IS NULL OR unordered = 1 THEN '#' || id ELSE order_key END AS lane"
+                "  FROM outbox WHERE status = 'pending') o ORDER BY destination, lane, id")
+
+
+class _Listener(threading.Thread):
+    """LISTENs on its own connection (not from the pool) and wakes waiting workers on a NOTIFY."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(name="bridge-store-listen", daemon=True)
+        self._conninfo = conninfo
+        self._cond = threading.Condition()
+        self._seen = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake()
+            except (psycopg.Error, StoreError):
+                self._stop.wait(1.0)  # the server is away: workers poll meanwhile; listen again later
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._seen += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            seen = self._seen
+            return self._cond.wait_for(lambda: self._seen != seen, timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
