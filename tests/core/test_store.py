@@ -316,6 +316,22 @@ def test_a_message_whose_every_row_failed_to_encode_is_dead_when_processed(store
     assert [r.status for r in store.outbox_rows(status="dead")] == ["dead"]
 
 
+def test_an_encode_dead_letter_holds_up_no_lane(store):
+    """The dead letter never heads its destination's strict lane (PostgreSQL keeps lanes in a table of
+    their own): the same destination's next row in that lane is claimed at once."""
+    first, _ = receive(store, b"a", lane="patient:P1")
+    second, _ = receive(store, b"b", lane="patient:P1")
+    claim = store.claim_message("w", 60)
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
+        NewOutbox("d", b"", "text/plain", "txt", "patient:P1", "strict", error="encoding x for d failed")]))
+    claim = store.claim_message("w", 60)
+    assert claim.id == second
+    routed(store, claim, order_key="patient:P1")
+    delivery = store.claim_delivery("deliverer", 60)
+    assert delivery is not None and delivery.row.message_id == second
+    assert store.get_message(first).status == "dead"
+
+
 # --- the queue: lanes and batches (every backend) -------------------------------------------------
 
 

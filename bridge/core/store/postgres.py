@@ -37,6 +37,7 @@ from .base import (
     AuditEntry,
     Event,
     Hold,
+    NewOutbox,
     OutboxRow,
     PrescriptionEventIn,
     PrescriptionState,
@@ -234,6 +235,9 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
         for item in result.outbox:
             # a replay's row carries the identity (file name, idempotency key) of the chain's first row
             first = replays.original_row(conn, root, item.destination) if root != message_id else None
+            if item.error is not None:  # this destination's encoder refused: a dead letter, never claimed
+                self._insert_encode_failure(conn, message_id, item, first, now, events)
+                continue
             outbox.append((message_id, item.destination, "pending", item.payload, item.media_type,
                            item.file_extension, item.order_key, item.order_mode, now, now, item.control_id,
                            item.message_type, *(first or (None, None))))
@@ -245,6 +249,22 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
                          (number, message_id, result.trace_id, now, now))
         for event in result.prescription_events:
             self._apply_inbound_event(conn, message_id, event, now)
+
+    @staticmethod
+    def _insert_encode_failure(conn, message_id: int, item: NewOutbox, first: tuple[int, int] | None,
+                               now: float, events: list[tuple]) -> None:
+        """A destination whose encoder refused the message gets a dead letter at once (never claimed,
+        ``attempts`` 0, empty payload, in no lane, so it holds up no one): it fails alone, is listed with
+        its reason, and a replay to it keeps this row's identity and resolves it once delivered. The
+        batch settles the message after its other rows are written (``_finish_processing_batch``)."""
+        (outbox_id,) = conn.execute(
+            "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+            " order_key, order_mode, next_attempt_at, created_at, last_error, original_message_id,"
+            " original_outbox_id) VALUES (%s,%s,'dead',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (message_id, item.destination, b"", item.media_type, item.file_extension, item.order_key,
+             item.order_mode, now, now, item.error, *(first or (None, None)))).fetchone()
+        events.append((message_id, now, "encode_failed", _json({"destination": item.destination,
+                                                                "outbox_id": outbox_id, "error": item.error})))
 
     def _open_hold(self, conn, message_id: int, prescription: str | None, reasons: Any, now: float) -> None:
         """One open hold per prescription: a later held message for it waits behind the open one. Two

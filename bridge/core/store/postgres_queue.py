@@ -243,6 +243,10 @@ class PgQueue:
                 finished.append((claim.channel, lane_key(claim.order_key, claim.id)))
                 self._write_result(conn, claim.id, claim.replay_root or claim.id, result, now, events, outbox)
             self._insert_outbox(conn, outbox, now, events)
+            refused = [claim.id for (claim, result), ok in zip(results, written)
+                       if ok and any(item.error is not None for item in result.outbox)]
+            if refused:  # an encode dead letter may settle its message (all rows dead: 'dead')
+                self._settle_messages(conn, refused, now)
             self._events(conn, events)
             woke = self._advance_message_lanes(conn, sorted(set(finished)))
             if woke or any(r.outbox for _, r in results):
