@@ -235,10 +235,10 @@ def test_a_replay_of_a_replay_not_yet_processed_is_still_a_prescription(tmp_path
         engine.store.replay(queued, reason="x", actor="test")
 
 
-def test_a_replay_is_refused_while_a_copy_from_the_same_chain_is_held(tmp_path, scripted):
+def test_a_replay_is_refused_while_a_copy_from_the_same_chain_is_held(tmp_path, scripted, store_url):
     """Review of issue 11: a rejected prescription replayed twice (the first replay held again) opened a
     second hold for the same chain; releasing both sent the same NewRx twice."""
-    engine = make_engine(tmp_path, scripted, policies=[_policy("REVIEW")])
+    engine = make_engine(tmp_path, scripted, store=store_url, policies=[_policy("REVIEW")])
     rx = engine.submit("visits", prescription_message("RX-C")).message_id
     engine.drain()
     engine.store.resolve_hold(rx, "reject", reason="wrong dose", actor="pharmacist")

@@ -36,6 +36,7 @@ def check_replay(conn: Conn, message_id: int, status: str, prescription: str | N
     if status == "held":
         raise ReplayRefused(f"message {message_id} is held for review; a replay would hold the same prescription"
                             f" a second time: release or reject it instead (bridge release|reject {message_id})")
+    _refuse_if_chain_held(conn, message_id, root)
     prescription = prescription or chain_prescription(conn, root)
     history = chain_outbox(conn, root)
     went = sorted({r.destination for r in history})
@@ -58,6 +59,17 @@ def check_replay(conn: Conn, message_id: int, status: str, prescription: str | N
             " sends it again (with the same message ids, so the receiver can tell it is a resend): add --force"
             " to send it anyway, or --destination to choose others")
     return delivered if prescription else []
+
+
+def _refuse_if_chain_held(conn: Conn, message_id: int, root: int) -> None:
+    """A copy of the same chain waiting for review is the prescription in flight: another replay would
+    only queue a second hold for it, and releasing both would send the same message twice."""
+    held = conn.execute("SELECT id FROM messages WHERE (id = %s OR replay_root = %s) AND status = 'held'"
+                        " ORDER BY id LIMIT 1", (root, root)).fetchone()
+    if held:
+        raise ReplayRefused(f"message {held[0]} of the same replay chain is held for review; replaying message"
+                            f" {message_id} would hold it a second time: release or reject that one instead"
+                            f" (bridge release|reject {held[0]})")
 
 
 def chain_prescription(conn: Conn, root: int) -> str | None:
