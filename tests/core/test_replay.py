@@ -252,3 +252,11 @@ def test_a_replay_is_refused_while_a_copy_from_the_same_chain_is_held(tmp_path, 
         engine.store.replay(rx, reason="clicked again", actor="test", force=True)
     assert engine.store.holds("waiting") == []
     assert len(engine.store.search()) == 2, "a refused replay stores nothing"
+
+
+def test_the_replay_rules_have_one_definition_for_both_backends():
+    """The rules differ between backends only in the placeholder, so PostgreSQL uses SQLite's functions."""
+    from bridge.core.store import postgres_replay, sqlite_replay
+
+    for name in postgres_replay.__all__:
+        assert getattr(postgres_replay, name) is getattr(sqlite_replay, name), name

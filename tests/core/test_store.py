@@ -184,6 +184,42 @@ def test_search_by_keys_status_channel_and_paging(store):
     assert store.counts()["a"]["received"] == 2
 
 
+def test_search_by_received_time_window(store):
+    ids = []
+    for n in range(3):
+        ids.append(receive(store, f"w{n}".encode())[0])
+        time.sleep(0.01)  # distinct received_at values
+    middle = store.get_message(ids[1]).received_at
+    assert [m.id for m in store.search(since=middle)] == [ids[2], ids[1]]
+    assert [m.id for m in store.search(until=middle)] == [ids[0]]
+    assert [m.id for m in store.search(since=middle, until=store.get_message(ids[2]).received_at)] == [ids[1]]
+
+
+def test_find_trace_by_encounter_prescription_and_related_control_id(store):
+    receive(store, b"visit")
+    claim = store.claim_message("w", 30)
+    outbox = [NewOutbox("ehr", b"payload", "text/plain", "txt", "P1", "strict", control_id="OUT-1")]
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=outbox, trace_id="trace-e",
+                                                    keys={"encounter_id": "E1", "prescription_number": "RX-1"}))
+    assert store.find_trace({"encounter_id": "E1"}) == "trace-e"
+    assert store.find_trace({"prescription_number": "RX-1"}) == "trace-e"
+    assert store.find_trace({"relates_to": "OUT-1"}) == "trace-e"
+    assert store.find_trace({"relates_to": "OUT-2", "encounter_id": "E2"}) is None
+
+
+def test_read_only_queries_have_one_definition_for_every_backend():
+    """The reads differ between backends only in the placeholder, so they are written once (StoreReads)."""
+    from bridge.core.store.postgres import PostgresStore
+    from bridge.core.store.reads import StoreReads
+
+    reads = ("get_message", "get_raw", "events", "outbox_rows", "search", "counts", "find_trace", "prescription",
+             "prescription_events", "holds", "get_watermark", "audit_entries", "verify_audit")
+    for name in reads:
+        assert getattr(SQLiteStore, name) is getattr(StoreReads, name), name
+        assert getattr(PostgresStore, name) is getattr(StoreReads, name), name
+    assert (SQLiteStore.placeholder, PostgresStore.placeholder) == ("?", "%s")
+
+
 def test_watermarks(store):
     assert store.get_watermark("epic-encounters") is None
     store.set_watermark("epic-encounters", "2026-11-27T00:00:00Z")

@@ -29,39 +29,23 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bridge.core import lifecycle
-from bridge.core.model.keys import KEY_NAMES
 from bridge.errors import BridgeError, StoreError
 
 from . import postgres_replay as replays
 from .base import (
     AuditEntry,
-    Event,
-    Hold,
     NewOutbox,
     OutboxRow,
     PrescriptionEventIn,
-    PrescriptionState,
     ProcessingResult,
     Store,
-    StoredMessage,
 )
 from .postgres_admin import PgAdminTables
 from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
 from .postgres_schema import MIGRATIONS
+from .reads import StoreReads
 from .sqlite import GENESIS_HASH, audit_hash
 
-_MESSAGE_FIELDS = (
-    "id", "channel", "status", "format", "received_at", "updated_at", "sha256", "size", "control_id",
-    "sending_application", "sending_facility", "message_type", "patient_id", "encounter_id", "prescription_number",
-    "ncpdp_message_id", "trace_id", "error", "replay_of", "origin", "records", "policy_override", "replay_root",
-    "replay_destinations",
-)
-_MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
-_OUTBOX_COLUMNS = (
-    "id, message_id, destination, status, attempts, next_attempt_at, created_at, media_type, "
-    "file_extension, order_key, order_mode, last_error, delivered_at, control_id, message_type, "
-    "original_message_id, original_outbox_id, resolved_by, resolved_by_message"
-)
 # Advisory lock keys (one namespace per purpose): the audit chain head, migrations.
 AUDIT_LOCK = 0x62726964_00000001
 MIGRATION_LOCK = 0x62726964_00000002
@@ -100,7 +84,8 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore(PgQueue, PgAdminTables, Store):
+class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
+    placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)
@@ -358,38 +343,6 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             story["task_closed"] = task
         self._event(conn, origin, "prescription", story, now)
 
-    def prescription(self, number):
-        rows = self._read("SELECT number, state, message_id, trace_id, open_task, created_at, updated_at"
-                          " FROM prescriptions WHERE number=%s", (number,))
-        return PrescriptionState(*rows[0]) if rows else None
-
-    def prescription_events(self, number=None, *, unmatched=False, limit=100):
-        columns = "id, message_id, number, event_type, matched_by, from_state, to_state, at, detail"
-        if unmatched:
-            rows = self._read(f"SELECT {columns} FROM prescription_events WHERE number IS NULL"
-                              " ORDER BY id DESC LIMIT %s", (limit,))
-        else:
-            rows = self._read(f"SELECT {columns} FROM prescription_events WHERE number=%s ORDER BY id LIMIT %s",
-                              (number, limit))
-        keys = ("id", "message_id", "number", "event_type", "matched_by", "from_state", "to_state", "at")
-        return [{**dict(zip(keys, r[:8])), "detail": json.loads(r[8])} for r in rows]
-
-    def find_trace(self, keys):
-        if keys.get("relates_to"):
-            rows = self._read("SELECT m.trace_id FROM outbox o JOIN messages m ON m.id = o.message_id"
-                              " WHERE o.control_id=%s AND m.trace_id IS NOT NULL ORDER BY o.id LIMIT 1",
-                              (keys["relates_to"],))
-            if rows:
-                return rows[0][0]
-        for column in ("encounter_id", "prescription_number"):
-            value = keys.get(column)
-            if value:
-                rows = self._read(f"SELECT trace_id FROM messages WHERE {column}=%s AND trace_id IS NOT NULL"
-                                  " ORDER BY id LIMIT 1", (value,))
-                if rows:
-                    return rows[0][0]
-        return None
-
     # --- delivery ------------------------------------------------------------------------------
 
     def _resolve_dead_letters(self, conn, row: OutboxRow, now: float) -> None:
@@ -456,78 +409,6 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
 
     # --- reading -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _message(row: tuple) -> StoredMessage:
-        data = dict(zip(_MESSAGE_FIELDS, row))
-        data["origin"] = json.loads(data["origin"] or "{}")
-        data["records"] = json.loads(data["records"]) if data["records"] else None
-        data["policy_override"] = bool(data["policy_override"])
-        data["replay_destinations"] = json.loads(data["replay_destinations"]) if data["replay_destinations"] else None
-        return StoredMessage(**data)
-
-    def get_message(self, message_id):
-        rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id=%s", (message_id,))
-        return self._message(rows[0]) if rows else None
-
-    def get_raw(self, message_id):
-        rows = self._read("SELECT raw FROM messages WHERE id=%s", (message_id,))
-        return bytes(rows[0][0]) if rows else None
-
-    def events(self, message_id):
-        head = self._read("SELECT received_at, channel, size, origin, replay_of FROM messages WHERE id=%s",
-                          (message_id,))
-        if not head:
-            return []
-        at, channel, size, origin, replay_of = head[0]
-        detail = {"channel": channel, "bytes": size, "origin": json.loads(origin or "{}")}
-        if replay_of:
-            detail["replay_of"] = replay_of
-        received = Event(0, message_id, at, "received", detail)
-        rows = self._read("SELECT id, message_id, at, kind, detail FROM events WHERE message_id=%s ORDER BY id",
-                          (message_id,))
-        return [received] + [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
-
-    def outbox_rows(self, message_id=None, status=None, limit=100):
-        where, params = [], []
-        if message_id is not None:
-            where.append("message_id=%s")
-            params.append(message_id)
-        if status is not None:
-            where.append("status=%s")
-            params.append(status)
-        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id LIMIT %s", (*params, limit))
-        return [OutboxRow(*r) for r in rows]
-
-    def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None):
-        where, params = [], []
-        for column, value in (("status", status), ("channel", channel)):
-            if value is not None:
-                where.append(f"{column}=%s")
-                params.append(value)
-        for name, value in (keys or {}).items():
-            if name not in KEY_NAMES:
-                raise BridgeError(f"unknown key {name!r} (known: {', '.join(KEY_NAMES)})")
-            where.append(f"{name}=%s")
-            params.append(value)
-        for clause, value in (("received_at>=%s", since), ("received_at<%s", until), ("id<%s", before_id)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT %s", (*params, limit))
-        return [self._message(r) for r in rows]
-
-    def counts(self):
-        out: dict[str, dict[str, int]] = {}
-        for channel, status, n in self._read("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
-            out.setdefault(channel, {})[status] = n
-        return out
-
     # --- operator actions -----------------------------------------------------------------------
 
     def replay(self, message_id, *, reason, actor, destinations=None, force=False):
@@ -562,12 +443,6 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
             self._audit(conn, actor, "replay", f"message:{message_id}",
                         {"reason": reason, "new_message": new_id, **scope}, now)
         return new_id
-
-    def holds(self, status="open"):
-        sql = "SELECT id, message_id, status, created_at, reasons, resolved_at, resolved_by, resolution FROM holds"
-        rows = self._read(sql + (" WHERE status=%s ORDER BY id" if status else " ORDER BY id"),
-                          (status,) if status else ())
-        return [Hold(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def resolve_hold(self, message_id, action, *, reason, actor):
         if action not in ("release", "reject"):
@@ -624,10 +499,6 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
 
     # --- watermarks and audit -------------------------------------------------------------------
 
-    def get_watermark(self, name):
-        rows = self._read("SELECT value FROM watermarks WHERE name=%s", (name,))
-        return rows[0][0] if rows else None
-
     def set_watermark(self, name, value):
         with self._tx() as conn:
             conn.execute("INSERT INTO watermarks VALUES (%s,%s,%s) ON CONFLICT (name) DO UPDATE"
@@ -649,17 +520,3 @@ class PostgresStore(PgQueue, PgAdminTables, Store):
                                 " VALUES (%s,%s,%s,%s,%s,%s,%s) RETURNING id",
                                 (now, actor, action, target, body, prev_hash, digest)).fetchone()[0]
         return AuditEntry(entry_id, now, actor, action, target, json.loads(body), prev_hash, digest)
-
-    def audit_entries(self, limit=100):
-        rows = self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log"
-                          " ORDER BY id DESC LIMIT %s", (limit,))
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
-
-    def verify_audit(self):
-        prev_hash = GENESIS_HASH
-        rows = self._read("SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log ORDER BY id")
-        for r in rows:
-            if r[6] != prev_hash or audit_hash(prev_hash, r[1], r[2], r[3], r[4], r[5]) != r[7]:
-                return r[0]
-            prev_hash = r[7]
-        return None
