@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from bridge.core.config import ChannelConfig, DestinationConfig
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.keys import keys_of
 from bridge.core.model.records import Prescription, PrescriptionEvent, Record
-from bridge.core.model.times import localize_records
+from bridge.core.model.times import load_zone, localize_records
 from bridge.core.router import Router
 from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
 from bridge.errors import DecodeError, EncodeError, LeaseLost
@@ -26,7 +27,6 @@ from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, Polic
 log = logging.getLogger(__name__)
 
 _SEVERITY = {"ALLOW": 0, "REVIEW": 1, "BLOCK": 2}
-ORDER_KEY_FIELDS = {"patient": "patient_id", "encounter": "encounter_id", "prescription": "prescription_number"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,19 @@ class Processor:
         self.judged_kinds: frozenset[str] | None = (
             frozenset(k for p in self.policies for k in p.record_kinds)
             if self.policies and all(p.record_kinds for p in self.policies) else None)
+        # Which policies judge each channel, and which it names that no plugin provides: resolved once
+        # here, not per message.
+        loaded = {p.name for p in self.policies}
+        self._judging: dict[str, tuple[PolicySpec, ...]] = {}
+        self._missing: dict[str, tuple[str, ...]] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+        for name, plan in channels.items():
+            names = plan.config.policies
+            self._judging[name] = self.policies if names is None else tuple(
+                p for p in self.policies if p.name in names)
+            self._missing[name] = tuple(n for n in names or () if n not in loaded)
+            if plan.config.timezone:
+                self._zones[name] = load_zone(plan.config.timezone)
 
     def process(self, claim: MessageClaim) -> ProcessingResult:
         result = self.decide(claim)
@@ -98,8 +111,8 @@ class Processor:
             return _failed(f"{plan.format.name} decoder error ({type(exc).__name__}): {exc}", "decode")
         if not records:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
-        if plan.config.timezone:  # the sender's local times become exact before policies and routes see them
-            localize_records(records, plan.config.timezone)
+        if claim.channel in self._zones:  # the sender's local times become exact before policies and routes see them
+            localize_records(records, self._zones[claim.channel])
 
         keys = asdict(keys_of(records))
         prescriptions, rx_events = _lifecycle_inputs(records)
@@ -178,25 +191,19 @@ class Processor:
             records = plan.format.decode(raw, plan.config.options)
         except Exception:  # DecodeError or a plugin bug: the worker reports it; no verdict here
             return None
-        if plan.config.timezone:
-            localize_records(records, plan.config.timezone)
+        if channel in self._zones:
+            localize_records(records, self._zones[channel])
         outcome, rules, rulesets = self.evaluate(channel, None, records)
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)
 
     def channel_policies(self, channel: str) -> tuple[PolicySpec, ...]:
         """The policies a channel names (``policies:``); every registered one when it names none."""
-        plan = self.channels.get(channel)
-        names = plan.config.policies if plan is not None else None
-        if names is None:
-            return self.policies
-        return tuple(p for p in self.policies if p.name in names)
+        return self._judging.get(channel, self.policies)
 
-    def _missing_policies(self, channel: str) -> list[str]:
+    def _missing_policies(self, channel: str) -> tuple[str, ...]:
         """Names the channel lists that no loaded plugin provides (a plugin disabled after ``bridge check``)."""
-        plan = self.channels.get(channel)
-        loaded = {p.name for p in self.policies}
-        return [n for n in (plan.config.policies or ()) if n not in loaded] if plan is not None else []
+        return self._missing.get(channel, ())
 
     def channel_judged(self, channel: str) -> bool:
         """True when some policy judges the channel's messages (or one it names is missing: held)."""

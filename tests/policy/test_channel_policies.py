@@ -12,6 +12,7 @@ import pytest
 import bridge.plugins.telehealth_policy as p
 from bridge import ConfigError, record_to_dict
 from bridge.core.config import load_config
+from bridge.core.engine import Engine
 from bridge.testing import engine_from_dict, plugin_manager
 
 from .builders import make
@@ -55,9 +56,10 @@ def test_the_channel_policies_list_decides_which_gates_run(tmp_path, extra, stat
 
 def test_a_named_policy_that_is_not_loaded_holds_the_message(tmp_path):
     """bridge check rejects the name; if the plugin is disabled afterwards the engine holds, never allows."""
-    engine = _engine(tmp_path, {"policies": [p.POLICY_NAME]})
-    disabled = plugin_manager(disabled=["telehealth_policy"])
-    engine.processor.policies = tuple(disabled.policies().values())
+    checked = _engine(tmp_path, {"policies": [p.POLICY_NAME]})  # the config as `bridge check` passed it
+    checked.store.close()
+    engine = Engine(checked.config, plugin_manager(disabled=["telehealth_policy"]))  # restarted without it
+    engine.open_destinations()
     message, events = _run(engine, make(AUDIO_ONLY_OXYCODONE))
     assert message.status == "held"
     assert [r["id"] for r in events["policy"]["rules"]] == ["policy-missing"]

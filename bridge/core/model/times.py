@@ -155,10 +155,11 @@ def _write(moment: datetime, match: re.Match[str], original: str) -> str:
 # --- whole records -------------------------------------------------------------------------------
 
 
-def localize_records(records: Sequence[Record], zone_name: str) -> int:
+def localize_records(records: Sequence[Record], zone: str | ZoneInfo) -> int:
     """Give every offset-less date-time in ``records`` (nested records and value types included) the
-    offset of ``zone_name``, in place, keeping each original; returns how many values changed."""
-    zone = load_zone(zone_name)
+    offset of ``zone`` (an IANA name, or a zone the caller loaded once at start-up), in place, keeping
+    each original; returns how many values changed."""
+    zone = zone if isinstance(zone, ZoneInfo) else load_zone(zone)
     changed = 0
     for record in records:
         for owner, name, holder, path in _datetime_slots(record, record, ""):

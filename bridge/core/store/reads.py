@@ -9,6 +9,7 @@ the queue SQL stay in each backend, because there the two engines really differ.
 
 from __future__ import annotations
 
+import abc
 import json
 from typing import Any, ClassVar, Sequence
 
@@ -33,13 +34,15 @@ _PRESCRIPTION_EVENT_FIELDS = ("id", "message_id", "number", "event_type", "match
 _AUDIT_COLUMNS = "id, at, actor, action, target, detail, prev_hash, hash"
 
 
-class StoreReads:
+class StoreReads(abc.ABC):
     """Read-only half of the Store interface, shared by SQLiteStore and PostgresStore."""
 
     placeholder: ClassVar[str] = "?"  # the DB-API paramstyle marker: "?" (qmark) or "%s" (format)
 
+    @abc.abstractmethod
     def _read(self, sql: str, params: Any = ()) -> list[Sequence[Any]]:
-        raise NotImplementedError  # each backend reads in its own way (busy retries, autocommit)
+        """One query outside any write transaction; each backend reads in its own way (SQLite's busy
+        retries, PostgreSQL's autocommit connection from the pool)."""
 
     def _q(self, sql: str) -> str:
         """The query in this backend's paramstyle: the SQL here is written with ``?`` for every
