@@ -47,24 +47,32 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
-def test_kill_minus_9_mid_flow_loses_nothing(tmp_path):
+def file_flow(tmp_path: Path, engine: str, count: int, patients: int) -> tuple[Path, Path]:
+    """A config whose file inbox already holds ``count`` encounters of ``patients`` patients, routed to a
+    file outbox; (config, outbox)."""
     config = tmp_path / "bridge.yaml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(textwrap.dedent(f"""
         store: sqlite:///var/bridge.db
-        engine: {workers: 2, deliverers: 2, lease_seconds: 2, poll_seconds: 0.05}
+        engine: {engine}
         channels:
           flow:
             source: file://inbox
             format: bridge
-            options: {poll_seconds: 0.05}
-            routes: [{to: [out]}]
+            options: {{poll_seconds: 0.05}}
+            routes: [{{to: [out]}}]
         destinations:
-          out: {url: "file://outbox", format: bridge}
+          out: {{url: "file://outbox", format: bridge}}
     """))
-    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox = tmp_path / "inbox"
     inbox.mkdir()
-    for n in range(COUNT):
-        (inbox / f"msg-{n:04d}.json").write_bytes(encounter_message(n, patient=f"P{n % 17}"))
+    for n in range(count):
+        (inbox / f"msg-{n:04d}.json").write_bytes(encounter_message(n, patient=f"P{n % patients}"))
+    return config, tmp_path / "outbox"
+
+
+def test_kill_minus_9_mid_flow_loses_nothing(tmp_path):
+    config, outbox = file_flow(tmp_path, "{workers: 2, deliverers: 2, lease_seconds: 2, poll_seconds: 0.05}",
+                               COUNT, patients=17)
 
     first = start(config)
     try:
@@ -89,7 +97,7 @@ def test_kill_minus_9_mid_flow_loses_nothing(tmp_path):
         _, err = second.communicate(timeout=30)
     assert second.returncode == 0, err.decode()
     assert set(delivered_ids(outbox)) == {f"ENC-{n}" for n in range(COUNT)}
-    assert not list(inbox.glob("msg-*")), "every inbox file was taken in"
+    assert not list((tmp_path / "inbox").glob("msg-*")), "every inbox file was taken in"
 
 
 def children_of(pid: int) -> list[int]:
@@ -121,23 +129,9 @@ def test_kill_minus_9_with_worker_processes_loses_nothing_and_keeps_per_patient_
     parent: the children notice and stop, a restart finishes the work, every patient's messages were
     processed and delivered in arrival order (lanes hold across processes and the crash)."""
     count = 600
-    config = tmp_path / "bridge.yaml"
-    config.write_text(textwrap.dedent("""
-        store: sqlite:///var/bridge.db
-        engine: {processes: 2, workers: 2, deliverers: 1, batch_size: 8, lease_seconds: 2, poll_seconds: 0.05}
-        channels:
-          flow:
-            source: file://inbox
-            format: bridge
-            options: {poll_seconds: 0.05}
-            routes: [{to: [out]}]
-        destinations:
-          out: {url: "file://outbox", format: bridge}
-    """))
-    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
-    inbox.mkdir()
-    for n in range(count):
-        (inbox / f"msg-{n:04d}.json").write_bytes(encounter_message(n, patient=f"P{n % 7}"))
+    config, outbox = file_flow(
+        tmp_path, "{processes: 2, workers: 2, deliverers: 1, batch_size: 8, lease_seconds: 2, poll_seconds: 0.05}",
+        count, patients=7)
 
     first = start(config)
     try:
