@@ -87,16 +87,17 @@ def cmd_check(args) -> int:
         for path, message in exc.problems:
             print(f"{args.config}: {path}: {message}" if path else f"{args.config}: {message}", file=sys.stderr)
         return EXIT_USAGE
-    for path, message in config.warnings:  # the config works; these are likely surprises, not errors
-        print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
-    _warn_undeclared(args.config, config, plugins)
+    _print_warnings(args.config, config, plugins)
     return EXIT_OK
 
 
-def _warn_undeclared(where: str, config, plugins) -> None:
-    """Plugins that declare no options cannot be checked: say so rather than pass them silently."""
+def _print_warnings(where: str, config, plugins) -> None:
+    """Settings that work but will probably surprise (a channel without a zone feeding FHIR), and
+    plugins that declare no options and so cannot be checked: said, not refused (exit stays 0)."""
     from bridge.core.options import undeclared
 
+    for path, message in config.warnings:
+        print(f"{where}: warning: {path}: {message}", file=sys.stderr)
     for warning in undeclared(config, plugins):
         print(f"{where}: warning: {warning}", file=sys.stderr)
 
@@ -107,9 +108,7 @@ def cmd_run(args) -> int:
     plugins = _plugins()
     config = _config(args, plugins)
     if getattr(args, "role", None) != "worker":  # worker children: the parent has said it once
-        for path, message in config.warnings:  # the same warnings as `bridge check`, once at start
-            print(f"{args.config}: warning: {path}: {message}", file=sys.stderr)
-        _warn_undeclared(args.config, config, plugins)
+        _print_warnings(args.config, config, plugins)
     engine = Engine(config, plugins)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
