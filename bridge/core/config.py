@@ -527,12 +527,9 @@ def _trigger(value: Any, path: str, problems: _Problems) -> dict[str, Any]:
         problems.add(path, "give exactly one of cron or interval_seconds")
         return {}
     timezone = body.get("timezone", "UTC")
-    try:
-        from zoneinfo import ZoneInfo
-
-        ZoneInfo(str(timezone))
-    except Exception:
-        problems.add(f"{path}.timezone", f"unknown time zone {timezone!r} (use an IANA name such as UTC)")
+    problem = zone_problem(timezone)  # the same rule as a channel's zone
+    if problem:
+        problems.add(f"{path}.timezone", problem)
         return {}
     if has_interval:
         seconds = _number(body["interval_seconds"], f"{path}.interval_seconds", problems, minimum=1)

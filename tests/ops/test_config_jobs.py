@@ -47,7 +47,7 @@ def test_every_job_problem_is_reported_with_its_path_and_a_hint(tmp_path):
         "jobs.c.trigger: give exactly one of cron or interval_seconds",
         "jobs.c.retry.backof_seconds: unknown key (did you mean 'backoff_seconds'?)",
         "jobs.c.retry.max_attempts: must be at least 1, got 0",
-        "jobs.d.trigger.timezone: unknown time zone 'Mars/Olympus' (use an IANA name such as UTC)",
+        "jobs.d.trigger.timezone: unknown time zone 'Mars/Olympus' (use an IANA name such as America/Chicago or UTC)",
         "jobs.e.trigger: is required: {cron: \"*/5 * * * *\"} or {interval_seconds: 30}",
     ]
     for line in expected:
