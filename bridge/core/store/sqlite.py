@@ -148,9 +148,10 @@ class SQLiteStore(AdminTables, OpsTables, StoreReads, Store):
             try:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA foreign_keys=ON")
+                # several processes opening one store at once (nodes, worker children) can meet a lock
+                # here that SQLite reports without calling its busy handler: retried like any statement
+                for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"):
+                    self._when_not_busy(lambda pragma=pragma: conn.execute(pragma))
                 # no busy handler: _begin and _read wait in short steps of their own
                 conn.execute("PRAGMA busy_timeout=0")
             except sqlite3.Error as exc:
