@@ -256,4 +256,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX outbox_lanes_head ON outbox_lanes(head_id);
         """,
     ),
+    (
+        8,
+        "lookups by business key read their index in id order (a planner must never walk the whole table)",
+        """
+        -- find_trace and prescription correlation ask for the oldest message of an encounter, a
+        -- prescription or an outbound control id. With an index on the key alone, PostgreSQL prefers to
+        -- walk the primary key in id order and filter, which reads every row when the key is new (the
+        -- common case): each lookup then cost O(messages). With (key, id) it reads one index entry.
+        DROP INDEX messages_encounter_id;
+        CREATE INDEX messages_encounter_id ON messages(encounter_id, id) WHERE encounter_id IS NOT NULL;
+        DROP INDEX messages_prescription_number;
+        CREATE INDEX messages_prescription_number ON messages(prescription_number, id)
+            WHERE prescription_number IS NOT NULL;
+        DROP INDEX outbox_control_id;
+        CREATE INDEX outbox_control_id ON outbox(control_id, id) WHERE control_id IS NOT NULL;
+        -- a lane's next pending row was looked up through this index (all pending rows of the
+        -- destination, filtered and sorted) instead of outbox_lane_waiting; nothing else needs it
+        DROP INDEX outbox_pending_destination;
+        -- payloads, raw messages and records are kilobytes each: compressing them with lz4 (where the
+        -- server is built with it) costs a fraction of the default pglz's CPU, on every insert
+        DO $$ BEGIN
+            ALTER TABLE messages ALTER COLUMN raw SET COMPRESSION lz4, ALTER COLUMN records SET COMPRESSION lz4;
+            ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION lz4;
+        EXCEPTION WHEN feature_not_supported THEN
+            RAISE NOTICE 'lz4 is not available on this server: the default compression stays';
+        END $$;
+        """,
+    ),
 ]

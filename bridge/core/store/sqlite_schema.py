@@ -258,3 +258,18 @@ MIGRATIONS.append((
         WHERE order_key IS NOT NULL AND status IN ('received', 'processing');
     """,
 ))
+MIGRATIONS.append((
+    8,
+    "lookups by business key read their index in id order",
+    """
+    -- the oldest message of an encounter or prescription, or outbox row of a control id, is one index
+    -- entry away (the same indexes as the PostgreSQL store, whose planner needs them; see there)
+    DROP INDEX messages_encounter_id;
+    CREATE INDEX messages_encounter_id ON messages(encounter_id, id) WHERE encounter_id IS NOT NULL;
+    DROP INDEX messages_prescription_number;
+    CREATE INDEX messages_prescription_number ON messages(prescription_number, id)
+        WHERE prescription_number IS NOT NULL;
+    DROP INDEX outbox_control_id;
+    CREATE INDEX outbox_control_id ON outbox(control_id, id) WHERE control_id IS NOT NULL;
+    """,
+))
