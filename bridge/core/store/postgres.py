@@ -373,24 +373,24 @@ class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
             "    WHEN bool_or(status = 'resolved') THEN 'resolved' ELSE 'delivered' END AS final"
             "  FROM outbox WHERE message_id = ANY(%s) GROUP BY message_id"
             "  HAVING NOT bool_or(status = 'pending')) s"
-            " WHERE m.id = s.message_id AND m.status IN ('routed', 'dead')", (now, message_ids))
+            " WHERE m.id = ANY(%s) AND m.id = s.message_id AND m.status IN ('routed', 'dead')",
+            (now, message_ids, message_ids))  # (id = ANY: the primary key, whatever the statistics say)
 
     def _insert_outbox(self, conn, rows: list[tuple], now: float, events: list[tuple]) -> None:
-        """A batch's outbox rows in one pipelined round trip, then their lanes (entered in sorted order,
+        """A batch's outbox rows in one statement, then their lanes (entered in sorted order,
         as every multi-lane lock is taken) and their ``queued`` events."""
         if not rows:
             return
-        cur = conn.cursor()
-        cur.executemany(
+        columns = list(zip(*rows))
+        returned = conn.execute(
             "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
             " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
-            " original_message_id, original_outbox_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " RETURNING id", rows, returning=True)
-        ids = []
-        while True:
-            ids.append(cur.fetchone()[0])
-            if not cur.nextset():
-                break
+            " original_message_id, original_outbox_id) SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[],"
+            " %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[],"
+            " %s::text[], %s::bigint[], %s::bigint[]) RETURNING id, message_id, destination",
+            [list(column) for column in columns]).fetchall()
+        by_row = {(message_id, destination): outbox_id for outbox_id, message_id, destination in returned}
+        ids = [by_row[(row[0], row[1])] for row in rows]  # (a message has one row per destination)
         lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
         conn.cursor().executemany(
             "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
@@ -402,12 +402,32 @@ class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
 
     @staticmethod
     def _events(conn, events: list[tuple]) -> None:
-        """Timeline events ``(message id, at, kind, detail JSON)`` in one pipelined round trip."""
+        """Timeline events ``(message id, at, kind, detail JSON)`` in one statement (a statement per row
+        costs the server a parse, plan and execute each)."""
         if events:
-            conn.cursor().executemany("INSERT INTO events (message_id, at, kind, detail) VALUES (%s,%s,%s,%s)",
-                                      events)
+            conn.execute("INSERT INTO events (message_id, at, kind, detail)"
+                         " SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[])",
+                         [list(column) for column in zip(*events)])
 
     # --- reading -------------------------------------------------------------------------------
+
+    def find_traces(self, lookups):
+        """Every message's trace in one statement (the same rules as ``find_trace``, per row)."""
+        if not lookups:
+            return []
+        rows = self._read(
+            "SELECT f.i, COALESCE("
+            " (SELECT m.trace_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+            "   WHERE o.control_id = f.relates_to AND m.trace_id IS NOT NULL ORDER BY o.id LIMIT 1),"
+            " (SELECT trace_id FROM messages WHERE encounter_id = f.encounter AND trace_id IS NOT NULL"
+            "   ORDER BY id LIMIT 1),"
+            " (SELECT trace_id FROM messages WHERE prescription_number = f.rx AND trace_id IS NOT NULL"
+            "   ORDER BY id LIMIT 1))"
+            " FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) AS f(i, relates_to, encounter, rx)",
+            (list(range(len(lookups))), [k.get("relates_to") or None for k in lookups],
+             [k.get("encounter_id") or None for k in lookups], [k.get("prescription_number") or None for k in lookups]))
+        found = dict(rows)
+        return [found.get(i) for i in range(len(lookups))]
 
     # --- operator actions -----------------------------------------------------------------------
 

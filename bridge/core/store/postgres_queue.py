@@ -256,8 +256,8 @@ class PgQueue:
     @staticmethod
     def _write_statuses(conn: Any, results: Sequence[tuple[MessageClaim, ProcessingResult]],
                         now: float) -> list[bool]:
-        """Each message's new status and keys, fenced by its claim's token (one pipelined round trip);
-        per item, whether it was written."""
+        """Each message's new status and keys, fenced by its claim's token (one statement); per item,
+        whether it was written."""
         if not results:
             return []
         rows = []
@@ -266,19 +266,18 @@ class PgQueue:
                 if result.records is not None else None
             rows.append((result.status, records, result.error, result.trace_id, result.keys.get("patient_id"),
                          result.keys.get("encounter_id"), result.keys.get("prescription_number"),
-                         result.keys.get("ncpdp_message_id"), now, claim.id, claim.token))
-        cur = conn.cursor()
-        cur.executemany(
-            "UPDATE messages SET status=%s, records=%s, error=%s, trace_id=COALESCE(%s, trace_id),"
-            " patient_id=%s, encounter_id=%s, prescription_number=%s, ncpdp_message_id=%s,"
-            " lease_owner=NULL, lease_expires=NULL, updated_at=%s"
-            " WHERE id=%s AND lease_token=%s AND status='processing' RETURNING id", rows, returning=True)
-        written = []
-        while True:
-            written.append(cur.fetchone() is not None)
-            if not cur.nextset():
-                break
-        return written
+                         result.keys.get("ncpdp_message_id"), claim.id, claim.token))
+        written = {r[0] for r in conn.execute(
+            "UPDATE messages m SET status = f.status, records = f.records, error = f.error,"
+            " trace_id = COALESCE(f.trace_id, m.trace_id), patient_id = f.patient_id, encounter_id = f.encounter_id,"
+            " prescription_number = f.prescription_number, ncpdp_message_id = f.ncpdp_message_id,"
+            " lease_owner = NULL, lease_expires = NULL, updated_at = %s"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::bigint[], %s::bigint[]) AS f(status, records, error, trace_id, patient_id,"
+            " encounter_id, prescription_number, ncpdp_message_id, id, token)"
+            " WHERE m.id = f.id AND m.lease_token = f.token AND m.status = 'processing' RETURNING m.id",
+            [now, *(list(column) for column in zip(*rows))]).fetchall()}
+        return [claim.id in written for claim, _ in results]
 
     def _advance_message_lanes(self, conn: Any, lanes: list[tuple[str, str]]) -> bool:
         """Finished heads let their lanes move on, all lanes of a batch in a few statements: lock the
