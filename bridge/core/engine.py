@@ -152,19 +152,9 @@ class Engine:
         claims = self.store.claim_messages(self.owner, settings.lease_seconds, settings.batch_size)
         if not claims:
             return 0
-        results = [(claim, self._decide(claim)) for claim in claims]
-        self._write_results(results)
+        self._write_results(list(zip(claims, self.processor.decide_many(claims))))
         self.delivery_ready.set()
         return len(claims)
-
-    def _decide(self, claim: MessageClaim) -> ProcessingResult:
-        try:
-            return self.processor.decide(claim)
-        except StoreError:
-            raise  # store trouble, not the message's fault: the batch's leases expire and it is processed again
-        except Exception as exc:  # never leave a claim to block its lane: fail it, visibly
-            log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
-            return internal_failure(exc)
 
     def _write_results(self, results: list[tuple[MessageClaim, ProcessingResult]]) -> None:
         try:

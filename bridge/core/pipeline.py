@@ -21,7 +21,7 @@ from bridge.core.model.records import Prescription, PrescriptionEvent, Record
 from bridge.core.model.times import load_zone, localize_records
 from bridge.core.router import Router
 from bridge.core.store.base import MessageClaim, NewOutbox, PrescriptionEventIn, ProcessingResult, Store
-from bridge.errors import DecodeError, EncodeError, LeaseLost
+from bridge.errors import DecodeError, EncodeError, LeaseLost, StoreError
 from bridge.plugin_types import FormatSpec, MessageHeader, PolicyDecision, PolicyRequest, PolicySpec, RuleResult
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,19 @@ class ChannelPlan:
 class DestinationPlan:
     config: DestinationConfig
     format: FormatSpec
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A claim's decoded records and what was read from them, between decoding and judging."""
+
+    claim: MessageClaim
+    plan: ChannelPlan
+    records: list[Record]
+    keys: dict[str, Any]
+    prescriptions: list[str]
+    rx_events: list[PrescriptionEventIn]
+    lookup: dict[str, str | None]  # what find_traces needs: the keys and the RelatesToMessageID
 
 
 def combine(decisions: Sequence[tuple[str, PolicyDecision]]) -> tuple[str, list[dict[str, Any]]]:
@@ -99,6 +112,34 @@ class Processor:
             pass
 
     def decide(self, claim: MessageClaim) -> ProcessingResult:
+        return self.decide_many([claim])[0]
+
+    def decide_many(self, claims: Sequence[MessageClaim]) -> list[ProcessingResult]:
+        """Decide a batch: decode each claim, find the traces of those that need one in one store read
+        (a round trip per message was a fifth of a worker's time on PostgreSQL), then judge, route and
+        encode each. A message whose processing raises fails alone; store trouble fails the batch."""
+        steps: list[ProcessingResult | _Decoded] = [self._guarded(claim, lambda c=claim: self._decode(c))
+                                                     for claim in claims]
+        wanted = [i for i, step in enumerate(steps) if isinstance(step, _Decoded) and not step.claim.trace_id]
+        found = self.store.find_traces([steps[i].lookup for i in wanted]) if wanted else []  # type: ignore[union-attr]
+        traces = _share_new_traces([(steps[i].lookup, trace) for i, trace in zip(wanted, found)])  # type: ignore[union-attr]
+        traces = dict(zip(wanted, traces))
+        return [step if isinstance(step, ProcessingResult) else self._guarded(
+                    step.claim, lambda step=step, i=i: self._judge(step, traces.get(i)))
+                for i, step in enumerate(steps)]
+
+    @staticmethod
+    def _guarded(claim: MessageClaim, work: Any) -> Any:
+        try:
+            return work()
+        except StoreError:
+            raise  # store trouble, not the message's fault: the batch's leases expire and it is processed again
+        except Exception as exc:  # never leave a claim to block its lane: fail it, visibly
+            log.error("message %s: processing raised %s; marked failed", claim.id, type(exc).__name__)
+            return internal_failure(exc)
+
+    def _decode(self, claim: MessageClaim) -> ProcessingResult | _Decoded:
+        """The claim's records (zone-resolved), or the result of a message that cannot be decoded."""
         plan = self.channels.get(claim.channel)
         if plan is None:
             return _failed(f"channel {claim.channel!r} is not in the running configuration", "config")
@@ -113,12 +154,16 @@ class Processor:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
         if claim.channel in self._zones:  # the sender's local times become exact before policies and routes see them
             localize_records(records, self._zones[claim.channel])
-
         keys = asdict(keys_of(records))
         prescriptions, rx_events = _lifecycle_inputs(records)
         relates_to = next((e.relates_to for e in rx_events if e.relates_to), None)
-        trace_id = (claim.trace_id or self.store.find_trace({**keys, "relates_to": relates_to})
-                    or uuid.uuid4().hex)
+        return _Decoded(claim, plan, records, keys, prescriptions, rx_events, {**keys, "relates_to": relates_to})
+
+    def _judge(self, decoded: _Decoded, found_trace: str | None) -> ProcessingResult:
+        """Policies, routes and encodings of a decoded message."""
+        claim, plan, records, keys = decoded.claim, decoded.plan, decoded.records, decoded.keys
+        prescriptions, rx_events = decoded.prescriptions, decoded.rx_events
+        trace_id = claim.trace_id or found_trace or uuid.uuid4().hex
         summary = [record_to_dict(r) for r in records]
         events: list[tuple[str, Mapping[str, Any]]] = [
             ("decoded", {"format": plan.format.name, "records": [r.kind for r in records],
@@ -283,6 +328,21 @@ def _rule(rule_id: str, reason: str) -> RuleResult:
 def _reasons(rules: Sequence[Mapping[str, Any]]) -> str:
     blocking = [r for r in rules if r.get("outcome") == "BLOCK"] or list(rules)
     return "; ".join(f"{r['id']}: {r['reason']}" for r in blocking)
+
+
+def _share_new_traces(found: Sequence[tuple[Mapping[str, str | None], str | None]]) -> list[str | None]:
+    """Messages of one batch that share an encounter or prescription with no earlier trace start one
+    trace together (each would otherwise start its own: the store sees neither until the batch commits)."""
+    started: dict[tuple[str, str], str] = {}
+    out: list[str | None] = []
+    for lookup, trace in found:
+        names = [(k, v) for k in ("encounter_id", "prescription_number") if (v := lookup.get(k))]
+        if trace is None and names:
+            trace = next((started[n] for n in names if n in started), None) or uuid.uuid4().hex
+        for name in names:
+            started.setdefault(name, trace)  # type: ignore[arg-type]
+        out.append(trace)
+    return out
 
 
 def internal_failure(exc: BaseException) -> ProcessingResult:

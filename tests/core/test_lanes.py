@@ -89,14 +89,14 @@ def test_a_result_the_store_refuses_fails_alone(tmp_path, scripted, monkeypatch)
     engine = make_engine(tmp_path, scripted)
     bad = engine.submit("visits", encounter_message(1, patient="P1"))
     good = engine.submit("visits", encounter_message(2, patient="P2"))
-    real = engine.processor.decide
+    real = engine.processor._judge
 
-    def unstorable_once(claim):
-        if claim.id == bad.message_id:  # a NULL payload breaks a NOT NULL constraint in the store
+    def unstorable_once(decoded, trace):
+        if decoded.claim.id == bad.message_id:  # a NULL payload breaks a NOT NULL constraint in the store
             return ProcessingResult(status="routed", outbox=[NewOutbox("ehr", None, "x", "x", None, "strict")])
-        return real(claim)
+        return real(decoded, trace)
 
-    monkeypatch.setattr(engine.processor, "decide", unstorable_once)
+    monkeypatch.setattr(engine.processor, "_judge", unstorable_once)
     assert engine.process_batch() == 2
     assert engine.store.get_message(bad.message_id).status == "failed"
     assert "internal error while storing" in engine.store.get_message(bad.message_id).error

@@ -173,6 +173,29 @@ def test_trace_id_links_messages_of_one_encounter(tmp_path, scripted, store_url)
     assert {m.id for m in engine.store.search(keys={"trace_id": trace})} == {visit.message_id, rx.message_id}
 
 
+def test_a_batch_finds_traces_in_one_read_and_shares_a_new_one(tmp_path, scripted, store_url):
+    """Two patients' messages about one new encounter are lane heads of one batch: neither is in the
+    store when the other looks, yet they start one trace; a later message finds it in the store, and
+    the whole batch's lookups are one store call."""
+    engine = make_engine(tmp_path, scripted, store=store_url)
+    first = engine.submit("visits", encounter_message(9, patient="P1"))
+    second = engine.submit("visits", prescription_message("RX-9", patient="P2", encounter="ENC-9"))
+    other = engine.submit("visits", encounter_message(10, patient="P3"))
+    calls = []
+    real = engine.store.find_traces
+    engine.store.find_traces = lambda lookups: calls.append(len(lookups)) or real(lookups)
+    assert engine.process_batch() == 3
+    assert calls == [3]
+    trace = engine.store.get_message(first.message_id).trace_id
+    assert engine.store.get_message(second.message_id).trace_id == trace
+    assert engine.store.get_message(other.message_id).trace_id not in (None, trace)
+    later = engine.submit("visits", encounter_message(9, patient="P1", status="in-progress"))
+    engine.drain()
+    assert engine.store.get_message(later.message_id).trace_id == trace
+    assert engine.store.find_traces([{"encounter_id": "ENC-9"}, {"prescription_number": "RX-9"},
+                                     {"encounter_id": "ENC-NONE"}, {}]) == [trace, trace, None, None]
+
+
 def _policy(outcome):
     class Gate:
         @hookimpl
@@ -341,14 +364,14 @@ def test_an_unexpected_processing_error_fails_the_message_and_frees_the_channel(
     engine = make_engine(tmp_path, scripted, store=store_url)
     first = engine.submit("visits", encounter_message(1))
     second = engine.submit("visits", encounter_message(2))
-    real = engine.processor.decide
+    real = engine.processor._judge
 
-    def broken_once(claim):
-        if claim.id == first.message_id:
+    def broken_once(decoded, trace):
+        if decoded.claim.id == first.message_id:
             raise RuntimeError("router bug")
-        return real(claim)
+        return real(decoded, trace)
 
-    monkeypatch.setattr(engine.processor, "decide", broken_once)
+    monkeypatch.setattr(engine.processor, "_judge", broken_once)
     engine.drain()
     failed = engine.store.get_message(first.message_id)
     assert failed.status == "failed" and "RuntimeError" in failed.error

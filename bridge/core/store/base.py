@@ -385,6 +385,11 @@ class Store(abc.ABC):
         """The trace id of an earlier message sharing an encounter id or prescription number, or
         whose outbound control id (e.g. a NewRx MessageID) is named by ``keys["relates_to"]``."""
 
+    def find_traces(self, lookups: Sequence[Mapping[str, str | None]]) -> list[str | None]:
+        """``find_trace`` for each of a batch's messages, in order. A backend over a network answers
+        them in one round trip; this default asks one by one."""
+        return [self.find_trace(keys) for keys in lookups]
+
     # --- prescriptions -------------------------------------------------------------------------
 
     @abc.abstractmethod
