@@ -128,7 +128,7 @@ def test_kill_minus_9_with_worker_processes_loses_nothing_and_keeps_per_patient_
     """engine.processes: 2 — the parent takes in, two children process and deliver. kill -9 of the
     parent: the children notice and stop, a restart finishes the work, every patient's messages were
     processed and delivered in arrival order (lanes hold across processes and the crash)."""
-    count = 600
+    count = 2000  # enough that the kill, soon after the first deliveries, always lands mid-flow
     config, outbox = file_flow(
         tmp_path, "{processes: 2, workers: 2, deliverers: 1, batch_size: 8, lease_seconds: 2, poll_seconds: 0.05}",
         count, patients=7)
@@ -139,7 +139,7 @@ def test_kill_minus_9_with_worker_processes_loses_nothing_and_keeps_per_patient_
         workers = children_of(first.pid)
         assert wait_for(lambda: {nice_of(pid) for pid in workers} == {nice_of(first.pid) + 5}, 60), \
             "worker processes should run at a lower priority than the listeners"
-        assert wait_for(lambda: outbox.exists() and len(list(outbox.glob("*.json"))) >= count // 5, 120)
+        assert wait_for(lambda: outbox.exists() and len(list(outbox.glob("*.json"))) >= 20, 120)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
