@@ -245,7 +245,7 @@ def test_the_committer_gathers_the_senders_the_last_commit_answered(tmp_path):
         from concurrent.futures import ThreadPoolExecutor
 
         source._pool = ThreadPoolExecutor(1)
-        source._last_batch = last_batch
+        source._commits.last_batch = last_batch
         loop = asyncio.get_running_loop()
         first = source._commit(b"MSH|1", {})
         for n in (2, 3):  # the other senders' frames arrive on the next turns of the loop

@@ -34,8 +34,17 @@ def escape(text: str, seps: Separators) -> str:
     return out.replace("\r", " ").replace("\n", " ")
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def _timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    """MSH-7 of an ACK: now, in UTC, to the second (formatted once per second: a busy listener
+    builds thousands of ACKs a second)."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y%m%d%H%M%S+0000"))
+    return _stamp[1]
 
 
 def _control_id() -> str:

@@ -32,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -251,9 +251,9 @@ class MLLPSource:
         self._start_error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._policy_pool: ThreadPoolExecutor | None = None
-        self._waiting: list[tuple[bytes, Mapping[str, Any], asyncio.Future[Any]]] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._last_batch = 1
+        # Frames cross to the committing thread, and to the policy thread, a batch at a time.
+        self._commits = _Batched(lambda: self._pool, self._submit_many)
+        self._verdicts = _Batched(lambda: self._policy_pool, self._evaluate_many)
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -427,7 +427,8 @@ class MLLPSource:
         # of the two rather than for both in turn (and the committing thread keeps its SQLite cache).
         verdict = None
         if self.ctx.evaluate is not None and self.policy_ack and problem is None:
-            verdict = asyncio.get_running_loop().run_in_executor(self._policy_pool, self.ctx.evaluate, item)
+            verdict = self._verdicts(item)
+            verdict.add_done_callback(_retrieve)  # a frame answered early (store error) never awaits it
         try:
             receipt = await self._commit(item, origin)
         except StoreError:
@@ -459,33 +460,22 @@ class MLLPSource:
         """
         if self.ctx.submit_many is None:
             return await asyncio.get_running_loop().run_in_executor(self._pool, self.ctx.submit, item, origin)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, origin, future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_waiting())
-        return await future
+        return await self._commits((item, origin))
 
-    async def _commit_waiting(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiting:
-            if len(self._waiting) < self._last_batch:
-                # Senders answered together by the last commit reply together: give the rest of them
-                # a moment (far less than one fsync) to join this commit instead of the next.
-                await asyncio.sleep(GATHER_SECONDS)
-            batch, self._waiting = self._waiting, []
-            self._last_batch = len(batch)
+    def _submit_many(self, items: list[tuple[bytes, Mapping[str, Any]]]) -> list[Any]:
+        assert self.ctx.submit_many is not None
+        return self.ctx.submit_many([(raw, origin, None) for raw, origin in items])
+
+    def _evaluate_many(self, raws: list[bytes]) -> list[Any]:
+        """Each frame's policy decision, or the exception its evaluation raised (that frame's alone)."""
+        assert self.ctx.evaluate is not None
+        out: list[Any] = []
+        for raw in raws:
             try:
-                results = await loop.run_in_executor(
-                    self._pool, self.ctx.submit_many, [(raw, origin, None) for raw, origin, _ in batch])
-            except Exception as exc:  # the whole batch failed: every sender gets an error ACK
-                results = [exc] * len(batch)
-            for (_, _, future), result in zip(batch, results):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                out.append(self.ctx.evaluate(raw))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def _ack(self, raw: bytes, outcome: str, text: str, msh: MSH | None = None) -> bytes:
         codes = ENHANCED if self._enhanced(raw if msh is None else msh) else ORIGINAL
@@ -497,6 +487,57 @@ class MLLPSource:
             return self.ack_mode == "commit"
         msh = raw_or_msh if isinstance(raw_or_msh, MSH) else _read_msh(raw_or_msh)[0]
         return bool(msh and msh.get(15).strip())
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (asyncio would otherwise log it when the future is dropped)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _Batched:
+    """Runs ``run_many`` on a pool thread for every item that arrived while its previous call ran.
+
+    A busy listener crosses to another thread once per batch instead of once per frame (each
+    crossing costs a wake-up of the event loop). Results come back per item: an exception in the
+    list fails that item's waiter alone; a call that raised fails the whole batch.
+    """
+
+    def __init__(self, pool: Callable[[], ThreadPoolExecutor | None], run_many: Callable[[list[Any]], list[Any]]):
+        self._pool = pool
+        self._run_many = run_many
+        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.last_batch = 1
+
+    def __call__(self, item: Any) -> asyncio.Future[Any]:
+        """The future of ``item``'s result (a plain future, not a task: this runs once per frame)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            if len(self._waiting) < self.last_batch:
+                # Senders answered together by the last call reply together: give the rest of them
+                # a moment (far less than one fsync) to join this batch instead of the next.
+                await asyncio.sleep(GATHER_SECONDS)
+            batch, self._waiting = self._waiting, []
+            self.last_batch = len(batch)
+            try:
+                results = await loop.run_in_executor(self._pool(), self._run_many, [item for item, _ in batch])
+            except Exception as exc:  # the whole batch failed: every waiter gets the error
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 class _HoldForHandshake(asyncio.Protocol):
