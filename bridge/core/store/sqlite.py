@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from bridge.errors import BridgeError, LeaseLost, StoreError
 
-from bridge.core import lifecycle
+from . import prescription_writes
 
 from .base import (
     AuditEntry,
@@ -468,81 +468,11 @@ class SQLiteStore(AdminTables, OpsTables, StoreReads, Store):
 
     # --- prescription lifecycle -----------------------------------------------------------------
 
-    def _correlate(self, conn, event: PrescriptionEventIn) -> tuple[str | None, str | None]:
-        """Find the prescription an inbound event is about: RelatesToMessageID first, then order number."""
-        if event.relates_to:
-            row = conn.execute(
-                "SELECT m.prescription_number FROM outbox o JOIN messages m ON m.id = o.message_id"
-                " WHERE o.control_id = ? AND m.prescription_number IS NOT NULL ORDER BY o.id LIMIT 1",
-                (event.relates_to,)).fetchone()
-            if row and conn.execute("SELECT 1 FROM prescriptions WHERE number=?", (row[0],)).fetchone():
-                return row[0], "relates_to_message_id"
-        if event.number and conn.execute("SELECT 1 FROM prescriptions WHERE number=?", (event.number,)).fetchone():
-            return event.number, "prescriber_order_number"
-        return None, None
-
     def _apply_inbound_event(self, conn, message_id: int, event: PrescriptionEventIn, now: float) -> None:
-        number, matched_by = self._correlate(conn, event)
-        detail = {k: v for k, v in (("code", event.code), ("fill_status", event.fill_status),
-                                    ("description", event.description), ("relates_to", event.relates_to),
-                                    ("ncpdp_message_id", event.message_id)) if v}
-        if number is None:
-            conn.execute("INSERT INTO prescription_events (message_id, number, event_type, at, detail)"
-                         " VALUES (?, NULL, ?, ?, ?)", (message_id, event.event_type, now, _json(detail)))
-            self._event(conn, message_id, "unmatched", {
-                "event_type": event.event_type, "relates_to": event.relates_to, "order_number": event.number,
-                "note": "no prescription matches; kept for an analyst"}, now)
-            return
-        current, origin, task = conn.execute(
-            "SELECT state, message_id, open_task FROM prescriptions WHERE number=?", (number,)).fetchone()
-        new_state = lifecycle.advance(current, lifecycle.target_state(lifecycle.InboundEvent(
-            event.event_type, event.code, event.fill_status, event.description)))
-        new_task = lifecycle.TASK_OPENERS.get(event.event_type, task)
-        conn.execute("UPDATE prescriptions SET state=?, open_task=?, updated_at=? WHERE number=?",
-                     (new_state or current, new_task, now, number))
-        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
-                     " to_state, at, detail) VALUES (?,?,?,?,?,?,?,?)",
-                     (message_id, number, event.event_type, matched_by, current, new_state or current, now,
-                      _json(detail)))
-        story = {"prescription": number, "event_type": event.event_type, "via_message": message_id,
-                 "matched_by": matched_by, "from": current, "to": new_state or current, **detail}
-        if new_state is None and lifecycle.target_state(lifecycle.InboundEvent(
-                event.event_type, event.code, event.fill_status)) is not None:
-            story["note"] = "arrived out of order or repeated: state kept"
-        if new_task != task:
-            story["task_opened"] = new_task
-        self._event(conn, origin, "prescription", story, now)
-        if origin != message_id:
-            self._event(conn, message_id, "correlated", {"prescription": number, "message": origin,
-                                                        "matched_by": matched_by}, now)
+        prescription_writes.apply_inbound_event(conn, message_id, event, now, self._event)
 
     def _apply_outbound(self, conn, row: OutboxRow, now: float) -> None:
-        """A delivered NewRx/CancelRx/response moves its prescription (sent, cancel-requested, task closed)."""
-        if not row.message_type:
-            return
-        number = conn.execute("SELECT prescription_number FROM messages WHERE id=?", (row.message_id,)).fetchone()[0]
-        if not number:
-            return
-        state = conn.execute("SELECT state, message_id, open_task FROM prescriptions WHERE number=?",
-                             (number,)).fetchone()
-        if state is None:
-            return
-        current, origin, task = state
-        new_state = lifecycle.advance(current, lifecycle.OUTBOUND_STATES.get(row.message_type))
-        new_task = None if lifecycle.TASK_CLOSERS.get(row.message_type) == task else task
-        if new_state is None and new_task == task:
-            return
-        conn.execute("UPDATE prescriptions SET state=?, open_task=?, updated_at=? WHERE number=?",
-                     (new_state or current, new_task, now, number))
-        conn.execute("INSERT INTO prescription_events (message_id, number, event_type, matched_by, from_state,"
-                     " to_state, at, detail) VALUES (?,?,?,?,?,?,?,?)",
-                     (row.message_id, number, row.message_type, "outbound", current, new_state or current, now,
-                      _json({"destination": row.destination, "control_id": row.control_id})))
-        story = {"prescription": number, "event_type": row.message_type, "from": current, "to": new_state or current,
-                 "destination": row.destination, "control_id": row.control_id}
-        if new_task != task:
-            story["task_closed"] = task
-        self._event(conn, origin, "prescription", story, now)
+        prescription_writes.apply_outbound(conn, row, now, self._event)
 
     # --- delivery ------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ idempotency keys — so a receiver's own duplicate check sees a resend, never a 
 here keep a replay from sending a prescription twice by accident or opening a second hold for one.
 They are plain functions over an open connection, called inside the store's transactions. SQLite and
 PostgreSQL share them (:mod:`.postgres_replay` re-exports them): the SQL is the same but for the
-parameter placeholder, which :func:`_execute` picks from the connection.
+parameter placeholder, which :func:`execute` picks from the connection.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ChainRow:
     status: str
 
 
-def _execute(conn: Conn, sql: str, params: Sequence[Any]) -> Any:
+def execute(conn: Conn, sql: str, params: Sequence[Any]) -> Any:
     """Run one statement in the connection's paramstyle: the SQL here is written with SQLite's ``?``
     (and has no other ``?`` or ``%``); psycopg takes ``%s``."""
     if not isinstance(conn, sqlite3.Connection):
@@ -41,12 +41,12 @@ def _execute(conn: Conn, sql: str, params: Sequence[Any]) -> Any:
 
 
 def chain_root(conn: Conn, message_id: int) -> int:
-    row = _execute(conn, "SELECT replay_root FROM messages WHERE id=?", (message_id,)).fetchone()
+    row = execute(conn, "SELECT replay_root FROM messages WHERE id=?", (message_id,)).fetchone()
     return (row[0] if row else None) or message_id
 
 
 def chain_outbox(conn: Conn, root: int) -> list[ChainRow]:
-    rows = _execute(conn,
+    rows = execute(conn,
         "SELECT o.id, o.message_id, o.destination, o.status FROM outbox o JOIN messages m ON m.id = o.message_id"
         " WHERE m.id = ? OR m.replay_root = ? ORDER BY o.id", (root, root)).fetchall()
     return [ChainRow(*r) for r in rows]
@@ -69,7 +69,7 @@ def check_replay(conn: Conn, message_id: int, status: str, prescription: str | N
         raise ReplayRefused(f"message {message_id} never went to destination {', '.join(map(repr, never))}"
                             f" (it went to: {', '.join(went)}); replay without --destination to let the routes"
                             " decide")
-    in_flight = _execute(conn,
+    in_flight = execute(conn,
         "SELECT id FROM messages WHERE (id = ? OR replay_root = ?) AND status IN ('received', 'processing', 'routed')"
         " ORDER BY id LIMIT 1", (root, root)).fetchone()
     if prescription and in_flight and not force:
@@ -88,7 +88,7 @@ def check_replay(conn: Conn, message_id: int, status: str, prescription: str | N
 def _refuse_if_chain_held(conn: Conn, message_id: int, root: int) -> None:
     """A copy of the same chain waiting for review is the prescription in flight: another replay would
     only queue a second hold for it, and releasing both would send the same message twice."""
-    held = _execute(conn, "SELECT id FROM messages WHERE (id = ? OR replay_root = ?) AND status = 'held'"
+    held = execute(conn, "SELECT id FROM messages WHERE (id = ? OR replay_root = ?) AND status = 'held'"
                           " ORDER BY id LIMIT 1", (root, root)).fetchone()
     if held:
         raise ReplayRefused(f"message {held[0]} of the same replay chain is held for review; replaying message"
@@ -97,14 +97,14 @@ def _refuse_if_chain_held(conn: Conn, message_id: int, root: int) -> None:
 
 
 def chain_prescription(conn: Conn, root: int) -> str | None:
-    row = _execute(conn, "SELECT prescription_number FROM messages WHERE (id = ? OR replay_root = ?)"
+    row = execute(conn, "SELECT prescription_number FROM messages WHERE (id = ? OR replay_root = ?)"
                          " AND prescription_number IS NOT NULL ORDER BY id LIMIT 1", (root, root)).fetchone()
     return row[0] if row else None
 
 
 def original_row(conn: Conn, root: int, destination: str) -> tuple[int, int] | None:
     """``(message id, outbox id)`` of the chain's first outbox row for ``destination``, if any."""
-    row = _execute(conn,
+    row = execute(conn,
         "SELECT o.message_id, o.id FROM outbox o JOIN messages m ON m.id = o.message_id"
         " WHERE o.destination = ? AND (m.id = ? OR m.replay_root = ?) ORDER BY o.id LIMIT 1",
         (destination, root, root)).fetchone()
@@ -118,14 +118,14 @@ def dead_letters_resolved_by(conn: Conn, delivered_id: int, message_id: int,
     dead = [r for r in chain_outbox(conn, root)
             if r.destination == destination and r.status == "dead" and r.id < delivered_id]
     for r in dead:
-        _execute(conn, "UPDATE outbox SET status='resolved', resolved_by=?, resolved_by_message=?"
+        execute(conn, "UPDATE outbox SET status='resolved', resolved_by=?, resolved_by_message=?"
                        " WHERE id=? AND status='dead'", (delivered_id, message_id, r.id))
     return dead
 
 
 def open_hold_for(conn: Conn, prescription: str, message_id: int) -> tuple[int, int] | None:
     """``(hold id, message id)`` of another message's open or waiting hold for the same prescription."""
-    row = _execute(conn,
+    row = execute(conn,
         "SELECT h.id, h.message_id FROM holds h JOIN messages m ON m.id = h.message_id"
         " WHERE h.status IN ('open', 'waiting') AND m.prescription_number = ? AND h.message_id != ?"
         " ORDER BY h.id LIMIT 1", (prescription, message_id)).fetchone()
@@ -136,7 +136,7 @@ def next_waiting_hold(conn: Conn, prescription: str | None) -> tuple[int, int] |
     """``(hold id, message id)`` of the oldest hold waiting for ``prescription``."""
     if not prescription:
         return None
-    row = _execute(conn,
+    row = execute(conn,
         "SELECT h.id, h.message_id FROM holds h JOIN messages m ON m.id = h.message_id"
         " WHERE h.status = 'waiting' AND m.prescription_number = ? ORDER BY h.id LIMIT 1",
         (prescription,)).fetchone()
