@@ -13,7 +13,7 @@ import pytest
 
 from bridge.core.store import open_store
 from bridge.core.store.base import DeliveryOutcome, NewOutbox, ProcessingResult
-from bridge.core.store.postgres import PostgresStore, split_url
+from bridge.core.store.postgres import PostgresStore, redact_url, split_url
 from bridge.core.store.postgres_queue import NOTIFY_CHANNEL
 from bridge.core.store.postgres_schema import MIGRATIONS
 from bridge.errors import LeaseLost, StoreError
@@ -197,6 +197,11 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password():
         split_url("postgresql://u@h/db?pool_size=lots")
     assert split_url("postgresql://u@h:5432/db?pool_size=3&sslmode=require") == (
         "postgresql://u@h:5432/db?sslmode=require", 3)
+    with pytest.raises(StoreError) as err:  # libpq also takes the password as a query parameter
+        PostgresStore("postgresql://bridge@127.0.0.1:1/bridge?password=q-s3cret&sslmode=disable", connect_timeout=1)
+    assert "q-s3cret" not in str(err.value) and "password=***" in str(err.value)
+    assert redact_url("postgresql://u:p@h:5/db?sslpassword=k&pool_size=2") == \
+        "postgresql://u:***@h:5/db?sslpassword=***&pool_size=2"
 
 
 def test_without_a_server_tests_skip_with_the_reason_but_fail_in_ci(monkeypatch):

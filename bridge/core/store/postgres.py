@@ -74,14 +74,22 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=urlencode(kept))), pool_size
 
 
+_SECRET_PARAMETERS = {"password", "sslpassword", "passfile"}  # libpq parameters a URL query may carry
+
+
 def redact_url(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
+    """The URL without its secrets, for messages and logs: the password in the authority part and in
+    the query (``?password=…``, which libpq accepts too) are shown as ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key in _SECRET_PARAMETERS for key, _ in query):
+        parts = parts._replace(query="&".join(
+            f"{key}=***" if key in _SECRET_PARAMETERS else urlencode([(key, value)]) for key, value in query))
+    return urlunsplit(parts)
 
 
 class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
