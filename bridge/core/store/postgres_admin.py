@@ -1,8 +1,7 @@
-"""The PostgreSQL store's admin and operations tables: users, API tokens, channel state, job runs
-(leases), retention pruning, metric counts and audit search.
+"""The PostgreSQL store's operations tables: job runs (leases), retention pruning and metric counts.
 
-The SQLite twins are :mod:`.sqlite_admin` and :mod:`.sqlite_ops`; the rules are the same, the SQL is
-PostgreSQL's. :class:`PgAdminTables` is mixed into ``PostgresStore`` and uses its ``_tx``, ``_read``
+Users, tokens, channel state and audit search are the shared :mod:`.admin_tables`; the SQLite twin
+of the rest is :mod:`.sqlite_ops` (the rules are the same, the SQL is PostgreSQL's). :class:`PgAdminTables` is mixed into ``PostgresStore`` and uses its ``_tx``, ``_read``
 and ``_audit``. A job run's row is its lease: the ``UNIQUE(job, slot)`` insert with ``ON CONFLICT DO
 NOTHING`` lets exactly one node start a slot, however many nodes race for it.
 """
@@ -14,12 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
-
-from bridge.errors import BridgeError
-
-from .base import ApiToken, AuditEntry, ChannelStats, User
-from .sqlite_admin import ERROR_STATUSES, _check_name, _check_role, _loads, _user
+from .admin_tables import AdminTables
 from .sqlite_ops import NEVER_PRUNED, _RUN_COLUMNS, run_dict
 
 # Messages the prescription lifecycle points at are kept: a prescription's history outlives retention.
@@ -38,170 +32,11 @@ def _json(value: Any) -> str:
     return json.dumps(dict(value), sort_keys=True, separators=(",", ":"), default=str)
 
 
-class PgAdminTables:
-    """Mixin for PostgresStore (needs ``_tx``, ``_read`` and ``_audit``)."""
+class PgAdminTables(AdminTables):
+    """Mixin for PostgresStore (needs ``_tx``, ``_read`` and ``_audit``): the shared admin tables, and
+    job runs, pruning and counts in PostgreSQL's SQL."""
 
     # --- users ---------------------------------------------------------------------------------
-
-    def create_user(self, name: str, password_hash: str, role: str, *, actor: str) -> User:
-        _check_name(name, "user")
-        _check_role(role)
-        now = time.time()
-        with self._tx() as conn:
-            inserted = conn.execute("INSERT INTO users (name, password_hash, role, created_at) VALUES (%s,%s,%s,%s)"
-                                    " ON CONFLICT (name) DO NOTHING", (name, password_hash, role, now)).rowcount
-            if inserted != 1:
-                raise BridgeError(f"a user named {name!r} already exists")
-            self._audit(conn, actor, "user.create", f"user:{name}", {"role": role}, now)
-        return User(name, role, now, False, password_hash)
-
-    def get_user(self, name: str) -> User | None:
-        rows = self._read("SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users"
-                          " WHERE name=%s", (name,))
-        return _user(rows[0]) if rows else None
-
-    def users(self) -> list[User]:
-        return [_user(r) for r in self._read(
-            "SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users ORDER BY name")]
-
-    def update_user(self, name: str, *, actor: str, password_hash: str | None = None, role: str | None = None,
-                    disabled: bool | None = None) -> User:
-        if role is not None:
-            _check_role(role)
-        changes = {k: v for k, v in (("role", role), ("disabled", disabled)) if v is not None}
-        if password_hash is not None:
-            changes["password"] = "changed"
-        now = time.time()
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE users SET password_hash=COALESCE(%s, password_hash), role=COALESCE(%s, role),"
-                " disabled=COALESCE(%s, disabled) WHERE name=%s",
-                (password_hash, role, None if disabled is None else int(disabled), name))
-            if cur.rowcount != 1:
-                raise BridgeError(f"no user named {name!r}")
-            self._audit(conn, actor, "user.update", f"user:{name}", changes, now)
-        user = self.get_user(name)
-        assert user is not None
-        return user
-
-    def end_sessions(self, name: str, *, actor: str) -> None:
-        with self._tx() as conn:
-            conn.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name=%s", (name,))
-            self._audit(conn, actor, "user.sessions_ended", f"user:{name}", {}, time.time())
-
-    # --- API tokens ----------------------------------------------------------------------------
-
-    def create_token(self, name: str, token_sha256: str, role: str, *, actor: str) -> ApiToken:
-        _check_name(name, "token")
-        _check_role(role)
-        now = time.time()
-        with self._tx() as conn:
-            try:
-                with conn.transaction():  # a savepoint: a duplicate leaves the outer transaction usable
-                    conn.execute("INSERT INTO api_tokens (name, token_sha256, role, created_at) VALUES (%s,%s,%s,%s)",
-                                 (name, token_sha256, role, now))
-            except psycopg.errors.UniqueViolation:
-                raise BridgeError(f"a token named {name!r} already exists (revoked tokens keep their name)") from None
-            self._audit(conn, actor, "token.create", f"token:{name}", {"role": role}, now)
-        return ApiToken(name, role, now)
-
-    def token_by_hash(self, token_sha256: str) -> ApiToken | None:
-        rows = self._read("SELECT name, role, created_at, last_used_at, revoked_at FROM api_tokens"
-                          " WHERE token_sha256=%s AND revoked_at IS NULL", (token_sha256,))
-        if not rows:
-            return None
-        token = ApiToken(*rows[0])
-        now = time.time()
-        if token.last_used_at is None or now - token.last_used_at > 60:  # one write a minute at most
-            with self._tx() as conn:
-                conn.execute("UPDATE api_tokens SET last_used_at=%s WHERE name=%s", (now, token.name))
-        return token
-
-    def tokens(self) -> list[ApiToken]:
-        return [ApiToken(*r) for r in self._read(
-            "SELECT name, role, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name")]
-
-    def revoke_token(self, name: str, *, actor: str) -> ApiToken:
-        now = time.time()
-        with self._tx() as conn:
-            cur = conn.execute("UPDATE api_tokens SET revoked_at=%s WHERE name=%s AND revoked_at IS NULL",
-                               (now, name))
-            if cur.rowcount != 1:
-                raise BridgeError(f"no live token named {name!r}")
-            self._audit(conn, actor, "token.revoke", f"token:{name}", {}, now)
-        return next(t for t in self.tokens() if t.name == name)
-
-    # --- channels --------------------------------------------------------------------------------
-
-    def set_channel_paused(self, channel: str, paused: bool, *, reason: str, actor: str) -> None:
-        if not reason or not reason.strip():
-            raise BridgeError(f"a {'pause' if paused else 'resume'} needs a reason")
-        now = time.time()
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO channel_state (channel, paused, updated_at, updated_by, reason) VALUES (%s,%s,%s,%s,%s)"
-                " ON CONFLICT (channel) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at,"
-                " updated_by=excluded.updated_by, reason=excluded.reason",
-                (channel, int(paused), now, actor, reason))
-            self._audit(conn, actor, "channel.pause" if paused else "channel.resume", f"channel:{channel}",
-                        {"reason": reason}, now)
-
-    def paused_channels(self) -> dict[str, Mapping[str, Any]]:
-        rows = self._read("SELECT channel, updated_at, updated_by, reason FROM channel_state WHERE paused=1")
-        return {r[0]: {"since": r[1], "by": r[2], "reason": r[3]} for r in rows}
-
-    def channel_stats(self, since: float) -> dict[str, ChannelStats]:
-        counts: dict[str, dict[str, int]] = {}
-        for channel, status, n in self._read("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
-            counts.setdefault(channel, {})[status] = n
-        waiting = {r[0]: r[1] for r in self._read(
-            "SELECT channel, MIN(received_at) FROM messages WHERE status IN ('received', 'processing') GROUP BY 1")}
-        recent = {r[0]: (r[1], r[2]) for r in self._read(
-            "SELECT channel, COUNT(*), COUNT(*) FILTER (WHERE status = ANY(%s)) FROM messages"
-            " WHERE received_at >= %s GROUP BY 1", (list(ERROR_STATUSES), since))}
-        last = {r[0]: r[1] for r in self._read("SELECT channel, MAX(updated_at) FROM messages GROUP BY 1")}
-        paused = self.paused_channels()
-        out = {}
-        for channel in sorted(set(counts) | set(paused)):
-            per = counts.get(channel, {})
-            n_recent, errors = recent.get(channel, (0, 0))
-            pause = paused.get(channel, {})
-            out[channel] = ChannelStats(
-                channel=channel, paused=channel in paused,
-                queue_depth=per.get("received", 0) + per.get("processing", 0),
-                oldest_waiting_at=waiting.get(channel), received_recent=n_recent, errors_recent=errors or 0,
-                last_activity_at=last.get(channel), counts=per,
-                paused_by=pause.get("by"), paused_reason=pause.get("reason"))
-        return out
-
-    def destination_counts(self) -> dict[str, dict[str, int]]:
-        return self.outbox_counts()
-
-    # --- job history and audit search ------------------------------------------------------------
-
-    def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql = "SELECT id, job, slot, status, owner, started_at, finished_at, detail FROM job_runs"
-        rows = self._read(sql + (" WHERE job=%s ORDER BY id DESC LIMIT %s" if job else " ORDER BY id DESC LIMIT %s"),
-                          (job, limit) if job else (limit,))
-        return [{"id": r[0], "job": r[1], "slot": r[2], "status": r[3], "owner": r[4], "started_at": r[5],
-                 "finished_at": r[6], "detail": _loads(r[7])} for r in rows]
-
-    def search_audit(self, *, actor=None, action=None, target=None, since=None, until=None, limit=100,
-                     before_id=None) -> list[AuditEntry]:
-        where, params = [], []
-        for clause, value in (("actor=%s", actor), ("target=%s", target), ("at>=%s", since), ("at<%s", until),
-                              ("id<%s", before_id)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if action:
-            where.append("substr(action, 1, %s) = %s")
-            params.extend((len(action), action))
-        sql = "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT %s", (*params, limit))
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     # --- job runs (leases) -----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from .base import (
     ProcessingResult,
     Store,
 )
-from .sqlite_admin import AdminTables
+from .admin_tables import AdminTables
 from .sqlite_ops import OpsTables
 from . import sqlite_queue as queue
 from . import sqlite_replay as replays

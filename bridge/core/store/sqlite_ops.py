@@ -1,6 +1,6 @@
 """The SQLite store's operations tables: job-run leases, retention pruning and metric counts.
 
-Kept apart from :mod:`.sqlite` (the message path) and :mod:`.sqlite_admin` (users, tokens, history
+Kept apart from :mod:`.sqlite` (the message path) and :mod:`.admin_tables` (users, tokens, history
 reads); :class:`OpsTables` is mixed into ``SQLiteStore`` and uses its ``_tx``, ``_read`` and ``_audit``.
 
 A job run's row in ``job_runs`` is its lease: ``UNIQUE(job, slot)`` lets exactly one process insert

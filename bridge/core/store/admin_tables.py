@@ -1,14 +1,15 @@
-"""The SQLite store's admin tables: users, API tokens, channel pause state, job history, audit search.
+"""The admin tables of both stores: users, API tokens, channel pause state, job history, audit search.
 
-Kept apart from :mod:`.sqlite` so the message path stays readable; :class:`AdminTables` is mixed into
-``SQLiteStore`` and uses its ``_tx``, ``_read`` and ``_audit``. Each change is audited in the same
-transaction that makes it, so the audit trail can never miss a change that happened.
+Kept apart from the message path so it stays readable; :class:`AdminTables` is mixed into
+``SQLiteStore`` and ``PostgresStore`` and uses their ``_tx``, ``_read`` and ``_audit``. The SQL is
+written once, with ``?`` for every parameter (``_q`` turns it into the backend's paramstyle) and in
+the dialect both share (``ON CONFLICT``, ``FILTER``). Each change is audited in the same transaction
+that makes it, so the audit trail can never miss a change that happened.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +33,11 @@ def _check_name(name: str, what: str) -> None:
 
 
 class AdminTables:
-    """Mixin for SQLiteStore (needs ``_tx``, ``_read`` and ``_audit``)."""
+    """Mixin for both stores (needs ``_tx``, ``_read``, ``_q`` and ``_audit``)."""
+
+    def _x(self, conn: Any, sql: str, params: Any = ()) -> Any:
+        """One statement in a write transaction, in the backend's paramstyle."""
+        return conn.execute(self._q(sql), params)  # type: ignore[attr-defined]
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -41,21 +46,20 @@ class AdminTables:
         _check_role(role)
         now = time.time()
         with self._tx() as conn:
-            try:
-                conn.execute("INSERT INTO users (name, password_hash, role, created_at) VALUES (?,?,?,?)",
-                             (name, password_hash, role, now))
-            except sqlite3.IntegrityError:
-                raise BridgeError(f"a user named {name!r} already exists") from None
+            inserted = self._x(conn, "INSERT INTO users (name, password_hash, role, created_at) VALUES (?,?,?,?)"
+                               " ON CONFLICT (name) DO NOTHING", (name, password_hash, role, now)).rowcount
+            if inserted != 1:
+                raise BridgeError(f"a user named {name!r} already exists")
             self._audit(conn, actor, "user.create", f"user:{name}", {"role": role}, now)
         return User(name, role, now, False, password_hash)
 
     def get_user(self, name: str) -> User | None:
-        rows = self._read("SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users"
+        rows = self._select("SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users"
                           " WHERE name=?", (name,))
         return _user(rows[0]) if rows else None
 
     def users(self) -> list[User]:
-        return [_user(r) for r in self._read(
+        return [_user(r) for r in self._select(
             "SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users ORDER BY name")]
 
     def update_user(self, name: str, *, actor: str, password_hash: str | None = None, role: str | None = None,
@@ -67,7 +71,7 @@ class AdminTables:
             changes["password"] = "changed"
         now = time.time()
         with self._tx() as conn:
-            cur = conn.execute(
+            cur = self._x(conn, 
                 "UPDATE users SET password_hash=COALESCE(?, password_hash), role=COALESCE(?, role),"
                 " disabled=COALESCE(?, disabled) WHERE name=?",
                 (password_hash, role, None if disabled is None else int(disabled), name))
@@ -81,7 +85,7 @@ class AdminTables:
     def end_sessions(self, name: str, *, actor: str) -> None:
         """Every dashboard session of ``name`` ends (logout): sessions carry the epoch they began in."""
         with self._tx() as conn:
-            conn.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name=?", (name,))
+            self._x(conn, "UPDATE users SET session_epoch = session_epoch + 1 WHERE name=?", (name,))
             self._audit(conn, actor, "user.sessions_ended", f"user:{name}", {}, time.time())
 
     # --- API tokens ----------------------------------------------------------------------------
@@ -91,16 +95,15 @@ class AdminTables:
         _check_role(role)
         now = time.time()
         with self._tx() as conn:
-            try:
-                conn.execute("INSERT INTO api_tokens (name, token_sha256, role, created_at) VALUES (?,?,?,?)",
-                             (name, token_sha256, role, now))
-            except sqlite3.IntegrityError:
-                raise BridgeError(f"a token named {name!r} already exists (revoked tokens keep their name)") from None
+            inserted = self._x(conn, "INSERT INTO api_tokens (name, token_sha256, role, created_at) VALUES (?,?,?,?)"
+                               " ON CONFLICT (name) DO NOTHING", (name, token_sha256, role, now)).rowcount
+            if inserted != 1:
+                raise BridgeError(f"a token named {name!r} already exists (revoked tokens keep their name)")
             self._audit(conn, actor, "token.create", f"token:{name}", {"role": role}, now)
         return ApiToken(name, role, now)
 
     def token_by_hash(self, token_sha256: str) -> ApiToken | None:
-        rows = self._read("SELECT name, role, created_at, last_used_at, revoked_at FROM api_tokens"
+        rows = self._select("SELECT name, role, created_at, last_used_at, revoked_at FROM api_tokens"
                           " WHERE token_sha256=? AND revoked_at IS NULL", (token_sha256,))
         if not rows:
             return None
@@ -108,17 +111,17 @@ class AdminTables:
         now = time.time()
         if token.last_used_at is None or now - token.last_used_at > 60:  # one write a minute at most
             with self._tx() as conn:
-                conn.execute("UPDATE api_tokens SET last_used_at=? WHERE name=?", (now, token.name))
+                self._x(conn, "UPDATE api_tokens SET last_used_at=? WHERE name=?", (now, token.name))
         return token
 
     def tokens(self) -> list[ApiToken]:
-        return [ApiToken(*r) for r in self._read(
+        return [ApiToken(*r) for r in self._select(
             "SELECT name, role, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name")]
 
     def revoke_token(self, name: str, *, actor: str) -> ApiToken:
         now = time.time()
         with self._tx() as conn:
-            cur = conn.execute("UPDATE api_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (now, name))
+            cur = self._x(conn, "UPDATE api_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (now, name))
             if cur.rowcount != 1:
                 raise BridgeError(f"no live token named {name!r}")
             self._audit(conn, actor, "token.revoke", f"token:{name}", {}, now)
@@ -131,7 +134,7 @@ class AdminTables:
             raise BridgeError(f"a {'pause' if paused else 'resume'} needs a reason")
         now = time.time()
         with self._tx() as conn:
-            conn.execute(
+            self._x(conn, 
                 "INSERT INTO channel_state (channel, paused, updated_at, updated_by, reason) VALUES (?,?,?,?,?)"
                 " ON CONFLICT(channel) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at,"
                 " updated_by=excluded.updated_by, reason=excluded.reason",
@@ -140,19 +143,19 @@ class AdminTables:
                         {"reason": reason}, now)
 
     def paused_channels(self) -> dict[str, Mapping[str, Any]]:
-        rows = self._read("SELECT channel, updated_at, updated_by, reason FROM channel_state WHERE paused=1")
+        rows = self._select("SELECT channel, updated_at, updated_by, reason FROM channel_state WHERE paused=1")
         return {r[0]: {"since": r[1], "by": r[2], "reason": r[3]} for r in rows}
 
     def channel_stats(self, since: float) -> dict[str, ChannelStats]:
         counts: dict[str, dict[str, int]] = {}
-        for channel, status, n in self._read("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
+        for channel, status, n in self._select("SELECT channel, status, COUNT(*) FROM messages GROUP BY 1, 2"):
             counts.setdefault(channel, {})[status] = n
-        waiting = {r[0]: r[1] for r in self._read(
+        waiting = {r[0]: r[1] for r in self._select(
             "SELECT channel, MIN(received_at) FROM messages WHERE status IN ('received', 'processing') GROUP BY 1")}
-        recent = {r[0]: (r[1], r[2]) for r in self._read(
-            "SELECT channel, COUNT(*), SUM(status IN ('failed', 'rejected', 'dead')) FROM messages"
+        recent = {r[0]: (r[1], r[2]) for r in self._select(
+            "SELECT channel, COUNT(*), COUNT(*) FILTER (WHERE status IN ('failed', 'rejected', 'dead')) FROM messages"
             " WHERE received_at >= ? GROUP BY 1", (since,))}
-        last = {r[0]: r[1] for r in self._read("SELECT channel, MAX(updated_at) FROM messages GROUP BY 1")}
+        last = {r[0]: r[1] for r in self._select("SELECT channel, MAX(updated_at) FROM messages GROUP BY 1")}
         paused = self.paused_channels()
         out = {}
         for channel in sorted(set(counts) | set(paused)):
@@ -169,7 +172,7 @@ class AdminTables:
 
     def destination_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for destination, status, n in self._read("SELECT destination, status, COUNT(*) FROM outbox GROUP BY 1, 2"):
+        for destination, status, n in self._select("SELECT destination, status, COUNT(*) FROM outbox GROUP BY 1, 2"):
             out.setdefault(destination, {})[status] = n
         return out
 
@@ -177,7 +180,7 @@ class AdminTables:
 
     def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql = "SELECT id, job, slot, status, owner, started_at, finished_at, detail FROM job_runs"
-        rows = self._read(sql + (" WHERE job=? ORDER BY id DESC LIMIT ?" if job else " ORDER BY id DESC LIMIT ?"),
+        rows = self._select(sql + (" WHERE job=? ORDER BY id DESC LIMIT ?" if job else " ORDER BY id DESC LIMIT ?"),
                           (job, limit) if job else (limit,))
         return [{"id": r[0], "job": r[1], "slot": r[2], "status": r[3], "owner": r[4], "started_at": r[5],
                  "finished_at": r[6], "detail": _loads(r[7])} for r in rows]
@@ -196,7 +199,7 @@ class AdminTables:
         sql = "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        rows = self._select(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
 
