@@ -47,7 +47,9 @@ class StoreReads(abc.ABC):
     def _q(self, sql: str) -> str:
         """The query in this backend's paramstyle: the SQL here is written with ``?`` for every
         parameter, and no statement in this module has a ``?`` anywhere else."""
-        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+        if self.placeholder == "?":
+            return sql
+        return sql.replace("%", "%%").replace("?", self.placeholder)  # (a literal % is %% in format style)
 
     def _select(self, sql: str, params: Any = ()) -> list[Sequence[Any]]:
         return self._read(self._q(sql), params)

@@ -36,7 +36,7 @@ from .base import (
     Store,
 )
 from .admin_tables import AdminTables
-from .sqlite_ops import OpsTables
+from .ops_tables import OpsTables
 from . import sqlite_queue as queue
 from . import sqlite_replay as replays
 from .reads import OUTBOX_COLUMNS, StoreReads

@@ -1,7 +1,10 @@
-"""The SQLite store's operations tables: job-run leases, retention pruning and metric counts.
+"""The operations tables of both stores: job-run leases, metric counts, and (SQLite's) retention pruning.
 
-Kept apart from :mod:`.sqlite` (the message path) and :mod:`.admin_tables` (users, tokens, history
-reads); :class:`OpsTables` is mixed into ``SQLiteStore`` and uses its ``_tx``, ``_read`` and ``_audit``.
+Kept apart from the message path and :mod:`.admin_tables` (users, tokens, history reads);
+:class:`OpsTables` is mixed into both stores and uses their ``_tx``, ``_read``, ``_q`` and ``_audit``.
+Job runs and counts are written once, with ``?`` parameters and the dialect both share; pruning's SQL
+here is SQLite's (a temporary table of ids), and ``PostgresStore`` overrides it with its own
+(:mod:`.postgres_admin`).
 
 A job run's row in ``job_runs`` is its lease: ``UNIQUE(job, slot)`` lets exactly one process insert
 the row for a slot, and ``owner`` + ``lease_expires`` let another process take over a slot whose
@@ -42,34 +45,34 @@ def run_dict(row: Sequence[Any]) -> dict[str, Any]:
 
 
 class OpsTables:
-    """Mixin for SQLiteStore (needs ``_tx``, ``_read`` and ``_audit``)."""
+    """Mixin for both stores (needs ``_tx``, ``_read``, ``_q`` and ``_audit``)."""
 
     # --- job runs ------------------------------------------------------------------------------
+
+    def _x(self, conn: Any, sql: str, params: Any = ()) -> Any:
+        """One statement in a write transaction, in the backend's paramstyle."""
+        return conn.execute(self._q(sql), params)  # type: ignore[attr-defined]
 
     def claim_job_slot(self, job: str, slot: str, owner: str, lease_seconds: float,
                        now: float | None = None) -> dict[str, Any] | None:
         now = time.time() if now is None else now
         with self._tx() as conn:
-            try:
-                cur = conn.execute(
-                    "INSERT INTO job_runs (job, slot, status, owner, started_at, lease_expires, attempts)"
-                    " VALUES (?, ?, 'running', ?, ?, ?, 1)", (job, slot, owner, now, now + lease_seconds))
-                run_id = cur.lastrowid
-            except sqlite3.IntegrityError:  # another process holds (or held) this slot
-                cur = conn.execute(
-                    "UPDATE job_runs SET owner=?, lease_expires=?, attempts=attempts+1, started_at=?"
-                    " WHERE job=? AND slot=? AND status='running' AND lease_expires < ?",
-                    (owner, now + lease_seconds, now, job, slot, now))
-                if cur.rowcount != 1:
+            inserted = self._x(conn, "INSERT INTO job_runs (job, slot, status, owner, started_at, lease_expires,"
+                                     " attempts) VALUES (?, ?, 'running', ?, ?, ?, 1) ON CONFLICT (job, slot) DO NOTHING",
+                               (job, slot, owner, now, now + lease_seconds)).rowcount
+            if inserted != 1:  # another process or node holds (or held) this slot: take it over only if its lease expired
+                taken = self._x(conn, "UPDATE job_runs SET owner=?, lease_expires=?, attempts=attempts+1, started_at=?"
+                                      " WHERE job=? AND slot=? AND status='running' AND lease_expires < ?",
+                                (owner, now + lease_seconds, now, job, slot, now)).rowcount
+                if taken != 1:
                     return None
-                run_id = conn.execute("SELECT id FROM job_runs WHERE job=? AND slot=?", (job, slot)).fetchone()[0]
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE id=?", (run_id,)).fetchone()
+            row = self._x(conn, f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE job=? AND slot=?", (job, slot)).fetchone()
         return run_dict(row)
 
     def renew_job_slot(self, run_id: int, owner: str, lease_seconds: float, *, attempts: int | None = None,
                        detail: Mapping[str, Any] | None = None) -> bool:
         with self._tx() as conn:
-            cur = conn.execute(
+            cur = self._x(conn, 
                 "UPDATE job_runs SET lease_expires=?, attempts=COALESCE(?, attempts), detail=COALESCE(?, detail)"
                 " WHERE id=? AND owner=? AND status='running'",
                 (time.time() + lease_seconds, attempts, None if detail is None else _json(detail), run_id, owner))
@@ -79,51 +82,51 @@ class OpsTables:
         if status not in ("succeeded", "failed", "skipped"):
             raise ValueError(f"unknown job run status {status!r}")
         with self._tx() as conn:
-            cur = conn.execute(
+            cur = self._x(conn, 
                 "UPDATE job_runs SET status=?, finished_at=?, detail=?, lease_expires=NULL"
                 " WHERE id=? AND owner=? AND status='running'",
                 (status, time.time(), _json(detail), run_id, owner))
         return cur.rowcount == 1
 
     def job_run(self, run_id: int) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE id=?", (run_id,))
+        rows = self._select(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE id=?", (run_id,))
         return run_dict(rows[0]) if rows else None
 
     def job_run_history(self, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         where, params = ("WHERE job=? ", (job,)) if job else ("", ())
-        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM job_runs {where}ORDER BY id DESC LIMIT ?", (*params, limit))
+        rows = self._select(f"SELECT {_RUN_COLUMNS} FROM job_runs {where}ORDER BY id DESC LIMIT ?", (*params, limit))
         return [run_dict(r) for r in rows]
 
     def expired_job_runs(self, job: str, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
-        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE status='running' AND lease_expires < ?"
+        rows = self._select(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE status='running' AND lease_expires < ?"
                           " AND job=? ORDER BY id", (now, job))
         return [run_dict(r) for r in rows]
 
     def last_scheduled_slot(self, job: str) -> str | None:
         """The newest scheduled (not manual) slot this job has a run for: where catch-up starts."""
-        rows = self._read("SELECT MAX(slot) FROM job_runs WHERE job=? AND slot NOT LIKE 'manual-%'", (job,))
+        rows = self._select("SELECT MAX(slot) FROM job_runs WHERE job=? AND slot NOT LIKE 'manual-%'", (job,))
         return rows[0][0] if rows else None
 
     def job_run_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for job, status, n in self._read("SELECT job, status, COUNT(*) FROM job_runs GROUP BY 1, 2"):
+        for job, status, n in self._select("SELECT job, status, COUNT(*) FROM job_runs GROUP BY 1, 2"):
             out.setdefault(job, {})[status] = n
         return out
 
     def last_job_success(self) -> dict[str, float]:
-        return {r[0]: r[1] for r in self._read(
+        return {r[0]: r[1] for r in self._select(
             "SELECT job, MAX(finished_at) FROM job_runs WHERE status='succeeded' GROUP BY 1")}
 
     # --- metrics -------------------------------------------------------------------------------
 
     def message_intake(self, message_id: int) -> tuple[str, float] | None:
-        rows = self._read("SELECT channel, received_at FROM messages WHERE id=?", (message_id,))
+        rows = self._select("SELECT channel, received_at FROM messages WHERE id=?", (message_id,))
         return (rows[0][0], rows[0][1]) if rows else None
 
     def outbox_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for destination, status, n in self._read("SELECT destination, status, COUNT(*) FROM outbox GROUP BY 1, 2"):
+        for destination, status, n in self._select("SELECT destination, status, COUNT(*) FROM outbox GROUP BY 1, 2"):
             out.setdefault(destination, {})[status] = n
         return out
 
