@@ -33,11 +33,7 @@ def _check_name(name: str, what: str) -> None:
 
 
 class AdminTables:
-    """Mixin for both stores (needs ``_tx``, ``_read``, ``_q`` and ``_audit``)."""
-
-    def _x(self, conn: Any, sql: str, params: Any = ()) -> Any:
-        """One statement in a write transaction, in the backend's paramstyle."""
-        return conn.execute(self._q(sql), params)  # type: ignore[attr-defined]
+    """Mixin for both stores (needs ``_tx``, ``_read``, ``_x`` and ``_audit``)."""
 
     # --- users ---------------------------------------------------------------------------------
 

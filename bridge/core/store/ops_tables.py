@@ -45,13 +45,9 @@ def run_dict(row: Sequence[Any]) -> dict[str, Any]:
 
 
 class OpsTables:
-    """Mixin for both stores (needs ``_tx``, ``_read``, ``_q`` and ``_audit``)."""
+    """Mixin for both stores (needs ``_tx``, ``_read``, ``_x`` and ``_audit``)."""
 
     # --- job runs ------------------------------------------------------------------------------
-
-    def _x(self, conn: Any, sql: str, params: Any = ()) -> Any:
-        """One statement in a write transaction, in the backend's paramstyle."""
-        return conn.execute(self._q(sql), params)  # type: ignore[attr-defined]
 
     def claim_job_slot(self, job: str, slot: str, owner: str, lease_seconds: float,
                        now: float | None = None) -> dict[str, Any] | None:

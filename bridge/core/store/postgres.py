@@ -43,6 +43,7 @@ from .base import (
 from .postgres_admin import PgAdminTables
 from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
 from .postgres_schema import MIGRATIONS
+from .operator_actions import OperatorActions
 from .reads import StoreReads
 from .sqlite import GENESIS_HASH, audit_hash
 
@@ -92,7 +93,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
+class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
@@ -368,102 +369,28 @@ class PostgresStore(PgQueue, PgAdminTables, StoreReads, Store):
 
     # --- operator actions -----------------------------------------------------------------------
 
-    def replay(self, message_id, *, reason, actor, destinations=None, force=False):
-        if not reason or not reason.strip():
-            raise BridgeError("a replay needs a reason")
-        now = time.time()
-        with self._tx() as conn:
-            src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
-                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root,"
-                               " order_key FROM messages WHERE id=%s", (message_id,)).fetchone()
-            if src is None:
-                raise BridgeError(f"no message with id {message_id}")
-            root = src[13] or message_id
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"replay:{root}",))
-            already = replays.check_replay(conn, message_id, src[11], src[12], root, destinations, force)
-            new_id = conn.execute(
-                "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
-                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
-                " replay_root, replay_destinations, order_key) VALUES (%s,%s,'received',%s,%s,%s,%s,%s,%s,%s,%s,%s,"
-                "%s,%s,%s,%s,%s,%s) RETURNING id",
-                (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
-                 src[10], message_id, root, replays.destinations_json(destinations), src[14]),
-            ).fetchone()[0]
-            self._enter_message_lane(conn, src[0], src[14], new_id)
-            self._notify(conn)
-            scope = {"destinations": sorted(set(destinations))} if destinations else {}
-            if force:
-                scope.update(force=True, already_delivered_to=already)
-            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor, **scope}, now)
-            self._event(conn, new_id, "replay", {"of": message_id, "original": root, "reason": reason,
-                                                 "actor": actor, **scope}, now)
-            self._audit(conn, actor, "replay", f"message:{message_id}",
-                        {"reason": reason, "new_message": new_id, **scope}, now)
+    _row_lock = " FOR UPDATE"
+
+    def _lock_replay_chain(self, conn, root: int) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"replay:{root}",))
+
+    def _insert_replay(self, conn, row: Mapping[str, Any]) -> int:
+        columns = {**row, "status": "received"}
+        new_id = conn.execute(f"INSERT INTO messages ({', '.join(columns)}) VALUES"
+                              f" ({', '.join(['%s'] * len(columns))}) RETURNING id", tuple(columns.values())).fetchone()[0]
+        self._enter_message_lane(conn, row["channel"], row["order_key"], new_id)
+        self._notify(conn)
         return new_id
 
-    def resolve_hold(self, message_id, action, *, reason, actor):
-        if action not in ("release", "reject"):
-            raise ValueError(f"unknown hold action {action!r}")
-        if not reason or not reason.strip():
-            raise BridgeError(f"a {action} needs a reason")
-        now = time.time()
-        with self._tx() as conn:
-            hold = conn.execute("SELECT id FROM holds WHERE message_id=%s AND status='open' FOR UPDATE",
-                                (message_id,)).fetchone()
-            if hold is None:
-                raise BridgeError(self._no_open_hold(conn, message_id))
-            resolved = "released" if action == "release" else "rejected"
-            conn.execute("UPDATE holds SET status=%s, resolved_at=%s, resolved_by=%s, resolution=%s WHERE id=%s",
-                         (resolved, now, actor, reason, hold[0]))
-            if action == "release":  # it enters its lane again: behind the head in flight, if any
-                channel, order_key = conn.execute(
-                    "UPDATE messages SET status='received', policy_override=1, updated_at=%s"
-                    " WHERE id=%s RETURNING channel, order_key", (now, message_id)).fetchone()
-                self._enter_message_lane(conn, channel, order_key, message_id)
-                self._notify(conn)
-            else:
-                conn.execute("UPDATE messages SET status='rejected', updated_at=%s WHERE id=%s", (now, message_id))
-            self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)
-            self._audit(conn, actor, f"hold.{action}", f"message:{message_id}", {"reason": reason}, now)
-            self._open_next_hold(conn, message_id, resolved, now)
-        return next(h for h in self.holds(None) if h.id == hold[0])
+    def _requeue_released(self, conn, message_id: int, now: float) -> None:
+        """It enters its lane again: behind the head in flight, if any."""
+        channel, order_key = conn.execute(
+            "UPDATE messages SET status='received', policy_override=1, updated_at=%s"
+            " WHERE id=%s RETURNING channel, order_key", (now, message_id)).fetchone()
+        self._enter_message_lane(conn, channel, order_key, message_id)
+        self._notify(conn)
 
-    def _no_open_hold(self, conn, message_id: int) -> str:
-        waiting = conn.execute("SELECT m.prescription_number FROM holds h JOIN messages m ON m.id = h.message_id"
-                               " WHERE h.message_id=%s AND h.status='waiting'", (message_id,)).fetchone()
-        ahead = replays.open_hold_for(conn, waiting[0], message_id) if waiting and waiting[0] else None
-        if ahead:
-            return (f"message {message_id} has no open hold: it waits behind the hold of message {ahead[1]} for"
-                    f" the same prescription; release or reject that one first")
-        return f"message {message_id} has no open hold"
-
-    def _open_next_hold(self, conn, message_id: int, resolved: str, now: float) -> None:
-        """The prescription's oldest waiting hold opens now that the one before it is resolved."""
-        number = conn.execute("SELECT prescription_number FROM messages WHERE id=%s", (message_id,)).fetchone()[0]
-        nxt = replays.next_waiting_hold(conn, number)
-        if nxt is None:
-            return
-        conn.execute("UPDATE holds SET status='open' WHERE id=%s", (nxt[0],))
-        self._event(conn, nxt[1], "hold_opened", {"after_message": message_id, "which_was": resolved}, now)
-
-    def add_event(self, message_id, kind, detail):
-        with self._tx() as conn:
-            self._event(conn, message_id, kind, detail, time.time())
-
-    def _event(self, conn, message_id: int, kind: str, detail: Mapping[str, Any], now: float) -> None:
-        conn.execute("INSERT INTO events (message_id, at, kind, detail) VALUES (%s,%s,%s,%s)",
-                     (message_id, now, kind, _json(dict(detail))))
-
-    # --- watermarks and audit -------------------------------------------------------------------
-
-    def set_watermark(self, name, value):
-        with self._tx() as conn:
-            conn.execute("INSERT INTO watermarks VALUES (%s,%s,%s) ON CONFLICT (name) DO UPDATE"
-                         " SET value=excluded.value, updated_at=excluded.updated_at", (name, value, time.time()))
-
-    def audit(self, actor, action, target, detail):
-        with self._tx() as conn:
-            return self._audit(conn, actor, action, target, detail, time.time())
+    # --- audit ---------------------------------------------------------------------------------
 
     def _audit(self, conn, actor, action, target, detail, now) -> AuditEntry:
         """Append under the chain lock: the head read and the insert happen while no other writer (on

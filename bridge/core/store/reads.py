@@ -51,6 +51,10 @@ class StoreReads(abc.ABC):
             return sql
         return sql.replace("%", "%%").replace("?", self.placeholder)  # (a literal % is %% in format style)
 
+    def _x(self, conn: Any, sql: str, params: Any = ()) -> Any:
+        """One statement on an open connection (a write transaction), in this backend's paramstyle."""
+        return conn.execute(self._q(sql), params)
+
     def _select(self, sql: str, params: Any = ()) -> list[Sequence[Any]]:
         return self._read(self._q(sql), params)
 

@@ -39,6 +39,7 @@ from .admin_tables import AdminTables
 from .ops_tables import OpsTables
 from . import sqlite_queue as queue
 from . import sqlite_replay as replays
+from .operator_actions import OperatorActions
 from .reads import OUTBOX_COLUMNS, StoreReads
 from .sqlite_schema import MIGRATIONS
 
@@ -121,7 +122,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(AdminTables, OpsTables, StoreReads, Store):
+class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
@@ -561,100 +562,18 @@ class SQLiteStore(AdminTables, OpsTables, StoreReads, Store):
 
     # --- operator actions -----------------------------------------------------------------------
 
-    def replay(self, message_id, *, reason, actor, destinations=None, force=False):
-        if not reason or not reason.strip():
-            raise BridgeError("a replay needs a reason")
-        now = time.time()
-        with self._tx() as conn:
-            src = conn.execute("SELECT channel, format, raw, sha256, size, origin, control_id, sending_application,"
-                               " sending_facility, message_type, trace_id, status, prescription_number, replay_root"
-                               " FROM messages WHERE id=?", (message_id,)).fetchone()
-            if src is None:
-                raise BridgeError(f"no message with id {message_id}")
-            root = src[13] or message_id
-            already = replays.check_replay(conn, message_id, src[11], src[12], root, destinations, force)
-            order_key = conn.execute("SELECT order_key FROM messages WHERE id=?", (message_id,)).fetchone()[0]
-            head = int(queue.message_lane_is_free(conn, src[0], order_key))
-            cur = conn.execute(
-                "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size, origin,"
-                " control_id, sending_application, sending_facility, message_type, trace_id, replay_of,"
-                " replay_root, replay_destinations, order_key, lane_head)"
-                " VALUES (?,?,'received',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (src[0], src[1], now, now, src[2], src[3], src[4], src[5], src[6], src[7], src[8], src[9],
-                 src[10], message_id, root, replays.destinations_json(destinations), order_key, head),
-            )
-            new_id = cur.lastrowid
-            scope = {"destinations": sorted(set(destinations))} if destinations else {}
-            if force:
-                scope.update(force=True, already_delivered_to=already)
-            self._event(conn, message_id, "replayed", {"as": new_id, "reason": reason, "actor": actor, **scope}, now)
-            self._event(conn, new_id, "replay", {"of": message_id, "original": root, "reason": reason,
-                                                 "actor": actor, **scope}, now)
-            self._audit(conn, actor, "replay", f"message:{message_id}",
-                        {"reason": reason, "new_message": new_id, **scope}, now)
-        return new_id
+    def _insert_replay(self, conn: sqlite3.Connection, row: Mapping[str, Any]) -> int:
+        head = int(queue.message_lane_is_free(conn, row["channel"], row["order_key"]))
+        columns = {**row, "status": "received", "lane_head": head}
+        return conn.execute(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                            tuple(columns.values())).lastrowid
 
-    def resolve_hold(self, message_id, action, *, reason, actor):
-        if action not in ("release", "reject"):
-            raise ValueError(f"unknown hold action {action!r}")
-        if not reason or not reason.strip():
-            raise BridgeError(f"a {action} needs a reason")
-        now = time.time()
-        with self._tx() as conn:
-            hold = conn.execute("SELECT id FROM holds WHERE message_id=? AND status='open'", (message_id,)).fetchone()
-            if hold is None:
-                raise BridgeError(self._no_open_hold(conn, message_id))
-            resolved = "released" if action == "release" else "rejected"
-            conn.execute("UPDATE holds SET status=?, resolved_at=?, resolved_by=?, resolution=? WHERE id=?",
-                         (resolved, now, actor, reason, hold[0]))
-            if action == "release":
-                conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=? WHERE id=?",
-                             (now, message_id))
-                queue.enter_message_lane(conn, message_id)
-            else:
-                conn.execute("UPDATE messages SET status='rejected', updated_at=? WHERE id=?", (now, message_id))
-            self._event(conn, message_id, resolved, {"reason": reason, "actor": actor}, now)
-            self._audit(conn, actor, f"hold.{action}", f"message:{message_id}", {"reason": reason}, now)
-            self._open_next_hold(conn, message_id, resolved, now)
-        return next(h for h in self.holds(None) if h.id == hold[0])
+    def _requeue_released(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:
+        conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=? WHERE id=?",
+                     (now, message_id))
+        queue.enter_message_lane(conn, message_id)
 
-    def _no_open_hold(self, conn: sqlite3.Connection, message_id: int) -> str:
-        waiting = conn.execute("SELECT m.prescription_number FROM holds h JOIN messages m ON m.id = h.message_id"
-                               " WHERE h.message_id=? AND h.status='waiting'", (message_id,)).fetchone()
-        ahead = replays.open_hold_for(conn, waiting[0], message_id) if waiting and waiting[0] else None
-        if ahead:
-            return (f"message {message_id} has no open hold: it waits behind the hold of message {ahead[1]} for"
-                    f" the same prescription; release or reject that one first")
-        return f"message {message_id} has no open hold"
-
-    def _open_next_hold(self, conn: sqlite3.Connection, message_id: int, resolved: str, now: float) -> None:
-        """The prescription's oldest waiting hold opens now that the one before it is resolved."""
-        number = conn.execute("SELECT prescription_number FROM messages WHERE id=?", (message_id,)).fetchone()[0]
-        nxt = replays.next_waiting_hold(conn, number)
-        if nxt is None:
-            return
-        conn.execute("UPDATE holds SET status='open' WHERE id=?", (nxt[0],))
-        self._event(conn, nxt[1], "hold_opened", {"after_message": message_id, "which_was": resolved}, now)
-
-    def add_event(self, message_id, kind, detail):
-        with self._tx() as conn:
-            self._event(conn, message_id, kind, detail, time.time())
-
-    def _event(self, conn: sqlite3.Connection, message_id: int, kind: str, detail: Mapping[str, Any],
-               now: float) -> None:
-        conn.execute("INSERT INTO events (message_id, at, kind, detail) VALUES (?,?,?,?)",
-                     (message_id, now, kind, _json(dict(detail))))
-
-    # --- watermarks and audit -------------------------------------------------------------------
-
-    def set_watermark(self, name, value):
-        with self._tx() as conn:
-            conn.execute("INSERT INTO watermarks VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET value=excluded.value,"
-                         " updated_at=excluded.updated_at", (name, value, time.time()))
-
-    def audit(self, actor, action, target, detail):
-        with self._tx() as conn:
-            return self._audit(conn, actor, action, target, detail, time.time())
+    # --- audit ---------------------------------------------------------------------------------
 
     def _audit(self, conn, actor, action, target, detail, now) -> AuditEntry:
         prev = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
