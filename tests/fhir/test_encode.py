@@ -265,3 +265,20 @@ def test_a_birth_time_uses_the_patient_birth_time_extension(fhir_format):
     assert res["_birthDate"] == {"extension": [{
         "url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": "1984-03-09T10:15:00-06:00"}]}
     assert_format_round_trip(fhir_format, [patient])
+
+
+@pytest.mark.parametrize("status, sent", [("revoked", "cancelled"), ("cancel-requested", "active"),
+                                          (None, "unknown"), ("stopped", "stopped")])
+def test_medication_request_status_is_an_r4_code(fhir_format, status, sent):
+    """MedicationRequest.status has a required binding: what records may say otherwise is translated."""
+    from dataclasses import replace
+
+    raw = fhir_format.encode([replace(R.prescription(), status=status)], {})
+    assert resources_of(raw, "MedicationRequest")[0]["status"] == sent
+
+
+def test_a_status_outside_the_value_set_is_refused_by_name(fhir_format):
+    from dataclasses import replace
+
+    with pytest.raises(EncodeError, match="Prescription.status 'paused' is not an R4 MedicationRequest status"):
+        fhir_format.encode([replace(R.prescription(), status="paused")], {})

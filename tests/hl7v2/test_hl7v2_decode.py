@@ -181,3 +181,13 @@ def test_disabled_convention_keeps_zth_as_unknown_segment() -> None:
     (enc,) = decode(adt(z="ZTH|1|VIDEO\r"), {"telehealth": False})
     assert enc.modality is None
     assert enc.extra["hl7v2"]["segments"][-1]["segment"] == "ZTH|1|VIDEO"
+
+
+@pytest.mark.parametrize("control, status", [("CA", "cancelled"), ("DC", "stopped"), ("HD", "on-hold"),
+                                             ("NW", "active")])
+def test_order_control_becomes_an_r4_medication_request_status(control: str, status: str) -> None:
+    """ORC-1 as FHIR R4 MedicationRequest.status codes (R4 has no "revoked"), and back to ORC-1."""
+    raw = corpus("fhir-converter-input/RDE-O11-02.hl7").replace(b"ORC|NW|", f"ORC|{control}|".encode(), 1)
+    first = decode(raw, {})[0]
+    assert first.status == status
+    assert f"\rORC|{control}|".encode() in encode([first], {"message_control_id": "TB1"})

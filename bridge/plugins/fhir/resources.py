@@ -487,6 +487,23 @@ def appointment_in(node: Node, r: Reader) -> Appointment:
 
 # --- MedicationRequest -------------------------------------------------------------------------
 
+MEDICATION_REQUEST_STATUSES = ("active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
+                               "draft", "unknown")
+"""The R4 value set medicationrequest-status (a required binding)."""
+_STATUS_ALIASES = {"revoked": "cancelled", "cancel-requested": "active"}
+"""Statuses records may carry that R4 spells otherwise: ``revoked`` (HL7v2 CA/DC as decoded before R4 codes
+were used) and ``cancel-requested`` (a CancelRx is on its way; the order stands until it is answered)."""
+
+
+def medication_request_status(status: str | None) -> str:
+    """Prescription.status as an R4 MedicationRequest.status code; anything else is refused, named."""
+    code = _STATUS_ALIASES.get(status or "", status) or "unknown"
+    if code not in MEDICATION_REQUEST_STATUSES:
+        raise EncodeError(f"Prescription.status {status!r} is not an R4 MedicationRequest status "
+                          f"({', '.join(MEDICATION_REQUEST_STATUSES)})")
+    return code
+
+
 
 def signature_ext(sig: SignatureEvidence | None, w: Writer) -> dict[str, Any] | None:
     if sig is None:
@@ -536,7 +553,7 @@ def prescription_out(rec: Prescription, w: Writer) -> dict[str, Any]:
             *[ext(C.EXT_PDMP_CHECK, "String", json.dumps(c, sort_keys=True, separators=(",", ":")))
               for c in rec.pdmp_checks]),
         "identifier": identifiers_out(rec, pon),
-        "status": rec.status or "unknown",
+        "status": medication_request_status(rec.status),
         "intent": rec.intent or "order",
         "category": [{"coding": [{"system": C.MEDREQ_CATEGORY, "code": rec.category}]}] if rec.category else [],
         "medicationReference": medication,

@@ -40,13 +40,15 @@ ADT_EVENTS = ("A01", "A03", "A04", "A08", "A11")
 SIU_EVENTS = ("S12", "S13", "S14", "S15")
 GENDERS = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 CLASSES = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
-ORDER_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "IP": "active",
+ORDER_STATUS = {"CM": "completed", "CA": "cancelled", "DC": "stopped", "HD": "on-hold", "IP": "active",
                 "SC": "active", "ER": "entered-in-error"}
 ORDER_TYPES = {"I": "inpatient", "O": "outpatient"}
 """ORC-29 order type (HL7 table 0482). An outpatient order from an inpatient or emergency stay, or
 from a message whose PV1-36 discharge disposition is valued, is a discharge prescription."""
 STAY_CLASSES = ("I", "E")
-ORDER_CONTROL = {"NW": "active", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "OK": "active"}
+ORDER_CONTROL = {"NW": "active", "CA": "cancelled", "DC": "stopped", "HD": "on-hold", "OK": "active"}
+"""ORC-5 (table 0038) and ORC-1 (table 0119) as FHIR R4 MedicationRequest.status codes: a cancelled order
+was never acted on, a discontinued one is stopped (R4 has no "revoked" for medication requests)."""
 APPOINTMENT_STATUS = {"BOOKED": "booked", "PENDING": "pending", "CANCELLED": "cancelled", "COMPLETE": "fulfilled",
                       "NOSHOW": "noshow", "WAITLIST": "waitlist", "STARTED": "arrived", "DELETED": "entered-in-error",
                       "OVERBOOK": "booked"}

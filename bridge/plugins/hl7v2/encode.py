@@ -56,7 +56,8 @@ APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Can
                      "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
                      "entered-in-error": "Deleted"}
 NOTE_CODES = {"final": "AU", "preliminary": "IP"}
-ORC1_CODES = {"active": "NW", "revoked": "CA", "on-hold": "HD"}
+ORC1_CODES = {"active": "NW", "cancelled": "CA", "stopped": "DC", "revoked": "CA", "on-hold": "HD"}
+"""(``revoked``: what records decoded before R4 codes were used still say.)"""
 ORC5_CODES = {"completed": "CM", "entered-in-error": "ER"}
 ORC29_CODES = {"inpatient": "I", "outpatient": "O", "community": "O", "discharge": "O"}
 

@@ -37,6 +37,29 @@ UNIT_BY_NCI = {
     "C38046": "unspecified",
 }
 NCI_BY_UNIT = {unit.lower(): code for code, unit in UNIT_BY_NCI.items()}
+# What other systems call those units: UCUM (http://unitsofmeasure.org, FHIR's usual choice) and its
+# annotations, HL7 v3 orderableDrugForm codes (as in FHIR's MedicationRequest examples), HL7v2 RXE-5
+# words, and plurals. Anything else has no NCI code here: the encoder refuses it rather than guess.
+NCI_BY_UNIT.update({
+    "ml": "C28254", "milliliter": "C28254", "milliliters": "C28254", "millilitre": "C28254",
+    "g": "C48155", "gm": "C48155", "grams": "C48155",
+    "tab": "C48542", "tabs": "C48542", "tablets": "C48542", "{tbl}": "C48542", "{tablet}": "C48542",
+    "{tablets}": "C48542",
+    "cap": "C48480", "caps": "C48480", "capsules": "C48480", "{capsule}": "C48480", "{capsules}": "C48480",
+    "ea": "C64933", "{each}": "C64933",
+    "patches": "C48524", "{patch}": "C48524",
+})
+
+
+def nci_unit_code(code: str | None, unit: str | None) -> str | None:
+    """The NCI Thesaurus code SCRIPT needs for a quantity's unit: an NCI code as given, else the code
+    or the unit text looked up among the names above (case-insensitive); None when neither is known."""
+    if code and code in UNIT_BY_NCI:
+        return code
+    for name in (code, unit):
+        if name and name.strip().lower() in NCI_BY_UNIT:
+            return NCI_BY_UNIT[name.strip().lower()]
+    return None
 
 GENDER_TO_RECORD = {"M": "male", "F": "female", "U": "unknown"}
 GENDER_FROM_RECORD = {"male": "M", "female": "F", "unknown": "U", "other": "U"}

@@ -33,13 +33,14 @@ from bridge import (
     Practitioner,
     Prescription,
     PrescriptionEvent,
+    Quantity,
     Record,
     __version__,
     record_from_dict,
 )
 
 from . import directory
-from .codes import CONTROLLED, VERSION_ATTRIBUTE, VERSION_ATTRIBUTES
+from .codes import CONTROLLED, UNIT_BY_NCI, VERSION_ATTRIBUTE, VERSION_ATTRIBUTES, nci_unit_code
 from .decode import CANCEL_REQUESTED, MEDICATION_ELEMENTS, check_version
 from .parts import MedicationBlock, write_medication, write_patient, write_pharmacy, write_prescriber
 from .signature import signature_problems
@@ -165,6 +166,10 @@ def _prescription_message(rx: Prescription, transaction: str,
     schedule = rx.medication.dea_schedule if rx.medication else None
     controlled = transaction == "NewRx" and schedule in CONTROLLED
     problems: list[str] = []
+    if transaction == "NewRx" and rx.status not in (None, "active"):
+        problems.append(f"the order's status is {rx.status!r}: only an active order becomes a NewRx (an on-hold,"
+                        " completed, cancelled, stopped or draft order is not sent to a pharmacy)")
+    problems += _unit_problems(rx.quantity)
     if transaction == "NewRx" and schedule == "CI":
         problems.append("schedule I substances have no accepted medical use and cannot be prescribed: refused")
     problems += signature_problems(rx, controlled)
@@ -190,6 +195,17 @@ def _prescription_message(rx: Prescription, transaction: str,
     write_medication(element, "MedicationPrescribed", block)
     restore(root, kept.get("unknown") or [], transaction)
     return root, signature, problems
+
+
+def _unit_problems(quantity: Quantity | None) -> list[str]:
+    """SCRIPT carries the quantity's unit as an NCI Thesaurus code: a unit with none is refused, named."""
+    if quantity is None or nci_unit_code(quantity.code, quantity.unit):
+        return []
+    choices = f"{', '.join(sorted(set(UNIT_BY_NCI.values()) - {'unspecified'}))} (or its NCI code)"
+    given = " / ".join(repr(v) for v in (quantity.unit, quantity.code) if v)
+    if not given:
+        return [f"the quantity has no unit: SCRIPT needs one as an NCI code; send one of {choices}"]
+    return [f"the quantity's unit ({given}) has no NCI code for SCRIPT: send it as one of {choices}"]
 
 
 def _pharmacy(pharmacy: Pharmacy | None, options: Mapping[str, Any],

@@ -34,9 +34,9 @@ from .codes import (
     GENDER_FROM_RECORD,
     GENDER_TO_RECORD,
     NCI_BY_SCHEDULE,
-    NCI_BY_UNIT,
     SCHEDULE_BY_NCI,
     UNIT_BY_NCI,
+    nci_unit_code,
     format_decimal,
     normalize_ndc,
 )
@@ -335,8 +335,7 @@ def _write_quantity(element: ET.Element, block: MedicationBlock) -> None:
     node = sub(element, "Quantity")
     put(node, "Value", format_decimal(quantity.value))
     put(node, "CodeListQualifier", block.extra.get("quantity_qualifier", DEFAULT_QUANTITY_QUALIFIER))
-    code = quantity.code or NCI_BY_UNIT.get((quantity.unit or "").lower())
-    put(node, "QuantityUnitOfMeasure/Code", code)
+    put(node, "QuantityUnitOfMeasure/Code", nci_unit_code(quantity.code, quantity.unit))
 
 
 def _write_diagnoses(element: ET.Element, block: MedicationBlock) -> None:
