@@ -22,6 +22,19 @@ from bridge.core.model import (  # noqa: E402 - after hookimpl so plugins import
     record_from_dict,
     record_to_dict,
 )
+from bridge.core.model.drugs import (  # noqa: E402
+    NCI_SCHEDULES,
+    SCHEDULE_STRICTNESS,
+    DrugRow,
+    DrugTable,
+    carried_schedule,
+    default_schedule_file,
+    load_drug_table,
+    normalise_ndc,
+    normalise_schedule,
+    parse_drug_rows,
+    stricter_schedule,
+)
 from bridge.core.model.signing import DIGEST_PREFIX as SIGNED_DIGEST_PREFIX  # noqa: E402
 from bridge.core.model.signing import signed_digest, signed_fields  # noqa: E402
 from bridge.core.model.times import ORIGINAL_TIMES, convert_times, localize_records  # noqa: E402

@@ -101,3 +101,58 @@ def test_an_unknown_unit_is_refused_with_what_to_send_instead(formats):
         ncpdp.encode([rx], {"message_control_id": "TB1", "from_id": "TBCLINIC01"})
     assert "the quantity's unit ('puffs' / '{puff}') has no NCI code for SCRIPT" in str(refused.value)
     assert "tablet" in str(refused.value) and "object at" not in str(refused.value)
+
+
+# --- a controlled drug is recognised from the schedule table when the order carries no schedule -----
+
+
+def test_oxycodone_and_alprazolam_without_a_stated_schedule_are_refused_unsigned(formats):
+    """The issue's two drugs, as a FHIR MedicationRequest usually has them (coded, no schedule): the
+    table makes them CII and CIV, so an unsigned NewRx without the prescriber's DEA number is refused."""
+    from bridge import Medication
+    from tests.ncpdp.test_format import DIRECTORY, handmade
+
+    _, ncpdp = formats
+    for medication, schedule in ((Medication(description="Oxycodone Hydrochloride 5 MG Oral Tablet"), "CII"),
+                                 (Medication(description="Alprazolam 0.5 MG Oral Tablet", rxnorm="596"), "CIV")):
+        with pytest.raises(EncodeError) as refused:
+            ncpdp.encode([replace(handmade(), medication=medication)],
+                         {"message_control_id": "TB1", "from_id": "TBCLINIC01", "directory": DIRECTORY})
+        assert f"schedule {schedule} prescription has no signature evidence" in str(refused.value)
+        assert f"DEANumber is missing (required on a schedule {schedule} prescription)" in str(refused.value)
+
+
+def test_a_signed_order_without_a_schedule_goes_out_with_the_tables_schedule(formats):
+    """Signed by the prescriber's system with no schedule stated: the NewRx carries the table's schedule
+    code, and the signature is still checked against the record as it was received (not "altered")."""
+    import bridge
+    from tests.ncpdp.test_format import DIRECTORY, raw
+
+    _, ncpdp = formats
+    (rx,) = ncpdp.decode(raw("newrx-controlled-signed.xml"), {})
+    assert rx.medication.dea_schedule == "CIV"
+    bare = replace(rx.medication, dea_schedule=None,
+                   codings=[c for c in rx.medication.codings if c.code not in bridge.NCI_SCHEDULES])
+    unstated = replace(rx, medication=bare)
+    unstated = replace(unstated, signature=replace(rx.signature, digest=bridge.signed_digest(unstated)))
+    out = ncpdp.encode([unstated], {"message_control_id": "TB2", "from_id": "TBCLINIC01", "directory": DIRECTORY})
+    (again,) = ncpdp.decode(out, {})
+    assert again.medication.dea_schedule == "CIV" and b"C48677" in out
+
+
+def test_the_schedule_table_is_public_api_and_a_bad_override_is_named(tmp_path):
+    from bridge import ConfigError, Medication, load_drug_table
+
+    table = load_drug_table()
+    row, how = table.find(Medication(rxnorm="7804"))
+    assert (row.key, row.schedule, how) == ("oxycodone", "CII", "RxNorm 7804")
+    assert table.find(Medication(description="Lisinopril 10 MG Oral Tablet"))[0].schedule == "none"
+    assert table.find(Medication(description="Unobtainium 1 MG")) == (None, "")
+    site = tmp_path / "site.yaml"
+    site.write_text("drugs:\n  lisinopril:\n    ingredients: [lisinopril]\n    schedule: CV\n")
+    assert load_drug_table(overrides=site).find(Medication(description="Lisinopril 10 MG"))[0].schedule == "CV"
+    site.write_text("drugs:\n  lisinopril:\n    schedule: C7\n")
+    with pytest.raises(ConfigError) as bad:
+        load_drug_table(overrides=site)
+    assert bad.value.problems == [(f"{site}: drugs.lisinopril.schedule",
+                                   "expected one of CI, CII, CIII, CIV, CV, none, got 'C7'")]

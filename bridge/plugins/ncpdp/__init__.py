@@ -47,6 +47,8 @@ ENCODE_OPTIONS = (
     OptionSpec("sent_time", "a fixed Header/SentTime (default: now, UTC)", kind="string"),
     OptionSpec("directory", "pharmacy directory file (EPCS capability), relative to the config folder",
                kind="string"),
+    OptionSpec("schedule_overrides", "YAML file of extra or replacing drug schedule rows (as the policy's), "
+               "relative to the config folder", kind="string"),
 )
 _AUTH = (
     OptionSpec("allow_plain_http", "allow ncpdp+http to a non-loopback host", kind="boolean", default=False),

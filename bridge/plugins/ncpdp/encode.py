@@ -17,6 +17,7 @@ prescription also needs unaltered signature evidence and an EPCS-capable pharmac
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -26,8 +27,8 @@ from typing import Any
 
 from bridge import (
     Coding,
-    DecodeError,
     ConfigError,
+    DecodeError,
     EncodeError,
     Pharmacy,
     Practitioner,
@@ -36,6 +37,8 @@ from bridge import (
     Quantity,
     Record,
     __version__,
+    carried_schedule,
+    load_drug_table,
     record_from_dict,
 )
 
@@ -47,6 +50,8 @@ from .signature import signature_problems
 from .tree import put, restore, sub
 from .validate import RESPONSE_CHOICES, TRANSACTIONS, validate
 from .xmlsafe import local, parse_xml
+
+log = logging.getLogger(__name__)
 
 TO_PHARMACY = ("NewRx", "CancelRx", "RxRenewalResponse", "RxChangeResponse")
 DEFAULT_FROM_QUALIFIER = "D"
@@ -163,16 +168,19 @@ def _from(kept: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]
 def _prescription_message(rx: Prescription, transaction: str,
                           options: Mapping[str, Any]) -> tuple[ET.Element, str | None, list[str]]:
     kept = dict(rx.extra.get("ncpdp") or {})
+    problems: list[str] = []
+    received = rx  # what the prescriber's system sent (and signed: the digest covers the record as received)
+    if transaction == "NewRx":
+        rx = _with_table_schedule(rx, options, problems)
     schedule = rx.medication.dea_schedule if rx.medication else None
     controlled = transaction == "NewRx" and schedule in CONTROLLED
-    problems: list[str] = []
     if transaction == "NewRx" and rx.status not in (None, "active"):
         problems.append(f"the order's status is {rx.status!r}: only an active order becomes a NewRx (an on-hold,"
                         " completed, cancelled, stopped or draft order is not sent to a pharmacy)")
     problems += _unit_problems(rx.quantity)
     if transaction == "NewRx" and schedule == "CI":
         problems.append("schedule I substances have no accepted medical use and cannot be prescribed: refused")
-    problems += signature_problems(rx, controlled)
+    problems += signature_problems(received if received.signature else rx, controlled)
     pharmacy, pharmacy_problems = _pharmacy(rx.pharmacy, options, controlled)
     problems += pharmacy_problems
     signature = _checked_signature(rx.signature.value if rx.signature else None, problems)
@@ -195,6 +203,26 @@ def _prescription_message(rx: Prescription, transaction: str,
     write_medication(element, "MedicationPrescribed", block)
     restore(root, kept.get("unknown") or [], transaction)
     return root, signature, problems
+
+
+def _with_table_schedule(rx: Prescription, options: Mapping[str, Any], problems: list[str]) -> Prescription:
+    """A drug whose prescriber's system stated no schedule is looked up in the schedule table (the one
+    the policy gate uses): a controlled drug must go out as one — its schedule in DrugCoded, and with
+    the prescriber's DEA number, the signature and an EPCS-capable pharmacy — whatever the sender said."""
+    medication = rx.medication
+    if medication is None or carried_schedule(medication) is not None:
+        return rx
+    try:
+        overrides = options.get("schedule_overrides")
+        table = load_drug_table(overrides=directory.resolve(str(overrides), options) if overrides else None)
+    except ConfigError as exc:
+        problems.append(f"schedule table: {exc}")
+        return rx
+    row, matched_by = table.find(medication)
+    if row is None or row.schedule == "none":
+        return rx
+    log.info("NewRx: the drug carried no schedule; the schedule table (%s) says %s", matched_by, row.schedule)
+    return replace(rx, medication=replace(medication, dea_schedule=row.schedule))
 
 
 def _unit_problems(quantity: Quantity | None) -> list[str]:

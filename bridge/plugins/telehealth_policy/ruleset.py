@@ -12,14 +12,14 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bridge import ConfigError
+from bridge import ConfigError, DrugRow, parse_drug_rows
 
 from .dates import parse_day
 
@@ -101,22 +101,6 @@ class Restriction:
     effective: Effective
     outcome: str
     params: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class DrugRow:
-    key: str
-    schedule: str
-    narcotic: bool
-    oud_treatment: bool
-    classes: tuple[str, ...]
-    source: str
-    rxnorm: tuple[str, ...] = ()
-    ingredient_rxnorm: tuple[str, ...] = ()
-    ndc: tuple[str, ...] = ()
-    ingredients: tuple[str, ...] = ()
-    brands: tuple[str, ...] = ()
-    state_schedules: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -364,29 +348,8 @@ def _restrictions(doc: Mapping[str, Any], where: str, problems: _Problems) -> tu
 
 
 def drug_rows(doc: Mapping[str, Any], where: str, problems: _Problems) -> dict[str, DrugRow]:
-    """The ``drugs:`` mapping of a schedule file (the shipped table or a site override file)."""
-    rows = {}
-    for key, body in _mapping(doc.get("drugs"), f"{where}: drugs", problems).items():
-        at = f"{where}: drugs.{key}"
-        body = _mapping(body, at, problems)
-        states = _mapping(body.get("state_schedules"), f"{at}.state_schedules", problems)
-        rows[str(key)] = DrugRow(
-            key=str(key), schedule=_choice(body.get("schedule"), SCHEDULES, f"{at}.schedule", problems, "none"),
-            narcotic=bool(body.get("narcotic", False)), oud_treatment=bool(body.get("oud_treatment", False)),
-            classes=_strings(body.get("classes"), f"{at}.classes", problems), source=str(body.get("source", "")),
-            rxnorm=_strings(body.get("rxnorm"), f"{at}.rxnorm", problems),
-            ingredient_rxnorm=_strings(body.get("ingredient_rxnorm"), f"{at}.ingredient_rxnorm", problems),
-            ndc=tuple(normalise_ndc(n) for n in _strings(body.get("ndc"), f"{at}.ndc", problems)),
-            ingredients=tuple(s.lower() for s in _strings(body.get("ingredients"), f"{at}.ingredients", problems)),
-            brands=tuple(s.lower() for s in _strings(body.get("brands"), f"{at}.brands", problems)),
-            state_schedules={_state(s, f"{at}.state_schedules", problems):
-                             _choice(v, SCHEDULES, f"{at}.state_schedules.{s}", problems, "none")
-                             for s, v in states.items()})
-    return rows
-
-
-def normalise_ndc(value: str) -> str:
-    return re.sub(r"[^0-9]", "", value)
+    """The ``drugs:`` mapping of a schedule file (read by the public :func:`bridge.parse_drug_rows`)."""
+    return parse_drug_rows(doc, where, problems.add)
 
 
 def _federal_settings(doc: Mapping[str, Any], where: str, problems: _Problems) -> dict[str, Any]:
