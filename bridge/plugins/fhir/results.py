@@ -50,6 +50,9 @@ RESULT_KEY_NAMESPACE = uuid.UUID("0b6f3d1e-93a4-5c57-8e0e-5a1c2b7d9e44")
 _HL7_TABLE = re.compile(r"^HL7(\d{4})$")
 _OID = re.compile(r"^[0-2](\.\d+)+$")
 LOCAL = f"{C.BASE}/CodeSystem/local/"
+NO_CODE = "no code sent"
+"""The text of ``code`` for a result or report whose sender gave no code (an HL7v2 OBX with an empty
+OBX-3, seen in narrative reports): FHIR requires a code, and saying so is better than inventing one."""
 
 
 # --- codes -------------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ def concept_out(codings: list[Coding]) -> dict[str, Any] | None:
 
 
 def concept_in(node: Node | None) -> list[Coding]:
-    if node is None:
+    if node is None or (node.data == {"text": NO_CODE}):
         return []
     codings = [coding_in(c) for c in node.list("coding")]
     text = node.str("text")
@@ -106,10 +109,11 @@ def concept_in(node: Node | None) -> list[Coding]:
 
 def quantity_out(q: Quantity | None, simple: bool = False) -> dict[str, Any] | None:
     """A Quantity; its unit code only with its system (FHIR qty-3). A SimpleQuantity (range bounds)
-    has no comparator."""
+    has no comparator. The value is written as a decimal, as it is read back, so a second encode
+    gives the same bytes."""
     if q is None:
         return None
-    return compact({"value": q.value, "comparator": None if simple else q.comparator, "unit": q.unit,
+    return compact({"value": float(q.value), "comparator": None if simple else q.comparator, "unit": q.unit,
                     "system": system_out(q.system) if q.code else None, "code": q.code if q.system else None})
 
 
@@ -146,8 +150,6 @@ def reference_range_in(node: Node) -> ReferenceRange | None:
 def observation_out(rec: Observation, w: Writer) -> dict[str, Any]:
     from .resources import common_extensions, identifiers_out
 
-    if not rec.code:
-        raise EncodeError("Observation.code is required in FHIR (what was observed)")
     units_ext = {"url": C.EXT_OBSERVATION_UNITS, "valueCoding": coding_out(rec.units)} if rec.units else None
     return compact({
         "resourceType": "Observation",
@@ -156,7 +158,7 @@ def observation_out(rec: Observation, w: Writer) -> dict[str, Any]:
         "status": rec.status or "unknown",
         "category": [{"coding": [{"system": C.OBSERVATION_CATEGORY, "code": rec.category}]}]
         if rec.category else [],
-        "code": concept_out(rec.code),
+        "code": concept_out(rec.code) or {"text": NO_CODE},
         "subject": w.ref(rec.patient) if rec.patient else None,
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
         "effectiveDateTime": fhir_datetime(rec.effective, "Observation.effective", w.options),
@@ -275,8 +277,6 @@ def in_context(rec: DiagnosticReport, obs: Observation, seen: dict[str, int]) ->
 def report_out(rec: DiagnosticReport, w: Writer) -> dict[str, Any]:
     from .resources import common_extensions, identifiers_out
 
-    if not rec.code:
-        raise EncodeError("DiagnosticReport.code is required in FHIR (what was reported)")
     seen: dict[str, int] = {}
     issued, issued_ext = None, None
     if rec.issued and "T" in rec.issued:
@@ -289,7 +289,7 @@ def report_out(rec: DiagnosticReport, w: Writer) -> dict[str, Any]:
         "identifier": identifiers_out(rec),
         "status": rec.status or "unknown",
         "category": [{"coding": [coding_out(rec.category)]}] if rec.category else [],
-        "code": concept_out(rec.code),
+        "code": concept_out(rec.code) or {"text": NO_CODE},
         "subject": w.ref(rec.patient) if rec.patient else None,
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
         "effectiveDateTime": fhir_datetime(rec.effective, "DiagnosticReport.effective", w.options),
