@@ -49,6 +49,8 @@ RESULT_KEY_NAMESPACE = uuid.UUID("0b6f3d1e-93a4-5c57-8e0e-5a1c2b7d9e44")
 """uuid5 namespace of derived result keys (a fixed random value: changing it re-keys every result)."""
 _HL7_TABLE = re.compile(r"^HL7(\d{4})$")
 _OID = re.compile(r"^[0-2](\.\d+)+$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+"""An absolute URI: a scheme, a colon, no spaces (``POST 12H CFST:MCNC`` is a name with a colon)."""
 LOCAL = f"{C.BASE}/CodeSystem/local/"
 NO_CODE = "no code sent"
 """The text of ``code`` for a result or report whose sender gave no code (an HL7v2 OBX with an empty
@@ -61,7 +63,7 @@ OBX-3, seen in narrative reports): FHIR requires a code, and saying so is better
 def system_out(system: str | None) -> str | None:
     """Coding systems as absolute URIs: a URI as is, ``HL7nnnn`` as the v2 table's URL, a bare OID
     as ``urn:oid:``, and a sender's local name (``99USI``) under our ``CodeSystem/local/``."""
-    if not system or ":" in system:
+    if not system or _URI.match(system):
         return system
     table = _HL7_TABLE.match(system)
     if table:
