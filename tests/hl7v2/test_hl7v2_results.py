@@ -358,3 +358,19 @@ def test_microsofts_oru_samples_agree_field_by_field(fhir) -> None:
     assert compared >= 49
     for field, count in agree.items():
         assert count / compared >= 0.95, f"{field}: {count}/{compared}"
+
+
+def test_a_route_can_send_pain_reports_to_a_registry_and_labs_elsewhere() -> None:
+    from bridge.core.config import Route
+    from bridge.core.router import Router
+
+    router = Router([
+        Route(to=("pain-registry",), records=("DiagnosticReport", "Observation"),
+              match={"observations.code.code": ("72514-3",)}),
+        Route(to=("pain-registry",), records=("Observation",), match={"code.code": ("72514-3",)}),
+        Route(to=("ehr",), records=("DiagnosticReport", "Observation"), match={}),
+    ])
+    pain = one_report(PAIN.format(type="NM", value="3"))
+    (lab,) = decode(CBC.read_bytes(), {})
+    routed = router.route([pain, lab])
+    assert routed["pain-registry"] == [pain] and routed["ehr"] == [pain, lab]
