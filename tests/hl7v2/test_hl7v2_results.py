@@ -277,8 +277,9 @@ def test_every_corpus_oru_gives_valid_fhir_with_required_codes_and_uri_systems(f
             resource = entry["resource"]
             rtype = resource["resourceType"]
             getattr(importlib.import_module(f"fhir.resources.R4B.{rtype.lower()}"), rtype).model_validate(resource)
-            if rtype == "Observation":
+            if rtype == "Observation":  # required bindings: status, Quantity.comparator
                 assert resource["status"] in OBSERVATION_STATUSES, path.name
+                assert resource.get("valueQuantity", {}).get("comparator", "<") in ("<", "<=", ">=", ">")
             if rtype == "DiagnosticReport":
                 assert resource["status"] in REPORT_STATUSES, path.name
             # Patient/Practitioner identifier systems from PID/XCN are another slice of issue 13.
