@@ -9,10 +9,12 @@ from bridge import (
     Coding,
     ContactPoint,
     DEARegistration,
+    DiagnosticReport,
     Encounter,
     HumanName,
     Identifier,
     Medication,
+    Observation,
     Patient,
     PatientLocation,
     Period,
@@ -21,6 +23,9 @@ from bridge import (
     Prescription,
     PrescriptionEvent,
     Quantity,
+    Range,
+    Ratio,
+    ReferenceRange,
     SignatureEvidence,
     StateLicense,
 )
@@ -144,9 +149,58 @@ def clinical_note() -> ClinicalNote:
     )
 
 
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+FLAGS = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def pain_score() -> Observation:
+    """A standalone observation with every field set."""
+    score = Quantity(value=6, unit="{score}", code="{score}", system=UCUM)
+    return Observation(
+        id="obs-pain-1", identifiers=[Identifier(value="PAIN-9", system="urn:oid:1.2.3.4.11")], status="final",
+        category="survey",
+        code=[Coding(code="72514-3", system=LOINC, display="Pain severity - 0-10 verbal numeric rating [Score]")],
+        value_type="NM", value_quantity=score, units=Coding(code="{score}", system=UCUM),
+        reference_range=ReferenceRange(low=Quantity(value=0, unit="{score}", code="{score}", system=UCUM),
+                                       high=Quantity(value=10, unit="{score}", code="{score}", system=UCUM),
+                                       text="0-10"),
+        interpretation=[Coding(code="A", system=FLAGS, display="Abnormal")],
+        effective="2026-03-02T14:05:00-06:00", performer=practitioner(), notes=["Worse at night."],
+        patient=patient(), encounter=encounter(), extra={"hl7v2": {"fields": {"OBX-4": "1"}}},
+    )
+
+
+def lab_report() -> DiagnosticReport:
+    """A report whose results take every value shape; they name no patient of their own."""
+    mg = Quantity(value=0.5, unit="mg/dL", code="mg/dL", system=UCUM, comparator="<")
+    return DiagnosticReport(
+        id="rep-1", identifiers=[Identifier(value="F-100", system="urn:oid:1.2.3.4.12", type="FILL"),
+                                 Identifier(value="P-100", system="urn:oid:1.2.3.4.13", type="PLAC")],
+        status="final", category=Coding(code="CH", system="http://terminology.hl7.org/CodeSystem/v2-0074"),
+        code=[Coding(code="24323-8", system=LOINC, display="Comprehensive metabolic panel")],
+        effective="2026-03-02T08:00:00-06:00", issued="2026-03-02T11:00:00-06:00",
+        observations=[
+            Observation(status="final", category="laboratory", code=[Coding(code="2345-7", system=LOINC)],
+                        value_quantity=mg, interpretation=[Coding(code="L", system=FLAGS)]),
+            Observation(status="corrected", category="laboratory", code=[Coding(code="2345-7", system=LOINC)],
+                        value_quantity=Quantity(value=92, unit="mg/dL", code="mg/dL", system=UCUM)),
+            Observation(status="final", code=[Coding(code="5334-2", system=LOINC)],
+                        value_ratio=Ratio(numerator=Quantity(value=1), denominator=Quantity(value=128))),
+            Observation(status="final", code=[Coding(code="2160-0", system=LOINC)],
+                        value_range=Range(low=Quantity(value=0.6), high=Quantity(value=0.9))),
+            Observation(status="final", code=[Coding(code="600-7", system=LOINC)],
+                        value_codings=[Coding(code="3092008", system="http://snomed.info/sct", display="Staph")]),
+            Observation(status="final", code=[Coding(code="11778-8", system=LOINC)], value_datetime="2027-03-01"),
+            Observation(status="preliminary", code=[], value_text="Impression: normal."),
+        ],
+        patient=patient(), encounter=encounter(), extra={"hl7v2": {"fields": {"OBR-16": "x"}}},
+    )
+
+
 ALL = {
     "Patient": patient, "Practitioner": practitioner, "Pharmacy": pharmacy, "Medication": medication,
     "Encounter": encounter, "Appointment": appointment, "Prescription": prescription,
     "ControlledPrescription": controlled_prescription, "PrescriptionEvent": rx_fill,
-    "ClinicalNote": clinical_note,
+    "ClinicalNote": clinical_note, "Observation": pain_score, "DiagnosticReport": lab_report,
 }

@@ -116,7 +116,7 @@ def test_a_changed_field_wins_over_the_kept_original(fhir_format):
 def test_unsupported_resources_in_a_bundle_are_skipped(fhir_format):
     bundle = our_bundle(fhir_format, [R.patient()])
     bundle["entry"].append({"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
-                            "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}})
+                            "resource": {"resourceType": "Basic", "code": {"text": "x"}}})
     assert [r.kind for r in fhir_format.decode(json.dumps(bundle).encode(), {})] == ["Patient"]
 
 
@@ -152,7 +152,7 @@ def test_wrong_type_inside_a_bundle_names_the_entry(fhir_format):
     (b"[]", "$: expected an object"),
     (b'{"id": "x"}', "missing resourceType"),
     (b'{"resourceType": "Pateint"}', "unknown resourceType 'Pateint'"),
-    (b'{"resourceType": "Observation", "status": "final"}', "resourceType Observation is not supported"),
+    (b'{"resourceType": "Basic", "code": {"text": "x"}}', "resourceType Basic is not supported"),
     (b'{"resourceType": "Bundle", "type": "history", "entry": []}', "Bundle.type: 'history' is not supported"),
     (b'{"resourceType": "Bundle", "type": "collection", "entry": []}', "holds no supported resource"),
     (b'{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Nope"}}]}',

@@ -93,13 +93,6 @@ def test_mdm_note_text_and_author() -> None:
     assert note.patient is not None
 
 
-def test_oru_gives_one_note_per_report_and_keeps_numeric_results() -> None:
-    notes = decode(corpus("fhir-converter-input/LRI_2.0-NG_CBC_Typ_Message.hl7"), {})
-    assert notes and all(n.kind == "ClinicalNote" for n in notes)
-    kept = [s["segment"] for s in notes[0].extra["hl7v2"]["segments"]]
-    assert any(s.startswith("OBX|1|NM|26453-1") for s in kept)
-
-
 # --- telehealth -------------------------------------------------------------------------------------
 
 BASE = (

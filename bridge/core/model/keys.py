@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .records import ClinicalNote, Encounter, Identifier, Patient, Prescription, PrescriptionEvent, Record
+from .records import (
+    ClinicalNote,
+    DiagnosticReport,
+    Encounter,
+    Identifier,
+    Observation,
+    Patient,
+    Prescription,
+    PrescriptionEvent,
+    Record,
+)
 
 KEY_NAMES = (
     "control_id",
@@ -85,7 +95,7 @@ def keys_of(records: Iterable[Record]) -> BusinessKeys:
             put("prescription_number", record.prescriber_order_number or record.prescription_id)
             put("ncpdp_message_id", record.message_id)
             put("patient_id", patient_key(record.patient))
-        elif isinstance(record, ClinicalNote):
+        elif isinstance(record, (ClinicalNote, Observation, DiagnosticReport)):
             put("patient_id", patient_key(record.patient))
             put("encounter_id", encounter_key(record.encounter))
         else:

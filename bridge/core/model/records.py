@@ -25,6 +25,17 @@ DEA_SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
 DEA_SUB_SCHEDULES = ("CIIN", "CIIIN")
 """DEA registration schedules 2N and 3N: the non-narcotic drugs of Schedule II and III only."""
 PRESCRIPTION_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
+OBSERVATION_STATUSES = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                        "entered-in-error", "unknown")
+"""FHIR R4 observation-status (a required binding): the record uses its codes so no encoder guesses."""
+OBSERVATION_CATEGORIES = ("laboratory", "vital-signs", "survey", "imaging", "social-history", "exam",
+                          "procedure", "therapy", "activity")
+"""FHIR R4 observation-category codes: routes and registries pick results by them (a pain registry
+wants ``survey``, a lab interface ``laboratory``)."""
+REPORT_STATUSES = ("registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+                   "cancelled", "entered-in-error", "unknown")
+"""FHIR R4 diagnostic-report-status (a required binding)."""
+COMPARATORS = ("<", "<=", ">=", ">")
 """Where a medication order is meant to be used (FHIR MedicationRequest.category): an ``inpatient``
 order is given in the facility; the others leave with the patient and are prescriptions."""
 
@@ -96,6 +107,33 @@ class Quantity:
     unit: str | None = None
     code: str | None = None
     system: str | None = None
+    comparator: str | None = field(default=None, metadata=_choices(*COMPARATORS))
+
+
+@dataclass
+class Range:
+    """A result given as a range of values (HL7v2 SN ``^10^-^20``)."""
+
+    low: Quantity | None = None
+    high: Quantity | None = None
+
+
+@dataclass
+class Ratio:
+    """A result given as a ratio (HL7v2 SN ``^1^:^128``, a titre)."""
+
+    numerator: Quantity | None = None
+    denominator: Quantity | None = None
+
+
+@dataclass
+class ReferenceRange:
+    """The normal range a result is judged against: bounds when the sender's text reads as numbers,
+    and always the text as sent, because ranges such as "negative" or "<5 in adults" are not numbers."""
+
+    low: Quantity | None = None
+    high: Quantity | None = None
+    text: str | None = None
 
 
 @dataclass
@@ -308,6 +346,55 @@ class ClinicalNote(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Observation(Record):
+    """One result (an HL7v2 OBX, a FHIR Observation): a lab value, a vital sign, a pain score.
+
+    A value arrives in one of several shapes; exactly one ``value_*`` field is set, so a receiver
+    never has to parse text to learn a number."""
+
+    kind: ClassVar[str] = "Observation"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*OBSERVATION_STATUSES))
+    category: str | None = field(default=None, metadata=_choices(*OBSERVATION_CATEGORIES))
+    code: list[Coding] = field(default_factory=list)
+    value_type: str | None = None
+    value_quantity: Quantity | None = None
+    value_codings: list[Coding] = field(default_factory=list)
+    value_text: str | None = None
+    value_datetime: str | None = field(default=None, metadata=DATETIME)
+    value_range: Range | None = None
+    value_ratio: Ratio | None = None
+    units: Coding | None = None
+    reference_range: ReferenceRange | None = None
+    interpretation: list[Coding] = field(default_factory=list)
+    effective: str | None = field(default=None, metadata=DATETIME)
+    performer: Practitioner | None = None
+    notes: list[str] = field(default_factory=list)
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DiagnosticReport(Record):
+    """A report (an HL7v2 OBR with its OBX, a FHIR DiagnosticReport) holding its results."""
+
+    kind: ClassVar[str] = "DiagnosticReport"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*REPORT_STATUSES))
+    category: Coding | None = None
+    code: list[Coding] = field(default_factory=list)
+    effective: str | None = field(default=None, metadata=DATETIME)
+    issued: str | None = field(default=None, metadata=DATETIME)
+    observations: list[Observation] = field(default_factory=list)
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -320,6 +407,8 @@ RECORD_TYPES: dict[str, type[Record]] = {
         Prescription,
         PrescriptionEvent,
         ClinicalNote,
+        Observation,
+        DiagnosticReport,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

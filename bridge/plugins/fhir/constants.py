@@ -19,6 +19,7 @@ V2_0004 = "http://terminology.hl7.org/CodeSystem/v2-0004"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 MEDREQ_CATEGORY = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
 MEDREQ_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 R5_VIRTUAL_SERVICE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.virtualService"
 """Read and kept (never generated): the R5 cross-version extension describes the platform
@@ -35,6 +36,9 @@ SID_ORDER_NUMBER = f"{BASE}/sid/prescriber-order-number"
 SID_NCPDP_MESSAGE_ID = f"{BASE}/sid/ncpdp-message-id"
 SID_DEA = f"{BASE}/sid/dea-registration"
 SID_STATE_LICENSE = f"{BASE}/sid/state-license"
+SID_RESULT_KEY = f"{BASE}/sid/result-key"
+"""A report's result without an identifier of its own: uuid5 of the report's identifier, the result's
+code and its place among the report's results of that code (see ``results.py``)."""
 CS_QUALIFICATION = f"{BASE}/CodeSystem/qualification"
 CS_MODALITY = f"{BASE}/CodeSystem/modality"
 
@@ -55,6 +59,9 @@ EXT_RELATES_TO = f"{_SD}/relates-to-message-id"
 EXT_EVENT_CODE = f"{_SD}/event-code"
 EXT_FILL_STATUS = f"{_SD}/fill-status"
 EXT_NOTE_STATUS = f"{_SD}/note-status"
+EXT_VALUE_TYPE = f"{_SD}/observation-value-type"
+EXT_OBSERVATION_UNITS = f"{_SD}/observation-units"
+EXT_ISSUED_DATE = f"{_SD}/report-issued-date"
 EXT_RECORD_EXTRA = f"{_SD}/record-extra"
 EXT_RECORD_INDEX = f"{_SD}/record-index"
 

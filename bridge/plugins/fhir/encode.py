@@ -3,8 +3,8 @@
 Idempotency: every entry carries a conditional request on its business identifier. Reference data
 (Patient, Practitioner, Organization, Medication) is a conditional create — ``POST`` with
 ``ifNoneExist`` — so we never overwrite what the EHR's master files hold; clinical events
-(Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference) are a
-conditional update — ``PUT Type?identifier=system|value`` — so a re-delivery after a status change
+(Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference, DiagnosticReport,
+Observation) are a conditional update — ``PUT Type?identifier=system|value`` — so a re-delivery after a status change
 updates the one resource. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5)
 from the same business identifiers, so encoding a record twice gives the same bytes.
 """
@@ -35,7 +35,8 @@ PREFERRED_SYSTEMS = {
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
 }
-PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",)}
+PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",),
+                   "DiagnosticReport": ("FILL", "PLAC")}
 BUNDLE_TYPES = ("transaction", "collection")
 
 

@@ -21,9 +21,11 @@ from bridge import (
     Coding,
     DecodeError,
     DEARegistration,
+    DiagnosticReport,
     EncodeError,
     Encounter,
     Medication,
+    Observation,
     Patient,
     PatientLocation,
     Pharmacy,
@@ -63,6 +65,7 @@ from .datatypes import (
 )
 from .keep import FHIR
 from .reader import Node
+from .results import observation_in, observation_out, report_in, report_out
 
 if TYPE_CHECKING:
     from .decode import Reader
@@ -759,6 +762,7 @@ OUT = {
     Patient: patient_out, Practitioner: practitioner_out, Pharmacy: pharmacy_out,
     Medication: medication_out, Encounter: encounter_out, Appointment: appointment_out,
     Prescription: prescription_out, PrescriptionEvent: dispense_out, ClinicalNote: note_out,
+    Observation: observation_out, DiagnosticReport: report_out,
 }
 IN = {
     "Patient": (Patient, patient_in), "Practitioner": (Practitioner, practitioner_in),
@@ -767,6 +771,7 @@ IN = {
     "MedicationRequest": (Prescription, prescription_in),
     "MedicationDispense": (PrescriptionEvent, dispense_in),
     "DocumentReference": (ClinicalNote, note_in),
+    "Observation": (Observation, observation_in), "DiagnosticReport": (DiagnosticReport, report_in),
 }
 """Resource type → (record class, decoder)."""
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}

@@ -45,7 +45,7 @@ KINDS_BY_TYPE = {
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),
     "MDM": frozenset({"ClinicalNote"}),
-    "ORU": frozenset({"ClinicalNote"}),
+    "ORU": frozenset({"DiagnosticReport", "Observation"}),
 }
 
 

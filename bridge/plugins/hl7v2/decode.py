@@ -1,7 +1,8 @@
 """HL7v2 messages to canonical records.
 
 ADT A01/A03/A04/A08/A11 → Encounter; SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 →
-Prescription (one per ORC group); MDM^T02 → ClinicalNote; ORU^R01 → ClinicalNote (one per OBR).
+Prescription (one per ORC group); MDM^T02 → ClinicalNote; ORU^R01 → DiagnosticReport (one per
+OBR, with one Observation per OBX; the mapping tables are in :mod:`.results`).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -13,6 +14,7 @@ code) in ``fields`` too, and every other segment (Z-segments, repeats, unknown o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,20 +23,27 @@ from bridge import (
     ClinicalNote,
     Coding,
     DecodeError,
+    DiagnosticReport,
     Encounter,
     Identifier,
     Medication,
+    Observation,
     Patient,
     Period,
+    Practitioner,
     Prescription,
     Quantity,
+    Range,
+    Ratio,
     Record,
 )
 
 from . import datatypes as dt
-from . import telehealth
+from . import results, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, parse_path, read_messages, reencode, reencode_segment, text
+
+log = logging.getLogger(__name__)
 
 ADT_EVENTS = ("A01", "A03", "A04", "A08", "A11")
 SIU_EVENTS = ("S12", "S13", "S14", "S15")
@@ -56,7 +65,6 @@ NOTE_STATUS = {"AU": "final", "LA": "final", "IP": "preliminary", "PA": "prelimi
                "IN": "preliminary", "DI": "preliminary"}
 NO_CLAIM = frozenset(("U", "DO"))
 """Codes that claim nothing (class unknown, document merely "documented"): read as no value."""
-RESULT_STATUS = {"F": "final", "P": "preliminary", "C": "amended", "X": "cancelled"}
 TEXT_TYPES = ("TX", "FT", "ST")
 SUBSTITUTION_NOT_ALLOWED = ("N", "0", "1", "7")
 SUBSTITUTION_ALLOWED = ("G", "T", "2", "3", "4", "5", "8")
@@ -77,8 +85,8 @@ MAPPED: dict[str, set[int]] = {
     "TQ1": {1},
     "RXR": set(),
     "TXA": {1, 2, 3, 4, 9, 12, 17},
-    "OBR": {1, 2, 3, 4, 7, 25},
-    "OBX": {1, 2, 3, 5, 11},
+    "OBR": {1, 2, 3, 4, 7, 22, 24, 25},
+    "OBX": {1, 2, 3, 5, 6, 7, 8, 11, 14, 16, 21},
 }
 
 
@@ -102,16 +110,17 @@ class Scope:
         self.fields: dict[str, str] = {}
         self.nulls: list[str] = []
         self.segments: list[dict[str, str]] = []
+        self.warnings: list[str] = []
         self.anchor = "MSH"
 
-    def take(self, seg: Segment, into: Scope | None = None) -> None:
+    def take(self, seg: Segment, into: Scope | None = None, fields: bool = True) -> None:
         """Mark ``seg`` as mapped: keep its unmapped fields and nulls (in ``into`` when given)."""
         self.anchor = seg.name
         if into is not None:
             into.take(seg)
             return
         mapped = self.mapped.get(seg.name, ())
-        if seg.name not in ("MSH", "OBX"):  # text OBX: only type and value are kept (see docs)
+        if seg.name != "MSH" and fields:  # MDM text OBX keep only type and value (see docs)
             for number in range(1, len(seg.fields)):
                 value = seg.fields[number]
                 if not value:
@@ -141,6 +150,8 @@ class Scope:
             out["nulls"] = list(self.nulls)
         if self.segments:
             out["segments"] = list(self.segments)
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return {"hl7v2": out} if out else {}
 
 
@@ -516,7 +527,7 @@ class Decoder:
                 found[seg.name] = seg
                 scope.take(seg, into=pid_scope if seg.name == "PID" else None)
             elif seg.name == "OBX" and self.t(seg, 2) in TEXT_TYPES:
-                scope.take(seg)
+                scope.take(seg, fields=False)
                 lines += self._obx_lines(seg)
             elif seg.name not in self.owned_z:
                 scope.keep(seg)
@@ -558,53 +569,213 @@ class Decoder:
         return out
 
     def oru(self) -> list[Record]:
+        """One DiagnosticReport per OBR, holding one Observation per OBX. An ORU without OBR (real
+        feeds send them) gives its OBX as Observations with a warning; one without OBX is refused."""
         segs = self.message.segments
-        first = next((i for i, s in enumerate(segs) if s.name == "OBR"), None)
-        if first is None:
-            raise DecodeError("ORU^R01 has no OBR segment", "OBR")
+        first = next((i for i, s in enumerate(segs) if s.name in ("ORC", "OBR")), None)
+        if first is None or not any(s.name == "OBR" for s in segs[first:]):
+            return self._bare_observations(segs)
         header_scope, pid_scope = self.scope(), self.new_pid_scope()
         found = self.walk(segs[:first], header_scope, ("MSH", "PID", "PV1", "PV2"))
         patient = self.patient(found.get("PID"), pid_scope)
-        encounter = self.encounter(found["PV1"], found.get("PV2"), header_scope, None) if "PV1" in found else None
-        notes: list[Record] = []
-        group: list[Segment] = []
-        for seg in segs[first:] + [None]:  # type: ignore[list-item]
-            if seg is None or seg.name == "OBR":
-                if group:
-                    notes.append(self._result_note(group, patient, encounter))
-                group = []
-            if seg is not None:
-                group.append(seg)
+        encounter = self._result_encounter(found, header_scope)
+        reports: list[Record] = []
+        for group in self._report_groups(segs[first:]):
+            reports.append(self._report(group, patient, encounter))
         header = header_scope.extra().get("hl7v2")
         if header:
-            notes[0].extra.setdefault("hl7v2", {})["header"] = header
-        return notes
+            reports[0].extra.setdefault("hl7v2", {})["header"] = header
+        return reports
 
-    def _result_note(self, group: list[Segment], patient: Patient | None,
-                     encounter: Encounter | None) -> ClinicalNote:
+    def _result_encounter(self, found: dict[str, Segment], scope: Scope) -> Encounter | None:
+        encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
+        return None if encounter == Encounter() else encounter  # a bare PV1 says nothing about a visit
+
+    def _report_groups(self, segs: list[Segment]) -> list[list[Segment]]:
+        """Split at each OBR; an ORC right before an OBR belongs to that OBR's group."""
+        groups: list[list[Segment]] = []
+        pending: list[Segment] = []
+        for seg in segs:
+            if seg.name == "ORC":
+                pending.append(seg)
+            elif seg.name == "OBR":
+                groups.append([*pending, seg])
+                pending = []
+            elif not groups:
+                pending.append(seg)
+            else:
+                groups[-1].extend([*pending, seg])
+                pending = []
+        if pending and groups:
+            groups[-1].extend(pending)
+        return groups
+
+    def _report(self, group: list[Segment], patient: Patient | None,
+                encounter: Encounter | None) -> DiagnosticReport:
         scope = self.scope()
-        obr = group[0]
+        at = next(i for i, s in enumerate(group) if s.name == "OBR")
+        obr = group[at]
+        for seg in group[:at]:
+            scope.keep(seg)  # the ORC: order control and ordering details stay raw
         scope.take(obr)
-        lines: list[str] = []
-        for seg in group[1:]:
-            if seg.name == "OBX" and self.t(seg, 2) in TEXT_TYPES:
-                scope.take(seg)
-                lines += self._obx_lines(seg)
+        self._keep_beyond_triplets(obr, 4, scope)
+        section = self.t(obr, 24)
+        observations: list[Observation] = []
+        specimen = False
+        for seg in group[at + 1:]:
+            specimen = specimen or seg.name == "SPM"
+            if seg.name == "OBX" and not specimen:
+                observations.append(self._observation(seg, obr, section))
+            elif seg.name == "NTE" and observations:
+                self._note(observations[-1], seg)
             elif seg.name not in self.owned_z:
-                scope.keep(seg)
-        kind = dt.read_coding(obr.get(4), self.seps)
-        return ClinicalNote(
+                scope.keep(seg)  # NTE on the OBR, TQ1, SPM and its OBX… kept after the OBR
+        return DiagnosticReport(
             identifiers=self._order_ids(obr, 2, 3),
-            status=self.coded(obr, 25, RESULT_STATUS, scope),
-            note_type=kind,
-            title=kind.display if kind else None,
-            text="\n".join(lines) or None,
-            content_type="text/plain" if lines else None,
-            authored=self.when(obr, 7, scope),
+            status=self.coded(obr, 25, results.REPORT_STATUS, scope),
+            category=results.section_coding(section),
+            code=dt.read_codings(obr.get(4), self.seps),
+            effective=self.when(obr, 7, scope),
+            issued=self.when(obr, 22, scope),
+            observations=observations,
             patient=patient,
             encounter=encounter,
             extra=scope.extra(),
         )
+
+    def _bare_observations(self, segs: list[Segment]) -> list[Record]:
+        first = next((i for i, s in enumerate(segs) if s.name == "OBX"), None)
+        if first is None:
+            raise DecodeError("ORU^R01 has no OBR and no OBX segment", "OBR")
+        header_scope, pid_scope = self.scope(), self.new_pid_scope()
+        found = self.walk(segs[:first], header_scope, ("MSH", "PID", "PV1", "PV2"))
+        patient = self.patient(found.get("PID"), pid_scope)
+        encounter = self._result_encounter(found, header_scope)
+        observations: list[Observation] = []
+        for seg in segs[first:]:
+            if seg.name == "OBX":
+                observations.append(self._observation(seg, None, ""))
+                observations[-1].patient, observations[-1].encounter = patient, encounter
+            elif seg.name == "NTE":
+                self._note(observations[-1], seg)
+            elif seg.name not in self.owned_z:
+                observations[-1].extra.setdefault("hl7v2", {}).setdefault("segments", []).append(
+                    {"after": "OBX", "segment": reencode_segment(seg, self.seps)})
+        extra = observations[0].extra.setdefault("hl7v2", {})
+        extra["warnings"] = [NO_OBR_WARNING]
+        header = header_scope.extra().get("hl7v2")
+        if header:
+            extra["header"] = header
+        log.warning("hl7v2 decode: ORU^R01 without OBR; %d OBX decoded as observations without a report",
+                    len(observations))
+        return list(observations)
+
+    def _observation(self, obx: Segment, obr: Segment | None, section: str) -> Observation:
+        scope = self.scope()
+        scope.take(obx)
+        for number in (3, 6):
+            self._keep_beyond_triplets(obx, number, scope)
+        codes = dt.read_codings(obx.get(3), self.seps)
+        units = dt.read_coding(obx.get(6), self.seps)
+        pain = results.is_pain_score(codes)
+        measure = units or (Coding(code=results.SCORE_UNIT, system=dt.CODE_SYSTEMS["UCUM"]) if pain else None)
+        obs = Observation(
+            identifiers=self._instance_ids(obx),
+            status=self.coded(obx, 11, results.OBSERVATION_STATUS, scope),
+            category=results.category(codes, section),
+            code=codes,
+            value_type=self.t(obx, 2) or None,
+            units=units,
+            reference_range=results.reference_range(self.t(obx, 7), measure),
+            interpretation=[results.interpretation(text(f.split(self.seps.component)[0], self.seps))
+                            for f in self.reps(obx, 8)],
+            effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
+            performer=self._first_practitioner(obx, 16),
+        )
+        self._value(obs, obx, measure, scope)
+        if pain:
+            self._pain(obs, scope)
+        obs.extra = scope.extra()
+        return obs
+
+    def _value(self, obs: Observation, obx: Segment, units: Coding | None, scope: Scope) -> None:
+        """OBX-5 in the record field for its type; a value that cannot be read is kept raw."""
+        kind, raw = obs.value_type or "", obx.get(5)
+        if not raw or raw == NULL:
+            return
+        first = raw.split(self.seps.repetition)[0]
+        plain = text(first.split(self.seps.component)[0], self.seps)
+        read: object = None
+        if kind == "NM":
+            read = obs.value_quantity = results.read_number(plain, units)
+        elif kind == "SN":
+            value = results.read_structured([text(p, self.seps) for p in first.split(self.seps.component)], units)
+            read = value
+            if isinstance(value, Quantity):
+                obs.value_quantity = value
+            elif isinstance(value, Range):
+                obs.value_range = value
+            elif isinstance(value, Ratio):
+                obs.value_ratio = value
+        elif kind in results.CODED_VALUE_TYPES:
+            read = obs.value_codings = [c for r in self.reps(obx, 5) for c in dt.read_codings(r, self.seps)]
+        elif kind in results.DATE_VALUE_TYPES:
+            read = obs.value_datetime = dt.read_datetime(plain)
+        elif kind in results.TEXT_VALUE_TYPES or not kind:
+            read = obs.value_text = "\n".join(self._obx_lines(obx)) or None
+        if not read:
+            scope.unreadable("OBX-5", raw)
+        elif kind in results.CODED_VALUE_TYPES:
+            self._keep_beyond_triplets(obx, 5, scope)
+
+    def _pain(self, obs: Observation, scope: Scope) -> None:
+        """LOINC 72514-3: a whole number 0-10 as a ``{score}`` quantity, also when sent as text."""
+        if obs.value_quantity is None and obs.value_text and obs.value_text.strip().isdigit():
+            obs.value_quantity, obs.value_text = results.score(float(obs.value_text.strip())), None
+            scope.fields.pop("OBX-5", None)
+        elif obs.value_quantity is not None and obs.units is None:
+            obs.value_quantity = results.score(obs.value_quantity.value)
+        number = obs.value_quantity.value if obs.value_quantity else None
+        if number is not None and (number != int(number) or not 0 <= number <= 10):
+            scope.warnings.append(PAIN_RANGE_WARNING)
+
+    def _note(self, obs: Observation, nte: Segment) -> None:
+        """NTE-3 comment lines become one note; an NTE with a source or type is also kept whole."""
+        lines = [text(r, self.seps) for r in self.reps(nte, 3)]
+        if lines:
+            obs.notes.append("\n".join(lines))
+        if len([f for f in nte.fields[1:] if f]) > (1 if nte.get(1) else 0) + (1 if lines else 0):
+            obs.extra.setdefault("hl7v2", {}).setdefault("segments", []).append(
+                {"after": "OBX", "segment": reencode_segment(nte, self.seps)})
+
+    def _keep_beyond_triplets(self, seg: Segment, number: int, scope: Scope) -> None:
+        """A CWE read as codings keeps two triplets; one that says more (versions, original text
+        in CWE.9) is also kept raw, so nothing the sender wrote is lost."""
+        raw = seg.get(number)
+        for rep in self.reps(seg, number):
+            if any(rep.split(self.seps.component)[6:]):
+                scope.fields[f"{seg.name}-{number}"] = reencode(raw, self.seps)
+                return
+
+    def _instance_ids(self, obx: Segment) -> list[Identifier]:
+        """OBX-21 observation instance identifier (EI), when the sender gives one."""
+        raw = self.reps(obx, 21)
+        if not raw:
+            return []
+        parts = raw[0].split(self.seps.component)
+        value = text(parts[0], self.seps)
+        namespace = text(parts[1], self.seps) if len(parts) > 1 else ""
+        universal = text(parts[2], self.seps) if len(parts) > 2 else ""
+        return [Identifier(value=value, system=f"urn:oid:{universal}" if universal else None,
+                           assigner=namespace or None)] if value else []
+
+    def _first_practitioner(self, seg: Segment, number: int) -> Practitioner | None:
+        found = self.reps(seg, number)
+        return dt.read_practitioner(found[0], self.seps) if found else None
+
+
+NO_OBR_WARNING = "ORU^R01 without OBR: observations decoded without a report"
+PAIN_RANGE_WARNING = "pain score (LOINC 72514-3) is not a whole number from 0 to 10"
 
 
 def default_adt_event(status: str | None) -> str:
