@@ -49,6 +49,12 @@ from bridge.core.model.records import (  # noqa: E402
     SignatureEvidence,
     StateLicense,
 )
+from bridge.core.model.records import (  # noqa: E402
+    AllergyIntolerance,
+    Condition,
+    Coverage,
+    PatientLink,
+)
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,
