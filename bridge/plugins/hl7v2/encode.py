@@ -233,12 +233,30 @@ class Encoder:
         structure = {"A03": "ADT_A03", "A11": "ADT_A09"}.get(event, "ADT_A01")
         scope = Scope(encounter.extra, self.th(encounter_facts(encounter)))
         scope.add("EVN", {1: event, 2: self.stamp()})
-        scope.out.append(pid_segment(encounter.patient))
+        if encounter.patient is not None or "PID" not in kept.get("missing", ()):
+            scope.out.append(pid_segment(encounter.patient))
         values = pv1_values(encounter)
         _fill_pv1_defaults(values, scope)
         scope.add("PV1", values)
         _add_pv2(scope, encounter)
         scope.out += scope.z_segments()
+        return self.message("ADT", event, structure, scope.render())
+
+    def adt_patient(self, patient: Patient) -> str:
+        """A Patient decoded from a person-level ADT (A28, A31, a merge…): EVN, PID, then the
+        segments its decode kept (a bare PV1, MRG, AL1…); MRG segments are written from
+        ``links`` of type replaces only when none were kept."""
+        kept = patient.extra.get("hl7v2", {})
+        event = self.options.get("adt_event") or kept["event"]
+        structure = {"A40": "ADT_A39", "A34": "ADT_A30", "A24": "ADT_A24"}.get(event, "ADT_A05")
+        header = kept.get("header") or {}
+        scope = Scope({"hl7v2": header})
+        scope.add("EVN", {1: event, 2: self.stamp()})
+        scope.out.append(pid_segment(patient))
+        if not any(item.get("segment", "").startswith("MRG") for item in header.get("segments", ())):
+            for link in patient.links:
+                if link.type == "replaces":
+                    scope.add("MRG", {1: dt.write_identifier(link.other)})
         return self.message("ADT", event, structure, scope.render())
 
     def stamp(self) -> str:
@@ -399,15 +417,20 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
                 i += 1
                 group.append(records[i])  # type: ignore[arg-type]
             messages.append(encoder.rde(group))
+        elif record.extra.get("hl7v2", {}).get("carried"):  # type: ignore[attr-defined]
+            pass  # its segments are in the message's first record, written with it
         elif isinstance(record, Encounter):
             messages.append(encoder.adt(record))
+        elif isinstance(record, Patient) and record.extra.get("hl7v2", {}).get("event"):
+            messages.append(encoder.adt_patient(record))
         elif isinstance(record, Appointment):
             messages.append(encoder.siu(record))
         elif isinstance(record, ClinicalNote):
             messages.append(encoder.mdm(record))
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
-                              "(supported: Encounter, Appointment, Prescription, ClinicalNote)")
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
+                              "records an ADT decode gives)")
         i += 1
     if len(messages) > 1 and options.get("message_control_id"):
         raise EncodeError("options.message_control_id names one message, but the records make "
