@@ -40,7 +40,7 @@ def detect(raw: bytes) -> bool:
 
 
 KINDS_BY_TYPE = {
-    "ADT": frozenset({"Encounter"}),
+    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage"}),
     "SIU": frozenset({"Appointment"}),
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),

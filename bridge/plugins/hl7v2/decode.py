@@ -688,6 +688,9 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)
+    if message.warnings:
+        kept = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
+        kept["warnings"] = [*message.warnings, *kept.get("warnings", ())]
     return records
 
 
