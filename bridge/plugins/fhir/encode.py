@@ -3,10 +3,12 @@
 Idempotency: every entry carries a conditional request on its business identifier. Reference data
 (Patient, Practitioner, Organization, Medication) is a conditional create — ``POST`` with
 ``ifNoneExist`` — so we never overwrite what the EHR's master files hold; clinical events
-(Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference) are a
-conditional update — ``PUT Type?identifier=system|value`` — so a re-delivery after a status change
-updates the one resource. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5)
-from the same business identifiers, so encoding a record twice gives the same bytes.
+(Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference, AllergyIntolerance,
+Condition, Coverage) are a conditional update — ``PUT Type?identifier=system|value`` — so a
+re-delivery after a status change updates the one resource. A Patient with links (a merge's
+survivor, HL7v2 A40) is a conditional update too: a create that found the patient would drop the
+merge. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5) from the same
+business identifiers, so encoding a record twice gives the same bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ PREFERRED_SYSTEMS = {
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
 }
-PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",)}
+PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",), "Coverage": ("MB",)}
 BUNDLE_TYPES = ("transaction", "collection")
 
 
@@ -148,7 +150,7 @@ class Writer:
         if key is None:
             log.info("fhir encode: %s has no business identifier; plain POST (not idempotent)", rtype)
             entry["request"] = {"method": "POST", "url": rtype}
-        elif rtype in CONDITIONAL_CREATE:
+        elif rtype in CONDITIONAL_CREATE and not resource.get("link"):
             entry["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
         else:
             entry["request"] = {"method": "PUT", "url": f"{rtype}?{key[0]}={key[1]}"}
