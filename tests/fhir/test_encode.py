@@ -52,7 +52,8 @@ def test_every_resource_validates_with_r4b_and_fhirclient(fhir_format):
         getattr(client, rtype)(resource, strict=True)
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert kinds == {"Patient", "Practitioner", "Organization", "Medication", "Encounter", "Appointment",
-                     "MedicationRequest", "MedicationDispense", "DocumentReference"}
+                     "MedicationRequest", "MedicationDispense", "DocumentReference", "AllergyIntolerance",
+                     "Condition", "Coverage"}
 
 
 def test_same_records_give_the_same_bytes(fhir_format):

@@ -29,6 +29,7 @@ from bridge import (
     DEARegistration,
     EncodeError,
     Encounter,
+    HumanName,
     Medication,
     Patient,
     PatientLink,
@@ -866,7 +867,8 @@ def allergy_out(rec: AllergyIntolerance, w: Writer) -> dict[str, Any]:
         "severity": rec.severity,
     }) if rec.reactions else None
     code = rec.code
-    key = derived_key(C.SID_ALLERGY_KEY, rec, code.system if code else None, code.code if code else None)
+    key = derived_key(C.SID_ALLERGY_KEY, rec, code.system if code else None,
+                      (code.code or code.display) if code else None)
     return compact({
         "resourceType": "AllergyIntolerance",
         "extension": common_extensions(
@@ -971,12 +973,15 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
     member = {"type": {"coding": [{"system": C.V2_0203, "code": "MB"}]}, "value": rec.member_id} \
         if rec.member_id else None
     plan = rec.plan
+    subscriber = subscriber_out(rec, w)
     return compact({
         "resourceType": "Coverage",
+        "contained": subscriber.get("contained"),
         "extension": common_extensions(rec),
         "identifier": absolute_identifiers(rec, member),
         "status": rec.status,
         "type": coded_out(rec.plan_type),
+        "subscriber": subscriber.get("subscriber"),
         "subscriberId": rec.subscriber_id,
         "beneficiary": w.ref(rec.patient),
         "relationship": status_concept(C.SUBSCRIBER_RELATIONSHIP, rec.relationship),
@@ -985,18 +990,24 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
         "class": [c for c in (coverage_class("group", rec.group_number, rec.group_name),
                               coverage_class("plan", plan.code if plan else None, plan.display if plan else None))
                   if c],
-        **subscriber_name_out(rec),
     })
 
 
-def subscriber_name_out(rec: Coverage) -> dict[str, Any]:
-    """FHIR names the subscriber only by reference (a RelatedPerson we do not create): the name
-    is carried as the reference's display."""
+def subscriber_out(rec: Coverage, w: Writer) -> dict[str, Any]:
+    """The subscriber, when named, as a contained RelatedPerson (FHIR names a subscriber only by
+    reference, and we create no RelatedPerson of our own on the server)."""
     if rec.subscriber_name is None:
         return {}
-    name = rec.subscriber_name
-    display = " ".join([*name.given, name.family or ""]).strip()
-    return {"subscriber": {"display": display}} if display else {}
+    person = {"resourceType": "RelatedPerson", "id": "subscriber", "patient": w.ref(rec.patient),
+              "name": name_out(rec.subscriber_name)}
+    return {"contained": [person], "subscriber": {"reference": "#subscriber"}}
+
+
+def subscriber_in(node: Node) -> HumanName | None:
+    for item in node.list("contained"):
+        if item.str("resourceType") == "RelatedPerson" and item.str("id") == "subscriber":
+            return name_in(item.list("name"))
+    return None
 
 
 def coverage_in(node: Node, r: Reader) -> Coverage:
@@ -1025,7 +1036,7 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
         payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else [],
         member_id=member, group_number=group.str("value") if group is not None else None,
         group_name=group.str("name") if group is not None else None,
-        subscriber_id=node.str("subscriberId"),
+        subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node),
         relationship=status_in(node, "relationship", SUBSCRIBER_RELATIONSHIPS),
         period=period_in(node.obj("period")),
         patient=r.follow(node.obj("beneficiary"), Patient), extra=record_extra_in(node))
