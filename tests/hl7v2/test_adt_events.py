@@ -11,6 +11,7 @@ from bridge import (
     Condition,
     Coverage,
     DecodeError,
+    EncodeError,
     Encounter,
     Patient,
     record_to_dict,
@@ -225,3 +226,14 @@ def test_no_corpus_adt_is_unsupported_any_more() -> None:
             if "unsupported" in str(exc):
                 unsupported.append(path.name)
     assert unsupported == []
+
+
+def test_carried_records_alone_are_refused_with_the_reason() -> None:
+    records = decode(message("A01", PID, PV1, *BACKGROUND), {})
+    with pytest.raises(EncodeError, match="route that record with them"):
+        encode(records[1:], OPTS)
+
+
+def test_an_update_without_a_visit_is_still_an_encounter() -> None:
+    (encounter,) = decode(message("A08", PID), {})
+    assert isinstance(encounter, Encounter) and encounter.patient.name.family == "Testpatient"

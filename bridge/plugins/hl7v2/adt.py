@@ -48,6 +48,10 @@ visit is once the cancelled event is undone: A11 (cancel admit) cancelled, A13 (
 in progress again. Every other event (A08, A31, the merges…) reads PV1 (see ``Decoder._status``).
 The event itself is kept (``extra["hl7v2"]["event"]``) whenever the encoder would not pick it."""
 
+VISIT_EVENTS = frozenset((*VISIT_STATUS, "A08"))
+"""Events that always give an Encounter. A08 (update patient information) is among them, as it was
+before every event decoded: its visit status is read from PV1."""
+
 MERGES = frozenset(("A18", "A30", "A34", "A36", "A39", "A40", "A41", "A42", "A46", "A47", "A48", "A49"))
 """Events whose MRG segment names a retired patient identifier (MRG-1): the surviving patient gets a
 link of type ``replaces`` to it. (A41 and A42 merge accounts and visits: a link only when MRG-1

@@ -306,7 +306,7 @@ class Decoder:
         scope, pid_scope = self.scope(), self.new_pid_scope()
         segs = self.message.segments
         pid, pv1 = self.message.segment("PID"), self.message.segment("PV1")
-        visit = self.event in adt.VISIT_STATUS or adt.says_something(pv1, self.t) or pid is None
+        visit = self.event in adt.VISIT_EVENTS or adt.says_something(pv1, self.t) or pid is None
         # Without a visit, a bare PV1 (required by A28's structure) is kept whole, not read.
         found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
         warnings: list[str] = []

@@ -432,6 +432,9 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
                               "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
                               "records an ADT decode gives)")
         i += 1
+    if not messages:
+        raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "
+                          "first record (its Encounter or Patient): route that record with them")
     if len(messages) > 1 and options.get("message_control_id"):
         raise EncodeError("options.message_control_id names one message, but the records make "
                           f"{len(messages)} messages")
