@@ -16,7 +16,7 @@ from bridge import (
     Patient,
     record_to_dict,
 )
-from bridge.plugins.hl7v2.codec import decode, encode
+from bridge.plugins.hl7v2.codec import FORMAT, decode, encode
 
 from .test_hl7v2_corpus import corpus_files
 
@@ -205,6 +205,13 @@ def test_evn_before_msh_is_read_as_the_messages_evn() -> None:
     (encounter,) = decode(raw, {})
     assert encounter.patient.identifiers[0].value == "MRN00012345"
     assert "came before the MSH segment" in encounter.extra["hl7v2"]["warnings"][0]
+
+
+def test_the_intake_reads_the_header_of_a_message_sent_evn_first() -> None:
+    raw = "\r".join(["EVN|A04|20261120104500", MSH.format(event="A04"), PID, PV1]).encode()
+    assert FORMAT.detect(raw)
+    header = FORMAT.peek(raw)
+    assert (header.message_type, header.control_id, header.patient_id) == ("ADT^A04", "CTLA04", "MRN00012345")
 
 
 def test_evn_with_no_msh_is_refused_with_the_reason() -> None:
