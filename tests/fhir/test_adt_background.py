@@ -66,7 +66,8 @@ def system_problems(data: Any, where: str = "") -> list[str]:
     problems = []
     if isinstance(data, dict):
         for key, value in data.items():
-            if key == "system" and "telecom" not in where and not str(value).startswith(("http://", "https://", "urn:")):
+            absolute = str(value).startswith(("http://", "https://", "urn:"))
+            if key == "system" and "telecom" not in where and not absolute:
                 problems.append(f"{where}.system = {value!r}")
             problems += system_problems(value, f"{where}.{key}")
     elif isinstance(data, list):
@@ -110,11 +111,13 @@ def test_an_adt_with_al1_dg1_in1_gives_allergy_condition_and_coverage(fhir_forma
     assert pain["code"]["coding"][0] == {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G89.4",
                                          "display": "Chronic pain syndrome"}
     assert pain["category"][0]["coding"][0]["code"] == "encounter-diagnosis"
-    assert pain["encounter"]["reference"] == encounter["fullUrl"] and pain["recordedDate"] == "2026-11-20T10:45:00-06:00"
+    assert pain["encounter"]["reference"] == encounter["fullUrl"]
+    assert pain["recordedDate"] == "2026-11-20T10:45:00-06:00"
     cover = coverage["resource"]
     assert cover["status"] == "active" and cover["beneficiary"]["reference"] == patient["fullUrl"]
     assert cover["payor"][0]["display"] == "Prairie Health Insurance"
-    assert {c["type"]["coding"][0]["code"]: c["value"] for c in cover["class"]} == {"group": "GRP-4410", "plan": "PPO-GOLD"}
+    classes = {c["type"]["coding"][0]["code"]: c["value"] for c in cover["class"]}
+    assert classes == {"group": "GRP-4410", "plan": "PPO-GOLD"}
     assert cover["relationship"]["coding"][0]["code"] == "self"
     # Re-delivery updates what the first delivery created: every clinical entry is a conditional update.
     for entry in allergies + conditions + [coverage]:

@@ -309,39 +309,35 @@ class Decoder:
         visit = self.event in adt.VISIT_EVENTS or adt.says_something(pv1, self.t) or pid is None
         # Without a visit, a bare PV1 (required by A28's structure) is kept whole, not read.
         found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
-        warnings: list[str] = []
         if pid is None:
-            if self.event in adt.NO_VISIT:
-                raise DecodeError(f"ADT^{self.event} is a bed status update: it names no patient or visit "
-                                  "(no record maps it)", "MSH-9")
-            if not adt.says_something(pv1, self.t):
-                raise DecodeError(f"ADT^{self.event} has no PID segment and no visit (PV1) to decode: "
-                                  "nothing says whose message it is", "PID")
-            warnings.append(f"ADT^{self.event} has no PID segment: the visit is decoded without a patient")
-        groups = adt.patient_groups(segs)
+            self._check_pidless(pv1)
         patient = self.patient(pid, pid_scope) if pid is not None else None
-        first: Record
         encounter = None
         if visit:
             encounter = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
             encounter.extra = scope.extra()
-            first = encounter
+            self._note_event(encounter, default_adt_event(encounter.status))
         else:
             patient = patient or Patient()
-            header = scope.extra().get("hl7v2")
-            if header:
-                patient.extra.setdefault("hl7v2", {})["header"] = header
-            first = patient
-        if encounter is not None:
-            self._note_event(first, default_adt_event(encounter.status))
-        else:  # a Patient is encoded as an ADT only with the event it came with
-            first.extra.setdefault("hl7v2", {})["event"] = self.event  # type: ignore[attr-defined]
-        records: list[Record] = [first]
-        records += self._groups(groups, patient, encounter)
-        if warnings:  # what the sender left out, so an HL7v2 round trip leaves it out too
-            kept = first.extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
-            kept["warnings"], kept["missing"] = warnings, ["PID"]
-        return records
+            kept = patient.extra.setdefault("hl7v2", {})
+            if scope.extra():
+                kept["header"] = scope.extra()["hl7v2"]
+            kept["event"] = self.event  # a Patient is encoded as an ADT only with the event it came with
+        first: Record = encounter if encounter is not None else patient  # type: ignore[assignment]
+        if pid is None:  # what the sender left out, so an HL7v2 round trip leaves it out too
+            first.extra.setdefault("hl7v2", {}).update(  # type: ignore[attr-defined]
+                warnings=[f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"],
+                missing=["PID"])
+        return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
+
+    def _check_pidless(self, pv1: Segment | None) -> None:
+        """An ADT without PID is decoded only when its PV1 describes a visit."""
+        if self.event in adt.NO_VISIT:
+            raise DecodeError(f"ADT^{self.event} is a bed status update: it names no patient or visit "
+                              "(no record maps it)", "MSH-9")
+        if not adt.says_something(pv1, self.t):
+            raise DecodeError(f"ADT^{self.event} has no PID segment and no visit (PV1) to decode: "
+                              "nothing says whose message it is", "PID")
 
     def _groups(self, groups: list[adt.Group], patient: Patient | None,
                 encounter: Encounter | None) -> list[Record]:
@@ -349,7 +345,7 @@ class Decoder:
         second visit, a link's or merge list's other patients) as records of their own."""
         reader = adt.ClinicalReader(self.seps, self.t, self.reps)
         out: list[Record] = []
-        patients = [patient] + [self.patient(g.pid, self.scope()) or Patient() for g in groups[1:]]
+        patients = [patient] + [self.patient(g.pid, self.scope()) for g in groups[1:]]
         for index, group in enumerate(groups):
             current = patients[index]
             if current is None:
