@@ -246,3 +246,25 @@ def test_carried_records_alone_are_refused_with_the_reason() -> None:
 def test_an_update_without_a_visit_is_still_an_encounter() -> None:
     (encounter,) = decode(message("A08", PID), {})
     assert isinstance(encounter, Encounter) and encounter.patient.name.family == "Testpatient"
+
+
+def test_allergies_diagnoses_and_insurance_built_elsewhere_go_out_in_the_visits_adt() -> None:
+    from tests.fhir import records as R
+
+    encounter = R.encounter()
+    background = [R.allergy(), R.condition(), R.coverage()]
+    for record in background:
+        record.patient = encounter.patient
+    out = encode([encounter, *background], OPTS).decode()
+    assert out.count("MSH|") == 1
+    names = [line[:3] for line in out.split("\r") if line]
+    assert names.index("AL1") > names.index("PV1") and {"DG1", "IN1"} <= set(names)
+    decoded = decode(out.encode(), {})
+    allergy, condition, coverage = decoded[1:]
+    assert (allergy.code.code, allergy.severity, allergy.reactions) == ("7980", "severe", ["Hives", "Wheezing"])
+    assert allergy.category == "medication" and allergy.identified_at == "2019-03-02"
+    assert (condition.code.code, condition.description, condition.diagnosis_type.code) == (
+        "G89.4", "Chronic pain syndrome, lower back", "F")
+    assert condition.asserter.name.family == "Okafor" and condition.identifiers[0].value == "DX-9"
+    assert (coverage.member_id, coverage.group_number, coverage.relationship) == ("XJP123456789", "GRP-4410", "spouse")
+    assert coverage.subscriber_name.family == "Rivera" and coverage.period.end == "2026-12-31"

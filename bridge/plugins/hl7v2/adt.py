@@ -48,6 +48,20 @@ visit is once the cancelled event is undone: A11 (cancel admit) cancelled, A13 (
 in progress again. Every other event (A08, A31, the merges…) reads PV1 (see ``Decoder._status``).
 The event itself is kept (``extra["hl7v2"]["event"]``) whenever the encoder would not pick it."""
 
+STRUCTURES = {
+    "A01": "ADT_A01", "A02": "ADT_A02", "A03": "ADT_A03", "A04": "ADT_A01", "A05": "ADT_A05", "A06": "ADT_A06",
+    "A07": "ADT_A06", "A08": "ADT_A01", "A09": "ADT_A09", "A10": "ADT_A09", "A11": "ADT_A09", "A12": "ADT_A12",
+    "A13": "ADT_A01", "A14": "ADT_A05", "A15": "ADT_A15", "A16": "ADT_A16", "A17": "ADT_A17", "A18": "ADT_A18",
+    "A20": "ADT_A20", "A21": "ADT_A21", "A22": "ADT_A21", "A23": "ADT_A21", "A24": "ADT_A24", "A25": "ADT_A21",
+    "A26": "ADT_A21", "A27": "ADT_A21", "A28": "ADT_A05", "A29": "ADT_A21", "A30": "ADT_A30", "A31": "ADT_A05",
+    "A32": "ADT_A21", "A33": "ADT_A21", "A34": "ADT_A30", "A35": "ADT_A30", "A36": "ADT_A30", "A37": "ADT_A37",
+    "A38": "ADT_A38", "A39": "ADT_A39", "A40": "ADT_A39", "A41": "ADT_A39", "A42": "ADT_A39", "A43": "ADT_A43",
+    "A44": "ADT_A43", "A45": "ADT_A45", "A46": "ADT_A30", "A47": "ADT_A30", "A48": "ADT_A30", "A49": "ADT_A30",
+    "A50": "ADT_A50", "A51": "ADT_A50", "A52": "ADT_A52", "A53": "ADT_A52", "A54": "ADT_A54", "A55": "ADT_A52",
+    "A60": "ADT_A60", "A61": "ADT_A61", "A62": "ADT_A61",
+}
+"""The v2.5 message structure of each ADT event (MSH-9.3), for the encoder."""
+
 VISIT_EVENTS = frozenset((*VISIT_STATUS, "A08"))
 """Events that always give an Encounter. A08 (update patient information) is among them, as it was
 before every event decoded: its visit status is read from PV1."""
