@@ -173,6 +173,13 @@ def test_allergies_diagnoses_and_insurance_become_records() -> None:
     assert all(r.patient is encounter.patient for r in records[1:])
 
 
+def test_in2_gives_member_number_and_relationship_when_in1_does_not() -> None:
+    in1 = seg("IN1", {1: "1", 3: "PHI-0001^^^^NIIP", 4: "Prairie Health Insurance", 16: "Example^Sam"})
+    in2 = seg("IN2", {1: "1", 61: "XJP555000111", 72: "SPO"})
+    (coverage,) = by_kind(decode(message("A01", PID, PV1, in1, in2), {}), Coverage)
+    assert (coverage.member_id, coverage.relationship) == ("XJP555000111", "spouse")
+
+
 def test_background_segments_survive_an_hl7v2_round_trip() -> None:
     raw = message("A01", PID, PV1, *BACKGROUND)
     records = decode(raw, {})

@@ -232,15 +232,16 @@ class ClinicalReader:
         )
 
     def coverage(self, in1: Segment, in2: Segment | None, patient: Patient) -> Coverage | None:
-        """IN1 (+IN2): plan, payer, group, subscriber, relationship, period. An IN1 that names no
-        payer (IN1-3/IN1-4) makes no Coverage: FHIR requires one (the segment stays kept raw)."""
+        """IN1 (+IN2): plan, payer, group, subscriber, relationship, period; IN2-61 (patient member
+        number) and IN2-72 (relationship, v2.6+) when IN1-36 and IN1-17 are empty. An IN1 that names
+        no payer (IN1-3/IN1-4) makes no Coverage: FHIR requires one (the segment stays kept raw)."""
         payer_ids = [i for i in (dt.read_identifier(r, self.seps) for r in self.reps(in1, 3)) if i]
         payer_name = self.t(in1, 4) or None
         if not payer_ids and payer_name is None:
             return None
         start, end = self.date(in1, 12), self.date(in1, 13)
         names = self.reps(in1, 16)
-        relationship = self.t(in1, 17).upper()
+        relationship = (self.t(in1, 17) or self.t(in2, 72)).upper()
         subscriber = self.reps(in1, 49)
         return Coverage(
             status="active",
@@ -248,7 +249,7 @@ class ClinicalReader:
             plan_type=self.coding(in1, 15),
             payer_name=payer_name,
             payer_identifiers=payer_ids,
-            member_id=self.t(in1, 36) or None,
+            member_id=self.t(in1, 36) or self.t(in2, 61) or None,
             group_number=self.t(in1, 8) or None,
             group_name=self.t(in1, 9) or None,
             subscriber_id=text(subscriber[0].split(self.seps.component)[0], self.seps) or None if subscriber else None,
