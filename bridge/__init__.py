@@ -71,6 +71,21 @@ from bridge.core.model.records import (  # noqa: E402
     SignatureEvidence,
     StateLicense,
 )
+from bridge.core.model.records import (  # noqa: E402
+    ALLERGY_CATEGORIES,
+    ALLERGY_CLINICAL_STATUSES,
+    ALLERGY_VERIFICATION_STATUSES,
+    CONDITION_CATEGORIES,
+    CONDITION_CLINICAL_STATUSES,
+    CONDITION_VERIFICATION_STATUSES,
+    COVERAGE_STATUSES,
+    PATIENT_LINK_TYPES,
+    SUBSCRIBER_RELATIONSHIPS,
+    AllergyIntolerance,
+    Condition,
+    Coverage,
+    PatientLink,
+)
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,

@@ -49,6 +49,7 @@ VALUE_TYPES: tuple[type, ...] = (
     model.StateLicense,
     model.PatientLocation,
     model.SignatureEvidence,
+    model.PatientLink,
 )
 DOCUMENTED_TYPES: tuple[type, ...] = (*RECORD_TYPES.values(), *VALUE_TYPES)
 
@@ -389,11 +390,13 @@ ERROR_CASES: list[tuple[str, bytes, str]] = [
     ("no-records-no-kind", _raw({"schema": S, "message_id": "m-1"}),
      "expected 'records' (a list) or a single record with 'kind'"),
     ("missing-kind", _one({"id": "pat-77"}),
-     "records[0]: missing 'kind' (one of Appointment, ClinicalNote, DiagnosticReport, Encounter, Medication, "
-     "Observation, Patient, Pharmacy, Practitioner, Prescription, PrescriptionEvent)"),
+     "records[0]: missing 'kind' (one of AllergyIntolerance, Appointment, ClinicalNote, Condition, Coverage, "
+     "DiagnosticReport, Encounter, Medication, Observation, Patient, Pharmacy, Practitioner, Prescription, "
+     "PrescriptionEvent)"),
     ("unknown-kind", _one({"kind": "Visit"}),
-     "records[0]: unknown record kind 'Visit' (one of Appointment, ClinicalNote, DiagnosticReport, Encounter, "
-     "Medication, Observation, Patient, Pharmacy, Practitioner, Prescription, PrescriptionEvent)"),
+     "records[0]: unknown record kind 'Visit' (one of AllergyIntolerance, Appointment, ClinicalNote, Condition, "
+     "Coverage, DiagnosticReport, Encounter, Medication, Observation, Patient, Pharmacy, Practitioner, "
+     "Prescription, PrescriptionEvent)"),
     ("record-not-an-object", _raw({"schema": S, "records": [42]}), "records[0]: expected an object"),
     ("nested-kind-mismatch", _one({"kind": "Prescription", "prescriber": {"kind": "Patient"}}),
      "records[0].prescriber.kind: expected kind 'Practitioner', got 'Patient'"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from bridge import (
     Address,
+    AllergyIntolerance,
     Appointment,
     ClinicalNote,
     Coding,
+    Condition,
     ContactPoint,
+    Coverage,
     DEARegistration,
     DiagnosticReport,
     Encounter,
@@ -16,6 +19,7 @@ from bridge import (
     Medication,
     Observation,
     Patient,
+    PatientLink,
     PatientLocation,
     Period,
     Pharmacy,
@@ -198,9 +202,53 @@ def lab_report() -> DiagnosticReport:
     )
 
 
+def merged_patient() -> Patient:
+    """The survivor of an A40 merge: it replaces the record whose MRN was retired."""
+    survivor = patient()
+    survivor.links = [PatientLink(other=Identifier(value="MRN-70001", system="urn:oid:1.2.3.4.5", type="MR",
+                                                   assigner="Acme Health"), type="replaces")]
+    return survivor
+
+
+def allergy() -> AllergyIntolerance:
+    return AllergyIntolerance(
+        id="allergy-1", identifiers=[Identifier(value="AL-55", system="urn:oid:1.2.3.4.9")],
+        clinical_status="active", verification_status="confirmed",
+        allergen_type=Coding(code="DA", system="HL70127", display="Drug allergy"), category="medication",
+        code=Coding(code="7980", system="http://www.nlm.nih.gov/research/umls/rxnorm", display="penicillin G"),
+        severity="severe", reactions=["Hives", "Wheezing"], identified_at="2019-03-02", patient=patient(),
+        extra={"hl7v2": {"fields": {"AL1-1": "1"}}},
+    )
+
+
+def condition() -> Condition:
+    return Condition(
+        id="dx-1", identifiers=[Identifier(value="DX-9", system="urn:oid:1.2.3.4.10")],
+        clinical_status="active", verification_status="confirmed", category="encounter-diagnosis",
+        diagnosis_type=Coding(code="F", system="HL70052", display="Final"),
+        code=Coding(code="G89.4", system="http://hl7.org/fhir/sid/icd-10-cm", display="Chronic pain syndrome"),
+        description="Chronic pain syndrome, lower back", onset="2025-06", recorded="2026-11-20T10:45:00-06:00",
+        asserter=practitioner(), patient=patient(), encounter=encounter(),
+    )
+
+
+def coverage() -> Coverage:
+    return Coverage(
+        id="cov-1", identifiers=[Identifier(value="COV-3", system="urn:oid:1.2.3.4.11")], status="active",
+        plan=Coding(code="PPO-GOLD", display="Gold PPO"),
+        plan_type=Coding(code="PPO", system="HL70086", display="Preferred provider"),
+        payer_name="Prairie Health Insurance",
+        payer_identifiers=[Identifier(value="PHI-1", system="urn:oid:1.2.3.4.12", type="NIIP")],
+        member_id="XJP123456789", group_number="GRP-4410", group_name="Pella Window Works",
+        subscriber_id="XJP100000001", subscriber_name=HumanName(family="Rivera", given=["Luis"]),
+        relationship="spouse", period=Period(start="2026-01-01", end="2026-12-31"), patient=patient(),
+    )
+
+
 ALL = {
     "Patient": patient, "Practitioner": practitioner, "Pharmacy": pharmacy, "Medication": medication,
     "Encounter": encounter, "Appointment": appointment, "Prescription": prescription,
     "ControlledPrescription": controlled_prescription, "PrescriptionEvent": rx_fill,
     "ClinicalNote": clinical_note, "Observation": pain_score, "DiagnosticReport": lab_report,
+    "MergedPatient": merged_patient, "AllergyIntolerance": allergy, "Condition": condition, "Coverage": coverage,
 }

@@ -53,7 +53,7 @@ def test_every_resource_validates_with_r4b_and_fhirclient(fhir_format):
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert kinds == {"Patient", "Practitioner", "Organization", "Medication", "Encounter", "Appointment",
                      "MedicationRequest", "MedicationDispense", "DocumentReference", "Observation",
-                     "DiagnosticReport"}
+                     "DiagnosticReport", "AllergyIntolerance", "Condition", "Coverage"}
 
 
 def test_same_records_give_the_same_bytes(fhir_format):

@@ -177,6 +177,22 @@ class SignatureEvidence:
 # --- records -----------------------------------------------------------------------------------
 
 
+PATIENT_LINK_TYPES = ("replaces", "replaced-by", "refer", "seealso")
+"""FHIR R4 link-type codes (a required binding): a merge's survivor ``replaces`` the merged record."""
+
+
+@dataclass
+class PatientLink:
+    """Another record of the same person: after a merge (HL7v2 A40) the surviving patient
+    ``replaces`` the record whose identifier was retired, so a receiver can redirect that id."""
+
+    other: Identifier
+    type: str = field(metadata=_choices(*PATIENT_LINK_TYPES))
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
 @dataclass
 class Record:
     """Base of every record. ``kind`` names the record in JSON and in routes (``when: {record: …}``)."""
@@ -194,6 +210,7 @@ class Patient(Record):
     gender: str | None = field(default=None, metadata=_choices("male", "female", "other", "unknown"))
     addresses: list[Address] = field(default_factory=list)
     telecom: list[ContactPoint] = field(default_factory=list)
+    links: list[PatientLink] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -395,6 +412,85 @@ class DiagnosticReport(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# --- clinical background: allergies, diagnoses, coverage (HL7v2 AL1, DG1, IN1/IN2) -----------------
+
+ALLERGY_CATEGORIES = ("food", "medication", "environment", "biologic")
+ALLERGY_CLINICAL_STATUSES = ("active", "inactive", "resolved")
+ALLERGY_VERIFICATION_STATUSES = ("unconfirmed", "confirmed", "refuted", "entered-in-error")
+CONDITION_CATEGORIES = ("encounter-diagnosis", "problem-list-item")
+CONDITION_CLINICAL_STATUSES = ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
+CONDITION_VERIFICATION_STATUSES = ("unconfirmed", "provisional", "differential", "confirmed", "refuted",
+                                   "entered-in-error")
+COVERAGE_STATUSES = ("active", "cancelled", "draft", "entered-in-error")
+SUBSCRIBER_RELATIONSHIPS = ("child", "parent", "spouse", "common", "other", "self", "injured")
+"""Code lists of FHIR R4 required bindings (and Coverage.relationship's subscriber-relationship
+codes): the records accept only these, so an encoder never has to invent a mapping."""
+
+
+@dataclass
+class AllergyIntolerance(Record):
+    """An allergy or intolerance the sender lists for the patient (HL7v2 AL1)."""
+
+    kind: ClassVar[str] = "AllergyIntolerance"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    clinical_status: str | None = field(default=None, metadata=_choices(*ALLERGY_CLINICAL_STATUSES))
+    verification_status: str | None = field(default=None, metadata=_choices(*ALLERGY_VERIFICATION_STATUSES))
+    allergen_type: Coding | None = None
+    category: str | None = field(default=None, metadata=_choices(*ALLERGY_CATEGORIES))
+    code: Coding | None = None
+    severity: str | None = field(default=None, metadata=_choices("mild", "moderate", "severe"))
+    reactions: list[str] = field(default_factory=list)
+    identified_at: str | None = field(default=None, metadata=DATETIME)
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Condition(Record):
+    """A diagnosis of a visit or a problem on the patient's list (HL7v2 DG1)."""
+
+    kind: ClassVar[str] = "Condition"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    clinical_status: str | None = field(default=None, metadata=_choices(*CONDITION_CLINICAL_STATUSES))
+    verification_status: str | None = field(default=None,
+                                            metadata=_choices(*CONDITION_VERIFICATION_STATUSES))
+    category: str | None = field(default=None, metadata=_choices(*CONDITION_CATEGORIES))
+    diagnosis_type: Coding | None = None
+    code: Coding | None = None
+    description: str | None = None
+    onset: str | None = field(default=None, metadata=DATETIME)
+    recorded: str | None = field(default=None, metadata=DATETIME)
+    asserter: Practitioner | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Coverage(Record):
+    """A patient's insurance: payer, plan, member and group numbers, subscriber (HL7v2 IN1/IN2)."""
+
+    kind: ClassVar[str] = "Coverage"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*COVERAGE_STATUSES))
+    plan: Coding | None = None
+    plan_type: Coding | None = None
+    payer_name: str | None = None
+    payer_identifiers: list[Identifier] = field(default_factory=list)
+    member_id: str | None = None
+    group_number: str | None = None
+    group_name: str | None = None
+    subscriber_id: str | None = None
+    subscriber_name: HumanName | None = None
+    relationship: str | None = field(default=None, metadata=_choices(*SUBSCRIBER_RELATIONSHIPS))
+    period: Period | None = None
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -409,6 +505,9 @@ RECORD_TYPES: dict[str, type[Record]] = {
         ClinicalNote,
         Observation,
         DiagnosticReport,
+        AllergyIntolerance,
+        Condition,
+        Coverage,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

@@ -29,6 +29,16 @@ ENCOUNTER_CLASS_CODES = frozenset(
     {"AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR"})
 """v3 ActCode encounter codes; any other ``encounter_class`` is written as a v2 table 0004 code."""
 
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+V2_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
+"""HL7 v2 tables as FHIR code systems: ``HL70127`` is ``…/v2-0127``."""
+
 # --- our systems -------------------------------------------------------------------------------
 BASE = "https://telemed-bridge.org/fhir"
 SID_RECORD_ID = f"{BASE}/sid/record-id"
@@ -39,6 +49,11 @@ SID_STATE_LICENSE = f"{BASE}/sid/state-license"
 SID_RESULT_KEY = f"{BASE}/sid/result-key"
 """A report's result without an identifier of its own: uuid5 of the report's identifier, the result's
 code and its place among the report's results of that code (see ``results.py``)."""
+SID_ALLERGY_KEY = f"{BASE}/sid/allergy-key"
+SID_CONDITION_KEY = f"{BASE}/sid/condition-key"
+CS_LOCAL = f"{BASE}/CodeSystem/v2-local/"
+"""A sender's own coding system, named only by its HL7v2 name (``L``, ``99ZZZ``, ``ICDO``):
+``…/v2-local/<name>``, so the system is an absolute URI and the name survives."""
 CS_QUALIFICATION = f"{BASE}/CodeSystem/qualification"
 CS_MODALITY = f"{BASE}/CodeSystem/modality"
 
@@ -62,6 +77,9 @@ EXT_NOTE_STATUS = f"{_SD}/note-status"
 EXT_VALUE_TYPE = f"{_SD}/observation-value-type"
 EXT_OBSERVATION_UNITS = f"{_SD}/observation-units"
 EXT_ISSUED_DATE = f"{_SD}/report-issued-date"
+EXT_ALLERGY_SEVERITY = f"{_SD}/allergy-severity"
+EXT_ALLERGEN_TYPE = f"{_SD}/allergen-type"
+EXT_DIAGNOSIS_TYPE = f"{_SD}/diagnosis-type"
 EXT_RECORD_EXTRA = f"{_SD}/record-extra"
 EXT_RECORD_INDEX = f"{_SD}/record-index"
 

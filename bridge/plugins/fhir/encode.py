@@ -4,9 +4,11 @@ Idempotency: every entry carries a conditional request on its business identifie
 (Patient, Practitioner, Organization, Medication) is a conditional create — ``POST`` with
 ``ifNoneExist`` — so we never overwrite what the EHR's master files hold; clinical events
 (Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference, DiagnosticReport,
-Observation) are a conditional update — ``PUT Type?identifier=system|value`` — so a re-delivery after a status change
-updates the one resource. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5)
-from the same business identifiers, so encoding a record twice gives the same bytes.
+Observation, AllergyIntolerance, Condition, Coverage) are a conditional update — ``PUT Type?identifier=system|value`` — so a
+re-delivery after a status change updates the one resource. A Patient with links (a merge's
+survivor, HL7v2 A40) is a conditional update too: a create that found the patient would drop the
+merge. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5) from the same
+business identifiers, so encoding a record twice gives the same bytes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ PREFERRED_SYSTEMS = {
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
 }
 PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",),
-                   "DiagnosticReport": ("FILL", "PLAC")}
+                   "DiagnosticReport": ("FILL", "PLAC"), "Coverage": ("MB",)}
 BUNDLE_TYPES = ("transaction", "collection")
 
 
@@ -149,7 +151,7 @@ class Writer:
         if key is None:
             log.info("fhir encode: %s has no business identifier; plain POST (not idempotent)", rtype)
             entry["request"] = {"method": "POST", "url": rtype}
-        elif rtype in CONDITIONAL_CREATE:
+        elif rtype in CONDITIONAL_CREATE and not resource.get("link"):
             entry["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
         else:
             entry["request"] = {"method": "PUT", "url": f"{rtype}?{key[0]}={key[1]}"}

@@ -11,22 +11,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 from bridge import (
     MODALITIES,
     REMOTE_MODALITIES,
+    AllergyIntolerance,
     Appointment,
     ClinicalNote,
     Coding,
+    Condition,
+    Coverage,
     DecodeError,
     DEARegistration,
     DiagnosticReport,
     EncodeError,
     Encounter,
+    HumanName,
     Medication,
     Observation,
     Patient,
+    PatientLink,
     PatientLocation,
     Pharmacy,
     Practitioner,
@@ -35,6 +43,18 @@ from bridge import (
     Record,
     SignatureEvidence,
     StateLicense,
+    keys_of,
+)
+from bridge import (
+    ALLERGY_CATEGORIES,
+    ALLERGY_CLINICAL_STATUSES,
+    ALLERGY_VERIFICATION_STATUSES,
+    CONDITION_CATEGORIES,
+    CONDITION_CLINICAL_STATUSES,
+    CONDITION_VERIFICATION_STATUSES,
+    COVERAGE_STATUSES,
+    PATIENT_LINK_TYPES,
+    SUBSCRIBER_RELATIONSHIPS,
 )
 
 from . import constants as C
@@ -169,6 +189,7 @@ def patient_out(rec: Patient, w: Writer) -> dict[str, Any]:
         "gender": rec.gender,
         **birth_out(rec.birth_date, w),
         "address": [address_out(a) for a in rec.addresses],
+        "link": links_out(rec),
     })
 
 
@@ -194,7 +215,8 @@ def patient_in(node: Node, r: Reader) -> Patient:
         birth_date=birth_in(node),
         gender=choice(node.str("gender"), ("male", "female", "other", "unknown"), node.at("gender")),
         addresses=[address_in(a) for a in node.list("address")],
-        telecom=[telecom_in(t) for t in node.list("telecom")], extra=record_extra_in(node))
+        telecom=[telecom_in(t) for t in node.list("telecom")], links=links_in(node),
+        extra=record_extra_in(node))
 
 
 def qualification_out(code: str, system: str, number: str | None, state: str | None,
@@ -756,6 +778,314 @@ def note_in(node: Node, r: Reader) -> ClinicalNote:
         extra=record_extra_in(node))
 
 
+# --- AllergyIntolerance, Condition, Coverage, Patient links (HL7v2 AL1, DG1, IN1, MRG) ---------
+
+OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
+V2_TABLE_NAME = re.compile(r"HL7(\d{4})")
+
+
+def absolute_system(system: str | None) -> str | None:
+    """A code or identifier system as an absolute URI: URIs stay, HL7 table names become
+    ``…/CodeSystem/v2-nnnn``, bare OIDs ``urn:oid:…``, any other local name ``…/v2-local/<name>``."""
+    if not system or "://" in system or system.startswith("urn:"):
+        return system or None
+    table = V2_TABLE_NAME.fullmatch(system.upper())
+    if table:
+        return C.V2_TABLE + table.group(1)
+    if OID.fullmatch(system):
+        return f"urn:oid:{system}"
+    return C.CS_LOCAL + quote(system, safe="")
+
+
+def local_system(uri: str | None) -> str | None:
+    """The reverse of :func:`absolute_system` for the names only it writes (tables, local names)."""
+    if uri and uri.startswith(C.V2_TABLE) and uri[len(C.V2_TABLE):].isdigit():
+        return "HL7" + uri[len(C.V2_TABLE):]
+    if uri and uri.startswith(C.CS_LOCAL):
+        return unquote(uri[len(C.CS_LOCAL):])
+    return uri
+
+
+def coded_out(coding: Coding | None) -> dict[str, Any] | None:
+    """A CodeableConcept whose coding system is an absolute URI; a text-only Coding is text."""
+    if coding is None:
+        return None
+    if not coding.code:
+        return {"text": coding.display} if coding.display else None
+    return {"coding": [compact({"system": absolute_system(coding.system), "code": coding.code,
+                                "display": coding.display})]}
+
+
+def coding_ext(url: str, coding: Coding | None) -> dict[str, Any] | None:
+    """A sender's own code for something FHIR has a fixed value set for (allergen type, diagnosis
+    type), kept beside the mapped element as a Coding extension."""
+    concept = coded_out(coding)
+    return ext(url, "Coding", concept["coding"][0]) if concept and "coding" in concept else None
+
+
+def coding_ext_in(node: Node, url: str) -> Coding | None:
+    for found in ext_nodes(node, url):
+        value = found.obj("valueCoding")
+        if value is not None:
+            coding = coding_in(value)
+            coding.system = local_system(coding.system)
+            return coding
+    return None
+
+
+def coded_in(node: Node | None) -> Coding | None:
+    found = concept_in(node)
+    if found is not None:
+        found.system = local_system(found.system)
+    return found
+
+
+def absolute_identifiers(rec: Any, *specific: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """identifiers_out with every system an absolute URI (HL7v2 senders write bare OIDs)."""
+    out = identifiers_out(rec, *specific)
+    for ident in out:
+        if ident.get("system"):
+            ident["system"] = absolute_system(ident["system"])
+    return out
+
+
+def derived_key(system: str, rec: Any, *parts: Any) -> dict[str, str] | None:
+    """An identifier for a record that has none (an AL1, a DG1): the same patient and code give the
+    same value, so a re-delivered message updates the resource it created instead of adding one."""
+    if rec.id or rec.identifiers or rec.patient is None:
+        return None
+    patient = keys_of([rec.patient]).patient_id
+    if not patient or not any(parts):
+        return None
+    seed = "|".join(str(p or "") for p in (patient, *parts))
+    return {"system": system, "value": str(uuid.uuid5(uuid.NAMESPACE_URL, system + "#" + seed))}
+
+
+def status_concept(system: str, code: str | None) -> dict[str, Any] | None:
+    return {"coding": [{"system": system, "code": code}]} if code else None
+
+
+def status_in(node: Node, name: str, allowed: tuple[str, ...]) -> str | None:
+    concept = node.obj(name)
+    for coding in concept.list("coding") if concept else []:
+        if coding.str("code") in allowed:
+            return coding.str("code")
+    return None
+
+
+def allergy_out(rec: AllergyIntolerance, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("AllergyIntolerance.patient is required by FHIR")
+    clinical = rec.clinical_status
+    if clinical is None and rec.verification_status != "entered-in-error":
+        raise EncodeError("AllergyIntolerance.clinical_status is required by FHIR unless the record is "
+                          "entered-in-error (active, inactive or resolved)")
+    if rec.verification_status == "entered-in-error":
+        clinical = None  # FHIR ait-2: no clinical status on an entered-in-error record
+    reaction = compact({
+        "manifestation": [{"text": r} for r in rec.reactions],
+        "severity": rec.severity,
+    }) if rec.reactions else None
+    code = rec.code
+    key = derived_key(C.SID_ALLERGY_KEY, rec, code.system if code else None,
+                      (code.code or code.display) if code else None)
+    return compact({
+        "resourceType": "AllergyIntolerance",
+        "extension": common_extensions(
+            rec, ext(C.EXT_ALLERGY_SEVERITY, "Code", rec.severity if not rec.reactions else None),
+            coding_ext(C.EXT_ALLERGEN_TYPE, rec.allergen_type)),
+        "identifier": absolute_identifiers(rec, key),
+        "clinicalStatus": status_concept(C.ALLERGY_CLINICAL, clinical),
+        "verificationStatus": status_concept(C.ALLERGY_VERIFICATION, rec.verification_status),
+        "category": [rec.category] if rec.category else [],
+        "code": coded_out(rec.code),
+        "patient": w.ref(rec.patient),
+        "onsetDateTime": fhir_datetime(rec.identified_at, "AllergyIntolerance.identified_at", w.options),
+        "reaction": [reaction] if reaction else [],
+    })
+
+
+def allergy_in(node: Node, r: Reader) -> AllergyIntolerance:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, C.SID_ALLERGY_KEY)
+    reactions = node.list("reaction")
+    manifestations = [m for part in reactions for m in part.list("manifestation")]
+    severity = reactions[0].str("severity") if reactions else ext_value(node, C.EXT_ALLERGY_SEVERITY, "Code")
+    categories = [c for c in node.data.get("category", []) if c in ALLERGY_CATEGORIES]
+    return AllergyIntolerance(
+        id=record_id(node, found), identifiers=identifiers,
+        clinical_status=status_in(node, "clinicalStatus", ALLERGY_CLINICAL_STATUSES),
+        verification_status=status_in(node, "verificationStatus", ALLERGY_VERIFICATION_STATUSES),
+        allergen_type=coding_ext_in(node, C.EXT_ALLERGEN_TYPE),
+        category=categories[0] if categories else None, code=coded_in(node.obj("code")),
+        severity=choice(severity, ("mild", "moderate", "severe"), node.at("reaction")),
+        reactions=[t for t in (m.str("text") or next((c.str("display") or c.str("code") for c in m.list("coding")),
+                                                     None) for m in manifestations) if t],
+        identified_at=node.datetime("onsetDateTime"),
+        patient=r.follow(node.obj("patient"), Patient), extra=record_extra_in(node))
+
+
+def condition_out(rec: Condition, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("Condition.patient is required by FHIR (Condition.subject)")
+    clinical = None if rec.verification_status == "entered-in-error" else rec.clinical_status
+    code = rec.code
+    key = derived_key(C.SID_CONDITION_KEY, rec, keys_of([rec.encounter]).encounter_id if rec.encounter else None,
+                      code.system if code else None, code.code if code else rec.description)
+    concept = coded_out(rec.code)
+    if rec.description:
+        concept = {**(concept or {}), "text": rec.description}
+    return compact({
+        "resourceType": "Condition",
+        "extension": common_extensions(rec, coding_ext(C.EXT_DIAGNOSIS_TYPE, rec.diagnosis_type)),
+        "identifier": absolute_identifiers(rec, key),
+        "clinicalStatus": status_concept(C.CONDITION_CLINICAL, clinical),
+        "verificationStatus": status_concept(C.CONDITION_VERIFICATION, rec.verification_status),
+        "category": [{"coding": [{"system": C.CONDITION_CATEGORY, "code": rec.category}]}] if rec.category else [],
+        "code": concept,
+        "subject": w.ref(rec.patient),
+        "encounter": w.ref(rec.encounter) if rec.encounter else None,
+        "onsetDateTime": fhir_datetime(rec.onset, "Condition.onset", w.options),
+        "recordedDate": fhir_datetime(rec.recorded, "Condition.recorded", w.options),
+        "asserter": w.ref(rec.asserter) if rec.asserter else None,
+    })
+
+
+def condition_in(node: Node, r: Reader) -> Condition:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, C.SID_CONDITION_KEY)
+    category = None
+    for concept in node.list("category"):
+        for coding in concept.list("coding"):
+            if coding.str("system") == C.CONDITION_CATEGORY and coding.str("code") in CONDITION_CATEGORIES:
+                category = category or coding.str("code")
+    code_node = node.obj("code")
+    code = coded_in(Node({k: v for k, v in code_node.data.items() if k != "text"}, code_node.path)) \
+        if code_node is not None and code_node.list("coding") else None
+    return Condition(
+        id=record_id(node, found), identifiers=identifiers,
+        clinical_status=status_in(node, "clinicalStatus", CONDITION_CLINICAL_STATUSES),
+        verification_status=status_in(node, "verificationStatus", CONDITION_VERIFICATION_STATUSES),
+        category=category,
+        diagnosis_type=coding_ext_in(node, C.EXT_DIAGNOSIS_TYPE),
+        code=code, description=code_node.str("text") if code_node is not None else None,
+        onset=node.datetime("onsetDateTime"), recorded=node.datetime("recordedDate"),
+        asserter=r.follow(node.obj("asserter"), Practitioner),
+        patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
+        extra=record_extra_in(node))
+
+
+def coverage_class(kind: str, value: str | None, name: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    return compact({"type": {"coding": [{"system": C.COVERAGE_CLASS, "code": kind}]}, "value": value, "name": name})
+
+
+def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("Coverage.patient is required by FHIR (Coverage.beneficiary)")
+    if not rec.status:
+        raise EncodeError("Coverage.status is required by FHIR (active, cancelled, draft or entered-in-error)")
+    payer = compact({"identifier": identifier_out(rec.payer_identifiers[0]) if rec.payer_identifiers else None,
+                     "display": rec.payer_name})
+    if not payer:
+        raise EncodeError("Coverage needs a payer (payer_name or payer_identifiers): FHIR requires Coverage.payor")
+    if payer.get("identifier", {}).get("system"):
+        payer["identifier"]["system"] = absolute_system(payer["identifier"]["system"])
+    member = {"type": {"coding": [{"system": C.V2_0203, "code": "MB"}]}, "value": rec.member_id} \
+        if rec.member_id else None
+    plan = rec.plan
+    subscriber = subscriber_out(rec, w)
+    return compact({
+        "resourceType": "Coverage",
+        "contained": subscriber.get("contained"),
+        "extension": common_extensions(rec),
+        "identifier": absolute_identifiers(rec, member),
+        "status": rec.status,
+        "type": coded_out(rec.plan_type),
+        "subscriber": subscriber.get("subscriber"),
+        "subscriberId": rec.subscriber_id,
+        "beneficiary": w.ref(rec.patient),
+        "relationship": status_concept(C.SUBSCRIBER_RELATIONSHIP, rec.relationship),
+        "period": period_out(rec.period, "Coverage.period", w.options),
+        "payor": [payer],
+        "class": [c for c in (coverage_class("group", rec.group_number, rec.group_name),
+                              coverage_class("plan", plan.code if plan else None, plan.display if plan else None))
+                  if c],
+    })
+
+
+def subscriber_out(rec: Coverage, w: Writer) -> dict[str, Any]:
+    """The subscriber, when named, as a contained RelatedPerson (FHIR names a subscriber only by
+    reference, and we create no RelatedPerson of our own on the server)."""
+    if rec.subscriber_name is None:
+        return {}
+    person = {"resourceType": "RelatedPerson", "id": "subscriber", "patient": w.ref(rec.patient),
+              "name": name_out(rec.subscriber_name)}
+    return {"contained": [person], "subscriber": {"reference": "#subscriber"}}
+
+
+def subscriber_in(node: Node) -> HumanName | None:
+    for item in node.list("contained"):
+        if item.str("resourceType") == "RelatedPerson" and item.str("id") == "subscriber":
+            return name_in(item.list("name"))
+    return None
+
+
+def coverage_in(node: Node, r: Reader) -> Coverage:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    member = None
+    rest = []
+    for ident in identifiers:
+        if ident.type == "MB" and member is None and not ident.system:
+            member = ident.value
+        else:
+            rest.append(ident)
+    classes = {c.obj("type").list("coding")[0].str("code"): c for c in node.list("class")
+               if c.obj("type") is not None and c.obj("type").list("coding")}
+    payors = node.list("payor")
+    payer = payors[0] if payors else None
+    payer_ident = payer.obj("identifier") if payer is not None else None
+    plan = classes.get("plan")
+    group = classes.get("group")
+    status = node.str("status")
+    return Coverage(
+        id=record_id(node, found), identifiers=rest,
+        status=choice(status, COVERAGE_STATUSES, node.at("status")),
+        plan=Coding(code=plan.str("value") or "", display=plan.str("name")) if plan is not None else None,
+        plan_type=coded_in(node.obj("type")),
+        payer_name=payer.str("display") if payer is not None else None,
+        payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else [],
+        member_id=member, group_number=group.str("value") if group is not None else None,
+        group_name=group.str("name") if group is not None else None,
+        subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node),
+        relationship=status_in(node, "relationship", SUBSCRIBER_RELATIONSHIPS),
+        period=period_in(node.obj("period")),
+        patient=r.follow(node.obj("beneficiary"), Patient), extra=record_extra_in(node))
+
+
+def links_out(rec: Patient) -> list[dict[str, Any]]:
+    """Patient.link as logical references: the other record is named by its identifier (after a
+    merge the retired id may exist on the server or not; a logical reference needs neither)."""
+    out = []
+    for link in rec.links:
+        ident = identifier_out(link.other)
+        if ident.get("system"):
+            ident["system"] = absolute_system(ident["system"])
+        out.append({"other": {"type": "Patient", "identifier": ident}, "type": link.type})
+    return out
+
+
+def links_in(node: Node) -> list[PatientLink]:
+    out = []
+    for link in node.list("link"):
+        other = link.obj("other")
+        ident = other.obj("identifier") if other is not None else None
+        kind = link.str("type")
+        if ident is not None and kind in PATIENT_LINK_TYPES:
+            found = identifier_in(ident)
+            out.append(PatientLink(other=found, type=kind))
+    return out
+
+
 # --- dispatch ----------------------------------------------------------------------------------
 
 OUT = {
@@ -763,6 +1093,7 @@ OUT = {
     Medication: medication_out, Encounter: encounter_out, Appointment: appointment_out,
     Prescription: prescription_out, PrescriptionEvent: dispense_out, ClinicalNote: note_out,
     Observation: observation_out, DiagnosticReport: report_out,
+    AllergyIntolerance: allergy_out, Condition: condition_out, Coverage: coverage_out,
 }
 IN = {
     "Patient": (Patient, patient_in), "Practitioner": (Practitioner, practitioner_in),
@@ -772,6 +1103,8 @@ IN = {
     "MedicationDispense": (PrescriptionEvent, dispense_in),
     "DocumentReference": (ClinicalNote, note_in),
     "Observation": (Observation, observation_in), "DiagnosticReport": (DiagnosticReport, report_in),
+    "AllergyIntolerance": (AllergyIntolerance, allergy_in), "Condition": (Condition, condition_in),
+    "Coverage": (Coverage, coverage_in),
 }
 """Resource type → (record class, decoder)."""
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}

@@ -35,12 +35,14 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
 
 
 def detect(raw: bytes) -> bool:
-    """An HL7v2 message or batch starts with MSH, FHS or BHS (after an optional BOM)."""
-    return first_segment(raw[:512])[:3] in ("MSH", "FHS", "BHS")
+    """An HL7v2 message or batch starts with MSH, FHS or BHS (after an optional BOM), or with the EVN
+    some feeds send ahead of their MSH (read with a warning, see docs/hl7v2.md)."""
+    first = first_segment(raw[:512])
+    return first[:3] in ("MSH", "FHS", "BHS") or first.startswith("EVN|")
 
 
 KINDS_BY_TYPE = {
-    "ADT": frozenset({"Encounter"}),
+    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage"}),
     "SIU": frozenset({"Appointment"}),
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),

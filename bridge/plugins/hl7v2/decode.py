@@ -1,8 +1,10 @@
 """HL7v2 messages to canonical records.
 
-ADT A01/A03/A04/A08/A11 → Encounter; SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 →
-Prescription (one per ORC group); MDM^T02 → ClinicalNote; ORU^R01 → DiagnosticReport (one per
-OBR, with one Observation per OBX; the mapping tables are in :mod:`.results`).
+ADT A01-A62 → Encounter (or Patient for an event about the person only), with AllergyIntolerance,
+Condition and Coverage from AL1/IAM, DG1 and IN1/IN2 and patient links from merges (see adt.py);
+SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 → Prescription (one per ORC group); MDM^T02 →
+ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation per OBX; the mapping
+tables are in :mod:`.results`).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -38,6 +40,7 @@ from bridge import (
     Record,
 )
 
+from . import adt
 from . import datatypes as dt
 from . import results, telehealth
 from .header import Separators
@@ -45,7 +48,8 @@ from .reader import NULL, Message, Segment, parse_path, read_messages, reencode,
 
 log = logging.getLogger(__name__)
 
-ADT_EVENTS = ("A01", "A03", "A04", "A08", "A11")
+ADT_EVENTS = tuple(f"A{n:02d}" for n in range(1, 63))
+"""Every ADT trigger event of v2.5-v2.9 (A01-A62); the tables of what each means are in adt.py."""
 SIU_EVENTS = ("S12", "S13", "S14", "S15")
 GENDERS = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 CLASSES = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
@@ -298,11 +302,11 @@ class Decoder:
         )
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
-        """A03 finished, A11 cancelled, A01/A04 in-progress (the visit has begun); an update (A08)
-        reads PV1: finished when PV1-45 is valued, planned for a pre-admit (PV1-2 P), else in-progress."""
-        by_event = {"A03": "finished", "A11": "cancelled", "A01": "in-progress", "A04": "in-progress"}
-        if self.event in by_event:
-            return by_event[self.event]
+        """By event for an event about a visit (adt.VISIT_STATUS: A03 finished, A11 cancelled, A05
+        planned…); any other event (A08 update, A31, a merge) reads PV1: finished when PV1-45 is
+        valued, planned for a pre-admit (PV1-2 P), else in-progress."""
+        if self.event in adt.VISIT_STATUS:
+            return adt.VISIT_STATUS[self.event]
         if end:
             return "finished"
         return "planned" if self.t(pv1, 2) == "P" else "in-progress"
@@ -310,17 +314,70 @@ class Decoder:
     # --- message types ---
 
     def adt(self) -> list[Record]:
+        """Every ADT event: the visit (Encounter) when the event is about one or PV1 describes one,
+        else the Patient; then merges and links, allergies, diagnoses and insurance (see adt.py)."""
         scope, pid_scope = self.scope(), self.new_pid_scope()
         segs = self.message.segments
-        found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2"))
-        pid = found.get("PID")
+        pid, pv1 = self.message.segment("PID"), self.message.segment("PV1")
+        visit = self.event in adt.VISIT_EVENTS or adt.says_something(pv1, self.t) or pid is None
+        # Without a visit, a bare PV1 (required by A28's structure) is kept whole, not read.
+        found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
         if pid is None:
-            raise DecodeError(f"ADT^{self.event} has no PID segment", "PID")
-        patient = self.patient(pid, pid_scope)
-        encounter = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
-        encounter.extra = scope.extra()
-        self._note_event(encounter, default_adt_event(encounter.status))
-        return [encounter]
+            self._check_pidless(pv1)
+        patient = self.patient(pid, pid_scope) if pid is not None else None
+        encounter = None
+        if visit:
+            encounter = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
+            encounter.extra = scope.extra()
+            self._note_event(encounter, default_adt_event(encounter.status))
+        else:
+            patient = patient or Patient()
+            kept = patient.extra.setdefault("hl7v2", {})
+            if scope.extra():
+                kept["header"] = scope.extra()["hl7v2"]
+            kept["event"] = self.event  # a Patient is encoded as an ADT only with the event it came with
+        first: Record = encounter if encounter is not None else patient  # type: ignore[assignment]
+        if pid is None:  # what the sender left out, so an HL7v2 round trip leaves it out too
+            first.extra.setdefault("hl7v2", {}).update(  # type: ignore[attr-defined]
+                warnings=[f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"],
+                missing=["PID"])
+        return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
+
+    def _check_pidless(self, pv1: Segment | None) -> None:
+        """An ADT without PID is decoded only when its PV1 describes a visit."""
+        if self.event in adt.NO_VISIT:
+            raise DecodeError(f"ADT^{self.event} is a bed status update: it names no patient or visit "
+                              "(no record maps it)", "MSH-9")
+        if not adt.says_something(pv1, self.t):
+            raise DecodeError(f"ADT^{self.event} has no PID segment and no visit (PV1) to decode: "
+                              "nothing says whose message it is", "PID")
+
+    def _groups(self, groups: list[adt.Group], patient: Patient | None,
+                encounter: Encounter | None) -> list[Record]:
+        """Links and clinical records of the first patient, then each further patient (a swap's
+        second visit, a link's or merge list's other patients) as records of their own."""
+        reader = adt.ClinicalReader(self.seps, self.t, self.reps)
+        out: list[Record] = []
+        patients = [patient] + [self.patient(g.pid, self.scope()) for g in groups[1:]]
+        for index, group in enumerate(groups):
+            current = patients[index]
+            if current is None:
+                continue
+            current.links += adt.merge_links(self.event, group, current, self.seps, self.reps)
+            if self.event in adt.LINKS and index + 1 < len(patients) and index % 2 == 0:
+                current.links += adt.link_to(patients[index + 1])
+            visit = encounter
+            if index > 0:
+                pv1 = group.first("PV1")
+                if pv1 is not None and adt.says_something(pv1, self.t):
+                    visit = self.encounter(pv1, group.first("PV2"), self.scope(), current)
+                    visit.extra = {}
+                    out.append(adt.carried(visit))
+                else:
+                    visit = None
+                    out.append(adt.carried(current))
+            out += reader.records(group, current, visit)
+        return out
 
     def _note_event(self, record: Any, default: str) -> None:
         """Keep the trigger event when the encoder would not pick the same one from the record."""
@@ -800,6 +857,9 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)
+    if message.warnings:
+        kept = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
+        kept["warnings"] = [*message.warnings, *kept.get("warnings", ())]
     return records
 
 

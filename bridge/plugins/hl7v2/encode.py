@@ -35,6 +35,7 @@ from bridge import (
     record_to_dict,
 )
 
+from . import adt, adt_encode
 from . import datatypes as dt
 from . import decode as dec
 from . import telehealth
@@ -228,18 +229,41 @@ class Encoder:
     def message(self, kind: str, event: str, structure: str, body: list[str]) -> str:
         return "\r".join([self.msh(kind, event, structure, body), *body]) + "\r"
 
-    def adt(self, encounter: Encounter) -> str:
+    def adt(self, encounter: Encounter, background: Sequence[Record] = ()) -> str:
+        """ADT for a visit; ``background`` (allergies, diagnoses, insurance built elsewhere) follows PV2."""
         kept = encounter.extra.get("hl7v2", {})
         event = self.options.get("adt_event") or kept.get("event") or dec.default_adt_event(encounter.status)
-        structure = {"A03": "ADT_A03", "A11": "ADT_A09"}.get(event, "ADT_A01")
+        structure = adt.STRUCTURES.get(event, "ADT_A01")
         scope = Scope(encounter.extra, self.th(encounter_facts(encounter)))
         scope.add("EVN", {1: event, 2: self.stamp()})
-        scope.out.append(pid_segment(encounter.patient))
+        if encounter.patient is not None or "PID" not in kept.get("missing", ()):
+            scope.out.append(pid_segment(encounter.patient))
         values = pv1_values(encounter)
         _fill_pv1_defaults(values, scope)
         scope.add("PV1", values)
         _add_pv2(scope, encounter)
+        for name, values in adt_encode.segments(list(background)):
+            scope.add(name, values)
         scope.out += scope.z_segments()
+        return self.message("ADT", event, structure, scope.render())
+
+    def adt_patient(self, patient: Patient, background: Sequence[Record] = ()) -> str:
+        """A Patient decoded from a person-level ADT (A28, A31, a merge…): EVN, PID, then the
+        segments its decode kept (a bare PV1, MRG, AL1…); MRG segments are written from
+        ``links`` of type replaces only when none were kept."""
+        kept = patient.extra.get("hl7v2", {})
+        event = self.options.get("adt_event") or kept["event"]
+        structure = adt.STRUCTURES.get(event, "ADT_A05")
+        header = kept.get("header") or {}
+        scope = Scope({"hl7v2": header})
+        scope.add("EVN", {1: event, 2: self.stamp()})
+        scope.out.append(pid_segment(patient))
+        if not any(item.get("segment", "").startswith("MRG") for item in header.get("segments", ())):
+            for link in patient.links:
+                if link.type == "replaces":
+                    scope.add("MRG", {1: dt.write_identifier(link.other)})
+        for name, values in adt_encode.segments(list(background)):
+            scope.add(name, values)
         return self.message("ADT", event, structure, scope.render())
 
     def stamp(self) -> str:
@@ -371,6 +395,20 @@ def _same_patient(a: Prescription, b: Prescription) -> bool:
         record_to_dict(a.encounter) == record_to_dict(b.encounter)
 
 
+def _background(records: Sequence[Record], index: int, patient: Patient | None) -> list[Record]:
+    """The allergies, diagnoses and insurance of ``patient`` that directly follow records[index] and
+    were not decoded with it (those travel in its kept segments): they go into the same ADT."""
+    out: list[Record] = []
+    for record in records[index + 1:]:
+        if not isinstance(record, adt_encode.BACKGROUND) or record.extra.get("hl7v2", {}).get("carried"):
+            break
+        if patient is None or record.patient is None or \
+                record_to_dict(record.patient) != record_to_dict(patient):
+            break
+        out.append(record)
+    return out
+
+
 def _in_receiver_zone(records: Sequence[Record], zone: Any) -> list[Record]:
     """Exact times as the receiver's wall-clock time with its offset (option ``timezone``): many
     HL7v2 receivers read only the digits, so those must be their local time. Times without an
@@ -400,16 +438,28 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
                 i += 1
                 group.append(records[i])  # type: ignore[arg-type]
             messages.append(encoder.rde(group))
+        elif record.extra.get("hl7v2", {}).get("carried"):  # type: ignore[attr-defined]
+            pass  # its segments are in the message's first record, written with it
         elif isinstance(record, Encounter):
-            messages.append(encoder.adt(record))
+            background = _background(records, i, record.patient)
+            messages.append(encoder.adt(record, background))
+            i += len(background)
+        elif isinstance(record, Patient) and record.extra.get("hl7v2", {}).get("event"):
+            background = _background(records, i, record)
+            messages.append(encoder.adt_patient(record, background))
+            i += len(background)
         elif isinstance(record, Appointment):
             messages.append(encoder.siu(record))
         elif isinstance(record, ClinicalNote):
             messages.append(encoder.mdm(record))
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
-                              "(supported: Encounter, Appointment, Prescription, ClinicalNote)")
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
+                              "records an ADT decode gives)")
         i += 1
+    if not messages:
+        raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "
+                          "first record (its Encounter or Patient): route that record with them")
     if len(messages) > 1 and options.get("message_control_id"):
         raise EncodeError("options.message_control_id names one message, but the records make "
                           f"{len(messages)} messages")

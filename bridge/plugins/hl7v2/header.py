@@ -64,7 +64,7 @@ def first_segment(raw: bytes | str) -> str:
 def parse_msh(raw: bytes | str) -> MSH:
     """Parse the MSH segment; raises DecodeError naming the problem (missing MSH, bad separators…)."""
     seg = first_segment(raw)
-    if seg.startswith("FHS") or seg.startswith("BHS"):
+    if seg.startswith(("FHS", "BHS", "EVN")):  # a batch header, or an EVN some feeds send first
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
             if line.startswith("MSH"):

@@ -43,6 +43,7 @@ class Message:
     separators: Separators
     segments: list[Segment]
     first: dict[str, Segment] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for seg in reversed(self.segments):
@@ -82,6 +83,7 @@ def read_messages(raw: bytes | str) -> list[Message]:
     if not lines:
         raise DecodeError("empty message: no segments")
     groups: list[list[tuple[int, str]]] = []
+    early: list[tuple[int, str]] = []
     for number, line in enumerate(lines, start=1):
         tag = line[:3]
         if tag in _BATCH_SEGMENTS:
@@ -89,11 +91,33 @@ def read_messages(raw: bytes | str) -> list[Message]:
         if tag == "MSH":
             groups.append([])
         elif not groups:
-            raise DecodeError(f"segment {number} ({_safe_tag(tag)}) comes before any MSH segment", "MSH")
+            early.append((number, line))
+            continue
         groups[-1].append((number, line))
+    warnings = _misplaced(early, groups)
     if not groups:
         raise DecodeError("batch contains no messages (no MSH segment)", "MSH")
-    return [_read_message(group) for group in groups]
+    messages = [_read_message(group) for group in groups]
+    messages[0].warnings += warnings
+    return messages
+
+
+def _misplaced(early: list[tuple[int, str]], groups: list[list[tuple[int, str]]]) -> list[str]:
+    """Segments before the first MSH. An EVN written ahead of its MSH (some feeds do) belongs to
+    the one message that follows: it is moved after that MSH, with a warning. Anything else
+    before the header, or an EVN with no MSH after it, leaves the message without a header
+    (type, sender, control id), so it is refused."""
+    if not early:
+        return []
+    number, line = early[0]
+    tag = line[:3]
+    if len(groups) == 1 and all(item[1][:3] == "EVN" for item in early) and len(early) == 1:
+        groups[0].insert(1, (number, line))
+        return [f"segment {number} (EVN) came before the MSH segment; read as the message's EVN"]
+    if not groups:
+        raise DecodeError(f"segment {number} ({_safe_tag(tag)}) comes before any MSH segment and no MSH "
+                          "follows: the message has no header (type, sender, control id)", "MSH")
+    raise DecodeError(f"segment {number} ({_safe_tag(tag)}) comes before any MSH segment", "MSH")
 
 
 def _safe_tag(tag: str) -> str:
