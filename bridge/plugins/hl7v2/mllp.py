@@ -253,7 +253,7 @@ class MLLPSource:
         self._policy_pool: ThreadPoolExecutor | None = None
         # Frames cross to the committing thread, and to the policy thread, a batch at a time.
         self._commits = _Batched(lambda: self._pool, self._submit_many)
-        self._verdicts = _Batched(lambda: self._policy_pool, self._evaluate_many)
+        self._verdicts = _Batched(lambda: self._policy_pool, self._evaluate_many, gather=False)
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -500,12 +500,16 @@ class _Batched:
 
     A busy listener crosses to another thread once per batch instead of once per frame (each
     crossing costs a wake-up of the event loop). Results come back per item: an exception in the
-    list fails that item's waiter alone; a call that raised fails the whole batch.
+    list fails that item's waiter alone; a call that raised fails the whole batch. ``gather`` waits a
+    moment for the senders the last batch answered (worth it before an fsync, not before a policy
+    check: the event loop's timer cannot wait less than a millisecond).
     """
 
-    def __init__(self, pool: Callable[[], ThreadPoolExecutor | None], run_many: Callable[[list[Any]], list[Any]]):
+    def __init__(self, pool: Callable[[], ThreadPoolExecutor | None], run_many: Callable[[list[Any]], list[Any]],
+                 *, gather: bool = True):
         self._pool = pool
         self._run_many = run_many
+        self._gather = gather
         self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.last_batch = 1
@@ -521,7 +525,7 @@ class _Batched:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
-            if len(self._waiting) < self.last_batch:
+            if self._gather and len(self._waiting) < self.last_batch:
                 # Senders answered together by the last call reply together: give the rest of them
                 # a moment (far less than one fsync) to join this batch instead of the next.
                 await asyncio.sleep(GATHER_SECONDS)
