@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from bridge.core.retention import prune
 from bridge.core.scheduler import run_now
 from bridge.testing import engine_from_dict, plugin_manager
 from tests.core.helpers import ScriptedDestinations, encounter_message
+
+from tests.pg import store_url  # noqa: F401  (fixture: pruning runs on SQLite and on PostgreSQL)
 
 from .helpers import ScriptedJobs
 
 DAY = 86400
 
 
-def make_engine(tmp_path, scripted: ScriptedDestinations, jobs=None):
+def make_engine(tmp_path, scripted: ScriptedDestinations, jobs=None, store=None):
     plugins = plugin_manager(("scripted", scripted.plugin()), ("ops-test-jobs", ScriptedJobs()),
                              disabled=("telehealth_policy",))
     route = [{"when": {"record": "Encounter", "match": {"modality": ["video"]}}, "to": ["ehr"]}]
@@ -27,16 +27,22 @@ def make_engine(tmp_path, scripted: ScriptedDestinations, jobs=None):
         "destinations": {"ehr": {"url": "script://ehr", "format": "bridge",
                                  "retry": {"max_attempts": 5, "initial_seconds": 3600}}},
         "jobs": jobs or {},
+        **({"store": store} if store else {}),  # default: a SQLite file in tmp_path
     }
     engine = engine_from_dict(config, tmp_path, plugins)
     engine.open_destinations()
     return engine, plugins
 
 
+def sql(engine, statement, params=()):
+    """A statement on the engine's own store, whichever backend (the test reaches past the API on purpose)."""
+    with engine.store._tx() as conn:
+        engine.store._x(conn, statement, params)
+
+
 def backdate(engine, ids, days=40):
-    with sqlite3.connect(engine.store.path) as conn:
-        conn.execute(f"UPDATE messages SET received_at = received_at - ? WHERE id IN ({','.join('?' * len(ids))})",
-                     (days * DAY, *ids))
+    sql(engine, f"UPDATE messages SET received_at = received_at - ? WHERE id IN ({','.join('?' * len(ids))})",
+        (days * DAY, *ids))
 
 
 def seed(engine, scripted):
@@ -57,9 +63,9 @@ def seed(engine, scripted):
     return ids
 
 
-def test_prune_takes_only_old_finished_messages_with_their_rows_and_audits_once(tmp_path):
+def test_prune_takes_only_old_finished_messages_with_their_rows_and_audits_once(tmp_path, store_url):
     scripted = ScriptedDestinations()
-    engine, _ = make_engine(tmp_path, scripted)
+    engine, _ = make_engine(tmp_path, scripted, store=store_url)
     ids = seed(engine, scripted)
     status = {k: engine.store.get_message(v).status for k, v in ids.items()}
     assert status == {"delivered_old": "delivered", "delivered_new": "delivered", "filtered_old": "filtered",
@@ -86,9 +92,9 @@ def test_prune_takes_only_old_finished_messages_with_their_rows_and_audits_once(
     assert prune(engine.store, engine.config, actor="tester")["visits"]["messages"] == 0
 
 
-def test_an_original_stays_while_its_replay_stays_and_resolved_holds_go(tmp_path):
+def test_an_original_stays_while_its_replay_stays_and_resolved_holds_go(tmp_path, store_url):
     scripted = ScriptedDestinations()
-    engine, _ = make_engine(tmp_path, scripted)
+    engine, _ = make_engine(tmp_path, scripted, store=store_url)
     ids = seed(engine, scripted)
     engine.drain()  # the replay is delivered now, but it is new: both stay
     prune(engine.store, engine.config, actor="tester")
@@ -98,9 +104,8 @@ def test_an_original_stays_while_its_replay_stays_and_resolved_holds_go(tmp_path
     assert counts["visits"]["messages"] == 2  # the replay and, with it, its original
     assert engine.store.get_message(ids["replayed_old"]) is None
 
-    with sqlite3.connect(engine.store.path) as conn:  # a rejected hold, resolved long ago
-        conn.execute("INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?, 'rejected', 0, '[]')",
-                     (ids["delivered_new"],))
+    sql(engine, "INSERT INTO holds (message_id, status, created_at, reasons) VALUES (?, 'rejected', 0, '[]')",
+        (ids["delivered_new"],))  # a rejected hold, resolved long ago
     backdate(engine, [ids["delivered_new"]])
     assert prune(engine.store, engine.config, actor="tester")["visits"]["holds"] == 1
 

@@ -147,8 +147,14 @@ class OpsTables:
                 self._audit(conn, actor, "retention.prune", "messages",
                             {"channels": counts, "policies": {c: {"before": p[0], "statuses": list(p[1])}
                                                               for c, p in policies.items()}}, now)
-            conn.execute("DELETE FROM temp.prune_ids")
+            self._pruned(conn)
         return counts
+
+    # The backend's pruning SQL: SQLite's here (a temporary table of ids), PostgreSQL's in postgres_admin.
+
+    def _pruned(self, conn: Any) -> None:
+        """Clean up after a prune, inside its transaction."""
+        conn.execute("DELETE FROM temp.prune_ids")
 
     def _prunable_ids(self, conn: sqlite3.Connection, channel: str, cutoff: float, statuses: Sequence[str],
                       limit: int) -> list[int]:

@@ -6,12 +6,11 @@ PostgreSQL's SQL (the rules are SQLite's). :class:`PgAdminTables` is mixed into 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .admin_tables import AdminTables
-from .ops_tables import NEVER_PRUNED, OpsTables
+from .ops_tables import OpsTables
 
 # Messages the prescription lifecycle points at are kept: a prescription's history outlives retention.
 _PRUNABLE = """
@@ -29,25 +28,16 @@ class PgAdminTables(AdminTables, OpsTables):
     """Mixin for PostgresStore (needs ``_tx``, ``_read`` and ``_audit``): the shared tables, and
     pruning in PostgreSQL's SQL."""
 
-    def prune_messages(self, policies: Mapping[str, tuple[float, Sequence[str]]], *, actor: str,
-                       limit: int = 10000, dry_run: bool = False) -> dict[str, dict[str, int]]:
-        """Same contract as SQLite's: per channel, up to ``limit`` old messages in the given statuses
-        with their events, outbox rows and holds, plus one audit entry, in one transaction."""
-        for channel, (_, statuses) in policies.items():
-            bad = sorted(set(statuses) & set(NEVER_PRUNED))
-            if bad:
-                raise ValueError(f"channel {channel}: statuses {bad} are never pruned")
-        now = time.time()
-        counts: dict[str, dict[str, int]] = {}
-        with self._tx() as conn:
-            for channel, (cutoff, statuses) in sorted(policies.items()):
-                ids = _prunable_ids(conn, channel, cutoff, statuses, limit)
-                counts[channel] = _delete_messages(conn, ids, dry_run)
-            if not dry_run:
-                self._audit(conn, actor, "retention.prune", "messages",
-                            {"channels": counts, "policies": {c: {"before": p[0], "statuses": list(p[1])}
-                                                              for c, p in policies.items()}}, now)
-        return counts
+    def _prunable_ids(self, conn: Any, channel: str, cutoff: float, statuses: Sequence[str],
+                      limit: int) -> list[int]:
+        return _prunable_ids(conn, channel, cutoff, statuses, limit)
+
+    @staticmethod
+    def _delete_messages(conn: Any, ids: list[int], dry_run: bool) -> dict[str, int]:
+        return _delete_messages(conn, ids, dry_run)
+
+    def _pruned(self, conn: Any) -> None:
+        """Nothing to clean up: the ids were a list, not a table."""
 
 
 def _prunable_ids(conn: Any, channel: str, cutoff: float, statuses: Sequence[str], limit: int) -> list[int]:
