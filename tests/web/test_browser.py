@@ -78,6 +78,7 @@ def test_operator_replays_a_message_to_one_destination_from_its_page(served, bro
     browser.type("#username", "operator-user")
     browser.type("#password", PASSWORD)
     browser.click("#login-submit")
+    browser.find("#whoami")  # signed in (the click returns before the login's redirect has landed)
     browser.go(f"{base}/messages/{site.ids['enc1']}")
     browser.type("form.replay input[name=reason]", "EHR asked for the visit again")
     browser.click("form.replay input[name=destination][value=ehr]")
