@@ -135,6 +135,7 @@ class AdminTables:
                 " ON CONFLICT(channel) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at,"
                 " updated_by=excluded.updated_by, reason=excluded.reason",
                 (channel, int(paused), now, actor, reason))
+            self._park_channel(conn, channel, paused)  # type: ignore[attr-defined]
             self._audit(conn, actor, "channel.pause" if paused else "channel.resume", f"channel:{channel}",
                         {"reason": reason}, now)
 

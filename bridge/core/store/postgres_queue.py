@@ -95,6 +95,10 @@ _CLAIM_DELIVERIES = f"""
     FROM heads LEFT JOIN claimed ON claimed.id = heads.head_id ORDER BY heads.due_at, heads.head_id
 """
 T = TypeVar("T")
+# When a message lane's new head is due: now, or never while its channel is paused (pausing sets its
+# lanes' due_at to infinity and resuming back to 0, so claims never pass over a paused backlog).
+_PAUSED = "EXISTS (SELECT 1 FROM channel_state cs WHERE cs.channel = {channel} AND cs.paused = 1)"
+_DUE = "CASE WHEN " + _PAUSED + " THEN 'Infinity'::float8 ELSE 0 END"
 
 
 def lane_key(order_key: str | None, item_id: int) -> str:
@@ -149,9 +153,10 @@ class PgQueue:
     def _enter_message_lane(conn: Any, channel: str, order_key: str | None, message_id: int) -> None:
         """Make the message its lane's head, or leave it waiting (locking the lane row, see above)."""
         conn.execute(
-            "INSERT INTO message_lanes (channel, lane_key, head_id, due_at) VALUES (%s, %s, %s, 0)"
+            "INSERT INTO message_lanes (channel, lane_key, head_id, due_at) VALUES (%s, %s, %s, "
+            + _DUE.format(channel="%s") + ")"
             " ON CONFLICT (channel, lane_key) DO UPDATE SET head_id = message_lanes.head_id WHERE false",
-            (channel, lane_key(order_key, message_id), message_id))
+            (channel, lane_key(order_key, message_id), message_id, channel))
 
     @staticmethod
     def _enter_outbox_lane(conn: Any, destination: str, order_key: str | None, outbox_id: int,
@@ -160,6 +165,17 @@ class PgQueue:
             "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
             (destination, lane_key(order_key, outbox_id), outbox_id, due_at))
+
+    @staticmethod
+    def _park_channel(conn: Any, channel: str, paused: bool) -> None:
+        """Pausing makes the channel's lanes due never (in flight ones too: their next head stays
+        parked); resuming makes them due now (a head still leased is found and put back to its
+        lease's end by the next claim's repair)."""
+        if paused:
+            conn.execute("UPDATE message_lanes SET due_at = 'Infinity' WHERE channel = %s", (channel,))
+        else:
+            conn.execute("UPDATE message_lanes SET due_at = 0 WHERE channel = %s AND due_at = 'Infinity'",
+                         (channel,))
 
     # --- processing -------------------------------------------------------------------------------
 
@@ -218,8 +234,8 @@ class PgQueue:
         if nxt is None:
             conn.execute("DELETE FROM message_lanes WHERE channel=%s AND lane_key=%s", (channel, key))
             return False
-        conn.execute("UPDATE message_lanes SET head_id=%s, due_at=0 WHERE channel=%s AND lane_key=%s",
-                     (nxt[0], channel, key))
+        conn.execute("UPDATE message_lanes SET head_id=%s, due_at=" + _DUE.format(channel="%s")
+                     + " WHERE channel=%s AND lane_key=%s", (nxt[0], channel, channel, key))
         return True
 
     def finish_processing_many(self, results: Sequence[tuple[MessageClaim, ProcessingResult]]
@@ -295,7 +311,8 @@ class PgQueue:
         moved = [r for r in nxt if r[2] is not None]
         empty = [r for r in nxt if r[2] is None]
         if moved:
-            conn.execute("UPDATE message_lanes l SET head_id = f.head_id, due_at = 0 FROM unnest(%s::text[],"
+            conn.execute("UPDATE message_lanes l SET head_id = f.head_id, due_at = " + _DUE.format(channel="l.channel")
+                         + " FROM unnest(%s::text[],"
                          " %s::text[], %s::bigint[]) AS f(channel, lane_key, head_id)"
                          " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
                          ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved]))
@@ -469,7 +486,8 @@ class PgQueue:
             conn.execute(
                 "INSERT INTO message_lanes (channel, lane_key, head_id, due_at)"
                 " SELECT DISTINCT ON (channel, COALESCE(order_key, '#' || id)) channel,"
-                " COALESCE(order_key, '#' || id), id, 0 FROM messages WHERE status IN ('received', 'processing')"
+                " COALESCE(order_key, '#' || id), id, " + _DUE.format(channel="messages.channel")
+                + " FROM messages WHERE status IN ('received', 'processing')"
                 " ORDER BY channel, COALESCE(order_key, '#' || id), status = 'received', id")
             conn.execute(
                 "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at)"

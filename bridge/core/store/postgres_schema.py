@@ -284,4 +284,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         END $$;
         """,
     ),
+    (
+        9,
+        "a paused channel's lanes are never due (due_at infinity); claims read due lanes by index",
+        """
+        -- a claim read every lane row in head order and skipped a paused channel's: a paused backlog
+        -- slowed every other channel's claims. Pausing now sets its lanes' due_at to infinity.
+        UPDATE message_lanes SET due_at = 'Infinity'
+            WHERE channel IN (SELECT channel FROM channel_state WHERE paused = 1);
+        CREATE INDEX message_lanes_due ON message_lanes(due_at, head_id);
+        """,
+    ),
 ]

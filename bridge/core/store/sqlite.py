@@ -330,7 +330,8 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
                 return row[0], True
         status = "failed" if error else "received"
         order_key = header.get("order_key")
-        head = 0 if error else int(queue.message_lane_is_free(conn, channel, order_key))
+        head = queue.head_marker(conn, channel) if not error and queue.message_lane_is_free(conn, channel, order_key) \
+            else 0
         cur = conn.execute(
             "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
@@ -563,10 +564,14 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
     # --- operator actions -----------------------------------------------------------------------
 
     def _insert_replay(self, conn: sqlite3.Connection, row: Mapping[str, Any]) -> int:
-        head = int(queue.message_lane_is_free(conn, row["channel"], row["order_key"]))
+        head = queue.head_marker(conn, row["channel"]) \
+            if queue.message_lane_is_free(conn, row["channel"], row["order_key"]) else 0
         columns = {**row, "status": "received", "lane_head": head}
         return conn.execute(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                             tuple(columns.values())).lastrowid
+
+    def _park_channel(self, conn: sqlite3.Connection, channel: str, paused: bool) -> None:
+        queue.park_channel(conn, channel, paused)
 
     def _requeue_released(self, conn: sqlite3.Connection, message_id: int, now: float) -> None:
         conn.execute("UPDATE messages SET status='received', policy_override=1, updated_at=? WHERE id=?",

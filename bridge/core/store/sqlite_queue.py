@@ -19,6 +19,27 @@ from collections.abc import Sequence
 # --- processing lanes (messages) ------------------------------------------------------------------
 
 _UNFINISHED = "status IN ('received', 'processing')"  # spelled as in the partial index messages_lanes
+HEAD, PARKED = 1, 3
+"""``lane_head`` of a lane's claimable message, and of the head of a lane whose channel is paused. A
+parked head is not in ``messages_lane_heads``, so claims never pass over a paused channel's backlog:
+pausing parks the channel's heads, resuming unparks them, and a head chosen while the channel is
+paused is parked at once."""
+_HEAD_MARKER = (f"CASE WHEN EXISTS (SELECT 1 FROM channel_state WHERE channel = ? AND paused = 1)"
+                f" THEN {PARKED} ELSE {HEAD} END")
+
+
+def head_marker(conn: sqlite3.Connection, channel: str) -> int:
+    """What a new head of ``channel``'s lanes is marked: claimable, or parked while the channel is paused."""
+    return conn.execute(f"SELECT {_HEAD_MARKER}", (channel,)).fetchone()[0]
+
+
+def park_channel(conn: sqlite3.Connection, channel: str, paused: bool) -> None:
+    """Pausing parks every head of the channel (in flight ones too: when they finish, the next head is
+    parked); resuming makes them claimable again."""
+    if paused:
+        conn.execute(f"UPDATE messages SET lane_head = {PARKED} WHERE channel = ? AND lane_head = {HEAD}", (channel,))
+    else:
+        conn.execute(f"UPDATE messages SET lane_head = {HEAD} WHERE channel = ? AND lane_head = {PARKED}", (channel,))
 
 
 def message_lane_is_free(conn: sqlite3.Connection, channel: str, order_key: str | None) -> bool:
@@ -37,7 +58,8 @@ def enter_message_lane(conn: sqlite3.Connection, message_id: int) -> None:
     others = conn.execute(
         f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
         " AND id != ? LIMIT 1", (channel, order_key, message_id)).fetchone() if order_key is not None else None
-    conn.execute("UPDATE messages SET lane_head = ? WHERE id = ?", (0 if others else 1, message_id))
+    conn.execute("UPDATE messages SET lane_head = ? WHERE id = ?", (0 if others else head_marker(conn, channel),
+                                                                  message_id))
 
 
 def leave_message_lane(conn: sqlite3.Connection, channel: str, order_key: str | None) -> None:
@@ -46,14 +68,15 @@ def leave_message_lane(conn: sqlite3.Connection, channel: str, order_key: str | 
     if order_key is None:
         return
     conn.execute(
-        "UPDATE messages SET lane_head = 1 WHERE id = (SELECT MIN(id) FROM messages"
+        f"UPDATE messages SET lane_head = {_HEAD_MARKER} WHERE id = (SELECT MIN(id) FROM messages"
         f" WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED})",
-        (channel, order_key))
+        (channel, channel, order_key))
 
 
 def claimable_heads(conn: sqlite3.Connection, limit: int, now: float) -> list[int]:
     """Ids of up to ``limit`` claimable lane heads, oldest first. Reads the heads index only: the
-    rows it passes over are heads in flight or of paused channels, never a lane's backlog."""
+    rows it passes over are heads in flight, never a lane's backlog nor a paused channel's heads
+    (parked, outside the index; the channel filter below is a second guard)."""
     paused = [r[0] for r in conn.execute("SELECT channel FROM channel_state WHERE paused = 1")]
     sql = ("SELECT id FROM messages INDEXED BY messages_lane_heads WHERE lane_head = 1"
            " AND (status = 'received' OR (status = 'processing' AND lease_expires < ?))")

@@ -273,3 +273,13 @@ MIGRATIONS.append((
     CREATE INDEX outbox_control_id ON outbox(control_id, id) WHERE control_id IS NOT NULL;
     """,
 ))
+MIGRATIONS.append((
+    9,
+    "a paused channel's lane heads are parked (lane_head 3), out of the claimable heads' index",
+    """
+    -- claims read messages_lane_heads (lane_head = 1); a paused channel's heads there were passed
+    -- over by every claim, so a paused backlog slowed every other channel's claims
+    UPDATE messages SET lane_head = 3
+        WHERE lane_head = 1 AND channel IN (SELECT channel FROM channel_state WHERE paused = 1);
+    """,
+))
