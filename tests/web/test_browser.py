@@ -46,6 +46,7 @@ def test_operator_finds_a_patient_follows_the_trace_and_releases_the_hold(served
 
     browser.type("#q-patient_id", "MRN-A1")
     browser.click("#search-submit")
+    browser.wait_for_url("MRN-A1")  # the search's own page, not the overview's list of recent messages
     browser.find("a.message-link")
     assert browser.count("a.message-link") == 2
     assert "MRN-B2" not in browser.text("#results")

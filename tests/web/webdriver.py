@@ -90,6 +90,16 @@ class Browser:
                 raise WebDriverError(f"no element matches {css!r} on {self.url}")
             time.sleep(0.1)
 
+    def wait_for_url(self, fragment: str, timeout: float = 10.0) -> str:
+        """Wait until the page's URL contains ``fragment``: a click that submits a form returns before
+        the next page has loaded, and the old page may hold the elements a test looks for next."""
+        deadline = time.monotonic() + timeout
+        while fragment not in (url := self.url):
+            if time.monotonic() > deadline:
+                raise WebDriverError(f"the page stayed at {url}, expected a URL with {fragment!r}")
+            time.sleep(0.05)
+        return url
+
     def count(self, css: str) -> int:
         return len(self._call("POST", self._s("/elements"), {"using": "css selector", "value": css}))
 

@@ -38,16 +38,24 @@ class AdminTables:
     # --- users ---------------------------------------------------------------------------------
 
     def create_user(self, name: str, password_hash: str, role: str, *, actor: str) -> User:
-        _check_name(name, "user")
+        now = self._create_named("users", "user", name, "password_hash", password_hash, role, actor,
+                                 f"a user named {name!r} already exists")
+        return User(name, role, now, False, password_hash)
+
+    def _create_named(self, table: str, what: str, name: str, secret_column: str, secret: str, role: str,
+                      actor: str, taken: str) -> float:
+        """Insert a user or token by its unique name (``taken`` is the error when the name is in use),
+        audited in the same transaction; returns its creation time."""
+        _check_name(name, what)
         _check_role(role)
         now = time.time()
         with self._tx() as conn:
-            inserted = self._x(conn, "INSERT INTO users (name, password_hash, role, created_at) VALUES (?,?,?,?)"
-                               " ON CONFLICT (name) DO NOTHING", (name, password_hash, role, now)).rowcount
+            inserted = self._x(conn, f"INSERT INTO {table} (name, {secret_column}, role, created_at) VALUES (?,?,?,?)"
+                                     " ON CONFLICT (name) DO NOTHING", (name, secret, role, now)).rowcount
             if inserted != 1:
-                raise BridgeError(f"a user named {name!r} already exists")
-            self._audit(conn, actor, "user.create", f"user:{name}", {"role": role}, now)
-        return User(name, role, now, False, password_hash)
+                raise BridgeError(taken)
+            self._audit(conn, actor, f"{what}.create", f"{what}:{name}", {"role": role}, now)
+        return now
 
     def get_user(self, name: str) -> User | None:
         rows = self._select("SELECT name, role, created_at, disabled, password_hash, session_epoch FROM users"
@@ -67,8 +75,8 @@ class AdminTables:
             changes["password"] = "changed"
         now = time.time()
         with self._tx() as conn:
-            cur = self._x(conn, 
-                "UPDATE users SET password_hash=COALESCE(?, password_hash), role=COALESCE(?, role),"
+            cur = self._x(
+                conn, "UPDATE users SET password_hash=COALESCE(?, password_hash), role=COALESCE(?, role),"
                 " disabled=COALESCE(?, disabled) WHERE name=?",
                 (password_hash, role, None if disabled is None else int(disabled), name))
             if cur.rowcount != 1:
@@ -87,15 +95,8 @@ class AdminTables:
     # --- API tokens ----------------------------------------------------------------------------
 
     def create_token(self, name: str, token_sha256: str, role: str, *, actor: str) -> ApiToken:
-        _check_name(name, "token")
-        _check_role(role)
-        now = time.time()
-        with self._tx() as conn:
-            inserted = self._x(conn, "INSERT INTO api_tokens (name, token_sha256, role, created_at) VALUES (?,?,?,?)"
-                               " ON CONFLICT (name) DO NOTHING", (name, token_sha256, role, now)).rowcount
-            if inserted != 1:
-                raise BridgeError(f"a token named {name!r} already exists (revoked tokens keep their name)")
-            self._audit(conn, actor, "token.create", f"token:{name}", {"role": role}, now)
+        now = self._create_named("api_tokens", "token", name, "token_sha256", token_sha256, role, actor,
+                                 f"a token named {name!r} already exists (revoked tokens keep their name)")
         return ApiToken(name, role, now)
 
     def token_by_hash(self, token_sha256: str) -> ApiToken | None:
@@ -130,8 +131,8 @@ class AdminTables:
             raise BridgeError(f"a {'pause' if paused else 'resume'} needs a reason")
         now = time.time()
         with self._tx() as conn:
-            self._x(conn, 
-                "INSERT INTO channel_state (channel, paused, updated_at, updated_by, reason) VALUES (?,?,?,?,?)"
+            self._x(
+                conn, "INSERT INTO channel_state (channel, paused, updated_at, updated_by, reason) VALUES (?,?,?,?,?)"
                 " ON CONFLICT(channel) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at,"
                 " updated_by=excluded.updated_by, reason=excluded.reason",
                 (channel, int(paused), now, actor, reason))
