@@ -68,8 +68,8 @@ class OpsTables:
     def renew_job_slot(self, run_id: int, owner: str, lease_seconds: float, *, attempts: int | None = None,
                        detail: Mapping[str, Any] | None = None) -> bool:
         with self._tx() as conn:
-            cur = self._x(conn, 
-                "UPDATE job_runs SET lease_expires=?, attempts=COALESCE(?, attempts), detail=COALESCE(?, detail)"
+            cur = self._x(
+                conn, "UPDATE job_runs SET lease_expires=?, attempts=COALESCE(?, attempts), detail=COALESCE(?, detail)"
                 " WHERE id=? AND owner=? AND status='running'",
                 (time.time() + lease_seconds, attempts, None if detail is None else _json(detail), run_id, owner))
         return cur.rowcount == 1
@@ -78,8 +78,8 @@ class OpsTables:
         if status not in ("succeeded", "failed", "skipped"):
             raise ValueError(f"unknown job run status {status!r}")
         with self._tx() as conn:
-            cur = self._x(conn, 
-                "UPDATE job_runs SET status=?, finished_at=?, detail=?, lease_expires=NULL"
+            cur = self._x(
+                conn, "UPDATE job_runs SET status=?, finished_at=?, detail=?, lease_expires=NULL"
                 " WHERE id=? AND owner=? AND status='running'",
                 (status, time.time(), _json(detail), run_id, owner))
         return cur.rowcount == 1
