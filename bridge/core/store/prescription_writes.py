@@ -83,8 +83,9 @@ def apply_inbound_event(conn: Conn, message_id: int, event: PrescriptionEventIn,
 
 
 def apply_outbound(conn: Conn, row: OutboxRow, now: float, add_event: AddEvent) -> None:
-    """A delivered NewRx/CancelRx/response moves its prescription (sent, cancel-requested, task closed)."""
-    if not row.message_type:
+    """A delivered NewRx/CancelRx/response moves its prescription (sent, cancel-requested, task closed).
+    Anything else delivered (an ADT, a FHIR Bundle) moves nothing and costs no query."""
+    if row.message_type not in lifecycle.OUTBOUND_STATES and row.message_type not in lifecycle.TASK_CLOSERS:
         return
     number = _execute(conn, "SELECT prescription_number FROM messages WHERE id=?", (row.message_id,)).fetchone()[0]
     if not number:
