@@ -19,6 +19,9 @@ How it works (see also :mod:`.base` for the contract and docs/architecture.md fo
   item alone (``LeaseLost`` in its place) and the rest of the batch commits.
 - ``pg_notify`` is sent at most once per committed batch that made work claimable; it is a hint to
   stop sleeping, never a carrier of work (workers also poll).
+- Statements that update a batch's rows by id also name the ids (``id = ANY(…)``): a queue table grows
+  from empty faster than autovacuum analyses it, and with no statistics the planner joined a batch to a
+  whole-table scan.
 - Claims and delivery outcomes commit without waiting for the WAL flush (``synchronous_commit =
   off`` for that transaction): if the server crashes, a lost claim is redone (its worker's result is
   then refused as stale and the message processed again) and a lost delivery outcome means one more
@@ -66,7 +69,7 @@ _CLAIM_MESSAGES = """
     claimed AS (
         UPDATE messages m SET status = 'processing', lease_owner = %(owner)s, lease_expires = %(until)s,
                lease_token = m.lease_token + 1, updated_at = %(now)s
-        FROM heads WHERE m.id = heads.head_id
+        FROM heads WHERE m.id = heads.head_id AND m.id = ANY(ARRAY(SELECT head_id FROM heads))
           AND (m.status = 'received' OR (m.status = 'processing' AND m.lease_expires < %(now)s))
         RETURNING m.id, m.channel, m.format, m.raw, m.lease_token, m.trace_id, m.control_id, m.policy_override,
                   m.replay_root, m.replay_destinations, m.order_key),
@@ -85,7 +88,7 @@ _CLAIM_DELIVERIES = f"""
     claimed AS (
         UPDATE outbox o SET lease_owner = %(owner)s, lease_expires = %(until)s, lease_token = o.lease_token + 1,
                attempts = o.attempts + 1
-        FROM heads WHERE o.id = heads.head_id AND o.status = 'pending'
+        FROM heads WHERE o.id = heads.head_id AND o.id = ANY(ARRAY(SELECT head_id FROM heads)) AND o.status = 'pending'
         RETURNING {", ".join("o." + c.strip() for c in _OUTBOX_COLUMNS.split(","))}, o.payload, o.lease_token,
                   (SELECT trace_id FROM messages WHERE messages.id = o.message_id) AS trace_id),
     leased AS (
@@ -199,6 +202,10 @@ class PgQueue:
             with self._tx() as conn:
                 with conn.pipeline():
                     self._redoable(conn)
+                    # A claim reads lanes and heads by index only; without statistics (a queue table
+                    # grows faster than autovacuum analyses it) the planner joined them to a whole-table
+                    # scan of the outbox on every claim.
+                    conn.execute("SET LOCAL enable_seqscan TO off")
                     cur = conn.execute(sql, params)
                 got = cur.fetchall()
                 self._repair_heads(conn, table, lanes, column, unfinished, [g[:3] for g in got if g[3] is None])
@@ -291,8 +298,9 @@ class PgQueue:
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
             " %s::text[], %s::bigint[], %s::bigint[]) AS f(status, records, error, trace_id, patient_id,"
             " encounter_id, prescription_number, ncpdp_message_id, id, token)"
-            " WHERE m.id = f.id AND m.lease_token = f.token AND m.status = 'processing' RETURNING m.id",
-            [now, *(list(column) for column in zip(*rows))]).fetchall()}
+            " WHERE m.id = f.id AND m.id = ANY(%s) AND m.lease_token = f.token AND m.status = 'processing'"
+            " RETURNING m.id",
+            [now, *(list(column) for column in zip(*rows)), [claim.id for claim, _ in results]]).fetchall()}
         return [claim.id in written for claim, _ in results]
 
     def _advance_message_lanes(self, conn: Any, lanes: list[tuple[str, str]]) -> bool:
@@ -391,12 +399,13 @@ class PgQueue:
             " lease_owner = NULL, lease_expires = NULL"
             " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
             "   AS f(id, token, status, error, next_at, delivered_at)"
-            " WHERE o.id = f.id AND o.lease_token = f.token RETURNING o.id",
+            " WHERE o.id = f.id AND o.id = ANY(%s) AND o.lease_token = f.token RETURNING o.id",
             ([i.claim.row.id for i in outcomes], [i.claim.token for i in outcomes],
              [statuses[i.outcome] for i in outcomes],
              [None if i.outcome == "delivered" else i.detail for i in outcomes],
              [i.next_attempt_at for i in outcomes],
-             [now if i.outcome == "delivered" else None for i in outcomes])).fetchall()
+             [now if i.outcome == "delivered" else None for i in outcomes],
+             [i.claim.row.id for i in outcomes])).fetchall()
         return {r[0] for r in rows}
 
     def _settle_delivery(self, conn: Any, item: DeliveryOutcome, now: float, events: list[tuple]) -> int | None:
