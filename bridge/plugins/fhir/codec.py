@@ -8,6 +8,7 @@ bytes, so a resource FHIR servers would refuse never reaches the outbox: the pro
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,12 +37,21 @@ def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]
     return decode_document(load_json(raw), options or {})
 
 
+_OBJECT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+
+
+def readable(text: str) -> str:
+    """fhirclient names the model object in its messages (``on <fhirclient.models.medicationrequest.
+    MedicationRequest object at 0x7f…>``): an operator needs the resource type, not a Python repr."""
+    return _OBJECT_REPR.sub(r"\1", text)
+
+
 def validation_problems(error: Exception, path: str = "") -> list[str]:
     """Flatten fhirclient's nested FHIRValidationError into ``path: problem`` lines."""
     nested = getattr(error, "errors", None)
     here = ".".join(p for p in (path, getattr(error, "path", None) or "") if p)
     if not nested:
-        return [f"{here}: {error}" if here else str(error)]
+        return [readable(f"{here}: {error}" if here else str(error))]
     problems = []
     for item in nested:
         problems.extend(validation_problems(item, here))
@@ -60,7 +70,7 @@ def validate(bundle: dict[str, Any]) -> None:
         shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
         raise EncodeError(f"the FHIR R4 Bundle does not validate: {shown}") from None
     except Exception as exc:  # fhirclient raises bare Exception on a resourceType mismatch
-        raise EncodeError(f"the FHIR R4 Bundle does not validate: {exc}") from None
+        raise EncodeError(f"the FHIR R4 Bundle does not validate: {readable(str(exc))}") from None
 
 
 def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:

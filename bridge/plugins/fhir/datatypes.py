@@ -23,6 +23,7 @@ from bridge import (
 
 from .constants import V2_0203
 from .reader import Node
+from .systems import system_name, system_uri
 
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -74,7 +75,8 @@ def fhir_datetime(value: str | None, field: str, options: Mapping[str, Any], *,
 def identifier_out(ident: Identifier) -> dict[str, Any]:
     type_ = {"coding": [{"system": V2_0203, "code": ident.type}]} if ident.type else None
     assigner = {"display": ident.assigner} if ident.assigner else None
-    return compact({"type": type_, "system": ident.system, "value": ident.value, "assigner": assigner})
+    return compact({"type": type_, "system": system_uri(ident.system), "value": ident.value,
+                    "assigner": assigner})
 
 
 def identifier_in(node: Node) -> Identifier:
@@ -85,16 +87,17 @@ def identifier_in(node: Node) -> Identifier:
         codes = [c.str("code") for c in type_node.list("coding")]
         type_code = next((c for c in codes if c), None) or type_node.str("text")
     assigner = node.obj("assigner")
-    return Identifier(value=value or "", system=node.str("system"), type=type_code,
+    return Identifier(value=value or "", system=system_name(node.str("system")), type=type_code,
                       assigner=assigner.str("display") if assigner else None)
 
 
 def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": coding.system, "code": coding.code, "display": coding.display})
+    return compact({"system": system_uri(coding.system), "code": coding.code, "display": coding.display})
 
 
 def coding_in(node: Node) -> Coding:
-    return Coding(code=node.str("code") or "", system=node.str("system"), display=node.str("display"))
+    return Coding(code=node.str("code") or "", system=system_name(node.str("system")),
+                  display=node.str("display"))
 
 
 def concept_out(coding: Coding | None) -> dict[str, Any] | None:
