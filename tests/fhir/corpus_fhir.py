@@ -52,6 +52,11 @@ def example_bundles() -> tuple[tuple[str, dict[str, Any]], ...]:
     return tuple(out)
 
 
+def example_input(name: str) -> dict[str, Any]:
+    """The official example as published (to tell its own faults from ours)."""
+    return json.loads((FIXTURES / "r4-examples" / name).read_text(encoding="utf-8"))
+
+
 def all_bundles() -> list[tuple[str, dict[str, Any]]]:
     return [*hl7v2_outcomes()[0], *example_bundles()]
 

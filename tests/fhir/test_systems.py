@@ -77,3 +77,11 @@ def test_the_rde_without_rxe_is_refused_without_python_text():
     for name, text in refused.items():
         assert "object at 0x" not in text and "<fhirclient" not in text, name
         assert "Prescription has no medication" in text, name
+
+
+def test_a_padded_code_is_trimmed_in_fhir():
+    """python-hl7's sample_msh.hl7 carries identifier type ``DONOR `` (FHIR codes have no edge blanks)."""
+    ident = identifier_out(Identifier(value="1", type="DONOR "))
+    assert ident["type"]["coding"][0]["code"] == "DONOR"
+    assert coding_out(Coding(code=" A  B ", system="L"))["code"] == "A B"
+    assert "code" not in coding_out(Coding(code="  ", system="L"))

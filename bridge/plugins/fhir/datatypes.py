@@ -72,8 +72,18 @@ def fhir_datetime(value: str | None, field: str, options: Mapping[str, Any], *,
 # --- identifiers and codes ---------------------------------------------------------------------
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def code_out(code: str | None) -> str | None:
+    """A FHIR ``code`` has no leading, trailing or repeated whitespace (``DONOR `` from a padded
+    HL7v2 field is refused by validators): trim it, and collapse runs of blanks to one space."""
+    return _SPACES.sub(" ", code).strip() or None if code else None
+
+
 def identifier_out(ident: Identifier) -> dict[str, Any]:
-    type_ = {"coding": [{"system": V2_0203, "code": ident.type}]} if ident.type else None
+    type_code = code_out(ident.type)
+    type_ = {"coding": [{"system": V2_0203, "code": type_code}]} if type_code else None
     assigner = {"display": ident.assigner} if ident.assigner else None
     return compact({"type": type_, "system": system_uri(ident.system), "value": ident.value,
                     "assigner": assigner})
@@ -92,7 +102,8 @@ def identifier_in(node: Node) -> Identifier:
 
 
 def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": system_uri(coding.system), "code": coding.code, "display": coding.display})
+    return compact({"system": system_uri(coding.system), "code": code_out(coding.code),
+                    "display": coding.display})
 
 
 def coding_in(node: Node) -> Coding:

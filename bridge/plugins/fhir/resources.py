@@ -59,6 +59,7 @@ from . import constants as C
 from .datatypes import (
     address_in,
     address_out,
+    code_out,
     coding_in,
     coding_out,
     compact,
@@ -799,7 +800,7 @@ def coded_out(coding: Coding | None) -> dict[str, Any] | None:
         return None
     if not coding.code:
         return {"text": coding.display} if coding.display else None
-    return {"coding": [compact({"system": absolute_system(coding.system), "code": coding.code,
+    return {"coding": [compact({"system": absolute_system(coding.system), "code": code_out(coding.code),
                                 "display": coding.display})]}
 
 

@@ -36,7 +36,7 @@ from bridge import (
 
 from . import constants as C
 from . import keep
-from .datatypes import compact, ext, ext_value, fhir_datetime, identifier_in
+from .datatypes import code_out, compact, ext, ext_value, fhir_datetime, identifier_in
 from .reader import Node
 from .systems import system_name, system_uri
 
@@ -60,7 +60,7 @@ system_in = system_name
 
 
 def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": system_out(coding.system), "code": coding.code or None,
+    return compact({"system": system_out(coding.system), "code": code_out(coding.code),
                     "display": coding.display})
 
 
