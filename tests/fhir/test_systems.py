@@ -85,3 +85,14 @@ def test_a_padded_code_is_trimmed_in_fhir():
     assert ident["type"]["coding"][0]["code"] == "DONOR"
     assert coding_out(Coding(code=" A  B ", system="L"))["code"] == "A B"
     assert "code" not in coding_out(Coding(code="  ", system="L"))
+
+
+def test_vendor_plugins_get_the_same_mapping_from_the_vendorkit():
+    from bridge.plugins.fhir import vendorkit as kit
+
+    assert kit.system_uri is S.system_uri and kit.system_name is S.system_name
+    assert kit.token("2.16.840.1.113883.19", "123").startswith("urn:oid:2.16.840.1.113883.19|")
+    hl7v2_mrn = Identifier(value="123", system="2.16.840.1.113883.19", type="MR")
+    other = Identifier(value="999", system="2.16.840.1.113883.20", type="MR")
+    assert kit.pick([other, hl7v2_mrn], "urn:oid:2.16.840.1.113883.19", None) is hl7v2_mrn
+    assert kit.pick([other], "urn:oid:2.16.840.1.113883.19", None) is None
