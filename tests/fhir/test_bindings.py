@@ -93,3 +93,16 @@ def test_a_reference_to_a_bundle_entry_is_checked_by_its_type():
                                               "subject": {"reference": "urn:uuid:p"}},
          "request": {"method": "POST", "url": "Observation"}}]}
     assert any("Observation.subject: a reference to Practitioner" in p for p in bundle_violations(bundle))
+
+
+def test_the_encoder_refuses_a_code_outside_a_required_value_set(fhir_format):
+    from bridge import ContactPoint, EncodeError
+    from tests.fhir import records as R
+
+    patient = R.patient()
+    patient.gender = "M"  # a record from another format (bridge JSON, a plugin) may carry v2 codes
+    patient.telecom = [ContactPoint(value="555-0100", system="PRN")]
+    with pytest.raises(EncodeError, match="outside required value sets") as caught:
+        fhir_format.encode([patient], {})
+    text = str(caught.value)
+    assert "Patient.gender: 'M'" in text and "telecom.system: 'PRN'" in text and "object at 0x" not in text

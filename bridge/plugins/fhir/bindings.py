@@ -198,11 +198,12 @@ def _reference_type(ref: dict[str, Any], index: dict[str, str]) -> str | None:
     return match.group(1) if match else None
 
 
-def violations(resource: dict[str, Any], index: dict[str, str] | None = None) -> list[str]:
+def violations(resource: dict[str, Any], index: dict[str, str] | None = None, *,
+               targets: bool = True) -> list[str]:
     """Every required-binding problem in one resource (or Bundle): ``Type.path: 'code' not in <VS>``.
 
     ``index`` maps fullUrls (and ``#id`` of contained resources) to resource types, to check
-    reference targets of references that do not state their type."""
+    reference targets of references that do not state their type; ``targets=False`` checks codes only."""
     rtype = resource.get("resourceType", "")
     index = dict(index or {})
     for contained in resource.get("contained", []) or []:
@@ -229,7 +230,7 @@ def violations(resource: dict[str, Any], index: dict[str, str] | None = None) ->
         if parent == "attachment" and "contentType" in obj and not _MIME.match(str(obj["contentType"])):
             found.append(f"{rtype} attachment.contentType: {obj['contentType']!r} is not a MIME type (BCP 13)")
     for (owner, *path), allowed in TARGETS.items():
-        if owner != rtype:
+        if owner != rtype or not targets:
             continue
         for ref in _at(resource, tuple(path)):
             target = _reference_type(ref, index) if isinstance(ref, dict) else None
@@ -238,18 +239,19 @@ def violations(resource: dict[str, Any], index: dict[str, str] | None = None) ->
                              f"{', '.join(sorted(allowed))}")
     for contained in resource.get("contained", []) or []:
         if isinstance(contained, dict):
-            found += violations(contained, index)
+            found += violations(contained, index, targets=targets)
     return found
 
 
-def bundle_violations(bundle: dict[str, Any]) -> list[str]:
-    """Required-binding problems of a Bundle and of every resource in it."""
+def bundle_violations(bundle: dict[str, Any], *, targets: bool = True) -> list[str]:
+    """Required-binding problems of a Bundle and of every resource in it (``targets=False``: codes
+    only — the encoder's check, since a reference we keep verbatim from a FHIR sender is theirs)."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     index = {str(e["fullUrl"]): e["resource"].get("resourceType", "")
              for e in entries if e.get("fullUrl") and isinstance(e.get("resource"), dict)}
     found = violations({k: v for k, v in bundle.items() if k != "entry"} | {
-        "entry": [{k: v for k, v in e.items() if k != "resource"} for e in entries]}, index)
+        "entry": [{k: v for k, v in e.items() if k != "resource"} for e in entries]}, index, targets=targets)
     for entry in entries:
         if isinstance(entry.get("resource"), dict):
-            found += violations(entry["resource"], index)
+            found += violations(entry["resource"], index, targets=targets)
     return found

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, OptionSpec, Record
 
+from .bindings import bundle_violations
 from .decode import decode_document
 from .encode import Writer
 
@@ -73,12 +74,23 @@ def validate(bundle: dict[str, Any]) -> None:
         raise EncodeError(f"the FHIR R4 Bundle does not validate: {readable(str(exc))}") from None
 
 
+def check_bindings(bundle: dict[str, Any]) -> None:
+    """Refuse a code outside the R4 value set of a required binding (fhirclient does not check them):
+    a record from another format can carry a gender ``M`` or a telecom system ``PRN``, and a server
+    would reject the Bundle or, worse, store it."""
+    problems = bundle_violations(bundle, targets=False)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise EncodeError(f"the FHIR R4 Bundle has codes outside required value sets: {shown}")
+
+
 def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
     if not records:
         raise EncodeError("nothing to encode: no records")
     options = options or {}
     bundle = Writer(options).bundle(records)
     validate(bundle)
+    check_bindings(bundle)
     indent = options.get("indent", 2)
     return (json.dumps(bundle, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 

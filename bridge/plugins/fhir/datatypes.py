@@ -191,8 +191,8 @@ def period_in(node: Node | None) -> Period | None:
 def quantity_out(quantity: Quantity | None) -> dict[str, Any] | None:
     if quantity is None:
         return None
-    return compact({"value": quantity.value, "unit": quantity.unit, "system": quantity.system,
-                    "code": quantity.code})
+    return compact({"value": quantity.value, "unit": quantity.unit, "system": system_uri(quantity.system),
+                    "code": code_out(quantity.code)})
 
 
 def quantity_in(node: Node | None) -> Quantity | None:
@@ -201,7 +201,8 @@ def quantity_in(node: Node | None) -> Quantity | None:
     value = node.num("value")
     if value is None:
         return None
-    return Quantity(value=value, unit=node.str("unit"), code=node.str("code"), system=node.str("system"))
+    return Quantity(value=value, unit=node.str("unit"), code=node.str("code"),
+                    system=system_name(node.str("system")))
 
 
 # --- extensions --------------------------------------------------------------------------------
