@@ -22,8 +22,9 @@ from .corpus_fhir import all_bundles, hl7v2_outcomes, systems
     ("LOINC", "http://loinc.org"),
     ("SCT", "http://snomed.info/sct"),
     ("sct", "http://snomed.info/sct"),
-    ("I10", "http://hl7.org/fhir/sid/icd-10-cm"),
-    ("ICD10", "http://hl7.org/fhir/sid/icd-10-cm"),
+    ("I10", "http://hl7.org/fhir/sid/icd-10"),
+    ("I10C", "http://hl7.org/fhir/sid/icd-10-cm"),
+    ("ICD10CM", "http://hl7.org/fhir/sid/icd-10-cm"),
     ("RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"),
     ("http://example.org/x", "http://example.org/x"),
     ("urn:oid:1.2.3", "urn:oid:1.2.3"),
@@ -41,6 +42,14 @@ def test_a_local_name_gets_our_namespace_and_comes_back_unchanged(name):
 
 def test_the_old_results_namespace_still_reads_back():
     assert S.system_name("https://telemed-bridge.org/fhir/CodeSystem/local/99USI") == "99USI"
+
+
+def test_known_names_agree_with_the_hl7v2_decoder():
+    """One sender name, one URI, whichever path it takes (HL7v2 CWE decode or a record's name)."""
+    from bridge.plugins.hl7v2 import datatypes as v2
+
+    for name in v2.CODE_SYSTEMS:
+        assert S.system_uri(name) == v2.system_uri(name), name
 
 
 def test_hl7v2_names_of_canonical_uris():

@@ -33,7 +33,6 @@ KNOWN: dict[str, str] = {
     "SS": "http://hl7.org/fhir/sid/us-ssn",
     "SSA": "http://hl7.org/fhir/sid/us-ssn",
     "USSSA": "http://hl7.org/fhir/sid/us-ssn",
-    "MEDICARE": "http://hl7.org/fhir/sid/us-mbi",
     "MBI": "http://hl7.org/fhir/sid/us-mbi",
     # code systems (HL7 table 0396 names and common spellings)
     "LN": C.LOINC,
@@ -42,9 +41,10 @@ KNOWN: dict[str, str] = {
     "SNOMED": "http://snomed.info/sct",
     "SNOMEDCT": "http://snomed.info/sct",
     "SNOMED-CT": "http://snomed.info/sct",
-    "I10": "http://hl7.org/fhir/sid/icd-10-cm",
+    "SNM": "http://snomed.info/sct",
+    "I10": "http://hl7.org/fhir/sid/icd-10",
+    "ICD10": "http://hl7.org/fhir/sid/icd-10",
     "I10C": "http://hl7.org/fhir/sid/icd-10-cm",
-    "ICD10": "http://hl7.org/fhir/sid/icd-10-cm",
     "ICD10CM": "http://hl7.org/fhir/sid/icd-10-cm",
     "ICD-10-CM": "http://hl7.org/fhir/sid/icd-10-cm",
     "I10P": "http://www.cms.gov/Medicare/Coding/ICD10",
@@ -59,18 +59,19 @@ KNOWN: dict[str, str] = {
     "MVX": "http://terminology.hl7.org/CodeSystem/MVX",
     "CPT": "http://www.ama-assn.org/go/cpt",
     "C4": "http://www.ama-assn.org/go/cpt",
-    "HCPCS": "urn:oid:2.16.840.1.113883.6.285",
     "UCUM": C.UCUM,
     "UNII": "http://fdasis.nlm.nih.gov",
     "NCI": "http://ncimeta.nci.nih.gov",
 }
 """Names with a canonical URL (keys upper case; a sender's name is matched case-insensitively).
-Sources: FHIR R4 "Using Codes" (terminologies.html, the external code systems table) and the
-HL7 v2-to-FHIR IG's mapping of table 0396 names."""
+Sources: FHIR R4 "Using Codes" (terminologies.html, the external code systems table) and HL7 table
+0396. As in table 0396 and the HL7v2 decoder (``bridge.plugins.hl7v2.datatypes.CODE_SYSTEMS``), ``I10``
+is WHO ICD-10 and ``I10C`` ICD-10-CM: a sender that means ICD-10-CM says ``I10C``."""
 
 PREFERRED_NAME: dict[str, str] = {
     C.NPI: "NPI", "http://hl7.org/fhir/sid/us-ssn": "SS", C.LOINC: "LN", "http://snomed.info/sct": "SCT",
-    "http://hl7.org/fhir/sid/icd-10-cm": "I10", "http://hl7.org/fhir/sid/icd-9-cm": "I9C",
+    "http://hl7.org/fhir/sid/icd-10": "I10", "http://hl7.org/fhir/sid/icd-10-cm": "I10C",
+    "http://hl7.org/fhir/sid/icd-9-cm": "I9C",
     C.RXNORM: "RXNORM", C.NDC: "NDC", "http://hl7.org/fhir/sid/cvx": "CVX", C.UCUM: "UCUM",
     "http://www.ama-assn.org/go/cpt": "C4",
 }
