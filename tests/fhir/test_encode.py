@@ -244,11 +244,24 @@ def test_records_fhir_cannot_carry_are_refused_clearly(fhir_format):
         fhir_format.encode([], {})
 
 
-def test_fhirclient_validation_failures_become_encode_errors(fhir_format):
+def test_a_prescription_without_medication_is_refused_by_name(fhir_format):
     rx = R.prescription()
-    rx.medication = None  # MedicationRequest.medication[x] is required in R4
-    with pytest.raises(EncodeError, match="does not validate.*medication"):
+    rx.medication = None  # MedicationRequest.medication[x] is required in R4 (an RDE without RXE)
+    with pytest.raises(EncodeError, match="Prescription has no medication") as caught:
         fhir_format.encode([rx], {})
+    assert "object at 0x" not in str(caught.value)
+
+
+def test_fhirclient_validation_failures_become_encode_errors_without_python_reprs():
+    from bridge.plugins.fhir.codec import validate
+
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                      "subject": {"reference": "Patient/1"}}}]}
+    with pytest.raises(EncodeError, match="does not validate.*medication") as caught:
+        validate(bundle)
+    text = str(caught.value)
+    assert "MedicationRequest" in text and "object at 0x" not in text and "<fhirclient" not in text
 
 
 def test_empty_encounter_status_is_written_unknown(fhir_format):

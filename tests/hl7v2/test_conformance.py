@@ -60,3 +60,38 @@ def test_comparison_detects_a_wrong_value() -> None:
                                            "gender": "male", "birthDate": "1988-08-18"})
     assert fields["patient.name"] and fields["patient.birth_date"]
     assert not fields["patient.gender"] and not fields["patient.identifiers"]
+
+
+@pytest.fixture(scope="module")
+def wide_samples() -> list[dict]:
+    """The wide measurement of the benchmark, over the samples copied into the fixtures."""
+    module = load_conformance()
+    return module.wide(module.CORPUS / "fhir-converter-input", module.CORPUS / "fhir-converter-expected")
+
+
+def test_every_fixture_sample_translates_to_fhir(wide_samples: list[dict]) -> None:
+    assert len(wide_samples) >= 18  # ADT A01/A04/A08, ORU R01, RDE O11
+    assert [s["name"] for s in wide_samples if not s["translated"]] == []
+
+
+def test_type_coverage_counts_their_resources_with_a_counterpart(wide_samples: list[dict]) -> None:
+    """Each of their resources is covered at most once by one of ours of the same type."""
+    for sample in wide_samples:
+        for rtype, count in sample["theirs"].items():
+            assert min(count, sample["ours"].get(rtype, 0)) <= count
+        assert sample["theirs"].get("Patient", 0) == 0 or sample["ours"].get("Patient", 0) >= 1, sample["name"]
+    oru = [s for s in wide_samples if s["name"] == "LAB-ORU-1"]
+    assert oru and oru[0]["ours"]["Observation"] >= oru[0]["theirs"]["Observation"]
+
+
+def test_wide_field_agreement_holds_where_both_produce_the_resource(wide_samples: list[dict]) -> None:
+    module = load_conformance()
+    result = module.table([row for sample in wide_samples for row in sample["rows"]])
+    assert result["patient.gender"][1] >= 18
+    for field, (agree, total) in result.items():
+        if field != "encounter.status":
+            assert agree / total >= 0.9, f"{field}: {agree}/{total}"
+    # Known (docs/hl7v2.md): outside ADT we read no Encounter status from PV1 (ORU, RDE samples).
+    status_misses = {name.split("/")[0] for sample in wide_samples for name, field, ok in sample["rows"]
+                     if field == "encounter.status" and not ok}
+    assert status_misses and not any(name.startswith("ADT") for name in status_misses)

@@ -8,11 +8,13 @@ bytes, so a resource FHIR servers would refuse never reaches the outbox: the pro
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, OptionSpec, Record
 
+from .bindings import bundle_violations
 from .decode import decode_document
 from .encode import Writer
 
@@ -36,12 +38,21 @@ def decode(raw: bytes, options: Mapping[str, Any] | None = None) -> list[Record]
     return decode_document(load_json(raw), options or {})
 
 
+_OBJECT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+
+
+def readable(text: str) -> str:
+    """fhirclient names the model object in its messages (``on <fhirclient.models.medicationrequest.
+    MedicationRequest object at 0x7f…>``): an operator needs the resource type, not a Python repr."""
+    return _OBJECT_REPR.sub(r"\1", text)
+
+
 def validation_problems(error: Exception, path: str = "") -> list[str]:
     """Flatten fhirclient's nested FHIRValidationError into ``path: problem`` lines."""
     nested = getattr(error, "errors", None)
     here = ".".join(p for p in (path, getattr(error, "path", None) or "") if p)
     if not nested:
-        return [f"{here}: {error}" if here else str(error)]
+        return [readable(f"{here}: {error}" if here else str(error))]
     problems = []
     for item in nested:
         problems.extend(validation_problems(item, here))
@@ -60,7 +71,17 @@ def validate(bundle: dict[str, Any]) -> None:
         shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
         raise EncodeError(f"the FHIR R4 Bundle does not validate: {shown}") from None
     except Exception as exc:  # fhirclient raises bare Exception on a resourceType mismatch
-        raise EncodeError(f"the FHIR R4 Bundle does not validate: {exc}") from None
+        raise EncodeError(f"the FHIR R4 Bundle does not validate: {readable(str(exc))}") from None
+
+
+def check_bindings(bundle: dict[str, Any]) -> None:
+    """Refuse a code outside the R4 value set of a required binding (fhirclient does not check them):
+    a record from another format can carry a gender ``M`` or a telecom system ``PRN``, and a server
+    would reject the Bundle or, worse, store it."""
+    problems = bundle_violations(bundle, targets=False)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise EncodeError(f"the FHIR R4 Bundle has codes outside required value sets: {shown}")
 
 
 def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) -> bytes:
@@ -69,6 +90,7 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     options = options or {}
     bundle = Writer(options).bundle(records)
     validate(bundle)
+    check_bindings(bundle)
     indent = options.get("indent", 2)
     return (json.dumps(bundle, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 

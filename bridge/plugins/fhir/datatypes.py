@@ -23,6 +23,7 @@ from bridge import (
 
 from .constants import V2_0203
 from .reader import Node
+from .systems import system_name, system_uri
 
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -71,10 +72,21 @@ def fhir_datetime(value: str | None, field: str, options: Mapping[str, Any], *,
 # --- identifiers and codes ---------------------------------------------------------------------
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def code_out(code: str | None) -> str | None:
+    """A FHIR ``code`` has no leading, trailing or repeated whitespace (``DONOR `` from a padded
+    HL7v2 field is refused by validators): trim it, and collapse runs of blanks to one space."""
+    return _SPACES.sub(" ", code).strip() or None if code else None
+
+
 def identifier_out(ident: Identifier) -> dict[str, Any]:
-    type_ = {"coding": [{"system": V2_0203, "code": ident.type}]} if ident.type else None
+    type_code = code_out(ident.type)
+    type_ = {"coding": [{"system": V2_0203, "code": type_code}]} if type_code else None
     assigner = {"display": ident.assigner} if ident.assigner else None
-    return compact({"type": type_, "system": ident.system, "value": ident.value, "assigner": assigner})
+    return compact({"type": type_, "system": system_uri(ident.system), "value": ident.value,
+                    "assigner": assigner})
 
 
 def identifier_in(node: Node) -> Identifier:
@@ -85,16 +97,18 @@ def identifier_in(node: Node) -> Identifier:
         codes = [c.str("code") for c in type_node.list("coding")]
         type_code = next((c for c in codes if c), None) or type_node.str("text")
     assigner = node.obj("assigner")
-    return Identifier(value=value or "", system=node.str("system"), type=type_code,
+    return Identifier(value=value or "", system=system_name(node.str("system")), type=type_code,
                       assigner=assigner.str("display") if assigner else None)
 
 
 def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": coding.system, "code": coding.code, "display": coding.display})
+    return compact({"system": system_uri(coding.system), "code": code_out(coding.code),
+                    "display": coding.display})
 
 
 def coding_in(node: Node) -> Coding:
-    return Coding(code=node.str("code") or "", system=node.str("system"), display=node.str("display"))
+    return Coding(code=node.str("code") or "", system=system_name(node.str("system")),
+                  display=node.str("display"))
 
 
 def concept_out(coding: Coding | None) -> dict[str, Any] | None:
@@ -177,8 +191,8 @@ def period_in(node: Node | None) -> Period | None:
 def quantity_out(quantity: Quantity | None) -> dict[str, Any] | None:
     if quantity is None:
         return None
-    return compact({"value": quantity.value, "unit": quantity.unit, "system": quantity.system,
-                    "code": quantity.code})
+    return compact({"value": quantity.value, "unit": quantity.unit, "system": system_uri(quantity.system),
+                    "code": code_out(quantity.code)})
 
 
 def quantity_in(node: Node | None) -> Quantity | None:
@@ -187,7 +201,8 @@ def quantity_in(node: Node | None) -> Quantity | None:
     value = node.num("value")
     if value is None:
         return None
-    return Quantity(value=value, unit=node.str("unit"), code=node.str("code"), system=node.str("system"))
+    return Quantity(value=value, unit=node.str("unit"), code=node.str("code"),
+                    system=system_name(node.str("system")))
 
 
 # --- extensions --------------------------------------------------------------------------------

@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from bridge import (
     MODALITIES,
@@ -61,6 +59,7 @@ from . import constants as C
 from .datatypes import (
     address_in,
     address_out,
+    code_out,
     coding_in,
     coding_out,
     compact,
@@ -85,6 +84,7 @@ from .datatypes import (
 )
 from .keep import FHIR
 from .reader import Node
+from .systems import system_name, system_uri
 from .results import observation_in, observation_out, report_in, report_out
 
 if TYPE_CHECKING:
@@ -563,6 +563,11 @@ def pdmp_in(node: Node) -> list[dict[str, Any]]:
 
 
 def prescription_out(rec: Prescription, w: Writer) -> dict[str, Any]:
+    if rec.medication is None:
+        # FHIR requires medication[x]; an order without a drug (an HL7v2 RDE with ORC and no RXE)
+        # is refused here by name rather than sent with an invented medication.
+        raise EncodeError("Prescription has no medication: a FHIR MedicationRequest requires one "
+                          "(an HL7v2 order must carry its drug, RXE-2 or RXO-1)")
     contained: list[dict[str, Any]] = []
     medication = w.medication_ref(rec.medication, contained) if rec.medication else None
     days = {"value": rec.days_supply, "unit": "days", "system": C.UCUM, "code": "d"} \
@@ -780,30 +785,13 @@ def note_in(node: Node, r: Reader) -> ClinicalNote:
 
 # --- AllergyIntolerance, Condition, Coverage, Patient links (HL7v2 AL1, DG1, IN1, MRG) ---------
 
-OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
-V2_TABLE_NAME = re.compile(r"HL7(\d{4})")
-
-
-def absolute_system(system: str | None) -> str | None:
-    """A code or identifier system as an absolute URI: URIs stay, HL7 table names become
-    ``…/CodeSystem/v2-nnnn``, bare OIDs ``urn:oid:…``, any other local name ``…/v2-local/<name>``."""
-    if not system or "://" in system or system.startswith("urn:"):
-        return system or None
-    table = V2_TABLE_NAME.fullmatch(system.upper())
-    if table:
-        return C.V2_TABLE + table.group(1)
-    if OID.fullmatch(system):
-        return f"urn:oid:{system}"
-    return C.CS_LOCAL + quote(system, safe="")
+absolute_system = system_uri
+"""A code or identifier system as an absolute URI (see :mod:`.systems`)."""
 
 
 def local_system(uri: str | None) -> str | None:
-    """The reverse of :func:`absolute_system` for the names only it writes (tables, local names)."""
-    if uri and uri.startswith(C.V2_TABLE) and uri[len(C.V2_TABLE):].isdigit():
-        return "HL7" + uri[len(C.V2_TABLE):]
-    if uri and uri.startswith(C.CS_LOCAL):
-        return unquote(uri[len(C.CS_LOCAL):])
-    return uri
+    """:func:`.systems.system_name` with HL7 table names back (the ADT decoder writes ``HL7nnnn``)."""
+    return system_name(uri, tables=True)
 
 
 def coded_out(coding: Coding | None) -> dict[str, Any] | None:
@@ -812,7 +800,7 @@ def coded_out(coding: Coding | None) -> dict[str, Any] | None:
         return None
     if not coding.code:
         return {"text": coding.display} if coding.display else None
-    return {"coding": [compact({"system": absolute_system(coding.system), "code": coding.code,
+    return {"coding": [compact({"system": absolute_system(coding.system), "code": code_out(coding.code),
                                 "display": coding.display})]}
 
 

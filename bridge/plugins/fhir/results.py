@@ -12,10 +12,8 @@ back unchanged. The mapping tables are in ``docs/fhir.md``.
 from __future__ import annotations
 
 import dataclasses
-import re
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from bridge import (
     OBSERVATION_CATEGORIES,
@@ -38,8 +36,9 @@ from bridge import (
 
 from . import constants as C
 from . import keep
-from .datatypes import compact, ext, ext_value, fhir_datetime, identifier_in
+from .datatypes import code_out, compact, ext, ext_value, fhir_datetime, identifier_in
 from .reader import Node
+from .systems import system_name, system_uri
 
 if TYPE_CHECKING:
     from .decode import Reader
@@ -47,11 +46,6 @@ if TYPE_CHECKING:
 
 RESULT_KEY_NAMESPACE = uuid.UUID("0b6f3d1e-93a4-5c57-8e0e-5a1c2b7d9e44")
 """uuid5 namespace of derived result keys (a fixed random value: changing it re-keys every result)."""
-_HL7_TABLE = re.compile(r"^HL7(\d{4})$")
-_OID = re.compile(r"^[0-2](\.\d+)+$")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
-"""An absolute URI: a scheme, a colon, no spaces (``POST 12H CFST:MCNC`` is a name with a colon)."""
-LOCAL = f"{C.BASE}/CodeSystem/local/"
 NO_CODE = "no code sent"
 """The text of ``code`` for a result or report whose sender gave no code (an HL7v2 OBX with an empty
 OBX-3, seen in narrative reports): FHIR requires a code, and saying so is better than inventing one."""
@@ -60,27 +54,13 @@ OBX-3, seen in narrative reports): FHIR requires a code, and saying so is better
 # --- codes -------------------------------------------------------------------------------------
 
 
-def system_out(system: str | None) -> str | None:
-    """Coding systems as absolute URIs: a URI as is, ``HL7nnnn`` as the v2 table's URL, a bare OID
-    as ``urn:oid:``, and a sender's local name (``99USI``) under our ``CodeSystem/local/``."""
-    if not system or _URI.match(system):
-        return system
-    table = _HL7_TABLE.match(system)
-    if table:
-        return f"http://terminology.hl7.org/CodeSystem/v2-{table.group(1)}"
-    if _OID.match(system):
-        return f"urn:oid:{system}"
-    return LOCAL + quote(system, safe="")
-
-
-def system_in(system: str | None) -> str | None:
-    if system and system.startswith(LOCAL):
-        return unquote(system[len(LOCAL):])
-    return system
+system_out = system_uri
+"""Coding systems as absolute URIs (kept as a name: see :mod:`.systems`)."""
+system_in = system_name
 
 
 def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": system_out(coding.system), "code": coding.code or None,
+    return compact({"system": system_out(coding.system), "code": code_out(coding.code),
                     "display": coding.display})
 
 

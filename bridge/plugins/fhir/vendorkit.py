@@ -39,6 +39,7 @@ from bridge import (
 from bridge.plugins.fhir.auth import HttpSettings, TokenProvider, token_provider_from_options
 from bridge.plugins.fhir.datatypes import fhir_datetime
 from bridge.plugins.fhir.encode import search_value
+from bridge.plugins.fhir.systems import is_absolute, system_name, system_uri, v2_name  # noqa: F401  (public)
 from bridge.plugins.fhir.rest import (
     FHIR_JSON,
     TRANSIENT_STATUSES,
@@ -283,8 +284,9 @@ def query(params: Sequence[tuple[str, str]]) -> str:
 
 
 def token(system: str, value: str) -> str:
-    """``system|value`` for a token search, escaped and URL-encoded (the fhir format's rule)."""
-    return search_value(system, value)
+    """``system|value`` for a token search, escaped and URL-encoded (the fhir format's rule); the
+    system as the fhir format writes it (a bare OID as ``urn:oid:…``, ``NPI`` as us-npi…)."""
+    return search_value(system_uri(system), value)
 
 
 def plain(value: str) -> str:
@@ -405,10 +407,12 @@ def records_of(delivery: Delivery) -> list[Record]:
 
 def pick(identifiers: Iterable[Identifier], system: str | None, type_code: str | None,
          assigner: str | None = None) -> Identifier | None:
-    """The identifier in ``system``; else one of ``type_code`` (optionally from ``assigner``)."""
+    """The identifier in ``system``; else one of ``type_code`` (optionally from ``assigner``).
+    Systems are compared as URIs, so a configured ``urn:oid:1.2.3`` finds an HL7v2 ``1.2.3``."""
     identifiers = list(identifiers)
+    wanted = system_uri(system)
     for ident in identifiers:
-        if system and ident.system == system and ident.value:
+        if wanted and system_uri(ident.system) == wanted and ident.value:
             return ident
     for ident in identifiers:
         if type_code and ident.type == type_code and ident.value and (not assigner or ident.assigner == assigner):

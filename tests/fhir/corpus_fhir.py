@@ -1,0 +1,76 @@
+"""The FHIR we produce from the whole public corpus, computed once per test session.
+
+HL7v2: every corpus message that decodes, localized in a channel zone as the engine does, encoded to
+a transaction Bundle. FHIR: every official R4 example, decoded and encoded again.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from bridge import DecodeError, EncodeError, localize_records
+from bridge.plugins.fhir.codec import FORMAT as FHIR
+from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+from tests.hl7v2.test_hl7v2_corpus import FOLDERS, corpus_files
+
+from .conftest import FIXTURES
+
+ZONE = "America/Chicago"
+
+
+@lru_cache(maxsize=1)
+def hl7v2_outcomes() -> tuple[tuple[tuple[str, dict[str, Any]], ...], tuple[tuple[str, str], ...]]:
+    """((file, Bundle) for every decoded message that encodes, (file, error) for those refused)."""
+    bundles, refused = [], []
+    for folder in FOLDERS:
+        for path in corpus_files(folder):
+            try:
+                records = HL7V2.decode(path.read_bytes(), {})
+            except DecodeError:
+                continue
+            localize_records(records, ZONE)
+            try:
+                bundles.append((f"{folder}/{path.name}", json.loads(FHIR.encode(records, {}))))
+            except EncodeError as exc:
+                refused.append((f"{folder}/{path.name}", str(exc)))
+    return tuple(bundles), tuple(refused)
+
+
+@lru_cache(maxsize=1)
+def example_bundles() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """(example, Bundle we write after decoding it) for every official example we decode."""
+    out = []
+    for path in sorted((FIXTURES / "r4-examples").glob("*.json")):
+        try:
+            records = FHIR.decode(path.read_bytes(), {})
+        except DecodeError:
+            continue
+        if records:
+            out.append((path.name, json.loads(FHIR.encode(records, {}))))
+    return tuple(out)
+
+
+def example_input(name: str) -> dict[str, Any]:
+    """The official example as published (to tell its own faults from ours)."""
+    return json.loads((FIXTURES / "r4-examples" / name).read_text(encoding="utf-8"))
+
+
+def all_bundles() -> list[tuple[str, dict[str, Any]]]:
+    return [*hl7v2_outcomes()[0], *example_bundles()]
+
+
+def systems(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """(element path, system) of every Identifier and Coding below ``node`` (not ContactPoint.system,
+    which is a code, nor Quantity.system, which is checked with the same rule)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("system"), str) and not path.endswith("telecom"):
+            found.append((path, node["system"]))
+        for key, value in node.items():
+            found += systems(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for item in node:
+            found += systems(item, path)
+    return found
