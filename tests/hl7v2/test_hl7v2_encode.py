@@ -90,8 +90,17 @@ def note() -> ClinicalNote:
     return ClinicalNote(
         identifiers=[Identifier(value="DOC1")], status="final", note_type=Coding(code="CN", system="HL70270"),
         text="Visit by video.\nPatient | stable ^ improving & eating \\ well.", content_type="text/plain",
-        authored="2024-05-01T10:45:00-05:00", author=doctor(), patient=patient(),
+        authored="2024-05-01T10:45:00-05:00", author=doctor(), patient=patient(), document_event="original",
         encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], encounter_class="AMB", modality="video"))
+
+
+def addendum() -> ClinicalNote:
+    return dataclasses.replace(note(), document_event="addendum", identifiers=[Identifier(value="DOC2")],
+                               parent_document=Identifier(value="DOC1", assigner="HOSP"))
+
+
+def cancelled_note() -> ClinicalNote:
+    return dataclasses.replace(note(), document_event="cancel", text=None, content_type=None)
 
 
 def finished() -> Encounter:
@@ -103,7 +112,7 @@ def cancelled() -> Encounter:
     return dataclasses.replace(encounter(), status="cancelled")
 
 
-BUILDERS = [encounter, finished, cancelled, appointment, prescription, note]
+BUILDERS = [encounter, finished, cancelled, appointment, prescription, note, addendum, cancelled_note]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
