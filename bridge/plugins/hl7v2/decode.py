@@ -43,7 +43,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import results, telehealth
+from . import results, results_encode, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -72,7 +72,7 @@ ORDER_CONTROL = {"NW": "active", "CA": "cancelled", "DC": "stopped", "HD": "on-h
 was never acted on, a discontinued one is stopped (R4 has no "revoked" for medication requests)."""
 APPOINTMENT_STATUS = {"BOOKED": "booked", "PENDING": "pending", "CANCELLED": "cancelled", "COMPLETE": "fulfilled",
                       "NOSHOW": "noshow", "WAITLIST": "waitlist", "STARTED": "arrived", "DELETED": "entered-in-error",
-                      "OVERBOOK": "booked"}
+                      "OVERBOOK": "booked", "DC": "cancelled"}
 NOTE_STATUS = {"AU": "final", "LA": "final", "IP": "preliminary", "PA": "preliminary",
                "IN": "preliminary", "DI": "preliminary"}
 MDM_EVENTS = {"T01": "original", "T02": "original", "T03": "status-change", "T04": "status-change",
@@ -703,8 +703,8 @@ class Decoder:
         patient = self.patient(found.get("PID"), pid_scope)
         encounter = self._result_encounter(found, header_scope)
         reports: list[Record] = []
-        for group in self._report_groups(segs[first:]):
-            reports.append(self._report(group, patient, encounter))
+        for index, group in enumerate(self._report_groups(segs[first:]), start=1):
+            reports.append(self._report(group, patient, encounter, index))
         header = header_scope.extra().get("hl7v2")
         if header:
             reports[0].extra.setdefault("hl7v2", {})["header"] = header
@@ -734,7 +734,7 @@ class Decoder:
         return groups
 
     def _report(self, group: list[Segment], patient: Patient | None,
-                encounter: Encounter | None) -> DiagnosticReport:
+                encounter: Encounter | None, index: int = 1) -> DiagnosticReport:
         scope = self.scope()
         at = next(i for i, s in enumerate(group) if s.name == "OBR")
         obr = group[at]
@@ -748,12 +748,13 @@ class Decoder:
         for seg in group[at + 1:]:
             specimen = specimen or seg.name == "SPM"
             if seg.name == "OBX" and not specimen:
-                observations.append(self._observation(seg, obr, section))
+                observations.append(self._observation(seg, obr, section, len(observations) + 1))
+                scope.anchor = "OBX"  # what follows the results (SPM…) goes back after them
             elif seg.name == "NTE" and observations:
                 self._note(observations[-1], seg)
             elif seg.name not in self.owned_z:
-                scope.keep(seg)  # NTE on the OBR, TQ1, SPM and its OBX… kept after the OBR
-        return DiagnosticReport(
+                scope.keep(seg)  # NTE on the OBR, TQ1 kept after the OBR; SPM and its OBX after the results
+        report = DiagnosticReport(
             identifiers=self._order_ids(obr, 2, 3),
             status=self.coded(obr, 25, results.REPORT_STATUS, scope),
             category=results.section_coding(section),
@@ -763,8 +764,10 @@ class Decoder:
             observations=observations,
             patient=patient,
             encounter=encounter,
-            extra=scope.extra(),
         )
+        scope.wire.update(wire.keep(obr, self.seps, results_encode.obr(report, index)))
+        report.extra = scope.extra()
+        return report
 
     def _bare_observations(self, segs: list[Segment]) -> list[Record]:
         first = next((i for i, s in enumerate(segs) if s.name == "OBX"), None)
@@ -777,7 +780,7 @@ class Decoder:
         observations: list[Observation] = []
         for seg in segs[first:]:
             if seg.name == "OBX":
-                observations.append(self._observation(seg, None, ""))
+                observations.append(self._observation(seg, None, "", len(observations) + 1))
                 observations[-1].patient, observations[-1].encounter = patient, encounter
             elif seg.name == "NTE":
                 self._note(observations[-1], seg)
@@ -793,7 +796,7 @@ class Decoder:
                     len(observations))
         return list(observations)
 
-    def _observation(self, obx: Segment, obr: Segment | None, section: str) -> Observation:
+    def _observation(self, obx: Segment, obr: Segment | None, section: str, index: int = 1) -> Observation:
         scope = self.scope()
         scope.take(obx)
         for number in (3, 6):
@@ -818,6 +821,7 @@ class Decoder:
         self._value(obs, obx, measure, scope)
         if pain:
             self._pain(obs, scope)
+        scope.wire.update(wire.keep(obx, self.seps, results_encode.obx(obs, index)))
         obs.extra = scope.extra()
         return obs
 

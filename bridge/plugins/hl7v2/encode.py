@@ -25,9 +25,11 @@ from bridge import (
     Appointment,
     ClinicalNote,
     Coding,
+    DiagnosticReport,
     EncodeError,
     Encounter,
     Identifier,
+    Observation,
     Patient,
     Prescription,
     Record,
@@ -35,7 +37,7 @@ from bridge import (
     record_to_dict,
 )
 
-from . import adt, adt_encode, wire
+from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
 from . import telehealth
@@ -53,9 +55,7 @@ def _reverse(table: Mapping[str, str]) -> dict[str, str]:
 
 GENDER_CODES = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 CLASS_CODES = _reverse(dec.CLASSES)
-APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
-                     "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
-                     "entered-in-error": "Deleted"}
+APPOINTMENT_CODES = wire.APPOINTMENT_CODES
 NOTE_CODES = {"final": "AU", "preliminary": "IP"}
 MDM_STRUCTURES = {event: "MDM_T01" if event in ("T01", "T03", "T05", "T07", "T09", "T11") else "MDM_T02"
                   for event in dec.MDM_EVENTS}
@@ -280,9 +280,7 @@ class Encoder:
         scope = Scope(appt.extra, self.th(facts))
         placer = next((i for i in appt.identifiers if i.type == "PLAC"), None)
         filler = next((i for i in appt.identifiers if i.type == "FILL"), None)
-        status = APPOINTMENT_CODES.get(appt.status or "", "")
-        if appt.status == "cancelled" and event == "S15" and not status:
-            status = "Cancelled"
+        status = "" if "SCH-25" in scope.fields else APPOINTMENT_CODES.get(appt.status or "", "")
         scope.add("SCH", {
             1: _ei(placer), 2: _ei(filler),
             7: "~".join(dt.write_coding(c) for c in appt.reason),
@@ -377,6 +375,53 @@ class Encoder:
         return self.message("MDM", event, MDM_STRUCTURES.get(event, "MDM_T02"), scope.render())
 
 
+    def oru(self, results: list[DiagnosticReport | Observation]) -> str:
+        """One ORU^R01 for consecutive results of one patient: PID and the visit once, then an OBR
+        with its OBX (and NTE notes) per DiagnosticReport, or bare OBX for Observations decoded
+        from an ORU without OBR."""
+        first = results[0]
+        kept_header = first.extra.get("hl7v2", {}).get("header")
+        header = Scope({"hl7v2": kept_header} if kept_header else None, self.th(encounter_facts(first.encounter)))
+        header.out.append(pid_segment(first.patient))
+        if first.encounter is not None or any(k.startswith("PV1-") for k in header.fields):
+            values = pv1_values(first.encounter)
+            _fill_pv1_defaults(values, header)
+            header.add("PV1", values)
+            _add_pv2(header, first.encounter)
+        header.out += header.z_segments()
+        body = header.render()
+        for index, result in enumerate(results, start=1):
+            if isinstance(result, DiagnosticReport):
+                body += self._report(result, index)
+            else:
+                body += _observation(result, index)
+        return self.message("ORU", "R01", "ORU_R01", body)
+
+    def _report(self, report: DiagnosticReport, index: int) -> list[str]:
+        """OBR (after the ORC and notes kept with it), its results, then what followed them (SPM…)."""
+        scope = Scope(report.extra)
+        after_results = [k["segment"] for k in scope.kept if k.get("after") == "OBX"]
+        scope.kept = [k for k in scope.kept if k.get("after") != "OBX"]
+        scope.add("OBR", results_encode.obr(report, index))
+        lines = scope.render()
+        for number, obs in enumerate(report.observations, start=1):
+            lines += _observation(obs, number)
+        return lines + after_results
+
+
+def _observation(obs: Observation, index: int) -> list[str]:
+    """OBX, then an NTE per note unless the note's NTE was kept whole (it carried more than text)."""
+    scope = Scope(obs.extra)
+    scope.add("OBX", results_encode.obx(obs, index))
+    kept_notes = {item["segment"].split("|")[3] for item in scope.kept
+                  if item.get("segment", "").startswith("NTE|") and item["segment"].count("|") >= 3}
+    for number, note in enumerate(obs.notes, start=1):
+        written = results_encode.nte(note, number)
+        if written.split("|")[3] not in kept_notes:
+            scope.out.append(("NTE", written))
+    return scope.render()
+
+
 def _add_pv2(scope: Scope, encounter: Encounter | None) -> None:
     """PV2 carries the visit reason; it is written when there is one or when PV2 fields were kept."""
     reason = encounter.reason if encounter else []
@@ -396,7 +441,7 @@ def _ei(identifier: Any) -> str:
     return comp(esc(identifier.value), esc(identifier.assigner), esc(universal), "ISO" if universal else "")
 
 
-def _same_patient(a: Prescription, b: Prescription) -> bool:
+def _same_patient(a: Any, b: Any) -> bool:
     return record_to_dict(a.patient) == record_to_dict(b.patient) and \
         record_to_dict(a.encounter) == record_to_dict(b.encounter)
 
@@ -454,14 +499,21 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
             background = _background(records, i, record)
             messages.append(encoder.adt_patient(record, background))
             i += len(background)
+        elif isinstance(record, (DiagnosticReport, Observation)):
+            group = [record]
+            while i + 1 < len(records) and isinstance(records[i + 1], type(record)) \
+                    and _same_patient(record, records[i + 1]) and not records[i + 1].extra.get("hl7v2", {}).get("header"):
+                i += 1
+                group.append(records[i])  # type: ignore[arg-type]
+            messages.append(encoder.oru(group))
         elif isinstance(record, Appointment):
             messages.append(encoder.siu(record))
         elif isinstance(record, ClinicalNote):
             messages.append(encoder.mdm(record))
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
-                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
-                              "records an ADT decode gives)")
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, DiagnosticReport, "
+                              "Observation, and the records an ADT decode gives)")
         i += 1
     if not messages:
         raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "

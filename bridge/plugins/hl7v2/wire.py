@@ -25,11 +25,19 @@ from .reader import Segment, esc, reencode
 GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "PID": ((2, 3, 4, 19), (5,), (11,), (13, 14)),
     "PV1": ((7,), (19,)),
-    "SCH": ((9, 10), (11,)),
+    "SCH": ((9, 10), (11,), (25,)),
+    "OBR": ((1,), (2,), (3,), (4,), (7,), (22,), (24,), (25,)),
+    "OBX": ((1,), (2,), (3,), (5,), (6,), (7,), (8,), (11,), (14,), (16,), (21,)),
 }
 """Fields written from one record value together: identifiers (PID-2/3/4 and the SSN in PID-19),
 names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the
-appointment's duration and its timing."""
+appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
+
+
+APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
+                     "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
+                     "entered-in-error": "Deleted"}
+"""Appointment.status as SCH-25 filler status codes (table 0278)."""
 
 
 def pid_written(patient: Patient) -> dict[int, str]:
@@ -61,7 +69,8 @@ def sch_written(appt: Appointment) -> dict[int, str]:
     timing = comp("", "", "", dt.write_datetime(appt.start), dt.write_datetime(appt.end)) \
         if appt.start or appt.end else ""
     minutes = appt.duration_minutes
-    return {9: str(minutes) if minutes is not None else "", 10: "min" if minutes is not None else "", 11: timing}
+    return {9: str(minutes) if minutes is not None else "", 10: "min" if minutes is not None else "", 11: timing,
+            25: APPOINTMENT_CODES.get(appt.status or "", "")}
 
 
 def note_obx(note_text: str | None) -> list[str]:
