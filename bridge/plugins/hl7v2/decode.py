@@ -4,7 +4,8 @@ ADT A01-A62 → Encounter (or Patient for an event about the person only), with 
 Condition and Coverage from AL1/IAM, DG1 and IN1/IN2 and patient links from merges (see adt.py);
 SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 → Prescription (one per ORC group); MDM^T02 →
 ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation per OBX; the mapping
-tables are in :mod:`.results`).
+tables are in :mod:`.results`); BAR and DFT → the visit or Patient they are about, their financial
+segments kept raw (no record maps them yet).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -80,6 +81,9 @@ MDM_EVENTS = {"T01": "original", "T02": "original", "T03": "status-change", "T04
               "T10": "replacement", "T11": "cancel"}
 """ClinicalNote.document_event by MDM trigger; odd triggers (and T11) are notifications without the
 document's text, even ones carry it in OBX."""
+FINANCIAL_TYPES = ("BAR", "DFT")
+"""Account and charge messages (every trigger: BAR P01/P02/P05/P06/P10/P12, DFT P03/P11): stored
+and routed as what they are, with their financial segments kept raw (see Decoder.financial)."""
 NO_CLAIM = frozenset(("U", "DO"))
 """Codes that claim nothing (class unknown, document merely "documented"): read as no value."""
 TEXT_TYPES = ("TX", "FT", "ST")
@@ -365,6 +369,36 @@ class Decoder:
                 missing=["PID"])
         return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
 
+    def financial(self) -> list[Record]:
+        """BAR and DFT: no record maps accounts or charges yet, but they are stored and routed as
+        what they are. The record is the visit of the first PV1 (with its patient) or, without one,
+        the Patient; every other segment (FT1, GT1, IN1, DG1, PR1, further visits…) is kept raw, and
+        ``extra["hl7v2"]["message_type"]`` (MSH-9 as sent) tells routes and the encoder what it was.
+        Nothing is refused: a message without PID still gives its visit or an empty Patient."""
+        scope, pid_scope = self.scope(), self.new_pid_scope()
+        pid, pv1 = self.message.segment("PID"), self.message.segment("PV1")
+        visit = adt.says_something(pv1, self.t)
+        found = self.walk(self.message.segments, scope,
+                          ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
+        self._prune_evn(scope)
+        patient = self.patient(pid, pid_scope) if pid is not None else None
+        record: Encounter | Patient
+        if visit:
+            record = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
+            record.extra = scope.extra()
+        else:
+            record = patient or Patient()
+            if scope.extra():
+                record.extra.setdefault("hl7v2", {})["header"] = scope.extra()["hl7v2"]
+        kept = record.extra.setdefault("hl7v2", {})
+        kept["message_type"] = reencode(self.message.msh.get(9), self.seps)
+        if pid is None:
+            kept["missing"] = ["PID"]
+            kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
+        log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
+                 self.type, self.event)
+        return [record]
+
     def _prune_evn(self, scope: Scope) -> None:
         """EVN-1 equal to MSH-9.2 and EVN-2 equal to MSH-7 say nothing the encoder would not write
         itself (the event, and the new message's time); any other EVN field is kept as sent."""
@@ -447,6 +481,8 @@ class Decoder:
             patient_location=facts.location,
         )
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
+        for name in ("RGS", "AIP"):
+            scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
         appointment.extra = scope.extra()
         if "TQ1" in found:
             appointment.extra.setdefault("hl7v2", {})["timing"] = "TQ1"
@@ -943,6 +979,8 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.mdm()
     elif (kind, event) == ("ORU", "R01"):
         records = decoder.oru()
+    elif kind in FINANCIAL_TYPES:
+        records = decoder.financial()
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)

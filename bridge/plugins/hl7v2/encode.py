@@ -375,6 +375,28 @@ class Encoder:
         return self.message("MDM", event, MDM_STRUCTURES.get(event, "MDM_T02"), scope.render())
 
 
+    def financial(self, record: Encounter | Patient) -> str:
+        """A BAR or DFT decoded by us, as its MSH-9 said: EVN, PID, the visit, then every segment
+        kept with it (FT1, GT1, IN1…) in its place."""
+        kept = record.extra["hl7v2"]
+        kind, event, structure = (kept["message_type"].split("^") + ["", ""])[:3]
+        if isinstance(record, Encounter):
+            scope = Scope(record.extra, self.th(encounter_facts(record)))
+            self.evn(scope, event)
+            if "PID" not in kept.get("missing", ()):
+                scope.out.append(pid_segment(record.patient))
+            values = pv1_values(record)
+            _fill_pv1_defaults(values, scope)
+            scope.add("PV1", values)
+            _add_pv2(scope, record)
+            scope.out += scope.z_segments()
+        else:
+            scope = Scope({"hl7v2": kept.get("header") or {}})
+            self.evn(scope, event)
+            if "PID" not in kept.get("missing", ()):
+                scope.out.append(pid_segment(record))
+        return self.message(kind, event, structure, scope.render())
+
     def oru(self, results: list[DiagnosticReport | Observation]) -> str:
         """One ORU^R01 for consecutive results of one patient: PID and the visit once, then an OBR
         with its OBX (and NTE notes) per DiagnosticReport, or bare OBX for Observations decoded
@@ -489,6 +511,8 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
                 i += 1
                 group.append(records[i])  # type: ignore[arg-type]
             messages.append(encoder.rde(group))
+        elif isinstance(record, (Encounter, Patient)) and record.extra.get("hl7v2", {}).get("message_type"):
+            messages.append(encoder.financial(record))  # a BAR or DFT goes back as what it was
         elif record.extra.get("hl7v2", {}).get("carried"):  # type: ignore[attr-defined]
             pass  # its segments are in the message's first record, written with it
         elif isinstance(record, Encounter):

@@ -23,13 +23,16 @@ from .header import Separators
 from .reader import Segment, esc, reencode
 
 GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "PID": ((2, 3, 4, 19), (5,), (11,), (13, 14)),
-    "PV1": ((7,), (19,)),
+    "PID": ((1,), (2, 3, 4, 19), (5,), (11,), (13, 14)),
+    "PV1": ((1,), (7,), (19,)),
+    "RGS": ((1,),),
+    "AIP": ((1,),),
     "SCH": ((9, 10), (11,), (25,)),
     "OBR": ((1,), (2,), (3,), (4,), (7,), (22,), (24,), (25,)),
     "OBX": ((1,), (2,), (3,), (5,), (6,), (7,), (8,), (11,), (14,), (16,), (21,)),
 }
-"""Fields written from one record value together: identifiers (PID-2/3/4 and the SSN in PID-19),
+"""Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1: ``1``
+when we write them, ``0001`` from some senders), identifiers (PID-2/3/4 and the SSN in PID-19),
 names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the
 appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
 
@@ -47,6 +50,7 @@ def pid_written(patient: Patient) -> dict[int, str]:
     home = [c for c in patient.telecom if c.use != "work"]
     work = [c for c in patient.telecom if c.use == "work"]
     return {
+        1: "1",
         3: "~".join(dt.write_identifier(i) for i in ids),
         5: dt.write_name(patient.name),
         11: "~".join(dt.write_address(a) for a in patient.addresses),
@@ -60,7 +64,8 @@ def pv1_written(encounter: Encounter) -> dict[int, str]:
     """PV1-7 and PV1-19 as the encoder writes them."""
     visit = next((i for i in encounter.identifiers if i.type == "VN"), None) or \
         (encounter.identifiers[0] if encounter.identifiers else None)
-    return {7: dt.write_practitioner(encounter.practitioner), 19: dt.write_identifier(visit) if visit else ""}
+    return {1: "1", 7: dt.write_practitioner(encounter.practitioner),
+            19: dt.write_identifier(visit) if visit else ""}
 
 
 def sch_written(appt: Appointment) -> dict[int, str]:
