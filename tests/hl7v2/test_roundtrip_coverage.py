@@ -312,3 +312,24 @@ def test_a_merge_goes_back_with_its_mrg() -> None:
     records = decode(raw, {})
     out = encode(records, OPTS)
     assert fields_of(out, "MRG")[1:2] == fields_of(raw, "MRG")[1:2]
+
+
+def test_document_events_reach_fhir_as_relations_and_status() -> None:
+    import json
+
+    import bridge.plugins.fhir as fhir_plugin
+    from bridge.testing import plugin_manager
+    fhir = plugin_manager(("fhir", fhir_plugin)).format("fhir")
+
+    def document(record: ClinicalNote) -> dict:
+        bundle = json.loads(fhir.encode([record], {}))
+        return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+
+    addendum = document(note())
+    assert addendum["status"] == "current"
+    assert addendum["relatesTo"] == [{"code": "appends", "target": {"identifier": {"value": "DOC1",
+                                                                                  "assigner": {"display": "HOSP"}}}}]
+    assert document(note(document_event="replacement"))["relatesTo"][0]["code"] == "replaces"
+    assert document(note(document_event="cancel", text=None))["status"] == "entered-in-error"
+    back = next(r for r in fhir.decode(fhir.encode([note()], {}), {}) if isinstance(r, ClinicalNote))
+    assert back.document_event == "addendum" and back.parent_document.value == "DOC1"
