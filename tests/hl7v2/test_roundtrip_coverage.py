@@ -333,3 +333,27 @@ def test_document_events_reach_fhir_as_relations_and_status() -> None:
     assert document(note(document_event="cancel", text=None))["status"] == "entered-in-error"
     back = next(r for r in fhir.decode(fhir.encode([note()], {}), {}) if isinstance(r, ClinicalNote))
     assert back.document_event == "addendum" and back.parent_document.value == "DOC1"
+
+
+def test_a_channel_routes_charges_to_billing_by_message_type_and_sends_them_unchanged(tmp_path, scripted) -> None:
+    from bridge.testing import engine_from_dict, plugin_manager
+    plugins = plugin_manager(("scripted", scripted.plugin()), disabled=("telehealth_policy",))
+    hl7_dest = {"format": "hl7v2", "retry": {"max_attempts": 1, "initial_seconds": 0}}
+    config = {
+        "channels": {"feed": {"source": "file://inbox", "format": "hl7v2", "routes": [
+            {"when": {"message_type": ["BAR", "DFT"]}, "to": ["billing"]},
+            {"when": {"record": "Encounter", "message_type": "ADT"}, "to": ["ehr"]},
+        ]}},
+        "destinations": {"billing": {"url": "script://billing", **hl7_dest}, "ehr": {"url": "script://ehr", **hl7_dest}},
+    }
+    engine = engine_from_dict(config, tmp_path, plugins)
+    engine.open_destinations()
+    charge = corpus("DFT-P03-01.hl7")
+    engine.submit("feed", charge, {"file": "dft.hl7"})
+    engine.submit("feed", corpus("ADT-A01-01.hl7"), {"file": "adt.hl7"})
+    engine.drain()
+    assert len(scripted.sent["billing"]) == 1 and len(scripted.sent["ehr"]) == 1
+    sent = read_messages(scripted.sent["billing"][0].payload)[0]
+    assert sent.msh.get(9) == "DFT^P03^DFT_P03"
+    assert fidelity.compare(read_messages(charge)[0], sent).ratio == 1.0
+    assert read_messages(scripted.sent["ehr"][0].payload)[0].msh.get(9).startswith("ADT^A01")
