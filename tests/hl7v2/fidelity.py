@@ -5,7 +5,8 @@ with the same field of the same occurrence of that segment in the output (the nt
 PID). Fields are compared as structures of unescaped text (repetitions, components, subcomponents,
 trailing empty parts dropped), so a change of encoding characters or of escaping is not a loss but
 a changed value, a dropped component or a field moved elsewhere is. Only fields the original
-values are counted; fields the output adds (a required set id, EVN-1) are tallied apart. Run ``python -m tests.hl7v2.fidelity`` for the per-type table.
+values are counted; fields the output adds (a required set id, EVN-1) are tallied apart.
+Run ``python -m tests.hl7v2.fidelity`` for the per-type table.
 """
 
 from __future__ import annotations

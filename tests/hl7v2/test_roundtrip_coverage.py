@@ -15,6 +15,7 @@ from bridge import (
     DecodeError,
     DiagnosticReport,
     Encounter,
+    HumanName,
     Identifier,
     Observation,
     Patient,
@@ -209,7 +210,8 @@ def test_routes_match_on_the_inbound_message_type() -> None:
     assert type_matches(("BAR",), "BAR^P01^BAR_P01") and type_matches(("DFT^P03",), "DFT^P03")
     assert not type_matches(("DFT^P03",), "DFT^P11^DFT_P11") and not type_matches(("BAR",), "BARX^P01")
     assert not type_matches(("BAR",), None)
-    router = Router([Route(to=("billing",), message_types=("BAR", "DFT^P03")), Route(to=("ehr",), records=("Encounter",))])
+    router = Router([Route(to=("billing",), message_types=("BAR", "DFT^P03")),
+                     Route(to=("ehr",), records=("Encounter",))])
     assert router.needs_message_type
     (enc,) = decode(corpus("DFT-P03-01.hl7"), {})
     assert set(router.route([enc], "DFT^P03^DFT_P03")) == {"billing", "ehr"}
@@ -247,7 +249,8 @@ def report() -> DiagnosticReport:
         identifiers=[Identifier(value="ORD1", type="PLAC"), Identifier(value="F1", type="FILL")], status="final",
         code=[Coding(code="24323-8", display="Metabolic panel", system="http://loinc.org")],
         effective="2024-05-01T08:00:00-05:00", issued="2024-05-01T09:00:00-05:00",
-        observations=[glucose, comment], patient=Patient(identifiers=[Identifier(value="MRN1", type="MR")]))
+        observations=[glucose, comment],
+        patient=Patient(identifiers=[Identifier(value="MRN1", type="MR")], name=HumanName(family="Doe", given=["Ann"])))
 
 
 def test_oru_encode_writes_values_units_ranges_flags_and_status() -> None:
@@ -263,6 +266,7 @@ def test_oru_encode_writes_values_units_ranges_flags_and_status() -> None:
     second = [s for s in message.segments if s.name == "OBX"][1].fields
     assert second[2] == "TX" and second[5] == "line one~line two" and second[11] == "P"
     assert_format_round_trip(FORMAT, [report()], OPTS)
+    assert decode(out, {"strict": True})  # hl7apy: a conforming v2.5 ORU_R01
 
 
 def test_a_structured_numeric_and_a_range_value_go_out_as_sn() -> None:
@@ -344,7 +348,8 @@ def test_a_channel_routes_charges_to_billing_by_message_type_and_sends_them_unch
             {"when": {"message_type": ["BAR", "DFT"]}, "to": ["billing"]},
             {"when": {"record": "Encounter", "message_type": "ADT"}, "to": ["ehr"]},
         ]}},
-        "destinations": {"billing": {"url": "script://billing", **hl7_dest}, "ehr": {"url": "script://ehr", **hl7_dest}},
+        "destinations": {"billing": {"url": "script://billing", **hl7_dest},
+                         "ehr": {"url": "script://ehr", **hl7_dest}},
     }
     engine = engine_from_dict(config, tmp_path, plugins)
     engine.open_destinations()
