@@ -292,8 +292,8 @@ class Decoder:
             addresses=addresses,
             telecom=telecom,
         )
-        if patient == Patient():
-            return None  # a bare PID (required by the structure) says nothing
+        if patient == Patient() and not scope.fields and not scope.nulls:
+            return None  # a bare PID (required by the structure) says nothing; unmapped fields keep it
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
         return patient  # a bare PID (required by the structure) says nothing
