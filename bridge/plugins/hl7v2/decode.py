@@ -296,7 +296,7 @@ class Decoder:
             return None  # a bare PID (required by the structure) says nothing; unmapped fields keep it
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
-        return patient  # a bare PID (required by the structure) says nothing
+        return patient
 
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
                   patient: Patient | None) -> Encounter:
