@@ -20,7 +20,7 @@ from bridge import Appointment, Encounter, Patient
 
 from . import datatypes as dt
 from .header import Separators
-from .reader import Segment, esc, reencode
+from .reader import STANDARD, Segment, esc, reencode
 
 GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "PID": ((1,), (2, 3, 4, 19), (5,), (11,), (13, 14)),
@@ -91,11 +91,16 @@ def keep(seg: Segment | None, seps: Separators, written: Mapping[int, str]) -> d
     if seg is None:
         return {}
     out: dict[str, list[str]] = {}
+    standard = seps == STANDARD
+    fields = seg.fields
     for group in GROUPS.get(seg.name, ()):
-        raw = {n: reencode(seg.get(n), seps) if seg.get(n) else "" for n in group}
-        if any(raw[n] != written.get(n, "") for n in group):
-            for n in group:
-                out[f"{seg.name}-{n}"] = [raw[n], written.get(n, "")]
+        raw = [fields[n] if n < len(fields) else "" for n in group]
+        if not standard:
+            raw = [reencode(value, seps) if value else "" for value in raw]
+        wanted = [written.get(n, "") for n in group]
+        if raw != wanted:  # the per-message path: one list comparison for the common case
+            for n, value, ours in zip(group, raw, wanted):
+                out[f"{seg.name}-{n}"] = [value, ours]
     return out
 
 
