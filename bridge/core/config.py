@@ -28,7 +28,7 @@ TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state")
 ROUTE_KEYS = ("when", "to")
-WHEN_KEYS = ("record", "match")
+WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
 ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
@@ -70,6 +70,9 @@ class Route:
     to: tuple[str, ...]
     records: tuple[str, ...] = ()
     match: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    message_types: tuple[str, ...] = ()
+    """Inbound message types the route takes (``BAR``, ``DFT^P03``): a message's type matches when
+    it starts with all the components given. Empty: any type."""
 
 
 @dataclass(frozen=True)
@@ -579,7 +582,19 @@ def _route(item: Any, path: str, destination_names: set[str], problems: _Problem
         to=tuple(str(d) for d in to),
         records=tuple(kinds),
         match={str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in match.items()},
+        message_types=_message_types(when.get("message_type"), f"{path}.when.message_type", problems),
     )
+
+
+def _message_types(raw: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+    """``message_type: BAR`` or a list (``[DFT^P03, BAR^P01]``): message codes, or code^event."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+        problems.add(path, "expected a message type (e.g. BAR or DFT^P03) or a list of them")
+        return ()
+    return tuple(i.strip().upper() for i in items)
 
 
 def _destinations(raw: Mapping[str, Any], problems: _Problems,

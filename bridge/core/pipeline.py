@@ -186,7 +186,8 @@ class Processor:
             events.append(("held", {"rules": rules}))
             return ProcessingResult(status="held", events=events, hold_reasons=rules, **base)
 
-        routed = plan.router.route(records)
+        inbound_type = _peek(plan.format, claim.raw).message_type if plan.router.needs_message_type else None
+        routed = plan.router.route(records, inbound_type)
         if claim.replay_destinations is not None:
             routed = _replay_targets(routed, claim.replay_destinations, events)
         if not routed:

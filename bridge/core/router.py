@@ -1,8 +1,8 @@
 """Routing: which destinations get which records of a message.
 
 Routes are compiled once at start-up into plain predicates; per message the router only walks the
-channel's short route list. ``when: {record: [Kinds], match: {dotted.path: value | [values]}}``
-selects records; a route without ``when`` takes every record.
+channel's short route list. ``when: {record: [Kinds], match: {dotted.path: value | [values]},
+message_type: [BAR, DFT^P03]}`` selects records; a route without ``when`` takes every record.
 """
 
 from __future__ import annotations
@@ -35,7 +35,17 @@ def value_at(obj: Any, dotted: str) -> list[Any]:
     return values
 
 
-def route_matches(route: Route, record: Record) -> bool:
+def type_matches(wanted: Iterable[str], message_type: str | None) -> bool:
+    """``BAR`` matches ``BAR^P01^BAR_P01``; ``DFT^P03`` matches DFT^P03 of any structure."""
+    if not message_type:
+        return False
+    parts = message_type.upper().split("^")
+    return any(parts[:len(w.split("^"))] == w.split("^") for w in wanted)
+
+
+def route_matches(route: Route, record: Record, message_type: str | None = None) -> bool:
+    if route.message_types and not type_matches(route.message_types, message_type):
+        return False
     if route.records and record.kind not in route.records:
         return False
     for path, wanted in route.match.items():
@@ -47,12 +57,15 @@ def route_matches(route: Route, record: Record) -> bool:
 class Router:
     def __init__(self, routes: Iterable[Route]):
         self.routes = tuple(routes)
+        self.needs_message_type = any(r.message_types for r in self.routes)
+        """Whether the pipeline must read the inbound message type (only then: it costs a header read)."""
 
-    def route(self, records: Sequence[Record]) -> dict[str, list[Record]]:
-        """Destination name → the records it receives, in message order, each record at most once."""
+    def route(self, records: Sequence[Record], message_type: str | None = None) -> dict[str, list[Record]]:
+        """Destination name → the records it receives, in message order, each record at most once.
+        ``message_type`` is the inbound message's (MSH-9 for HL7v2), for routes that name types."""
         out: dict[str, list[Record]] = {}
         for route in self.routes:
-            chosen = [r for r in records if route_matches(route, r)]
+            chosen = [r for r in records if route_matches(route, r, message_type)]
             if not chosen:
                 continue
             for destination in route.to:

@@ -56,7 +56,12 @@ def test_siu_appointment() -> None:
     (appt,) = decode(corpus("fhir-converter-input/SIU-S12-01.hl7"), {})
     assert [(i.value, i.type) for i in appt.identifiers] == [("12345", "PLAC"), ("36996", "FILL")]
     assert appt.status == "booked"
-    assert (appt.start, appt.end) == ("2020-10-01T11:26+02:15", "2020-10-09T11:26+02:15")
+    # TQ1-7/8 (the v2.5+ place) wins over the deprecated SCH-11.4/5, as in Microsoft's expected output
+    assert (appt.start, appt.end) == ("2021-09-24T09:30:00+02:15", "2021-09-24T10:20:00+02:15")
+    without_tq1 = b"\r".join(line for line in corpus("fhir-converter-input/SIU-S12-01.hl7").replace(b"\n", b"\r")
+                              .split(b"\r") if not line.startswith(b"TQ1"))
+    (fallback,) = decode(without_tq1, {})
+    assert (fallback.start, fallback.end) == ("2020-10-01T11:26+02:15", "2020-10-09T11:26+02:15")
     assert appt.reason[0].code == "EMERGENCY" and appt.appointment_type.code == "Normal"
     assert appt.practitioner.name.family == "GE"
     assert decode(corpus("fhir-converter-input/SIU-S15-01.hl7"), {})[0].status == "cancelled"

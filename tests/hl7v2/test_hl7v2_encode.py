@@ -34,8 +34,8 @@ from bridge.testing import assert_format_round_trip, plugin_manager
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2" / "corpus"
 OPTS = {"message_datetime": "2024-05-01T10:00:00-05:00", "sending_application": "TB", "sending_facility": "TELE"}
-ENCODABLE = ("ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15",
-             "RDE^O11", "MDM^T02")
+ENCODABLE = (*(f"ADT^A{n:02d}" for n in range(1, 63)), *(f"SIU^S{n}" for n in range(12, 27)),
+             "RDE^O11", *(f"MDM^T{n:02d}" for n in range(1, 12)), "ORU^R01")
 
 
 def patient() -> Patient:
@@ -90,8 +90,17 @@ def note() -> ClinicalNote:
     return ClinicalNote(
         identifiers=[Identifier(value="DOC1")], status="final", note_type=Coding(code="CN", system="HL70270"),
         text="Visit by video.\nPatient | stable ^ improving & eating \\ well.", content_type="text/plain",
-        authored="2024-05-01T10:45:00-05:00", author=doctor(), patient=patient(),
+        authored="2024-05-01T10:45:00-05:00", author=doctor(), patient=patient(), document_event="original",
         encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], encounter_class="AMB", modality="video"))
+
+
+def addendum() -> ClinicalNote:
+    return dataclasses.replace(note(), document_event="addendum", identifiers=[Identifier(value="DOC2")],
+                               parent_document=Identifier(value="DOC1", assigner="HOSP"))
+
+
+def cancelled_note() -> ClinicalNote:
+    return dataclasses.replace(note(), document_event="cancel", text=None, content_type=None)
 
 
 def finished() -> Encounter:
@@ -103,7 +112,7 @@ def cancelled() -> Encounter:
     return dataclasses.replace(encounter(), status="cancelled")
 
 
-BUILDERS = [encounter, finished, cancelled, appointment, prescription, note]
+BUILDERS = [encounter, finished, cancelled, appointment, prescription, note, addendum, cancelled_note]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
@@ -211,7 +220,7 @@ def test_decoded_corpus_messages_round_trip() -> None:
         assert [record_to_dict(r) for r in again] == [record_to_dict(r) for r in records], path.name
         assert encode(again, OPTS) == first, path.name
         checked += 1
-    assert checked >= 60
+    assert checked >= 200
 
 
 def test_plugin_registers_the_format() -> None:

@@ -25,6 +25,9 @@ DEA_SCHEDULES = ("CI", "CII", "CIII", "CIV", "CV", "none")
 DEA_SUB_SCHEDULES = ("CIIN", "CIIIN")
 """DEA registration schedules 2N and 3N: the non-narcotic drugs of Schedule II and III only."""
 PRESCRIPTION_CATEGORIES = ("inpatient", "outpatient", "community", "discharge")
+DOCUMENT_EVENTS = ("original", "status-change", "addendum", "edit", "replacement", "cancel")
+"""What a message did to a document (HL7v2 MDM triggers T01-T11): a receiver that files notes must
+know an addendum or a replacement from a new note, and a cancel from either."""
 OBSERVATION_STATUSES = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",
                         "entered-in-error", "unknown")
 """FHIR R4 observation-status (a required binding): the record uses its codes so no encoder guesses."""
@@ -360,6 +363,8 @@ class ClinicalNote(Record):
     author: Practitioner | None = None
     patient: Patient | None = None
     encounter: Encounter | None = None
+    document_event: str | None = field(default=None, metadata=_choices(*DOCUMENT_EVENTS))
+    parent_document: Identifier | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

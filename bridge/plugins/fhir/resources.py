@@ -26,6 +26,7 @@ from bridge import (
     DecodeError,
     DEARegistration,
     DiagnosticReport,
+    Identifier,
     EncodeError,
     Encounter,
     HumanName,
@@ -728,11 +729,15 @@ def note_out(rec: ClinicalNote, w: Writer) -> dict[str, Any]:
     data = base64.b64encode(rec.text.encode("utf-8")).decode("ascii") if rec.text is not None else None
     doc_status = rec.status if rec.status in DOC_STATUSES else None
     other_status = rec.status if rec.status and doc_status is None else None
+    cancelled = rec.status == "entered-in-error" or rec.document_event == "cancel"
+    relation = RELATES_TO.get(rec.document_event or "")
     return compact({
         "resourceType": "DocumentReference",
         "extension": common_extensions(rec, ext(C.EXT_NOTE_STATUS, "String", other_status)),
         "identifier": identifiers_out(rec),
-        "status": "entered-in-error" if rec.status == "entered-in-error" else "current",
+        "status": "entered-in-error" if cancelled else "current",
+        "relatesTo": [{"code": relation, "target": {"identifier": identifier_out(rec.parent_document)}}]
+        if relation and rec.parent_document else [],
         "docStatus": doc_status,
         "type": concept_out(rec.note_type),
         "subject": w.ref(rec.patient) if rec.patient else None,
@@ -742,6 +747,22 @@ def note_out(rec: ClinicalNote, w: Writer) -> dict[str, Any]:
             "contentType": rec.content_type or DEFAULT_NOTE_TYPE, "data": data, "title": rec.title})}],
         "context": {"encounter": [w.ref(rec.encounter)]} if rec.encounter else None,
     })
+
+
+RELATES_TO = {"addendum": "appends", "replacement": "replaces", "edit": "transforms"}
+"""ClinicalNote.document_event with a parent document → DocumentReference.relatesTo.code (R4
+document-relationship-type, a required binding); a cancelled document is status entered-in-error."""
+
+
+def note_relation(node: Node) -> tuple[str | None, Identifier | None]:
+    """(document_event, parent_document) from the first relatesTo that names its target by identifier."""
+    for item in node.list("relatesTo"):
+        target = item.obj("target")
+        ident = target.obj("identifier") if target else None
+        event = {code: name for name, code in RELATES_TO.items()}.get(item.str("code") or "")
+        if event and ident is not None:
+            return event, identifier_in(ident)
+    return None, None
 
 
 def note_text(attachment: Node) -> str | None:
@@ -771,6 +792,7 @@ def note_in(node: Node, r: Reader) -> ClinicalNote:
     author = None
     for item in authors:
         author = author or r.follow(item, Practitioner)
+    document_event, parent = note_relation(node)
     return ClinicalNote(
         id=record_id(node, found), identifiers=identifiers, status=status,
         note_type=concept_in(node.obj("type")),
@@ -780,6 +802,7 @@ def note_in(node: Node, r: Reader) -> ClinicalNote:
         authored=node.datetime("date"), author=author,
         patient=r.follow(node.obj("subject"), Patient),
         encounter=r.follow(encounters[0], Encounter) if encounters else None,
+        document_event=document_event, parent_document=parent,
         extra=record_extra_in(node))
 
 

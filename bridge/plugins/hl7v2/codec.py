@@ -48,6 +48,8 @@ KINDS_BY_TYPE = {
     "OMP": frozenset({"Prescription"}),
     "MDM": frozenset({"ClinicalNote"}),
     "ORU": frozenset({"DiagnosticReport", "Observation"}),
+    "BAR": frozenset({"Encounter", "Patient"}),
+    "DFT": frozenset({"Encounter", "Patient"}),
 }
 
 
@@ -86,5 +88,5 @@ FORMAT = FormatSpec(
     record_kinds=record_kinds,
     decode_options=DECODE_OPTIONS,
     encode_options=ENCODE_OPTIONS,
-    description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU to canonical records and back",
+    description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU, BAR/DFT to canonical records and back",
 )

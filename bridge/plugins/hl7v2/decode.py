@@ -4,7 +4,8 @@ ADT A01-A62 → Encounter (or Patient for an event about the person only), with 
 Condition and Coverage from AL1/IAM, DG1 and IN1/IN2 and patient links from merges (see adt.py);
 SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 → Prescription (one per ORC group); MDM^T02 →
 ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation per OBX; the mapping
-tables are in :mod:`.results`).
+tables are in :mod:`.results`); BAR and DFT → the visit or Patient they are about, their financial
+segments kept raw (no record maps them yet).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -16,6 +17,7 @@ code) in ``fields`` too, and every other segment (Z-segments, repeats, unknown o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -40,17 +42,24 @@ from bridge import (
     Record,
 )
 
-from . import adt
+from . import adt, wire
 from . import datatypes as dt
-from . import results, telehealth
+from . import results, results_encode, telehealth
 from .header import Separators
-from .reader import NULL, Message, Segment, parse_path, read_messages, reencode, reencode_segment, text
+from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
 log = logging.getLogger(__name__)
 
 ADT_EVENTS = tuple(f"A{n:02d}" for n in range(1, 63))
 """Every ADT trigger event of v2.5-v2.9 (A01-A62); the tables of what each means are in adt.py."""
-SIU_EVENTS = ("S12", "S13", "S14", "S15")
+SIU_EVENTS = tuple(f"S{n}" for n in range(12, 27))
+SIU_STATUS = {"S12": "booked", "S13": "booked", "S14": "booked", "S15": "cancelled", "S16": "cancelled",
+              "S17": "entered-in-error", "S26": "noshow"}
+"""Appointment.status by SIU trigger when SCH-25 (filler status) is empty: S12 new, S13 rescheduled
+and S14 modified are booked; S15 cancelled and S16 discontinued are cancelled; S17 deleted is
+entered-in-error; S26 is a no-show. S18-S25 (services and resources added, changed, cancelled,
+discontinued or deleted, blocked/opened slots, a query notice) say nothing of the appointment's own
+status. SCH-25, when valued, is the sender's explicit status and wins."""
 GENDERS = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 CLASSES = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
 ORDER_STATUS = {"CM": "completed", "CA": "cancelled", "DC": "stopped", "HD": "on-hold", "IP": "active",
@@ -64,9 +73,17 @@ ORDER_CONTROL = {"NW": "active", "CA": "cancelled", "DC": "stopped", "HD": "on-h
 was never acted on, a discontinued one is stopped (R4 has no "revoked" for medication requests)."""
 APPOINTMENT_STATUS = {"BOOKED": "booked", "PENDING": "pending", "CANCELLED": "cancelled", "COMPLETE": "fulfilled",
                       "NOSHOW": "noshow", "WAITLIST": "waitlist", "STARTED": "arrived", "DELETED": "entered-in-error",
-                      "OVERBOOK": "booked"}
+                      "OVERBOOK": "booked", "DC": "cancelled"}
 NOTE_STATUS = {"AU": "final", "LA": "final", "IP": "preliminary", "PA": "preliminary",
                "IN": "preliminary", "DI": "preliminary"}
+MDM_EVENTS = {"T01": "original", "T02": "original", "T03": "status-change", "T04": "status-change",
+              "T05": "addendum", "T06": "addendum", "T07": "edit", "T08": "edit", "T09": "replacement",
+              "T10": "replacement", "T11": "cancel"}
+"""ClinicalNote.document_event by MDM trigger; odd triggers (and T11) are notifications without the
+document's text, even ones carry it in OBX."""
+FINANCIAL_TYPES = ("BAR", "DFT")
+"""Account and charge messages (every trigger: BAR P01/P02/P05/P06/P10/P12, DFT P03/P11): stored
+and routed as what they are, with their financial segments kept raw (see Decoder.financial)."""
 NO_CLAIM = frozenset(("U", "DO"))
 """Codes that claim nothing (class unknown, document merely "documented"): read as no value."""
 TEXT_TYPES = ("TX", "FT", "ST")
@@ -76,7 +93,7 @@ SUBSTITUTION_ALLOWED = ("G", "T", "2", "3", "4", "5", "8")
 # Fields each mapping reads, per segment: everything else on these segments is kept raw.
 MAPPED: dict[str, set[int]] = {
     "MSH": set(range(0, 100)),
-    "EVN": {1, 2},
+    "EVN": set(),  # kept as sent: the event is MSH-9.2's, EVN-2 the sender's recorded time
     "PID": {1, 2, 3, 4, 5, 7, 8, 11, 13, 14, 19},
     "PV1": {1, 2, 7, 19, 44, 45},
     "PV2": {3},
@@ -88,7 +105,7 @@ MAPPED: dict[str, set[int]] = {
     "RXO": {1, 7, 9, 11, 12, 13},
     "TQ1": {1},
     "RXR": set(),
-    "TXA": {1, 2, 3, 4, 9, 12, 17},
+    "TXA": {1, 2, 3, 4, 9, 12, 13, 17},
     "OBR": {1, 2, 3, 4, 7, 22, 24, 25},
     "OBX": {1, 2, 3, 5, 6, 7, 8, 11, 14, 16, 21},
 }
@@ -115,6 +132,7 @@ class Scope:
         self.nulls: list[str] = []
         self.segments: list[dict[str, str]] = []
         self.warnings: list[str] = []
+        self.wire: dict[str, list[str]] = {}
         self.anchor = "MSH"
 
     def take(self, seg: Segment, into: Scope | None = None, fields: bool = True) -> None:
@@ -156,6 +174,8 @@ class Scope:
             out["segments"] = list(self.segments)
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.wire:
+            out["wire"] = dict(self.wire)
         return {"hl7v2": out} if out else {}
 
 
@@ -271,9 +291,12 @@ class Decoder:
             gender=self.coded(pid, 8, GENDERS, scope),
             addresses=addresses,
             telecom=telecom,
-            extra=scope.extra(),
         )
-        return None if patient == Patient() else patient  # a bare PID (required by the structure) says nothing
+        if patient == Patient() and not scope.fields and not scope.nulls:
+            return None  # a bare PID (required by the structure) says nothing; unmapped fields keep it
+        scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
+        patient.extra = scope.extra()
+        return patient
 
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
                   patient: Patient | None) -> Encounter:
@@ -287,7 +310,7 @@ class Decoder:
         start = self.when(pv1, 44, scope)
         home_state = patient.addresses[0].state if patient and patient.addresses else None
         facts = self.telehealth(scope, home_state)
-        return Encounter(
+        encounter = Encounter(
             identifiers=[v for v in visit if v],
             status=status,
             modality=facts.modality,
@@ -300,6 +323,8 @@ class Decoder:
             consent_captured=facts.consent,
             reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
         )
+        scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
+        return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
         """By event for an event about a visit (adt.VISIT_STATUS: A03 finished, A11 cancelled, A05
@@ -322,6 +347,7 @@ class Decoder:
         visit = self.event in adt.VISIT_EVENTS or adt.says_something(pv1, self.t) or pid is None
         # Without a visit, a bare PV1 (required by A28's structure) is kept whole, not read.
         found = self.walk(segs, scope, ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
+        self._prune_evn(scope)
         if pid is None:
             self._check_pidless(pv1)
         patient = self.patient(pid, pid_scope) if pid is not None else None
@@ -342,6 +368,45 @@ class Decoder:
                 warnings=[f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"],
                 missing=["PID"])
         return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
+
+    def financial(self) -> list[Record]:
+        """BAR and DFT: no record maps accounts or charges yet, but they are stored and routed as
+        what they are. The record is the visit of the first PV1 (with its patient) or, without one,
+        the Patient; every other segment (FT1, GT1, IN1, DG1, PR1, further visits…) is kept raw, and
+        ``extra["hl7v2"]["message_type"]`` (MSH-9 as sent) tells routes and the encoder what it was.
+        Nothing is refused: a message without PID still gives its visit or an empty Patient."""
+        scope, pid_scope = self.scope(), self.new_pid_scope()
+        pid, pv1 = self.message.segment("PID"), self.message.segment("PV1")
+        visit = adt.says_something(pv1, self.t)
+        found = self.walk(self.message.segments, scope,
+                          ("MSH", "EVN", "PID", "PV1", "PV2") if visit else ("MSH", "EVN", "PID"))
+        self._prune_evn(scope)
+        patient = self.patient(pid, pid_scope) if pid is not None else None
+        record: Encounter | Patient
+        if visit:
+            record = self.encounter(found.get("PV1"), found.get("PV2"), scope, patient)
+            record.extra = scope.extra()
+        else:
+            record = patient or Patient()
+            if scope.extra():
+                record.extra.setdefault("hl7v2", {})["header"] = scope.extra()["hl7v2"]
+        kept = record.extra.setdefault("hl7v2", {})
+        kept["message_type"] = reencode(self.message.msh.get(9), self.seps)
+        if pid is None:
+            kept["missing"] = ["PID"]
+            kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
+        log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
+                 self.type, self.event)
+        return [record]
+
+    def _prune_evn(self, scope: Scope) -> None:
+        """EVN-1 equal to MSH-9.2 and EVN-2 equal to MSH-7 say nothing the encoder would not write
+        itself (the event, and the new message's time); any other EVN field is kept as sent."""
+        if scope.fields.get("EVN-1") == self.event:
+            del scope.fields["EVN-1"]
+        msh7 = self.message.msh.get(7)
+        if msh7 and scope.fields.get("EVN-2") == reencode(msh7, self.seps):
+            del scope.fields["EVN-2"]
 
     def _check_pidless(self, pv1: Segment | None) -> None:
         """An ADT without PID is decoded only when its PV1 describes a visit."""
@@ -385,19 +450,19 @@ class Decoder:
             record.extra.setdefault("hl7v2", {})["event"] = self.event
 
     def siu(self) -> list[Record]:
+        """SIU S12-S26 → Appointment. Start and end from TQ1-7/8 (v2.5+), else from SCH-11.4/5;
+        RGS, AIS, AIG, AIL and every AIP after the first are kept as they came."""
         pv1_fields = {1} | self.convention.mapped_fields().get("PV1", set())
-        scope, pid_scope = Scope(self.seps, {**self.mapped, "PV1": pv1_fields}), self.new_pid_scope()
-        found = self.walk(self.message.segments, scope, ("MSH", "SCH", "PID", "PV1", "RGS", "AIP"))
+        mapped = {**self.mapped, "PV1": pv1_fields, "TQ1": {7, 8}}
+        scope, pid_scope = Scope(self.seps, mapped), self.new_pid_scope()
+        found = self.walk(self.message.segments, scope, ("MSH", "SCH", "PID", "PV1", "RGS", "AIP"),
+                          late=("TQ1",), after="SCH")
         sch = found.get("SCH")
         if sch is None:
             raise DecodeError(f"SIU^{self.event} has no SCH segment", "SCH")
         patient = self.patient(found.get("PID"), pid_scope)
-        timing = sch.get(11).split(self.seps.repetition)[0].split(self.seps.component) if sch.get(11) else []
-        start = dt.read_datetime(text(timing[3], self.seps)) if len(timing) > 3 else None
-        end = dt.read_datetime(text(timing[4], self.seps)) if len(timing) > 4 else None
-        if (len(timing) > 3 and timing[3] and not start) or (len(timing) > 4 and timing[4] and not end):
-            scope.unreadable("SCH-11", sch.get(11))
-        status = self.coded(sch, 25, APPOINTMENT_STATUS, scope) or ("cancelled" if self.event == "S15" else None)
+        start, end = self._appointment_times(sch, found.get("TQ1"), scope)
+        status = self.coded(sch, 25, APPOINTMENT_STATUS, scope) or SIU_STATUS.get(self.event)
         aip = found.get("AIP")
         staff = self.reps(aip, 3)
         home_state = patient.addresses[0].state if patient and patient.addresses else None
@@ -414,11 +479,27 @@ class Decoder:
             patient=patient,
             practitioner=dt.read_practitioner(staff[0], self.seps) if staff else None,
             patient_location=facts.location,
-            extra=scope.extra(),
         )
-        default = "S15" if status == "cancelled" else "S12"
-        self._note_event(appointment, default)
+        scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
+        for name in ("RGS", "AIP"):
+            scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
+        appointment.extra = scope.extra()
+        if "TQ1" in found:
+            appointment.extra.setdefault("hl7v2", {})["timing"] = "TQ1"
+        self._note_event(appointment, default_siu_event(status))
         return [appointment]
+
+    def _appointment_times(self, sch: Segment, tq1: Segment | None,
+                           scope: Scope) -> tuple[str | None, str | None]:
+        """TQ1-7/8 start and end (v2.5+); SCH-11.4/5 (deprecated TQ) when no TQ1 gives them."""
+        if tq1 is not None and (tq1.get(7) or tq1.get(8)):
+            return self.when(tq1, 7, scope), self.when(tq1, 8, scope)
+        timing = sch.get(11).split(self.seps.repetition)[0].split(self.seps.component) if sch.get(11) else []
+        start = dt.read_datetime(text(timing[3], self.seps)) if len(timing) > 3 else None
+        end = dt.read_datetime(text(timing[4], self.seps)) if len(timing) > 4 else None
+        if (len(timing) > 3 and timing[3] and not start) or (len(timing) > 4 and timing[4] and not end):
+            scope.unreadable("SCH-11", sch.get(11))
+        return start, end
 
     def _minutes(self, sch: Segment, scope: Scope) -> int | None:
         amount = self.t(sch, 9)
@@ -575,19 +656,23 @@ class Decoder:
         return None
 
     def mdm(self) -> list[Record]:
+        """MDM T01-T11 → ClinicalNote: the trigger says what happened to the document (see
+        MDM_EVENTS), TXA the document, text OBX its content (kept as sent when the text is unchanged)."""
         scope, pid_scope = self.scope(), self.new_pid_scope()
-        segs = self.message.segments
         found: dict[str, Segment] = {}
         lines: list[str] = []
-        for seg in segs:
+        text_obx: list[str] = []
+        for seg in self.message.segments:
             if seg.name in ("MSH", "EVN", "PID", "PV1", "PV2", "TXA") and seg.name not in found:
                 found[seg.name] = seg
                 scope.take(seg, into=pid_scope if seg.name == "PID" else None)
             elif seg.name == "OBX" and self.t(seg, 2) in TEXT_TYPES:
                 scope.take(seg, fields=False)
                 lines += self._obx_lines(seg)
+                text_obx.append(reencode_segment(seg, self.seps))
             elif seg.name not in self.owned_z:
                 scope.keep(seg)
+        self._prune_evn(scope)
         txa = found.get("TXA")
         if txa is None:
             raise DecodeError(f"MDM^{self.event} has no TXA segment", "TXA")
@@ -600,6 +685,7 @@ class Decoder:
         if doc_type and not doc_type.system:
             doc_type.system = "HL70270"
         number = txa.get(12).split(self.seps.component)[0] if txa.get(12) else ""
+        parents = self._order_ids(txa, 13, 13)[:1]
         note = ClinicalNote(
             identifiers=[Identifier(value=text(number, self.seps))] if number else [],
             status=self.coded(txa, 17, NOTE_STATUS, scope),
@@ -610,10 +696,26 @@ class Decoder:
             author=dt.read_practitioner(authors[0], self.seps) if authors else None,
             patient=patient,
             encounter=encounter,
-            extra=scope.extra(),
+            document_event=MDM_EVENTS[self.event],
+            parent_document=Identifier(value=parents[0].value, system=parents[0].system,
+                                       assigner=parents[0].assigner) if parents else None,
         )
-        self._note_event(note, "T02")
+        self._keep_mdm_wording(txa, note, text_obx, scope)
+        note.extra = scope.extra()
+        self._note_event(note, default_mdm_event(note))
         return [note]
+
+    def _keep_mdm_wording(self, txa: Segment, note: ClinicalNote, text_obx: list[str], scope: Scope) -> None:
+        """TXA-3 and TXA-12 as sent when the encoder would word them otherwise, and the text OBX
+        segments themselves (their codes, sub-ids, statuses) with a digest of the text they carry."""
+        presentation = reencode(txa.get(3), self.seps) if txa.get(3) else ""
+        if presentation != ("TX" if note.text else ""):
+            scope.fields["TXA-3"] = presentation
+        number = reencode(txa.get(12), self.seps) if txa.get(12) else ""
+        if number and number != (esc(note.identifiers[0].value) if note.identifiers else ""):
+            scope.fields["TXA-12"] = number
+        if text_obx and text_obx != wire.note_obx(note.text):
+            scope.wire["OBX"] = [text_digest(note.text), *text_obx]
 
     def _obx_lines(self, seg: Segment) -> list[str]:
         out = []
@@ -637,8 +739,8 @@ class Decoder:
         patient = self.patient(found.get("PID"), pid_scope)
         encounter = self._result_encounter(found, header_scope)
         reports: list[Record] = []
-        for group in self._report_groups(segs[first:]):
-            reports.append(self._report(group, patient, encounter))
+        for index, group in enumerate(self._report_groups(segs[first:]), start=1):
+            reports.append(self._report(group, patient, encounter, index))
         header = header_scope.extra().get("hl7v2")
         if header:
             reports[0].extra.setdefault("hl7v2", {})["header"] = header
@@ -668,7 +770,7 @@ class Decoder:
         return groups
 
     def _report(self, group: list[Segment], patient: Patient | None,
-                encounter: Encounter | None) -> DiagnosticReport:
+                encounter: Encounter | None, index: int = 1) -> DiagnosticReport:
         scope = self.scope()
         at = next(i for i, s in enumerate(group) if s.name == "OBR")
         obr = group[at]
@@ -682,12 +784,13 @@ class Decoder:
         for seg in group[at + 1:]:
             specimen = specimen or seg.name == "SPM"
             if seg.name == "OBX" and not specimen:
-                observations.append(self._observation(seg, obr, section))
+                observations.append(self._observation(seg, obr, section, len(observations) + 1))
+                scope.anchor = "OBX"  # what follows the results (SPM…) goes back after them
             elif seg.name == "NTE" and observations:
                 self._note(observations[-1], seg)
             elif seg.name not in self.owned_z:
-                scope.keep(seg)  # NTE on the OBR, TQ1, SPM and its OBX… kept after the OBR
-        return DiagnosticReport(
+                scope.keep(seg)  # NTE on the OBR, TQ1 kept after the OBR; SPM and its OBX after the results
+        report = DiagnosticReport(
             identifiers=self._order_ids(obr, 2, 3),
             status=self.coded(obr, 25, results.REPORT_STATUS, scope),
             category=results.section_coding(section),
@@ -697,8 +800,10 @@ class Decoder:
             observations=observations,
             patient=patient,
             encounter=encounter,
-            extra=scope.extra(),
         )
+        scope.wire.update(wire.keep(obr, self.seps, results_encode.obr(report, index)))
+        report.extra = scope.extra()
+        return report
 
     def _bare_observations(self, segs: list[Segment]) -> list[Record]:
         first = next((i for i, s in enumerate(segs) if s.name == "OBX"), None)
@@ -711,7 +816,7 @@ class Decoder:
         observations: list[Observation] = []
         for seg in segs[first:]:
             if seg.name == "OBX":
-                observations.append(self._observation(seg, None, ""))
+                observations.append(self._observation(seg, None, "", len(observations) + 1))
                 observations[-1].patient, observations[-1].encounter = patient, encounter
             elif seg.name == "NTE":
                 self._note(observations[-1], seg)
@@ -727,7 +832,7 @@ class Decoder:
                     len(observations))
         return list(observations)
 
-    def _observation(self, obx: Segment, obr: Segment | None, section: str) -> Observation:
+    def _observation(self, obx: Segment, obr: Segment | None, section: str, index: int = 1) -> Observation:
         scope = self.scope()
         scope.take(obx)
         for number in (3, 6):
@@ -752,6 +857,7 @@ class Decoder:
         self._value(obs, obx, measure, scope)
         if pain:
             self._pain(obs, scope)
+        scope.wire.update(wire.keep(obx, self.seps, results_encode.obx(obs, index)))
         obs.extra = scope.extra()
         return obs
 
@@ -835,6 +941,25 @@ NO_OBR_WARNING = "ORU^R01 without OBR: observations decoded without a report"
 PAIN_RANGE_WARNING = "pain score (LOINC 72514-3) is not a whole number from 0 to 10"
 
 
+def text_digest(value: str | None) -> str:
+    """A short digest of a note's text: the encoder re-sends kept text OBX only for the same text."""
+    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
+
+
+def default_mdm_event(note: ClinicalNote) -> str:
+    """The MDM trigger the encoder picks: by document_event, the even one when there is text."""
+    odd = {"original": 1, "status-change": 3, "addendum": 5, "edit": 7, "replacement": 9}
+    if note.document_event == "cancel":
+        return "T11"
+    number = odd.get(note.document_event or "original", 1) + (1 if note.text is not None else 0)
+    return f"T{number:02d}"
+
+
+def default_siu_event(status: str | None) -> str:
+    """The SIU trigger the encoder picks for an appointment status (the decoder records any other)."""
+    return {"cancelled": "S15", "entered-in-error": "S17", "noshow": "S26"}.get(status or "", "S12")
+
+
 def default_adt_event(status: str | None) -> str:
     """The ADT event the encoder picks for a status (the decoder records any other event)."""
     return {"finished": "A03", "cancelled": "A11", "planned": "A08"}.get(status or "", "A04")
@@ -850,10 +975,12 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.siu()
     elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
         records = decoder.pharmacy()
-    elif (kind, event) == ("MDM", "T02"):
+    elif kind == "MDM" and event in MDM_EVENTS:
         records = decoder.mdm()
     elif (kind, event) == ("ORU", "R01"):
         records = decoder.oru()
+    elif kind in FINANCIAL_TYPES:
+        records = decoder.financial()
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)

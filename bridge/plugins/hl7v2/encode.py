@@ -25,9 +25,11 @@ from bridge import (
     Appointment,
     ClinicalNote,
     Coding,
+    DiagnosticReport,
     EncodeError,
     Encounter,
     Identifier,
+    Observation,
     Patient,
     Prescription,
     Record,
@@ -35,7 +37,7 @@ from bridge import (
     record_to_dict,
 )
 
-from . import adt, adt_encode
+from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
 from . import telehealth
@@ -53,10 +55,11 @@ def _reverse(table: Mapping[str, str]) -> dict[str, str]:
 
 GENDER_CODES = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 CLASS_CODES = _reverse(dec.CLASSES)
-APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
-                     "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
-                     "entered-in-error": "Deleted"}
+APPOINTMENT_CODES = wire.APPOINTMENT_CODES
 NOTE_CODES = {"final": "AU", "preliminary": "IP"}
+MDM_STRUCTURES = {event: "MDM_T01" if event in ("T01", "T03", "T05", "T07", "T09", "T11") else "MDM_T02"
+                  for event in dec.MDM_EVENTS}
+"""Notifications without content use MDM_T01 (no OBX), the others MDM_T02."""
 ORC1_CODES = {"active": "NW", "cancelled": "CA", "stopped": "DC", "revoked": "CA", "on-hold": "HD"}
 """(``revoked``: what records decoded before R4 codes were used still say.)"""
 ORC5_CODES = {"completed": "CM", "entered-in-error": "ER"}
@@ -81,10 +84,13 @@ class Scope:
         self.fields.pop("MSH-7", None)
         self.nulls = set(kept.get("nulls", ()))
         self.kept: list[dict[str, str]] = list(kept.get("segments", ()))
+        self.wire: dict[str, list[str]] = dict(kept.get("wire", {}))
         self.th_values = dict(th_values or {})
         self.out: list[tuple[str, str]] = []
 
     def add(self, name: str, values: Mapping[int, str]) -> None:
+        values = dict(values)
+        wire.apply(name, values, self.wire)
         fields = [name] + [""] * max([0, *values.keys()])
         for n, v in values.items():
             fields[n] = v
@@ -153,20 +159,11 @@ class Scope:
 def pid_segment(patient: Patient | None) -> tuple[str, str]:
     patient = patient or Patient()
     scope = Scope(patient.extra)
-    ids = [i for i in patient.identifiers if not (i.system == dt.SSN_SYSTEM and i.type == "SS")]
-    ssn = next((i for i in patient.identifiers if i.system == dt.SSN_SYSTEM and i.type == "SS"), None)
-    home = [c for c in patient.telecom if c.use != "work"]
-    work = [c for c in patient.telecom if c.use == "work"]
     scope.add("PID", {
         1: "1",
-        3: "~".join(dt.write_identifier(i) for i in ids),
-        5: dt.write_name(patient.name),
+        **wire.pid_written(patient),
         7: dt.write_datetime(patient.birth_date),
         8: GENDER_CODES.get(patient.gender or "", ""),
-        11: "~".join(dt.write_address(a) for a in patient.addresses),
-        13: "~".join(dt.write_telecom(c) for c in home),
-        14: "~".join(dt.write_telecom(c) for c in work),
-        19: esc(ssn.value) if ssn else "",
     })
     return scope.out[0]
 
@@ -175,13 +172,10 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
     if encounter is None:
         return {1: "1", 2: "U"}
     period = encounter.period
-    visit = next((i for i in encounter.identifiers if i.type == "VN"), None) or \
-        (encounter.identifiers[0] if encounter.identifiers else None)
     return {
         1: "1",
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
-        7: dt.write_practitioner(encounter.practitioner),
-        19: dt.write_identifier(visit) if visit else "",
+        **wire.pv1_written(encounter),
         44: dt.write_datetime(period.start) if period else "",
         45: dt.write_datetime(period.end) if period else "",
     }
@@ -235,7 +229,7 @@ class Encoder:
         event = self.options.get("adt_event") or kept.get("event") or dec.default_adt_event(encounter.status)
         structure = adt.STRUCTURES.get(event, "ADT_A01")
         scope = Scope(encounter.extra, self.th(encounter_facts(encounter)))
-        scope.add("EVN", {1: event, 2: self.stamp()})
+        self.evn(scope, event)
         if encounter.patient is not None or "PID" not in kept.get("missing", ()):
             scope.out.append(pid_segment(encounter.patient))
         values = pv1_values(encounter)
@@ -256,7 +250,7 @@ class Encoder:
         structure = adt.STRUCTURES.get(event, "ADT_A05")
         header = kept.get("header") or {}
         scope = Scope({"hl7v2": header})
-        scope.add("EVN", {1: event, 2: self.stamp()})
+        self.evn(scope, event)
         scope.out.append(pid_segment(patient))
         if not any(item.get("segment", "").startswith("MRG") for item in header.get("segments", ())):
             for link in patient.links:
@@ -266,30 +260,35 @@ class Encoder:
             scope.add(name, values)
         return self.message("ADT", event, structure, scope.render())
 
+    def evn(self, scope: Scope, event: str) -> None:
+        """EVN as the sender wrote it (EVN-1 and EVN-2 kept raw), else the event and the current time;
+        ``options.adt_event`` rewrites EVN-1 with the event it asks for."""
+        kept_event = scope.fields.get("EVN-1")
+        if kept_event is not None and kept_event != event and self.options.get("adt_event"):
+            scope.fields.pop("EVN-1")
+        values = {1: "" if "EVN-1" in scope.fields else event, 2: "" if "EVN-2" in scope.fields else self.stamp()}
+        scope.add("EVN", values)
+
     def stamp(self) -> str:
         when = self.options.get("message_datetime")
         return dt.write_datetime(when) if when else self.now()
 
     def siu(self, appt: Appointment) -> str:
         kept = appt.extra.get("hl7v2", {})
-        event = kept.get("event") or ("S15" if appt.status == "cancelled" else "S12")
+        event = kept.get("event") or dec.default_siu_event(appt.status)
         facts = telehealth.Telehealth(modality=appt.modality, location=appt.patient_location)
         scope = Scope(appt.extra, self.th(facts))
         placer = next((i for i in appt.identifiers if i.type == "PLAC"), None)
         filler = next((i for i in appt.identifiers if i.type == "FILL"), None)
-        timing = comp("", "", "", dt.write_datetime(appt.start), dt.write_datetime(appt.end)) \
-            if appt.start or appt.end else ""
-        status = APPOINTMENT_CODES.get(appt.status or "", "")
-        if appt.status == "cancelled" and event == "S15" and not status:
-            status = "Cancelled"
+        status = "" if "SCH-25" in scope.fields else APPOINTMENT_CODES.get(appt.status or "", "")
         scope.add("SCH", {
             1: _ei(placer), 2: _ei(filler),
             7: "~".join(dt.write_coding(c) for c in appt.reason),
             8: dt.write_coding(appt.appointment_type),
-            9: str(appt.duration_minutes) if appt.duration_minutes is not None else "",
-            10: "min" if appt.duration_minutes is not None else "",
-            11: timing, 25: status,
+            **wire.sch_written(appt), 25: status,
         })
+        if kept.get("timing") == "TQ1":  # start and end came in TQ1-7/8 (v2.5+): they go back there
+            scope.add("TQ1", {7: dt.write_datetime(appt.start), 8: dt.write_datetime(appt.end)})
         scope.out.append(pid_segment(appt.patient))
         if any(p.startswith("PV1") for p in scope.th_values) or any(k.startswith("PV1-") for k in scope.fields):
             values: dict[int, str] = {1: "1"}
@@ -350,9 +349,9 @@ class Encoder:
 
     def mdm(self, note: ClinicalNote) -> str:
         kept = note.extra.get("hl7v2", {})
-        event = kept.get("event") or "T02"
+        event = kept.get("event") or dec.default_mdm_event(note)
         scope = Scope(note.extra, self.th(encounter_facts(note.encounter)))
-        scope.add("EVN", {1: event, 2: self.stamp()})
+        self.evn(scope, event)
         scope.out.append(pid_segment(note.patient))
         values = pv1_values(note.encounter)
         _fill_pv1_defaults(values, scope)
@@ -360,15 +359,89 @@ class Encoder:
         _add_pv2(scope, note.encounter)
         scope.out += scope.z_segments()
         scope.add("TXA", {
-            1: "1", 2: esc(note.note_type.code) if note.note_type else "", 3: "TX" if note.text else "",
+            1: "1", 2: esc(note.note_type.code) if note.note_type else "",
+            3: "" if "TXA-3" in scope.fields else ("TX" if note.text else ""),
             4: dt.write_datetime(note.authored), 9: dt.write_practitioner(note.author),
-            12: esc(note.identifiers[0].value) if note.identifiers else "",
+            12: "" if "TXA-12" in scope.fields else (esc(note.identifiers[0].value) if note.identifiers else ""),
+            13: _ei(note.parent_document),
             17: NOTE_CODES.get(note.status or "", "") or ("" if "TXA-17" in scope.fields else "DO"),
             # DO (documented) reads back as no status: TXA-17 is required, and DO claims nothing.
         })
-        for i, line in enumerate((note.text or "").split("\n") if note.text is not None else [], start=1):
-            scope.add("OBX", {1: str(i), 2: "TX", 3: comp("NOTE", "Note text"), 5: esc(line), 11: "F"})
-        return self.message("MDM", event, "MDM_T02", scope.render())
+        kept_obx = scope.wire.get("OBX")
+        if kept_obx and kept_obx[0] == dec.text_digest(note.text):
+            scope.out += [("OBX", segment) for segment in kept_obx[1:]]  # the text as the sender wrote it
+        else:
+            scope.out += [("OBX", segment) for segment in wire.note_obx(note.text)]
+        return self.message("MDM", event, MDM_STRUCTURES.get(event, "MDM_T02"), scope.render())
+
+
+    def financial(self, record: Encounter | Patient) -> str:
+        """A BAR or DFT decoded by us, as its MSH-9 said: EVN, PID, the visit, then every segment
+        kept with it (FT1, GT1, IN1…) in its place."""
+        kept = record.extra["hl7v2"]
+        kind, event, structure = (kept["message_type"].split("^") + ["", ""])[:3]
+        if isinstance(record, Encounter):
+            scope = Scope(record.extra, self.th(encounter_facts(record)))
+            self.evn(scope, event)
+            if "PID" not in kept.get("missing", ()):
+                scope.out.append(pid_segment(record.patient))
+            values = pv1_values(record)
+            _fill_pv1_defaults(values, scope)
+            scope.add("PV1", values)
+            _add_pv2(scope, record)
+            scope.out += scope.z_segments()
+        else:
+            scope = Scope({"hl7v2": kept.get("header") or {}})
+            self.evn(scope, event)
+            if "PID" not in kept.get("missing", ()):
+                scope.out.append(pid_segment(record))
+        return self.message(kind, event, structure, scope.render())
+
+    def oru(self, results: list[DiagnosticReport | Observation]) -> str:
+        """One ORU^R01 for consecutive results of one patient: PID and the visit once, then an OBR
+        with its OBX (and NTE notes) per DiagnosticReport, or bare OBX for Observations decoded
+        from an ORU without OBR."""
+        first = results[0]
+        kept_header = first.extra.get("hl7v2", {}).get("header")
+        header = Scope({"hl7v2": kept_header} if kept_header else None, self.th(encounter_facts(first.encounter)))
+        header.out.append(pid_segment(first.patient))
+        if first.encounter is not None or any(k.startswith("PV1-") for k in header.fields):
+            values = pv1_values(first.encounter)
+            _fill_pv1_defaults(values, header)
+            header.add("PV1", values)
+            _add_pv2(header, first.encounter)
+        header.out += header.z_segments()
+        body = header.render()
+        for index, result in enumerate(results, start=1):
+            if isinstance(result, DiagnosticReport):
+                body += self._report(result, index)
+            else:
+                body += _observation(result, index)
+        return self.message("ORU", "R01", "ORU_R01", body)
+
+    def _report(self, report: DiagnosticReport, index: int) -> list[str]:
+        """OBR (after the ORC and notes kept with it), its results, then what followed them (SPM…)."""
+        scope = Scope(report.extra)
+        after_results = [k["segment"] for k in scope.kept if k.get("after") == "OBX"]
+        scope.kept = [k for k in scope.kept if k.get("after") != "OBX"]
+        scope.add("OBR", results_encode.obr(report, index))
+        lines = scope.render()
+        for number, obs in enumerate(report.observations, start=1):
+            lines += _observation(obs, number)
+        return lines + after_results
+
+
+def _observation(obs: Observation, index: int) -> list[str]:
+    """OBX, then an NTE per note unless the note's NTE was kept whole (it carried more than text)."""
+    scope = Scope(obs.extra)
+    scope.add("OBX", results_encode.obx(obs, index))
+    kept_notes = {item["segment"].split("|")[3] for item in scope.kept
+                  if item.get("segment", "").startswith("NTE|") and item["segment"].count("|") >= 3}
+    for number, note in enumerate(obs.notes, start=1):
+        written = results_encode.nte(note, number)
+        if written.split("|")[3] not in kept_notes:
+            scope.out.append(("NTE", written))
+    return scope.render()
 
 
 def _add_pv2(scope: Scope, encounter: Encounter | None) -> None:
@@ -390,7 +463,7 @@ def _ei(identifier: Any) -> str:
     return comp(esc(identifier.value), esc(identifier.assigner), esc(universal), "ISO" if universal else "")
 
 
-def _same_patient(a: Prescription, b: Prescription) -> bool:
+def _same_patient(a: Any, b: Any) -> bool:
     return record_to_dict(a.patient) == record_to_dict(b.patient) and \
         record_to_dict(a.encounter) == record_to_dict(b.encounter)
 
@@ -438,6 +511,8 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
                 i += 1
                 group.append(records[i])  # type: ignore[arg-type]
             messages.append(encoder.rde(group))
+        elif isinstance(record, (Encounter, Patient)) and record.extra.get("hl7v2", {}).get("message_type"):
+            messages.append(encoder.financial(record))  # a BAR or DFT goes back as what it was
         elif record.extra.get("hl7v2", {}).get("carried"):  # type: ignore[attr-defined]
             pass  # its segments are in the message's first record, written with it
         elif isinstance(record, Encounter):
@@ -448,14 +523,21 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
             background = _background(records, i, record)
             messages.append(encoder.adt_patient(record, background))
             i += len(background)
+        elif isinstance(record, (DiagnosticReport, Observation)):
+            group = [record]
+            while i + 1 < len(records) and isinstance(records[i + 1], type(record)) \
+                    and _same_patient(record, records[i + 1]) and not records[i + 1].extra.get("hl7v2", {}).get("header"):
+                i += 1
+                group.append(records[i])  # type: ignore[arg-type]
+            messages.append(encoder.oru(group))
         elif isinstance(record, Appointment):
             messages.append(encoder.siu(record))
         elif isinstance(record, ClinicalNote):
             messages.append(encoder.mdm(record))
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
-                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
-                              "records an ADT decode gives)")
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, DiagnosticReport, "
+                              "Observation, and the records an ADT decode gives)")
         i += 1
     if not messages:
         raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "

@@ -1,0 +1,115 @@
+"""The sender's own wording of mapped fields, kept where our writers would word them differently.
+
+A record holds what a field means, not how it was written: PID-2 and PID-4 identifiers sit in one
+list with PID-3's, a name keeps no degree (XPN.6), a phone number no area code split (XTN.5-7), an
+identifier no CX.6. Writing the record back would lose those details, so the decoder keeps, for each
+group of fields below whose wording differs from what the encoder would write, the raw fields and
+the encoder's wording of them (``extra["hl7v2"]["wire"] = {"PID-3": [raw, written], ...}``).
+
+The encoder writes the raw fields back only when the record still says the same thing, i.e. when
+its own wording of the group today equals the wording kept at decode. A record changed on the way
+(a channel map set a new MRN, ``options.timezone`` moved a time) is written from its values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bridge import Appointment, Encounter, Patient
+
+from . import datatypes as dt
+from .header import Separators
+from .reader import STANDARD, Segment, esc, reencode
+
+GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "PID": ((1,), (2, 3, 4, 19), (5,), (11,), (13, 14)),
+    "PV1": ((1,), (7,), (19,)),
+    "RGS": ((1,),),
+    "AIP": ((1,),),
+    "SCH": ((9, 10), (11,), (25,)),
+    "OBR": ((1,), (2,), (3,), (4,), (7,), (22,), (24,), (25,)),
+    "OBX": ((1,), (2,), (3,), (5,), (6,), (7,), (8,), (11,), (14,), (16,), (21,)),
+}
+"""Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1: ``1``
+when we write them, ``0001`` from some senders), identifiers (PID-2/3/4 and the SSN in PID-19),
+names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the
+appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
+
+
+APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
+                     "noshow": "Noshow", "waitlist": "Waitlist", "arrived": "Started",
+                     "entered-in-error": "Deleted"}
+"""Appointment.status as SCH-25 filler status codes (table 0278)."""
+
+
+def pid_written(patient: Patient) -> dict[int, str]:
+    """PID fields of the groups as the encoder writes them from ``patient``."""
+    ids = [i for i in patient.identifiers if not (i.system == dt.SSN_SYSTEM and i.type == "SS")]
+    ssn = next((i for i in patient.identifiers if i.system == dt.SSN_SYSTEM and i.type == "SS"), None)
+    home = [c for c in patient.telecom if c.use != "work"]
+    work = [c for c in patient.telecom if c.use == "work"]
+    return {
+        1: "1",
+        3: "~".join(dt.write_identifier(i) for i in ids),
+        5: dt.write_name(patient.name),
+        11: "~".join(dt.write_address(a) for a in patient.addresses),
+        13: "~".join(dt.write_telecom(c) for c in home),
+        14: "~".join(dt.write_telecom(c) for c in work),
+        19: esc(ssn.value) if ssn else "",
+    }
+
+
+def pv1_written(encounter: Encounter) -> dict[int, str]:
+    """PV1-7 and PV1-19 as the encoder writes them."""
+    visit = next((i for i in encounter.identifiers if i.type == "VN"), None) or \
+        (encounter.identifiers[0] if encounter.identifiers else None)
+    return {1: "1", 7: dt.write_practitioner(encounter.practitioner),
+            19: dt.write_identifier(visit) if visit else ""}
+
+
+def sch_written(appt: Appointment) -> dict[int, str]:
+    """SCH-9/10 duration and SCH-11 timing as the encoder writes them."""
+    from .reader import comp
+    timing = comp("", "", "", dt.write_datetime(appt.start), dt.write_datetime(appt.end)) \
+        if appt.start or appt.end else ""
+    minutes = appt.duration_minutes
+    return {9: str(minutes) if minutes is not None else "", 10: "min" if minutes is not None else "", 11: timing,
+            25: APPOINTMENT_CODES.get(appt.status or "", "")}
+
+
+def note_obx(note_text: str | None) -> list[str]:
+    """The text OBX segments the encoder writes for a note: one TX line each."""
+    from .reader import comp, join
+    lines = note_text.split("\n") if note_text is not None else []
+    return [join(["OBX", str(i), "TX", comp("NOTE", "Note text"), "", esc(line), "", "", "", "", "", "F"], "|")
+            for i, line in enumerate(lines, start=1)]
+
+
+def keep(seg: Segment | None, seps: Separators, written: Mapping[int, str]) -> dict[str, list[str]]:
+    """The groups of ``seg`` whose raw fields differ from ``written``, as wire entries."""
+    if seg is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    standard = seps == STANDARD
+    fields = seg.fields
+    for group in GROUPS.get(seg.name, ()):
+        raw = [fields[n] if n < len(fields) else "" for n in group]
+        if not standard:
+            raw = [reencode(value, seps) if value else "" for value in raw]
+        wanted = [written.get(n, "") for n in group]
+        if raw != wanted:  # the per-message path: one list comparison for the common case
+            for n, value, ours in zip(group, raw, wanted):
+                out[f"{seg.name}-{n}"] = [value, ours]
+    return out
+
+
+def apply(name: str, values: dict[int, str], wire: Mapping[str, Any]) -> None:
+    """Put the kept raw fields of each group back where the record still says the same thing."""
+    for group in GROUPS.get(name, ()):
+        kept = [wire.get(f"{name}-{n}") for n in group]
+        if any(k is None for k in kept):
+            continue
+        if all(values.get(n, "") == k[1] for n, k in zip(group, kept)):  # type: ignore[index]
+            for n, k in zip(group, kept):
+                values[n] = k[0]  # type: ignore[index]
