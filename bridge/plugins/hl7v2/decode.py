@@ -42,7 +42,7 @@ from bridge import (
 
 from . import adt
 from . import datatypes as dt
-from . import results, telehealth
+from . import immunization, orders, pharmacy, results, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -449,8 +449,9 @@ class Decoder:
     def pharmacy(self) -> list[Record]:
         segs = self.message.segments
         first_orc = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
+        warning = None
         if first_orc is None:
-            raise DecodeError(f"{self.type}^{self.event} has no ORC segment", "ORC")
+            first_orc, warning = self._orderless(segs)
         header_scope, pid_scope = self.scope(), self.new_pid_scope()
         found = self.walk(segs[:first_orc], header_scope, ("MSH", "PID", "PV1", "PV2"))
         patient = self.patient(found.get("PID"), pid_scope)
@@ -459,7 +460,7 @@ class Decoder:
             encounter = self.encounter(found.get("PV1"), found.get("PV2"), header_scope, None)
         groups: list[list[Segment]] = []
         for seg in segs[first_orc:]:
-            if seg.name == "ORC":
+            if seg.name == "ORC" or not groups:
                 groups.append([])
             groups[-1].append(seg)
         pv1 = found.get("PV1")
@@ -467,7 +468,28 @@ class Decoder:
         header = header_scope.extra().get("hl7v2")
         if header:
             records[0].extra.setdefault("hl7v2", {})["header"] = header
+        if warning:
+            kept = records[0].extra.setdefault("hl7v2", {})
+            kept["warnings"] = [warning, *kept.get("warnings", ())]
+            kept["missing"] = ["ORC"]
+            log.warning("hl7v2 decode: %s^%s without ORC; one order read from its %s",
+                        self.type, self.event, "RXE" if self.type == "RDE" else "RXO")
+        if self.event != "O11" and self.type == "RDE":
+            records[0].extra.setdefault("hl7v2", {})["event"] = self.event
         return records
+
+    def _orderless(self, segs: list[Segment]) -> tuple[int, str]:
+        """An RDE (or OMP) without ORC: one order when exactly one RXE (RXO) says what it is, with
+        a warning; otherwise refused with the reason (which order each segment belongs to is unknown)."""
+        give = "RXE" if self.type == "RDE" else "RXO"
+        label = f"{self.type}^{self.event}"
+        at = [i for i, s in enumerate(segs) if s.name == give]
+        if not at:
+            raise DecodeError(f"{label} has no ORC segment and no {give}: nothing says what is ordered", "ORC")
+        if len(at) > 1:
+            raise DecodeError(f"{label} has no ORC segment and {len(at)} {give} segments: without ORC "
+                              "nothing says which segments belong to which order", "ORC")
+        return at[0], f"{label} without ORC: one order read from its {give} (no order number or status)"
 
     def _prescription(self, group: list[Segment], patient: Patient | None,
                       encounter: Encounter | None, pv1: Segment | None = None) -> Prescription:
@@ -848,8 +870,18 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.adt()
     elif kind == "SIU" and event in SIU_EVENTS:
         records = decoder.siu()
-    elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
+    elif (kind, event) in (("RDE", "O11"), ("RDE", "O25"), ("OMP", "O09")):
         records = decoder.pharmacy()
+    elif (kind, event) in orders.ORDER_MESSAGES:
+        records = orders.decode_orders(decoder)
+    elif kind == "REF" and event in orders.REFERRAL_EVENTS:
+        records = orders.decode_referral(decoder)
+    elif (kind, event) == ("RDS", "O13"):
+        records = pharmacy.decode_dispense(decoder)
+    elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
+        records = pharmacy.decode_administration(decoder)
+    elif (kind, event) == ("VXU", "V04"):
+        records = immunization.decode_vxu(decoder)
     elif (kind, event) == ("MDM", "T02"):
         records = decoder.mdm()
     elif (kind, event) == ("ORU", "R01"):

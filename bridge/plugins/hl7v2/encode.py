@@ -315,7 +315,17 @@ class Encoder:
         body = header.render()
         for order in orders:
             body += self._order(order)
-        return self.message("RDE", "O11", "RDE_O11", body)
+        event = first.extra.get("hl7v2", {}).get("event") or "O11"
+        return self.message("RDE", event, f"RDE_{event}", body)
+
+    def kept_message(self, kept: Mapping[str, Any]) -> str:
+        """A message decoded whole (orders, referrals, dispenses, administrations, immunizations):
+        a fresh MSH with the type it arrived with, then its segments as they were read."""
+        kind, event, structure = ([*str(kept.get("type", "")).split("^"), "", "", ""])[:3]
+        segments = [str(s) for s in kept.get("segments", ())]
+        if not kind or not segments:
+            raise EncodeError("extra.hl7v2.message must name the message type and hold its segments")
+        return self.message(kind, event, structure, segments)
 
     def _order(self, rx: Prescription) -> list[str]:
         scope = Scope(rx.extra)
@@ -431,7 +441,12 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     i = 0
     while i < len(records):
         record = records[i]
-        if isinstance(record, Prescription):
+        kept = record.extra.get("hl7v2", {})  # type: ignore[attr-defined]
+        if kept.get("message"):
+            messages.append(encoder.kept_message(kept["message"]))
+        elif kept.get("carried"):
+            pass  # its segments are in the message's first record, written with it
+        elif isinstance(record, Prescription):
             group = [record]
             while i + 1 < len(records) and isinstance(records[i + 1], Prescription) \
                     and _same_patient(record, records[i + 1]) and not records[i + 1].extra.get("hl7v2", {}).get("header"):
