@@ -31,7 +31,9 @@ from bridge import (
     EncodeError,
     Encounter,
     HumanName,
+    Immunization,
     Medication,
+    MedicationAdministration,
     Observation,
     Patient,
     PatientLink,
@@ -41,6 +43,7 @@ from bridge import (
     Prescription,
     PrescriptionEvent,
     Record,
+    ServiceRequest,
     SignatureEvidence,
     StateLicense,
     keys_of,
@@ -1107,4 +1110,14 @@ IN = {
     "Coverage": (Coverage, coverage_in),
 }
 """Resource type → (record class, decoder)."""
+
+from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
+from .orders import service_request_in, service_request_out  # noqa: E402
+from .pharmacy import administration_in, administration_out  # noqa: E402
+
+OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
+            Immunization: immunization_out})
+IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
+           "MedicationAdministration": (MedicationAdministration, administration_in),
+           "Immunization": (Immunization, immunization_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
