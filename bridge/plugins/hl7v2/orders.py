@@ -27,20 +27,21 @@ ORDER_MESSAGES = {("ORM", "O01"), ("OML", "O21"), ("OML", "O33"), ("OML", "O35")
 REFERRAL_EVENTS = ("I12", "I13", "I14", "I15")
 ORDER_STATUS = {"A": "active", "CA": "revoked", "CM": "completed", "DC": "revoked", "ER": "entered-in-error",
                 "HD": "on-hold", "IP": "active", "RP": "revoked", "SC": "active"}
-"""ORC-5 order status (table 0038) → FHIR request-status. Cancelled, discontinued and replaced
-orders are ``revoked`` (request-status has no cancelled); A (some results) and IP are still active."""
-ORDER_CONTROL = {"NW": "active", "OK": "active", "SN": "active", "NA": "active", "XO": "active", "XR": "active",
-                 "SC": "active", "RE": "active", "CA": "revoked", "CR": "revoked", "DC": "revoked",
-                 "DR": "revoked", "OC": "revoked", "OD": "revoked", "HD": "on-hold", "OH": "on-hold",
-                 "RP": "revoked", "RL": "active"}
-"""ORC-1 order control (table 0119), read when ORC-5 is empty."""
-FILLER_CONTROLS = frozenset(("SN", "NA", "RE"))
-"""ORC-1 codes only the filler sends: the order is then the filler's (intent ``filler-order``)."""
+"""ORC-5 order status (table 0038) → FHIR request-status, as the v2-to-FHIR IG maps it (cancelled,
+discontinued and replaced orders are ``revoked``); A (some results in), which the map leaves out, is active."""
+ORDER_CONTROL = {"NW": "active", "OK": "active", "AF": "active", "PR": "active", "PY": "active", "RL": "active",
+                 "RO": "active", "RQ": "active", "CA": "active", "HD": "active", "HR": "on-hold", "OH": "on-hold",
+                 "CR": "revoked", "DC": "revoked", "DF": "revoked", "DR": "revoked", "OC": "revoked",
+                 "OD": "revoked", "FU": "completed"}
+"""ORC-1 order control (table 0119), read when ORC-5 is empty: the HL7 v2-to-FHIR IG's concept map
+(OrderControlCode → ServiceRequest.status). A cancel or hold *request* (CA, HD) leaves the order
+active until the filler confirms (CR, HR); codes the map leaves out give ``unknown``."""
 PRIORITIES = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "C": "urgent", "P": "urgent"}
 """TQ1-9 / OBR-27.6 / RF1-2 priority (tables 0485 and 0280) → FHIR request-priority. T (timing
 critical), C (callback) and P (pre-op) are urgent; PRN and other codes give no priority."""
-REFERRAL_STATUS = {"A": "active", "P": "active", "H": "on-hold", "R": "revoked", "E": "revoked"}
-"""RF1-1 referral status (table 0283): accepted and pending referrals are active; rejected and
+REFERRAL_STATUS = {"A": "active", "P": "on-hold", "H": "on-hold", "R": "revoked", "E": "revoked"}
+"""RF1-1 referral status (table 0283): accepted referrals are active, pending ones on hold (not yet
+acted on, as Microsoft's converter maps P); rejected and
 expired ones revoked. REF^I14 (cancel) is revoked whatever RF1-1 says."""
 LAB_TYPES = frozenset(("OML", "OUL"))
 NO_ORC_WARNING = "{label} without ORC: order read from OBR"
@@ -172,11 +173,10 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
     if not spm and obr is not None and obr.get(15):
         spm = dt.read_codings(obr.get(15).split(dec.seps.component)[0].replace(dec.seps.subcomponent,
                                                                               dec.seps.component), dec.seps)[:1]
-    control = dec.t(orc, 1).upper()
     return ServiceRequest(
         identifiers=ids,
         status=status(dec, orc) if orc is not None else "active",
-        intent="filler-order" if control in FILLER_CONTROLS else "original-order",
+        intent="order",
         category=category(dec, obr),
         priority=priority(dec, tq1, obr),
         code=dt.read_codings(obr.get(4), dec.seps) if obr is not None else [],
