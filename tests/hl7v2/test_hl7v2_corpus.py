@@ -63,7 +63,7 @@ def test_corpus_outcomes_are_the_expected_ones() -> None:
 
 
 def test_unsupported_types_say_which() -> None:
-    raw = (CORPUS / "fhir-converter-input" / "PC1-Problem-Add.hl7").read_bytes()
+    raw = (CORPUS / "fhir-converter-input" / "PC1-Problem-Add-v2.3.1.hl7").read_bytes()
     with pytest.raises(DecodeError, match=r"unsupported message type PPR\^PC1"):
         FORMAT.decode(raw, {})
 
