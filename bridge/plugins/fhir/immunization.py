@@ -29,7 +29,8 @@ from .resources import (
     record_id,
     split_identifiers,
 )
-from .results import concept_in, concept_out, quantity_in, quantity_out
+from .orders import concept_in, concept_out
+from .results import quantity_in, quantity_out
 
 if TYPE_CHECKING:
     from .decode import Reader

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import (
     REQUEST_INTENTS,
+    Coding,
     REQUEST_PRIORITIES,
     SERVICE_REQUEST_STATUSES,
     Encounter,
@@ -25,8 +26,16 @@ from bridge import (
 from . import constants as C
 from .datatypes import compact, fhir_datetime, period_in, period_out
 from .reader import Node
-from .resources import absolute_identifiers, choice, common_extensions, record_extra_in, record_id, split_identifiers
-from .results import concept_in, concept_out
+from .resources import (
+    absolute_identifiers,
+    choice,
+    coded_in,
+    coded_out,
+    common_extensions,
+    record_extra_in,
+    record_id,
+    split_identifiers,
+)
 
 if TYPE_CHECKING:
     from .decode import Reader
@@ -37,6 +46,26 @@ CATEGORY_CODES = {"laboratory": ("108252007", "Laboratory procedure"), "imaging"
                   "referral": ("3457005", "Patient referral")}
 """ServiceRequest.category (SNOMED CT, R4's example value set plus 3457005 for referrals)."""
 CATEGORY_BY_CODE = {code: name for name, (code, _) in CATEGORY_CODES.items()}
+
+
+def concept_out(codings: list[Coding]) -> dict[str, Any] | None:
+    """One CodeableConcept of several codings, each system an absolute URI (HL7 tables as
+    ``…/v2-nnnn``, a sender's names under ``…/v2-local/``), undone by :func:`concept_in`; a
+    code-less coding is the concept's text."""
+    coded = [coded_out(c)["coding"][0] for c in codings if c.code]  # type: ignore[index]
+    texts = [c.display for c in codings if not c.code and c.display]
+    return compact({"coding": coded, "text": texts[0] if texts else None}) or None
+
+
+def concept_in(node: Node | None) -> list[Coding]:
+    if node is None:
+        return []
+    found = [coded_in(Node({"coding": [c.data]}, c.path)) for c in node.list("coding")]
+    codings = [c for c in found if c is not None]
+    text = node.str("text")
+    if text and not any(c.display == text for c in codings):
+        codings.append(Coding(code="", display=text))
+    return codings
 
 
 def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
