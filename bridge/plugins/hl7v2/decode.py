@@ -4,7 +4,9 @@ ADT A01-A62 → Encounter (or Patient for an event about the person only), with 
 Condition and Coverage from AL1/IAM, DG1 and IN1/IN2 and patient links from merges (see adt.py);
 SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 → Prescription (one per ORC group); MDM^T02 →
 ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation per OBX; the mapping
-tables are in :mod:`.results`).
+tables are in :mod:`.results`); ORM/OML/OMG → ServiceRequest and REF → referral ServiceRequest
+(:mod:`.orders`), RDS → RxFill PrescriptionEvent and RAS/RGV → MedicationAdministration
+(:mod:`.pharmacy`), VXU → Immunization (:mod:`.immunization`); RDE^O25 decodes as RDE^O11.
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept

@@ -2,8 +2,9 @@
 
 Encounter → ADT^A04 (A03 when finished, A11 when cancelled, or the event the record arrived with);
 Appointment → SIU^S12 (S15 when cancelled); consecutive Prescriptions of one patient → one RDE^O11
-with an ORC group each; ClinicalNote → MDM^T02. Several such records give several messages in a
-row. What a decoded record kept in ``extra["hl7v2"]`` (raw fields, explicit nulls, unmapped and
+with an ORC group each; ClinicalNote → MDM^T02; a record decoded from an order, referral, dispense,
+administration or immunization message → that message, written back from what it kept. Several
+such records give several messages in a row. What a decoded record kept in ``extra["hl7v2"]`` (raw fields, explicit nulls, unmapped and
 Z-segments) is written back where it came from, so decode → encode → decode loses nothing.
 
 MSH-10 is ``options["message_control_id"]`` when given, else a digest of the message body, so
