@@ -256,3 +256,20 @@ def test_ras_round_trip_and_message_type() -> None:
     again = FORMAT.encode(FORMAT.decode(RAS, {}), {"message_control_id": "RT2"})
     assert b"|RAS^O17^RAS_O17|" in again.split(b"\r")[0]
     assert body(again) == body(RAS)
+
+
+def test_rde_without_orc_round_trips_without_inventing_an_orc() -> None:
+    records = FORMAT.decode(RDE_HEAD + RXE, {})
+    again = FORMAT.encode(records, {"message_control_id": "RT3"})
+    assert not any(s.startswith("ORC") for s in body(again))
+    (order,) = FORMAT.decode(again, {})
+    assert order.medication is not None and order.medication.rxnorm == "1732138"
+    assert any("without ORC" in w for w in order.extra["hl7v2"]["warnings"])
+
+
+def test_a_service_request_built_elsewhere_is_refused_by_the_hl7v2_encoder_with_the_reason() -> None:
+    from bridge import EncodeError
+
+    with pytest.raises(EncodeError, match="no message for a ServiceRequest") as caught:
+        FORMAT.encode([ServiceRequest(status="active", intent="order")], {})
+    assert "written back as that message" in str(caught.value) and "object at 0x" not in str(caught.value)

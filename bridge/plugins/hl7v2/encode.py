@@ -337,9 +337,11 @@ class Encoder:
         control = ORC1_CODES.get(rx.status or "", "")
         if not control and "ORC-1" not in scope.fields:
             control = "NW"
-        scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
-                          9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
-                          29: ORC29_CODES.get(rx.category or "", "")})
+        orderless = "ORC" in rx.extra.get("hl7v2", {}).get("missing", ()) and placer is None and filler is None
+        if not orderless:  # an RDE decoded without ORC is written back without one (the decoder warns again)
+            scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
+                              9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
+                              29: ORC29_CODES.get(rx.category or "", "")})
         med = rx.medication
         codings = list(med.codings) if med else []
         if med and not codings and (med.ndc or med.rxnorm or med.description):
@@ -470,8 +472,10 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
             messages.append(encoder.mdm(record))
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
-                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, and the "
-                              "records an ADT decode gives)")
+                              "(supported: Encounter, Appointment, Prescription, ClinicalNote, the "
+                              "records an ADT decode gives, and records decoded from an order, referral, "
+                              "dispense, administration or immunization message, which are written back "
+                              "as that message)")
         i += 1
     if not messages:
         raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "
