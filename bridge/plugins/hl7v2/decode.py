@@ -872,8 +872,10 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.adt()
     elif kind == "SIU" and event in SIU_EVENTS:
         records = decoder.siu()
-    elif (kind, event) in (("RDE", "O11"), ("RDE", "O25"), ("OMP", "O09")):
+    elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
         records = decoder.pharmacy()
+    elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
+        records = orders.keep_message(decoder, decoder.pharmacy())
     elif (kind, event) in orders.ORDER_MESSAGES:
         records = orders.decode_orders(decoder)
     elif kind == "REF" and event in orders.REFERRAL_EVENTS:
