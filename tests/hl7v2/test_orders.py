@@ -273,3 +273,11 @@ def test_a_service_request_built_elsewhere_is_refused_by_the_hl7v2_encoder_with_
     with pytest.raises(EncodeError, match="no message for a ServiceRequest") as caught:
         FORMAT.encode([ServiceRequest(status="active", intent="order")], {})
     assert "written back as that message" in str(caught.value) and "object at 0x" not in str(caught.value)
+
+
+def test_the_store_keys_of_an_administration_name_patient_visit_and_order() -> None:
+    from bridge import keys_of
+
+    keys = keys_of(FORMAT.decode(RAS, {}))
+    assert keys.prescription_number == "RX-20261120-0042"
+    assert keys.patient_id and "MRN00012345" in keys.patient_id
