@@ -239,7 +239,8 @@ def test_an_orm_with_rxo_is_a_prescription() -> None:
 
 # --- round trip: HL7v2 → records → HL7v2 -----------------------------------------------------------
 
-ROUND_TRIP = ["ORM-O01-01", "ORM-O01-03", "RDE-O25-01", "RDE-O25-02", "OML-O21-01", "OML-O21-02", "OMG-O19-01", "REF-I12-01", "REF-I14-01",
+ROUND_TRIP = ["ORM-O01-01", "ORM-O01-03", "RDE-O25-01", "RDE-O25-02", "OML-O21-01", "OML-O21-02", "OMG-O19-01",
+              "REF-I12-01", "REF-I14-01",
               "VXU-V04-01", "VXU-V04-02", "RDS-O13-01", "RDS-O13-02"]
 
 

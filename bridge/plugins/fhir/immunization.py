@@ -15,6 +15,7 @@ from bridge import IMMUNIZATION_STATUSES, Coding, EncodeError, Encounter, Immuni
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
+from .orders import concept_in, concept_out
 from .reader import Node
 from .resources import (
     absolute_identifiers,
@@ -29,7 +30,6 @@ from .resources import (
     record_id,
     split_identifiers,
 )
-from .orders import concept_in, concept_out
 from .results import quantity_in, quantity_out
 
 if TYPE_CHECKING:

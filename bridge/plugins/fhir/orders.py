@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import (
     REQUEST_INTENTS,
-    Coding,
     REQUEST_PRIORITIES,
     SERVICE_REQUEST_STATUSES,
-    Encounter,
+    Coding,
     EncodeError,
+    Encounter,
     Patient,
     Practitioner,
     ServiceRequest,

@@ -258,7 +258,8 @@ def decode_referral(dec: Decoder) -> list[Record]:
             if parts[0]:
                 ids.append(Identifier(value=parts[0], type=kind, assigner=parts[1] or None))
     start, end = dec.when(rf1, 7, scope), dec.when(rf1, 8, scope)
-    reason = codings(dec, rf1, 10) + [c for s in segs if s.name == "DG1" for c in dt.read_codings(s.get(3), dec.seps)[:1]]
+    diagnoses = [c for s in segs if s.name == "DG1" for c in dt.read_codings(s.get(3), dec.seps)[:1]]
+    reason = codings(dec, rf1, 10) + diagnoses
     code = dt.read_coding(rf1.get(3), dec.seps)
     request = ServiceRequest(
         identifiers=ids,
