@@ -95,6 +95,7 @@ from bridge.core.model.records import (  # noqa: E402
     SERVICE_REQUEST_STATUSES,
     Immunization,
     MedicationAdministration,
+    RelatedPerson,
     ServiceRequest,
 )
 from bridge.errors import (  # noqa: E402

@@ -14,6 +14,7 @@ from bridge import (
     Coding,
     Immunization,
     MedicationAdministration,
+    RelatedPerson,
     ServiceRequest,
     record_to_dict,
 )
@@ -39,7 +40,7 @@ REQUIRED = {
 }
 """FHIR R4 4.0.1 required bindings (request-status, request-intent, request-priority,
 medication-admin-status, immunization-status, medicationdispense-status)."""
-NEW_TYPES = tuple(REQUIRED)
+NEW_TYPES = (*REQUIRED, "RelatedPerson")
 SAMPLES = ["ORM-O01-01", "ORM-O01-02", "ORM-O01-03", "ORM-O01-04", "ORM-O01-05", "OML-O21-01", "OML-O21-02",
            "OML-O21-03", "OMG-O19-01", "OMG-O19-02", "REF-I12-01", "REF-I12-02", "REF-I14-01", "REF-I14-02",
            "VXU-V04-01", "VXU-V04-02", "VXU", "RDS-O13-01", "RDS-O13-02", "MDHHS-OML-O21-1", "MDHHS-OML-O21-2"]
@@ -97,6 +98,18 @@ def test_orders_and_immunizations_are_conditional_updates_on_their_placer_id(fhi
         assert entry["request"]["method"] == "PUT" and entry["request"]["url"].endswith(placer)
 
 
+def test_vxu_next_of_kin_is_a_related_person_of_the_patient(fhir_format) -> None:
+    bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / "VXU-V04-01.hl7").read_bytes(), {}))
+    check_new(bundle)
+    (entry,) = of_type(bundle, "RelatedPerson")
+    (patient,) = of_type(bundle, "Patient")
+    person = entry["resource"]
+    assert person["patient"]["reference"] == patient["fullUrl"]
+    assert person["relationship"][1]["coding"][0] == {"system": "http://terminology.hl7.org/CodeSystem/v2-0131",
+                                                      "code": "O"}
+    assert entry["request"]["method"] == "PUT"
+
+
 def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
     bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / "REF-I12-01.hl7").read_bytes(), {}))
     (entry,) = of_type(bundle, "ServiceRequest")
@@ -113,7 +126,8 @@ def example_records(name: str) -> list[Any]:
     return spec.decode((EXAMPLES / name).read_bytes(), {})
 
 
-@pytest.mark.parametrize("name", ["service-request.json", "medication-administration.json", "immunization.json"])
+@pytest.mark.parametrize("name", ["service-request.json", "medication-administration.json", "immunization.json",
+                                  "related-person.json"])
 def test_the_examples_survive_a_fhir_round_trip_and_are_valid(fhir_format, name: str) -> None:
     records = example_records(name)
     assert check_new(bundle_of(fhir_format, records)) == 1
@@ -141,6 +155,7 @@ def coded(record: Any) -> dict[str, Any]:
     (ServiceRequest(), "ServiceRequest.patient is required"),
     (MedicationAdministration(), "MedicationAdministration.patient is required"),
     (Immunization(), "Immunization.patient is required"),
+    (RelatedPerson(), "RelatedPerson.patient is required"),
 ])
 def test_what_fhir_requires_is_refused_clearly(fhir_format, record: Any, message_part: str) -> None:
     with pytest.raises(Exception, match=message_part) as caught:

@@ -20,6 +20,7 @@ from bridge import (
     MedicationAdministration,
     Prescription,
     PrescriptionEvent,
+    RelatedPerson,
     ServiceRequest,
 )
 from bridge.plugins.hl7v2.codec import FORMAT
@@ -104,7 +105,7 @@ def test_a_referral_cancel_is_revoked() -> None:
 
 
 def test_vxu_gives_an_immunization_like_microsofts() -> None:
-    (shot,) = decode("VXU-V04-01")
+    (shot, _) = decode("VXU-V04-01")
     (theirs,) = expected("VXU_V04", "VXU-V04-01", "Immunization")
     assert isinstance(shot, Immunization)
     assert shot.status == theirs["status"] == "completed"
@@ -122,6 +123,16 @@ def test_vxu_gives_an_immunization_like_microsofts() -> None:
         p["coding"][0]["code"] for p in theirs["programEligibility"]]
     assert shot.primary_source is True  # RXA-9 00: a new record
     assert {i.value for i in shot.identifiers} == {i["value"] for i in theirs["identifier"]}
+
+
+def test_vxu_next_of_kin_is_a_related_person() -> None:
+    (shot, kin) = decode("VXU-V04-01")
+    assert isinstance(kin, RelatedPerson) and kin.patient is shot.patient
+    assert kin.name is not None and kin.name.family == "Evan"
+    assert [(c.code, c.system) for c in kin.relationship] == [("EMC", "ACR"), ("O", "HL70131")]
+    assert [t.value for t in kin.telecom] == ["78788788", "121111", "88888888", "6666666"]
+    assert kin.addresses[0].city == "GREENSBORO"
+    assert kin.extra["hl7v2"]["carried"] is True  # its NK1 travels in the Immunization's kept message
 
 
 @pytest.mark.parametrize("completion,action,status", [("CP", "A", "completed"), ("RE", "A", "not-done"),

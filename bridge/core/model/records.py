@@ -579,6 +579,21 @@ class Immunization(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RelatedPerson(Record):
+    """Someone close to the patient: next of kin, a parent, an emergency contact (HL7v2 NK1)."""
+
+    kind: ClassVar[str] = "RelatedPerson"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: HumanName | None = None
+    relationship: list[Coding] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -599,6 +614,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         ServiceRequest,
         MedicationAdministration,
         Immunization,
+        RelatedPerson,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

@@ -43,6 +43,7 @@ from bridge import (
     Prescription,
     PrescriptionEvent,
     Record,
+    RelatedPerson,
     ServiceRequest,
     SignatureEvidence,
     StateLicense,
@@ -1114,10 +1115,12 @@ IN = {
 from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
 from .orders import service_request_in, service_request_out  # noqa: E402
 from .pharmacy import administration_in, administration_out  # noqa: E402
+from .related_person import related_person_in, related_person_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
-            Immunization: immunization_out})
+            Immunization: immunization_out, RelatedPerson: related_person_out})
 IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
            "MedicationAdministration": (MedicationAdministration, administration_in),
-           "Immunization": (Immunization, immunization_in)})
+           "Immunization": (Immunization, immunization_in),
+           "RelatedPerson": (RelatedPerson, related_person_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
