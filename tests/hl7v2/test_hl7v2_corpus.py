@@ -56,9 +56,9 @@ def test_corpus_outcomes_are_the_expected_ones() -> None:
     assert outcomes.get("ClinicalNote", 0) >= 6  # MDM; ORU gives results since issue 13
     assert outcomes.get("DiagnosticReport", 0) >= 12
     assert outcomes.get("Observation", 0) >= 3  # ORU without OBR
-    assert outcomes.get("ServiceRequest", 0) >= 30  # ORM/OML/OMG orders and REF referrals
-    assert sum(n for k, n in outcomes.items() if k.startswith("Immunization")) >= 14  # VXU (+NK1)
-    assert outcomes.get("PrescriptionEvent", 0) >= 2  # RDS dispenses
+    assert sum(n for k, n in outcomes.items() if "ServiceRequest" in k) >= 30  # ORM/OML/OMG orders, REF referrals
+    assert sum(n for k, n in outcomes.items() if "Immunization" in k) >= 14  # VXU (+NK1, AL1…)
+    assert sum(n for k, n in outcomes.items() if "PrescriptionEvent" in k) >= 2  # RDS dispenses
     assert outcomes.get("unsupported", 0) <= 125  # 256 before orders, pharmacy and VXU were decoded
 
 

@@ -17,6 +17,7 @@ import pytest
 from bridge import (
     DecodeError,
     Immunization,
+    Observation,
     MedicationAdministration,
     Prescription,
     PrescriptionEvent,
@@ -32,6 +33,10 @@ EXPECTED = CORPUS / "fhir-converter-expected"
 
 def decode(name: str) -> list[Any]:
     return FORMAT.decode((INPUT / f"{name}.hl7").read_bytes(), {})
+
+
+def of(records: list[Any], cls: type) -> list[Any]:
+    return [r for r in records if isinstance(r, cls)]
 
 
 def expected(folder: str, name: str, rtype: str) -> list[dict[str, Any]]:
@@ -85,7 +90,9 @@ def test_omg_orders_are_on_hold_as_orc5_says() -> None:
 
 
 def test_a_referral_is_a_service_request_with_both_providers() -> None:
-    (request,) = decode("REF-I12-01")
+    records = decode("REF-I12-01")
+    (request,) = of(records, ServiceRequest)
+    assert records[0] is request  # the first record holds the message; the others are carried
     (theirs, *_) = expected("REF_I12", "REF-I12-01", "ServiceRequest")
     assert isinstance(request, ServiceRequest) and request.category == "referral"
     assert request.status == theirs["status"] == "on-hold"  # RF1-1 P (pending)
@@ -100,12 +107,12 @@ def test_a_referral_is_a_service_request_with_both_providers() -> None:
 
 
 def test_a_referral_cancel_is_revoked() -> None:
-    (request,) = decode("REF-I14-01")
+    (request,) = of(decode("REF-I14-01"), ServiceRequest)
     assert request.status == "revoked" and request.category == "referral"
 
 
 def test_vxu_gives_an_immunization_like_microsofts() -> None:
-    (shot, _) = decode("VXU-V04-01")
+    (shot,) = of(decode("VXU-V04-01"), Immunization)
     (theirs,) = expected("VXU_V04", "VXU-V04-01", "Immunization")
     assert isinstance(shot, Immunization)
     assert shot.status == theirs["status"] == "completed"
@@ -126,7 +133,8 @@ def test_vxu_gives_an_immunization_like_microsofts() -> None:
 
 
 def test_vxu_next_of_kin_is_a_related_person() -> None:
-    (shot, kin) = decode("VXU-V04-01")
+    records = decode("VXU-V04-01")
+    (shot,), (kin,) = of(records, Immunization), of(records, RelatedPerson)
     assert isinstance(kin, RelatedPerson) and kin.patient is shot.patient
     assert kin.name is not None and kin.name.family == "Evan"
     assert [(c.code, c.system) for c in kin.relationship] == [("EMC", "ACR"), ("O", "HL70131")]
@@ -158,6 +166,16 @@ def test_rds_gives_a_dispense_as_an_rxfill_event() -> None:
     assert fill.quantity.code == theirs["quantity"]["code"]
     assert fill.medication is not None and fill.medication.ndc == "01151327"
     assert fill.prescriber_order_number == "1163422591"
+
+
+def test_an_order_carries_its_observations_allergies_diagnoses_and_insurance() -> None:
+    records = decode("ORM-O01-02")
+    kinds = [r.kind for r in records]
+    assert kinds[0] == "ServiceRequest"
+    assert {"Observation", "AllergyIntolerance", "Condition", "Coverage"} <= set(kinds)
+    assert all(r.extra["hl7v2"]["carried"] for r in records[1:])
+    (weight, *_) = of(records, Observation)
+    assert weight.patient is records[0].patient and weight.code
 
 
 def test_rde_o25_is_a_refill_order_like_o11() -> None:
@@ -237,15 +255,14 @@ def test_an_order_message_without_any_order_is_refused() -> None:
 
 
 def test_an_oml_without_orc_is_read_from_its_obr_with_a_warning() -> None:
-    records = decode("MDHHS-OML-O21-1")
-    (request,) = records
+    (request,) = of(decode("MDHHS-OML-O21-1"), ServiceRequest)
     assert isinstance(request, ServiceRequest) and request.code
     assert any("without ORC" in w for w in request.extra["hl7v2"]["warnings"])
 
 
 def test_an_orm_with_rxo_is_a_prescription() -> None:
     records = decode("ORM-O01-06")
-    assert [type(r).__name__ for r in records] == ["Prescription"]
+    assert type(records[0]).__name__ == "Prescription" and len(of(records, Prescription)) == 1
 
 
 # --- round trip: HL7v2 → records → HL7v2 -----------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record, RelatedPerson
 
 from . import datatypes as dt
-from .orders import header, keep_message, order_groups, practitioner
+from .orders import background, header, keep_message, order_groups, practitioner
 from .pharmacy import DELETED, quantity, route_site
 from .reader import Segment
 
@@ -125,4 +125,5 @@ def decode_vxu(dec: Decoder) -> list[Record]:
                              for rxa in group.all("RXA")]
     if patient is not None:
         records += [p for p in (related_person(dec, s, patient) for s in segs[:first] if s.name == "NK1") if p]
+    records += background(dec, segs[:first], patient, encounter)
     return keep_message(dec, records)

@@ -4,7 +4,8 @@ The tables here are documented in docs/hl7v2.md ("Orders, referrals, pharmacy an
 An order message carries a patient and visit, then order groups: each ORC starts one, and an OBR
 that follows an ORC belongs to it (an OBR with no ORC of its own, as some senders write OML, starts
 a group too, with a warning). A group with RXO and no OBR is a medication order: a Prescription,
-as OMP^O09 gives it. Everything else the message carries (IN1, GT1, DG1, OBX, SPM, FT1, BLG…) is
+as OMP^O09 gives it. The OBX of an order (before any SPM) are Observations, and the patient's AL1,
+DG1 and IN1 give AllergyIntolerance, Condition and Coverage as in an ADT. Everything else the message carries (IN1, GT1, DG1, OBX, SPM, FT1, BLG…) is
 kept: the whole message body travels in the first record (see :func:`keep_message`), so an HL7v2
 round trip gives it back unchanged, and the other records say ``carried``.
 """
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from bridge import Coding, DecodeError, Encounter, Identifier, Patient, Period, Practitioner, Record, ServiceRequest
 
+from . import adt, results
 from . import datatypes as dt
-from . import results
 from .reader import Segment, reencode_segment, text
 
 if TYPE_CHECKING:
@@ -85,6 +86,34 @@ def keep_message(dec: Decoder, records: list[Record]) -> list[Record]:
     for record in records[1:]:
         record.extra.setdefault("hl7v2", {})["carried"] = True  # type: ignore[attr-defined]
     return records
+
+
+def background(dec: Decoder, segments: list[Segment], patient: Patient | None,
+               encounter: Encounter | None) -> list[Record]:
+    """The patient's allergies (AL1/IAM), diagnoses (DG1) and insurance (IN1/IN2) anywhere in the
+    message, read as an ADT reads them (adt.ClinicalReader); carried, like every other record."""
+    if patient is None:
+        return []
+    reader = adt.ClinicalReader(dec.seps, dec.t, dec.reps)
+    return reader.records(adt.Group(segments=segments), patient, encounter)
+
+
+def observations(dec: Decoder, group: OrderGroup, patient: Patient | None,
+                 encounter: Encounter | None) -> list[Record]:
+    """The OBX of an order group before its SPM (what the orderer observed: a weight, a pregnancy
+    status, an ask-at-order-entry answer) as Observations; the OBX after an SPM describe the specimen
+    and stay in the kept message."""
+    obr = group.first("OBR")
+    section = dec.t(obr, 24)
+    out: list[Record] = []
+    for seg in group.segments:
+        if seg.name == "SPM":
+            break
+        if seg.name == "OBX":
+            obs = dec._observation(seg, obr, section)
+            obs.patient, obs.encounter, obs.extra = patient, encounter, {}
+            out.append(obs)
+    return out
 
 
 def header(dec: Decoder, segments: list[Segment], scope: Scope) -> tuple[Patient | None, Encounter | None]:
@@ -212,6 +241,9 @@ def decode_orders(dec: Decoder) -> list[Record]:
             records.append(rx)
         else:
             records.append(service_request(dec, group, patient, encounter, scope))
+    for group in order_groups(segs[first:]):
+        records += observations(dec, group, patient, encounter)
+    records += background(dec, segs, patient, encounter)
     keep_message(dec, records)
     if warnings:
         records[0].extra["hl7v2"]["warnings"] = warnings  # type: ignore[attr-defined]
@@ -276,4 +308,4 @@ def decode_referral(dec: Decoder) -> list[Record]:
         patient=patient,
         encounter=encounter,
     )
-    return keep_message(dec, [request])
+    return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

@@ -23,7 +23,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
-from .orders import header, keep_message, order_groups, practitioner
+from .orders import background, header, keep_message, order_groups, practitioner
 from .reader import Segment
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def decode_dispense(dec: Decoder) -> list[Record]:
     records: list[Record] = [dispense(dec, group, rxd, patient, scope)
                              for group in order_groups(segs[first:], starts=("RXD",))
                              for rxd in group.all("RXD")]
-    return keep_message(dec, records)
+    return keep_message(dec, records + background(dec, segs[:first], patient, None))
 
 
 def route_site(dec: Decoder, group: OrderGroup, after: Segment) -> tuple[Coding | None, Coding | None]:
@@ -143,4 +143,4 @@ def decode_administration(dec: Decoder) -> list[Record]:
     records: list[Record] = [build(dec, group, seg, patient, encounter, scope)
                              for group in order_groups(segs[first:], starts=(wanted,))
                              for seg in group.all(wanted)]
-    return keep_message(dec, records)
+    return keep_message(dec, records + background(dec, segs[:first], patient, encounter))
