@@ -166,6 +166,7 @@ def test_rds_gives_a_dispense_as_an_rxfill_event() -> None:
     assert fill.quantity.code == theirs["quantity"]["code"]
     assert fill.medication is not None and fill.medication.ndc == "01151327"
     assert fill.prescriber_order_number == "1163422591"
+    assert fill.description == theirs["note"][0]["text"] == "After Food"
 
 
 def test_an_order_carries_its_observations_allergies_diagnoses_and_insurance() -> None:

@@ -53,13 +53,16 @@ def _order_number(dec: Decoder, group: OrderGroup) -> str | None:
 
 def dispense(dec: Decoder, group: OrderGroup, rxd: Segment, patient: Patient | None,
              scope: Scope) -> PrescriptionEvent:
-    """RXD: what was dispensed (RXD-2), when (RXD-3), how much (RXD-4 with RXD-5 units)."""
+    """RXD: what was dispensed (RXD-2), when (RXD-3), how much (RXD-4 with RXD-5 units), and the
+    pharmacy's special dispensing instructions (RXD-9, FHIR note)."""
     codes = dt.read_codings(rxd.get(2), dec.seps)
+    notes = [c.display or c.code for c in (dt.read_coding(r, dec.seps) for r in dec.reps(rxd, 9)) if c]
     return PrescriptionEvent(
         event_type="RxFill",
         prescriber_order_number=_order_number(dec, group),
         occurred_at=dec.when(rxd, 3, scope),
         fill_status="Dispensed",
+        description="\n".join(n for n in notes if n) or None,
         quantity=quantity(dec, rxd, 4, 5, scope),
         medication=dec._medication(codes) if codes else None,
         patient=patient,
