@@ -5,7 +5,7 @@ path: local times, no zone) and after the core localizes it in the channel's zon
 the issue was fixed: 157 messages reach FHIR; 71 failed for lack of a zone before, none after.
 Since issue 13 the three ORU^R01 without OBR decode too (as Observations), and every ADT event
 decodes: 219 messages reach FHIR, 85 of them fail without a zone, none with one. With orders,
-referrals, dispenses, administrations and immunizations (issue 13, orders slice): 278 reach FHIR,
+referrals, dispenses, administrations, immunizations and OUL results (issue 13, orders slice): 284 reach FHIR,
 108 fail without a zone, none with one.
 """
 
@@ -40,5 +40,5 @@ def _fhir_failures(zone: str | None) -> tuple[int, int]:
 
 def test_seen_corpus_messages_fail_at_fhir_without_a_zone_and_pass_with_one():
     reached, failed_before = _fhir_failures(None)
-    assert reached == 278 and failed_before == 108
-    assert _fhir_failures("America/Chicago") == (278, 0)
+    assert reached == 284 and failed_before == 108
+    assert _fhir_failures("America/Chicago") == (284, 0)

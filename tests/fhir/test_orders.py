@@ -44,6 +44,7 @@ NEW_TYPES = (*REQUIRED, "RelatedPerson")
 SAMPLES = ["ORM-O01-01", "ORM-O01-02", "ORM-O01-03", "ORM-O01-04", "ORM-O01-05", "OML-O21-01", "OML-O21-02",
            "OML-O21-03", "OMG-O19-01", "OMG-O19-02", "REF-I12-01", "REF-I12-02", "REF-I14-01", "REF-I14-02",
            "VXU-V04-01", "VXU-V04-02", "VXU", "RDS-O13-01", "RDS-O13-02", "MDHHS-OML-O21-1", "MDHHS-OML-O21-2"]
+OUL = ["OUL-R22-01", "OUL-R22-02", "OUL-R23-01", "OUL-R23-02", "OUL-R24-01", "OUL-R24-02"]
 
 
 def bundle_of(fhir_format: Any, records: list[Any]) -> dict[str, Any]:
@@ -72,6 +73,13 @@ def check_new(bundle: dict[str, Any]) -> int:
 def test_every_corpus_order_immunization_and_dispense_is_valid_fhir(fhir_format, name: str) -> None:
     records = HL7V2.decode((INPUT / f"{name}.hl7").read_bytes(), {})
     assert check_new(bundle_of(fhir_format, records)) >= 1
+
+
+@pytest.mark.parametrize("name", OUL)
+def test_oul_results_are_valid_fhir_reports(fhir_format, name: str) -> None:
+    bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / f"{name}.hl7").read_bytes(), {}))
+    check_valid(bundle)
+    assert of_type(bundle, "DiagnosticReport") and of_type(bundle, "Observation")
 
 
 def test_a_ras_is_a_valid_medication_administration_referencing_its_order(fhir_format) -> None:

@@ -179,6 +179,14 @@ def test_an_order_carries_its_observations_allergies_diagnoses_and_insurance() -
     assert weight.patient is records[0].patient and weight.code
 
 
+@pytest.mark.parametrize("name", ["OUL-R22-01", "OUL-R23-02", "OUL-R24-01"])
+def test_oul_results_by_specimen_are_reports_like_an_oru(name: str) -> None:
+    reports = decode(name)
+    assert reports and all(r.kind == "DiagnosticReport" for r in reports)
+    assert all(r.observations for r in reports)
+    assert "message" in reports[0].extra["hl7v2"]  # written back whole, with its SPM, SAC and INV
+
+
 def test_rde_o25_is_a_refill_order_like_o11() -> None:
     records = decode("RDE-O25-01")
     assert records and all(isinstance(r, Prescription) for r in records)
@@ -268,7 +276,7 @@ def test_an_orm_with_rxo_is_a_prescription() -> None:
 
 # --- round trip: HL7v2 → records → HL7v2 -----------------------------------------------------------
 
-ROUND_TRIP = ["ORM-O01-01", "ORM-O01-03", "RDE-O25-01", "RDE-O25-02", "OML-O21-01", "OML-O21-02", "OMG-O19-01",
+ROUND_TRIP = ["OUL-R22-01", "OUL-R24-02", "ORM-O01-01", "ORM-O01-03", "RDE-O25-01", "RDE-O25-02", "OML-O21-01", "OML-O21-02", "OMG-O19-01",
               "REF-I12-01", "REF-I14-01",
               "VXU-V04-01", "VXU-V04-02", "RDS-O13-01", "RDS-O13-02"]
 

@@ -890,6 +890,8 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.mdm()
     elif (kind, event) == ("ORU", "R01"):
         records = decoder.oru()
+    elif kind == "OUL" and event in ("R22", "R23", "R24"):  # lab results by specimen: read as ORU, kept whole
+        records = orders.keep_message(decoder, decoder.oru())
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)
