@@ -187,3 +187,35 @@ def test_a_status_outside_the_value_set_is_refused_on_decode(fhir_format) -> Non
     entry["resource"]["status"] = "cancelled"  # not an R4 request-status code
     with pytest.raises(Exception, match="expected one of draft, active"):
         fhir_format.decode(json.dumps(bundle).encode(), {})
+
+
+def test_resources_written_elsewhere_decode_to_the_records(fhir_format) -> None:
+    """An EHR's own ServiceRequest and Immunization (no extensions of ours, server ids)."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "https://ehr.example.org/fhir/Patient/p1",
+         "resource": {"resourceType": "Patient", "id": "p1",
+                      "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.999.2", "value": "MRN00012345"}]}},
+        {"fullUrl": "https://ehr.example.org/fhir/ServiceRequest/s1",
+         "resource": {"resourceType": "ServiceRequest", "id": "s1", "status": "active", "intent": "original-order",
+                      "priority": "stat", "subject": {"reference": "Patient/p1"},
+                      "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}],
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "24725-4"}], "text": "CT Head"},
+                      "authoredOn": "2026-11-27T09:40:00-06:00"}},
+        {"fullUrl": "https://ehr.example.org/fhir/Immunization/i1",
+         "resource": {"resourceType": "Immunization", "id": "i1", "status": "not-done",
+                      "statusReason": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                                   "code": "PATOBJ"}]},
+                      "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "150"}]},
+                      "patient": {"reference": "Patient/p1"}, "occurrenceDateTime": "2026-10-15",
+                      "primarySource": False}},
+    ]}
+    records = fhir_format.decode(json.dumps(bundle).encode(), {})
+    (request,) = [r for r in records if isinstance(r, ServiceRequest)]
+    (shot,) = [r for r in records if isinstance(r, Immunization)]
+    assert (request.id, request.status, request.intent, request.priority, request.category) == (
+        "s1", "active", "original-order", "stat", "imaging")
+    assert [c.code for c in request.code] == ["24725-4", ""] and request.code[1].display == "CT Head"
+    assert request.patient is not None and request.patient.identifiers[0].value == "MRN00012345"
+    assert (shot.id, shot.status, shot.primary_source, shot.occurrence) == ("i1", "not-done", False, "2026-10-15")
+    assert shot.status_reason is not None and shot.status_reason.code == "PATOBJ"
+    assert shot.vaccine[0].system == "http://hl7.org/fhir/sid/cvx" and shot.patient is request.patient

@@ -1,5 +1,6 @@
 """HL7v2 pharmacy dispense and administration: RDS^O13 → PrescriptionEvent (RxFill), RAS^O17 and
-RGV^O15 → MedicationAdministration. (RDE^O25, a refill order, decodes as RDE^O11 does.)
+RGV^O15 → MedicationAdministration. (RDE^O25, a refill order, decodes as RDE^O11 does and is
+kept whole, see decode.decode_message.)
 
 A dispense is a :class:`~bridge.PrescriptionEvent` of event type ``RxFill`` with fill status
 ``Dispensed``, the record an NCPDP RxFill gives: both say the pharmacy handed the drug over, and
