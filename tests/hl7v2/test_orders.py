@@ -319,3 +319,13 @@ def test_the_store_keys_of_an_administration_name_patient_visit_and_order() -> N
     keys = keys_of(FORMAT.decode(RAS, {}))
     assert keys.prescription_number == "RX-20261120-0042"
     assert keys.patient_id and "MRN00012345" in keys.patient_id
+
+
+def test_referral_and_contact_segments_are_scrubbed_from_logs() -> None:
+    from bridge.core.redaction import scrub
+
+    for line in ("PRD|RP^Referring Provider^HL70286|POWELL^ROBERT^^^DR^MD|1031 HEALTHCARE DRIVE",
+                 "CTD|C^Emergency Contact^HL70131|Doe^Rosallie|115 MAINSTREET",
+                 "RXG|1||^^^20261120220000-0600|1732138^morphine 2 MG/ML^RXNORM"):
+        cleaned = scrub(f"peer said: {line}")
+        assert line.split("|", 1)[1] not in cleaned and "[redacted]" in cleaned
