@@ -118,6 +118,15 @@ def test_vxu_next_of_kin_is_a_related_person_of_the_patient(fhir_format) -> None
     assert entry["request"]["method"] == "PUT"
 
 
+def test_an_rds_dispense_is_a_conditional_update_on_a_derived_key(fhir_format) -> None:
+    raw = (INPUT / "RDS-O13-01.hl7").read_bytes()
+    bundle = bundle_of(fhir_format, HL7V2.decode(raw, {}))
+    (entry,) = of_type(bundle, "MedicationDispense")
+    assert entry["resource"]["status"] == "completed"
+    assert entry["request"]["method"] == "PUT" and "sid/dispense-key|" in entry["request"]["url"]
+    assert bundle_of(fhir_format, HL7V2.decode(raw, {})) == bundle  # the same key on re-delivery
+
+
 def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
     bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / "REF-I12-01.hl7").read_bytes(), {}))
     (entry,) = of_type(bundle, "ServiceRequest")

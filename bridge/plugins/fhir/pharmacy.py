@@ -10,9 +10,19 @@ resource it created. (Dispenses are PrescriptionEvents: see resources.dispense_o
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
-from bridge import ADMINISTRATION_STATUSES, EncodeError, Encounter, MedicationAdministration, Patient, Practitioner
+from bridge import (
+    ADMINISTRATION_STATUSES,
+    EncodeError,
+    Encounter,
+    MedicationAdministration,
+    Patient,
+    Practitioner,
+    PrescriptionEvent,
+    keys_of,
+)
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
@@ -37,6 +47,21 @@ if TYPE_CHECKING:
     from .encode import Writer
 
 SID_ADMINISTRATION_KEY = f"{C.BASE}/sid/administration-key"
+SID_DISPENSE_KEY = f"{C.BASE}/sid/dispense-key"
+
+
+def dispense_key(rec: PrescriptionEvent) -> dict[str, str] | None:
+    """A key for a dispense without NCPDP message id or record id (an HL7v2 RDS): the patient, the
+    order, the drug and the time, so a re-delivered RDS updates the MedicationDispense it created."""
+    if rec.message_id or rec.id or rec.patient is None:
+        return None
+    patient = keys_of([rec.patient]).patient_id
+    med = rec.medication
+    drug = (med.rxnorm or med.ndc or next((c.code for c in med.codings if c.code), None)) if med else None
+    if not patient or not (drug or rec.prescriber_order_number) or not rec.occurred_at:
+        return None
+    seed = "|".join(str(p or "") for p in (patient, rec.prescriber_order_number, drug, rec.occurred_at))
+    return {"system": SID_DISPENSE_KEY, "value": str(uuid.uuid5(uuid.NAMESPACE_URL, SID_DISPENSE_KEY + "#" + seed))}
 
 
 def first_code(rec: MedicationAdministration) -> str | None:

@@ -683,7 +683,8 @@ def dispense_out(rec: PrescriptionEvent, w: Writer) -> dict[str, Any]:
             rec, ext(C.EXT_RELATES_TO, "String", rec.relates_to_message_id),
             ext(C.EXT_EVENT_CODE, "String", rec.code), ext(C.EXT_FILL_STATUS, "String", unmapped_fill)),
         "identifier": identifiers_out(
-            rec, {"system": C.SID_NCPDP_MESSAGE_ID, "value": rec.message_id} if rec.message_id else None),
+            rec, {"system": C.SID_NCPDP_MESSAGE_ID, "value": rec.message_id} if rec.message_id else None,
+            dispense_key(rec)),
         "status": FILL_TO_STATUS.get(rec.fill_status or "", "unknown"),
         "medicationReference": medication,
         "subject": w.ref(rec.patient) if rec.patient else None,
@@ -1114,7 +1115,7 @@ IN = {
 
 from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
 from .orders import service_request_in, service_request_out  # noqa: E402
-from .pharmacy import administration_in, administration_out  # noqa: E402
+from .pharmacy import administration_in, administration_out, dispense_key  # noqa: E402
 from .related_person import related_person_in, related_person_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
