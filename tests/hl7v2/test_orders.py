@@ -329,3 +329,9 @@ def test_referral_and_contact_segments_are_scrubbed_from_logs() -> None:
                  "RXG|1||^^^20261120220000-0600|1732138^morphine 2 MG/ML^RXNORM"):
         cleaned = scrub(f"peer said: {line}")
         assert line.split("|", 1)[1] not in cleaned and "[redacted]" in cleaned
+
+
+def test_an_order_messages_next_of_kin_are_related_persons() -> None:
+    records = decode("ORM-O01-02") + decode("REF-I12-01")
+    people = of(records, RelatedPerson)
+    assert people and all(p.patient is not None and p.name for p in people)

@@ -4,15 +4,15 @@ RXA gives the vaccine (RXA-5, CVX or NDC), when (RXA-3), dose (RXA-6/7), lot (RX
 (RXA-16), manufacturer (RXA-17, MVX), refusal reason (RXA-18), completion status (RXA-20) and
 action (RXA-21); the RXR after it gives route and site; the OBX of the order group that CDC's
 immunization guide defines give the funding source (LOINC 30963-3) and the programme eligibility
-(64994-7). Each NK1 of the patient (a child's parents, whom a registry contacts) is a RelatedPerson.
-The whole message body (PD1, the VIS OBX…) is kept in the first record.
+(64994-7). Each NK1 of the patient (a child's parents, whom a registry contacts) is a RelatedPerson
+(see :func:`.orders.background`). The whole message body (PD1, the VIS OBX…) is kept in the first record.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record, RelatedPerson
+from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record
 
 from . import datatypes as dt
 from .orders import background, header, keep_message, order_groups, practitioner
@@ -89,29 +89,6 @@ def immunization(dec: Decoder, group: OrderGroup, rxa: Segment, patient: Patient
     )
 
 
-def related_person(dec: Decoder, nk1: Segment, patient: Patient) -> RelatedPerson | None:
-    """NK1: name (2), relationship (3, table 0063) and contact role (7, table 0131), address (4),
-    home and work phones (5, 6), identifiers (33). An NK1 that names nobody gives nothing."""
-    names = dec.reps(nk1, 2)
-    relationship = []
-    for number, table in ((3, "HL70063"), (7, "HL70131")):
-        reps = dec.reps(nk1, number)
-        coding = dt.read_coding(reps[0], dec.seps) if reps else None
-        if coding is not None:
-            coding.system = coding.system or table
-            relationship.append(coding)
-    telecom = [c for n in (5, 6) for c in (dt.read_telecom(r, dec.seps) for r in dec.reps(nk1, n)) if c]
-    person = RelatedPerson(
-        identifiers=[i for i in (dt.read_identifier(r, dec.seps) for r in dec.reps(nk1, 33)) if i],
-        name=dt.read_name(names[0], dec.seps) if names else None,
-        relationship=relationship,
-        telecom=telecom,
-        addresses=[a for a in (dt.read_address(r, dec.seps) for r in dec.reps(nk1, 4)) if a],
-        patient=patient,
-    )
-    return person if person.name or person.identifiers else None
-
-
 def decode_vxu(dec: Decoder) -> list[Record]:
     """VXU^V04: one Immunization per RXA (a VXU may carry only history, or none: then refused)."""
     segs = dec.message.segments
@@ -123,7 +100,5 @@ def decode_vxu(dec: Decoder) -> list[Record]:
     records: list[Record] = [immunization(dec, group, rxa, patient, encounter, scope)
                              for group in order_groups(segs[first:], starts=("RXA",))
                              for rxa in group.all("RXA")]
-    if patient is not None:
-        records += [p for p in (related_person(dec, s, patient) for s in segs[:first] if s.name == "NK1") if p]
     records += background(dec, segs[:first], patient, encounter)
     return keep_message(dec, records)

@@ -15,7 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bridge import Coding, DecodeError, Encounter, Identifier, Patient, Period, Practitioner, Record, ServiceRequest
+from bridge import (
+    Coding,
+    DecodeError,
+    Encounter,
+    Identifier,
+    Patient,
+    Period,
+    Practitioner,
+    Record,
+    RelatedPerson,
+    ServiceRequest,
+)
 
 from . import adt, results
 from . import datatypes as dt
@@ -88,14 +99,39 @@ def keep_message(dec: Decoder, records: list[Record]) -> list[Record]:
     return records
 
 
+def related_person(dec: Decoder, nk1: Segment, patient: Patient) -> RelatedPerson | None:
+    """NK1: name (2), relationship (3, table 0063) and contact role (7, table 0131), address (4),
+    home and work phones (5, 6), identifiers (33). An NK1 that names nobody gives nothing."""
+    names = dec.reps(nk1, 2)
+    relationship = []
+    for number, table in ((3, "HL70063"), (7, "HL70131")):
+        reps = dec.reps(nk1, number)
+        coding = dt.read_coding(reps[0], dec.seps) if reps else None
+        if coding is not None:
+            coding.system = coding.system or table
+            relationship.append(coding)
+    telecom = [c for n in (5, 6) for c in (dt.read_telecom(r, dec.seps) for r in dec.reps(nk1, n)) if c]
+    person = RelatedPerson(
+        identifiers=[i for i in (dt.read_identifier(r, dec.seps) for r in dec.reps(nk1, 33)) if i],
+        name=dt.read_name(names[0], dec.seps) if names else None,
+        relationship=relationship,
+        telecom=telecom,
+        addresses=[a for a in (dt.read_address(r, dec.seps) for r in dec.reps(nk1, 4)) if a],
+        patient=patient,
+    )
+    return person if person.name or person.identifiers else None
+
+
 def background(dec: Decoder, segments: list[Segment], patient: Patient | None,
                encounter: Encounter | None) -> list[Record]:
-    """The patient's allergies (AL1/IAM), diagnoses (DG1) and insurance (IN1/IN2) anywhere in the
-    message, read as an ADT reads them (adt.ClinicalReader); carried, like every other record."""
+    """The patient's next of kin (NK1, as RelatedPersons), allergies (AL1/IAM), diagnoses (DG1) and
+    insurance (IN1/IN2) in ``segments``, the last three read as an ADT reads them
+    (adt.ClinicalReader); carried, like every other record but the message's first."""
     if patient is None:
         return []
+    people = [p for p in (related_person(dec, s, patient) for s in segments if s.name == "NK1") if p]
     reader = adt.ClinicalReader(dec.seps, dec.t, dec.reps)
-    return reader.records(adt.Group(segments=segments), patient, encounter)
+    return [*people, *reader.records(adt.Group(segments=segments), patient, encounter)]
 
 
 def observations(dec: Decoder, group: OrderGroup, patient: Patient | None,
