@@ -86,6 +86,18 @@ from bridge.core.model.records import (  # noqa: E402
     Coverage,
     PatientLink,
 )
+from bridge.core.model.records import (  # noqa: E402
+    ADMINISTRATION_STATUSES,
+    IMMUNIZATION_STATUSES,
+    REQUEST_INTENTS,
+    REQUEST_PRIORITIES,
+    SERVICE_REQUEST_CATEGORIES,
+    SERVICE_REQUEST_STATUSES,
+    Immunization,
+    MedicationAdministration,
+    RelatedPerson,
+    ServiceRequest,
+)
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,

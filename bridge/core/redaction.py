@@ -30,7 +30,7 @@ from bridge.errors import BridgeError, ConfigError, LeaseLost, PluginError, Stor
 REDACTED = "[redacted]"
 HL7_SEGMENTS = ("MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "GT1", "IN1", "IN2", "DG1", "AL1", "OBX", "OBR",
                 "NTE", "ORC", "RXO", "RXE", "RXA", "RXD", "RXR", "RXC", "TQ1", "SCH", "AIP", "AIL", "AIG", "ARQ",
-                "MRG", "TXA", "SPM")
+                "MRG", "TXA", "SPM", "PRD", "CTD", "PRT", "RF1", "RXG", "IAM", "ACC")
 PHI_KEYS = ("family", "given", "prefix", "suffix", "name", "names", "birthDate", "birth_date", "dob",
             "date_of_birth", "gender", "sex", "line", "lines", "city", "postalCode", "postal_code", "zip",
             "address", "addresses", "telecom", "phone", "phones", "email", "ssn", "mrn", "identifier",

@@ -98,6 +98,8 @@ def keys_of(records: Iterable[Record]) -> BusinessKeys:
         elif isinstance(record, (ClinicalNote, Observation, DiagnosticReport)):
             put("patient_id", patient_key(record.patient))
             put("encounter_id", encounter_key(record.encounter))
-        else:
+        else:  # allergies, orders, administrations, immunizations…: whose, in which visit, for which order
+            put("prescription_number", getattr(record, "prescriber_order_number", None))
             put("patient_id", patient_key(getattr(record, "patient", None)))
+            put("encounter_id", encounter_key(getattr(record, "encounter", None)))
     return BusinessKeys(**found)

@@ -496,6 +496,109 @@ class Coverage(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# --- orders, medication administration, immunization (HL7v2 ORM/OML/OMG/REF, RAS/RGV, VXU) -------
+
+SERVICE_REQUEST_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
+REQUEST_INTENTS = ("proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order",
+                   "instance-order", "option")
+REQUEST_PRIORITIES = ("routine", "urgent", "asap", "stat")
+SERVICE_REQUEST_CATEGORIES = ("laboratory", "imaging", "referral")
+"""What kind of order: routes pick orders by it (a lab interface wants ``laboratory``, a referral
+manager ``referral``). Orders of any other service have no category rather than a wrong one."""
+ADMINISTRATION_STATUSES = ("in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped",
+                           "unknown")
+IMMUNIZATION_STATUSES = ("completed", "entered-in-error", "not-done")
+"""Code lists of FHIR R4 required bindings (request-status, request-intent, request-priority,
+medication-admin-status, immunization-status): the records accept only these codes."""
+
+
+@dataclass
+class ServiceRequest(Record):
+    """An order for a service: a lab test, an imaging study, a referral (HL7v2 ORC/OBR, RF1)."""
+
+    kind: ClassVar[str] = "ServiceRequest"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*SERVICE_REQUEST_STATUSES))
+    intent: str | None = field(default=None, metadata=_choices(*REQUEST_INTENTS))
+    category: str | None = field(default=None, metadata=_choices(*SERVICE_REQUEST_CATEGORIES))
+    priority: str | None = field(default=None, metadata=_choices(*REQUEST_PRIORITIES))
+    code: list[Coding] = field(default_factory=list)
+    occurrence: Period | None = None
+    authored: str | None = field(default=None, metadata=DATETIME)
+    requester: Practitioner | None = None
+    performers: list[Practitioner] = field(default_factory=list)
+    reason: list[Coding] = field(default_factory=list)
+    specimen_types: list[Coding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MedicationAdministration(Record):
+    """A dose given (or not given) to a patient (HL7v2 RXA in RAS; RXG in RGV)."""
+
+    kind: ClassVar[str] = "MedicationAdministration"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*ADMINISTRATION_STATUSES))
+    medication: Medication | None = None
+    dose: Quantity | None = None
+    route: Coding | None = None
+    site: Coding | None = None
+    start: str | None = field(default=None, metadata=DATETIME)
+    end: str | None = field(default=None, metadata=DATETIME)
+    performer: Practitioner | None = None
+    prescriber_order_number: str | None = None
+    status_reason: Coding | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Immunization(Record):
+    """A vaccine given, refused or recorded from history (HL7v2 RXA in VXU)."""
+
+    kind: ClassVar[str] = "Immunization"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*IMMUNIZATION_STATUSES))
+    status_reason: Coding | None = None
+    vaccine: list[Coding] = field(default_factory=list)
+    occurrence: str | None = field(default=None, metadata=DATETIME)
+    primary_source: bool | None = None
+    lot_number: str | None = None
+    expiration_date: str | None = field(default=None, metadata=DATETIME)
+    manufacturer: Coding | None = None
+    dose: Quantity | None = None
+    route: Coding | None = None
+    site: Coding | None = None
+    performer: Practitioner | None = None
+    funding_source: Coding | None = None
+    program_eligibility: list[Coding] = field(default_factory=list)
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RelatedPerson(Record):
+    """Someone close to the patient: next of kin, a parent, an emergency contact (HL7v2 NK1)."""
+
+    kind: ClassVar[str] = "RelatedPerson"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: HumanName | None = None
+    relationship: list[Coding] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -513,6 +616,10 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AllergyIntolerance,
         Condition,
         Coverage,
+        ServiceRequest,
+        MedicationAdministration,
+        Immunization,
+        RelatedPerson,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

@@ -4,7 +4,8 @@ Idempotency: every entry carries a conditional request on its business identifie
 (Patient, Practitioner, Organization, Medication) is a conditional create — ``POST`` with
 ``ifNoneExist`` — so we never overwrite what the EHR's master files hold; clinical events
 (Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference, DiagnosticReport,
-Observation, AllergyIntolerance, Condition, Coverage) are a conditional update — ``PUT Type?identifier=system|value`` — so a
+Observation, AllergyIntolerance, Condition, Coverage, ServiceRequest, MedicationAdministration,
+Immunization) are a conditional update — ``PUT Type?identifier=system|value`` — so a
 re-delivery after a status change updates the one resource. A Patient with links (a merge's
 survivor, HL7v2 A40) is a conditional update too: a create that found the patient would drop the
 merge. Entries reference each other by ``urn:uuid:`` full URLs derived (uuid5) from the same
@@ -38,7 +39,8 @@ PREFERRED_SYSTEMS = {
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
 }
 PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",),
-                   "DiagnosticReport": ("FILL", "PLAC"), "Coverage": ("MB",)}
+                   "DiagnosticReport": ("FILL", "PLAC"), "Coverage": ("MB",),
+                   "ServiceRequest": ("PLAC", "FILL"), "Immunization": ("PLAC", "FILL")}
 BUNDLE_TYPES = ("transaction", "collection")
 
 

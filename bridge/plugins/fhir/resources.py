@@ -30,7 +30,9 @@ from bridge import (
     EncodeError,
     Encounter,
     HumanName,
+    Immunization,
     Medication,
+    MedicationAdministration,
     Observation,
     Patient,
     PatientLink,
@@ -40,6 +42,8 @@ from bridge import (
     Prescription,
     PrescriptionEvent,
     Record,
+    RelatedPerson,
+    ServiceRequest,
     SignatureEvidence,
     StateLicense,
     keys_of,
@@ -685,7 +689,8 @@ def dispense_out(rec: PrescriptionEvent, w: Writer) -> dict[str, Any]:
             rec, ext(C.EXT_RELATES_TO, "String", rec.relates_to_message_id),
             ext(C.EXT_EVENT_CODE, "String", rec.code), ext(C.EXT_FILL_STATUS, "String", unmapped_fill)),
         "identifier": identifiers_out(
-            rec, {"system": C.SID_NCPDP_MESSAGE_ID, "value": rec.message_id} if rec.message_id else None),
+            rec, {"system": C.SID_NCPDP_MESSAGE_ID, "value": rec.message_id} if rec.message_id else None,
+            dispense_key(rec)),
         "status": FILL_TO_STATUS.get(rec.fill_status or "", "unknown"),
         "medicationReference": medication,
         "subject": w.ref(rec.patient) if rec.patient else None,
@@ -1118,4 +1123,16 @@ IN = {
     "Coverage": (Coverage, coverage_in),
 }
 """Resource type → (record class, decoder)."""
+
+from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
+from .orders import service_request_in, service_request_out  # noqa: E402
+from .pharmacy import administration_in, administration_out, dispense_key  # noqa: E402
+from .related_person import related_person_in, related_person_out  # noqa: E402
+
+OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
+            Immunization: immunization_out, RelatedPerson: related_person_out})
+IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
+           "MedicationAdministration": (MedicationAdministration, administration_in),
+           "Immunization": (Immunization, immunization_in),
+           "RelatedPerson": (RelatedPerson, related_person_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}

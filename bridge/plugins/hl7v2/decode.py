@@ -4,8 +4,10 @@ ADT A01-A62 → Encounter (or Patient for an event about the person only), with 
 Condition and Coverage from AL1/IAM, DG1 and IN1/IN2 and patient links from merges (see adt.py);
 SIU S12-S15 → Appointment; RDE^O11 and OMP^O09 → Prescription (one per ORC group); MDM^T02 →
 ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation per OBX; the mapping
-tables are in :mod:`.results`); BAR and DFT → the visit or Patient they are about, their financial
-segments kept raw (no record maps them yet).
+tables are in :mod:`.results`); ORM/OML/OMG → ServiceRequest and REF → referral ServiceRequest
+(:mod:`.orders`), RDS → RxFill PrescriptionEvent and RAS/RGV → MedicationAdministration
+(:mod:`.pharmacy`), VXU → Immunization (:mod:`.immunization`); RDE^O25 decodes as RDE^O11; BAR and
+DFT → the visit or Patient they are about, their financial segments kept raw (no record maps them yet).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -44,7 +46,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import results, results_encode, telehealth
+from . import immunization, orders, pharmacy, results, results_encode, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -530,8 +532,9 @@ class Decoder:
     def pharmacy(self) -> list[Record]:
         segs = self.message.segments
         first_orc = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
+        warning = None
         if first_orc is None:
-            raise DecodeError(f"{self.type}^{self.event} has no ORC segment", "ORC")
+            first_orc, warning = self._orderless(segs)
         header_scope, pid_scope = self.scope(), self.new_pid_scope()
         found = self.walk(segs[:first_orc], header_scope, ("MSH", "PID", "PV1", "PV2"))
         patient = self.patient(found.get("PID"), pid_scope)
@@ -540,7 +543,7 @@ class Decoder:
             encounter = self.encounter(found.get("PV1"), found.get("PV2"), header_scope, None)
         groups: list[list[Segment]] = []
         for seg in segs[first_orc:]:
-            if seg.name == "ORC":
+            if seg.name == "ORC" or not groups:
                 groups.append([])
             groups[-1].append(seg)
         pv1 = found.get("PV1")
@@ -548,7 +551,28 @@ class Decoder:
         header = header_scope.extra().get("hl7v2")
         if header:
             records[0].extra.setdefault("hl7v2", {})["header"] = header
+        if warning:
+            kept = records[0].extra.setdefault("hl7v2", {})
+            kept["warnings"] = [warning, *kept.get("warnings", ())]
+            kept["missing"] = ["ORC"]
+            log.warning("hl7v2 decode: %s^%s without ORC; one order read from its %s",
+                        self.type, self.event, "RXE" if self.type == "RDE" else "RXO")
+        if self.event != "O11" and self.type == "RDE":
+            records[0].extra.setdefault("hl7v2", {})["event"] = self.event
         return records
+
+    def _orderless(self, segs: list[Segment]) -> tuple[int, str]:
+        """An RDE (or OMP) without ORC: one order when exactly one RXE (RXO) says what it is, with
+        a warning; otherwise refused with the reason (which order each segment belongs to is unknown)."""
+        give = "RXE" if self.type == "RDE" else "RXO"
+        label = f"{self.type}^{self.event}"
+        at = [i for i, s in enumerate(segs) if s.name == give]
+        if not at:
+            raise DecodeError(f"{label} has no ORC segment and no {give}: nothing says what is ordered", "ORC")
+        if len(at) > 1:
+            raise DecodeError(f"{label} has no ORC segment and {len(at)} {give} segments: without ORC "
+                              "nothing says which segments belong to which order", "ORC")
+        return at[0], f"{label} without ORC: one order read from its {give} (no order number or status)"
 
     def _prescription(self, group: list[Segment], patient: Patient | None,
                       encounter: Encounter | None, pv1: Segment | None = None) -> Prescription:
@@ -975,10 +999,24 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.siu()
     elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
         records = decoder.pharmacy()
+    elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
+        records = orders.keep_message(decoder, decoder.pharmacy())
+    elif (kind, event) in orders.ORDER_MESSAGES:
+        records = orders.decode_orders(decoder)
+    elif kind == "REF" and event in orders.REFERRAL_EVENTS:
+        records = orders.decode_referral(decoder)
+    elif (kind, event) == ("RDS", "O13"):
+        records = pharmacy.decode_dispense(decoder)
+    elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
+        records = pharmacy.decode_administration(decoder)
+    elif (kind, event) == ("VXU", "V04"):
+        records = immunization.decode_vxu(decoder)
     elif kind == "MDM" and event in MDM_EVENTS:
         records = decoder.mdm()
     elif (kind, event) == ("ORU", "R01"):
         records = decoder.oru()
+    elif kind == "OUL" and event in ("R22", "R23", "R24"):  # lab results by specimen: read as ORU, kept whole
+        records = orders.keep_message(decoder, decoder.oru())
     elif kind in FINANCIAL_TYPES:
         records = decoder.financial()
     else:

@@ -2,8 +2,9 @@
 
 Encounter → ADT^A04 (A03 when finished, A11 when cancelled, or the event the record arrived with);
 Appointment → SIU^S12 (S15 when cancelled); consecutive Prescriptions of one patient → one RDE^O11
-with an ORC group each; ClinicalNote → MDM^T02. Several such records give several messages in a
-row. What a decoded record kept in ``extra["hl7v2"]`` (raw fields, explicit nulls, unmapped and
+with an ORC group each; ClinicalNote → MDM^T02; a record decoded from an order, referral, dispense,
+administration or immunization message → that message, written back from what it kept. Several
+such records give several messages in a row. What a decoded record kept in ``extra["hl7v2"]`` (raw fields, explicit nulls, unmapped and
 Z-segments) is written back where it came from, so decode → encode → decode loses nothing.
 
 MSH-10 is ``options["message_control_id"]`` when given, else a digest of the message body, so
@@ -314,7 +315,17 @@ class Encoder:
         body = header.render()
         for order in orders:
             body += self._order(order)
-        return self.message("RDE", "O11", "RDE_O11", body)
+        event = first.extra.get("hl7v2", {}).get("event") or "O11"
+        return self.message("RDE", event, f"RDE_{event}", body)
+
+    def kept_message(self, kept: Mapping[str, Any]) -> str:
+        """A message decoded whole (orders, referrals, dispenses, administrations, immunizations):
+        a fresh MSH with the type it arrived with, then its segments as they were read."""
+        kind, event, structure = ([*str(kept.get("type", "")).split("^"), "", "", ""])[:3]
+        segments = [str(s) for s in kept.get("segments", ())]
+        if not kind or not segments:
+            raise EncodeError("extra.hl7v2.message must name the message type and hold its segments")
+        return self.message(kind, event, structure, segments)
 
     def _order(self, rx: Prescription) -> list[str]:
         scope = Scope(rx.extra)
@@ -325,9 +336,11 @@ class Encoder:
         control = ORC1_CODES.get(rx.status or "", "")
         if not control and "ORC-1" not in scope.fields:
             control = "NW"
-        scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
-                          9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
-                          29: ORC29_CODES.get(rx.category or "", "")})
+        orderless = "ORC" in rx.extra.get("hl7v2", {}).get("missing", ()) and placer is None and filler is None
+        if not orderless:  # an RDE decoded without ORC is written back without one (the decoder warns again)
+            scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
+                              9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
+                              29: ORC29_CODES.get(rx.category or "", "")})
         med = rx.medication
         codings = list(med.codings) if med else []
         if med and not codings and (med.ndc or med.rxnorm or med.description):
@@ -504,7 +517,12 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     i = 0
     while i < len(records):
         record = records[i]
-        if isinstance(record, Prescription):
+        kept = record.extra.get("hl7v2", {})  # type: ignore[attr-defined]
+        if kept.get("message"):
+            messages.append(encoder.kept_message(kept["message"]))
+        elif kept.get("carried"):
+            pass  # its segments are in the message's first record, written with it
+        elif isinstance(record, Prescription):
             group = [record]
             while i + 1 < len(records) and isinstance(records[i + 1], Prescription) \
                     and _same_patient(record, records[i + 1]) and not records[i + 1].extra.get("hl7v2", {}).get("header"):
@@ -537,7 +555,9 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
         else:
             raise EncodeError(f"records[{i}]: HL7v2 output has no message for a {record.kind} "
                               "(supported: Encounter, Appointment, Prescription, ClinicalNote, DiagnosticReport, "
-                              "Observation, and the records an ADT decode gives)")
+                              "Observation, the records an ADT decode gives, and records decoded from an order, "
+                              "referral, dispense, administration or immunization message, which are written back "
+                              "as that message)")
         i += 1
     if not messages:
         raise EncodeError("HL7v2 writes the allergies, diagnoses and insurance of an ADT with the message's "

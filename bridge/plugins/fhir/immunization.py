@@ -1,0 +1,118 @@
+"""Immunization records as FHIR R4 Immunization resources, and back.
+
+status has a required binding (immunization-status: completed, entered-in-error, not-done), held
+as such by the record. FHIR requires the vaccine, the patient and the occurrence. The manufacturer
+is a logical reference to an Organization named by its MVX code (an IIS feed names the maker only
+so). A record without an identifier gets one derived from the patient, the vaccine and the time
+(system ``…/sid/immunization-key``), so a re-sent VXU updates the resource it created.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge import IMMUNIZATION_STATUSES, Coding, EncodeError, Encounter, Immunization, Patient, Practitioner
+
+from . import constants as C
+from .datatypes import compact, fhir_datetime
+from .orders import concept_in, concept_out
+from .reader import Node
+from .resources import (
+    absolute_identifiers,
+    absolute_system,
+    choice,
+    coded_in,
+    coded_out,
+    common_extensions,
+    derived_key,
+    local_system,
+    record_extra_in,
+    record_id,
+    split_identifiers,
+)
+from .results import quantity_in, quantity_out
+
+if TYPE_CHECKING:
+    from .decode import Reader
+    from .encode import Writer
+
+SID_IMMUNIZATION_KEY = f"{C.BASE}/sid/immunization-key"
+
+
+def manufacturer_out(coding: Coding | None) -> dict[str, Any] | None:
+    if coding is None:
+        return None
+    ident = compact({"system": absolute_system(coding.system), "value": coding.code or None})
+    return compact({"identifier": ident if ident.get("value") else None, "display": coding.display}) or None
+
+
+def manufacturer_in(node: Node | None) -> Coding | None:
+    if node is None:
+        return None
+    ident = node.obj("identifier")
+    code = ident.str("value") if ident is not None else None
+    display = node.str("display")
+    if not code and not display:
+        return None
+    return Coding(code=code or "", system=local_system(ident.str("system")) if ident is not None else None,
+                  display=display)
+
+
+def immunization_out(rec: Immunization, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("Immunization.patient is required by FHIR")
+    if not rec.status:
+        raise EncodeError("Immunization.status is required by FHIR (completed, entered-in-error or not-done)")
+    vaccine = concept_out(rec.vaccine)
+    if vaccine is None:
+        raise EncodeError("Immunization.vaccine is required by FHIR (Immunization.vaccineCode)")
+    if rec.occurrence is None:
+        raise EncodeError("Immunization.occurrence is required by FHIR: when was it given?")
+    first = next((c for c in rec.vaccine if c.code), None)
+    key = derived_key(SID_IMMUNIZATION_KEY, rec, first.code if first else None, rec.occurrence)
+    return compact({
+        "resourceType": "Immunization",
+        "extension": common_extensions(rec),
+        "identifier": absolute_identifiers(rec, key),
+        "status": rec.status,
+        "statusReason": coded_out(rec.status_reason),
+        "vaccineCode": vaccine,
+        "patient": w.ref(rec.patient),
+        "encounter": w.ref(rec.encounter) if rec.encounter else None,
+        "occurrenceDateTime": fhir_datetime(rec.occurrence, "Immunization.occurrence", w.options),
+        "primarySource": rec.primary_source,
+        "manufacturer": manufacturer_out(rec.manufacturer),
+        "lotNumber": rec.lot_number,
+        "expirationDate": fhir_datetime(rec.expiration_date[:10] if rec.expiration_date else None,
+                                        "Immunization.expiration_date", w.options, date_only=True),
+        "site": coded_out(rec.site),
+        "route": coded_out(rec.route),
+        "doseQuantity": quantity_out(rec.dose, True),
+        "performer": [{"actor": w.ref(rec.performer)}] if rec.performer else [],
+        "programEligibility": [c for c in (coded_out(p) for p in rec.program_eligibility) if c],
+        "fundingSource": coded_out(rec.funding_source),
+    })
+
+
+def immunization_in(node: Node, r: Reader) -> Immunization:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, SID_IMMUNIZATION_KEY)
+    performer = next((r.follow(p.obj("actor"), Practitioner) for p in node.list("performer")), None)
+    return Immunization(
+        id=record_id(node, found), identifiers=identifiers,
+        status=choice(node.str("status"), IMMUNIZATION_STATUSES, node.at("status")),
+        status_reason=coded_in(node.obj("statusReason")),
+        vaccine=concept_in(node.obj("vaccineCode")),
+        occurrence=node.datetime("occurrenceDateTime"),
+        primary_source=node.data.get("primarySource") if isinstance(node.data.get("primarySource"), bool) else None,
+        lot_number=node.str("lotNumber"),
+        expiration_date=node.datetime("expirationDate"),
+        manufacturer=manufacturer_in(node.obj("manufacturer")),
+        dose=quantity_in(node.obj("doseQuantity")),
+        route=coded_in(node.obj("route")), site=coded_in(node.obj("site")),
+        performer=performer,
+        funding_source=coded_in(node.obj("fundingSource")),
+        program_eligibility=[c for c in (coded_in(n) for n in node.list("programEligibility")) if c],
+        patient=r.follow(node.obj("patient"), Patient),
+        encounter=r.follow(node.obj("encounter"), Encounter),
+        extra=record_extra_in(node),
+    )

@@ -1,0 +1,131 @@
+"""ServiceRequest records as FHIR R4 ServiceRequest resources, and back.
+
+status, intent and priority have required bindings: the record holds their R4 codes, and a record
+without a status is written ``unknown``, without an intent ``order`` (both in their value sets,
+neither a claim the record did not make beyond "an order"). The category is a SNOMED CT code of
+R4's example binding; the specimens an order needs are contained Specimen resources (they have no
+identity of their own a server could match). The mapping is in ``docs/fhir.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge import (
+    REQUEST_INTENTS,
+    REQUEST_PRIORITIES,
+    SERVICE_REQUEST_STATUSES,
+    Coding,
+    EncodeError,
+    Encounter,
+    Patient,
+    Practitioner,
+    ServiceRequest,
+)
+
+from . import constants as C
+from .datatypes import compact, fhir_datetime, period_in, period_out
+from .reader import Node
+from .resources import (
+    absolute_identifiers,
+    choice,
+    coded_in,
+    coded_out,
+    common_extensions,
+    record_extra_in,
+    record_id,
+    split_identifiers,
+)
+
+if TYPE_CHECKING:
+    from .decode import Reader
+    from .encode import Writer
+
+SNOMED = "http://snomed.info/sct"
+CATEGORY_CODES = {"laboratory": ("108252007", "Laboratory procedure"), "imaging": ("363679005", "Imaging"),
+                  "referral": ("3457005", "Patient referral")}
+"""ServiceRequest.category (SNOMED CT, R4's example value set plus 3457005 for referrals)."""
+CATEGORY_BY_CODE = {code: name for name, (code, _) in CATEGORY_CODES.items()}
+
+
+def concept_out(codings: list[Coding]) -> dict[str, Any] | None:
+    """One CodeableConcept of several codings, each system an absolute URI (HL7 tables as
+    ``…/v2-nnnn``, a sender's names under ``…/v2-local/``), undone by :func:`concept_in`; a
+    code-less coding is the concept's text."""
+    coded = [coded_out(c)["coding"][0] for c in codings if c.code]  # type: ignore[index]
+    texts = [c.display for c in codings if not c.code and c.display]
+    return compact({"coding": coded, "text": texts[0] if texts else None}) or None
+
+
+def concept_in(node: Node | None) -> list[Coding]:
+    if node is None:
+        return []
+    found = [coded_in(Node({"coding": [c.data]}, c.path)) for c in node.list("coding")]
+    codings = [c for c in found if c is not None]
+    text = node.str("text")
+    if text and not any(c.display == text for c in codings):
+        codings.append(Coding(code="", display=text))
+    return codings
+
+
+def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("ServiceRequest.patient is required by FHIR (ServiceRequest.subject)")
+    subject = w.ref(rec.patient)
+    contained = [compact({"resourceType": "Specimen", "id": f"specimen{n}", "type": concept_out([coding]),
+                          "subject": subject}) for n, coding in enumerate(rec.specimen_types, start=1)]
+    category = CATEGORY_CODES.get(rec.category or "")
+    return compact({
+        "resourceType": "ServiceRequest",
+        "contained": contained,
+        "extension": common_extensions(rec),
+        "identifier": absolute_identifiers(rec),
+        "status": rec.status or "unknown",
+        "intent": rec.intent or "order",
+        "category": [{"coding": [{"system": SNOMED, "code": category[0], "display": category[1]}]}]
+        if category else [],
+        "priority": rec.priority,
+        "code": concept_out(rec.code),
+        "subject": subject,
+        "encounter": w.ref(rec.encounter) if rec.encounter else None,
+        "occurrencePeriod": period_out(rec.occurrence, "ServiceRequest.occurrence", w.options),
+        "authoredOn": fhir_datetime(rec.authored, "ServiceRequest.authored", w.options),
+        "requester": w.ref(rec.requester) if rec.requester else None,
+        "performer": [w.ref(p) for p in rec.performers],
+        "reasonCode": [c for c in (concept_out([r]) for r in rec.reason) if c],
+        "specimen": [{"reference": f"#{s['id']}"} for s in contained],
+        "note": [{"text": n} for n in rec.notes],
+    })
+
+
+def service_request_in(node: Node, r: Reader) -> ServiceRequest:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    category = None
+    for concept in node.list("category"):
+        for coding in concept.list("coding"):
+            if coding.str("system") == SNOMED:
+                category = category or CATEGORY_BY_CODE.get(coding.str("code") or "")
+    specimens = {f"#{c.str('id')}": c for c in node.list("contained") if c.str("resourceType") == "Specimen"}
+    specimen_types = []
+    for ref in node.list("specimen"):
+        target = specimens.get(ref.str("reference") or "")
+        if target is not None:
+            specimen_types += concept_in(target.obj("type"))
+    return ServiceRequest(
+        id=record_id(node, found), identifiers=identifiers,
+        status=choice(node.str("status"), SERVICE_REQUEST_STATUSES, node.at("status")),
+        intent=choice(node.str("intent"), REQUEST_INTENTS, node.at("intent")),
+        category=category,
+        priority=choice(node.str("priority"), REQUEST_PRIORITIES, node.at("priority")),
+        code=concept_in(node.obj("code")),
+        occurrence=period_in(node.obj("occurrencePeriod")),
+        authored=node.datetime("authoredOn"),
+        requester=r.follow(node.obj("requester"), Practitioner),
+        performers=[p for p in (r.follow(n, Practitioner) for n in node.list("performer")) if p],
+        reason=[c for n in node.list("reasonCode") for c in concept_in(n)],
+        specimen_types=specimen_types,
+        notes=[t for t in (n.str("text") for n in node.list("note")) if t],
+        patient=r.follow(node.obj("subject"), Patient),
+        encounter=r.follow(node.obj("encounter"), Encounter),
+        extra=record_extra_in(node),
+    )
