@@ -6,7 +6,8 @@ the issue was fixed: 157 messages reach FHIR; 71 failed for lack of a zone befor
 Since issue 13 the three ORU^R01 without OBR decode too (as Observations), and every ADT event
 decodes: 219 messages reach FHIR, 85 of them fail without a zone, none with one. With orders,
 referrals, dispenses, administrations, immunizations, OUL results, MDM T01-T11, SIU S16-S26 and BAR/DFT
-(the other slices of issue 13): 310 reach FHIR, 108 fail without a zone, none with one.
+(the other slices of issue 13): 310 reach FHIR, 108 fail without a zone, none with one. With problem lists
+(PPR^PC1-PC3): 322 and 117.
 """
 
 from __future__ import annotations
@@ -40,5 +41,5 @@ def _fhir_failures(zone: str | None) -> tuple[int, int]:
 
 def test_seen_corpus_messages_fail_at_fhir_without_a_zone_and_pass_with_one():
     reached, failed_before = _fhir_failures(None)
-    assert reached == 310 and failed_before == 108  # all five slices of issue 13: orders, MDM, SIU, BAR/DFT…
-    assert _fhir_failures("America/Chicago") == (310, 0)
+    assert reached == 322 and failed_before == 117  # issue 13's slices: orders, MDM, SIU, BAR/DFT, problems…
+    assert _fhir_failures("America/Chicago") == (322, 0)

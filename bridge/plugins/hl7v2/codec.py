@@ -50,6 +50,7 @@ KINDS_BY_TYPE = {
     "ORU": frozenset({"DiagnosticReport", "Observation"}),
     "BAR": frozenset({"Encounter", "Patient"}),
     "DFT": frozenset({"Encounter", "Patient"}),
+    "PPR": frozenset({"Condition"}),
 }
 
 

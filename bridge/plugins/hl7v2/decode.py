@@ -7,7 +7,8 @@ ClinicalNote; ORU^R01 → DiagnosticReport (one per OBR, with one Observation pe
 tables are in :mod:`.results`); ORM/OML/OMG → ServiceRequest and REF → referral ServiceRequest
 (:mod:`.orders`), RDS → RxFill PrescriptionEvent and RAS/RGV → MedicationAdministration
 (:mod:`.pharmacy`), VXU → Immunization (:mod:`.immunization`); RDE^O25 decodes as RDE^O11; BAR and
-DFT → the visit or Patient they are about, their financial segments kept raw (no record maps them yet).
+DFT → the visit or Patient they are about, their financial segments kept raw (no record maps them yet);
+PPR^PC1-PC3 → one problem-list Condition per PRB (:mod:`.problems`).
 Other types are refused with ``DecodeError("unsupported message type X")`` (see docs/hl7v2.md).
 
 Nothing is silently dropped: on the segments a mapping reads, fields it does not map are kept
@@ -46,7 +47,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import immunization, orders, pharmacy, results, results_encode, telehealth
+from . import immunization, orders, pharmacy, problems, results, results_encode, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -1019,6 +1020,8 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = orders.keep_message(decoder, decoder.oru())
     elif kind in FINANCIAL_TYPES:
         records = decoder.financial()
+    elif kind == "PPR" and event in problems.PROBLEM_EVENTS:
+        records = problems.decode_problems(decoder)
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     _check_msh_time(message, records)
