@@ -125,7 +125,7 @@ def test_batch_file_decodes_every_message() -> None:
     (b"BHS|^~\\&|X\rEVN|A04\rPID|1\r", "before any MSH"),
     (b"PID|1||X\r", "before any MSH"),
     (b"MSH|^~\\&|A|B|C|D|20240501||ADT^A04|1|P|2.5\rpid|1\r", "invalid segment name"),
-    (b"MSH|^~\\&|A|B|C|D|20240501||VXU^V04|1|P|2.5\rPID|1\r", "VXU^V04 has no RXA segment: no vaccination"),
+    (b"MSH|^~\\&|A|B|C|D|20240501||VXU^V04|1|P|2.5\rPID|1\r", "VXU^V04 has no RXA segment and names no patient"),
     (b"MSH|^~\\&|A|B|C|D|20240501||ORM^O01|1|P|2.5\rPID|1\r", "ORM^O01 has no order: no ORC, OBR or RXO"),
     (b"MSH|^~\\&|A|B|C|D|20240501||PGL^PC6|1|P|2.5\rPID|1\r", "unsupported message type PGL^PC6"),
     (b"MSH|^~\\&|A|B|C|D|20240501||PPR^PC1|1|P|2.5\rPID|1\r", "PPR^PC1 names no patient"),

@@ -57,3 +57,19 @@ def test_a_problem_message_without_a_patient_or_a_problem_is_refused_with_the_re
     without_prb = "\r".join(s for s in raw.split("\r") if not s.startswith("PRB"))
     with pytest.raises(DecodeError, match="PPR\\^PC1 has no PRB segment: no problem to record"):
         hl7.decode(without_prb.encode(), {})
+
+
+def test_a_vxu_without_rxa_is_its_patients_record_with_a_warning(formats):
+    """Real feeds update a registry's demographics with a VXU that carries no vaccination: its patient
+    is decoded (warned), written back unchanged, and valid in FHIR; with no patient either it is refused."""
+    hl7, fhir = formats
+    raw = (b"MSH|^~\\&|EHR|CLINIC|IIS|STATE|20240501083000||VXU^V04^VXU_V04|V1|P|2.5.1\r"
+           b"PID|1||MRN-V1^^^CLINIC^MR||Testkid^Riley||20200101|F\r"
+           b"NK1|1|Testkid^Jordan|MTH^Mother^HL70063\r")
+    records = hl7.decode(raw, {})
+    patient = records[0]
+    assert patient.kind == "Patient" and patient.name.family == "Testkid"
+    assert patient.extra["hl7v2"]["warnings"] == ["VXU^V04 without RXA: the patient's record decoded, no vaccination"]
+    assert [r.kind for r in records[1:]] == ["RelatedPerson"]
+    assert hl7.encode(records, {}).split(b"\r")[1:] == raw.split(b"\r")[1:]
+    Bundle.model_validate(json.loads(fhir.encode(records, {})))

@@ -10,6 +10,8 @@ immunization guide defines give the funding source (LOINC 30963-3) and the progr
 
 from __future__ import annotations
 
+import logging
+
 from typing import TYPE_CHECKING
 
 from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record
@@ -22,6 +24,8 @@ from .reader import Segment
 if TYPE_CHECKING:
     from .decode import Decoder, Scope
     from .orders import OrderGroup
+
+log = logging.getLogger(__name__)
 
 VACCINE_SYSTEMS = {"CVX": "http://hl7.org/fhir/sid/cvx", "MVX": "http://hl7.org/fhir/sid/mvx"}
 """The CDC vaccine (CVX) and manufacturer (MVX) code systems by their HL7v2 names: their FHIR
@@ -89,11 +93,15 @@ def immunization(dec: Decoder, group: OrderGroup, rxa: Segment, patient: Patient
     )
 
 
+NO_VACCINATION = "VXU^V04 without RXA: the patient's record decoded, no vaccination"
+
+
 def decode_vxu(dec: Decoder) -> list[Record]:
-    """VXU^V04: one Immunization per RXA (a VXU may carry only history, or none: then refused)."""
+    """VXU^V04: one Immunization per RXA. A VXU without RXA (real feeds send them to update a
+    registry's demographics) is its patient, with a warning; without a patient either, refused."""
     segs = dec.message.segments
     if not any(s.name == "RXA" for s in segs):
-        raise DecodeError("VXU^V04 has no RXA segment: no vaccination to record", "RXA")
+        return _patient_only(dec, segs)
     first = next(i for i, s in enumerate(segs) if s.name in ("ORC", "RXA"))
     scope = dec.scope()
     patient, encounter = header(dec, segs[:first], scope)
@@ -102,3 +110,13 @@ def decode_vxu(dec: Decoder) -> list[Record]:
                              for rxa in group.all("RXA")]
     records += background(dec, segs[:first], patient, encounter)
     return keep_message(dec, records)
+
+
+def _patient_only(dec: Decoder, segs: list[Segment]) -> list[Record]:
+    patient, _ = header(dec, segs, dec.scope())
+    if patient is None:
+        raise DecodeError("VXU^V04 has no RXA segment and names no patient: no vaccination and no one to record",
+                          "RXA")
+    log.warning("hl7v2 decode: %s", NO_VACCINATION)
+    patient.extra.setdefault("hl7v2", {})["warnings"] = [NO_VACCINATION]
+    return keep_message(dec, [patient, *background(dec, segs, patient, None)])
