@@ -81,6 +81,15 @@ def read_datetime(value: str) -> str | None:
     return out
 
 
+def write_number(value: float | int | None) -> str:
+    """A number as HL7 NM: no trailing ``.0``, no exponent."""
+    if value is None:
+        return ""
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
 def write_datetime(value: str | None) -> str:
     """ISO 8601 → HL7 DTM keeping its precision (``Z`` becomes ``+0000``)."""
     if not value:

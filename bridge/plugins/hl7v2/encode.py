@@ -42,6 +42,7 @@ from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
 from . import telehealth
+from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
 VERSION = "2.5"
@@ -65,15 +66,6 @@ ORC1_CODES = {"active": "NW", "cancelled": "CA", "stopped": "DC", "revoked": "CA
 """(``revoked``: what records decoded before R4 codes were used still say.)"""
 ORC5_CODES = {"completed": "CM", "entered-in-error": "ER"}
 ORC29_CODES = {"inpatient": "I", "outpatient": "O", "community": "O", "discharge": "O"}
-
-
-def number(value: float | int | None) -> str:
-    """A number as HL7 NM: no trailing ``.0``, no exponent."""
-    if value is None:
-        return ""
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
 
 
 class Scope:
@@ -301,18 +293,24 @@ class Encoder:
             scope.add("AIP", {1: "1", 3: dt.write_practitioner(appt.practitioner)})
         return self.message("SIU", event, "SIU_S12", scope.render())
 
-    def rde(self, orders: list[Prescription]) -> str:
-        first = orders[0]
-        header = Scope(first.extra.get("hl7v2", {}).get("header") and {"hl7v2": first.extra["hl7v2"]["header"]},
-                       self.th(encounter_facts(first.encounter)))
-        header.out.append(pid_segment(first.patient))
-        if first.encounter is not None or any(k.startswith("PV1-") for k in header.fields):
-            values = pv1_values(first.encounter)
+    def _patient_visit(self, first: Record) -> str:
+        """PID and, when there is a visit (or kept PV1 fields), PV1/PV2, then the kept Z segments of the
+        header: the part of an order or result message before its first order or report."""
+        kept_header = first.extra.get("hl7v2", {}).get("header")  # type: ignore[attr-defined]
+        encounter = getattr(first, "encounter", None)
+        header = Scope({"hl7v2": kept_header} if kept_header else None, self.th(encounter_facts(encounter)))
+        header.out.append(pid_segment(getattr(first, "patient", None)))
+        if encounter is not None or any(k.startswith("PV1-") for k in header.fields):
+            values = pv1_values(encounter)
             _fill_pv1_defaults(values, header)
             header.add("PV1", values)
-            _add_pv2(header, first.encounter)
+            _add_pv2(header, encounter)
         header.out += header.z_segments()
-        body = header.render()
+        return header.render()
+
+    def rde(self, orders: list[Prescription]) -> str:
+        first = orders[0]
+        body = self._patient_visit(first)
         for order in orders:
             body += self._order(order)
         event = first.extra.get("hl7v2", {}).get("event") or "O11"
@@ -415,16 +413,7 @@ class Encoder:
         with its OBX (and NTE notes) per DiagnosticReport, or bare OBX for Observations decoded
         from an ORU without OBR."""
         first = results[0]
-        kept_header = first.extra.get("hl7v2", {}).get("header")
-        header = Scope({"hl7v2": kept_header} if kept_header else None, self.th(encounter_facts(first.encounter)))
-        header.out.append(pid_segment(first.patient))
-        if first.encounter is not None or any(k.startswith("PV1-") for k in header.fields):
-            values = pv1_values(first.encounter)
-            _fill_pv1_defaults(values, header)
-            header.add("PV1", values)
-            _add_pv2(header, first.encounter)
-        header.out += header.z_segments()
-        body = header.render()
+        body = self._patient_visit(first)
         for index, result in enumerate(results, start=1):
             if isinstance(result, DiagnosticReport):
                 body += self._report(result, index)

@@ -14,6 +14,7 @@ from bridge import Coding, DiagnosticReport, Identifier, Observation, Quantity, 
 
 from . import datatypes as dt
 from . import results
+from .datatypes import write_number as number
 from .reader import comp, esc, join
 
 OBSERVATION_CODES = {"final": "F", "preliminary": "P", "corrected": "C", "entered-in-error": "W",
@@ -22,15 +23,6 @@ REPORT_CODES = {"registered": "O", "partial": "A", "preliminary": "P", "correcte
                 "cancelled": "X", "amended": "C", "appended": "C", "entered-in-error": "X", "unknown": ""}
 """FHIR statuses back to OBX-11 (0085) and OBR-25 (0123); R4 report statuses v2 has no code for
 (amended, appended) are sent as corrected, entered-in-error as cancelled."""
-
-
-def number(value: float | int | None) -> str:
-    """A number as HL7 NM: no trailing ``.0``, no exponent."""
-    if value is None:
-        return ""
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
 
 
 def _codings(codings: list[Coding]) -> str:
