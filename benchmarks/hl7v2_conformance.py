@@ -13,7 +13,10 @@ the first argument, with ``input/`` and ``expected/<TEMPLATE>/``), it also repor
 the share of samples that translate (HL7v2 decode and FHIR encode both succeed), our resource types'
 coverage of theirs by count (per sample, each of their resources with one of ours of the same type),
 and the per-field agreement of Patient, Encounter and MedicationRequest fields wherever both sides
-produce the resource. The numbers are in docs/hl7v2.md ("Measured over all of Microsoft's samples").
+produce the resource; and, on our FHIR rendering, Observation value/unit/interpretation (paired by
+code and value type), AllergyIntolerance, Condition and Immunization codes, Immunization lot, Coverage
+payor and subscriber id (in segment order) and ServiceRequest code/status/intent (paired by order
+number, else code). The numbers are in docs/hl7v2.md ("Measured over all of Microsoft's samples").
 """
 
 from __future__ import annotations
@@ -146,6 +149,156 @@ def prescription_fields(rx: Prescription, expected: dict[str, Any], resolve: Cal
     }
 
 
+# --- the newer records, compared on our FHIR rendering ---------------------------------------------
+#
+# Observation, AllergyIntolerance, Condition, Coverage, Immunization and ServiceRequest have no
+# counterpart among the records the fields above were first written for; their FHIR resources are
+# compared with Microsoft's directly. Codes are compared without their system (for a local coding
+# system Microsoft invents an http://example.com URL, we write our own namespace: docs/fhir.md).
+
+
+def first_code(concept: dict[str, Any] | None) -> str | None:
+    codings = (concept or {}).get("coding") or [{}]
+    return codings[0].get("code")
+
+
+def observation_value(resource: dict[str, Any]) -> Any:
+    """The value[x] of an Observation, normalised: a number, the codes of a concept, else the raw."""
+    quantity = resource.get("valueQuantity")
+    if quantity is not None:
+        return ("quantity", float(quantity["value"]) if "value" in quantity else None, quantity.get("comparator"))
+    concept = resource.get("valueCodeableConcept")
+    if concept is not None:
+        return ("coded", [c.get("code") for c in concept.get("coding", [])][:1] or concept.get("text"))
+    when = resource.get("valueDateTime")
+    if when is not None:
+        return ("datetime", instant(when))
+    return {k: v for k, v in resource.items() if k.startswith("value")}
+
+
+def observation_unit(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    quantity = resource.get("valueQuantity") or {}
+    return quantity.get("code"), quantity.get("unit")
+
+
+def interpretation(resource: dict[str, Any]) -> list[str | None]:
+    return [c.get("code") for i in resource.get("interpretation", []) for c in i.get("coding", [])]
+
+
+def payor(resource: dict[str, Any], resolve: Callable) -> set[str]:
+    """What names a Coverage's payer: the Organization's name and identifier values, or the
+    display and identifier of a logical reference."""
+    out: set[str] = set()
+    for ref in resource.get("payor", []):
+        org = resolve(ref) or {}
+        for value in (ref.get("display"), (ref.get("identifier") or {}).get("value"), org.get("name"),
+                      *(i.get("value") for i in org.get("identifier", []))):
+            if value:
+                out.add(value.strip())
+    return out
+
+
+def pair_in_order(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+    """The i-th of ours with the i-th of theirs (both follow the segments' order: AL1, DG1, IN1, RXA)."""
+    return list(zip(ours, theirs))
+
+
+def pair_by(ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
+            key: Callable[[dict[str, Any]], set[str]],
+            kind: Callable[[dict[str, Any]], Any] = lambda resource: None) -> list[tuple[dict, dict]]:
+    """Each of ours with the first unused of theirs sharing a key (a code, an order number), one of
+    the same ``kind`` first (an OBX's value type: several OBX of an order may share one code)."""
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for same_kind in (True, False):
+        for n, mine in enumerate(ours):
+            if any(n == m for m, _ in pairs):
+                continue
+            index = next((i for i, other in enumerate(theirs) if i not in used and key(mine) & key(other)
+                          and (not same_kind or kind(other) == kind(mine))), None)
+            if index is not None:
+                pairs.append((n, index))
+                used.add(index)
+    return [(ours[m], theirs[t]) for m, t in sorted(pairs)]
+
+
+def value_kind(resource: dict[str, Any]) -> tuple[str, ...]:
+    """Which value[x] an Observation has (none for an OBX whose value neither side maps)."""
+    return tuple(sorted(k for k in resource if k.startswith("value")))
+
+
+def order_numbers(resource: dict[str, Any]) -> set[str]:
+    return {i["value"] for i in resource.get("identifier", []) if i.get("value")}
+
+
+def pair_orders(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+    """ServiceRequests by a shared order number; the rest (orders with only an ORC-4 group number,
+    which Microsoft makes an identifier and we do not) by their code, in order."""
+    pairs = pair_by(ours, theirs, order_numbers)
+    left_mine = [r for r in ours if not any(r is a for a, _ in pairs)]
+    left_theirs = [r for r in theirs if not any(r is b for _, b in pairs)]
+    return pairs + pair_by(left_mine, left_theirs, observation_codes)
+
+
+def observation_codes(resource: dict[str, Any]) -> set[str]:
+    """The OBX-3 identifier (the first coding): an alternate code is shared by unrelated OBX."""
+    code = first_code(resource.get("code"))
+    return {code} if code else set()
+
+
+def resource_fields(rtype: str, mine: dict[str, Any], other: dict[str, Any], resolve_mine: Callable,
+                    resolve_other: Callable) -> dict[str, bool]:
+    """Field agreement of one pair of resources of the newer record types."""
+    if rtype == "Observation":
+        return {"observation.value": observation_value(mine) == observation_value(other),
+                "observation.unit": observation_unit(mine) == observation_unit(other),
+                "observation.interpretation": interpretation(mine) == interpretation(other)}
+    if rtype == "AllergyIntolerance":
+        return {"allergy.code": first_code(mine.get("code")) == first_code(other.get("code"))}
+    if rtype == "Condition":
+        return {"condition.code": first_code(mine.get("code")) == first_code(other.get("code"))}
+    if rtype == "Coverage":
+        return {"coverage.payor": bool(payor(mine, resolve_mine) & payor(other, resolve_other))
+                or payor(mine, resolve_mine) == payor(other, resolve_other),
+                "coverage.subscriber_id": (mine.get("subscriberId") or "").strip()
+                == (other.get("subscriberId") or "").strip()}
+    if rtype == "Immunization":
+        return {"immunization.vaccine": first_code(mine.get("vaccineCode")) == first_code(other.get("vaccineCode")),
+                "immunization.lot": mine.get("lotNumber") == other.get("lotNumber")}
+    return {"service_request.code": first_code(mine.get("code")) == first_code(other.get("code")),
+            "service_request.status": mine.get("status") == other.get("status"),
+            "service_request.intent": mine.get("intent") == other.get("intent")}
+
+
+NEWER = ("Observation", "AllergyIntolerance", "Condition", "Coverage", "Immunization", "ServiceRequest")
+
+
+def newer_rows(name: str, bundle: dict[str, Any], theirs: list[dict[str, Any]],
+               resolve_other: Callable) -> list[tuple[str, str, bool]]:
+    """(sample, field, agrees) for the newer record types: Observations paired by code, ServiceRequests
+    by an order number they share, the others in segment order."""
+    mine_all = [e["resource"] for e in bundle.get("entry", [])]
+    index = {e.get("fullUrl"): e["resource"] for e in bundle.get("entry", []) if e.get("fullUrl")}
+    index.update({f"{r['resourceType']}/{r.get('id')}": r for r in mine_all})
+
+    def resolve_mine(ref: dict[str, Any] | None) -> dict[str, Any] | None:
+        return index.get((ref or {}).get("reference", "")) if ref else None
+
+    rows: list[tuple[str, str, bool]] = []
+    for rtype in NEWER:
+        mine = [r for r in mine_all if r["resourceType"] == rtype]
+        other = [r for r in theirs if r["resourceType"] == rtype]
+        if rtype == "Observation":
+            pairs = pair_by(mine, other, observation_codes, value_kind)
+        elif rtype == "ServiceRequest":
+            pairs = pair_orders(mine, other)
+        else:
+            pairs = pair_in_order(mine, other)
+        for a, b in pairs:
+            rows += [(name, f, ok) for f, ok in resource_fields(rtype, a, b, resolve_mine, resolve_other).items()]
+    return rows
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 
@@ -252,6 +405,7 @@ def wide_sample(name: str, expected_path: Path, inputs: Path) -> dict[str, Any]:
                          None)
             if match is not None:
                 rows += [(f"{name}/{placer}", f, ok) for f, ok in prescription_fields(rx, match, resolve).items()]
+        rows += newer_rows(name, bundle, theirs, resolve)
     return {"name": name, "translated": bundle is not None, "why": why, "theirs": their_types,
             "ours": our_types, "rows": rows}
 

@@ -50,6 +50,12 @@ def test_field_agrees_on_at_least_90_percent(agreement: dict[str, tuple[int, int
     assert agree / total >= 0.9, f"{field}: {agree}/{total}"
 
 
+def test_every_field_but_one_period_agrees_on_the_first_samples(agreement: dict[str, tuple[int, int]]) -> None:
+    """ADT-A04-01's expected discharge (PV2-9) is the one difference left (docs/hl7v2.md)."""
+    assert {f for f, (agree, total) in agreement.items() if agree < total} == {"encounter.period"}
+    assert agreement["encounter.period"] == (10, 11)
+
+
 def test_comparison_detects_a_wrong_value() -> None:
     """The comparison is not vacuous: a wrong gender or class is counted as a disagreement."""
     module = load_conformance()
@@ -70,7 +76,7 @@ def wide_samples() -> list[dict]:
 
 
 def test_every_fixture_sample_translates_to_fhir(wide_samples: list[dict]) -> None:
-    assert len(wide_samples) >= 18  # ADT A01/A04/A08, ORU R01, RDE O11
+    assert len(wide_samples) >= 34  # ADT A01/A04/A05/A08/A13/A14/A16/A25, BAR, MDM, orders, ORU, OUL, RDE, REF, VXU
     assert [s["name"] for s in wide_samples if not s["translated"]] == []
 
 
@@ -84,14 +90,63 @@ def test_type_coverage_counts_their_resources_with_a_counterpart(wide_samples: l
     assert oru and oru[0]["ours"]["Observation"] >= oru[0]["theirs"]["Observation"]
 
 
+WIDE_FIELDS = (*FIELDS, "allergy.code", "condition.code", "coverage.payor", "coverage.subscriber_id",
+               "observation.value", "observation.unit", "observation.interpretation", "immunization.vaccine",
+               "immunization.lot", "service_request.code", "service_request.status", "service_request.intent")
+EXPLAINED = {
+    ("ADT-A04-01", "encounter.period"), ("ADT-A16-01", "encounter.period"),  # PV2-9 is no end of a visit
+    ("REF-I14-01", "service_request.status"),  # a cancelled referral is revoked, not entered-in-error
+}
+"""The disagreements over the fixture samples, each explained in docs/hl7v2.md."""
+
+
 def test_wide_field_agreement_holds_where_both_produce_the_resource(wide_samples: list[dict]) -> None:
     module = load_conformance()
     result = module.table([row for sample in wide_samples for row in sample["rows"]])
-    assert result["patient.gender"][1] >= 18
+    assert set(WIDE_FIELDS) <= set(result)
+    assert result["patient.gender"][1] >= 34 and result["encounter.status"][1] >= 29
     for field, (agree, total) in result.items():
-        if field != "encounter.status":
-            assert agree / total >= 0.9, f"{field}: {agree}/{total}"
-    # Known (docs/hl7v2.md): outside ADT we read no Encounter status from PV1 (ORU, RDE samples).
-    status_misses = {name.split("/")[0] for sample in wide_samples for name, field, ok in sample["rows"]
-                     if field == "encounter.status" and not ok}
-    assert status_misses and not any(name.startswith("ADT") for name in status_misses)
+        # The fixtures over-represent the explained cases (period 27 of 29 here, 97 of 101 over all of
+        # Microsoft's samples; referral status 5 of 6 here, 19 of 24 over all): those fields are held
+        # to exactly the explained misses below instead.
+        if field not in ("encounter.period", "service_request.status"):
+            assert agree / total >= 0.95, f"{field}: {agree}/{total}"
+    misses = {(name.split("/")[0], field) for sample in wide_samples for name, field, ok in sample["rows"] if not ok}
+    assert misses == EXPLAINED
+
+
+def test_encounter_status_outside_adt_agrees_with_microsoft(wide_samples: list[dict]) -> None:
+    """MDM, BAR, ORU, OUL, orders and pharmacy read the status from PV1 like an ADT update."""
+    rows = [(s["name"], ok) for s in wide_samples for _, field, ok in s["rows"] if field == "encounter.status"]
+    outside = [ok for name, ok in rows if not name.startswith("ADT")]
+    assert len(outside) >= 12 and all(outside)
+
+
+def test_new_record_fields_detect_a_wrong_value() -> None:
+    """The added comparisons are not vacuous: a changed value, unit, code or status is a disagreement."""
+    module = load_conformance()
+    none = lambda ref: None  # noqa: E731
+    theirs = {"resourceType": "Observation", "code": {"coding": [{"code": "8867-4"}]},
+              "valueQuantity": {"value": 60, "unit": "/min", "code": "/min"},
+              "interpretation": [{"coding": [{"code": "H"}]}]}
+    same = module.resource_fields("Observation", theirs, theirs, none, none)
+    assert all(same.values())
+    wrong = {**theirs, "valueQuantity": {"value": 61, "unit": "beats", "code": "/min"}, "interpretation": []}
+    assert not any(module.resource_fields("Observation", wrong, theirs, none, none).values())
+    order = {"resourceType": "ServiceRequest", "code": {"coding": [{"code": "57698-3"}]}, "status": "active",
+             "intent": "order"}
+    other = {**order, "status": "revoked", "code": {"coding": [{"code": "24331-1"}]}}
+    fields = module.resource_fields("ServiceRequest", order, other, none, none)
+    assert fields == {"service_request.code": False, "service_request.status": False, "service_request.intent": True}
+    cover = {"resourceType": "Coverage", "subscriberId": "HMO-1", "payor": [{"display": "Prairie Health"}]}
+    fields = module.resource_fields("Coverage", cover, {**cover, "subscriberId": "HMO-2 "}, none, none)
+    assert fields == {"coverage.payor": True, "coverage.subscriber_id": False}
+
+
+def test_observations_pair_by_code_and_value_type_first() -> None:
+    """Two OBX with one code (an image and a coded reading) pair with theirs of the same value type."""
+    module = load_conformance()
+    image = {"code": {"coding": [{"code": "AREA"}]}}
+    coded = {"code": {"coding": [{"code": "AREA"}]}, "valueCodeableConcept": {"coding": [{"code": "OB-5"}]}}
+    pairs = module.pair_by([image, coded], [coded], module.observation_codes, module.value_kind)
+    assert pairs == [(coded, coded)]

@@ -82,7 +82,8 @@ def prescription(number: str = "ORD1") -> Prescription:
         quantity=Quantity(value=30.0, unit="capsule", code="C48480", system="NCI"), refills=1,
         sig="Take 1 capsule\nby mouth 3 times daily", substitution_allowed=False,
         written_date="2024-05-01T10:20:00-05:00", patient=patient(), prescriber=doctor(),
-        encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], encounter_class="AMB", modality="video",
+        encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], status="in-progress",
+                            encounter_class="AMB", modality="video",
                             patient_location=PatientLocation(state="TX", country="US")))
 
 
@@ -91,7 +92,8 @@ def note() -> ClinicalNote:
         identifiers=[Identifier(value="DOC1")], status="final", note_type=Coding(code="CN", system="HL70270"),
         text="Visit by video.\nPatient | stable ^ improving & eating \\ well.", content_type="text/plain",
         authored="2024-05-01T10:45:00-05:00", author=doctor(), patient=patient(), document_event="original",
-        encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], encounter_class="AMB", modality="video"))
+        encounter=Encounter(identifiers=[Identifier(value="V100", type="VN")], status="in-progress",
+                            encounter_class="AMB", modality="video"))
 
 
 def addendum() -> ClinicalNote:

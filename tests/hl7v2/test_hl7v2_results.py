@@ -26,7 +26,7 @@ from bridge import (
     Quantity,
     record_to_dict,
 )
-from bridge.plugins.hl7v2.codec import decode
+from bridge.plugins.hl7v2.codec import decode, encode
 from bridge.plugins.hl7v2.results import INTERPRETATION_SYSTEM, V2_0078
 from bridge.testing import plugin_manager
 
@@ -375,3 +375,17 @@ def test_a_route_can_send_pain_reports_to_a_registry_and_labs_elsewhere() -> Non
     (lab,) = decode(CBC.read_bytes(), {})
     routed = router.route([pain, lab])
     assert routed["pain-registry"] == [pain] and routed["ehr"] == [pain, lab]
+
+
+@pytest.mark.parametrize(("kind", "value"), [("NM", "80~120"), ("DTM", "20261127~20261128")])
+def test_a_repeated_single_value_is_kept_as_sent_not_read_as_its_first(kind: str, value: str) -> None:
+    """An NM (or a time) is one value; of ``80~120`` reading 80 would report a result the sender did
+    not single out, and 120 would vanish from FHIR. No value is read, the raw goes back on the wire."""
+    raw = HEADER + seg("OBR", {1: "1", 4: "8867-4^Heart rate^LN"}) + \
+        seg("OBX", {1: "1", 2: kind, 3: "8867-4^Heart rate^LN", 5: value, 11: "F"})
+    (obs,) = one_report(raw).observations
+    assert obs.value_quantity is None and obs.value_datetime is None
+    assert obs.extra["hl7v2"]["fields"]["OBX-5"] == value
+    assert any("repeats" in w for w in obs.extra["hl7v2"]["warnings"])
+    again = decode(encode([one_report(raw)], {}), {})[0].observations[0]
+    assert again.extra["hl7v2"]["fields"]["OBX-5"] == value

@@ -335,3 +335,22 @@ def test_an_order_messages_next_of_kin_are_related_persons() -> None:
     records = decode("ORM-O01-02") + decode("REF-I12-01")
     people = of(records, RelatedPerson)
     assert people and all(p.patient is not None and p.name for p in people)
+
+
+def test_a_referral_type_is_a_category_not_the_requested_service() -> None:
+    """RF1-3 (Med, Lab, Rad…) says what kind of referral it is; ServiceRequest.code would claim it is
+    the service asked for. It goes to a second category, as Microsoft writes it, and comes back."""
+    from bridge.testing import plugin_manager
+
+    (request,) = of(decode("REF-I12-01"), ServiceRequest)
+    assert request.code == [] and request.referral_type is not None
+    assert (request.referral_type.code, request.referral_type.display) == ("Med", "Medical")
+    fhir = plugin_manager().format("fhir")
+    bundle = json.loads(fhir.encode([request], {}))
+    (resource,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    (theirs, *_) = expected("REF_I12", "REF-I12-01", "ServiceRequest")
+    assert "code" not in resource and "code" not in theirs
+    assert [c["coding"][0]["code"] for c in resource["category"]] == ["3457005", "Med"]
+    assert "Med" in {c["coding"][0]["code"] for c in theirs["category"]}
+    (again,) = of(fhir.decode(json.dumps(bundle).encode(), {}), ServiceRequest)
+    assert again.referral_type is not None and again.referral_type.code == "Med" and again.code == []

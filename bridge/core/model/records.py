@@ -524,6 +524,7 @@ class ServiceRequest(Record):
     category: str | None = field(default=None, metadata=_choices(*SERVICE_REQUEST_CATEGORIES))
     priority: str | None = field(default=None, metadata=_choices(*REQUEST_PRIORITIES))
     code: list[Coding] = field(default_factory=list)
+    referral_type: Coding | None = None
     occurrence: Period | None = None
     authored: str | None = field(default=None, metadata=DATETIME)
     requester: Practitioner | None = None

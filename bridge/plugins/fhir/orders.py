@@ -82,8 +82,8 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
         "identifier": absolute_identifiers(rec),
         "status": rec.status or "unknown",
         "intent": rec.intent or "order",
-        "category": [{"coding": [{"system": SNOMED, "code": category[0], "display": category[1]}]}]
-        if category else [],
+        "category": ([{"coding": [{"system": SNOMED, "code": category[0], "display": category[1]}]}]
+                     if category else []) + [c for c in [coded_out(rec.referral_type)] if c],
         "priority": rec.priority,
         "code": concept_out(rec.code),
         "subject": subject,
@@ -100,11 +100,15 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
 
 def service_request_in(node: Node, r: Reader) -> ServiceRequest:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
-    category = None
+    category, kinds = None, []
     for concept in node.list("category"):
         for coding in concept.list("coding"):
             if coding.str("system") == SNOMED:
                 category = category or CATEGORY_BY_CODE.get(coding.str("code") or "")
+        if not any(c.str("system") == SNOMED for c in concept.list("coding")):
+            kinds.append(concept)
+    # A referral's other category is its kind (RF1-3); another order's is not read (as before).
+    referral_type = coded_in(kinds[0]) if category == "referral" and kinds else None
     specimens = {f"#{c.str('id')}": c for c in node.list("contained") if c.str("resourceType") == "Specimen"}
     specimen_types = []
     for ref in node.list("specimen"):
@@ -118,6 +122,7 @@ def service_request_in(node: Node, r: Reader) -> ServiceRequest:
         category=category,
         priority=choice(node.str("priority"), REQUEST_PRIORITIES, node.at("priority")),
         code=concept_in(node.obj("code")),
+        referral_type=referral_type,
         occurrence=period_in(node.obj("occurrencePeriod")),
         authored=node.datetime("authoredOn"),
         requester=r.follow(node.obj("requester"), Practitioner),

@@ -48,6 +48,10 @@ visit is once the cancelled event is undone: A11 (cancel admit) cancelled, A13 (
 in progress again. Every other event (A08, A31, the merges…) reads PV1 (see ``Decoder._status``).
 The event itself is kept (``extra["hl7v2"]["event"]``) whenever the encoder would not pick it."""
 
+DISCHARGE_CANCELS = frozenset(("A13", "A25"))
+"""Cancel discharge and cancel pending discharge: the visit goes on, so a PV1-45 the message still
+carries is no end of the Encounter (it is kept on the wire for the HL7v2 round trip)."""
+
 STRUCTURES = {
     "A01": "ADT_A01", "A02": "ADT_A02", "A03": "ADT_A03", "A04": "ADT_A01", "A05": "ADT_A05", "A06": "ADT_A06",
     "A07": "ADT_A06", "A08": "ADT_A01", "A09": "ADT_A09", "A10": "ADT_A09", "A11": "ADT_A09", "A12": "ADT_A12",

@@ -304,13 +304,13 @@ class Decoder:
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
                   patient: Patient | None) -> Encounter:
         end = self.when(pv1, 45, scope)
-        status = self._status(pv1, end) if self.type == "ADT" else None
+        status = self._status(pv1, end) if self.type == "ADT" or self._visit_known(pv1, end) else None
+        start, end = self._period(pv1, pv2, status, end, scope)
         visit = [dt.read_identifier(r, self.seps) for r in self.reps(pv1, 19)[:1]]
         for ident in visit:
             if ident is not None:
                 ident.type = "VN"  # PV1-19 is the visit number whatever CX.5 says
         attending = self.reps(pv1, 7)
-        start = self.when(pv1, 44, scope)
         home_state = patient.addresses[0].state if patient and patient.addresses else None
         facts = self.telehealth(scope, home_state)
         encounter = Encounter(
@@ -331,13 +331,34 @@ class Decoder:
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
         """By event for an event about a visit (adt.VISIT_STATUS: A03 finished, A11 cancelled, A05
-        planned…); any other event (A08 update, A31, a merge) reads PV1: finished when PV1-45 is
-        valued, planned for a pre-admit (PV1-2 P), else in-progress."""
+        planned…); any other event (A08 update, A31, a merge) and any other message type with a PV1
+        (ORU, ORM, MDM, RDE, SIU, BAR…) reads PV1: finished when PV1-45 is valued, planned for a
+        pre-admit (PV1-2 P), else in-progress."""
         if self.event in adt.VISIT_STATUS:
             return adt.VISIT_STATUS[self.event]
         if end:
             return "finished"
         return "planned" if self.t(pv1, 2) == "P" else "in-progress"
+
+    def _visit_known(self, pv1: Segment | None, end: str | None) -> bool:
+        """Outside ADT a PV1 says where the visit stands only with a class (PV1-2 other than U/N,
+        the unknown class our encoder writes for a visit without one) or a discharge time: a bare
+        PV1 of a result or an order gets no invented status."""
+        return pv1 is not None and (bool(end) or self.t(pv1, 2) not in ("", "N", "U"))
+
+    def _period(self, pv1: Segment | None, pv2: Segment | None, status: str | None, end: str | None,
+                scope: Scope) -> tuple[str | None, str | None]:
+        """PV1-44/45, the actual admit and discharge times. A visit that has not taken place
+        (planned, or cancelled before it began) has its *expected* dates as its period, so PV2-8/9
+        fill what PV1-44/45 leave empty; an in-progress visit's expected discharge is not an end.
+        A cancelled discharge (A13, A25) leaves the visit open: PV1-45 stays on the wire only."""
+        start = self.when(pv1, 44, scope)
+        if self.type == "ADT" and self.event in adt.DISCHARGE_CANCELS:
+            end = None
+        if status in ("planned", "cancelled"):
+            start = start or self.when(pv2, 8, scope)
+            end = end or self.when(pv2, 9, scope)
+        return start, end
 
     # --- message types ---
 
@@ -894,7 +915,11 @@ class Decoder:
         first = raw.split(self.seps.repetition)[0]
         plain = text(first.split(self.seps.component)[0], self.seps)
         read: object = None
-        if kind == "NM":
+        if self.seps.repetition in raw and (kind in ("NM", "SN") or kind in results.DATE_VALUE_TYPES):
+            # One number or time per result: picking the first of several would report a value the
+            # sender did not single out (Microsoft's converter also gives none).
+            scope.warnings.append(REPEATED_VALUE_WARNING.format(kind=kind))
+        elif kind == "NM":
             read = obs.value_quantity = results.read_number(plain, units)
         elif kind == "SN":
             value = results.read_structured([text(p, self.seps) for p in first.split(self.seps.component)], units)
@@ -963,6 +988,7 @@ class Decoder:
 
 
 NO_OBR_WARNING = "ORU^R01 without OBR: observations decoded without a report"
+REPEATED_VALUE_WARNING = "OBX-5 of type {kind} repeats: kept as sent, no value read (one result, one value)"
 PAIN_RANGE_WARNING = "pain score (LOINC 72514-3) is not a whole number from 0 to 10"
 
 

@@ -164,13 +164,10 @@ def pid_segment(patient: Patient | None) -> tuple[str, str]:
 def pv1_values(encounter: Encounter | None) -> dict[int, str]:
     if encounter is None:
         return {1: "1", 2: "U"}
-    period = encounter.period
     return {
         1: "1",
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
         **wire.pv1_written(encounter),
-        44: dt.write_datetime(period.start) if period else "",
-        45: dt.write_datetime(period.end) if period else "",
     }
 
 

@@ -328,14 +328,14 @@ def decode_referral(dec: Decoder) -> list[Record]:
     start, end = dec.when(rf1, 7, scope), dec.when(rf1, 8, scope)
     diagnoses = [c for s in segs if s.name == "DG1" for c in dt.read_codings(s.get(3), dec.seps)[:1]]
     reason = codings(dec, rf1, 10) + diagnoses
-    code = dt.read_coding(rf1.get(3), dec.seps)
+    referral_type = dt.read_coding(rf1.get(3), dec.seps)  # a kind of referral, not the service asked for
     request = ServiceRequest(
         identifiers=ids,
         status="revoked" if dec.event == "I14" else REFERRAL_STATUS.get(dec.t(rf1, 1).upper(), "unknown"),
         intent="order",
         category="referral",
         priority=PRIORITIES.get(dec.t(rf1, 2).upper()),
-        code=[code] if code else [],
+        referral_type=referral_type,
         occurrence=Period(start=start, end=end) if start or end else None,
         authored=dec.when(rf1, 9, scope) or start,
         requester=requester,

@@ -24,7 +24,7 @@ from .reader import STANDARD, Segment, esc, reencode
 
 GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "PID": ((1,), (2, 3, 4, 19), (5,), (11,), (13, 14)),
-    "PV1": ((1,), (7,), (19,)),
+    "PV1": ((1,), (7,), (19,), (44, 45)),
     "RGS": ((1,),),
     "AIP": ((1,),),
     "SCH": ((9, 10), (11,), (25,)),
@@ -33,8 +33,8 @@ GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 """Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1: ``1``
 when we write them, ``0001`` from some senders), identifiers (PID-2/3/4 and the SSN in PID-19),
-names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the
-appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
+names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the visit's
+period (PV1-44/45), the appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
 
 
 APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
@@ -61,11 +61,16 @@ def pid_written(patient: Patient) -> dict[int, str]:
 
 
 def pv1_written(encounter: Encounter) -> dict[int, str]:
-    """PV1-7 and PV1-19 as the encoder writes them."""
+    """PV1-7, PV1-19 and PV1-44/45 as the encoder writes them. The period is a group because it can
+    come from PV2-8/9 (a planned visit's expected dates) or lack a cancelled discharge's PV1-45: the
+    sender's PV1-44/45 then go back as sent."""
     visit = next((i for i in encounter.identifiers if i.type == "VN"), None) or \
         (encounter.identifiers[0] if encounter.identifiers else None)
+    period = encounter.period
     return {1: "1", 7: dt.write_practitioner(encounter.practitioner),
-            19: dt.write_identifier(visit) if visit else ""}
+            19: dt.write_identifier(visit) if visit else "",
+            44: dt.write_datetime(period.start) if period else "",
+            45: dt.write_datetime(period.end) if period else ""}
 
 
 def sch_written(appt: Appointment) -> dict[int, str]:
