@@ -46,7 +46,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import immunization, orders, pharmacy, results, results_encode, telehealth
+from . import immunization, orders, pharmacy, places, results, results_encode, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -326,6 +326,7 @@ class Decoder:
             reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
+        places.attach(encounter, pv1, self.seps)
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
@@ -702,7 +703,7 @@ class Decoder:
             raise DecodeError(f"MDM^{self.event} has no TXA segment", "TXA")
         patient = self.patient(found.get("PID"), pid_scope)
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
-        if encounter == Encounter():  # the bare PV1 an MDM must carry says nothing about a visit
+        if encounter is not None and places.says_nothing(encounter):  # an MDM's bare PV1: no visit
             encounter = None
         authors = self.reps(txa, 9)
         doc_type = dt.read_coding(txa.get(2), self.seps)
@@ -772,7 +773,7 @@ class Decoder:
 
     def _result_encounter(self, found: dict[str, Segment], scope: Scope) -> Encounter | None:
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
-        return None if encounter == Encounter() else encounter  # a bare PV1 says nothing about a visit
+        return None if encounter is None or places.says_nothing(encounter) else encounter  # a bare PV1
 
     def _report_groups(self, segs: list[Segment]) -> list[list[Segment]]:
         """Split at each OBR; an ORC right before an OBR belongs to that OBR's group."""

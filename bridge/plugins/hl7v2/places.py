@@ -1,0 +1,110 @@
+"""An HL7v2 visit's places as Location records, and its servicing facility as an Organization.
+
+PV1-3 (assigned patient location), PV1-6 (prior), PV1-11 (temporary), PV1-42 (pending) and PV1-43
+(prior temporary) are PL values: point of care ^ room ^ bed ^ facility ^ status ^ person location
+type ^ building ^ floor ^ description ^ comprehensive location identifier ^ assigning authority.
+Each named part becomes a Location, chained through ``part_of`` from the bed up to the facility
+(site ← building ← floor ← point of care ← room ← bed), as a hospital's bed board reads it. PV1-39
+(servicing facility) becomes the visit's ``service_provider``.
+
+These fields stay unmapped for the HL7v2 encoder: they are kept as read and written back exactly,
+and the records built here are derived from them (nested in the Encounter, never written twice).
+Time stays clinical data: these places carry no period, since PV1 gives none of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from bridge import Encounter, EncounterLocation, Identifier, Location, Organization
+
+from .header import Separators
+from .reader import NULL, Segment, text
+
+OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
+
+PL_LEVELS = ((4, "si"), (7, "bu"), (8, "lvl"), (1, None), (2, "ro"), (3, "bd"))
+"""PL components from the most general place to the most specific, with their FHIR physical type.
+The point of care (PL.1: a nursing unit, a department or a clinic) has none: no R4 code says which."""
+
+VISIT_PLACES = ((3, "active", None), (6, "completed", None), (11, "active", True), (42, "planned", None),
+                (43, "completed", True))
+"""PV1 field, FHIR encounter-location status, temporary: assigned, prior, temporary, pending, prior
+temporary. The assigned place of a finished or planned visit takes the visit's tense (see read)."""
+
+
+def _hd(value: str, seps: Separators) -> tuple[str, list[Identifier]]:
+    """HD (namespace & universal id & type) → name, and the universal id as an identifier when it is
+    an OID or a URI (anything else names no system a server could match)."""
+    subs = [text(s, seps) for s in value.split(seps.subcomponent)] + ["", ""]
+    universal = subs[1]
+    if OID.fullmatch(universal):
+        return subs[0], [Identifier(value=f"urn:oid:{universal}", system="urn:ietf:rfc:3986")]
+    if universal.startswith(("urn:", "http://", "https://")):
+        return subs[0], [Identifier(value=universal, system="urn:ietf:rfc:3986")]
+    return subs[0] or universal, []
+
+
+def read_place(value: str, seps: Separators) -> Location | None:
+    """One PL value → its most specific Location, each broader place linked through ``part_of``."""
+    parts = value.split(seps.component) + [""] * 11
+    place: Location | None = None
+    for number, physical in PL_LEVELS:
+        name, ids = _hd(parts[number - 1], seps)
+        if name or ids:
+            place = Location(name=name or None, identifiers=ids, mode="instance", physical_type=physical,
+                             part_of=place)
+    if place is None:
+        return None
+    description = text(parts[8], seps)
+    comprehensive = text(parts[9].split(seps.subcomponent)[0], seps)
+    place.description = description or None
+    if comprehensive:
+        _, authority = _hd(parts[10], seps)
+        system = authority[0].value if authority else None
+        place.identifiers.append(Identifier(value=comprehensive, system=system))
+    return place
+
+
+def read(pv1: Segment | None, seps: Separators, visit_status: str | None) -> list[EncounterLocation]:
+    """The visit's places, assigned first. A finished visit's assigned place is ``completed`` and a
+    planned visit's ``planned``: the place is where the visit was or will be, as its status says."""
+    if pv1 is None:
+        return []
+    out = []
+    for number, status, temporary in VISIT_PLACES:
+        raw = pv1.get(number)
+        if not raw or raw == NULL:
+            continue
+        place = read_place(raw.split(seps.repetition)[0], seps)
+        if place is None:
+            continue
+        if number == 3 and visit_status in ("finished", "planned"):
+            status = "completed" if visit_status == "finished" else "planned"
+        out.append(EncounterLocation(location=place, status=status, temporary=temporary))
+    return out
+
+
+def service_provider(pv1: Segment | None, seps: Separators) -> Organization | None:
+    """PV1-39 servicing facility (IS, a code of user table 0115; CWE from v2.7: code ^ text)."""
+    raw = pv1.get(39) if pv1 is not None else ""
+    if not raw or raw == NULL:
+        return None
+    parts = [text(p, seps) for p in raw.split(seps.repetition)[0].split(seps.component)] + ["", ""]
+    if not parts[0] and not parts[1]:
+        return None
+    ids = [Identifier(value=parts[0], type="FI")] if parts[0] else []
+    return Organization(identifiers=ids, name=parts[1] or parts[0])
+
+
+def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
+    """Give the visit its places and servicing facility (derived: PV1 keeps them as read)."""
+    encounter.locations = read(pv1, seps, encounter.status)
+    encounter.service_provider = service_provider(pv1, seps)
+
+
+def says_nothing(encounter: Encounter) -> bool:
+    """A visit whose PV1 says nothing but where it was (the bare PV1 of an ORU or an MDM): treated
+    as before places were read, so the message decodes, and round-trips, as it always did."""
+    return dataclasses.replace(encounter, locations=[], service_provider=None) == Encounter()
