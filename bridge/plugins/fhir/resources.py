@@ -31,9 +31,11 @@ from bridge import (
     Encounter,
     HumanName,
     Immunization,
+    Location,
     Medication,
     MedicationAdministration,
     Observation,
+    Organization,
     Patient,
     PatientLink,
     PatientLocation,
@@ -443,6 +445,7 @@ def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
         "appointment": appointment,
         "period": period_out(rec.period, "Encounter.period", w.options),
         "reasonCode": [concept_out(c) for c in rec.reason],
+        **encounter_places_out(rec, w),
     })
 
 
@@ -475,7 +478,7 @@ def encounter_in(node: Node, r: Reader) -> Encounter:
         appointment_id=reference_ids(appointments[0]) if appointments else None,
         consent_captured=ext_value(node, C.EXT_CONSENT, "Boolean"),
         last_in_person_visit=ext_value(node, C.EXT_LAST_IN_PERSON, "DateTime"),
-        extra=record_extra_in(node))
+        **encounter_places_in(node, r), extra=record_extra_in(node))
 
 
 def appointment_out(rec: Appointment, w: Writer) -> dict[str, Any]:
@@ -1127,12 +1130,20 @@ IN = {
 from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
 from .orders import service_request_in, service_request_out  # noqa: E402
 from .pharmacy import administration_in, administration_out, dispense_key  # noqa: E402
+from .places import encounter_places_in, encounter_places_out, location_out  # noqa: E402
+from .places import location_in as place_in  # noqa: E402  (location_in above reads PatientLocation)
+from .places import organization_out  # noqa: E402
 from .related_person import related_person_in, related_person_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
-            Immunization: immunization_out, RelatedPerson: related_person_out})
+            Immunization: immunization_out, RelatedPerson: related_person_out,
+            Location: location_out, Organization: organization_out})
 IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
            "MedicationAdministration": (MedicationAdministration, administration_in),
            "Immunization": (Immunization, immunization_in),
-           "RelatedPerson": (RelatedPerson, related_person_in)})
+           "RelatedPerson": (RelatedPerson, related_person_in),
+           "Location": (Location, place_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
+RESOURCE_TYPE[Organization] = "Organization"
+"""Organization resources decode as Pharmacy records unless a reference wants an Organization
+(Encounter.serviceProvider, Location.managingOrganization: see places.follow_organization)."""
