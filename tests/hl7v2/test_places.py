@@ -110,3 +110,28 @@ def test_a_result_whose_bare_pv1_names_only_a_place_still_has_no_visit() -> None
     assert all(getattr(r, "encounter", None) is None for r in records)
     pv1_out = next(s for s in encode(records, {}).decode().split("\r") if s.startswith("PV1"))
     assert pv1_out == "PV1|1|U|4W^412^A^RIVERBEND"  # as before places were read (PV1-2 is required: U)
+
+
+def test_an_encounter_from_another_format_writes_its_places_into_pv1() -> None:
+    """A FHIR Encounter has no kept PV1: its places and service provider are written from the records."""
+    from bridge import EncounterLocation, Identifier, Organization, Patient
+
+    site = Location(name="RIVERBEND", physical_type="si",
+                    identifiers=[Identifier(value="urn:oid:2.16.840.1.113883.3.999.1", system="urn:ietf:rfc:3986")])
+    bed = Location(name="A", physical_type="bd",
+                   part_of=Location(name="412", physical_type="ro", part_of=Location(name="4W", part_of=site)))
+    encounter = Encounter(status="in-progress", encounter_class="IMP",
+                          identifiers=[Identifier(value="V1", type="VN")],
+                          patient=Patient(identifiers=[Identifier(value="M1", type="MR")]),
+                          locations=[EncounterLocation(location=bed, status="active"),
+                                     EncounterLocation(location=Location(name="XRAY", part_of=site), status="active",
+                                                       temporary=True)],
+                          service_provider=Organization(name="Riverbend Hospital",
+                                                        identifiers=[Identifier(value="RB01", type="FI")]))
+    pv1 = next(s for s in encode([encounter], {}).decode().split("\r") if s.startswith("PV1")).split("|")
+    assert pv1[3] == "4W^412^A^RIVERBEND&2.16.840.1.113883.3.999.1&ISO"
+    assert pv1[11] == "XRAY^^^RIVERBEND&2.16.840.1.113883.3.999.1&ISO"
+    assert pv1[39] == "RB01"
+    back = decode(encode([encounter], {}), OPTS)[0]
+    assert chain(back.locations[0].location) == [("bd", "A"), ("ro", "412"), (None, "4W"), ("si", "RIVERBEND")]
+    assert back.locations[1].temporary is True

@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import telehealth
+from . import places, telehealth
 from .reader import NULL, comp, esc, join, parse_path
 
 VERSION = "2.5"
@@ -179,6 +179,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         **wire.pv1_written(encounter),
         44: dt.write_datetime(period.start) if period else "",
         45: dt.write_datetime(period.end) if period else "",
+        **places.written(encounter),
     }
 
 
@@ -190,9 +191,13 @@ def encounter_facts(encounter: Encounter | None) -> telehealth.Telehealth:
 
 
 def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
-    """PV1-2 is required: use the kept raw value, else U (unknown)."""
+    """PV1-2 is required: use the kept raw value, else U (unknown). A place field kept as read (an
+    HL7v2 visit's PV1-3…) is written as read, not from the places derived from it."""
     if not values.get(2) and "PV1-2" not in scope.fields:
         values[2] = "U"
+    for number in places.PLACE_FIELDS:
+        if f"PV1-{number}" in scope.fields or f"PV1-{number}" in scope.nulls:
+            values.pop(number, None)
 
 
 # --- message types ---------------------------------------------------------------------------------

@@ -108,3 +108,58 @@ def says_nothing(encounter: Encounter) -> bool:
     """A visit whose PV1 says nothing but where it was (the bare PV1 of an ORU or an MDM): treated
     as before places were read, so the message decodes, and round-trips, as it always did."""
     return dataclasses.replace(encounter, locations=[], service_provider=None) == Encounter()
+
+
+# --- writing: an Encounter from another format (FHIR) whose PV1 was not kept ------------------------
+
+PL_COMPONENT = {"bd": 3, "ro": 2, None: 1, "wa": 1, "lvl": 8, "bu": 7, "si": 4}
+"""Physical type → PL component (the inverse of PL_LEVELS; a ward is a point of care)."""
+PLACE_FIELDS = (3, 6, 11, 39, 42, 43)
+TENSE_FIELDS = {("active", None): 3, ("completed", None): 6, ("active", True): 11, ("planned", None): 42,
+                ("completed", True): 43, ("reserved", None): 42}
+"""(status, temporary) → PV1 field, for places read from another format. The assigned place of a
+finished visit (``completed``) is PV1-3 when the visit has no ``active`` place."""
+
+
+def _hd_out(place: Location) -> str:
+    from .reader import esc, sub
+
+    oid = next((i.value[8:] for i in place.identifiers
+                if i.system == "urn:ietf:rfc:3986" and i.value.startswith("urn:oid:")), None)
+    return sub(esc(place.name), esc(oid), "ISO") if oid else esc(place.name)
+
+
+def write_place(place: Location) -> str:
+    """A Location chain → PL; a level the chain does not name stays empty."""
+    from .reader import comp, esc
+
+    parts = [""] * 9
+    current: Location | None = place
+    depth = 0
+    while current is not None and depth < 32:
+        index = PL_COMPONENT.get(current.physical_type)
+        if index is not None and not parts[index - 1]:
+            parts[index - 1] = _hd_out(current)
+        current, depth = current.part_of, depth + 1
+    parts[8] = esc(place.description)
+    return comp(*parts)
+
+
+def written(encounter: Encounter) -> dict[int, str]:
+    """PV1 place fields of an Encounter's locations and service provider (first place per field)."""
+    from .reader import esc
+
+    out: dict[int, str] = {}
+    parts = encounter.locations
+    has_active = any(p.status == "active" and not p.temporary for p in parts)
+    for part in parts:
+        number = TENSE_FIELDS.get((part.status or "active", part.temporary or None))
+        if part.status == "completed" and not part.temporary and not has_active and 3 not in out:
+            number = 3
+        if number is not None and number not in out:
+            out[number] = write_place(part.location)
+    provider = encounter.service_provider
+    if provider is not None:
+        code = next((i.value for i in provider.identifiers if i.type == "FI"), None)
+        out[39] = esc(code or provider.name)
+    return out
