@@ -146,3 +146,41 @@ def test_a_location_record_of_its_own_round_trips(fhir_format) -> None:
     raw = fhir_format.encode([bed, encounter], {})
     assert fhir_format.decode(raw, {}) == [bed, encounter]
     assert bundle_violations(json.loads(raw)) == []
+
+
+def test_an_insurers_coverage_payor_is_an_organization_entry(fhir_format) -> None:
+    """IN1-3/IN1-4 name the payer: Coverage.payor references a payer Organization (conditional create on
+    the payer's identifier), and keeps the identifier and display it had."""
+    from bridge import Coverage
+
+    coverage = Coverage(status="active", payer_name="Prairie Health Insurance",
+                        payer_identifiers=[Identifier(value="PHI-0001", system="urn:oid:2.16.840.1.113883.3.999.9")],
+                        member_id="XJP123456789",
+                        patient=Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2",
+                                                                type="MR")]))
+    raw = fhir_format.encode([coverage], {})
+    bundle = json.loads(raw)
+    entries = by_url(bundle)
+    (payor,) = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Coverage")["payor"]
+    assert payor["display"] == "Prairie Health Insurance" and payor["identifier"]["value"] == "PHI-0001"
+    payer = entries[payor["reference"]]
+    assert payer["resource"]["resourceType"] == "Organization" and payer["resource"]["name"] == "Prairie Health Insurance"
+    assert payer["resource"]["type"][0]["coding"][0]["code"] == "pay"
+    assert payer["request"]["ifNoneExist"] == "identifier=urn:oid:2.16.840.1.113883.3.999.9|PHI-0001"
+    assert fhir_format.decode(raw, {}) == [coverage]
+    assert bundle_violations(bundle) == []
+
+
+def test_a_payor_known_only_by_its_organization_gives_the_payer(fhir_format) -> None:
+    doc = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": "Patient/p"},
+                      "payor": [{"reference": "Organization/ins"}]}},
+        {"resource": {"resourceType": "Patient", "id": "p"}},
+        {"resource": {"resourceType": "Organization", "id": "ins", "name": "Prairie Health Insurance",
+                      "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.999.9", "value": "PHI-0001"}]}},
+    ]}
+    records = fhir_format.decode(json.dumps(doc).encode(), {})
+    assert [r.kind for r in records] == ["Coverage"]  # the payer is the coverage's, not a record of its own
+    assert records[0].payer_name == "Prairie Health Insurance"
+    assert [(i.value, i.system) for i in records[0].payer_identifiers] == [("PHI-0001",
+                                                                            "urn:oid:2.16.840.1.113883.3.999.9")]

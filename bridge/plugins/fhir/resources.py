@@ -9,6 +9,7 @@ tables are in ``docs/fhir.md``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import binascii
 import json
 import uuid
@@ -1009,6 +1010,7 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
         raise EncodeError("Coverage needs a payer (payer_name or payer_identifiers): FHIR requires Coverage.payor")
     if payer.get("identifier", {}).get("system"):
         payer["identifier"]["system"] = absolute_system(payer["identifier"]["system"])
+    payer = {"reference": w.add(payer_organization(rec)), **payer}
     member = {"type": {"coding": [{"system": C.V2_0203, "code": "MB"}]}, "value": rec.member_id} \
         if rec.member_id else None
     plan = rec.plan
@@ -1030,6 +1032,16 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
                               coverage_class("plan", plan.code if plan else None, plan.display if plan else None))
                   if c],
     })
+
+
+PAYER_TYPE = Coding(code="pay", system="http://terminology.hl7.org/CodeSystem/organization-type", display="Payer")
+
+
+def payer_organization(rec: Coverage) -> Organization:
+    """The payer (HL7v2 IN1-3/IN1-4) as an Organization entry that Coverage.payor references, as
+    Microsoft's converter and US Core do; the reference keeps its identifier and display too."""
+    return Organization(name=rec.payer_name, identifiers=[dataclasses.replace(i) for i in rec.payer_identifiers],
+                        types=[dataclasses.replace(PAYER_TYPE)])
 
 
 def subscriber_out(rec: Coverage, w: Writer) -> dict[str, Any]:
@@ -1063,6 +1075,7 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
     payors = node.list("payor")
     payer = payors[0] if payors else None
     payer_ident = payer.obj("identifier") if payer is not None else None
+    payer_org = follow_organization(r, payer) if payer is not None else None
     plan = classes.get("plan")
     group = classes.get("group")
     status = node.str("status")
@@ -1071,8 +1084,9 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
         status=choice(status, COVERAGE_STATUSES, node.at("status")),
         plan=Coding(code=plan.str("value") or "", display=plan.str("name")) if plan is not None else None,
         plan_type=coded_in(node.obj("type")),
-        payer_name=payer.str("display") if payer is not None else None,
-        payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else [],
+        payer_name=(payer.str("display") if payer is not None else None) or (payer_org.name if payer_org else None),
+        payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else
+        (payer_org.identifiers[:1] if payer_org else []),
         member_id=member, group_number=group.str("value") if group is not None else None,
         group_name=group.str("name") if group is not None else None,
         subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node),
@@ -1132,7 +1146,7 @@ from .orders import service_request_in, service_request_out  # noqa: E402
 from .pharmacy import administration_in, administration_out, dispense_key  # noqa: E402
 from .places import encounter_places_in, encounter_places_out, location_out  # noqa: E402
 from .places import location_in as place_in  # noqa: E402  (location_in above reads PatientLocation)
-from .places import organization_out  # noqa: E402
+from .places import follow_organization, organization_out  # noqa: E402
 from .related_person import related_person_in, related_person_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
