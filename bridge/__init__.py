@@ -106,6 +106,7 @@ from bridge.core.model.records import (  # noqa: E402
     EncounterLocation,
     Location,
     Organization,
+    Specimen,
 )
 from bridge.errors import (  # noqa: E402
     BridgeError,

@@ -459,6 +459,23 @@ class Observation(Record):
 
 
 @dataclass
+class Specimen(Record):
+    """A sample a result was measured on (HL7v2 SPM, FHIR Specimen): what it is, where on the body it
+    came from and when, so a receiver can tell a fasting serum from a random urine."""
+
+    kind: ClassVar[str] = "Specimen"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    specimen_type: Coding | None = None
+    body_site: Coding | None = None
+    collection_method: Coding | None = None
+    collected: Period | None = None
+    received: str | None = field(default=None, metadata=DATETIME)
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DiagnosticReport(Record):
     """A report (an HL7v2 OBR with its OBX, a FHIR DiagnosticReport) holding its results."""
 
@@ -471,6 +488,7 @@ class DiagnosticReport(Record):
     effective: str | None = field(default=None, metadata=DATETIME)
     issued: str | None = field(default=None, metadata=DATETIME)
     observations: list[Observation] = field(default_factory=list)
+    specimens: list[Specimen] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -681,6 +699,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         RelatedPerson,
         Location,
         Organization,
+        Specimen,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

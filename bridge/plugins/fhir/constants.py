@@ -98,3 +98,6 @@ SID_ORGANIZATION_KEY = f"{BASE}/sid/organization-key"
 its name when it has none."""
 EXT_TEMPORARY_LOCATION = f"{_SD}/temporary-location"
 OUR_EXTENSIONS = OUR_EXTENSIONS | {EXT_TEMPORARY_LOCATION}
+SID_SPECIMEN_KEY = f"{BASE}/sid/specimen-key"
+"""A Specimen without an identifier a server could match: uuid5 of the patient's key, the sender's
+specimen ids (values), the type and the collection start."""

@@ -38,6 +38,7 @@ PREFERRED_SYSTEMS = {
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
     "Location": (C.SID_LOCATION_KEY,),
+    "Specimen": (C.SID_SPECIMEN_KEY,),
 }
 PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",),
                    "DiagnosticReport": ("FILL", "PLAC"), "Coverage": ("MB",),

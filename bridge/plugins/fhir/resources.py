@@ -48,6 +48,7 @@ from bridge import (
     RelatedPerson,
     ServiceRequest,
     SignatureEvidence,
+    Specimen,
     StateLicense,
     keys_of,
 )
@@ -1148,15 +1149,16 @@ from .places import encounter_places_in, encounter_places_out, location_out  # n
 from .places import location_in as place_in  # noqa: E402  (location_in above reads PatientLocation)
 from .places import follow_organization, organization_out  # noqa: E402
 from .related_person import related_person_in, related_person_out  # noqa: E402
+from .specimen import specimen_in, specimen_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
             Immunization: immunization_out, RelatedPerson: related_person_out,
-            Location: location_out, Organization: organization_out})
+            Location: location_out, Organization: organization_out, Specimen: specimen_out})
 IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
            "MedicationAdministration": (MedicationAdministration, administration_in),
            "Immunization": (Immunization, immunization_in),
            "RelatedPerson": (RelatedPerson, related_person_in),
-           "Location": (Location, place_in)})
+           "Location": (Location, place_in), "Specimen": (Specimen, specimen_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
 RESOURCE_TYPE[Organization] = "Organization"
 """Organization resources decode as Pharmacy records unless a reference wants an Organization

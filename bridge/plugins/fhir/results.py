@@ -28,6 +28,7 @@ from bridge import (
     Observation,
     Patient,
     Practitioner,
+    Specimen,
     Quantity,
     Range,
     Ratio,
@@ -277,6 +278,7 @@ def report_out(rec: DiagnosticReport, w: Writer) -> dict[str, Any]:
         "effectiveDateTime": fhir_datetime(rec.effective, "DiagnosticReport.effective", w.options),
         "issued": issued,
         "result": [w.ref(in_context(rec, obs, seen)) for obs in rec.observations],
+        "specimen": [w.ref(sample) for sample in rec.specimens],
     })
 
 
@@ -296,6 +298,7 @@ def report_in(node: Node, r: Reader) -> DiagnosticReport:
         extra=record_extra_in(node))
     pairs = [(ref, r.follow(ref, Observation)) for ref in node.list("result")]
     report.observations = [obs for _, obs in pairs if obs is not None]
+    report.specimens = [s for s in (r.follow(ref, Specimen) for ref in node.list("specimen")) if s is not None]
     seen: dict[str, int] = {}
     for ref, obs in pairs:
         if obs is not None:

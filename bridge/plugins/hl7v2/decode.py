@@ -46,7 +46,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import immunization, orders, pharmacy, places, results, results_encode, telehealth
+from . import immunization, orders, pharmacy, places, results, results_encode, specimens, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -805,9 +805,12 @@ class Decoder:
         self._keep_beyond_triplets(obr, 4, scope)
         section = self.t(obr, 24)
         observations: list[Observation] = []
+        samples = []
         specimen = False
         for seg in group[at + 1:]:
             specimen = specimen or seg.name == "SPM"
+            if seg.name == "SPM":
+                samples.append(specimens.read(seg, self.seps, patient))  # derived: the SPM stays kept
             if seg.name == "OBX" and not specimen:
                 observations.append(self._observation(seg, obr, section, len(observations) + 1))
                 scope.anchor = "OBX"  # what follows the results (SPM…) goes back after them
@@ -823,6 +826,7 @@ class Decoder:
             effective=self.when(obr, 7, scope),
             issued=self.when(obr, 22, scope),
             observations=observations,
+            specimens=samples,
             patient=patient,
             encounter=encounter,
         )
