@@ -184,3 +184,24 @@ def test_a_payor_known_only_by_its_organization_gives_the_payer(fhir_format) -> 
     assert records[0].payer_name == "Prairie Health Insurance"
     assert [(i.value, i.system) for i in records[0].payer_identifiers] == [("PHI-0001",
                                                                             "urn:oid:2.16.840.1.113883.3.999.9")]
+
+
+def test_an_appointments_places_are_location_participants(fhir_format) -> None:
+    from bridge import Appointment
+
+    site = Location(name="GHH Hospital", physical_type="si", mode="instance")
+    appointment = Appointment(identifiers=[Identifier(value="APT-1", system="urn:oid:2.16.840.1.113883.3.999.4",
+                                                      type="PLAC")],
+                              status="booked", start="2026-11-27T09:00:00-06:00",
+                              patient=Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2",
+                                                                      type="MR")]),
+                              locations=[Location(name="Room 55", physical_type="ro", mode="instance", part_of=site)])
+    raw = fhir_format.encode([appointment], {})
+    bundle = json.loads(raw)
+    entries = by_url(bundle)
+    resource = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Appointment")
+    kinds = [entries[p["actor"]["reference"]]["resource"]["resourceType"] for p in resource["participant"]]
+    assert kinds == ["Patient", "Location"]
+    assert all(p["status"] == "accepted" for p in resource["participant"])
+    assert fhir_format.decode(raw, {}) == [appointment]
+    assert bundle_violations(bundle) == []

@@ -135,3 +135,20 @@ def test_an_encounter_from_another_format_writes_its_places_into_pv1() -> None:
     back = decode(encode([encounter], {}), OPTS)[0]
     assert chain(back.locations[0].location) == [("bd", "A"), ("ro", "412"), (None, "4W"), ("si", "RIVERBEND")]
     assert back.locations[1].temporary is True
+
+
+def test_siu_ail_gives_the_appointments_places_and_round_trips() -> None:
+    from bridge import Appointment
+
+    raw = "\r".join([
+        "MSH|^~\\&|SCHED|RIVERBEND|TB|TB|20261120104500||SIU^S12^SIU_S12|CTL9|P|2.5",
+        "SCH|APT-1|APT-1F|||||FU^Follow-up||||^^^20261127090000^20261127093000|||||||||||||||Booked",
+        PID, "RGS|1", "AIL|1||OPD12^Room 55^^GHH Hospital", "AIL|2||LAB^Lab Room 01^^GHH Hospital"]).encode() + b"\r"
+    records = decode(raw, OPTS)
+    (appointment,) = records
+    assert isinstance(appointment, Appointment)
+    assert [chain(p) for p in appointment.locations] == [[("ro", "Room 55"), (None, "OPD12"), ("si", "GHH Hospital")],
+                                                         [("ro", "Lab Room 01"), (None, "LAB"), ("si", "GHH Hospital")]]
+    out = encode(records, {}).decode().split("\r")
+    assert [s for s in out if s.startswith("AIL")] == ["AIL|1||OPD12^Room 55^^GHH Hospital",
+                                                       "AIL|2||LAB^Lab Room 01^^GHH Hospital"]

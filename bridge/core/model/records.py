@@ -356,6 +356,7 @@ class Appointment(Record):
     patient: Patient | None = None
     practitioner: Practitioner | None = None
     patient_location: PatientLocation | None = None
+    locations: list[Location] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

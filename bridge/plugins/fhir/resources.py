@@ -498,17 +498,21 @@ def appointment_out(rec: Appointment, w: Writer) -> dict[str, Any]:
         "start": fhir_datetime(rec.start, "Appointment.start", w.options, instant=True),
         "end": fhir_datetime(rec.end, "Appointment.end", w.options, instant=True),
         "minutesDuration": rec.duration_minutes,
-        "participant": [{"actor": w.ref(a), "status": "accepted"} for a in actors],
+        "participant": [{"actor": w.ref(a), "status": "accepted"} for a in [*actors, *rec.locations]],
     })
 
 
 def appointment_in(node: Node, r: Reader) -> Appointment:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
     patient = practitioner = None
+    places = []
     for part in node.list("participant"):
         actor = part.obj("actor")
         patient = patient or r.follow(actor, Patient)
         practitioner = practitioner or r.follow(actor, Practitioner)
+        place = r.follow(actor, Location)
+        if place is not None:
+            places.append(place)
     return Appointment(
         id=record_id(node, found), identifiers=identifiers, status=node.str("status"),
         start=node.datetime("start"), end=node.datetime("end"),
@@ -516,7 +520,7 @@ def appointment_in(node: Node, r: Reader) -> Appointment:
         modality=choice(ext_value(node, C.EXT_MODALITY, "Code"), MODALITIES, node.at("extension(modality)")),
         reason=concepts_in(node.list("reasonCode")),
         appointment_type=concept_in(node.obj("appointmentType")),
-        patient=patient, practitioner=practitioner, patient_location=location_in(node),
+        patient=patient, practitioner=practitioner, patient_location=location_in(node), locations=places,
         extra=record_extra_in(node))
 
 

@@ -483,6 +483,7 @@ class Decoder:
             practitioner=dt.read_practitioner(staff[0], self.seps) if staff else None,
             patient_location=facts.location,
         )
+        appointment.locations = places.appointment_places(self.message.segments, self.seps)
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
         for name in ("RGS", "AIP"):
             scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))

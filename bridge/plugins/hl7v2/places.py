@@ -98,6 +98,19 @@ def service_provider(pv1: Segment | None, seps: Separators) -> Organization | No
     return Organization(identifiers=ids, name=parts[1] or parts[0])
 
 
+def appointment_places(segments: list[Segment], seps: Separators) -> list[Location]:
+    """AIL-3 (location resource, PL) of each AIL of an SIU: where the appointment takes place. The
+    AIL segments stay kept as read; these records are derived from them."""
+    out = []
+    for seg in segments:
+        if seg.name == "AIL":
+            raw = seg.get(3)
+            place = read_place(raw.split(seps.repetition)[0], seps) if raw and raw != NULL else None
+            if place is not None:
+                out.append(place)
+    return out
+
+
 def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
     """Give the visit its places and servicing facility (derived: PV1 keeps them as read)."""
     encounter.locations = read(pv1, seps, encounter.status)
