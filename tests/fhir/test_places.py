@@ -22,6 +22,7 @@ from bridge.plugins.fhir.bindings import bundle_violations
 from bridge.plugins.hl7v2.codec import decode as hl7_decode
 
 OPTS = {"message_datetime": "2026-11-20T10:00:00-06:00"}
+PATIENT = Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2", type="MR")])
 PID = "PID|1||MRN00012345^^^RIVERBEND&2.16.840.1.113883.3.999.2&ISO^MR||Testpatient^Alex^J||19800412|F"
 
 
@@ -140,8 +141,7 @@ def test_a_location_record_of_its_own_round_trips(fhir_format) -> None:
     bed = Location(name="A", mode="instance", physical_type="bd", part_of=site)
     encounter = Encounter(identifiers=[Identifier(value="V1", system="urn:oid:2.16.840.1.113883.3.999.3", type="VN")],
                           status="in-progress",
-                          patient=Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2",
-                                                                  type="MR")]),
+                          patient=PATIENT,
                           locations=[EncounterLocation(location=bed, status="active", temporary=True)])
     raw = fhir_format.encode([bed, encounter], {})
     assert fhir_format.decode(raw, {}) == [bed, encounter]
@@ -156,15 +156,15 @@ def test_an_insurers_coverage_payor_is_an_organization_entry(fhir_format) -> Non
     coverage = Coverage(status="active", payer_name="Prairie Health Insurance",
                         payer_identifiers=[Identifier(value="PHI-0001", system="urn:oid:2.16.840.1.113883.3.999.9")],
                         member_id="XJP123456789",
-                        patient=Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2",
-                                                                type="MR")]))
+                        patient=PATIENT)
     raw = fhir_format.encode([coverage], {})
     bundle = json.loads(raw)
     entries = by_url(bundle)
     (payor,) = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Coverage")["payor"]
     assert payor["display"] == "Prairie Health Insurance" and payor["identifier"]["value"] == "PHI-0001"
     payer = entries[payor["reference"]]
-    assert payer["resource"]["resourceType"] == "Organization" and payer["resource"]["name"] == "Prairie Health Insurance"
+    assert payer["resource"]["resourceType"] == "Organization"
+    assert payer["resource"]["name"] == "Prairie Health Insurance"
     assert payer["resource"]["type"][0]["coding"][0]["code"] == "pay"
     assert payer["request"]["ifNoneExist"] == "identifier=urn:oid:2.16.840.1.113883.3.999.9|PHI-0001"
     assert fhir_format.decode(raw, {}) == [coverage]
@@ -193,8 +193,7 @@ def test_an_appointments_places_are_location_participants(fhir_format) -> None:
     appointment = Appointment(identifiers=[Identifier(value="APT-1", system="urn:oid:2.16.840.1.113883.3.999.4",
                                                       type="PLAC")],
                               status="booked", start="2026-11-27T09:00:00-06:00",
-                              patient=Patient(identifiers=[Identifier(value="M1", system="urn:oid:2.16.840.1.113883.3.999.2",
-                                                                      type="MR")]),
+                              patient=PATIENT,
                               locations=[Location(name="Room 55", physical_type="ro", mode="instance", part_of=site)])
     raw = fhir_format.encode([appointment], {})
     bundle = json.loads(raw)
