@@ -204,3 +204,23 @@ def test_an_appointments_places_are_location_participants(fhir_format) -> None:
     assert all(p["status"] == "accepted" for p in resource["participant"])
     assert fhir_format.decode(raw, {}) == [appointment]
     assert bundle_violations(bundle) == []
+
+
+def test_a_place_code_outside_its_r4_value_set_is_refused_by_path(fhir_format) -> None:
+    import pytest
+
+    from bridge import DecodeError
+
+    doc = {"resourceType": "Location", "name": "Bed 7", "status": "open"}
+    with pytest.raises(DecodeError) as caught:
+        fhir_format.decode(json.dumps(doc).encode(), {})
+    assert "Location.status" in str(caught.value) and "active, suspended, inactive" in str(caught.value)
+    assert "'open'" in str(caught.value) and "object at 0x" not in str(caught.value)
+    encounter = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Encounter", "status": "finished",
+                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                      "location": [{"location": {"reference": "Location/b"}, "status": "here"}]}},
+        {"resource": {"resourceType": "Location", "id": "b", "name": "Bed 7"}}]}
+    with pytest.raises(DecodeError) as caught:
+        fhir_format.decode(json.dumps(encounter).encode(), {})
+    assert "location[0].status" in str(caught.value) and "planned, active, reserved, completed" in str(caught.value)
