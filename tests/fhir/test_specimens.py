@@ -93,3 +93,27 @@ def test_fhir_specimen_decodes_back(fhir_format) -> None:
     back = fhir_format.decode(fhir_format.encode(records, {}), {})
     (diag,) = [r for r in back if isinstance(r, DiagnosticReport)]
     assert diag.specimens == report(oru()).specimens
+
+
+def test_obx_23_performing_lab_is_the_results_performing_organization(fhir_format) -> None:
+    fields = ["1", "NM", "718-7^Hemoglobin^LN", "", "11.8", "g/dL", "12.0-16.0", "L", "", "", "F"] + [""] * 11 + [
+        "State Lab^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^16D0648109", "1 Lab Way^^Iowa City^IA^52242"]
+    obx = "|".join(["OBX", *fields])
+    raw = oru().replace(b"OBX|1|NM|718-7^Hemoglobin^LN||11.8|g/dL|12.0-16.0|L|||F", obx.encode())
+    records = hl7_decode(raw, OPTS)
+    (obs,) = report(raw).observations
+    lab = obs.performing_organization
+    assert lab is not None and lab.name == "State Lab"
+    assert [(i.value, i.system, i.type) for i in lab.identifiers] == [
+        ("16D0648109", "urn:oid:2.16.840.1.113883.4.7", "XX")]
+    assert lab.addresses[0].city == "Iowa City"
+    out = hl7_encode(records, {}).decode().split("\r")
+    assert obx in out  # OBX-23/24 written back as read
+    bundle = json.loads(fhir_format.encode(records, {}))
+    entries = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    fhir_obs = next(r for r in entries.values() if r["resourceType"] == "Observation")
+    kinds = [entries[p["reference"]]["resourceType"] for p in fhir_obs["performer"]]
+    assert kinds == ["Organization"]
+    back = fhir_format.decode(json.dumps(bundle).encode(), {})
+    (diag,) = [r for r in back if isinstance(r, DiagnosticReport)]
+    assert diag.observations[0].performing_organization == lab

@@ -453,6 +453,7 @@ class Observation(Record):
     interpretation: list[Coding] = field(default_factory=list)
     effective: str | None = field(default=None, metadata=DATETIME)
     performer: Practitioner | None = None
+    performing_organization: Organization | None = None
     notes: list[str] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None

@@ -883,6 +883,7 @@ class Decoder:
                             for f in self.reps(obx, 8)],
             effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
             performer=self._first_practitioner(obx, 16),
+            performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
         )
         self._value(obs, obx, measure, scope)
         if pain:

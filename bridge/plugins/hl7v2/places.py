@@ -111,6 +111,35 @@ def appointment_places(segments: list[Segment], seps: Separators) -> list[Locati
     return out
 
 
+CLIA_OID = "2.16.840.1.113883.4.7"
+"""The OID of CLIA numbers (US laboratory certificates), as OBX-23.6 names their assigning authority."""
+
+
+def performing_organization(obx: Segment, seps: Separators) -> Organization | None:
+    """OBX-23 performing organization (XON: name ^ … ^ XON.3 id (v2.5 deprecated) ^ … ^ XON.6
+    assigning authority (HD) ^ XON.7 identifier type ^ … ^ XON.10 organization identifier) and OBX-24
+    its address: the lab that produced the result, which US lab reporting (CLIA) requires. Derived:
+    both fields stay kept as read."""
+    from . import datatypes as dt
+
+    raw = obx.get(23)
+    if not raw or raw == NULL:
+        return None
+    parts = [p for p in raw.split(seps.repetition)[0].split(seps.component)] + [""] * 10
+    name = text(parts[0], seps)
+    value = text(parts[9], seps) or text(parts[2], seps)
+    ids = []
+    if value:
+        assigner, system = dt._read_hd(parts[5], seps) if parts[5] else (None, None)
+        ids.append(Identifier(value=value, system=system, type=text(parts[6], seps) or None, assigner=assigner))
+    address_raw = obx.get(24)
+    address = dt.read_address(address_raw.split(seps.repetition)[0], seps) \
+        if address_raw and address_raw != NULL else None
+    if not name and not ids:
+        return None
+    return Organization(name=name or None, identifiers=ids, addresses=[address] if address else [])
+
+
 def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
     """Give the visit its places and servicing facility (derived: PV1 keeps them as read)."""
     encounter.locations = read(pv1, seps, encounter.status)
