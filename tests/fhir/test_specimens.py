@@ -117,3 +117,21 @@ def test_obx_23_performing_lab_is_the_results_performing_organization(fhir_forma
     back = fhir_format.decode(json.dumps(bundle).encode(), {})
     (diag,) = [r for r in back if isinstance(r, DiagnosticReport)]
     assert diag.observations[0].performing_organization == lab
+
+
+def test_a_performing_lab_from_fhir_is_written_to_obx_23(fhir_format) -> None:
+    """A result from another format has no kept OBX-23: the lab is written from the record."""
+    fields = ["1", "NM", "718-7^Hemoglobin^LN", "", "11.8", "g/dL", "12.0-16.0", "L", "", "", "F"] + [""] * 11 + [
+        "State Lab^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^16D0648109", "1 Lab Way^^Iowa City^IA^52242"]
+    raw = oru().replace(b"OBX|1|NM|718-7^Hemoglobin^LN||11.8|g/dL|12.0-16.0|L|||F", "|".join(["OBX", *fields]).encode())
+    from_fhir = fhir_format.decode(fhir_format.encode(hl7_decode(raw, OPTS), {}), {})
+    for record in from_fhir:  # what HL7v2 kept travels in record-extra: drop it to be a FHIR-only result
+        record.extra.pop("hl7v2", None)
+        for obs in getattr(record, "observations", []):
+            obs.extra.pop("hl7v2", None)
+    out = hl7_encode(from_fhir, {}).decode().split("\r")
+    obx = next(s for s in out if s.startswith("OBX")).split("|")
+    assert obx[23] == "State Lab^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^16D0648109"
+    assert obx[24].startswith("1 Lab Way^^Iowa City^IA^52242")
+    back = report("\r".join(out).encode())
+    assert back.observations[0].performing_organization.identifiers[0].value == "16D0648109"

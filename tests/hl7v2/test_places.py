@@ -152,3 +152,16 @@ def test_siu_ail_gives_the_appointments_places_and_round_trips() -> None:
     out = encode(records, {}).decode().split("\r")
     assert [s for s in out if s.startswith("AIL")] == ["AIL|1||OPD12^Room 55^^GHH Hospital",
                                                        "AIL|2||LAB^Lab Room 01^^GHH Hospital"]
+
+
+def test_an_appointment_from_another_format_writes_its_places_as_ail() -> None:
+    from bridge import Appointment, Identifier, Patient
+
+    site = Location(name="GHH Hospital", physical_type="si")
+    appointment = Appointment(identifiers=[Identifier(value="APT-1", type="PLAC")], status="booked",
+                              start="2026-11-27T09:00:00-06:00", patient=Patient(identifiers=[Identifier(value="M1")]),
+                              locations=[Location(name="Room 55", physical_type="ro", part_of=site)])
+    out = encode([appointment], {}).decode().split("\r")
+    assert [s for s in out if s.startswith("AIL")] == ["AIL|1||^Room 55^^GHH Hospital"]
+    (back,) = decode("\r".join(out).encode(), OPTS)
+    assert chain(back.locations[0]) == [("ro", "Room 55"), ("si", "GHH Hospital")]

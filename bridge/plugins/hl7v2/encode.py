@@ -302,6 +302,9 @@ class Encoder:
             scope.add("PV1", values)
         scope.out += scope.z_segments()
         scope.add("RGS", {1: "1"})
+        if not any(k.get("segment", "").startswith("AIL|") for k in scope.kept):  # kept AIL go back as read
+            for number, place in enumerate(appt.locations, start=1):
+                scope.add("AIL", {1: str(number), 3: places.write_place(place)})
         if appt.practitioner:
             scope.add("AIP", {1: "1", 3: dt.write_practitioner(appt.practitioner)})
         return self.message("SIU", event, "SIU_S12", scope.render())
@@ -452,7 +455,10 @@ class Encoder:
 def _observation(obs: Observation, index: int) -> list[str]:
     """OBX, then an NTE per note unless the note's NTE was kept whole (it carried more than text)."""
     scope = Scope(obs.extra)
-    scope.add("OBX", results_encode.obx(obs, index))
+    values = results_encode.obx(obs, index)
+    if not any(f"OBX-{n}" in scope.fields or f"OBX-{n}" in scope.nulls for n in (23, 24)):  # kept: as read
+        values.update(places.performing_organization_written(obs.performing_organization))
+    scope.add("OBX", values)
     kept_notes = {item["segment"].split("|")[3] for item in scope.kept
                   if item.get("segment", "").startswith("NTE|") and item["segment"].count("|") >= 3}
     for number, note in enumerate(obs.notes, start=1):

@@ -205,3 +205,17 @@ def written(encounter: Encounter) -> dict[int, str]:
         code = next((i.value for i in provider.identifiers if i.type == "FI"), None)
         out[39] = esc(code or provider.name)
     return out
+
+
+def performing_organization_written(lab: Organization | None) -> dict[int, str]:
+    """OBX-23 (XON: name ^^^^^ assigning authority HD ^ identifier type ^^^ organization identifier)
+    and OBX-24 (address) of a result's performing laboratory."""
+    from . import datatypes as dt
+    from .reader import comp, esc
+
+    if lab is None:
+        return {}
+    ident = lab.identifiers[0] if lab.identifiers else None
+    xon = comp(esc(lab.name), "", "", "", "", dt._write_hd(ident.assigner, ident.system) if ident else "",
+               esc(ident.type) if ident else "", "", "", esc(ident.value) if ident else "")
+    return {23: xon, 24: dt.write_address(lab.addresses[0]) if lab.addresses else ""}
