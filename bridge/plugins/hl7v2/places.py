@@ -130,7 +130,7 @@ def performing_organization(obx: Segment, seps: Separators) -> Organization | No
     value = text(parts[9], seps) or text(parts[2], seps)
     ids = []
     if value:
-        assigner, system = dt._read_hd(parts[5], seps) if parts[5] else (None, None)
+        assigner, system = dt.read_hd(parts[5], seps) if parts[5] else (None, None)
         ids.append(Identifier(value=value, system=system, type=text(parts[6], seps) or None, assigner=assigner))
     address_raw = obx.get(24)
     address = dt.read_address(address_raw.split(seps.repetition)[0], seps) \
@@ -216,6 +216,6 @@ def performing_organization_written(lab: Organization | None) -> dict[int, str]:
     if lab is None:
         return {}
     ident = lab.identifiers[0] if lab.identifiers else None
-    xon = comp(esc(lab.name), "", "", "", "", dt._write_hd(ident.assigner, ident.system) if ident else "",
+    xon = comp(esc(lab.name), "", "", "", "", dt.write_hd(ident.assigner, ident.system) if ident else "",
                esc(ident.type) if ident else "", "", "", esc(ident.value) if ident else "")
     return {23: xon, 24: dt.write_address(lab.addresses[0]) if lab.addresses else ""}
