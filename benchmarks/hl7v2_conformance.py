@@ -376,6 +376,35 @@ def first_of(records: list[Any], kind: type) -> Any:
     return None
 
 
+def place_names(resource: dict[str, Any] | None, resolve: Callable[[dict[str, Any] | None], Any]) -> set[str]:
+    """Names of a Location and of every Location it is ``partOf``."""
+    names: set[str] = set()
+    for _ in range(32):
+        if resource is None:
+            break
+        names.add(str(resource.get("name")))
+        resource = resolve(resource.get("partOf"))
+    return names
+
+
+def encounter_places(theirs: dict[str, Any], resolve: Callable[[dict[str, Any] | None], Any],
+                     bundle: dict[str, Any] | None) -> tuple[int, int]:
+    """(their first Encounter's places whose chain of names is all in our first Encounter's places, their
+    places): Microsoft points at the point of care and we at the bed, so chains are compared as names."""
+    urls = {e["fullUrl"]: e["resource"] for e in (bundle or {}).get("entry", [])}
+    ours = next((r for r in urls.values() if r["resourceType"] == "Encounter"), None)
+    if ours is None:
+        return 0, 0
+    def ours_of(ref: dict[str, Any] | None) -> dict[str, Any] | None:
+        return urls.get((ref or {}).get("reference", ""))
+
+    our_names: set[str] = set()
+    for part in ours.get("location", []):
+        our_names |= place_names(ours_of(part["location"]), ours_of)
+    chains = [place_names(resolve(part.get("location")), resolve) for part in theirs.get("location", [])]
+    return sum(1 for chain in chains if chain and chain <= our_names), len(chains)
+
+
 def wide_sample(name: str, expected_path: Path, inputs: Path) -> dict[str, Any]:
     """One sample over the whole set: translated?, their/our type counts, field rows."""
     from bridge import Patient
@@ -406,8 +435,9 @@ def wide_sample(name: str, expected_path: Path, inputs: Path) -> dict[str, Any]:
             if match is not None:
                 rows += [(f"{name}/{placer}", f, ok) for f, ok in prescription_fields(rx, match, resolve).items()]
         rows += newer_rows(name, bundle, theirs, resolve)
+    places = encounter_places(by_type["Encounter"][0], resolve, bundle) if by_type.get("Encounter") else (0, 0)
     return {"name": name, "translated": bundle is not None, "why": why, "theirs": their_types,
-            "ours": our_types, "rows": rows}
+            "ours": our_types, "rows": rows, "places": places}
 
 
 def wide(inputs: Path = SHARED / "input", expected: Path = SHARED / "expected") -> list[dict[str, Any]]:
@@ -443,6 +473,10 @@ def wide_report(samples: list[dict[str, Any]]) -> None:
           f"of which we emit {len(set(per_type) & ours_types)}")
     for rtype, (have, count) in sorted(per_type.items(), key=lambda item: -item[1][1]):
         print(f"  {rtype:28} {have:>5} / {count:>5}")
+    found, places = sum(s["places"][0] for s in samples), sum(s["places"][1] for s in samples)
+    if places:
+        print(f"their Encounter.location places (names up the partOf chain) among ours: {found} of {places} "
+              f"({100 * found / places:.1f} %)")
     rows = [row for sample in samples for row in sample["rows"]]
     print(f"\n{'field (all samples)':28} {'agree':>5} / {'of':>3}   {'%':>6}")
     for field, (agree, count) in table(rows).items():

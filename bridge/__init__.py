@@ -98,6 +98,16 @@ from bridge.core.model.records import (  # noqa: E402
     RelatedPerson,
     ServiceRequest,
 )
+from bridge.core.model.records import (  # noqa: E402
+    ENCOUNTER_LOCATION_STATUSES,
+    LOCATION_MODES,
+    LOCATION_PHYSICAL_TYPES,
+    LOCATION_STATUSES,
+    EncounterLocation,
+    Location,
+    Organization,
+    Specimen,
+)
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,

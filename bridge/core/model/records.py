@@ -258,6 +258,63 @@ class Medication(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# --- places and organizations (HL7v2 PV1-3/6/11/39/42/43, FHIR Location and Organization) ---------
+
+LOCATION_STATUSES = ("active", "suspended", "inactive")
+LOCATION_MODES = ("instance", "kind")
+LOCATION_PHYSICAL_TYPES = ("si", "bu", "wi", "wa", "lvl", "co", "ro", "bd", "ve", "ho", "ca", "rd", "area", "jdn")
+"""FHIR R4 location-status and location-mode (required bindings) and location-physical-type codes
+(site, building, wing, ward, level, corridor, room, bed, vehicle, house, cabinet, road, area,
+jurisdiction): a receiver builds its bed board from them, so the record takes only these."""
+ENCOUNTER_LOCATION_STATUSES = ("planned", "active", "reserved", "completed")
+"""FHIR R4 encounter-location-status (a required binding)."""
+
+
+@dataclass
+class Organization(Record):
+    """An organization a message names: the facility that serves a visit (HL7v2 PV1-39), a site."""
+
+    kind: ClassVar[str] = "Organization"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: str | None = None
+    types: list[Coding] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    part_of: Organization | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Location(Record):
+    """A place: a bed in a room on a ward of a facility (HL7v2 PL, FHIR Location). The chain runs
+    from the most specific place up through ``part_of``, so a bed names its room, ward and site."""
+
+    kind: ClassVar[str] = "Location"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    name: str | None = None
+    description: str | None = None
+    status: str | None = field(default=None, metadata=_choices(*LOCATION_STATUSES))
+    mode: str | None = field(default=None, metadata=_choices(*LOCATION_MODES))
+    physical_type: str | None = field(default=None, metadata=_choices(*LOCATION_PHYSICAL_TYPES))
+    address: Address | None = None
+    part_of: Location | None = None
+    managing_organization: Organization | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EncounterLocation:
+    """A place the patient was, is, or will be during a visit (HL7v2 PV1-3 assigned, PV1-6 prior,
+    PV1-11 temporary, PV1-42 pending, PV1-43 prior temporary)."""
+
+    location: Location
+    status: str | None = field(default=None, metadata=_choices(*ENCOUNTER_LOCATION_STATUSES))
+    temporary: bool | None = None
+    period: Period | None = None
+
+
 @dataclass
 class Encounter(Record):
     kind: ClassVar[str] = "Encounter"
@@ -279,6 +336,8 @@ class Encounter(Record):
     appointment_id: str | None = None
     consent_captured: bool | None = None
     last_in_person_visit: str | None = field(default=None, metadata=DATETIME)
+    locations: list[EncounterLocation] = field(default_factory=list)
+    service_provider: Organization | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,6 +356,7 @@ class Appointment(Record):
     patient: Patient | None = None
     practitioner: Practitioner | None = None
     patient_location: PatientLocation | None = None
+    locations: list[Location] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -393,9 +453,27 @@ class Observation(Record):
     interpretation: list[Coding] = field(default_factory=list)
     effective: str | None = field(default=None, metadata=DATETIME)
     performer: Practitioner | None = None
+    performing_organization: Organization | None = None
     notes: list[str] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Specimen(Record):
+    """A sample a result was measured on (HL7v2 SPM, FHIR Specimen): what it is, where on the body it
+    came from and when, so a receiver can tell a fasting serum from a random urine."""
+
+    kind: ClassVar[str] = "Specimen"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    specimen_type: Coding | None = None
+    body_site: Coding | None = None
+    collection_method: Coding | None = None
+    collected: Period | None = None
+    received: str | None = field(default=None, metadata=DATETIME)
+    patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -412,6 +490,7 @@ class DiagnosticReport(Record):
     effective: str | None = field(default=None, metadata=DATETIME)
     issued: str | None = field(default=None, metadata=DATETIME)
     observations: list[Observation] = field(default_factory=list)
+    specimens: list[Specimen] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -621,6 +700,9 @@ RECORD_TYPES: dict[str, type[Record]] = {
         MedicationAdministration,
         Immunization,
         RelatedPerson,
+        Location,
+        Organization,
+        Specimen,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

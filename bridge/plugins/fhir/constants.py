@@ -86,3 +86,18 @@ EXT_RECORD_INDEX = f"{_SD}/record-index"
 OUR_EXTENSIONS = frozenset(
     value for name, value in dict(globals()).items() if name.startswith("EXT_"))
 """Extensions this format generates; any other extension is kept verbatim in ``extra["fhir"]``."""
+
+# --- places and organizations (places.py) --------------------------------------------------------
+LOCATION_PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+SID_LOCATION_KEY = f"{BASE}/sid/location-key"
+"""A Location without an identifier a server could match: uuid5 of its chain of places (type and
+name of itself and of every ``partOf`` up to the site), so the same bed in the same room is one
+resource however many visits name it."""
+SID_ORGANIZATION_KEY = f"{BASE}/sid/organization-key"
+"""An Organization without an identifier a server could match: uuid5 of its identifier values, or of
+its name when it has none."""
+EXT_TEMPORARY_LOCATION = f"{_SD}/temporary-location"
+OUR_EXTENSIONS = OUR_EXTENSIONS | {EXT_TEMPORARY_LOCATION}
+SID_SPECIMEN_KEY = f"{BASE}/sid/specimen-key"
+"""A Specimen without an identifier a server could match: uuid5 of the patient's key, the sender's
+specimen ids (values), the type and the collection start."""

@@ -53,6 +53,7 @@ class Reader:
         self.busy: set[int] = set()
         self.referenced: set[int] = set()
         self.stack: list[Node] = []
+        self.alternates: dict[int, Record] = {}
 
     # -- references --
 
@@ -94,6 +95,29 @@ class Reader:
             return None
         self.referenced.add(id(node.data))
         return self.record(node)
+
+    def follow_as(self, ref: Node | None, rtype: str, wanted: type, decoder: Any) -> Any:
+        """A reference read with another decoder than its type's usual one (an Organization as an
+        Organization rather than a Pharmacy); cached apart from the usual records."""
+        node = self.target(ref, self.stack[-1] if self.stack else None)
+        if node is None or node.str("resourceType") != rtype:
+            return None
+        self.referenced.add(id(node.data))
+        key = id(node.data)
+        if key in self.alternates:
+            return self.alternates[key]
+        if key in self.busy:
+            raise DecodeError("references form a cycle", node.path)
+        self.busy.add(key)
+        self.stack.append(node)
+        try:
+            record = decoder(node, self)
+            self.remember(node, record)
+        finally:
+            self.stack.pop()
+            self.busy.discard(key)
+        self.alternates[key] = record
+        return record
 
     # -- resources --
 

@@ -1,7 +1,7 @@
 """Records to a FHIR R4 Bundle whose entries are safe to deliver twice.
 
 Idempotency: every entry carries a conditional request on its business identifier. Reference data
-(Patient, Practitioner, Organization, Medication) is a conditional create — ``POST`` with
+(Patient, Practitioner, Organization, Location, Medication) is a conditional create — ``POST`` with
 ``ifNoneExist`` — so we never overwrite what the EHR's master files hold; clinical events
 (Encounter, Appointment, MedicationRequest, MedicationDispense, DocumentReference, DiagnosticReport,
 Observation, AllergyIntolerance, Condition, Coverage, ServiceRequest, MedicationAdministration,
@@ -32,11 +32,13 @@ log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("6f1c7a52-4a0e-5b7e-9d59-1f3c1e6f2b10")
 """uuid5 namespace of our fullUrls (a fixed random value: changing it changes every fullUrl)."""
 
-CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Medication"})
+CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Location", "Medication"})
 PREFERRED_SYSTEMS = {
     "Practitioner": (C.NPI,),
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
+    "Location": (C.SID_LOCATION_KEY,),
+    "Specimen": (C.SID_SPECIMEN_KEY,),
 }
 PREFERRED_TYPES = {"Patient": ("MR",), "Encounter": ("VN",), "MedicationRequest": ("PLAC",),
                    "DiagnosticReport": ("FILL", "PLAC"), "Coverage": ("MB",),

@@ -9,6 +9,7 @@ tables are in ``docs/fhir.md``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import binascii
 import json
 import uuid
@@ -31,9 +32,11 @@ from bridge import (
     Encounter,
     HumanName,
     Immunization,
+    Location,
     Medication,
     MedicationAdministration,
     Observation,
+    Organization,
     Patient,
     PatientLink,
     PatientLocation,
@@ -45,6 +48,7 @@ from bridge import (
     RelatedPerson,
     ServiceRequest,
     SignatureEvidence,
+    Specimen,
     StateLicense,
     keys_of,
 )
@@ -443,6 +447,7 @@ def encounter_out(rec: Encounter, w: Writer) -> dict[str, Any]:
         "appointment": appointment,
         "period": period_out(rec.period, "Encounter.period", w.options),
         "reasonCode": [concept_out(c) for c in rec.reason],
+        **encounter_places_out(rec, w),
     })
 
 
@@ -475,7 +480,7 @@ def encounter_in(node: Node, r: Reader) -> Encounter:
         appointment_id=reference_ids(appointments[0]) if appointments else None,
         consent_captured=ext_value(node, C.EXT_CONSENT, "Boolean"),
         last_in_person_visit=ext_value(node, C.EXT_LAST_IN_PERSON, "DateTime"),
-        extra=record_extra_in(node))
+        **encounter_places_in(node, r), extra=record_extra_in(node))
 
 
 def appointment_out(rec: Appointment, w: Writer) -> dict[str, Any]:
@@ -493,17 +498,21 @@ def appointment_out(rec: Appointment, w: Writer) -> dict[str, Any]:
         "start": fhir_datetime(rec.start, "Appointment.start", w.options, instant=True),
         "end": fhir_datetime(rec.end, "Appointment.end", w.options, instant=True),
         "minutesDuration": rec.duration_minutes,
-        "participant": [{"actor": w.ref(a), "status": "accepted"} for a in actors],
+        "participant": [{"actor": w.ref(a), "status": "accepted"} for a in [*actors, *rec.locations]],
     })
 
 
 def appointment_in(node: Node, r: Reader) -> Appointment:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
     patient = practitioner = None
+    places = []
     for part in node.list("participant"):
         actor = part.obj("actor")
         patient = patient or r.follow(actor, Patient)
         practitioner = practitioner or r.follow(actor, Practitioner)
+        place = r.follow(actor, Location)
+        if place is not None:
+            places.append(place)
     return Appointment(
         id=record_id(node, found), identifiers=identifiers, status=node.str("status"),
         start=node.datetime("start"), end=node.datetime("end"),
@@ -511,7 +520,7 @@ def appointment_in(node: Node, r: Reader) -> Appointment:
         modality=choice(ext_value(node, C.EXT_MODALITY, "Code"), MODALITIES, node.at("extension(modality)")),
         reason=concepts_in(node.list("reasonCode")),
         appointment_type=concept_in(node.obj("appointmentType")),
-        patient=patient, practitioner=practitioner, patient_location=location_in(node),
+        patient=patient, practitioner=practitioner, patient_location=location_in(node), locations=places,
         extra=record_extra_in(node))
 
 
@@ -1006,6 +1015,7 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
         raise EncodeError("Coverage needs a payer (payer_name or payer_identifiers): FHIR requires Coverage.payor")
     if payer.get("identifier", {}).get("system"):
         payer["identifier"]["system"] = absolute_system(payer["identifier"]["system"])
+    payer = {"reference": w.add(payer_organization(rec)), **payer}
     member = {"type": {"coding": [{"system": C.V2_0203, "code": "MB"}]}, "value": rec.member_id} \
         if rec.member_id else None
     plan = rec.plan
@@ -1027,6 +1037,16 @@ def coverage_out(rec: Coverage, w: Writer) -> dict[str, Any]:
                               coverage_class("plan", plan.code if plan else None, plan.display if plan else None))
                   if c],
     })
+
+
+PAYER_TYPE = Coding(code="pay", system="http://terminology.hl7.org/CodeSystem/organization-type", display="Payer")
+
+
+def payer_organization(rec: Coverage) -> Organization:
+    """The payer (HL7v2 IN1-3/IN1-4) as an Organization entry that Coverage.payor references, as
+    Microsoft's converter and US Core do; the reference keeps its identifier and display too."""
+    return Organization(name=rec.payer_name, identifiers=[dataclasses.replace(i) for i in rec.payer_identifiers],
+                        types=[dataclasses.replace(PAYER_TYPE)])
 
 
 def subscriber_out(rec: Coverage, w: Writer) -> dict[str, Any]:
@@ -1060,6 +1080,7 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
     payors = node.list("payor")
     payer = payors[0] if payors else None
     payer_ident = payer.obj("identifier") if payer is not None else None
+    payer_org = follow_organization(r, payer) if payer is not None else None
     plan = classes.get("plan")
     group = classes.get("group")
     status = node.str("status")
@@ -1068,8 +1089,9 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
         status=choice(status, COVERAGE_STATUSES, node.at("status")),
         plan=Coding(code=plan.str("value") or "", display=plan.str("name")) if plan is not None else None,
         plan_type=coded_in(node.obj("type")),
-        payer_name=payer.str("display") if payer is not None else None,
-        payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else [],
+        payer_name=(payer.str("display") if payer is not None else None) or (payer_org.name if payer_org else None),
+        payer_identifiers=[identifier_in(payer_ident)] if payer_ident is not None else
+        (payer_org.identifiers[:1] if payer_org else []),
         member_id=member, group_number=group.str("value") if group is not None else None,
         group_name=group.str("name") if group is not None else None,
         subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node),
@@ -1127,12 +1149,21 @@ IN = {
 from .immunization import immunization_in, immunization_out  # noqa: E402  (they use the helpers above)
 from .orders import service_request_in, service_request_out  # noqa: E402
 from .pharmacy import administration_in, administration_out, dispense_key  # noqa: E402
+from .places import encounter_places_in, encounter_places_out, location_out  # noqa: E402
+from .places import location_in as place_in  # noqa: E402  (location_in above reads PatientLocation)
+from .places import follow_organization, organization_out  # noqa: E402
 from .related_person import related_person_in, related_person_out  # noqa: E402
+from .specimen import specimen_in, specimen_out  # noqa: E402
 
 OUT.update({ServiceRequest: service_request_out, MedicationAdministration: administration_out,
-            Immunization: immunization_out, RelatedPerson: related_person_out})
+            Immunization: immunization_out, RelatedPerson: related_person_out,
+            Location: location_out, Organization: organization_out, Specimen: specimen_out})
 IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
            "MedicationAdministration": (MedicationAdministration, administration_in),
            "Immunization": (Immunization, immunization_in),
-           "RelatedPerson": (RelatedPerson, related_person_in)})
+           "RelatedPerson": (RelatedPerson, related_person_in),
+           "Location": (Location, place_in), "Specimen": (Specimen, specimen_in)})
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
+RESOURCE_TYPE[Organization] = "Organization"
+"""Organization resources decode as Pharmacy records unless a reference wants an Organization
+(Encounter.serviceProvider, Location.managingOrganization: see places.follow_organization)."""

@@ -28,6 +28,7 @@ from bridge import (
     Observation,
     Patient,
     Practitioner,
+    Specimen,
     Quantity,
     Range,
     Ratio,
@@ -144,7 +145,7 @@ def observation_out(rec: Observation, w: Writer) -> dict[str, Any]:
         "subject": w.ref(rec.patient) if rec.patient else None,
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
         "effectiveDateTime": fhir_datetime(rec.effective, "Observation.effective", w.options),
-        "performer": [w.ref(rec.performer)] if rec.performer else [],
+        "performer": [w.ref(p) for p in (rec.performer, rec.performing_organization) if p is not None],
         **value_out(rec, w),
         "interpretation": [{"coding": [coding_out(c)]} for c in rec.interpretation],
         "note": [{"text": n} for n in rec.notes],
@@ -171,6 +172,8 @@ def value_out(rec: Observation, w: Writer) -> dict[str, Any]:
 
 
 def observation_in(node: Node, r: Reader) -> Observation:
+    from .places import follow_organization
+
     from .resources import choice, record_extra_in, record_id
 
     found, identifiers = split_result_ids(node)
@@ -191,6 +194,8 @@ def observation_in(node: Node, r: Reader) -> Observation:
         interpretation=[c for i in node.list("interpretation") for c in concept_in(i)],
         effective=node.datetime("effectiveDateTime"),
         performer=next((p for p in (r.follow(ref, Practitioner) for ref in node.list("performer")) if p), None),
+        performing_organization=next((o for o in (follow_organization(r, ref) for ref in node.list("performer"))
+                                      if o), None),
         notes=[n.str("text") or "" for n in node.list("note")],
         patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node))
@@ -277,6 +282,7 @@ def report_out(rec: DiagnosticReport, w: Writer) -> dict[str, Any]:
         "effectiveDateTime": fhir_datetime(rec.effective, "DiagnosticReport.effective", w.options),
         "issued": issued,
         "result": [w.ref(in_context(rec, obs, seen)) for obs in rec.observations],
+        "specimen": [w.ref(sample) for sample in rec.specimens],
     })
 
 
@@ -296,6 +302,7 @@ def report_in(node: Node, r: Reader) -> DiagnosticReport:
         extra=record_extra_in(node))
     pairs = [(ref, r.follow(ref, Observation)) for ref in node.list("result")]
     report.observations = [obs for _, obs in pairs if obs is not None]
+    report.specimens = [s for s in (r.follow(ref, Specimen) for ref in node.list("specimen")) if s is not None]
     seen: dict[str, int] = {}
     for ref, obs in pairs:
         if obs is not None:

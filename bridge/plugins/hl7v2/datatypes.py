@@ -180,6 +180,11 @@ def _write_hd(assigner: str | None, system: str | None) -> str:
     return sub(esc(assigner), esc(system))
 
 
+read_hd = _read_hd
+"""HD → (assigner, system), for the readers outside this module (places.py: XON assigning authority)."""
+write_hd = _write_hd
+
+
 def read_identifier(value: str, seps: Separators, default_type: str | None = None) -> Identifier | None:
     """CX → Identifier: CX.1 value, CX.4 assigning authority (assigner, system), CX.5 type."""
     parts = value.split(seps.component)

@@ -47,7 +47,7 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import immunization, orders, pharmacy, problems, results, results_encode, telehealth
+from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -327,6 +327,7 @@ class Decoder:
             reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
+        places.attach(encounter, pv1, self.seps)
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
@@ -504,6 +505,7 @@ class Decoder:
             practitioner=dt.read_practitioner(staff[0], self.seps) if staff else None,
             patient_location=facts.location,
         )
+        appointment.locations = places.appointment_places(self.message.segments, self.seps)
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
         for name in ("RGS", "AIP"):
             scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
@@ -724,7 +726,7 @@ class Decoder:
             raise DecodeError(f"MDM^{self.event} has no TXA segment", "TXA")
         patient = self.patient(found.get("PID"), pid_scope)
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
-        if encounter == Encounter():  # the bare PV1 an MDM must carry says nothing about a visit
+        if encounter is not None and places.says_nothing(encounter):  # an MDM's bare PV1: no visit
             encounter = None
         authors = self.reps(txa, 9)
         doc_type = dt.read_coding(txa.get(2), self.seps)
@@ -794,7 +796,7 @@ class Decoder:
 
     def _result_encounter(self, found: dict[str, Segment], scope: Scope) -> Encounter | None:
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
-        return None if encounter == Encounter() else encounter  # a bare PV1 says nothing about a visit
+        return None if encounter is None or places.says_nothing(encounter) else encounter  # a bare PV1
 
     def _report_groups(self, segs: list[Segment]) -> list[list[Segment]]:
         """Split at each OBR; an ORC right before an OBR belongs to that OBR's group."""
@@ -826,9 +828,12 @@ class Decoder:
         self._keep_beyond_triplets(obr, 4, scope)
         section = self.t(obr, 24)
         observations: list[Observation] = []
+        samples = []
         specimen = False
         for seg in group[at + 1:]:
             specimen = specimen or seg.name == "SPM"
+            if seg.name == "SPM":
+                samples.append(specimens.read(seg, self.seps, patient))  # derived: the SPM stays kept
             if seg.name == "OBX" and not specimen:
                 observations.append(self._observation(seg, obr, section, len(observations) + 1))
                 scope.anchor = "OBX"  # what follows the results (SPM…) goes back after them
@@ -844,6 +849,7 @@ class Decoder:
             effective=self.when(obr, 7, scope),
             issued=self.when(obr, 22, scope),
             observations=observations,
+            specimens=samples,
             patient=patient,
             encounter=encounter,
         )
@@ -899,6 +905,7 @@ class Decoder:
                             for f in self.reps(obx, 8)],
             effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
             performer=self._first_practitioner(obx, 16),
+            performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
         )
         self._value(obs, obx, measure, scope)
         if pain:

@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import telehealth
+from . import places, telehealth
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
@@ -168,6 +168,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         1: "1",
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
         **wire.pv1_written(encounter),
+        **places.written(encounter),
     }
 
 
@@ -179,9 +180,13 @@ def encounter_facts(encounter: Encounter | None) -> telehealth.Telehealth:
 
 
 def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
-    """PV1-2 is required: use the kept raw value, else U (unknown)."""
+    """PV1-2 is required: use the kept raw value, else U (unknown). A place field kept as read (an
+    HL7v2 visit's PV1-3…) is written as read, not from the places derived from it."""
     if not values.get(2) and "PV1-2" not in scope.fields:
         values[2] = "U"
+    for number in places.PLACE_FIELDS:
+        if f"PV1-{number}" in scope.fields or f"PV1-{number}" in scope.nulls:
+            values.pop(number, None)
 
 
 # --- message types ---------------------------------------------------------------------------------
@@ -286,6 +291,9 @@ class Encoder:
             scope.add("PV1", values)
         scope.out += scope.z_segments()
         scope.add("RGS", {1: "1"})
+        if not any(k.get("segment", "").startswith("AIL|") for k in scope.kept):  # kept AIL go back as read
+            for number, place in enumerate(appt.locations, start=1):
+                scope.add("AIL", {1: str(number), 3: places.write_place(place)})
         if appt.practitioner:
             scope.add("AIP", {1: "1", 3: dt.write_practitioner(appt.practitioner)})
         return self.message("SIU", event, "SIU_S12", scope.render())
@@ -433,7 +441,10 @@ class Encoder:
 def _observation(obs: Observation, index: int) -> list[str]:
     """OBX, then an NTE per note unless the note's NTE was kept whole (it carried more than text)."""
     scope = Scope(obs.extra)
-    scope.add("OBX", results_encode.obx(obs, index))
+    values = results_encode.obx(obs, index)
+    if not any(f"OBX-{n}" in scope.fields or f"OBX-{n}" in scope.nulls for n in (23, 24)):  # kept: as read
+        values.update(places.performing_organization_written(obs.performing_organization))
+    scope.add("OBX", values)
     kept_notes = {item["segment"].split("|")[3] for item in scope.kept
                   if item.get("segment", "").startswith("NTE|") and item["segment"].count("|") >= 3}
     for number, note in enumerate(obs.notes, start=1):

@@ -28,7 +28,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, results
+from . import adt, places, results
 from . import datatypes as dt
 from .reader import Segment, reencode_segment, text
 
@@ -161,7 +161,7 @@ def header(dec: Decoder, segments: list[Segment], scope: Scope) -> tuple[Patient
     encounter = None
     if pv1 is not None:
         encounter = dec.encounter(pv1, pv2, scope, None)
-        if encounter == Encounter():
+        if places.says_nothing(encounter):
             encounter = None
     return patient, encounter
 

@@ -1,0 +1,62 @@
+"""HL7v2 SPM (specimen) of a result report as Specimen records.
+
+The SPM segment stays kept as read in the report's ``extra["hl7v2"]`` (after its results, where it
+came), so an HL7v2 round trip writes it back unchanged; the Specimen records are derived from it and
+nested in the DiagnosticReport (``specimens``), never written twice. Times are read as sent (the
+channel's zone is applied later, as for every other time).
+"""
+
+from __future__ import annotations
+
+from bridge import Coding, Identifier, Patient, Period, Specimen
+
+from . import datatypes as dt
+from .header import Separators
+from .reader import NULL, Segment, text
+
+
+def _first(seg: Segment, number: int, seps: Separators) -> str:
+    raw = seg.get(number)
+    return "" if not raw or raw == NULL else raw.split(seps.repetition)[0]
+
+
+def _coding(seg: Segment, number: int, seps: Separators, table: str) -> Coding | None:
+    value = _first(seg, number, seps)
+    coding = dt.read_coding(value, seps) if value else None
+    if coding is not None and not coding.system:
+        coding.system = table
+    return coding
+
+
+def _ids(seg: Segment, seps: Separators) -> list[Identifier]:
+    """SPM-2 (EIP): placer (PLAC) ^ filler (FILL) specimen ids, each EI id & namespace & universal id."""
+    out = []
+    for part, kind in zip(_first(seg, 2, seps).split(seps.component), ("PLAC", "FILL")):
+        subs = [text(s, seps) for s in part.split(seps.subcomponent)] + ["", "", ""]
+        if subs[0]:
+            system = None
+            if subs[2]:
+                system = f"urn:oid:{subs[2]}" if subs[3].upper() == "ISO" else subs[2]
+            out.append(Identifier(value=subs[0], system=system, type=kind, assigner=subs[1] or None))
+    return out
+
+
+def _when(value: str, seps: Separators) -> str | None:
+    raw = text(value.split(seps.subcomponent)[0], seps)
+    return dt.read_datetime(raw) if raw else None
+
+
+def read(seg: Segment, seps: Separators, patient: Patient | None) -> Specimen:
+    """SPM-2 ids, SPM-4 type (table 0487), SPM-7 collection method (0488), SPM-8 source site,
+    SPM-17 collection date/time range, SPM-18 received date/time."""
+    collected = (_first(seg, 17, seps).split(seps.component) + [""])[:2]
+    start, end = _when(collected[0], seps), _when(collected[1], seps)
+    return Specimen(
+        identifiers=_ids(seg, seps),
+        specimen_type=_coding(seg, 4, seps, "HL70487"),
+        collection_method=_coding(seg, 7, seps, "HL70488"),
+        body_site=dt.read_coding(_first(seg, 8, seps), seps) if _first(seg, 8, seps) else None,
+        collected=Period(start=start, end=end) if start or end else None,
+        received=_when(_first(seg, 18, seps), seps),
+        patient=patient,
+    )
