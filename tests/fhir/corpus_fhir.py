@@ -7,10 +7,11 @@ a transaction Bundle. FHIR: every official R4 example, decoded and encoded again
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from bridge import DecodeError, EncodeError, localize_records
+from bridge import DecodeError, EncodeError, Record, localize_records
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
 from tests.hl7v2.test_hl7v2_corpus import FOLDERS, corpus_files
@@ -20,21 +21,26 @@ from .conftest import FIXTURES
 ZONE = "America/Chicago"
 
 
+def decoded_corpus() -> Iterator[tuple[str, list[Record]]]:
+    """(folder/file, records) for every public-corpus HL7v2 message that decodes, as it decodes."""
+    for folder in FOLDERS:
+        for path in corpus_files(folder):
+            try:
+                yield f"{folder}/{path.name}", HL7V2.decode(path.read_bytes(), {})
+            except DecodeError:
+                continue
+
+
 @lru_cache(maxsize=1)
 def hl7v2_outcomes() -> tuple[tuple[tuple[str, dict[str, Any]], ...], tuple[tuple[str, str], ...]]:
     """((file, Bundle) for every decoded message that encodes, (file, error) for those refused)."""
     bundles, refused = [], []
-    for folder in FOLDERS:
-        for path in corpus_files(folder):
-            try:
-                records = HL7V2.decode(path.read_bytes(), {})
-            except DecodeError:
-                continue
-            localize_records(records, ZONE)
-            try:
-                bundles.append((f"{folder}/{path.name}", json.loads(FHIR.encode(records, {}))))
-            except EncodeError as exc:
-                refused.append((f"{folder}/{path.name}", str(exc)))
+    for name, records in decoded_corpus():
+        localize_records(records, ZONE)
+        try:
+            bundles.append((name, json.loads(FHIR.encode(records, {}))))
+        except EncodeError as exc:
+            refused.append((name, str(exc)))
     return tuple(bundles), tuple(refused)
 
 

@@ -12,30 +12,24 @@ referrals, dispenses, administrations, immunizations, OUL results, MDM T01-T11, 
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from bridge import DecodeError, EncodeError, localize_records
+from bridge import EncodeError, localize_records
 from bridge.plugins.fhir.codec import FORMAT as FHIR
-from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
-from tests.hl7v2.test_hl7v2_corpus import FOLDERS, corpus_files
+
+from .corpus_fhir import decoded_corpus
 
 
 def _fhir_failures(zone: str | None) -> tuple[int, int]:
     """(messages that reach FHIR, of those how many fail because a time has no zone)."""
     reached = no_zone = 0
-    for folder in FOLDERS:
-        for path in corpus_files(folder):
-            try:
-                records = HL7V2.decode(path.read_bytes(), {})
-            except DecodeError:
-                continue
-            reached += 1
-            if zone:
-                localize_records(records, zone)
-            try:
-                FHIR.encode(records, {})
-            except EncodeError as exc:
-                no_zone += "has no time zone" in str(exc)
+    for _, records in decoded_corpus():
+        reached += 1
+        if zone:
+            localize_records(records, zone)
+        try:
+            FHIR.encode(records, {})
+        except EncodeError as exc:
+            no_zone += "has no time zone" in str(exc)
     return reached, no_zone
 
 
