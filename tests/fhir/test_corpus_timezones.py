@@ -12,7 +12,6 @@ referrals, dispenses, administrations, immunizations, OUL results, MDM T01-T11, 
 
 from __future__ import annotations
 
-
 from bridge import EncodeError, localize_records
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 
