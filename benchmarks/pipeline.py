@@ -34,7 +34,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,36 +134,13 @@ class Engine:
             conn.close()
 
     def wait_delivered(self, count: int, timeout: float, on_progress=None) -> tuple[float, float]:
-        """Wait until ``count`` outbox rows are delivered; returns the first and last delivery's epoch time.
-
-        The times come from the store (``delivered_at``), not from when this poll noticed, so the poll
-        can back off (from 50 ms to 1 s): counting 100,000 rows twenty times a second took CPU from the
-        engine it measured and kept a reader in the way of its WAL checkpoints."""
-        started = time.monotonic()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            done = self.delivered()
-            if on_progress:
-                on_progress(done)
-            if done >= count:
-                return self.delivered_span()
-            if self.process.poll() is not None:
-                raise SystemExit(f"bridge run exited: {self.process.stderr.read().decode()[-2000:]}")
-            time.sleep(min(1.0, 0.05 + (time.monotonic() - started) / 50))
-        raise SystemExit(f"only {self.delivered()} of {count} delivered after {timeout:.0f} s")
+        """Wait until ``count`` outbox rows are delivered; returns the first and last delivery's epoch time."""
+        wait_for_deliveries(count, timeout, self.delivered, [self.process], on_progress)
+        return self.delivered_span()
 
     def rss_mb(self) -> float:
         """Resident memory of ``bridge run`` and its worker children, in MB."""
-        pids = [self.process.pid] + children(self.process.pid)
-        total = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total / 1024
+        return rss_mb([self.process.pid])
 
     def stop(self) -> None:
         self.process.terminate()
@@ -171,6 +148,40 @@ class Engine:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def wait_for_deliveries(count: int, timeout: float, delivered: Callable[[], int],
+                        engines: Sequence[subprocess.Popen], on_progress=None) -> None:
+    """Poll ``delivered()`` until it reaches ``count``, backing off from 50 ms to 1 s.
+
+    Delivery times come from the store (``delivered_at``), not from when this poll noticed, so the
+    poll can back off: counting 100,000 rows twenty times a second took CPU from the engine it measured
+    and kept a reader in the way of its WAL checkpoints."""
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
+        done = delivered()
+        if on_progress:
+            on_progress(done)
+        if done >= count:
+            return
+        for engine in engines:
+            if engine.poll() is not None:
+                raise SystemExit(f"bridge run exited: {engine.stderr.read().decode()[-2000:]}")
+        time.sleep(min(1.0, 0.05 + (time.monotonic() - started) / 50))
+    raise SystemExit(f"only {delivered()} of {count} delivered after {timeout:.0f} s")
+
+
+def rss_mb(pids: Sequence[int]) -> float:
+    """Resident memory of these processes and their children, in MB."""
+    total = 0
+    for pid in [p for parent in pids for p in (parent, *children(parent))]:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
 
 
 def children(pid: int) -> list[int]:

@@ -90,30 +90,12 @@ class Nodes:
     def wait_delivered(self, count: int, timeout: float) -> float:
         """Wait until ``count`` rows are delivered; returns the last delivery's epoch time, from the store
         (so the poll can back off and leave the server's CPU to the engines; see pipeline.py)."""
-        started = time.monotonic()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if self.delivered() >= count:
-                with psycopg.connect(self.url, connect_timeout=5) as conn:
-                    return conn.execute("SELECT MAX(delivered_at) FROM outbox WHERE status = 'delivered'"
-                                        ).fetchone()[0]
-            for engine in self.engines:
-                if engine.poll() is not None:
-                    raise SystemExit(f"bridge run exited: {engine.stderr.read().decode()[-2000:]}")
-            time.sleep(min(1.0, 0.1 + (time.monotonic() - started) / 50))
-        raise SystemExit(f"only {self.delivered()} of {count} delivered after {timeout:.0f} s")
+        pipeline.wait_for_deliveries(count, timeout, self.delivered, self.engines)
+        with psycopg.connect(self.url, connect_timeout=5) as conn:
+            return conn.execute("SELECT MAX(delivered_at) FROM outbox WHERE status = 'delivered'").fetchone()[0]
 
     def rss_mb(self) -> float:
-        total = 0
-        for engine in self.engines:
-            for pid in [engine.pid] + pipeline.children(engine.pid):
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-                except OSError:
-                    pass
-        return total / 1024
+        return pipeline.rss_mb([engine.pid for engine in self.engines])
 
     def stop(self) -> None:
         for engine in self.engines:
