@@ -9,6 +9,7 @@ that makes it, so the audit trail can never miss a change that happened.
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 from collections.abc import Mapping
@@ -32,8 +33,12 @@ def _check_name(name: str, what: str) -> None:
         raise BridgeError(f"a {what} name must be 1-100 characters without spaces, got {name!r}")
 
 
-class AdminTables:
-    """Mixin for both stores (needs ``_tx``, ``_read``, ``_x`` and ``_audit``)."""
+class AdminTables(abc.ABC):
+    """Mixin for both stores (needs ``_tx``, ``_read``, ``_x`` and ``_audit``, and the hook below)."""
+
+    @abc.abstractmethod
+    def _park_channel(self, conn: Any, channel: str, paused: bool) -> None:
+        """Set a paused channel's lanes aside from claims (or bring them back), in the pause's transaction."""
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -136,7 +141,7 @@ class AdminTables:
                 " ON CONFLICT(channel) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at,"
                 " updated_by=excluded.updated_by, reason=excluded.reason",
                 (channel, int(paused), now, actor, reason))
-            self._park_channel(conn, channel, paused)  # type: ignore[attr-defined]
+            self._park_channel(conn, channel, paused)
             self._audit(conn, actor, "channel.pause" if paused else "channel.resume", f"channel:{channel}",
                         {"reason": reason}, now)
 

@@ -11,6 +11,7 @@ enters its lane: a lane-head flag in SQLite, a lane row and a NOTIFY in PostgreS
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 from collections.abc import Mapping
@@ -28,21 +29,22 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-class OperatorActions:
-    """Mixin for both stores (needs ``_tx``, ``_x``, ``_audit``, ``holds`` and the hooks named above)."""
+class OperatorActions(abc.ABC):
+    """Mixin for both stores (needs ``_tx``, ``_x``, ``_audit``, ``holds``); each backend supplies the
+    abstract hooks below, so a backend that misses one cannot be instantiated."""
 
     _row_lock = ""
 
     def _lock_replay_chain(self, conn: Any, root: int) -> None:
         """Hold off other replays of this chain until commit (a no-op where writers are serialised)."""
 
+    @abc.abstractmethod
     def _insert_replay(self, conn: Any, row: Mapping[str, Any]) -> int:
         """Insert the replay's message row (status ``received``) into its lane; returns its id."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _requeue_released(self, conn: Any, message_id: int, now: float) -> None:
         """A released message is ``received`` again and enters its lane (behind a head in flight)."""
-        raise NotImplementedError
 
     def replay(self, message_id, *, reason, actor, destinations=None, force=False):
         if not reason or not reason.strip():

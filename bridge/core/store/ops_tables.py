@@ -14,6 +14,7 @@ over cannot overwrite the new owner's result.
 
 from __future__ import annotations
 
+import abc
 import json
 import sqlite3
 import time
@@ -44,7 +45,7 @@ def run_dict(row: Sequence[Any]) -> dict[str, Any]:
             "finished_at": row[6], "detail": detail, "lease_expires": row[8], "attempts": row[9]}
 
 
-class OpsTables:
+class OpsTables(abc.ABC):
     """Mixin for both stores (needs ``_tx``, ``_read``, ``_x`` and ``_audit``)."""
 
     # --- job runs ------------------------------------------------------------------------------
