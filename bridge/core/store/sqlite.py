@@ -330,16 +330,16 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
                 return row[0], True
         status = "failed" if error else "received"
         order_key = header.get("order_key")
-        head = queue.head_marker(conn, channel) if not error and queue.message_lane_is_free(conn, channel, order_key) \
-            else 0
-        cur = conn.execute(
+        head = not error and queue.message_lane_is_free(conn, channel, order_key)
+        cur = conn.execute(  # a head is claimable, or parked while its channel is paused (in the same statement)
             "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
-            " trace_id, error, order_key, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " trace_id, error, order_key, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+            f" CASE WHEN ? THEN {queue.HEAD_MARKER_SQL} ELSE 0 END)",
             (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
              _json(dict(origin)), dedupe_key, header.get("control_id"),
              header.get("sending_application"), header.get("sending_facility"),
-             header.get("message_type"), header.get("trace_id"), error, order_key, head),
+             header.get("message_type"), header.get("trace_id"), error, order_key, head, channel),
         )
         message_id = cur.lastrowid
         # The "received" event is not stored: events() derives it from the message row, which

@@ -24,13 +24,14 @@ HEAD, PARKED = 1, 3
 parked head is not in ``messages_lane_heads``, so claims never pass over a paused channel's backlog:
 pausing parks the channel's heads, resuming unparks them, and a head chosen while the channel is
 paused is parked at once."""
-_HEAD_MARKER = (f"CASE WHEN EXISTS (SELECT 1 FROM channel_state WHERE channel = ? AND paused = 1)"
+# (its one parameter is the channel)
+HEAD_MARKER_SQL = (f"CASE WHEN EXISTS (SELECT 1 FROM channel_state WHERE channel = ? AND paused = 1)"
                 f" THEN {PARKED} ELSE {HEAD} END")
 
 
 def head_marker(conn: sqlite3.Connection, channel: str) -> int:
     """What a new head of ``channel``'s lanes is marked: claimable, or parked while the channel is paused."""
-    return conn.execute(f"SELECT {_HEAD_MARKER}", (channel,)).fetchone()[0]
+    return conn.execute(f"SELECT {HEAD_MARKER_SQL}", (channel,)).fetchone()[0]
 
 
 def park_channel(conn: sqlite3.Connection, channel: str, paused: bool) -> None:
@@ -68,7 +69,7 @@ def leave_message_lane(conn: sqlite3.Connection, channel: str, order_key: str | 
     if order_key is None:
         return
     conn.execute(
-        f"UPDATE messages SET lane_head = {_HEAD_MARKER} WHERE id = (SELECT MIN(id) FROM messages"
+        f"UPDATE messages SET lane_head = {HEAD_MARKER_SQL} WHERE id = (SELECT MIN(id) FROM messages"
         f" WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED})",
         (channel, channel, order_key))
 
