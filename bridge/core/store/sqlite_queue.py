@@ -26,7 +26,7 @@ pausing parks the channel's heads, resuming unparks them, and a head chosen whil
 paused is parked at once."""
 # (its one parameter is the channel)
 HEAD_MARKER_SQL = (f"CASE WHEN EXISTS (SELECT 1 FROM channel_state WHERE channel = ? AND paused = 1)"
-                f" THEN {PARKED} ELSE {HEAD} END")
+                   f" THEN {PARKED} ELSE {HEAD} END")
 
 
 def head_marker(conn: sqlite3.Connection, channel: str) -> int:
