@@ -37,7 +37,7 @@ from bridge import (
 
 from . import constants as C
 from . import keep
-from .datatypes import code_out, compact, ext, ext_value, fhir_datetime, identifier_in
+from .datatypes import code_out, coding_in, coding_out, compact, ext, ext_value, fhir_datetime, identifier_in
 from .reader import Node
 from .systems import system_name, system_uri
 
@@ -53,21 +53,6 @@ OBX-3, seen in narrative reports): FHIR requires a code, and saying so is better
 
 
 # --- codes -------------------------------------------------------------------------------------
-
-
-system_out = system_uri
-"""Coding systems as absolute URIs (kept as a name: see :mod:`.systems`)."""
-system_in = system_name
-
-
-def coding_out(coding: Coding) -> dict[str, Any]:
-    return compact({"system": system_out(coding.system), "code": code_out(coding.code),
-                    "display": coding.display})
-
-
-def coding_in(node: Node) -> Coding:
-    return Coding(code=node.str("code") or "", system=system_in(node.str("system")),
-                  display=node.str("display"))
 
 
 def concept_out(codings: list[Coding]) -> dict[str, Any] | None:
@@ -97,7 +82,7 @@ def quantity_out(q: Quantity | None, simple: bool = False) -> dict[str, Any] | N
     if q is None:
         return None
     return compact({"value": float(q.value), "comparator": None if simple else q.comparator, "unit": q.unit,
-                    "system": system_out(q.system) if q.code else None, "code": q.code if q.system else None})
+                    "system": system_uri(q.system) if q.code else None, "code": q.code if q.system else None})
 
 
 def quantity_in(node: Node | None) -> Quantity | None:
@@ -105,7 +90,7 @@ def quantity_in(node: Node | None) -> Quantity | None:
         return None
     comparator = node.str("comparator")
     return Quantity(value=node.num("value"), unit=node.str("unit"), code=node.str("code"),  # type: ignore[arg-type]
-                    system=system_in(node.str("system")),
+                    system=system_name(node.str("system")),
                     comparator=comparator if comparator in COMPARATORS else None)
 
 
