@@ -4,13 +4,14 @@ MLLP wraps each HL7v2 message in a frame: a start byte 0x0B, the message, then 0
 sender waits for an acknowledgement frame before it sends the next message on that connection.
 
 Listener (channel ``source:``): an asyncio server in its own thread, because the engine is threaded.
-Each connection is read in chunks and framed incrementally, so partial reads, several frames in one
-read and bytes before a start byte (skipped) are all handled without buffering more than the
-channel's ``max_message_bytes``. Each frame is committed through ``ctx.submit`` in a thread pool (a
-SQLite commit blocks on fsync; one slow commit must not stall other connections), and only then
-answered: AA/CA when stored (or already stored: a resend is a duplicate the intake recognises), AE/CE
-when the store failed, AR/CR when the message cannot be read or is refused (too large, no MSH). A
-connection's frames are answered in order, one at a time, so per-sender ordering is preserved.
+Each connection is a protocol that frames its bytes incrementally, so partial reads, several frames
+in one read and bytes before a start byte (skipped) are all handled without buffering more than the
+channel's ``max_message_bytes``. Frames are committed on a committing thread, a batch at a time (a
+SQLite commit blocks on fsync; one slow commit must not stall other connections, and one commit
+serves every frame that arrived meanwhile), and only then answered: AA/CA when stored (or already
+stored: a resend is a duplicate the intake recognises), AE/CE when the store failed, AR/CR when the
+message cannot be read or is refused (too large, no MSH). A connection's answers go out in the order
+of its frames, so per-sender ordering is preserved.
 
 Sender (destination ``url:``): keeps its connections open across sends (a small pool, one by
 default), waits for the ACK with a deadline and judges it: AA/CA delivered; AE/CE transient; AR/CR
