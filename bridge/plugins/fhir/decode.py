@@ -19,6 +19,7 @@ from bridge import DecodeError, EncodeError, Medication, Record
 
 from . import constants as C
 from . import keep
+from .assigners import assigner_targets
 from .reader import Node
 from .resources import IN
 
@@ -231,7 +232,8 @@ def root_ids(bundle: Node, btype: str, supported: list[tuple[Node, Node]], reade
         focus = focus_ids(bundle, reader)
         if focus:
             return focus
-    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced}
+    authorities = assigner_targets([r for _, r in supported], reader.target)
+    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced | authorities}
 
 
 def focus_ids(bundle: Node, reader: Reader) -> set[int]:
