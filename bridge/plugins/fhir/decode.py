@@ -20,6 +20,7 @@ from bridge import DecodeError, EncodeError, Medication, Record
 from . import constants as C
 from . import keep
 from .assigners import assigner_targets
+from .organizations import organizations_in
 from .reader import Node
 from .resources import IN
 
@@ -134,6 +135,7 @@ class Reader:
             rtype = node.str("resourceType")
             _, decoder = IN[rtype]  # type: ignore[index]
             record = decoder(node, self)
+            organizations_in(node, record, self)
             self.remember(node, record)
         finally:
             self.stack.pop()

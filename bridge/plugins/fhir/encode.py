@@ -26,6 +26,7 @@ from bridge import EncodeError, Medication, Record
 from . import constants as C
 from . import keep
 from .assigners import assigners_last, link_assigners
+from .organizations import organizations_out
 from .resources import OUT, RESOURCE_TYPE, medication_codings
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Writer:
         encoder = OUT.get(type(record))
         if encoder is None:
             raise EncodeError(f"no FHIR mapping for record kind {record.kind!r}")
-        return link_assigners(encoder(record, self), self)
+        return link_assigners(organizations_out(record, encoder(record, self), self), self)
 
     def contained_body(self, medication: Medication) -> dict[str, Any]:
         """An uncoded medication as we contain it: always under the local id ``med``."""
