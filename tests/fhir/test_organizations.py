@@ -141,3 +141,15 @@ def test_every_sample_with_organizations_is_valid(fhir_format) -> None:
         bundle = bundle_of(fhir_format, name)
         assert bundle_violations(bundle) == [], name
         R4BBundle.model_validate(bundle)
+
+
+def test_a_referrals_authorized_provider_rf1_19_is_a_performer_of_the_request(fhir_format) -> None:
+    bundle = bundle_of(fhir_format, "REF-I12-01.hl7")
+    request = first(bundle, "ServiceRequest")
+    targets = [by_url(bundle)[p["reference"]]["resource"] for p in request["performer"]]
+    kinds = [(t["resourceType"], t.get("name")) for t in targets]
+    assert ("Organization", "Radiant Health Hospital") in kinds
+    assert kinds[0][0] == "Practitioner"  # the referred-to provider (PRD RT) stays first
+    back = [r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if r.kind == "ServiceRequest"]
+    assert back[0].performing_organization.name == "Radiant Health Hospital"
+    assert len(back[0].performers) == 1

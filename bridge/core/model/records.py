@@ -616,6 +616,7 @@ class ServiceRequest(Record):
     patient: Patient | None = None
     encounter: Encounter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
 
 
 @dataclass

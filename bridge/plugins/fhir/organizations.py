@@ -2,7 +2,9 @@
 
 - ``Patient.primary_facility`` (HL7v2 PD1-3) ↔ ``Patient.generalPractitioner`` (an Organization
   reference; Practitioner references in the same list are left to the Patient mapping);
-- ``Coverage.policy_holder`` (HL7v2 IN1-11) ↔ ``Coverage.policyHolder`` (when it is an Organization).
+- ``Coverage.policy_holder`` (HL7v2 IN1-11) ↔ ``Coverage.policyHolder`` (when it is an Organization);
+- ``ServiceRequest.performing_organization`` (HL7v2 RF1-19, a referral's authorized provider) ↔ an
+  Organization among ``ServiceRequest.performer`` (the practitioners there are the request mapping's).
 
 Each Organization is a Bundle entry written as a conditional create (reference data, as the encoder
 writes every Organization), keyed by its identifier or, without one a server could match, by the
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridge import Coverage, Patient, Record
+from bridge import Coverage, Patient, Record, ServiceRequest
 
 from .reader import Node
 
@@ -30,6 +32,8 @@ def organizations_out(record: Record, resource: dict[str, Any], w: Writer) -> di
         resource.setdefault("generalPractitioner", []).append(w.ref(record.primary_facility))
     elif isinstance(record, Coverage) and record.policy_holder is not None and "policyHolder" not in resource:
         resource["policyHolder"] = w.ref(record.policy_holder)
+    elif isinstance(record, ServiceRequest) and record.performing_organization is not None:
+        resource.setdefault("performer", []).append(w.ref(record.performing_organization))
     return resource
 
 
@@ -45,3 +49,6 @@ def organizations_in(node: Node, record: Record, r: Reader) -> None:
                 return
     elif isinstance(record, Coverage):
         record.policy_holder = follow_organization(r, node.obj("policyHolder"))
+    elif isinstance(record, ServiceRequest):
+        record.performing_organization = next(
+            (found for found in (follow_organization(r, ref) for ref in node.list("performer")) if found), None)
