@@ -31,3 +31,20 @@ def test_in1_11_employer_from_a_v2_5_sample_and_the_segment_is_written_back_unch
     assert coverage.policy_holder is not None and coverage.policy_holder.name == "Walmart"
     in1 = lambda data: [s for s in data.replace(b"\n", b"\r").split(b"\r") if s.startswith(b"IN1|")]  # noqa: E731
     assert in1(encode(records, {})) == in1(raw)
+
+
+def test_a_coverage_from_another_format_writes_its_policy_holder_to_in1_11_and_44() -> None:
+    raw = (SAMPLES / "ADT-A01-01.hl7").read_bytes()
+    records = decode(raw, {})
+    (coverage,) = [r for r in records if isinstance(r, Coverage)]
+    coverage.extra = {}  # as if it came from FHIR: no kept IN1
+    patient = coverage.patient
+    fresh = [r for r in records if not isinstance(r, Coverage)][:1]
+    out = encode(fresh + [coverage], {})
+    segments = [s.decode() for s in out.replace(b"\n", b"\r").split(b"\r") if s.startswith(b"IN1|")]
+    kept, written = segments  # the Encounter carries the IN1 as sent; the Coverage is written from the record
+    assert "IC-1.31^24^BCV" in kept and "IC-1.31^24^BCV" not in written
+    in1 = written.split("|")
+    assert in1[11] == "Sam P. Hil" and in1[44] == "2000 MILKY WAY^^VERONA^WI^53593^US"
+    back = [r for r in decode(out, {}) if isinstance(r, Coverage)]
+    assert back[-1].policy_holder == coverage.policy_holder and patient is not None

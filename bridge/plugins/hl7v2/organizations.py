@@ -10,7 +10,8 @@ identifier (XON.10, which replaces XON.3). Read here:
   holds a group policy (``Coverage.policy_holder``, FHIR ``Coverage.policyHolder``).
 
 Like the places of a visit these records are derived: PD1 and IN1 stay kept as read and are written
-back exactly, so an HL7v2 round trip is unchanged. Identifier assigning authorities (CX.4, XON.6)
+back exactly, so an HL7v2 round trip is unchanged; a Coverage from another format (no kept IN1) gets
+IN1-11/IN1-44 from the record. Identifier assigning authorities (CX.4, XON.6)
 are not records: the FHIR encoder makes them Organization entries (``fhir/assigners.py``).
 """
 
@@ -20,7 +21,7 @@ from bridge import Identifier, Organization
 
 from . import datatypes as dt
 from .header import Separators
-from .reader import NULL, Segment, text
+from .reader import NULL, Segment, comp, esc, text
 
 
 def read_organization(value: str, seps: Separators) -> Organization | None:
@@ -69,3 +70,20 @@ def policy_holder(in1: Segment, seps: Separators) -> Organization | None:
     if address is not None:
         org.addresses.append(address)
     return org
+
+
+def write_organization(org: Organization | None) -> str:
+    """Organization → XON (name ^^^^^ assigning authority HD ^ identifier type ^^^ identifier), the
+    inverse of :func:`read_organization` for a record from another format (no kept segment)."""
+    if org is None:
+        return ""
+    ident = org.identifiers[0] if org.identifiers else None
+    return comp(esc(org.name), "", "", "", "", dt.write_hd(ident.assigner, ident.system) if ident else "",
+                esc(ident.type) if ident else "", "", "", esc(ident.value) if ident else "")
+
+
+def policy_holder_written(org: Organization | None) -> dict[int, str]:
+    """IN1-11 and IN1-44 of a Coverage's policy holder."""
+    if org is None:
+        return {}
+    return {11: write_organization(org), 44: dt.write_address(org.addresses[0]) if org.addresses else ""}
