@@ -93,10 +93,35 @@ def _identifiers_with_assigner(value: Any, depth: int = 0) -> list[dict[str, Any
 def assigners_last(entries: dict[str, dict[str, Any]], assigners: dict[str, str],
                    roots: dict[str, list[int]]) -> list[tuple[str, dict[str, Any]]]:
     """The Bundle's entries with the assigning authorities after everything else: a reader that
-    takes the first entry as the message's subject (as many do) still finds the Patient there."""
+    takes the first entry as the message's subject (as many do) still finds the Patient there.
+
+    An authority no entry references any more is left out: a record decoded from someone else's
+    FHIR keeps its identifiers as they came (``extra["fhir"]``), which replace the ones we linked."""
     tail = set(assigners.values()) - set(roots)
+    if not tail:
+        return list(entries.items())
+    referenced: set[str] = set()
+    for url, entry in entries.items():
+        if url not in tail:
+            _references(entry.get("resource"), referenced)
     return [item for item in entries.items() if item[0] not in tail] + \
-        [item for item in entries.items() if item[0] in tail]
+        [item for item in entries.items() if item[0] in tail and item[0] in referenced]
+
+
+def _references(value: Any, into: set[str], depth: int = 0) -> None:
+    """Every ``reference`` string in a resource."""
+    if depth > 32:
+        return
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str):
+            into.add(ref)
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                _references(item, into, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _references(item, into, depth + 1)
 
 
 def assigner_targets(resources: list[Any], target: Any) -> set[int]:
