@@ -22,6 +22,7 @@ Encounter, RelatedPerson, Coverage, Practitioner, Specimen…) gets it without a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge import Identifier, Organization
@@ -56,7 +57,7 @@ def dedupe_key(org: Organization) -> str:
 
 def link_assigners(resource: dict[str, Any], w: Writer) -> dict[str, Any]:
     """Give every ``assigner`` display in the resource a reference to its Organization entry."""
-    for ident in _identifiers_with_assigner(resource):
+    for ident in _identifiers(resource, _unlinked):
         assigner = ident["assigner"]
         org = authority(assigner.get("display"), ident.get("system"))
         if org is None:
@@ -70,23 +71,31 @@ def link_assigners(resource: dict[str, Any], w: Writer) -> dict[str, Any]:
     return resource
 
 
-def _identifiers_with_assigner(value: Any, depth: int = 0) -> list[dict[str, Any]]:
-    """Every Identifier-shaped object (a ``value`` and an ``assigner`` with a display but no
-    reference yet) anywhere in a resource, contained resources and logical references included."""
+def _unlinked(ident: dict[str, Any]) -> bool:
+    assigner = ident.get("assigner")
+    return isinstance(assigner, dict) and bool(assigner.get("display")) and "reference" not in assigner
+
+
+def _linked(ident: dict[str, Any]) -> bool:
+    assigner = ident.get("assigner")
+    return isinstance(assigner, dict) and isinstance(assigner.get("reference"), str)
+
+
+def _identifiers(value: Any, wanted: Callable[[dict[str, Any]], bool], depth: int = 0) -> list[dict[str, Any]]:
+    """Every Identifier-shaped object (a ``value`` and an ``assigner``) that ``wanted`` accepts,
+    anywhere in a resource: contained resources and logical references included."""
     found: list[dict[str, Any]] = []
     if depth > 16:
         return found
     if isinstance(value, dict):
-        assigner = value.get("assigner")
-        if isinstance(assigner, dict) and assigner.get("display") and "reference" not in assigner \
-                and "value" in value:
+        if "value" in value and "assigner" in value and wanted(value):
             found.append(value)
         for key, item in value.items():
-            if key != "assigner":
-                found += _identifiers_with_assigner(item, depth + 1)
+            if key != "assigner" and isinstance(item, (dict, list)):
+                found += _identifiers(item, wanted, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            found += _identifiers_with_assigner(item, depth + 1)
+            found += _identifiers(item, wanted, depth + 1)
     return found
 
 
@@ -124,31 +133,14 @@ def _references(value: Any, into: set[str], depth: int = 0) -> None:
             _references(item, into, depth + 1)
 
 
-def assigner_targets(resources: list[Any], target: Any) -> set[int]:
+def assigner_targets(resources: list[Node], target: Callable[[Node], Node | None]) -> set[int]:
     """Ids of the resources that some identifier's ``assigner`` references (``target`` resolves a
     Reference node): an authority an identifier names is not a record of its own when a Bundle we
     did not mark is read back."""
     found: set[int] = set()
     for resource in resources:
-        for ident in _identifiers_with_reference(resource.data):
+        for ident in _identifiers(resource.data, _linked):
             node = target(Node(ident["assigner"], resource.path))
             if node is not None:
                 found.add(id(node.data))
-    return found
-
-
-def _identifiers_with_reference(value: Any, depth: int = 0) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if depth > 16:
-        return found
-    if isinstance(value, dict):
-        assigner = value.get("assigner")
-        if isinstance(assigner, dict) and isinstance(assigner.get("reference"), str) and "value" in value:
-            found.append(value)
-        for key, item in value.items():
-            if key != "assigner":
-                found += _identifiers_with_reference(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            found += _identifiers_with_reference(item, depth + 1)
     return found
