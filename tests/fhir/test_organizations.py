@@ -157,7 +157,8 @@ def test_a_referrals_authorized_provider_rf1_19_is_a_performer_of_the_request(fh
 
 def test_identifiers_kept_from_someone_elses_fhir_leave_no_unreferenced_authority(fhir_format) -> None:
     # the official Patient example: identifier assigner {"display": "Acme Healthcare"} comes back as it was
-    raw = (Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "r4-examples" / "patient-example.json").read_bytes()
+    examples = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "r4-examples"
+    raw = (examples / "patient-example.json").read_bytes()
     bundle = json.loads(fhir_format.encode(fhir_format.decode(raw, {}), {}))
     assert first(bundle, "Patient")["identifier"] == json.loads(raw)["identifier"]
     assert [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Organization"

@@ -3,8 +3,9 @@
 status has a required binding (immunization-status: completed, entered-in-error, not-done), held
 as such by the record. FHIR requires the vaccine, the patient and the occurrence. The manufacturer
 is an Organization entry keyed by its MVX code (an IIS feed names the maker only so), referenced
-with that code and name as a logical reference too. A record without an identifier gets one derived from the patient, the vaccine and the time
-(system ``…/sid/immunization-key``), so a re-sent VXU updates the resource it created.
+with that code and name as a logical reference too. A record without an identifier gets one derived
+from the patient, the vaccine and the time (system ``…/sid/immunization-key``), so a re-sent VXU
+updates the resource it created.
 """
 
 from __future__ import annotations
