@@ -135,7 +135,10 @@ def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
                                                    "display": "Patient referral"}
     urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
     assert urls[request["requester"]["reference"]]["name"][0]["family"] == "POWELL"
-    assert [urls[p["reference"]]["name"][0]["family"] for p in request["performer"]] == ["McWILLIAMS"]
+    performers = [urls[p["reference"]] for p in request["performer"]]
+    assert [p["name"][0]["family"] for p in performers if p["resourceType"] == "Practitioner"] == ["McWILLIAMS"]
+    # and the authorized provider (RF1-19), see test_organizations.py
+    assert [p["name"] for p in performers if p["resourceType"] == "Organization"] == ["Radiant Health Hospital"]
 
 
 def example_records(name: str) -> list[Any]:

@@ -215,6 +215,7 @@ class Patient(Record):
     telecom: list[ContactPoint] = field(default_factory=list)
     links: list[PatientLink] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    primary_facility: Organization | None = None  # HL7v2 PD1-3, FHIR Patient.generalPractitioner
 
 
 @dataclass
@@ -573,6 +574,7 @@ class Coverage(Record):
     period: Period | None = None
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    policy_holder: Organization | None = None  # HL7v2 IN1-11 (+IN1-44), FHIR Coverage.policyHolder
 
 
 # --- orders, medication administration, immunization (HL7v2 ORM/OML/OMG/REF, RAS/RGV, VXU) -------
@@ -614,6 +616,7 @@ class ServiceRequest(Record):
     patient: Patient | None = None
     encounter: Encounter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
 
 
 @dataclass

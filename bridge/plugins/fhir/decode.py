@@ -19,6 +19,8 @@ from bridge import DecodeError, EncodeError, Medication, Record
 
 from . import constants as C
 from . import keep
+from .assigners import assigner_targets
+from .organizations import organizations_in
 from .reader import Node
 from .resources import IN
 
@@ -133,6 +135,7 @@ class Reader:
             rtype = node.str("resourceType")
             _, decoder = IN[rtype]  # type: ignore[index]
             record = decoder(node, self)
+            organizations_in(node, record, self)
             self.remember(node, record)
         finally:
             self.stack.pop()
@@ -231,7 +234,8 @@ def root_ids(bundle: Node, btype: str, supported: list[tuple[Node, Node]], reade
         focus = focus_ids(bundle, reader)
         if focus:
             return focus
-    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced}
+    authorities = assigner_targets([r for _, r in supported], reader.target)
+    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced | authorities}
 
 
 def focus_ids(bundle: Node, reader: Reader) -> set[int]:

@@ -30,6 +30,7 @@ from bridge import (
 
 from . import adt, places, results
 from . import datatypes as dt
+from . import organizations
 from .reader import Segment, reencode_segment, text
 
 if TYPE_CHECKING:
@@ -344,4 +345,5 @@ def decode_referral(dec: Decoder) -> list[Record]:
         patient=patient,
         encounter=encounter,
     )
+    request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])
