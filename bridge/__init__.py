@@ -108,6 +108,7 @@ from bridge.core.model.records import (  # noqa: E402
     Organization,
     Specimen,
 )
+from bridge.core.model.records import PROCEDURE_STATUSES, Procedure, ProcedurePerformer  # noqa: E402
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,

@@ -706,3 +706,44 @@ RECORD_TYPES: dict[str, type[Record]] = {
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""
+
+
+# --- procedures (HL7v2 PR1, FHIR Procedure) ------------------------------------------------------
+
+PROCEDURE_STATUSES = ("preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                      "entered-in-error", "unknown")
+"""FHIR R4 event-status (Procedure.status, a required binding). An HL7v2 PR1 states no status, so
+its procedures are ``unknown`` rather than a guessed ``completed``."""
+
+
+@dataclass
+class ProcedurePerformer:
+    """Who took part in a procedure, and as what (HL7v2 PR1-8 anesthesiologist, PR1-11 surgeon,
+    PR1-12 procedure practitioner): a receiver's surgical log needs the role, not only the name."""
+
+    practitioner: Practitioner
+    function: Coding | None = None
+
+
+@dataclass
+class Procedure(Record):
+    """A procedure done to the patient (HL7v2 PR1 in ADT, BAR and DFT): a pain service needs the
+    nerve blocks and injections of a stay beside its diagnoses."""
+
+    kind: ClassVar[str] = "Procedure"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*PROCEDURE_STATUSES))
+    code: Coding | None = None
+    description: str | None = None
+    category: Coding | None = None
+    performed: str | None = field(default=None, metadata=DATETIME)
+    performers: list[ProcedurePerformer] = field(default_factory=list)
+    reason: list[Coding] = field(default_factory=list)
+    part_of: Identifier | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES[Procedure.kind] = Procedure

@@ -1167,3 +1167,10 @@ RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
 RESOURCE_TYPE[Organization] = "Organization"
 """Organization resources decode as Pharmacy records unless a reference wants an Organization
 (Encounter.serviceProvider, Location.managingOrganization: see places.follow_organization)."""
+
+from bridge import Procedure  # noqa: E402
+from .procedure import procedure_in, procedure_out  # noqa: E402
+
+OUT[Procedure] = procedure_out
+IN["Procedure"] = (Procedure, procedure_in)
+RESOURCE_TYPE[Procedure] = "Procedure"

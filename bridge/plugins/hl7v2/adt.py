@@ -28,6 +28,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
+from . import procedures
 from .header import Separators
 from .reader import NULL, Segment, text
 
@@ -188,6 +189,10 @@ class ClinicalReader:
                 condition = self.condition(seg, patient, encounter)
                 if condition is not None:
                     out.append(carried(condition))
+            elif seg.name == "PR1":
+                procedure = procedures.read(self, seg, patient, encounter)
+                if procedure is not None:
+                    out.append(carried(procedure))
             elif seg.name == "IN1":
                 in2 = segments[index + 1] if index + 1 < len(segments) and segments[index + 1].name == "IN2" else None
                 coverage = self.coverage(seg, in2, patient)

@@ -42,14 +42,14 @@ def detect(raw: bytes) -> bool:
 
 
 KINDS_BY_TYPE = {
-    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage"}),
+    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage", "Procedure"}),
     "SIU": frozenset({"Appointment"}),
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),
     "MDM": frozenset({"ClinicalNote"}),
     "ORU": frozenset({"DiagnosticReport", "Observation"}),
-    "BAR": frozenset({"Encounter", "Patient"}),
-    "DFT": frozenset({"Encounter", "Patient"}),
+    "BAR": frozenset({"Encounter", "Patient", "Procedure"}),
+    "DFT": frozenset({"Encounter", "Patient", "Procedure"}),
     "PPR": frozenset({"Condition"}),
 }
 
