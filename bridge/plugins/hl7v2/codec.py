@@ -15,6 +15,7 @@ from bridge import FormatSpec, MessageHeader, OptionSpec, Record
 
 from . import decode as _decode
 from . import encode as _encode
+from .envelope import read as read_envelope
 from .header import first_segment, peek
 
 MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -87,6 +88,7 @@ FORMAT = FormatSpec(
     detect=detect,
     file_extension="hl7",
     record_kinds=record_kinds,
+    envelope=read_envelope,
     decode_options=DECODE_OPTIONS,
     encode_options=ENCODE_OPTIONS,
     description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU, BAR/DFT to canonical records and back",
