@@ -33,8 +33,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bridge import EncodeError, Endpoint, MessageEnvelope, Organization, Software
-from bridge.core.model.records import Identifier
+from bridge import EncodeError, Endpoint, Identifier, MessageEnvelope, Organization, Software
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
