@@ -747,3 +747,41 @@ class Procedure(Record):
 
 
 RECORD_TYPES[Procedure.kind] = Procedure
+
+
+# --- accounts and episodes of care (HL7v2 PID-18, PV1-54; FHIR Account, EpisodeOfCare) -------------
+
+ACCOUNT_STATUSES = ("active", "inactive", "entered-in-error", "on-hold", "unknown")
+EPISODE_STATUSES = ("planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error")
+"""FHIR R4 account-status and episode-of-care-status (required bindings)."""
+
+
+@dataclass
+class Account(Record):
+    """The billing account a patient's care is charged to (HL7v2 PID-18 patient account number): a
+    billing system files a visit's charges under it, so it travels with the visit."""
+
+    kind: ClassVar[str] = "Account"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*ACCOUNT_STATUSES))
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeOfCare(Record):
+    """A run of care that spans visits (HL7v2 PV1-54 service episode identifier): a course of pain
+    management, a pregnancy, a rehabilitation programme. It names its patient, not a visit: many
+    visits belong to one episode (FHIR links them from the Encounter)."""
+
+    kind: ClassVar[str] = "EpisodeOfCare"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*EPISODE_STATUSES))
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES[Account.kind] = Account
+RECORD_TYPES[EpisodeOfCare.kind] = EpisodeOfCare

@@ -1171,6 +1171,10 @@ RESOURCE_TYPE[Organization] = "Organization"
 from bridge import Procedure  # noqa: E402
 from .procedure import procedure_in, procedure_out  # noqa: E402
 
-OUT[Procedure] = procedure_out
-IN["Procedure"] = (Procedure, procedure_in)
-RESOURCE_TYPE[Procedure] = "Procedure"
+from bridge import Account, EpisodeOfCare  # noqa: E402
+from .accounts import account_in, account_out, episode_in, episode_out  # noqa: E402
+
+OUT.update({Procedure: procedure_out, Account: account_out, EpisodeOfCare: episode_out})
+IN.update({"Procedure": (Procedure, procedure_in), "Account": (Account, account_in),
+           "EpisodeOfCare": (EpisodeOfCare, episode_in)})
+RESOURCE_TYPE.update({Procedure: "Procedure", Account: "Account", EpisodeOfCare: "EpisodeOfCare"})

@@ -28,7 +28,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
-from . import procedures
+from . import accounts, procedures
 from .header import Separators
 from .reader import NULL, Segment, text
 
@@ -198,7 +198,9 @@ class ClinicalReader:
                 coverage = self.coverage(seg, in2, patient)
                 if coverage is not None:
                     out.append(carried(coverage))
-        return out
+        if group.pid is None:  # an order's or a result's segments: their account is not read (yet)
+            return out
+        return out + accounts.read(self, group.pid, group.first("PV1"), patient, encounter)
 
     def allergy(self, seg: Segment, patient: Patient) -> AllergyIntolerance:
         """AL1 (and IAM, which shares fields 2-5): type, allergen, severity, reactions, date."""

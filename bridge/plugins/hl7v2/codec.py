@@ -43,14 +43,15 @@ def detect(raw: bytes) -> bool:
 
 
 KINDS_BY_TYPE = {
-    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage", "Procedure"}),
+    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage", "Procedure", "Account",
+                      "EpisodeOfCare"}),
     "SIU": frozenset({"Appointment"}),
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),
     "MDM": frozenset({"ClinicalNote"}),
     "ORU": frozenset({"DiagnosticReport", "Observation"}),
-    "BAR": frozenset({"Encounter", "Patient", "Procedure"}),
-    "DFT": frozenset({"Encounter", "Patient", "Procedure"}),
+    "BAR": frozenset({"Encounter", "Patient", "Procedure", "Account", "EpisodeOfCare"}),
+    "DFT": frozenset({"Encounter", "Patient", "Procedure", "Account", "EpisodeOfCare"}),
     "PPR": frozenset({"Condition"}),
 }
 

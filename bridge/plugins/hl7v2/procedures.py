@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridge import Coding, Encounter, Patient, Procedure, ProcedurePerformer
+from bridge import Coding, Encounter, Patient, Procedure, ProcedurePerformer, Record
 
 from . import datatypes as dt
 from .reader import Segment
@@ -85,9 +85,11 @@ def pr1(rec: Procedure, number: int) -> dict[int, str]:
             19: _ei(rec.identifiers[0] if rec.identifiers else None), 25: _ei(rec.part_of)}
 
 
-def financial(decoder: Any, record: Encounter | Patient) -> list[Procedure]:
-    """The PR1 procedures of a BAR or DFT, for the patient and (first) visit its record names. The
-    segments stay kept whole on that record, so the procedures are carried."""
+def financial(decoder: Any, record: Encounter | Patient) -> list[Record]:
+    """The PR1 procedures of a BAR or DFT, then its account (PID-18) and episode (PV1-54), for the
+    patient and (first) visit its record names. The segments stay kept whole on that record, so
+    these records are carried."""
+    from . import accounts
     from .adt import ClinicalReader, carried
 
     reader = ClinicalReader(decoder.seps, decoder.t, decoder.reps)
@@ -96,4 +98,6 @@ def financial(decoder: Any, record: Encounter | Patient) -> list[Procedure]:
     if patient is None:
         return []  # FHIR requires Procedure.subject: a message without PID keeps its PR1 raw only
     found = [read(reader, seg, patient, encounter) for seg in decoder.message.segments if seg.name == "PR1"]
-    return [carried(p) for p in found if p is not None]  # type: ignore[misc]
+    billing = accounts.read(reader, decoder.message.segment("PID"), decoder.message.segment("PV1"), patient,
+                            encounter, decoder.event)
+    return [*(carried(p) for p in found if p is not None), *billing]  # type: ignore[misc]
