@@ -128,7 +128,8 @@ class EnvelopeWriter:
         from .encode import NAMESPACE, business_key
 
         key = business_key(resource)
-        assert key is not None  # every envelope Device carries a derived identifier
+        if key is None:  # pragma: no cover - every envelope Device carries an identifier with a system
+            raise EncodeError("an envelope Device has no identifier")
         full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'Device|{key[0]}={key[1]}')}"
         self.w.entries.setdefault(full_url, self.w.entry(full_url, resource, key))
         if self.w.bundle_type == "transaction":
