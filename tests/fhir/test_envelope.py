@@ -135,3 +135,24 @@ def test_the_engine_passes_the_localized_envelope_to_a_fhir_destination(tmp_path
     assert header["eventCoding"]["code"] == "A04" and header["source"]["name"] == "TELEVISIT"
     (message,) = [e["resource"] for e in _of(bundle, "Provenance") if "entity" in e["resource"]]
     assert message["recorded"] == "2026-11-27T09:25:00-06:00"  # the channel's zone made MSH-7 exact
+
+
+def test_an_envelope_reader_that_raises_costs_only_the_envelope(tmp_path) -> None:
+    import dataclasses
+
+    def broken(raw: bytes) -> MessageEnvelope:
+        raise RuntimeError("a plugin bug")
+
+    config = {"channels": {"adt": {"source": "file://inbox", "format": "hl7v2", "timezone": ZONE,
+                                   "routes": [{"to": ["ehr-fhir"]}]}},
+              "destinations": {"ehr-fhir": {"url": "file://outbox", "format": "fhir", "retry": {"max_attempts": 1}}}}
+    engine = engine_from_dict(config, tmp_path)
+    plans = engine.processor.channels
+    plans["adt"] = dataclasses.replace(plans["adt"], format=dataclasses.replace(plans["adt"].format, envelope=broken))
+    engine.open_destinations()
+    receipt = engine.submit("adt", ADT.read_bytes())
+    engine.drain()
+    assert engine.store.get_message(receipt.message_id).status == "delivered"
+    (path,) = sorted((tmp_path / "outbox").glob("*.json"))
+    bundle = json.loads(path.read_text())
+    assert _of(bundle, "Encounter") and not _of(bundle, "MessageHeader")
