@@ -48,6 +48,7 @@ def read(reader: ClinicalReader, pid: Segment | None, pv1: Segment | None, patie
     return [carried(r) for r in out]
 
 
-def _identifier(reader: ClinicalReader, seg: Segment | None, number: int, default_type: str | None) -> Identifier | None:
+def _identifier(reader: ClinicalReader, seg: Segment | None, number: int,
+                default_type: str | None) -> Identifier | None:
     values = reader.reps(seg, number)
     return dt.read_identifier(values[0], reader.seps, default_type) if values else None

@@ -47,7 +47,8 @@ from bridge import (
 
 from . import adt, wire
 from . import datatypes as dt
-from . import immunization, orders, pharmacy, places, problems, procedures, results, results_encode, specimens, telehealth
+from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
+from . import procedures
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
