@@ -48,7 +48,7 @@ from bridge import (
 from . import adt, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
-from . import organizations
+from . import organizations, procedures
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -424,7 +424,7 @@ class Decoder:
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
-        return [record]
+        return [record, *procedures.financial(self, record)]
 
     def _prune_evn(self, scope: Scope) -> None:
         """EVN-1 equal to MSH-9.2 and EVN-2 equal to MSH-7 say nothing the encoder would not write
