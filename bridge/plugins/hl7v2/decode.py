@@ -136,6 +136,7 @@ class Scope:
         self.segments: list[dict[str, str]] = []
         self.warnings: list[str] = []
         self.wire: dict[str, list[str]] = {}
+        self.missing: list[str] = []
         self.anchor = "MSH"
 
     def take(self, seg: Segment, into: Scope | None = None, fields: bool = True) -> None:
@@ -179,6 +180,8 @@ class Scope:
             out["warnings"] = list(self.warnings)
         if self.wire:
             out["wire"] = dict(self.wire)
+        if self.missing:
+            out["missing"] = list(self.missing)
         return {"hl7v2": out} if out else {}
 
 
@@ -389,9 +392,9 @@ class Decoder:
             kept["event"] = self.event  # a Patient is encoded as an ADT only with the event it came with
         first: Record = encounter if encounter is not None else patient  # type: ignore[assignment]
         if pid is None:  # what the sender left out, so an HL7v2 round trip leaves it out too
-            first.extra.setdefault("hl7v2", {}).update(  # type: ignore[attr-defined]
-                warnings=[f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"],
-                missing=["PID"])
+            kept = first.extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
+            kept["warnings"] = [f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"]
+            kept["missing"] = [*kept.get("missing", ()), "PID"]
         return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
 
     def financial(self) -> list[Record]:
@@ -418,20 +421,24 @@ class Decoder:
         kept = record.extra.setdefault("hl7v2", {})
         kept["message_type"] = reencode(self.message.msh.get(9), self.seps)
         if pid is None:
-            kept["missing"] = ["PID"]
+            kept["missing"] = [*kept.get("missing", ()), "PID"]
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
         return [record]
 
     def _prune_evn(self, scope: Scope) -> None:
-        """EVN-1 equal to MSH-9.2 and EVN-2 equal to MSH-7 say nothing the encoder would not write
-        itself (the event, and the new message's time); any other EVN field is kept as sent."""
+        """EVN-1 equal to MSH-9.2 says nothing the encoder would not write itself (the event). EVN-2
+        is kept as sent even when it equals MSH-7: it is when the sender recorded the event, a fact
+        that must not become the time a later forward or replay happens to run. A message sent
+        without EVN (or EVN-2) is marked so, and goes back without one rather than with our time."""
         if scope.fields.get("EVN-1") == self.event:
             del scope.fields["EVN-1"]
-        msh7 = self.message.msh.get(7)
-        if msh7 and scope.fields.get("EVN-2") == reencode(msh7, self.seps):
-            del scope.fields["EVN-2"]
+        evn = self.message.segment("EVN")
+        if evn is None:
+            scope.missing.append("EVN")
+        elif not evn.get(2):
+            scope.missing.append("EVN-2")
 
     def _check_pidless(self, pv1: Segment | None) -> None:
         """An ADT without PID is decoded only when its PV1 describes a visit."""

@@ -78,6 +78,7 @@ class Scope:
         self.nulls = set(kept.get("nulls", ()))
         self.kept: list[dict[str, str]] = list(kept.get("segments", ()))
         self.wire: dict[str, list[str]] = dict(kept.get("wire", {}))
+        self.missing = set(kept.get("missing", ()))
         self.th_values = dict(th_values or {})
         self.out: list[tuple[str, str]] = []
 
@@ -257,11 +258,15 @@ class Encoder:
 
     def evn(self, scope: Scope, event: str) -> None:
         """EVN as the sender wrote it (EVN-1 and EVN-2 kept raw), else the event and the current time;
-        ``options.adt_event`` rewrites EVN-1 with the event it asks for."""
+        ``options.adt_event`` rewrites EVN-1 with the event it asks for. None when the decoded
+        message had none (``missing``), so a forward adds no recorded time the sender never gave."""
+        if "EVN" in scope.missing:
+            return
         kept_event = scope.fields.get("EVN-1")
         if kept_event is not None and kept_event != event and self.options.get("adt_event"):
             scope.fields.pop("EVN-1")
-        values = {1: "" if "EVN-1" in scope.fields else event, 2: "" if "EVN-2" in scope.fields else self.stamp()}
+        as_sent = "EVN-2" in scope.fields or "EVN-2" in scope.missing
+        values = {1: "" if "EVN-1" in scope.fields else event, 2: "" if as_sent else self.stamp()}
         scope.add("EVN", values)
 
     def stamp(self) -> str:
