@@ -626,7 +626,7 @@ class Decoder:
             scope.unreadable("ORC-1", orc.get(1))
         prescribers = self.reps(orc, 12)
         written = self.when(orc, 9, scope) or (self.when(rxe, 32, scope) if rxe is not None else None)
-        return Prescription(
+        rx = Prescription(
             prescriber_order_number=self._order_ids(orc, 2, 3)[0].value if self.t(orc, 2) else None,
             identifiers=self._order_ids(orc, 2, 3),
             status=status,
@@ -642,8 +642,11 @@ class Decoder:
             prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
-            extra=scope.extra(),
         )
+        scope.wire.update(wire.keep(rxe, self.seps, wire.rxe_written(rx)))  # RXE-2/7 as worded
+        scope.wire.update(wire.keep(found.get("TQ1"), self.seps, {1: "1"}))  # a set id other than ours
+        rx.extra = scope.extra()
+        return rx
 
     def _category(self, orc: Segment | None, pv1: Segment | None, scope: Scope) -> str | None:
         """Inpatient, outpatient or discharge, from ORC-29 and the visit (PV1-2 class, PV1-36 discharge
