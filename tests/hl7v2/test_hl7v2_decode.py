@@ -21,7 +21,8 @@ def corpus(name: str) -> bytes:
 
 def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
-    assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Coverage"]
+    assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Coverage",
+                                            "RelatedPerson", "RelatedPerson", "Observation"]  # PID-21, NK1, OBX
     patient = encounter.patient
     assert patient.name.family == "EVERYMAN" and patient.name.given == ["ADAM", "A"]
     assert patient.name.prefix == "Dr." and patient.name.suffix == "III" and patient.name.use == "usual"

@@ -45,7 +45,7 @@ from bridge import (
     Record,
 )
 
-from . import adt, wire
+from . import adt, companions, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from .header import Separators
@@ -474,6 +474,7 @@ class Decoder:
                     visit = None
                     out.append(adt.carried(current))
             out += reader.records(group, current, visit)
+            out += companions.for_group(self, group, current, visit)  # NK1, PID-21 mother, OBX
         return out
 
     def _note_event(self, record: Any, default: str) -> None:
@@ -1067,6 +1068,8 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = problems.decode_problems(decoder)
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
+    if records[0].extra.get("hl7v2", {}).get("message"):  # type: ignore[attr-defined]
+        records += companions.message_mother(decoder, records)  # kept whole, with its companions
     _check_msh_time(message, records)
     if message.warnings:
         kept = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
