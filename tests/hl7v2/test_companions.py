@@ -95,3 +95,19 @@ def test_companions_reach_fhir_as_resources_of_the_patient() -> None:
     assert obs["subject"]["reference"] == patient_url and obs["code"]["coding"][0]["code"] == "8867-4"
     again = json.loads(fhir.encode(decode(sample("ADT-A01-01"), {}), {}))
     assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in bundle["entry"]]  # stable ids
+
+
+def test_a_lab_orders_specimens_are_records_of_the_patient() -> None:
+    from bridge import ServiceRequest, Specimen
+    records = decode(sample("OML-O21-01"), {})
+    (sample_,) = of(records, Specimen)
+    (order,) = of(records, ServiceRequest)
+    assert [(i.value, i.type) for i in sample_.identifiers] == [("2012545", "PLAC"), ("2012999999", "FILL")]
+    assert sample_.specimen_type.code == "ASERU" and sample_.collection_method.code == "BCAE"  # SPM-4, SPM-7
+    assert sample_.collected.start == "2011-01-03T14:34:28-08:00" and sample_.received == "2012-03-01"
+    assert sample_.patient is order.patient and sample_.extra == {"hl7v2": {"carried": True}}
+    assert [c.code for c in order.specimen_types] == ["ASERU"]  # the order still names what it needs
+    three = of(decode(sample("OML-O21-03"), {}), Specimen)
+    assert len(three) == sum(1 for line in sample("OML-O21-03").split(b"\n") if line.startswith(b"SPM"))
+    out = encode(records, OPTS)
+    assert fidelity.compare(read_messages(sample("OML-O21-01"))[0], read_messages(out)[0]).ratio == 1.0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bridge import Coding, Encounter, HumanName, Observation, Patient, Record, RelatedPerson
 
-from . import adt
+from . import adt, specimens
 from . import datatypes as dt
 from .orders import related_person
 from .reader import Segment
@@ -77,6 +77,23 @@ def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
     return [adt.carried(r) for r in found if r is not None]
 
 
+def _patient_of(records: list[Record]) -> Patient | None:
+    """The patient a message's records share (the first one named)."""
+    return next((r if isinstance(r, Patient) else getattr(r, "patient", None) for r in records
+                 if isinstance(r, Patient) or getattr(r, "patient", None) is not None), None)
+
+
+def order_specimens(dec: Decoder, records: list[Record]) -> list[Record]:
+    """Each SPM of a lab order (OML, OMG, ORM): the sample the order is for — its ids, type,
+    collection method, site and time — as a Specimen of the patient, carried. The ServiceRequest
+    still names the specimen types it needs (contained in FHIR); this is the sample itself, which a
+    lab and a FHIR server track on their own."""
+    patient = _patient_of(records)
+    if patient is None:
+        return []
+    return [adt.carried(specimens.read(seg, dec.seps, patient)) for seg in dec.message.segments if seg.name == "SPM"]
+
+
 def message_mother(dec: Decoder, records: list[Record]) -> list[Record]:
     """For a message kept whole with its companion records (orders, referrals, dispenses,
     immunizations; an ADT reads PID-21 per patient group): the mother its first PID names, of the
@@ -84,7 +101,5 @@ def message_mother(dec: Decoder, records: list[Record]) -> list[Record]:
     records field by field (SIU, MDM, ORU, RDE^O11) keep their one-record shape."""
     if any(isinstance(r, RelatedPerson) and MOTHER.code in {c.code for c in r.relationship} for r in records):
         return []
-    patient = next((r if isinstance(r, Patient) else getattr(r, "patient", None) for r in records
-                    if isinstance(r, Patient) or getattr(r, "patient", None) is not None), None)
-    found = mother(dec, dec.message.segment("PID"), patient)
+    found = mother(dec, dec.message.segment("PID"), _patient_of(records))
     return [adt.carried(found)] if found is not None else []

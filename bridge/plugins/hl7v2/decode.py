@@ -1048,6 +1048,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = orders.keep_message(decoder, decoder.pharmacy())
     elif (kind, event) in orders.ORDER_MESSAGES:
         records = orders.decode_orders(decoder)
+        records += companions.order_specimens(decoder, records)
     elif kind == "REF" and event in orders.REFERRAL_EVENTS:
         records = orders.decode_referral(decoder)
     elif (kind, event) == ("RDS", "O13"):
