@@ -111,3 +111,22 @@ def test_a_lab_orders_specimens_are_records_of_the_patient() -> None:
     assert len(three) == sum(1 for line in sample("OML-O21-03").split(b"\n") if line.startswith(b"SPM"))
     out = encode(records, OPTS)
     assert fidelity.compare(read_messages(sample("OML-O21-01"))[0], read_messages(out)[0]).ratio == 1.0
+
+
+def test_a_referrals_results_are_reports_with_their_observations() -> None:
+    from bridge import DiagnosticReport, ServiceRequest
+    raw = sample("REF-I12-02")
+    records = decode(raw, {})
+    (referral,) = of(records, ServiceRequest)
+    first, second = of(records, DiagnosticReport)
+    assert first.code[0].code == "22310-7" and second.code[0].code == "SCAN"  # OBR-4 of each OBR
+    positive = first.observations[0]
+    assert (positive.value_text, [c.code for c in positive.interpretation]) == ("Positive", ["A"])
+    assert [o.code[0].code for o in first.observations] == ["22310-7", "3DHISTECH_PREVIEWCAM"]
+    assert [o.code[0].code for o in second.observations] == ["8867-4"]
+    for report in (first, second):
+        assert report.patient is referral.patient and report.extra == {"hl7v2": {"carried": True}}
+        assert all(o.extra == {} for o in report.observations)
+    out = encode(records, OPTS)
+    assert fidelity.compare(read_messages(raw)[0], read_messages(out)[0]).ratio == 1.0
+    assert [record_to_dict(r) for r in decode(out, {})] == [record_to_dict(r) for r in records]

@@ -103,3 +103,31 @@ def message_mother(dec: Decoder, records: list[Record]) -> list[Record]:
         return []
     found = mother(dec, dec.message.segment("PID"), _patient_of(records))
     return [adt.carried(found)] if found is not None else []
+
+
+def referral_results(dec: Decoder, records: list[Record]) -> list[Record]:
+    """A referral's results (REF's OBR with its NTE and OBX: a positive H. pylori test, an image of
+    a slide): what the referred-to clinician is sent to read, as DiagnosticReports with their
+    Observations, read as an ORU's are, carried."""
+    patient = _patient_of(records)
+    if patient is None:
+        return []
+    encounter = next((r.encounter for r in records if getattr(r, "encounter", None) is not None), None)
+    groups: list[list[Segment]] = []
+    current: list[Segment] | None = None
+    for seg in dec.message.segments:
+        if seg.name == "OBR":
+            current = [seg]
+            groups.append(current)
+        elif current is not None and seg.name in ("NTE", "OBX"):
+            current.append(seg)
+        else:
+            current = None
+    out: list[Record] = []
+    for group in groups:
+        report = dec._report(group, patient, encounter)
+        report.extra = {}
+        for obs in report.observations:
+            obs.extra = {}
+        out.append(adt.carried(report))
+    return out

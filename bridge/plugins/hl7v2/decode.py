@@ -1051,6 +1051,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records += companions.order_specimens(decoder, records)
     elif kind == "REF" and event in orders.REFERRAL_EVENTS:
         records = orders.decode_referral(decoder)
+        records += companions.referral_results(decoder, records)
     elif (kind, event) == ("RDS", "O13"):
         records = pharmacy.decode_dispense(decoder)
     elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
