@@ -130,3 +130,27 @@ def test_a_referrals_results_are_reports_with_their_observations() -> None:
     out = encode(records, OPTS)
     assert fidelity.compare(read_messages(raw)[0], read_messages(out)[0]).ratio == 1.0
     assert [record_to_dict(r) for r in decode(out, {})] == [record_to_dict(r) for r in records]
+
+
+def test_a_dispense_carries_the_order_it_fills() -> None:
+    from bridge import Prescription, PrescriptionEvent
+    records = decode(sample("RDS-O13-01"), {})
+    (fill,) = of(records, PrescriptionEvent)
+    (order,) = of(records, Prescription)
+    assert order.prescriber_order_number == fill.prescriber_order_number == "1163422591"
+    assert order.intent == "filler-order" and order.medication.ndc == "01151327"  # the RXE, as an RDE's
+    assert order.patient is fill.patient and order.extra == {"hl7v2": {"carried": True}}
+    two = of(decode(sample("RDS-O13-02"), {}), Prescription)
+    assert [rx.medication.codings[0].code for rx in two] == ["01151327", "0143963401"]  # one per ORC
+    out = encode(records, OPTS)
+    assert fidelity.compare(read_messages(sample("RDS-O13-01"))[0], read_messages(out)[0]).ratio == 1.0
+
+
+def test_a_refill_order_carries_the_patients_insurance() -> None:
+    from bridge import Coverage, Prescription
+    records = decode(sample("RDE-O25-01"), {})
+    (coverage,) = of(records, Coverage)
+    first = of(records, Prescription)[0]
+    assert coverage.patient is first.patient and coverage.extra == {"hl7v2": {"carried": True}}
+    assert coverage.payer_name or coverage.payer_identifiers
+    assert len(of(decode(sample("RDE-O11-01"), {}), Coverage)) == 0  # an RDE^O11 keeps its shape

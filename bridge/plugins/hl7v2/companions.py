@@ -131,3 +131,39 @@ def referral_results(dec: Decoder, records: list[Record]) -> list[Record]:
             obs.extra = {}
         out.append(adt.carried(report))
     return out
+
+
+def _encounter_of(records: list[Record]) -> Encounter | None:
+    return next((r.encounter for r in records if getattr(r, "encounter", None) is not None), None)
+
+
+def refill_background(dec: Decoder, records: list[Record]) -> list[Record]:
+    """RDE^O25 (a refill, kept whole): the patient's insurance, allergies, diagnoses and next of kin
+    before the first ORC, read as an RDS or an order message reads them (orders.background)."""
+    from .orders import background
+    segs = dec.message.segments
+    first = next((i for i, s in enumerate(segs) if s.name == "ORC"), len(segs))
+    return [adt.carried(r) for r in background(dec, segs[:first], _patient_of(records), _encounter_of(records))]
+
+
+def dispensed_orders(dec: Decoder, records: list[Record]) -> list[Record]:
+    """RDS^O13: the order each dispense fills — the pharmacy's encoded order (RXE, read as an
+    RDE's, a filler order), else the order as placed (RXO) — as a Prescription, so a FHIR server
+    gets the MedicationRequest a MedicationDispense is authorised by."""
+    segs = dec.message.segments
+    patient, encounter = _patient_of(records), _encounter_of(records)
+    groups: list[list[Segment]] = []
+    for seg in segs:
+        if seg.name == "ORC":
+            groups.append([])
+        if groups:
+            groups[-1].append(seg)
+    out: list[Record] = []
+    for group in groups:
+        names = {s.name for s in group}
+        if not names & {"RXE", "RXO"}:
+            continue
+        rx = dec._prescription(group, patient, encounter, encoded="RXE" in names)
+        rx.extra = {}
+        out.append(adt.carried(rx))
+    return out

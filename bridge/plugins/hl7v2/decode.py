@@ -607,9 +607,12 @@ class Decoder:
         return at[0], f"{label} without ORC: one order read from its {give} (no order number or status)"
 
     def _prescription(self, group: list[Segment], patient: Patient | None,
-                      encounter: Encounter | None, pv1: Segment | None = None) -> Prescription:
+                      encounter: Encounter | None, pv1: Segment | None = None,
+                      encoded: bool | None = None) -> Prescription:
+        """``encoded``: read the pharmacy's RXE (an RDE's, or an RDS's), else the RXO as ordered."""
         scope = self.scope()
-        if self.type == "RDE":  # the encoded order's timing and route follow RXE
+        encoded = self.type == "RDE" if encoded is None else encoded
+        if encoded:  # the encoded order's timing and route follow RXE
             found = self.walk(group, scope, ("ORC", "RXE"), late=("TQ1", "RXR"), after="RXE")
         else:
             found = self.walk(group, scope, ("ORC", "RXO"))
@@ -631,7 +634,7 @@ class Decoder:
             prescriber_order_number=self._order_ids(orc, 2, 3)[0].value if self.t(orc, 2) else None,
             identifiers=self._order_ids(orc, 2, 3),
             status=status,
-            intent="filler-order" if self.type == "RDE" else "original-order",
+            intent="filler-order" if encoded else "original-order",
             category=self._category(orc, pv1, scope),
             medication=medication,
             quantity=self._quantity(give, amount, units, scope),
@@ -1046,6 +1049,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.pharmacy()
     elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
         records = orders.keep_message(decoder, decoder.pharmacy())
+        records += companions.refill_background(decoder, records)
     elif (kind, event) in orders.ORDER_MESSAGES:
         records = orders.decode_orders(decoder)
         records += companions.order_specimens(decoder, records)
@@ -1054,6 +1058,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records += companions.referral_results(decoder, records)
     elif (kind, event) == ("RDS", "O13"):
         records = pharmacy.decode_dispense(decoder)
+        records += companions.dispensed_orders(decoder, records)
     elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
         records = pharmacy.decode_administration(decoder)
     elif (kind, event) == ("VXU", "V04"):
