@@ -1,12 +1,15 @@
 """Records a message carries beside its main one: the patient's next of kin (NK1), the mother a
-newborn's PID names (PID-21, PID-6), and the observations an ADT reports about the patient (OBX:
-height, weight, a pain score taken at admission).
+newborn's PID names (PID-21, PID-6), the observations an ADT reports about the patient (OBX:
+height, weight, a pain score taken at admission), a lab order's specimens (SPM), a referral's
+results (OBR/OBX), the order a dispense fills (RDS's ORC/RXE) and a refill order's insurance.
 
-A FHIR server keeps each of these as a resource of its own (RelatedPerson, Observation), so they
-become records; the segments themselves stay kept, as read, in the message's first record, so the
-records built here are ``carried`` (the HL7v2 encoder writes nothing for them, the round trip
-loses nothing). Microsoft's converter and the HL7 v2-to-FHIR IG make the same resources from
-the same segments (docs/hl7v2.md, "Companion records").
+A FHIR server keeps each of these as a resource of its own (RelatedPerson, Observation, Specimen,
+DiagnosticReport, MedicationRequest, Coverage), so they become records; the segments themselves
+stay kept, as read, in the message's first record, so the records built here are ``carried`` (the
+HL7v2 encoder writes nothing for them, the round trip loses nothing, a vendor profile skips them).
+Microsoft's converter and the HL7 v2-to-FHIR IG make the same resources from the same segments
+(docs/hl7v2.md, "Companion records"). Messages whose encoder writes their records field by field
+(SIU, MDM, ORU, RDE^O11) get none: their one-record shape is what routes and encoders rely on.
 """
 
 from __future__ import annotations
