@@ -108,6 +108,12 @@ from bridge.core.model.records import (  # noqa: E402
     Organization,
     Specimen,
 )
+from bridge.core.model.records import (  # noqa: E402
+    PARTICIPATION_TYPES,
+    ROLE_FUNCTIONS,
+    Participant,
+    PractitionerRole,
+)
 from bridge.errors import (  # noqa: E402
     BridgeError,
     ConfigError,

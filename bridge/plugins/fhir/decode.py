@@ -18,7 +18,7 @@ from typing import Any
 from bridge import DecodeError, EncodeError, Medication, Record
 
 from . import constants as C
-from . import keep
+from . import keep, people
 from .reader import Node
 from .resources import IN
 
@@ -133,6 +133,7 @@ class Reader:
             rtype = node.str("resourceType")
             _, decoder = IN[rtype]  # type: ignore[index]
             record = decoder(node, self)
+            people.read(node, record, self)
             self.remember(node, record)
         finally:
             self.stack.pop()

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from bridge import EncodeError, Medication, Record
 
 from . import constants as C
-from . import keep
+from . import keep, people
 from .resources import OUT, RESOURCE_TYPE, medication_codings
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("6f1c7a52-4a0e-5b7e-9d59-1f3c1e6f2b10")
 """uuid5 namespace of our fullUrls (a fixed random value: changing it changes every fullUrl)."""
 
-CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Location", "Medication"})
+CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Location", "Medication",
+                                "PractitionerRole"})
 PREFERRED_SYSTEMS = {
     "Practitioner": (C.NPI,),
+    "PractitionerRole": (people.SID_ROLE_KEY,),
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
     "Location": (C.SID_LOCATION_KEY,),
@@ -107,7 +109,7 @@ class Writer:
         encoder = OUT.get(type(record))
         if encoder is None:
             raise EncodeError(f"no FHIR mapping for record kind {record.kind!r}")
-        return encoder(record, self)
+        return people.merge(record, encoder(record, self), self)
 
     def contained_body(self, medication: Medication) -> dict[str, Any]:
         """An uncoded medication as we contain it: always under the local id ``med``."""

@@ -45,7 +45,7 @@ from bridge import (
     Record,
 )
 
-from . import adt, wire
+from . import adt, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from .header import Separators
@@ -299,6 +299,7 @@ class Decoder:
             return None  # a bare PID (required by the structure) says nothing; unmapped fields keep it
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
+        patient.general_practitioners = people.general_practitioners(self.message, pid, self.seps)  # derived
         return patient
 
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
@@ -328,6 +329,7 @@ class Decoder:
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
         places.attach(encounter, pv1, self.seps)
+        encounter.participants = people.visit(self.message, pv1, pv2, self.seps)  # derived: PV1/ROL stay kept
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
@@ -506,6 +508,7 @@ class Decoder:
             patient_location=facts.location,
         )
         appointment.locations = places.appointment_places(self.message.segments, self.seps)
+        appointment.participants = people.appointment(self.message, self.seps)  # derived: AIP stays kept
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
         for name in ("RGS", "AIP"):
             scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
@@ -635,6 +638,7 @@ class Decoder:
             prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
+            participants=people.prescription(orc, self.seps),  # derived: ORC-10 stays kept
             extra=scope.extra(),
         )
 
@@ -748,6 +752,7 @@ class Decoder:
             parent_document=Identifier(value=parents[0].value, system=parents[0].system,
                                        assigner=parents[0].assigner) if parents else None,
         )
+        note.participants = people.document(txa, self.seps)  # derived: TXA stays kept
         self._keep_mdm_wording(txa, note, text_obx, scope)
         note.extra = scope.extra()
         self._note_event(note, default_mdm_event(note))
@@ -852,6 +857,7 @@ class Decoder:
             specimens=samples,
             patient=patient,
             encounter=encounter,
+            participants=people.report(self.message, obr, self.seps),  # derived: OBR-32/33/34 stay kept
         )
         scope.wire.update(wire.keep(obr, self.seps, results_encode.obr(report, index)))
         report.extra = scope.extra()
@@ -906,6 +912,7 @@ class Decoder:
             effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
             performer=self._first_practitioner(obx, 16),
             performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
+            participants=people.observation(self.message, obx, self.seps),  # derived: OBX-16/25 stay kept
         )
         self._value(obs, obx, measure, scope)
         if pain:

@@ -28,7 +28,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, places, results
+from . import adt, people, places, results
 from . import datatypes as dt
 from .reader import Segment, reencode_segment, text
 
@@ -238,6 +238,7 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
     if not spm and obr is not None and obr.get(15):
         spm = dt.read_codings(obr.get(15).split(dec.seps.component)[0].replace(dec.seps.subcomponent,
                                                                               dec.seps.component), dec.seps)[:1]
+    requester = practitioner(dec, orc, 12) or practitioner(dec, obr, 16)
     return ServiceRequest(
         identifiers=ids,
         status=status(dec, orc) if orc is not None else "active",
@@ -247,12 +248,13 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
         code=dt.read_codings(obr.get(4), dec.seps) if obr is not None else [],
         occurrence=occurrence(dec, orc, tq1, scope),
         authored=dec.when(orc, 9, scope) if orc is not None else None,
-        requester=practitioner(dec, orc, 12) or practitioner(dec, obr, 16),
+        requester=requester,
         reason=codings(dec, obr, 31) + codings(dec, orc, 16),
         specimen_types=spm,
         notes=notes_after(dec, group, obr or orc),
         patient=patient,
         encounter=encounter,
+        participants=people.order(dec.message, orc, obr, dec.seps),  # derived: fields stay kept
     )
 
 

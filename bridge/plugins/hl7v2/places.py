@@ -149,7 +149,7 @@ def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
 def says_nothing(encounter: Encounter) -> bool:
     """A visit whose PV1 says nothing but where it was (the bare PV1 of an ORU or an MDM): treated
     as before places were read, so the message decodes, and round-trips, as it always did."""
-    return dataclasses.replace(encounter, locations=[], service_provider=None) == Encounter()
+    return dataclasses.replace(encounter, locations=[], service_provider=None, participants=[]) == Encounter()
 
 
 # --- writing: an Encounter from another format (FHIR) whose PV1 was not kept ------------------------

@@ -1,0 +1,262 @@
+"""The people an HL7v2 message names, as Participants of the records it decodes to.
+
+A message names practitioners in many fields (XCN): the visit's attending, referring, consulting,
+admitting and other providers (PV1-7/8/9/17/52, PV2-13), the patient's primary care provider
+(PD1-4), a result's responsible observer and the lab's medical director (OBX-16/25), a report's
+interpreters and technician (OBR-32/33/34), an order's orderer and enterer (ORC-12/10, OBR-16),
+a document's authors and authenticators (TXA-5/9/10/22), an appointment's staff (AIP-3), and in
+v2.5+ segments made for it: ROL (role, person, period, specialty, telecom, location) and PRT (the
+v2.7+ participation segment: role, person, location). Each becomes a :class:`Participant` whose
+``function`` (v3-ParticipationType) says what the person did for the record; where the message
+states a role (ROL-3, PRT-4, or a field whose role is fixed: OBX-16 "responsible observer", PD1-4
+"primary care provider", ORC-12 "ordering provider") the participant is a
+:class:`PractitionerRole` with that code of HL7 table 0443 and its places.
+
+Everything here is derived: the fields and segments stay kept as read (they are not in the
+decoder's mapped fields), so an HL7v2 round trip writes them back exactly and the records built
+here are never written twice. XON organizations (ROL-14, PRT-8) are left to the organization
+mapping; EVN-5 (the operator) belongs to provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bridge import ROLE_FUNCTIONS, Coding, ContactPoint, Participant, Practitioner, PractitionerRole
+
+from . import datatypes as dt
+from . import places
+from .header import Separators
+from .reader import NULL, Message, Segment, text
+
+ROLE_TABLE = "HL70443"
+"""Provider role codes (HL7 table 0443; PRT-4 uses table 0912, whose codes are the same)."""
+
+
+ROLE_NAMES = {"RO": "Responsible Observer", "MDIR": "Medical Director", "OP": "Ordering Provider",
+              "PP": "Primary Care Provider", "PI": "Primary Interpreter", "AI": "Assistant Interpreter",
+              "TN": "Technician", "EP": "Entering Provider"}
+"""Displays of the table 0443 codes a field implies (the sender writes no code for them)."""
+
+PRIMARY_CARE = ("PP", "FHCP")
+"""Roles that make someone the patient's general practitioner (FHIR Patient.generalPractitioner)."""
+
+VISIT_FIELDS = (("PV1", 8, "REF"), ("PV1", 9, "CON"), ("PV1", 17, "ADM"), ("PV1", 52, "PART"),
+                ("PV2", 13, "REF"))
+"""Visit fields beyond the attending (PV1-7, the Encounter's ``practitioner``): referring,
+consulting, admitting and other providers, and PV2-13 referral source."""
+
+FOLLOWERS = ("ROL", "PRT")
+PASSED = ("PV2", "PD1", "ARV", "NTE", "DB1")
+"""A ROL or PRT belongs to the segment it follows; these segments may stand between them."""
+
+
+def practitioners(seg: Segment | None, number: int, seps: Separators) -> list[Practitioner]:
+    """Every repetition of an XCN field that names someone."""
+    raw = seg.get(number) if seg is not None else ""
+    if not raw or raw == NULL:
+        return []
+    found = (dt.read_practitioner(rep, seps) for rep in raw.split(seps.repetition) if rep and rep != NULL)
+    return [p for p in found if p is not None]
+
+
+def stated_role(code: str, practitioner: Practitioner | None, display: str | None = None,
+                **parts: object) -> PractitionerRole:
+    """A role the field itself implies (OBX-16 → RO…), coded in table 0443."""
+    coding = Coding(code=code, system=ROLE_TABLE, display=display or ROLE_NAMES.get(code))
+    return PractitionerRole(practitioner=practitioner, code=[coding], **parts)  # type: ignore[arg-type]
+
+
+def field_participants(seg: Segment | None, number: int, function: str, seps: Separators,
+                       role: str | None = None, skip_first: bool = False) -> list[Participant]:
+    """One participant per person an XCN field names; in ``role`` when the field implies one."""
+    people = practitioners(seg, number, seps)[1 if skip_first else 0:]
+    if role is None:
+        return [Participant(function=function, practitioner=p) for p in people]
+    return [Participant(function=function, role=stated_role(role, p)) for p in people]
+
+
+def _coding(raw: str, seps: Separators, default_system: str | None = None) -> Coding | None:
+    coding = dt.read_coding(raw.split(seps.repetition)[0], seps) if raw and raw != NULL else None
+    if coding is not None and not coding.system and default_system:
+        coding.system = default_system
+    return coding
+
+
+def _telecom(raw: str, seps: Separators) -> list[ContactPoint]:
+    reps = raw.split(seps.repetition) if raw and raw != NULL else []
+    return [c for c in (dt.read_telecom(r, seps) for r in reps if r) if c is not None]
+
+
+def _places(raw: str, seps: Separators) -> list:
+    reps = raw.split(seps.repetition) if raw and raw != NULL else []
+    return [p for p in (places.read_place(r, seps) for r in reps if r) if p is not None]
+
+
+def _role_participant(code: Coding | None, people: list[Practitioner], **parts: object) -> list[Participant]:
+    function = ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
+    if not people and not any(parts.values()):
+        return []
+    return [Participant(function=function, role=PractitionerRole(
+        practitioner=person, code=[code] if code is not None else [], **parts))  # type: ignore[arg-type]
+        for person in (people or [None])]
+
+
+def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
+    """ROL: role (3) of the person (4), provider type (9) as specialty, phone (12), location (13).
+    ROL-5/6 (when the person held the role for this patient) are not the role's own period
+    (PractitionerRole.period is the practitioner's authorization): they stay kept as read. A ROL
+    that deletes its role (ROL-2 ``DE``) names nobody now."""
+    if text(seg.get(2).split(seps.component)[0], seps).upper() == "DE" if seg.get(2) else False:
+        return []
+    return _role_participant(
+        _coding(seg.get(3), seps, ROLE_TABLE), practitioners(seg, 4, seps)[:1],
+        specialty=[c for c in [_coding(seg.get(9), seps)] if c], telecom=_telecom(seg.get(12), seps),
+        locations=_places(seg.get(13), seps))
+
+
+def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
+    """PRT: participation (4, table 0912) of the person (5) at the location (9), telecom (15);
+    PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. A PRT naming only a device (10) or an organization (8) names no practitioner
+    and no place: it is left to those mappings. PRT-2 ``DE`` deletes the participation."""
+    if text(seg.get(2).split(seps.component)[0], seps).upper() == "DE" if seg.get(2) else False:
+        return []
+    return _role_participant(
+        _coding(seg.get(4), seps, ROLE_TABLE), practitioners(seg, 5, seps)[:1],
+        locations=_places(seg.get(9), seps), telecom=_telecom(seg.get(15), seps))
+
+
+def followers(message: Message, anchor: Segment | None) -> list[Segment]:
+    """The ROL and PRT segments that follow ``anchor`` (PV2, PD1, ARV, NTE may stand between)."""
+    if anchor is None:
+        return []
+    segs = message.segments
+    at = next((i for i, s in enumerate(segs) if s is anchor), None)
+    out: list[Segment] = []
+    for seg in segs[at + 1:] if at is not None else []:
+        if seg.name in FOLLOWERS:
+            out.append(seg)
+        elif seg.name not in PASSED:
+            break
+    return out
+
+
+def segment_participants(segments: Iterable[Segment], seps: Separators) -> list[Participant]:
+    out: list[Participant] = []
+    for seg in segments:
+        out += read_rol(seg, seps) if seg.name == "ROL" else read_prt(seg, seps)
+    return out
+
+
+# --- per record --------------------------------------------------------------------------------
+
+
+def visit(message: Message, pv1: Segment | None, pv2: Segment | None, seps: Separators) -> list[Participant]:
+    """The visit's providers beyond the first attending (PV1-7 further repetitions, PV1-8/9/17/52,
+    PV2-13) and the ROL/PRT segments of the visit."""
+    out = field_participants(pv1, 7, "ATND", seps, skip_first=True)
+    segments = {"PV1": pv1, "PV2": pv2}
+    for name, number, function in VISIT_FIELDS:
+        out += field_participants(segments[name], number, function, seps)
+    return out + segment_participants(followers(message, pv1), seps)
+
+
+def general_practitioners(message: Message, pid: Segment | None, seps: Separators) -> list[Participant]:
+    """PD1-4 (patient primary care provider, XCN from v2.7; a name in v2.3-2.6 XCN too) and a
+    patient-level ROL/PRT whose role is primary care (table 0443 PP or FHCP)."""
+    pd1 = next((s for s in followers_and_pd1(message, pid) if s.name == "PD1"), None)
+    out = field_participants(pd1, 4, "PART", seps, role="PP")
+    for part in segment_participants(followers(message, pid), seps):
+        codes = [c.code.upper() for c in part.role.code] if part.role else []
+        if any(c in PRIMARY_CARE for c in codes):
+            out.append(part)
+    return out
+
+
+def followers_and_pd1(message: Message, pid: Segment | None) -> list[Segment]:
+    """The PD1 right after a PID (PD1 may come after ARV segments in v2.8)."""
+    segs = message.segments
+    at = next((i for i, s in enumerate(segs) if s is pid), None)
+    out = []
+    for seg in segs[at + 1:] if at is not None else []:
+        if seg.name == "PD1":
+            out.append(seg)
+        elif seg.name not in ("ARV", "ROL", "PRT", "NTE"):
+            break
+    return out
+
+
+def observation(message: Message, obx: Segment, seps: Separators) -> list[Participant]:
+    """OBX-16 responsible observers after the first (the Observation's ``performer``) in role RO,
+    OBX-25 the performing lab's medical director (role MDIR), and the OBX's PRT segments."""
+    return (field_participants(obx, 16, "RESP", seps, role="RO", skip_first=True)
+            + field_participants(obx, 25, "RESP", seps, role="MDIR")
+            + segment_participants(followers(message, obx), seps))
+
+
+def read_ndl(value: str, seps: Separators) -> tuple[Practitioner | None, list]:
+    """NDL (OBR-32/33/34/35): CNN name (id & family & given & middle & suffix & prefix & degree &
+    source table & namespace & universal id & type) ^ start ^ end ^ point of care ^ room ^ bed ^
+    facility ^ status ^ type ^ building ^ floor. The name reads as an XCN; the place as a PL."""
+    parts = value.split(seps.component) + [""] * 11
+    xcn = seps.component.join(parts[0].split(seps.subcomponent))
+    person = dt.read_practitioner(xcn, seps)
+    pl = seps.component.join([parts[3], parts[4], parts[5], parts[6], parts[7], parts[8], parts[9], parts[10]])
+    where = places.read_place(pl, seps) if any(parts[3:11]) else None
+    return person, [where] if where is not None else []
+
+
+def report(message: Message, obr: Segment, seps: Separators) -> list[Participant]:
+    """OBR-32 principal and OBR-33 assistant result interpreters (roles PI, AI), OBR-34 technicians
+    (role TN), each with the place the NDL names, and the OBR's PRT segments."""
+    out: list[Participant] = []
+    for number, code, function in ((32, "PI", "RESP"), (33, "AI", "SPRF"), (34, "TN", "PRF")):
+        raw = obr.get(number)
+        for rep in raw.split(seps.repetition) if raw and raw != NULL else []:
+            person, where = read_ndl(rep, seps)
+            if person is not None:
+                out.append(Participant(function=function, role=stated_role(code, person, locations=where)))
+    return out + segment_participants(followers(message, obr), seps)
+
+
+def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Separators) -> list[Participant]:
+    """OBR-34 technicians who are to perform the order and the PRT segments of its ORC and OBR
+    (the requester, ORC-12 else OBR-16, is the ServiceRequest's own field)."""
+    out: list[Participant] = []
+    if obr is not None:
+        out += [p for p in report(message, obr, seps) if p.function == "PRF"]
+    return out + segment_participants([*followers(message, orc), *followers(message, obr)], seps)
+
+
+def prescription(orc: Segment | None, seps: Separators) -> list[Participant]:
+    """ORC-10, who entered the order (MedicationRequest.recorder); the prescriber (ORC-12) is the
+    Prescription's own field."""
+    return field_participants(orc, 10, "ENT", seps)[:1]
+
+
+def document(txa: Segment, seps: Separators) -> list[Participant]:
+    """TXA-5 primary activity provider and TXA-9 originators after the first (the note's
+    ``author``) as authors; TXA-10 assigned authenticator and TXA-22 authentication person."""
+    return (field_participants(txa, 5, "AUT", seps) + field_participants(txa, 9, "AUT", seps, skip_first=True)
+            + field_participants(txa, 22, "AUTHEN", seps) + field_participants(txa, 10, "AUTHEN", seps))
+
+
+def appointment(message: Message, seps: Separators) -> list[Participant]:
+    """Every AIP's personnel (AIP-3) beyond the first person of the first AIP (the appointment's
+    ``practitioner``), in the AIP-4 resource role when one is given."""
+    out: list[Participant] = []
+    first = True
+    for seg in message.segments:
+        if seg.name != "AIP":
+            continue
+        role = _coding(seg.get(4), seps)
+        for person in practitioners(seg, 3, seps)[1 if first else 0:]:
+            out.append(Participant(function="PART", role=PractitionerRole(practitioner=person, code=[role]))
+                       if role else Participant(function="PART", practitioner=person))
+        first = False
+    return out
+
+
+def immunization(orc: Segment | None, seps: Separators) -> list[Participant]:
+    """ORC-12, who ordered the vaccine (Immunization.performer with function OP)."""
+    return [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
