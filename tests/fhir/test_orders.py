@@ -134,8 +134,14 @@ def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
     assert request["category"][0]["coding"][0] == {"system": "http://snomed.info/sct", "code": "3457005",
                                                    "display": "Patient referral"}
     urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
-    assert urls[request["requester"]["reference"]]["name"][0]["family"] == "POWELL"
-    assert [urls[p["reference"]]["name"][0]["family"] for p in request["performer"]] == ["McWILLIAMS"]
+
+    def person(ref: dict[str, str]) -> dict[str, Any]:  # PRD-1 states the role: a PractitionerRole names them
+        found = urls[ref["reference"]]
+        return urls[found["practitioner"]["reference"]] if found["resourceType"] == "PractitionerRole" else found
+
+    assert urls[request["requester"]["reference"]]["code"][0]["coding"][0]["code"] == "RP"
+    assert person(request["requester"])["name"][0]["family"] == "POWELL"
+    assert [person(p)["name"][0]["family"] for p in request["performer"]] == ["McWILLIAMS"]
 
 
 def example_records(name: str) -> list[Any]:

@@ -55,7 +55,7 @@ ELEMENTS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "Appointment": (((ANY,), "participant", ACTOR),),
     "Observation": (((ANY,), "performer", LIST),),
     "DiagnosticReport": ((("RESP", "SPRF", "VRF"), "resultsInterpreter", LIST), ((ANY,), "performer", LIST)),
-    "ServiceRequest": ((("AUT",), "requester", SINGLE), (("PRF", "SPRF", "CON", "ATND"), "performer", LIST),
+    "ServiceRequest": ((("AUT", "REF"), "requester", SINGLE), (("PRF", "SPRF", "CON", "ATND"), "performer", LIST),
                        ((ANY,), "supportingInfo", LIST)),
     "MedicationRequest": ((("AUT",), "requester", SINGLE), (("ENT",), "recorder", SINGLE),
                           ((ANY,), "supportingInformation", LIST)),
@@ -221,9 +221,11 @@ def _refs(node: Node, element: str, shape: str) -> list[tuple[Node | None, str |
     return out
 
 
-ROLE_STANDS_FOR_BASE = {("Observation", "performer"), ("ServiceRequest", "requester"),
-                        ("MedicationRequest", "requester")}
-"""Elements where a role replaces the plain reference to the record's own person (see merge)."""
+ROLE_STANDS_FOR_BASE = {("Observation", "performer"): (), ("ServiceRequest", "requester"): (),
+                        ("MedicationRequest", "requester"): (), ("ServiceRequest", "performer"): ("RT",)}
+"""Elements where a role stands for the record's own person (merge replaced the plain reference):
+read back into the record's field when it is empty (or, for a list, when the role's code is one of
+those given: a referral's performers are its referred-to providers)."""
 
 
 def read(node: Node, record: Record, r: Reader) -> None:
@@ -245,11 +247,22 @@ def read(node: Node, record: Record, r: Reader) -> None:
             owned = own if isinstance(own, list) else [own]
             if (person is None and role is None) or (person is not None and any(person is o for o in owned)):
                 continue  # nothing we read, or the record's own field
-            if role is not None and own is None and role.practitioner is not None \
-                    and (rtype, element) in ROLE_STANDS_FOR_BASE:
-                setattr(record, base, role.practitioner)  # type: ignore[arg-type]
+            if role is not None and role.practitioner is not None and (rtype, element) in ROLE_STANDS_FOR_BASE:
+                _stand_in(record, base, own, role, ROLE_STANDS_FOR_BASE[(rtype, element)])
             found.append(Participant(function=_function(functions, stated, role), practitioner=person, role=role))
     setattr(record, name, found)
+
+
+def _stand_in(record: Record, base: str | None, own: Any, role: PractitionerRole, codes: tuple[str, ...]) -> None:
+    """Give the record's own field the role's practitioner (see ROLE_STANDS_FOR_BASE)."""
+    if base is None:
+        return
+    if isinstance(own, list):
+        if any(c.code.upper() in codes for c in role.code if c.code) and \
+                not any(role.practitioner is o for o in own):
+            own.append(role.practitioner)
+    elif own is None:
+        setattr(record, base, role.practitioner)
 
 
 def _function(functions: tuple[str, ...], stated: str | None, role: PractitionerRole | None) -> str | None:

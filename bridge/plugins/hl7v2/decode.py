@@ -638,7 +638,7 @@ class Decoder:
             prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
-            participants=people.prescription(orc, self.seps),  # derived: ORC-10 stays kept
+            participants=people.prescription(self.message, orc, give, self.seps),  # derived: ORC-10, PRT stay kept
             extra=scope.extra(),
         )
 

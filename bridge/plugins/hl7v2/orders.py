@@ -311,12 +311,13 @@ def decode_referral(dec: Decoder) -> list[Record]:
         raise DecodeError(f"REF^{dec.event} has no RF1 segment: nothing says what is referred", "RF1")
     scope = dec.scope()
     patient, encounter = header(dec, segs, scope)
-    requester, performers = None, []
+    requester, performers, participants = None, [], []
     for prd in (s for s in segs if s.name == "PRD"):
         role = dec.t(prd, 1).upper()
         provider = referral_provider(dec, prd)
         if provider is None:
             continue
+        participants += people.referral(prd, provider, dec.seps)  # derived: the message is kept whole
         if role == "RP" and requester is None:
             requester = provider
         elif role == "RT":
@@ -345,5 +346,6 @@ def decode_referral(dec: Decoder) -> list[Record]:
         reason=reason,
         patient=patient,
         encounter=encounter,
+        participants=participants,
     )
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

@@ -228,10 +228,23 @@ def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Sepa
     return out + segment_participants([*followers(message, orc), *followers(message, obr)], seps)
 
 
-def prescription(orc: Segment | None, seps: Separators) -> list[Participant]:
-    """ORC-10, who entered the order (MedicationRequest.recorder); the prescriber (ORC-12) is the
-    Prescription's own field."""
-    return field_participants(orc, 10, "ENT", seps)[:1]
+def prescription(message: Message, orc: Segment | None, give: Segment | None,
+                 seps: Separators) -> list[Participant]:
+    """ORC-10, who entered the order (MedicationRequest.recorder), and the PRT segments of the ORC
+    and of the RXE/RXO; the prescriber (ORC-12) is the Prescription's own field."""
+    return (field_participants(orc, 10, "ENT", seps)[:1]
+            + segment_participants([*followers(message, orc), *followers(message, give)], seps))
+
+
+def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Participant]:
+    """A REF's PRD: the provider (PRD-2/7, read by the referral mapping) in the PRD-1 role (table
+    0286: RP referring, RT referred to, PP primary care, CP consulting…), at the PRD-4 place, with
+    the PRD-5 telecom. The requester (RP) and performers (RT) stay the ServiceRequest's fields; the
+    role names them in FHIR in place of the plain reference."""
+    code = _coding(prd.get(1), seps, ROLE_TABLE)
+    if code is None:
+        return []
+    return _role_participant(code, [provider], locations=_places(prd.get(4), seps), telecom=_telecom(prd.get(5), seps))
 
 
 def document(txa: Segment, seps: Separators) -> list[Participant]:
