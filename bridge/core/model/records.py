@@ -340,6 +340,7 @@ class Encounter(Record):
     locations: list[EncounterLocation] = field(default_factory=list)
     service_provider: Organization | None = None
     participants: list[Participant] = field(default_factory=list)
+    destination: Location | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
