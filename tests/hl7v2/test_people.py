@@ -9,9 +9,12 @@ from bridge import (
     ClinicalNote,
     DiagnosticReport,
     Encounter,
+    HumanName,
+    Identifier,
     Immunization,
     Participant,
     Practitioner,
+    PractitionerRole,
     ServiceRequest,
 )
 from bridge.plugins.hl7v2.codec import decode, encode
@@ -118,3 +121,16 @@ def test_people_leave_the_hl7v2_round_trip_unchanged() -> None:
         again = decode(encode(records, {}), {})
         assert [r.participants for r in again if hasattr(r, "participants")] == \
             [r.participants for r in records if hasattr(r, "participants")], name
+
+
+def test_a_visits_providers_from_another_format_are_written_to_pv1() -> None:
+    referring = Practitioner(npi="1234567893", name=HumanName(family="Example", given=["Morgan"]))
+    consulting = Practitioner(identifiers=[Identifier(value="C-77", type="DN")], name=HumanName(family="Sample"))
+    encounter = Encounter(status="in-progress", encounter_class="AMB", participants=[
+        Participant(function="REF", practitioner=referring), Participant(function="CON", practitioner=consulting),
+        Participant(function="PART", role=PractitionerRole(practitioner=consulting))])  # a role has no PV1 field
+    raw = encode([encounter], {"message_datetime": "2026-11-20T10:00:00-06:00"})
+    pv1 = next(line for line in raw.decode().split("\r") if line.startswith("PV1|")).split("|")
+    assert pv1[8].startswith("1234567893^Example^Morgan") and pv1[9].startswith("C-77^Sample")
+    again = decode(raw, {})[0]
+    assert [(p.function, family(p)) for p in again.participants] == [("REF", "Example"), ("CON", "Sample")]

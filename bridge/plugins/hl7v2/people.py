@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bridge import ROLE_FUNCTIONS, Coding, ContactPoint, Participant, Practitioner, PractitionerRole
+from bridge import ROLE_FUNCTIONS, Coding, ContactPoint, Encounter, Participant, Practitioner, PractitionerRole
 
 from . import datatypes as dt
 from . import places
@@ -146,6 +146,29 @@ def segment_participants(segments: Iterable[Segment], seps: Separators) -> list[
     for seg in segments:
         out += read_rol(seg, seps) if seg.name == "ROL" else read_prt(seg, seps)
     return out
+
+
+# --- writing: a visit from another format (FHIR) whose PV1 was not kept -------------------------
+
+WRITTEN_FIELDS = {"REF": 8, "CON": 9, "ADM": 17, "PART": 52}
+"""A plain participant's function → the PV1 field it is written to (PV1-8/9/17/52)."""
+SOURCE_FIELDS = ("PV1-7", "PV1-8", "PV1-9", "PV1-17", "PV1-52", "PV2-13")
+
+
+def visit_written(encounter: Encounter) -> dict[int, str]:
+    """PV1-8/9/17/52 of a visit's plain participants (referring, consulting, admitting, other), each
+    person a repetition. A participant in a role has no PV1 field (a ROL segment would carry it)."""
+    found: dict[int, list[str]] = {}
+    for part in encounter.participants:
+        number = WRITTEN_FIELDS.get(part.function or "")
+        if number is not None and part.role is None and part.practitioner is not None:
+            found.setdefault(number, []).append(dt.write_practitioner(part.practitioner))
+    return {number: "~".join(reps) for number, reps in found.items()}
+
+
+def kept_as_read(kept: Iterable[str]) -> bool:
+    """Whether the visit's provider fields came from an HL7v2 PV1 (then they are written as read)."""
+    return any(key in SOURCE_FIELDS for key in kept)
 
 
 # --- per record --------------------------------------------------------------------------------
