@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from bridge import (
+    Appointment,
     DiagnosticReport,
     Encounter,
     Practitioner,
@@ -133,9 +134,9 @@ def _people(records: list[Any]) -> list[Any]:
 
 
 def test_participants_survive_a_fhir_round_trip(fhir_format) -> None:
-    for name in ("ADT-A01-01", "ORU-R01-01", "REF-I12-01", "MDM-T02-01", "VXU-V04-01"):
+    for name in ("ADT-A01-01", "ORU-R01-01", "REF-I12-01", "MDM-T02-01", "VXU-V04-01", "SIU-S12-01"):
         records = records_of(name)
-        kinds = (Encounter, DiagnosticReport, ServiceRequest)
+        kinds = (Encounter, DiagnosticReport, ServiceRequest, Appointment)
         first_pass = fhir_format.encode(records, {})
         decoded = fhir_format.decode(first_pass, {})
         mine = [r for r in records if isinstance(r, kinds) or r.kind in ("ClinicalNote", "Immunization")]
@@ -169,3 +170,14 @@ def test_an_ehrs_practitioner_role_requester_names_the_prescriber(fhir_format) -
     urls = {e["fullUrl"]: e["resource"] for e in again["entry"]}
     assert urls[request["requester"]["reference"]]["resourceType"] == "PractitionerRole"  # one reference, not two
 
+
+
+def test_an_appointments_contacts_are_supporting_information(fhir_format) -> None:
+    bundle, urls = bundle_of(fhir_format, "SIU-S12-01")
+    appointment = first(bundle, "Appointment")
+    roles = [urls[r["reference"]] for r in appointment["supportingInformation"]]
+    assert [r["code"][0] for r in roles] == [
+        {"text": "Placer contact person"}, {"text": "Filler contact person"},
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "EP",
+                     "display": "Entering Provider"}]}]
+    assert all(r["resourceType"] == "PractitionerRole" and r["telecom"] for r in roles)

@@ -134,3 +134,14 @@ def test_a_visits_providers_from_another_format_are_written_to_pv1() -> None:
     assert pv1[8].startswith("1234567893^Example^Morgan") and pv1[9].startswith("C-77^Sample")
     again = decode(raw, {})[0]
     assert [(p.function, family(p)) for p in again.participants] == [("REF", "Example"), ("CON", "Sample")]
+
+
+def test_an_appointments_contacts_and_who_booked_it() -> None:
+    (appointment,) = sample("SIU-S12-01")
+    found = [(p.function, [(c.code, c.display) for c in p.role.code], family(p),
+              [place.name for place in p.role.locations], [t.value for t in p.role.telecom])
+             for p in appointment.participants]
+    assert found == [
+        ("CALLBCK", [("", "Placer contact person")], "Smith", ["FLOOR2"], ["(608)271-9000"]),  # SCH-12/13/15
+        ("CALLBCK", [("", "Filler contact person")], "Smith", ["FLOOR2"], ["(608)271-9000"]),  # SCH-16/17/19
+        ("ENT", [("EP", "Entering Provider")], "DENT", ["FLOOR1"], ["(610)271-9000"])]  # SCH-20/21/22

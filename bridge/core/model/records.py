@@ -692,11 +692,11 @@ class RelatedPerson(Record):
 # --- people in their roles (HL7v2 ROL, PRT, PD1-4, PV1-7/8/9/17/52, OBX-16/25, ORC-12, TXA…) ------
 
 PARTICIPATION_TYPES = ("ATND", "REF", "CON", "ADM", "PART", "PPRF", "SPRF", "PRF", "RESP", "VRF", "AUT",
-                       "ENT", "AUTHEN", "TRANS", "DIS")
+                       "ENT", "AUTHEN", "TRANS", "DIS", "CALLBCK")
 """v3-ParticipationType codes a Participant's ``function`` takes: what the person did for this
 record (attender, referrer, consultant, admitter, participant, primary/secondary performer,
 performer, responsible party, verifier, author, data enterer, authenticator, transcriptionist,
-discharger). The FHIR encoder picks the element for each (Encounter.participant.type,
+discharger, callback contact). The FHIR encoder picks the element for each (Encounter.participant.type,
 DiagnosticReport.resultsInterpreter or performer…), so the code is checked here."""
 ROLE_FUNCTIONS = {
     "AD": "ADM", "AT": "ATND", "CP": "CON", "RP": "REF", "RT": "CON", "PP": "PART", "FHCP": "PART",

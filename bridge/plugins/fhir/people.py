@@ -52,14 +52,14 @@ ANY = "*"
 ELEMENTS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "Patient": (((ANY,), "generalPractitioner", LIST),),
     "Encounter": (((ANY,), "participant", PARTICIPANT),),
-    "Appointment": (((ANY,), "participant", ACTOR),),
+    "Appointment": ((("CALLBCK", "ENT"), "supportingInformation", LIST), ((ANY,), "participant", ACTOR)),
     "Observation": (((ANY,), "performer", LIST),),
     "DiagnosticReport": ((("RESP", "SPRF", "VRF"), "resultsInterpreter", LIST), ((ANY,), "performer", LIST)),
     "ServiceRequest": ((("AUT", "REF"), "requester", SINGLE), (("PRF", "SPRF", "CON", "ATND"), "performer", LIST),
                        ((ANY,), "supportingInfo", LIST)),
     "MedicationRequest": ((("AUT",), "requester", SINGLE), (("ENT",), "recorder", SINGLE),
                           ((ANY,), "supportingInformation", LIST)),
-    "DocumentReference": ((("AUTHEN",), "authenticator", SINGLE), ((ANY,), "author", LIST)),
+    "DocumentReference": ((("AUTHEN",), "authenticator", SINGLE), (("AUT", ANY), "author", LIST)),
     "Immunization": (((ANY,), "performer", IMMUNIZATION),),
 }
 """Resource type → (participant functions, element, shape), first match wins."""
@@ -270,7 +270,8 @@ def _function(functions: tuple[str, ...], stated: str | None, role: Practitioner
     role's code implies (RO → RESP…), else as the element implies (requester → AUT…)."""
     if stated:
         return stated
+    implied = next((f for f in functions if f != ANY), None)
     if role is not None:
         codes = [c.code.upper() for c in role.code if c.code]
-        return next((ROLE_FUNCTIONS[c] for c in codes if c in ROLE_FUNCTIONS), "PART")
-    return next((f for f in functions if f != ANY), None)
+        return next((ROLE_FUNCTIONS[c] for c in codes if c in ROLE_FUNCTIONS), implied or "PART")
+    return implied

@@ -279,7 +279,9 @@ def document(txa: Segment, seps: Separators) -> list[Participant]:
 
 def appointment(message: Message, seps: Separators) -> list[Participant]:
     """Every AIP's personnel (AIP-3) beyond the first person of the first AIP (the appointment's
-    ``practitioner``), in the AIP-4 resource role when one is given."""
+    ``practitioner``), in the AIP-4 resource role when one is given, then SCH's contact persons and
+    the person who entered it (see :func:`schedule_contacts`)."""
+    sch = next((s for s in message.segments if s.name == "SCH"), None)
     out: list[Participant] = []
     first = True
     for seg in message.segments:
@@ -290,6 +292,26 @@ def appointment(message: Message, seps: Separators) -> list[Participant]:
             out.append(Participant(function="PART", role=PractitionerRole(practitioner=person, code=[role]))
                        if role else Participant(function="PART", practitioner=person))
         first = False
+    return out + (schedule_contacts(sch, seps) if sch is not None else [])
+
+
+SCHEDULE_CONTACTS = ((12, 13, 15, "CALLBCK", "Placer contact person"), (16, 17, 19, "CALLBCK", "Filler contact person"),
+                     (20, 21, 22, "ENT", None))
+"""SCH person, phone and location fields: placer contact (12/13/15), filler contact (16/17/19), entered
+by (20/21/22, role EP of table 0443). Table 0443 has no code for a contact person: the role is named
+in text."""
+
+
+def schedule_contacts(sch: Segment, seps: Separators) -> list[Participant]:
+    """Who to call about the appointment, and who booked it, each where they are and how to reach them."""
+    out: list[Participant] = []
+    for person_field, phone, place, function, label in SCHEDULE_CONTACTS:
+        code = Coding(code="", display=label) if label else Coding(code="EP", system=ROLE_TABLE,
+                                                                    display=ROLE_NAMES["EP"])
+        for person in practitioners(sch, person_field, seps)[:1]:
+            out.append(Participant(function=function, role=PractitionerRole(
+                practitioner=person, code=[code], telecom=_telecom(sch.get(phone), seps),
+                locations=_places(sch.get(place), seps))))
     return out
 
 
