@@ -131,7 +131,7 @@ def followers(message: Message, anchor: Segment | None) -> list[Segment]:
     if anchor is None:
         return []
     segs = message.segments
-    at = next((i for i, s in enumerate(segs) if s is anchor), None)
+    at = _index(segs, anchor)
     out: list[Segment] = []
     for seg in segs[at + 1:] if at is not None else []:
         if seg.name in FOLLOWERS:
@@ -139,6 +139,14 @@ def followers(message: Message, anchor: Segment | None) -> list[Segment]:
         elif seg.name not in PASSED:
             break
     return out
+
+
+def _index(segs: list[Segment], anchor: Segment) -> int | None:
+    """Where ``anchor`` stands: its position as read (a scan only for a segment built otherwise)."""
+    at = anchor.position
+    if 0 <= at < len(segs) and segs[at] is anchor:
+        return at
+    return next((i for i, s in enumerate(segs) if s is anchor), None)
 
 
 def segment_participants(segments: Iterable[Segment], seps: Separators) -> list[Participant]:
@@ -199,7 +207,7 @@ def general_practitioners(message: Message, pid: Segment | None, seps: Separator
 def followers_and_pd1(message: Message, pid: Segment | None) -> list[Segment]:
     """The PD1 right after a PID (PD1 may come after ARV segments in v2.8)."""
     segs = message.segments
-    at = next((i for i, s in enumerate(segs) if s is pid), None)
+    at = _index(segs, pid) if pid is not None else None
     out = []
     for seg in segs[at + 1:] if at is not None else []:
         if seg.name == "PD1":
