@@ -89,11 +89,15 @@ def _uuid_key(system: str, seed: Any) -> dict[str, str]:
 
 def practitioner_key(resource: dict[str, Any]) -> dict[str, str] | None:
     """A key for a Practitioner no server could match: its identifiers (value, type, assigner), else
-    its name. None when it has an NPI or an identifier with a system."""
+    its name. A bare value (no type, no assigning authority) does not say whose number it is, so
+    its name goes into the key too: one number with two names is two people, not one resource
+    created twice. None when it has an NPI or an identifier with a system."""
     idents = resource.get("identifier") or []
     if any(i.get("system") and i.get("value") for i in idents):
         return None
-    seed = [[i.get("value"), i.get("type"), i.get("assigner")] for i in idents] or resource.get("name")
+    seed: Any = [[i.get("value"), i.get("type"), i.get("assigner")] for i in idents]
+    if not any(i.get("type") or i.get("assigner") for i in idents):
+        seed = [seed, resource.get("name")] if seed else resource.get("name")
     return _uuid_key(SID_PRACTITIONER_KEY, seed) if seed else None
 
 
