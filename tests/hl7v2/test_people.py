@@ -71,7 +71,7 @@ def test_pv1_37_is_where_the_patient_went() -> None:
 def test_a_reports_interpreters_technician_and_prt_roles_with_their_places() -> None:
     (report,) = [r for r in sample("ORU-R01-01") if isinstance(r, DiagnosticReport)]
     found = [(p.function, codes(p), [place.name for place in p.role.locations]) for p in report.participants]
-    assert found == [("RESP", ["PI"], ["Bed3"]), ("PRF", ["TN"], ["Bed2"]), ("ADM", ["AD"], ["B"])]
+    assert found == [("RESP", ["PI"], ["Bed3"]), ("PRF", ["TN"], ["Bed2"])]  # its PRT names only a place
     interpreter = report.participants[0].role
     assert family(report.participants[0]) == "Raud" and interpreter.practitioner.identifiers[0].value == "Harry"
     chain, place = [], interpreter.locations[0]
@@ -145,3 +145,12 @@ def test_an_appointments_contacts_and_who_booked_it() -> None:
         ("CALLBCK", [("", "Placer contact person")], "Smith", ["FLOOR2"], ["(608)271-9000"]),  # SCH-12/13/15
         ("CALLBCK", [("", "Filler contact person")], "Smith", ["FLOOR2"], ["(608)271-9000"]),  # SCH-16/17/19
         ("ENT", [("EP", "Entering Provider")], "DENT", ["FLOOR1"], ["(610)271-9000"])]  # SCH-20/21/22
+
+
+def test_a_prt_that_names_no_person_is_no_practitioner_role() -> None:
+    raw = (INPUT / "ORU-R01-01.hl7").read_bytes()
+    assert b"PRT||AD||AD||PPT|||Order room 136" in raw  # PRT-5 empty: only PRT-9, a place
+    with_person = raw.replace(b"PRT||AD||AD||PPT|||Order room 136", b"PRT||AD||AD|77^Placeholder|PPT|||Order room 136")
+    (report,) = [r for r in decode(with_person, {}) if isinstance(r, DiagnosticReport)]
+    assert [(family(p), codes(p), [place.name for place in p.role.locations]) for p in report.participants][-1] == \
+        ("Placeholder", ["AD"], ["B"])

@@ -94,12 +94,13 @@ def _places(raw: str, seps: Separators) -> list:
 
 
 def _role_participant(code: Coding | None, people: list[Practitioner], **parts: object) -> list[Participant]:
+    """The person in the stated role. A segment that names no person (a PRT naming only a location,
+    an organization or a device) gives no PractitionerRole: a role nobody holds says nothing of a
+    practitioner."""
     function = ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
-    if not people and not any(parts.values()):
-        return []
     return [Participant(function=function, role=PractitionerRole(
         practitioner=person, code=[code] if code is not None else [], **parts))  # type: ignore[arg-type]
-        for person in (people or [None])]
+        for person in people]
 
 
 def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
@@ -117,8 +118,9 @@ def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
 
 def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
     """PRT: participation (4, table 0912) of the person (5) at the location (9), telecom (15);
-    PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. A PRT naming only a device (10) or an organization (8) names no practitioner
-    and no place: it is left to those mappings. PRT-2 ``DE`` deletes the participation."""
+    PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. A PRT naming no person (only
+    a location, an organization or a device) is left to those mappings. PRT-2 ``DE`` deletes the
+    participation."""
     if text(seg.get(2).split(seps.component)[0], seps).upper() == "DE" if seg.get(2) else False:
         return []
     return _role_participant(
