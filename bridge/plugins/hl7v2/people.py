@@ -4,13 +4,15 @@ A message names practitioners in many fields (XCN): the visit's attending, refer
 admitting and other providers (PV1-7/8/9/17/52, PV2-13), the patient's primary care provider
 (PD1-4), a result's responsible observer and the lab's medical director (OBX-16/25), a report's
 interpreters and technician (OBR-32/33/34), an order's orderer and enterer (ORC-12/10, OBR-16),
-a document's authors and authenticators (TXA-5/9/10/22), an appointment's staff (AIP-3), and in
-v2.5+ segments made for it: ROL (role, person, period, specialty, telecom, location) and PRT (the
-v2.7+ participation segment: role, person, location). Each becomes a :class:`Participant` whose
-``function`` (v3-ParticipationType) says what the person did for the record; where the message
-states a role (ROL-3, PRT-4, or a field whose role is fixed: OBX-16 "responsible observer", PD1-4
-"primary care provider", ORC-12 "ordering provider") the participant is a
-:class:`PractitionerRole` with that code of HL7 table 0443 and its places.
+a document's authors and authenticators (TXA-5/9/10/22), an appointment's staff and contacts
+(AIP-3, SCH-12/16/20), a referral's providers (PRD), and in segments made for it: ROL (role, person,
+specialty, telecom, location) and PRT (the v2.7+ participation segment: role, person, location,
+telecom). Each becomes a :class:`Participant` whose ``function`` (v3-ParticipationType) says what
+the person did for the record; where the message states a role (ROL-3, PRT-4, PRD-1, or a field
+whose role is fixed: OBX-16 "responsible observer", PD1-4 "primary care provider", a VXU's ORC-12
+"ordering provider") the participant is a :class:`PractitionerRole` with that code of HL7 table
+0443 and its places. A record's own field keeps its one main person (PV1-7's first, ORC-12, OBX-16's
+first, TXA-9's first, AIP-3's first): those are not repeated here.
 
 Everything here is derived: the fields and segments stay kept as read (they are not in the
 decoder's mapped fields), so an HL7v2 round trip writes them back exactly and the records built
@@ -103,12 +105,18 @@ def _role_participant(code: Coding | None, people: list[Practitioner], **parts: 
         for person in people]
 
 
+def _deleted(seg: Segment, seps: Separators) -> bool:
+    """ROL-2 / PRT-2 action code ``DE``: the sender withdraws the role."""
+    raw = seg.get(2)
+    return bool(raw) and text(raw.split(seps.component)[0], seps).upper() == "DE"
+
+
 def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
     """ROL: role (3) of the person (4), provider type (9) as specialty, phone (12), location (13).
     ROL-5/6 (when the person held the role for this patient) are not the role's own period
     (PractitionerRole.period is the practitioner's authorization): they stay kept as read. A ROL
     that deletes its role (ROL-2 ``DE``) names nobody now."""
-    if text(seg.get(2).split(seps.component)[0], seps).upper() == "DE" if seg.get(2) else False:
+    if _deleted(seg, seps):
         return []
     return _role_participant(
         _coding(seg.get(3), seps, ROLE_TABLE), practitioners(seg, 4, seps)[:1],
@@ -121,7 +129,7 @@ def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
     PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. A PRT naming no person (only
     a location, an organization or a device) is left to those mappings. PRT-2 ``DE`` deletes the
     participation."""
-    if text(seg.get(2).split(seps.component)[0], seps).upper() == "DE" if seg.get(2) else False:
+    if _deleted(seg, seps):
         return []
     return _role_participant(
         _coding(seg.get(4), seps, ROLE_TABLE), practitioners(seg, 5, seps)[:1],
@@ -197,7 +205,7 @@ def visit(message: Message, pv1: Segment | None, pv2: Segment | None, seps: Sepa
 def general_practitioners(message: Message, pid: Segment | None, seps: Separators) -> list[Participant]:
     """PD1-4 (patient primary care provider, XCN from v2.7; a name in v2.3-2.6 XCN too) and a
     patient-level ROL/PRT whose role is primary care (table 0443 PP or FHCP)."""
-    pd1 = next((s for s in followers_and_pd1(message, pid) if s.name == "PD1"), None)
+    pd1 = _pd1(message, pid)
     out = field_participants(pd1, 4, "PART", seps, role="PP")
     for part in segment_participants(followers(message, pid), seps):
         codes = [c.code.upper() for c in part.role.code] if part.role else []
@@ -206,17 +214,16 @@ def general_practitioners(message: Message, pid: Segment | None, seps: Separator
     return out
 
 
-def followers_and_pd1(message: Message, pid: Segment | None) -> list[Segment]:
-    """The PD1 right after a PID (PD1 may come after ARV segments in v2.8)."""
+def _pd1(message: Message, pid: Segment | None) -> Segment | None:
+    """The PD1 of a PID (in v2.8 ARV, ROL, PRT or NTE segments may stand between them)."""
     segs = message.segments
     at = _index(segs, pid) if pid is not None else None
-    out = []
     for seg in segs[at + 1:] if at is not None else []:
         if seg.name == "PD1":
-            out.append(seg)
-        elif seg.name not in ("ARV", "ROL", "PRT", "NTE"):
+            return seg
+        if seg.name not in ("ARV", "ROL", "PRT", "NTE"):
             break
-    return out
+    return None
 
 
 def observation(message: Message, obx: Segment, seps: Separators) -> list[Participant]:
@@ -282,9 +289,11 @@ def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Par
 
 def document(txa: Segment, seps: Separators) -> list[Participant]:
     """TXA-5 primary activity provider and TXA-9 originators after the first (the note's
-    ``author``) as authors; TXA-10 assigned authenticator and TXA-22 authentication person."""
+    ``author``) as authors; the authenticator: TXA-22 authentication person, else TXA-10 assigned
+    authenticator (FHIR's DocumentReference names one)."""
+    authenticator = (field_participants(txa, 22, "AUTHEN", seps) + field_participants(txa, 10, "AUTHEN", seps))[:1]
     return (field_participants(txa, 5, "AUT", seps) + field_participants(txa, 9, "AUT", seps, skip_first=True)
-            + field_participants(txa, 22, "AUTHEN", seps) + field_participants(txa, 10, "AUTHEN", seps))
+            + authenticator)
 
 
 def appointment(message: Message, seps: Separators) -> list[Participant]:
