@@ -9,8 +9,10 @@ from typing import Any
 
 from bridge import (
     Appointment,
+    Coding,
     DiagnosticReport,
     Encounter,
+    Participant,
     Practitioner,
     PractitionerRole,
     Prescription,
@@ -181,3 +183,18 @@ def test_an_appointments_contacts_are_supporting_information(fhir_format) -> Non
         {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "EP",
                      "display": "Entering Provider"}]}]
     assert all(r["resourceType"] == "PractitionerRole" and r["telecom"] for r in roles)
+
+
+def test_a_second_requester_goes_to_supporting_information(fhir_format) -> None:
+    records = records_of("ORM-O01-01")
+    (request,) = [r for r in records if isinstance(r, ServiceRequest)][:1]
+    other = Practitioner(identifiers=[], name=None, npi="1234567893")
+    request.participants.append(Participant(function="REF", role=PractitionerRole(
+        practitioner=other, code=[Coding(code="RP", system="HL70443")])))
+    bundle = json.loads(fhir_format.encode([request], {}))
+    urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    (resource,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert urls[resource["requester"]["reference"]]["resourceType"] == "Practitioner"  # ORC-12, the record's own
+    assert [role_code(urls[r["reference"]]) for r in resource["supportingInfo"]][-1] == "RP"
+    (again,) = [r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if isinstance(r, ServiceRequest)]
+    assert again.participants[-1].function == "REF" and again.participants[-1].role.practitioner.npi == "1234567893"

@@ -68,9 +68,11 @@ FIELD = {"Patient": "general_practitioners"}
 """The record field holding a resource's participants (``participants`` unless named here)."""
 
 
-def element_for(rtype: str, function: str | None) -> tuple[str, str] | None:
+def element_for(rtype: str, function: str | None, taken: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """Where a participant of this function goes; a single element already naming someone else
+    (``taken``) passes it on to the next element that takes it (requester → supportingInfo)."""
     for functions, element, shape in ELEMENTS.get(rtype, ()):
-        if ANY in functions or function in functions:
+        if (ANY in functions or function in functions) and element not in taken:
             return element, shape
     return None
 
@@ -160,17 +162,16 @@ def merge(record: Record, resource: dict[str, Any], w: Writer) -> dict[str, Any]
         return resource
     for part in participants_of(record, rtype):
         target = part.role or part.practitioner
-        found = element_for(rtype, part.function)
-        if target is None or found is None:
+        if target is None:
+            continue
+        plain = w.ref(part.role.practitioner)["reference"] if part.role and part.role.practitioner else None
+        found = _free_element(resource, rtype, part.function, plain)
+        if found is None:
             continue
         element, shape = found
-        ref = w.ref(target)
-        plain = w.ref(part.role.practitioner)["reference"] if part.role and part.role.practitioner else None
-        entry = _entry(shape, ref, part.function)
+        entry = _entry(shape, w.ref(target), part.function)
         if shape == SINGLE:
-            current = resource.get(element)
-            if current is None or (plain and current.get("reference") == plain):
-                resource[element] = entry
+            resource[element] = entry
             continue
         items = list(resource.get(element) or [])
         at = next((i for i, item in enumerate(items) if plain and item.get("reference") == plain), None)
@@ -180,6 +181,19 @@ def merge(record: Record, resource: dict[str, Any], w: Writer) -> dict[str, Any]
             items.append(entry)
         resource[element] = items
     return resource
+
+
+def _free_element(resource: dict[str, Any], rtype: str, function: str | None,
+                  plain: str | None) -> tuple[str, str] | None:
+    """The element for the function, passing over a single element that names someone else."""
+    taken: tuple[str, ...] = ()
+    while (found := element_for(rtype, function, taken)) is not None:
+        element, shape = found
+        current = resource.get(element)
+        if shape != SINGLE or current is None or (plain and current.get("reference") == plain):
+            return found
+        taken += (element,)
+    return None
 
 
 # --- reading ---------------------------------------------------------------------------------------
