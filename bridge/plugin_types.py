@@ -131,7 +131,13 @@ class SourceContext:
 
     ``submit_many([(raw, origin, error), …])`` commits several messages in one transaction (group
     commit, for listeners with many connections); each result is a Receipt or the StoreError for a
-    message that was not stored.
+    message that was not stored. An item may carry a fourth element, the header ``peek(raw)``
+    returned, so a source that already read it spares the intake a second read.
+
+    ``peek(raw)`` is the channel format's cheap header read (never raises), and
+    ``policy_applies(header)`` says whether some policy may judge a message with that header: a source
+    calls ``evaluate`` only when it does (an ADT for a gate that judges prescriptions needs no decode
+    before its ACK). It is None when no policy is registered.
 
     ``evaluate(raw)`` decodes and runs the policy gates, for sources that tell their sender at once
     that a message is blocked (HL7 AR with the reasons in ERR, HTTP 422): it returns the combined
@@ -151,7 +157,9 @@ class SourceContext:
     format_name: str
     decode: Callable[[bytes], list[Record]] | None = None
     evaluate: Callable[[bytes], PolicyDecision | None] | None = None
-    submit_many: Callable[[Sequence[tuple[bytes, Mapping[str, Any] | None, str | None]]], list[Any]] | None = None
+    submit_many: Callable[[Sequence[tuple[Any, ...]]], list[Any]] | None = None
+    peek: Callable[[bytes], MessageHeader] | None = None
+    policy_applies: Callable[[MessageHeader], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 

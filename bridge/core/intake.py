@@ -75,23 +75,24 @@ class Intake:
             raise result
         return result
 
-    def submit_many(self, channel: ChannelConfig,
-                    items: Sequence[tuple[bytes, Mapping[str, Any] | None, str | None]]) -> list[Receipt | StoreError]:
+    def submit_many(self, channel: ChannelConfig, items: Sequence[tuple[Any, ...]]) -> list[Receipt | StoreError]:
         """Commit several messages of one channel in one transaction (group commit for busy listeners).
 
-        Each result is a Receipt, or the StoreError for a message that was not stored: its sender
-        must get an error answer, never an acknowledgement.
+        Items are ``(raw, origin, error)``, or ``(raw, origin, error, header)`` with the header the
+        source already read through the channel format's peek. Each result is a Receipt, or the
+        StoreError for a message that was not stored: its sender must get an error answer, never an
+        acknowledgement.
         """
         fmt = self.formats[channel.format]
         results: list[Receipt | StoreError | None] = [None] * len(items)
         rows, where, headers = [], [], {}
-        for index, (raw, origin, error) in enumerate(items):
-            origin = dict(origin or {})
+        for index, item in enumerate(items):
+            raw, origin, error = item[0], dict(item[1] or {}), item[2]
             if len(raw) > channel.max_message_bytes:
                 results[index] = Receipt(None, accepted=False, error=(
                     f"message is {len(raw)} bytes, over the channel limit of {channel.max_message_bytes}"))
                 continue
-            header = self._peek(fmt, channel.name, raw)
+            header = item[3] if len(item) > 3 and item[3] is not None else self.peek(fmt, channel.name, raw)
             key = None if error else dedupe_key_for(channel.name, header, origin)
             origin.pop("dedupe_key", None)
             rows.append((channel.name, fmt.name, raw, key, _header_dict(header, order_key_for(channel, header)),
@@ -113,7 +114,8 @@ class Intake:
         return results  # type: ignore[return-value]
 
     @staticmethod
-    def _peek(fmt: FormatSpec, channel: str, raw: bytes) -> MessageHeader:
+    def peek(fmt: FormatSpec, channel: str, raw: bytes) -> MessageHeader:
+        """The format's header read, never failing: a plugin's broken peek costs only the header."""
         try:
             return fmt.peek(raw)
         except Exception as exc:  # a peek must not fail, but a buggy plugin's must not lose the message

@@ -261,7 +261,23 @@ class Processor:
         if fmt.record_kinds is None or self.judged_kinds is None:
             return False
         try:
-            kinds = fmt.record_kinds(fmt.peek(raw))
+            header = fmt.peek(raw)
+        except Exception:  # a peek bug costs only the shortcut
+            return False
+        return self._kinds_unjudged(fmt, header)
+
+    def policy_applies(self, channel: str, header: MessageHeader) -> bool:
+        """Whether some policy may judge a message of ``channel`` with this header: the check a source
+        makes before asking for a verdict, from the header it already read (no second read)."""
+        if not self.channel_judged(channel):
+            return False
+        return not self._kinds_unjudged(self.channels[channel].format, header)
+
+    def _kinds_unjudged(self, fmt: FormatSpec, header: MessageHeader) -> bool:
+        if fmt.record_kinds is None or self.judged_kinds is None:
+            return False
+        try:
+            kinds = fmt.record_kinds(header)
         except Exception:  # a classification bug costs only the shortcut
             return False
         return kinds is not None and not (kinds & self.judged_kinds)

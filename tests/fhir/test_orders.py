@@ -141,7 +141,10 @@ def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
 
     assert urls[request["requester"]["reference"]]["code"][0]["coding"][0]["code"] == "RP"
     assert person(request["requester"])["name"][0]["family"] == "POWELL"
-    assert [person(p)["name"][0]["family"] for p in request["performer"]] == ["McWILLIAMS"]
+    performers = [person(p) for p in request["performer"]]
+    assert [p["name"][0]["family"] for p in performers if p["resourceType"] == "Practitioner"] == ["McWILLIAMS"]
+    # and the authorized provider (RF1-19), see test_organizations.py
+    assert [p["name"] for p in performers if p["resourceType"] == "Organization"] == ["Radiant Health Hospital"]
 
 
 def example_records(name: str) -> list[Any]:

@@ -73,6 +73,7 @@ def test_general_practitioners_and_the_discharge_destination(fhir_format) -> Non
     bundle, urls = bundle_of(fhir_format, "ADT-A01-01")
     patient = first(bundle, "Patient")
     roles = [urls[r["reference"]] for r in patient["generalPractitioner"]]
+    roles = [r for r in roles if r["resourceType"] != "Organization"]  # PD1-3, the primary facility
     assert [(r["resourceType"], role_code(r)) for r in roles] == [("PractitionerRole", "PP")] * 2
     assert [urls[r["practitioner"]["reference"]]["name"][0]["family"] for r in roles] == ["Hippo", "Smith"]
     place = urls[first(bundle, "Encounter")["hospitalization"]["destination"]["reference"]]
@@ -111,7 +112,9 @@ def test_a_referral_requester_and_performer_are_their_prd_roles(fhir_format) -> 
     bundle, urls = bundle_of(fhir_format, "REF-I12-01")
     request = first(bundle, "ServiceRequest")
     assert role_code(urls[request["requester"]["reference"]]) == "RP"
-    assert [role_code(urls[r["reference"]]) for r in request["performer"]] == ["RT"]
+    performers = [urls[r["reference"]] for r in request["performer"]]
+    assert [role_code(r) for r in performers if r["resourceType"] == "PractitionerRole"] == ["RT"]
+    assert [r["resourceType"] for r in performers if r["resourceType"] != "PractitionerRole"] == ["Organization"]
     assert "supportingInfo" not in request
 
 

@@ -225,37 +225,61 @@ def test_bad_options_name_the_option(bridge_engine, options, path, problem):
     assert problem in caught.value.problems[0][1]
 
 
-def test_the_committer_gathers_the_senders_the_last_commit_answered(tmp_path):
-    """After a commit of several frames, one waiting frame is not committed alone at once: the others
-    answered by the same commit reply together and ride in the same transaction. A lone sender
-    (last batch of one) is never made to wait."""
+def test_frames_read_in_one_turn_share_a_batch_and_a_lone_frame_goes_at_once(tmp_path):
+    """The committing thread gets every frame that arrived in the same turn of the event loop, or
+    during the previous commit, as one batch (one transaction); a lone frame is committed at once,
+    and results come back to each frame in order."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    from bridge import Receipt, SourceContext
-    from bridge.plugins.hl7v2.mllp import MLLPSource
+    from bridge.plugins.hl7v2.mllp import _ThreadBatcher
 
-    batches: list[int] = []
-    ctx = SourceContext(url="mllp://127.0.0.1:0", channel="adt", options={}, config_dir=str(tmp_path),
-                        submit=lambda raw, origin=None, error=None: Receipt(1, True),
-                        submit_many=lambda items: batches.append(len(items)) or [Receipt(1, True)] * len(items),
-                        max_message_bytes=10_000, format_name="hl7v2")
-    source = MLLPSource(ctx)
+    batches: list[list[int]] = []
+    release = threading.Event()
 
-    async def scenario(last_batch: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+    def run_many(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        if items == [0]:
+            release.wait(5)  # a slow first commit: the next frames queue behind it
+        return [item * 10 for item in items]
 
-        source._pool = ThreadPoolExecutor(1)
-        source._commits.last_batch = last_batch
+    async def scenario() -> list[int]:
+        pool = ThreadPoolExecutor(1)
         loop = asyncio.get_running_loop()
-        first = source._commit(b"MSH|1", {})
-        for n in (2, 3):  # the other senders' frames arrive on the next turns of the loop
-            loop.call_soon(lambda n=n: asyncio.ensure_future(source._commit(f"MSH|{n}".encode(), {})))
-        await first
-        await asyncio.sleep(0.05)
-        source._pool.shutdown()
+        batcher = _ThreadBatcher(loop, pool, run_many)
+        results: list[int] = []
+        finished = asyncio.Event()
 
-    asyncio.run(scenario(last_batch=3))
-    assert batches == [3]
-    batches.clear()
-    asyncio.run(scenario(last_batch=1))
-    assert batches[0] == 1  # a lone sender's frame is committed at once
+        def done(result: int) -> None:
+            results.append(result)
+            if len(results) == 6:
+                finished.set()
+
+        batcher.add(0, done)  # alone in its turn: committed at once
+        await asyncio.sleep(0.05)
+        for n in (1, 2, 3):  # arrive during the slow commit
+            batcher.add(n, done)
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0.05)
+        for n in (4, 5):  # the same turn
+            batcher.add(n, done)
+        await asyncio.wait_for(finished.wait(), 5)
+        pool.shutdown()
+        return results
+
+    results = asyncio.run(scenario())
+    assert batches == [[0], [1, 2, 3], [4, 5]]
+    assert results == [0, 10, 20, 30, 40, 50]
+
+
+def test_a_sender_that_pipelines_frames_gets_every_answer_in_order(bridge_engine):
+    """Frames sent back to back without waiting are answered in their order, with reading paced."""
+    with listening(bridge_engine, {"channels": {"adt": channel()}}) as (engine, source):
+        client = RawClient(source.port)
+        count = 150  # more than the frames a connection may have unanswered
+        client.send_raw(b"".join(mllp(adt(f"PIPE-{i}", patient=f"P{i % 7}")) for i in range(count)))
+        answers = [client.read_frame().decode().split("\r")[1].split("|")[:3] for _ in range(count)]
+        assert answers == [["MSA", "AA", f"PIPE-{i}"] for i in range(count)]
+        assert len(stored(engine)) == count
+        client.close()

@@ -325,14 +325,19 @@ def test_document_events_reach_fhir_as_relations_and_status() -> None:
     from bridge.testing import plugin_manager
     fhir = plugin_manager(("fhir", fhir_plugin)).format("fhir")
 
+    entries: dict[str, dict] = {}
+
     def document(record: ClinicalNote) -> dict:
         bundle = json.loads(fhir.encode([record], {}))
+        entries.update({e["fullUrl"]: e["resource"] for e in bundle["entry"]})
         return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
 
     addendum = document(note())
     assert addendum["status"] == "current"
-    assert addendum["relatesTo"] == [{"code": "appends", "target": {"identifier": {"value": "DOC1",
-                                                                                  "assigner": {"display": "HOSP"}}}}]
+    target = addendum["relatesTo"][0]["target"]["identifier"]
+    assert addendum["relatesTo"][0]["code"] == "appends"
+    assert (target["value"], target["assigner"]["display"]) == ("DOC1", "HOSP")
+    assert entries[target["assigner"]["reference"]]["name"] == "HOSP"  # the assigning authority's entry
     assert document(note(document_event="replacement"))["relatesTo"][0]["code"] == "replaces"
     assert document(note(document_event="cancel", text=None))["status"] == "entered-in-error"
     back = next(r for r in fhir.decode(fhir.encode([note()], {}), {}) if isinstance(r, ClinicalNote))

@@ -216,6 +216,7 @@ class Patient(Record):
     links: list[PatientLink] = field(default_factory=list)
     general_practitioners: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    primary_facility: Organization | None = None  # HL7v2 PD1-3, FHIR Patient.generalPractitioner
 
 
 @dataclass
@@ -581,6 +582,7 @@ class Coverage(Record):
     period: Period | None = None
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    policy_holder: Organization | None = None  # HL7v2 IN1-11 (+IN1-44), FHIR Coverage.policyHolder
 
 
 # --- orders, medication administration, immunization (HL7v2 ORM/OML/OMG/REF, RAS/RGV, VXU) -------
@@ -623,6 +625,7 @@ class ServiceRequest(Record):
     encounter: Encounter | None = None
     participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
 
 
 @dataclass

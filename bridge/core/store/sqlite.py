@@ -322,25 +322,26 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
             p.succeed(result)
 
     def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error) -> tuple[int, bool]:
+        """One statement per new message: the dedupe check is the unique index's conflict, and the
+        lane head marker is chosen inside the INSERT (a resend costs a second look-up instead)."""
         now = time.time()
-        if dedupe_key:
-            row = conn.execute("SELECT id FROM messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
-            if row:
-                self._event(conn, row[0], "duplicate", {"origin": dict(origin)}, now)
-                return row[0], True
         status = "failed" if error else "received"
         order_key = header.get("order_key")
-        head = not error and queue.message_lane_is_free(conn, channel, order_key)
-        cur = conn.execute(  # a head is claimable, or parked while its channel is paused (in the same statement)
+        cur = conn.execute(
             "INSERT INTO messages (channel, format, status, received_at, updated_at, raw, sha256, size,"
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
             " trace_id, error, order_key, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-            f" CASE WHEN ? THEN {queue.HEAD_MARKER_SQL} ELSE 0 END)",
+            f" {queue.NEW_LANE_HEAD_SQL}) ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
             (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
              _json(dict(origin)), dedupe_key, header.get("control_id"),
              header.get("sending_application"), header.get("sending_facility"),
-             header.get("message_type"), header.get("trace_id"), error, order_key, head, channel),
+             header.get("message_type"), header.get("trace_id"), error, order_key,
+             *queue.new_lane_head_args(channel, order_key, can_lead=not error)),
         )
+        if cur.rowcount == 0:  # the dedupe key is taken: a resend of a stored message
+            (message_id,) = conn.execute("SELECT id FROM messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+            self._event(conn, message_id, "duplicate", {"origin": dict(origin)}, now)
+            return message_id, True
         message_id = cur.lastrowid
         # The "received" event is not stored: events() derives it from the message row, which
         # saves the sender's commit a row and an index entry.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 # --- processing lanes (messages) ------------------------------------------------------------------
 
@@ -41,6 +42,18 @@ def park_channel(conn: sqlite3.Connection, channel: str, paused: bool) -> None:
         conn.execute(f"UPDATE messages SET lane_head = {PARKED} WHERE channel = ? AND lane_head = {HEAD}", (channel,))
     else:
         conn.execute(f"UPDATE messages SET lane_head = {HEAD} WHERE channel = ? AND lane_head = {PARKED}", (channel,))
+
+
+NEW_LANE_HEAD_SQL = (f"CASE WHEN ? THEN CASE WHEN ? IS NOT NULL AND EXISTS (SELECT 1 FROM messages WHERE channel = ?"
+                     f" AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}) THEN 0"
+                     f" ELSE {HEAD_MARKER_SQL} END ELSE 0 END")
+"""A new message's ``lane_head``, inside its INSERT: the head (claimable, or parked while its channel is
+paused) when nothing unfinished is ahead of it in its lane, else 0; never a head when ``can_lead`` is
+false (a message stored as failed). Its arguments come from :func:`new_lane_head_args`."""
+
+
+def new_lane_head_args(channel: str, order_key: str | None, *, can_lead: bool) -> tuple[Any, ...]:
+    return (can_lead, order_key, channel, order_key, channel)
 
 
 def message_lane_is_free(conn: sqlite3.Connection, channel: str, order_key: str | None) -> bool:

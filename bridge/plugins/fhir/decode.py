@@ -19,6 +19,8 @@ from bridge import DecodeError, EncodeError, Medication, Record
 
 from . import constants as C
 from . import keep, people
+from .assigners import assigner_targets
+from .organizations import organizations_in
 from .reader import Node
 from .resources import IN
 
@@ -134,6 +136,7 @@ class Reader:
             _, decoder = IN[rtype]  # type: ignore[index]
             record = decoder(node, self)
             people.read(node, record, self)
+            organizations_in(node, record, self)
             self.remember(node, record)
         finally:
             self.stack.pop()
@@ -232,7 +235,8 @@ def root_ids(bundle: Node, btype: str, supported: list[tuple[Node, Node]], reade
         focus = focus_ids(bundle, reader)
         if focus:
             return focus
-    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced}
+    authorities = assigner_targets([r for _, r in supported], reader.target)
+    return {id(r.data) for _, r in supported if id(r.data) not in reader.referenced | authorities}
 
 
 def focus_ids(bundle: Node, reader: Reader) -> set[int]:

@@ -25,6 +25,8 @@ from bridge import EncodeError, Medication, Record
 
 from . import constants as C
 from . import keep, people
+from .assigners import assigners_last, link_assigners
+from .organizations import organizations_out
 from .resources import OUT, RESOURCE_TYPE, medication_codings
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class Writer:
         self.options = options
         self.entries: dict[str, dict[str, Any]] = {}
         self.roots: dict[str, list[int]] = {}
+        self.assigners: dict[str, str] = {}  # assigning authority -> fullUrl (see assigners.py)
         self.bundle_type = str(options.get("bundle_type") or "transaction")
         if self.bundle_type not in BUNDLE_TYPES:
             raise EncodeError(f"fhir option bundle_type must be one of {', '.join(BUNDLE_TYPES)}, "
@@ -109,7 +112,8 @@ class Writer:
         encoder = OUT.get(type(record))
         if encoder is None:
             raise EncodeError(f"no FHIR mapping for record kind {record.kind!r}")
-        return people.merge(record, encoder(record, self), self)
+        resource = people.merge(record, encoder(record, self), self)
+        return link_assigners(organizations_out(record, resource, self), self)
 
     def contained_body(self, medication: Medication) -> dict[str, Any]:
         """An uncoded medication as we contain it: always under the local id ``med``."""
@@ -175,7 +179,7 @@ class Writer:
                 raise EncodeError(f"records[{index}] ({record.kind}): {exc}") from None
             self.roots.setdefault(full_url, []).append(index)
         entries = []
-        for full_url, entry in self.entries.items():
+        for full_url, entry in assigners_last(self.entries, self.assigners, self.roots):
             marks = [{"url": C.EXT_RECORD_INDEX, "valueInteger": i} for i in self.roots.get(full_url, [])]
             entries.append({"extension": marks, **entry} if marks else entry)
         return {"resourceType": "Bundle", "type": self.bundle_type, "entry": entries}

@@ -2,20 +2,32 @@
 
 status has a required binding (immunization-status: completed, entered-in-error, not-done), held
 as such by the record. FHIR requires the vaccine, the patient and the occurrence. The manufacturer
-is a logical reference to an Organization named by its MVX code (an IIS feed names the maker only
-so). A record without an identifier gets one derived from the patient, the vaccine and the time
-(system ``…/sid/immunization-key``), so a re-sent VXU updates the resource it created.
+is an Organization entry keyed by its MVX code (an IIS feed names the maker only so), referenced
+with that code and name as a logical reference too. A record without an identifier gets one derived
+from the patient, the vaccine and the time (system ``…/sid/immunization-key``), so a re-sent VXU
+updates the resource it created.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridge import IMMUNIZATION_STATUSES, Coding, EncodeError, Encounter, Immunization, Patient, Practitioner
+from bridge import (
+    IMMUNIZATION_STATUSES,
+    Coding,
+    EncodeError,
+    Encounter,
+    Identifier,
+    Immunization,
+    Organization,
+    Patient,
+    Practitioner,
+)
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
 from .orders import concept_in, concept_out
+from .places import follow_organization
 from .reader import Node
 from .resources import (
     absolute_identifiers,
@@ -39,11 +51,18 @@ if TYPE_CHECKING:
 SID_IMMUNIZATION_KEY = f"{C.BASE}/sid/immunization-key"
 
 
-def manufacturer_out(coding: Coding | None) -> dict[str, Any] | None:
+def manufacturer_out(coding: Coding | None, w: Writer) -> dict[str, Any] | None:
+    """The maker as a reference to an Organization entry (a conditional create keyed by its MVX
+    code, so each maker is one resource on the server), keeping the logical identifier and display."""
     if coding is None:
         return None
     ident = compact({"system": absolute_system(coding.system), "value": coding.code or None})
-    return compact({"identifier": ident if ident.get("value") else None, "display": coding.display}) or None
+    logical = compact({"identifier": ident if ident.get("value") else None, "display": coding.display})
+    if not logical:
+        return None
+    maker = Organization(name=coding.display or None,
+                         identifiers=[Identifier(value=coding.code, system=coding.system)] if coding.code else [])
+    return {**w.ref(maker), **logical}
 
 
 def manufacturer_in(node: Node | None) -> Coding | None:
@@ -81,7 +100,7 @@ def immunization_out(rec: Immunization, w: Writer) -> dict[str, Any]:
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
         "occurrenceDateTime": fhir_datetime(rec.occurrence, "Immunization.occurrence", w.options),
         "primarySource": rec.primary_source,
-        "manufacturer": manufacturer_out(rec.manufacturer),
+        "manufacturer": manufacturer_out(rec.manufacturer, w),
         "lotNumber": rec.lot_number,
         "expirationDate": fhir_datetime(rec.expiration_date[:10] if rec.expiration_date else None,
                                         "Immunization.expiration_date", w.options, date_only=True),
@@ -97,6 +116,7 @@ def immunization_out(rec: Immunization, w: Writer) -> dict[str, Any]:
 def immunization_in(node: Node, r: Reader) -> Immunization:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID, SID_IMMUNIZATION_KEY)
     performer = next((r.follow(p.obj("actor"), Practitioner) for p in node.list("performer")), None)
+    follow_organization(r, node.obj("manufacturer"))  # the maker's entry is no record of its own
     return Immunization(
         id=record_id(node, found), identifiers=identifiers,
         status=choice(node.str("status"), IMMUNIZATION_STATUSES, node.at("status")),

@@ -28,6 +28,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
+from . import organizations
 from .header import Separators
 from .reader import NULL, Segment, text
 
@@ -261,6 +262,7 @@ class ClinicalReader:
             relationship=RELATIONSHIPS.get(relationship) if relationship else None,
             period=Period(start=start, end=end) if start or end else None,
             patient=patient,
+            policy_holder=organizations.policy_holder(in1, self.seps),
         )
 
 

@@ -12,6 +12,7 @@ from bridge import AllergyIntolerance, Condition, Coverage, Identifier, Record
 
 from . import adt
 from . import datatypes as dt
+from . import organizations
 from .reader import comp, esc
 
 BACKGROUND = (AllergyIntolerance, Condition, Coverage)
@@ -50,7 +51,7 @@ def in1(rec: Coverage, number: int) -> dict[int, str]:
             12: dt.write_datetime(period.start) if period else "", 13: dt.write_datetime(period.end) if period else "",
             15: dt.write_coding(rec.plan_type), 16: dt.write_name(rec.subscriber_name),
             17: RELATIONSHIP_CODES.get(rec.relationship or "", ""), 36: esc(rec.member_id),
-            49: esc(rec.subscriber_id)}
+            49: esc(rec.subscriber_id), **organizations.policy_holder_written(rec.policy_holder)}
 
 
 def segments(records: list[Record]) -> list[tuple[str, dict[int, str]]]:

@@ -48,6 +48,7 @@ from bridge import (
 from . import adt, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
+from . import organizations
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -299,6 +300,7 @@ class Decoder:
             return None  # a bare PID (required by the structure) says nothing; unmapped fields keep it
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
+        patient.primary_facility = organizations.primary_facility(self.message.segments, pid, self.seps)
         patient.general_practitioners = people.general_practitioners(self.message, pid, self.seps)  # derived
         return patient
 

@@ -4,13 +4,14 @@ MLLP wraps each HL7v2 message in a frame: a start byte 0x0B, the message, then 0
 sender waits for an acknowledgement frame before it sends the next message on that connection.
 
 Listener (channel ``source:``): an asyncio server in its own thread, because the engine is threaded.
-Each connection is read in chunks and framed incrementally, so partial reads, several frames in one
-read and bytes before a start byte (skipped) are all handled without buffering more than the
-channel's ``max_message_bytes``. Each frame is committed through ``ctx.submit`` in a thread pool (a
-SQLite commit blocks on fsync; one slow commit must not stall other connections), and only then
-answered: AA/CA when stored (or already stored: a resend is a duplicate the intake recognises), AE/CE
-when the store failed, AR/CR when the message cannot be read or is refused (too large, no MSH). A
-connection's frames are answered in order, one at a time, so per-sender ordering is preserved.
+Each connection is a protocol that frames its bytes incrementally, so partial reads, several frames
+in one read and bytes before a start byte (skipped) are all handled without buffering more than the
+channel's ``max_message_bytes``. Frames are committed on a committing thread, a batch at a time (a
+SQLite commit blocks on fsync; one slow commit must not stall other connections, and one commit
+serves every frame that arrived meanwhile), and only then answered: AA/CA when stored (or already
+stored: a resend is a duplicate the intake recognises), AE/CE when the store failed, AR/CR when the
+message cannot be read or is refused (too large, no MSH). A connection's answers go out in the order
+of its frames, so per-sender ordering is preserved.
 
 Sender (destination ``url:``): keeps its connections open across sends (a small pool, one by
 default), waits for the ACK with a deadline and judges it: AA/CA delivered; AE/CE transient; AR/CR
@@ -24,6 +25,7 @@ Options are documented in ``docs/mllp.md``; TLS options are read by ``mllp_tls``
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -45,6 +47,7 @@ from bridge import (
     DecodeError,
     Delivery,
     DestinationContext,
+    MessageHeader,
     OptionSpec,
     PermanentDeliveryError,
     SourceContext,
@@ -217,15 +220,24 @@ def choice_option(options: Mapping[str, Any], key: str, choices: tuple[str, ...]
 
 # --- listener --------------------------------------------------------------------------------------
 
-GATHER_SECONDS = 0.0002
 ORIGINAL = {"ok": "AA", "error": "AE", "reject": "AR", "blocked": "AR"}
 # A policy block is an application reject even in enhanced mode: the message *was* committed (CR would
 # say it was not), but the receiving application refuses it.
 ENHANCED = {"ok": "CA", "error": "CE", "reject": "CR", "blocked": "AR"}
+MAX_UNANSWERED = 64
+"""Frames one connection may have waiting for their answers before the listener stops reading it (a
+sender that does not wait for its ACKs): what a connection holds stays bounded."""
 
 
 class MLLPSource:
-    """The ``mllp``/``mllps`` channel source. ``port`` is the bound port once ``start()`` returned."""
+    """The ``mllp``/``mllps`` channel source. ``port`` is the bound port once ``start()`` returned.
+
+    Each connection is an asyncio protocol (:class:`_Connection`): frames are cut from the bytes as they
+    arrive, committed in batches on the committing thread (group commit: one transaction, one fsync
+    for every frame that arrived meanwhile) and answered in their connection's order. The per-frame
+    work on the event loop is only the framing, the MSH read and the ACK, which is what lets one
+    listener keep up with dozens of senders.
+    """
 
     def __init__(self, ctx: SourceContext):
         self.ctx = ctx
@@ -243,7 +255,8 @@ class MLLPSource:
         self.handshake_timeout = float(number_option(opts, "handshake_timeout_seconds", 10, where, minimum=0.01))
         self.tls = mllp_tls.server_context(opts, ctx.config_dir, where) if self.scheme == "mllps" else None
         self.connections = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._open: set[_Connection] = set()
+        self._handshakes: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -251,9 +264,8 @@ class MLLPSource:
         self._start_error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._policy_pool: ThreadPoolExecutor | None = None
-        # Frames cross to the committing thread, and to the policy thread, a batch at a time.
-        self._commits = _Batched(lambda: self._pool, self._submit_many)
-        self._verdicts = _Batched(lambda: self._policy_pool, self._evaluate_many, gather=False)
+        self._commits: _ThreadBatcher | None = None
+        self._verdicts: _ThreadBatcher | None = None
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -273,13 +285,13 @@ class MLLPSource:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        assert self._pool is not None and self._policy_pool is not None
+        self._commits = _ThreadBatcher(loop, self._pool, self._submit_many, workers=self.submit_threads)
+        self._verdicts = _ThreadBatcher(loop, self._policy_pool, self._evaluate_many)
+        accept: Callable[[], asyncio.Protocol] = (lambda: _Connection(self)) if self.tls is None \
+            else (lambda: _HoldForHandshake(self))
         try:
-            if self.tls is None:
-                listen = asyncio.start_server(self._serve_plain, self.host, self.port, limit=READ_CHUNK,
-                                              reuse_port=self.reuse_port or None)
-            else:
-                listen = loop.create_server(lambda: _HoldForHandshake(self), self.host, self.port,
-                                            reuse_port=self.reuse_port or None)
+            listen = loop.create_server(accept, self.host, self.port, reuse_port=self.reuse_port or None)
             self._server = loop.run_until_complete(listen)
         except OSError as exc:
             self._start_error = BridgeError(
@@ -313,9 +325,11 @@ class MLLPSource:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
+        for connection in list(self._open):
+            connection.close()  # a frame not yet answered is sent again by its sender
+        for task in list(self._handshakes):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
 
     # connections ---------------------------------------------------------------------------------
 
@@ -327,144 +341,106 @@ class MLLPSource:
                     self.ctx.channel, peer, self.connections)
         return False
 
-    @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
-        """Count the connection and track its task so ``stop()`` can cancel it."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            yield
-        finally:
-            self.connections -= 1
-            self._tasks.discard(task)
-
-    async def _serve_plain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer_text(writer.get_extra_info("peername"))
-        if not self._admit(peer):
-            writer.close()
-            return
-        with self._slot():
-            await self._session(reader, writer, peer)
-
     async def _serve_tls(self, transport: asyncio.Transport) -> None:
         """Handshake ourselves (asyncio would drop a failed handshake silently), then converse."""
         peer = _peer_text(transport.get_extra_info("peername"))
         if not self._admit(peer):
             transport.abort()
             return
-        with self._slot():
-            loop = asyncio.get_running_loop()
-            reader = asyncio.StreamReader(limit=READ_CHUNK, loop=loop)
-            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-            try:
-                secure = await loop.start_tls(transport, protocol, self.tls, server_side=True,
-                                              ssl_handshake_timeout=self.handshake_timeout)
-            except asyncio.CancelledError:
-                transport.abort()
-                return
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                log.warning("channel %s: TLS handshake from %s failed: %s", self.ctx.channel, peer,
-                            getattr(exc, "reason", None) or type(exc).__name__)
-                transport.abort()
-                return
-            if secure is None:  # the peer went away during the handshake
-                transport.abort()
-                return
-            protocol.connection_made(secure)
-            writer = asyncio.StreamWriter(secure, protocol, reader, loop)
-            await self._session(reader, writer, peer)
-
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
-        origin = {"transport": self.scheme, "peer": peer}
-        client = mllp_tls.peer_name(writer.get_extra_info("ssl_object"))
-        if client:
-            origin["tls_client"] = client
+        connection = _Connection(self, counted=True)
+        self.connections += 1  # a connection in its handshake holds a slot
+        loop = asyncio.get_running_loop()
         try:
-            await self._converse(reader, writer, origin)
+            secure = await loop.start_tls(transport, connection, self.tls, server_side=True,
+                                          ssl_handshake_timeout=self.handshake_timeout)
         except asyncio.CancelledError:
-            pass  # the listener is stopping; an unacknowledged message will be sent again
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-            log.info("channel %s: connection from %s ended: %s", self.ctx.channel, peer, type(exc).__name__)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await writer.wait_closed()
+            secure = None
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.warning("channel %s: TLS handshake from %s failed: %s", self.ctx.channel, peer,
+                        getattr(exc, "reason", None) or type(exc).__name__)
+            secure = None
+        if secure is None:  # failed, cancelled, or the peer went away during the handshake
+            self.connections -= 1
+            transport.abort()
+            return
+        connection.connection_made(secure)
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        origin: Mapping[str, Any]) -> None:
-        """Read frames until the peer closes or stays idle; answer each frame after its commit."""
-        framer = FrameReader(self.ctx.max_message_bytes)
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    data = await reader.read(READ_CHUNK)
-            except TimeoutError:
-                log.info("channel %s: closing idle connection from %s", self.ctx.channel, origin["peer"])
-                return
-            if not data:
-                return
-            skipped = framer.skipped
-            for item in framer.feed(data):
-                writer.write(await self._answer(item, origin))
-            if framer.skipped > skipped:
-                log.warning("channel %s: skipped %d bytes outside MLLP frames from %s",
-                            self.ctx.channel, framer.skipped - skipped, origin["peer"])
-            await writer.drain()
+    # frames --------------------------------------------------------------------------------------
 
-    async def _answer(self, item: bytes | Oversized, origin: Mapping[str, Any]) -> bytes:
-        """Commit one frame and build its ACK frame."""
+    def _take(self, connection: _Connection, item: bytes | Oversized) -> _Frame:
+        """Start one frame on its way: answered at once when it cannot be stored, else committed
+        (and judged by the policy gates beside the commit, when one may apply)."""
+        pending = _Frame(item)
         if isinstance(item, Oversized):
             log.warning("channel %s: refused a frame of at least %d bytes from %s (limit %d)",
-                        self.ctx.channel, item.size, origin["peer"], self.ctx.max_message_bytes)
-            return self._ack(item.head, "reject", f"message of at least {item.size} bytes exceeds the limit of "
-                                                  f"{self.ctx.max_message_bytes} bytes; it was not stored")
+                        self.ctx.channel, item.size, connection.peer, self.ctx.max_message_bytes)
+            pending.answer = self._ack(item.head, "reject", f"message of at least {item.size} bytes exceeds the "
+                                       f"limit of {self.ctx.max_message_bytes} bytes; it was not stored")
+            return pending
         if not item.strip():
-            return self._ack(item, "reject", "empty MLLP frame; nothing was stored")
-        msh, problem = _read_msh(item)
-        # The policy check runs beside the commit, on its own thread, so the ACK waits for the slower
-        # of the two rather than for both in turn (and the committing thread keeps its SQLite cache).
-        verdict = None
-        if self.ctx.evaluate is not None and self.policy_ack and problem is None:
-            verdict = self._verdicts(item)
-            verdict.add_done_callback(_retrieve)  # a frame answered early (store error) never awaits it
-        try:
-            receipt = await self._commit(item, origin)
-        except StoreError:
+            pending.answer = self._ack(item, "reject", "empty MLLP frame; nothing was stored")
+            return pending
+        pending.msh, pending.problem = _read_msh(item)
+        header = self.ctx.peek(item) if self.ctx.peek is not None and pending.problem is None else None
+        assert self._commits is not None and self._verdicts is not None
+        if self._judged(pending, header):
+            pending.waiting += 1
+            self._verdicts.add(item, lambda result: self._settle(connection, pending, "verdict", result))
+        self._commits.add((item, connection.origin, header),
+                          lambda result: self._settle(connection, pending, "receipt", result))
+        return pending
+
+    def _judged(self, pending: _Frame, header: MessageHeader | None) -> bool:
+        """Whether a policy verdict is wanted before the ACK: never for an unreadable frame, and not
+        when the header alone shows that no policy judges such a message (an ADT for a gate that
+        judges prescriptions), which spares the policy thread a decode per frame."""
+        if self.ctx.evaluate is None or not self.policy_ack or pending.problem is not None:
+            return False
+        return header is None or self.ctx.policy_applies is None or self.ctx.policy_applies(header)
+
+    def _settle(self, connection: _Connection, pending: _Frame, what: str, result: Any) -> None:
+        setattr(pending, what, result)
+        pending.waiting -= 1
+        if pending.waiting == 0:
+            pending.answer = self._answer(pending, connection.peer)
+            connection.flush()
+
+    def _answer(self, pending: _Frame, peer: str) -> bytes:
+        """The ACK frame for a frame whose commit (and verdict, if asked for) came back."""
+        item, msh, receipt = pending.raw, pending.msh, pending.receipt
+        assert isinstance(item, bytes)
+        if isinstance(receipt, StoreError):
             log.error("channel %s: store failed; answering with an error ACK", self.ctx.channel)
             return self._ack(item, "error", "message could not be stored; send it again later", msh)
-        except Exception as exc:  # an intake bug must not kill the connection; the sender retries
-            log.error("channel %s: submit raised %s", self.ctx.channel, type(exc).__name__)
+        if isinstance(receipt, BaseException):  # an intake bug must not kill the connection; the sender retries
+            log.error("channel %s: submit raised %s", self.ctx.channel, type(receipt).__name__)
             return self._ack(item, "error", "internal error while storing the message; send it again later", msh)
         if not receipt.accepted:
             return self._ack(item, "reject", f"message refused: {receipt.error or 'not accepted'}", msh)
-        if problem is not None:
+        if pending.problem is not None:
             log.warning("channel %s: message %s from %s has no readable MSH", self.ctx.channel,
-                        receipt.message_id, origin["peer"])
-            return self._ack(item, "reject", f"cannot read the message: {problem} "
+                        receipt.message_id, peer)
+            return self._ack(item, "reject", f"cannot read the message: {pending.problem} "
                                              f"(kept as message {receipt.message_id} for inspection)", msh)
-        if verdict is not None:
-            decision = await verdict
-            if decision is not None and decision.outcome == "BLOCK":
-                log.info("channel %s: message %s blocked by policy; answered AR", self.ctx.channel, receipt.message_id)
-                return self._ack(item, "blocked", f"{decision.explain()} (kept as message {receipt.message_id})", msh)
+        decision = pending.verdict
+        if decision is not None and not isinstance(decision, BaseException) and decision.outcome == "BLOCK":
+            log.info("channel %s: message %s blocked by policy; answered AR", self.ctx.channel, receipt.message_id)
+            return self._ack(item, "blocked", f"{decision.explain()} (kept as message {receipt.message_id})", msh)
         return self._ack(item, "ok", "duplicate of a message already received" if receipt.duplicate else "", msh)
 
-    async def _commit(self, item: bytes, origin: Mapping[str, Any]) -> Any:
-        """Group commit: frames that arrive while a commit runs are committed together in the next one.
-
-        Every connection waits for its own frame's commit before it is acknowledged, but one
-        transaction (one fsync) serves all the frames that queued meanwhile, so throughput grows with
-        the number of busy connections instead of being capped by the disk's fsync rate.
-        """
-        if self.ctx.submit_many is None:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, self.ctx.submit, item, origin)
-        return await self._commits((item, origin))
-
-    def _submit_many(self, items: list[tuple[bytes, Mapping[str, Any]]]) -> list[Any]:
-        assert self.ctx.submit_many is not None
-        return self.ctx.submit_many([(raw, origin, None) for raw, origin in items])
+    def _submit_many(self, items: list[tuple[bytes, Mapping[str, Any], MessageHeader | None]]) -> list[Any]:
+        """Commit a batch (the committing thread). Each result is a Receipt or that frame's exception."""
+        if self.ctx.submit_many is not None:
+            # the header goes along only when it came from ctx.peek (the engine's intake takes it)
+            return self.ctx.submit_many([(raw, origin, None) if header is None else (raw, origin, None, header)
+                                         for raw, origin, header in items])
+        out: list[Any] = []
+        for raw, origin, _ in items:
+            try:
+                out.append(self.ctx.submit(raw, origin))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def _evaluate_many(self, raws: list[bytes]) -> list[Any]:
         """Each frame's policy decision, or the exception its evaluation raised (that frame's alone)."""
@@ -489,59 +465,198 @@ class MLLPSource:
         return bool(msh and msh.get(15).strip())
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a future's exception as seen (asyncio would otherwise log it when the future is dropped)."""
-    if not future.cancelled():
-        future.exception()
+class _Frame:
+    """One received frame on its way to its answer: it waits for its receipt (and verdict)."""
+
+    __slots__ = ("raw", "msh", "problem", "receipt", "verdict", "waiting", "answer")
+
+    def __init__(self, raw: bytes | Oversized):
+        self.raw = raw
+        self.msh: MSH | None = None
+        self.problem: str | None = None
+        self.receipt: Any = None
+        self.verdict: Any = None
+        self.waiting = 1
+        self.answer: bytes | None = None
 
 
-class _Batched:
-    """Runs ``run_many`` on a pool thread for every item that arrived while its previous call ran.
+class _Connection(asyncio.Protocol):
+    """One sender's connection: frames in, answers out in the same order.
 
-    A busy listener crosses to another thread once per batch instead of once per frame (each
-    crossing costs a wake-up of the event loop). Results come back per item: an exception in the
-    list fails that item's waiter alone; a call that raised fails the whole batch. ``gather`` waits a
-    moment for the senders the last batch answered (worth it before an fsync, not before a policy
-    check: the event loop's timer cannot wait less than a millisecond).
+    Reading stops while ``MAX_UNANSWERED`` frames wait for their answers or while the peer does not
+    read its ACKs, so a sender that pipelines or never reads cannot make the listener buffer without
+    bound. A connection with no bytes for ``idle_timeout_seconds`` (and no frame waiting for our
+    answer) is closed.
     """
 
-    def __init__(self, pool: Callable[[], ThreadPoolExecutor | None], run_many: Callable[[list[Any]], list[Any]],
-                 *, gather: bool = True):
+    def __init__(self, source: MLLPSource, *, counted: bool = False):
+        self.source = source
+        self.counted = counted  # a TLS connection took its slot before its handshake
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.origin: dict[str, Any] = {}
+        self.framer = FrameReader(source.ctx.max_message_bytes)
+        self.unanswered: collections.deque[_Frame] = collections.deque()
+        self.closed = False
+        self._eof = False
+        self._reading = True
+        self._writable = True
+        self._last_read = 0.0
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        source = self.source
+        self.transport = transport
+        self.peer = _peer_text(transport.get_extra_info("peername"))
+        if not self.counted:
+            if not source._admit(self.peer):
+                self.closed = True
+                transport.close()
+                return
+            source.connections += 1
+            self.counted = True
+        source._open.add(self)
+        self.origin = {"transport": source.scheme, "peer": self.peer}
+        client = mllp_tls.peer_name(transport.get_extra_info("ssl_object"))
+        if client:
+            self.origin["tls_client"] = client
+        loop = asyncio.get_running_loop()
+        self._last_read = loop.time()
+        self._idle = loop.call_later(source.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._last_read = self.source._loop.time() if self.source._loop else 0.0
+        skipped = self.framer.skipped
+        for item in self.framer.feed(data):
+            self.unanswered.append(self.source._take(self, item))
+        if self.framer.skipped > skipped:
+            log.warning("channel %s: skipped %d bytes outside MLLP frames from %s",
+                        self.source.ctx.channel, self.framer.skipped - skipped, self.peer)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every answer that is ready at the head of the line (answers keep the frames' order)."""
+        ready = []
+        while self.unanswered and self.unanswered[0].answer is not None:
+            ready.append(self.unanswered.popleft().answer)
+        if self.closed or self.transport is None:
+            return
+        if ready:
+            self.transport.write(b"".join(ready))  # type: ignore[arg-type]
+        if self._eof and not self.unanswered:
+            self.transport.close()
+            return
+        self._pace()
+
+    def _pace(self) -> None:
+        """Read while few frames wait and the peer reads its answers; stop reading otherwise."""
+        assert self.transport is not None
+        want = self._writable and len(self.unanswered) < MAX_UNANSWERED and not self._eof
+        if want != self._reading:
+            self._reading = want
+            (self.transport.resume_reading if want else self.transport.pause_reading)()
+
+    def pause_writing(self) -> None:
+        self._writable = False
+        self._pace()
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._pace()
+
+    def eof_received(self) -> bool:
+        """The peer finished sending: answer what it sent, then close (keep the transport open till then)."""
+        self._eof = True
+        return bool(self.unanswered)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._idle is not None:
+            self._idle.cancel()
+        if self.counted:
+            self.source.connections -= 1
+            self.counted = False
+        self.source._open.discard(self)
+        if exc is not None:
+            log.info("channel %s: connection from %s ended: %s", self.source.ctx.channel, self.peer,
+                     type(exc).__name__)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def _check_idle(self) -> None:
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._last_read
+        if silent >= self.source.idle_timeout and not self.unanswered:
+            log.info("channel %s: closing idle connection from %s", self.source.ctx.channel, self.peer)
+            self.close()
+            return
+        self._idle = loop.call_later(max(0.01, self.source.idle_timeout - silent), self._check_idle)
+
+
+class _ThreadBatcher:
+    """Hands items to a pool thread a batch at a time and brings each result back to the event loop.
+
+    The items that arrive while ``workers`` batches are running wait, and form the next batch, which
+    starts as soon as a worker is free: a busy listener crosses threads once per batch rather than once
+    per frame, and the store's group commit gets its groups (one transaction and fsync for all of them).
+    A new batch starts at the end of the loop's turn, so the frames read in the same turn travel
+    together. Results come back with one wake-up of the loop per batch: an exception in the result
+    list is that item's alone; a call that raised is every item's.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor,
+                 run_many: Callable[[list[Any]], list[Any]], *, workers: int = 1):
+        self._loop = loop
         self._pool = pool
         self._run_many = run_many
-        self._gather = gather
-        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.last_batch = 1
+        self._workers = workers
+        self._waiting: list[tuple[Any, Callable[[Any], None]]] = []
+        self._running = 0
+        self._scheduled = False
+        self.batches = 0  # how many batches ran (tests and diagnostics)
 
-    def __call__(self, item: Any) -> asyncio.Future[Any]:
-        """The future of ``item``'s result (a plain future, not a task: this runs once per frame)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        return future
+    def add(self, item: Any, done: Callable[[Any], None]) -> None:
+        """Queue ``item``; ``done(result)`` is called on the loop when its batch comes back."""
+        self._waiting.append((item, done))
+        if not self._scheduled and self._running < self._workers:
+            self._scheduled = True
+            self._loop.call_soon(self._start)
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiting:
-            if self._gather and len(self._waiting) < self.last_batch:
-                # Senders answered together by the last call reply together: give the rest of them
-                # a moment (far less than one fsync) to join this batch instead of the next.
-                await asyncio.sleep(GATHER_SECONDS)
-            batch, self._waiting = self._waiting, []
-            self.last_batch = len(batch)
-            try:
-                results = await loop.run_in_executor(self._pool(), self._run_many, [item for item, _ in batch])
-            except Exception as exc:  # the whole batch failed: every waiter gets the error
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+    def _start(self) -> None:
+        self._scheduled = False
+        if not self._waiting or self._running >= self._workers:
+            return
+        batch, self._waiting = self._waiting, []
+        self._running += 1
+        self.batches += 1
+        self._pool.submit(self._run, batch)
+
+    def _run(self, batch: list[tuple[Any, Callable[[Any], None]]]) -> None:
+        """On the pool thread: run the batch, then hand the results to the loop."""
+        try:
+            results = list(self._run_many([item for item, _ in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for {len(batch)} items")
+        except Exception as exc:  # the whole batch failed: every item gets the error
+            results = [exc] * len(batch)
+        try:
+            self._loop.call_soon_threadsafe(self._finish, batch, results)
+        except RuntimeError:  # the listener stopped meanwhile: these senders get no answer and resend
+            pass
+
+    def _finish(self, batch: list[tuple[Any, Callable[[Any], None]]], results: list[Any]) -> None:
+        self._running -= 1
+        if self._waiting:  # the next batch first, so its commit overlaps the writing of these answers
+            self._start()
+        for (_, done), result in zip(batch, results):
+            done(result)
 
 
 class _HoldForHandshake(asyncio.Protocol):
@@ -555,8 +670,8 @@ class _HoldForHandshake(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()
         task = asyncio.get_running_loop().create_task(self.source._serve_tls(transport))
-        self.source._tasks.add(task)
-        task.add_done_callback(self.source._tasks.discard)
+        self.source._handshakes.add(task)
+        task.add_done_callback(self.source._handshakes.discard)
 
 
 def _read_msh(raw: bytes) -> tuple[MSH | None, str | None]:

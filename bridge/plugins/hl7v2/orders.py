@@ -30,6 +30,7 @@ from bridge import (
 
 from . import adt, people, places, results
 from . import datatypes as dt
+from . import organizations
 from .reader import Segment, reencode_segment, text
 
 if TYPE_CHECKING:
@@ -348,4 +349,5 @@ def decode_referral(dec: Decoder) -> list[Record]:
         encounter=encounter,
         participants=participants,
     )
+    request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])
