@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bridge import DecodeError, EncodeError, Encounter, Prescription, localize_records  # noqa: E402
+from bridge import DecodeError, EncodeError, Encounter, Prescription, localize_envelope, localize_records  # noqa: E402
+from bridge.core.model.times import load_zone  # noqa: E402
 from bridge.plugins.fhir.codec import FORMAT as FHIR  # noqa: E402
+from bridge.plugins.hl7v2.codec import FORMAT as HL7V2  # noqa: E402
 from bridge.plugins.hl7v2.codec import decode  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus"
@@ -355,14 +357,17 @@ ZONE = "America/Chicago"
 
 
 def translate(raw: bytes) -> tuple[list[Any] | None, dict[str, Any] | None, str | None]:
-    """(records, our Bundle, why not): HL7v2 decode, localize in the channel zone, FHIR encode."""
+    """(records, our Bundle, why not): HL7v2 decode, localize in the channel zone, FHIR encode with
+    the message's envelope (MessageHeader, Provenance…), as the engine does for a FHIR destination."""
     try:
         records = decode(raw, {})
     except DecodeError as exc:
         return None, None, f"decode: {exc}"
     localize_records(records, ZONE)
+    envelope = HL7V2.envelope(raw) if HL7V2.envelope else None
+    options = {"source_envelope": localize_envelope(envelope, load_zone(ZONE))} if envelope else {}
     try:
-        return records, json.loads(FHIR.encode(records, {})), None
+        return records, json.loads(FHIR.encode(records, options)), None
     except EncodeError as exc:
         return records, None, f"encode: {exc}"
 
@@ -432,7 +437,8 @@ def wide_sample(name: str, expected_path: Path, inputs: Path) -> dict[str, Any]:
             placer = next((i.value for i in rx.identifiers if i.type == "PLAC"), None)
             match = next((r for r in fillers if any(i.get("value") == placer for i in r.get("identifier", []))),
                          None)
-            if match is not None:
+            if match is not None:  # each of theirs pairs once, in order (RDS-O13-02 repeats a number)
+                fillers.remove(match)
                 rows += [(f"{name}/{placer}", f, ok) for f, ok in prescription_fields(rx, match, resolve).items()]
         rows += newer_rows(name, bundle, theirs, resolve)
     places = encounter_places(by_type["Encounter"][0], resolve, bundle) if by_type.get("Encounter") else (0, 0)

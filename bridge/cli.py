@@ -156,11 +156,22 @@ def cmd_translate(args) -> int:
         records = source.decode(raw, options)
         if zone:
             localize_records(records, zone)
-        out = target.encode(records, options)
+        out = target.encode(records, {**options, **_envelope_option(source, raw, zone)})
     except (DecodeError, EncodeError) as exc:
         raise UsageError(f"cannot translate: {exc}") from None
     sys.stdout.buffer.write(out)
     return EXIT_OK
+
+
+def _envelope_option(source, raw: bytes, zone: str | None) -> dict[str, object]:
+    """The message's envelope for the target encoder, as the engine passes it (``source_envelope``)."""
+    from bridge.core.model.envelope import localize_envelope
+    from bridge.core.model.times import load_zone
+
+    envelope = source.envelope(raw) if source.envelope is not None else None
+    if envelope is None:
+        return {}
+    return {"source_envelope": localize_envelope(envelope, load_zone(zone)) if zone else envelope}
 
 
 def _translate_zone(zone: str | None) -> str | None:

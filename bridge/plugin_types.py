@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bridge.core.model.envelope import MessageEnvelope
 from bridge.core.model.records import Record
 
 Outcome = Literal["ALLOW", "REVIEW", "BLOCK"]
@@ -102,6 +103,11 @@ class FormatSpec:
     """The ``options:`` keys ``decode`` reads (a channel's). ``None``: not declared (not checked, warned)."""
     encode_options: tuple[OptionSpec, ...] | None = None
     """The ``options:`` keys ``encode`` reads (a destination's). ``None``: not declared."""
+    envelope: Callable[[bytes], MessageEnvelope | None] | None = None
+    """Optional: what a message says about itself (sender, receiver, time, software, event), read
+    from the raw bytes; None when it says nothing or is a batch. The engine passes it, localized,
+    to every destination's encoder as ``options["source_envelope"]`` (a FHIR MessageHeader and
+    Provenance are built from it). It must not raise on bytes that decoded."""
 
 
 # --- transports --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from bridge.plugin_types import OptionSpec
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-INJECTED = ("message_control_id", "trace_id", "config_dir")
+INJECTED = ("message_control_id", "trace_id", "config_dir", "source_envelope")
 """Keys the engine adds to a destination's options at run time; never written in the config."""
 
 Problem = tuple[str, str]

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.core.config import ChannelConfig, DestinationConfig
 from bridge.core.model.codec import record_to_dict
+from bridge.core.model.envelope import MessageEnvelope, localize_envelope
 from bridge.core.model.keys import keys_of
 from bridge.core.model.records import Prescription, PrescriptionEvent, Record
 from bridge.core.model.times import load_zone, localize_records
@@ -55,6 +56,7 @@ class _Decoded:
     prescriptions: list[str]
     rx_events: list[PrescriptionEventIn]
     lookup: dict[str, str | None]  # what find_traces needs: the keys and the RelatesToMessageID
+    envelope: MessageEnvelope | None = None  # what the message says about itself, for the encoders
 
 
 def combine(decisions: Sequence[tuple[str, PolicyDecision]]) -> tuple[str, list[dict[str, Any]]]:
@@ -157,7 +159,24 @@ class Processor:
         keys = asdict(keys_of(records))
         prescriptions, rx_events = _lifecycle_inputs(records)
         relates_to = next((e.relates_to for e in rx_events if e.relates_to), None)
-        return _Decoded(claim, plan, records, keys, prescriptions, rx_events, {**keys, "relates_to": relates_to})
+        return _Decoded(claim, plan, records, keys, prescriptions, rx_events, {**keys, "relates_to": relates_to},
+                        self._envelope(claim))
+
+    def _envelope(self, claim: MessageClaim) -> MessageEnvelope | None:
+        """The message's envelope in the channel's zone, when its format reads one. A format bug
+        here must not fail a message that decoded: the records still go out, without it."""
+        plan = self.channels[claim.channel]
+        if plan.format.envelope is None:
+            return None
+        try:
+            envelope = plan.format.envelope(claim.raw)
+        except Exception as exc:  # noqa: BLE001 - the envelope is an extra; never worth a failed message
+            log.warning("channel %s: %s envelope reader raised %s; sent without it", claim.channel,
+                        plan.format.name, type(exc).__name__)
+            return None
+        if envelope is not None and claim.channel in self._zones:
+            envelope = localize_envelope(envelope, self._zones[claim.channel])
+        return envelope
 
     def _judge(self, decoded: _Decoded, found_trace: str | None) -> ProcessingResult:
         """Policies, routes and encodings of a decoded message."""
@@ -194,7 +213,9 @@ class Processor:
             events.append(("filtered", {"reason": "no route matched"}))
             return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
         order_key = claim.order_key  # delivery lanes continue the message's processing lane
-        identity = {"message_control_id": f"TB{claim.original_id}", "trace_id": trace_id}
+        identity: dict[str, Any] = {"message_control_id": f"TB{claim.original_id}", "trace_id": trace_id}
+        if decoded.envelope is not None:
+            identity["source_envelope"] = decoded.envelope
         outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id)
                   for name, chosen in routed.items()]
         routed_event: dict[str, Any] = {"destinations": sorted(routed)}

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from bridge import DecodeError, EncodeError, Record, localize_records
+from bridge import DecodeError, EncodeError, Record, localize_envelope, localize_records
+from bridge.core.model.times import load_zone
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
 from tests.hl7v2.test_hl7v2_corpus import FOLDERS, corpus_files
@@ -21,24 +22,38 @@ from .conftest import FIXTURES
 ZONE = "America/Chicago"
 
 
-def decoded_corpus() -> Iterator[tuple[str, list[Record]]]:
-    """(folder/file, records) for every public-corpus HL7v2 message that decodes, as it decodes."""
+def corpus_messages() -> Iterator[tuple[str, bytes, list[Record]]]:
+    """(folder/file, raw bytes, records) for every public-corpus HL7v2 message that decodes."""
     for folder in FOLDERS:
         for path in corpus_files(folder):
+            raw = path.read_bytes()
             try:
-                yield f"{folder}/{path.name}", HL7V2.decode(path.read_bytes(), {})
+                yield f"{folder}/{path.name}", raw, HL7V2.decode(raw, {})
             except DecodeError:
                 continue
+
+
+def decoded_corpus() -> Iterator[tuple[str, list[Record]]]:
+    """(folder/file, records) for every public-corpus HL7v2 message that decodes, as it decodes."""
+    for name, _, records in corpus_messages():
+        yield name, records
+
+
+def envelope_option(raw: bytes) -> dict[str, Any]:
+    """What the engine adds to a FHIR destination's options for a message: its envelope (MSH, SFT,
+    EVN) in the channel zone, so the corpus checks cover MessageHeader, Provenance and Device too."""
+    envelope = HL7V2.envelope(raw)
+    return {"source_envelope": localize_envelope(envelope, load_zone(ZONE))} if envelope else {}
 
 
 @lru_cache(maxsize=1)
 def hl7v2_outcomes() -> tuple[tuple[tuple[str, dict[str, Any]], ...], tuple[tuple[str, str], ...]]:
     """((file, Bundle) for every decoded message that encodes, (file, error) for those refused)."""
     bundles, refused = [], []
-    for name, records in decoded_corpus():
+    for name, raw, records in corpus_messages():
         localize_records(records, ZONE)
         try:
-            bundles.append((name, json.loads(FHIR.encode(records, {}))))
+            bundles.append((name, json.loads(FHIR.encode(records, envelope_option(raw)))))
         except EncodeError as exc:
             refused.append((name, str(exc)))
     return tuple(bundles), tuple(refused)

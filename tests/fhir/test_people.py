@@ -135,6 +135,8 @@ def _people(records: list[Any]) -> list[Any]:
         for holder in (record_to_dict(h) for h in holders if h is not None):
             for name in ("participants", "general_practitioners"):
                 out.append([_who(p) for p in holder.get(name, [])])
+            for name in ("performer", "requester", "prescriber", "author", "practitioner"):  # their own field
+                out.append(_who({"practitioner": holder[name]}) if holder.get(name) else None)
     return out
 
 

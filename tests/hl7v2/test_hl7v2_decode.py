@@ -9,6 +9,7 @@ import pytest
 from bridge import ConfigError, Encounter, PatientLocation
 from bridge.plugins.hl7v2.codec import FORMAT, decode, encode
 from bridge.testing import assert_format_round_trip
+from tests.hl7v2 import fidelity
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2" / "corpus"
 OPTS = {"message_datetime": "2024-05-01T10:00:00-05:00"}
@@ -20,7 +21,9 @@ def corpus(name: str) -> bytes:
 
 def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
-    assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Coverage"]
+    assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
+                                            "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
+                                            "Observation"]  # PID-21, NK1, OBX
     patient = encounter.patient
     assert patient.name.family == "EVERYMAN" and patient.name.given == ["ADAM", "A"]
     assert patient.name.prefix == "Dr." and patient.name.suffix == "III" and patient.name.use == "usual"
@@ -161,7 +164,9 @@ def test_encode_writes_the_convention() -> None:
     enc = Encounter(status="in-progress", modality="async", encounter_class="AMB",
                     patient_location=PatientLocation(state="WA", country="US", at_home=True))
     assert "\rZTH|1|ASYNC|WA|US|Y\r" in encode([enc], OPTS).decode()
-    assert_format_round_trip(FORMAT, [enc], OPTS)
+    decoded, stamps, bare = fidelity.first_pass([enc], OPTS)  # EVN-2: the recorded time, kept
+    assert bare == [enc] and stamps == ["20240501100000-0500"]
+    assert_format_round_trip(FORMAT, decoded, OPTS)
 
 
 @pytest.mark.parametrize(("options", "key"), [

@@ -771,3 +771,82 @@ RECORD_TYPES: dict[str, type[Record]] = {
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""
+
+
+# --- procedures (HL7v2 PR1, FHIR Procedure) ------------------------------------------------------
+
+PROCEDURE_STATUSES = ("preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                      "entered-in-error", "unknown")
+"""FHIR R4 event-status (Procedure.status, a required binding). An HL7v2 PR1 states no status, so
+its procedures are ``unknown`` rather than a guessed ``completed``."""
+
+
+@dataclass
+class ProcedurePerformer:
+    """Who took part in a procedure, and as what (HL7v2 PR1-8 anesthesiologist, PR1-11 surgeon,
+    PR1-12 procedure practitioner): a receiver's surgical log needs the role, not only the name."""
+
+    practitioner: Practitioner
+    function: Coding | None = None
+
+
+@dataclass
+class Procedure(Record):
+    """A procedure done to the patient (HL7v2 PR1 in ADT, BAR and DFT): a pain service needs the
+    nerve blocks and injections of a stay beside its diagnoses."""
+
+    kind: ClassVar[str] = "Procedure"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*PROCEDURE_STATUSES))
+    code: Coding | None = None
+    description: str | None = None
+    category: Coding | None = None
+    performed: str | None = field(default=None, metadata=DATETIME)
+    performers: list[ProcedurePerformer] = field(default_factory=list)
+    reason: list[Coding] = field(default_factory=list)
+    part_of: Identifier | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES[Procedure.kind] = Procedure
+
+
+# --- accounts and episodes of care (HL7v2 PID-18, PV1-54; FHIR Account, EpisodeOfCare) -------------
+
+ACCOUNT_STATUSES = ("active", "inactive", "entered-in-error", "on-hold", "unknown")
+EPISODE_STATUSES = ("planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error")
+"""FHIR R4 account-status and episode-of-care-status (required bindings)."""
+
+
+@dataclass
+class Account(Record):
+    """The billing account a patient's care is charged to (HL7v2 PID-18 patient account number): a
+    billing system files a visit's charges under it, so it travels with the visit."""
+
+    kind: ClassVar[str] = "Account"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*ACCOUNT_STATUSES))
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeOfCare(Record):
+    """A run of care that spans visits (HL7v2 PV1-54 service episode identifier): a course of pain
+    management, a pregnancy, a rehabilitation programme. It names its patient, not a visit: many
+    visits belong to one episode (FHIR links them from the Encounter)."""
+
+    kind: ClassVar[str] = "EpisodeOfCare"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*EPISODE_STATUSES))
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES[Account.kind] = Account
+RECORD_TYPES[EpisodeOfCare.kind] = EpisodeOfCare

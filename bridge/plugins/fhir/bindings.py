@@ -161,6 +161,41 @@ TARGETS: dict[tuple[str, ...], frozenset[str]] = {
 }
 """Reference targets allowed by R4 for the references we write (the type must be one of them)."""
 
+# Procedure, Account, EpisodeOfCare and the message envelope (MessageHeader, Provenance, Device).
+_EVENT_STATUS = frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                           "entered-in-error", "unknown"})
+_AGENTS = frozenset({"Practitioner", "PractitionerRole", "RelatedPerson", "Patient", "Device", "Organization"})
+CODES.update({
+    ("Procedure", "status"): ("event-status", _EVENT_STATUS),
+    ("Account", "status"): ("account-status", frozenset({"active", "inactive", "entered-in-error", "on-hold",
+                                                          "unknown"})),
+    ("EpisodeOfCare", "status"): ("episode-of-care-status", frozenset({
+        "planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error"})),
+    ("Device", "status"): ("device-status", frozenset({"active", "inactive", "entered-in-error", "unknown"})),
+    ("Device", "deviceName", "type"): ("device-nametype", frozenset({
+        "udi-label-name", "user-friendly-name", "patient-reported-name", "manufacturer-name", "model-name",
+        "other"})),
+    ("Provenance", "entity", "role"): ("provenance-entity-role", frozenset({
+        "derivation", "revision", "quotation", "source", "removal"})),
+    ("MessageHeader", "response", "code"): ("response-code", frozenset({"ok", "transient-error", "fatal-error"})),
+})
+TARGETS.update({
+    ("Procedure", "subject"): frozenset({"Patient", "Group"}),
+    ("Procedure", "encounter"): frozenset({"Encounter"}),
+    ("Procedure", "performer", "actor"): _AGENTS,
+    ("Procedure", "partOf"): frozenset({"Procedure", "Observation", "MedicationAdministration"}),
+    ("Account", "subject"): frozenset({"Patient", "Device", "Practitioner", "PractitionerRole", "Location",
+                                       "HealthcareService", "Organization"}),
+    ("EpisodeOfCare", "patient"): frozenset({"Patient"}),
+    ("MessageHeader", "sender"): frozenset({"Practitioner", "PractitionerRole", "Organization"}),
+    ("MessageHeader", "enterer"): frozenset({"Practitioner", "PractitionerRole"}),
+    ("MessageHeader", "destination", "target"): frozenset({"Device"}),
+    ("MessageHeader", "destination", "receiver"): frozenset({"Practitioner", "PractitionerRole", "Organization"}),
+    ("Provenance", "agent", "who"): _AGENTS,
+    ("Provenance", "agent", "onBehalfOf"): _AGENTS,
+    ("Device", "owner"): frozenset({"Organization"}),
+})
+
 _MIME = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$")
 _REF_TYPE = re.compile(r"^(?:[a-z]+://[^?]*/)?([A-Z][A-Za-z]+)(?:/|\?)")
 

@@ -172,6 +172,9 @@ ENCODE_OPTIONS = (
     OptionSpec("bundle_type", "the Bundle type written", kind="string", default="transaction",
                choices=("transaction", "collection")),
     OptionSpec("indent", "JSON indentation (null: one line)", kind="any", default=2),
+    OptionSpec("envelope", "also write the inbound message's MessageHeader, Provenance and sender/receiver "
+               "Device and Organization resources (false: only the records' resources)", kind="boolean",
+               default=True),
 )
 
 FORMAT = FormatSpec(

@@ -27,7 +27,9 @@ from .resources import IN
 log = logging.getLogger(__name__)
 
 BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message")
-SKIPPED_IN_BUNDLES = frozenset({"MessageHeader", "OperationOutcome"})
+SKIPPED_IN_BUNDLES = frozenset({"MessageHeader", "OperationOutcome", "Provenance", "Device"})
+"""Resources that describe a message rather than say something a record holds (our own envelope
+resources among them): skipped without a note in the log."""
 
 
 @cache

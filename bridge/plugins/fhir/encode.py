@@ -178,6 +178,9 @@ class Writer:
             except EncodeError as exc:
                 raise EncodeError(f"records[{index}] ({record.kind}): {exc}") from None
             self.roots.setdefault(full_url, []).append(index)
+        from .envelope import add_envelope  # the inbound message's MessageHeader and Provenance
+
+        add_envelope(self)
         entries = []
         for full_url, entry in assigners_last(self.entries, self.assigners, self.roots):
             marks = [{"url": C.EXT_RECORD_INDEX, "valueInteger": i} for i in self.roots.get(full_url, [])]

@@ -239,11 +239,13 @@ def _refs(node: Node, element: str, shape: str) -> list[tuple[Node | None, str |
     return out
 
 
-ROLE_STANDS_FOR_BASE = {("Observation", "performer"): (), ("ServiceRequest", "requester"): (),
+ROLE_STANDS_FOR_BASE = {("Observation", "performer"): ("RO",), ("ServiceRequest", "requester"): (),
                         ("MedicationRequest", "requester"): (), ("ServiceRequest", "performer"): ("RT",)}
 """Elements where a role stands for the record's own person (merge replaced the plain reference):
-read back into the record's field when it is empty (or, for a list, when the role's code is one of
-those given: a referral's performers are its referred-to providers)."""
+read back into the record's field when it is empty, if the role's code is one of those given (any
+code for a single element: whoever requests is the requester). A result's performer is its
+responsible observer (RO), not its lab's medical director; a referral's performers are its
+referred-to providers (RT)."""
 
 
 def read(node: Node, record: Record, r: Reader) -> None:
@@ -275,9 +277,11 @@ def _stand_in(record: Record, base: str | None, own: Any, role: PractitionerRole
     """Give the record's own field the role's practitioner (see ROLE_STANDS_FOR_BASE)."""
     if base is None:
         return
+    matches = not codes or any(c.code.upper() in codes for c in role.code if c.code)
+    if not matches:
+        return
     if isinstance(own, list):
-        if any(c.code.upper() in codes for c in role.code if c.code) and \
-                not any(role.practitioner is o for o in own):
+        if not any(role.practitioner is o for o in own):
             own.append(role.practitioner)
     elif own is None:
         setattr(record, base, role.practitioner)

@@ -1172,3 +1172,14 @@ RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
 RESOURCE_TYPE[Organization] = "Organization"
 """Organization resources decode as Pharmacy records unless a reference wants an Organization
 (Encounter.serviceProvider, Location.managingOrganization: see places.follow_organization)."""
+
+from bridge import Procedure  # noqa: E402
+from .procedure import procedure_in, procedure_out  # noqa: E402
+
+from bridge import Account, EpisodeOfCare  # noqa: E402
+from .accounts import account_in, account_out, episode_in, episode_out  # noqa: E402
+
+OUT.update({Procedure: procedure_out, Account: account_out, EpisodeOfCare: episode_out})
+IN.update({"Procedure": (Procedure, procedure_in), "Account": (Account, account_in),
+           "EpisodeOfCare": (EpisodeOfCare, episode_in)})
+RESOURCE_TYPE.update({Procedure: "Procedure", Account: "Account", EpisodeOfCare: "EpisodeOfCare"})

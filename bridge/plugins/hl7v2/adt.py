@@ -28,7 +28,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
-from . import organizations
+from . import accounts, organizations, procedures
 from .header import Separators
 from .reader import NULL, Segment, text
 
@@ -189,12 +189,18 @@ class ClinicalReader:
                 condition = self.condition(seg, patient, encounter)
                 if condition is not None:
                     out.append(carried(condition))
+            elif seg.name == "PR1":
+                procedure = procedures.read(self, seg, patient, encounter)
+                if procedure is not None:
+                    out.append(carried(procedure))
             elif seg.name == "IN1":
                 in2 = segments[index + 1] if index + 1 < len(segments) and segments[index + 1].name == "IN2" else None
                 coverage = self.coverage(seg, in2, patient)
                 if coverage is not None:
                     out.append(carried(coverage))
-        return out
+        if group.pid is None:  # an order's or a result's segments: their account is not read (yet)
+            return out
+        return out + accounts.read(self, group.pid, group.first("PV1"), patient, encounter)
 
     def allergy(self, seg: Segment, patient: Patient) -> AllergyIntolerance:
         """AL1 (and IAM, which shares fields 2-5): type, allergen, severity, reactions, date."""

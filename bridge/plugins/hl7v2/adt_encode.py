@@ -8,14 +8,14 @@ decoder's (docs/hl7v2.md, "Allergies, diagnoses, insurance").
 
 from __future__ import annotations
 
-from bridge import AllergyIntolerance, Condition, Coverage, Identifier, Record
+from bridge import AllergyIntolerance, Condition, Coverage, Identifier, Procedure, Record
 
 from . import adt
 from . import datatypes as dt
 from . import organizations
 from .reader import comp, esc
 
-BACKGROUND = (AllergyIntolerance, Condition, Coverage)
+BACKGROUND = (AllergyIntolerance, Condition, Procedure, Coverage)
 CATEGORY_TYPES = {"medication": "DA", "food": "FA", "environment": "EA"}
 SEVERITY_CODES = {value: code for code, value in adt.ALLERGY_SEVERITY.items()}
 RELATIONSHIP_CODES = {"self": "SEL", "spouse": "SPO", "common": "DOM", "child": "CHD", "parent": "PAR",
@@ -55,9 +55,12 @@ def in1(rec: Coverage, number: int) -> dict[int, str]:
 
 
 def segments(records: list[Record]) -> list[tuple[str, dict[int, str]]]:
-    """(segment name, field values) for each record, numbered per segment type, AL1s first."""
+    """(segment name, field values) for each record, numbered per segment type: AL1, DG1, PR1, IN1."""
     out: list[tuple[str, dict[int, str]]] = []
-    for kind, name, write in ((AllergyIntolerance, "AL1", al1), (Condition, "DG1", dg1), (Coverage, "IN1", in1)):
+    from .procedures import pr1
+
+    for kind, name, write in ((AllergyIntolerance, "AL1", al1), (Condition, "DG1", dg1), (Procedure, "PR1", pr1),
+                              (Coverage, "IN1", in1)):
         chosen = [r for r in records if isinstance(r, kind)]
         out += [(name, write(r, n)) for n, r in enumerate(chosen, start=1)]  # type: ignore[arg-type]
     return out

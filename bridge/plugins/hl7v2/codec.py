@@ -15,6 +15,7 @@ from bridge import FormatSpec, MessageHeader, OptionSpec, Record
 
 from . import decode as _decode
 from . import encode as _encode
+from .envelope import read as read_envelope
 from .header import first_segment, peek
 
 MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -42,14 +43,15 @@ def detect(raw: bytes) -> bool:
 
 
 KINDS_BY_TYPE = {
-    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage"}),
+    "ADT": frozenset({"Encounter", "Patient", "AllergyIntolerance", "Condition", "Coverage", "Procedure", "Account",
+                      "EpisodeOfCare"}),
     "SIU": frozenset({"Appointment"}),
     "RDE": frozenset({"Prescription"}),
     "OMP": frozenset({"Prescription"}),
     "MDM": frozenset({"ClinicalNote"}),
     "ORU": frozenset({"DiagnosticReport", "Observation"}),
-    "BAR": frozenset({"Encounter", "Patient"}),
-    "DFT": frozenset({"Encounter", "Patient"}),
+    "BAR": frozenset({"Encounter", "Patient", "Procedure", "Account", "EpisodeOfCare"}),
+    "DFT": frozenset({"Encounter", "Patient", "Procedure", "Account", "EpisodeOfCare"}),
     "PPR": frozenset({"Condition"}),
 }
 
@@ -87,6 +89,7 @@ FORMAT = FormatSpec(
     detect=detect,
     file_extension="hl7",
     record_kinds=record_kinds,
+    envelope=read_envelope,
     decode_options=DECODE_OPTIONS,
     encode_options=ENCODE_OPTIONS,
     description="HL7 v2.x ER7 messages: ADT, SIU, RDE/OMP, MDM, ORU, BAR/DFT to canonical records and back",

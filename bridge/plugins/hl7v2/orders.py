@@ -43,12 +43,15 @@ ORDER_STATUS = {"A": "active", "CA": "revoked", "CM": "completed", "DC": "revoke
 """ORC-5 order status (table 0038) → FHIR request-status, as the v2-to-FHIR IG maps it (cancelled,
 discontinued and replaced orders are ``revoked``); A (some results in), which the map leaves out, is active."""
 ORDER_CONTROL = {"NW": "active", "OK": "active", "AF": "active", "PR": "active", "PY": "active", "RL": "active",
-                 "RO": "active", "RQ": "active", "CA": "active", "HD": "active", "HR": "on-hold", "OH": "on-hold",
+                 "RO": "active", "RQ": "active", "CA": "revoked", "HD": "on-hold", "HR": "on-hold", "OH": "on-hold",
                  "CR": "revoked", "DC": "revoked", "DF": "revoked", "DR": "revoked", "OC": "revoked",
                  "OD": "revoked", "FU": "completed"}
 """ORC-1 order control (table 0119), read when ORC-5 is empty: the HL7 v2-to-FHIR IG's concept map
-(OrderControlCode → ServiceRequest.status). A cancel or hold *request* (CA, HD) leaves the order
-active until the filler confirms (CR, HR); codes the map leaves out give ``unknown``."""
+(OrderControlCode → ServiceRequest.status), but for the placer's cancel and hold requests. The IG
+keeps CA and HD ``active`` until the filler confirms (CR, HR); a ServiceRequest is the placer's
+own request, though, and its author has withdrawn (or paused) it, so CA is ``revoked`` and HD
+``on-hold`` at once, as our MedicationRequest reads them (a FHIR server must not show a cancelled
+order as one to carry out). Codes the map leaves out give ``unknown``."""
 PRIORITIES = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "C": "urgent", "P": "urgent"}
 """TQ1-9 / OBR-27.6 / RF1-2 priority (tables 0485 and 0280) → FHIR request-priority. T (timing
 critical), C (callback) and P (pre-op) are urgent; PRN and other codes give no priority."""

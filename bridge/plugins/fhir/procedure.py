@@ -1,0 +1,102 @@
+"""Procedure records as FHIR R4 Procedure resources, and back.
+
+FHIR requires the status (event-status, a required binding) and the subject. Performers keep their
+function (the HL7v2 decoder's SNOMED CT occupation codes). The parent procedure (HL7v2 PR1-25) is
+written as a logical reference, ``partOf: [{"identifier": …}]``: writing a stub Procedure for it
+would let a conditional update overwrite the full parent a server already holds with an empty one.
+A procedure without an identifier a server could match (PR1-19 rarely names a system) gets one
+derived from the patient, visit, code and date (system ``…/sid/procedure-key``), so a re-sent
+message updates the resource it created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from bridge import PROCEDURE_STATUSES, Encounter, EncodeError, Patient, Practitioner, Procedure, ProcedurePerformer
+from bridge import keys_of
+
+from . import constants as C
+from .datatypes import compact, fhir_datetime, identifier_in, identifier_out
+from .reader import Node
+from .resources import (
+    absolute_identifiers,
+    absolute_system,
+    choice,
+    coded_in,
+    coded_out,
+    common_extensions,
+    derived_key,
+    record_extra_in,
+    record_id,
+    split_identifiers,
+)
+
+if TYPE_CHECKING:
+    from .decode import Reader
+    from .encode import Writer
+
+SID_PROCEDURE_KEY = f"{C.BASE}/sid/procedure-key"
+
+
+def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
+    if rec.patient is None:
+        raise EncodeError("Procedure.patient is required by FHIR (Procedure.subject)")
+    if rec.status is None:
+        raise EncodeError(f"Procedure.status is required by FHIR (one of {', '.join(PROCEDURE_STATUSES)})")
+    code = rec.code
+    performed = fhir_datetime(rec.performed, "Procedure.performed", w.options)  # one spelling for the key too
+    keyed = rec if any(i.system for i in rec.identifiers) else dataclasses.replace(rec, identifiers=[])
+    key = derived_key(SID_PROCEDURE_KEY, keyed, keys_of([rec.encounter]).encounter_id if rec.encounter else None,
+                      code.system if code else None, code.code if code else rec.description, performed,
+                      rec.identifiers[0].value if rec.identifiers else None)
+    concept = coded_out(code)
+    if rec.description:
+        concept = {**(concept or {}), "text": rec.description}
+    return compact({
+        "resourceType": "Procedure",
+        "extension": common_extensions(rec),
+        "identifier": absolute_identifiers(rec, key),
+        "partOf": [{"identifier": _absolute(identifier_out(rec.part_of))}] if rec.part_of else [],
+        "status": rec.status,
+        "category": coded_out(rec.category),
+        "code": concept,
+        "subject": w.ref(rec.patient),
+        "encounter": w.ref(rec.encounter) if rec.encounter else None,
+        "performedDateTime": performed,
+        "performer": [compact({"function": coded_out(p.function), "actor": w.ref(p.practitioner)})
+                      for p in rec.performers],
+        "reasonCode": [c for c in (coded_out(r) for r in rec.reason) if c],
+    })
+
+
+def _absolute(ident: dict[str, Any]) -> dict[str, Any]:
+    if ident.get("system"):
+        ident["system"] = absolute_system(ident["system"])
+    return ident
+
+
+def procedure_in(node: Node, r: Reader) -> Procedure:
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, SID_PROCEDURE_KEY)
+    code_node = node.obj("code")
+    code = coded_in(Node({k: v for k, v in code_node.data.items() if k != "text"}, code_node.path)) \
+        if code_node is not None and code_node.list("coding") else None
+    parents = [p.obj("identifier") for p in node.list("partOf")]
+    performers = []
+    for item in node.list("performer"):
+        who = r.follow(item.obj("actor"), Practitioner)
+        if who is not None:
+            performers.append(ProcedurePerformer(practitioner=who, function=coded_in(item.obj("function"))))
+    return Procedure(
+        id=record_id(node, found), identifiers=identifiers,
+        status=choice(node.str("status"), PROCEDURE_STATUSES, node.at("status")),
+        code=code, description=code_node.str("text") if code_node is not None else None,
+        category=coded_in(node.obj("category")),
+        performed=node.datetime("performedDateTime"),
+        performers=performers,
+        reason=[c for c in (coded_in(n) for n in node.list("reasonCode")) if c],
+        part_of=next((identifier_in(p) for p in parents if p is not None), None),
+        patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
+        extra=record_extra_in(node),
+    )
