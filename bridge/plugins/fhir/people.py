@@ -254,7 +254,8 @@ def read(node: Node, record: Record, r: Reader) -> None:
     rtype = node.str("resourceType") or ""
     name = FIELD.get(rtype, "participants")
     if rtype == "Practitioner":
-        record.identifiers = [i for i in record.identifiers if i.system not in DERIVED_KEYS]  # type: ignore[attr-defined]
+        kept = [i for i in record.identifiers if i.system not in DERIVED_KEYS]  # type: ignore[attr-defined]
+        record.identifiers = kept  # type: ignore[attr-defined]
         return
     if rtype not in ELEMENTS or not hasattr(record, name):
         return
