@@ -78,7 +78,9 @@ def load_map(folder: Path, where: str | None = None) -> tuple[Map | None, list[t
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        return None, [(where, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}")]
+        hint = ("; quote a path with a [selector] inside { } (\"patient.identifiers[type=MR].value\": …)"
+                if "got '['" in str(getattr(exc, "problem", "")) else "")
+        return None, [(where, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}{hint}")]
     if not isinstance(data, Mapping):
         return None, [(where, "expected a mapping with steps: (and optionally tables:, description:)")]
     for key in data:

@@ -145,7 +145,8 @@ def _field_leaf(cls: Any, name: str, text: str) -> Leaf:
         raise PathError(f"{text}: {name!r} cannot follow a {getattr(cls, '__name__', cls)} value")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     if name not in fields:
-        hint = difflib.get_close_matches(name, sorted(fields), n=1)
+        aliases = [alias for (kind, alias) in ALIASES if kind == getattr(cls, "kind", None)]
+        hint = difflib.get_close_matches(name, sorted([*fields, *aliases]), n=1)
         raise PathError(f"{text}: {cls.__name__} has no field {name!r}"
                         + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     hint = _unwrap(_hints(cls)[name])
