@@ -7,15 +7,19 @@ them), so a recipe that stops working fails here, not at a hospital.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from fhir.resources.R4B.bundle import Bundle as R4BBundle
+
 from bridge.core.config import load_config
 from bridge.core.engine import Engine
 from bridge.testing import plugin_manager
+from bridge.plugins.fhir.codec import check_bindings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "maps"
@@ -56,8 +60,22 @@ def engine(tmp_path):
     engine.store.close()
 
 
+def check_valid(bundle: dict) -> None:
+    """Valid in fhir.resources, bundle and each resource, and no code outside a required binding."""
+    R4BBundle.model_validate(bundle)
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        module = importlib.import_module(f"fhir.resources.R4B.{resource['resourceType'].lower()}")
+        getattr(module, resource["resourceType"]).model_validate(resource)
+    check_bindings(bundle)
+
+
 def bundles(engine) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((engine.outbox / "ehr-fhir").glob("*.json"))]
+    """The FHIR Bundles delivered, each checked valid (fhir.resources) with its required bindings."""
+    found = [json.loads(p.read_text()) for p in sorted((engine.outbox / "ehr-fhir").glob("*.json"))]
+    for bundle in found:
+        check_valid(bundle)
+    return found
 
 
 def resources(engine, kind: str) -> list[dict]:
