@@ -31,7 +31,7 @@ def adt(control: str, patient_class: str, dx: str = "LBP01", dx_text: str = "Low
     return ("MSH|^~\\&|TELEVISIT|RIVERBEND|EHR|RIVERBEND|20261127092500||ADT^A04^ADT_A01|" + control + "|P|2.5\r"
             "EVN|A04|20261127092500\r"
             "PID|1||MRN00012345^^^RIVERBEND^MR||Testpatient^Alex^J||19800412|F\r"
-            "PV1|1|" + patient_class + "|CLINIC2^^^RIVERBEND|||||||||||||||V-" + control + "^^^RIVERBEND^VN"
+            "PV1|1|" + patient_class + "|CLINIC2^^^RIVERBEND||||||||||||||||V-" + control + "^^^RIVERBEND^VN"
             "|||||||||||||||||||||||||20261127090000\r"
             "DG1|1||" + dx + "^" + dx_text + "^LOCALDX||20261127|F\r").encode()
 

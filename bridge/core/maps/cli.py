@@ -10,10 +10,19 @@ from bridge.core.maps.testing import Case, cases, run_case
 from bridge.core.model.times import localize_records
 
 
+def _channel_for(config: Any, map_: Map, fmt: str) -> Any:
+    """The channel whose decoding a sample of ``fmt`` gets: the first of that format naming the map,
+    else the first of that format feeding a destination that names it; None when there is none."""
+    feeds = {name for name, dest in config.destinations.items() if map_.name in dest.maps}
+    channels = [c for c in config.channels.values() if c.format == fmt]
+    return (next((c for c in channels if map_.name in c.maps), None)
+            or next((c for c in channels if any(set(r.to) & feeds for r in c.routes)), None))
+
+
 def _decoder(config: Any, plugins: Any, map_: Map):
-    """Decode a sample as the first channel naming ``map_`` with that format does (options, zone)."""
+    """Decode a sample as the channel it would come through does (its options and time zone)."""
     def decode(fmt: str, raw: bytes) -> tuple[list[Any], str]:
-        channel = next((c for c in config.channels.values() if map_.name in c.maps and c.format == fmt), None)
+        channel = _channel_for(config, map_, fmt)
         options = dict(channel.options) if channel is not None else {}
         records = plugins.format(fmt).decode(raw, options)
         if channel is not None and channel.timezone:

@@ -3,8 +3,8 @@
 A map folder may hold ``tests/NAME.in.hl7`` (or ``NAME.in.json``, the bridge JSON format) and
 ``tests/NAME.expected.json``: the records after the map, as a bridge JSON document, plus an
 ``outcome`` key when a step held the message, failed it or routed it. An input is decoded as the
-first channel that uses the map decodes it (its options and time zone), so the sample behaves as
-it will in production. Every difference is shown as a unified diff of the two JSON texts.
+channel it would come through decodes it (the first of its format naming the map, or feeding a
+destination that names it: its options and time zone), so the sample behaves as in production. Every difference is shown as a unified diff of the two JSON texts.
 """
 
 from __future__ import annotations
