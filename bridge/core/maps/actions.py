@@ -19,6 +19,7 @@ import datetime
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from bridge.core.maps.paths import Leaf, Path, PathError, Slot, _get, objects_at, parse_path, read, records_of_kind, slots
@@ -48,8 +49,20 @@ class Run:
 
     records: list[Record]
     holds: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    _index: dict[str, list[Record]] = dataclasses.field(default_factory=dict)
     routes: dict[str, tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
     """Destinations ``route`` steps chose: the record kinds each takes (None: every record)."""
+
+    def of_kind(self, kind: str) -> list[Record]:
+        """The message's records of ``kind`` (nested ones included), found once until :meth:`reshaped`."""
+        found = self._index.get(kind)
+        if found is None:
+            found = self._index[kind] = records_of_kind(self.records, kind)
+        return found
+
+    def reshaped(self) -> None:
+        """A step added, removed or replaced records: find them again."""
+        self._index.clear()
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -138,7 +151,8 @@ def _required(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class Action:
-    """Base: ``kind`` is the record kind the action works on (None: the message as a whole)."""
+    """Base: ``kind`` is the record kind the action works on (None: the message as a whole).
+    ``reshapes``: a change it makes may add, remove or replace records (then they are found again)."""
 
     name: str
     kind: str | None
@@ -147,13 +161,25 @@ class Action:
     def apply(self, run: Run, subject: Any) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @cached_property
+    def reshapes(self) -> bool:
+        return self.name in ("drop", "delete", "copy", "move") or self.name == "set" and any(
+            _holds_records(p) for p, _ in getattr(self, "entries", ()))
+
+
+def _holds_records(path: Path) -> bool:
+    from bridge.core.maps.paths import _kinds_within
+
+    hint = path.leaf.hint  # inside ``extra`` nothing is a record the maps look for
+    return not path.leaf.free and isinstance(hint, type) and (issubclass(hint, Record) or bool(_kinds_within(hint)))
+
 
 def _first(run: Run, subject: Any, subject_kind: str | None, path: Path) -> Any:
     """The first value at ``path``: in the subject for its own kind, else anywhere in the message."""
     if subject is not None and path.kind == subject_kind:
         values = read(subject, path)
     else:
-        values = [v for r in records_of_kind(run.records, path.kind) for v in read(r, path)]
+        values = [v for r in run.of_kind(path.kind) for v in read(r, path)]
     return values[0] if values else None
 
 
@@ -316,8 +342,7 @@ class JoinAction(Action):
         parts: list[str] = []
         for path in self.sources:
             own = path.kind == self.kind
-            values = read(subject, path) if own else [v for r in records_of_kind(run.records, path.kind)
-                                                       for v in read(r, path)]
+            values = read(subject, path) if own else [v for r in run.of_kind(path.kind) for v in read(r, path)]
             parts.extend(str(v) for v in values if v != "")
         if not parts:
             return 0

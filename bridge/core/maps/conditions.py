@@ -30,15 +30,17 @@ class ConditionError(ValueError):
 class Scope:
     """What a condition reads: the message's records and the record a step is working on."""
 
-    def __init__(self, records: Sequence[Record], subject: Any = None, subject_kind: str | None = None):
+    def __init__(self, records: Sequence[Record], subject: Any = None, subject_kind: str | None = None,
+                 of_kind: Callable[[str], Sequence[Record]] | None = None):
         self.records = records
         self.subject = subject
         self.subject_kind = subject_kind
+        self.of_kind = of_kind or (lambda kind: records_of_kind(records, kind))
 
     def values(self, path: Path) -> list[Any]:
         if self.subject is not None and path.kind == self.subject_kind:
             return read(self.subject, path)
-        return [v for record in records_of_kind(self.records, path.kind) for v in read(record, path)]
+        return [v for record in self.of_kind(path.kind) for v in read(record, path)]
 
 
 def text(value: Any) -> str:

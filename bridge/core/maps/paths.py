@@ -25,7 +25,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Union
 
 from bridge.core.model.records import RECORD_TYPES, Record
@@ -75,7 +75,7 @@ class Path:
     segments: tuple[Segment, ...]
     leaf: Leaf
 
-    @property
+    @cached_property
     def parent(self) -> tuple[Segment, ...]:
         return self.segments[:-1]
 
@@ -164,31 +164,68 @@ def _field_leaf(cls: Any, name: str, text: str) -> Leaf:
 
 
 def records_of_kind(records: typing.Sequence[Record], kind: str) -> list[Record]:
-    """Every record of ``kind`` in the message, top level first, then nested ones, each once."""
+    """Every record of ``kind`` in the message, each once, outer records before the ones they hold.
+    Only fields whose type can hold such a record are walked (a patient's names and addresses are
+    not), which keeps this cheap enough to run for every step of every message."""
     out: list[Record] = []
     seen: set[int] = set()
 
     def walk(value: Any) -> None:
-        if isinstance(value, list):
-            for item in value:
-                walk(item)
-            return
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            return
         if isinstance(value, Record) and value.kind == kind and id(value) not in seen:
             seen.add(id(value))
             out.append(value)
-        for f in dataclasses.fields(value):
-            if f.name != "extra":
-                walk(getattr(value, f.name))
+        for name in _fields_toward(type(value), kind):
+            child = getattr(value, name)
+            if isinstance(child, list):
+                for item in child:
+                    walk(item)
+            elif child is not None:
+                walk(child)
 
     for record in records:
         walk(record)
     return out
 
 
+@cache
+def _children(cls: type) -> tuple[tuple[str, type], ...]:
+    """(field, value class) for the fields of ``cls`` that hold dataclasses (lists unwrapped)."""
+    if not dataclasses.is_dataclass(cls):
+        return ()
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = _unwrap(_hints(cls)[f.name]) if f.name != "extra" else None
+        if typing.get_origin(hint) is list:
+            hint = typing.get_args(hint)[0]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            out.append((f.name, hint))
+    return tuple(out)
+
+
+@cache
+def _kinds_within(cls: type) -> frozenset[str]:
+    """Record kinds that can be found anywhere below a value of ``cls``."""
+    kinds: set[str] = set()
+    seen: set[type] = set()
+    stack = [cls]
+    while stack:
+        for _, child in _children(stack.pop()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+                if issubclass(child, Record):
+                    kinds.add(child.kind)
+    return frozenset(kinds)
+
+
+@cache
+def _fields_toward(cls: type, kind: str) -> tuple[str, ...]:
+    return tuple(name for name, child in _children(cls)
+                 if (issubclass(child, Record) and child.kind == kind) or kind in _kinds_within(child))
+
+
 def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
+    if type(obj) is dict:
         return obj.get(name)
     return getattr(obj, name, None)
 
@@ -275,20 +312,21 @@ def slots(start: Any, path: Path, create: bool = False) -> list[Slot]:
         value = _get(owner, last.name)
         if isinstance(value, list) and last.select is not None:
             out.extend(Slot(owner, last.name, i) for i, _ in _select(value, last.select))
-        elif not isinstance(owner, (dict,)) and not dataclasses.is_dataclass(owner):
-            continue
-        else:
+        elif isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
             out.append(Slot(owner, last.name))
     return out
 
 
 def read(start: Any, path: Path) -> list[Any]:
-    """Every non-empty value at ``path`` under ``start`` (list fields flattened)."""
+    """Every non-empty value at ``path`` under ``start`` (list fields flattened). The hot path of
+    every condition: it walks the objects directly instead of building slots."""
+    last = path.segments[-1]
     values: list[Any] = []
-    for slot in slots(start, path):
-        value = slot.get()
+    for owner in objects_at(start, path.parent) if path.parent else (start,):
+        value = _get(owner, last.name)
         if isinstance(value, list):
-            values.extend(v for v in value if v is not None)
+            items = value if last.select is None else [item for _, item in _select(value, last.select)]
+            values.extend(v for v in items if v is not None)
         elif value is not None:
             values.append(value)
     return values

@@ -16,7 +16,6 @@ from typing import Any
 from bridge.core.maps.actions import DropAction, MapFailure, Run
 from bridge.core.maps.conditions import Scope
 from bridge.core.maps.model import Map, Step
-from bridge.core.maps.paths import records_of_kind
 from bridge.core.model.records import Record
 
 
@@ -64,16 +63,18 @@ def _run_step(step: Step, run: Run) -> tuple[int, int]:
     """(how many subjects the step applied to, how many values it changed)."""
     action = step.action
     if action.kind is None:  # the message as a whole: route, hold
-        if step.when is None or step.when(Scope(run.records)):
+        if step.when is None or step.when(Scope(run.records, of_kind=run.of_kind)):
             return 1, action.apply(run, None)
         return 0, 0
     subjects = ([r for r in run.records if r.kind == action.kind] if isinstance(action, DropAction)
-                else records_of_kind(run.records, action.kind))
+                else list(run.of_kind(action.kind)))
     fired = changed = 0
     for subject in subjects:
-        if step.when is None or step.when(Scope(run.records, subject, action.kind)):
+        if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind)):
             fired += 1
             changed += action.apply(run, subject)
+    if changed and action.reshapes:
+        run.reshaped()
     return fired, changed
 
 
