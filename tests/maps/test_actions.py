@@ -209,3 +209,17 @@ def test_the_version_is_a_digest_of_the_files_not_the_tests(tmp_path):
     (tmp_path / "maps" / "m" / "tests" / "a.in.json").write_text("{}")
     assert make_map(tmp_path, text).version == first.version
     assert make_map(tmp_path, text.replace("AMB", "IMP")).version != first.version
+
+
+def test_a_step_that_adds_or_removes_records_is_seen_by_the_next_steps(tmp_path):
+    record = visit()
+    out = run(tmp_path, """
+        steps:
+          - {id: add, set: {encounter.practitioner: {npi: "1234567893"}}}
+          - {id: name-them, set: {practitioner.name.family: Example}}
+          - {id: remove, delete: encounter.practitioner}
+          - {id: none-left, when: {exists: practitioner.npi}, hold: a practitioner is still there}
+    """, [record])
+    steps = {s["id"]: s for s in out.events[0]["steps"]}
+    assert steps["name-them"]["changed"] == 1  # the practitioner the first step added was found
+    assert record.practitioner is None and not out.holds  # and the removed one no longer is
