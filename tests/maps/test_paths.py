@@ -44,6 +44,8 @@ def test_repetition_rules_all_index_last_and_match():
     assert read(p, parse_path("patient.identifiers[7].value")) == []
     assert read(p, parse_path("patient.identifiers[type=MR].assigner")) == ["RIVERBEND", "OTHER"]
     assert read(p, parse_path("patient.identifiers[type=XX].value")) == []
+    p.identifiers[0].system = "urn:oid:2.16.840.1.113883.3.1"
+    assert read(p, parse_path("patient.identifiers[system=urn:oid:2.16.840.1.113883.3.1].value")) == ["A1"]
 
 
 def test_a_root_reaches_records_nested_in_others_once_each():

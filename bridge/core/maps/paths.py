@@ -103,11 +103,24 @@ def _selector(raw: str | None, text: str) -> tuple[Any, ...] | None:
     return ("match", key.strip(), value.strip())
 
 
+def _parts(text: str) -> list[str]:
+    """``text`` split at dots outside brackets: ``identifiers[system=urn:oid:2.16.840.1].value``."""
+    parts, current, depth = [], "", 0
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "." and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
 def parse_path(text: Any) -> Path:
     """Parse and check a path against the record classes; raises PathError saying what is wrong."""
     if not isinstance(text, str) or not text:
         raise PathError(f"expected a path such as encounter.class, got {text!r}")
-    root, *rest = text.split(".")
+    root, *rest = _parts(text)
     if root not in ROOTS:
         hint = difflib.get_close_matches(root, sorted(ROOTS), n=1)
         raise PathError(f"{text}: unknown record kind {root!r}"
@@ -125,9 +138,7 @@ def parse_path(text: Any) -> Path:
         if leaf.free:
             segments.append(Segment(match["name"], _selector(match["sel"], text)))
             continue
-        if leaf.is_list and not leaf.selected:
-            pass  # a field of every item
-        cls = leaf.hint
+        cls = leaf.hint  # after a list, a field of its items (all of them, or the selected ones)
         name = ALIASES.get((getattr(cls, "kind", ""), match["name"]), match["name"])
         leaf = _field_leaf(cls, name, text)
         select = _selector(match["sel"], text)
