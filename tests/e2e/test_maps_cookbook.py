@@ -39,7 +39,7 @@ def test_the_cookbook_recipes_through_bridge_run(tmp_path):
         drop(var / "inbox-adt", "2-inpatient.hl7", adt("E2E-IN", "I"))
         drop(var / "inbox-adt", "3-unlisted-dx.hl7", adt("E2E-DX", "O", "ZZZ99", "Something local"))
         drop(var / "inbox-rx", "4-credentialed.json", prescription("RX-E2E-1", "1234567893"))
-        drop(var / "inbox-rx", "5-stranger.json", prescription("RX-E2E-2", "1003000126"))
+        drop(var / "inbox-rx", "5-stranger.json", prescription("RX-E2E-2", "1999999992"))
         fhir = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
             sorted((var / "outbox" / "ehr-fhir").glob("*.json"))))
         registry = wait_for(lambda: list((var / "outbox" / "registry-hl7").glob("*")))

@@ -151,7 +151,7 @@ def test_recipe_the_mrn_assigning_authority_changes_for_one_destination_only(eng
 
 def test_recipe_hold_prescriptions_of_prescribers_not_credentialed(engine):
     credentialed = engine.submit("rx-in", prescription("RX-C-1", "1234567893")).message_id
-    stranger = engine.submit("rx-in", prescription("RX-C-2", "1003000126")).message_id
+    stranger = engine.submit("rx-in", prescription("RX-C-2", "1999999992")).message_id
     anonymous = engine.submit("rx-in", prescription("RX-C-3", None)).message_id
     engine.drain()
 
@@ -163,7 +163,7 @@ def test_recipe_hold_prescriptions_of_prescribers_not_credentialed(engine):
         stranger: [("prescriber-credentialed", "the prescriber is not in the credentialed prescribers list")],
         anonymous: [("prescriber-named", "the prescription names no prescriber NPI")],
     }
-    assert "1003000126" not in json.dumps([e.detail for e in engine.store.events(stranger)])
+    assert "1999999992" not in json.dumps([e.detail for e in engine.store.events(stranger)])
 
 
 def test_cookbook_text_shows_the_tested_maps():

@@ -50,7 +50,7 @@ def test_a_changed_hold_shows_in_the_diff(tmp_path, capsys):
     config = site(tmp_path)
     folder = config.parent / "maps" / "credentialed-prescribers"
     csv = folder / "credentialed-prescribers.csv"
-    csv.write_text(csv.read_text() + "1003000126,Now credentialed (fictional)\n")
+    csv.write_text(csv.read_text() + "1999999992,Now credentialed (fictional)\n")
     assert main(["map", "test", "-c", str(config), "credentialed-prescribers"]) == 1
     out = capsys.readouterr().out
     assert '-  "outcome": {' in out and "the prescriber is not in the credentialed prescribers list" in out
