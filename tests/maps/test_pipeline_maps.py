@@ -111,3 +111,18 @@ def test_a_destination_map_that_drops_everything_sends_nothing_there(tmp_path):
     assert engine.store.get_message(message_id).status == "filtered"
     details = [e.detail for e in engine.store.events(message_id) if e.kind == "filtered"]
     assert {"destination": "ehr", "reason": "the destination's maps dropped every record"} in details
+
+
+def test_a_viewer_sees_which_map_versions_touched_a_message(tmp_path):
+    from bridge.web.auth import Principal
+    from bridge.web.present import event_view
+
+    write(tmp_path, "video", "steps:\n  - {id: video, set: {encounter.modality: video}}\n")
+    engine = make_engine(tmp_path, channel_maps=["video"])
+    message_id = engine.submit("visits", encounter_message(1, modality="audio_only")).message_id
+    engine.drain()
+    viewer = Principal("v", "viewer", "user")
+    (mapped,) = [event_view(e, viewer) for e in engine.store.events(message_id) if e.kind == "mapped"]
+    assert mapped["detail"] == {"map": "video", "version": engine.config.maps["video"].version, "stage": "channel",
+                                "steps": [{"id": "video", "action": "set", "paths": ["encounter.modality"],
+                                           "applied": 1, "changed": 1}]}
