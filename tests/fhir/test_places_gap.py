@@ -75,3 +75,61 @@ def test_pv2_1_reaches_fhir_as_a_planned_location_and_reads_back(fhir_format) ->
     back = next(r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if isinstance(r, Encounter))
     assert back.locations[1].status == "planned" and back.locations[1].temporary is False
     assert names(back.locations[1].location) == names(records[0].locations[1].location)
+
+
+# --- PRT naming a place and no person -----------------------------------------------------------
+
+PRT_PLACE = "PRT|1|AD||AD^Admitting Provider^HL70912|||||ER^2^^RIVERBEND||||||^WPN^PH^^^608^5550100"
+
+
+def test_a_prt_with_a_place_and_no_person_is_a_role_at_that_place() -> None:
+    encounter = decode(raw("A01", PV1, PRT_PLACE), OPTS)[0]
+    (part,) = encounter.participants
+    assert part.function == "ADM" and part.practitioner is None and part.role.practitioner is None
+    assert [c.code for c in part.role.code] == ["AD"] and part.role.telecom[0].value == "6085550100"
+    assert names(part.role.locations[0]) == [("ro", "2"), (None, "ER"), ("si", "RIVERBEND")]
+
+
+def test_a_prt_with_neither_person_nor_place_gives_nothing_and_a_deleted_one_nothing() -> None:
+    assert decode(raw("A01", PV1, "PRT|1|AD||AD^Admitting Provider^HL70912|||Riverbend Org"), OPTS)[0].participants == []
+    deleted = PRT_PLACE.replace("PRT|1|AD|", "PRT|1|DE|")
+    assert decode(raw("A01", PV1, deleted), OPTS)[0].participants == []
+
+
+def test_the_place_only_prt_round_trips_unchanged() -> None:
+    message = raw("A01", PV1, PRT_PLACE)
+    records = decode(message, OPTS)
+    out = encode(records, {}).decode().split("\r")
+    assert [s for s in out if s.startswith(("PV1", "PRT"))] == [PV1, PRT_PLACE]
+
+
+def test_the_place_only_role_reaches_fhir_without_a_practitioner_and_reads_back(fhir_format) -> None:
+    records = decode(raw("A01", PV1, PRT_PLACE), OPTS)
+    bundle, by_url = bundle_of(fhir_format, records)
+    (role,) = [e["resource"] for e in of_type(bundle, "PractitionerRole")]
+    assert "practitioner" not in role and by_url[role["location"][0]["reference"]]["name"] == "2"
+    encounter = of_type(bundle, "Encounter")[0]["resource"]
+    assert [p["type"][0]["coding"][0]["code"] for p in encounter["participant"]] == ["ADM"]
+    again, _ = bundle_of(fhir_format, records)
+    assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in bundle["entry"]]  # stable ids
+    back = next(r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if isinstance(r, Encounter))
+    (part,) = back.participants
+    assert part.function == "ADM" and part.role.practitioner is None
+    assert names(part.role.locations[0]) == names(records[0].participants[0].role.locations[0])
+
+
+RDE = ("MSH|^~\\&|EHR|RIVERBEND|RX|RIVERBEND|20261120104500||RDE^O11^RDE_O11|CTLRX1|P|2.8",
+       PID, "ORC|NW|ORD7001^EHR|||||||20261120103000",
+       "RXO|00047040230^Ampicillin 250 mg caps^NDC|2||caps^capsule",
+       "PRT||AD||CP|58^Jackson|||Eastside|CLINIC^7^^RIVERBEND",
+       "RXE||00047040230^Ampicillin 250 mg caps^NDC|2||caps^capsule",
+       "PRT||AD||AD||||General|PHARM^^^RIVERBEND")
+
+
+def test_an_rde_reads_the_prt_of_its_rxo_and_of_its_rxe() -> None:
+    from bridge import Prescription
+
+    (rx,) = [r for r in decode("\r".join(RDE).encode() + b"\r", OPTS) if isinstance(r, Prescription)]
+    found = [([c.code for c in p.role.code], p.role.practitioner.name.family if p.role.practitioner else None,
+              p.role.locations[0].name) for p in rx.participants]
+    assert found == [(["CP"], "Jackson", "7"), (["AD"], None, "PHARM")]
