@@ -91,7 +91,8 @@ def test_a_prt_with_a_place_and_no_person_is_a_role_at_that_place() -> None:
 
 
 def test_a_prt_with_neither_person_nor_place_gives_nothing_and_a_deleted_one_nothing() -> None:
-    assert decode(raw("A01", PV1, "PRT|1|AD||AD^Admitting Provider^HL70912|||Riverbend Org"), OPTS)[0].participants == []
+    org_only = "PRT|1|AD||AD^Admitting Provider^HL70912|||Riverbend Org"
+    assert decode(raw("A01", PV1, org_only), OPTS)[0].participants == []
     deleted = PRT_PLACE.replace("PRT|1|AD|", "PRT|1|DE|")
     assert decode(raw("A01", PV1, deleted), OPTS)[0].participants == []
 
@@ -133,3 +134,34 @@ def test_an_rde_reads_the_prt_of_its_rxo_and_of_its_rxe() -> None:
     found = [([c.code for c in p.role.code], p.role.practitioner.name.family if p.role.practitioner else None,
               p.role.locations[0].name) for p in rx.participants]
     assert found == [(["CP"], "Jackson", "7"), (["AD"], None, "PHARM")]
+
+
+# --- EVN-7 event facility -------------------------------------------------------------------------
+
+
+def test_evn_7_is_the_event_provenances_site(fhir_format) -> None:
+    from .test_envelope import _bundle, _of, _raw
+    from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+
+    raw_message = _raw()  # Microsoft's ADT-A01-01: EVN-7 Cona_Health^1.3.6.1.4.1.44750.1.4^ISO
+    facility = HL7V2.envelope(raw_message).event_facility
+    assert (facility.name, facility.universal_id, facility.universal_id_type) == \
+        ("Cona_Health", "1.3.6.1.4.1.44750.1.4", "ISO")
+    bundle = _bundle(raw_message)
+    check_valid(bundle)
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    message, event = [e["resource"] for e in _of(bundle, "Provenance")]
+    assert "location" not in message
+    site = by_url[event["location"]["reference"]]
+    assert (site["resourceType"], site["name"], site["physicalType"]["coding"][0]["code"]) == \
+        ("Location", "Cona_Health", "si")
+    assert {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.3.6.1.4.1.44750.1.4"} in site["identifier"]
+    assert _bundle(raw_message) == bundle  # stable ids
+
+
+def test_an_event_without_evn_7_has_no_location() -> None:
+    from .test_envelope import _bundle, _of, _raw
+
+    raw_message = _raw().replace(b"|Cona_Health^1.3.6.1.4.1.44750.1.4^ISO", b"|")
+    (_, event) = [e["resource"] for e in _of(_bundle(raw_message), "Provenance")]
+    assert "location" not in event

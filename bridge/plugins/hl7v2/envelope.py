@@ -13,6 +13,7 @@ MSH-10, MSH-11, MSH-12  control id, processing id, version
 SFT-1 … SFT-6           vendor, version, product, binary id, info, install date (each SFT)
 EVN-2, EVN-4            when the event was recorded, its reason (HL7 table 0062)
 EVN-5, EVN-6            the operator who entered it (XCN), when it occurred
+EVN-7                   the facility where the event happened (HD)
 ======================  =============================================
 """
 
@@ -60,6 +61,7 @@ def read(raw: bytes) -> MessageEnvelope | None:
         event_reason=_coding(evn, 4, seps),
         operator=dt.read_practitioner(_first(evn, 5, seps), seps) if _first(evn, 5, seps) else None,
         event_occurred=_when(evn, 6, seps),
+        event_facility=_hd(evn, 7, seps),
     )
 
 
