@@ -165,3 +165,25 @@ def test_an_event_without_evn_7_has_no_location() -> None:
     raw_message = _raw().replace(b"|Cona_Health^1.3.6.1.4.1.44750.1.4^ISO", b"|")
     (_, event) = [e["resource"] for e in _of(_bundle(raw_message), "Provenance")]
     assert "location" not in event
+
+
+# --- VXU: the PRT segments of the ORC and of the RXA ------------------------------------------------
+
+
+def test_a_vaccinations_prt_after_its_rxa_and_rxr_is_a_performer(fhir_format) -> None:
+    from pathlib import Path
+
+    from bridge import Immunization
+
+    corpus = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2" / "corpus" / "fhir-converter-input"
+    original = (corpus / "VXU-V04-01.hl7").read_bytes()
+    rxr = next(line for line in original.splitlines() if line.startswith(b"RXR|"))
+    nurse = b"PRT||AD||AP^Administering Provider^HL70912|77^Nurse^Nina|||||CLINIC^3^^RIVERBEND"
+    (shot,) = [r for r in decode(original.replace(rxr, rxr + b"\r" + nurse), {}) if isinstance(r, Immunization)]
+    found = [([c.code for c in p.role.code], p.role.practitioner.name.family if p.role.practitioner else None)
+             for p in shot.participants]
+    assert found == [(["OP"], "Thomas"), (["AD"], None), (["AP"], "Nurse")]
+    bundle, by_url = bundle_of(fhir_format, [shot])
+    roles = [by_url[p["actor"]["reference"]] for p in of_type(bundle, "Immunization")[0]["resource"]["performer"]]
+    assert [r["resourceType"] for r in roles] == ["Practitioner", "PractitionerRole", "PractitionerRole",
+                                                  "PractitionerRole"]

@@ -106,7 +106,9 @@ def test_a_documents_authenticator_and_a_vaccines_orderer() -> None:
     (note,) = [r for r in sample("MDM-T02-01") if isinstance(r, ClinicalNote)]
     assert [(p.function, family(p)) for p in note.participants] == [("AUTHEN", "Doctorovich")]  # TXA-22
     (shot,) = [r for r in sample("VXU-V04-01") if isinstance(r, Immunization)]
-    assert [(p.function, codes(p)) for p in shot.participants] == [("AUT", ["OP"])]  # ORC-12
+    # ORC-12, then the ORC's PRT: a place (Street-5) and no person
+    assert [(p.function, codes(p)) for p in shot.participants] == [("AUT", ["OP"]), ("ADM", ["AD"])]
+    assert shot.participants[1].role.practitioner is None and shot.participants[1].role.locations[0].name == "B"
 
 
 def test_a_deleted_role_names_nobody() -> None:

@@ -363,6 +363,23 @@ def schedule_contacts(sch: Segment, seps: Separators) -> list[Participant]:
     return out
 
 
-def immunization(orc: Segment | None, seps: Separators) -> list[Participant]:
-    """ORC-12, who ordered the vaccine (Immunization.performer with function OP)."""
-    return [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
+def immunization(orc: Segment | None, seps: Separators, message: Message | None = None,
+                 rxa: Segment | None = None) -> list[Participant]:
+    """ORC-12, who ordered the vaccine (Immunization.performer with function OP), then the PRT
+    segments of the ORC and of the RXA (its RXR may stand between): who else took part, and where."""
+    ordered = [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
+    if message is None:
+        return ordered
+    return ordered + segment_participants([*followers(message, orc), *_after(message, rxa, ("RXR",))], seps)
+
+
+def _after(message: Message, anchor: Segment | None, passed: tuple[str, ...]) -> list[Segment]:
+    """The ROL/PRT segments after ``anchor``, passing over the ``passed`` segments first."""
+    at = _index(message.segments, anchor) if anchor is not None else None
+    out: list[Segment] = []
+    for seg in message.segments[at + 1:] if at is not None else []:
+        if seg.name in FOLLOWERS:
+            out.append(seg)
+        elif seg.name not in passed + PASSED:
+            break
+    return out
