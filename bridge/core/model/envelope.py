@@ -50,7 +50,7 @@ class MessageEnvelope:
     """What a message says about itself. ``format`` names the format that read it (``hl7v2``);
     ``message_code``/``event``/``structure`` are MSH-9's parts, ``control_id`` MSH-10, ``sent_at``
     MSH-7. The ``event_*`` fields and ``operator`` are the event's own (HL7v2 EVN-2, EVN-4, EVN-5,
-    EVN-6, EVN-7 the facility where the event happened), as opposed to the message's."""
+    EVN-6), as opposed to the message's."""
 
     format: str
     message_code: str | None = None
@@ -66,10 +66,11 @@ class MessageEnvelope:
     version: str | None = None
     software: tuple[Software, ...] = field(default_factory=tuple)
     event_recorded: str | None = None
+    event_facility: Endpoint | None = None
+    """Where the event happened (HL7v2 EVN-7, an HD): the site of the event's Provenance."""
     event_reason: Coding | None = None
     operator: Practitioner | None = None
     event_occurred: str | None = None
-    event_facility: Endpoint | None = None
 
     @property
     def message_type(self) -> str:

@@ -148,17 +148,6 @@ class EnvelopeWriter:
             else []
         return self.w.ref(Organization(identifiers=idents, name=hd.name or hd.universal_id))
 
-    def place(self, hd: Endpoint | None) -> dict[str, str] | None:
-        """A facility where something happened (EVN-7) as a site Location: a Provenance's location
-        is a Location, not an Organization. Its OID is an identifier as for :meth:`organization`."""
-        if not hd:
-            return None
-        url = endpoint_url(hd)
-        idents = [Identifier(value=url, system="urn:ietf:rfc:3986")] if url and not url.startswith(ENDPOINT_BASE) \
-            else []
-        return self.w.ref(Location(identifiers=idents, name=hd.name or hd.universal_id, mode="instance",
-                                   physical_type="si"))
-
     def application(self, hd: Endpoint | None, facility: Endpoint | None,
                     owner: dict[str, str] | None) -> dict[str, str] | None:
         """The sending or receiving application (MSH-3, MSH-5) as a Device owned by its facility.
@@ -269,6 +258,17 @@ class EnvelopeWriter:
             "activity": {"coding": [self.event_coding()]},
             "agent": [agent],
         }))
+
+    def place(self, hd: Endpoint | None) -> dict[str, str] | None:
+        """A facility where something happened (EVN-7) as a site Location: a Provenance's location
+        is a Location, not an Organization. Its OID is an identifier as for :meth:`organization`."""
+        if not hd:
+            return None
+        url = endpoint_url(hd)
+        idents = [Identifier(value=url, system="urn:ietf:rfc:3986")] if url and not url.startswith(ENDPOINT_BASE) \
+            else []
+        return self.w.ref(Location(identifiers=idents, name=hd.name or hd.universal_id, mode="instance",
+                                   physical_type="si"))
 
     @staticmethod
     def agent_type(code: str) -> dict[str, Any]:
