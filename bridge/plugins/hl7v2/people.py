@@ -99,10 +99,14 @@ def _role_participant(code: Coding | None, people: list[Practitioner], **parts: 
     """The person in the stated role. A segment that names no person (a PRT naming only a location,
     an organization or a device) gives no PractitionerRole: a role nobody holds says nothing of a
     practitioner."""
-    function = ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
-    return [Participant(function=function, role=PractitionerRole(
+    return [Participant(function=_function_of(code), role=PractitionerRole(
         practitioner=person, code=[code] if code is not None else [], **parts))  # type: ignore[arg-type]
         for person in people]
+
+
+def _function_of(code: Coding | None) -> str:
+    """The v3-ParticipationType a stated role implies (table 0443 AD → ADM…; another → PART)."""
+    return ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
 
 
 def _deleted(seg: Segment, seps: Separators) -> bool:
@@ -143,9 +147,8 @@ def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
 
 def _place_participant(code: Coding | None, where: list, telecom: list[ContactPoint]) -> list[Participant]:
     """A participation at a place with no person named (see :func:`read_prt`)."""
-    function = ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
     role = PractitionerRole(code=[code] if code is not None else [], locations=where, telecom=telecom)
-    return [Participant(function=function, role=role)]
+    return [Participant(function=_function_of(code), role=role)]
 
 
 def followers(message: Message, anchor: Segment | None) -> list[Segment]:
