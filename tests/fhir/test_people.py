@@ -100,7 +100,9 @@ def test_a_reports_interpreter_technician_and_a_results_medical_director(fhir_fo
     report = first(bundle, "DiagnosticReport")
     (interpreter,) = [urls[r["reference"]] for r in report["resultsInterpreter"]]
     assert role_code(interpreter) == "PI" and urls[interpreter["location"][0]["reference"]]["name"] == "Bed3"
-    assert [role_code(urls[r["reference"]]) for r in report["performer"]] == ["TN"]
+    performers = [urls[r["reference"]] for r in report["performer"]]
+    assert [role_code(p) for p in performers] == ["TN", "AD"]  # AD: the OBR's PRT, a place and no person
+    assert "practitioner" not in performers[1] and urls[performers[1]["location"][0]["reference"]]["name"] == "B"
     observation = next(e["resource"] for e in of_type(bundle, "Observation")
                        if any(role_code(urls[r["reference"]]) == "MDIR" for r in e["resource"].get("performer", [])
                               if urls[r["reference"]]["resourceType"] == "PractitionerRole"))

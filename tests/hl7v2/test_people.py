@@ -71,7 +71,9 @@ def test_pv1_37_is_where_the_patient_went() -> None:
 def test_a_reports_interpreters_technician_and_prt_roles_with_their_places() -> None:
     (report,) = [r for r in sample("ORU-R01-01") if isinstance(r, DiagnosticReport)]
     found = [(p.function, codes(p), [place.name for place in p.role.locations]) for p in report.participants]
-    assert found == [("RESP", ["PI"], ["Bed3"]), ("PRF", ["TN"], ["Bed2"])]  # its PRT names only a place
+    # its PRT names only a place: a role at that place that no one in particular holds
+    assert found == [("RESP", ["PI"], ["Bed3"]), ("PRF", ["TN"], ["Bed2"]), ("ADM", ["AD"], ["B"])]
+    assert report.participants[2].role.practitioner is None and report.participants[2].practitioner is None
     interpreter = report.participants[0].role
     assert family(report.participants[0]) == "Raud" and interpreter.practitioner.identifiers[0].value == "Harry"
     chain, place = [], interpreter.locations[0]
@@ -104,7 +106,9 @@ def test_a_documents_authenticator_and_a_vaccines_orderer() -> None:
     (note,) = [r for r in sample("MDM-T02-01") if isinstance(r, ClinicalNote)]
     assert [(p.function, family(p)) for p in note.participants] == [("AUTHEN", "Doctorovich")]  # TXA-22
     (shot,) = [r for r in sample("VXU-V04-01") if isinstance(r, Immunization)]
-    assert [(p.function, codes(p)) for p in shot.participants] == [("AUT", ["OP"])]  # ORC-12
+    # ORC-12, then the ORC's PRT: a place (Street-5) and no person
+    assert [(p.function, codes(p)) for p in shot.participants] == [("AUT", ["OP"]), ("ADM", ["AD"])]
+    assert shot.participants[1].role.practitioner is None and shot.participants[1].role.locations[0].name == "B"
 
 
 def test_a_deleted_role_names_nobody() -> None:
@@ -147,7 +151,7 @@ def test_an_appointments_contacts_and_who_booked_it() -> None:
         ("ENT", [("EP", "Entering Provider")], "DENT", ["FLOOR1"], ["(610)271-9000"])]  # SCH-20/21/22
 
 
-def test_a_prt_that_names_no_person_is_no_practitioner_role() -> None:
+def test_a_prt_that_names_a_person_gives_the_role_that_person() -> None:
     raw = (INPUT / "ORU-R01-01.hl7").read_bytes()
     assert b"PRT||AD||AD||PPT|||Order room 136" in raw  # PRT-5 empty: only PRT-9, a place
     with_person = raw.replace(b"PRT||AD||AD||PPT|||Order room 136", b"PRT||AD||AD|77^Placeholder|PPT|||Order room 136")

@@ -333,7 +333,7 @@ class Decoder:
             reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
-        places.attach(encounter, pv1, self.seps)
+        places.attach(encounter, pv1, self.seps, pv2)
         encounter.participants = people.visit(self.message, pv1, pv2, self.seps)  # derived: PV1/ROL stay kept
         return encounter
 

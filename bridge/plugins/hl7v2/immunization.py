@@ -91,7 +91,7 @@ def immunization(dec: Decoder, group: OrderGroup, rxa: Segment, patient: Patient
         funding_source=funding[0] if funding else None,
         program_eligibility=observation_codes(dec, group, ELIGIBILITY),
         patient=patient, encounter=encounter,
-        participants=people.immunization(orc, dec.seps),  # derived: ORC-12 stays kept
+        participants=people.immunization(orc, dec.seps, dec.message, rxa),  # derived: ORC-12, PRT stay kept
     )
 
 

@@ -99,10 +99,14 @@ def _role_participant(code: Coding | None, people: list[Practitioner], **parts: 
     """The person in the stated role. A segment that names no person (a PRT naming only a location,
     an organization or a device) gives no PractitionerRole: a role nobody holds says nothing of a
     practitioner."""
-    function = ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
-    return [Participant(function=function, role=PractitionerRole(
+    return [Participant(function=_function_of(code), role=PractitionerRole(
         practitioner=person, code=[code] if code is not None else [], **parts))  # type: ignore[arg-type]
         for person in people]
+
+
+def _function_of(code: Coding | None) -> str:
+    """The v3-ParticipationType a stated role implies (table 0443 AD → ADM…; another → PART)."""
+    return ROLE_FUNCTIONS.get(code.code.upper(), "PART") if code is not None and code.code else "PART"
 
 
 def _deleted(seg: Segment, seps: Separators) -> bool:
@@ -126,14 +130,25 @@ def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
 
 def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
     """PRT: participation (4, table 0912) of the person (5) at the location (9), telecom (15);
-    PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. A PRT naming no person (only
-    a location, an organization or a device) is left to those mappings. PRT-2 ``DE`` deletes the
-    participation."""
+    PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. PRT-2 ``DE`` deletes the
+    participation. A PRT naming a place but no person (the v2.7+ way to say where an admission or
+    an order took place) is a role nobody in particular holds: a PractitionerRole with the
+    participation and its places but no practitioner, which FHIR allows; one naming neither (only
+    an organization or a device) is left to those mappings."""
     if _deleted(seg, seps):
         return []
-    return _role_participant(
-        _coding(seg.get(4), seps, ROLE_TABLE), practitioners(seg, 5, seps)[:1],
-        locations=_places(seg.get(9), seps), telecom=_telecom(seg.get(15), seps))
+    code = _coding(seg.get(4), seps, ROLE_TABLE)
+    where = _places(seg.get(9), seps)
+    people = practitioners(seg, 5, seps)[:1]
+    if not people and where:
+        return _place_participant(code, where, _telecom(seg.get(15), seps))
+    return _role_participant(code, people, locations=where, telecom=_telecom(seg.get(15), seps))
+
+
+def _place_participant(code: Coding | None, where: list, telecom: list[ContactPoint]) -> list[Participant]:
+    """A participation at a place with no person named (see :func:`read_prt`)."""
+    role = PractitionerRole(code=[code] if code is not None else [], locations=where, telecom=telecom)
+    return [Participant(function=_function_of(code), role=role)]
 
 
 def followers(message: Message, anchor: Segment | None) -> list[Segment]:
@@ -271,9 +286,26 @@ def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Sepa
 def prescription(message: Message, orc: Segment | None, give: Segment | None,
                  seps: Separators) -> list[Participant]:
     """ORC-10, who entered the order (MedicationRequest.recorder), and the PRT segments of the ORC
-    and of the RXE/RXO; the prescriber (ORC-12) is the Prescription's own field."""
+    and of the order's RXO and RXE (both, in an RDE); the prescriber (ORC-12) is the Prescription's
+    own field."""
+    anchors = [orc, *_order_parts(message, orc, ("RXO", "RXE"))]
+    if give is not None and all(give is not a for a in anchors):
+        anchors.append(give)
     return (field_participants(orc, 10, "ENT", seps)[:1]
-            + segment_participants([*followers(message, orc), *followers(message, give)], seps))
+            + segment_participants([seg for a in anchors for seg in followers(message, a)], seps))
+
+
+def _order_parts(message: Message, orc: Segment | None, names: tuple[str, ...]) -> list[Segment]:
+    """The segments named ``names`` of an ORC's order (up to the next ORC): an RDE's RXO (as the
+    doctor ordered it) and RXE (as the pharmacy encoded it) each have their own PRT segments."""
+    at = _index(message.segments, orc) if orc is not None else None
+    out: list[Segment] = []
+    for seg in message.segments[at + 1:] if at is not None else []:
+        if seg.name == "ORC":
+            break
+        if seg.name in names:
+            out.append(seg)
+    return out
 
 
 def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Participant]:
@@ -334,6 +366,23 @@ def schedule_contacts(sch: Segment, seps: Separators) -> list[Participant]:
     return out
 
 
-def immunization(orc: Segment | None, seps: Separators) -> list[Participant]:
-    """ORC-12, who ordered the vaccine (Immunization.performer with function OP)."""
-    return [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
+def immunization(orc: Segment | None, seps: Separators, message: Message | None = None,
+                 rxa: Segment | None = None) -> list[Participant]:
+    """ORC-12, who ordered the vaccine (Immunization.performer with function OP), then the PRT
+    segments of the ORC and of the RXA (its RXR may stand between): who else took part, and where."""
+    ordered = [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
+    if message is None:
+        return ordered
+    return ordered + segment_participants([*followers(message, orc), *_after(message, rxa, ("RXR",))], seps)
+
+
+def _after(message: Message, anchor: Segment | None, passed: tuple[str, ...]) -> list[Segment]:
+    """The ROL/PRT segments after ``anchor``, passing over the ``passed`` segments first."""
+    at = _index(message.segments, anchor) if anchor is not None else None
+    out: list[Segment] = []
+    for seg in message.segments[at + 1:] if at is not None else []:
+        if seg.name in FOLLOWERS:
+            out.append(seg)
+        elif seg.name not in passed + PASSED:
+            break
+    return out
