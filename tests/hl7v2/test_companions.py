@@ -156,4 +156,6 @@ def test_a_refill_order_carries_the_patients_insurance() -> None:
     first = of(records, Prescription)[0]
     assert coverage.patient is first.patient and coverage.extra == {"hl7v2": {"carried": True}}
     assert coverage.payer_name or coverage.payer_identifiers
-    assert len(of(decode(sample("RDE-O11-01"), {}), Coverage)) == 0  # an RDE^O11 keeps its shape
+    o11 = decode(sample("RDE-O11-01"), {})  # an RDE^O11 carries it too, after its orders
+    (carried,) = of(o11, Coverage)
+    assert carried.extra == {"hl7v2": {"carried": True}} and isinstance(o11[0], Prescription)
