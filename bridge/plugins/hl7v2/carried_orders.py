@@ -10,6 +10,9 @@ order, the patient's background.
   ServiceRequests as well. The text OBX are the document itself and make no Observations.
 - SIU: each AIS is a service booked for the appointment (a CBC, a chest X-ray): a ServiceRequest
   the appointment serves, coded by AIS-3, starting at AIS-4, with the NTE that follows the AIS.
+- OUL^R22/R23: the SPM before the OBR that tests it (no report's group holds it) as a Specimen.
+- SIU: the patient group's OBX, NK1, AL1, DG1 and IN1 (Observation, RelatedPerson,
+  AllergyIntolerance, Condition, Coverage), as an order message's.
 - SIU, MDM, ORU, OUL and RDE^O11: PID-21 (the mother's identifier) as a RelatedPerson.
 - RDE^O11: the NK1, AL1, DG1 and IN1 before the first ORC, as an RDE^O25 reads them.
 
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import Appointment, Patient, Period, Record, ServiceRequest
+from bridge import Appointment, DiagnosticReport, Patient, Period, Record, ServiceRequest, record_to_dict
 
-from . import adt, companions, orders
+from . import adt, companions, orders, specimens
 from . import datatypes as dt
 from .reader import Segment, text
 
@@ -69,6 +72,15 @@ def _ordered(group: list[Segment]) -> bool:
     return {"OBR", "ORC"} <= names
 
 
+def _with_obr_numbers(dec: Decoder, request: ServiceRequest, group: list[Segment]) -> ServiceRequest:
+    """The placer (OBR-2) and filler (OBR-3) numbers where the ORC left them empty, as the HL7
+    v2-to-FHIR IG reads them ("OBR-2 if ORC-2 is not valued"): a result's ORC often names only one."""
+    obr = next(s for s in group if s.name == "OBR")
+    kinds = {i.type for i in request.identifiers}
+    request.identifiers += [i for i in dec._order_ids(obr, 2, 3) if i.type not in kinds]
+    return request
+
+
 def result_orders(dec: Decoder, records: list[Record]) -> list[Record]:
     """ORU^R01 and OUL^R22-R24: the order each OBR with an ORC reports on, as a ServiceRequest of
     the patient and visit (read as orders.service_request reads an order's OBR), carried."""
@@ -79,7 +91,8 @@ def result_orders(dec: Decoder, records: list[Record]) -> list[Record]:
         return []
     encounter = companions._encounter_of(records)
     scope = dec.scope()  # the segments are kept by the main records; nothing read here is kept twice
-    found = [orders.service_request(dec, orders.OrderGroup(segments=group), patient, encounter, scope)
+    found = [_with_obr_numbers(dec, orders.service_request(dec, orders.OrderGroup(segments=group), patient,
+                                                           encounter, scope), group)
              for group in dec._report_groups(segs[first:]) if _ordered(group)]
     return _carried(found, FILLER)
 
@@ -94,7 +107,7 @@ def document_orders(dec: Decoder, records: list[Record]) -> list[Record]:
     start = next((i for i, s in enumerate(segs[:end]) if s.name in ("ORC", "OBR")), end)
     encounter = companions._encounter_of(records)
     scope = dec.scope()
-    found = [orders.service_request(dec, group, patient, encounter, scope)
+    found = [_with_obr_numbers(dec, orders.service_request(dec, group, patient, encounter, scope), group.segments)
              for group in orders.order_groups(segs[start:end], starts=("OBR",)) if group.first("OBR") is not None]
     return _carried(found)
 
@@ -135,6 +148,33 @@ def booked_services(dec: Decoder, records: list[Record]) -> list[Record]:
     return _carried(found, FILLER)
 
 
+def loose_specimens(dec: Decoder, records: list[Record]) -> list[Record]:
+    """OUL: each SPM no report holds (an OUL^R22/R23 names its specimen before the OBR that tests
+    it, so no report's group reads it) as a Specimen of the patient, carried; an SPM after an OBR
+    is that report's already (DiagnosticReport.specimens)."""
+    patient = _patient(records)
+    if patient is None:
+        return []
+    held = [record_to_dict(s) for r in records if isinstance(r, DiagnosticReport) for s in r.specimens]
+    found = [specimens.read(seg, dec.seps, patient) for seg in dec.message.segments if seg.name == "SPM"]
+    return [adt.carried(s) for s in found if record_to_dict(s) not in held]
+
+
+def appointment_background(dec: Decoder, records: list[Record]) -> list[Record]:
+    """SIU: the patient group before the first RGS — its OBX (a heart rate taken when booking) as
+    Observations, its NK1, AL1, DG1 (the diagnosis the appointment is for) and IN1 as an order
+    message reads them (orders.background) — carried."""
+    patient = _patient(records)
+    if patient is None:
+        return []
+    segs = dec.message.segments
+    start = next((i for i, s in enumerate(segs) if s.name == "PID"), len(segs))
+    end = next((i for i, s in enumerate(segs) if s.name == "RGS" and i > start), len(segs))
+    group = segs[start:end]
+    observations = [adt.carried(o) for o in companions.observations(dec, group, patient, None)]
+    return [*observations, *orders.background(dec, group, patient, None)]
+
+
 def mother(dec: Decoder, records: list[Record]) -> list[Record]:
     """PID-21, the patient's mother, as companions.mother reads it; carried."""
     found = companions.mother(dec, dec.message.segment("PID"), _patient(records))
@@ -149,11 +189,13 @@ def order_background(dec: Decoder, records: list[Record]) -> list[Record]:
 def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> list[Record]:
     """The companion records of one decoded SIU, MDM, ORU, OUL or RDE^O11 message (else none)."""
     if kind == "SIU":
-        return [*booked_services(dec, records), *mother(dec, records)]
+        return [*booked_services(dec, records), *appointment_background(dec, records), *mother(dec, records)]
     if kind == "MDM":
         return [*document_orders(dec, records), *mother(dec, records)]
-    if kind in ("ORU", "OUL"):
+    if kind == "ORU":
         return [*result_orders(dec, records), *mother(dec, records)]
+    if kind == "OUL":
+        return [*result_orders(dec, records), *loose_specimens(dec, records), *mother(dec, records)]
     if (kind, event) == ("RDE", "O11"):
         return [*order_background(dec, records), *mother(dec, records)]
     return []
