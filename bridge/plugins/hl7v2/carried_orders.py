@@ -3,7 +3,7 @@
 order, the patient's background.
 
 - ORU and OUL: an OBR with its ORC is the order its results fulfil. A FHIR server keeps that order
-  as a ServiceRequest of its own (DiagnosticReport.basedOn points at it), so one is made, read
+  as a ServiceRequest of its own (the report shares its order numbers), so one is made, read
   as an order message's OBR is read (orders.service_request: ORC status, OBR-4 code, OBR-16
   requester, OBR-31 reasons, the NTE right after the OBR).
 - MDM: the ORC/OBR pairs before TXA name the orders the document answers (an echo, a culture):
