@@ -157,6 +157,11 @@ def test_an_rde_o11_carries_the_patients_insurance_and_mother() -> None:
     (mother,) = of(records, RelatedPerson)
     assert coverage.patient is records[0].patient and mother.patient is records[0].patient
     assert of(records, Prescription) == records[:2]
+    one = decode(sample("RDE-O11-01"), {})
+    (rate,) = of(one, Observation)  # the OBX of the order group
+    assert rate.code[0].code == "8867-4" and rate.patient is one[0].patient
+    assert rate.extra == {"hl7v2": {"carried": True}}
+    assert [o.code[0].code for o in of(decode(sample("RDE-O25-01"), {}), Observation)] == ["8867-4"]
 
 
 def test_companions_reach_fhir_valid_and_with_stable_conditional_keys() -> None:

@@ -97,6 +97,7 @@ EXPLAINED = {
     ("ADT-A04-01", "encounter.period"), ("ADT-A16-01", "encounter.period"),  # PV2-9 is no end of a visit
     ("REF-I14-01", "service_request.status"),  # a cancelled referral is revoked, not entered-in-error
     ("OUL-R23-01", "service_request.intent"),  # a lab's view of the order it reports on is a filler-order
+    ("RDE-O11-01", "observation.value"), ("RDE-O25-01", "observation.value"),  # CWE 160~120: both codes read
 }
 """The disagreements over the fixture samples, each explained in docs/hl7v2.md."""
 

@@ -15,6 +15,7 @@ order, the patient's background.
   AllergyIntolerance, Condition, Coverage), as an order message's.
 - SIU, MDM, ORU, OUL and RDE^O11: PID-21 (the mother's identifier) as a RelatedPerson.
 - RDE^O11: the NK1, AL1, DG1 and IN1 before the first ORC, as an RDE^O25 reads them.
+- RDE^O11 and O25: the OBX of the order groups as Observations.
 
 Every record made here is ``carried``: its segments stay where the decoder kept them (the main
 record's kept segments, or the whole message for an OUL), so the HL7v2 encoder writes nothing
@@ -186,8 +187,19 @@ def order_background(dec: Decoder, records: list[Record]) -> list[Record]:
     return companions.refill_background(dec, records)
 
 
+def order_observations(dec: Decoder, records: list[Record]) -> list[Record]:
+    """RDE^O11 and O25: the OBX of the order groups (a heart rate or a weight the dose depends on)
+    as Observations of the patient and visit, carried, as an order message's OBX are read."""
+    segs = dec.message.segments
+    first = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
+    if first is None:
+        return []
+    found = companions.observations(dec, segs[first:], _patient(records), companions._encounter_of(records))
+    return [adt.carried(o) for o in found]
+
+
 def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> list[Record]:
-    """The companion records of one decoded SIU, MDM, ORU, OUL or RDE^O11 message (else none)."""
+    """The companion records of one decoded SIU, MDM, ORU, OUL or RDE message (else none)."""
     if kind == "SIU":
         return [*booked_services(dec, records), *appointment_background(dec, records), *mother(dec, records)]
     if kind == "MDM":
@@ -197,5 +209,7 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
     if kind == "OUL":
         return [*result_orders(dec, records), *loose_specimens(dec, records), *mother(dec, records)]
     if (kind, event) == ("RDE", "O11"):
-        return [*order_background(dec, records), *mother(dec, records)]
+        return [*order_background(dec, records), *order_observations(dec, records), *mother(dec, records)]
+    if (kind, event) == ("RDE", "O25"):  # its background and mother: companions.py, as a message kept whole
+        return order_observations(dec, records)
     return []
