@@ -135,8 +135,14 @@ def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
     assert request["category"][0]["coding"][0] == {"system": "http://snomed.info/sct", "code": "3457005",
                                                    "display": "Patient referral"}
     urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
-    assert urls[request["requester"]["reference"]]["name"][0]["family"] == "POWELL"
-    performers = [urls[p["reference"]] for p in request["performer"]]
+
+    def person(ref: dict[str, str]) -> dict[str, Any]:  # PRD-1 states the role: a PractitionerRole names them
+        found = urls[ref["reference"]]
+        return urls[found["practitioner"]["reference"]] if found["resourceType"] == "PractitionerRole" else found
+
+    assert urls[request["requester"]["reference"]]["code"][0]["coding"][0]["code"] == "RP"
+    assert person(request["requester"])["name"][0]["family"] == "POWELL"
+    performers = [person(p) for p in request["performer"]]
     assert [p["name"][0]["family"] for p in performers if p["resourceType"] == "Practitioner"] == ["McWILLIAMS"]
     # and the authorized provider (RF1-19), see test_organizations.py
     assert [p["name"] for p in performers if p["resourceType"] == "Organization"] == ["Radiant Health Hospital"]

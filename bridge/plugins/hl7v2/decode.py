@@ -45,7 +45,7 @@ from bridge import (
     Record,
 )
 
-from . import adt, companions, wire
+from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, organizations, procedures
@@ -304,6 +304,7 @@ class Decoder:
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
         patient.primary_facility = organizations.primary_facility(self.message.segments, pid, self.seps)
+        patient.general_practitioners = people.general_practitioners(self.message, pid, self.seps)  # derived
         return patient
 
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
@@ -333,6 +334,7 @@ class Decoder:
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
         places.attach(encounter, pv1, self.seps)
+        encounter.participants = people.visit(self.message, pv1, pv2, self.seps)  # derived: PV1/ROL stay kept
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
@@ -516,6 +518,7 @@ class Decoder:
             patient_location=facts.location,
         )
         appointment.locations = places.appointment_places(self.message.segments, self.seps)
+        appointment.participants = people.appointment(self.message, self.seps)  # derived: AIP stays kept
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
         for name in ("RGS", "AIP"):
             scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
@@ -648,6 +651,7 @@ class Decoder:
             prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
+            participants=people.prescription(self.message, orc, give, self.seps),  # derived: ORC-10, PRT stay kept
         )
         scope.wire.update(wire.keep(rxe, self.seps, wire.rxe_written(rx)))  # RXE-2/7 as worded
         scope.wire.update(wire.keep(found.get("TQ1"), self.seps, {1: "1"}))  # a set id other than ours
@@ -764,6 +768,7 @@ class Decoder:
             parent_document=Identifier(value=parents[0].value, system=parents[0].system,
                                        assigner=parents[0].assigner) if parents else None,
         )
+        note.participants = people.document(txa, self.seps)  # derived: TXA stays kept
         self._keep_mdm_wording(txa, note, text_obx, scope)
         note.extra = scope.extra()
         self._note_event(note, default_mdm_event(note))
@@ -868,6 +873,7 @@ class Decoder:
             specimens=samples,
             patient=patient,
             encounter=encounter,
+            participants=people.report(self.message, obr, self.seps),  # derived: OBR-32/33/34 stay kept
         )
         scope.wire.update(wire.keep(obr, self.seps, results_encode.obr(report, index)))
         report.extra = scope.extra()
@@ -922,6 +928,7 @@ class Decoder:
             effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
             performer=self._first_practitioner(obx, 16),
             performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
+            participants=people.observation(self.message, obx, self.seps),  # derived: OBX-16/25 stay kept
         )
         self._value(obs, obx, measure, scope)
         if pain:

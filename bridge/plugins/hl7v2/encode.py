@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import places, telehealth
+from . import people, places, telehealth
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
@@ -170,6 +170,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
         **wire.pv1_written(encounter),
         **places.written(encounter),
+        **people.visit_written(encounter),
     }
 
 
@@ -187,6 +188,9 @@ def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
         values[2] = "U"
     for number in places.PLACE_FIELDS:
         if f"PV1-{number}" in scope.fields or f"PV1-{number}" in scope.nulls:
+            values.pop(number, None)
+    if people.kept_as_read([*scope.fields, *scope.nulls]):  # the providers as the PV1 sent them
+        for number in people.WRITTEN_FIELDS.values():
             values.pop(number, None)
 
 

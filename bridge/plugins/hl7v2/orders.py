@@ -28,7 +28,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, places, results
+from . import adt, people, places, results
 from . import datatypes as dt
 from . import organizations
 from .reader import Segment, reencode_segment, text
@@ -242,6 +242,7 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
     if not spm and obr is not None and obr.get(15):
         spm = dt.read_codings(obr.get(15).split(dec.seps.component)[0].replace(dec.seps.subcomponent,
                                                                               dec.seps.component), dec.seps)[:1]
+    requester = practitioner(dec, orc, 12) or practitioner(dec, obr, 16)
     return ServiceRequest(
         identifiers=ids,
         status=status(dec, orc) if orc is not None else "active",
@@ -251,12 +252,13 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
         code=dt.read_codings(obr.get(4), dec.seps) if obr is not None else [],
         occurrence=occurrence(dec, orc, tq1, scope),
         authored=dec.when(orc, 9, scope) if orc is not None else None,
-        requester=practitioner(dec, orc, 12) or practitioner(dec, obr, 16),
+        requester=requester,
         reason=codings(dec, obr, 31) + codings(dec, orc, 16),
         specimen_types=spm,
         notes=notes_after(dec, group, obr or orc),
         patient=patient,
         encounter=encounter,
+        participants=people.order(dec.message, orc, obr, dec.seps),  # derived: fields stay kept
     )
 
 
@@ -313,12 +315,13 @@ def decode_referral(dec: Decoder) -> list[Record]:
         raise DecodeError(f"REF^{dec.event} has no RF1 segment: nothing says what is referred", "RF1")
     scope = dec.scope()
     patient, encounter = header(dec, segs, scope)
-    requester, performers = None, []
+    requester, performers, participants = None, [], []
     for prd in (s for s in segs if s.name == "PRD"):
         role = dec.t(prd, 1).upper()
         provider = referral_provider(dec, prd)
         if provider is None:
             continue
+        participants += people.referral(prd, provider, dec.seps)  # derived: the message is kept whole
         if role == "RP" and requester is None:
             requester = provider
         elif role == "RT":
@@ -347,6 +350,7 @@ def decode_referral(dec: Decoder) -> list[Record]:
         reason=reason,
         patient=patient,
         encounter=encounter,
+        participants=participants,
     )
     request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

@@ -140,23 +140,41 @@ def performing_organization(obx: Segment, seps: Separators) -> Organization | No
     return Organization(name=name or None, identifiers=ids, addresses=[address] if address else [])
 
 
+def destination(pv1: Segment | None, seps: Separators) -> Location | None:
+    """PV1-37 discharged to location (DLD: location ^ effective date; the location is a code of user
+    table 0113, a CWE from v2.7 written as code & text & system): the kind of place the patient left
+    for (home, a nursing home…), FHIR Encounter.hospitalization.destination."""
+    raw = pv1.get(37) if pv1 is not None else ""
+    if not raw or raw == NULL:
+        return None
+    subs = [text(s, seps) for s in raw.split(seps.repetition)[0].split(seps.component)[0].split(seps.subcomponent)]
+    code, label, system = (subs + ["", "", ""])[:3]
+    if not code and not label:
+        return None
+    ids = [Identifier(value=code, system=system or "HL70113")] if code else []
+    return Location(name=label or code, identifiers=ids, mode="kind")
+
+
 def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
-    """Give the visit its places and servicing facility (derived: PV1 keeps them as read)."""
+    """Give the visit its places, servicing facility and discharge destination (derived: PV1 keeps
+    them as read)."""
     encounter.locations = read(pv1, seps, encounter.status)
     encounter.service_provider = service_provider(pv1, seps)
+    encounter.destination = destination(pv1, seps)
 
 
 def says_nothing(encounter: Encounter) -> bool:
     """A visit whose PV1 says nothing but where it was (the bare PV1 of an ORU or an MDM): treated
     as before places were read, so the message decodes, and round-trips, as it always did."""
-    return dataclasses.replace(encounter, locations=[], service_provider=None) == Encounter()
+    return dataclasses.replace(encounter, locations=[], service_provider=None, participants=[],
+                               destination=None) == Encounter()
 
 
 # --- writing: an Encounter from another format (FHIR) whose PV1 was not kept ------------------------
 
 PL_COMPONENT = {"bd": 3, "ro": 2, None: 1, "wa": 1, "lvl": 8, "bu": 7, "si": 4}
 """Physical type → PL component (the inverse of PL_LEVELS; a ward is a point of care)."""
-PLACE_FIELDS = (3, 6, 11, 39, 42, 43)
+PLACE_FIELDS = (3, 6, 11, 37, 39, 42, 43)
 TENSE_FIELDS = {("active", None): 3, ("completed", None): 6, ("active", True): 11, ("planned", None): 42,
                 ("completed", True): 43, ("reserved", None): 42}
 """(status, temporary) → PV1 field, for places read from another format. The assigned place of a
@@ -200,11 +218,25 @@ def written(encounter: Encounter) -> dict[int, str]:
             number = 3
         if number is not None and number not in out:
             out[number] = write_place(part.location)
+    if encounter.destination is not None:
+        out[37] = _destination_out(encounter.destination)
     provider = encounter.service_provider
     if provider is not None:
         code = next((i.value for i in provider.identifiers if i.type == "FI"), None)
         out[39] = esc(code or provider.name)
     return out
+
+
+def _destination_out(place: Location) -> str:
+    """PV1-37.1: the table 0113 code (with its text and system when they say more), else the name."""
+    from .reader import esc, sub
+
+    ident = next((i for i in place.identifiers if i.value), None)
+    if ident is None:
+        return esc(place.name)
+    if ident.system in (None, "HL70113") and place.name in (None, ident.value):
+        return esc(ident.value)
+    return sub(esc(ident.value), esc(place.name), esc(ident.system))
 
 
 def performing_organization_written(lab: Organization | None) -> dict[int, str]:
