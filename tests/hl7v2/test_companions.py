@@ -74,12 +74,15 @@ def test_no_mother_without_her_identifier() -> None:
 
 def test_a_kept_message_carries_the_mother_last() -> None:
     """Orders, referrals, dispenses and immunizations: the mother follows the message's own records,
-    so a group the encoder writes as one message stays together; an SIU keeps its one record."""
+    so a group the encoder writes as one message stays together. An SIU's appointment stays first,
+    its companions (tests/hl7v2/test_carried_orders.py) carried, so it is still written as one SIU."""
     records = decode(sample("RDS-O13-01"), {})
     assert isinstance(records[-1], RelatedPerson) and records[-1].relationship[0].code == "MTH"
     assert records[-1].patient is records[0].patient
     assert encode(records, OPTS).count(b"MSH|") == 1
-    assert len(decode(sample("SIU-S12-01"), {})) == 1
+    siu = decode(sample("SIU-S12-01"), {})
+    assert siu[0].kind == "Appointment" and all(r.extra["hl7v2"].get("carried") for r in siu[1:])
+    assert encode(siu, OPTS).count(b"MSH|") == 1
 
 
 def test_companions_reach_fhir_as_resources_of_the_patient() -> None:
@@ -153,4 +156,6 @@ def test_a_refill_order_carries_the_patients_insurance() -> None:
     first = of(records, Prescription)[0]
     assert coverage.patient is first.patient and coverage.extra == {"hl7v2": {"carried": True}}
     assert coverage.payer_name or coverage.payer_identifiers
-    assert len(of(decode(sample("RDE-O11-01"), {}), Coverage)) == 0  # an RDE^O11 keeps its shape
+    o11 = decode(sample("RDE-O11-01"), {})  # an RDE^O11 carries it too, after its orders
+    (carried,) = of(o11, Coverage)
+    assert carried.extra == {"hl7v2": {"carried": True}} and isinstance(o11[0], Prescription)

@@ -9,7 +9,7 @@ stay kept, as read, in the message's first record, so the records built here are
 HL7v2 encoder writes nothing for them, the round trip loses nothing, a vendor profile skips them).
 Microsoft's converter and the HL7 v2-to-FHIR IG make the same resources from the same segments
 (docs/hl7v2.md, "Companion records"). Messages whose encoder writes their records field by field
-(SIU, MDM, ORU, RDE^O11) get none: their one-record shape is what routes and encoders rely on.
+(SIU, MDM, ORU, OUL, RDE^O11) get theirs from carried_orders.py, after their main records.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def message_mother(dec: Decoder, records: list[Record]) -> list[Record]:
     """For a message kept whole with its companion records (orders, referrals, dispenses,
     immunizations; an ADT reads PID-21 per patient group): the mother its first PID names, of the
     patient its records share, carried and placed last. Messages whose encoder writes their
-    records field by field (SIU, MDM, ORU, RDE^O11) keep their one-record shape."""
+    records field by field (SIU, MDM, ORU, RDE^O11) get it from carried_orders.mother."""
     if any(isinstance(r, RelatedPerson) and MOTHER.code in {c.code for c in r.relationship} for r in records):
         return []
     found = mother(dec, dec.message.segment("PID"), _patient_of(records))

@@ -48,7 +48,7 @@ from bridge import (
 from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
-from . import organizations, procedures
+from . import carried_orders, organizations, procedures
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -1084,6 +1084,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = problems.decode_problems(decoder)
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
+    records += carried_orders.for_message(decoder, kind, event, records)  # SIU, MDM, ORU, OUL, RDE^O11
     if records[0].extra.get("hl7v2", {}).get("message"):  # type: ignore[attr-defined]
         records += companions.message_mother(decoder, records)  # kept whole, with its companions
     _check_msh_time(message, records)
