@@ -54,14 +54,15 @@ def test_adt_events_set_the_encounter_status(name: str, status: str) -> None:
 
 
 def test_siu_appointment() -> None:
-    (appt,) = decode(corpus("fhir-converter-input/SIU-S12-01.hl7"), {})
+    appt, account = decode(corpus("fhir-converter-input/SIU-S12-01.hl7"), {})
+    assert account.kind == "Account" and account.patient is appt.patient  # PID-18, read in every type
     assert [(i.value, i.type) for i in appt.identifiers] == [("12345", "PLAC"), ("36996", "FILL")]
     assert appt.status == "booked"
     # TQ1-7/8 (the v2.5+ place) wins over the deprecated SCH-11.4/5, as in Microsoft's expected output
     assert (appt.start, appt.end) == ("2021-09-24T09:30:00+02:15", "2021-09-24T10:20:00+02:15")
     without_tq1 = b"\r".join(line for line in corpus("fhir-converter-input/SIU-S12-01.hl7").replace(b"\n", b"\r")
                               .split(b"\r") if not line.startswith(b"TQ1"))
-    (fallback,) = decode(without_tq1, {})
+    fallback, _account = decode(without_tq1, {})
     assert (fallback.start, fallback.end) == ("2020-10-01T11:26+02:15", "2020-10-09T11:26+02:15")
     assert appt.reason[0].code == "EMERGENCY" and appt.appointment_type.code == "Normal"
     assert appt.practitioner.name.family == "GE"
@@ -69,7 +70,8 @@ def test_siu_appointment() -> None:
 
 
 def test_rde_orders_become_prescriptions() -> None:
-    first, second = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
+    first, second, account, episode = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
+    assert (account.kind, episode.kind) == ("Account", "EpisodeOfCare") and account.extra["hl7v2"]["carried"]
     assert first.prescriber_order_number == "1163422591" and second.prescriber_order_number == "1422591"
     assert first.status == "active" and first.intent == "filler-order"
     assert first.medication.ndc == "0143963401"
@@ -93,7 +95,8 @@ def test_omp_order_becomes_a_prescription() -> None:
 
 
 def test_mdm_note_text_and_author() -> None:
-    (note,) = decode(corpus("fhir-converter-input/MDM-T02-02.hl7"), {})
+    note, *accounts = decode(corpus("fhir-converter-input/MDM-T02-02.hl7"), {})
+    assert all(a.kind == "Account" for a in accounts)
     assert note.status == "final" and note.note_type.code == "DI"
     assert note.text.startswith("Toilet cylinder crackers") and "\n" in note.text
     assert note.authored == "2008-01-31T15:55+02:15"

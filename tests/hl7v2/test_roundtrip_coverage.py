@@ -107,7 +107,8 @@ def test_sender_wording_survives_and_a_changed_record_is_written_from_its_values
     ("MDM-T09-01.hl7", "T09", "replacement"), ("MDM-T10-01.hl7", "T10", "replacement"),
 ])
 def test_mdm_trigger_says_what_happened_to_the_document(name: str, event: str, kind: str) -> None:
-    (note,) = decode(corpus(name), {})
+    note, *accounts = decode(corpus(name), {})
+    assert all(a.kind == "Account" for a in accounts)
     assert note.document_event == kind
     txa13 = fields_of(corpus(name), "TXA")[13] if len(fields_of(corpus(name), "TXA")) > 13 else ""
     assert (note.parent_document.value if note.parent_document else "") == txa13.split("^")[0]
@@ -143,7 +144,8 @@ def test_mdm_encoder_picks_the_trigger_from_the_document_event() -> None:
     ("SIU-S26-01.hl7", "noshow"),
 ])
 def test_siu_status_by_trigger(name: str, status: str) -> None:
-    (appt,) = decode(corpus(name), {})
+    appt, *accounts = decode(corpus(name), {})
+    assert all(a.kind == "Account" for a in accounts)
     assert appt.status == status
 
 
@@ -152,14 +154,14 @@ def test_siu_status_from_the_trigger_when_sch25_is_empty() -> None:
     sch = next(line for line in raw.split("\r") if line.startswith("SCH"))
     parts = sch.split("|")
     parts[25] = ""
-    (appt,) = decode(raw.replace(sch, "|".join(parts)).encode(), {})
+    appt, _account = decode(raw.replace(sch, "|".join(parts)).encode(), {})
     assert appt.status == "noshow"
     assert read_messages(encode([appt], OPTS))[0].msh.get(9).startswith("SIU^S26")
 
 
 def test_siu_duration_and_tq1_timing_go_back_as_sent() -> None:
     raw = corpus("SIU-S12-01.hl7")
-    (appt,) = decode(raw, {})
+    appt, _account = decode(raw, {})
     out = encode([appt], OPTS)
     assert fields_of(out, "SCH")[9:12] == fields_of(raw, "SCH")[9:12]
     assert fields_of(out, "TQ1")[7:9] == fields_of(raw, "TQ1")[7:9]
