@@ -1,0 +1,121 @@
+"""Issue 13, the remaining resource-type gaps: accounts in every message type, the responsible
+organizations of MSH-22/MSH-23, ... Each bundle is checked valid in fhir.resources and against the
+required bindings, and stable across a second encode."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle as R4BBundle
+
+from bridge import Account, localize_envelope, localize_records
+from bridge.core.model.times import load_zone
+from bridge.plugins.fhir.bindings import violations
+from bridge.plugins.fhir.codec import FORMAT as FHIR
+from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus" / "fhir-converter-input"
+ZONE = "America/Chicago"
+
+
+def raw_of(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+def bundle_of(raw: bytes) -> dict[str, Any]:
+    """HL7v2 → FHIR as the engine does it, with the message's envelope."""
+    records = HL7V2.decode(raw, {})
+    localize_records(records, ZONE)
+    envelope = HL7V2.envelope(raw)
+    options = {"source_envelope": localize_envelope(envelope, load_zone(ZONE))} if envelope else {}
+    return json.loads(FHIR.encode(records, options))
+
+
+def check_valid(bundle: dict[str, Any]) -> None:
+    R4BBundle.model_validate(bundle)
+    index = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        module = importlib.import_module(f"fhir.resources.R4B.{resource['resourceType'].lower()}")
+        getattr(module, resource["resourceType"]).model_validate(resource)
+        assert violations(resource, index) == []
+
+
+def of_type(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def by_url(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+
+
+# --- PID-18 in every message type -----------------------------------------------------------------
+
+
+def test_a_scheduling_message_names_the_patients_account() -> None:
+    records = HL7V2.decode(raw_of("SIU-S12-01.hl7"), {})
+    (account,) = [r for r in records if isinstance(r, Account)]
+    assert records[0].kind == "Appointment"  # the message's own record stays first
+    assert account.patient is records[0].patient and account.status == "active"
+    assert (account.identifiers[0].value, account.identifiers[0].assigner) == ("4000776", "AccMgr")
+    bundle = bundle_of(raw_of("SIU-S12-01.hl7"))
+    check_valid(bundle)
+    (fhir_account,) = of_type(bundle, "Account")
+    patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert fhir_account["subject"] == [{"reference": patient_url}]
+
+
+def test_the_account_travels_in_the_kept_pid_so_a_round_trip_is_unchanged() -> None:
+    raw = raw_of("SIU-S12-01.hl7")
+    records = HL7V2.decode(raw, {})
+    again = HL7V2.decode(HL7V2.encode(records, {}), {})
+    assert [r.kind for r in again] == [r.kind for r in records]
+    assert [i.value for i in again[-1].identifiers] == [i.value for i in records[-1].identifiers]
+
+
+def test_a_message_without_pid_18_has_no_account() -> None:
+    text = raw_of("SIU-S12-01.hl7").decode("utf-8-sig").replace("\n", "\r")
+    pid = next(line for line in text.split("\r") if line.startswith("PID"))
+    parts = pid.split("|")
+    parts[18] = ""
+    records = HL7V2.decode(text.replace(pid, "|".join(parts)).encode(), {})
+    assert not [r for r in records if isinstance(r, Account)]
+
+
+# --- MSH-22 / MSH-23 ------------------------------------------------------------------------------
+
+
+def test_the_envelope_reads_the_responsible_organizations() -> None:
+    env = HL7V2.envelope(raw_of("ADT-A01-02.hl7"))
+    assert env.sending_organization.name == "22 GHH Inc."
+    assert env.receiving_organization.name == "23 GHH Inc."
+    assert HL7V2.envelope(raw_of("ADT-A40-01.hl7")).sending_organization is None  # no MSH-22
+
+
+def test_message_header_names_the_responsible_organization_and_facilities_are_parts_of_them() -> None:
+    bundle = bundle_of(raw_of("ADT-A01-02.hl7"))
+    check_valid(bundle)
+    urls = by_url(bundle)
+    (header,) = of_type(bundle, "MessageHeader")
+    responsible = urls[header["responsible"]["reference"]]
+    assert responsible["resourceType"] == "Organization" and responsible["name"] == "22 GHH Inc."
+    sender = urls[header["sender"]["reference"]]
+    assert sender["name"] == "GHHSFacility" and sender["partOf"] == header["responsible"]
+    receiver = urls[header["destination"][0]["receiver"]["reference"]]
+    assert urls[receiver["partOf"]["reference"]]["name"] == "23 GHH Inc."
+    assert bundle_of(raw_of("ADT-A01-02.hl7")) == bundle  # the same ids on redelivery
+
+
+def test_without_a_facility_the_responsible_organization_is_the_sender() -> None:
+    text = raw_of("ADT-A01-02.hl7").decode("utf-8-sig").replace("\n", "\r")
+    msh = text.split("\r")[0]
+    parts = msh.split("|")
+    parts[3] = ""  # MSH-4 (fields counted after MSH-1, the separator itself)
+    bundle = bundle_of(text.replace(msh, "|".join(parts)).encode())
+    (header,) = of_type(bundle, "MessageHeader")
+    assert header["sender"] == header["responsible"]
+    assert "partOf" not in by_url(bundle)[header["sender"]["reference"]]
