@@ -119,3 +119,45 @@ def test_without_a_facility_the_responsible_organization_is_the_sender() -> None
     (header,) = of_type(bundle, "MessageHeader")
     assert header["sender"] == header["responsible"]
     assert "partOf" not in by_url(bundle)[header["sender"]["reference"]]
+
+
+# --- PV1-5 / PV1-50 ---------------------------------------------------------------------------------
+
+
+def test_preadmit_and_alternate_visit_numbers_are_identifiers_with_their_authorities() -> None:
+    (encounter,) = [r for r in HL7V2.decode(raw_of("ADT-A01-02.hl7"), {}) if r.kind == "Encounter"]
+    assert [(i.value, i.type, i.assigner) for i in encounter.identifiers] == [
+        ("40007716", "VN", "AccMng"), ("1234567", "ANON", "t"), ("50", "MR", "T123")]
+    bundle = bundle_of(raw_of("ADT-A01-02.hl7"))
+    check_valid(bundle)
+    (fhir_encounter,) = of_type(bundle, "Encounter")
+    urls = by_url(bundle)
+    authorities = [urls[i["assigner"]["reference"]]["name"] for i in fhir_encounter["identifier"] if "assigner" in i]
+    assert authorities == ["AccMng", "t", "T123"]
+
+
+def test_the_visit_numbers_go_back_as_sent_and_from_another_format_as_pv1_50() -> None:
+    from bridge import Encounter, Identifier, Patient
+    from bridge.plugins.hl7v2.reader import read_messages
+
+    raw = raw_of("ADT-A01-02.hl7")
+    records = HL7V2.decode(raw, {})
+    pv1 = read_messages(HL7V2.encode(records, {}))[0].segment("PV1")
+    original = read_messages(raw)[0].segment("PV1")
+    assert (pv1.get(5), pv1.get(50)) == (original.get(5), original.get(50))
+    built = Encounter(identifiers=[Identifier("V1", type="VN"), Identifier("ALT-9", assigner="BILLING")],
+                      status="in-progress", encounter_class="AMB", patient=Patient(identifiers=[Identifier("M1")]))
+    pv1 = read_messages(HL7V2.encode([built], {}))[0].segment("PV1")
+    assert pv1.get(19).startswith("V1") and pv1.get(50).split("^")[0] == "ALT-9" and not pv1.get(5)
+    (again,) = [r for r in HL7V2.decode(HL7V2.encode([built], {}), {}) if r.kind == "Encounter"]
+    assert [i.value for i in again.identifiers] == ["V1", "ALT-9"]
+
+
+def test_without_a_visit_number_pv1_5_is_not_read() -> None:
+    text = raw_of("ADT-A01-02.hl7").decode("utf-8-sig").replace("\n", "\r")
+    pv1 = next(line for line in text.split("\r") if line.startswith("PV1"))
+    parts = pv1.split("|")
+    parts[19] = ""
+    records = HL7V2.decode(text.replace(pv1, "|".join(parts)).encode(), {})
+    (encounter,) = [r for r in records if r.kind == "Encounter"]
+    assert encounter.identifiers == []

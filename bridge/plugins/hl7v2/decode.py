@@ -49,7 +49,7 @@ from . import adt, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import organizations, procedures
-from . import accounts
+from . import accounts, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -331,6 +331,7 @@ class Decoder:
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
         places.attach(encounter, pv1, self.seps)
+        visit_ids.attach(encounter, pv1, self.seps)
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:

@@ -38,7 +38,7 @@ from bridge import (
     record_to_dict,
 )
 
-from . import adt, adt_encode, results_encode, wire
+from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
 from . import places, telehealth
@@ -169,6 +169,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
         **wire.pv1_written(encounter),
         **places.written(encounter),
+        **visit_ids.written(encounter),
     }
 
 
@@ -187,6 +188,7 @@ def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
     for number in places.PLACE_FIELDS:
         if f"PV1-{number}" in scope.fields or f"PV1-{number}" in scope.nulls:
             values.pop(number, None)
+    visit_ids.kept_wins(values, set(scope.fields) | set(scope.nulls))
 
 
 # --- message types ---------------------------------------------------------------------------------
