@@ -161,3 +161,48 @@ def test_without_a_visit_number_pv1_5_is_not_read() -> None:
     records = HL7V2.decode(text.replace(pv1, "|".join(parts)).encode(), {})
     (encounter,) = [r for r in records if r.kind == "Encounter"]
     assert encounter.identifiers == []
+
+
+# --- FT1 → ChargeItem -----------------------------------------------------------------------------
+
+
+def test_ft1_charges_are_charge_items_with_their_account_and_organizations() -> None:
+    from bridge import ChargeItem
+
+    records = HL7V2.decode(raw_of("DFT-P03-01.hl7"), {})
+    first, second = [r for r in records if isinstance(r, ChargeItem)]
+    assert (first.code.code, first.quantity, first.amount, first.currency) == ("71045", 2.0, 100.0, "USD")
+    assert (first.status, first.occurred, first.identifiers[0].value) == ("billable", "2019-11-22", "12345")
+    assert [c.code for c in first.reason] == ["29857009", "68235000"]
+    assert (first.cost_center.name, first.cost_center.identifiers[0].value) == ("Radiology Deptt", "RAD-1")
+    assert first.performing_organization.name == "Good Health Hospital" and first.product.code == "0182-1061-05"
+    assert first.account is next(r for r in records if isinstance(r, Account))
+    assert first.performer.name.family == "Smith" and first.enterer.name.family == "Mellie"
+    assert (second.code.code, second.amount, second.cost_center) == ("626.2", 120.0, None)
+    assert all(c.extra["hl7v2"]["carried"] for c in (first, second))
+
+
+def test_charge_items_in_fhir_are_valid_reference_the_account_and_read_back() -> None:
+    from bridge import ChargeItem
+
+    bundle = bundle_of(raw_of("DFT-P03-01.hl7"))
+    check_valid(bundle)
+    urls = by_url(bundle)
+    items = of_type(bundle, "ChargeItem")
+    assert len(items) == 2 and all(i["status"] == "billable" for i in items)
+    first = next(i for i in items if i["code"]["coding"][0]["code"] == "71045")
+    assert urls[first["account"][0]["reference"]]["resourceType"] == "Account"
+    assert urls[first["costCenter"]["reference"]]["name"] == "Radiology Deptt"
+    assert first["priceOverride"] == {"value": 100.0, "currency": "USD"} and first["quantity"] == {"value": 2.0}
+    assert bundle_of(raw_of("DFT-P03-01.hl7")) == bundle  # same ids on redelivery
+    back = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if isinstance(r, ChargeItem)]
+    assert sorted((c.code.code, c.amount) for c in back) == [("626.2", 120.0), ("71045", 100.0)]
+    item = next(c for c in back if c.code.code == "71045")
+    assert item.cost_center.name == "Radiology Deptt" and item.account is not None and item.patient is not None
+
+
+def test_payments_and_adjustments_are_not_charge_items() -> None:
+    text = raw_of("DFT-P03-01.hl7").decode("utf-8-sig").replace("\n", "\r")
+    text = text.replace("|20191122|20191122|CG|", "|20191122|20191122|PY|", 1)
+    kinds = [r.kind for r in HL7V2.decode(text.encode(), {})]
+    assert kinds.count("ChargeItem") == 1  # the second FT1 is still a charge

@@ -159,7 +159,7 @@ def test_vxu_status_from_rxa20_and_rxa21(completion: str, action: str, status: s
 
 def test_rds_gives_a_dispense_as_an_rxfill_event() -> None:
     fill, *accounts = decode("RDS-O13-01")
-    assert {a.kind for a in accounts} <= {"Account", "EpisodeOfCare"}  # PID-18, PV1-54
+    assert {a.kind for a in accounts} <= {"Account", "EpisodeOfCare", "ChargeItem"}  # PID-18, PV1-54, FT1
     theirs = expected("RDS_O13", "RDS-O13-01", "MedicationDispense")[0]
     assert isinstance(fill, PrescriptionEvent) and fill.event_type == "RxFill" and fill.fill_status == "Dispensed"
     assert fill.occurred_at == theirs["whenHandedOver"]
@@ -182,14 +182,14 @@ def test_an_order_carries_its_observations_allergies_diagnoses_and_insurance() -
 
 @pytest.mark.parametrize("name", ["OUL-R22-01", "OUL-R23-02", "OUL-R24-01"])
 def test_oul_results_by_specimen_are_reports_like_an_oru(name: str) -> None:
-    reports = [r for r in decode(name) if r.kind not in ("Account", "EpisodeOfCare")]  # PID-18, PV1-54 follow
+    reports = [r for r in decode(name) if r.kind not in ("Account", "EpisodeOfCare", "ChargeItem")]
     assert reports and all(r.kind == "DiagnosticReport" for r in reports)
     assert all(r.observations for r in reports)
     assert "message" in reports[0].extra["hl7v2"]  # written back whole, with its SPM, SAC and INV
 
 
 def test_rde_o25_is_a_refill_order_like_o11() -> None:
-    records = [r for r in decode("RDE-O25-01") if r.kind not in ("Account", "EpisodeOfCare")]
+    records = [r for r in decode("RDE-O25-01") if r.kind not in ("Account", "EpisodeOfCare", "ChargeItem")]
     assert records and all(isinstance(r, Prescription) for r in records)
     assert records[0].extra["hl7v2"]["event"] == "O25"
     assert records[0].status == "active" and records[0].prescriber_order_number == "1163422591"

@@ -152,7 +152,10 @@ class EnvelopeWriter:
         url = endpoint_url(hd)
         idents = [Identifier(value=url, system="urn:ietf:rfc:3986")] if url and not url.startswith(ENDPOINT_BASE) \
             else []
-        return self.w.ref(Organization(identifiers=idents, name=hd.name or hd.universal_id, part_of=body))
+        name = hd.name or hd.universal_id
+        if body is not None and not body.identifiers and (body.name or "").casefold() == (name or "").casefold():
+            body = None  # MSH-22 names the facility itself: one organization, not a part of itself
+        return self.w.ref(Organization(identifiers=idents, name=name, part_of=body))
 
     def application(self, hd: Endpoint | None, facility: Endpoint | None,
                     owner: dict[str, str] | None) -> dict[str, str] | None:

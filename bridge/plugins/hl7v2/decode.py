@@ -49,7 +49,7 @@ from . import adt, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import organizations, procedures
-from . import accounts, visit_ids
+from . import accounts, charges, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -1062,6 +1062,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     records += accounts.beside(decoder, records)
+    records += charges.beside(decoder, records)
     _check_msh_time(message, records)
     if message.warnings:
         kept = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
