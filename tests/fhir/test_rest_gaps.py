@@ -206,3 +206,17 @@ def test_payments_and_adjustments_are_not_charge_items() -> None:
     text = text.replace("|20191122|20191122|CG|", "|20191122|20191122|PY|", 1)
     kinds = [r.kind for r in HL7V2.decode(text.encode(), {})]
     assert kinds.count("ChargeItem") == 1  # the second FT1 is still a charge
+
+
+# --- BLG-3 ----------------------------------------------------------------------------------------
+
+
+def test_the_accounts_an_order_bills_to_are_accounts_of_the_patient() -> None:
+    records = HL7V2.decode(raw_of("ORM-O01-03.hl7"), {})
+    accounts = [r for r in records if isinstance(r, Account)]
+    assert [(a.identifiers[0].value, a.identifiers[0].type) for a in accounts] == [
+        ("4000776", "VN"), ("AI167", "MR"), ("AI168", "MR")]  # PID-18, then each BLG-3 once
+    assert all(a.patient is accounts[0].patient and a.extra["hl7v2"]["carried"] for a in accounts)
+    check_valid(bundle_of(raw_of("ORM-O01-03.hl7")))
+    text = raw_of("ORM-O01-03.hl7").decode("utf-8-sig").replace("AI168", "AI167")
+    assert len([r for r in HL7V2.decode(text.encode(), {}) if isinstance(r, Account)]) == 2  # one account, once

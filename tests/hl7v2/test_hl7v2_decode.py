@@ -70,9 +70,10 @@ def test_siu_appointment() -> None:
 
 
 def test_rde_orders_become_prescriptions() -> None:
-    first, second, account, episode, *charges = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
+    first, second, account, episode, *rest = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
     assert (account.kind, episode.kind) == ("Account", "EpisodeOfCare") and account.extra["hl7v2"]["carried"]
-    assert [c.kind for c in charges] == ["ChargeItem", "ChargeItem"]  # its two FT1
+    # the accounts its two BLG bill to (BLG-3), then its two FT1 charges
+    assert [r.kind for r in rest] == ["Account", "Account", "ChargeItem", "ChargeItem"]
     assert first.prescriber_order_number == "1163422591" and second.prescriber_order_number == "1422591"
     assert first.status == "active" and first.intent == "filler-order"
     assert first.medication.ndc == "0143963401"

@@ -16,6 +16,10 @@ Every other message type that carries a PID (orders, results, scheduling, pharma
 documents, problems) names the same account, so :func:`beside` reads PID-18 (and PV1-54) there too,
 after the message's own records: the fields are not mapped there either, so they stay kept on the
 message's first record and an HL7v2 round trip is unchanged.
+
+An order can name the account its charges go to (BLG-3 account id, CX, in ORM, OML, OMG, RDE…):
+:func:`billed_orders` makes each account a BLG names that is not already the PID-18 one an Account
+of the message's patient (``active``: the sender bills to it), carried the same way.
 """
 
 from __future__ import annotations
@@ -117,3 +121,24 @@ def _encounter_of(records: list[Record], patient: Patient) -> Encounter | None:
         if isinstance(encounter, Encounter) and encounter.patient is patient:
             return encounter
     return None
+
+
+def billed_orders(decoder: Decoder, records: list[Record]) -> list[Record]:
+    """The accounts the BLG segments of a message bill to (BLG-3), each once, after the records;
+    none without a patient (FHIR requires Account.subject)."""
+    blgs = [seg for seg in decoder.message.segments if seg.name == "BLG"]
+    patients = _distinct_patients(records) if blgs else []
+    if not patients:
+        return []
+    from .adt import ClinicalReader, carried
+
+    reader = ClinicalReader(decoder.seps, decoder.t, decoder.reps)
+    known = [i for r in records if isinstance(r, Account) for i in r.identifiers]
+    out: list[Record] = []
+    for seg in blgs:
+        ident = _identifier(reader, seg, 3, "AN")
+        if ident is None or any((i.value, i.system) == (ident.value, ident.system) for i in known):
+            continue
+        known.append(ident)
+        out.append(carried(Account(identifiers=[ident], status="active", patient=patients[0])))
+    return out

@@ -1062,6 +1062,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     records += accounts.beside(decoder, records)
+    records += accounts.billed_orders(decoder, records)
     records += charges.beside(decoder, records)
     _check_msh_time(message, records)
     if message.warnings:
