@@ -220,3 +220,21 @@ def test_the_accounts_an_order_bills_to_are_accounts_of_the_patient() -> None:
     check_valid(bundle_of(raw_of("ORM-O01-03.hl7")))
     text = raw_of("ORM-O01-03.hl7").decode("utf-8-sig").replace("AI168", "AI167")
     assert len([r for r in HL7V2.decode(text.encode(), {}) if isinstance(r, Account)]) == 2  # one account, once
+
+
+def test_a_charge_names_the_procedure_it_is_for() -> None:
+    from bridge import ChargeItem, Procedure
+
+    records = HL7V2.decode(raw_of("DFT-P03-01.hl7"), {})
+    pr1 = next(r for r in records if isinstance(r, Procedure))
+    first, second = [r for r in records if isinstance(r, ChargeItem)]
+    assert first.service is pr1  # FT1-25 71045 is the PR1's procedure: one procedure, charged
+    assert (second.service.code.code, second.service.status, second.service.performed) == ("99011", "unknown",
+                                                                                           "2019-11-22")
+    bundle = bundle_of(raw_of("DFT-P03-01.hl7"))
+    check_valid(bundle)
+    urls = by_url(bundle)
+    services = {urls[i["service"][0]["reference"]]["code"]["coding"][0]["code"] for i in of_type(bundle, "ChargeItem")}
+    assert services == {"71045", "99011"} and len(of_type(bundle, "Procedure")) == 2
+    back = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if isinstance(r, ChargeItem)]
+    assert sorted(c.service.code.code for c in back) == ["71045", "99011"]

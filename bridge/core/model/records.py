@@ -820,6 +820,7 @@ class ChargeItem(Record):
     performing_organization: Organization | None = None
     requesting_organization: Organization | None = None
     product: Coding | None = None
+    service: Procedure | None = None
     account: Account | None = None
     patient: Patient | None = None
     encounter: Encounter | None = None

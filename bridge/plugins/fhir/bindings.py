@@ -307,5 +307,8 @@ TARGETS.update({
     ("ChargeItem", "performingOrganization"): frozenset({"Organization"}),
     ("ChargeItem", "requestingOrganization"): frozenset({"Organization"}),
     ("ChargeItem", "account"): frozenset({"Account"}),
+    ("ChargeItem", "service"): frozenset({"DiagnosticReport", "ImagingStudy", "Immunization",
+                                          "MedicationAdministration", "MedicationDispense", "Observation",
+                                          "Procedure", "SupplyDelivery"}),
     ("MessageHeader", "responsible"): frozenset({"Practitioner", "PractitionerRole", "Organization"}),
 })

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from bridge import CHARGE_ITEM_STATUSES, Account, ChargeItem, Encounter, EncodeError, Patient, Practitioner
+from bridge import CHARGE_ITEM_STATUSES, Account, ChargeItem, Encounter, EncodeError, Patient, Practitioner, Procedure
 from bridge import keys_of
 
 from . import constants as C
@@ -66,6 +66,7 @@ def charge_item_out(rec: ChargeItem, w: Writer) -> dict[str, Any]:
         "reason": [c for c in (coded_out(r) for r in rec.reason) if c],
         "account": [w.ref(rec.account)] if rec.account else [],
         "productCodeableConcept": coded_out(rec.product),
+        "service": [w.ref(rec.service)] if rec.service else [],
     })
 
 
@@ -100,6 +101,7 @@ def charge_item_in(node: Node, r: Reader) -> ChargeItem:
         performing_organization=follow_organization(r, node.obj("performingOrganization")),
         requesting_organization=follow_organization(r, node.obj("requestingOrganization")),
         product=coded_in(node.obj("productCodeableConcept")),
+        service=next((p for p in (r.follow(ref, Procedure) for ref in node.list("service")) if p), None),
         account=next((a for a in (r.follow(ref, Account) for ref in node.list("account")) if a), None),
         patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("context"), Encounter),
         extra=record_extra_in(node),

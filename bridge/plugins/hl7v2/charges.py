@@ -16,6 +16,9 @@ FT1-13   ``cost_center``                         department code (CWE) as an Org
 FT1-19   ``reason``                              diagnosis codes (each repetition)
 FT1-20   ``performer``                           performed by (XCN)
 FT1-24   ``enterer``                             entered by (XCN)
+FT1-25   ``service``                             procedure code (CNE): the message's PR1 Procedure
+                                                 with that code, else a Procedure of its own
+                                                 (status ``unknown``, done at FT1-4 by FT1-20)
 FT1-29   ``product``                             NDC code (CWE) of a drug charged
 FT1-32   ``performing_organization``             performing facility (XON)
 FT1-33   ``requesting_organization``             ordering facility (XON)
@@ -32,7 +35,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import Account, ChargeItem, Coding, Encounter, Identifier, Organization, Patient, Practitioner, Record
+from bridge import Account, ChargeItem, Coding, Encounter, Identifier, Organization, Patient, Practitioner, Procedure
+from bridge import ProcedurePerformer, Record
 
 from . import datatypes as dt
 from .organizations import read_organization
@@ -56,8 +60,14 @@ def beside(decoder: Decoder, records: list[Record]) -> list[Record]:
 
     encounter = _first_encounter(records, patient)
     account = next((r for r in records if isinstance(r, Account) and r.patient is patient), None)
-    out = [read(decoder, seg, patient, encounter, account) for seg in ft1s]
-    return [carried(item) for item in out if item is not None]
+    done = [r for r in records if isinstance(r, Procedure) and r.patient is patient]
+    out: list[Record] = []
+    for seg in ft1s:
+        item = read(decoder, seg, patient, encounter, account)
+        if item is not None:
+            item.service = _service(decoder, seg, item, done)
+            out.append(carried(item))
+    return out
 
 
 def read(decoder: Decoder, ft1: Segment, patient: Patient, encounter: Encounter | None,
@@ -82,6 +92,21 @@ def read(decoder: Decoder, ft1: Segment, patient: Patient, encounter: Encounter 
         performing_organization=_facility(decoder, ft1, 32), requesting_organization=_facility(decoder, ft1, 33),
         account=account, patient=patient, encounter=encounter,
     )
+
+
+def _service(decoder: Decoder, ft1: Segment, item: ChargeItem, done: list[Procedure]) -> Procedure | None:
+    """The procedure a charge is for (FT1-25): the PR1 one with that code when the message has it
+    (one procedure, charged), else one of its own with what the FT1 says of it."""
+    code = _coding(decoder, ft1, 25)
+    if code is None:
+        return None
+    same = next((p for p in done if p.code is not None and (p.code.code, p.code.system) == (code.code, code.system)),
+                None)
+    if same is not None:
+        return same
+    return Procedure(status="unknown", code=code, performed=item.occurred, reason=list(item.reason),
+                     performers=[ProcedurePerformer(practitioner=item.performer)] if item.performer else [],
+                     patient=item.patient, encounter=item.encounter)
 
 
 def _coding(decoder: Decoder, seg: Segment, number: int) -> Coding | None:
