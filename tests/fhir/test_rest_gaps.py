@@ -238,3 +238,27 @@ def test_a_charge_names_the_procedure_it_is_for() -> None:
     assert services == {"71045", "99011"} and len(of_type(bundle, "Procedure")) == 2
     back = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if isinstance(r, ChargeItem)]
     assert sorted(c.service.code.code for c in back) == ["71045", "99011"]
+
+
+# --- Linkage --------------------------------------------------------------------------------------
+
+
+def test_a_merge_gives_a_linkage_of_the_survivor_and_the_retired_record() -> None:
+    bundle = bundle_of(raw_of("ADT-A40-01.hl7"))
+    check_valid(bundle)
+    (linkage,) = of_type(bundle, "Linkage")
+    patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    source, historical = linkage["item"]
+    assert source == {"type": "source", "resource": {"reference": patient_url}}
+    assert historical["type"] == "historical" and historical["resource"]["identifier"]["value"] == "56789"
+    entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Linkage")
+    assert entry["request"] == {"method": "PUT", "url": f"Linkage/{linkage['id']}"}
+    assert bundle_of(raw_of("ADT-A40-01.hl7")) == bundle  # the same id on redelivery
+    records = HL7V2.decode(raw_of("ADT-A40-01.hl7"), {})
+    assert not of_type(json.loads(FHIR.encode(records, {"linkage": False})), "Linkage")
+    back = FHIR.decode(json.dumps(bundle).encode(), {})
+    assert "Linkage" not in {r.kind for r in back}  # read back, the Patient's own links say it
+
+
+def test_a_patient_without_links_has_no_linkage() -> None:
+    assert not of_type(bundle_of(raw_of("ADT-A01-02.hl7")), "Linkage")

@@ -293,6 +293,7 @@ def bundle_violations(bundle: dict[str, Any], *, targets: bool = True) -> list[s
 
 # ChargeItem (HL7v2 FT1) and MessageHeader.responsible (HL7v2 MSH-22).
 CODES.update({
+    ("Linkage", "item", "type"): ("linkage-type", frozenset({"source", "alternate", "historical"})),
     ("ChargeItem", "status"): ("chargeitem-status", frozenset({
         "planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown"})),
 })

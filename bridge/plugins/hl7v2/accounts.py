@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import Account, Encounter, EpisodeOfCare, Identifier, Patient, Record
-from bridge.core.model.codec import record_to_dict
+from bridge import Account, Encounter, EpisodeOfCare, Identifier, Patient, Record, record_to_dict
 
 from . import datatypes as dt
 from .reader import Segment
