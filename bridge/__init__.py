@@ -108,6 +108,12 @@ from bridge.core.model.records import (  # noqa: E402
     Organization,
     Specimen,
 )
+from bridge.core.model.records import (  # noqa: E402
+    PARTICIPATION_TYPES,
+    ROLE_FUNCTIONS,
+    Participant,
+    PractitionerRole,
+)
 from bridge.core.model.records import PROCEDURE_STATUSES, Procedure, ProcedurePerformer  # noqa: E402
 from bridge.core.model.records import ACCOUNT_STATUSES, EPISODE_STATUSES, Account, EpisodeOfCare  # noqa: E402
 from bridge.core.model.records import CHARGE_ITEM_STATUSES, ChargeItem  # noqa: E402

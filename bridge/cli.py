@@ -641,6 +641,26 @@ def cmd_store_copy(args) -> int:
     return EXIT_OK
 
 
+def cmd_map_test(args) -> int:
+    """``bridge map test``: every map's samples against their expected records (docs/maps.md)."""
+    from bridge.core.maps.cli import map_test
+
+    plugins = _plugins()
+    return map_test(_config(args, plugins), plugins, args.map or (), sys.stdout)
+
+
+def _add_map_commands(sub) -> None:
+    """``map test``: maps are tested like code."""
+    maps = sub.add_parser("map", help="test channel and destination maps",
+                          description="Maps: filters, transforms and lookup tables as data (docs/maps.md).")
+    maps_sub = maps.add_subparsers(dest="map_command", metavar="ACTION", required=True)
+    text = "run each map's tests/NAME.in.* samples; show a diff for every difference from NAME.expected.json (exit 1)"
+    p = maps_sub.add_parser("test", help=text, description=text)
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
+    p.add_argument("map", nargs="*", help="only these maps (default: every map beside the config)")
+    p.set_defaults(func=cmd_map_test)
+
+
 def _add_store_commands(sub) -> None:
     """``store copy``: move a store to another backend."""
     store = sub.add_parser("store", help="move a store to another backend",
@@ -711,6 +731,7 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     _add_admin_commands(sub, add)
     _add_ops_commands(add)
     _add_store_commands(sub)
+    _add_map_commands(sub)
     for name, spec in sorted((plugins.commands() if plugins else {}).items()):
         if name in sub.choices:
             raise PluginError(f"plugin command {name!r} clashes with a built-in command")

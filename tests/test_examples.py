@@ -51,6 +51,7 @@ VALUE_TYPES: tuple[type, ...] = (
     model.SignatureEvidence,
     model.PatientLink,
     model.EncounterLocation,
+    model.Participant,
     model.ProcedurePerformer,
 )
 DOCUMENTED_TYPES: tuple[type, ...] = (*RECORD_TYPES.values(), *VALUE_TYPES)
@@ -394,13 +395,14 @@ ERROR_CASES: list[tuple[str, bytes, str]] = [
     ("missing-kind", _one({"id": "pat-77"}),
      "records[0]: missing 'kind' (one of Account, AllergyIntolerance, Appointment, ChargeItem, ClinicalNote, "
      "Condition, Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
-     "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, Prescription, "
-     "PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),
+     "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, PractitionerRole, "
+     "Prescription, PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),
     ("unknown-kind", _one({"kind": "Visit"}),
      "records[0]: unknown record kind 'Visit' (one of Account, AllergyIntolerance, Appointment, ChargeItem, "
-     "ClinicalNote, Condition, Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
-     "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, Prescription, "
-     "PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),
+     "ClinicalNote, "
+     "Condition, Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
+     "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, PractitionerRole, "
+     "Prescription, PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),
     ("record-not-an-object", _raw({"schema": S, "records": [42]}), "records[0]: expected an object"),
     ("nested-kind-mismatch", _one({"kind": "Prescription", "prescriber": {"kind": "Patient"}}),
      "records[0].prescriber.kind: expected kind 'Practitioner', got 'Patient'"),

@@ -26,13 +26,13 @@ if TYPE_CHECKING:
 
 TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
-                "retention", "timezone", "policies", "facility_state")
+                "retention", "timezone", "policies", "facility_state", "maps")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
 ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
-DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description")
+DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
@@ -100,6 +100,8 @@ class ChannelConfig:
     policies: tuple[str, ...] | None = None
     """Names of the policies that judge this channel's messages; None (key absent): every registered one."""
     facility_state: str | None = None
+    maps: tuple[str, ...] = ()
+    """Maps (folders under maps/) run after decoding, before the policy gate and routing (docs/maps.md)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class DestinationConfig:
     retry: RetryPolicy = RetryPolicy()
     options: Mapping[str, Any] = field(default_factory=dict)
     profile: str | None = None
+    maps: tuple[str, ...] = ()
+    """Maps run on this destination's copy of the routed records, before encoding (docs/maps.md)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,8 @@ class BridgeConfig:
     web: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[tuple[str, str], ...] = ()
     """(path, message) pairs for a config that works but probably not as meant; ``bridge check`` prints them."""
+    maps: Mapping[str, Any] = field(default_factory=dict)
+    """Every map beside the config by name, compiled (bridge.core.maps)."""
 
 
 class _Problems:
@@ -261,6 +267,9 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
                 value = {**value, "config_dir": config_dir}
             for sub, message in section.validate(value):
                 problems.add(_join(name, sub), message)
+    from bridge.core.maps.config import load_config_maps
+
+    maps = load_config_maps(config_dir, channels, destinations, problems.add)
     if plugins is not None:  # options: only what the plugins declare they read (bridge.core.options)
         _plugin_options(channels, destinations, {n: data[n] for n in sections if n in data}, plugins, problems)
     if problems.items:
@@ -277,6 +286,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         sections={name: data[name] for name in sections if name in data},
         web=web,
         warnings=warnings,
+        maps=maps,
     )
 
 
@@ -395,6 +405,7 @@ def _channels(raw: Mapping[str, Any], destination_names: set[str], problems: _Pr
             timezone=_channel_zone(body, path, problems),
             policies=_channel_policies(body, f"{path}.policies", problems, plugins),
             facility_state=_facility_state(body.get("facility_state"), f"{path}.facility_state", problems),
+            maps=_map_names(body.get("maps"), f"{path}.maps", problems),
         )
     return channels
 
@@ -632,6 +643,7 @@ def _destinations(raw: Mapping[str, Any], problems: _Problems,
             retry=retry,
             options=dict(_mapping(body.get("options"), f"{path}.options", problems)),
             profile=profile,
+            maps=_map_names(body.get("maps"), f"{path}.maps", problems),
         )
     return out
 
@@ -718,3 +730,9 @@ def _engine(body: Mapping[str, Any], problems: _Problems) -> EngineSettings:
     if "batch_size" in body:
         values["batch_size"] = _number(body["batch_size"], "engine.batch_size", problems, kind=int, minimum=1)
     return EngineSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+def _map_names(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+    from bridge.core.maps.config import map_names
+
+    return map_names(value, path, problems.add)

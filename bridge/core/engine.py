@@ -51,6 +51,11 @@ def policy_settings(config: BridgeConfig, plugins: PluginManager) -> dict[str, d
     return out
 
 
+def _maps(config: BridgeConfig, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The compiled maps a channel or destination names (config loading checked they exist)."""
+    return tuple(config.maps[name] for name in names)
+
+
 class Engine:
     def __init__(self, config: BridgeConfig, plugins: PluginManager, store: Store | None = None):
         self.config = config
@@ -62,11 +67,11 @@ class Engine:
         formats = plugins.formats()
         self.intake = Intake(self.store, formats, self.work_ready)
         self.channel_plans = {
-            name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes))
+            name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes), _maps(config, ch.maps))
             for name, ch in config.channels.items()
         }
         self.destination_plans = {
-            name: DestinationPlan(dest, plugins.format(dest.format or ""))
+            name: DestinationPlan(dest, plugins.format(dest.format or ""), _maps(config, dest.maps))
             for name, dest in config.destinations.items()
         }
         for name, plan in self.destination_plans.items():  # where a destination's replies are decoded

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bridge.core.config import ChannelConfig, DestinationConfig
+from bridge.core.maps import Map, MapOutcome
+from bridge.core.maps.pipeline import apply_destination_maps, channel_map_events, merge_map_routes, run_channel_maps
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.envelope import MessageEnvelope, localize_envelope
 from bridge.core.model.keys import keys_of
@@ -37,12 +39,14 @@ class ChannelPlan:
     config: ChannelConfig
     format: FormatSpec
     router: Router
+    maps: tuple[Map, ...] = ()
 
 
 @dataclass(frozen=True)
 class DestinationPlan:
     config: DestinationConfig
     format: FormatSpec
+    maps: tuple[Map, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class _Decoded:
     rx_events: list[PrescriptionEventIn]
     lookup: dict[str, str | None]  # what find_traces needs: the keys and the RelatesToMessageID
     envelope: MessageEnvelope | None = None  # what the message says about itself, for the encoders
+    mapped: MapOutcome | None = None  # what the channel's maps did (docs/maps.md)
 
 
 def combine(decisions: Sequence[tuple[str, PolicyDecision]]) -> tuple[str, list[dict[str, Any]]]:
@@ -156,11 +161,17 @@ class Processor:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
         if claim.channel in self._zones:  # the sender's local times become exact before policies and routes see them
             localize_records(records, self._zones[claim.channel])
+        mapped = run_channel_maps(plan.maps, records)
+        if mapped is not None:
+            if mapped.failure:
+                return ProcessingResult(status="failed", error=mapped.failure, events=[
+                    *channel_map_events(mapped), ("map_failed", {"error": mapped.failure})])
+            records = mapped.records
         keys = asdict(keys_of(records))
         prescriptions, rx_events = _lifecycle_inputs(records)
         relates_to = next((e.relates_to for e in rx_events if e.relates_to), None)
         return _Decoded(claim, plan, records, keys, prescriptions, rx_events, {**keys, "relates_to": relates_to},
-                        self._envelope(claim))
+                        self._envelope(claim), mapped)
 
     def _envelope(self, claim: MessageClaim) -> MessageEnvelope | None:
         """The message's envelope in the channel's zone, when its format reads one. A format bug
@@ -188,6 +199,7 @@ class Processor:
             ("decoded", {"format": plan.format.name, "records": [r.kind for r in records],
                          **({"timezone": plan.config.timezone} if plan.config.timezone else {})})
         ]
+        events.extend(channel_map_events(decoded.mapped))
         base = {"records": summary, "keys": keys, "trace_id": trace_id}
         # The prescription lifecycle moves only for messages that are let through: a held fill has not
         # been reviewed yet, a blocked NewRx was never sent (a release processes the message again).
@@ -196,6 +208,8 @@ class Processor:
         outcome, rules, rulesets = self.evaluate(claim.channel, claim.id, records)
         if self.channel_judged(claim.channel):
             events.append(("policy", {"outcome": outcome, "rules": rules, "rulesets": rulesets}))
+        if decoded.mapped is not None and decoded.mapped.holds:  # a map's hold is a review like a policy's
+            outcome, rules = ("BLOCK" if outcome == "BLOCK" else "REVIEW"), rules + decoded.mapped.hold_rules
         if outcome == "REVIEW" and claim.policy_override:
             events.append(("policy_override", {"outcome": outcome, "note": "released by an operator"}))
             outcome = "ALLOW"
@@ -207,9 +221,19 @@ class Processor:
 
         inbound_type = _peek(plan.format, claim.raw).message_type if plan.router.needs_message_type else None
         routed = plan.router.route(records, inbound_type)
+        if decoded.mapped is not None and decoded.mapped.routes:
+            routed = merge_map_routes(routed, decoded.mapped.routes, records)
         if claim.replay_destinations is not None:
             routed = _replay_targets(routed, claim.replay_destinations, events)
-        if not routed:
+        if not routed and not records:
+            events.append(("filtered", {"reason": "the channel's maps dropped every record"}))
+            return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
+        routed, map_failures, map_holds = apply_destination_maps(
+            {name: self.destinations[name].maps for name in routed}, routed, events)
+        if map_holds and not claim.policy_override:
+            events.append(("held", {"rules": map_holds}))
+            return ProcessingResult(status="held", events=events, hold_reasons=map_holds, **base)
+        if not routed and not map_failures:
             events.append(("filtered", {"reason": "no route matched"}))
             return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
         order_key = claim.order_key  # delivery lanes continue the message's processing lane
@@ -218,7 +242,10 @@ class Processor:
             identity["source_envelope"] = decoded.envelope
         outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id)
                   for name, chosen in routed.items()]
-        routed_event: dict[str, Any] = {"destinations": sorted(routed)}
+        outbox += [NewOutbox(name, b"", self.destinations[name].format.media_type,
+                             self.destinations[name].format.file_extension, order_key, plan.config.order_mode,
+                             error=error) for name, error in map_failures.items()]
+        routed_event: dict[str, Any] = {"destinations": sorted({*routed, *map_failures})}
         refused = sorted(item.destination for item in outbox if item.error is not None)
         if refused:
             routed_event["encode_failed"] = refused
@@ -260,6 +287,10 @@ class Processor:
             return None
         if channel in self._zones:
             localize_records(records, self._zones[channel])
+        mapped = run_channel_maps(plan.maps, records)  # the gate judges what the worker will judge
+        if mapped is not None and mapped.failure:
+            return None
+        records = mapped.records if mapped is not None else records
         outcome, rules, rulesets = self.evaluate(channel, None, records)
         results = tuple(RuleResult(r["id"], r["outcome"], r["reason"], r.get("basis", "")) for r in rules)
         return PolicyDecision(outcome, results, ", ".join(v for v in rulesets.values() if v) or None)

@@ -26,6 +26,7 @@ VIEWER_EVENT_KEYS = frozenset({
     "outcome", "rules", "as", "of", "next_attempt_at", "actor", "from_state", "to_state", "event_type",
     "original", "force", "already_delivered_to", "by_message", "by_outbox_id", "message", "behind_message",
     "after_message", "which_was", "encode_failed",
+    "map", "version", "stage", "steps",  # a map's timeline entry: names, versions, step ids, paths and counts
 })
 
 

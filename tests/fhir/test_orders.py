@@ -109,9 +109,10 @@ def test_orders_and_immunizations_are_conditional_updates_on_their_placer_id(fhi
 def test_vxu_next_of_kin_is_a_related_person_of_the_patient(fhir_format) -> None:
     bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / "VXU-V04-01.hl7").read_bytes(), {}))
     check_new(bundle)
-    (entry,) = of_type(bundle, "RelatedPerson")
+    entry, mother = of_type(bundle, "RelatedPerson")  # NK1, then the mother PID-21 names
     (patient,) = of_type(bundle, "Patient")
     person = entry["resource"]
+    assert mother["resource"]["relationship"][0]["coding"][0]["code"] == "MTH"
     assert person["patient"]["reference"] == patient["fullUrl"]
     assert person["relationship"][1]["coding"][0] == {"system": "http://terminology.hl7.org/CodeSystem/v2-0131",
                                                       "code": "O"}
@@ -134,8 +135,14 @@ def test_a_referral_names_both_providers_and_its_category(fhir_format) -> None:
     assert request["category"][0]["coding"][0] == {"system": "http://snomed.info/sct", "code": "3457005",
                                                    "display": "Patient referral"}
     urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
-    assert urls[request["requester"]["reference"]]["name"][0]["family"] == "POWELL"
-    performers = [urls[p["reference"]] for p in request["performer"]]
+
+    def person(ref: dict[str, str]) -> dict[str, Any]:  # PRD-1 states the role: a PractitionerRole names them
+        found = urls[ref["reference"]]
+        return urls[found["practitioner"]["reference"]] if found["resourceType"] == "PractitionerRole" else found
+
+    assert urls[request["requester"]["reference"]]["code"][0]["coding"][0]["code"] == "RP"
+    assert person(request["requester"])["name"][0]["family"] == "POWELL"
+    performers = [person(p) for p in request["performer"]]
     assert [p["name"][0]["family"] for p in performers if p["resourceType"] == "Practitioner"] == ["McWILLIAMS"]
     # and the authorized provider (RF1-19), see test_organizations.py
     assert [p["name"] for p in performers if p["resourceType"] == "Organization"] == ["Radiant Health Hospital"]

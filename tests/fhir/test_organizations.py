@@ -149,7 +149,7 @@ def test_a_referrals_authorized_provider_rf1_19_is_a_performer_of_the_request(fh
     targets = [by_url(bundle)[p["reference"]]["resource"] for p in request["performer"]]
     kinds = [(t["resourceType"], t.get("name")) for t in targets]
     assert ("Organization", "Radiant Health Hospital") in kinds
-    assert kinds[0][0] == "Practitioner"  # the referred-to provider (PRD RT) stays first
+    assert kinds[0][0] == "PractitionerRole"  # the referred-to provider (PRD RT, in its role) stays first
     back = [r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if r.kind == "ServiceRequest"]
     assert back[0].performing_organization.name == "Radiant Health Hospital"
     assert len(back[0].performers) == 1

@@ -9,6 +9,7 @@ import pytest
 from bridge import ConfigError, Encounter, PatientLocation
 from bridge.plugins.hl7v2.codec import FORMAT, decode, encode
 from bridge.testing import assert_format_round_trip
+from tests.hl7v2 import fidelity
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2" / "corpus"
 OPTS = {"message_datetime": "2024-05-01T10:00:00-05:00"}
@@ -21,7 +22,8 @@ def corpus(name: str) -> bytes:
 def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
     assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
-                                                "EpisodeOfCare"]
+                                            "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
+                                            "Observation"]  # PID-21, NK1, OBX
     patient = encounter.patient
     assert patient.name.family == "EVERYMAN" and patient.name.given == ["ADAM", "A"]
     assert patient.name.prefix == "Dr." and patient.name.suffix == "III" and patient.name.use == "usual"
@@ -54,15 +56,15 @@ def test_adt_events_set_the_encounter_status(name: str, status: str) -> None:
 
 
 def test_siu_appointment() -> None:
-    appt, account = decode(corpus("fhir-converter-input/SIU-S12-01.hl7"), {})
-    assert account.kind == "Account" and account.patient is appt.patient  # PID-18, read in every type
+    appt, *companions = decode(corpus("fhir-converter-input/SIU-S12-01.hl7"), {})
+    assert all(r.extra["hl7v2"]["carried"] for r in companions)  # AIS's service, PID-21's mother
     assert [(i.value, i.type) for i in appt.identifiers] == [("12345", "PLAC"), ("36996", "FILL")]
     assert appt.status == "booked"
     # TQ1-7/8 (the v2.5+ place) wins over the deprecated SCH-11.4/5, as in Microsoft's expected output
     assert (appt.start, appt.end) == ("2021-09-24T09:30:00+02:15", "2021-09-24T10:20:00+02:15")
     without_tq1 = b"\r".join(line for line in corpus("fhir-converter-input/SIU-S12-01.hl7").replace(b"\n", b"\r")
                               .split(b"\r") if not line.startswith(b"TQ1"))
-    fallback, _account = decode(without_tq1, {})
+    fallback = decode(without_tq1, {})[0]
     assert (fallback.start, fallback.end) == ("2020-10-01T11:26+02:15", "2020-10-09T11:26+02:15")
     assert appt.reason[0].code == "EMERGENCY" and appt.appointment_type.code == "Normal"
     assert appt.practitioner.name.family == "GE"
@@ -70,10 +72,8 @@ def test_siu_appointment() -> None:
 
 
 def test_rde_orders_become_prescriptions() -> None:
-    first, second, account, episode, *rest = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
-    assert (account.kind, episode.kind) == ("Account", "EpisodeOfCare") and account.extra["hl7v2"]["carried"]
-    # the accounts its two BLG bill to (BLG-3), then its two FT1 charges
-    assert [r.kind for r in rest] == ["Account", "Account", "ChargeItem", "ChargeItem"]
+    first, second, *companions = decode(corpus("fhir-converter-input/RDE-O11-02.hl7"), {})
+    assert all(r.extra["hl7v2"]["carried"] for r in companions)  # next of kin, insurance, mother
     assert first.prescriber_order_number == "1163422591" and second.prescriber_order_number == "1422591"
     assert first.status == "active" and first.intent == "filler-order"
     assert first.medication.ndc == "0143963401"
@@ -97,8 +97,9 @@ def test_omp_order_becomes_a_prescription() -> None:
 
 
 def test_mdm_note_text_and_author() -> None:
-    note, *accounts = decode(corpus("fhir-converter-input/MDM-T02-02.hl7"), {})
-    assert all(a.kind == "Account" for a in accounts)
+    note, *companions = decode(corpus("fhir-converter-input/MDM-T02-02.hl7"), {})
+    # its ORC/OBR, then PID-18's account, carried
+    assert [r.kind for r in companions] == ["ServiceRequest", "ServiceRequest", "Account"]
     assert note.status == "final" and note.note_type.code == "DI"
     assert note.text.startswith("Toilet cylinder crackers") and "\n" in note.text
     assert note.authored == "2008-01-31T15:55+02:15"
@@ -167,7 +168,9 @@ def test_encode_writes_the_convention() -> None:
     enc = Encounter(status="in-progress", modality="async", encounter_class="AMB",
                     patient_location=PatientLocation(state="WA", country="US", at_home=True))
     assert "\rZTH|1|ASYNC|WA|US|Y\r" in encode([enc], OPTS).decode()
-    assert_format_round_trip(FORMAT, [enc], OPTS)
+    decoded, stamps, bare = fidelity.first_pass([enc], OPTS)  # EVN-2: the recorded time, kept
+    assert bare == [enc] and stamps == ["20240501100000-0500"]
+    assert_format_round_trip(FORMAT, decoded, OPTS)
 
 
 @pytest.mark.parametrize(("options", "key"), [

@@ -59,8 +59,10 @@ def instant(value: str) -> datetime.datetime:
 
 
 def one_report(raw: str) -> DiagnosticReport:
-    (report,) = decode(raw.encode(), {})
+    """The report of a one-OBR ORU: first, followed only by carried companions (the OBR's order)."""
+    report, *companions = decode(raw.encode(), {})
     assert isinstance(report, DiagnosticReport)
+    assert all(r.extra["hl7v2"].get("carried") for r in companions)
     return report
 
 
@@ -88,7 +90,7 @@ def _loinc(resource: dict) -> str:
 
 
 def test_cbc_gives_one_report_with_one_observation_per_obx() -> None:
-    (report,) = decode(CBC.read_bytes(), {})
+    report = decode(CBC.read_bytes(), {})[0]
     obx_count = sum(1 for line in CBC.read_text(encoding="utf-8-sig").splitlines() if line.startswith("OBX|"))
     assert isinstance(report, DiagnosticReport) and obx_count == 28
     assert len(report.observations) == obx_count
@@ -190,6 +192,7 @@ def test_each_obr_is_a_report_and_its_orc_is_kept() -> None:
         + "OBX|1|NM|2345-7^Glucose^LN||92|mg/dL^^UCUM|||||F\r"
         + "OBX|2|NM|2345-7^Glucose^LN||95|mg/dL^^UCUM|||||F\r"
     ).encode(), {})
+    reports = [r for r in reports if isinstance(r, DiagnosticReport)]  # then each OBR's order, carried
     assert [len(r.observations) for r in reports] == [1, 2]
     assert reports[0].observations[0].effective == "2026-11-27T08:05:00-06:00"  # OBX-14 wins over OBR-7
     assert reports[1].extra["hl7v2"]["segments"][0]["segment"].startswith("ORC|RE|P2")
@@ -372,7 +375,7 @@ def test_a_route_can_send_pain_reports_to_a_registry_and_labs_elsewhere() -> Non
         Route(to=("ehr",), records=("DiagnosticReport", "Observation"), match={}),
     ])
     pain = one_report(PAIN.format(type="NM", value="3"))
-    (lab,) = decode(CBC.read_bytes(), {})
+    lab = decode(CBC.read_bytes(), {})[0]
     routed = router.route([pain, lab])
     assert routed["pain-registry"] == [pain] and routed["ehr"] == [pain, lab]
 

@@ -126,3 +126,70 @@ def test_a_misspelt_verify_flag_is_an_error_not_verification_off():
     with pytest.raises(ConfigError, match="verify: expected true or false"):
         client_context({"verify": "ture"}, ".", "destinations.ehr")
     assert client_context({"verify": "yes"}, ".", "destinations.ehr").check_hostname is True
+
+
+def test_bytes_handed_over_before_the_connection_is_set_up_are_answered(tmp_path):
+    """After a TLS handshake the secure transport may deliver the first frame before start_tls has
+    returned to the listener: that frame is kept and answered once the connection is set up, with
+    its origin, never dropped."""
+    import asyncio
+
+    from bridge import Receipt, SourceContext
+    from bridge.plugins.hl7v2.mllp import MLLPSource, _Connection, frame
+
+    origins = []
+
+    def submit_many(items):
+        origins.extend(dict(origin) for _, origin, *_ in items)
+        return [Receipt(7, True)] * len(items)
+
+    ctx = SourceContext(url="mllps://127.0.0.1:0", channel="adt", options={}, config_dir=str(tmp_path),
+                        submit=lambda raw, origin=None, error=None: Receipt(7, True), submit_many=submit_many,
+                        max_message_bytes=10_000, format_name="hl7v2")
+    source = MLLPSource.__new__(MLLPSource)  # no TLS files needed: only the connection logic is used
+    source.__dict__.update(ctx=ctx, scheme="mllps", idle_timeout=5.0, max_connections=5, policy_ack=False,
+                           connections=1, _open=set(), ack_mode="auto")
+
+    class FakeTransport(asyncio.Transport):
+        def __init__(self):
+            super().__init__()
+            self.written = b""
+
+        def get_extra_info(self, name, default=None):
+            return ("127.0.0.1", 5555) if name == "peername" else default
+
+        def write(self, data):
+            self.written += data
+
+        def pause_reading(self):
+            pass
+
+        def resume_reading(self):
+            pass
+
+        def close(self):
+            pass
+
+    async def scenario() -> bytes:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bridge.plugins.hl7v2.mllp import _ThreadBatcher
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(1)
+        source._loop = loop
+        source._commits = _ThreadBatcher(loop, pool, source._submit_many)
+        source._verdicts = _ThreadBatcher(loop, pool, source._evaluate_many)
+        connection = _Connection(source, counted=True)
+        transport = FakeTransport()
+        connection.data_received(frame(b"MSH|^~\\&|APP|FAC|BRIDGE|TB|20240101||ADT^A04|EARLY-1|P|2.5\r"))
+        connection.connection_made(transport)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if transport.written:
+                break
+        pool.shutdown()
+        return transport.written
+
+    written = asyncio.run(scenario())
+    assert b"MSA|AA|EARLY-1" in written
+    assert origins == [{"transport": "mllps", "peer": "127.0.0.1:5555"}]

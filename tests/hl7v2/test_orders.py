@@ -134,8 +134,9 @@ def test_vxu_gives_an_immunization_like_microsofts() -> None:
 
 def test_vxu_next_of_kin_is_a_related_person() -> None:
     records = decode("VXU-V04-01")
-    (shot,), (kin,) = of(records, Immunization), of(records, RelatedPerson)
+    (shot,), (kin, mother) = of(records, Immunization), of(records, RelatedPerson)
     assert isinstance(kin, RelatedPerson) and kin.patient is shot.patient
+    assert [c.code for c in mother.relationship] == ["MTH"] and mother.extra["hl7v2"]["carried"]  # PID-21
     assert kin.name is not None and kin.name.family == "Evan"
     assert [(c.code, c.system) for c in kin.relationship] == [("EMC", "ACR"), ("O", "HL70131")]
     assert [t.value for t in kin.telecom] == ["78788788", "121111", "88888888", "6666666"]
@@ -158,8 +159,7 @@ def test_vxu_status_from_rxa20_and_rxa21(completion: str, action: str, status: s
 
 
 def test_rds_gives_a_dispense_as_an_rxfill_event() -> None:
-    fill, *accounts = decode("RDS-O13-01")
-    assert {a.kind for a in accounts} <= {"Account", "EpisodeOfCare", "ChargeItem"}  # PID-18, PV1-54, FT1
+    (fill,) = of(decode("RDS-O13-01"), PrescriptionEvent)  # (and the PID-21 mother, see test_companions)
     theirs = expected("RDS_O13", "RDS-O13-01", "MedicationDispense")[0]
     assert isinstance(fill, PrescriptionEvent) and fill.event_type == "RxFill" and fill.fill_status == "Dispensed"
     assert fill.occurred_at == theirs["whenHandedOver"]
@@ -182,14 +182,18 @@ def test_an_order_carries_its_observations_allergies_diagnoses_and_insurance() -
 
 @pytest.mark.parametrize("name", ["OUL-R22-01", "OUL-R23-02", "OUL-R24-01"])
 def test_oul_results_by_specimen_are_reports_like_an_oru(name: str) -> None:
-    reports = [r for r in decode(name) if r.kind not in ("Account", "EpisodeOfCare", "ChargeItem")]
-    assert reports and all(r.kind == "DiagnosticReport" for r in reports)
+    records = decode(name)
+    reports = [r for r in records if r.kind == "DiagnosticReport"]
+    assert reports and records[:len(reports)] == reports  # the reports first, then their companions
+    orders = [r for r in records if r.kind == "ServiceRequest"]  # each OBR's order (OBR with its ORC)
+    assert orders and all(o.intent == "filler-order" and o.extra["hl7v2"]["carried"] for o in orders)
+    assert {i.value for o in orders for i in o.identifiers} <= {i.value for r in reports for i in r.identifiers}
     assert all(r.observations for r in reports)
     assert "message" in reports[0].extra["hl7v2"]  # written back whole, with its SPM, SAC and INV
 
 
 def test_rde_o25_is_a_refill_order_like_o11() -> None:
-    records = [r for r in decode("RDE-O25-01") if r.kind not in ("Account", "EpisodeOfCare", "ChargeItem")]
+    records = [r for r in decode("RDE-O25-01") if not r.extra.get("hl7v2", {}).get("carried")]  # companions
     assert records and all(isinstance(r, Prescription) for r in records)
     assert records[0].extra["hl7v2"]["event"] == "O25"
     assert records[0].status == "active" and records[0].prescriber_order_number == "1163422591"

@@ -68,6 +68,8 @@ class MessageEnvelope:
     version: str | None = None
     software: tuple[Software, ...] = field(default_factory=tuple)
     event_recorded: str | None = None
+    event_facility: Endpoint | None = None
+    """Where the event happened (HL7v2 EVN-7, an HD): the site of the event's Provenance."""
     event_reason: Coding | None = None
     operator: Practitioner | None = None
     event_occurred: str | None = None

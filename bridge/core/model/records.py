@@ -214,6 +214,7 @@ class Patient(Record):
     addresses: list[Address] = field(default_factory=list)
     telecom: list[ContactPoint] = field(default_factory=list)
     links: list[PatientLink] = field(default_factory=list)
+    general_practitioners: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     primary_facility: Organization | None = None  # HL7v2 PD1-3, FHIR Patient.generalPractitioner
 
@@ -339,6 +340,8 @@ class Encounter(Record):
     last_in_person_visit: str | None = field(default=None, metadata=DATETIME)
     locations: list[EncounterLocation] = field(default_factory=list)
     service_provider: Organization | None = None
+    participants: list[Participant] = field(default_factory=list)
+    destination: Location | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -358,6 +361,7 @@ class Appointment(Record):
     practitioner: Practitioner | None = None
     patient_location: PatientLocation | None = None
     locations: list[Location] = field(default_factory=list)
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -385,6 +389,7 @@ class Prescription(Record):
     note: str | None = None
     signature: SignatureEvidence | None = None
     pdmp_checks: list[dict[str, Any]] = field(default_factory=list)
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -426,6 +431,7 @@ class ClinicalNote(Record):
     encounter: Encounter | None = None
     document_event: str | None = field(default=None, metadata=_choices(*DOCUMENT_EVENTS))
     parent_document: Identifier | None = None
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -458,6 +464,7 @@ class Observation(Record):
     notes: list[str] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -494,6 +501,7 @@ class DiagnosticReport(Record):
     specimens: list[Specimen] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -615,6 +623,7 @@ class ServiceRequest(Record):
     notes: list[str] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
 
@@ -664,6 +673,7 @@ class Immunization(Record):
     program_eligibility: list[Coding] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
+    participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -680,6 +690,57 @@ class RelatedPerson(Record):
     addresses: list[Address] = field(default_factory=list)
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- people in their roles (HL7v2 ROL, PRT, PD1-4, PV1-7/8/9/17/52, OBX-16/25, ORC-12, TXA…) ------
+
+PARTICIPATION_TYPES = ("ATND", "REF", "CON", "ADM", "PART", "PPRF", "SPRF", "PRF", "RESP", "VRF", "AUT",
+                       "ENT", "AUTHEN", "TRANS", "DIS", "CALLBCK")
+"""v3-ParticipationType codes a Participant's ``function`` takes: what the person did for this
+record (attender, referrer, consultant, admitter, participant, primary/secondary performer,
+performer, responsible party, verifier, author, data enterer, authenticator, transcriptionist,
+discharger, callback contact). The FHIR encoder picks the element for each (Encounter.participant.type,
+DiagnosticReport.resultsInterpreter or performer…), so the code is checked here."""
+ROLE_FUNCTIONS = {
+    "AD": "ADM", "AT": "ATND", "CP": "CON", "RP": "REF", "RT": "CON", "PP": "PART", "FHCP": "PART",
+    "OP": "AUT", "EP": "ENT", "IP": "PRF", "PH": "PRF", "TN": "PRF", "PI": "RESP", "RO": "RESP",
+    "MDIR": "RESP", "VP": "VRF", "VPS": "VRF", "VTS": "VRF", "TR": "TRANS", "AI": "SPRF", "AUT": "AUT",
+}
+"""A stated provider role (HL7 table 0443, and 0912 which shares its codes) → the function it
+implies: admitting, attending, consulting, referring, referred-to, primary care, ordering,
+entering, intended performer, pharmacist, technician, primary interpreter, responsible observer,
+medical director, verifying, transcriptionist, assistant interpreter, author. Any other role
+is a plain participant (PART)."""
+
+
+@dataclass
+class PractitionerRole(Record):
+    """A person in a role the message states (HL7v2 ROL-3, PRT-4, or a field whose role is fixed:
+    PD1-4 primary care provider, OBX-16 responsible observer, ORC-12 ordering provider): the role
+    code (v2-0443/v2-0912), where and for whom the person works in it, and how to reach them."""
+
+    kind: ClassVar[str] = "PractitionerRole"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    practitioner: Practitioner | None = None
+    organization: Organization | None = None
+    code: list[Coding] = field(default_factory=list)
+    specialty: list[Coding] = field(default_factory=list)
+    locations: list[Location] = field(default_factory=list)
+    telecom: list[ContactPoint] = field(default_factory=list)
+    period: Period | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Participant:
+    """Someone who took part in what a record describes: a practitioner, or a practitioner in a
+    stated role, and what they did (``function``, a v3-ParticipationType code). Derived from fields
+    the HL7v2 decoder keeps as read, so an HL7v2 round trip writes them back exactly."""
+
+    function: str | None = field(default=None, metadata=_choices(*PARTICIPATION_TYPES))
+    practitioner: Practitioner | None = None
+    role: PractitionerRole | None = None
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
@@ -706,6 +767,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         Location,
         Organization,
         Specimen,
+        PractitionerRole,
     )
 }
 """Every record kind by name, as used in JSON ``kind`` fields and route filters."""

@@ -18,7 +18,7 @@ from typing import Any
 from bridge import DecodeError, EncodeError, Medication, Record
 
 from . import constants as C
-from . import keep
+from . import keep, people
 from .assigners import assigner_targets
 from .organizations import organizations_in
 from .reader import Node
@@ -137,6 +137,7 @@ class Reader:
             rtype = node.str("resourceType")
             _, decoder = IN[rtype]  # type: ignore[index]
             record = decoder(node, self)
+            people.read(node, record, self)
             organizations_in(node, record, self)
             self.remember(node, record)
         finally:

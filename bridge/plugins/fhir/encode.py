@@ -24,8 +24,9 @@ from urllib.parse import quote
 from bridge import EncodeError, Medication, Record
 
 from . import constants as C
-from . import keep
+from . import keep, people
 from .assigners import assigners_last, link_assigners
+from .orders import filler_order_key
 from .organizations import organizations_out
 from .resources import OUT, RESOURCE_TYPE, medication_codings
 
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("6f1c7a52-4a0e-5b7e-9d59-1f3c1e6f2b10")
 """uuid5 namespace of our fullUrls (a fixed random value: changing it changes every fullUrl)."""
 
-CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Location", "Medication"})
+CONDITIONAL_CREATE = frozenset({"Patient", "Practitioner", "Organization", "Location", "Medication",
+                                "PractitionerRole"})
 PREFERRED_SYSTEMS = {
     "Practitioner": (C.NPI,),
+    "PractitionerRole": (people.SID_ROLE_KEY,),
     "Organization": (C.NCPDP, C.NPI),
     "MedicationDispense": (C.SID_NCPDP_MESSAGE_ID,),
     "Location": (C.SID_LOCATION_KEY,),
@@ -66,6 +69,8 @@ def business_key(resource: dict[str, Any]) -> tuple[str, str] | None:
             if coding.get("system") and coding.get("code"):
                 return "code", search_value(coding["system"], coding["code"])
         return None
+    if rtype == "ServiceRequest" and resource.get("intent") == "filler-order":
+        return filler_order_key(resource)
     idents = [i for i in resource.get("identifier", []) if i.get("system") and i.get("value")]
     for system in PREFERRED_SYSTEMS.get(rtype, ()):
         for ident in idents:
@@ -110,7 +115,8 @@ class Writer:
         encoder = OUT.get(type(record))
         if encoder is None:
             raise EncodeError(f"no FHIR mapping for record kind {record.kind!r}")
-        return link_assigners(organizations_out(record, encoder(record, self), self), self)
+        resource = people.merge(record, encoder(record, self), self)
+        return link_assigners(organizations_out(record, resource, self), self)
 
     def contained_body(self, medication: Medication) -> dict[str, Any]:
         """An uncoded medication as we contain it: always under the local id ``med``."""

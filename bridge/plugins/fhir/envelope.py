@@ -12,7 +12,8 @@ resources came from:
   sending application's Device as author on behalf of the sending facility, and the message itself
   (MSH-10 in the sending application's namespace) as the source entity.
 * **Provenance** of the event, when EVN says who or when: recorded at EVN-2, occurred at EVN-6,
-  the operator (EVN-5) as enterer, EVN-4 as reason.
+  the operator (EVN-5) as enterer, EVN-4 as reason, the event facility (EVN-7) as its location (a
+  site Location, keyed like every Location).
 * **Device** for the sending and receiving applications (MSH-3, MSH-5) and for each SFT, and
   **Organization** for the sending and receiving facilities (MSH-4, MSH-6).
 * **Organization** for the responsible organizations (MSH-22, MSH-23, v2.7+): the sending one is
@@ -37,7 +38,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bridge import EncodeError, Endpoint, Identifier, MessageEnvelope, Organization, Software
+from bridge import EncodeError, Endpoint, Identifier, Location, MessageEnvelope, Organization, Software
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
@@ -264,10 +265,22 @@ class EnvelopeWriter:
             "target": targets,
             "occurredDateTime": occurred,
             "recorded": recorded,
+            "location": self.place(env.event_facility),
             "reason": [c for c in (coded_out(env.event_reason),) if c],
             "activity": {"coding": [self.event_coding()]},
             "agent": [agent],
         }))
+
+    def place(self, hd: Endpoint | None) -> dict[str, str] | None:
+        """A facility where something happened (EVN-7) as a site Location: a Provenance's location
+        is a Location, not an Organization. Its OID is an identifier as for :meth:`organization`."""
+        if not hd:
+            return None
+        url = endpoint_url(hd)
+        idents = [Identifier(value=url, system="urn:ietf:rfc:3986")] if url and not url.startswith(ENDPOINT_BASE) \
+            else []
+        return self.w.ref(Location(identifiers=idents, name=hd.name or hd.universal_id, mode="instance",
+                                   physical_type="si"))
 
     @staticmethod
     def agent_type(code: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ identity of their own a server could match). The mapping is in ``docs/fhir.md``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from bridge import (
@@ -32,6 +33,7 @@ from .resources import (
     coded_in,
     coded_out,
     common_extensions,
+    derived_key,
     record_extra_in,
     record_id,
     split_identifiers,
@@ -46,6 +48,10 @@ CATEGORY_CODES = {"laboratory": ("108252007", "Laboratory procedure"), "imaging"
                   "referral": ("3457005", "Patient referral")}
 """ServiceRequest.category (SNOMED CT, R4's example value set plus 3457005 for referrals)."""
 CATEGORY_BY_CODE = {code: name for name, (code, _) in CATEGORY_CODES.items()}
+SID_SERVICE_REQUEST_KEY = f"{C.BASE}/sid/service-request-key"
+"""A ServiceRequest without an identifier (a service an HL7v2 SIU books, AIS, names no order
+number): uuid5 of the patient's key, its codes and its start, so a re-delivered message updates
+the request it created instead of adding one."""
 
 
 def concept_out(codings: list[Coding]) -> dict[str, Any] | None:
@@ -68,6 +74,33 @@ def concept_in(node: Node | None) -> list[Coding]:
     return codings
 
 
+def service_request_key(rec: ServiceRequest) -> dict[str, str] | None:
+    """The derived key (SID_SERVICE_REQUEST_KEY) of a request without identifiers, or of a filler's
+    view of an order without its filler number (its placer number names the placer's own request,
+    which must not be overwritten: see :func:`filler_order_key`)."""
+    filler = rec.intent == "filler-order"
+    if filler and any(i.type == "FILL" for i in rec.identifiers) or not filler and rec.identifiers:
+        return None
+    codes = ",".join(f"{c.system or ''}|{c.code}" for c in rec.code if c.code)
+    placers = ",".join(i.value for i in rec.identifiers)
+    return derived_key(SID_SERVICE_REQUEST_KEY, dataclasses.replace(rec, identifiers=[]), codes,
+                       rec.occurrence.start if rec.occurrence else None, placers)
+
+
+def filler_order_key(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """(search parameter, token) of a filler-order (an HL7v2 result's or schedule's view of an
+    order): its filler number (FILL), else its derived key, never the placer number, which keys
+    the placer's own ServiceRequest (intent ``order``) that a conditional update would overwrite."""
+    from .encode import search_value
+
+    idents = [i for i in resource.get("identifier", []) if i.get("value")]
+    for ident in idents:
+        if any(c.get("code") == "FILL" for c in (ident.get("type") or {}).get("coding", [])):
+            return "identifier", search_value(ident.get("system"), ident["value"])
+    derived = next((i for i in idents if i.get("system") == SID_SERVICE_REQUEST_KEY), None)
+    return ("identifier", search_value(derived["system"], derived["value"])) if derived else None
+
+
 def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
     if rec.patient is None:
         raise EncodeError("ServiceRequest.patient is required by FHIR (ServiceRequest.subject)")
@@ -79,7 +112,7 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
         "resourceType": "ServiceRequest",
         "contained": contained,
         "extension": common_extensions(rec),
-        "identifier": absolute_identifiers(rec),
+        "identifier": absolute_identifiers(rec, service_request_key(rec)),
         "status": rec.status or "unknown",
         "intent": rec.intent or "order",
         "category": ([{"coding": [{"system": SNOMED, "code": category[0], "display": category[1]}]}]
@@ -99,7 +132,7 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
 
 
 def service_request_in(node: Node, r: Reader) -> ServiceRequest:
-    found, identifiers = split_identifiers(node, C.SID_RECORD_ID)
+    found, identifiers = split_identifiers(node, C.SID_RECORD_ID, SID_SERVICE_REQUEST_KEY)
     category, kinds = None, []
     for concept in node.list("category"):
         for coding in concept.list("coding"):

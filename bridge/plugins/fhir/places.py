@@ -168,7 +168,8 @@ def encounter_places_out(rec: Encounter, w: Writer) -> dict[str, Any]:
         "period": period_out(part.period, "Encounter.location.period", w.options),
     }) for part in rec.locations]
     return compact({"location": locations,
-                    "serviceProvider": w.ref(rec.service_provider) if rec.service_provider else None})
+                    "serviceProvider": w.ref(rec.service_provider) if rec.service_provider else None,
+                    "hospitalization": {"destination": w.ref(rec.destination)} if rec.destination else None})
 
 
 def encounter_places_in(node: Node, r: Reader) -> dict[str, Any]:
@@ -182,4 +183,6 @@ def encounter_places_in(node: Node, r: Reader) -> dict[str, Any]:
             status=choice(part.str("status"), ENCOUNTER_LOCATION_STATUSES, part.at("status")),
             temporary=ext_value(part, C.EXT_TEMPORARY_LOCATION, "Boolean"),
             period=period_in(part.obj("period"))))
-    return {"locations": locations, "service_provider": follow_organization(r, node.obj("serviceProvider"))}
+    stay = node.obj("hospitalization")
+    return {"locations": locations, "service_provider": follow_organization(r, node.obj("serviceProvider")),
+            "destination": r.follow(stay.obj("destination"), Location) if stay is not None else None}

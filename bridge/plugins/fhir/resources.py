@@ -44,6 +44,7 @@ from bridge import (
     Practitioner,
     Prescription,
     PrescriptionEvent,
+    PractitionerRole,
     Record,
     RelatedPerson,
     ServiceRequest,
@@ -1163,6 +1164,10 @@ IN.update({"ServiceRequest": (ServiceRequest, service_request_in),
            "Immunization": (Immunization, immunization_in),
            "RelatedPerson": (RelatedPerson, related_person_in),
            "Location": (Location, place_in), "Specimen": (Specimen, specimen_in)})
+from .people import role_in, role_out  # noqa: E402
+
+OUT[PractitionerRole] = role_out
+IN["PractitionerRole"] = (PractitionerRole, role_in)
 RESOURCE_TYPE = {cls: rtype for rtype, (cls, _) in IN.items()}
 RESOURCE_TYPE[Organization] = "Organization"
 """Organization resources decode as Pharmacy records unless a reference wants an Organization

@@ -677,10 +677,16 @@ class Outcome:
 def write_records(delivery: Delivery, profile: str,
                   handlers: Sequence[tuple[type[Record], Callable[[Any, Outcome], None]]]) -> str:
     """Hand each routed record to its handler; a record kind the profile cannot write is a permanent
-    failure that names the kinds it can (a routing mistake an analyst fixes in the config)."""
+    failure that names the kinds it can (a routing mistake an analyst fixes in the config). A record
+    the HL7v2 decoder split out of a message whose first record holds its segments (``carried``: an
+    ADT's NK1 or OBX, a dispense's order) is no routing mistake: the profile writes what it takes
+    from the first record (an ADT's OBX vitals, say), and the rest is noted in the outcome."""
     outcome = Outcome()
     for record in records_of(delivery):
         handler = next((h for kind, h in handlers if isinstance(record, kind)), None)
+        if handler is None and record.extra.get("hl7v2", {}).get("carried"):  # type: ignore[attr-defined]
+            outcome.add(f"{record.kind} carried in its message: not written by the {profile} profile")
+            continue
         if handler is None:
             kinds = ", ".join(kind.kind for kind, _ in handlers)
             raise PermanentDeliveryError(f"the {profile} profile does not write {record.kind} records "

@@ -45,10 +45,10 @@ from bridge import (
     Record,
 )
 
-from . import adt, wire
+from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
-from . import organizations, procedures
+from . import carried_orders, organizations, procedures
 from . import accounts, charges, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
@@ -138,6 +138,7 @@ class Scope:
         self.segments: list[dict[str, str]] = []
         self.warnings: list[str] = []
         self.wire: dict[str, list[str]] = {}
+        self.missing: list[str] = []
         self.anchor = "MSH"
 
     def take(self, seg: Segment, into: Scope | None = None, fields: bool = True) -> None:
@@ -181,6 +182,8 @@ class Scope:
             out["warnings"] = list(self.warnings)
         if self.wire:
             out["wire"] = dict(self.wire)
+        if self.missing:
+            out["missing"] = list(self.missing)
         return {"hl7v2": out} if out else {}
 
 
@@ -302,6 +305,7 @@ class Decoder:
         scope.wire.update(wire.keep(pid, self.seps, wire.pid_written(patient)))
         patient.extra = scope.extra()
         patient.primary_facility = organizations.primary_facility(self.message.segments, pid, self.seps)
+        patient.general_practitioners = people.general_practitioners(self.message, pid, self.seps)  # derived
         return patient
 
     def encounter(self, pv1: Segment | None, pv2: Segment | None, scope: Scope,
@@ -330,7 +334,8 @@ class Decoder:
             reason=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(pv2, 3)) if c],
         )
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
-        places.attach(encounter, pv1, self.seps)
+        places.attach(encounter, pv1, self.seps, pv2)
+        encounter.participants = people.visit(self.message, pv1, pv2, self.seps)  # derived: PV1/ROL stay kept
         visit_ids.attach(encounter, pv1, self.seps)
         return encounter
 
@@ -393,9 +398,9 @@ class Decoder:
             kept["event"] = self.event  # a Patient is encoded as an ADT only with the event it came with
         first: Record = encounter if encounter is not None else patient  # type: ignore[assignment]
         if pid is None:  # what the sender left out, so an HL7v2 round trip leaves it out too
-            first.extra.setdefault("hl7v2", {}).update(  # type: ignore[attr-defined]
-                warnings=[f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"],
-                missing=["PID"])
+            kept = first.extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]
+            kept["warnings"] = [f"ADT^{self.event} has no PID segment: the visit is decoded without a patient"]
+            kept["missing"] = [*kept.get("missing", ()), "PID"]
         return [first, *self._groups(adt.patient_groups(segs), patient, encounter)]
 
     def financial(self) -> list[Record]:
@@ -422,20 +427,24 @@ class Decoder:
         kept = record.extra.setdefault("hl7v2", {})
         kept["message_type"] = reencode(self.message.msh.get(9), self.seps)
         if pid is None:
-            kept["missing"] = ["PID"]
+            kept["missing"] = [*kept.get("missing", ()), "PID"]
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
         return [record, *procedures.financial(self, record)]
 
     def _prune_evn(self, scope: Scope) -> None:
-        """EVN-1 equal to MSH-9.2 and EVN-2 equal to MSH-7 say nothing the encoder would not write
-        itself (the event, and the new message's time); any other EVN field is kept as sent."""
+        """EVN-1 equal to MSH-9.2 says nothing the encoder would not write itself (the event). EVN-2
+        is kept as sent even when it equals MSH-7: it is when the sender recorded the event, a fact
+        that must not become the time a later forward or replay happens to run. A message sent
+        without EVN (or EVN-2) is marked so, and goes back without one rather than with our time."""
         if scope.fields.get("EVN-1") == self.event:
             del scope.fields["EVN-1"]
-        msh7 = self.message.msh.get(7)
-        if msh7 and scope.fields.get("EVN-2") == reencode(msh7, self.seps):
-            del scope.fields["EVN-2"]
+        evn = self.message.segment("EVN")
+        if evn is None:
+            scope.missing.append("EVN")
+        elif not evn.get(2):
+            scope.missing.append("EVN-2")
 
     def _check_pidless(self, pv1: Segment | None) -> None:
         """An ADT without PID is decoded only when its PV1 describes a visit."""
@@ -471,6 +480,7 @@ class Decoder:
                     visit = None
                     out.append(adt.carried(current))
             out += reader.records(group, current, visit)
+            out += companions.for_group(self, group, current, visit)  # NK1, PID-21 mother, OBX
         return out
 
     def _note_event(self, record: Any, default: str) -> None:
@@ -510,6 +520,7 @@ class Decoder:
             patient_location=facts.location,
         )
         appointment.locations = places.appointment_places(self.message.segments, self.seps)
+        appointment.participants = people.appointment(self.message, self.seps)  # derived: AIP stays kept
         scope.wire.update(wire.keep(sch, self.seps, wire.sch_written(appointment)))
         for name in ("RGS", "AIP"):
             scope.wire.update(wire.keep(found.get(name), self.seps, {1: "1"}))
@@ -603,9 +614,12 @@ class Decoder:
         return at[0], f"{label} without ORC: one order read from its {give} (no order number or status)"
 
     def _prescription(self, group: list[Segment], patient: Patient | None,
-                      encounter: Encounter | None, pv1: Segment | None = None) -> Prescription:
+                      encounter: Encounter | None, pv1: Segment | None = None,
+                      encoded: bool | None = None) -> Prescription:
+        """``encoded``: read the pharmacy's RXE (an RDE's, or an RDS's), else the RXO as ordered."""
         scope = self.scope()
-        if self.type == "RDE":  # the encoded order's timing and route follow RXE
+        encoded = self.type == "RDE" if encoded is None else encoded
+        if encoded:  # the encoded order's timing and route follow RXE
             found = self.walk(group, scope, ("ORC", "RXE"), late=("TQ1", "RXR"), after="RXE")
         else:
             found = self.walk(group, scope, ("ORC", "RXO"))
@@ -623,11 +637,11 @@ class Decoder:
             scope.unreadable("ORC-1", orc.get(1))
         prescribers = self.reps(orc, 12)
         written = self.when(orc, 9, scope) or (self.when(rxe, 32, scope) if rxe is not None else None)
-        return Prescription(
+        rx = Prescription(
             prescriber_order_number=self._order_ids(orc, 2, 3)[0].value if self.t(orc, 2) else None,
             identifiers=self._order_ids(orc, 2, 3),
             status=status,
-            intent="filler-order" if self.type == "RDE" else "original-order",
+            intent="filler-order" if encoded else "original-order",
             category=self._category(orc, pv1, scope),
             medication=medication,
             quantity=self._quantity(give, amount, units, scope),
@@ -639,8 +653,12 @@ class Decoder:
             prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
-            extra=scope.extra(),
+            participants=people.prescription(self.message, orc, give, self.seps),  # derived: ORC-10, PRT stay kept
         )
+        scope.wire.update(wire.keep(rxe, self.seps, wire.rxe_written(rx)))  # RXE-2/7 as worded
+        scope.wire.update(wire.keep(found.get("TQ1"), self.seps, {1: "1"}))  # a set id other than ours
+        rx.extra = scope.extra()
+        return rx
 
     def _category(self, orc: Segment | None, pv1: Segment | None, scope: Scope) -> str | None:
         """Inpatient, outpatient or discharge, from ORC-29 and the visit (PV1-2 class, PV1-36 discharge
@@ -752,6 +770,7 @@ class Decoder:
             parent_document=Identifier(value=parents[0].value, system=parents[0].system,
                                        assigner=parents[0].assigner) if parents else None,
         )
+        note.participants = people.document(txa, self.seps)  # derived: TXA stays kept
         self._keep_mdm_wording(txa, note, text_obx, scope)
         note.extra = scope.extra()
         self._note_event(note, default_mdm_event(note))
@@ -856,6 +875,7 @@ class Decoder:
             specimens=samples,
             patient=patient,
             encounter=encounter,
+            participants=people.report(self.message, obr, self.seps),  # derived: OBR-32/33/34 stay kept
         )
         scope.wire.update(wire.keep(obr, self.seps, results_encode.obr(report, index)))
         report.extra = scope.extra()
@@ -910,6 +930,7 @@ class Decoder:
             effective=self.when(obx, 14, scope) or (self.when(obr, 7, self.scope()) if obr else None),
             performer=self._first_practitioner(obx, 16),
             performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
+            participants=people.observation(self.message, obx, self.seps),  # derived: OBX-16/25 stay kept
         )
         self._value(obs, obx, measure, scope)
         if pain:
@@ -1039,12 +1060,16 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.pharmacy()
     elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
         records = orders.keep_message(decoder, decoder.pharmacy())
+        records += companions.refill_background(decoder, records)
     elif (kind, event) in orders.ORDER_MESSAGES:
         records = orders.decode_orders(decoder)
+        records += companions.order_specimens(decoder, records)
     elif kind == "REF" and event in orders.REFERRAL_EVENTS:
         records = orders.decode_referral(decoder)
+        records += companions.referral_results(decoder, records)
     elif (kind, event) == ("RDS", "O13"):
         records = pharmacy.decode_dispense(decoder)
+        records += companions.dispensed_orders(decoder, records)
     elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
         records = pharmacy.decode_administration(decoder)
     elif (kind, event) == ("VXU", "V04"):
@@ -1061,9 +1086,12 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = problems.decode_problems(decoder)
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
-    records += accounts.beside(decoder, records)
-    records += accounts.billed_orders(decoder, records)
-    records += charges.beside(decoder, records)
+    records += carried_orders.for_message(decoder, kind, event, records)  # SIU, MDM, ORU, OUL, RDE^O11
+    records += accounts.beside(decoder, records)  # PID-18, PV1-54 where the type's decoder does not
+    records += accounts.billed_orders(decoder, records)  # BLG-3
+    records += charges.beside(decoder, records)  # FT1
+    if records[0].extra.get("hl7v2", {}).get("message"):  # type: ignore[attr-defined]
+        records += companions.message_mother(decoder, records)  # kept whole, with its companions
     _check_msh_time(message, records)
     if message.warnings:
         kept = records[0].extra.setdefault("hl7v2", {})  # type: ignore[attr-defined]

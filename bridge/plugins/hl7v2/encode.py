@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import places, telehealth
+from . import people, places, telehealth
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
@@ -78,6 +78,7 @@ class Scope:
         self.nulls = set(kept.get("nulls", ()))
         self.kept: list[dict[str, str]] = list(kept.get("segments", ()))
         self.wire: dict[str, list[str]] = dict(kept.get("wire", {}))
+        self.missing = set(kept.get("missing", ()))
         self.th_values = dict(th_values or {})
         self.out: list[tuple[str, str]] = []
 
@@ -169,6 +170,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         2: CLASS_CODES.get(encounter.encounter_class or "", ""),
         **wire.pv1_written(encounter),
         **places.written(encounter),
+        **people.visit_written(encounter),
         **visit_ids.written(encounter),
     }
 
@@ -187,6 +189,9 @@ def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
         values[2] = "U"
     for number in places.PLACE_FIELDS:
         if f"PV1-{number}" in scope.fields or f"PV1-{number}" in scope.nulls:
+            values.pop(number, None)
+    if people.kept_as_read([*scope.fields, *scope.nulls]):  # the providers as the PV1 sent them
+        for number in people.WRITTEN_FIELDS.values():
             values.pop(number, None)
     visit_ids.kept_wins(values, set(scope.fields) | set(scope.nulls))
 
@@ -259,11 +264,15 @@ class Encoder:
 
     def evn(self, scope: Scope, event: str) -> None:
         """EVN as the sender wrote it (EVN-1 and EVN-2 kept raw), else the event and the current time;
-        ``options.adt_event`` rewrites EVN-1 with the event it asks for."""
+        ``options.adt_event`` rewrites EVN-1 with the event it asks for. None when the decoded
+        message had none (``missing``), so a forward adds no recorded time the sender never gave."""
+        if "EVN" in scope.missing:
+            return
         kept_event = scope.fields.get("EVN-1")
         if kept_event is not None and kept_event != event and self.options.get("adt_event"):
             scope.fields.pop("EVN-1")
-        values = {1: "" if "EVN-1" in scope.fields else event, 2: "" if "EVN-2" in scope.fields else self.stamp()}
+        as_sent = "EVN-2" in scope.fields or "EVN-2" in scope.missing
+        values = {1: "" if "EVN-1" in scope.fields else event, 2: "" if as_sent else self.stamp()}
         scope.add("EVN", values)
 
     def stamp(self) -> str:
@@ -346,19 +355,12 @@ class Encoder:
             scope.add("ORC", {1: control, 2: _ei(placer), 3: _ei(filler), 5: ORC5_CODES.get(rx.status or "", ""),
                               9: dt.write_datetime(rx.written_date), 12: dt.write_practitioner(rx.prescriber),
                               29: ORC29_CODES.get(rx.category or "", "")})
-        med = rx.medication
-        codings = list(med.codings) if med else []
-        if med and not codings and (med.ndc or med.rxnorm or med.description):
-            code, system = (med.ndc, dt.CODE_SYSTEMS["NDC"]) if med.ndc else (med.rxnorm, dt.CODE_SYSTEMS["RXNORM"])
-            codings = [Coding(code=code or "", display=med.description, system=system if code else None)]
-        give = comp(*[part for c in codings[:2] for part in _triplet(c)])
         qty = rx.quantity
         units = comp(esc(qty.code), esc(qty.unit), esc(dt.system_name(qty.system))) if qty else ""
         sub = "" if rx.substitution_allowed is None else ("G" if rx.substitution_allowed else "N")
         scope.add("RXE", {
-            2: give, 9: sub, 10: number(qty.value) if qty else "", 11: units,
+            **wire.rxe_written(rx), 9: sub, 10: number(qty.value) if qty else "", 11: units,
             12: str(rx.refills) if rx.refills is not None else "",
-            7: comp("", esc(rx.sig)) if rx.sig else "",
             27: "~".join(dt.write_coding(c) for c in rx.diagnosis),
         })
         scope.add("TQ1", {1: "1"})  # RDE_O11 requires the encoded order's timing and route
@@ -461,10 +463,6 @@ def _add_pv2(scope: Scope, encounter: Encounter | None) -> None:
     reason = encounter.reason if encounter else []
     if reason or any(k.startswith("PV2-") for k in scope.fields) or any(k.startswith("PV2-") for k in scope.nulls):
         scope.add("PV2", {3: "~".join(dt.write_coding(c) for c in reason)})
-
-
-def _triplet(coding: Coding) -> list[str]:
-    return [esc(coding.code), esc(coding.display), esc(dt.system_name(coding.system))]
 
 
 def _ei(identifier: Any) -> str:

@@ -11,7 +11,7 @@ MSH-7                   when the message was created (``sent_at``)
 MSH-9                   message code, trigger event, structure
 MSH-10, MSH-11, MSH-12  control id, processing id, version
 SFT-1 … SFT-6           vendor, version, product, binary id, info, install date (each SFT)
-EVN-2, EVN-4            when the event was recorded, its reason (HL7 table 0062)
+EVN-2, EVN-4, EVN-7     when the event was recorded, its reason (table 0062), where (HD)
 EVN-5, EVN-6            the operator who entered it (XCN), when it occurred
 MSH-22 / MSH-23         sending / receiving responsible organization (XON, v2.7+)
 ======================  =============================================
@@ -59,6 +59,7 @@ def read(raw: bytes) -> MessageEnvelope | None:
         processing_id=_plain(msh, 11, seps), version=_plain(msh, 12, seps),
         software=tuple(_software(s, seps) for s in message.segments if s.name == "SFT"),
         event_recorded=_when(evn, 2, seps),
+        event_facility=_hd(evn, 7, seps),
         event_reason=_coding(evn, 4, seps),
         operator=dt.read_practitioner(_first(evn, 5, seps), seps) if _first(evn, 5, seps) else None,
         event_occurred=_when(evn, 6, seps),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record
 
 from . import datatypes as dt
+from . import people
 from .orders import background, header, keep_message, order_groups, practitioner
 from .pharmacy import DELETED, quantity, route_site
 from .reader import Segment
@@ -90,6 +91,7 @@ def immunization(dec: Decoder, group: OrderGroup, rxa: Segment, patient: Patient
         funding_source=funding[0] if funding else None,
         program_eligibility=observation_codes(dec, group, ELIGIBILITY),
         patient=patient, encounter=encounter,
+        participants=people.immunization(orc, dec.seps, dec.message, rxa),  # derived: ORC-12, PRT stay kept
     )
 
 

@@ -503,6 +503,8 @@ class _Connection(asyncio.Protocol):
         self._writable = True
         self._last_read = 0.0
         self._idle: asyncio.TimerHandle | None = None
+        # TLS: the secure transport may hand over bytes before start_tls returns to connection_made
+        self._early: list[bytes] | None = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -511,7 +513,7 @@ class _Connection(asyncio.Protocol):
         self.peer = _peer_text(transport.get_extra_info("peername"))
         if not self.counted:
             if not source._admit(self.peer):
-                self.closed = True
+                self.closed, self._early = True, None
                 transport.close()
                 return
             source.connections += 1
@@ -524,8 +526,14 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         self._idle = loop.call_later(source.idle_timeout, self._check_idle)
+        early, self._early = self._early or [], None
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._early is not None:  # not connected yet (a TLS handshake just finished): keep for later
+            self._early.append(data)
+            return
         if self.closed:
             return
         self._last_read = self.source._loop.time() if self.source._loop else 0.0

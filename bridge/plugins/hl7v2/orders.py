@@ -28,7 +28,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, places, results
+from . import adt, people, places, results
 from . import datatypes as dt
 from . import organizations
 from .reader import Segment, reencode_segment, text
@@ -43,12 +43,15 @@ ORDER_STATUS = {"A": "active", "CA": "revoked", "CM": "completed", "DC": "revoke
 """ORC-5 order status (table 0038) → FHIR request-status, as the v2-to-FHIR IG maps it (cancelled,
 discontinued and replaced orders are ``revoked``); A (some results in), which the map leaves out, is active."""
 ORDER_CONTROL = {"NW": "active", "OK": "active", "AF": "active", "PR": "active", "PY": "active", "RL": "active",
-                 "RO": "active", "RQ": "active", "CA": "active", "HD": "active", "HR": "on-hold", "OH": "on-hold",
+                 "RO": "active", "RQ": "active", "CA": "revoked", "HD": "on-hold", "HR": "on-hold", "OH": "on-hold",
                  "CR": "revoked", "DC": "revoked", "DF": "revoked", "DR": "revoked", "OC": "revoked",
                  "OD": "revoked", "FU": "completed"}
 """ORC-1 order control (table 0119), read when ORC-5 is empty: the HL7 v2-to-FHIR IG's concept map
-(OrderControlCode → ServiceRequest.status). A cancel or hold *request* (CA, HD) leaves the order
-active until the filler confirms (CR, HR); codes the map leaves out give ``unknown``."""
+(OrderControlCode → ServiceRequest.status), but for the placer's cancel and hold requests. The IG
+keeps CA and HD ``active`` until the filler confirms (CR, HR); a ServiceRequest is the placer's
+own request, though, and its author has withdrawn (or paused) it, so CA is ``revoked`` and HD
+``on-hold`` at once, as our MedicationRequest reads them (a FHIR server must not show a cancelled
+order as one to carry out). Codes the map leaves out give ``unknown``."""
 PRIORITIES = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "C": "urgent", "P": "urgent"}
 """TQ1-9 / OBR-27.6 / RF1-2 priority (tables 0485 and 0280) → FHIR request-priority. T (timing
 critical), C (callback) and P (pre-op) are urgent; PRN and other codes give no priority."""
@@ -239,6 +242,7 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
     if not spm and obr is not None and obr.get(15):
         spm = dt.read_codings(obr.get(15).split(dec.seps.component)[0].replace(dec.seps.subcomponent,
                                                                               dec.seps.component), dec.seps)[:1]
+    requester = practitioner(dec, orc, 12) or practitioner(dec, obr, 16)
     return ServiceRequest(
         identifiers=ids,
         status=status(dec, orc) if orc is not None else "active",
@@ -248,12 +252,13 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
         code=dt.read_codings(obr.get(4), dec.seps) if obr is not None else [],
         occurrence=occurrence(dec, orc, tq1, scope),
         authored=dec.when(orc, 9, scope) if orc is not None else None,
-        requester=practitioner(dec, orc, 12) or practitioner(dec, obr, 16),
+        requester=requester,
         reason=codings(dec, obr, 31) + codings(dec, orc, 16),
         specimen_types=spm,
         notes=notes_after(dec, group, obr or orc),
         patient=patient,
         encounter=encounter,
+        participants=people.order(dec.message, orc, obr, dec.seps),  # derived: fields stay kept
     )
 
 
@@ -310,12 +315,13 @@ def decode_referral(dec: Decoder) -> list[Record]:
         raise DecodeError(f"REF^{dec.event} has no RF1 segment: nothing says what is referred", "RF1")
     scope = dec.scope()
     patient, encounter = header(dec, segs, scope)
-    requester, performers = None, []
+    requester, performers, participants = None, [], []
     for prd in (s for s in segs if s.name == "PRD"):
         role = dec.t(prd, 1).upper()
         provider = referral_provider(dec, prd)
         if provider is None:
             continue
+        participants += people.referral(prd, provider, dec.seps)  # derived: the message is kept whole
         if role == "RP" and requester is None:
             requester = provider
         elif role == "RT":
@@ -344,6 +350,7 @@ def decode_referral(dec: Decoder) -> list[Record]:
         reason=reason,
         patient=patient,
         encounter=encounter,
+        participants=participants,
     )
     request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

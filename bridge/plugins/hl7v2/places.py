@@ -4,8 +4,11 @@ PV1-3 (assigned patient location), PV1-6 (prior), PV1-11 (temporary), PV1-42 (pe
 (prior temporary) are PL values: point of care ^ room ^ bed ^ facility ^ status ^ person location
 type ^ building ^ floor ^ description ^ comprehensive location identifier ^ assigning authority.
 Each named part becomes a Location, chained through ``part_of`` from the bed up to the facility
-(site ← building ← floor ← point of care ← room ← bed), as a hospital's bed board reads it. PV1-39
-(servicing facility) becomes the visit's ``service_provider``.
+(site ← building ← floor ← point of care ← room ← bed), as a hospital's bed board reads it. PV2-1
+(prior pending location: where a pending transfer was to take the patient) is a ``planned`` place
+that is explicitly not temporary, as HL7's V2-to-FHIR mapping has it; that pair (planned, not
+temporary) is how it is told apart from PV1-42. PV1-39 (servicing facility) becomes the visit's
+``service_provider``.
 
 These fields stay unmapped for the HL7v2 encoder: they are kept as read and written back exactly,
 and the records built here are derived from them (nested in the Encounter, never written twice).
@@ -67,7 +70,8 @@ def read_place(value: str, seps: Separators) -> Location | None:
     return place
 
 
-def read(pv1: Segment | None, seps: Separators, visit_status: str | None) -> list[EncounterLocation]:
+def read(pv1: Segment | None, seps: Separators, visit_status: str | None,
+         pv2: Segment | None = None) -> list[EncounterLocation]:
     """The visit's places, assigned first. A finished visit's assigned place is ``completed`` and a
     planned visit's ``planned``: the place is where the visit was or will be, as its status says."""
     if pv1 is None:
@@ -83,7 +87,22 @@ def read(pv1: Segment | None, seps: Separators, visit_status: str | None) -> lis
         if number == 3 and visit_status in ("finished", "planned"):
             status = "completed" if visit_status == "finished" else "planned"
         out.append(EncounterLocation(location=place, status=status, temporary=temporary))
-    return out
+    pending = prior_pending(pv2, seps)
+    return out + ([pending] if pending is not None else [])
+
+
+def prior_pending(pv2: Segment | None, seps: Separators) -> EncounterLocation | None:
+    """PV2-1 prior pending location (PL): the place a pending transfer was to take the patient to
+    (required when the transfer is cancelled, A27). ``planned`` and ``temporary`` False: the pair
+    PV1 never gives, so it is not written back as PV1-42."""
+    raw = pv2.get(1) if pv2 is not None else ""
+    place = read_place(raw.split(seps.repetition)[0], seps) if raw and raw != NULL else None
+    return EncounterLocation(location=place, status="planned", temporary=False) if place is not None else None
+
+
+def is_prior_pending(part: EncounterLocation) -> bool:
+    """Whether a visit place is PV2-1's (see :func:`prior_pending`)."""
+    return part.status == "planned" and part.temporary is False
 
 
 def service_provider(pv1: Segment | None, seps: Separators) -> Organization | None:
@@ -140,23 +159,41 @@ def performing_organization(obx: Segment, seps: Separators) -> Organization | No
     return Organization(name=name or None, identifiers=ids, addresses=[address] if address else [])
 
 
-def attach(encounter: Encounter, pv1: Segment | None, seps: Separators) -> None:
-    """Give the visit its places and servicing facility (derived: PV1 keeps them as read)."""
-    encounter.locations = read(pv1, seps, encounter.status)
+def destination(pv1: Segment | None, seps: Separators) -> Location | None:
+    """PV1-37 discharged to location (DLD: location ^ effective date; the location is a code of user
+    table 0113, a CWE from v2.7 written as code & text & system): the kind of place the patient left
+    for (home, a nursing home…), FHIR Encounter.hospitalization.destination."""
+    raw = pv1.get(37) if pv1 is not None else ""
+    if not raw or raw == NULL:
+        return None
+    subs = [text(s, seps) for s in raw.split(seps.repetition)[0].split(seps.component)[0].split(seps.subcomponent)]
+    code, label, system = (subs + ["", "", ""])[:3]
+    if not code and not label:
+        return None
+    ids = [Identifier(value=code, system=system or "HL70113")] if code else []
+    return Location(name=label or code, identifiers=ids, mode="kind")
+
+
+def attach(encounter: Encounter, pv1: Segment | None, seps: Separators, pv2: Segment | None = None) -> None:
+    """Give the visit its places, servicing facility and discharge destination (derived: PV1 and
+    PV2 keep them as read)."""
+    encounter.locations = read(pv1, seps, encounter.status, pv2)
     encounter.service_provider = service_provider(pv1, seps)
+    encounter.destination = destination(pv1, seps)
 
 
 def says_nothing(encounter: Encounter) -> bool:
     """A visit whose PV1 says nothing but where it was (the bare PV1 of an ORU or an MDM): treated
     as before places were read, so the message decodes, and round-trips, as it always did."""
-    return dataclasses.replace(encounter, locations=[], service_provider=None) == Encounter()
+    return dataclasses.replace(encounter, locations=[], service_provider=None, participants=[],
+                               destination=None) == Encounter()
 
 
 # --- writing: an Encounter from another format (FHIR) whose PV1 was not kept ------------------------
 
 PL_COMPONENT = {"bd": 3, "ro": 2, None: 1, "wa": 1, "lvl": 8, "bu": 7, "si": 4}
 """Physical type → PL component (the inverse of PL_LEVELS; a ward is a point of care)."""
-PLACE_FIELDS = (3, 6, 11, 39, 42, 43)
+PLACE_FIELDS = (3, 6, 11, 37, 39, 42, 43)
 TENSE_FIELDS = {("active", None): 3, ("completed", None): 6, ("active", True): 11, ("planned", None): 42,
                 ("completed", True): 43, ("reserved", None): 42}
 """(status, temporary) → PV1 field, for places read from another format. The assigned place of a
@@ -195,16 +232,32 @@ def written(encounter: Encounter) -> dict[int, str]:
     parts = encounter.locations
     has_active = any(p.status == "active" and not p.temporary for p in parts)
     for part in parts:
+        if is_prior_pending(part):
+            continue  # PV2-1, not a PV1 field
         number = TENSE_FIELDS.get((part.status or "active", part.temporary or None))
         if part.status == "completed" and not part.temporary and not has_active and 3 not in out:
             number = 3
         if number is not None and number not in out:
             out[number] = write_place(part.location)
+    if encounter.destination is not None:
+        out[37] = _destination_out(encounter.destination)
     provider = encounter.service_provider
     if provider is not None:
         code = next((i.value for i in provider.identifiers if i.type == "FI"), None)
         out[39] = esc(code or provider.name)
     return out
+
+
+def _destination_out(place: Location) -> str:
+    """PV1-37.1: the table 0113 code (with its text and system when they say more), else the name."""
+    from .reader import esc, sub
+
+    ident = next((i for i in place.identifiers if i.value), None)
+    if ident is None:
+        return esc(place.name)
+    if ident.system in (None, "HL70113") and place.name in (None, ident.value):
+        return esc(ident.value)
+    return sub(esc(ident.value), esc(place.name), esc(ident.system))
 
 
 def performing_organization_written(lab: Organization | None) -> dict[int, str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge import Appointment, Encounter, Patient
+from bridge import Appointment, Coding, Encounter, Patient, Prescription
 
 from . import datatypes as dt
 from .header import Separators
@@ -30,11 +30,15 @@ GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "SCH": ((9, 10), (11,), (25,)),
     "OBR": ((1,), (2,), (3,), (4,), (7,), (22,), (24,), (25,)),
     "OBX": ((1,), (2,), (3,), (5,), (6,), (7,), (8,), (11,), (14,), (16,), (21,)),
+    "RXE": ((2,), (7,)),
+    "TQ1": ((1,),),
 }
-"""Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1: ``1``
+"""Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1, TQ1-1: ``1``
 when we write them, ``0001`` from some senders), identifiers (PID-2/3/4 and the SSN in PID-19),
 names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the visit's
-period (PV1-44/45), the appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own."""
+period (PV1-44/45), the appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own;
+an RDE's give code (RXE-2: a CWE's original text, more than two triplets) and administration
+instructions (RXE-7: one repetition per line, text in the identifier)."""
 
 
 APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
@@ -81,6 +85,29 @@ def sch_written(appt: Appointment) -> dict[int, str]:
     minutes = appt.duration_minutes
     return {9: str(minutes) if minutes is not None else "", 10: "min" if minutes is not None else "", 11: timing,
             25: APPOINTMENT_CODES.get(appt.status or "", "")}
+
+
+def give_codings(rx: Prescription) -> list[Coding]:
+    """The codings RXE-2 is written from: the medication's own, else one made of its NDC (or
+    RxNorm) code and description."""
+    med = rx.medication
+    if med is None:
+        return []
+    if med.codings:
+        return list(med.codings)
+    if not (med.ndc or med.rxnorm or med.description):
+        return []
+    code, system = (med.ndc, dt.CODE_SYSTEMS["NDC"]) if med.ndc else (med.rxnorm, dt.CODE_SYSTEMS["RXNORM"])
+    return [Coding(code=code or "", display=med.description, system=system if code else None)]
+
+
+def rxe_written(rx: Prescription) -> dict[int, str]:
+    """RXE-2 give code (the first two codings as CWE triplets) and RXE-7 provider's administration
+    instructions (the sig, as the text of one CWE) as the encoder writes them from ``rx``."""
+    from .reader import comp
+    triplets = [[esc(c.code), esc(c.display), esc(dt.system_name(c.system))] for c in give_codings(rx)[:2]]
+    return {2: comp(*[part for triplet in triplets for part in triplet]),
+            7: comp("", esc(rx.sig)) if rx.sig else ""}
 
 
 def note_obx(note_text: str | None) -> list[str]:

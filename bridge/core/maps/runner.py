@@ -1,0 +1,85 @@
+"""Running maps on one message's records.
+
+The pipeline calls :func:`run_maps` with a channel's maps right after decoding (and the time-zone
+step), and with a destination's maps on that destination's own copy of the routed records. The
+result says what the pipeline must do (hold, fail, add routes) and carries one timeline entry per
+map that ran: its name, version, and per step that did something the action, the paths it names
+and how many values changed. Values never go there: the timeline is shown to operators and logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.core.maps.actions import DropAction, MapFailure, Run
+from bridge.core.maps.conditions import Scope
+from bridge.core.maps.model import Map, Step
+from bridge.core.model.records import Record
+
+
+@dataclass
+class MapOutcome:
+    records: list[Record]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, str]] = field(default_factory=list)
+    routes: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def hold_rules(self) -> list[dict[str, Any]]:
+        return hold_rules(self.holds)
+
+
+def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str) -> MapOutcome:
+    """Apply ``maps`` in order to ``records`` (changed in place; dropped ones leave the list)."""
+    run = Run(list(records))
+    outcome = MapOutcome(run.records)
+    for map_ in maps:
+        steps: list[dict[str, Any]] = []
+        held_before = len(run.holds)
+        outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
+        for step in map_.steps:
+            try:
+                fired, changed = _run_step(step, run)
+            except MapFailure as exc:
+                outcome.failure = f"map {map_.name} step {step.id}: {exc}"
+                steps.append({"id": step.id, "action": step.action.name, "failed": True})
+                break
+            if fired:
+                steps.append({"id": step.id, "action": step.action.name, "paths": list(step.action.paths),
+                              "applied": fired, "changed": changed})
+        for hold in run.holds[held_before:]:
+            hold["map"], hold["version"] = map_.name, map_.version
+        if outcome.failure:
+            break
+    outcome.holds = run.holds
+    outcome.routes = run.routes
+    return outcome
+
+
+def _run_step(step: Step, run: Run) -> tuple[int, int]:
+    """(how many subjects the step applied to, how many values it changed)."""
+    action = step.action
+    if action.kind is None:  # the message as a whole: route, hold
+        if step.when is None or step.when(Scope(run.records, of_kind=run.of_kind)):
+            return 1, action.apply(run, None)
+        return 0, 0
+    subjects = ([r for r in run.records if r.kind == action.kind] if isinstance(action, DropAction)
+                else list(run.of_kind(action.kind)))
+    fired = changed = 0
+    for subject in subjects:
+        if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind)):
+            fired += 1
+            changed += action.apply(run, subject)
+    if changed and action.reshapes:
+        run.reshaped()
+    return fired, changed
+
+
+def hold_rules(holds: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+    """Hold reasons in the shape policy holds use (``policy`` names the map, ``ruleset`` its
+    version), so reviewers see them in the same list and release them the same way."""
+    return [{"policy": f"map:{h['map']}", "ruleset": h.get("version"), "id": h["id"], "outcome": "REVIEW",
+             "reason": h["reason"], "basis": ""} for h in holds]
