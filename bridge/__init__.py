@@ -116,6 +116,7 @@ from bridge.core.model.records import (  # noqa: E402
 )
 from bridge.core.model.records import PROCEDURE_STATUSES, Procedure, ProcedurePerformer  # noqa: E402
 from bridge.core.model.records import ACCOUNT_STATUSES, EPISODE_STATUSES, Account, EpisodeOfCare  # noqa: E402
+from bridge.core.model.records import CHARGE_ITEM_STATUSES, ChargeItem  # noqa: E402
 from bridge.core.model.envelope import Endpoint, MessageEnvelope, Software, localize_envelope  # noqa: E402
 from bridge.errors import (  # noqa: E402
     BridgeError,

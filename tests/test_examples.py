@@ -393,12 +393,13 @@ ERROR_CASES: list[tuple[str, bytes, str]] = [
     ("no-records-no-kind", _raw({"schema": S, "message_id": "m-1"}),
      "expected 'records' (a list) or a single record with 'kind'"),
     ("missing-kind", _one({"id": "pat-77"}),
-     "records[0]: missing 'kind' (one of Account, AllergyIntolerance, Appointment, ClinicalNote, Condition, "
-     "Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
+     "records[0]: missing 'kind' (one of Account, AllergyIntolerance, Appointment, ChargeItem, ClinicalNote, "
+     "Condition, Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
      "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, PractitionerRole, "
      "Prescription, PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),
     ("unknown-kind", _one({"kind": "Visit"}),
-     "records[0]: unknown record kind 'Visit' (one of Account, AllergyIntolerance, Appointment, ClinicalNote, "
+     "records[0]: unknown record kind 'Visit' (one of Account, AllergyIntolerance, Appointment, ChargeItem, "
+     "ClinicalNote, "
      "Condition, Coverage, DiagnosticReport, Encounter, EpisodeOfCare, Immunization, Location, Medication, "
      "MedicationAdministration, Observation, Organization, Patient, Pharmacy, Practitioner, PractitionerRole, "
      "Prescription, PrescriptionEvent, Procedure, RelatedPerson, ServiceRequest, Specimen)"),

@@ -53,7 +53,8 @@ def test_every_resource_validates_with_r4b_and_fhirclient(fhir_format):
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert kinds == {"Patient", "Practitioner", "Organization", "Medication", "Encounter", "Appointment",
                      "MedicationRequest", "MedicationDispense", "DocumentReference", "Observation",
-                     "DiagnosticReport", "AllergyIntolerance", "Condition", "Coverage"}
+                     "DiagnosticReport", "AllergyIntolerance", "Condition", "Coverage",
+                     "Linkage"}  # the patient's merge link, also as a Linkage
 
 
 def test_same_records_give_the_same_bytes(fhir_format):

@@ -111,7 +111,8 @@ def test_an_siu_patient_group_gives_its_observation_and_diagnosis() -> None:
 
 def test_a_result_with_its_orc_names_the_order_it_fulfils() -> None:
     records = decode(sample("ORU-R01-01"), {})
-    report, order = records
+    report, order, *billing = records
+    assert [r.kind for r in billing] == ["EpisodeOfCare", "ChargeItem"]  # PV1-54, FT1 (docs/hl7v2.md)
     assert isinstance(report, DiagnosticReport) and isinstance(order, ServiceRequest)
     assert order.status == "completed" and order.intent == "filler-order"  # ORC-5 CM
     # ORC-3 is the filler number; ORC-2 is empty, so the placer number is OBR-2's (the IG's rule)
@@ -122,7 +123,7 @@ def test_a_result_with_its_orc_names_the_order_it_fulfils() -> None:
 
 def test_a_result_without_orc_names_no_order_so_a_report_we_write_decodes_to_itself() -> None:
     records = decode(sample("LAB-ORU-1"), {})
-    assert {r.kind for r in records} == {"DiagnosticReport"}
+    assert [r.kind for r in records] == ["DiagnosticReport", "DiagnosticReport", "Account"]  # and PID-18's
     raw = sample("LAB-ORU-1").decode().replace("\n", "\r")
     obr = next(line for line in raw.split("\r") if line.startswith("OBR"))
     with_orc = raw.replace(obr, "ORC|RE|88502218|82503246\r" + obr, 1).encode()

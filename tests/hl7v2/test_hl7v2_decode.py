@@ -98,7 +98,8 @@ def test_omp_order_becomes_a_prescription() -> None:
 
 def test_mdm_note_text_and_author() -> None:
     note, *companions = decode(corpus("fhir-converter-input/MDM-T02-02.hl7"), {})
-    assert [r.kind for r in companions] == ["ServiceRequest", "ServiceRequest"]  # its ORC/OBR, carried
+    # its ORC/OBR, then PID-18's account, carried
+    assert [r.kind for r in companions] == ["ServiceRequest", "ServiceRequest", "Account"]
     assert note.status == "final" and note.note_type.code == "DI"
     assert note.text.startswith("Toilet cylinder crackers") and "\n" in note.text
     assert note.authored == "2008-01-31T15:55+02:15"

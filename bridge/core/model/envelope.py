@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from .records import Coding, Practitioner
+from .records import Coding, Organization, Practitioner
 from .times import localize
 
 
@@ -50,7 +50,9 @@ class MessageEnvelope:
     """What a message says about itself. ``format`` names the format that read it (``hl7v2``);
     ``message_code``/``event``/``structure`` are MSH-9's parts, ``control_id`` MSH-10, ``sent_at``
     MSH-7. The ``event_*`` fields and ``operator`` are the event's own (HL7v2 EVN-2, EVN-4, EVN-5,
-    EVN-6), as opposed to the message's."""
+    EVN-6), as opposed to the message's. ``sending_organization`` and ``receiving_organization``
+    are the organizations answerable for the two ends (HL7v2 MSH-22, MSH-23, v2.7+): the legal
+    entity behind a sending or receiving facility, which is what a receiver holds accountable."""
 
     format: str
     message_code: str | None = None
@@ -71,6 +73,8 @@ class MessageEnvelope:
     event_reason: Coding | None = None
     operator: Practitioner | None = None
     event_occurred: str | None = None
+    sending_organization: Organization | None = None
+    receiving_organization: Organization | None = None
 
     @property
     def message_type(self) -> str:

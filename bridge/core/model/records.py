@@ -850,3 +850,43 @@ class EpisodeOfCare(Record):
 
 RECORD_TYPES[Account.kind] = Account
 RECORD_TYPES[EpisodeOfCare.kind] = EpisodeOfCare
+
+
+# --- charges (HL7v2 FT1; FHIR ChargeItem) ---------------------------------------------------------
+
+CHARGE_ITEM_STATUSES = ("planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown")
+"""FHIR R4 chargeitem-status (ChargeItem.status, a required binding). A charge an HL7v2 FT1 posts is
+``billable``: posted to the account, not yet on an invoice."""
+
+
+@dataclass
+class ChargeItem(Record):
+    """A billable service or product posted to a patient's account (HL7v2 FT1 financial transaction
+    of type charge, in DFT and in orders): a billing system needs what was done, how many, for how
+    much, by whom and for which diagnoses to build the claim."""
+
+    kind: ClassVar[str] = "ChargeItem"
+    id: str | None = None
+    identifiers: list[Identifier] = field(default_factory=list)
+    status: str | None = field(default=None, metadata=_choices(*CHARGE_ITEM_STATUSES))
+    code: Coding | None = None
+    quantity: float | None = None
+    amount: float | None = None
+    currency: str | None = None
+    occurred: str | None = field(default=None, metadata=DATETIME)
+    entered: str | None = field(default=None, metadata=DATETIME)
+    reason: list[Coding] = field(default_factory=list)
+    performer: Practitioner | None = None
+    enterer: Practitioner | None = None
+    cost_center: Organization | None = None
+    performing_organization: Organization | None = None
+    requesting_organization: Organization | None = None
+    product: Coding | None = None
+    service: Procedure | None = None
+    account: Account | None = None
+    patient: Patient | None = None
+    encounter: Encounter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RECORD_TYPES[ChargeItem.kind] = ChargeItem

@@ -290,3 +290,26 @@ def bundle_violations(bundle: dict[str, Any], *, targets: bool = True) -> list[s
         if isinstance(entry.get("resource"), dict):
             found += violations(entry["resource"], index, targets=targets)
     return found
+
+# ChargeItem (HL7v2 FT1) and MessageHeader.responsible (HL7v2 MSH-22).
+CODES.update({
+    ("Linkage", "item", "type"): ("linkage-type", frozenset({"source", "alternate", "historical"})),
+    ("ChargeItem", "status"): ("chargeitem-status", frozenset({
+        "planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown"})),
+})
+TARGETS.update({
+    ("ChargeItem", "subject"): frozenset({"Patient", "Group"}),
+    ("ChargeItem", "context"): frozenset({"Encounter", "EpisodeOfCare"}),
+    ("ChargeItem", "performer", "actor"): frozenset({"Practitioner", "PractitionerRole", "Organization",
+                                                     "CareTeam", "Patient", "Device", "RelatedPerson"}),
+    ("ChargeItem", "enterer"): frozenset({"Practitioner", "PractitionerRole", "Organization", "Patient",
+                                          "Device", "RelatedPerson"}),
+    ("ChargeItem", "costCenter"): frozenset({"Organization"}),
+    ("ChargeItem", "performingOrganization"): frozenset({"Organization"}),
+    ("ChargeItem", "requestingOrganization"): frozenset({"Organization"}),
+    ("ChargeItem", "account"): frozenset({"Account"}),
+    ("ChargeItem", "service"): frozenset({"DiagnosticReport", "ImagingStudy", "Immunization",
+                                          "MedicationAdministration", "MedicationDispense", "Observation",
+                                          "Procedure", "SupplyDelivery"}),
+    ("MessageHeader", "responsible"): frozenset({"Practitioner", "PractitionerRole", "Organization"}),
+})

@@ -175,6 +175,8 @@ ENCODE_OPTIONS = (
     OptionSpec("envelope", "also write the inbound message's MessageHeader, Provenance and sender/receiver "
                "Device and Organization resources (false: only the records' resources)", kind="boolean",
                default=True),
+    OptionSpec("linkage", "also write a Linkage resource for each patient with links (a merge's survivor and "
+               "the records it replaces; false: Patient.link only)", kind="boolean", default=True),
 )
 
 FORMAT = FormatSpec(

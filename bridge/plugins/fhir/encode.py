@@ -182,7 +182,9 @@ class Writer:
                 raise EncodeError(f"records[{index}] ({record.kind}): {exc}") from None
             self.roots.setdefault(full_url, []).append(index)
         from .envelope import add_envelope  # the inbound message's MessageHeader and Provenance
+        from .linkage import add_linkages  # merged and linked patients as Linkage resources
 
+        add_linkages(self)
         add_envelope(self)
         entries = []
         for full_url, entry in assigners_last(self.entries, self.assigners, self.roots):

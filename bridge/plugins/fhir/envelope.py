@@ -16,6 +16,10 @@ resources came from:
   site Location, keyed like every Location).
 * **Device** for the sending and receiving applications (MSH-3, MSH-5) and for each SFT, and
   **Organization** for the sending and receiving facilities (MSH-4, MSH-6).
+* **Organization** for the responsible organizations (MSH-22, MSH-23, v2.7+): the sending one is
+  ``MessageHeader.responsible``, and each is the ``partOf`` of its end's facility (a hospital
+  trust's sites are parts of the trust); a message with no facility at that end references it as
+  the sender or receiver itself.
 
 Identities are stable: a redelivered message gives the same Bundle. MessageHeader and Provenance
 have no identifier element in R4, so they are ``PUT Type/id`` with an id derived (uuid5) from the
@@ -101,13 +105,15 @@ class EnvelopeWriter:
         targets = [{"reference": url} for url in self.w.entries]
         focus = [{"reference": url} for url in self.w.roots]
         env = self.env
-        sender = self.organization(env.sending_facility)
-        receiver = self.organization(env.receiving_facility)
+        responsible = self.w.ref(env.sending_organization) if env.sending_organization else None
+        receiving_body = self.w.ref(env.receiving_organization) if env.receiving_organization else None
+        sender = self.organization(env.sending_facility, env.sending_organization) or responsible
+        receiver = self.organization(env.receiving_facility, env.receiving_organization) or receiving_body
         source_device = self.application(env.sending_application, env.sending_facility, sender)
         target_device = self.application(env.receiving_application, env.receiving_facility, receiver)
         for software in env.software:
             self.software(software)
-        self.header(sender, receiver, target_device, focus)
+        self.header(sender, receiver, target_device, focus, responsible)
         author = source_device or sender
         self.message_provenance(targets, author, sender if source_device else None)
         self.event_provenance(targets, author)
@@ -138,15 +144,19 @@ class EnvelopeWriter:
                                                    "ifNoneExist": f"{key[0]}={key[1]}"}
         return {"reference": full_url}
 
-    def organization(self, hd: Endpoint | None) -> dict[str, str] | None:
+    def organization(self, hd: Endpoint | None, body: Organization | None = None) -> dict[str, str] | None:
         """A facility (MSH-4, MSH-6) through the Organization record's mapping: an ISO OID as its
-        identifier (RFC 3986 system), else a key derived from its name."""
+        identifier (RFC 3986 system), else a key derived from its name; part of ``body``, the
+        responsible organization of its end (MSH-22, MSH-23), when the message names one."""
         if not hd:
             return None
         url = endpoint_url(hd)
         idents = [Identifier(value=url, system="urn:ietf:rfc:3986")] if url and not url.startswith(ENDPOINT_BASE) \
             else []
-        return self.w.ref(Organization(identifiers=idents, name=hd.name or hd.universal_id))
+        name = hd.name or hd.universal_id
+        if body is not None and not body.identifiers and (body.name or "").casefold() == (name or "").casefold():
+            body = None  # MSH-22 names the facility itself: one organization, not a part of itself
+        return self.w.ref(Organization(identifiers=idents, name=name, part_of=body))
 
     def application(self, hd: Endpoint | None, facility: Endpoint | None,
                     owner: dict[str, str] | None) -> dict[str, str] | None:
@@ -187,7 +197,8 @@ class EnvelopeWriter:
         return {"system": V2_MESSAGE_TYPE, "code": str(env.message_code), "display": env.message_type}
 
     def header(self, sender: dict[str, str] | None, receiver: dict[str, str] | None,
-               target: dict[str, str] | None, focus: list[dict[str, str]]) -> None:
+               target: dict[str, str] | None, focus: list[dict[str, str]],
+               responsible: dict[str, str] | None = None) -> None:
         env = self.env
         product = next((s for s in env.software if s.product or s.version), None)
         destination = compact({
@@ -208,6 +219,7 @@ class EnvelopeWriter:
                 "endpoint": endpoint_url(env.sending_application) or endpoint_url(env.sending_facility),
             }),
             "reason": coded_out(env.event_reason),
+            "responsible": responsible,
             "focus": focus,
         }))
 

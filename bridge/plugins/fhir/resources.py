@@ -1183,3 +1183,10 @@ OUT.update({Procedure: procedure_out, Account: account_out, EpisodeOfCare: episo
 IN.update({"Procedure": (Procedure, procedure_in), "Account": (Account, account_in),
            "EpisodeOfCare": (EpisodeOfCare, episode_in)})
 RESOURCE_TYPE.update({Procedure: "Procedure", Account: "Account", EpisodeOfCare: "EpisodeOfCare"})
+
+from bridge import ChargeItem  # noqa: E402
+from .charge_item import charge_item_in, charge_item_out  # noqa: E402
+
+OUT.update({ChargeItem: charge_item_out})
+IN.update({"ChargeItem": (ChargeItem, charge_item_in)})
+RESOURCE_TYPE.update({ChargeItem: "ChargeItem"})

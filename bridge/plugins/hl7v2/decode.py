@@ -49,6 +49,7 @@ from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, organizations, procedures
+from . import accounts, charges, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -335,6 +336,7 @@ class Decoder:
         scope.wire.update(wire.keep(pv1, self.seps, wire.pv1_written(encounter)))
         places.attach(encounter, pv1, self.seps, pv2)
         encounter.participants = people.visit(self.message, pv1, pv2, self.seps)  # derived: PV1/ROL stay kept
+        visit_ids.attach(encounter, pv1, self.seps)
         return encounter
 
     def _status(self, pv1: Segment | None, end: str | None) -> str:
@@ -1085,6 +1087,9 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     else:
         raise DecodeError(f"unsupported message type {label}", "MSH-9")
     records += carried_orders.for_message(decoder, kind, event, records)  # SIU, MDM, ORU, OUL, RDE^O11
+    records += accounts.beside(decoder, records)  # PID-18, PV1-54 where the type's decoder does not
+    records += accounts.billed_orders(decoder, records)  # BLG-3
+    records += charges.beside(decoder, records)  # FT1
     if records[0].extra.get("hl7v2", {}).get("message"):  # type: ignore[attr-defined]
         records += companions.message_mother(decoder, records)  # kept whole, with its companions
     _check_msh_time(message, records)

@@ -38,7 +38,7 @@ from bridge import (
     record_to_dict,
 )
 
-from . import adt, adt_encode, results_encode, wire
+from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
 from . import people, places, telehealth
@@ -171,6 +171,7 @@ def pv1_values(encounter: Encounter | None) -> dict[int, str]:
         **wire.pv1_written(encounter),
         **places.written(encounter),
         **people.visit_written(encounter),
+        **visit_ids.written(encounter),
     }
 
 
@@ -192,6 +193,7 @@ def _fill_pv1_defaults(values: dict[int, str], scope: Scope) -> None:
     if people.kept_as_read([*scope.fields, *scope.nulls]):  # the providers as the PV1 sent them
         for number in people.WRITTEN_FIELDS.values():
             values.pop(number, None)
+    visit_ids.kept_wins(values, set(scope.fields) | set(scope.nulls))
 
 
 # --- message types ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ MSH-10, MSH-11, MSH-12  control id, processing id, version
 SFT-1 … SFT-6           vendor, version, product, binary id, info, install date (each SFT)
 EVN-2, EVN-4, EVN-7     when the event was recorded, its reason (table 0062), where (HD)
 EVN-5, EVN-6            the operator who entered it (XCN), when it occurred
+MSH-22 / MSH-23         sending / receiving responsible organization (XON, v2.7+)
 ======================  =============================================
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from bridge import Coding, DecodeError, Endpoint, MessageEnvelope, Software
 
 from . import datatypes as dt
+from .organizations import read_organization
 from .header import Separators
 from .reader import NULL, Segment, read_messages, split_lines, text, to_text
 
@@ -61,6 +63,8 @@ def read(raw: bytes) -> MessageEnvelope | None:
         event_reason=_coding(evn, 4, seps),
         operator=dt.read_practitioner(_first(evn, 5, seps), seps) if _first(evn, 5, seps) else None,
         event_occurred=_when(evn, 6, seps),
+        sending_organization=read_organization(_first(msh, 22, seps), seps),
+        receiving_organization=read_organization(_first(msh, 23, seps), seps),
     )
 
 
