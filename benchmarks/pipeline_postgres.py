@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="engine.processes per node")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4, help="engine.batch_size (the engine's default)")
     parser.add_argument("--pool-size", type=int, default=6, help="connections per process (store URL pool_size)")
     parser.add_argument("--nodes", type=int, action="append", help="node counts to run (default: 1 and 2)")
     parser.add_argument("--timeout", type=float, default=600)

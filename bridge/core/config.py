@@ -124,7 +124,7 @@ class EngineSettings:
     poll_seconds: float = 0.2
     processes: int = 0
     """Worker processes (``bridge run`` children running workers and deliverers); 0: threads in this process."""
-    batch_size: int = 16
+    batch_size: int = 4
     """Messages (or outbox rows) one claim takes and one transaction settles."""
 
 
