@@ -83,7 +83,7 @@ def beside(decoder: Decoder, records: list[Record]) -> list[Record]:
         groups, patients = groups[:1], patients[:1]
     out: list[Record] = []
     for (pid, pv1), patient in zip(groups, patients):
-        out += read(reader, pid, pv1, patient, _encounter_of(records, patient))
+        out += read(reader, pid, pv1, patient, encounter_of(records, patient))
     return out
 
 
@@ -113,7 +113,7 @@ def _distinct_patients(records: list[Record]) -> list[Patient]:
     return found
 
 
-def _encounter_of(records: list[Record], patient: Patient) -> Encounter | None:
+def encounter_of(records: list[Record], patient: Patient) -> Encounter | None:
     """The first visit the records name for ``patient`` (an episode names only the patient)."""
     for record in records:
         encounter = record if isinstance(record, Encounter) else getattr(record, "encounter", None)

@@ -39,6 +39,7 @@ from bridge import Account, ChargeItem, Coding, Encounter, Identifier, Organizat
 from bridge import ProcedurePerformer, Record
 
 from . import datatypes as dt
+from .accounts import encounter_of
 from .organizations import read_organization
 from .reader import NULL, Segment, text
 
@@ -58,7 +59,7 @@ def beside(decoder: Decoder, records: list[Record]) -> list[Record]:
         return []
     from .adt import carried
 
-    encounter = _first_encounter(records, patient)
+    encounter = encounter_of(records, patient)
     account = next((r for r in records if isinstance(r, Account) and r.patient is patient), None)
     done = [r for r in records if isinstance(r, Procedure) and r.patient is patient]
     out: list[Record] = []
@@ -159,12 +160,4 @@ def _first_patient(records: list[Record]) -> Patient | None:
         patient = record if isinstance(record, Patient) else getattr(record, "patient", None)
         if isinstance(patient, Patient):
             return patient
-    return None
-
-
-def _first_encounter(records: list[Record], patient: Patient) -> Encounter | None:
-    for record in records:
-        encounter = record if isinstance(record, Encounter) else getattr(record, "encounter", None)
-        if isinstance(encounter, Encounter) and encounter.patient is patient:
-            return encounter
     return None
