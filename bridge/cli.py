@@ -649,8 +649,34 @@ def cmd_map_test(args) -> int:
     return map_test(_config(args, plugins), plugins, args.map or (), sys.stdout)
 
 
+def cmd_map_try(args) -> int:
+    """``bridge map try``: one message through a channel's maps, step by step (docs/maps.md)."""
+    from bridge.core.maps.trying import print_trace, trace_maps
+    from bridge.core.model.times import localize_records
+
+    plugins = _plugins()
+    config = _config(args, plugins)
+    channel = config.channels.get(args.channel)
+    if channel is None:
+        raise UsageError(f"no channel {args.channel!r} (channels: {', '.join(sorted(config.channels)) or 'none'})")
+    if not channel.maps:
+        raise UsageError(f"channel {args.channel!r} has no maps (add maps: [NAME] to it; docs/maps.md)")
+    raw = _read_file(args.file)
+    try:
+        records = plugins.format(channel.format).decode(raw, dict(channel.options))
+    except DecodeError as exc:
+        raise UsageError(f"{args.file} does not decode as {channel.format} (channel {args.channel}): {exc}") from None
+    if channel.timezone:
+        localize_records(records, channel.timezone)
+    print(f"channel {args.channel}: {args.file} decoded as {channel.format}, {len(records)} record(s); "
+          f"maps: {', '.join(channel.maps)}")
+    traces, outcome = trace_maps([config.maps[name] for name in channel.maps], records)
+    print_trace(traces, outcome, sys.stdout)
+    return EXIT_FAIL if outcome.failure else EXIT_OK
+
+
 def _add_map_commands(sub) -> None:
-    """``map test``: maps are tested like code."""
+    """``map test`` and ``map try``: maps are tested like code, and tried on one message."""
     maps = sub.add_parser("map", help="test channel and destination maps",
                           description="Maps: filters, transforms and lookup tables as data (docs/maps.md).")
     maps_sub = maps.add_subparsers(dest="map_command", metavar="ACTION", required=True)
@@ -659,6 +685,12 @@ def _add_map_commands(sub) -> None:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
     p.add_argument("map", nargs="*", help="only these maps (default: every map beside the config)")
     p.set_defaults(func=cmd_map_test)
+    text = "run FILE through CHANNEL's maps and show, step by step, whether each condition held and what changed"
+    p = maps_sub.add_parser("try", help=text, description=text + "; then the records after the maps (bridge JSON)")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
+    p.add_argument("channel", help="the channel whose maps run, in its order, with its decoding options and timezone")
+    p.add_argument("file", help="a message as the channel receives it (HL7v2 for an hl7v2 channel)")
+    p.set_defaults(func=cmd_map_try)
 
 
 def _add_store_commands(sub) -> None:
