@@ -18,6 +18,11 @@ in pipeline.py, and the corpus ADT messages (tests/fixtures/hl7v2/corpus) that d
 carry what the map works on (a patient with identifier, name, sex and birth date; a visit with
 identifier, class and start), so that no step idles on them.
 
+The time the map adds has two parts, both printed: the steps themselves (measured inside
+``run_maps``) and the encoder's work on what they changed: a new identifier assigner becomes an
+Organization resource in the FHIR bundle (this map adds two and renames one, so the bundle of the
+example ADT^A04 grows from 12 to 15 resources), which costs the encoder more than the steps cost.
+
 Rounds of the two loops alternate, so a change in the machine's speed hits both; the median round
 of each is reported.
 
@@ -235,13 +240,14 @@ def main() -> int:
         mapped.append(work.round(raws, [map_]))
     base = statistics.median(plain)
     with_map = statistics.median(rate for rate, _ in mapped)
-    own = statistics.median(share for _, share in mapped) * 100
+    own = statistics.median(share for _, share in mapped) * base / with_map * 100
     overhead = (base / with_map - 1) * 100
     print(f"decode + encode              : {base:7.0f} msg/s   (median of {len(plain)} rounds)")
     print(f"decode + 20-step map + encode: {with_map:7.0f} msg/s   (median of {len(mapped)} rounds)")
-    print(f"time the map adds            : {overhead:7.1f} %   (target <= {TARGET:.0f} %)")
-    print(f"  of the mapped time, inside run_maps: {own:.1f} % (the rest of the difference: encoding what "
-          "the map added, and noise)")
+    print(f"time the map adds            : {overhead:7.1f} %   (target <= {TARGET:.0f} %)"
+          + ("" if overhead <= TARGET else ": not met"))
+    print(f"  of which the steps (inside run_maps): {own:.1f} %; the rest is the encoder's work on what the map "
+          "changed (new assigner Organizations) and noise")
     return 0
 
 
