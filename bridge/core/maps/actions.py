@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import datetime
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -150,7 +151,7 @@ def _required(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class Action:
+class Action(ABC):
     """Base: ``kind`` is the record kind the action works on (None: the message as a whole).
     ``reshapes``: a change it makes may add, remove or replace records (then they are found again)."""
 
@@ -158,13 +159,13 @@ class Action:
     kind: str | None
     paths: tuple[str, ...]
 
-    def apply(self, run: Run, subject: Any) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, run: Run, subject: Any) -> int:
+        """Apply to ``subject`` (None for a message-wide action); return how many values changed."""
 
-    @cached_property
+    @property
     def reshapes(self) -> bool:
-        return self.name in ("drop", "delete", "copy", "move") or self.name == "set" and any(
-            _holds_records(p) for p, _ in getattr(self, "entries", ()))
+        return False
 
 
 def _holds_records(path: Path) -> bool:
@@ -187,6 +188,10 @@ def _first(run: Run, subject: Any, subject_kind: str | None, path: Path) -> Any:
 class SetAction(Action):
     entries: tuple[tuple[Path, Any], ...] = ()
 
+    @cached_property
+    def reshapes(self) -> bool:  # type: ignore[override]
+        return any(_holds_records(p) for p, _ in self.entries)
+
     def apply(self, run: Run, subject: Any) -> int:
         return sum(_put(slot, value, path.leaf, path.text)
                    for path, value in self.entries for slot in slots(subject, path, create=True))
@@ -197,6 +202,10 @@ class CopyAction(Action):
     source: Path | None = None
     target: Path | None = None
     move: bool = False
+
+    @property
+    def reshapes(self) -> bool:
+        return True
 
     def apply(self, run: Run, subject: Any) -> int:
         assert self.source is not None and self.target is not None
@@ -225,6 +234,10 @@ def _delete(subject: Any, path: Path) -> int:
 @dataclass(frozen=True)
 class DeleteAction(Action):
     path: Path | None = None
+
+    @property
+    def reshapes(self) -> bool:
+        return True
 
     def apply(self, run: Run, subject: Any) -> int:
         assert self.path is not None
@@ -379,6 +392,10 @@ class AddIdentifierAction(Action):
 @dataclass(frozen=True)
 class DropAction(Action):
     """Removes the message's top-level records of ``kind`` (the subjects whose condition held)."""
+
+    @property
+    def reshapes(self) -> bool:
+        return True
 
     def apply(self, run: Run, subject: Any) -> int:
         before = len(run.records)

@@ -42,7 +42,7 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str) -> MapO
         outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
         for step in map_.steps:
             try:
-                fired, changed = _run_step(step, run)
+                fired, changed = run_step(step, run)
             except MapFailure as exc:
                 outcome.failure = f"map {map_.name} step {step.id}: {exc}"
                 steps.append({"id": step.id, "action": step.action.name, "failed": True})
@@ -59,7 +59,7 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str) -> MapO
     return outcome
 
 
-def _run_step(step: Step, run: Run) -> tuple[int, int]:
+def run_step(step: Step, run: Run) -> tuple[int, int]:
     """(how many subjects the step applied to, how many values it changed)."""
     action = step.action
     if action.kind is None:  # the message as a whole: route, hold

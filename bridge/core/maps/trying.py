@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from bridge.core.maps.actions import DropAction, MapFailure, Run
 from bridge.core.maps.model import Map, Step
-from bridge.core.maps.runner import MapOutcome, _run_step  # the engine's own step, so try == run
+from bridge.core.maps.runner import MapOutcome, run_step  # the engine's own step, so try == run
 from bridge.core.maps.testing import document
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.records import Record
@@ -61,7 +61,7 @@ def _trace_step(map_: Map, step: Step, run: Run, labels: dict[int, str]) -> Step
     holds_before, routes_before = len(run.holds), dict(run.routes)
     trace = StepTrace(map_, step, _subject_count(step, run), 0)
     try:
-        trace.held, _ = _run_step(step, run)
+        trace.held, _ = run_step(step, run)
     except MapFailure as exc:
         trace.failure = str(exc)
     after = _snapshot(run.records, labels)
