@@ -13,6 +13,7 @@ import dataclasses
 import binascii
 import json
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from bridge import (
@@ -658,12 +659,14 @@ def prescription_in(node: Node, r: Reader) -> Prescription:
         extra=record_extra_in(node))
 
 
-def category_in(node: Node) -> str | None:
-    """MedicationRequest.category from the HL7 medicationrequest-category system (inpatient,
-    outpatient, community, discharge); other category codings are not ours to read."""
+def category_in(node: Node, system: str = C.MEDREQ_CATEGORY,
+                allowed: Collection[str] = C.MEDREQ_CATEGORIES) -> str | None:
+    """The first ``category`` code of ``system`` that is one of ``allowed`` (by default
+    MedicationRequest.category from the HL7 medicationrequest-category system: inpatient, outpatient,
+    community, discharge); other category codings are not ours to read."""
     for concept in node.list("category"):
         for coding in concept.list("coding"):
-            if coding.str("system") == C.MEDREQ_CATEGORY and coding.str("code") in C.MEDREQ_CATEGORIES:
+            if coding.str("system") == system and coding.str("code") in allowed:
                 return coding.str("code")
     return None
 
@@ -978,11 +981,7 @@ def condition_out(rec: Condition, w: Writer) -> dict[str, Any]:
 
 def condition_in(node: Node, r: Reader) -> Condition:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID, C.SID_CONDITION_KEY)
-    category = None
-    for concept in node.list("category"):
-        for coding in concept.list("coding"):
-            if coding.str("system") == C.CONDITION_CATEGORY and coding.str("code") in CONDITION_CATEGORIES:
-                category = category or coding.str("code")
+    category = category_in(node, C.CONDITION_CATEGORY, CONDITION_CATEGORIES)
     code_node = node.obj("code")
     code = coded_in(Node({k: v for k, v in code_node.data.items() if k != "text"}, code_node.path)) \
         if code_node is not None and code_node.list("coding") else None

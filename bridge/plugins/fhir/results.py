@@ -159,14 +159,10 @@ def value_out(rec: Observation, w: Writer) -> dict[str, Any]:
 def observation_in(node: Node, r: Reader) -> Observation:
     from .places import follow_organization
 
-    from .resources import choice, record_extra_in, record_id
+    from .resources import category_in, choice, record_extra_in, record_id
 
     found, identifiers = split_result_ids(node)
-    category = None
-    for concept in node.list("category"):
-        for coding in concept.list("coding"):
-            if coding.str("system") == C.OBSERVATION_CATEGORY and coding.str("code") in OBSERVATION_CATEGORIES:
-                category = category or coding.str("code")
+    category = category_in(node, C.OBSERVATION_CATEGORY, OBSERVATION_CATEGORIES)
     status = node.str("status")
     units = next((coding_in(e.obj("valueCoding")) for e in node.list("extension")  # type: ignore[arg-type]
                   if e.str("url") == C.EXT_OBSERVATION_UNITS and e.obj("valueCoding")), None)

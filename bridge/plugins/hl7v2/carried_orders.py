@@ -30,7 +30,7 @@ from bridge import Appointment, DiagnosticReport, Patient, Period, Record, Servi
 
 from . import adt, companions, orders, specimens
 from . import datatypes as dt
-from .reader import Segment, text
+from .reader import Segment
 
 if TYPE_CHECKING:
     from .decode import Decoder
@@ -113,17 +113,6 @@ def document_orders(dec: Decoder, records: list[Record]) -> list[Record]:
     return _carried(found)
 
 
-def _notes_after(dec: Decoder, segs: list[Segment], at: int) -> list[str]:
-    out: list[str] = []
-    for seg in segs[at + 1:]:
-        if seg.name != "NTE":
-            break
-        lines = [text(r, dec.seps) for r in dec.reps(seg, 3)]
-        if lines:
-            out.append("\n".join(lines))
-    return out
-
-
 def booked_services(dec: Decoder, records: list[Record]) -> list[Record]:
     """SIU: each AIS (a service booked for the appointment) with a code, as a ServiceRequest of the
     appointment's patient: AIS-3 code, AIS-4 start, the NTE after it; status from AIS-10
@@ -145,7 +134,7 @@ def booked_services(dec: Decoder, records: list[Record]) -> list[Record]:
         status = FILLER_STATUS.get(dec.t(seg, 10).upper(), fallback)
         found.append(ServiceRequest(status=status, intent=FILLER, code=code,
                                     occurrence=Period(start=start) if start else None,
-                                    notes=_notes_after(dec, segs, at), patient=appointment.patient))
+                                    notes=orders.notes_following(dec, segs[at + 1:]), patient=appointment.patient))
     return _carried(found, FILLER)
 
 

@@ -13,6 +13,7 @@ round trip gives it back unchanged, and the other records say ``carried``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bridge import (
@@ -219,10 +220,16 @@ def notes_after(dec: Decoder, group: OrderGroup, anchor: Segment | None) -> list
     """NTE-3 lines that directly follow the order's OBR (or ORC): comments on the order itself."""
     if anchor is None:
         return []
-    out: list[str] = []
     at = group.segments.index(anchor)
-    for seg in group.segments[at + 1:]:
-        if seg.name in ("TQ1", "TQ2", "PRT"):
+    return notes_following(dec, group.segments[at + 1:], skip=("TQ1", "TQ2", "PRT"))
+
+
+def notes_following(dec: Decoder, segments: Sequence[Segment], skip: tuple[str, ...] = ()) -> list[str]:
+    """The NTE-3 text of the NTE segments at the head of ``segments`` (past any ``skip`` ones), one
+    entry per NTE, its repetitions as lines."""
+    out: list[str] = []
+    for seg in segments:
+        if seg.name in skip:
             continue
         if seg.name != "NTE":
             break
