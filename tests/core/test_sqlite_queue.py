@@ -27,7 +27,7 @@ def test_claims_and_lane_moves_use_the_lane_indexes(tmp_path, monkeypatch):
 
     recording = sqlite3.connect(store.path, factory=Recording, isolation_level=None)
     queue.claimable_heads(recording, 10, 0.0)
-    queue.message_lane_is_free(recording, "ch", "patient:P1")
+    queue.new_lane_head(recording, "ch", "patient:P1")  # the lane check every intake INSERT embeds
     queue.leave_message_lane(recording, "ch", "patient:P1")
     queue.due_outbox_heads(recording, 10, 0.0)
     queue.outbox_lane_is_free(recording, "d", "patient:P1")

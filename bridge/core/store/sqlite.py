@@ -565,8 +565,7 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
     # --- operator actions -----------------------------------------------------------------------
 
     def _insert_replay(self, conn: sqlite3.Connection, row: Mapping[str, Any]) -> int:
-        head = queue.head_marker(conn, row["channel"]) \
-            if queue.message_lane_is_free(conn, row["channel"], row["order_key"]) else 0
+        head = queue.new_lane_head(conn, row["channel"], row["order_key"])
         columns = {**row, "status": "received", "lane_head": head}
         return conn.execute(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                             tuple(columns.values())).lastrowid

@@ -20,6 +20,8 @@ from typing import Any
 # --- processing lanes (messages) ------------------------------------------------------------------
 
 _UNFINISHED = "status IN ('received', 'processing')"  # spelled as in the partial index messages_lanes
+_IN_LANE = f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
+"""An unfinished message of the lane (channel, order key): its two parameters."""
 HEAD, PARKED = 1, 3
 """``lane_head`` of a lane's claimable message, and of the head of a lane whose channel is paused. A
 parked head is not in ``messages_lane_heads``, so claims never pass over a paused channel's backlog:
@@ -44,8 +46,7 @@ def park_channel(conn: sqlite3.Connection, channel: str, paused: bool) -> None:
         conn.execute(f"UPDATE messages SET lane_head = {HEAD} WHERE channel = ? AND lane_head = {PARKED}", (channel,))
 
 
-NEW_LANE_HEAD_SQL = (f"CASE WHEN ? THEN CASE WHEN ? IS NOT NULL AND EXISTS (SELECT 1 FROM messages WHERE channel = ?"
-                     f" AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}) THEN 0"
+NEW_LANE_HEAD_SQL = (f"CASE WHEN ? THEN CASE WHEN ? IS NOT NULL AND EXISTS ({_IN_LANE}) THEN 0"
                      f" ELSE {HEAD_MARKER_SQL} END ELSE 0 END")
 """A new message's ``lane_head``, inside its INSERT: the head (claimable, or parked while its channel is
 paused) when nothing unfinished is ahead of it in its lane, else 0; never a head when ``can_lead`` is
@@ -56,22 +57,17 @@ def new_lane_head_args(channel: str, order_key: str | None, *, can_lead: bool) -
     return (can_lead, order_key, channel, order_key, channel)
 
 
-def message_lane_is_free(conn: sqlite3.Connection, channel: str, order_key: str | None) -> bool:
-    """True when a message entering this lane now is its head (nothing unfinished is ahead of it)."""
-    if order_key is None:
-        return True
-    row = conn.execute(
-        f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
-        " LIMIT 1", (channel, order_key)).fetchone()
-    return row is None
+def new_lane_head(conn: sqlite3.Connection, channel: str, order_key: str | None) -> int:
+    """``NEW_LANE_HEAD_SQL`` on its own, for an insert that cannot embed it (a replay's copy)."""
+    args = new_lane_head_args(channel, order_key, can_lead=True)
+    return conn.execute(f"SELECT {NEW_LANE_HEAD_SQL}", args).fetchone()[0]
 
 
 def enter_message_lane(conn: sqlite3.Connection, message_id: int) -> None:
     """A stored message becomes unfinished again (a released hold): it joins the back of its lane."""
     channel, order_key = conn.execute("SELECT channel, order_key FROM messages WHERE id = ?", (message_id,)).fetchone()
-    others = conn.execute(
-        f"SELECT 1 FROM messages WHERE channel = ? AND order_key = ? AND order_key IS NOT NULL AND {_UNFINISHED}"
-        " AND id != ? LIMIT 1", (channel, order_key, message_id)).fetchone() if order_key is not None else None
+    others = conn.execute(f"{_IN_LANE} AND id != ? LIMIT 1", (channel, order_key, message_id)).fetchone() \
+        if order_key is not None else None
     conn.execute("UPDATE messages SET lane_head = ? WHERE id = ?", (0 if others else head_marker(conn, channel),
                                                                   message_id))
 
