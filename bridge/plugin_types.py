@@ -140,6 +140,11 @@ class SourceContext:
     message that was not stored. An item may carry a fourth element, the header ``peek(raw)``
     returned, so a source that already read it spares the intake a second read.
 
+    ``submit_now(items)`` is ``submit_many`` for an event loop that must not block: it commits only
+    if the store can at once, and returns ``(results, wait)`` or None ("not now": use ``submit_many``
+    on a thread). The senders may be answered only after ``wait()`` (when not None) returned on another
+    thread; if it raises StoreError, every stored item's sender gets an error answer instead.
+
     ``peek(raw)`` is the channel format's cheap header read (never raises), and
     ``policy_applies(header)`` says whether some policy may judge a message with that header: a source
     calls ``evaluate`` only when it does (an ADT for a gate that judges prescriptions needs no decode
@@ -164,6 +169,7 @@ class SourceContext:
     decode: Callable[[bytes], list[Record]] | None = None
     evaluate: Callable[[bytes], PolicyDecision | None] | None = None
     submit_many: Callable[[Sequence[tuple[Any, ...]]], list[Any]] | None = None
+    submit_now: Callable[[Sequence[tuple[Any, ...]]], Any] | None = None
     peek: Callable[[bytes], MessageHeader] | None = None
     policy_applies: Callable[[MessageHeader], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)

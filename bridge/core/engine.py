@@ -130,6 +130,7 @@ class Engine:
             evaluate=(lambda raw, _name=ch.name: self.processor.verdict(_name, raw)) if self.processor.policies
             else None,
             submit_many=lambda items, _ch=ch: self.intake.submit_many(_ch, items),
+            submit_now=lambda items, _ch=ch: self.intake.submit_now(_ch, items),
             peek=lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,

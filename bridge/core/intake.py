@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bridge.core.config import ChannelConfig
@@ -83,35 +83,28 @@ class Intake:
         StoreError for a message that was not stored: its sender must get an error answer, never an
         acknowledgement.
         """
-        fmt = self.formats[channel.format]
-        results: list[Receipt | StoreError | None] = [None] * len(items)
-        rows, where, headers = [], [], {}
-        for index, item in enumerate(items):
-            raw, origin, error = item[0], dict(item[1] or {}), item[2]
-            if len(raw) > channel.max_message_bytes:
-                results[index] = Receipt(None, accepted=False, error=(
-                    f"message is {len(raw)} bytes, over the channel limit of {channel.max_message_bytes}"))
-                continue
-            header = item[3] if len(item) > 3 and item[3] is not None else self.peek(fmt, channel.name, raw)
-            key = None if error else dedupe_key_for(channel.name, header, origin)
-            origin.pop("dedupe_key", None)
-            rows.append((channel.name, fmt.name, raw, key, _header_dict(header, order_key_for(channel, header)),
-                         origin, error))
-            where.append(index)
-            headers[index] = (header, error)
-        if rows:
-            stored = self.store.receive_many(rows)
-            for index, outcome in zip(where, stored):
-                header, error = headers[index]
-                if isinstance(outcome, BaseException):
-                    log.error("channel %s: store commit failed; the sender must not be acknowledged", channel.name)
-                    results[index] = outcome if isinstance(outcome, StoreError) else StoreError(str(outcome))
-                elif error:
-                    results[index] = Receipt(outcome[0], accepted=False, error=error, header=header)
-                else:
-                    results[index] = Receipt(outcome[0], accepted=True, duplicate=outcome[1], header=header)
+        batch = _Batch(self, channel, items)
+        if batch.rows:
+            batch.settle(self.store.receive_many(batch.rows))
             self.wake.set()
-        return results  # type: ignore[return-value]
+        return batch.results  # type: ignore[return-value]
+
+    def submit_now(self, channel: ChannelConfig, items: Sequence[tuple[Any, ...]]) -> (
+            tuple[list[Receipt | StoreError], Callable[[], None] | None] | None):
+        """``submit_many`` for an event loop: commits only if the store can at once, and returns
+        ``(results, wait)``; the senders may be answered once ``wait()`` (None: nothing to wait for)
+        returned on another thread, or with an error if it raised StoreError. None: not now, use
+        ``submit_many`` on a thread (see :meth:`Store.receive_now`)."""
+        batch = _Batch(self, channel, items)
+        if not batch.rows:
+            return batch.results, None  # type: ignore[return-value]
+        committed = self.store.receive_now(batch.rows)
+        if committed is None:
+            return None
+        stored, wait = committed
+        batch.settle(stored)
+        self.wake.set()
+        return batch.results, wait  # type: ignore[return-value]
 
     @staticmethod
     def peek(fmt: FormatSpec, channel: str, raw: bytes) -> MessageHeader:
@@ -122,6 +115,40 @@ class Intake:
             log.warning("channel %s: %s peek failed (%s); the worker will report the decode error",
                         channel, fmt.name, type(exc).__name__)
             return MessageHeader()
+
+
+class _Batch:
+    """Submitted items made into store rows (size check, header, dedupe and lane keys), and the
+    receipts made from what the store answered for them."""
+
+    def __init__(self, intake: Intake, channel: ChannelConfig, items: Sequence[tuple[Any, ...]]):
+        self.channel = channel
+        fmt = intake.formats[channel.format]
+        self.results: list[Receipt | StoreError | None] = [None] * len(items)
+        self.rows: list[tuple[Any, ...]] = []
+        self._where: list[tuple[int, MessageHeader, str | None]] = []
+        for index, item in enumerate(items):
+            raw, origin, error = item[0], dict(item[1] or {}), item[2]
+            if len(raw) > channel.max_message_bytes:
+                self.results[index] = Receipt(None, accepted=False, error=(
+                    f"message is {len(raw)} bytes, over the channel limit of {channel.max_message_bytes}"))
+                continue
+            header = item[3] if len(item) > 3 and item[3] is not None else intake.peek(fmt, channel.name, raw)
+            key = None if error else dedupe_key_for(channel.name, header, origin)
+            origin.pop("dedupe_key", None)
+            self.rows.append((channel.name, fmt.name, raw, key,
+                              _header_dict(header, order_key_for(channel, header)), origin, error))
+            self._where.append((index, header, error))
+
+    def settle(self, stored: Sequence[tuple[int, bool] | BaseException]) -> None:
+        for (index, header, error), outcome in zip(self._where, stored):
+            if isinstance(outcome, BaseException):
+                log.error("channel %s: store commit failed; the sender must not be acknowledged", self.channel.name)
+                self.results[index] = outcome if isinstance(outcome, StoreError) else StoreError(str(outcome))
+            elif error:
+                self.results[index] = Receipt(outcome[0], accepted=False, error=error, header=header)
+            else:
+                self.results[index] = Receipt(outcome[0], accepted=True, duplicate=outcome[1], header=header)
 
 
 def _header_dict(header: MessageHeader, order_key: str | None) -> dict[str, Any]:

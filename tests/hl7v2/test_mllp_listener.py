@@ -57,10 +57,11 @@ def test_many_messages_over_four_concurrent_connections(bridge_engine):
 
 
 def test_a_slow_commit_does_not_block_the_listener(bridge_engine, monkeypatch):
-    """Commits run off the event loop: while one is slow, new connections are served at once
-    (here an empty frame is refused immediately), and frames that queued meanwhile share the
-    next commit."""
+    """When the store cannot commit at once (another writer holds it), commits run off the event loop:
+    while one is slow, new connections are served at once (here an empty frame is refused
+    immediately), and frames that queued meanwhile share the next commit."""
     with listening(bridge_engine, {"channels": {"adt": channel()}}) as (engine, source):
+        monkeypatch.setattr(engine.store, "receive_now", lambda items: None)  # always busy
         real_receive_many = engine.store.receive_many
         batches: list[int] = []
 
@@ -90,6 +91,61 @@ def test_a_slow_commit_does_not_block_the_listener(bridge_engine, monkeypatch):
             t.join(timeout=10)
         assert {c: a[:2] for c, a in answers.items()} == {c: ("AA", c) for c in ("SLOW", "Q0", "Q1", "Q2")}
         assert batches[0] == 1 and batches[1] == 3  # the three that queued behind it: one commit
+
+
+class HeldFlush:
+    """Wraps the store's WAL flush: holds it until released, or makes it fail (the disk refusing)."""
+
+    def __init__(self, store) -> None:
+        self.real = store._wal_sync._flush
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.error: OSError | None = None
+        store._wal_sync._flush = self
+
+    def __call__(self, fd: int) -> None:
+        self.started.set()
+        self.release.wait(10)
+        if self.error is not None:
+            raise self.error
+        self.real(fd)
+
+
+def test_the_ack_waits_for_the_disk_flush_and_the_loop_serves_others_meanwhile(bridge_engine):
+    """Commits made on the listener's loop are answered only once a WAL flush begun after them is
+    done; while the flush is slow the loop goes on (an empty frame is refused at once) and the
+    commit is already visible in the store."""
+    with listening(bridge_engine, {"channels": {"adt": channel()}}) as (engine, source):
+        held = HeldFlush(engine.store)
+        client = RawClient(source.port)
+        client.send_raw(mllp(adt("FLUSHED")))
+        assert held.started.wait(5)
+        client.sock.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            client.read_frame()  # no ACK before the flush
+        assert [m.control_id for m in stored(engine)] == ["FLUSHED"]
+        started = time.monotonic()
+        code, _, text = RawClient(source.port).send(b"   ")
+        assert code == "AR" and "empty" in text and time.monotonic() - started < 1.0
+        held.release.set()
+        client.sock.settimeout(5)
+        assert client.ack()[:2] == ("AA", "FLUSHED")
+        assert source._commits.batches_now >= 1
+        client.close()
+
+
+def test_a_flush_the_disk_refuses_is_answered_with_an_error_not_an_ack(bridge_engine, caplog):
+    with listening(bridge_engine, {"channels": {"adt": channel()}}) as (engine, source):
+        held = HeldFlush(engine.store)
+        held.error = OSError(5, "Input/output error")
+        held.release.set()
+        client = RawClient(source.port)
+        code, control, text = client.send(adt("LOST-DISK", patient="Zebedee"))
+        assert (code, control) == ("AE", "LOST-DISK") and "could not be stored" in text
+        code, _, _ = client.send(adt("AFTER"))
+        assert code == "AE"  # no later commit is acknowledged: the flush is not retried
+        assert "Zebedee" not in caplog.text
+        client.close()
 
 
 def test_partial_reads_several_frames_per_read_and_garbage(bridge_engine):
@@ -157,6 +213,7 @@ def test_store_failure_gives_ae_and_a_resend_is_then_stored(bridge_engine, monke
 
         with monkeypatch.context() as patch:
             patch.setattr(engine.store, "receive_many", broken)
+            patch.setattr(engine.store, "receive_now", lambda items: None)  # busy: the thread path fails
             code, control, text = RawClient(source.port).send(adt("AE-1"))
         assert (code, control) == ("AE", "AE-1")
         assert "could not be stored" in text

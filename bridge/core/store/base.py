@@ -43,7 +43,7 @@ old owner's write with the old token is refused per item: ``finish_*`` return a
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,6 +338,16 @@ class Store(abc.ABC):
         ``header["order_key"]`` (absent: None) puts the message in the processing lane
         ``(channel, order_key)``: at the back of it, or at its head when the lane has nothing unfinished.
         This must stay cheap: the intake's commit is what a sender waits for."""
+
+    def receive_now(self, items: Sequence[tuple[Any, ...]]) -> (
+            tuple[list[tuple[int, bool]], Callable[[], None]] | None):
+        """``receive_many`` for a caller that must not block (a listener's event loop): commit at once
+        if the store can without waiting for another writer, and return ``(results, wait)`` where
+        ``wait()`` blocks (on another thread) until the commit is on the disk and raises StoreError if
+        it cannot be; the sender may be answered only after ``wait()`` returned. None means "not now"
+        (busy, or a row needs the careful path): the caller uses ``receive_many``. Stores whose commit
+        is durable when it returns, or that cannot commit without waiting, keep this default."""
+        return None
 
     # --- the queue: processing -----------------------------------------------------------------
 

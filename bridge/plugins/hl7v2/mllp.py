@@ -263,6 +263,7 @@ class MLLPSource:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._flusher: ThreadPoolExecutor | None = None
         self._policy_pool: ThreadPoolExecutor | None = None
         self._commits: _ThreadBatcher | None = None
         self._verdicts: _ThreadBatcher | None = None
@@ -273,12 +274,14 @@ class MLLPSource:
         """Bind and listen; returns once connections are accepted, or raises why it could not bind."""
         self._pool = ThreadPoolExecutor(self.submit_threads, thread_name_prefix=f"mllp-submit-{self.ctx.channel}")
         self._policy_pool = ThreadPoolExecutor(1, thread_name_prefix=f"mllp-policy-{self.ctx.channel}")
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix=f"mllp-flush-{self.ctx.channel}")
         self._thread = threading.Thread(target=self._run, name=f"mllp-{self.ctx.channel}", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._start_error is not None:
             self._pool.shutdown(wait=False)
             self._policy_pool.shutdown(wait=False)
+            self._flusher.shutdown(wait=False)
             raise self._start_error
         log.info("channel %s: %s listening on %s:%d", self.ctx.channel, self.scheme, self.host, self.port)
 
@@ -286,7 +289,9 @@ class MLLPSource:
         loop = asyncio.new_event_loop()
         self._loop = loop
         assert self._pool is not None and self._policy_pool is not None
-        self._commits = _ThreadBatcher(loop, self._pool, self._submit_many, workers=self.submit_threads)
+        self._commits = _ThreadBatcher(loop, self._pool, self._submit_many, workers=self.submit_threads,
+                                       run_now=self._submit_now if self.ctx.submit_now is not None else None,
+                                       flusher=self._flusher)
         self._verdicts = _ThreadBatcher(loop, self._policy_pool, self._evaluate_many)
         accept: Callable[[], asyncio.Protocol] = (lambda: _Connection(self)) if self.tls is None \
             else (lambda: _HoldForHandshake(self))
@@ -318,6 +323,8 @@ class MLLPSource:
         thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._flusher is not None:
+            self._flusher.shutdown(wait=True)
         if self._policy_pool is not None:
             self._policy_pool.shutdown(wait=True)
         log.info("channel %s: %s listener stopped", self.ctx.channel, self.scheme)
@@ -441,6 +448,12 @@ class MLLPSource:
             except Exception as exc:
                 out.append(exc)
         return out
+
+    def _submit_now(self, items: list[tuple[bytes, Mapping[str, Any], MessageHeader | None]]) -> Any:
+        """Commit a batch on the loop itself when the store can at once (see ``_ThreadBatcher``)."""
+        assert self.ctx.submit_now is not None
+        return self.ctx.submit_now([(raw, origin, None) if header is None else (raw, origin, None, header)
+                                    for raw, origin, header in items])
 
     def _evaluate_many(self, raws: list[bytes]) -> list[Any]:
         """Each frame's policy decision, or the exception its evaluation raised (that frame's alone)."""
@@ -617,18 +630,29 @@ class _ThreadBatcher:
     A new batch starts at the end of the loop's turn, so the frames read in the same turn travel
     together. Results come back with one wake-up of the loop per batch: an exception in the result
     list is that item's alone; a call that raised is every item's.
+
+    With ``run_now`` (the commits of a store that can commit without blocking), a batch is first
+    offered to ``run_now`` on the loop itself when no batch of ours is on a thread (commits keep the
+    frames' order): it returns None ("not now": the batch goes to the pool as above), or the results
+    and a ``wait`` that the ``flusher`` thread runs until the commit is on the disk before the results
+    come back. The loop then reads and commits the next frames while the disk flushes, and threads
+    meet only once per flush: that is what lets many senders share each flush.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor,
-                 run_many: Callable[[list[Any]], list[Any]], *, workers: int = 1):
+                 run_many: Callable[[list[Any]], list[Any]], *, workers: int = 1,
+                 run_now: Callable[[list[Any]], Any] | None = None, flusher: ThreadPoolExecutor | None = None):
         self._loop = loop
         self._pool = pool
         self._run_many = run_many
+        self._run_now = run_now
+        self._flusher = flusher
         self._workers = workers
         self._waiting: list[tuple[Any, Callable[[Any], None]]] = []
         self._running = 0
         self._scheduled = False
         self.batches = 0  # how many batches ran (tests and diagnostics)
+        self.batches_now = 0  # of which committed on the loop
 
     def add(self, item: Any, done: Callable[[Any], None]) -> None:
         """Queue ``item``; ``done(result)`` is called on the loop when its batch comes back."""
@@ -642,9 +666,42 @@ class _ThreadBatcher:
         if not self._waiting or self._running >= self._workers:
             return
         batch, self._waiting = self._waiting, []
-        self._running += 1
         self.batches += 1
+        if self._running == 0 and self._now(batch):
+            return
+        self._running += 1
         self._pool.submit(self._run, batch)
+
+    def _now(self, batch: list[tuple[Any, Callable[[Any], None]]]) -> bool:
+        """Commit on the loop if the store can at once; False sends the batch to the pool."""
+        if self._run_now is None or self._flusher is None:
+            return False
+        try:
+            committed = self._run_now([item for item, _ in batch])
+        except Exception:  # the careful path on the pool reports what went wrong, item by item
+            return False
+        if committed is None:
+            return False
+        results, wait = committed
+        self.batches_now += 1
+        if wait is None:
+            self._deliver(batch, results)
+        else:
+            self._flusher.submit(self._after_flush, batch, results, wait)
+        return True
+
+    def _after_flush(self, batch: list[tuple[Any, Callable[[Any], None]]], results: list[Any],
+                     wait: Callable[[], None]) -> None:
+        """On the flusher thread: once the commit is on the disk, hand the results to the loop; if
+        the disk refused it, every stored item's sender gets that error instead."""
+        try:
+            wait()
+        except Exception as exc:
+            results = [result if isinstance(result, BaseException) else exc for result in results]
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, batch, results)
+        except RuntimeError:  # the listener stopped meanwhile: these senders get no answer and resend
+            pass
 
     def _run(self, batch: list[tuple[Any, Callable[[Any], None]]]) -> None:
         """On the pool thread: run the batch, then hand the results to the loop."""
@@ -663,6 +720,10 @@ class _ThreadBatcher:
         self._running -= 1
         if self._waiting:  # the next batch first, so its commit overlaps the writing of these answers
             self._start()
+        self._deliver(batch, results)
+
+    @staticmethod
+    def _deliver(batch: list[tuple[Any, Callable[[Any], None]]], results: list[Any]) -> None:
         for (_, done), result in zip(batch, results):
             done(result)
 
