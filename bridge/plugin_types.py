@@ -173,10 +173,14 @@ class SourceContext:
     peek: Callable[[bytes], MessageHeader] | None = None
     policy_applies: Callable[[MessageHeader], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    observe_ack: Callable[[float], None] | None = None  # a listener reports each answer's latency (seconds)
 
 
 class Source(Protocol):
-    """A running source: ``start()`` returns once it is listening; ``stop()`` stops it."""
+    """A running source: ``start()`` returns once it is listening; ``stop()`` stops it.
+
+    A source may also have ``is_listening() -> bool`` (bridge.core.health asks it for /readyz and
+    the listener-up gauge); a source without it counts as up while the engine runs it."""
 
     def start(self) -> None: ...
 

@@ -20,7 +20,7 @@ from bridge.core.config import BridgeConfig, ChannelConfig
 from bridge.core.delivery import Deliverer, reply_channel
 from bridge.core import redaction
 from bridge.core.intake import Intake
-from bridge.core.metrics import EngineMetrics
+from bridge.core.telemetry import METRICS_DIR_ENV, EngineMetrics
 from bridge.core.pipeline import ChannelPlan, DestinationPlan, Processor, internal_failure
 from bridge.core.plugin_manager import PluginManager
 from bridge.core.router import Router
@@ -31,6 +31,7 @@ from bridge.errors import ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
 log = logging.getLogger(__name__)
+STORED_AS_FAILED = "stored_as_failed"  # a result the store refused: the message was marked failed instead
 
 
 def policy_settings(config: BridgeConfig, plugins: PluginManager) -> dict[str, dict[str, Any]]:
@@ -65,7 +66,8 @@ class Engine:
         self.work_ready = threading.Event()
         self.delivery_ready = threading.Event()
         formats = plugins.formats()
-        self.intake = Intake(self.store, formats, self.work_ready)
+        self.metrics = EngineMetrics()
+        self.intake = Intake(self.store, formats, self.work_ready, on_stored=self.metrics.received)
         self.channel_plans = {
             name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes), _maps(config, ch.maps))
             for name, ch in config.channels.items()
@@ -85,7 +87,7 @@ class Engine:
                                    {n: d.retry for n, d in config.destinations.items()},
                                    formats={n: p.format.name for n, p in self.destination_plans.items()})
         self.sources: list[Source] = []
-        self.metrics = EngineMetrics()
+        self.sources_by_channel: dict[str, Source] = {}  # what bridge.core.health asks whether it listens
         self.scheduler: Any = None
         self.worker_processes: WorkerProcesses | None = None
         redaction.install()
@@ -114,7 +116,9 @@ class Engine:
     def open_sources(self) -> None:
         for name, ch in self.config.channels.items():
             if ch.enabled:
-                self.sources.append(self._make_source(ch))
+                source = self._make_source(ch)
+                self.sources.append(source)
+                self.sources_by_channel[name] = source
 
     def _make_source(self, ch: ChannelConfig) -> Source:
         scheme = ch.source.split(":", 1)[0].lower()
@@ -134,6 +138,7 @@ class Engine:
             peek=lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,
+            observe_ack=lambda seconds, _name=ch.name: self.metrics.acknowledged(_name, seconds),
         )
         return spec.source(ctx)
 
@@ -172,11 +177,15 @@ class Engine:
             raise
         except Exception:  # a result the store refused: write each alone, so only that message fails
             lost = [self._write_alone(claim, result) for claim, result in results]
-        for (claim, _), item in zip(results, lost):
-            if item is not None:
+        for (claim, result), item in zip(results, lost):
+            if isinstance(item, LeaseLost):
                 log.warning("message %s: lease lost during processing; another worker has it", claim.id)
+            elif item == STORED_AS_FAILED:
+                self.metrics.inc("bridge_messages_failed_total", claim.channel, "store")
+            else:
+                self.metrics.processed(claim, result)
 
-    def _write_alone(self, claim: MessageClaim, result: ProcessingResult) -> LeaseLost | None:
+    def _write_alone(self, claim: MessageClaim, result: ProcessingResult) -> LeaseLost | str | None:
         try:
             return self.store.finish_processing_many([(claim, result)])[0]
         except StoreError:
@@ -185,7 +194,7 @@ class Engine:
             log.error("message %s: its result could not be stored (%s); marked failed", claim.id, type(exc).__name__)
             self.processor.fail(claim, f"internal error while storing the result ({type(exc).__name__}); "
                                        "replay once the cause is fixed")
-            return None
+            return STORED_AS_FAILED
 
     def deliver_batch(self) -> int:
         """Claim a batch of due lane heads, send each, settle the outcomes together. Outcomes are
@@ -203,16 +212,14 @@ class Engine:
         return len(claims)
 
     def _settle(self, outcomes: list[DeliveryOutcome]) -> None:
-        for outcome, settled in zip(outcomes, self.deliverer.settle(outcomes)):
-            if settled == "delivered":
-                self.metrics.delivered(self.store, outcome.claim.row.message_id, outcome.claim.row.destination)
+        """Write the outcomes, then count what was written (telemetry: never work whose lease was lost)."""
+        self.metrics.settled(self.store, outcomes, self.deliverer.settle(outcomes))
 
     def deliver_one(self) -> bool:
         claim = self.store.claim_delivery(self.owner, self.config.engine.lease_seconds)
         if claim is None:
             return False
-        if self.deliverer.deliver(claim) == "delivered":
-            self.metrics.delivered(self.store, claim.row.message_id, claim.row.destination)
+        self._settle([self.deliverer.attempt(claim)])
         return True
 
     def drain(self, timeout: float = 30.0) -> None:
@@ -234,7 +241,9 @@ class Engine:
             if not os.path.isfile(self.config.path):
                 raise ConfigError([("engine.processes", "worker processes run `bridge run` on the same config file;"
                                     " this config was not read from a file")])
-            self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes)
+            share_dir = self.metrics.open_share_dir()  # the workers' counts, for this process's /metrics
+            self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes,
+                                                    env={METRICS_DIR_ENV: share_dir})
             self.worker_processes.start()
         else:
             self.start_workers()
@@ -290,11 +299,13 @@ class Engine:
             self.scheduler.stop()
         if self.worker_processes is not None:
             self.worker_processes.stop()
+            self.metrics.close_share_dir()
         for source in self.sources:
             try:
                 source.stop()
             except Exception:
                 log.exception("error stopping a source")
+        self.sources_by_channel = {}
         self._stop.set()
         self.work_ready.set()
         self.delivery_ready.set()
@@ -320,9 +331,11 @@ class Engine:
         watch_parent(stop)
         lower_priority()
         self.start_workers(other_process_wakes=True)
+        self.metrics.share_from_worker(stop)
         log.info("worker process started: %d worker(s), %d deliverer(s)", self.config.engine.workers,
                  self.config.engine.deliverers)
         try:
             stop.wait()
         finally:
             self.stop()
+            self.metrics.share_final()

@@ -58,10 +58,12 @@ def order_key_for(channel: ChannelConfig, header: MessageHeader) -> str | None:
 
 
 class Intake:
-    def __init__(self, store: Store, formats: Mapping[str, FormatSpec], wake: threading.Event | None = None):
+    def __init__(self, store: Store, formats: Mapping[str, FormatSpec], wake: threading.Event | None = None,
+                 on_stored: Callable[[str, Sequence[Any]], None] | None = None):
         self.store = store
         self.formats = formats
         self.wake = wake or threading.Event()
+        self.on_stored = on_stored  # told each committed batch's outcomes (the engine counts them: telemetry)
 
     def submit(self, channel: ChannelConfig, raw: bytes, origin: Mapping[str, Any] | None = None,
                error: str | None = None) -> Receipt:
@@ -85,8 +87,10 @@ class Intake:
         """
         batch = _Batch(self, channel, items)
         if batch.rows:
-            batch.settle(self.store.receive_many(batch.rows))
+            stored = self.store.receive_many(batch.rows)
+            batch.settle(stored)
             self.wake.set()
+            self._stored(channel, stored)
         return batch.results  # type: ignore[return-value]
 
     def submit_now(self, channel: ChannelConfig, items: Sequence[tuple[Any, ...]]) -> (
@@ -104,7 +108,12 @@ class Intake:
         stored, wait = committed
         batch.settle(stored)
         self.wake.set()
+        self._stored(channel, stored)
         return batch.results, wait  # type: ignore[return-value]
+
+    def _stored(self, channel: ChannelConfig, stored: Sequence[Any]) -> None:
+        if self.on_stored is not None:
+            self.on_stored(channel.name, stored)
 
     @staticmethod
     def peek(fmt: FormatSpec, channel: str, raw: bytes) -> MessageHeader:

@@ -18,18 +18,18 @@ Two sources, chosen per metric for what each can answer honestly:
 from __future__ import annotations
 
 import math
-import threading
+import platform
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from bridge.core.telemetry import COUNTERS, HISTOGRAMS, LATENCY_BUCKETS, EngineMetrics, Histogram  # noqa: F401
 
 if TYPE_CHECKING:
     from bridge.core.engine import Engine
     from bridge.core.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-                                      3600.0)
 WAITING_STATUSES = ("received", "processing")
 
 
@@ -74,57 +74,6 @@ class Family:
     def text(self) -> str:
         head = [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
         return "\n".join(head + self.lines)
-
-
-# --- in-process histogram ------------------------------------------------------------------------
-
-
-class Histogram:
-    """A thread-safe histogram keyed by a tuple of label values (cumulative buckets on output)."""
-
-    def __init__(self, label_names: Sequence[str], buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.label_names = tuple(label_names)
-        self.buckets = tuple(sorted(buckets))
-        self._lock = threading.Lock()
-        self._series: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts..., sum, count
-
-    def observe(self, labels: Sequence[str], value: float) -> None:
-        key = tuple(str(v) for v in labels)
-        with self._lock:
-            series = self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
-            for index, bound in enumerate(self.buckets):
-                if value <= bound:
-                    series[index] += 1
-                    break
-            series[-2] += value
-            series[-1] += 1
-
-    def add_to(self, family: Family) -> None:
-        with self._lock:
-            snapshot = {k: list(v) for k, v in self._series.items()}
-        for key, series in sorted(snapshot.items()):
-            labels = dict(zip(self.label_names, key))
-            running = 0.0
-            for bound, count in zip(self.buckets, series):
-                running += count
-                family.add({**labels, "le": format_value(bound)}, running, "_bucket")
-            family.add({**labels, "le": "+Inf"}, series[-1], "_bucket")
-            family.add(labels, series[-2], "_sum")
-            family.add(labels, series[-1], "_count")
-
-
-class EngineMetrics:
-    """What one engine process counts itself (see the module docstring for why)."""
-
-    def __init__(self) -> None:
-        self.delivery_latency = Histogram(("channel", "destination"))
-
-    def delivered(self, store: Store, message_id: int, destination: str, at: float | None = None) -> None:
-        """Record one delivered outbox row: seconds from the message's intake to now."""
-        intake = store.message_intake(message_id)
-        if intake is not None:
-            channel, received_at = intake
-            self.delivery_latency.observe((channel, destination), max(0.0, (at or time.time()) - received_at))
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -187,19 +136,89 @@ def job_families(runs: Mapping[str, Mapping[str, int]], last_success: Mapping[st
     return [by_status, success]
 
 
-def render(store: Store, engine: Engine | None = None) -> str:
+def counter_families(combined: Mapping[str, Any], channels: Iterable[str], destinations: Iterable[str]) -> list[Family]:
+    """The engine's counters (this process and its worker processes); configured channels and
+    destinations start at zero, so ``rate()`` sees the first increase."""
+    zero_for = {"channel": sorted(channels), "destination": sorted(destinations)}
+    families = []
+    for name, (label_names, help_text) in COUNTERS.items():
+        series = dict(combined["counters"].get(name, {}))
+        if len(label_names) == 1 and label_names[0] in zero_for:
+            for value in zero_for[label_names[0]]:
+                series.setdefault((value,), 0.0)
+        family = Family(name, "counter", help_text)
+        for key, value in sorted(series.items()):
+            family.add(dict(zip(label_names, key)), value)
+        families.append(family)
+    return families
+
+
+def histogram_families(combined: Mapping[str, Any]) -> list[Family]:
+    families = []
+    for name, (label_names, buckets, help_text) in HISTOGRAMS.items():
+        family = Family(name, "histogram", help_text)
+        for key, series in sorted(combined["histograms"].get(name, {}).items()):
+            labels = dict(zip(label_names, key))
+            running = 0.0
+            for bound, count in zip(buckets, series):
+                running += count
+                family.add({**labels, "le": format_value(bound)}, running, "_bucket")
+            family.add({**labels, "le": "+Inf"}, series[-1], "_bucket")
+            family.add(labels, series[-2], "_sum")
+            family.add(labels, series[-1], "_count")
+        families.append(family)
+    return families
+
+
+def health_families(store: Store, config: Any, engine: Engine | None) -> list[Family]:
+    """Destination state, listeners, pauses and open holds (bridge.core.health), and build info."""
+    from bridge import __version__
+    from bridge.core import health
+
+    now = time.time()
+    state = Family("bridge_destination_state", "gauge",
+                   "1 for the destination's current state (flowing, retrying, failing, paused), 0 for the others.")
+    oldest = Family("bridge_destination_oldest_waiting_timestamp_seconds", "gauge",
+                    "When the oldest row waiting for the destination was queued (Unix time; absent when none waits).")
+    success = Family("bridge_destination_last_success_timestamp_seconds", "gauge",
+                     "When the destination last accepted a delivery (Unix time).")
+    for dest in health.destinations(store, config, now=now):
+        for name in health.STATES:
+            state.add({"destination": dest.name, "state": name}, 1 if dest.state == name else 0)
+        if dest.oldest_waiting_at is not None:
+            oldest.add({"destination": dest.name}, dest.oldest_waiting_at)
+        if dest.last_success_at is not None:
+            success.add({"destination": dest.name}, dest.last_success_at)
+    paused_channels = store.paused_channels()
+    up = Family("bridge_channel_listener_up", "gauge",
+                "1 when the channel's source listens in this process, 0 when it is down.")
+    paused = Family("bridge_channel_paused", "gauge", "1 when the channel is paused (workers do not take its messages).")
+    for listener in health.listeners(config, paused_channels, engine):
+        paused.add({"channel": listener.channel}, 1 if listener.paused else 0)
+        if listener.listener != "not_here":
+            up.add({"channel": listener.channel}, 1 if listener.listener == "up" else 0)
+    holds = Family("bridge_holds_open", "gauge", "Held messages waiting for a review (open holds).")
+    holds.add({}, len(store.holds("open")))
+    build = Family("bridge_build_info", "gauge", "Always 1; the labels say which build answers.")
+    build.add({"version": __version__, "python_version": platform.python_version()}, 1)
+    return [state, oldest, success, up, paused, holds, build]
+
+
+def render(store: Store, engine: Engine | None = None, config: Any = None) -> str:
     """The metrics page. With ``engine``, configured channels and destinations appear even at zero,
-    and the engine's in-process latency histogram is included."""
-    channels = engine.config.channels if engine is not None else {}
-    destinations = engine.config.destinations if engine is not None else {}
+    and the counters and histograms of the engine (and its worker processes) are included. With a
+    config (the engine's, or the admin app's), destination state, listener and pause gauges too."""
+    config = config if config is not None else getattr(engine, "config", None)
+    channels = config.channels if config is not None else {}
+    destinations = config.destinations if config is not None else {}
     families = message_families(store.counts(), channels)
     families += outbox_families(store.outbox_counts(), destinations)
     families += job_families(store.job_run_counts(), store.last_job_success())
+    if config is not None:
+        families += health_families(store, config, engine)
     metrics = getattr(engine, "metrics", None)
     if isinstance(metrics, EngineMetrics):
-        latency = Family("bridge_delivery_latency_seconds", "histogram",
-                         "Seconds from a message's intake to the delivery of one of its outbox rows "
-                         "(counted by this engine process).")
-        metrics.delivery_latency.add_to(latency)
-        families.append(latency)
+        combined = metrics.combined()
+        families += counter_families(combined, channels, destinations)
+        families += histogram_families(combined)
     return "\n".join(f.text() for f in families) + "\n"

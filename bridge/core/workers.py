@@ -35,9 +35,10 @@ def worker_command(config_path: str) -> list[str]:
 class WorkerProcesses:
     """Starts, watches and stops the worker children of one ``bridge run``."""
 
-    def __init__(self, config_path: str, count: int):
+    def __init__(self, config_path: str, count: int, env: dict[str, str] | None = None):
         self.command = worker_command(config_path)
         self.count = count
+        self.env = {**os.environ, **env} if env else None  # e.g. where the children share their metrics
         self.children: list[subprocess.Popen | None] = [None] * count
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -49,7 +50,7 @@ class WorkerProcesses:
         self._watcher.start()
 
     def _spawn(self, slot: int) -> subprocess.Popen:
-        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
         log.info("worker process %d started (pid %d)", slot, child.pid)
         return child
 

@@ -85,12 +85,15 @@ def _health(app: Flask) -> None:
 
     @app.get("/readyz")
     def readyz() -> Any:
-        """Readiness: the store answers a query."""
-        try:
-            version = app.extensions["bridge.store"].schema_version()
-        except StoreError as exc:
-            return jsonify(status="unavailable", error=str(exc)), 503
-        return jsonify(status="ready", schema_version=version)
+        """Readiness: the store answers a query and every listener this process started is up
+        (bridge.core.health); a 503 names what is wrong, without message data."""
+        from bridge.core.health import readiness
+
+        ready, problems = readiness(app.extensions["bridge.store"], app.config["BRIDGE_CONFIG"],
+                                    app.extensions["bridge.engine"])
+        if not ready:
+            return jsonify(status="unavailable", error="; ".join(problems), problems=problems), 503
+        return jsonify(status="ready", schema_version=app.extensions["bridge.store"].schema_version())
 
 
 def _mount_metrics(app: Flask) -> None:
@@ -99,7 +102,7 @@ def _mount_metrics(app: Flask) -> None:
 
     @requires("viewer")
     def metrics() -> Any:
-        text = render(app.extensions["bridge.store"], app.extensions["bridge.engine"])
+        text = render(app.extensions["bridge.store"], app.extensions["bridge.engine"], app.config["BRIDGE_CONFIG"])
         return Response(text, content_type=CONTENT_TYPE)
 
     app.add_url_rule("/metrics", "metrics", metrics)

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from bridge.core import health
 from bridge.core.model.keys import KEY_NAMES
 from bridge.core.store import Store
 from bridge.errors import BridgeError, ReplayRefused
@@ -239,6 +240,31 @@ def channels_view() -> list[dict[str, Any]]:
     return out
 
 
+def destinations_view(who: Principal) -> list[dict[str, Any]]:
+    """Each configured destination: its settings (credentials masked), outbox counts, and its state
+    (bridge.core.health); the last error's text, which may quote a message, for analysts and above."""
+    config = current_app.config["BRIDGE_CONFIG"]
+    counts = store().destination_counts()
+    states = {d.name: d for d in health.destinations(store(), config)}
+    out = []
+    for name, d in sorted(config.destinations.items()):
+        state = states[name]
+        out.append({
+            "name": name, "url": mask_url(d.url), "format": d.format, "profile": d.profile,
+            "retry": {"max_attempts": d.retry.max_attempts, "backoff": d.retry.backoff},
+            "outbox": counts.get(name, {}),
+            "state": state.state, "backlog": state.backlog, "failing_rows": state.failing_rows,
+            "oldest_waiting_at": present.iso(state.oldest_waiting_at),
+            "last_success_at": present.iso(state.last_success_at),
+            "last_failure_at": present.iso(state.last_failure_at),
+            "failing_since": present.iso(state.failing_since),
+            "attempts_last_hour": state.attempts_last_hour, "failures_last_hour": state.failures_last_hour,
+            "dead_letters": state.dead_letters, "feeding_channels": list(state.feeding_channels),
+            **({"last_error": state.last_error} if who.can("analyst") else {}),
+        })
+    return out
+
+
 def jobs_view() -> list[dict[str, Any]]:
     config = current_app.config["BRIDGE_CONFIG"]
     names = sorted(set(config.jobs) | {r["job"] for r in store().job_runs(limit=200)})
@@ -378,13 +404,7 @@ def make_api() -> Blueprint:
     @api.get("/destinations")
     @requires("viewer")
     def destinations() -> Any:
-        config = current_app.config["BRIDGE_CONFIG"]
-        counts = store().destination_counts()
-        return jsonify(items=[{
-            "name": name, "url": mask_url(d.url), "format": d.format, "profile": d.profile,
-            "retry": {"max_attempts": d.retry.max_attempts, "backoff": d.retry.backoff},
-            "outbox": counts.get(name, {}),
-        } for name, d in sorted(config.destinations.items())])
+        return jsonify(items=destinations_view(principal()))
 
     @api.get("/plugins")
     @requires("viewer")

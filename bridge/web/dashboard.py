@@ -62,6 +62,7 @@ def make_dashboard() -> Blueprint:
     @api.requires("viewer")
     def overview() -> Any:
         return render_template("overview.html", channels=api.channels_view(),
+                               destinations=api.destinations_view(g.principal),
                                open_holds=len(api.store().holds("open")),
                                dead=len(api.store().outbox_rows(status="dead", limit=1000)))
 

@@ -601,6 +601,17 @@ class Store(abc.ABC):
         """Outbox row counts per destination and status (queue depth per destination)."""
 
     @abc.abstractmethod
+    def destination_outbox_activity(self) -> dict[str, Any]:
+        """Per destination, an ``OutboxActivity`` (store.destination_reads): backlog, waiting rows whose
+        last attempt failed, the oldest waiting row, the last success and the dead letters."""
+
+    @abc.abstractmethod
+    def destination_attempts(self, since: float) -> dict[str, Any]:
+        """Per destination, an ``AttemptActivity`` (store.destination_reads): its send attempts and
+        failures recorded at or after ``since``, the newest failure and when the current run of
+        failures began."""
+
+    @abc.abstractmethod
     def prune_messages(self, policies: Mapping[str, tuple[float, Sequence[str]]], *, actor: str,
                        limit: int = 10000, dry_run: bool = False) -> dict[str, dict[str, int]]:
         """Per channel ``(cutoff timestamp, statuses)``: delete messages received before the cutoff in

@@ -44,6 +44,7 @@ from .postgres_admin import PgAdminTables
 from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
 from .postgres_schema import MIGRATIONS
 from .operator_actions import OperatorActions
+from .destination_reads import DestinationReads
 from .reads import StoreReads
 from .sqlite import GENESIS_HASH, audit_hash
 
@@ -93,8 +94,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
+class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, DestinationReads, Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
+    _detail_field_sql = "(detail::jsonb ->> 'destination')"  # events.detail is JSON text
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)

@@ -41,6 +41,7 @@ from .ops_tables import OpsTables
 from . import sqlite_queue as queue
 from . import sqlite_replay as replays
 from .operator_actions import OperatorActions
+from .destination_reads import DestinationReads
 from .reads import OUTBOX_COLUMNS, StoreReads
 from .sqlite_schema import MIGRATIONS
 from .wal_sync import WalSync
@@ -143,7 +144,9 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
+class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, DestinationReads, Store):
+    _detail_field_sql = "json_extract(detail, '$.destination')"  # events.detail is JSON text (destination_reads)
+
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":

@@ -536,6 +536,10 @@ class FhirInbound:
         self._thread.start()
         log.info("fhir inbound %s listening on %s:%d%s", self.ctx.channel, self.host, self.port, self.path)
 
+    def is_listening(self) -> bool:
+        """Whether its serving thread runs (health: a listener down fails /readyz)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()

@@ -311,6 +311,11 @@ class MLLPSource:
         finally:
             loop.close()
 
+    def is_listening(self) -> bool:
+        """Whether the port is open and its event loop runs (health: a listener down fails /readyz)."""
+        server, thread = self._server, self._thread
+        return server is not None and server.is_serving() and thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         """Stop accepting, close open connections, and wait for commits already under way."""
         loop, thread = self._loop, self._thread
@@ -481,10 +486,11 @@ class MLLPSource:
 class _Frame:
     """One received frame on its way to its answer: it waits for its receipt (and verdict)."""
 
-    __slots__ = ("raw", "msh", "problem", "receipt", "verdict", "waiting", "answer")
+    __slots__ = ("raw", "msh", "problem", "receipt", "verdict", "waiting", "answer", "arrived")
 
     def __init__(self, raw: bytes | Oversized):
         self.raw = raw
+        self.arrived = time.monotonic()  # for the ACK latency the engine counts (SourceContext.observe_ack)
         self.msh: MSH | None = None
         self.problem: str | None = None
         self.receipt: Any = None
@@ -562,15 +568,24 @@ class _Connection(asyncio.Protocol):
         """Write every answer that is ready at the head of the line (answers keep the frames' order)."""
         ready = []
         while self.unanswered and self.unanswered[0].answer is not None:
-            ready.append(self.unanswered.popleft().answer)
+            ready.append(self.unanswered.popleft())
         if self.closed or self.transport is None:
             return
         if ready:
-            self.transport.write(b"".join(ready))  # type: ignore[arg-type]
+            self.transport.write(b"".join(frame.answer for frame in ready))  # type: ignore[misc]
+            self._observe(ready)
         if self._eof and not self.unanswered:
             self.transport.close()
             return
         self._pace()
+
+    def _observe(self, answered: list[_Frame]) -> None:
+        """Report each answer's latency, from its frame's arrival to its ACK being written."""
+        observe = self.source.ctx.observe_ack
+        if observe is not None:
+            now = time.monotonic()
+            for frame in answered:
+                observe(now - frame.arrived)
 
     def _pace(self) -> None:
         """Read while few frames wait and the peer reads its answers; stop reading otherwise."""

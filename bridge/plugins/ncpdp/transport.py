@@ -325,6 +325,10 @@ class CallbackSource:
         self.thread.start()
         log.info("ncpdp callback endpoint for channel %s listening on port %s", self.ctx.channel, self.port)
 
+    def is_listening(self) -> bool:
+        """Whether its serving thread runs (health: a listener down fails /readyz)."""
+        return self.thread is not None and self.thread.is_alive()
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
