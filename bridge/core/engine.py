@@ -138,7 +138,7 @@ class Engine:
             peek=lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,
-            observe_ack=lambda seconds, _name=ch.name: self.metrics.acknowledged(_name, seconds),
+            observe_ack=self.metrics.ack_observer(ch.name),
         )
         return spec.source(ctx)
 

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,22 @@ class Histogram:
             series[index] += 1
             series[-2] += value
             series[-1] += 1
+
+    def observer(self, labels: Sequence[str]) -> Callable[[float], None]:
+        """``observe`` for one series, its key and list made once: for hot paths (a listener's ACKs)."""
+        key = tuple(str(v) for v in labels)
+        with self._lock:
+            series = self._series.setdefault(key, [0.0] * (len(self.buckets) + 3))
+        buckets, lock, find = self.buckets, self._lock, bisect.bisect_left
+
+        def observe(value: float) -> None:
+            index = find(buckets, value)
+            with lock:
+                series[index] += 1
+                series[-2] += value
+                series[-1] += 1
+
+        return observe
 
     def snapshot(self) -> dict[tuple[str, ...], list[float]]:
         with self._lock:
@@ -186,8 +202,9 @@ class EngineMetrics:
             channel, received_at = intake
             self.delivery_latency.observe((channel, destination), max(0.0, (at or time.time()) - received_at))
 
-    def acknowledged(self, channel: str, seconds: float) -> None:
-        self.histograms["bridge_ack_latency_seconds"].observe((channel,), seconds)
+    def ack_observer(self, channel: str) -> Callable[[float], None]:
+        """What a listener of ``channel`` calls with each answer's latency (SourceContext.observe_ack)."""
+        return self.histograms["bridge_ack_latency_seconds"].observer((channel,))
 
     # --- sharing between processes ---------------------------------------------------------------
 

@@ -58,3 +58,18 @@ def test_alerts_and_grafana_queries_use_only_served_metrics(tmp_path):
     path.write_text(yaml.safe_dump(recording), encoding="utf-8")
     checked = check_rules(str(path))  # promtool parses every query as PromQL
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_missing_promtool_skips_with_the_reason_but_fails_where_required(monkeypatch):
+    import pytest
+
+    from tests.ops import promtool
+
+    monkeypatch.setattr(promtool.shutil, "which", lambda name: None)
+    monkeypatch.delenv("BRIDGE_REQUIRE_PROMTOOL", raising=False)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install prometheus"):
+        promtool.promtool()
+    monkeypatch.setenv("BRIDGE_REQUIRE_PROMTOOL", "1")
+    with pytest.raises(pytest.fail.Exception, match="required here"):
+        promtool.promtool()
