@@ -89,7 +89,7 @@ def destinations(store: Store, config: BridgeConfig, *, now: float | None = None
     ``paused``: every channel feeding the destination is paused, so nothing new reaches it (rows
     already in its outbox are still sent)."""
     now = time.time() if now is None else now
-    outbox = store.destination_outbox_activity()
+    outbox = store.destination_outbox_activity(config.destinations)
     attempts = store.destination_attempts(now - WINDOW_SECONDS)
     paused_channels = set(store.paused_channels())
     feeders = feeding_channels(config)

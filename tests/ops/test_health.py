@@ -96,15 +96,29 @@ def test_a_failing_run_is_retrying_until_it_lasts(engine):
     assert states(engine, now=time.time() + 301)["lab"].state == "failing"
 
 
-def test_the_attempt_window_starts_at_the_first_event_of_the_hour(engine):
+def test_attempts_are_kept_per_minute_and_read_from_the_window(engine):
     for n in range(5):
         engine.submit("visits", encounter_message(n))
     engine.drain()
-    assert engine.store.destination_attempts(time.time() + 60) == {}
-    now = engine.store.destination_attempts(0)
+    assert engine.store.destination_attempts(time.time() + 120) == {}
+    now = engine.store.destination_attempts(time.time() - 3600)
     assert now["ehr"].attempts == 5 and now["lab"].attempts == 5 and "archive" not in now
-    first = engine.store._first_event_at_or_after(0)
-    assert first == engine.store._select("SELECT MIN(id) FROM events")[0][0]
+    assert now["ehr"].failures == 0 and now["ehr"].last_success_at <= time.time()
+    rows = engine.store._select("SELECT destination, SUM(attempts), COUNT(*) FROM destination_minutes"
+                                " GROUP BY destination ORDER BY destination")
+    assert [(r[0], r[1]) for r in rows] == [("ehr", 5), ("lab", 5)]
+    assert all(r[2] <= 2 for r in rows)  # one row per minute (the drain may cross a minute's end)
+
+
+def test_minutes_older_than_a_day_are_dropped_when_the_next_outcome_is_written(engine):
+    day_old = int(time.time() // 60) - 24 * 60 - 5
+    with engine.store._tx() as conn:
+        engine.store._x(conn, "INSERT INTO destination_minutes (destination, minute, attempts) VALUES (?,?,?)",
+                        ("ehr", day_old, 7))
+    engine.submit("visits", encounter_message(1))
+    engine.drain()
+    minutes = [r[0] for r in engine.store._select("SELECT minute FROM destination_minutes")]
+    assert day_old not in minutes and minutes
 
 
 def test_classify_follows_the_documented_order():

@@ -43,7 +43,7 @@ old owner's write with the old token is refused per item: ``finish_*`` return a
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -601,8 +601,8 @@ class Store(abc.ABC):
         """Outbox row counts per destination and status (queue depth per destination)."""
 
     @abc.abstractmethod
-    def destination_outbox_activity(self) -> dict[str, Any]:
-        """Per destination, an ``OutboxActivity`` (store.destination_reads): backlog, waiting rows whose
+    def destination_outbox_activity(self, names: Iterable[str] = ()) -> dict[str, Any]:
+        """Per destination (``names``, and any with waiting or dead rows), an ``OutboxActivity`` (store.destination_reads): backlog, waiting rows whose
         last attempt failed, the oldest waiting row, the last success and the dead letters."""
 
     @abc.abstractmethod

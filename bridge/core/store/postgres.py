@@ -96,7 +96,6 @@ def redact_url(url: str) -> str:
 
 class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, DestinationReads, Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
-    _detail_field_sql = "(detail::jsonb ->> 'destination')"  # events.detail is JSON text
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)

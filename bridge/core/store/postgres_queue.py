@@ -381,6 +381,7 @@ class PgQueue:
                 results.append(self._settle_delivery(conn, item, now, events))
                 settled.append(item)
             self._events(conn, events)
+            self._record_attempts(conn, settled, now)  # destination_reads: the destination's minute
             if settled:
                 self._settle_messages(conn, sorted({i.claim.row.message_id for i in settled}), now)
             if self._move_outbox_lanes(conn, settled):

@@ -295,4 +295,25 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX message_lanes_due ON message_lanes(due_at, head_id);
         """,
     ),
+    (
+        10,
+        "send attempts per destination and minute (destination state: attempts in the last hour, failing since)",
+        """
+        -- written with each delivery outcome (destination_reads.DestinationReads._record_attempts), kept a day
+        CREATE TABLE destination_minutes (
+            destination TEXT NOT NULL,
+            minute BIGINT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            dead INTEGER NOT NULL DEFAULT 0,
+            first_failure_at DOUBLE PRECISION,
+            last_failure_at DOUBLE PRECISION,
+            last_success_at DOUBLE PRECISION,
+            last_dead_at DOUBLE PRECISION,
+            last_error TEXT,
+            PRIMARY KEY (destination, minute)
+        );
+        CREATE INDEX destination_minutes_minute ON destination_minutes(minute);
+        """,
+    ),
 ]

@@ -145,8 +145,6 @@ def sqlite_path(url: str) -> str:
 
 
 class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, DestinationReads, Store):
-    _detail_field_sql = "json_extract(detail, '$.destination')"  # events.detail is JSON text (destination_reads)
-
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
@@ -590,6 +588,7 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Destinati
                     results.append(self._write_outcome(conn, item, now))
                 except LeaseLost as exc:
                     results.append(exc)
+            self._record_attempts(conn, [o for o, r in zip(outcomes, results) if not isinstance(r, LeaseLost)], now)
         return results
 
     def _write_outcome(self, conn: sqlite3.Connection, item: DeliveryOutcome, now: float) -> int | None:

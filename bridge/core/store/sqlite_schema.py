@@ -283,3 +283,24 @@ MIGRATIONS.append((
         WHERE lane_head = 1 AND channel IN (SELECT channel FROM channel_state WHERE paused = 1);
     """,
 ))
+MIGRATIONS.append((
+    10,
+    "send attempts per destination and minute (destination state: attempts in the last hour, failing since)",
+    """
+    -- written with each delivery outcome (destination_reads.DestinationReads._record_attempts), kept a day
+    CREATE TABLE destination_minutes (
+        destination TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        dead INTEGER NOT NULL DEFAULT 0,
+        first_failure_at REAL,
+        last_failure_at REAL,
+        last_success_at REAL,
+        last_dead_at REAL,
+        last_error TEXT,
+        PRIMARY KEY (destination, minute)
+    );
+    CREATE INDEX destination_minutes_minute ON destination_minutes(minute);
+    """,
+))
