@@ -3,16 +3,16 @@
 Two sources, chosen per metric for what each can answer honestly:
 
 - **The store** (every process sharing it sees the same numbers): messages per channel and status,
-  queue depth per channel and per destination, job runs per job and status. These are gauges —
+  queue depth per channel and per destination, job runs per job and status, and (with a config)
+  each destination's state, open holds and paused channels (bridge.core.health). These are gauges —
   counts of rows that exist now — because retention pruning removes rows, and a counter must never
   go down.
-- **The engine process** (in-process counters): the intake-to-delivery latency histogram. A
-  Prometheus histogram's buckets are counters; computing them from stored rows would make them shrink
-  when old rows are pruned, so each engine counts its own deliveries (``received_at`` of the message
-  to the moment its outbox row was delivered) and Prometheus sums the engines. ``render(store)``
-  without an engine therefore has no latency histogram.
+- **The engine process** (bridge.core.telemetry): the ``_total`` counters and the ACK and
+  intake-to-delivery latency histograms, counted at each event by this process and its worker
+  processes; Prometheus sums the nodes. ``render(store)`` without an engine has none of them.
 
-``render(store, engine=None)`` is what ``/metrics`` serves.
+``render(store, engine=None, config=None)`` is what ``/metrics`` serves (docs/operations.md lists
+every metric).
 """
 
 from __future__ import annotations
