@@ -149,7 +149,7 @@ class Engine:
         if claim is None:
             return False
         try:
-            self.processor.process(claim)
+            self.metrics.processed(claim, self.processor.process(claim))
         except LeaseLost:
             log.warning("message %s: lease lost during processing; another worker has it", claim.id)
         except StoreError:
