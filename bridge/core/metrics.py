@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from bridge.core.telemetry import COUNTERS, HISTOGRAMS, LATENCY_BUCKETS, EngineMetrics, Histogram  # noqa: F401
+from bridge.core.telemetry import COUNTERS, HISTOGRAMS, EngineMetrics
 
 if TYPE_CHECKING:
     from bridge.core.engine import Engine
@@ -192,7 +192,8 @@ def health_families(store: Store, config: Any, engine: Engine | None) -> list[Fa
     paused_channels = store.paused_channels()
     up = Family("bridge_channel_listener_up", "gauge",
                 "1 when the channel's source listens in this process, 0 when it is down.")
-    paused = Family("bridge_channel_paused", "gauge", "1 when the channel is paused (workers do not take its messages).")
+    paused = Family("bridge_channel_paused", "gauge",
+                    "1 when the channel is paused (workers do not take its messages).")
     for listener in health.listeners(config, paused_channels, engine):
         paused.add({"channel": listener.channel}, 1 if listener.paused else 0)
         if listener.listener != "not_here":

@@ -221,10 +221,14 @@ def set_paused(channel: str, paused: bool, reason: str, who: Principal) -> None:
 def channels_view() -> list[dict[str, Any]]:
     config = current_app.config["BRIDGE_CONFIG"]
     stats = store().channel_stats(time.time() - ERROR_WINDOW_SECONDS)
+    paused = [name for name, st in stats.items() if st.paused]
+    engine = current_app.extensions["bridge.engine"]
+    listening = {h.channel: h.listener for h in health.listeners(config, paused, engine)}
     out = []
     for name in sorted(set(config.channels) | set(stats)):
         ch, st = config.channels.get(name), stats.get(name)
         out.append({
+            "listener": listening.get(name, "not_here"),
             "name": name, "configured": ch is not None, "enabled": bool(ch and ch.enabled),
             "format": ch.format if ch else None, "source": mask_url(ch.source) if ch else None,
             "state": "paused" if st and st.paused else ("running" if ch and ch.enabled else "disabled"),
