@@ -155,3 +155,23 @@ def test_counters_add_up_across_processes_and_never_fall(tmp_path):
     with pytest.raises(ValueError):
         parent.inc("bridge_delivery_attempts_total", "ehr", amount=-1)
     json.loads((tmp_path / "worker-1.json").read_text())  # written whole (write, then rename)
+
+
+def test_readyz_fails_with_the_reason_when_the_store_is_unreachable(tmp_path):
+    from bridge.core.config import parse_config
+    from bridge.core.store import open_store
+    from bridge.web import create_app
+
+    with pg.database() as url:
+        plugins = plugin_manager()
+        config = parse_config({"store": url, "channels": {}, "destinations": {}}, config_dir=str(tmp_path),
+                              plugins=plugins)
+        store = open_store(url)
+        client = create_app(config, plugins, store).test_client()
+        assert client.get("/readyz").status_code == 200
+        with pg._admin_connection() as conn:  # the database goes away under the running app
+            conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.get_json()["problems"][0].startswith("store unreachable: ")
+        store.close()
