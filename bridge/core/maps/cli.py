@@ -41,27 +41,30 @@ SAMPLE_DATETIME = "2026-01-01T00:00:00+00:00"
 
 
 def _outbound(config: Any, plugins: Any) -> Any:
-    """The message a map's destination sends for a sample: encoded with the destination's options (or
-    the sample itself for a pass-through), then the map's field-position steps. MSH-10 and MSH-7 are
-    the sample's own, so the expectation does not change with the clock or the engine's ids."""
+    """``bridge map test``'s outbound message of a map's sample: see :func:`sample_outbound`, then
+    the map's field-position steps."""
     def make(map_: Map, records: list[Any], raw: bytes) -> tuple[bytes, Any]:
         dest = next((d for d in config.destinations.values() if map_.name in d.maps and d.format == "hl7v2"), None)
         if dest is None:
             raise ValueError("the map edits HL7v2 fields, but no hl7v2 destination names it")
-        header = _sample_header(raw)
-        control = header[0] if header else SAMPLE_CONTROL_ID
-        if dest.passthrough:
-            if header is None:
-                raise ValueError(f"destination {dest.name} passes HL7v2 through; the sample must be .in.hl7")
-            payload = raw
-        else:
-            options = {**dest.options, "message_control_id": control, "message_datetime": SAMPLE_DATETIME,
-                       "config_dir": config.config_dir}
-            payload = plugins.format("hl7v2").encode(records, options)
-            if header is not None:
-                payload = _with_msh7(payload, header[1])
-        return edit_outbound([map_], payload, records, "test", [], control if dest.passthrough else None)
+        return edit_outbound([map_], sample_outbound(config, plugins, dest, records, raw), records, "test", [])
     return make
+
+
+def sample_outbound(config: Any, plugins: Any, dest: Any, records: list[Any], raw: bytes) -> bytes:
+    """The message ``dest`` would send for a sample, before its field-position steps: the records
+    encoded with its options (or the sample itself for a pass-through). MSH-10 and MSH-7 are the
+    sample's own, so an expectation does not change with the clock or the engine's ids."""
+    header = _sample_header(raw)
+    control = header[0] if header else SAMPLE_CONTROL_ID
+    if dest.passthrough:
+        if header is None:
+            raise ValueError(f"destination {dest.name} passes HL7v2 through; the sample must be HL7v2")
+        return raw
+    options = {**dest.options, "message_control_id": control, "message_datetime": SAMPLE_DATETIME,
+               "config_dir": config.config_dir}
+    payload = plugins.format("hl7v2").encode(records, options)
+    return _with_msh7(payload, header[1]) if header is not None else payload
 
 
 def _sample_header(raw: bytes) -> tuple[str, str] | None:
