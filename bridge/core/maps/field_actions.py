@@ -156,7 +156,8 @@ class FieldLookup(FieldAction):
 
 @dataclass(frozen=True)
 class FieldFormatDate(FieldAction):
-    """An HL7 date (DTM) rewritten: a precision cuts it (``date``: 8 digits; the offset kept), a
+    """An HL7 date (DTM) rewritten: a precision cuts it (``date``: 8 digits; ``minute`` and ``second``
+    keep the offset), a
     strftime pattern writes text; a value less precise than a date is left alone by a pattern, and
     one that is not an HL7 date at all is left as it is (nothing is invented)."""
 

@@ -237,13 +237,14 @@ def _in_part(raw: str, sep: str, number: int | None, change) -> str:  # type: ig
 
 def _put_part(raw: str, sep: str, number: int, value: str) -> str:
     """``raw`` with part ``number`` (1-based) replaced; parts added up to it are trimmed again when
-    they stay empty, so an edit adds no separators the sender did not write."""
+    they stay empty, so an edit adds no separators the sender did not write, and a part emptied at
+    the end takes its separator with it (``A^B`` less component 2 is ``A``)."""
     parts = raw.split(sep) if raw else []
-    written = len(parts)
+    keep = len(parts) if value else number - 1
     while len(parts) < number:
         parts.append("")
     parts[number - 1] = value
-    while len(parts) > written and parts and not parts[-1]:
+    while len(parts) > keep and parts and not parts[-1]:
         parts.pop()
     return sep.join(parts)
 
