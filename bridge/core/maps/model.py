@@ -40,7 +40,7 @@ class Step:
     @property
     def edits_fields(self) -> bool:
         """Its action edits an HL7v2 message by field position: it runs on the outbound message."""
-        return self.action.kind == MESSAGE_KIND
+        return self.action.kind is MESSAGE_KIND
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,19 @@ class Map:
         return frozenset(step.action.name for step in self.steps)
 
     @cached_property
-    def edits_fields(self) -> bool:
-        """Some step edits the outbound HL7v2 message by field position."""
-        return any(step.edits_fields for step in self.steps)
+    def record_steps(self) -> tuple[Step, ...]:
+        """The steps that run on the records (before encoding, for a destination), in order."""
+        return tuple(step for step in self.steps if not step.edits_fields)
 
     @cached_property
-    def edits_records(self) -> bool:
-        """Some step works on the records (or the message as a whole: hold, route, drop)."""
-        return any(not step.edits_fields for step in self.steps)
+    def field_steps(self) -> tuple[Step, ...]:
+        """The steps that edit the outbound HL7v2 message by field position, in order."""
+        return tuple(step for step in self.steps if step.edits_fields)
+
+    @cached_property
+    def edits_fields(self) -> bool:
+        """Some step edits the outbound HL7v2 message by field position."""
+        return bool(self.field_steps)
 
     @cached_property
     def reads_inbound(self) -> bool:

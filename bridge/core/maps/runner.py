@@ -48,9 +48,7 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
         steps: list[dict[str, Any]] = []
         held_before = len(run.holds)
         outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
-        for step in map_.steps:
-            if step.edits_fields != on_message:
-                continue
+        for step in map_.field_steps if on_message else map_.record_steps:
             try:
                 fired, changed = run_step(step, run)
             except MapFailure as exc:
@@ -77,7 +75,7 @@ def run_step(step: Step, run: Run) -> tuple[int, int]:
             return 1, action.apply(run, None)
         return 0, 0
     fired = changed = 0
-    for subject in subjects_of(step, run):
+    for subject in (run.outbound if action.kind is MESSAGE_KIND else subjects_of(step, run)):
         if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind, run.inbound)):
             fired += 1
             changed += action.apply(run, subject)
@@ -89,7 +87,7 @@ def run_step(step: Step, run: Run) -> tuple[int, int]:
 def subjects_of(step: Step, run: Run) -> list[Any]:
     """What the step's action works on, each in turn: records of its kind, or HL7v2 messages."""
     kind = step.action.kind
-    if kind == MESSAGE_KIND:
+    if kind is MESSAGE_KIND:
         return list(run.outbound)
     if isinstance(step.action, DropAction):
         return [r for r in run.records if r.kind == kind]
