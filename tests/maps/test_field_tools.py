@@ -87,3 +87,48 @@ def test_a_pass_through_fed_a_json_message_dead_letters_and_logs_no_values(tmp_p
         assert record["prescriber"]["npi"] not in caplog.text and record["patient"]["name"]["family"] not in caplog.text
     finally:
         engine.store.close()
+
+
+def test_a_field_lookups_hold_holds_the_message_and_a_release_sends_it_as_is(tmp_path):
+    (tmp_path / "maps" / "units").mkdir(parents=True)
+    (tmp_path / "maps" / "units" / "map.yaml").write_text(textwrap.dedent("""
+        tables:
+          units: {file: units.csv, key: ours, columns: [theirs], missing: hold, reason: unit not in the table}
+        steps:
+          - {id: unit, lookup: {table: units, key: PV1-3.1, set: {PV1-3.1: theirs}}}
+    """))
+    (tmp_path / "maps" / "units" / "units.csv").write_text("ours,theirs\nCLINIC2,OP-2\n")
+    (tmp_path / "bridge.yaml").write_text(textwrap.dedent("""
+        store: sqlite:///var/bridge.db
+        channels:
+          adt: {source: file://inbox, format: hl7v2, policies: [], routes: [{to: [board]}]}
+        destinations:
+          board: {url: file://board, format: hl7v2, passthrough: true, maps: [units]}
+    """))
+    plugins = plugin_manager()
+    engine = Engine(load_config(tmp_path / "bridge.yaml", plugins), plugins)
+    engine.open_destinations()
+    try:
+        raw = (BEDBOARD / "unknown-unit.in.hl7").read_bytes()
+        message_id = engine.submit("adt", raw).message_id
+        engine.drain()
+        assert engine.store.get_message(message_id).status == "held"
+        (hold,) = engine.store.holds()
+        assert [(r["policy"], r["id"], r["reason"]) for r in hold.reasons] == [("map:units", "unit", "unit not in the table")]
+        engine.store.resolve_hold(message_id, "release", reason="the board knows ANNEX9", actor="test")
+        engine.drain()
+        assert engine.store.get_message(message_id).status == "delivered"
+        (sent,) = [p.read_bytes() for p in (tmp_path / "board").glob("*")]
+        assert sent == raw.replace(b"|ADM-8|", f"|TB{message_id}|".encode())  # as the sender wrote it
+    finally:
+        engine.store.close()
+
+
+def test_every_message_of_a_pass_through_gets_its_own_stable_control_id():
+    from bridge.core.maps.hl7v2_fields import parse_messages
+    from bridge.core.maps.pipeline import stamp_control_ids
+
+    two = (BEDBOARD / "clinic2.in.hl7").read_bytes() + (BEDBOARD / "unknown-unit.in.hl7").read_bytes()
+    outbound = parse_messages(two)
+    stamp_control_ids(outbound.messages, "TB41")
+    assert [m.msh.get(10) for m in outbound.messages] == ["TB41", "TB41-2"]
