@@ -9,11 +9,12 @@ places changed: the timeline keeps paths and counts, never values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.maps.actions import PRECISIONS, Action, ActionError, MapFailure, Run, format_date
+from bridge.core.maps.actions import _mapping  # the record actions' own check of a step's keys
 from bridge.core.maps.hl7v2_fields import (
     EVERY,
     MESSAGE_KIND,
@@ -218,12 +219,6 @@ def compile_field_action(name: str, body: Any, tables: Mapping[str, Table], step
         raise ActionError(f"{name} works on records; with HL7v2 field positions use one of "
                           f"{', '.join(FIELD_ACTIONS)}")
     return _BUILDERS[name](body, tables, step)
-
-
-def _mapping(body: Any, role: str, keys: Sequence[str], required: Sequence[str]) -> Mapping[str, Any]:
-    from bridge.core.maps.actions import _mapping as checked
-
-    return checked(body, role, keys, required)
 
 
 def _set(body: Any, tables: Mapping[str, Table], step: str) -> Action:

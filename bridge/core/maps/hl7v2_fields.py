@@ -20,7 +20,7 @@ message back as text with only the changed segments rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bridge.er7 import NULL, Message, Segment, Separators, escape, read_messages, text
@@ -227,7 +227,8 @@ def _written(field: str, path: FieldPath, seps: Separators, wire: str) -> str:
     return out
 
 
-def _in_part(raw: str, sep: str, number: int | None, change) -> str:  # type: ignore[no-untyped-def]
+def _in_part(raw: str, sep: str, number: int | None, change: Callable[[str], str]) -> str:
+    """``raw`` with part ``number`` replaced by ``change`` of it (the whole of ``raw`` when None)."""
     if number is None:
         return change(raw)
     parts = raw.split(sep) if raw else [""]

@@ -40,7 +40,7 @@ class Case:
         return self.map.edits_fields
 
 
-Outbound = Callable[[Map, list[Any], bytes], tuple[bytes, MapOutcome]]
+MakeOutbound = Callable[[Map, list[Any], bytes], tuple[bytes, MapOutcome]]
 """(map, records after its record steps, the sample's bytes) → the destination's edited message and
 what the field-position steps did (a failure or hold among them)."""
 
@@ -100,7 +100,7 @@ def _text(doc: Any) -> str:
 
 
 def run_case(case: Case, decode: Callable[[str, bytes], tuple[list[Any], str]],
-             outbound: Outbound | None = None) -> CaseResult:
+             outbound: MakeOutbound | None = None) -> CaseResult:
     """Decode the input, run the map, compare with the expected document (or outbound message)."""
     raw = case.input.read_bytes()
     try:
