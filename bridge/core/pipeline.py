@@ -319,7 +319,8 @@ class Processor:
             return None
         if channel in self._zones:
             localize_records(records, self._zones[channel])
-        mapped = run_channel_maps(plan.maps, records, _hl7(plan.format, raw))  # the gate judges what the worker will
+        # the gate judges what the worker will judge
+        mapped = run_channel_maps(plan.maps, records, _hl7(plan.format, raw))
         if mapped is not None and mapped.failure:
             return None
         records = mapped.records if mapped is not None else records

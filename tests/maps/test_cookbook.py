@@ -200,7 +200,8 @@ def test_recipe_pass_adt_through_to_a_second_system_unchanged_except_pv1_3(engin
     (registry,) = hl7_files(engine)  # an encoding destination of the same message writes its own header
     assert registry.splitlines()[0].endswith("|P|2.5") and "|202611270925||" not in registry.splitlines()[0]
     mapped = [e for e in events(engine, message_id)["mapped"] if e["stage"] == "destination:bedboard-hl7"]
-    assert mapped == [{"map": "bedboard-locations", "version": mapped[0]["version"], "stage": "destination:bedboard-hl7",
+    assert mapped == [{"map": "bedboard-locations", "version": mapped[0]["version"],
+                       "stage": "destination:bedboard-hl7",
                        "steps": [{"id": "unit-code", "action": "lookup", "applied": 1, "changed": 2,
                                   "paths": ["PV1-3.1", "PV1-3.4"]}]}]
     assert "OP-2" not in json.dumps([e.detail for e in engine.store.events(message_id)])  # no values

@@ -114,7 +114,8 @@ def test_a_field_lookups_hold_holds_the_message_and_a_release_sends_it_as_is(tmp
         engine.drain()
         assert engine.store.get_message(message_id).status == "held"
         (hold,) = engine.store.holds()
-        assert [(r["policy"], r["id"], r["reason"]) for r in hold.reasons] == [("map:units", "unit", "unit not in the table")]
+        assert [(r["policy"], r["id"], r["reason"]) for r in hold.reasons] == [
+            ("map:units", "unit", "unit not in the table")]
         engine.store.resolve_hold(message_id, "release", reason="the board knows ANNEX9", actor="test")
         engine.drain()
         assert engine.store.get_message(message_id).status == "delivered"

@@ -151,7 +151,8 @@ def test_a_lookup_reads_and_writes_each_segment_the_key_names(tmp_path):
               key: OBX[*]-3.1
               set: {OBX-3.1: loinc, OBX-3.2: name}
               also: {OBX-3.3: LN}
-    """, files={"loinc.csv": "local,loinc,name\nGLU,2345-7,Glucose [Mass/volume] in Serum or Plasma\nK,2823-3,Potassium\n"})
+    """, files={"loinc.csv": "local,loinc,name\nGLU,2345-7,Glucose [Mass/volume] in Serum or Plasma\n"
+                             "K,2823-3,Potassium\n"})
     assert [line.split("|")[3] for line in lines[3:6]] == [
         "2345-7^Glucose [Mass/volume] in Serum or Plasma^LN", "2823-3^Potassium^LN", "NOTE^Note^LOCAL"]
     assert outcome.events[0]["steps"][0]["changed"] == 5  # Potassium's name was already right

@@ -18,7 +18,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bridge.core.maps.hl7v2_fields import MESSAGE_KIND, FieldPath, FieldPathError, is_field_path, parse_field_path, read_fields
+from bridge.core.maps.hl7v2_fields import (
+    MESSAGE_KIND,
+    FieldPath,
+    FieldPathError,
+    is_field_path,
+    parse_field_path,
+    read_fields,
+)
 from bridge.er7 import read_datetime
 from bridge.core.maps.paths import Path, PathError, parse_path, read, records_of_kind
 from bridge.core.model.records import Record
@@ -142,7 +149,8 @@ def _range(body: Any, paths: list[Path]) -> Condition:
         low, high = bounds.get("min"), bounds.get("max")
         numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (low, high) if b is not None)
         if numeric:
-            checks.append(lambda s, p=path, lo=low, hi=high, get=_reader(path): any(_in_numbers(v, lo, hi) for v in get(s, p)))
+            checks.append(lambda s, p=path, lo=low, hi=high, get=_reader(path):
+                          any(_in_numbers(v, lo, hi) for v in get(s, p)))
         else:
             lo, hi = (None if b is None else _date_bound(b, raw) for b in (low, high))
             get = _hl7_dates if isinstance(path, FieldPath) else _reader(path)
