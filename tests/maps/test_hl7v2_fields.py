@@ -255,3 +255,12 @@ def test_check_refuses_pass_through_on_another_format_and_accepts_drop_on_a_pass
           - {id: unit, set: {PV1-3.1: X}}
     """, dest="format: hl7v2, passthrough: true")
     assert main(["check", "-c", str(ok)]) == 0
+
+
+def test_check_refuses_a_destination_record_step_reading_fields_no_hl7v2_sender_has(tmp_path, capsys):
+    map_yaml = "steps: [{id: s, when: {equals: {PV1-2: O}}, set: {encounter.class: AMB}}]"
+    config = write_site(tmp_path, map_yaml, channel_format="bridge")
+    assert main(["check", "-c", str(config)]) == 2
+    assert ("the condition reads the sender's HL7v2 fields, but every channel sending to out receives bridge"
+            in capsys.readouterr().err)
+    assert main(["check", "-c", str(write_site(tmp_path / "ok", map_yaml))]) == 0  # an HL7v2 channel sends to it
