@@ -32,7 +32,7 @@ WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
 ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
-DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps")
+DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps", "passthrough")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
@@ -114,6 +114,9 @@ class DestinationConfig:
     profile: str | None = None
     maps: tuple[str, ...] = ()
     """Maps run on this destination's copy of the routed records, before encoding (docs/maps.md)."""
+    passthrough: bool = False
+    """HL7v2 → HL7v2: send the sender's message as it came, edited only by the maps' field-position
+    steps, instead of encoding the records (docs/maps.md)."""
 
 
 @dataclass(frozen=True)
@@ -644,8 +647,22 @@ def _destinations(raw: Mapping[str, Any], problems: _Problems,
             options=dict(_mapping(body.get("options"), f"{path}.options", problems)),
             profile=profile,
             maps=_map_names(body.get("maps"), f"{path}.maps", problems),
+            passthrough=_passthrough(body.get("passthrough"), fmt, f"{path}.passthrough", problems),
         )
     return out
+
+
+def _passthrough(value: Any, fmt: str | None, path: str, problems: _Problems) -> bool:
+    """``passthrough: true``: only for an hl7v2 destination (it sends the sender's HL7v2 message)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        problems.add(path, f"expected true or false, got {value!r}")
+        return False
+    if value and fmt != "hl7v2":
+        problems.add(path, f"only an hl7v2 destination can pass the sender's HL7v2 message through (format: {fmt})")
+        return False
+    return value
 
 
 def _zone_options(options: Mapping[str, Any], path: str, problems: _Problems) -> None:

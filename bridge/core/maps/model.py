@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 
 from bridge.core.maps.actions import ACTIONS, Action, ActionError, compile_action
 from bridge.core.maps.conditions import Condition, ConditionError, compile_condition
+from bridge.core.maps.hl7v2_fields import MESSAGE_KIND, FieldPath
 from bridge.core.maps.tables import Table, TableError, load_table
 
 MAP_FILE = "map.yaml"
@@ -32,6 +34,13 @@ class Step:
     index: int
     action: Action
     when: Condition | None = None
+    reads_fields: bool = False
+    """Its condition reads HL7v2 field positions (``PV1-2``)."""
+
+    @property
+    def edits_fields(self) -> bool:
+        """Its action edits an HL7v2 message by field position: it runs on the outbound message."""
+        return self.action.kind is MESSAGE_KIND
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,26 @@ class Map:
     @property
     def actions(self) -> frozenset[str]:
         return frozenset(step.action.name for step in self.steps)
+
+    @cached_property
+    def record_steps(self) -> tuple[Step, ...]:
+        """The steps that run on the records (before encoding, for a destination), in order."""
+        return tuple(step for step in self.steps if not step.edits_fields)
+
+    @cached_property
+    def field_steps(self) -> tuple[Step, ...]:
+        """The steps that edit the outbound HL7v2 message by field position, in order."""
+        return tuple(step for step in self.steps if step.edits_fields)
+
+    @cached_property
+    def edits_fields(self) -> bool:
+        """Some step edits the outbound HL7v2 message by field position."""
+        return bool(self.field_steps)
+
+    @cached_property
+    def reads_inbound(self) -> bool:
+        """Some step that does not edit fields reads field positions: the sender's message is parsed."""
+        return any(step.reads_fields and not step.edits_fields for step in self.steps)
 
 
 def map_version(folder: Path) -> str:
@@ -137,9 +166,11 @@ def _step(body: Any, step_id: str, index: int, tables: Mapping[str, Table]) -> S
     if len(actions) != 1:
         raise ActionError(f"give exactly one action (one of {', '.join(ACTIONS)}), got {len(actions)}")
     when = None
+    read: list[Any] = []
     if body.get("when") is not None:
         try:
-            when = compile_condition(body["when"])
+            when = compile_condition(body["when"], read)
         except ConditionError as exc:
             raise ConditionError(f"when: {exc}") from None
-    return Step(step_id, index, compile_action(actions[0], body[actions[0]], tables, step_id), when)
+    action = compile_action(actions[0], body[actions[0]], tables, step_id)
+    return Step(step_id, index, action, when, any(isinstance(p, FieldPath) for p in read))
