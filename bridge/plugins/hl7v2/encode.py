@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import people, places, telehealth, versions
+from . import kept_edits, people, places, telehealth, versions
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
@@ -511,6 +511,7 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     options = options or {}
     if not records:
         raise EncodeError("nothing to encode: no records")
+    records = kept_edits.with_edits(records)  # before the zone change: compared as the sender wrote them
     if options.get("timezone"):
         records = _in_receiver_zone(records, options["timezone"])
     encoder = Encoder(options)
