@@ -30,7 +30,8 @@ from bridge.core.model.records import Identifier, Record
 from bridge.errors import DecodeError
 
 ACTIONS = ("set", "copy", "move", "delete", "lookup", "format_date", "split", "join", "add_identifier",
-           "drop", "route", "hold")
+           "drop", "route", "hold", "call")
+"""(``call`` is compiled by :mod:`.calls`: it needs the map's folder.)"""
 CHANNEL_ONLY = ("route",)
 """Actions a destination map cannot take: a destination's copy is already routed."""
 PRECISIONS = {"year": 4, "month": 7, "date": 10, "minute": 16, "second": 19}
@@ -53,6 +54,8 @@ class Run:
     _index: dict[str, list[Record]] = dataclasses.field(default_factory=dict)
     routes: dict[str, tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
     """Destinations ``route`` steps chose: the record kinds each takes (None: every record)."""
+    stage: str = "channel"
+    """``channel`` or ``destination:NAME``, for ``call`` steps that need to know."""
 
     def of_kind(self, kind: str) -> list[Record]:
         """The message's records of ``kind`` (nested ones included), found once until :meth:`reshaped`."""

@@ -34,7 +34,7 @@ class MapOutcome:
 
 def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str) -> MapOutcome:
     """Apply ``maps`` in order to ``records`` (changed in place; dropped ones leave the list)."""
-    run = Run(list(records))
+    run = Run(list(records), stage=stage)
     outcome = MapOutcome(run.records)
     for map_ in maps:
         steps: list[dict[str, Any]] = []
