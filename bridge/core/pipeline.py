@@ -240,7 +240,9 @@ class Processor:
         identity: dict[str, Any] = {"message_control_id": f"TB{claim.original_id}", "trace_id": trace_id}
         if decoded.envelope is not None:
             identity["source_envelope"] = decoded.envelope
-        outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id)
+        outbox = [self.encode_for(name, chosen, _mapped_identity(identity, decoded.mapped is not None
+                                                             or bool(self.destinations[name].maps)),
+                                  order_key, plan.config.order_mode, claim.id)
                   for name, chosen in routed.items()]
         outbox += [NewOutbox(name, b"", self.destinations[name].format.media_type,
                              self.destinations[name].format.file_extension, order_key, plan.config.order_mode,
@@ -418,6 +420,12 @@ def internal_failure(exc: BaseException) -> ProcessingResult:
     """The result for a message whose processing raised (a bug, not bad input): failed, replayable."""
     return _failed(f"internal error while processing ({type(exc).__name__}); replay once the cause is fixed",
                    "processing")
+
+
+
+def _mapped_identity(identity: Mapping[str, Any], mapped: bool) -> Mapping[str, Any]:
+    """The options the engine adds, with ``records_mapped`` when maps ran on these records."""
+    return {**identity, "records_mapped": True} if mapped else identity
 
 
 def _failed(error: str, stage: str) -> ProcessingResult:

@@ -11,7 +11,7 @@ from bridge.plugins.hl7v2.codec import decode, encode
 from bridge.plugins.hl7v2.reader import read_messages
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2" / "corpus" / "fhir-converter-input"
-OPTS = {"message_datetime": "2024-05-01T10:00:00-05:00"}
+OPTS = {"message_datetime": "2024-05-01T10:00:00-05:00", "records_mapped": True}  # the engine's: maps ran
 ADT = ("MSH|^~\\&|TELEVISIT|RIVERBEND|EHR|RIVERBEND|20261127092500||ADT^A04^ADT_A01|DX-1|P|2.5\r"
        "EVN|A04|20261127092500\r"
        "PID|1||MRN00012345^^^RIVERBEND^MR||Testpatient^Alex^J||19800412|F\r"
@@ -89,3 +89,11 @@ def test_without_every_record_of_a_kind_the_segments_go_as_sent() -> None:
     assert after["DG1"][0].startswith("DG1|1|I10|HTN01^High blood pressure^LOCALDX|")
     without_conditions = [r for r in records if r.kind != "Condition"]
     assert segments(encode(without_conditions, OPTS))["DG1"] == segments(encode(decode(ADT, {}), OPTS))["DG1"]
+
+
+def test_without_maps_the_kept_segments_are_not_read_again() -> None:
+    """The engine says when maps ran (``records_mapped``); otherwise encoding pays nothing for this."""
+    records = decode(ADT, {})
+    kinds(records, "Condition")[0].code = Coding(code="38341003", system="http://snomed.info/sct")
+    unmapped = {k: v for k, v in OPTS.items() if k != "records_mapped"}
+    assert segments(encode(records, unmapped))["DG1"][0].startswith("DG1|1|I10|HTN01^")

@@ -511,7 +511,8 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     options = options or {}
     if not records:
         raise EncodeError("nothing to encode: no records")
-    records = kept_edits.with_edits(records)  # before the zone change: compared as the sender wrote them
+    if options.get("records_mapped"):  # maps ran: their changes to carried records go into the kept segments
+        records = kept_edits.with_edits(records)  # (before the zone change: compared as the sender wrote them)
     if options.get("timezone"):
         records = _in_receiver_zone(records, options["timezone"])
     encoder = Encoder(options)

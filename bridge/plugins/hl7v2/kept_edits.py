@@ -20,20 +20,20 @@ another's segment. docs/maps.md ("Maps and HL7v2 destinations") says so.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bridge import AllergyIntolerance, Condition, Coverage, DecodeError, Procedure, Record, record_to_dict
+from bridge import AllergyIntolerance, Condition, Coverage, Procedure, Record, record_to_dict
 
 from . import adt_encode, procedures
 from .adt import ClinicalReader
 from .decode import Decoder
-from .reader import Message, Segment, join, read_messages
+from .reader import Segment, join, read_messages
 
 Reading = Callable[[ClinicalReader, Segment, Segment | None, Any], Record | None]
-
-_OWN = ("patient", "encounter", "extra")
-"""What a segment does not say about its record (the record's patient and visit come from PID/PV1)."""
 
 
 def _condition(reader: ClinicalReader, seg: Segment, _next: Segment | None, patient: Any) -> Record | None:
@@ -59,6 +59,7 @@ KINDS: dict[str, tuple[type, Reading, Callable[[Any, int], dict[int, str]]]] = {
     "IN1": (Coverage, _coverage, adt_encode.in1),
 }
 """Segment → the record kind it gives, how the decoder reads it, and how the encoder writes it."""
+_RECORD_KINDS = tuple(kind for kind, _, _ in KINDS.values())
 
 
 def with_edits(records: Sequence[Record]) -> list[Record]:
@@ -67,10 +68,10 @@ def with_edits(records: Sequence[Record]) -> list[Record]:
     out = list(records)
     for start, record in enumerate(records):
         kept = _kept(record)
-        if kept is None or not any(_name(item) in KINDS for item in kept):
+        if kept is None:
             continue
-        followers = _carried_after(records, start)
-        if not followers:
+        followers = [r for r in _carried_after(records, start) if isinstance(r, _RECORD_KINDS)]
+        if not followers or not any(_name(item) in KINDS for item in kept):
             continue
         rewritten = _rewrite(kept, followers, getattr(record, "patient", None) or record)
         if rewritten is not None:
@@ -101,60 +102,70 @@ def _carried_after(records: Sequence[Record], start: int) -> list[Record]:
 
 def _rewrite(kept: list[dict[str, str]], followers: list[Record], patient: Any) -> list[dict[str, str]] | None:
     """The kept segment list with changed records' segments rewritten; None when nothing changed."""
-    message = _message([str(item["segment"]) for item in kept])
-    if message is None:
-        return None
-    segments = message.segments[1:]
-    decoder = Decoder(message, {})
-    reader = ClinicalReader(decoder.seps, decoder.t, decoder.reps)
-    same_patient = record_to_dict(patient) if patient is not None else None
-    result = [dict(item) for item in kept]
-    changed = False
+    segments = [_segment(str(item.get("segment", "")), i) for i, item in enumerate(kept)]
+    result: list[dict[str, str]] | None = None
     for name, (kind, read, write) in KINDS.items():
-        readings = [(i, read(reader, seg, segments[i + 1] if i + 1 < len(segments) else None, None))
+        readings = [(i, read(_reader(), seg, segments[i + 1] if i + 1 < len(segments) else None, None))
                     for i, seg in enumerate(segments) if seg.name == name]
         found = [(i, r) for i, r in readings if r is not None]
-        mine = [r for r in followers if isinstance(r, kind) and _of_patient(r, same_patient)]
+        mine = [r for r in followers if isinstance(r, kind) and _of_patient(r, patient)]
         if not found or len(mine) != len(found):
             continue
         for (i, reading), record in zip(found, mine):
             text = _rewritten(segments[i], reading, record, write)
             if text is not None:
+                result = result or [dict(item) for item in kept]
                 result[i]["segment"] = text
-                changed = True
-    return result if changed else None
+    return result
 
 
-def _message(lines: list[str]) -> Message | None:
-    """The kept lines read again behind a bare MSH (kept segments use the standard encoding
-    characters); None when they do not read back as as many segments."""
-    try:
-        message = read_messages("MSH|^~\\&|||||||ADT^A08|0|P|2.5\r" + "\r".join(lines) + "\r")[0]
-    except DecodeError:
-        return None
-    return message if len(message.segments) == len(lines) + 1 else None
+def _segment(line: str, position: int) -> Segment:
+    """A kept line as a segment (kept segments are in the standard encoding characters)."""
+    return Segment(line[:3], line.split("|"), position)
 
 
-def _of_patient(record: Record, patient: dict[str, Any] | None) -> bool:
+@functools.cache
+def _reader() -> ClinicalReader:
+    """The decoder's reader for the standard encoding characters (it keeps no state of a message)."""
+    decoder = Decoder(read_messages("MSH|^~\\&|||||||ADT^A08|0|P|2.5\r")[0], {})
+    return ClinicalReader(decoder.seps, decoder.t, decoder.reps)
+
+
+def _of_patient(record: Record, patient: Any) -> bool:
     own = getattr(record, "patient", None)
-    return patient is None or own is None or record_to_dict(own) == patient
+    return own is None or patient is None or own is patient or record_to_dict(own) == record_to_dict(patient)
 
 
-def _content(record: Record) -> dict[str, Any]:
-    return {k: v for k, v in record_to_dict(record).items() if k not in _OWN}
+_OWN = frozenset(("patient", "encounter", "extra"))
+"""What a segment does not say about its record (its patient and visit are PID's and PV1's)."""
+_OFFSET = re.compile(r"(\d{12,14}(?:\.\d+)?)[+-]\d{4}")
+
+
+def _same(before: str, after: str) -> bool:
+    """Equal, or equal but for UTC offsets the channel's time zone gave offset-less times (the
+    record's times are exact since decoding; the segment says what the sender wrote)."""
+    return before == after or _OFFSET.sub(r"\1", before) == _OFFSET.sub(r"\1", after)
+
+
+def _unchanged(reading: Record, record: Record) -> bool:
+    """The record says what its segment says (its patient, visit and kept extras aside)."""
+    return all(getattr(reading, f.name) == getattr(record, f.name)
+               for f in dataclasses.fields(record) if f.name not in _OWN)
 
 
 def _rewritten(seg: Segment, reading: Record, record: Record, write: Callable[[Any, int], dict[int, str]]) -> str | None:
     """The segment with the fields that changed written from ``record``; None when nothing did."""
-    if _content(reading) == _content(record):
+    if _unchanged(reading, record):
         return None
     number = int(seg.get(1)) if seg.get(1).isdigit() else 1
     before, after = write(reading, number), write(record, number)
+    changed = [n for n in sorted(set(before) | set(after)) if not _same(before.get(n, ""), after.get(n, ""))]
+    if not changed:
+        return None
     fields = list(seg.fields)
-    for n in sorted(set(before) | set(after)):
-        if before.get(n, "") != after.get(n, ""):
-            fields += [""] * (n + 1 - len(fields))
-            fields[n] = after.get(n, "")
+    for n in changed:
+        fields += [""] * (n + 1 - len(fields))
+        fields[n] = after.get(n, "")
     text = join(fields, "|")
     return None if text == join(seg.fields, "|") else text
 
