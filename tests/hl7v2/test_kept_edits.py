@@ -18,7 +18,7 @@ ADT = ("MSH|^~\\&|TELEVISIT|RIVERBEND|EHR|RIVERBEND|20261127092500||ADT^A04^ADT_
        "PV1|1|O|CLINIC2^^^RIVERBEND||||||||||||||||V100234^^^RIVERBEND^VN\r"
        "AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives\r"
        "DG1|1|I10|HTN01^High blood pressure^LOCALDX||20261127|F|||||||||||||DX-77^RIVERBEND\r"
-       "DG1|2||DM201^Diabetes type 2^LOCALDX||20261127|F\r"
+       "DG1|2||DM201^Diabetes type 2^LOCALDX||20261127|F|||||||||||||20261127093000\r"
        "IN1|1|PPO^Preferred|AETNA01^^^AETNA|Aetna" + "|" * 32 + "M-1\r"  # IN1-36 member id
        "IN2|1|123-45-6789\r"
        "ZPV|local|stuff\r").encode()
@@ -97,3 +97,13 @@ def test_without_maps_the_kept_segments_are_not_read_again() -> None:
     kinds(records, "Condition")[0].code = Coding(code="38341003", system="http://snomed.info/sct")
     unmapped = {k: v for k, v in OPTS.items() if k != "records_mapped"}
     assert segments(encode(records, unmapped))["DG1"][0].startswith("DG1|1|I10|HTN01^")
+
+
+def test_a_channel_time_zone_is_no_change() -> None:
+    """The channel's zone makes the records' times exact; their segments still say what was sent."""
+    from bridge.core.model.times import localize_records
+
+    records = decode(ADT, {})
+    localize_records(records, "America/Chicago")
+    assert kinds(records, "Condition")[1].recorded == "2026-11-27T09:30:00-06:00"
+    assert segments(encode(records, OPTS))["DG1"] == segments(encode(decode(ADT, {}), OPTS))["DG1"]
