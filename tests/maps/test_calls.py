@@ -185,3 +185,27 @@ def test_docs_quote_the_npi_example():
         assert (NPI_MAP / name).read_text(encoding="utf-8").strip() in text, name
     loaded, problems = load_map(NPI_MAP)
     assert loaded is not None and not problems
+
+
+def test_a_failing_call_fails_that_message_in_the_engine_and_the_next_one_flows(tmp_path, caplog):
+    write_map(tmp_path / "maps" / "picky", CALL.format(function="picky"), {"steps.py": """
+        def picky(ctx):
+            for encounter in ctx.of_kind("encounter"):
+                if encounter.id == "ENC-1":
+                    raise ValueError(encounter.patient.name.family)
+    """})
+    config = {"channels": {"visits": {"source": "file://inbox", "format": "bridge", "policies": [],
+                                      "maps": ["picky"], "routes": [{"to": ["ehr"]}]}},
+              "destinations": {"ehr": {"url": "file://out/ehr", "format": "bridge"}}}
+    engine = engine_from_dict(config, tmp_path, plugin_manager(disabled=("telehealth_policy",)))
+    engine.open_destinations()
+    with caplog.at_level(logging.DEBUG):
+        first = engine.submit("visits", encounter_message(1)).message_id
+        second = engine.submit("visits", encounter_message(2, patient="MRN2")).message_id
+        engine.drain()
+    failed = engine.store.get_message(first)
+    assert failed.status == "failed"
+    assert failed.error == "map picky step by-hand: call steps:picky raised ValueError (picky/steps.py line 4)"
+    assert engine.store.get_message(second).status == "delivered"
+    assert "Testpatient" not in caplog.text and "Testpatient" not in failed.error
+    engine.store.close()
