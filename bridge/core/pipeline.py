@@ -248,8 +248,9 @@ class Processor:
         if decoded.envelope is not None:
             identity["source_envelope"] = decoded.envelope
         field_holds: list[dict[str, Any]] = []
-        outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id,
-                                  inbound_hl7, events, field_holds)
+        outbox = [self.encode_for(name, chosen, _mapped_identity(identity, decoded.mapped is not None
+                                                             or bool(self.destinations[name].maps)),
+                                  order_key, plan.config.order_mode, claim.id, inbound_hl7, events, field_holds)
                   for name, chosen in routed.items()]
         if field_holds and not claim.policy_override:  # a field lookup's missing code, on an outbound message
             events.append(("held", {"rules": field_holds}))
@@ -456,6 +457,12 @@ def internal_failure(exc: BaseException) -> ProcessingResult:
     """The result for a message whose processing raised (a bug, not bad input): failed, replayable."""
     return _failed(f"internal error while processing ({type(exc).__name__}); replay once the cause is fixed",
                    "processing")
+
+
+
+def _mapped_identity(identity: Mapping[str, Any], mapped: bool) -> Mapping[str, Any]:
+    """The options the engine adds, with ``records_mapped`` when maps ran on these records."""
+    return {**identity, "records_mapped": True} if mapped else identity
 
 
 def _failed(error: str, stage: str) -> ProcessingResult:

@@ -84,8 +84,8 @@ def resources(engine, kind: str) -> list[dict]:
     return [e["resource"] for b in bundles(engine) for e in b["entry"] if e["resource"]["resourceType"] == kind]
 
 
-def hl7_files(engine) -> list[str]:
-    return [p.read_text() for p in sorted((engine.outbox / "registry-hl7").glob("*"))]
+def hl7_files(engine, destination: str = "registry-hl7") -> list[str]:
+    return [p.read_bytes().decode() for p in sorted((engine.outbox / destination).glob("*"))]
 
 
 def events(engine, message_id: int) -> dict[str, list]:
@@ -123,7 +123,8 @@ def test_recipe_local_diagnosis_codes_become_snomed_through_the_csv(engine):
     (condition,) = resources(engine, "Condition")
     assert condition["code"]["coding"] == [{"system": "http://snomed.info/sct", "code": "38341003",
                                             "display": "Hypertensive disorder"}]
-    # An HL7v2 destination writes the DG1 the ADT carried as the sender wrote it (docs/maps.md, limits).
+    (registry,) = hl7_files(engine)  # the HL7v2 destinations get the mapped code too, in the sender's DG1
+    assert "\rDG1|1||38341003^Hypertensive disorder^SCT||20261127|F\r" in registry
     assert engine.store.get_message(unlisted).status == "held"
     (hold,) = engine.store.holds()
     assert hold.message_id == unlisted
@@ -149,6 +150,22 @@ def test_recipe_the_mrn_assigning_authority_changes_for_one_destination_only(eng
     assert "STATEREG" not in stored  # the message's own records are unchanged: only that destination's copy
     stages = [(e["map"], e["stage"]) for e in events(engine, message_id)["mapped"]]
     assert ("registry-mrn-authority", "destination:registry-hl7") in stages
+
+
+def test_recipe_an_old_lab_system_gets_hl7_2_3_with_the_facility_in_msh_4(engine):
+    """"Send HL7 2.3 to an old lab system with the facility in MSH-4": the version option and the
+    destination's field steps together (the steps run on the message the version has shaped)."""
+    message_id = engine.submit("adt-in", adt("LAB-1", "O", "HTN01", "High blood pressure")).message_id
+    engine.drain()
+
+    assert engine.store.get_message(message_id).status == "delivered"
+    (lab,) = hl7_files(engine, "lab-hl7")
+    msh = lab.split("\r")[0].split("|")
+    assert (msh[8], msh[11]) == ("ADT^A04", "2.3")  # v2.3: MSH-12 2.3 and no MSH-9.3 structure
+    assert msh[3] == "RIVERBEND^2.999.1.7^ISO"  # MSH-4 from the visit's facility, by lab-facility-msh4
+    assert "\rDG1|1||38341003^Hypertensive disorder^SCT||20261127|F\r" in lab  # the channel's map reached it
+    (registry,) = hl7_files(engine)
+    assert registry.split("\r")[0].endswith("|2.5")  # the other HL7v2 destination keeps the default
 
 
 def test_recipe_hold_prescriptions_of_prescribers_not_credentialed(engine):

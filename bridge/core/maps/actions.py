@@ -30,7 +30,8 @@ from bridge.core.model.records import Identifier, Record
 from bridge.errors import DecodeError
 
 ACTIONS = ("set", "copy", "move", "delete", "lookup", "format_date", "split", "join", "add_identifier",
-           "drop", "route", "hold")
+           "drop", "route", "hold", "call")
+"""(``call`` is compiled by :mod:`.calls`: it needs the map's folder.)"""
 CHANNEL_ONLY = ("route",)
 """Actions a destination map cannot take: a destination's copy is already routed."""
 PRECISIONS = {"year": 4, "month": 7, "date": 10, "minute": 16, "second": 19}
@@ -57,6 +58,8 @@ class Run:
     """The sender's HL7v2 message(s), parsed when a condition reads field positions (else empty)."""
     outbound: Sequence[Any] = ()
     """The outbound HL7v2 message(s) field-position steps edit (a destination's, after encoding)."""
+    stage: str = "channel"
+    """``channel`` or ``destination:NAME``, for ``call`` steps that need to know."""
 
     def of_kind(self, kind: str) -> list[Record]:
         """The message's records of ``kind`` (nested ones included), found once until :meth:`reshaped`."""

@@ -41,7 +41,7 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
     without ``outbound`` the steps on records run (field-position steps wait); with ``outbound``
     (the encoded, or passed-through, HL7v2 messages) only the field-position steps run, on them.
     ``inbound`` is the sender's parsed HL7v2 message, for conditions that read field positions."""
-    run = Run(list(records), inbound=inbound, outbound=outbound or ())
+    run = Run(list(records), inbound=inbound, outbound=outbound or (), stage=stage)
     outcome = MapOutcome(run.records)
     on_message = outbound is not None
     for map_ in maps:

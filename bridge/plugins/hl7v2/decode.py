@@ -1056,7 +1056,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.adt()
     elif kind == "SIU" and event in SIU_EVENTS:
         records = decoder.siu()
-    elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
+    elif (kind, event) in (("RDE", "O11"), ("RDE", "O01"), ("OMP", "O09")):  # O01: v2.3's name for O11
         records = decoder.pharmacy()
     elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
         records = orders.keep_message(decoder, decoder.pharmacy())
