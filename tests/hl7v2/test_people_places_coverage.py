@@ -45,3 +45,28 @@ def test_a_dispensed_order_names_the_visit_of_the_rds() -> None:
     requests = [e["resource"] for e in entries if e["resource"]["resourceType"] == "MedicationRequest"]
     assert [r["encounter"]["reference"] for r in requests] == [encounter["fullUrl"]] * 2
     assert lossless("RDS-O13-02", records)
+
+
+def test_a_procedure_names_where_it_was_done_and_who_else_took_part() -> None:
+    from bridge import Procedure
+    for name in ("BAR-P12-01", "DFT-P03-01"):  # PR1 read by the financial decoder too
+        records = decode(sample(name), {})
+        procs = [r for r in records if isinstance(r, Procedure)]
+        assert procs and all(p.location is None or p.location.name for p in procs), name
+        assert lossless(name, records)
+    (adt,) = [r for r in decode(sample("ADT-A01-01"), {}) if isinstance(r, Procedure)]
+    assert adt.location.part_of.name == "OT" and len(adt.participants) == 1
+
+
+def test_a_procedure_from_another_format_writes_its_place_to_pr1_23() -> None:
+    from bridge import Encounter, Identifier, Location, Patient, Procedure, Coding
+    patient = Patient(identifiers=[Identifier(value="MRN1", type="MR")])
+    visit = Encounter(identifiers=[Identifier(value="V1", type="VN")], status="finished", patient=patient)
+    room = Location(name="201", physical_type="ro", part_of=Location(name="OT"))
+    proc = Procedure(status="unknown", code=Coding(code="64483", system="http://www.ama-assn.org/go/cpt"),
+                     location=room, patient=patient, encounter=visit)
+    out = encode([visit, proc], OPTS)
+    pr1 = next(s for s in read_messages(out)[0].segments if s.name == "PR1")
+    assert pr1.get(23) == "OT^201"
+    (back,) = [r for r in decode(out, {}) if isinstance(r, Procedure)]
+    assert (back.location.name, back.location.part_of.name) == ("201", "OT")
