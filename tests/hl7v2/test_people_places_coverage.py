@@ -70,3 +70,50 @@ def test_a_procedure_from_another_format_writes_its_place_to_pr1_23() -> None:
     assert pr1.get(23) == "OT^201"
     (back,) = [r for r in decode(out, {}) if isinstance(r, Procedure)]
     assert (back.location.name, back.location.part_of.name) == ("201", "OT")
+
+
+def test_a_role_names_the_organization_it_is_held_for() -> None:
+    from bridge import Encounter, Procedure
+    records = decode(sample("ADT-A01-01"), {})
+    visit = records[0]
+    assert isinstance(visit, Encounter)
+    (rol,) = [p for p in visit.participants if p.role is not None]  # ROL after PV2, ROL-14
+    assert rol.role.organization.name == "Good Health Hospital"
+    (proc,) = [r for r in records if isinstance(r, Procedure)]
+    assert proc.participants[0].role.organization.name == "L Multispeciality Hospital"  # ROL-14 after PR1
+    order = next(r for r in decode(sample("RDS-O13-01"), {}) if isinstance(r, Prescription))
+    prt = [p.role for p in order.participants if p.role is not None]
+    assert "N Memorial" in [r.organization.name for r in prt if r.organization]  # PRT-8 after the ORC
+    entries = bundle_of(records)
+    urls = {e["fullUrl"]: e["resource"] for e in entries}
+    roles = [r for r in urls.values() if r["resourceType"] == "PractitionerRole" and "organization" in r]
+    assert {urls[r["organization"]["reference"]]["name"] for r in roles} >= {"Good Health Hospital", "L Multispeciality Hospital"}
+    assert lossless("ADT-A01-01", records)
+
+
+def test_a_medical_director_and_a_referral_provider_act_for_their_organizations() -> None:
+    from bridge import DiagnosticReport, ServiceRequest
+    (report,) = [r for r in decode(sample("ORU-R01-01"), {}) if isinstance(r, DiagnosticReport)]
+    obs = report.observations[0]
+    (director,) = [p.role for p in obs.participants if p.role and p.role.code[0].code == "MDIR"]
+    assert director.organization == obs.performing_organization  # OBX-25 directs the OBX-23 lab
+    (referral,) = [r for r in decode(sample("REF-I12-01"), {}) if isinstance(r, ServiceRequest)]
+    orgs = {p.role.code[0].code: p.role.organization.name for p in referral.participants if p.role}
+    assert orgs == {"RP": "GOOD HEALTH HOSPITAL", "RT": "RADIANT HEALTH HOSPITAL"}  # PRD-10
+
+
+def test_the_ordering_provider_is_a_role_only_where_the_ordering_facility_says_more() -> None:
+    from bridge import ServiceRequest
+    records = decode(sample("ORM-O01-05"), {})
+    (order,) = [r for r in records if isinstance(r, ServiceRequest)]
+    (op,) = [p.role for p in order.participants if p.role and p.role.code[0].code == "OP"]
+    assert op.organization.name == "Good Health Hospital" and op.practitioner == order.requester  # ORC-21, ORC-12
+    entries = bundle_of(records)
+    urls = {e["fullUrl"]: e["resource"] for e in entries}
+    request = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "ServiceRequest")
+    role = urls[request["requester"]["reference"]]  # one reference: the role, naming the orderer
+    assert role["resourceType"] == "PractitionerRole" and urls[role["organization"]["reference"]]["name"] == \
+        "Good Health Hospital"
+    assert lossless("ORM-O01-05", records)
+    (plain,) = [r for r in decode(sample("ORM-O01-01"), {}) if isinstance(r, ServiceRequest)]
+    assert plain.requester is not None and not [p for p in plain.participants if p.function == "AUT"]  # no ORC-21
