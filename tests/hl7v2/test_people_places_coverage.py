@@ -117,3 +117,19 @@ def test_the_ordering_provider_is_a_role_only_where_the_ordering_facility_says_m
     assert lossless("ORM-O01-05", records)
     (plain,) = [r for r in decode(sample("ORM-O01-01"), {}) if isinstance(r, ServiceRequest)]
     assert plain.requester is not None and not [p for p in plain.participants if p.function == "AUT"]  # no ORC-21
+
+
+def test_a_bars_further_patients_and_visits_are_records_of_their_own() -> None:
+    from bridge import Account, Encounter, Patient
+    records = decode(sample("BAR-P02-02"), {})  # purge: two PATIENT groups
+    assert isinstance(records[0], Encounter)
+    further = [r for r in records[1:] if isinstance(r, (Encounter, Patient))]
+    (second,) = further
+    assert isinstance(second, Encounter) and second.patient.identifiers[0].value == "PAT234"
+    assert second.extra == {"hl7v2": {"carried": True}}
+    accounts = [r for r in records if isinstance(r, Account)]
+    assert len(accounts) == 2 and accounts[1].patient is second.patient and accounts[1].status == "inactive"
+    visits = [r for r in decode(sample("BAR-P01-02"), {}) if isinstance(r, Encounter)]
+    assert [v.encounter_class for v in visits] == ["PRENC", "AMB"]  # PV1-2 P, then the second VISIT's O
+    assert visits[0].patient is visits[1].patient
+    assert lossless("BAR-P02-02", records) and lossless("BAR-P01-02", decode(sample("BAR-P01-02"), {}))
