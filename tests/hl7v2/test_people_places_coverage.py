@@ -133,3 +133,12 @@ def test_a_bars_further_patients_and_visits_are_records_of_their_own() -> None:
     assert [v.encounter_class for v in visits] == ["PRENC", "AMB"]  # PV1-2 P, then the second VISIT's O
     assert visits[0].patient is visits[1].patient
     assert lossless("BAR-P02-02", records) and lossless("BAR-P01-02", decode(sample("BAR-P01-02"), {}))
+
+
+def test_an_a45_moves_each_visit_it_names() -> None:
+    from bridge import Encounter
+    records = decode(sample("ADT-A45-02"), {})  # two MRG/PV1 pairs: visits 5001 and 5010
+    visits = [r for r in records if isinstance(r, Encounter)]
+    assert [[i.value for i in v.identifiers if i.type == "VN"] for v in visits] == [["5001"], ["5010"]]
+    assert visits[1].patient is visits[0].patient and visits[1].extra == {"hl7v2": {"carried": True}}
+    assert lossless("ADT-A45-02", records)
