@@ -87,7 +87,8 @@ def test_a_role_names_the_organization_it_is_held_for() -> None:
     entries = bundle_of(records)
     urls = {e["fullUrl"]: e["resource"] for e in entries}
     roles = [r for r in urls.values() if r["resourceType"] == "PractitionerRole" and "organization" in r]
-    assert {urls[r["organization"]["reference"]]["name"] for r in roles} >= {"Good Health Hospital", "L Multispeciality Hospital"}
+    names = {urls[r["organization"]["reference"]]["name"] for r in roles}
+    assert names >= {"Good Health Hospital", "L Multispeciality Hospital"}
     assert lossless("ADT-A01-01", records)
 
 

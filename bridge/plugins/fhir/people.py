@@ -6,9 +6,10 @@ participants with their v3-ParticipationType, a Patient's generalPractitioner, a
 performer, a DiagnosticReport's resultsInterpreter or performer, a ServiceRequest's requester,
 performer or supportingInfo, a MedicationRequest's requester and recorder, a DocumentReference's
 author and authenticator, an Appointment's participants, an Immunization's performer with its
-function (OP ordering, AP administering), a Procedure's performer. A participant in a stated role is a PractitionerRole; it
-replaces the plain reference to its own practitioner where the resource already had one (an
-Observation's performer, a ServiceRequest's requester), so a person is named once per element.
+function (OP ordering, AP administering), a Procedure's performer. A participant in a stated role
+is a PractitionerRole; it replaces the plain reference to its own practitioner where the resource
+already had one (an Observation's performer, a ServiceRequest's requester), so a person is named
+once per element.
 
 The encoder calls :func:`merge` after a record's own mapping; the decoder calls :func:`read`
 after the resource's own reader, so both directions agree. Practitioner and PractitionerRole are

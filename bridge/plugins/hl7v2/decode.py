@@ -487,16 +487,7 @@ class Decoder:
     def _further_visits(self, group: adt.Group, patient: Patient) -> list[Record]:
         """Every PV1 of a patient group after its first (ADT^A45 moves one visit per MRG/PV1 pair)
         that describes a visit, as a carried Encounter of that patient (the segments stay kept)."""
-        pv1s = [seg for seg in group.segments if seg.name == "PV1"][1:]
-        out: list[Record] = []
-        for pv1 in (s for s in pv1s if adt.says_something(s, self.t)):
-            at = group.segments.index(pv1)
-            pv2 = group.segments[at + 1] if at + 1 < len(group.segments) and group.segments[at + 1].name == "PV2" \
-                else None
-            visit = self.encounter(pv1, pv2, self.scope(), patient)
-            visit.extra = {}
-            out.append(adt.carried(visit))
-        return out
+        return list(further_visits.carried_visits(self, further_visits.visits_in(group.segments)[1:], patient))
 
     def _note_event(self, record: Any, default: str) -> None:
         """Keep the trigger event when the encoder would not pick the same one from the record."""

@@ -31,20 +31,38 @@ class PatientGroup:
     visits: list[tuple[Segment, Segment | None]] = field(default_factory=list)
 
 
-def patient_groups(segments: list[Segment]) -> list[PatientGroup]:
-    groups: list[PatientGroup] = []
+def visits_in(segments: list[Segment]) -> list[tuple[Segment, Segment | None]]:
+    """Each PV1 of ``segments`` with the PV2 right after it, if any."""
+    out: list[tuple[Segment, Segment | None]] = []
     for at, seg in enumerate(segments):
-        if seg.name == "PID":
-            groups.append(PatientGroup(pid=seg))
-        elif seg.name == "PV1" and groups:
+        if seg.name == "PV1":
             follower = segments[at + 1] if at + 1 < len(segments) else None
-            groups[-1].visits.append((seg, follower if follower is not None and follower.name == "PV2" else None))
-    return groups
+            out.append((seg, follower if follower is not None and follower.name == "PV2" else None))
+    return out
+
+
+def patient_groups(segments: list[Segment]) -> list[PatientGroup]:
+    starts = [at for at, seg in enumerate(segments) if seg.name == "PID"]
+    ends = [*starts[1:], len(segments)]
+    return [PatientGroup(pid=segments[start], visits=visits_in(segments[start:end]))
+            for start, end in zip(starts, ends)]
+
+
+def carried_visits(decoder: Decoder, visits: list[tuple[Segment, Segment | None]],
+                   patient: Patient | None) -> list[Encounter]:
+    """A carried Encounter of ``patient`` for each PV1 that describes a visit (a bare set id does
+    not, as for the first); its fields are the kept segments', so the record keeps none itself."""
+    out: list[Encounter] = []
+    for pv1, pv2 in visits:
+        if adt.says_something(pv1, decoder.t):
+            encounter = decoder.encounter(pv1, pv2, decoder.scope(), patient)
+            encounter.extra = {}
+            out.append(adt.carried(encounter))  # type: ignore[arg-type]
+    return out
 
 
 def further(decoder: Decoder, record: Encounter | Patient) -> list[Record]:
-    """Carried records of every patient and visit after the first (see the module docstring).
-    A PV1 that says nothing of a visit (a bare set id) gives no Encounter, as for the first."""
+    """Carried records of every patient and visit after the first (see the module docstring)."""
     groups = patient_groups(decoder.message.segments)
     if not groups:
         return []
@@ -52,16 +70,14 @@ def further(decoder: Decoder, record: Encounter | Patient) -> list[Record]:
     reader = adt.ClinicalReader(decoder.seps, decoder.t, decoder.reps)
     out: list[Record] = []
     for index, group in enumerate(groups):
-        patient = first_patient if index == 0 else decoder.patient(group.pid, decoder.new_pid_scope())
-        visits = [v for v in group.visits if adt.says_something(v[0], decoder.t)]
-        encounters = [adt.carried(decoder.encounter(pv1, pv2, decoder.scope(), patient)) for pv1, pv2 in visits]
-        for encounter in encounters:
-            encounter.extra = {"hl7v2": {"carried": True}}  # the scope's kept fields are the message's
         if index == 0:
+            encounters = carried_visits(decoder, group.visits, first_patient)
             out += encounters[1:] if isinstance(record, Encounter) else encounters
             continue
+        patient = decoder.patient(group.pid, decoder.new_pid_scope())
         if patient is None:
             continue
+        encounters = carried_visits(decoder, group.visits, patient)
         out += encounters or [adt.carried(patient)]
         pv1 = group.visits[0][0] if group.visits else None
         out += accounts.read(reader, group.pid, pv1, patient, encounters[0] if encounters else None,

@@ -266,7 +266,8 @@ def observation(message: Message, obx: Segment, seps: Separators) -> list[Partic
     performing organization (OBX-23 with its OBX-24 address, read as the Observation's own
     ``performing_organization``: one organization), and the OBX's PRT segments."""
     return (field_participants(obx, 16, "RESP", seps, role="RO", skip_first=True)
-            + field_participants(obx, 25, "RESP", seps, role="MDIR", organization=places.performing_organization(obx, seps))
+            + field_participants(obx, 25, "RESP", seps, role="MDIR",
+                                 organization=places.performing_organization(obx, seps))
             + segment_participants(followers(message, obx), seps))
 
 
@@ -312,8 +313,7 @@ def ordering_provider(orc: Segment | None, obr: Segment | None, seps: Separators
 
 def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Separators) -> list[Participant]:
     """The ordering provider in role OP for the ordering facility (see :func:`ordering_provider`),
-    OBR-34 technicians who
-    are to perform the order and the PRT segments of its ORC and OBR."""
+    OBR-34 technicians who are to perform the order and the PRT segments of its ORC and OBR."""
     out = ordering_provider(orc, obr, seps)
     if obr is not None:
         out += [p for p in report(message, obr, seps) if p.function == "PRF"]
@@ -323,8 +323,8 @@ def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Sepa
 def prescription(message: Message, orc: Segment | None, give: Segment | None,
                  seps: Separators) -> list[Participant]:
     """The prescriber (ORC-12, the Prescription's own field) in role OP for the ordering facility
-    (ORC-21, when named), ORC-10, who entered the order (MedicationRequest.recorder), and the PRT segments of the
-    ORC and of the order's RXO and RXE (both, in an RDE)."""
+    (ORC-21, when named), ORC-10, who entered the order (MedicationRequest.recorder), and the PRT
+    segments of the ORC and of the order's RXO and RXE (both, in an RDE)."""
     anchors = [orc, *_order_parts(message, orc, ("RXO", "RXE"))]
     if give is not None and all(give is not a for a in anchors):
         anchors.append(give)
@@ -349,8 +349,8 @@ def _order_parts(message: Message, orc: Segment | None, names: tuple[str, ...]) 
 def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Participant]:
     """A REF's PRD: the provider (PRD-2/7, read by the referral mapping) in the PRD-1 role (table
     0286: RP referring, RT referred to, PP primary care, CP consulting…), at the PRD-4 place, with
-    the PRD-5 telecom, for the PRD-10 organization (v2.7+). The requester (RP) and performers (RT) stay the ServiceRequest's fields; the
-    role names them in FHIR in place of the plain reference."""
+    the PRD-5 telecom, for the PRD-10 organization (v2.7+). The requester (RP) and performers (RT)
+    stay the ServiceRequest's fields; the role names them in FHIR in place of the plain reference."""
     code = _coding(prd.get(1), seps, ROLE_TABLE)
     if code is None:
         return []
