@@ -210,12 +210,13 @@ def _email(raw: Any, config_dir: str, add: Report) -> EmailSettings | None:
     password_env = _env_name(body, "password_env", path, add)
     if bool(user_env) != bool(password_env):
         add(path, "username_env and password_env go together (or neither, for a relay without login)")
+    timeout = _number(body.get("timeout_seconds", 10), f"{path}.timeout_seconds", add, minimum=0.1) or 10.0
+    retries = _retries(body, path, add)
     if problems:
         return None
     return EmailSettings(
         host=host, sender=sender, to=tuple(to), port=port or 587, username_env=user_env, password_env=password_env,
-        timeout_seconds=_number(body.get("timeout_seconds", 10), f"{path}.timeout_seconds", add, minimum=0.1) or 10.0,
-        retries=_retries(body, path, add), ca_file=_file(body, config_dir),
+        timeout_seconds=timeout, retries=retries, ca_file=_file(body, config_dir),
         subject_prefix=str(body.get("subject_prefix", "[bridge]")),
     )
 
