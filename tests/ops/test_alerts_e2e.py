@@ -69,7 +69,8 @@ def alerting_config(tmp_path, store, peer_port, webhook, smtp, plugins):
     return parse_config(data, config_dir=str(tmp_path), plugins=plugins)
 
 
-def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, receivers, store_url):  # noqa: F811
+def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, receivers, store_url,  # noqa: F811
+                                                                    caplog):
     webhook, smtp = receivers
     port = free_port()  # nothing listens: every connection is refused
     plugins = mllp_plugins()
@@ -79,6 +80,7 @@ def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, re
     engine.open_sources()
     engine.sources[0].start()
     peer = None
+    caplog.set_level("DEBUG", logger="bridge.core.alerts")
     try:
         assert RawClient(engine.sources[0].port).send(adt("C1", patient="P77"))[0] == "AA"
         engine.drain()
@@ -118,6 +120,9 @@ def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, re
 
         everything = json.dumps(webhook.posts) + "".join(m.as_string() for m in smtp.messages)
         assert PATIENT not in everything and "P77" not in everything and "C1" not in everything
+        alert_logs = [r.getMessage() for r in caplog.records if r.name.startswith("bridge.core.alerts")]
+        assert any("ehr-down firing for destination:ehr" in line for line in alert_logs)
+        assert not any(PATIENT in line or "P77" in line for line in alert_logs)
     finally:
         if peer is not None:
             peer.close()

@@ -12,6 +12,7 @@ from bridge.testing import engine_from_dict, plugin_manager
 from bridge.web import create_app
 from bridge.web.auth import LoginLimiter, hash_password, new_token, token_digest
 from tests.web.conftest import PASSWORD, FailingTransport, encounter, login
+from tests.web.test_browser import browser  # noqa: F401  (fixture: headless Chromium, skipped without it)
 
 CONFIG = {
     "channels": {"intake": {"source": "file://inbox", "format": "bridge", "routes": [{"to": ["broken"]}]}},
@@ -84,3 +85,34 @@ def test_the_alerts_page_shows_firing_and_resolved_alerts_and_refreshes(alerting
     assert html.index("destination:broken") < html.index("channel:intake")  # firing first
     assert "s-firing" in html and "s-resolved" in html and "1 firing" in html
     assert "every 15 min" in html and 'href="/alerts"' in client.get("/").get_data(as_text=True)
+
+
+def test_the_alerts_page_in_chromium(alerting_site, browser):  # noqa: F811
+    from bridge.web.server import start_admin_server
+    from tests.web.test_browser import ARTIFACTS
+
+    engine, app, _ = alerting_site
+    now = time.time()
+    engine.store.alert_seen("broken-down", "destination:broken", "destination broken has delivered nothing for"
+                            " 5.0 min: 1 waiting (1 failing), 0 dead letter(s) in the window", {"pending": 1}, now - 60)
+    claimed = engine.store.claim_alert_notice("broken-down", "destination:broken", "n", now - 60, 900, 30)
+    engine.store.finish_alert_notice(claimed, "n", sent=True, error="email: SMTP 451", now=now - 59)
+    engine.store.alert_seen("intake-stuck", "channel:intake", "channel intake: 3 waiting, the oldest for 7.0 min"
+                            " (limit 5.0 min)", {"waiting": 3}, time.time() - 900)
+    engine.store.alert_cleared("intake-stuck", "channel:intake", time.time() - 300)
+    server, thread = start_admin_server(app, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        browser.go(f"{base}/alerts")
+        browser.type("#username", "viewer-user")
+        browser.type("#password", PASSWORD)
+        browser.click("#login-submit")
+        browser.wait_for_url("/alerts")
+        table = browser.text("#alerts")
+        assert "destination:broken" in table and "firing" in table and "resolved" in table
+        assert "backlog" in browser.text("#alert-rules")
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.screenshot(ARTIFACTS / "alerts.png").stat().st_size > 10_000
+    finally:
+        server.shutdown()
+        thread.join(5)
