@@ -132,3 +132,15 @@ def test_destination_delivery_counts_waiting_failing_delivered_and_dead(two_node
     assert (facts.pending, facts.retrying, facts.dead_recent) == (1, 1, 1)
     assert facts.last_delivered_at is not None and facts.oldest_pending_at is not None
     assert store.destination_delivery(since=facts.last_delivered_at + 3600)["ehr"].dead_recent == 0
+
+
+def test_channel_backlog_and_errors_per_channel(two_nodes):
+    store = two_nodes[0]
+    for i in range(3):
+        store.receive("lab", "bridge", f"l{i}".encode(), dedupe_key=None, header={"order_key": f"k{i}"}, origin={})
+    store.receive("adt", "bridge", b"bad", dedupe_key=None, header={}, origin={}, error="cannot decode")
+    backlog = store.channel_backlog()
+    assert set(backlog) == {"lab"} and backlog["lab"][0] == 3
+    errors = store.channel_errors(since=0)
+    assert errors == {"lab": (3, 0), "adt": (1, 1)}
+    assert store.channel_errors(since=backlog["lab"][1] + 3600) == {}

@@ -225,10 +225,10 @@ def test_a_rule_whose_check_fails_changes_nothing(tmp_path, monkeypatch):
         watcher.evaluate_once(now=time.time() + 600)
         assert [n.kind for n in recorder.notices] == ["firing"]
 
-        def unreachable(since):
+        def unreachable():
             raise OSError("store unreachable")
 
-        monkeypatch.setattr(store, "channel_stats", unreachable)
+        monkeypatch.setattr(store, "channel_backlog", unreachable)
         watcher.evaluate_once(now=time.time() + 700)
         assert [n.kind for n in recorder.notices] == ["firing"]  # an outage does not resolve anything
         assert store.alert_states()[0].state == "firing"

@@ -26,7 +26,7 @@ from .config import AlertRule
 if TYPE_CHECKING:
     from bridge.core.config import BridgeConfig
     from bridge.core.store import Store
-    from bridge.core.store.base import ChannelStats, DestinationDelivery
+    from bridge.core.store.base import DestinationDelivery
 
 CERTIFICATE_KEYS = ("cert_file", "ca_file", "client_ca_file")
 """Option keys that name a PEM certificate file, in channels' and destinations' ``options:``."""
@@ -58,8 +58,14 @@ def read_destination_delivery(store: Store, since: float) -> Mapping[str, Destin
     return store.destination_delivery(since)
 
 
-def read_channel_stats(store: Store, since: float) -> Mapping[str, ChannelStats]:
-    return store.channel_stats(since)
+def read_channel_errors(store: Store, since: float) -> Mapping[str, tuple[int, int]]:
+    """Per channel: (messages received since ``since``, of which failed, rejected or dead)."""
+    return store.channel_errors(since)
+
+
+def read_channel_backlog(store: Store) -> Mapping[str, tuple[int, float]]:
+    """Per channel with unprocessed messages: (how many, the oldest's receipt time)."""
+    return store.channel_backlog()
 
 
 def read_open_hold_times(store: Store) -> list[float]:
@@ -134,17 +140,17 @@ def channel_error_rate(rule: AlertRule, seen: Situation) -> list[Finding]:
     window = rule.params.get("minutes", 60) * 60
     least = rule.params.get("min_messages", 5)
     out = []
-    for name, stats in sorted(read_channel_stats(seen.store, seen.now - window).items()):
-        if rule.params.get("channel") not in (None, name) or stats.received_recent < least:
+    for name, (received, errors) in sorted(read_channel_errors(seen.store, seen.now - window).items()):
+        if rule.params.get("channel") not in (None, name) or received < least:
             continue
-        percent = round(100 * stats.error_rate, 1)
+        percent = round(100 * errors / received, 1)
         if percent >= rule.params["percent"]:
             out.append(Finding(
                 f"channel:{name}",
-                f"channel {name}: {stats.errors_recent} of {stats.received_recent} messages in the last"
-                f" {_minutes(window)} min failed ({percent} %)",
-                {"channel": name, "errors": stats.errors_recent, "received": stats.received_recent,
-                 "percent": percent, "window_minutes": _minutes(window)}))
+                f"channel {name}: {errors} of {received} messages in the last {_minutes(window)} min failed"
+                f" ({percent} %)",
+                {"channel": name, "errors": errors, "received": received, "percent": percent,
+                 "window_minutes": _minutes(window)}))
     return out
 
 
@@ -156,9 +162,9 @@ def backlog(rule: AlertRule, seen: Situation) -> list[Finding]:
     only_channel, only_destination = rule.params.get("channel"), rule.params.get("destination")
     out = []
     if only_destination is None:
-        for name, stats in sorted(read_channel_stats(seen.store, seen.now).items()):
-            if only_channel in (None, name) and stats.oldest_waiting_at and stats.oldest_waiting_at <= cutoff:
-                out.append(_backlog("channel", name, stats.queue_depth, seen.now - stats.oldest_waiting_at, limit))
+        for name, (waiting, oldest) in sorted(read_channel_backlog(seen.store).items()):
+            if only_channel in (None, name) and oldest <= cutoff:
+                out.append(_backlog("channel", name, waiting, seen.now - oldest, limit))
     if only_channel is None:
         for name, d in sorted(read_destination_delivery(seen.store, seen.now).items()):
             if only_destination in (None, name) and d.oldest_pending_at and d.oldest_pending_at <= cutoff:

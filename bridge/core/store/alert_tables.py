@@ -102,11 +102,35 @@ class AlertTables:
         return [alert_state(r) for r in rows]
 
     def destination_delivery(self, since: float) -> dict[str, DestinationDelivery]:
-        rows = self._select(
-            "SELECT destination, COUNT(*) FILTER (WHERE status='pending'),"
-            " MIN(created_at) FILTER (WHERE status='pending'),"
-            " COUNT(*) FILTER (WHERE status='pending' AND attempts > 0), MAX(delivered_at),"
-            " COUNT(*) FILTER (WHERE status='dead' AND created_at >= ?)"
-            " FROM outbox GROUP BY destination", (since,))
-        return {r[0]: DestinationDelivery(destination=r[0], pending=r[1], oldest_pending_at=r[2], retrying=r[3],
-                                          last_delivered_at=r[4], dead_recent=r[5]) for r in rows}
+        """Pending and recently dead rows are read through the status index (their cost follows the
+        backlog); the last delivery is looked up only for a destination whose work has waited since
+        ``since`` or went dead since then — one in trouble — since it reads that destination's rows."""
+        pending = {r[0]: (r[1], r[2], r[3]) for r in self._select(
+            "SELECT destination, COUNT(*), MIN(created_at), COUNT(*) FILTER (WHERE attempts > 0) FROM outbox"
+            " WHERE status='pending' GROUP BY destination")}
+        dead = {r[0]: r[1] for r in self._select(
+            "SELECT destination, COUNT(*) FROM outbox WHERE status='dead' AND created_at >= ? GROUP BY destination",
+            (since,))}
+        out = {}
+        for name in sorted(set(pending) | set(dead)):
+            waiting, oldest, retrying = pending.get(name, (0, None, 0))
+            troubled = dead.get(name, 0) or (oldest is not None and oldest <= since)
+            last = self._select("SELECT MAX(delivered_at) FROM outbox WHERE destination=? AND status='delivered'",
+                                (name,))[0][0] if troubled else None
+            out[name] = DestinationDelivery(destination=name, pending=waiting, oldest_pending_at=oldest,
+                                            retrying=retrying, last_delivered_at=last, dead_recent=dead.get(name, 0))
+        return out
+
+    def channel_backlog(self) -> dict[str, tuple[int, float]]:
+        """Per channel with unprocessed messages: how many, and when the oldest arrived (read through
+        the queue index: the cost follows the backlog, not the table)."""
+        rows = self._select("SELECT channel, COUNT(*), MIN(received_at) FROM messages"
+                            " WHERE status IN ('received', 'processing') GROUP BY channel")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def channel_errors(self, since: float) -> dict[str, tuple[int, int]]:
+        """Per channel: messages received since ``since``, and how many of them failed, were rejected
+        or went dead (read through the received-time index: the cost follows the window)."""
+        rows = self._select("SELECT channel, COUNT(*), COUNT(*) FILTER (WHERE status IN ('failed', 'rejected', 'dead'))"
+                            " FROM messages WHERE received_at >= ? GROUP BY channel", (since,))
+        return {r[0]: (r[1], r[2]) for r in rows}

@@ -330,6 +330,8 @@ class DestinationDelivery:
     retrying: int
     """Pending rows that have failed at least once."""
     last_delivered_at: float | None
+    """The last delivery, looked up only for a destination in trouble (work waiting since the window's
+    start, or dead letters in it); None otherwise or when it never delivered."""
     dead_recent: int
     """Rows created since the window's start that are dead letters."""
 
@@ -672,7 +674,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def destination_delivery(self, since: float) -> dict[str, DestinationDelivery]:
-        """Per destination: pending rows, the oldest pending, retrying rows, last delivery, recent dead."""
+        """Per destination with pending rows or dead letters since ``since``: pending rows, the oldest
+        pending, retrying rows, recent dead, and (for one in trouble) its last delivery."""
+
+    @abc.abstractmethod
+    def channel_backlog(self) -> dict[str, tuple[int, float]]:
+        """Per channel with unprocessed messages: ``(how many, the oldest's received_at)``."""
+
+    @abc.abstractmethod
+    def channel_errors(self, since: float) -> dict[str, tuple[int, int]]:
+        """Per channel: ``(received since, of which failed, rejected or dead)``."""
 
     # --- watermarks and audit -------------------------------------------------------------------
 
