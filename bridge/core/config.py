@@ -24,7 +24,7 @@ from bridge.errors import ConfigError
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
+TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alerts")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state", "maps")
 ROUTE_KEYS = ("when", "to")
@@ -164,6 +164,8 @@ class BridgeConfig:
     """(path, message) pairs for a config that works but probably not as meant; ``bridge check`` prints them."""
     maps: Mapping[str, Any] = field(default_factory=dict)
     """Every map beside the config by name, compiled (bridge.core.maps)."""
+    alerts: Any = None
+    """The ``alerts:`` section (bridge.core.alerts.config.AlertsConfig); None when built without one."""
 
 
 class _Problems:
@@ -273,6 +275,10 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     from bridge.core.maps.config import load_config_maps
 
     maps = load_config_maps(config_dir, channels, destinations, problems.add)
+    from bridge.core.alerts.config import parse_alerts
+
+    alerts = parse_alerts(data.get("alerts"), config_dir=config_dir, channels=channels, destinations=destinations,
+                          jobs=jobs, add=problems.add)
     if plugins is not None:  # options: only what the plugins declare they read (bridge.core.options)
         _plugin_options(channels, destinations, {n: data[n] for n in sections if n in data}, plugins, problems)
     if problems.items:
@@ -290,6 +296,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         web=web,
         warnings=warnings,
         maps=maps,
+        alerts=alerts,
     )
 
 
