@@ -179,8 +179,8 @@ class SourceContext:
 class Source(Protocol):
     """A running source: ``start()`` returns once it is listening; ``stop()`` stops it.
 
-    A source may also have ``is_listening() -> bool`` (bridge.core.health asks it for /readyz and
-    the listener-up gauge); a source without it counts as up while the engine runs it."""
+    A source may also have a ``listening`` property (bridge.core.health reads it for /readyz and the
+    listener-up gauge, the listener_down alert too); a source without it counts as up while it runs."""
 
     def start(self) -> None: ...
 

@@ -122,10 +122,9 @@ def listeners(config: BridgeConfig, paused_channels: Iterable[str], engine: Any 
 
 
 def source_up(source: Any) -> bool:
-    """A source that can say whether it listens (``is_listening()``) is asked; any other source the
-    engine started counts as up until the engine stops it."""
-    probe = getattr(source, "is_listening", None)
-    return bool(probe()) if callable(probe) else True
+    """A source that says whether it listens (its ``listening`` property, which the listener_down
+    alert reads too) is asked; any other source the engine started counts as up until it stops."""
+    return bool(getattr(source, "listening", True))
 
 
 def readiness(store: Store, config: BridgeConfig, engine: Any = None) -> tuple[bool, list[str]]:

@@ -43,6 +43,7 @@ from . import sqlite_replay as replays
 from .operator_actions import OperatorActions
 from .destination_reads import DestinationReads
 from .reads import OUTBOX_COLUMNS, StoreReads
+from .alert_tables import AlertTables
 from .sqlite_schema import MIGRATIONS
 from .wal_sync import WalSync
 
@@ -144,7 +145,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, DestinationReads, Store):
+class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreReads, DestinationReads, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":

@@ -536,8 +536,9 @@ class FhirInbound:
         self._thread.start()
         log.info("fhir inbound %s listening on %s:%d%s", self.ctx.channel, self.host, self.port, self.path)
 
-    def is_listening(self) -> bool:
-        """Whether its serving thread runs (health: a listener down fails /readyz)."""
+    @property
+    def listening(self) -> bool:
+        """Whether its serving thread runs (health and the listener_down alert read it)."""
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:

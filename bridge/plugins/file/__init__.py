@@ -123,7 +123,8 @@ class FolderSource:
         self._thread = threading.Thread(target=self._run, name=f"file-source-{self.ctx.channel}", daemon=True)
         self._thread.start()
 
-    def is_listening(self) -> bool:
+    @property
+    def listening(self) -> bool:
         """Whether its polling thread runs (health: a source down fails /readyz)."""
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 

@@ -325,8 +325,9 @@ class CallbackSource:
         self.thread.start()
         log.info("ncpdp callback endpoint for channel %s listening on port %s", self.ctx.channel, self.port)
 
-    def is_listening(self) -> bool:
-        """Whether its serving thread runs (health: a listener down fails /readyz)."""
+    @property
+    def listening(self) -> bool:
+        """Whether its serving thread runs (health and the listener_down alert read it)."""
         return self.thread is not None and self.thread.is_alive()
 
     def stop(self) -> None:
