@@ -47,7 +47,10 @@ def test_an_adt_gives_its_mother_next_of_kin_and_observations() -> None:
 
 def test_an_adt_observation_keeps_value_units_and_range() -> None:
     (obs,) = of(decode(sample("ADT-A06-01"), {}), Observation)
-    assert obs.value_quantity.value == 44.0 and obs.value_quantity.unit == "beats/min"
+    # OBX-6 beats/min^^ISO: a code and its system, no text; FHIR's unit is text, so none is invented
+    quantity = obs.value_quantity
+    assert (quantity.value, quantity.code, quantity.system, quantity.unit) == (44.0, "beats/min", "ISO", None)
+    assert obs.units.code == "beats/min"  # all of OBX-6, written back as sent
     assert obs.reference_range.text == "70-80" and obs.status == "final"
     assert obs.effective == "1999-07-02"
 
@@ -159,3 +162,17 @@ def test_a_refill_order_carries_the_patients_insurance() -> None:
     o11 = decode(sample("RDE-O11-01"), {})  # an RDE^O11 carries it too, after its orders
     (carried,) = of(o11, Coverage)
     assert carried.extra == {"hl7v2": {"carried": True}} and isinstance(o11[0], Prescription)
+
+
+def test_a_units_text_is_the_senders_and_a_bare_code_stays_readable() -> None:
+    """FHIR's Quantity.unit is the human-readable text: the sender's CWE.2, never a code copied in;
+    a code without a system cannot be a Quantity code (qty-3), so it stays readable as the unit."""
+    from bridge import Coding
+    from bridge.plugins.hl7v2.results import quantity
+
+    texted = quantity(5.0, Coding(code="mg/dL", display="milligrams per decilitre", system="UCUM"))
+    coded = quantity(5.0, Coding(code="mg/dL", system="UCUM"))
+    bare = quantity(5.0, Coding(code="mg/dL"))
+    assert (texted.unit, texted.code) == ("milligrams per decilitre", "mg/dL")
+    assert (coded.unit, coded.code) == (None, "mg/dL")
+    assert (bare.unit, bare.code) == ("mg/dL", None)

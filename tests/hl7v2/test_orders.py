@@ -186,7 +186,7 @@ def test_oul_results_by_specimen_are_reports_like_an_oru(name: str) -> None:
     reports = [r for r in records if r.kind == "DiagnosticReport"]
     assert reports and records[:len(reports)] == reports  # the reports first, then their companions
     orders = [r for r in records if r.kind == "ServiceRequest"]  # each OBR's order (OBR with its ORC)
-    assert orders and all(o.intent == "filler-order" and o.extra["hl7v2"]["carried"] for o in orders)
+    assert orders and all(o.intent == "order" and o.filler_view and o.extra["hl7v2"]["carried"] for o in orders)
     assert {i.value for o in orders for i in o.identifiers} <= {i.value for r in reports for i in r.identifiers}
     assert all(r.observations for r in reports)
     assert "message" in reports[0].extra["hl7v2"]  # written back whole, with its SPM, SAC and INV

@@ -626,6 +626,10 @@ class ServiceRequest(Record):
     participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
+    filler_view: bool | None = None
+    """True when the sender is the order's filler (a lab's results, a schedule's bookings): what it says
+    of the order is the filler's view, which a FHIR server keeps apart from the placer's own request
+    (keyed by the filler number), whatever the request's intent."""
 
 
 @dataclass
