@@ -134,7 +134,10 @@ def test_vxu_gives_an_immunization_like_microsofts() -> None:
 
 def test_vxu_next_of_kin_is_a_related_person() -> None:
     records = decode("VXU-V04-01")
-    (shot,), (kin, mother) = of(records, Immunization), of(records, RelatedPerson)
+    (shot,), (kin, guarantor, mother) = of(records, Immunization), of(records, RelatedPerson)
+    # GT1-11 BRO: the guarantor is the patient's brother, a RelatedPerson too (guarantors.py)
+    assert guarantor.name.family == "RADIANT" and [c.code for c in guarantor.relationship] == ["BRO"]
+    assert guarantor.extra["hl7v2"]["carried"]
     assert isinstance(kin, RelatedPerson) and kin.patient is shot.patient
     assert [c.code for c in mother.relationship] == ["MTH"] and mother.extra["hl7v2"]["carried"]  # PID-21
     assert kin.name is not None and kin.name.family == "Evan"

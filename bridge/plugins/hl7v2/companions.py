@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bridge import Coding, Encounter, HumanName, Observation, Patient, Record, RelatedPerson
 
-from . import adt, specimens
+from . import adt, guarantors, specimens
 from . import datatypes as dt
 from .orders import related_person
 from .reader import Segment
@@ -76,6 +76,7 @@ def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
               encounter: Encounter | None) -> list[Record]:
     """The companion records of one ADT patient group, each carried."""
     found = [mother(dec, group.pid, patient), *next_of_kin(dec, group.segments, patient),
+             *guarantors.guarantors(dec, group.segments, patient),
              *observations(dec, group.segments, patient, encounter)]
     return [adt.carried(r) for r in found if r is not None]
 

@@ -49,7 +49,7 @@ from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, organizations, procedures
-from . import accounts, charges, visit_ids
+from . import accounts, billing_background, charges, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -431,7 +431,7 @@ class Decoder:
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
-        return [record, *procedures.financial(self, record)]
+        return [record, *procedures.financial(self, record), *billing_background.read(self, record)]
 
     def _prune_evn(self, scope: Scope) -> None:
         """EVN-1 equal to MSH-9.2 says nothing the encoder would not write itself (the event). EVN-2

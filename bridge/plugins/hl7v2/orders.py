@@ -29,7 +29,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, people, places, results
+from . import adt, guarantors, people, places, results
 from . import datatypes as dt
 from . import organizations
 from .reader import Segment, reencode_segment, text
@@ -129,12 +129,13 @@ def related_person(dec: Decoder, nk1: Segment, patient: Patient) -> RelatedPerso
 
 def background(dec: Decoder, segments: list[Segment], patient: Patient | None,
                encounter: Encounter | None) -> list[Record]:
-    """The patient's next of kin (NK1, as RelatedPersons), allergies (AL1/IAM), diagnoses (DG1) and
-    insurance (IN1/IN2) in ``segments``, the last three read as an ADT reads them
-    (adt.ClinicalReader); carried, like every other record but the message's first."""
+    """The patient's next of kin (NK1) and guarantors (GT1, guarantors.py) as RelatedPersons,
+    allergies (AL1/IAM), diagnoses (DG1) and insurance (IN1/IN2) in ``segments``, the last three read
+    as an ADT reads them (adt.ClinicalReader); carried, like every other record but the message's first."""
     if patient is None:
         return []
-    people = [p for p in (related_person(dec, s, patient) for s in segments if s.name == "NK1") if p]
+    people: list[Record] = [p for p in (related_person(dec, s, patient) for s in segments if s.name == "NK1") if p]
+    people += guarantors.guarantors(dec, segments, patient)
     reader = adt.ClinicalReader(dec.seps, dec.t, dec.reps)
     return [*people, *reader.records(adt.Group(segments=segments), patient, encounter)]
 
