@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import bridge.plugins.fhir as fhir_plugin
-from bridge import Condition, Coverage, Encounter, Observation, RelatedPerson
+from bridge import Condition, Coverage, Encounter, Observation, RelatedPerson, ServiceRequest
 from bridge.plugins.fhir.bindings import bundle_violations
 from bridge.plugins.hl7v2.codec import decode, encode
 from bridge.plugins.hl7v2.reader import read_messages
@@ -48,6 +48,9 @@ def test_a_bill_with_its_new_records_still_goes_back_unchanged() -> None:
     raw = sample("DFT-P03-01")
     records = decode(raw, {})
     assert [c.code.code for c in of(records, Condition)] == ["29857009", "68235000"]  # both DG1
+    (billed,) = of(records, ServiceRequest)  # the charge's common order: ORC RE, ORC-5 CM, OBR-4
+    assert (billed.status, billed.intent, billed.code[0].code) == ("completed", "order", "57698-3")
+    assert {i.value for i in billed.identifiers} == {"PLACER", "FILLER"}
     tally = fidelity.compare(read_messages(raw)[0], read_messages(encode(records, FHIR_OPTS))[0])
     assert tally.ratio == 1.0, tally.losses
 

@@ -215,10 +215,11 @@ def test_financial_messages_are_kept_and_go_back_unchanged(name: str) -> None:
     records = decode(raw, {})
     assert isinstance(records[0], (Encounter, Patient))
     # PR1 procedures, the PID-18 account, the PV1-54 episode, the FT1 charges and the patient's
-    # diagnoses, insurance, relatives, guarantors and observations are records of their own, carried:
+    # diagnoses, insurance, relatives, guarantors, observations and billed orders are records of their own, carried:
     # their segments and fields stay in the first record's.
     assert all(r.kind in ("Procedure", "Account", "EpisodeOfCare", "ChargeItem", "Condition", "Coverage",
-                          "RelatedPerson", "Observation", "AllergyIntolerance") and r.extra["hl7v2"]["carried"]
+                          "RelatedPerson", "Observation", "AllergyIntolerance", "ServiceRequest")
+               and r.extra["hl7v2"]["carried"]
                for r in records[1:])
     kept = records[0].extra["hl7v2"]
     original = read_messages(raw)[0]
