@@ -94,8 +94,14 @@ def test_companions_reach_fhir_as_resources_of_the_patient() -> None:
     resources = [e["resource"] for e in bundle["entry"]]
     patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     people = [r for r in resources if r["resourceType"] == "RelatedPerson"]
-    assert len(people) == 2 and all(p["patient"]["reference"] == patient_url for p in people)
+    assert len(people) == 3 and all(p["patient"]["reference"] == patient_url for p in people)
     mother = next(p for p in people if p["relationship"][0]["coding"][0]["code"] == "MTH")
+    # IN1-17 SPO: the insured is the patient's spouse, a person of her own that Coverage.subscriber names
+    (coverage,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Coverage"]
+    insured = next(e for e in bundle["entry"] if e["fullUrl"] == coverage["resource"]["subscriber"]["reference"])
+    assert insured["resource"]["name"][0]["family"] == "Doe" and "contained" not in coverage["resource"]
+    assert insured["resource"]["identifier"][0]["value"] == "HMO-12345"  # IN1-49, with its OID system
+    assert insured["request"]["url"].startswith("RelatedPerson?identifier=urn:oid:2.16.840.1.113883.1.3")
     assert mother["name"][0]["use"] == "maiden" and mother["name"][0]["family"] == "SMITH"
     (obs,) = [r for r in resources if r["resourceType"] == "Observation"]
     assert obs["subject"]["reference"] == patient_url and obs["code"]["coding"][0]["code"] == "8867-4"
@@ -176,3 +182,20 @@ def test_a_units_text_is_the_senders_and_a_bare_code_stays_readable() -> None:
     assert (texted.unit, texted.code) == ("milligrams per decilitre", "mg/dL")
     assert (coded.unit, coded.code) == (None, "mg/dL")
     assert (bare.unit, bare.code) == ("mg/dL", None)
+
+
+def test_the_insured_person_survives_fhir_and_hl7v2_round_trips() -> None:
+    """IN1-16/17/19/49 → Coverage.subscriber (a RelatedPerson entry) → back, with the name twice as before."""
+    from bridge import Coverage
+
+    fhir = plugin_manager(("fhir", fhir_plugin)).format("fhir")
+    records = decode(sample("ADT-A01-01"), {})
+    (coverage,) = of(records, Coverage)
+    insured = coverage.subscriber
+    assert insured.name == coverage.subscriber_name and insured.name.family == "Doe"
+    assert [c.code for c in insured.relationship] == ["SPO"] and insured.addresses[0].city == "Midnight"
+    (back,) = of(fhir.decode(fhir.encode(records, {}), {}), Coverage)
+    assert back.subscriber.name == insured.name and back.subscriber_name == insured.name
+    assert [i.value for i in back.subscriber.identifiers] == ["HMO-12345"]
+    self_insured = of(decode(sample("ADT-A01-01").replace(b"|SPO^Spouse|", b"|SEL^Self|"), {}), Coverage)[0]
+    assert self_insured.relationship == "self" and self_insured.subscriber is None  # the patient is the insured
