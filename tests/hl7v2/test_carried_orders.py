@@ -111,8 +111,12 @@ def test_an_siu_patient_group_gives_its_observation_and_diagnosis() -> None:
 
 def test_a_result_with_its_orc_names_the_order_it_fulfils() -> None:
     records = decode(sample("ORU-R01-01"), {})
-    report, order, *billing = records
+    report, order, document, *billing = records
     assert [r.kind for r in billing] == ["EpisodeOfCare", "ChargeItem"]  # PV1-54, FT1 (docs/hl7v2.md)
+    # TXA: the document the result announces (TXA-2 DIS, TXA-17 AU), read as an MDM's, without text
+    assert (document.kind, document.note_type.code, document.status, document.text) == (
+        "ClinicalNote", "DIS", "final", None)
+    assert document.patient is report.patient and document.extra["hl7v2"]["carried"]
     assert isinstance(report, DiagnosticReport) and isinstance(order, ServiceRequest)
     assert order.status == "completed" and order.intent == "order"  # ORC-5 CM; intent as the IG's OBR map
     assert order.filler_view  # the lab's view of it: keyed by its filler number in FHIR

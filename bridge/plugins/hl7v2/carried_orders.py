@@ -14,6 +14,7 @@ order, the patient's background.
 - OUL^R22/R23: the SPM before the OBR that tests it (no report's group holds it) as a Specimen.
 - SIU: the patient group's OBX, NK1, AL1, DG1 and IN1 (Observation, RelatedPerson,
   AllergyIntolerance, Condition, Coverage), as an order message's.
+- ORU and OUL: each TXA (a document the result announces) as a ClinicalNote without text.
 - SIU, MDM, ORU, OUL and RDE^O11: PID-21 (the mother's identifier) as a RelatedPerson.
 - RDE^O11: the NK1, AL1, DG1 and IN1 before the first ORC, as an RDE^O25 reads them.
 - RDE^O11 and O25: the OBX of the order groups as Observations.
@@ -98,6 +99,21 @@ def result_orders(dec: Decoder, records: list[Record]) -> list[Record]:
                                                            encounter, scope), group)
              for group in dec._report_groups(segs[first:]) if _ordered(group)]
     return _carried(found, "order", filler_view=True)
+
+
+def result_documents(dec: Decoder, records: list[Record]) -> list[Record]:
+    """ORU and OUL: each TXA (the document a result announces: a radiology report, a discharge
+    summary) as a ClinicalNote of the patient and visit, read as an MDM's TXA is; the message carries
+    no text for it, so the note has its type, status, time, author and number only."""
+    patient = _patient(records)
+    if patient is None:
+        return []
+    encounter = companions._encounter_of(records)
+    found = [dec.txa_note(seg, [], patient, encounter, dec.scope()) for seg in dec.message.segments
+             if seg.name == "TXA"]
+    for note in found:
+        note.extra = {}
+    return [adt.carried(n) for n in found]
 
 
 def document_orders(dec: Decoder, records: list[Record]) -> list[Record]:
@@ -196,9 +212,10 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
     if kind == "MDM":
         return [*document_orders(dec, records), *mother(dec, records)]
     if kind == "ORU":
-        return [*result_orders(dec, records), *mother(dec, records)]
+        return [*result_orders(dec, records), *result_documents(dec, records), *mother(dec, records)]
     if kind == "OUL":
-        return [*result_orders(dec, records), *loose_specimens(dec, records), *mother(dec, records)]
+        return [*result_orders(dec, records), *loose_specimens(dec, records), *result_documents(dec, records),
+                *mother(dec, records)]
     if (kind, event) == ("RDE", "O11"):
         return [*order_background(dec, records), *order_observations(dec, records), *mother(dec, records)]
     if (kind, event) == ("RDE", "O25"):  # its background and mother: companions.py, as a message kept whole
