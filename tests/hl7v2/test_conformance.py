@@ -99,6 +99,7 @@ EXPLAINED = {
     # the order a result reports on is an `order`, as the v2-to-FHIR IG's OBR map says (Microsoft: ORU filler-order)
     ("LRI_2.0-NG_CBC_Typ_Message", "service_request.intent"), ("ORU-R01-01", "service_request.intent"),
     ("RDE-O11-01", "observation.value"), ("RDE-O25-01", "observation.value"),  # CWE 160~120: both codes read
+    ("RDS-O13-01", "observation.value"),  # the same OBX in a dispense
 }
 """The disagreements over the fixture samples, each explained in docs/hl7v2.md."""
 

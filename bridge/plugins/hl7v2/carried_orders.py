@@ -195,8 +195,8 @@ def order_background(dec: Decoder, records: list[Record]) -> list[Record]:
 
 
 def order_observations(dec: Decoder, records: list[Record]) -> list[Record]:
-    """RDE^O11 and O25: the OBX of the order groups (a heart rate or a weight the dose depends on)
-    as Observations of the patient and visit, carried, as an order message's OBX are read."""
+    """RDE^O11 and O25, RDS^O13: the OBX of the order groups (a heart rate or a weight the dose
+    depends on) as Observations of the patient and visit, carried, as an order message's OBX are read."""
     segs = dec.message.segments
     first = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
     if first is None:
@@ -218,6 +218,6 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
                 *mother(dec, records)]
     if (kind, event) == ("RDE", "O11"):
         return [*order_background(dec, records), *order_observations(dec, records), *mother(dec, records)]
-    if (kind, event) == ("RDE", "O25"):  # its background and mother: companions.py, as a message kept whole
+    if (kind, event) in (("RDE", "O25"), ("RDS", "O13")):  # background, mother: companions.py (kept whole)
         return order_observations(dec, records)
     return []
