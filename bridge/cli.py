@@ -434,11 +434,11 @@ def cmd_reject(args) -> int:
 def _start_admin_web(config, plugins, engine):
     """The admin API and dashboard on their own listener (``web.listen``), next to the engine."""
     from bridge.web import create_app
-    from bridge.web.server import start_admin_server
+    from bridge.web.server import ServerLimits, start_admin_server
 
     host, port = config.web["listen"]
     app = create_app(config, plugins, engine.store, engine=engine)
-    server, _ = start_admin_server(app, host, port, config.web.get("tls"))
+    server, _ = start_admin_server(app, host, port, config.web.get("tls"), ServerLimits(**config.web["limits"]))
     scheme = "https" if config.web.get("tls") else "http"
     print(f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
           f"(session key: {app.extensions['bridge.secret_source']})", file=sys.stderr, flush=True)
@@ -515,7 +515,7 @@ def cmd_user_list(args) -> int:
 def cmd_web(args) -> int:
     """Serve only the admin app (no engine threads): for a separate admin process or host."""
     from bridge.web import create_app
-    from bridge.web.server import make_admin_server
+    from bridge.web.server import ServerLimits, make_admin_server
 
     plugins = _plugins()
     config = _config(args, plugins)
@@ -524,7 +524,7 @@ def cmd_web(args) -> int:
         raise UsageError("--cert and --key go together")
     _require_store(config.store_url)  # an admin view of a wrong path must not show a new, empty store
     app = create_app(config, plugins, secure_cookies=bool(tls))
-    server = make_admin_server(app, args.host, args.port, tls)
+    server = make_admin_server(app, args.host, args.port, tls, ServerLimits(**config.web["limits"]))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:{server.server_port}/ "
