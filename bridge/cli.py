@@ -44,8 +44,11 @@ def _plugins():
 
 def _config(args, plugins=None):
     from bridge.core.config import load_config
+    from bridge.core.logsetup import use_format
 
-    return load_config(args.config, plugins or _plugins())
+    config = load_config(args.config, plugins or _plugins())
+    use_format(config.log_format)  # from here on, the lines the config asks for
+    return config
 
 
 def _store(args, *, create: bool = False):
@@ -104,6 +107,7 @@ def _print_warnings(where: str, config, plugins) -> None:
 
 def cmd_run(args) -> int:
     from bridge.core.engine import Engine
+    from bridge.core.logsetup import announce
 
     plugins = _plugins()
     config = _config(args, plugins)
@@ -116,8 +120,8 @@ def cmd_run(args) -> int:
     if getattr(args, "role", None) == "worker":  # a child of `bridge run` with engine.processes
         engine.run_worker(stop)
         return EXIT_OK
-    print(f"bridge {__version__}: running {len(config.channels)} channel(s) from {args.config}; "
-          f"store {config.store_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    announce(config.log_format, f"bridge {__version__}: running {len(config.channels)} channel(s) from "
+                                f"{args.config}; store {config.store_url}; Ctrl-C to stop")
     web_server = _start_admin_web(config, plugins, engine) if config.web.get("listen") else None
     try:
         engine.run_forever(stop)
@@ -434,14 +438,15 @@ def cmd_reject(args) -> int:
 def _start_admin_web(config, plugins, engine):
     """The admin API and dashboard on their own listener (``web.listen``), next to the engine."""
     from bridge.web import create_app
+    from bridge.core.logsetup import announce
     from bridge.web.server import ServerLimits, start_admin_server
 
     host, port = config.web["listen"]
     app = create_app(config, plugins, engine.store, engine=engine)
     server, _ = start_admin_server(app, host, port, config.web.get("tls"), ServerLimits(**config.web["limits"]))
     scheme = "https" if config.web.get("tls") else "http"
-    print(f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
-          f"(session key: {app.extensions['bridge.secret_source']})", file=sys.stderr, flush=True)
+    announce(config.log_format, f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
+                                f"(session key: {app.extensions['bridge.secret_source']})")
     return server
 
 
@@ -821,8 +826,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bridge.core.logsetup import TEXT_FORMAT, level_from_environment
+
+    try:
+        level = level_from_environment()
+    except ValueError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=level, format=TEXT_FORMAT)
     from bridge.core import redaction
 
     redaction.install()  # no PHI in logs, whatever a library or a peer's error puts there

@@ -24,7 +24,8 @@ from bridge.errors import ConfigError
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
+TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "logging")
+LOGGING_KEYS = ("format",)
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state", "maps")
 ROUTE_KEYS = ("when", "to")
@@ -162,6 +163,8 @@ class BridgeConfig:
     """(path, message) pairs for a config that works but probably not as meant; ``bridge check`` prints them."""
     maps: Mapping[str, Any] = field(default_factory=dict)
     """Every map beside the config by name, compiled (bridge.core.maps)."""
+    log_format: str = "text"
+    """``logging: {format: text|json}``: plain lines or JSON lines (bridge.core.logsetup)."""
 
 
 class _Problems:
@@ -261,6 +264,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     engine = _engine(_mapping(data.get("engine"), "engine", problems), problems)
     jobs = _jobs(_mapping(data.get("jobs"), "jobs", problems), set(channels), problems, plugins)
     web = _web(_mapping(data.get("web"), "web", problems), config_dir, problems)
+    log_format = _log_format(_mapping(data.get("logging"), "logging", problems), problems)
     for name, section in sections.items():
         if name in data:
             value = data[name]
@@ -288,6 +292,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         web=web,
         warnings=warnings,
         maps=maps,
+        log_format=log_format,
     )
 
 
@@ -300,6 +305,19 @@ def _plugin_options(channels: Mapping[str, ChannelConfig], destinations: Mapping
     for path, message in config_problems(channels, destinations, plugins) + section_problems(sections, plugins,
                                                                                               already):
         problems.add(path, message)
+
+
+def _log_format(raw: Mapping[str, Any], problems: _Problems) -> str:
+    """``logging: {format: text|json}``; the level stays in ``BRIDGE_LOG_LEVEL`` (an operator turns
+    on DEBUG for one run without editing the config)."""
+    from bridge.core.logsetup import LOG_FORMATS
+
+    problems.unknown_keys(raw, LOGGING_KEYS, "logging")
+    value = raw.get("format", "text")
+    if value not in LOG_FORMATS:
+        problems.add("logging.format", f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+        return "text"
+    return value
 
 
 def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:
