@@ -107,6 +107,7 @@ def _print_warnings(where: str, config, plugins) -> None:
 
 def cmd_run(args) -> int:
     from bridge.core.engine import Engine
+    from bridge.core.reload import ConfigReloader
     from bridge.core.logsetup import announce
 
     plugins = _plugins()
@@ -117,12 +118,14 @@ def cmd_run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    reloader = ConfigReloader(args.config, plugins, engine)
+    reloader.install()  # SIGHUP: routes, destinations and maps, listeners untouched (docs/operations.md)
     if getattr(args, "role", None) == "worker":  # a child of `bridge run` with engine.processes
         engine.run_worker(stop)
         return EXIT_OK
     announce(config.log_format, f"bridge {__version__}: running {len(config.channels)} channel(s) from "
                                 f"{args.config}; store {config.store_url}; Ctrl-C to stop")
-    web_server = _start_admin_web(config, plugins, engine) if config.web.get("listen") else None
+    web_server = _start_admin_web(config, plugins, engine, reloader) if config.web.get("listen") else None
     try:
         engine.run_forever(stop)
     finally:
@@ -435,14 +438,17 @@ def cmd_reject(args) -> int:
     return _resolve(args, "reject")
 
 
-def _start_admin_web(config, plugins, engine):
-    """The admin API and dashboard on their own listener (``web.listen``), next to the engine."""
+def _start_admin_web(config, plugins, engine, reloader=None):
+    """The admin API and dashboard on their own listener (``web.listen``), next to the engine; a
+    configuration reload reaches its view of channels and destinations."""
     from bridge.web import create_app
     from bridge.core.logsetup import announce
     from bridge.web.server import ServerLimits, start_admin_server
 
     host, port = config.web["listen"]
     app = create_app(config, plugins, engine.store, engine=engine)
+    if reloader is not None:
+        reloader.on_reload.append(lambda new: app.config.update(BRIDGE_CONFIG=new))
     server, _ = start_admin_server(app, host, port, config.web.get("tls"), ServerLimits(**config.web["limits"]))
     scheme = "https" if config.web.get("tls") else "http"
     announce(config.log_format, f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
