@@ -129,3 +129,32 @@ def test_sighup_reloads_routes_while_an_mllp_connection_stays_open(tmp_path):
         print(",".join(e.action for e in reversed(store.search_audit(action="config."))))
     """)], capture_output=True, text=True, env=env, timeout=60)
     assert audit.stdout.strip() == "config.reload,config.reload_refused,config.reload_refused", audit.stderr
+
+
+def test_with_worker_processes_the_children_reload_too(tmp_path):
+    """engine.processes: the parent keeps the listener, a child routes and delivers; SIGHUP reaches both."""
+    port = free_port()
+    config = tmp_path / "bridge.yaml"
+    config.write_text(config_text(port, "ehr-a") + "engine: {processes: 1}\n")
+    log = Log(tmp_path / "engine.log")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log.path, "w") as stderr:
+        engine = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", "bridge.yaml"], cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+        log.wait_for("worker process started")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        assert b"MSA|AA|V-1" in exchange(sock, visit("V-1"))
+        wait_for(lambda: len(files(tmp_path / "out-a")) == 1)
+        config.write_text(config_text(port, "ehr-b") + "engine: {processes: 1}\n")
+        engine.send_signal(signal.SIGHUP)
+        wait_for(lambda: log.text().count("configuration reloaded") == 2)  # the parent and its child
+        assert b"MSA|AA|V-2" in exchange(sock, visit("V-2"))
+        wait_for(lambda: len(files(tmp_path / "out-b")) == 1)
+        assert len(files(tmp_path / "out-a")) == 1
+        sock.close()
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(timeout=30)
+    assert engine.returncode == 0, log.text()
+    assert "Traceback" not in log.text()
