@@ -136,17 +136,13 @@ class AdminServer:
         except OSError as exc:
             raise ConfigError([("web.listen", f"cannot listen on {host}:{port}: {exc.strerror or exc}")]) from None
         self._server = server
-        self._stopped = threading.Event()
 
     @property
     def server_port(self) -> int:
         return int(self._server.bind_addr[1])
 
     def serve_forever(self) -> None:
-        try:
-            self._server.serve()
-        finally:
-            self._stopped.set()
+        self._server.serve()
 
     def shutdown(self) -> None:
         self._server.stop()
