@@ -526,6 +526,7 @@ def cmd_user_list(args) -> int:
 def cmd_web(args) -> int:
     """Serve only the admin app (no engine threads): for a separate admin process or host."""
     from bridge.web import create_app
+    from bridge.core.logsetup import announce
     from bridge.web.server import ServerLimits, make_admin_server
 
     plugins = _plugins()
@@ -538,8 +539,9 @@ def cmd_web(args) -> int:
     server = make_admin_server(app, args.host, args.port, tls, ServerLimits(**config.web["limits"]))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:{server.server_port}/ "
-          f"(session key: {app.extensions['bridge.secret_source']}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    announce(config.log_format, f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:"
+                                f"{server.server_port}/ (session key: {app.extensions['bridge.secret_source']}); "
+                                "Ctrl-C to stop")
     server.serve_forever()
     return EXIT_OK
 
