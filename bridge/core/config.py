@@ -36,7 +36,7 @@ ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
-WEB_LIMIT_KEYS = ("threads", "max_queued_connections", "max_request_bytes", "timeout_seconds")
+WEB_LIMIT_KEYS = ("threads", "max_queued_connections", "max_request_bytes", "timeout_seconds", "max_request_seconds")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours") + WEB_LIMIT_KEYS
 WEB_TLS_KEYS = ("cert_file", "key_file")
 JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
@@ -349,8 +349,8 @@ def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[s
         hours = _number(raw["session_hours"], "web.session_hours", problems, minimum=0.01)
         if hours is not None:
             out["session_hours"] = hours
-    limits = {key: _number(raw[key], f"web.{key}", problems, kind=float if key == "timeout_seconds" else int,
-                           minimum=0.1 if key == "timeout_seconds" else 1)
+    limits = {key: _number(raw[key], f"web.{key}", problems, kind=float if key.endswith("_seconds") else int,
+                           minimum=0.1 if key.endswith("_seconds") else 1)
               for key in WEB_LIMIT_KEYS if key in raw}
     out["limits"] = {key: value for key, value in limits.items() if value is not None}
     return out

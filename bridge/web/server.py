@@ -7,7 +7,8 @@ Why cheroot (docs/operations.md, "Running it as a service"): it is a production 
 runs *inside* the ``bridge run`` process, in a thread beside the engine, so the dashboard keeps its
 direct view of the engine (pause, listener state) — gunicorn forks its own worker processes and wants
 to own the process. Cheroot bounds what a hospital network can throw at it: a fixed pool of threads,
-a queue of waiting connections, header and body sizes, and a socket timeout.
+a queue of waiting connections, header and body sizes, a socket timeout, and (ours) a deadline
+for each whole request.
 
 What reaches the logs is ours, not the server's: one access line per request (method, path without
 its query string, status, milliseconds) and, for connections that are not HTTP at all (an MLLP sender
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 import sys
 import threading
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cheroot import wsgi
+from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from bridge.core.redaction import exception_text, scrub
@@ -51,6 +54,9 @@ class ServerLimits:
     """Largest request body (413 above it); headers are bounded separately at ``MAX_HEADER_BYTES``."""
     timeout_seconds: float = 10.0
     """A client silent for this long on an open connection is answered 408 and closed."""
+    max_request_seconds: float = 60.0
+    """The longest one request may take, from its first byte to its answer, however slowly the client
+    trickles it (a slow-loris client resets ``timeout_seconds`` with every byte): its connection is closed."""
 
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -101,6 +107,59 @@ class AccessLog:
                             (time.monotonic() - started) * 1000)
 
 
+class RequestDeadlines:
+    """Requests in progress and when each must be done; a watchdog thread shuts the socket of any
+    request past its deadline, which ends the blocking read or write its thread is in."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._active: dict[int, tuple[HTTPConnection, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="admin-web-deadlines", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def begin(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._active[id(conn)] = (conn, time.monotonic() + self.seconds)
+
+    def end(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._active.pop(id(conn), None)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(0.25, self.seconds / 4)):
+            now = time.monotonic()
+            with self._lock:
+                overdue = [conn for conn, deadline in self._active.values() if now > deadline]
+            for conn in overdue:
+                self.end(conn)
+                try:
+                    conn.socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+                log.warning("admin web: a request took longer than %g s; its connection was closed", self.seconds)
+
+
+def _connection_class(deadlines: RequestDeadlines) -> type[HTTPConnection]:
+    class DeadlineConnection(HTTPConnection):
+        """One request of a connection (cheroot calls ``communicate`` once per request) under a deadline."""
+
+        def communicate(self) -> bool:
+            deadlines.begin(self)
+            try:
+                return super().communicate()
+            finally:
+                deadlines.end(self)
+
+    return DeadlineConnection
+
+
 class _QuietServer(wsgi.Server):
     """cheroot's server with its error log routed to ours: the message scrubbed, and in place of a
     traceback (which may quote a request) only the exception's type."""
@@ -126,6 +185,8 @@ class AdminServer:
                               accepted_queue_timeout=limits.timeout_seconds, server_name="telemed-bridge")
         server.max_request_header_size = MAX_HEADER_BYTES
         server.max_request_body_size = limits.max_request_bytes
+        self._deadlines = RequestDeadlines(limits.max_request_seconds)
+        server.ConnectionClass = _connection_class(self._deadlines)
         context = tls_context(tls)
         if context is not None:
             adapter = BuiltinSSLAdapter(tls["cert_file"], tls["key_file"])  # type: ignore[index]
@@ -142,9 +203,11 @@ class AdminServer:
         return int(self._server.bind_addr[1])
 
     def serve_forever(self) -> None:
+        self._deadlines.start()
         self._server.serve()
 
     def shutdown(self) -> None:
+        self._deadlines.stop()
         self._server.stop()
 
 

@@ -108,18 +108,25 @@ def test_a_silent_connection_is_closed_after_the_timeout(small_server):
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
 
 
-def test_requests_beyond_the_thread_pool_wait_and_are_then_served(small_server):
-    """Two threads, six slow clients holding connections: a seventh request is still answered once
-    they time out, and the server keeps working."""
-    holders = [socket.create_connection(("127.0.0.1", small_server.server_port)) for _ in range(6)]
+def test_requests_beyond_the_thread_pool_wait_and_are_then_served(site):
+    """Two threads, four slow clients holding connections: a fifth request waits in the queue and is
+    answered once they time out."""
+    limits = ServerLimits(threads=2, max_queued_connections=8, timeout_seconds=1)
+    server, thread = start_admin_server(site.app, "127.0.0.1", 0, limits=limits)
+    holders = [socket.create_connection(("127.0.0.1", server.server_port)) for _ in range(4)]
     try:
         for sock in holders:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        with urllib.request.urlopen(f"http://127.0.0.1:{small_server.server_port}/healthz", timeout=20) as r:
+        time.sleep(0.2)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=20) as r:
             assert r.status == 200
+        assert time.monotonic() - started > 0.5  # it did wait for a thread
     finally:
         for sock in holders:
             sock.close()
+        server.shutdown()
+        thread.join(5)
 
 
 def test_logged_paths_have_no_query_no_control_characters_and_no_segments():
@@ -147,3 +154,40 @@ def test_limits_from_the_config_reach_the_server(tmp_path):
                           config_dir=str(tmp_path))
     assert ServerLimits(**config.web["limits"]) == ServerLimits(threads=3, max_request_bytes=2048,
                                                                 timeout_seconds=2.5)
+
+
+def trickle_until_closed(port: int, seconds: float) -> float | None:
+    """A slow-loris client: a header byte every 0.2 s (each resets the socket timeout). How long until
+    the server closed the connection, or None if it was still open after ``seconds``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                return time.monotonic() - started
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - started
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize("deadline, closed", [(1.5, True), (60, False)])
+def test_a_request_trickled_byte_by_byte_is_cut_off_at_its_deadline(site, deadline, closed):
+    limits = ServerLimits(threads=2, timeout_seconds=1, max_request_seconds=deadline)
+    server, thread = start_admin_server(site.app, "127.0.0.1", 0, limits=limits)
+    try:
+        after = trickle_until_closed(server.server_port, 4)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    if closed:
+        assert after is not None and 1.4 < after < 3.5, after
+    else:  # the socket timeout alone never ends it: the deadline is what does
+        assert after is None
