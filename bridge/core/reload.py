@@ -4,7 +4,7 @@ A hospital cannot drop its feeds' MLLP connections to add a destination or chang
 reload swaps what the workers consult per message (channel plans, destination plans, the processor,
 the deliverer and its transports) while every source keeps its sockets. Anything a reload cannot
 change in place — a channel's listener, format, options or order, the store, the engine's threads,
-the web listener, jobs, policy settings — is refused with its key path: the running configuration
+the web listener, jobs, alert rules, policy settings — is refused with its key path: the running configuration
 stays, and a restart applies it.
 
 The new file must pass what ``bridge check`` checks (it is loaded the same way); a file that fails is
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RELOADABLE_CHANNEL_FIELDS = ("routes", "maps")
 RESTART_ONLY = (("store_url", "store"), ("engine", "engine"), ("jobs", "jobs"), ("sections", "plugin sections"),
-                ("web", "web"), ("log_format", "logging"))
+                ("web", "web"), ("log_format", "logging"), ("alerts", "alerts"))
 SETTLED_OUTBOX = ("delivered", "dead")
 CLOSE_GRACE_SECONDS = 30.0
 

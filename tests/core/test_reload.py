@@ -141,3 +141,12 @@ def test_the_reloader_refuses_a_config_that_fails_check_and_audits_both_outcomes
     assert reloader.reload() is True and [c.channels["intake"].routes[0].to for c in seen] == [("b",)]
     actions = [e.action for e in reversed(engine.store.search_audit(action="config."))]
     assert actions == ["config.reload_refused", "config.reload"]
+
+
+def test_an_unchanged_alerts_section_lets_a_reload_through_and_a_changed_one_needs_a_restart(tmp_path):
+    from bridge.core.reload import restart_only_changes
+    from tests.ops.test_alert_config import GOOD, parse
+
+    assert restart_only_changes(parse(tmp_path, GOOD), parse(tmp_path, GOOD)) == []
+    slower = {**GOOD, "evaluate_seconds": 60}
+    assert [p for p, _ in restart_only_changes(parse(tmp_path, GOOD), parse(tmp_path, slower))] == ["alerts"]

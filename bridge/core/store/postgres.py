@@ -42,6 +42,7 @@ from .base import (
 )
 from .postgres_admin import PgAdminTables
 from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
+from .alert_tables import AlertTables
 from .postgres_schema import MIGRATIONS
 from .operator_actions import OperatorActions
 from .reads import StoreReads
@@ -93,7 +94,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
+class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreReads, Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):

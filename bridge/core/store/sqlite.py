@@ -42,6 +42,7 @@ from . import sqlite_queue as queue
 from . import sqlite_replay as replays
 from .operator_actions import OperatorActions
 from .reads import OUTBOX_COLUMNS, StoreReads
+from .alert_tables import AlertTables
 from .sqlite_schema import MIGRATIONS
 from .wal_sync import WalSync
 
@@ -143,7 +144,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
+class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreReads, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
