@@ -294,8 +294,8 @@ def newer_rows(name: str, bundle: dict[str, Any], theirs: list[dict[str, Any]],
             pairs = pair_by(mine, other, observation_codes, value_kind)
         elif rtype == "ServiceRequest":
             pairs = pair_orders(mine, other)
-        else:
-            pairs = pair_in_order(mine, other)
+        else:  # a Condition of theirs with no code (made of DG1-20's identifier alone) has none to compare
+            pairs = pair_in_order(mine, [r for r in other if rtype != "Condition" or r.get("code")])
         for a, b in pairs:
             rows += [(name, f, ok) for f, ok in resource_fields(rtype, a, b, resolve_mine, resolve_other).items()]
     return rows

@@ -44,8 +44,11 @@ def _plugins():
 
 def _config(args, plugins=None):
     from bridge.core.config import load_config
+    from bridge.core.logsetup import use_format
 
-    return load_config(args.config, plugins or _plugins())
+    config = load_config(args.config, plugins or _plugins())
+    use_format(config.log_format)  # from here on, the lines the config asks for
+    return config
 
 
 def _store(args, *, create: bool = False):
@@ -104,6 +107,8 @@ def _print_warnings(where: str, config, plugins) -> None:
 
 def cmd_run(args) -> int:
     from bridge.core.engine import Engine
+    from bridge.core.reload import ConfigReloader
+    from bridge.core.logsetup import announce
 
     plugins = _plugins()
     config = _config(args, plugins)
@@ -113,12 +118,14 @@ def cmd_run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    reloader = ConfigReloader(args.config, plugins, engine)
+    reloader.install()  # SIGHUP: routes, destinations and maps, listeners untouched (docs/operations.md)
     if getattr(args, "role", None) == "worker":  # a child of `bridge run` with engine.processes
         engine.run_worker(stop)
         return EXIT_OK
-    print(f"bridge {__version__}: running {len(config.channels)} channel(s) from {args.config}; "
-          f"store {config.store_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
-    web_server = _start_admin_web(config, plugins, engine) if config.web.get("listen") else None
+    announce(config.log_format, f"bridge {__version__}: running {len(config.channels)} channel(s) from "
+                                f"{args.config}; store {config.store_url}; Ctrl-C to stop")
+    web_server = _start_admin_web(config, plugins, engine, reloader) if config.web.get("listen") else None
     try:
         engine.run_forever(stop)
     finally:
@@ -431,17 +438,21 @@ def cmd_reject(args) -> int:
     return _resolve(args, "reject")
 
 
-def _start_admin_web(config, plugins, engine):
-    """The admin API and dashboard on their own listener (``web.listen``), next to the engine."""
+def _start_admin_web(config, plugins, engine, reloader=None):
+    """The admin API and dashboard on their own listener (``web.listen``), next to the engine; a
+    configuration reload reaches its view of channels and destinations."""
     from bridge.web import create_app
-    from bridge.web.server import start_admin_server
+    from bridge.core.logsetup import announce
+    from bridge.web.server import ServerLimits, start_admin_server
 
     host, port = config.web["listen"]
     app = create_app(config, plugins, engine.store, engine=engine)
-    server, _ = start_admin_server(app, host, port, config.web.get("tls"))
+    if reloader is not None:
+        reloader.on_reload.append(lambda new: app.config.update(BRIDGE_CONFIG=new))
+    server, _ = start_admin_server(app, host, port, config.web.get("tls"), ServerLimits(**config.web["limits"]))
     scheme = "https" if config.web.get("tls") else "http"
-    print(f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
-          f"(session key: {app.extensions['bridge.secret_source']})", file=sys.stderr, flush=True)
+    announce(config.log_format, f"bridge: admin web on {scheme}://{host}:{server.server_port}/ "
+                                f"(session key: {app.extensions['bridge.secret_source']})")
     return server
 
 
@@ -515,7 +526,8 @@ def cmd_user_list(args) -> int:
 def cmd_web(args) -> int:
     """Serve only the admin app (no engine threads): for a separate admin process or host."""
     from bridge.web import create_app
-    from bridge.web.server import make_admin_server
+    from bridge.core.logsetup import announce
+    from bridge.web.server import ServerLimits, make_admin_server
 
     plugins = _plugins()
     config = _config(args, plugins)
@@ -524,11 +536,12 @@ def cmd_web(args) -> int:
         raise UsageError("--cert and --key go together")
     _require_store(config.store_url)  # an admin view of a wrong path must not show a new, empty store
     app = create_app(config, plugins, secure_cookies=bool(tls))
-    server = make_admin_server(app, args.host, args.port, tls)
+    server = make_admin_server(app, args.host, args.port, tls, ServerLimits(**config.web["limits"]))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:{server.server_port}/ "
-          f"(session key: {app.extensions['bridge.secret_source']}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    announce(config.log_format, f"bridge {__version__}: admin web on {'https' if tls else 'http'}://{args.host}:"
+                                f"{server.server_port}/ (session key: {app.extensions['bridge.secret_source']}); "
+                                "Ctrl-C to stop")
     server.serve_forever()
     return EXIT_OK
 
@@ -716,6 +729,65 @@ def _add_map_commands(sub) -> None:
     p.set_defaults(func=cmd_map_try)
 
 
+def cmd_backup(args) -> int:
+    """``bridge backup -c FILE DEST``: the store to one file while the engine runs (audited)."""
+    from bridge.core.store import open_store
+    from bridge.core.store.backup import BackupRefused, backup_size_text, backup_store
+
+    config = _config(args)
+    _require_store(config.store_url)
+    try:
+        result = backup_store(config.store_url, args.dest)
+    except BackupRefused as exc:
+        raise UsageError(str(exc)) from None
+    store = open_store(config.store_url)
+    try:
+        store.audit(_actor(args), "store.backup", f"file:{os.path.abspath(args.dest)}",
+                    {"bytes": result.bytes, "messages": result.messages})
+    finally:
+        store.close()
+    counted = f", {result.messages} message(s)" if result.messages >= 0 else ""
+    print(f"backed up to {args.dest}: {backup_size_text(result.bytes)}{counted} in {result.seconds:.1f} s",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    """``bridge restore -c FILE BACKUP``: install a backup as the config's store (audited in it)."""
+    from bridge.core.store import open_store
+    from bridge.core.store.backup import BackupRefused, restore_store
+
+    config = _config(args)
+    try:
+        result = restore_store(config.store_url, args.backup, replace=args.replace)
+    except BackupRefused as exc:
+        raise UsageError(str(exc)) from None
+    store = open_store(config.store_url)
+    try:
+        store.audit(_actor(args), "store.restore", f"file:{os.path.abspath(args.backup)}",
+                    {"set_aside": result.set_aside})
+    finally:
+        store.close()
+    aside = f"; the store it replaced is now {result.set_aside}" if result.set_aside else ""
+    counted = f" ({result.messages} message(s))" if result.messages >= 0 else ""
+    print(f"restored {args.backup}{counted}{aside}; the audit log verifies. Start the engine: it resumes"
+          " the work the backup holds", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_backup_commands(add) -> None:
+    """``backup`` and ``restore``: a store to one file and back (docs/operations.md)."""
+    p = add("backup", cmd_backup, "back up the store to a new file while the engine runs (SQLite: online"
+                                  " backup; PostgreSQL: pg_dump)")
+    p.add_argument("dest", metavar="DEST", help="the backup file to create (never overwritten)")
+    p.add_argument("--actor", help=argparse.SUPPRESS)
+    p = add("restore", cmd_restore, "install a backup as the config's store (stop the engine first)")
+    p.add_argument("backup", metavar="BACKUP", help="a file written by bridge backup")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an existing store (it is kept beside, renamed ….before-restore-TIME)")
+    p.add_argument("--actor", help=argparse.SUPPRESS)
+
+
 def _add_store_commands(sub) -> None:
     """``store copy``: move a store to another backend."""
     store = sub.add_parser("store", help="move a store to another backend",
@@ -785,6 +857,7 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         p.add_argument("--actor", help=argparse.SUPPRESS)
     _add_admin_commands(sub, add)
     _add_ops_commands(add)
+    _add_backup_commands(add)
     _add_store_commands(sub)
     _add_map_commands(sub)
     for name, spec in sorted((plugins.commands() if plugins else {}).items()):
@@ -844,8 +917,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bridge.core.logsetup import TEXT_FORMAT, level_from_environment
+
+    try:
+        level = level_from_environment()
+    except ValueError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=level, format=TEXT_FORMAT)
     from bridge.core import redaction
 
     redaction.install()  # no PHI in logs, whatever a library or a peer's error puts there

@@ -24,7 +24,8 @@ from bridge.errors import ConfigError
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alerts")
+TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alerts", "logging")
+LOGGING_KEYS = ("format",)
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state", "maps")
 ROUTE_KEYS = ("when", "to")
@@ -35,7 +36,8 @@ ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps", "passthrough")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
-WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
+WEB_LIMIT_KEYS = ("threads", "max_queued_connections", "max_request_bytes", "timeout_seconds", "max_request_seconds")
+WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours") + WEB_LIMIT_KEYS
 WEB_TLS_KEYS = ("cert_file", "key_file")
 JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
 TRIGGER_KEYS = ("cron", "interval_seconds", "timezone")
@@ -166,6 +168,8 @@ class BridgeConfig:
     """Every map beside the config by name, compiled (bridge.core.maps)."""
     alerts: Any = None
     """The ``alerts:`` section (bridge.core.alerts.config.AlertsConfig); None when built without one."""
+    log_format: str = "text"
+    """``logging: {format: text|json}``: plain lines or JSON lines (bridge.core.logsetup)."""
 
 
 class _Problems:
@@ -265,6 +269,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     engine = _engine(_mapping(data.get("engine"), "engine", problems), problems)
     jobs = _jobs(_mapping(data.get("jobs"), "jobs", problems), set(channels), problems, plugins)
     web = _web(_mapping(data.get("web"), "web", problems), config_dir, problems)
+    log_format = _log_format(_mapping(data.get("logging"), "logging", problems), problems)
     for name, section in sections.items():
         if name in data:
             value = data[name]
@@ -297,6 +302,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         warnings=warnings,
         maps=maps,
         alerts=alerts,
+        log_format=log_format,
     )
 
 
@@ -309,6 +315,19 @@ def _plugin_options(channels: Mapping[str, ChannelConfig], destinations: Mapping
     for path, message in config_problems(channels, destinations, plugins) + section_problems(sections, plugins,
                                                                                               already):
         problems.add(path, message)
+
+
+def _log_format(raw: Mapping[str, Any], problems: _Problems) -> str:
+    """``logging: {format: text|json}``; the level stays in ``BRIDGE_LOG_LEVEL`` (an operator turns
+    on DEBUG for one run without editing the config)."""
+    from bridge.core.logsetup import LOG_FORMATS
+
+    problems.unknown_keys(raw, LOGGING_KEYS, "logging")
+    value = raw.get("format", "text")
+    if value not in LOG_FORMATS:
+        problems.add("logging.format", f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+        return "text"
+    return value
 
 
 def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:
@@ -340,6 +359,10 @@ def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[s
         hours = _number(raw["session_hours"], "web.session_hours", problems, minimum=0.01)
         if hours is not None:
             out["session_hours"] = hours
+    limits = {key: _number(raw[key], f"web.{key}", problems, kind=float if key.endswith("_seconds") else int,
+                           minimum=0.1 if key.endswith("_seconds") else 1)
+              for key in WEB_LIMIT_KEYS if key in raw}
+    out["limits"] = {key: value for key, value in limits.items() if value is not None}
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -57,6 +58,24 @@ def _maps(config: BridgeConfig, names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(config.maps[name] for name in names)
 
 
+def build_plans(config: BridgeConfig, plugins: PluginManager) -> tuple[dict[str, ChannelPlan],
+                                                                      dict[str, DestinationPlan]]:
+    """What workers consult per message: each channel's format, router and maps, each destination's
+    format and maps, and the implicit channels that decode destinations' replies."""
+    channel_plans = {
+        name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes), _maps(config, ch.maps))
+        for name, ch in config.channels.items()
+    }
+    destination_plans = {
+        name: DestinationPlan(dest, plugins.format(dest.format or ""), _maps(config, dest.maps))
+        for name, dest in config.destinations.items()
+    }
+    for name, plan in destination_plans.items():  # where a destination's replies are decoded
+        reply = ChannelConfig(name=reply_channel(name), source="", format=plan.format.name, order_by="none")
+        channel_plans.setdefault(reply.name, ChannelPlan(reply, plan.format, Router(())))
+    return channel_plans, destination_plans
+
+
 class Engine:
     def __init__(self, config: BridgeConfig, plugins: PluginManager, store: Store | None = None):
         self.config = config
@@ -68,24 +87,10 @@ class Engine:
         formats = plugins.formats()
         self.metrics = EngineMetrics()
         self.intake = Intake(self.store, formats, self.work_ready, on_stored=self.metrics.received)
-        self.channel_plans = {
-            name: ChannelPlan(ch, plugins.format(ch.format), Router(ch.routes), _maps(config, ch.maps))
-            for name, ch in config.channels.items()
-        }
-        self.destination_plans = {
-            name: DestinationPlan(dest, plugins.format(dest.format or ""), _maps(config, dest.maps))
-            for name, dest in config.destinations.items()
-        }
-        for name, plan in self.destination_plans.items():  # where a destination's replies are decoded
-            reply = ChannelConfig(name=reply_channel(name), source="", format=plan.format.name, order_by="none")
-            self.channel_plans.setdefault(reply.name, ChannelPlan(reply, plan.format, Router(())))
-        self.processor = Processor(self.store, self.channel_plans, self.destination_plans, plugins.policies(),
-                                   config.config_dir)
-        self.processor.policy_settings = policy_settings(config, plugins)
+        self.channel_plans, self.destination_plans = build_plans(config, plugins)
+        self.processor = self._make_processor(config, self.channel_plans, self.destination_plans)
         self.destinations: dict[str, Destination] = {}
-        self.deliverer = Deliverer(self.store, self.destinations,
-                                   {n: d.retry for n, d in config.destinations.items()},
-                                   formats={n: p.format.name for n, p in self.destination_plans.items()})
+        self.deliverer = self._make_deliverer(config, self.destination_plans, self.destinations)
         self.sources: list[Source] = []
         self.sources_by_channel: dict[str, Source] = {}  # what bridge.core.health asks whether it listens
         self.scheduler: Any = None
@@ -97,18 +102,73 @@ class Engine:
 
     # --- building ------------------------------------------------------------------------------
 
+    def _make_processor(self, config: BridgeConfig, channel_plans: Mapping[str, ChannelPlan],
+                        destination_plans: Mapping[str, DestinationPlan]) -> Processor:
+        processor = Processor(self.store, channel_plans, destination_plans, self.plugins.policies(), config.config_dir)
+        processor.policy_settings = policy_settings(config, self.plugins)
+        return processor
+
+    def _make_deliverer(self, config: BridgeConfig, destination_plans: Mapping[str, DestinationPlan],
+                        transports: Mapping[str, Destination]) -> Deliverer:
+        return Deliverer(self.store, transports, {n: d.retry for n, d in config.destinations.items()},
+                         formats={n: p.format.name for n, p in destination_plans.items()})
+
     def open_destinations(self) -> None:
         for name, dest in self.config.destinations.items():
-            ctx = DestinationContext(url=dest.url or "", name=name, options=dest.options,
-                                     config_dir=self.config.config_dir)
-            if dest.profile:
-                self.destinations[name] = self.plugins.destination_profiles()[dest.profile].make_destination(ctx)
-                continue
-            scheme = (dest.url or "").split(":", 1)[0].lower()
-            spec = self.plugins.transports().get(scheme)
-            if spec is None or spec.destination is None:
-                raise ConfigError([(f"destinations.{name}.url", f"no destination transport for {scheme!r}")])
-            self.destinations[name] = spec.destination(ctx)
+            self.destinations[name] = self._open_destination(self.config, name)
+
+    def _open_destination(self, config: BridgeConfig, name: str) -> Destination:
+        dest = config.destinations[name]
+        ctx = DestinationContext(url=dest.url or "", name=name, options=dest.options, config_dir=config.config_dir)
+        if dest.profile:
+            return self.plugins.destination_profiles()[dest.profile].make_destination(ctx)
+        scheme = (dest.url or "").split(":", 1)[0].lower()
+        spec = self.plugins.transports().get(scheme)
+        if spec is None or spec.destination is None:
+            raise ConfigError([(f"destinations.{name}.url", f"no destination transport for {scheme!r}")])
+        return spec.destination(ctx)
+
+    def reload(self, config: BridgeConfig) -> dict[str, list[str]]:
+        """Apply a new configuration's routes, destinations and maps while sources keep listening
+        (bridge.core.reload); raises ReloadRefused, changing nothing, for anything else."""
+        from bridge.core import reload as reloading
+
+        changes = reloading.destination_changes(self.config, config)
+        problems = reloading.restart_only_changes(self.config, config)
+        problems += reloading.waiting_rows(self.store, changes["removed"])
+        if problems:
+            raise reloading.ReloadRefused(problems)
+        transports_here = bool(self.destinations or self._threads)  # not in a parent whose children deliver
+        opened = self._open_for_reload(config, changes["added"] + changes["changed"]) if transports_here else {}
+        channel_plans, destination_plans = build_plans(config, self.plugins)
+        replaced = {n: t for n, t in self.destinations.items() if n in changes["removed"] + changes["changed"]}
+        transports = {**{n: t for n, t in self.destinations.items() if n not in replaced}, **opened}
+        summary = {"channels": [n for n in config.channels
+                                if self.config.channels[n].routes != config.channels[n].routes
+                                or self.config.channels[n].maps != config.channels[n].maps], **changes}
+        # the swap: each attribute is one assignment, read afresh by the next batch
+        self.processor = self._make_processor(config, channel_plans, destination_plans)
+        self.deliverer = self._make_deliverer(config, destination_plans, transports)
+        self.config, self.channel_plans, self.destination_plans, self.destinations = (
+            config, channel_plans, destination_plans, transports)
+        reloading.close_later(replaced)
+        if self.worker_processes is not None:
+            self.worker_processes.signal_all(signal.SIGHUP)  # the children reload the same file themselves
+        return summary
+
+    def _open_for_reload(self, config: BridgeConfig, names: list[str]) -> dict[str, Destination]:
+        from bridge.core.reload import ReloadRefused
+
+        opened: dict[str, Destination] = {}
+        for name in names:
+            try:
+                opened[name] = self._open_destination(config, name)
+            except Exception as exc:
+                for transport in opened.values():
+                    transport.close()
+                reason = "; ".join(m for _, m in exc.problems) if isinstance(exc, ConfigError) else type(exc).__name__
+                raise ReloadRefused([(f"destinations.{name}", f"cannot be opened: {reason}")]) from None
+        return opened
 
     def submit(self, channel: str, raw: bytes, origin: Mapping[str, Any] | None = None) -> Receipt:
         """Commit a message for ``channel`` (what sources call); raises StoreError if it was not stored."""

@@ -67,6 +67,12 @@ class WorkerProcesses:
                 pauses[slot] = min(pauses[slot] * 2, RESTART_PAUSE_SECONDS[1])
                 self.children[slot] = self._spawn(slot)
 
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to every running child (SIGHUP: they reload the configuration themselves)."""
+        for child in self.children:
+            if child is not None and child.poll() is None:
+                child.send_signal(sig)
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every child (each finishes its batch), then SIGKILL what is still running."""
         self._stop.set()

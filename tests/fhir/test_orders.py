@@ -109,10 +109,15 @@ def test_orders_and_immunizations_are_conditional_updates_on_their_placer_id(fhi
 def test_vxu_next_of_kin_is_a_related_person_of_the_patient(fhir_format) -> None:
     bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / "VXU-V04-01.hl7").read_bytes(), {}))
     check_new(bundle)
-    entry, mother = of_type(bundle, "RelatedPerson")  # NK1, then the mother PID-21 names
+    # NK1, the GT1 guarantor, the IN1 insured (Coverage.subscriber), the PID-21 mother
+    entry, guarantor, insured, mother = of_type(bundle, "RelatedPerson")
+    (coverage,) = of_type(bundle, "Coverage")
+    assert coverage["resource"]["subscriber"]["reference"] == insured["fullUrl"]
     (patient,) = of_type(bundle, "Patient")
     person = entry["resource"]
     assert mother["resource"]["relationship"][0]["coding"][0]["code"] == "MTH"
+    assert guarantor["resource"]["relationship"][0]["coding"][0] == {
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0063", "code": "BRO"}
     assert person["patient"]["reference"] == patient["fullUrl"]
     assert person["relationship"][1]["coding"][0] == {"system": "http://terminology.hl7.org/CodeSystem/v2-0131",
                                                       "code": "O"}

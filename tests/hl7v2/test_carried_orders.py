@@ -111,10 +111,15 @@ def test_an_siu_patient_group_gives_its_observation_and_diagnosis() -> None:
 
 def test_a_result_with_its_orc_names_the_order_it_fulfils() -> None:
     records = decode(sample("ORU-R01-01"), {})
-    report, order, *billing = records
+    report, order, document, *billing = records
     assert [r.kind for r in billing] == ["EpisodeOfCare", "ChargeItem"]  # PV1-54, FT1 (docs/hl7v2.md)
+    # TXA: the document the result announces (TXA-2 DIS, TXA-17 AU), read as an MDM's, without text
+    assert (document.kind, document.note_type.code, document.status, document.text) == (
+        "ClinicalNote", "DIS", "final", None)
+    assert document.patient is report.patient and document.extra["hl7v2"]["carried"]
     assert isinstance(report, DiagnosticReport) and isinstance(order, ServiceRequest)
-    assert order.status == "completed" and order.intent == "filler-order"  # ORC-5 CM
+    assert order.status == "completed" and order.intent == "order"  # ORC-5 CM; intent as the IG's OBR map
+    assert order.filler_view  # the lab's view of it: keyed by its filler number in FHIR
     # ORC-3 is the filler number; ORC-2 is empty, so the placer number is OBR-2's (the IG's rule)
     assert {(i.value, i.type) for i in order.identifiers} == {("986", "FILL"), ("845439", "PLAC")}
     assert order.code[0].code == report.code[0].code == "625-4"
@@ -184,12 +189,24 @@ def test_a_filler_order_is_keyed_by_its_filler_number_never_the_placers() -> Non
     patient = Patient(identifiers=[Identifier(value="MRN1", type="MR", system="urn:oid:1.2.3")])
     placer_only = ServiceRequest(identifiers=[Identifier(value="P1", type="PLAC")], status="active",
                                  intent="filler-order", patient=patient)
+    lab_view = ServiceRequest(identifiers=[Identifier(value="P1", type="PLAC")], status="active",
+                              intent="order", filler_view=True, patient=patient)
     placed = ServiceRequest(identifiers=[Identifier(value="P1", type="PLAC")], status="active",
                             intent="order", patient=patient)
-    urls = {e["resource"]["intent"]: e["request"]["url"] for e in fhir_bundle([placer_only, placed])["entry"]
-            if e["resource"]["resourceType"] == "ServiceRequest"}
-    assert urls["order"].endswith("identifier=P1")  # the placer's own order, by its number
-    assert "service-request-key" in urls["filler-order"]  # not P1: it must not overwrite the placer's
+    urls = [e["request"]["url"] for e in fhir_bundle([placer_only, lab_view, placed])["entry"]
+            if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert urls[2].endswith("identifier=P1")  # the placer's own order, by its number
+    # not P1: neither may overwrite the placer's; the filler's view is not a matter of intent
+    assert all("service-request-key" in url for url in urls[:2])
+
+
+def test_the_filler_view_survives_a_fhir_round_trip() -> None:
+    """The flag travels as the filler-view extension, so a FHIR hop keeps the keying."""
+    fhir = plugin_manager(("fhir", fhir_plugin)).format("fhir")
+    records = decode(sample("ORU-R01-01"), {})
+    order = next(r for r in records if isinstance(r, ServiceRequest))
+    back = next(r for r in fhir.decode(fhir.encode(records, FHIR_OPTS), {}) if isinstance(r, ServiceRequest))
+    assert (order.filler_view, back.filler_view, back.intent) == (True, True, "order")
 
 
 def test_a_booked_services_derived_key_follows_patient_code_and_start() -> None:

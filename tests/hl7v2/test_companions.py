@@ -47,7 +47,10 @@ def test_an_adt_gives_its_mother_next_of_kin_and_observations() -> None:
 
 def test_an_adt_observation_keeps_value_units_and_range() -> None:
     (obs,) = of(decode(sample("ADT-A06-01"), {}), Observation)
-    assert obs.value_quantity.value == 44.0 and obs.value_quantity.unit == "beats/min"
+    # OBX-6 beats/min^^ISO: a code and its system, no text; FHIR's unit is text, so none is invented
+    quantity = obs.value_quantity
+    assert (quantity.value, quantity.code, quantity.system, quantity.unit) == (44.0, "beats/min", "ISO", None)
+    assert obs.units.code == "beats/min"  # all of OBX-6, written back as sent
     assert obs.reference_range.text == "70-80" and obs.status == "final"
     assert obs.effective == "1999-07-02"
 
@@ -91,8 +94,14 @@ def test_companions_reach_fhir_as_resources_of_the_patient() -> None:
     resources = [e["resource"] for e in bundle["entry"]]
     patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     people = [r for r in resources if r["resourceType"] == "RelatedPerson"]
-    assert len(people) == 2 and all(p["patient"]["reference"] == patient_url for p in people)
+    assert len(people) == 3 and all(p["patient"]["reference"] == patient_url for p in people)
     mother = next(p for p in people if p["relationship"][0]["coding"][0]["code"] == "MTH")
+    # IN1-17 SPO: the insured is the patient's spouse, a person of her own that Coverage.subscriber names
+    (coverage,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Coverage"]
+    insured = next(e for e in bundle["entry"] if e["fullUrl"] == coverage["resource"]["subscriber"]["reference"])
+    assert insured["resource"]["name"][0]["family"] == "Doe" and "contained" not in coverage["resource"]
+    assert insured["resource"]["identifier"][0]["value"] == "HMO-12345"  # IN1-49, with its OID system
+    assert insured["request"]["url"].startswith("RelatedPerson?identifier=urn:oid:2.16.840.1.113883.1.3")
     assert mother["name"][0]["use"] == "maiden" and mother["name"][0]["family"] == "SMITH"
     (obs,) = [r for r in resources if r["resourceType"] == "Observation"]
     assert obs["subject"]["reference"] == patient_url and obs["code"]["coding"][0]["code"] == "8867-4"
@@ -159,3 +168,34 @@ def test_a_refill_order_carries_the_patients_insurance() -> None:
     o11 = decode(sample("RDE-O11-01"), {})  # an RDE^O11 carries it too, after its orders
     (carried,) = of(o11, Coverage)
     assert carried.extra == {"hl7v2": {"carried": True}} and isinstance(o11[0], Prescription)
+
+
+def test_a_units_text_is_the_senders_and_a_bare_code_stays_readable() -> None:
+    """FHIR's Quantity.unit is the human-readable text: the sender's CWE.2, never a code copied in;
+    a code without a system cannot be a Quantity code (qty-3), so it stays readable as the unit."""
+    from bridge import Coding
+    from bridge.plugins.hl7v2.results import quantity
+
+    texted = quantity(5.0, Coding(code="mg/dL", display="milligrams per decilitre", system="UCUM"))
+    coded = quantity(5.0, Coding(code="mg/dL", system="UCUM"))
+    bare = quantity(5.0, Coding(code="mg/dL"))
+    assert (texted.unit, texted.code) == ("milligrams per decilitre", "mg/dL")
+    assert (coded.unit, coded.code) == (None, "mg/dL")
+    assert (bare.unit, bare.code) == ("mg/dL", None)
+
+
+def test_the_insured_person_survives_fhir_and_hl7v2_round_trips() -> None:
+    """IN1-16/17/19/49 → Coverage.subscriber (a RelatedPerson entry) → back, with the name twice as before."""
+    from bridge import Coverage
+
+    fhir = plugin_manager(("fhir", fhir_plugin)).format("fhir")
+    records = decode(sample("ADT-A01-01"), {})
+    (coverage,) = of(records, Coverage)
+    insured = coverage.subscriber
+    assert insured.name == coverage.subscriber_name and insured.name.family == "Doe"
+    assert [c.code for c in insured.relationship] == ["SPO"] and insured.addresses[0].city == "Midnight"
+    (back,) = of(fhir.decode(fhir.encode(records, {}), {}), Coverage)
+    assert back.subscriber.name == insured.name and back.subscriber_name == insured.name
+    assert [i.value for i in back.subscriber.identifiers] == ["HMO-12345"]
+    self_insured = of(decode(sample("ADT-A01-01").replace(b"|SPO^Spouse|", b"|SEL^Self|"), {}), Coverage)[0]
+    assert self_insured.relationship == "self" and self_insured.subscriber is None  # the patient is the insured

@@ -96,8 +96,10 @@ WIDE_FIELDS = (*FIELDS, "allergy.code", "condition.code", "coverage.payor", "cov
 EXPLAINED = {
     ("ADT-A04-01", "encounter.period"), ("ADT-A16-01", "encounter.period"),  # PV2-9 is no end of a visit
     ("REF-I14-01", "service_request.status"),  # a cancelled referral is revoked, not entered-in-error
-    ("OUL-R23-01", "service_request.intent"),  # a lab's view of the order it reports on is a filler-order
+    # the order a result reports on is an `order`, as the v2-to-FHIR IG's OBR map says (Microsoft: ORU filler-order)
+    ("LRI_2.0-NG_CBC_Typ_Message", "service_request.intent"), ("ORU-R01-01", "service_request.intent"),
     ("RDE-O11-01", "observation.value"), ("RDE-O25-01", "observation.value"),  # CWE 160~120: both codes read
+    ("RDS-O13-01", "observation.value"),  # the same OBX in a dispense
 }
 """The disagreements over the fixture samples, each explained in docs/hl7v2.md."""
 
@@ -109,9 +111,8 @@ def test_wide_field_agreement_holds_where_both_produce_the_resource(wide_samples
     assert result["patient.gender"][1] >= 34 and result["encounter.status"][1] >= 29
     for field, (agree, total) in result.items():
         # The fixtures over-represent the explained cases (period 27 of 29 here, 97 of 101 over all of
-        # Microsoft's samples; referral status 5 of 6 here, 19 of 24 over all; the one OUL's order
-        # intent 9 of 10 here, 65 of 75 over all): those fields are held to exactly the explained
-        # misses below instead.
+        # Microsoft's samples; referral status 5 of 6 here, 19 of 24 over all; the two ORUs' order
+        # intent, 72 of 75 over all): those fields are held to exactly the explained misses below instead.
         if field not in ("encounter.period", "service_request.status", "service_request.intent"):
             assert agree / total >= 0.95, f"{field}: {agree}/{total}"
     misses = {(name.split("/")[0], field) for sample in wide_samples for name, field, ok in sample["rows"] if not ok}

@@ -23,7 +23,14 @@ def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
     assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
                                             "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
-                                            "Observation"]  # PID-21, NK1, OBX
+                                            "Observation", "Condition", "ServiceRequest"]  # PID-21, NK1, OBX, PDA, RF1
+    # GT1-11 SEL: the patient guarantees the bill, no RelatedPerson. PDA-1: the cause of death.
+    death = background[-2]
+    assert (death.code.code, death.code.display) == ("I21", "Acute myocardial infarction")
+    assert death.recorded == "2021-11-02T12:30:00+01:15" and death.asserter.name.family == "DeathCert"  # PDA-4, -5
+    referral = background[-1]  # RF1-1 P (pending): on hold; RF1-3 EXTERNAL is its kind
+    assert (referral.category, referral.status, referral.intent) == ("referral", "on-hold", "order")
+    assert referral.referral_type.code == "EXTERNAL" and referral.extra["hl7v2"]["carried"]
     patient = encounter.patient
     assert patient.name.family == "EVERYMAN" and patient.name.given == ["ADAM", "A"]
     assert patient.name.prefix == "Dr." and patient.name.suffix == "III" and patient.name.use == "usual"

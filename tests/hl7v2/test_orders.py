@@ -134,7 +134,10 @@ def test_vxu_gives_an_immunization_like_microsofts() -> None:
 
 def test_vxu_next_of_kin_is_a_related_person() -> None:
     records = decode("VXU-V04-01")
-    (shot,), (kin, mother) = of(records, Immunization), of(records, RelatedPerson)
+    (shot,), (kin, guarantor, mother) = of(records, Immunization), of(records, RelatedPerson)
+    # GT1-11 BRO: the guarantor is the patient's brother, a RelatedPerson too (guarantors.py)
+    assert guarantor.name.family == "RADIANT" and [c.code for c in guarantor.relationship] == ["BRO"]
+    assert guarantor.extra["hl7v2"]["carried"]
     assert isinstance(kin, RelatedPerson) and kin.patient is shot.patient
     assert [c.code for c in mother.relationship] == ["MTH"] and mother.extra["hl7v2"]["carried"]  # PID-21
     assert kin.name is not None and kin.name.family == "Evan"
@@ -186,7 +189,7 @@ def test_oul_results_by_specimen_are_reports_like_an_oru(name: str) -> None:
     reports = [r for r in records if r.kind == "DiagnosticReport"]
     assert reports and records[:len(reports)] == reports  # the reports first, then their companions
     orders = [r for r in records if r.kind == "ServiceRequest"]  # each OBR's order (OBR with its ORC)
-    assert orders and all(o.intent == "filler-order" and o.extra["hl7v2"]["carried"] for o in orders)
+    assert orders and all(o.intent == "order" and o.filler_view and o.extra["hl7v2"]["carried"] for o in orders)
     assert {i.value for o in orders for i in o.identifiers} <= {i.value for r in reports for i in r.identifiers}
     assert all(r.observations for r in reports)
     assert "message" in reports[0].extra["hl7v2"]  # written back whole, with its SPM, SAC and INV

@@ -270,7 +270,7 @@ class LookupAction(Action):
                 continue
             row = self.table.find(str(code))
             if row is None:
-                self._missing(run)
+                code_not_in_table(run, self.table, self.key.text, self.step)
                 continue
             for path, column in self.sets:
                 changed += _put(Slot(anchor, path.segments[-1].name), row[column], path.leaf, path.text)
@@ -278,13 +278,13 @@ class LookupAction(Action):
                 changed += _put(Slot(anchor, path.segments[-1].name), value, path.leaf, path.text)
         return changed
 
-    def _missing(self, run: Run) -> None:
-        assert self.table is not None and self.key is not None
-        if self.table.missing == "fail":
-            raise MapFailure(f"table {self.table.name} has no row for the code at {self.key.text}")
-        if self.table.missing == "hold":
-            run.holds.append({"id": self.step, "reason": self.table.reason
-                              or f"the code at {self.key.text} is not in table {self.table.name}"})
+
+def code_not_in_table(run: Run, table: Table, key_text: str, step: str) -> None:
+    """A lookup's code the table lacks, as the table declares: fail the message, hold it, or pass."""
+    if table.missing == "fail":
+        raise MapFailure(f"table {table.name} has no row for the code at {key_text}")
+    if table.missing == "hold":
+        run.holds.append({"id": step, "reason": table.reason or f"the code at {key_text} is not in table {table.name}"})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.core.maps.actions import PRECISIONS, Action, ActionError, MapFailure, Run, format_date
+from bridge.core.maps.actions import (PRECISIONS, Action, ActionError, Run, code_not_in_table,
+                                      format_date)
 from bridge.core.maps.actions import _mapping  # the record actions' own check of a step's keys
 from bridge.core.maps.hl7v2_fields import (
     EVERY,
@@ -138,21 +139,13 @@ class FieldLookup(FieldAction):
                 continue
             row = self.table.find(code)
             if row is None:
-                self._missing(run)
+                code_not_in_table(run, self.table, self.key.text, self.step)
                 continue
             for path, column in self.sets:
                 changed += write_field(subject, path, escaped(row[column], subject), segment)
             for path, value in self.also:
                 changed += write_field(subject, path, escaped(value, subject), segment)
         return changed
-
-    def _missing(self, run: Run) -> None:
-        assert self.table is not None and self.key is not None
-        if self.table.missing == "fail":
-            raise MapFailure(f"table {self.table.name} has no row for the code at {self.key.text}")
-        if self.table.missing == "hold":
-            run.holds.append({"id": self.step, "reason": self.table.reason
-                              or f"the code at {self.key.text} is not in table {self.table.name}"})
 
 
 @dataclass(frozen=True)

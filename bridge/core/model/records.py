@@ -583,6 +583,9 @@ class Coverage(Record):
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     policy_holder: Organization | None = None  # HL7v2 IN1-11 (+IN1-44), FHIR Coverage.policyHolder
+    subscriber: RelatedPerson | None = None
+    """The insured when someone other than the patient (HL7v2 IN1-16/17/19/49): a person of their own,
+    whom FHIR's Coverage.subscriber references; ``subscriber_name`` holds the same name."""
 
 
 # --- orders, medication administration, immunization (HL7v2 ORM/OML/OMG/REF, RAS/RGV, VXU) -------
@@ -626,6 +629,10 @@ class ServiceRequest(Record):
     participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
+    filler_view: bool | None = None
+    """True when the sender is the order's filler (a lab's results, a schedule's bookings): what it says
+    of the order is the filler's view, which a FHIR server keeps apart from the placer's own request
+    (keyed by the filler number), whatever the request's intent."""
 
 
 @dataclass

@@ -82,6 +82,7 @@ EXT_ALLERGEN_TYPE = f"{_SD}/allergen-type"
 EXT_DIAGNOSIS_TYPE = f"{_SD}/diagnosis-type"
 EXT_RECORD_EXTRA = f"{_SD}/record-extra"
 EXT_RECORD_INDEX = f"{_SD}/record-index"
+EXT_FILLER_VIEW = f"{_SD}/filler-view"
 
 OUR_EXTENSIONS = frozenset(
     value for name, value in dict(globals()).items() if name.startswith("EXT_"))

@@ -26,7 +26,7 @@ from bridge import EncodeError, Medication, Record
 from . import constants as C
 from . import keep, people
 from .assigners import assigners_last, link_assigners
-from .orders import filler_order_key
+from .orders import filler_order_key, is_filler_view
 from .organizations import organizations_out
 from .resources import OUT, RESOURCE_TYPE, medication_codings
 
@@ -69,7 +69,7 @@ def business_key(resource: dict[str, Any]) -> tuple[str, str] | None:
             if coding.get("system") and coding.get("code"):
                 return "code", search_value(coding["system"], coding["code"])
         return None
-    if rtype == "ServiceRequest" and resource.get("intent") == "filler-order":
+    if rtype == "ServiceRequest" and is_filler_view(resource):
         return filler_order_key(resource)
     idents = [i for i in resource.get("identifier", []) if i.get("system") and i.get("value")]
     for system in PREFERRED_SYSTEMS.get(rtype, ()):

@@ -25,7 +25,7 @@ from bridge import (
 )
 
 from . import constants as C
-from .datatypes import compact, fhir_datetime, period_in, period_out
+from .datatypes import compact, ext, ext_value, fhir_datetime, period_in, period_out
 from .reader import Node
 from .resources import (
     absolute_identifiers,
@@ -78,13 +78,20 @@ def service_request_key(rec: ServiceRequest) -> dict[str, str] | None:
     """The derived key (SID_SERVICE_REQUEST_KEY) of a request without identifiers, or of a filler's
     view of an order without its filler number (its placer number names the placer's own request,
     which must not be overwritten: see :func:`filler_order_key`)."""
-    filler = rec.intent == "filler-order"
+    filler = bool(rec.filler_view) or rec.intent == "filler-order"
     if filler and any(i.type == "FILL" for i in rec.identifiers) or not filler and rec.identifiers:
         return None
     codes = ",".join(f"{c.system or ''}|{c.code}" for c in rec.code if c.code)
     placers = ",".join(i.value for i in rec.identifiers)
     return derived_key(SID_SERVICE_REQUEST_KEY, dataclasses.replace(rec, identifiers=[]), codes,
                        rec.occurrence.start if rec.occurrence else None, placers)
+
+
+def is_filler_view(resource: dict[str, Any]) -> bool:
+    """A ServiceRequest that is the order's filler's view of it (the ``filler-view`` extension, or a
+    ``filler-order`` intent): keyed by its filler number, apart from the placer's own request."""
+    return resource.get("intent") == "filler-order" or any(
+        e.get("url") == C.EXT_FILLER_VIEW and e.get("valueBoolean") for e in resource.get("extension", []))
 
 
 def filler_order_key(resource: dict[str, Any]) -> tuple[str, str] | None:
@@ -111,7 +118,7 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
     return compact({
         "resourceType": "ServiceRequest",
         "contained": contained,
-        "extension": common_extensions(rec),
+        "extension": common_extensions(rec, ext(C.EXT_FILLER_VIEW, "Boolean", rec.filler_view)),
         "identifier": absolute_identifiers(rec, service_request_key(rec)),
         "status": rec.status or "unknown",
         "intent": rec.intent or "order",
@@ -166,4 +173,5 @@ def service_request_in(node: Node, r: Reader) -> ServiceRequest:
         patient=r.follow(node.obj("subject"), Patient),
         encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node),
+        filler_view=ext_value(node, C.EXT_FILLER_VIEW, "Boolean"),
     )

@@ -1050,8 +1050,11 @@ def payer_organization(rec: Coverage) -> Organization:
 
 
 def subscriber_out(rec: Coverage, w: Writer) -> dict[str, Any]:
-    """The subscriber, when named, as a contained RelatedPerson (FHIR names a subscriber only by
-    reference, and we create no RelatedPerson of our own on the server)."""
+    """The subscriber: the insured person (``subscriber``) as a RelatedPerson entry of the bundle, like
+    any relative the sender names; else, when only named, a contained RelatedPerson (FHIR names a
+    subscriber only by reference, and a name alone is no person a server could match)."""
+    if rec.subscriber is not None:
+        return {"subscriber": w.ref(rec.subscriber)}
     if rec.subscriber_name is None:
         return {}
     person = {"resourceType": "RelatedPerson", "id": "subscriber", "patient": w.ref(rec.patient),
@@ -1084,6 +1087,9 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
     plan = classes.get("plan")
     group = classes.get("group")
     status = node.str("status")
+    reference = node.obj("subscriber")
+    contained = reference is not None and (reference.str("reference") or "").startswith("#")
+    insured = None if contained else r.follow(reference, RelatedPerson)  # a contained one is only a name
     return Coverage(
         id=record_id(node, found), identifiers=rest,
         status=choice(status, COVERAGE_STATUSES, node.at("status")),
@@ -1094,7 +1100,8 @@ def coverage_in(node: Node, r: Reader) -> Coverage:
         (payer_org.identifiers[:1] if payer_org else []),
         member_id=member, group_number=group.str("value") if group is not None else None,
         group_name=group.str("name") if group is not None else None,
-        subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node),
+        subscriber_id=node.str("subscriberId"), subscriber_name=subscriber_in(node) or (insured.name if insured else None),
+        subscriber=insured,
         relationship=status_in(node, "relationship", SUBSCRIBER_RELATIONSHIPS),
         period=period_in(node.obj("period")),
         patient=r.follow(node.obj("beneficiary"), Patient), extra=record_extra_in(node))

@@ -10,6 +10,7 @@ writes nothing for a carried record).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ from bridge import (
     Condition,
     Coverage,
     Encounter,
+    HumanName,
     Identifier,
     Patient,
     PatientLink,
     Period,
     Record,
+    RelatedPerson,
 )
 
 from . import datatypes as dt
@@ -254,7 +257,8 @@ class ClinicalReader:
         names = self.reps(in1, 16)
         relationship = (self.t(in1, 17) or self.t(in2, 72)).upper()
         subscriber = self.reps(in1, 49)
-        return Coverage(
+        subscriber_name = dt.read_name(names[0], self.seps) if names else None
+        coverage = Coverage(
             status="active",
             plan=self.coding(in1, 2),
             plan_type=self.coding(in1, 15),
@@ -264,11 +268,27 @@ class ClinicalReader:
             group_number=self.t(in1, 8) or None,
             group_name=self.t(in1, 9) or None,
             subscriber_id=text(subscriber[0].split(self.seps.component)[0], self.seps) or None if subscriber else None,
-            subscriber_name=dt.read_name(names[0], self.seps) if names else None,
+            subscriber_name=subscriber_name,
             relationship=RELATIONSHIPS.get(relationship) if relationship else None,
             period=Period(start=start, end=end) if start or end else None,
             patient=patient,
             policy_holder=organizations.policy_holder(in1, self.seps),
+        )
+        coverage.subscriber = self.insured(in1, subscriber_name, patient) if coverage.relationship != "self" else None
+        return coverage
+
+    def insured(self, in1: Segment, name: HumanName | None, patient: Patient) -> RelatedPerson | None:
+        """The insured other than the patient as a person: IN1-16 name, IN1-17 relationship (table
+        0063), IN1-19 address, IN1-49 identifier (CX, its assigning authority kept). Nobody named, nobody made."""
+        if name is None:
+            return None
+        relationship = self.coding(in1, 17, "HL70063")
+        return RelatedPerson(
+            identifiers=[i for i in (dt.read_identifier(r, self.seps) for r in self.reps(in1, 49)) if i],
+            name=copy.deepcopy(name),
+            relationship=[relationship] if relationship is not None else [],
+            addresses=[a for a in (dt.read_address(r, self.seps) for r in self.reps(in1, 19)) if a],
+            patient=patient,
         )
 
 

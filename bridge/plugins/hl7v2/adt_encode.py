@@ -49,7 +49,7 @@ def in1(rec: Coverage, number: int) -> dict[int, str]:
             3: "~".join(dt.write_identifier(i) for i in rec.payer_identifiers), 4: esc(rec.payer_name),
             8: esc(rec.group_number), 9: esc(rec.group_name),
             12: dt.write_datetime(period.start) if period else "", 13: dt.write_datetime(period.end) if period else "",
-            15: dt.write_coding(rec.plan_type), 16: dt.write_name(rec.subscriber_name),
+            15: dt.write_coding(rec.plan_type), 16: dt.write_name(rec.subscriber_name or (rec.subscriber.name if rec.subscriber else None)),
             17: RELATIONSHIP_CODES.get(rec.relationship or "", ""), 36: esc(rec.member_id),
             49: esc(rec.subscriber_id), **organizations.policy_holder_written(rec.policy_holder)}
 

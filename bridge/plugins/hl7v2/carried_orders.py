@@ -5,7 +5,8 @@ order, the patient's background.
 - ORU and OUL: an OBR with its ORC is the order its results fulfil. A FHIR server keeps that order
   as a ServiceRequest of its own (the report shares its order numbers), so one is made, read
   as an order message's OBR is read (orders.service_request: ORC status, OBR-4 code, OBR-16
-  requester, OBR-31 reasons, the NTE right after the OBR).
+  requester, OBR-31 reasons, the NTE right after the OBR), intent ``order`` as the IG's OBR map
+  says, flagged as the filler's view so that FHIR keys it by the filler number.
 - MDM: the ORC/OBR pairs before TXA name the orders the document answers (an echo, a culture):
   ServiceRequests as well. The text OBX are the document itself and make no Observations.
 - SIU: each AIS is a service booked for the appointment (a CBC, a chest X-ray): a ServiceRequest
@@ -13,6 +14,7 @@ order, the patient's background.
 - OUL^R22/R23: the SPM before the OBR that tests it (no report's group holds it) as a Specimen.
 - SIU: the patient group's OBX, NK1, AL1, DG1 and IN1 (Observation, RelatedPerson,
   AllergyIntolerance, Condition, Coverage), as an order message's.
+- ORU and OUL: each TXA (a document the result announces) as a ClinicalNote without text.
 - SIU, MDM, ORU, OUL and RDE^O11: PID-21 (the mother's identifier) as a RelatedPerson.
 - RDE^O11: the NK1, AL1, DG1 and IN1 before the first ORC, as an RDE^O25 reads them.
 - RDE^O11 and O25: the OBX of the order groups as Observations.
@@ -43,12 +45,8 @@ discontinued booking withdraws it, a deleted one was never meant, a complete one
 no-show leaves the service still to be done (the order stands; it is the slot that was missed),
 as do pending, waitlisted and blocked bookings."""
 FILLER = "filler-order"
-"""The intent of the orders a result (ORU, OUL) or a schedule (SIU) names: its sender is the
-order's filler (the lab, the scheduling system), and what it says of the order (its status, its
-filler number, the slot booked) is the filler's view of it, which FHIR calls a filler-order. The
-FHIR encoder keys a filler-order by its filler number (fhir/encode.py, business_key), so it never
-overwrites the placer's own order (intent ``order``, keyed by the placer number) on a server; an
-MDM's orders are the document's context, as placed (``order``)."""
+"""The intent of the services a schedule (SIU) books: its sender, the scheduling system, is the
+filler, and the slot it booked is the filler's own instance of the order (as Microsoft writes it)."""
 BOOKED_STATUS = {"cancelled": "revoked", "entered-in-error": "entered-in-error", "fulfilled": "completed"}
 """Appointment.status → a service's status when AIS-10 is empty: the appointment's cancellation,
 deletion or fulfilment is the service's; any other status leaves it to be done (``active``)."""
@@ -58,9 +56,13 @@ def _patient(records: list[Record]) -> Patient | None:
     return companions._patient_of(records)
 
 
-def _carried(found: list[ServiceRequest], intent: str = "order") -> list[Record]:
+def _carried(found: list[ServiceRequest], intent: str = "order", filler_view: bool | None = None) -> list[Record]:
+    """The requests as carried records with the given intent. ``filler_view``: the sender is the
+    order's filler (a lab's results, a schedule), so what it says of the order (its status, its filler
+    number) is the filler's view, keyed by the filler number (fhir/orders.py, filler_order_key) so
+    that it never overwrites the placer's own request on a server. That keying is not the intent."""
     for record in found:
-        record.extra, record.intent = {}, intent
+        record.extra, record.intent, record.filler_view = {}, intent, filler_view
     return [adt.carried(r) for r in found]
 
 
@@ -84,7 +86,8 @@ def _with_obr_numbers(dec: Decoder, request: ServiceRequest, group: list[Segment
 
 def result_orders(dec: Decoder, records: list[Record]) -> list[Record]:
     """ORU^R01 and OUL^R22-R24: the order each OBR with an ORC reports on, as a ServiceRequest of
-    the patient and visit (read as orders.service_request reads an order's OBR), carried."""
+    the patient and visit (read as orders.service_request reads an order's OBR), carried. Its intent
+    is ``order``, as the v2-to-FHIR IG's OBR map writes it; it is the lab's view (``filler_view``)."""
     patient = _patient(records)
     segs = dec.message.segments
     first = next((i for i, s in enumerate(segs) if s.name in ("ORC", "OBR")), None)
@@ -95,7 +98,22 @@ def result_orders(dec: Decoder, records: list[Record]) -> list[Record]:
     found = [_with_obr_numbers(dec, orders.service_request(dec, orders.OrderGroup(segments=group), patient,
                                                            encounter, scope), group)
              for group in dec._report_groups(segs[first:]) if _ordered(group)]
-    return _carried(found, FILLER)
+    return _carried(found, "order", filler_view=True)
+
+
+def result_documents(dec: Decoder, records: list[Record]) -> list[Record]:
+    """ORU and OUL: each TXA (the document a result announces: a radiology report, a discharge
+    summary) as a ClinicalNote of the patient and visit, read as an MDM's TXA is; the message carries
+    no text for it, so the note has its type, status, time, author and number only."""
+    patient = _patient(records)
+    if patient is None:
+        return []
+    encounter = companions._encounter_of(records)
+    found = [dec.txa_note(seg, [], patient, encounter, dec.scope()) for seg in dec.message.segments
+             if seg.name == "TXA"]
+    for note in found:
+        note.extra = {}
+    return [adt.carried(n) for n in found]
 
 
 def document_orders(dec: Decoder, records: list[Record]) -> list[Record]:
@@ -135,7 +153,7 @@ def booked_services(dec: Decoder, records: list[Record]) -> list[Record]:
         found.append(ServiceRequest(status=status, intent=FILLER, code=code,
                                     occurrence=Period(start=start) if start else None,
                                     notes=orders.notes_following(dec, segs[at + 1:]), patient=appointment.patient))
-    return _carried(found, FILLER)
+    return _carried(found, FILLER, filler_view=True)
 
 
 def loose_specimens(dec: Decoder, records: list[Record]) -> list[Record]:
@@ -177,8 +195,8 @@ def order_background(dec: Decoder, records: list[Record]) -> list[Record]:
 
 
 def order_observations(dec: Decoder, records: list[Record]) -> list[Record]:
-    """RDE^O11 and O25: the OBX of the order groups (a heart rate or a weight the dose depends on)
-    as Observations of the patient and visit, carried, as an order message's OBX are read."""
+    """RDE^O11 and O25, RDS^O13: the OBX of the order groups (a heart rate or a weight the dose
+    depends on) as Observations of the patient and visit, carried, as an order message's OBX are read."""
     segs = dec.message.segments
     first = next((i for i, s in enumerate(segs) if s.name == "ORC"), None)
     if first is None:
@@ -194,11 +212,12 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
     if kind == "MDM":
         return [*document_orders(dec, records), *mother(dec, records)]
     if kind == "ORU":
-        return [*result_orders(dec, records), *mother(dec, records)]
+        return [*result_orders(dec, records), *result_documents(dec, records), *mother(dec, records)]
     if kind == "OUL":
-        return [*result_orders(dec, records), *loose_specimens(dec, records), *mother(dec, records)]
+        return [*result_orders(dec, records), *loose_specimens(dec, records), *result_documents(dec, records),
+                *mother(dec, records)]
     if (kind, event) in (("RDE", "O11"), ("RDE", "O01")):  # O01: v2.3's name for O11
         return [*order_background(dec, records), *order_observations(dec, records), *mother(dec, records)]
-    if (kind, event) == ("RDE", "O25"):  # its background and mother: companions.py, as a message kept whole
+    if (kind, event) in (("RDE", "O25"), ("RDS", "O13")):  # background, mother: companions.py (kept whole)
         return order_observations(dec, records)
     return []

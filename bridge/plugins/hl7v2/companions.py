@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from bridge import Coding, Encounter, HumanName, Observation, Patient, Record, RelatedPerson
 
-from . import adt, specimens
+from . import adt, deaths, guarantors, specimens
 from . import datatypes as dt
-from .orders import related_person
+from .orders import referral, related_person
 from .reader import Segment
 
 if TYPE_CHECKING:
@@ -72,11 +72,23 @@ def observations(dec: Decoder, segments: list[Segment], patient: Patient | None,
     return out
 
 
+def referrals(dec: Decoder, segments: list[Segment], patient: Patient | None,
+              encounter: Encounter | None) -> list[Record]:
+    """Each RF1 of an ADT patient group (v2.8 puts the referral that led to the visit there), read as
+    a REF's RF1 is (orders.referral): a referral ServiceRequest of the patient and visit."""
+    if patient is None:
+        return []
+    return [referral(dec, seg, dec.scope(), patient, encounter) for seg in segments if seg.name == "RF1"]
+
+
 def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
               encounter: Encounter | None) -> list[Record]:
-    """The companion records of one ADT patient group, each carried."""
+    """The companion records of one ADT patient group (PID-21, NK1, GT1, OBX, PDA, RF1), each carried."""
     found = [mother(dec, group.pid, patient), *next_of_kin(dec, group.segments, patient),
-             *observations(dec, group.segments, patient, encounter)]
+             *guarantors.guarantors(dec, group.segments, patient),
+             *observations(dec, group.segments, patient, encounter),
+             *deaths.causes_of_death(dec, group.segments, patient, encounter),
+             *referrals(dec, group.segments, patient, encounter)]
     return [adt.carried(r) for r in found if r is not None]
 
 

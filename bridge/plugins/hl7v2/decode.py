@@ -49,7 +49,7 @@ from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, organizations, procedures
-from . import accounts, charges, further_visits, visit_ids
+from . import accounts, billing_background, charges, further_visits, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -431,7 +431,8 @@ class Decoder:
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
-        return [record, *procedures.financial(self, record), *further_visits.further(self, record)]
+        return [record, *procedures.financial(self, record), *billing_background.read(self, record),
+                *further_visits.further(self, record)]
 
     def _prune_evn(self, scope: Scope) -> None:
         """EVN-1 equal to MSH-9.2 says nothing the encoder would not write itself (the event). EVN-2
@@ -756,6 +757,17 @@ class Decoder:
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None
         if encounter is not None and places.says_nothing(encounter):  # an MDM's bare PV1: no visit
             encounter = None
+        note = self.txa_note(txa, lines, patient, encounter, scope)
+        note.document_event = MDM_EVENTS[self.event]
+        self._keep_mdm_wording(txa, note, text_obx, scope)
+        note.extra = scope.extra()
+        self._note_event(note, default_mdm_event(note))
+        return [note]
+
+    def txa_note(self, txa: Segment, lines: list[str], patient: Patient | None, encounter: Encounter | None,
+                 scope: Scope) -> ClinicalNote:
+        """TXA (with the text ``lines`` of its OBX) as a ClinicalNote: TXA-12 number, TXA-17 status, TXA-2
+        type (table 0270), TXA-4 activity time, TXA-9 author, TXA-13 parent document, its people."""
         authors = self.reps(txa, 9)
         doc_type = dt.read_coding(txa.get(2), self.seps)
         if doc_type and not doc_type.system:
@@ -772,15 +784,11 @@ class Decoder:
             author=dt.read_practitioner(authors[0], self.seps) if authors else None,
             patient=patient,
             encounter=encounter,
-            document_event=MDM_EVENTS[self.event],
             parent_document=Identifier(value=parents[0].value, system=parents[0].system,
                                        assigner=parents[0].assigner) if parents else None,
         )
         note.participants = people.document(txa, self.seps)  # derived: TXA stays kept
-        self._keep_mdm_wording(txa, note, text_obx, scope)
-        note.extra = scope.extra()
-        self._note_event(note, default_mdm_event(note))
-        return [note]
+        return note
 
     def _keep_mdm_wording(self, txa: Segment, note: ClinicalNote, text_obx: list[str], scope: Scope) -> None:
         """TXA-3 and TXA-12 as sent when the encoder would word them otherwise, and the text OBX

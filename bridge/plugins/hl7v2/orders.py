@@ -29,7 +29,7 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, people, places, results
+from . import adt, guarantors, people, places, results
 from . import datatypes as dt
 from . import organizations
 from .reader import Segment, reencode_segment, text
@@ -129,12 +129,13 @@ def related_person(dec: Decoder, nk1: Segment, patient: Patient) -> RelatedPerso
 
 def background(dec: Decoder, segments: list[Segment], patient: Patient | None,
                encounter: Encounter | None) -> list[Record]:
-    """The patient's next of kin (NK1, as RelatedPersons), allergies (AL1/IAM), diagnoses (DG1) and
-    insurance (IN1/IN2) in ``segments``, the last three read as an ADT reads them
-    (adt.ClinicalReader); carried, like every other record but the message's first."""
+    """The patient's next of kin (NK1) and guarantors (GT1, guarantors.py) as RelatedPersons,
+    allergies (AL1/IAM), diagnoses (DG1) and insurance (IN1/IN2) in ``segments``, the last three read
+    as an ADT reads them (adt.ClinicalReader); carried, like every other record but the message's first."""
     if patient is None:
         return []
-    people = [p for p in (related_person(dec, s, patient) for s in segments if s.name == "NK1") if p]
+    people: list[Record] = [p for p in (related_person(dec, s, patient) for s in segments if s.name == "NK1") if p]
+    people += guarantors.guarantors(dec, segments, patient)
     reader = adt.ClinicalReader(dec.seps, dec.t, dec.reps)
     return [*people, *reader.records(adt.Group(segments=segments), patient, encounter)]
 
@@ -314,6 +315,35 @@ def referral_provider(dec: Decoder, prd: Segment) -> Practitioner | None:
     return Practitioner(name=name, npi=npi, identifiers=[i for i in ids if i.type != "NPI"])
 
 
+def referral(dec: Decoder, rf1: Segment, scope: Scope, patient: Patient | None,
+             encounter: Encounter | None) -> ServiceRequest:
+    """RF1 as a referral ServiceRequest: RF1-6 and RF1-11 ids, RF1-1 status (REFERRAL_STATUS), RF1-2
+    priority, RF1-3 kind, RF1-7/8 effective and expiration, RF1-9 process date, RF1-10 reason,
+    RF1-19 authorized provider."""
+    ids = []
+    for number, kind in ((6, "PLAC"), (11, None)):
+        for rep in dec.reps(rf1, number)[:1]:
+            parts = [text(p, dec.seps) for p in rep.split(dec.seps.component)] + ["", ""]
+            if parts[0]:
+                ids.append(Identifier(value=parts[0], type=kind, assigner=parts[1] or None))
+    start, end = dec.when(rf1, 7, scope), dec.when(rf1, 8, scope)
+    request = ServiceRequest(
+        identifiers=ids,
+        status=REFERRAL_STATUS.get(dec.t(rf1, 1).upper(), "unknown"),
+        intent="order",
+        category="referral",
+        priority=PRIORITIES.get(dec.t(rf1, 2).upper()),
+        referral_type=dt.read_coding(rf1.get(3), dec.seps),  # a kind of referral, not the service asked for
+        occurrence=Period(start=start, end=end) if start or end else None,
+        authored=dec.when(rf1, 9, scope) or start,
+        reason=codings(dec, rf1, 10),
+        patient=patient,
+        encounter=encounter,
+    )
+    request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
+    return request
+
+
 def decode_referral(dec: Decoder) -> list[Record]:
     """REF^I12-I15: one ServiceRequest (category referral) from RF1, PRD, DG1 and the patient."""
     segs = dec.message.segments
@@ -333,31 +363,10 @@ def decode_referral(dec: Decoder) -> list[Record]:
             requester = provider
         elif role == "RT":
             performers.append(provider)
-    ids = []
-    for number, kind in ((6, "PLAC"), (11, None)):
-        for rep in dec.reps(rf1, number)[:1]:
-            parts = [text(p, dec.seps) for p in rep.split(dec.seps.component)] + ["", ""]
-            if parts[0]:
-                ids.append(Identifier(value=parts[0], type=kind, assigner=parts[1] or None))
-    start, end = dec.when(rf1, 7, scope), dec.when(rf1, 8, scope)
     diagnoses = [c for s in segs if s.name == "DG1" for c in dt.read_codings(s.get(3), dec.seps)[:1]]
-    reason = codings(dec, rf1, 10) + diagnoses
-    referral_type = dt.read_coding(rf1.get(3), dec.seps)  # a kind of referral, not the service asked for
-    request = ServiceRequest(
-        identifiers=ids,
-        status="revoked" if dec.event == "I14" else REFERRAL_STATUS.get(dec.t(rf1, 1).upper(), "unknown"),
-        intent="order",
-        category="referral",
-        priority=PRIORITIES.get(dec.t(rf1, 2).upper()),
-        referral_type=referral_type,
-        occurrence=Period(start=start, end=end) if start or end else None,
-        authored=dec.when(rf1, 9, scope) or start,
-        requester=requester,
-        performers=performers,
-        reason=reason,
-        patient=patient,
-        encounter=encounter,
-        participants=participants,
-    )
-    request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
+    request = referral(dec, rf1, scope, patient, encounter)
+    if dec.event == "I14":
+        request.status = "revoked"
+    request.reason += diagnoses
+    request.requester, request.performers, request.participants = requester, performers, participants
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

@@ -361,10 +361,11 @@ def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Par
 def document(txa: Segment, seps: Separators) -> list[Participant]:
     """TXA-5 primary activity provider and TXA-9 originators after the first (the note's
     ``author``) as authors; the authenticator: TXA-22 authentication person, else TXA-10 assigned
-    authenticator (FHIR's DocumentReference names one)."""
+    authenticator (FHIR's DocumentReference names one). The authenticator comes first, as FHIR's
+    DocumentReference.authenticator is read back before its authors, so a round trip keeps the order."""
     authenticator = (field_participants(txa, 22, "AUTHEN", seps) + field_participants(txa, 10, "AUTHEN", seps))[:1]
-    return (field_participants(txa, 5, "AUT", seps) + field_participants(txa, 9, "AUT", seps, skip_first=True)
-            + authenticator)
+    return (authenticator + field_participants(txa, 5, "AUT", seps)
+            + field_participants(txa, 9, "AUT", seps, skip_first=True))
 
 
 def appointment(message: Message, seps: Separators) -> list[Participant]:

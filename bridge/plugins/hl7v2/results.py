@@ -90,13 +90,15 @@ def interpretation(flag: str) -> Coding:
 
 
 def quantity(number: float, units: Coding | None, comparator: str | None = None) -> Quantity:
-    """A number in the OBX-6 units. The unit code is kept only with its system (a FHIR Quantity with
-    a code must name the system); a bare unit code stays readable as ``unit`` and in ``units``."""
+    """A number in the OBX-6 units. ``unit`` is the sender's human-readable text (CWE.2); a coded unit
+    without text (``beats/min^^ISO``) has its code and system and no invented text. The unit code is
+    kept as a code only with its system (a FHIR Quantity with a code must name the system), so a bare
+    code with neither text nor system stays readable as ``unit``; all of OBX-6 is kept in ``units``."""
     if units is None:
         return Quantity(value=number, comparator=comparator)
-    return Quantity(value=number, unit=units.display or units.code or None,
-                    code=units.code or None if units.system else None, system=units.system,
-                    comparator=comparator)
+    code = units.code or None if units.system else None
+    return Quantity(value=number, unit=units.display or (None if code else units.code or None),
+                    code=code, system=units.system, comparator=comparator)
 
 
 def score(number: float) -> Quantity:
