@@ -35,7 +35,7 @@ ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
-WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours")
+WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours", "timezone")
 WEB_TLS_KEYS = ("cert_file", "key_file")
 JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
 TRIGGER_KEYS = ("cron", "interval_seconds", "timezone")
@@ -302,8 +302,9 @@ def _plugin_options(channels: Mapping[str, ChannelConfig], destinations: Mapping
 
 
 def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:
-    """``web: {listen: "127.0.0.1:8080", tls: {cert_file, key_file}, secret_key_file, session_hours}``;
-    file paths resolve against the config folder."""
+    """``web: {listen: "127.0.0.1:8080", tls: {cert_file, key_file}, secret_key_file, session_hours, timezone}``;
+    file paths resolve against the config folder. ``timezone`` is the site's IANA zone the dashboard shows
+    times in (default UTC), checked now like a channel's zone."""
     problems.unknown_keys(raw, WEB_KEYS, "web")
     out: dict[str, Any] = {}
     listen = raw.get("listen")
@@ -330,6 +331,12 @@ def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[s
         hours = _number(raw["session_hours"], "web.session_hours", problems, minimum=0.01)
         if hours is not None:
             out["session_hours"] = hours
+    if "timezone" in raw:
+        problem = zone_problem(raw["timezone"])
+        if problem:
+            problems.add("web.timezone", problem)
+        else:
+            out["timezone"] = str(raw["timezone"])
     return out
 
 

@@ -17,7 +17,7 @@ from bridge.core.model.keys import KEY_NAMES
 from bridge.core.store import Store
 from bridge.errors import BridgeError, ReplayRefused
 
-from . import present
+from . import analyst, present
 from .auth import ROLES, Principal, hash_password, new_token, requires, token_digest
 
 MAX_PAGE = 500
@@ -141,9 +141,9 @@ def view_message(message_id: int, who: Principal) -> dict[str, Any]:
     message = store().get_message(message_id)
     if message is None:
         raise ApiError(404, f"no message with id {message_id}")
-    detail = present.message_detail(store(), message, who)
+    detail = {**present.message_detail(store(), message, who), **analyst.message_extras(store(), message, who)}
     if who.can("analyst"):
-        store().audit(who.actor, "message.view", f"message:{message_id}", {"parts": ["records", "raw"]})
+        store().audit(who.actor, "message.view", f"message:{message_id}", {"parts": ["records", "raw", "payloads", "responses"]})
     return detail
 
 

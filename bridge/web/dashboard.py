@@ -14,12 +14,15 @@ from urllib.parse import urlparse, urlsplit
 from flask import (Blueprint, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 
+from bridge.core.config import PRUNABLE_STATUSES
 from bridge.core.model.keys import KEY_NAMES
 
 from . import api, present
 from .auth import csrf_ok, dummy_verify, verify_password
 
 SEARCH_FIELDS = ("status", "channel", "since", "until", *KEY_NAMES)
+FINAL_STATUSES = PRUNABLE_STATUSES  # a message in one of these changes no more: its page need not refresh
+MESSAGE_STATUSES = ("received", "processing", "held", "routed", *FINAL_STATUSES)
 
 
 def _actions_back(default: str) -> Any:
@@ -83,7 +86,9 @@ def make_dashboard() -> Blueprint:
     @api.requires("viewer")
     def message(message_id: int) -> Any:
         detail = api.view_message(message_id, g.principal)
-        return render_template("message.html", d=detail, m=detail["message"])
+        live = detail["message"]["status"] not in FINAL_STATUSES or any(
+            o["status"] == "pending" for o in detail["deliveries"])
+        return render_template("message.html", d=detail, m=detail["message"], live=live)
 
     @dash.post("/messages/<int:message_id>/replay")
     @api.requires("operator")

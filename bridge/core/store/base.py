@@ -459,6 +459,10 @@ class Store(abc.ABC):
                     limit: int = 100) -> list[OutboxRow]: ...
 
     @abc.abstractmethod
+    def outbox_payloads(self, message_id: int) -> dict[int, bytes]:
+        """The encoded payload of each of a message's outbox rows, by outbox id."""
+
+    @abc.abstractmethod
     def search(self, *, status: str | None = None, channel: str | None = None,
                keys: Mapping[str, str] | None = None, since: float | None = None,
                until: float | None = None, limit: int = 50, before_id: int | None = None) -> list[StoredMessage]:

@@ -108,6 +108,12 @@ class StoreReads(abc.ABC):
         rows = self._select(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [OutboxRow(*r) for r in rows]
 
+    def outbox_payloads(self, message_id: int) -> dict[int, bytes]:
+        """What each of a message's outbox rows sends (or sent), by outbox id: the encoded payload the
+        dashboard shows per destination. An encode failure's row has an empty payload."""
+        rows = self._select("SELECT id, payload FROM outbox WHERE message_id=? ORDER BY id", (message_id,))
+        return {r[0]: self._raw_bytes(r[1]) for r in rows}
+
     def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None):
         where, params = [], []
         for column, value in (("status", status), ("channel", channel)):
