@@ -465,8 +465,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def search(self, *, status: str | None = None, channel: str | None = None,
                keys: Mapping[str, str] | None = None, since: float | None = None,
-               until: float | None = None, limit: int = 50, before_id: int | None = None) -> list[StoredMessage]:
-        """Newest first. ``keys`` are business keys (see ``bridge.core.model.KEY_NAMES``)."""
+               until: float | None = None, limit: int = 50, before_id: int | None = None,
+               message_type: str | None = None, destination: str | None = None,
+               text: str | None = None) -> list[StoredMessage]:
+        """Newest first. ``keys`` are business keys (see ``bridge.core.model.KEY_NAMES``);
+        ``destination``: messages with an outbox row for it; ``text``: words in the raw input or an
+        outbox payload, from the content index (a trailing ``*`` matches a prefix; BridgeError when
+        there is no word)."""
+
+    @abc.abstractmethod
+    def message_types(self, limit: int = 200) -> list[str]:
+        """The distinct message types stored, sorted."""
 
     @abc.abstractmethod
     def counts(self) -> dict[str, dict[str, int]]:

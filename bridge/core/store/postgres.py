@@ -154,6 +154,16 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
     def schema_version(self) -> int:
         return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
+    def _content_clause(self, terms):
+        """Full text over the GIN expression indexes of migration 10 (the expressions must match them
+        exactly to be used): every word required, ``:*`` for a prefix. Words are letters, digits and
+        ``_`` only (see content_terms), so none is tsquery syntax."""
+        query = " & ".join(word + (":*" if prefix else "") for word, prefix in terms)
+        return ("(to_tsvector('simple', bridge_payload_text(raw)) @@ to_tsquery('simple', ?)"
+                " OR id IN (SELECT message_id FROM outbox"
+                " WHERE to_tsvector('simple', bridge_payload_text(payload)) @@ to_tsquery('simple', ?)))",
+                [query, query])
+
     def close(self) -> None:
         with self._listener_lock:
             self._closed = True

@@ -278,6 +278,14 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
     def schema_version(self) -> int:
         return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
+    def _content_clause(self, terms):
+        """FTS5 over the raw input (message_text) and outbox payloads (outbox_text): each word quoted
+        (so nothing in it is FTS5 syntax), a prefix marked with ``*``, all of them required."""
+        query = " ".join(f'"{word}"' + ("*" if prefix else "") for word, prefix in terms)
+        return ("(id IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)"
+                " OR id IN (SELECT o.message_id FROM outbox o WHERE o.id IN"
+                " (SELECT rowid FROM outbox_text WHERE outbox_text MATCH ?)))", [query, query])
+
     def close(self) -> None:
         with self._all_lock:
             for holder in list(self._all):

@@ -3,6 +3,8 @@
 Never edit a released migration: add the next one. Each entry is (version, description, SQL).
 """
 
+from .migrations import load as migration_files
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -283,3 +285,4 @@ MIGRATIONS.append((
         WHERE lane_head = 1 AND channel IN (SELECT channel FROM channel_state WHERE paused = 1);
     """,
 ))
+MIGRATIONS.extend(migration_files("sqlite"))  # numbered SQL files from 10 on (bridge/core/store/migrations)
