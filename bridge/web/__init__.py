@@ -28,7 +28,7 @@ from .api import ApiError, json_error, make_api
 from .auth import (PUBLIC_ENDPOINTS, LoginLimiter, Principal, csrf_ok, csrf_token, load_secret_key, requires,
                    required_role, token_digest)
 from .dashboard import fingerprint, make_dashboard
-from .readable import DEFAULT_ZONE, detail_fields, fields_html, time_html
+from .readable import DEFAULT_ZONE, detail_fields, fields_html, pretty_json, time_html
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -70,6 +70,7 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
         iso=lambda ts: time_html(ts, zone),
         fields=lambda detail: fields_html(detail_fields(detail), zone,
                                           lambda i: url_for("dashboard.message", message_id=i)))
+    app.jinja_env.filters["pretty_json"] = pretty_json
     app.context_processor(lambda: {"principal": g.get("principal")})
     app.register_blueprint(make_api())
     app.register_blueprint(make_dashboard())

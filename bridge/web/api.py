@@ -21,6 +21,7 @@ from . import analyst, present
 from .auth import ROLES, Principal, hash_password, new_token, requires, token_digest
 
 MAX_PAGE = 500
+MAX_QUERY_CHARS = 200
 ERROR_WINDOW_SECONDS = 3600.0
 SECRET_WORDS = ("password", "secret", "token", "key", "credential", "client_secret")
 
@@ -105,10 +106,12 @@ def mask_secrets(value: Any) -> Any:
 
 
 def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any], int | None]:
-    """Search by status, channel, time range and business keys; returns a page and the next cursor.
+    """Search by status, channel, message type, destination, time range, business keys and words in
+    the payloads (``q``); returns a page and the next cursor.
 
     Searching by a patient, encounter or prescription number needs ``analyst`` (the search itself
-    tells a viewer which messages concern a person) and is audited: who looked up whom, when.
+    tells a viewer which messages concern a person) and is audited: who looked up whom, when. A
+    content search needs ``analyst`` too, and every one is audited with its words and what it found.
     """
     keys = {name: args[name] for name in KEY_NAMES if args.get(name)}
     phi_keys = {k: v for k, v in keys.items() if k in present.PHI_KEYS}
@@ -121,10 +124,25 @@ def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any],
         until = present.parse_time(args.get("until"), "until")
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
-                          since=since, until=until, limit=limit + 1, before_id=before_id)
+    text = (args.get("q") or "").strip() or None
+    if text and not who.can("analyst"):
+        raise ApiError(403, "searching inside payloads needs the analyst role")
+    if text and len(text) > MAX_QUERY_CHARS:
+        raise ApiError(400, f"q: at most {MAX_QUERY_CHARS} characters")
+    destination = args.get("destination") or None
+    if destination and destination not in current_app.config["BRIDGE_CONFIG"].destinations:
+        raise ApiError(400, f"destination: no destination named {destination!r}")
+    try:
+        rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
+                              since=since, until=until, limit=limit + 1, before_id=before_id,
+                              message_type=args.get("message_type") or None, destination=destination, text=text)
+    except BridgeError as exc:  # a content search with no word in it
+        raise ApiError(400, str(exc)) from None
     page = rows[:limit]
-    if phi_keys:
+    if text:  # a look inside payloads is a view of PHI, whatever it found: who searched for what
+        store().audit(who.actor, "message.content_search", "messages",
+                      {"text": text, "keys": phi_keys, "results": len(page), "message_ids": [m.id for m in page]})
+    elif phi_keys:
         store().audit(who.actor, "message.search", "messages", {"keys": phi_keys, "results": len(page)})
     elif page and who.can("analyst"):  # the list shows patient, encounter and prescription numbers
         audit_listing(who, "message.list", [m.id for m in page])

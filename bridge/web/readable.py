@@ -9,6 +9,7 @@ is a link and a nested object is flattened into dotted labels.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -59,6 +60,12 @@ def time_html(value: float | str | None, zone_name: str = DEFAULT_ZONE) -> Marku
     shown = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or zone_name)
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), utc_text, shown)
+
+
+def pretty_json(value: Any) -> str:
+    """Records as indented JSON for a ``<pre>``: plain text that the template escapes once. (Jinja's
+    ``tojson`` is for embedding in a script: it writes ``'`` as ``\\u0027``, which a reader then sees.)"""
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def label(key: str) -> str:
