@@ -132,6 +132,8 @@ def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any],
     destination = args.get("destination") or None
     if destination and destination not in current_app.config["BRIDGE_CONFIG"].destinations:
         raise ApiError(400, f"destination: no destination named {destination!r}")
+    if text:
+        catch_up_content_index()
     try:
         rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
                               since=since, until=until, limit=limit + 1, before_id=before_id,
@@ -148,6 +150,13 @@ def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any],
         audit_listing(who, "message.list", [m.id for m in page])
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return page, next_cursor
+
+
+def catch_up_content_index() -> None:
+    """A content search sees every payload stored before it: the engine's indexer runs a moment
+    behind the intake (and a process that only reads, such as the CLI, has none), so catch up first."""
+    while store().index_content():
+        pass
 
 
 def audit_listing(who: Principal, action: str, ids: list[int]) -> None:

@@ -44,10 +44,18 @@ def ids(messages) -> list[int]:
     return [m.id for m in messages]
 
 
+def caught_up(store):
+    """The store with its content index up to date (the engine's indexer, or the API before a search)."""
+    while store.index_content():
+        pass
+    return store
+
+
 def test_content_search_finds_words_in_raw_input_and_in_sent_payloads(store):
     adt = stored(store, ADT, "ADT^A04", {"ehr": b'{"resourceType": "Bundle", "id": "bundle-ehr-1"}'})
     other = stored(store, ADT.replace(b"Testpatient", b"Otherperson"), "ADT^A08",
                    {"lab": b"ORM payload with LABCODE-991"})
+    caught_up(store)
     assert ids(store.search(text="testpatient")) == [adt]  # case does not matter
     assert ids(store.search(text="Testpatient Jane")) == [adt]  # every word is required
     assert ids(store.search(text="Testpatient Nobody")) == []
@@ -63,23 +71,39 @@ def test_content_search_finds_words_in_raw_input_and_in_sent_payloads(store):
 def test_filters_by_message_type_and_destination_and_lists_the_types(store):
     adt = stored(store, ADT, "ADT^A04", {"ehr": b"x", "archive": b"y"})
     oru = stored(store, ADT.replace(b"ADT^A04", b"ORU^R01"), "ORU^R01", {"archive": b"z"})
-    assert ids(store.search(message_type="ORU^R01")) == [oru]
+    assert ids(store.search(message_type="ORU^R01")) == [oru]  # no index needed for these
     assert ids(store.search(destination="ehr")) == [adt]
     assert ids(store.search(destination="archive")) == [oru, adt]
     assert store.message_types() == ["ADT^A04", "ORU^R01"]
 
 
-def test_a_pruned_message_leaves_the_index(store):
-    old = stored(store, ADT, "ADT^A04", {"ehr": b"SENTWORD"})
+def test_a_pruned_message_leaves_the_index_and_a_reused_id_is_indexed_again(store):
+    stored(store, ADT, "ADT^A04", {"ehr": b"SENTWORD"})
+    caught_up(store)
     claim = store.claim_delivery("d", 60)
     store.finish_delivery(claim, "delivered", "ok")
     pruned = store.prune_messages({"ch": (float("inf"), ("delivered",))}, actor="test")
     assert pruned["ch"]["messages"] == 1
     assert store.search(text="Testpatient") == [] and store.search(text="SENTWORD") == []
     again = stored(store, b"MSH|^~\\&|A|B|C|D|20260301||ADT^A04|C2|P|2.5\rPID|1||X||Newperson\r", "ADT^A04",
-                   {"ehr": b"other"})
+                   {"ehr": b"other"})  # SQLite gives it the pruned message's id
+    caught_up(store)
     assert ids(store.search(text="Newperson")) == [again] and store.search(text="Testpatient") == []
-    assert again >= old
+
+
+def test_a_message_pruned_before_it_was_indexed_leaves_the_index_whole(tmp_path):
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    first = stored(store, ADT, "ADT^A04", {"ehr": b"one"})
+    caught_up(store)
+    stored(store, ADT.replace(b"Testpatient", b"Laterperson"), "ADT^A04", {"ehr": b"two"})
+    while claim := store.claim_delivery("d", 60):
+        store.finish_delivery(claim, "delivered", "ok")
+    assert store.prune_messages({"ch": (float("inf"), ("delivered",))}, actor="test")["ch"]["messages"] == 2
+    assert store.get_message(first) is None
+    caught_up(store)
+    assert store.search(text="Laterperson") == [] and store.search(text="Testpatient") == []
+    assert store._read("INSERT INTO message_text(message_text) VALUES ('integrity-check')") == []
+    store.close()
 
 
 def test_content_terms_are_words_and_a_search_without_one_is_refused():

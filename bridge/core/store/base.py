@@ -473,6 +473,16 @@ class Store(abc.ABC):
         outbox payload, from the content index (a trailing ``*`` matches a prefix; BridgeError when
         there is no word)."""
 
+    indexes_content_later: bool = False
+    """True when new payloads reach the content index only through :meth:`index_content` (the engine
+    then runs it in a thread of its own); False when the database indexes them as they are written."""
+
+    def index_content(self, limit: int = 2000) -> int:
+        """Bring the content index up to date by at most ``limit`` rows per table, in one transaction;
+        returns how many rows it indexed (0: up to date). A backend whose database maintains the index
+        itself (PostgreSQL's GIN index) has nothing to do."""
+        return 0
+
     @abc.abstractmethod
     def message_types(self, limit: int = 200) -> list[str]:
         """The distinct message types stored, sorted."""
