@@ -56,7 +56,7 @@ def time_html(value: float | str | None, zone_name: str = DEFAULT_ZONE) -> Marku
         return Markup("-")
     moment = datetime.fromtimestamp(at, timezone.utc)
     local = moment.astimezone(ZoneInfo(zone_name))
-    utc_text = moment.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+    utc_text = moment.isoformat(sep=" ", timespec="milliseconds").replace("+00:00", "") + " UTC"
     shown = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or zone_name)
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), utc_text, shown)
