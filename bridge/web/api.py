@@ -105,7 +105,7 @@ def mask_secrets(value: Any) -> Any:
 # --- search shared with the dashboard ---------------------------------------------------------------
 
 
-def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any], int | None]:
+def search_messages(args: Mapping[str, str], who: Principal, limit: int | None = None) -> tuple[list[Any], int | None]:
     """Search by status, channel, message type, destination, time range, business keys and words in
     the payloads (``q``); returns a page and the next cursor.
 
@@ -117,7 +117,7 @@ def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any],
     phi_keys = {k: v for k, v in keys.items() if k in present.PHI_KEYS}
     if phi_keys and not who.can("analyst"):
         raise ApiError(403, f"searching by {', '.join(sorted(phi_keys))} needs the analyst role")
-    limit = int_arg("limit", 50, MAX_PAGE) or 50
+    limit = limit or int_arg("limit", 50, MAX_PAGE) or 50
     before_id = int_arg("before_id", None)
     try:
         since = present.parse_time(args.get("since"), "since")

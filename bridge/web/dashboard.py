@@ -19,7 +19,7 @@ from flask import (Blueprint, current_app, flash, g, redirect, render_template, 
 from bridge.core.config import PRUNABLE_STATUSES
 from bridge.core.model.keys import KEY_NAMES
 
-from . import api, present
+from . import api, bulk_replay, present
 from .auth import csrf_ok, dummy_verify, verify_password
 from .readable import DEFAULT_ZONE
 
@@ -86,6 +86,32 @@ def make_dashboard() -> Blueprint:
         return render_template("messages.html", items=items, args=args, error=error, next_args=next_args,
                                key_names=KEY_NAMES, channels=sorted(config.channels), statuses=MESSAGE_STATUSES,
                                destinations=sorted(config.destinations), message_types=api.store().message_types())
+
+    @dash.get("/messages/replay")
+    @api.requires("operator")
+    def bulk_replay_review() -> Any:
+        """Step one of a bulk replay: the search's messages, their destinations, the count to confirm."""
+        args = {k: v.strip() for k, v in request.args.items() if k in SEARCH_FIELDS and v.strip()}
+        if not args:
+            flash("search first: a bulk replay replays the messages a search finds", "error")
+            return redirect(url_for("dashboard.messages"))
+        found = bulk_replay.review(in_site_zone(args, site_zone()), g.principal)
+        return render_template("replay_confirm.html", r=found, args=args)
+
+    @dash.post("/messages/replay")
+    @api.requires("operator")
+    def bulk_replay_run() -> Any:
+        """Step two: replay the reviewed ids (see bridge.web.bulk_replay)."""
+        try:
+            done = bulk_replay.run(request.form, request.form.getlist("destination"))
+        except api.ApiError as exc:  # back to the review page (its ``next``), nothing replayed
+            flash(exc.message, "error")
+            return _actions_back(url_for("dashboard.messages"))
+        refused = "; ".join(f"{r['message_id']}: {r['error']}" for r in done["refused"][:5])
+        flash(f"{len(done['replayed'])} message(s) replayed, {len(done['refused'])} refused, "
+              f"{len(done['skipped'])} skipped (not routed to a chosen destination)"
+              + (f". Refused: {refused}" if refused else ""), "ok" if done["replayed"] else "error")
+        return redirect(url_for("dashboard.messages"))
 
     @dash.get("/messages/<int:message_id>")
     @api.requires("viewer")

@@ -93,8 +93,17 @@ def test_live_pages_refresh_and_the_dashboard_works_from_the_keyboard(served, br
         shot(browser, name)
     assert "{" not in browser.text("#audit")  # audit details as fields, not JSON
 
+    browser.go(f"{base}/messages?destination=ehr")
+    browser.click("#bulk-replay-link")
+    assert "It finds 2 message(s)" in browser.text("#replay-count")
+    browser.type("#bulk-replay input[name=reason]", "the EHR restored yesterday's backup")
+    browser.type("#confirm-count", "2")
+    shot(browser, "bulk-replay-confirm")
+    browser.click("#bulk-replay-submit")
+    assert "2 message(s) replayed" in browser.text(".flash")
+
     trace_id = site.store.get_message(site.ids["rx1"]).trace_id
     browser.go(f"{base}/traces/{trace_id}")
-    assert browser.count(".trace-message") == 2  # the visit and its prescription, one card each
+    assert browser.count(".trace-message") == 3  # the visit, its prescription and the visit's replay
     height = browser._call("POST", browser._s("/execute/sync"), {"script": SCRIPT_HEIGHT, "args": []})
     assert height < 1000, f"the trace page is {height} px tall"  # cards side by side on a laptop screen
