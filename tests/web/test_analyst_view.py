@@ -181,3 +181,14 @@ def test_content_search_looks_inside_payloads_for_analysts_and_every_search_is_a
     no_word = api.get("/api/v1/messages?q=%22%2A")
     assert no_word.status_code == 400 and "no word" in no_word.get_json()["message"]
     assert api.get("/api/v1/messages?q=" + "a" * 201).status_code == 400
+
+
+def test_the_site_zone_is_checked_when_the_config_is_read(tmp_path):
+    from bridge.core.config import parse_config
+    from bridge.errors import ConfigError
+
+    assert parse_config({**CHICAGO}, config_dir=str(tmp_path)).web["timezone"] == "America/Chicago"
+    for wrong in ("Mars/Olympus", "-05:00"):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({**CONFIG, "web": {"timezone": wrong}}, config_dir=str(tmp_path))
+        assert "web.timezone" in str(caught.value)
