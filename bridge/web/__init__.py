@@ -64,7 +64,7 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _unexpected_error)
-    zone = web.get("timezone", DEFAULT_ZONE)
+    zone = app.config["BRIDGE_SITE_ZONE"] = web.get("timezone", DEFAULT_ZONE)
     app.jinja_env.globals.update(
         csrf_token=lambda: csrf_token(session), version=__version__, site_zone=zone,
         iso=lambda ts: time_html(ts, zone),

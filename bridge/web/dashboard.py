@@ -21,7 +21,6 @@ from bridge.core.model.keys import KEY_NAMES
 
 from . import api, bulk_replay, present
 from .auth import csrf_ok, dummy_verify, verify_password
-from .readable import DEFAULT_ZONE
 
 SEARCH_FIELDS = ("status", "channel", "message_type", "destination", "since", "until", "q", *KEY_NAMES)
 FINAL_STATUSES = PRUNABLE_STATUSES  # a message in one of these changes no more: its page need not refresh
@@ -235,7 +234,8 @@ def _login_post() -> Any:
 
 
 def site_zone() -> str:
-    return current_app.config["BRIDGE_CONFIG"].web.get("timezone", DEFAULT_ZONE)
+    """The IANA zone the dashboard shows times in (``web.timezone``, set by create_app)."""
+    return current_app.config["BRIDGE_SITE_ZONE"]
 
 
 def in_site_zone(args: dict[str, str], zone: str) -> dict[str, str]:
