@@ -192,3 +192,22 @@ def test_the_site_zone_is_checked_when_the_config_is_read(tmp_path):
         with pytest.raises(ConfigError) as caught:
             parse_config({**CONFIG, "web": {"timezone": wrong}}, config_dir=str(tmp_path))
         assert "web.timezone" in str(caught.value)
+
+
+def test_a_destination_reply_is_shown_with_the_answer_and_linked_both_ways(site):
+    from .conftest import encounter
+
+    message_id = site.engine.submit("intake", encounter(9, "MRN-R9")).message_id
+    assert site.engine.process_batch()
+    claim = site.store.claim_delivery("test-deliverer", 60)
+    assert claim.row.message_id == message_id
+    ack = b"MSH|^~\\&|EHR|HOSP|BRIDGE|CLINIC|20260301120000||ACK|A1|P|2.5\rMSA|AA|TB9\r"
+    reply_id = site.store.finish_delivery(claim, "delivered", "HTTP 201 Created", reply=("ehr-replies", "hl7v2", ack))
+    client = site.login("analyst")
+    page = client.get(f"/messages/{message_id}").get_data(as_text=True)
+    answers = page.split(f'id="answers-{claim.row.id}"', 1)[1].split("</table>", 1)[0]
+    assert "HTTP 201 Created" in answers and f'href="/messages/{reply_id}">reply: message {reply_id}</a>' in answers
+    assert "MSA|AA|TB9" in page.split(f'id="reply-{reply_id}"', 1)[1].split("</pre>", 1)[0]
+    assert f'href="/messages/{reply_id}">answer from ehr message {reply_id}</a>' in page
+    reply_page = client.get(f"/messages/{reply_id}").get_data(as_text=True)
+    assert f'href="/messages/{message_id}">answer to the delivery of message {message_id}</a>' in reply_page
