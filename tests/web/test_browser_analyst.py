@@ -76,11 +76,13 @@ def test_an_analyst_searches_payloads_and_reads_a_message_tab_by_tab(served, bro
 def test_live_pages_refresh_and_the_dashboard_works_from_the_keyboard(served, browser):  # noqa: F811
     site, base = served
     log_in(browser, base, "admin-user")
-    browser.go(f"{base}/holds")
+    browser.go(f"{base}/jobs")
     assert "updates every 15 s" in browser.text("footer")
     browser.click("#refresh-toggle")
     assert "updates paused" in browser.text("footer") and browser.text("#refresh-toggle") == "Resume updates"
     browser.click("#refresh-toggle")
+    browser.go(f"{base}/holds")
+    assert "updates every 60 s" in browser.text("footer")  # audited for an admin: once a minute
     shot(browser, "holds")
 
     browser.go(f"{base}/")
