@@ -1,4 +1,4 @@
-"""What the content index (migration 10) costs, and how fast a content search answers.
+"""What the content index (migration 11) costs, and how fast a content search answers.
 
 The SQLite store fills its FTS5 index in batches (``index_content``, the engine's indexer thread),
 not in the intake's commit. This compares, rounds alternating in one run: the intake alone (as it

@@ -651,7 +651,8 @@ def cmd_map_test(args) -> int:
 
 def cmd_map_try(args) -> int:
     """``bridge map try``: one message through a channel's maps, step by step (docs/maps.md)."""
-    from bridge.core.maps.trying import print_trace, trace_maps
+    from bridge.core.maps.pipeline import inbound_messages
+    from bridge.core.maps.trying import print_trace, trace_destination, trace_maps
     from bridge.core.model.times import localize_records
 
     plugins = _plugins()
@@ -659,7 +660,12 @@ def cmd_map_try(args) -> int:
     channel = config.channels.get(args.channel)
     if channel is None:
         raise UsageError(f"no channel {args.channel!r} (channels: {', '.join(sorted(config.channels)) or 'none'})")
-    if not channel.maps:
+    destination = config.destinations.get(args.destination) if args.destination else None
+    if args.destination and destination is None:
+        raise UsageError(f"no destination {args.destination!r} (destinations: {', '.join(sorted(config.destinations))})")
+    if destination is not None and not (destination.maps or destination.passthrough):
+        raise UsageError(f"destination {args.destination!r} has no maps and does not pass HL7v2 through")
+    if not channel.maps and destination is None:
         raise UsageError(f"channel {args.channel!r} has no maps (add maps: [NAME] to it; docs/maps.md)")
     raw = _read_file(args.file)
     try:
@@ -669,9 +675,24 @@ def cmd_map_try(args) -> int:
     if channel.timezone:
         localize_records(records, channel.timezone)
     print(f"channel {args.channel}: {args.file} decoded as {channel.format}, {len(records)} record(s); "
-          f"maps: {', '.join(channel.maps)}")
-    traces, outcome = trace_maps([config.maps[name] for name in channel.maps], records)
-    print_trace(traces, outcome, sys.stdout)
+          f"maps: {', '.join(channel.maps) or 'none'}")
+    maps = [config.maps[name] for name in channel.maps]
+    every = [*maps, *(config.maps[name] for name in (destination.maps if destination else ()))]
+    inbound = inbound_messages(every, raw if channel.format == "hl7v2" else None)
+    traces, outcome = trace_maps(maps, records, inbound)
+    if destination is None:
+        print_trace(traces, outcome, sys.stdout)
+        return EXIT_FAIL if outcome.failure else EXIT_OK
+    from bridge.core.maps.trying import print_steps
+
+    print_steps(traces, sys.stdout)
+    if outcome.failure or outcome.holds or not outcome.records:
+        print_trace([], outcome, sys.stdout)
+        return EXIT_FAIL if outcome.failure else EXIT_OK
+    try:
+        outcome = trace_destination(config, plugins, args.destination, outcome.records, raw, inbound, sys.stdout)
+    except (ValueError, EncodeError) as exc:
+        raise UsageError(f"destination {args.destination}: {exc}") from None
     return EXIT_FAIL if outcome.failure else EXIT_OK
 
 
@@ -690,6 +711,8 @@ def _add_map_commands(sub) -> None:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default %(default)s)")
     p.add_argument("channel", help="the channel whose maps run, in its order, with its decoding options and timezone")
     p.add_argument("file", help="a message as the channel receives it (HL7v2 for an hl7v2 channel)")
+    p.add_argument("--destination", metavar="DEST", help="then DEST's maps on its copy, and for an hl7v2 destination "
+                   "its outbound message and the field-position steps on it (printed)")
     p.set_defaults(func=cmd_map_try)
 
 

@@ -24,7 +24,7 @@ from bridge.errors import ConfigError
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web")
+TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alerts")
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state", "maps")
 ROUTE_KEYS = ("when", "to")
@@ -32,7 +32,7 @@ WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
 ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
-DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps")
+DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps", "passthrough")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours", "timezone")
@@ -114,6 +114,9 @@ class DestinationConfig:
     profile: str | None = None
     maps: tuple[str, ...] = ()
     """Maps run on this destination's copy of the routed records, before encoding (docs/maps.md)."""
+    passthrough: bool = False
+    """HL7v2 → HL7v2: send the sender's message as it came, edited only by the maps' field-position
+    steps, instead of encoding the records (docs/maps.md)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ class BridgeConfig:
     """(path, message) pairs for a config that works but probably not as meant; ``bridge check`` prints them."""
     maps: Mapping[str, Any] = field(default_factory=dict)
     """Every map beside the config by name, compiled (bridge.core.maps)."""
+    alerts: Any = None
+    """The ``alerts:`` section (bridge.core.alerts.config.AlertsConfig); None when built without one."""
 
 
 class _Problems:
@@ -270,6 +275,10 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     from bridge.core.maps.config import load_config_maps
 
     maps = load_config_maps(config_dir, channels, destinations, problems.add)
+    from bridge.core.alerts.config import parse_alerts
+
+    alerts = parse_alerts(data.get("alerts"), config_dir=config_dir, channels=channels, destinations=destinations,
+                          jobs=jobs, add=problems.add)
     if plugins is not None:  # options: only what the plugins declare they read (bridge.core.options)
         _plugin_options(channels, destinations, {n: data[n] for n in sections if n in data}, plugins, problems)
     if problems.items:
@@ -287,6 +296,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
         web=web,
         warnings=warnings,
         maps=maps,
+        alerts=alerts,
     )
 
 
@@ -651,8 +661,22 @@ def _destinations(raw: Mapping[str, Any], problems: _Problems,
             options=dict(_mapping(body.get("options"), f"{path}.options", problems)),
             profile=profile,
             maps=_map_names(body.get("maps"), f"{path}.maps", problems),
+            passthrough=_passthrough(body.get("passthrough"), fmt, f"{path}.passthrough", problems),
         )
     return out
+
+
+def _passthrough(value: Any, fmt: str | None, path: str, problems: _Problems) -> bool:
+    """``passthrough: true``: only for an hl7v2 destination (it sends the sender's HL7v2 message)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        problems.add(path, f"expected true or false, got {value!r}")
+        return False
+    if value and fmt != "hl7v2":
+        problems.add(path, f"only an hl7v2 destination can pass the sender's HL7v2 message through (format: {fmt})")
+        return False
+    return value
 
 
 def _zone_options(options: Mapping[str, Any], path: str, problems: _Problems) -> None:

@@ -87,6 +87,7 @@ class Engine:
         self.sources: list[Source] = []
         self.metrics = EngineMetrics()
         self.scheduler: Any = None
+        self.alerts: Any = None
         self.worker_processes: WorkerProcesses | None = None
         redaction.install()
         self._stop = threading.Event()
@@ -248,6 +249,11 @@ class Engine:
 
             self.scheduler = Scheduler(self.store, self.config, self.plugins, self.owner, submit=self.submit)
             self.scheduler.start()
+        if self.config.alerts is not None and self.config.alerts.active:
+            from bridge.core.alerts import AlertMonitor
+
+            self.alerts = AlertMonitor(self.store, self.config, engine=self)
+            self.alerts.start()
         log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
                  len(self.config.destinations))
 
@@ -288,6 +294,8 @@ class Engine:
         self._threads.append(thread)
 
     def stop(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.worker_processes is not None:

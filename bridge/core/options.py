@@ -24,8 +24,10 @@ from bridge.plugin_types import OptionSpec
 if TYPE_CHECKING:
     from bridge.core.plugin_manager import PluginManager
 
-INJECTED = ("message_control_id", "trace_id", "config_dir", "source_envelope")
-"""Keys the engine adds to a destination's options at run time; never written in the config."""
+INJECTED = ("message_control_id", "trace_id", "config_dir", "source_envelope", "records_mapped")
+"""Keys the engine adds to a destination's options at run time; never written in the config.
+(``records_mapped``: a channel's or the destination's maps ran on the records, so an encoder that
+keeps the sender's wording checks them for changes; without maps it need not pay for that.)"""
 
 Problem = tuple[str, str]
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from bridge.core.config import ChannelConfig, DestinationConfig
 from bridge.core.maps import Map, MapOutcome
-from bridge.core.maps.pipeline import apply_destination_maps, channel_map_events, merge_map_routes, run_channel_maps
+from bridge.core.maps.pipeline import (
+    apply_destination_maps,
+    channel_map_events,
+    edit_outbound,
+    merge_map_routes,
+    run_channel_maps,
+)
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.envelope import MessageEnvelope, localize_envelope
 from bridge.core.model.keys import keys_of
@@ -161,7 +167,7 @@ class Processor:
             return _failed(f"{plan.format.name} decode produced no records", "decode")
         if claim.channel in self._zones:  # the sender's local times become exact before policies and routes see them
             localize_records(records, self._zones[claim.channel])
-        mapped = run_channel_maps(plan.maps, records)
+        mapped = run_channel_maps(plan.maps, records, _hl7(plan.format, claim.raw))
         if mapped is not None:
             if mapped.failure:
                 return ProcessingResult(status="failed", error=mapped.failure, events=[
@@ -228,8 +234,9 @@ class Processor:
         if not routed and not records:
             events.append(("filtered", {"reason": "the channel's maps dropped every record"}))
             return ProcessingResult(status="filtered", events=events, **base, **lifecycle)
+        inbound_hl7 = _hl7(plan.format, claim.raw)
         routed, map_failures, map_holds = apply_destination_maps(
-            {name: self.destinations[name].maps for name in routed}, routed, events)
+            {name: self.destinations[name].maps for name in routed}, routed, events, inbound_hl7)
         if map_holds and not claim.policy_override:
             events.append(("held", {"rules": map_holds}))
             return ProcessingResult(status="held", events=events, hold_reasons=map_holds, **base)
@@ -240,8 +247,14 @@ class Processor:
         identity: dict[str, Any] = {"message_control_id": f"TB{claim.original_id}", "trace_id": trace_id}
         if decoded.envelope is not None:
             identity["source_envelope"] = decoded.envelope
-        outbox = [self.encode_for(name, chosen, identity, order_key, plan.config.order_mode, claim.id)
+        field_holds: list[dict[str, Any]] = []
+        outbox = [self.encode_for(name, chosen, _mapped_identity(identity, decoded.mapped is not None
+                                                             or bool(self.destinations[name].maps)),
+                                  order_key, plan.config.order_mode, claim.id, inbound_hl7, events, field_holds)
                   for name, chosen in routed.items()]
+        if field_holds and not claim.policy_override:  # a field lookup's missing code, on an outbound message
+            events.append(("held", {"rules": field_holds}))
+            return ProcessingResult(status="held", events=events, hold_reasons=field_holds, **base)
         outbox += [NewOutbox(name, b"", self.destinations[name].format.media_type,
                              self.destinations[name].format.file_extension, order_key, plan.config.order_mode,
                              error=error) for name, error in map_failures.items()]
@@ -253,24 +266,44 @@ class Processor:
         return ProcessingResult(status="routed", outbox=outbox, events=events, **base, **lifecycle)
 
     def encode_for(self, name: str, chosen: Sequence[Record], identity: Mapping[str, Any], order_key: str | None,
-                   order_mode: str, message_id: int) -> NewOutbox:
+                   order_mode: str, message_id: int, inbound_hl7: bytes | None = None,
+                   events: list[tuple[str, Mapping[str, Any]]] | None = None,
+                   field_holds: list[dict[str, Any]] | None = None) -> NewOutbox:
         """One destination's outbox row. Destinations are independent: when this one's encoder refuses
         (or a plugin bug raises), its row carries the error and becomes a dead letter, and the others
-        are still queued."""
+        are still queued. A ``passthrough`` destination sends the sender's HL7v2 message instead of
+        encoding; then (or when its maps edit fields) the maps' field-position steps edit the message."""
         dest = self.destinations[name]
         fmt = dest.format
 
         def failed(error: str) -> NewOutbox:
             return NewOutbox(name, b"", fmt.media_type, fmt.file_extension, order_key, order_mode, error=error)
 
-        try:
-            payload = fmt.encode(chosen, {**dest.config.options, **identity, "config_dir": self.config_dir})
-        except EncodeError as exc:
-            log.warning("message %s: %s refused it for destination %s; dead-lettered", message_id, fmt.name, name)
-            return failed(f"encoding {fmt.name} for {name} failed: {exc}")
-        except Exception as exc:  # plugin bug: keep the message and say where
-            log.error("destination %s: %s encoder raised %s", name, fmt.name, type(exc).__name__)
-            return failed(f"{fmt.name} encoder error for {name} ({type(exc).__name__}): {exc}")
+        if dest.config.passthrough:
+            if inbound_hl7 is None:
+                return failed(f"destination {name} passes the sender's HL7v2 message through, but this message "
+                              "did not arrive as HL7v2")
+            payload = inbound_hl7
+        else:
+            try:
+                payload = fmt.encode(chosen, {**dest.config.options, **identity, "config_dir": self.config_dir})
+            except EncodeError as exc:
+                log.warning("message %s: %s refused it for destination %s; dead-lettered", message_id, fmt.name, name)
+                return failed(f"encoding {fmt.name} for {name} failed: {exc}")
+            except Exception as exc:  # plugin bug: keep the message and say where
+                log.error("destination %s: %s encoder raised %s", name, fmt.name, type(exc).__name__)
+                return failed(f"{fmt.name} encoder error for {name} ({type(exc).__name__}): {exc}")
+        if dest.config.passthrough or any(m.edits_fields for m in dest.maps):
+            control_id = str(identity["message_control_id"]) if dest.config.passthrough else None
+            try:
+                payload, edited = edit_outbound(dest.maps, payload, chosen, f"destination:{name}",
+                                                events if events is not None else [], control_id)
+            except DecodeError as exc:
+                return failed(f"the maps of {name} edit HL7v2 fields, but its message is not HL7v2: {exc}")
+            if edited.failure:
+                return failed(edited.failure)
+            if field_holds is not None:
+                field_holds.extend(edited.hold_rules)
         header = _peek(fmt, payload)
         return NewOutbox(name, payload, fmt.media_type, fmt.file_extension, order_key, order_mode,
                          header.control_id, header.message_type)
@@ -287,7 +320,8 @@ class Processor:
             return None
         if channel in self._zones:
             localize_records(records, self._zones[channel])
-        mapped = run_channel_maps(plan.maps, records)  # the gate judges what the worker will judge
+        # the gate judges what the worker will judge
+        mapped = run_channel_maps(plan.maps, records, _hl7(plan.format, raw))
         if mapped is not None and mapped.failure:
             return None
         records = mapped.records if mapped is not None else records
@@ -358,6 +392,11 @@ class Processor:
         return outcome, rules, {name: decision.ruleset for name, decision in decisions}
 
 
+def _hl7(fmt: FormatSpec, raw: bytes) -> bytes | None:
+    """``raw`` when it is an HL7v2 message (what field positions and pass-through read), else None."""
+    return raw if fmt.name == "hl7v2" else None
+
+
 def _peek(fmt: FormatSpec, payload: bytes) -> MessageHeader:
     """The control id and type our own encoded payload carries (to correlate the answers it gets)."""
     try:
@@ -418,6 +457,12 @@ def internal_failure(exc: BaseException) -> ProcessingResult:
     """The result for a message whose processing raised (a bug, not bad input): failed, replayable."""
     return _failed(f"internal error while processing ({type(exc).__name__}); replay once the cause is fixed",
                    "processing")
+
+
+
+def _mapped_identity(identity: Mapping[str, Any], mapped: bool) -> Mapping[str, Any]:
+    """The options the engine adds, with ``records_mapped`` when maps ran on these records."""
+    return {**identity, "records_mapped": True} if mapped else identity
 
 
 def _failed(error: str, stage: str) -> ProcessingResult:

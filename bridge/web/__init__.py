@@ -24,6 +24,7 @@ from bridge.core.plugin_manager import PluginManager
 from bridge.core.store import Store, open_store
 from bridge.errors import StoreError
 
+from .alerts import make_alerts
 from .api import ApiError, json_error, make_api
 from .auth import (PUBLIC_ENDPOINTS, LoginLimiter, Principal, csrf_ok, csrf_token, load_secret_key, requires,
                    required_role, token_digest)
@@ -74,6 +75,7 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     app.context_processor(lambda: {"principal": g.get("principal")})
     app.register_blueprint(make_api())
     app.register_blueprint(make_dashboard())
+    app.register_blueprint(make_alerts())
     _mount_metrics(app)
     for spec in plugins.web_blueprints().values():
         app.register_blueprint(spec.factory(), url_prefix=spec.url_prefix)

@@ -48,7 +48,7 @@ HL7_DESTINATION = """
       ehr:
         url: mllp://127.0.0.1:2575
         format: hl7v2
-        options: {version: "2.3", mrn_assigner: HOSP, value_map: {M: male}, sending_aplication: TB,
+        options: {version: "2.6", from_id: TB, mrn_assigner: HOSP, value_map: {M: male}, sending_aplication: TB,
                   sending_facility: CLINIC}
 """
 
@@ -63,9 +63,10 @@ def test_bridge_check_refuses_options_an_hl7v2_destination_does_not_read(tmp_pat
     path = write(tmp_path, HL7_DESTINATION)
     assert main(["check", "-c", str(path)]) == 2
     err = capsys.readouterr().err
-    for key in ("version", "mrn_assigner", "value_map"):
+    for key in ("from_id", "mrn_assigner", "value_map"):
         assert f"destinations.ehr.options.{key}: unknown option for transport 'mllp' and format 'hl7v2'" in err
-    assert "'mrn_assigner' is an option of profile" in err and "'version' is an option of format 'ncpdp'" in err
+    assert "'mrn_assigner' is an option of profile" in err and "'from_id' is an option of format 'ncpdp'" in err
+    assert "destinations.ehr.options.version: expected one of 2.3, 2.4, 2.5, 2.5.1, 2.8, got '2.6'" in err
     assert "destinations.ehr.options.sending_facility:" not in err  # a real option is not refused
 
 
@@ -107,7 +108,7 @@ def test_option_values_are_checked_against_kind_and_choices(tmp_path, plugins):
 
 
 def test_options_the_engine_sets_are_refused_in_the_config(tmp_path, plugins):
-    path = write(tmp_path, HL7_DESTINATION.replace('version: "2.3"', "message_control_id: X1"))
+    path = write(tmp_path, HL7_DESTINATION.replace('version: "2.6"', "message_control_id: X1"))
     assert "set by the engine" in problems_of(path, plugins)["destinations.ehr.options.message_control_id"]
 
 

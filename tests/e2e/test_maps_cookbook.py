@@ -1,4 +1,4 @@
-"""Issue 14 (first slice), done when: each cookbook recipe of docs/maps.md runs through `bridge run`.
+"""Issue 14, done when: each cookbook recipe of docs/maps.md runs through `bridge run`.
 
 The shipped example (examples/maps) is copied and run as a real process; HL7v2 and JSON files are
 dropped in its inboxes; the FHIR and HL7v2 outboxes and `bridge holds` / `bridge show` (other
@@ -35,7 +35,8 @@ def test_the_cookbook_recipes_through_bridge_run(tmp_path):
     engine = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(config)], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        drop(var / "inbox-adt", "1-outpatient.hl7", adt("E2E-OUT", "O", "HTN01", "High blood pressure"))
+        outpatient = adt("E2E-OUT", "O", "HTN01", "High blood pressure")
+        drop(var / "inbox-adt", "1-outpatient.hl7", outpatient)
         drop(var / "inbox-adt", "2-inpatient.hl7", adt("E2E-IN", "I"))
         drop(var / "inbox-adt", "3-unlisted-dx.hl7", adt("E2E-DX", "O", "ZZZ99", "Something local"))
         drop(var / "inbox-rx", "4-credentialed.json", prescription("RX-E2E-1", "1234567893"))
@@ -43,6 +44,8 @@ def test_the_cookbook_recipes_through_bridge_run(tmp_path):
         fhir = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
             sorted((var / "outbox" / "ehr-fhir").glob("*.json"))))
         registry = wait_for(lambda: list((var / "outbox" / "registry-hl7").glob("*")))
+        bedboard = wait_for(lambda: list((var / "outbox" / "bedboard-hl7").glob("*")))
+        lab = wait_for(lambda: list((var / "outbox" / "lab-hl7").glob("*")))
         holds = wait_for(lambda: (lambda h: h if len(h) == 2 else None)(json.loads(
             bridge_cli("holds", "-c", str(config), "--json", cwd=tmp_path, env=env).stdout)))
     finally:
@@ -62,6 +65,22 @@ def test_the_cookbook_recipes_through_bridge_run(tmp_path):
     assert "RIVERBEND" in patients and "STATEREG" not in patients  # the EHR keeps the hospital's authority
     (sent,) = registry
     assert "|MRN00012345^^^STATEREG^MR|" in sent.read_text()  # the registry's own assigning authority
+    # passed through unchanged except PV1-3 (the bed board's unit codes) and MSH-10 (our stable identity)
+    (passed,) = bedboard
+    sent_segments = [s.split("|") for s in passed.read_bytes().decode().strip("\r").split("\r")]
+    original = [s.split("|") for s in outpatient.decode().strip("\r").split("\r")]
+    assert [s[0] for s in sent_segments] == [s[0] for s in original]
+    for ours, theirs in zip(sent_segments, original):
+        changed = {i for i in range(max(len(ours), len(theirs)))
+                   if (ours[i] if i < len(ours) else "") != (theirs[i] if i < len(theirs) else "")}
+        assert changed == {"MSH": {9}, "PV1": {3}}.get(ours[0], set()), ours[0]  # MSH-10 is index 9 (MSH-1 is |)
+    assert sent_segments[3][3] == "OP-2^^^RB-MAIN"
+    # the old lab: HL7 2.3, the visit's facility in MSH-4, the channel's SNOMED CT diagnosis in DG1
+    (old_lab,) = lab
+    text = old_lab.read_bytes().decode()
+    msh = text.split("\r")[0].split("|")
+    assert (msh[3], msh[8], msh[11]) == ("RIVERBEND^2.999.1.7^ISO", "ADT^A04", "2.3")
+    assert "\rDG1|1||38341003^Hypertensive disorder^SCT|" in text
     reasons = sorted(r["reason"] for h in holds for r in h["reasons"])
     assert reasons == ["a diagnosis code is not in the local-to-SNOMED CT table",
                        "the prescriber is not in the credentialed prescribers list"]

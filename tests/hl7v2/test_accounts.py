@@ -37,8 +37,8 @@ def test_adt_names_the_account_and_the_episode_of_the_visit() -> None:
 def test_a_plain_account_number_is_typed_an_and_a_purge_closes_it() -> None:
     (account,) = [r for r in _decoded("ADT-A06-01.hl7") if isinstance(r, Account)]
     assert (account.identifiers[0].value, account.identifiers[0].type) == ("PACCT110", "AN")
-    (purged,) = [r for r in _decoded("BAR-P02-01.hl7") if isinstance(r, Account)]
-    assert purged.status == "inactive"  # BAR^P02 purges the account it names
+    purged = [r for r in _decoded("BAR-P02-01.hl7") if isinstance(r, Account)]
+    assert [a.status for a in purged] == ["inactive", "inactive"]  # BAR^P02 purges each account it names
 
 
 def test_the_fields_go_back_once_in_an_hl7v2_round_trip() -> None:

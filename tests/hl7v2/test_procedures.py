@@ -32,6 +32,10 @@ def test_adt_pr1_gives_a_procedure_with_its_roles_reason_and_parent() -> None:
     assert [i.value for i in proc.identifiers] == ["PR1006"] and proc.part_of.value == "PR1001"
     assert proc.patient.identifiers[0].value == "1234567" and proc.encounter is not None
     assert proc.extra["hl7v2"]["carried"] is True  # the PR1 travels whole in the Encounter's kept segments
+    assert (proc.location.name, proc.location.physical_type, proc.location.part_of.name) == ("201", "ro", "OT")
+    (rol,) = proc.participants  # the ROL after the PR1: a role of the procedure, with its place and email
+    assert (rol.role.practitioner.name.family, rol.role.code[0].code) == ("Phoeb", "PP")
+    assert rol.role.locations[0].name == "InternalMedicine" and rol.role.telecom[0].value == "Pheob@nnnn.com"
 
 
 def test_bar_and_dft_give_their_procedures_for_the_visit() -> None:
@@ -61,10 +65,16 @@ def test_fhir_procedure_is_deterministic_valid_and_reads_back() -> None:
     assert resource["partOf"] == [{"identifier": {"value": "PR1001"}}]  # a logical reference, no stub
     assert resource["category"]["coding"][0]["system"] == "http://terminology.hl7.org/CodeSystem/v2-0230"
     assert [p.get("function", {}).get("coding", [{}])[0].get("code") for p in resource["performer"]] == \
-        ["88189002", "304292004", None]
+        ["88189002", "304292004", None, None]  # PR1-8, PR1-11, PR1-12, then the ROL after the PR1
+    urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    role = urls[resource["performer"][3]["actor"]["reference"]]
+    assert role["resourceType"] == "PractitionerRole" and role["code"][0]["coding"][0]["code"] == "PP"
+    assert urls[resource["location"]["reference"]]["name"] == "201"  # PR1-23 OT^201: the room, part of OT
     (back,) = [r for r in FHIR.decode(first, {}) if isinstance(r, Procedure)]
     assert back.code.code == "76164006" and back.part_of.value == "PR1001" and back.status == "unknown"
     assert [p.function.code if p.function else None for p in back.performers] == ["88189002", "304292004", None]
+    assert [p.role.practitioner.name.family for p in back.participants] == ["Phoeb"]  # not a fourth performer
+    assert (back.location.name, back.location.part_of.name) == ("201", "OT")
 
 
 def _localized() -> list[Record]:

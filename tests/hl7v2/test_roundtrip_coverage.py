@@ -214,10 +214,10 @@ def test_financial_messages_are_kept_and_go_back_unchanged(name: str) -> None:
     raw = corpus(name)
     records = decode(raw, {})
     assert isinstance(records[0], (Encounter, Patient))
-    # PR1 procedures, the PID-18 account, the PV1-54 episode and the FT1 charges are records of their
-    # own, carried: their segments and fields stay in the first record's.
-    assert all(r.kind in ("Procedure", "Account", "EpisodeOfCare", "ChargeItem") and r.extra["hl7v2"]["carried"]
-               for r in records[1:])
+    # PR1 procedures, the PID-18 account, the PV1-54 episode, the FT1 charges and further patients and
+    # visits are records of their own, carried: their segments and fields stay in the first record's.
+    assert all(r.kind in ("Procedure", "Account", "EpisodeOfCare", "ChargeItem", "Patient", "Encounter")
+               and r.extra["hl7v2"]["carried"] for r in records[1:])
     kept = records[0].extra["hl7v2"]
     original = read_messages(raw)[0]
     assert kept["message_type"] == original.msh.get(9)

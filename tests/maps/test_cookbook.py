@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from bridge.plugins.fhir.codec import check_bindings
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "maps"
 DOCS = ROOT / "docs" / "maps.md"
-RECIPES = ("outpatient-only", "local-dx-to-snomed", "registry-mrn-authority", "credentialed-prescribers")
+RECIPES = ("outpatient-only", "local-dx-to-snomed", "registry-mrn-authority", "credentialed-prescribers",
+           "bedboard-locations", "lab-facility-msh4")
 
 
 def adt(control: str, patient_class: str, dx: str = "LBP01", dx_text: str = "Low back pain") -> bytes:
@@ -82,8 +84,8 @@ def resources(engine, kind: str) -> list[dict]:
     return [e["resource"] for b in bundles(engine) for e in b["entry"] if e["resource"]["resourceType"] == kind]
 
 
-def hl7_files(engine) -> list[str]:
-    return [p.read_text() for p in sorted((engine.outbox / "registry-hl7").glob("*"))]
+def hl7_files(engine, destination: str = "registry-hl7") -> list[str]:
+    return [p.read_bytes().decode() for p in sorted((engine.outbox / destination).glob("*"))]
 
 
 def events(engine, message_id: int) -> dict[str, list]:
@@ -121,7 +123,8 @@ def test_recipe_local_diagnosis_codes_become_snomed_through_the_csv(engine):
     (condition,) = resources(engine, "Condition")
     assert condition["code"]["coding"] == [{"system": "http://snomed.info/sct", "code": "38341003",
                                             "display": "Hypertensive disorder"}]
-    # An HL7v2 destination writes the DG1 the ADT carried as the sender wrote it (docs/maps.md, limits).
+    (registry,) = hl7_files(engine)  # the HL7v2 destinations get the mapped code too, in the sender's DG1
+    assert "\rDG1|1||38341003^Hypertensive disorder^SCT||20261127|F\r" in registry
     assert engine.store.get_message(unlisted).status == "held"
     (hold,) = engine.store.holds()
     assert hold.message_id == unlisted
@@ -149,6 +152,22 @@ def test_recipe_the_mrn_assigning_authority_changes_for_one_destination_only(eng
     assert ("registry-mrn-authority", "destination:registry-hl7") in stages
 
 
+def test_recipe_an_old_lab_system_gets_hl7_2_3_with_the_facility_in_msh_4(engine):
+    """"Send HL7 2.3 to an old lab system with the facility in MSH-4": the version option and the
+    destination's field steps together (the steps run on the message the version has shaped)."""
+    message_id = engine.submit("adt-in", adt("LAB-1", "O", "HTN01", "High blood pressure")).message_id
+    engine.drain()
+
+    assert engine.store.get_message(message_id).status == "delivered"
+    (lab,) = hl7_files(engine, "lab-hl7")
+    msh = lab.split("\r")[0].split("|")
+    assert (msh[8], msh[11]) == ("ADT^A04", "2.3")  # v2.3: MSH-12 2.3 and no MSH-9.3 structure
+    assert msh[3] == "RIVERBEND^2.999.1.7^ISO"  # MSH-4 from the visit's facility, by lab-facility-msh4
+    assert "\rDG1|1||38341003^Hypertensive disorder^SCT||20261127|F\r" in lab  # the channel's map reached it
+    (registry,) = hl7_files(engine)
+    assert registry.split("\r")[0].endswith("|2.5")  # the other HL7v2 destination keeps the default
+
+
 def test_recipe_hold_prescriptions_of_prescribers_not_credentialed(engine):
     credentialed = engine.submit("rx-in", prescription("RX-C-1", "1234567893")).message_id
     stranger = engine.submit("rx-in", prescription("RX-C-2", "1999999992")).message_id
@@ -164,6 +183,81 @@ def test_recipe_hold_prescriptions_of_prescribers_not_credentialed(engine):
         anonymous: [("prescriber-named", "the prescription names no prescriber NPI")],
     }
     assert "1999999992" not in json.dumps([e.detail for e in engine.store.events(stranger)])
+
+
+def outbox_files(engine, destination: str) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((engine.outbox / destination).glob("*"))]
+
+
+def segments(payload: bytes) -> list[str]:
+    return payload.decode().split("\r")
+
+
+def test_recipe_pass_adt_through_to_a_second_system_unchanged_except_pv1_3(engine, caplog):
+    sample = EXAMPLE / "maps" / "bedboard-locations" / "tests" / "clinic2.in.hl7"
+    sent = sample.read_bytes()
+    with caplog.at_level(logging.DEBUG):
+        message_id = engine.submit("adt-in", sent).message_id
+        engine.drain()
+    assert not any(value in caplog.text for value in ("CLINIC2", "OP-2", "MRN00012345", "Testpatient"))
+
+    assert engine.store.get_message(message_id).status == "delivered"
+    (passed,) = outbox_files(engine, "bedboard-hl7")
+    original, out = segments(sent), segments(passed)
+    assert len(out) == len(original)
+    changed = [(a, b) for a, b in zip(original, out) if a != b]
+    # Only PV1-3 (the map's step) and MSH-10 (the engine's stable id of the message) differ: the sender's
+    # MSH-7 without seconds, its 2.5.1, PID-13's formatting and the Z-segment go out as sent.
+    assert changed == [
+        (original[0], original[0].replace("|ADM-7|", f"|TB{message_id}|")),
+        (original[3], original[3].replace("|CLINIC2^204^B^RIVERBEND|", "|OP-2^204^B^RB-MAIN|")),
+    ]
+    assert "|202611270925||ADT^A01^ADT_A01|" in out[0] and out[0].endswith("|P|2.5.1")
+    assert "(515)555-0142^PRN^PH~^NET^Internet^alex@example.org" in out[2] and out[4] == "ZTB|night shift note"
+    (registry,) = hl7_files(engine)  # an encoding destination of the same message writes its own header
+    assert registry.splitlines()[0].endswith("|P|2.5") and "|202611270925||" not in registry.splitlines()[0]
+    mapped = [e for e in events(engine, message_id)["mapped"] if e["stage"] == "destination:bedboard-hl7"]
+    assert mapped == [{"map": "bedboard-locations", "version": mapped[0]["version"],
+                       "stage": "destination:bedboard-hl7",
+                       "steps": [{"id": "unit-code", "action": "lookup", "applied": 1, "changed": 2,
+                                  "paths": ["PV1-3.1", "PV1-3.4"]}]}]
+    assert "OP-2" not in json.dumps([e.detail for e in engine.store.events(message_id)])  # no values
+
+    first_row = next(r for r in engine.store.outbox_rows(message_id) if r.destination == "bedboard-hl7")
+    replay = engine.store.replay(message_id, reason="bed board asked for a resend", actor="test",
+                                 destinations=["bedboard-hl7"])
+    engine.drain()
+    again = next(r for r in engine.store.outbox_rows(replay) if r.destination == "bedboard-hl7")
+    assert first_row.control_id == again.control_id == f"TB{message_id}"  # the same identity as the first send
+    assert all(f"|TB{message_id}|" in p.decode() for p in outbox_files(engine, "bedboard-hl7"))
+
+
+def test_recipe_pass_through_fails_only_that_destination_for_a_unit_the_table_lacks(engine):
+    sample = EXAMPLE / "maps" / "bedboard-locations" / "tests" / "unknown-unit.in.hl7"
+    message_id = engine.submit("adt-in", sample.read_bytes()).message_id
+    engine.drain()
+
+    rows = {r.destination: r for r in engine.store.outbox_rows(message_id)}
+    assert rows["bedboard-hl7"].status == "dead"
+    assert rows["bedboard-hl7"].last_error == ("map bedboard-locations step unit-code: table units has no row "
+                                               "for the code at PV1-3.1")
+    assert {rows[d].status for d in ("ehr-fhir", "registry-hl7", "lab-hl7")} == {"delivered"}
+    assert not outbox_files(engine, "bedboard-hl7")
+
+
+def test_recipe_the_facility_in_msh_4(engine):
+    message_id = engine.submit("adt-in", adt("LAB-1", "O")).message_id
+    engine.drain()
+
+    assert engine.store.get_message(message_id).status == "delivered"
+    (lab,) = outbox_files(engine, "lab-hl7")
+    msh = segments(lab)[0].split("|")
+    assert msh[3] == "RIVERBEND^2.999.1.7^ISO"  # MSH-4: the visit's facility (PV1-3.4) and its OID
+    assert msh[9] == f"TB{message_id}"  # the encoder's identity, unchanged by the steps
+    (registry,) = hl7_files(engine)
+    assert registry.split("|")[3] == ""  # the other HL7v2 destination's MSH-4 is untouched
+    (mapped,) = [e for e in events(engine, message_id)["mapped"] if e["stage"] == "destination:lab-hl7"]
+    assert [(s["id"], s["changed"]) for s in mapped["steps"]] == [("facility-in-msh4", 1), ("facility-oid", 2)]
 
 
 def test_cookbook_text_shows_the_tested_maps():

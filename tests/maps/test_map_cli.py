@@ -22,7 +22,7 @@ def test_map_test_passes_on_the_example_maps(capsys):
     assert main(["map", "test", "-c", str(EXAMPLE / "bridge.yaml")]) == 0
     out = capsys.readouterr().out
     assert "ok    maps/registry-mrn-authority/tests/riverbend-mrn.in.hl7" in out
-    assert out.strip().endswith("8 passed, 0 failed")
+    assert out.strip().endswith("11 passed, 0 failed")
 
 
 def test_an_edited_expectation_fails_with_a_readable_diff(tmp_path, capsys):
@@ -34,7 +34,7 @@ def test_an_edited_expectation_fails_with_a_readable_diff(tmp_path, capsys):
     assert "FAIL  maps/registry-mrn-authority/tests/riverbend-mrn.in.hl7" in out
     assert "--- maps/registry-mrn-authority/tests/riverbend-mrn.expected.json (expected)" in out
     assert '-            "assigner": "STATE-REG",' in out and '+            "assigner": "STATEREG",' in out
-    assert out.strip().endswith("7 passed, 1 failed")
+    assert out.strip().endswith("10 passed, 1 failed")
 
 
 def test_a_missing_expectation_shows_what_the_map_gives(tmp_path, capsys):

@@ -30,7 +30,8 @@ from bridge.core.model.records import Identifier, Record
 from bridge.errors import DecodeError
 
 ACTIONS = ("set", "copy", "move", "delete", "lookup", "format_date", "split", "join", "add_identifier",
-           "drop", "route", "hold")
+           "drop", "route", "hold", "call")
+"""(``call`` is compiled by :mod:`.calls`: it needs the map's folder.)"""
 CHANNEL_ONLY = ("route",)
 """Actions a destination map cannot take: a destination's copy is already routed."""
 PRECISIONS = {"year": 4, "month": 7, "date": 10, "minute": 16, "second": 19}
@@ -53,6 +54,12 @@ class Run:
     _index: dict[str, list[Record]] = dataclasses.field(default_factory=dict)
     routes: dict[str, tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
     """Destinations ``route`` steps chose: the record kinds each takes (None: every record)."""
+    inbound: Sequence[Any] = ()
+    """The sender's HL7v2 message(s), parsed when a condition reads field positions (else empty)."""
+    outbound: Sequence[Any] = ()
+    """The outbound HL7v2 message(s) field-position steps edit (a destination's, after encoding)."""
+    stage: str = "channel"
+    """``channel`` or ``destination:NAME``, for ``call`` steps that need to know."""
 
     def of_kind(self, kind: str) -> list[Record]:
         """The message's records of ``kind`` (nested ones included), found once until :meth:`reshaped`."""
@@ -433,9 +440,13 @@ class HoldAction(Action):
 
 def compile_action(name: str, body: Any, tables: Mapping[str, Table], step: str) -> Action:
     """Build the action ``name`` of step ``step`` from its YAML body; raises ActionError."""
+    from bridge.core.maps.field_actions import compile_field_action, names_fields
+
     builder = _BUILDERS.get(name)
     if builder is None:  # pragma: no cover - the caller checks names
         raise ActionError(f"unknown action {name!r}")
+    if names_fields(name, body):  # HL7v2 field positions (PID-3[2].4): the message, not the records
+        return compile_field_action(name, body, tables, step)
     return builder(body, tables, step)
 
 

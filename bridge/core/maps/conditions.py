@@ -7,6 +7,8 @@ error and the per-message cost is only the comparisons.
 Scope: a path whose record kind is the step's own (``encounter.class`` in a step that changes an
 encounter) reads the record being changed; any other path reads every record of its kind in the
 message. A condition on a list holds when any value satisfies it (``not`` negates the whole).
+An HL7v2 field position (``PV1-2``) reads the message the step works on when its action edits
+fields (the outbound message), else the message as the sender sent it; no HL7v2 message: no value.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bridge.core.maps.hl7v2_fields import (
+    MESSAGE_KIND,
+    FieldPath,
+    FieldPathError,
+    is_field_path,
+    parse_field_path,
+    read_fields,
+)
+from bridge.er7 import read_datetime
 from bridge.core.maps.paths import Path, PathError, parse_path, read, records_of_kind
 from bridge.core.model.records import Record
 
@@ -28,19 +39,31 @@ class ConditionError(ValueError):
 
 
 class Scope:
-    """What a condition reads: the message's records and the record a step is working on."""
+    """What a condition reads: the message's records, the record (or HL7v2 message) a step is
+    working on, and the sender's HL7v2 message(s) when the map reads field positions."""
 
     def __init__(self, records: Sequence[Record], subject: Any = None, subject_kind: str | None = None,
-                 of_kind: Callable[[str], Sequence[Record]] | None = None):
+                 of_kind: Callable[[str], Sequence[Record]] | None = None, inbound: Sequence[Any] = ()):
         self.records = records
         self.subject = subject
         self.subject_kind = subject_kind
         self.of_kind = of_kind or (lambda kind: records_of_kind(records, kind))
+        self.inbound = inbound
 
     def values(self, path: Path) -> list[Any]:
         if self.subject is not None and path.kind == self.subject_kind:
             return read(self.subject, path)
         return [v for record in self.of_kind(path.kind) for v in read(record, path)]
+
+    def field_values(self, path: FieldPath) -> list[Any]:
+        """Values at a field position: in the message being edited, else in the sender's message."""
+        messages = [self.subject] if self.subject_kind == MESSAGE_KIND else self.inbound
+        return read_fields(messages, path)
+
+
+def _reader(path: Path | FieldPath) -> Callable[[Scope, Any], list[Any]]:
+    """How a condition reads ``path``, chosen once when it is compiled (record paths pay nothing)."""
+    return Scope.field_values if isinstance(path, FieldPath) else Scope.values  # type: ignore[return-value]
 
 
 def text(value: Any) -> str:
@@ -67,10 +90,10 @@ def _show(spec: Any) -> str:
     return repr(list(spec)) if isinstance(spec, Mapping) else type(spec).__name__
 
 
-def _path(text_: Any, paths: list[Path]) -> Path:
+def _path(text_: Any, paths: list[Any]) -> Any:
     try:
-        path = parse_path(text_)
-    except PathError as exc:
+        path = parse_field_path(text_) if is_field_path(text_) else parse_path(text_)
+    except (PathError, FieldPathError) as exc:
         raise ConditionError(str(exc)) from None
     paths.append(path)
     return path
@@ -90,7 +113,7 @@ def _equals(body: Any, paths: list[Path]) -> Condition:
     checks = []
     for raw, wanted in _pairs(body, "equals"):
         path, want = _path(raw, paths), text(wanted)
-        checks.append(lambda s, p=path, w=want: any(text(v) == w for v in s.values(p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path): any(text(v) == w for v in get(s, p)))
     return _combine(checks)
 
 
@@ -100,7 +123,7 @@ def _in(body: Any, paths: list[Path]) -> Condition:
         if not isinstance(wanted, list) or not wanted:
             raise ConditionError(f"in: {raw}: expected a list of values")
         path, want = _path(raw, paths), frozenset(text(w) for w in wanted)
-        checks.append(lambda s, p=path, w=want: any(text(v) in w for v in s.values(p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path): any(text(v) in w for v in get(s, p)))
     return _combine(checks)
 
 
@@ -113,7 +136,7 @@ def _pattern(body: Any, paths: list[Path]) -> Condition:
         except re.error as exc:
             raise ConditionError(f"pattern: {raw}: bad regular expression {regex!r}: {exc}") from None
         path = _path(raw, paths)
-        checks.append(lambda s, p=path, r=compiled: any(r.fullmatch(text(v)) for v in s.values(p)))
+        checks.append(lambda s, p=path, r=compiled, get=_reader(path): any(r.fullmatch(text(v)) for v in get(s, p)))
     return _combine(checks)
 
 
@@ -126,11 +149,18 @@ def _range(body: Any, paths: list[Path]) -> Condition:
         low, high = bounds.get("min"), bounds.get("max")
         numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (low, high) if b is not None)
         if numeric:
-            checks.append(lambda s, p=path, lo=low, hi=high: any(_in_numbers(v, lo, hi) for v in s.values(p)))
+            checks.append(lambda s, p=path, lo=low, hi=high, get=_reader(path):
+                          any(_in_numbers(v, lo, hi) for v in get(s, p)))
         else:
             lo, hi = (None if b is None else _date_bound(b, raw) for b in (low, high))
-            checks.append(lambda s, p=path, lo=lo, hi=hi: any(_in_dates(v, lo, hi) for v in s.values(p)))
+            get = _hl7_dates if isinstance(path, FieldPath) else _reader(path)
+            checks.append(lambda s, p=path, lo=lo, hi=hi, get=get: any(_in_dates(v, lo, hi) for v in get(s, p)))
     return _combine(checks)
+
+
+def _hl7_dates(scope: Scope, path: FieldPath) -> list[Any]:
+    """An HL7 date (``20261127093000-0600``) compared as the ISO text it stands for."""
+    return [read_datetime(v) or v for v in scope.field_values(path)]
 
 
 def _date_bound(value: Any, raw: Any) -> str:
@@ -160,8 +190,8 @@ def _in_dates(value: Any, low: str | None, high: str | None) -> bool:
 
 def _exists(body: Any, paths: list[Path]) -> Condition:
     items = body if isinstance(body, list) else [body]
-    compiled = [_path(raw, paths) for raw in items]
-    return lambda s: all(bool(s.values(p)) for p in compiled)
+    compiled = [(p, _reader(p)) for p in (_path(raw, paths) for raw in items)]
+    return lambda s: all(bool(get(s, p)) for p, get in compiled)
 
 
 def _not(body: Any, paths: list[Path]) -> Condition:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bridge.core.maps.actions import ACTIONS, Action, ActionError, compile_action
+from bridge.core.maps.calls import compile_call
 from bridge.core.maps.conditions import Condition, ConditionError, compile_condition
+from bridge.core.maps.hl7v2_fields import MESSAGE_KIND, FieldPath
 from bridge.core.maps.tables import Table, TableError, load_table
 
 MAP_FILE = "map.yaml"
@@ -32,6 +35,13 @@ class Step:
     index: int
     action: Action
     when: Condition | None = None
+    reads_fields: bool = False
+    """Its condition reads HL7v2 field positions (``PV1-2``)."""
+
+    @property
+    def edits_fields(self) -> bool:
+        """Its action edits an HL7v2 message by field position: it runs on the outbound message."""
+        return self.action.kind is MESSAGE_KIND
 
 
 @dataclass(frozen=True)
@@ -47,13 +57,34 @@ class Map:
     def actions(self) -> frozenset[str]:
         return frozenset(step.action.name for step in self.steps)
 
+    @cached_property
+    def record_steps(self) -> tuple[Step, ...]:
+        """The steps that run on the records (before encoding, for a destination), in order."""
+        return tuple(step for step in self.steps if not step.edits_fields)
+
+    @cached_property
+    def field_steps(self) -> tuple[Step, ...]:
+        """The steps that edit the outbound HL7v2 message by field position, in order."""
+        return tuple(step for step in self.steps if step.edits_fields)
+
+    @cached_property
+    def edits_fields(self) -> bool:
+        """Some step edits the outbound HL7v2 message by field position."""
+        return bool(self.field_steps)
+
+    @cached_property
+    def reads_inbound(self) -> bool:
+        """Some step that does not edit fields reads field positions: the sender's message is parsed."""
+        return any(step.reads_fields and not step.edits_fields for step in self.steps)
+
 
 def map_version(folder: Path) -> str:
-    """A digest of every file of the map (names and bytes), the tests folder left out."""
+    """A digest of every file of the map (names and bytes, a ``call`` step's code included), the
+    tests folder and Python's bytecode caches left out."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if relative.startswith("tests/"):
+        if relative.startswith("tests/") or "__pycache__/" in relative or relative.endswith(".pyc"):
             continue
         digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
@@ -87,7 +118,7 @@ def load_map(folder: Path, where: str | None = None) -> tuple[Map | None, list[t
         if key not in MAP_KEYS:
             problems.append((where, f"unknown key {key!r} (allowed: {', '.join(MAP_KEYS)})"))
     tables = _tables(data.get("tables"), folder, where, problems)
-    steps = _steps(data.get("steps"), tables, where, problems)
+    steps = _steps(data.get("steps"), tables, where, problems, folder)
     if problems:
         return None, problems
     return Map(folder.name, str(folder), map_version(folder), steps, tables, str(data.get("description") or "")), []
@@ -108,7 +139,8 @@ def _tables(raw: Any, folder: Path, where: str, problems: list[tuple[str, str]])
     return tables
 
 
-def _steps(raw: Any, tables: Mapping[str, Table], where: str, problems: list[tuple[str, str]]) -> tuple[Step, ...]:
+def _steps(raw: Any, tables: Mapping[str, Table], where: str, problems: list[tuple[str, str]],
+           folder: Path) -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         problems.append((f"{where} steps", "expected a list of steps"))
         return ()
@@ -120,13 +152,13 @@ def _steps(raw: Any, tables: Mapping[str, Table], where: str, problems: list[tup
             problems.append((at, "a step with this id comes earlier; ids must be unique in a map"))
         seen.add(step_id)
         try:
-            steps.append(_step(body, step_id, i + 1, tables))
+            steps.append(_step(body, step_id, i + 1, tables, folder))
         except (ActionError, ConditionError) as exc:
             problems.append((at, str(exc)))
     return tuple(steps)
 
 
-def _step(body: Any, step_id: str, index: int, tables: Mapping[str, Table]) -> Step:
+def _step(body: Any, step_id: str, index: int, tables: Mapping[str, Table], folder: Path) -> Step:
     if not isinstance(body, Mapping):
         raise ActionError("expected a mapping with an action (and optionally id, description, when)")
     unknown = [k for k in body if k not in STEP_KEYS and k not in ACTIONS]
@@ -137,9 +169,14 @@ def _step(body: Any, step_id: str, index: int, tables: Mapping[str, Table]) -> S
     if len(actions) != 1:
         raise ActionError(f"give exactly one action (one of {', '.join(ACTIONS)}), got {len(actions)}")
     when = None
+    read: list[Any] = []
     if body.get("when") is not None:
         try:
-            when = compile_condition(body["when"])
+            when = compile_condition(body["when"], read)
         except ConditionError as exc:
             raise ConditionError(f"when: {exc}") from None
-    return Step(step_id, index, compile_action(actions[0], body[actions[0]], tables, step_id), when)
+    if actions[0] == "call":
+        return Step(step_id, index, compile_call(body["call"], folder, folder.name, step_id), when,
+                    any(isinstance(p, FieldPath) for p in read))
+    action = compile_action(actions[0], body[actions[0]], tables, step_id)
+    return Step(step_id, index, action, when, any(isinstance(p, FieldPath) for p in read))

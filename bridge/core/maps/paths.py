@@ -121,6 +121,10 @@ def parse_path(text: Any) -> Path:
     if not isinstance(text, str) or not text:
         raise PathError(f"expected a path such as encounter.class, got {text!r}")
     root, *rest = _parts(text)
+    if root not in ROOTS and re.match(r"^[A-Z][A-Z0-9]{2}(\[[^\]]*\])?-", text):
+        raise PathError(f"{text}: an HL7v2 field position is read in conditions and written by set, copy, move, "
+                        "delete, lookup, format_date, split and join (every path of the step a field position); "
+                        "not here")
     if root not in ROOTS:
         hint = difflib.get_close_matches(root, sorted(ROOTS), n=1)
         raise PathError(f"{text}: unknown record kind {root!r}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.core.maps.actions import DropAction, MapFailure, Run
 from bridge.core.maps.conditions import Scope
+from bridge.core.maps.hl7v2_fields import MESSAGE_KIND
 from bridge.core.maps.model import Map, Step
 from bridge.core.model.records import Record
 
@@ -32,15 +33,22 @@ class MapOutcome:
         return hold_rules(self.holds)
 
 
-def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str) -> MapOutcome:
-    """Apply ``maps`` in order to ``records`` (changed in place; dropped ones leave the list)."""
-    run = Run(list(records))
+def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound: Sequence[Any] = (),
+             outbound: Sequence[Any] | None = None) -> MapOutcome:
+    """Apply ``maps`` in order to ``records`` (changed in place; dropped ones leave the list).
+
+    Two phases, because a destination's HL7v2 message exists only once its records are encoded:
+    without ``outbound`` the steps on records run (field-position steps wait); with ``outbound``
+    (the encoded, or passed-through, HL7v2 messages) only the field-position steps run, on them.
+    ``inbound`` is the sender's parsed HL7v2 message, for conditions that read field positions."""
+    run = Run(list(records), inbound=inbound, outbound=outbound or (), stage=stage)
     outcome = MapOutcome(run.records)
+    on_message = outbound is not None
     for map_ in maps:
         steps: list[dict[str, Any]] = []
         held_before = len(run.holds)
         outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
-        for step in map_.steps:
+        for step in map_.field_steps if on_message else map_.record_steps:
             try:
                 fired, changed = run_step(step, run)
             except MapFailure as exc:
@@ -63,19 +71,27 @@ def run_step(step: Step, run: Run) -> tuple[int, int]:
     """(how many subjects the step applied to, how many values it changed)."""
     action = step.action
     if action.kind is None:  # the message as a whole: route, hold
-        if step.when is None or step.when(Scope(run.records, of_kind=run.of_kind)):
+        if step.when is None or step.when(Scope(run.records, of_kind=run.of_kind, inbound=run.inbound)):
             return 1, action.apply(run, None)
         return 0, 0
-    subjects = ([r for r in run.records if r.kind == action.kind] if isinstance(action, DropAction)
-                else list(run.of_kind(action.kind)))
     fired = changed = 0
-    for subject in subjects:
-        if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind)):
+    for subject in (run.outbound if action.kind is MESSAGE_KIND else subjects_of(step, run)):
+        if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind, run.inbound)):
             fired += 1
             changed += action.apply(run, subject)
     if changed and action.reshapes:
         run.reshaped()
     return fired, changed
+
+
+def subjects_of(step: Step, run: Run) -> list[Any]:
+    """What the step's action works on, each in turn: records of its kind, or HL7v2 messages."""
+    kind = step.action.kind
+    if kind is MESSAGE_KIND:
+        return list(run.outbound)
+    if isinstance(step.action, DropAction):
+        return [r for r in run.records if r.kind == kind]
+    return list(run.of_kind(kind))  # type: ignore[arg-type]
 
 
 def hold_rules(holds: Sequence[dict[str, str]]) -> list[dict[str, Any]]:

@@ -8,17 +8,20 @@ are printed to the analyst's own terminal, like ``bridge translate``; nothing he
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from bridge.core.maps.actions import DropAction, MapFailure, Run
+from bridge.core.maps.actions import MapFailure, Run
+from bridge.core.maps.hl7v2_fields import MESSAGE_KIND, parse_messages
 from bridge.core.maps.model import Map, Step
-from bridge.core.maps.runner import MapOutcome, run_step  # the engine's own step, so try == run
-from bridge.core.maps.testing import document
+from bridge.core.maps.runner import MapOutcome, run_step, subjects_of  # the engine's own step, so try == run
+from bridge.core.maps.testing import document, hl7_lines
 from bridge.core.model.codec import record_to_dict
 from bridge.core.model.records import Record
+from bridge.er7 import Message
 
 ABSENT = "(absent)"
 
@@ -38,14 +41,18 @@ class StepTrace:
     failure: str | None = None
 
 
-def trace_maps(maps: Sequence[Map], records: Sequence[Record]) -> tuple[list[StepTrace], MapOutcome]:
-    """Run ``maps`` step by step on ``records``; every step's trace and the outcome at the end."""
-    run = Run(list(records))
+def trace_maps(maps: Sequence[Map], records: Sequence[Record], inbound: Sequence[Any] = (),
+               outbound: Sequence[Message] | None = None) -> tuple[list[StepTrace], MapOutcome]:
+    """Run ``maps`` step by step on ``records``; every step's trace and the outcome at the end. As in
+    the engine, without ``outbound`` the record steps run; with it, the field-position steps."""
+    run = Run(list(records), inbound=inbound, outbound=outbound or ())
     labels = _labels(run.records)
     traces: list[StepTrace] = []
     failure = None
     for map_ in maps:
         for step in map_.steps:
+            if step.edits_fields != (outbound is not None):
+                continue
             trace = _trace_step(map_, step, run, labels)
             traces.append(trace)
             if trace.failure:
@@ -57,14 +64,15 @@ def trace_maps(maps: Sequence[Map], records: Sequence[Record]) -> tuple[list[Ste
 
 
 def _trace_step(map_: Map, step: Step, run: Run, labels: dict[int, str]) -> StepTrace:
-    before = _snapshot(run.records, labels)
+    snapshot = _fields_snapshot if step.edits_fields else _snapshot
+    before = snapshot(run.records if not step.edits_fields else run.outbound, labels)
     holds_before, routes_before = len(run.holds), dict(run.routes)
     trace = StepTrace(map_, step, _subject_count(step, run), 0)
     try:
         trace.held, _ = run_step(step, run)
     except MapFailure as exc:
         trace.failure = str(exc)
-    after = _snapshot(run.records, labels)
+    after = snapshot(run.records if not step.edits_fields else run.outbound, labels)
     trace.changes, trace.dropped = _diff(before, after)
     trace.holds = [h["reason"] for h in run.holds[holds_before:]]
     trace.routes = {k: v for k, v in run.routes.items() if routes_before.get(k, ...) != v}
@@ -72,13 +80,26 @@ def _trace_step(map_: Map, step: Step, run: Run, labels: dict[int, str]) -> Step
 
 
 def _subject_count(step: Step, run: Run) -> int:
-    """How many records the step's condition is asked about (1 for a message-wide step)."""
-    action = step.action
-    if action.kind is None:
-        return 1
-    if isinstance(action, DropAction):
-        return sum(1 for r in run.records if r.kind == action.kind)
-    return len(run.of_kind(action.kind))
+    """How many records (or outbound messages) the step's condition is asked about (1 for a
+    message-wide step)."""
+    return 1 if step.action.kind is None else len(subjects_of(step, run))
+
+
+def _fields_snapshot(messages: Sequence[Message], labels: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Each outbound message's fields by position (``PV1-3``, ``OBX[2]-5``), as written."""
+    out: dict[str, dict[str, Any]] = {}
+    for number, message in enumerate(messages, start=1):
+        flat: dict[str, Any] = {}
+        seen: dict[str, int] = {}
+        for seg in message.segments:
+            seen[seg.name] = seen.get(seg.name, 0) + 1
+            name = seg.name if seen[seg.name] == 1 else f"{seg.name}[{seen[seg.name]}]"
+            first = 3 if seg.name == "MSH" else 1
+            for index in range(first, len(seg.fields)):
+                if seg.fields[index]:
+                    flat[f"{name}-{index}"] = seg.fields[index]
+        out[f"HL7v2 message #{number}"] = flat
+    return out
 
 
 def _labels(records: Sequence[Record]) -> dict[int, str]:
@@ -134,6 +155,12 @@ def _diff(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
 
 def print_trace(traces: Sequence[StepTrace], outcome: MapOutcome, out: TextIO) -> None:
     """Every step (map by map), then the records after the maps as a bridge JSON document."""
+    print_steps(traces, out)
+    print("records after the maps:", file=out)
+    print(json.dumps(document(outcome), indent=2, sort_keys=True, ensure_ascii=False), file=out)
+
+
+def print_steps(traces: Sequence[StepTrace], out: TextIO) -> None:
     current = None
     for trace in traces:
         if trace.map is not current:
@@ -141,8 +168,35 @@ def print_trace(traces: Sequence[StepTrace], outcome: MapOutcome, out: TextIO) -
             print(f"map {current.name} (version {current.version})", file=out)
         for line in _step_lines(trace):
             print(line, file=out)
-    print("records after the maps:", file=out)
-    print(json.dumps(document(outcome), indent=2, sort_keys=True, ensure_ascii=False), file=out)
+
+
+def trace_destination(config: Any, plugins: Any, name: str, records: Sequence[Record], raw: bytes,
+                      inbound: Sequence[Any], out: TextIO) -> MapOutcome:
+    """After the channel's maps: destination ``name``'s record steps on its own copy of the records,
+    then (for an hl7v2 destination) its outbound message, made as ``bridge map test`` makes it
+    (MSH-10 and MSH-7 the sample's), and its field-position steps on it; the message is printed."""
+    from bridge.core.maps.cli import sample_outbound
+
+    dest = config.destinations[name]
+    maps = [config.maps[m] for m in dest.maps]
+    shown = ", ".join(dest.maps) or "none"
+    print(f"destination {name} ({dest.format}{', passthrough' if dest.passthrough else ''}): maps: {shown}", file=out)
+    traces, outcome = trace_maps(maps, copy.deepcopy(list(records)), inbound)
+    print_steps(traces, out)
+    if outcome.failure or outcome.holds or not outcome.records or dest.format != "hl7v2":
+        print(f"records {name} gets:", file=out)
+        print(json.dumps(document(outcome), indent=2, sort_keys=True, ensure_ascii=False), file=out)
+        return outcome
+    outbound = parse_messages(sample_outbound(config, plugins, dest, outcome.records, raw))
+    print("on the outbound HL7v2 message:", file=out)
+    field_traces, edited = trace_maps(maps, outcome.records, inbound, outbound.messages)
+    print_steps(field_traces, out)
+    if edited.failure or edited.holds:
+        print(json.dumps(document(edited), indent=2, sort_keys=True, ensure_ascii=False), file=out)
+        return edited
+    print(f"message {name} sends (MSH-10 and MSH-7 as in the sample):", file=out)
+    print(hl7_lines(outbound.render()), file=out, end="")
+    return edited
 
 
 def _step_lines(trace: StepTrace) -> Iterator[str]:
@@ -168,6 +222,8 @@ def _condition(trace: StepTrace) -> str:
         if step.when is None:
             return "no condition (applies)"
         return "condition held" if trace.held else "condition did not hold"
+    if kind == MESSAGE_KIND:
+        kind = "outbound HL7v2 message"
     if trace.subjects == 0:
         return f"no {kind} in the message"
     if step.when is None:

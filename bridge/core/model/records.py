@@ -806,6 +806,8 @@ class Procedure(Record):
     performers: list[ProcedurePerformer] = field(default_factory=list)
     reason: list[Coding] = field(default_factory=list)
     part_of: Identifier | None = None
+    location: Location | None = None
+    participants: list[Participant] = field(default_factory=list)
     patient: Patient | None = None
     encounter: Encounter | None = None
     extra: dict[str, Any] = field(default_factory=dict)

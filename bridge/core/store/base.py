@@ -298,6 +298,45 @@ class ChannelStats:
 
 
 @dataclass(frozen=True)
+class AlertState:
+    """One alert's stored state (``alerts`` table): names, counts and times only, never PHI."""
+
+    rule: str
+    subject: str
+    state: str
+    """``firing`` or ``resolved``."""
+    episode: int
+    """How many times this (rule, subject) has started firing."""
+    started_at: float
+    last_seen_at: float
+    resolved_at: float | None = None
+    notified_at: float | None = None
+    """When the last notice of this episode's current state went out (None: one is due)."""
+    notices: int = 0
+    summary: str = ""
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    last_error: str | None = None
+    claim_owner: str | None = None
+    claim_expires: float | None = None
+
+
+@dataclass(frozen=True)
+class DestinationDelivery:
+    """How a destination's deliveries stand, for alert rules (aggregates of its outbox rows)."""
+
+    destination: str
+    pending: int
+    oldest_pending_at: float | None
+    retrying: int
+    """Pending rows that have failed at least once."""
+    last_delivered_at: float | None
+    """The last delivery, looked up only for a destination in trouble (work waiting since the window's
+    start, or dead letters in it); None otherwise or when it never delivered."""
+    dead_recent: int
+    """Rows created since the window's start that are dead letters."""
+
+
+@dataclass(frozen=True)
 class ProcessingResult:
     """What a worker decided about a claimed message, written in one transaction."""
 
@@ -631,6 +670,43 @@ class Store(abc.ABC):
         events, outbox rows and resolved holds, and append one ``retention.prune`` audit entry with the
         counts, in one transaction. Returns counts per channel (``messages``, ``events``, ``outbox``,
         ``holds``); ``dry_run`` counts without deleting or auditing."""
+
+    # --- alerts (bridge.core.alerts; compare-and-set, so several nodes send each notice once) ---------
+
+    @abc.abstractmethod
+    def alert_seen(self, rule: str, subject: str, summary: str, facts: Mapping[str, Any], now: float) -> bool:
+        """The alert's condition holds: True when this call started a new firing episode."""
+
+    @abc.abstractmethod
+    def alert_cleared(self, rule: str, subject: str, now: float) -> bool:
+        """The condition no longer holds: True when this call resolved a firing alert."""
+
+    @abc.abstractmethod
+    def claim_alert_notice(self, rule: str, subject: str, owner: str, now: float, repeat_seconds: float,
+                           lease_seconds: float) -> AlertState | None:
+        """Lease the alert's due notice (first, repeat after ``repeat_seconds``, or resolved) to ``owner``;
+        None when none is due or another owner holds an unexpired lease."""
+
+    @abc.abstractmethod
+    def finish_alert_notice(self, claimed: AlertState, owner: str, *, sent: bool, error: str | None,
+                            now: float) -> bool:
+        """Settle a claimed notice (fenced by ``owner``); unsent notices stay due. True when counted."""
+
+    @abc.abstractmethod
+    def alert_states(self, rule: str | None = None) -> list[AlertState]: ...
+
+    @abc.abstractmethod
+    def destination_delivery(self, since: float) -> dict[str, DestinationDelivery]:
+        """Per destination with pending rows or dead letters since ``since``: pending rows, the oldest
+        pending, retrying rows, recent dead, and (for one in trouble) its last delivery."""
+
+    @abc.abstractmethod
+    def channel_backlog(self) -> dict[str, tuple[int, float]]:
+        """Per channel with unprocessed messages: ``(how many, the oldest's received_at)``."""
+
+    @abc.abstractmethod
+    def channel_errors(self, since: float) -> dict[str, tuple[int, int]]:
+        """Per channel: ``(received since, of which failed, rejected or dead)``."""
 
     # --- watermarks and audit -------------------------------------------------------------------
 

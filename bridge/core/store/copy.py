@@ -20,10 +20,10 @@ from .sqlite import SQLiteStore, sqlite_path
 
 # Parents before children (foreign keys), so each table's rows find the rows they point at.
 TABLES = ("messages", "events", "outbox", "holds", "prescriptions", "prescription_events", "watermarks",
-          "job_runs", "users", "api_tokens", "channel_state", "audit_log")
+          "job_runs", "users", "api_tokens", "channel_state", "alerts", "audit_log")
 # Tables keyed by name rather than id: copied in key order.
 NAME_KEYED = {"prescriptions": "number", "watermarks": "name", "users": "name", "api_tokens": "name",
-              "channel_state": "channel"}
+              "channel_state": "channel", "alerts": "rule, subject"}
 IDENTITY_TABLES = ("messages", "events", "outbox", "holds", "prescription_events", "job_runs", "audit_log")
 BATCH = 1000
 

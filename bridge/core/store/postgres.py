@@ -42,6 +42,7 @@ from .base import (
 )
 from .postgres_admin import PgAdminTables
 from .postgres_queue import ROLLED_BACK, PgQueue, lane_key
+from .alert_tables import AlertTables
 from .postgres_schema import MIGRATIONS
 from .operator_actions import OperatorActions
 from .reads import StoreReads
@@ -93,7 +94,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
+class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreReads, Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
@@ -155,7 +156,7 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, StoreReads, Store):
         return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
     def _content_clause(self, terms):
-        """Full text over the GIN expression indexes of migration 10 (the expressions must match them
+        """Full text over the GIN expression indexes of migration 11 (the expressions must match them
         exactly to be used): every word required, ``:*`` for a prefix. Words are letters, digits and
         ``_`` only (see content_terms), so none is tsquery syntax."""
         query = " & ".join(word + (":*" if prefix else "") for word, prefix in terms)

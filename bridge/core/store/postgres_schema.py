@@ -297,5 +297,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX message_lanes_due ON message_lanes(due_at, head_id);
         """,
     ),
+    (
+        10,
+        "alerts: one row per (rule, subject) with its firing/resolved state and the notice lease",
+        """
+        -- names, counts and times only (never PHI); every write is a compare-and-set (bridge.core.alerts)
+        CREATE TABLE alerts (
+            rule TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            state TEXT NOT NULL,
+            episode INTEGER NOT NULL DEFAULT 1,
+            started_at DOUBLE PRECISION NOT NULL,
+            last_seen_at DOUBLE PRECISION NOT NULL,
+            resolved_at DOUBLE PRECISION,
+            notified_at DOUBLE PRECISION,
+            notices INTEGER NOT NULL DEFAULT 0,
+            summary TEXT NOT NULL DEFAULT '',
+            facts TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT,
+            claim_owner TEXT,
+            claim_expires DOUBLE PRECISION,
+            PRIMARY KEY (rule, subject)
+        );
+        """,
+    ),
 ]
-MIGRATIONS.extend(migration_files("postgresql"))  # numbered SQL files from 10 on (bridge/core/store/migrations)
+MIGRATIONS.extend(migration_files("postgresql"))  # numbered SQL files from 11 on (bridge/core/store/migrations)

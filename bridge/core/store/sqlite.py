@@ -42,9 +42,10 @@ from . import sqlite_queue as queue
 from . import sqlite_replay as replays
 from .operator_actions import OperatorActions
 from .reads import OUTBOX_COLUMNS, StoreReads
+from .alert_tables import AlertTables
 from .sqlite_schema import MIGRATIONS
 
-CONTENT_INDEX_BYTES = 262144  # the first 256 KiB of a payload is searchable (as in migration 10)
+CONTENT_INDEX_BYTES = 262144  # the first 256 KiB of a payload is searchable (as in migration 11)
 from .wal_sync import WalSync
 
 GENESIS_HASH = "0" * 64
@@ -145,7 +146,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
+class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreReads, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
@@ -283,7 +284,7 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, StoreReads, Store):
     indexes_content_later = True  # see index_content
 
     def index_content(self, limit: int = 2000) -> int:
-        """Index the raw input and outbox payloads stored since the last call (FTS5, migration 10):
+        """Index the raw input and outbox payloads stored since the last call (FTS5, migration 11):
         a batch per transaction costs a fraction of an index insert in every intake commit. A write
         that waits behind an intake commit, like the queue's."""
         behind = self._read("SELECT (SELECT MAX(id) FROM messages) > (SELECT last_id FROM content_index WHERE"

@@ -285,4 +285,28 @@ MIGRATIONS.append((
         WHERE lane_head = 1 AND channel IN (SELECT channel FROM channel_state WHERE paused = 1);
     """,
 ))
-MIGRATIONS.extend(migration_files("sqlite"))  # numbered SQL files from 10 on (bridge/core/store/migrations)
+MIGRATIONS.append((
+    10,
+    "alerts: one row per (rule, subject) with its firing/resolved state and the notice lease",
+    """
+    -- names, counts and times only (never PHI); every write is a compare-and-set (bridge.core.alerts)
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
+        episode INTEGER NOT NULL DEFAULT 1,
+        started_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        resolved_at REAL,
+        notified_at REAL,
+        notices INTEGER NOT NULL DEFAULT 0,
+        summary TEXT NOT NULL DEFAULT '',
+        facts TEXT NOT NULL DEFAULT '{}',
+        last_error TEXT,
+        claim_owner TEXT,
+        claim_expires REAL,
+        PRIMARY KEY (rule, subject)
+    );
+    """,
+))
+MIGRATIONS.extend(migration_files("sqlite"))  # numbered SQL files from 11 on (bridge/core/store/migrations)

@@ -2,7 +2,8 @@
 
 Encoding validates the whole Bundle with fhirclient's R4 models (``strict=True``) before returning
 bytes, so a resource FHIR servers would refuse never reaches the outbox: the problem is an
-``EncodeError`` naming the element.
+``EncodeError`` naming the element. (A reference resource whose exact content passed before is not
+checked again: :mod:`.known_good`.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from bridge import DecodeError, EncodeError, FormatSpec, MessageHeader, OptionSpec, Record
 
+from . import known_good
 from .bindings import bundle_violations
 from .decode import decode_document
 from .encode import Writer
@@ -89,8 +91,10 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
         raise EncodeError("nothing to encode: no records")
     options = options or {}
     bundle = Writer(options).bundle(records)
-    validate(bundle)
-    check_bindings(bundle)
+    checked, reusable = known_good.still_to_check(bundle)  # what passed before is not checked again
+    validate(checked)
+    check_bindings(checked)
+    known_good.remember(reusable)
     indent = options.get("indent", 2)
     return (json.dumps(bundle, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 

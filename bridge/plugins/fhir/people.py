@@ -6,9 +6,10 @@ participants with their v3-ParticipationType, a Patient's generalPractitioner, a
 performer, a DiagnosticReport's resultsInterpreter or performer, a ServiceRequest's requester,
 performer or supportingInfo, a MedicationRequest's requester and recorder, a DocumentReference's
 author and authenticator, an Appointment's participants, an Immunization's performer with its
-function (OP ordering, AP administering). A participant in a stated role is a PractitionerRole; it
-replaces the plain reference to its own practitioner where the resource already had one (an
-Observation's performer, a ServiceRequest's requester), so a person is named once per element.
+function (OP ordering, AP administering), a Procedure's performer. A participant in a stated role
+is a PractitionerRole; it replaces the plain reference to its own practitioner where the resource
+already had one (an Observation's performer, a ServiceRequest's requester), so a person is named
+once per element.
 
 The encoder calls :func:`merge` after a record's own mapping; the decoder calls :func:`read`
 after the resource's own reader, so both directions agree. Practitioner and PractitionerRole are
@@ -48,6 +49,9 @@ IMMUNIZATION_FUNCTION = "http://terminology.hl7.org/CodeSystem/v2-0443"
 """Immunization.performer.function codes (R4 immunization-function: OP ordering, AP administering)."""
 
 LIST, SINGLE, PARTICIPANT, ACTOR, IMMUNIZATION = "list", "single", "participant", "actor", "immunization"
+PERFORMER = "performer"
+"""Procedure.performer: ``{"actor": …}`` (its function is the SNOMED CT role a PR1 field implies;
+a participant's role is in its PractitionerRole)."""
 ANY = "*"
 ELEMENTS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "Patient": (((ANY,), "generalPractitioner", LIST),),
@@ -61,6 +65,7 @@ ELEMENTS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
                           ((ANY,), "supportingInformation", LIST)),
     "DocumentReference": ((("AUTHEN",), "authenticator", SINGLE), (("AUT", ANY), "author", LIST)),
     "Immunization": (((ANY,), "performer", IMMUNIZATION),),
+    "Procedure": (((ANY,), "performer", PERFORMER),),
 }
 """Resource type → (participant functions, element, shape), first match wins."""
 
@@ -149,6 +154,8 @@ def _entry(shape: str, ref: dict[str, str], function: str | None) -> dict[str, A
         code = {"AUT": "OP", "PRF": "AP"}.get(function or "")
         return compact({"function": {"coding": [{"system": IMMUNIZATION_FUNCTION, "code": code}]} if code else None,
                         "actor": ref})
+    if shape == PERFORMER:
+        return {"actor": ref}
     return ref
 
 
@@ -215,8 +222,10 @@ def _function_in(item: Node, key: str) -> str | None:
 BASE_FIELDS = {("Observation", "performer"): "performer", ("ServiceRequest", "requester"): "requester",
                ("MedicationRequest", "requester"): "prescriber", ("DocumentReference", "author"): "author",
                ("Immunization", "performer"): "performer", ("Appointment", "participant"): "practitioner",
-               ("Encounter", "participant"): "practitioner", ("ServiceRequest", "performer"): "performers"}
-"""Elements where the record already has a field of its own: its practitioner is not a participant."""
+               ("Encounter", "participant"): "practitioner", ("ServiceRequest", "performer"): "performers",
+               ("Procedure", "performer"): "performers"}
+"""Elements where the record already has a field of its own: its practitioner is not a participant
+(a Procedure's performers hold theirs in a ProcedurePerformer)."""
 
 
 def _refs(node: Node, element: str, shape: str) -> list[tuple[Node | None, str | None]]:
@@ -228,6 +237,8 @@ def _refs(node: Node, element: str, shape: str) -> list[tuple[Node | None, str |
     for item in node.list(element):
         if shape == PARTICIPANT:
             out.append((item.obj("individual"), _function_in(item, "type")))
+        elif shape == PERFORMER:
+            out.append((item.obj("actor"), None))
         elif shape in (ACTOR, IMMUNIZATION):
             function = _function_in(item, "type") if shape == ACTOR else None
             if shape == IMMUNIZATION:
@@ -265,7 +276,7 @@ def read(node: Node, record: Record, r: Reader) -> None:
         for ref, stated in _refs(node, element, shape):
             person, role = _target(ref, r)
             own = getattr(record, base, None) if base else None
-            owned = own if isinstance(own, list) else [own]
+            owned = [getattr(o, "practitioner", o) for o in (own if isinstance(own, list) else [own])]
             if (person is None and role is None) or (person is not None and any(person is o for o in owned)):
                 continue  # nothing we read, or the record's own field
             if role is not None and role.practitioner is not None and (rtype, element) in ROLE_STANDS_FOR_BASE:

@@ -1,7 +1,9 @@
 """Procedure records as FHIR R4 Procedure resources, and back.
 
 FHIR requires the status (event-status, a required binding) and the subject. Performers keep their
-function (the HL7v2 decoder's SNOMED CT occupation codes). The parent procedure (HL7v2 PR1-25) is
+function (the HL7v2 decoder's SNOMED CT occupation codes); the record's participants (people in a
+stated role) are performers too, each as its PractitionerRole (people.py). The location is where it
+was done. The parent procedure (HL7v2 PR1-25) is
 written as a logical reference, ``partOf: [{"identifier": …}]``: writing a stub Procedure for it
 would let a conditional update overwrite the full parent a server already holds with an empty one.
 A procedure without an identifier a server could match (PR1-19 rarely names a system) gets one
@@ -14,7 +16,16 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from bridge import PROCEDURE_STATUSES, Encounter, EncodeError, Patient, Practitioner, Procedure, ProcedurePerformer
+from bridge import (
+    PROCEDURE_STATUSES,
+    Encounter,
+    EncodeError,
+    Location,
+    Patient,
+    Practitioner,
+    Procedure,
+    ProcedurePerformer,
+)
 from bridge import keys_of
 
 from . import constants as C
@@ -67,8 +78,9 @@ def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
         "performedDateTime": performed,
         "performer": [compact({"function": coded_out(p.function), "actor": w.ref(p.practitioner)})
                       for p in rec.performers],
+        "location": w.ref(rec.location) if rec.location else None,
         "reasonCode": [c for c in (coded_out(r) for r in rec.reason) if c],
-    })
+    })  # the participants (ROL after PR1) join performer in people.merge
 
 
 def _absolute(ident: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +109,7 @@ def procedure_in(node: Node, r: Reader) -> Procedure:
         performers=performers,
         reason=[c for c in (coded_in(n) for n in node.list("reasonCode")) if c],
         part_of=next((identifier_in(p) for p in parents if p is not None), None),
+        location=r.follow(node.obj("location"), Location),
         patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node),
     )

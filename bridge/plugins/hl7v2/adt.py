@@ -190,7 +190,7 @@ class ClinicalReader:
                 if condition is not None:
                     out.append(carried(condition))
             elif seg.name == "PR1":
-                procedure = procedures.read(self, seg, patient, encounter)
+                procedure = procedures.read(self, seg, patient, encounter, segments[index + 1:])
                 if procedure is not None:
                     out.append(carried(procedure))
             elif seg.name == "IN1":

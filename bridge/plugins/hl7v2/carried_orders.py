@@ -197,7 +197,7 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
         return [*result_orders(dec, records), *mother(dec, records)]
     if kind == "OUL":
         return [*result_orders(dec, records), *loose_specimens(dec, records), *mother(dec, records)]
-    if (kind, event) == ("RDE", "O11"):
+    if (kind, event) in (("RDE", "O11"), ("RDE", "O01")):  # O01: v2.3's name for O11
         return [*order_background(dec, records), *order_observations(dec, records), *mother(dec, records)]
     if (kind, event) == ("RDE", "O25"):  # its background and mother: companions.py, as a message kept whole
         return order_observations(dec, records)

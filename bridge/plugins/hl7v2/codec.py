@@ -15,6 +15,7 @@ from bridge import FormatSpec, MessageHeader, OptionSpec, Record
 
 from . import decode as _decode
 from . import encode as _encode
+from . import versions
 from .envelope import read as read_envelope
 from .header import first_segment, peek
 
@@ -78,6 +79,8 @@ ENCODE_OPTIONS = (
     OptionSpec("message_datetime", "a fixed MSH-7 (ISO 8601 with offset); default: now, UTC", kind="string"),
     OptionSpec("timezone", "the receiver's IANA zone (e.g. America/New_York): exact times are written as its "
                "wall-clock time with the offset for that instant", kind="string"),
+    OptionSpec("version", "the HL7 v2 version written (MSH-12), quoted: segments and fields it lacks are left "
+               "out", kind="string", default=versions.DEFAULT, choices=versions.VERSIONS),
 )
 
 FORMAT = FormatSpec(

@@ -149,12 +149,12 @@ def refill_background(dec: Decoder, records: list[Record]) -> list[Record]:
     return [adt.carried(r) for r in background(dec, segs[:first], _patient_of(records), _encounter_of(records))]
 
 
-def dispensed_orders(dec: Decoder, records: list[Record]) -> list[Record]:
+def dispensed_orders(dec: Decoder, records: list[Record], encounter: Encounter | None = None) -> list[Record]:
     """RDS^O13: the order each dispense fills — the pharmacy's encoded order (RXE, read as an
     RDE's, a filler order), else the order as placed (RXO) — as a Prescription, so a FHIR server
-    gets the MedicationRequest a MedicationDispense is authorised by."""
+    gets the MedicationRequest a MedicationDispense is authorised by, in the message's visit."""
     segs = dec.message.segments
-    patient, encounter = _patient_of(records), _encounter_of(records)
+    patient, encounter = _patient_of(records), encounter or _encounter_of(records)
     groups: list[list[Segment]] = []
     for seg in segs:
         if seg.name == "ORC":

@@ -49,7 +49,7 @@ from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, organizations, procedures
-from . import accounts, charges, visit_ids
+from . import accounts, charges, further_visits, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -431,7 +431,7 @@ class Decoder:
             kept["warnings"] = [f"{self.type}^{self.event} has no PID segment"]
         log.info("hl7v2 decode: %s^%s kept as sent (financial segments are not mapped to records)",
                  self.type, self.event)
-        return [record, *procedures.financial(self, record)]
+        return [record, *procedures.financial(self, record), *further_visits.further(self, record)]
 
     def _prune_evn(self, scope: Scope) -> None:
         """EVN-1 equal to MSH-9.2 says nothing the encoder would not write itself (the event). EVN-2
@@ -479,9 +479,15 @@ class Decoder:
                 else:
                     visit = None
                     out.append(adt.carried(current))
+            out += self._further_visits(group, current)  # an A45's second MRG/PV1: a visit moved too
             out += reader.records(group, current, visit)
             out += companions.for_group(self, group, current, visit)  # NK1, PID-21 mother, OBX
         return out
+
+    def _further_visits(self, group: adt.Group, patient: Patient) -> list[Record]:
+        """Every PV1 of a patient group after its first (ADT^A45 moves one visit per MRG/PV1 pair)
+        that describes a visit, as a carried Encounter of that patient (the segments stay kept)."""
+        return list(further_visits.carried_visits(self, further_visits.visits_in(group.segments)[1:], patient))
 
     def _note_event(self, record: Any, default: str) -> None:
         """Keep the trigger event when the encoder would not pick the same one from the record."""
@@ -1056,7 +1062,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = decoder.adt()
     elif kind == "SIU" and event in SIU_EVENTS:
         records = decoder.siu()
-    elif (kind, event) in (("RDE", "O11"), ("OMP", "O09")):
+    elif (kind, event) in (("RDE", "O11"), ("RDE", "O01"), ("OMP", "O09")):  # O01: v2.3's name for O11
         records = decoder.pharmacy()
     elif (kind, event) == ("RDE", "O25"):  # a refill: read as O11, written back as the message it was
         records = orders.keep_message(decoder, decoder.pharmacy())
@@ -1068,8 +1074,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
         records = orders.decode_referral(decoder)
         records += companions.referral_results(decoder, records)
     elif (kind, event) == ("RDS", "O13"):
-        records = pharmacy.decode_dispense(decoder)
-        records += companions.dispensed_orders(decoder, records)
+        records = pharmacy.decode_dispense(decoder)  # with the orders dispensed (companions)
     elif (kind, event) in (("RAS", "O17"), ("RGV", "O15")):
         records = pharmacy.decode_administration(decoder)
     elif (kind, event) == ("VXU", "V04"):

@@ -41,11 +41,12 @@ from bridge import (
 from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import people, places, telehealth
+from . import kept_edits, people, places, telehealth, versions
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
-VERSION = "2.5"
+VERSION = versions.DEFAULT
+"""What the encoder builds; option ``version`` makes it fit another one (:mod:`.versions`)."""
 
 
 def _reverse(table: Mapping[str, str]) -> dict[str, str]:
@@ -204,6 +205,7 @@ class Encoder:
         self.options = options
         self.convention = telehealth.convention_from(options)
         self.zone = ZoneInfo(options["timezone"]) if options.get("timezone") else timezone.utc
+        self.version = versions.version_of(options)
 
     def now(self) -> str:
         """The current time for MSH-7/EVN-2: in the receiver's ``timezone`` when set, else UTC."""
@@ -219,10 +221,12 @@ class Encoder:
         control = o.get("message_control_id") or "TB" + hashlib.sha1("\r".join(body).encode()).hexdigest()[:18]
         fields = ["MSH", "^~\\&", esc(o.get("sending_application")), esc(o.get("sending_facility")),
                   esc(o.get("receiving_application")), esc(o.get("receiving_facility")), stamp, "",
-                  comp(kind, event, structure), esc(str(control)), esc(o.get("processing_id") or "P"), VERSION]
+                  comp(*versions.message_type(self.version, kind, event, structure)), esc(str(control)),
+                  esc(o.get("processing_id") or "P"), self.version]
         return "|".join(fields)
 
     def message(self, kind: str, event: str, structure: str, body: list[str]) -> str:
+        body = versions.conform(body, self.version)
         return "\r".join([self.msh(kind, event, structure, body), *body]) + "\r"
 
     def adt(self, encounter: Encounter, background: Sequence[Record] = ()) -> str:
@@ -507,6 +511,8 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     options = options or {}
     if not records:
         raise EncodeError("nothing to encode: no records")
+    if options.get("records_mapped"):  # maps ran: their changes to carried records go into the kept segments
+        records = kept_edits.with_edits(records)  # (before the zone change: compared as the sender wrote them)
     if options.get("timezone"):
         records = _in_receiver_zone(records, options["timezone"])
     encoder = Encoder(options)

@@ -270,6 +270,12 @@ class MLLPSource:
 
     # lifecycle -----------------------------------------------------------------------------------
 
+    @property
+    def listening(self) -> bool:
+        """Whether the port is open and accepting (alert rule ``listener_down`` and health read it)."""
+        server, thread = self._server, self._thread
+        return bool(server is not None and thread is not None and thread.is_alive() and server.is_serving())
+
     def start(self) -> None:
         """Bind and listen; returns once connections are accepted, or raises why it could not bind."""
         self._pool = ThreadPoolExecutor(self.submit_threads, thread_name_prefix=f"mllp-submit-{self.ctx.channel}")

@@ -16,18 +16,29 @@ first, TXA-9's first, AIP-3's first): those are not repeated here.
 
 Everything here is derived: the fields and segments stay kept as read (they are not in the
 decoder's mapped fields), so an HL7v2 round trip writes them back exactly and the records built
-here are never written twice. XON organizations (ROL-14, PRT-8) are left to the organization
-mapping; EVN-5 (the operator) belongs to provenance.
+here are never written twice. A role's organization (ROL-14, PRT-8: for whom the person acts in
+it, FHIR PractitionerRole.organization as the v2-to-FHIR IG maps PRT-8) is read with the role;
+EVN-5 (the operator) belongs to provenance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bridge import ROLE_FUNCTIONS, Coding, ContactPoint, Encounter, Participant, Practitioner, PractitionerRole
+from bridge import (
+    ROLE_FUNCTIONS,
+    Coding,
+    ContactPoint,
+    Encounter,
+    Organization,
+    Participant,
+    Practitioner,
+    PractitionerRole,
+)
 
 from . import datatypes as dt
 from . import places
+from .organizations import first_organization
 from .header import Separators
 from .reader import NULL, Message, Segment, text
 
@@ -70,12 +81,14 @@ def stated_role(code: str, practitioner: Practitioner | None, display: str | Non
 
 
 def field_participants(seg: Segment | None, number: int, function: str, seps: Separators,
-                       role: str | None = None, skip_first: bool = False) -> list[Participant]:
-    """One participant per person an XCN field names; in ``role`` when the field implies one."""
+                       role: str | None = None, skip_first: bool = False,
+                       organization: Organization | None = None) -> list[Participant]:
+    """One participant per person an XCN field names; in ``role`` when the field implies one (held
+    for ``organization`` when the message names it: ORC-21 for ORC-12, OBX-23 for OBX-25)."""
     people = practitioners(seg, number, seps)[1 if skip_first else 0:]
     if role is None:
         return [Participant(function=function, practitioner=p) for p in people]
-    return [Participant(function=function, role=stated_role(role, p)) for p in people]
+    return [Participant(function=function, role=stated_role(role, p, organization=organization)) for p in people]
 
 
 def _coding(raw: str, seps: Separators, default_system: str | None = None) -> Coding | None:
@@ -116,7 +129,8 @@ def _deleted(seg: Segment, seps: Separators) -> bool:
 
 
 def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
-    """ROL: role (3) of the person (4), provider type (9) as specialty, phone (12), location (13).
+    """ROL: role (3) of the person (4), provider type (9) as specialty, phone (12), location (13),
+    organization (14, XON, v2.7+).
     ROL-5/6 (when the person held the role for this patient) are not the role's own period
     (PractitionerRole.period is the practitioner's authorization): they stay kept as read. A ROL
     that deletes its role (ROL-2 ``DE``) names nobody now."""
@@ -125,11 +139,12 @@ def read_rol(seg: Segment, seps: Separators) -> list[Participant]:
     return _role_participant(
         _coding(seg.get(3), seps, ROLE_TABLE), practitioners(seg, 4, seps)[:1],
         specialty=[c for c in [_coding(seg.get(9), seps)] if c], telecom=_telecom(seg.get(12), seps),
-        locations=_places(seg.get(13), seps))
+        locations=_places(seg.get(13), seps), organization=first_organization(seg, 14, seps))
 
 
 def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
-    """PRT: participation (4, table 0912) of the person (5) at the location (9), telecom (15);
+    """PRT: participation (4, table 0912) of the person (5) for the organization (8) at the
+    location (9), telecom (15);
     PRT-11/12 (when, for this record) stay kept as read, as ROL-5/6 do. PRT-2 ``DE`` deletes the
     participation. A PRT naming a place but no person (the v2.7+ way to say where an admission or
     an order took place) is a role nobody in particular holds: a PractitionerRole with the
@@ -140,14 +155,18 @@ def read_prt(seg: Segment, seps: Separators) -> list[Participant]:
     code = _coding(seg.get(4), seps, ROLE_TABLE)
     where = _places(seg.get(9), seps)
     people = practitioners(seg, 5, seps)[:1]
+    organization = first_organization(seg, 8, seps)
     if not people and where:
-        return _place_participant(code, where, _telecom(seg.get(15), seps))
-    return _role_participant(code, people, locations=where, telecom=_telecom(seg.get(15), seps))
+        return _place_participant(code, where, _telecom(seg.get(15), seps), organization)
+    return _role_participant(code, people, locations=where, telecom=_telecom(seg.get(15), seps),
+                             organization=organization)
 
 
-def _place_participant(code: Coding | None, where: list, telecom: list[ContactPoint]) -> list[Participant]:
+def _place_participant(code: Coding | None, where: list, telecom: list[ContactPoint],
+                       organization: Organization | None = None) -> list[Participant]:
     """A participation at a place with no person named (see :func:`read_prt`)."""
-    role = PractitionerRole(code=[code] if code is not None else [], locations=where, telecom=telecom)
+    role = PractitionerRole(code=[code] if code is not None else [], locations=where, telecom=telecom,
+                            organization=organization)
     return [Participant(function=_function_of(code), role=role)]
 
 
@@ -242,10 +261,13 @@ def _pd1(message: Message, pid: Segment | None) -> Segment | None:
 
 
 def observation(message: Message, obx: Segment, seps: Separators) -> list[Participant]:
-    """OBX-16 responsible observers after the first (the Observation's ``performer``) in role RO,
-    OBX-25 the performing lab's medical director (role MDIR), and the OBX's PRT segments."""
+    """OBX-16 responsible observers after the first (the Observation's ``performer``, which FHIR's
+    Observation.performer already says) in role RO, OBX-25 the medical director (role MDIR) of the
+    performing organization (OBX-23 with its OBX-24 address, read as the Observation's own
+    ``performing_organization``: one organization), and the OBX's PRT segments."""
     return (field_participants(obx, 16, "RESP", seps, role="RO", skip_first=True)
-            + field_participants(obx, 25, "RESP", seps, role="MDIR")
+            + field_participants(obx, 25, "RESP", seps, role="MDIR",
+                                 organization=places.performing_organization(obx, seps))
             + segment_participants(followers(message, obx), seps))
 
 
@@ -274,10 +296,25 @@ def report(message: Message, obr: Segment, seps: Separators) -> list[Participant
     return out + segment_participants(followers(message, obr), seps)
 
 
+def ordering_provider(orc: Segment | None, obr: Segment | None, seps: Separators,
+                      always: bool = False) -> list[Participant]:
+    """The ordering provider (ORC-12, else OBR-16) in role OP held for the ordering facility
+    (ORC-21), as HL7's v2-to-FHIR mapping writes ORC-12 and ORC-21 into the requester's
+    PractitionerRole. The person is also the record's own requester or prescriber, and in FHIR the
+    role stands for them (one reference, ``requester``); so without an ORC-21 the role says nothing
+    the record's field does not (FHIR's requester *is* the orderer), and there is none unless
+    ``always`` (a VXU, whose Immunization has no field of its own for the orderer)."""
+    facility = first_organization(orc, 21, seps)
+    if facility is None and not always:
+        return []
+    field = (orc, 12) if practitioners(orc, 12, seps) else (obr, 16)
+    return field_participants(field[0], field[1], "AUT", seps, role="OP", organization=facility)[:1]
+
+
 def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Separators) -> list[Participant]:
-    """OBR-34 technicians who are to perform the order and the PRT segments of its ORC and OBR
-    (the requester, ORC-12 else OBR-16, is the ServiceRequest's own field)."""
-    out: list[Participant] = []
+    """The ordering provider in role OP for the ordering facility (see :func:`ordering_provider`),
+    OBR-34 technicians who are to perform the order and the PRT segments of its ORC and OBR."""
+    out = ordering_provider(orc, obr, seps)
     if obr is not None:
         out += [p for p in report(message, obr, seps) if p.function == "PRF"]
     return out + segment_participants([*followers(message, orc), *followers(message, obr)], seps)
@@ -285,13 +322,14 @@ def order(message: Message, orc: Segment | None, obr: Segment | None, seps: Sepa
 
 def prescription(message: Message, orc: Segment | None, give: Segment | None,
                  seps: Separators) -> list[Participant]:
-    """ORC-10, who entered the order (MedicationRequest.recorder), and the PRT segments of the ORC
-    and of the order's RXO and RXE (both, in an RDE); the prescriber (ORC-12) is the Prescription's
-    own field."""
+    """The prescriber (ORC-12, the Prescription's own field) in role OP for the ordering facility
+    (ORC-21, when named), ORC-10, who entered the order (MedicationRequest.recorder), and the PRT
+    segments of the ORC and of the order's RXO and RXE (both, in an RDE)."""
     anchors = [orc, *_order_parts(message, orc, ("RXO", "RXE"))]
     if give is not None and all(give is not a for a in anchors):
         anchors.append(give)
-    return (field_participants(orc, 10, "ENT", seps)[:1]
+    prescriber = ordering_provider(orc, None, seps) if orc is not None else []
+    return (prescriber + field_participants(orc, 10, "ENT", seps)[:1]
             + segment_participants([seg for a in anchors for seg in followers(message, a)], seps))
 
 
@@ -311,12 +349,13 @@ def _order_parts(message: Message, orc: Segment | None, names: tuple[str, ...]) 
 def referral(prd: Segment, provider: Practitioner, seps: Separators) -> list[Participant]:
     """A REF's PRD: the provider (PRD-2/7, read by the referral mapping) in the PRD-1 role (table
     0286: RP referring, RT referred to, PP primary care, CP consulting…), at the PRD-4 place, with
-    the PRD-5 telecom. The requester (RP) and performers (RT) stay the ServiceRequest's fields; the
-    role names them in FHIR in place of the plain reference."""
+    the PRD-5 telecom, for the PRD-10 organization (v2.7+). The requester (RP) and performers (RT)
+    stay the ServiceRequest's fields; the role names them in FHIR in place of the plain reference."""
     code = _coding(prd.get(1), seps, ROLE_TABLE)
     if code is None:
         return []
-    return _role_participant(code, [provider], locations=_places(prd.get(4), seps), telecom=_telecom(prd.get(5), seps))
+    return _role_participant(code, [provider], locations=_places(prd.get(4), seps), telecom=_telecom(prd.get(5), seps),
+                             organization=first_organization(prd, 10, seps))
 
 
 def document(txa: Segment, seps: Separators) -> list[Participant]:
@@ -368,9 +407,10 @@ def schedule_contacts(sch: Segment, seps: Separators) -> list[Participant]:
 
 def immunization(orc: Segment | None, seps: Separators, message: Message | None = None,
                  rxa: Segment | None = None) -> list[Participant]:
-    """ORC-12, who ordered the vaccine (Immunization.performer with function OP), then the PRT
+    """ORC-12, who ordered the vaccine (Immunization.performer with function OP; role OP for the
+    ORC-21 ordering facility), then the PRT
     segments of the ORC and of the RXA (its RXR may stand between): who else took part, and where."""
-    ordered = [Participant(function="AUT", role=stated_role("OP", p)) for p in practitioners(orc, 12, seps)[:1]]
+    ordered = ordering_provider(orc, None, seps, always=True) if orc is not None else []
     if message is None:
         return ordered
     return ordered + segment_participants([*followers(message, orc), *_after(message, rxa, ("RXR",))], seps)

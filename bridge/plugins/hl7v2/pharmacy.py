@@ -24,6 +24,7 @@ from bridge import (
 )
 
 from . import datatypes as dt
+from .companions import dispensed_orders
 from .orders import background, header, keep_message, order_groups, practitioner
 from .reader import Segment
 
@@ -71,17 +72,20 @@ def dispense(dec: Decoder, group: OrderGroup, rxd: Segment, patient: Patient | N
 
 
 def decode_dispense(dec: Decoder) -> list[Record]:
-    """RDS^O13: one PrescriptionEvent per RXD."""
+    """RDS^O13: one PrescriptionEvent per RXD, then the orders they fill (companions). The visit
+    (PV1/PV2 before the first order) is the one those orders and the patient's background records
+    were made in: a PrescriptionEvent has no visit of its own (NCPDP's RxFill names none)."""
     segs = dec.message.segments
     if not any(s.name == "RXD" for s in segs):
         raise DecodeError("RDS^O13 has no RXD segment: nothing says what was dispensed", "RXD")
     first = next(i for i, s in enumerate(segs) if s.name in ("ORC", "RXD"))
     scope = dec.scope()
-    patient, _ = header(dec, segs[:first], scope)
+    patient, encounter = header(dec, segs[:first], scope)
     records: list[Record] = [dispense(dec, group, rxd, patient, scope)
                              for group in order_groups(segs[first:], starts=("RXD",))
                              for rxd in group.all("RXD")]
-    return keep_message(dec, records + background(dec, segs[:first], patient, None))
+    records = keep_message(dec, records + background(dec, segs[:first], patient, encounter))
+    return records + dispensed_orders(dec, records, encounter)
 
 
 def route_site(dec: Decoder, group: OrderGroup, after: Segment) -> tuple[Coding | None, Coding | None]:

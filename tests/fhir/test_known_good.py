@@ -1,0 +1,85 @@
+"""Reference resources whose exact content passed validation are not validated again; everything
+else, and anything that differs by one character, still is, with errors naming the same entry."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge import EncodeError
+from bridge.plugins.fhir import codec, known_good
+
+from . import records as R
+
+
+@pytest.fixture(autouse=True)
+def empty_memory():
+    known_good.forget()
+    yield
+    known_good.forget()
+
+
+def checked_types(monkeypatch, fhir_format, records) -> list[list[str]]:
+    """The resource types fhirclient was given, per encode."""
+    seen: list[list[str]] = []
+    real = codec.validate
+
+    def spy(bundle):
+        seen.append([e["resource"]["resourceType"] for e in bundle["entry"] if "resource" in e])
+        real(bundle)
+
+    monkeypatch.setattr(codec, "validate", spy)
+    fhir_format.encode(records, {})
+    fhir_format.encode(records, {})
+    return seen
+
+
+def test_reference_resources_are_validated_once_per_content(monkeypatch, fhir_format):
+    first, second = checked_types(monkeypatch, fhir_format, [R.prescription()])
+    reused = [t for t in first if t in known_good.REUSED_TYPES]
+    assert reused, first  # the prescription's bundle has reference resources (prescriber, organizations…)
+    assert second == [t for t in first if t not in known_good.REUSED_TYPES]
+    assert "MedicationRequest" in second and "Patient" in second  # what is new each time is checked each time
+
+
+def test_a_resource_that_differs_is_validated_again(monkeypatch, fhir_format):
+    rx = R.prescription()
+    fhir_format.encode([rx], {})
+    rx.prescriber.name.family = rx.prescriber.name.family + "x"  # type: ignore[union-attr]
+    seen, _ = checked_types(monkeypatch, fhir_format, [rx])
+    assert "Practitioner" in seen
+
+
+def test_a_skipped_entry_keeps_its_place_so_errors_name_the_same_entry():
+    organization = {"resourceType": "Organization", "name": "Riverbend Lab"}
+    good = {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": "urn:uuid:1", "resource": organization}]}
+    checked, keys = known_good.still_to_check(good)
+    codec.validate(checked)
+    known_good.remember(keys)
+    bad = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": organization},
+        {"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Organization", "name": 5}}]}
+    checked, _ = known_good.still_to_check(bad)
+    assert checked["entry"][0] == {"fullUrl": "urn:uuid:1"} and "resource" in checked["entry"][1]
+    with pytest.raises(EncodeError) as skipped:
+        codec.validate(checked)
+    with pytest.raises(EncodeError) as whole:
+        codec.validate(bad)
+    assert str(skipped.value) == str(whole.value) and "entry.1" in str(whole.value)
+
+
+def test_a_refused_bundle_teaches_nothing(fhir_format):
+    bad = {"resourceType": "Bundle", "type": "collection",
+           "entry": [{"resource": {"resourceType": "Organization", "name": 5}}]}
+    checked, keys = known_good.still_to_check(bad)
+    with pytest.raises(EncodeError):
+        codec.validate(checked)
+    assert keys and known_good.still_to_check(bad)[0]["entry"][0].get("resource")  # not remembered
+
+
+def test_the_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(known_good, "MAX_REMEMBERED", 3)
+    keys = [known_good.still_to_check({"entry": [{"resource": {"resourceType": "Organization", "name": f"O{i}"}}]})[1][0]
+            for i in range(5)]
+    known_good.remember(keys)
+    assert list(known_good._passed) == keys[-3:]
