@@ -7,6 +7,8 @@ Timestamps are epoch seconds in ``double precision`` (a float8 round-trips exact
 chain's hashes rely on); JSON is kept as text, byte for byte what was hashed or written.
 """
 
+from .migrations import load as migration_files
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -320,3 +322,4 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
 ]
+MIGRATIONS.extend(migration_files("postgresql"))  # numbered SQL files from 11 on (bridge/core/store/migrations)

@@ -3,6 +3,8 @@
 Never edit a released migration: add the next one. Each entry is (version, description, SQL).
 """
 
+from .migrations import load as migration_files
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -307,3 +309,4 @@ MIGRATIONS.append((
     );
     """,
 ))
+MIGRATIONS.extend(migration_files("sqlite"))  # numbered SQL files from 11 on (bridge/core/store/migrations)
