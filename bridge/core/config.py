@@ -37,7 +37,7 @@ DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
 ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
 WEB_LIMIT_KEYS = ("threads", "max_queued_connections", "max_request_bytes", "timeout_seconds", "max_request_seconds")
-WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours") + WEB_LIMIT_KEYS
+WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours", "timezone") + WEB_LIMIT_KEYS
 WEB_TLS_KEYS = ("cert_file", "key_file")
 JOB_KEYS = ("type", "trigger", "channel", "settings", "catch_up", "retry", "lease_seconds", "enabled", "description")
 TRIGGER_KEYS = ("cron", "interval_seconds", "timezone")
@@ -331,8 +331,9 @@ def _log_format(raw: Mapping[str, Any], problems: _Problems) -> str:
 
 
 def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[str, Any]:
-    """``web: {listen: "127.0.0.1:8080", tls: {cert_file, key_file}, secret_key_file, session_hours}``;
-    file paths resolve against the config folder."""
+    """``web: {listen: "127.0.0.1:8080", tls: {cert_file, key_file}, secret_key_file, session_hours, timezone}``;
+    file paths resolve against the config folder. ``timezone`` is the site's IANA zone the dashboard shows
+    times in (default UTC), checked now like a channel's zone."""
     problems.unknown_keys(raw, WEB_KEYS, "web")
     out: dict[str, Any] = {}
     listen = raw.get("listen")
@@ -363,6 +364,12 @@ def _web(raw: Mapping[str, Any], config_dir: str, problems: _Problems) -> dict[s
                            minimum=0.1 if key.endswith("_seconds") else 1)
               for key in WEB_LIMIT_KEYS if key in raw}
     out["limits"] = {key: value for key, value in limits.items() if value is not None}
+    if "timezone" in raw:
+        problem = zone_problem(raw["timezone"])
+        if problem:
+            problems.add("web.timezone", problem)
+        else:
+            out["timezone"] = str(raw["timezone"])
     return out
 
 

@@ -311,6 +311,8 @@ class Engine:
         self.open_sources()
         for source in self.sources:
             source.start()
+        if self.store.indexes_content_later:  # payloads reach the content search in batches, off the intake
+            self._spawn("content-indexer", self.store.index_content, threading.Event())
         if any(job.enabled for job in self.config.jobs.values()):
             from bridge.core.scheduler import Scheduler
 

@@ -29,6 +29,7 @@ from .api import ApiError, json_error, make_api
 from .auth import (PUBLIC_ENDPOINTS, LoginLimiter, Principal, csrf_ok, csrf_token, load_secret_key, requires,
                    required_role, token_digest)
 from .dashboard import fingerprint, make_dashboard
+from .readable import DEFAULT_ZONE, detail_fields, fields_html, pretty_json, time_html
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -60,10 +61,17 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     _health(app)
     app.before_request(_authorize)
     app.after_request(_harden)
-    app.register_error_handler(ApiError, lambda e: json_error(e.status, e.message, e.code))
+    app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
-    app.jinja_env.globals.update(csrf_token=lambda: csrf_token(session), iso=_short_time, version=__version__)
+    app.register_error_handler(Exception, _unexpected_error)
+    zone = app.config["BRIDGE_SITE_ZONE"] = web.get("timezone", DEFAULT_ZONE)
+    app.jinja_env.globals.update(
+        csrf_token=lambda: csrf_token(session), version=__version__, site_zone=zone,
+        iso=lambda ts: time_html(ts, zone),
+        fields=lambda detail: fields_html(detail_fields(detail), zone,
+                                          lambda i: url_for("dashboard.message", message_id=i)))
+    app.jinja_env.filters["pretty_json"] = pretty_json
     app.context_processor(lambda: {"principal": g.get("principal")})
     app.register_blueprint(make_api())
     app.register_blueprint(make_dashboard())
@@ -178,11 +186,28 @@ def _deny(status: int, message: str) -> Any:
     return render_template("error.html", status=status, message=message), status
 
 
+def _error_page(status: int, message: str) -> Any:
+    """The dashboard's HTML error page (the API answers JSON: see ``_wants_json``)."""
+    return render_template("error.html", status=status, message=message), status
+
+
+def _api_error(exc: ApiError) -> Any:
+    """An ApiError raised under a dashboard page (a message that does not exist) is a page, not JSON."""
+    return json_error(exc.status, exc.message, exc.code) if _wants_json() else _error_page(exc.status, exc.message)
+
+
 def _http_error(exc: HTTPException) -> Any:
     status = exc.code or 500
     if _wants_json():
         return json_error(status, exc.description or exc.name, exc.name.lower().replace(" ", "_"))
-    return render_template("error.html", status=status, message=exc.description or exc.name), status
+    return _error_page(status, exc.description or exc.name)
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    """A bug: logged by type only (its text may quote a payload), answered without a traceback."""
+    log.error("unexpected %s in %s %s", type(exc).__name__, request.method, request.endpoint)
+    message = "something went wrong on the server; the error is logged (without message contents)"
+    return json_error(500, message, "internal_error") if _wants_json() else _error_page(500, message)
 
 
 def _store_error(exc: StoreError) -> Any:
@@ -202,11 +227,6 @@ def _harden(response: Response) -> Response:
     if request.endpoint != "static":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-def _short_time(ts: str | None) -> str:
-    """ISO times as ``2026-03-01 12:00:00Z`` in tables."""
-    return ts.replace("T", " ").split(".")[0] + "Z" if ts else "-"
 
 
 __all__ = ["create_app", "load_openapi"]

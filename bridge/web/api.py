@@ -18,10 +18,11 @@ from bridge.core.model.keys import KEY_NAMES
 from bridge.core.store import Store
 from bridge.errors import BridgeError, ReplayRefused
 
-from . import present
+from . import analyst, present
 from .auth import ROLES, Principal, hash_password, new_token, requires, token_digest
 
 MAX_PAGE = 500
+MAX_QUERY_CHARS = 200
 ERROR_WINDOW_SECONDS = 3600.0
 SECRET_WORDS = ("password", "secret", "token", "key", "credential", "client_secret")
 
@@ -105,32 +106,58 @@ def mask_secrets(value: Any) -> Any:
 # --- search shared with the dashboard ---------------------------------------------------------------
 
 
-def search_messages(args: Mapping[str, str], who: Principal) -> tuple[list[Any], int | None]:
-    """Search by status, channel, time range and business keys; returns a page and the next cursor.
+def search_messages(args: Mapping[str, str], who: Principal, limit: int | None = None) -> tuple[list[Any], int | None]:
+    """Search by status, channel, message type, destination, time range, business keys and words in
+    the payloads (``q``); returns a page and the next cursor.
 
     Searching by a patient, encounter or prescription number needs ``analyst`` (the search itself
-    tells a viewer which messages concern a person) and is audited: who looked up whom, when.
+    tells a viewer which messages concern a person) and is audited: who looked up whom, when. A
+    content search needs ``analyst`` too, and every one is audited with its words and what it found.
     """
     keys = {name: args[name] for name in KEY_NAMES if args.get(name)}
     phi_keys = {k: v for k, v in keys.items() if k in present.PHI_KEYS}
     if phi_keys and not who.can("analyst"):
         raise ApiError(403, f"searching by {', '.join(sorted(phi_keys))} needs the analyst role")
-    limit = int_arg("limit", 50, MAX_PAGE) or 50
+    limit = limit or int_arg("limit", 50, MAX_PAGE) or 50
     before_id = int_arg("before_id", None)
     try:
         since = present.parse_time(args.get("since"), "since")
         until = present.parse_time(args.get("until"), "until")
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
-                          since=since, until=until, limit=limit + 1, before_id=before_id)
+    text = (args.get("q") or "").strip() or None
+    if text and not who.can("analyst"):
+        raise ApiError(403, "searching inside payloads needs the analyst role")
+    if text and len(text) > MAX_QUERY_CHARS:
+        raise ApiError(400, f"q: at most {MAX_QUERY_CHARS} characters")
+    destination = args.get("destination") or None
+    if destination and destination not in current_app.config["BRIDGE_CONFIG"].destinations:
+        raise ApiError(400, f"destination: no destination named {destination!r}")
+    if text:
+        catch_up_content_index()
+    try:
+        rows = store().search(status=args.get("status") or None, channel=args.get("channel") or None, keys=keys,
+                              since=since, until=until, limit=limit + 1, before_id=before_id,
+                              message_type=args.get("message_type") or None, destination=destination, text=text)
+    except BridgeError as exc:  # a content search with no word in it
+        raise ApiError(400, str(exc)) from None
     page = rows[:limit]
-    if phi_keys:
+    if text:  # a look inside payloads is a view of PHI, whatever it found: who searched for what
+        store().audit(who.actor, "message.content_search", "messages",
+                      {"text": text, "keys": phi_keys, "results": len(page), "message_ids": [m.id for m in page]})
+    elif phi_keys:
         store().audit(who.actor, "message.search", "messages", {"keys": phi_keys, "results": len(page)})
     elif page and who.can("analyst"):  # the list shows patient, encounter and prescription numbers
         audit_listing(who, "message.list", [m.id for m in page])
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return page, next_cursor
+
+
+def catch_up_content_index() -> None:
+    """A content search sees every payload stored before it: the engine's indexer runs a moment
+    behind the intake (and a process that only reads, such as the CLI, has none), so catch up first."""
+    while store().index_content():
+        pass
 
 
 def audit_listing(who: Principal, action: str, ids: list[int]) -> None:
@@ -142,9 +169,9 @@ def view_message(message_id: int, who: Principal) -> dict[str, Any]:
     message = store().get_message(message_id)
     if message is None:
         raise ApiError(404, f"no message with id {message_id}")
-    detail = present.message_detail(store(), message, who)
+    detail = {**present.message_detail(store(), message, who), **analyst.message_extras(store(), message, who)}
     if who.can("analyst"):
-        store().audit(who.actor, "message.view", f"message:{message_id}", {"parts": ["records", "raw"]})
+        store().audit(who.actor, "message.view", f"message:{message_id}", {"parts": ["records", "raw", "payloads", "responses"]})
     return detail
 
 

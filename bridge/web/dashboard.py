@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 from urllib.parse import urlparse, urlsplit
 
 from flask import (Blueprint, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 
+from bridge.core.config import PRUNABLE_STATUSES
 from bridge.core.model.keys import KEY_NAMES
 
-from . import api, present
+from . import api, bulk_replay, present
 from .auth import csrf_ok, dummy_verify, verify_password
 
-SEARCH_FIELDS = ("status", "channel", "since", "until", *KEY_NAMES)
+SEARCH_FIELDS = ("status", "channel", "message_type", "destination", "since", "until", "q", *KEY_NAMES)
+FINAL_STATUSES = PRUNABLE_STATUSES  # a message in one of these changes no more: its page need not refresh
+MESSAGE_STATUSES = ("received", "processing", "held", "routed", *FINAL_STATUSES)
 
 
 def _actions_back(default: str) -> Any:
@@ -72,19 +77,49 @@ def make_dashboard() -> Blueprint:
         args = {k: v.strip() for k, v in request.args.items() if k in (*SEARCH_FIELDS, "before_id") and v.strip()}
         rows, cursor, error = [], None, None
         try:
-            rows, cursor = api.search_messages(args, g.principal)
+            rows, cursor = api.search_messages(in_site_zone(args, site_zone()), g.principal)
         except api.ApiError as exc:
             error = exc.message
         items = [present.message_summary(m, g.principal) for m in rows]
         next_args = {**args, "before_id": cursor} if cursor else None
+        config = current_app.config["BRIDGE_CONFIG"]
         return render_template("messages.html", items=items, args=args, error=error, next_args=next_args,
-                               key_names=KEY_NAMES, channels=sorted(current_app.config["BRIDGE_CONFIG"].channels))
+                               key_names=KEY_NAMES, channels=sorted(config.channels), statuses=MESSAGE_STATUSES,
+                               destinations=sorted(config.destinations), message_types=api.store().message_types())
+
+    @dash.get("/messages/replay")
+    @api.requires("operator")
+    def bulk_replay_review() -> Any:
+        """Step one of a bulk replay: the search's messages, their destinations, the count to confirm."""
+        args = {k: v.strip() for k, v in request.args.items() if k in SEARCH_FIELDS and v.strip()}
+        if not args:
+            flash("search first: a bulk replay replays the messages a search finds", "error")
+            return redirect(url_for("dashboard.messages"))
+        found = bulk_replay.review(in_site_zone(args, site_zone()), g.principal)
+        return render_template("replay_confirm.html", r=found, args=args)
+
+    @dash.post("/messages/replay")
+    @api.requires("operator")
+    def bulk_replay_run() -> Any:
+        """Step two: replay the reviewed ids (see bridge.web.bulk_replay)."""
+        try:
+            done = bulk_replay.run(request.form, request.form.getlist("destination"))
+        except api.ApiError as exc:  # back to the review page (its ``next``), nothing replayed
+            flash(exc.message, "error")
+            return _actions_back(url_for("dashboard.messages"))
+        refused = "; ".join(f"{r['message_id']}: {r['error']}" for r in done["refused"][:5])
+        flash(f"{len(done['replayed'])} message(s) replayed, {len(done['refused'])} refused, "
+              f"{len(done['skipped'])} skipped (not routed to a chosen destination)"
+              + (f". Refused: {refused}" if refused else ""), "ok" if done["replayed"] else "error")
+        return redirect(url_for("dashboard.messages"))
 
     @dash.get("/messages/<int:message_id>")
     @api.requires("viewer")
     def message(message_id: int) -> Any:
         detail = api.view_message(message_id, g.principal)
-        return render_template("message.html", d=detail, m=detail["message"])
+        live = detail["message"]["status"] not in FINAL_STATUSES or any(
+            o["status"] == "pending" for o in detail["deliveries"])
+        return render_template("message.html", d=detail, m=detail["message"], live=live)
 
     @dash.post("/messages/<int:message_id>/replay")
     @api.requires("operator")
@@ -197,6 +232,29 @@ def _login_post() -> Any:
     session.update(user=user.name, pw=fingerprint(user.password_hash), ep=user.session_epoch, at=time.time())
     store.audit(f"user:{user.name}", "login.success", f"user:{user.name}", {"address": address})
     return redirect(safe_next(request.form.get("next") or "") or url_for("dashboard.overview"))
+
+
+def site_zone() -> str:
+    """The IANA zone the dashboard shows times in (``web.timezone``, set by create_app)."""
+    return current_app.config["BRIDGE_SITE_ZONE"]
+
+
+def in_site_zone(args: dict[str, str], zone: str) -> dict[str, str]:
+    """The search form's ``since``/``until`` come from ``datetime-local`` inputs, without an offset: the
+    dashboard shows times in the site's zone, so it reads them in that zone (the API reads a time
+    without an offset as UTC). A time with an offset, or epoch seconds, is left as it is."""
+    out = dict(args)
+    for name in ("since", "until"):
+        text = out.get(name)
+        if not text:
+            continue
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            continue  # epoch seconds, "…Z", or a mistake the search reports with the field's name
+        if moment.tzinfo is None:
+            out[name] = moment.replace(tzinfo=ZoneInfo(zone)).isoformat()
+    return out
 
 
 def safe_next(target: str) -> str | None:

@@ -101,9 +101,10 @@ def login(client, name: str, password: str, address: str = "127.0.0.1"):
                        environ_base={"REMOTE_ADDR": address})
 
 
-def build_site(tmp_path, **app_options) -> Site:
+def build_site(tmp_path, config: dict | None = None, **app_options) -> Site:
+    """The shared site; ``config`` replaces CONFIG (same channels and destinations, plus e.g. ``web``)."""
     plugins = plugin_manager(("failing", FailingTransport()))
-    engine = engine_from_dict(CONFIG, tmp_path, plugins)
+    engine = engine_from_dict(config or CONFIG, tmp_path, plugins)
     engine.open_destinations()
     site = Site(engine=engine, app=None)
     site.ids["enc1"] = engine.submit("intake", encounter(1, "MRN-A1")).message_id

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+KEYS = {"tab": "\ue004", "enter": "\ue007", "right": "\ue014", "left": "\ue012", "end": "\ue010"}
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1280,1000")
@@ -111,6 +112,20 @@ class Browser:
 
     def text(self, css: str) -> str:
         return self._call("GET", self._s(f"/element/{self.find(css)}/text"))
+
+    def attribute(self, css: str, name: str) -> str | None:
+        return self._call("GET", self._s(f"/element/{self.find(css)}/attribute/{name}"))
+
+    def displayed(self, css: str) -> bool:
+        return self._call("GET", self._s(f"/element/{self.find(css)}/displayed"))
+
+    def keys(self, text: str) -> None:
+        """Keys to whatever has the focus (``KEYS`` names the special ones), as a user types them."""
+        actions = [a for k in text for a in ({"type": "keyDown", "value": k}, {"type": "keyUp", "value": k})]
+        self._call("POST", self._s("/actions"), {"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})
+
+    def focused_id(self) -> str | None:
+        return self._call("POST", self._s("/execute/sync"), {"script": "return document.activeElement.id", "args": []})
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

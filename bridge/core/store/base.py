@@ -498,10 +498,33 @@ class Store(abc.ABC):
                     limit: int = 100) -> list[OutboxRow]: ...
 
     @abc.abstractmethod
+    def outbox_payloads(self, message_id: int) -> dict[int, bytes]:
+        """The encoded payload of each of a message's outbox rows, by outbox id."""
+
+    @abc.abstractmethod
     def search(self, *, status: str | None = None, channel: str | None = None,
                keys: Mapping[str, str] | None = None, since: float | None = None,
-               until: float | None = None, limit: int = 50, before_id: int | None = None) -> list[StoredMessage]:
-        """Newest first. ``keys`` are business keys (see ``bridge.core.model.KEY_NAMES``)."""
+               until: float | None = None, limit: int = 50, before_id: int | None = None,
+               message_type: str | None = None, destination: str | None = None,
+               text: str | None = None) -> list[StoredMessage]:
+        """Newest first. ``keys`` are business keys (see ``bridge.core.model.KEY_NAMES``);
+        ``destination``: messages with an outbox row for it; ``text``: words in the raw input or an
+        outbox payload, from the content index (a trailing ``*`` matches a prefix; BridgeError when
+        there is no word)."""
+
+    indexes_content_later: bool = False
+    """True when new payloads reach the content index only through :meth:`index_content` (the engine
+    then runs it in a thread of its own); False when the database indexes them as they are written."""
+
+    def index_content(self, limit: int = 2000) -> int:
+        """Bring the content index up to date by at most ``limit`` rows per table, in one transaction;
+        returns how many rows it indexed (0: up to date). A backend whose database maintains the index
+        itself (PostgreSQL's GIN index) has nothing to do."""
+        return 0
+
+    @abc.abstractmethod
+    def message_types(self, limit: int = 200) -> list[str]:
+        """The distinct message types stored, sorted."""
 
     @abc.abstractmethod
     def counts(self) -> dict[str, dict[str, int]]:

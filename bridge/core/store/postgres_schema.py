@@ -7,6 +7,8 @@ Timestamps are epoch seconds in ``double precision`` (a float8 round-trips exact
 chain's hashes rely on); JSON is kept as text, byte for byte what was hashed or written.
 """
 
+from .migrations import load as migration_files
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -319,25 +321,5 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
-    (
-        11,
-        "send attempts per destination and minute (destination state: attempts in the last hour, failing since)",
-        """
-        -- written with each delivery outcome (destination_reads.DestinationReads._record_attempts), kept a day
-        CREATE TABLE destination_minutes (
-            destination TEXT NOT NULL,
-            minute BIGINT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            failures INTEGER NOT NULL DEFAULT 0,
-            dead INTEGER NOT NULL DEFAULT 0,
-            first_failure_at DOUBLE PRECISION,
-            last_failure_at DOUBLE PRECISION,
-            last_success_at DOUBLE PRECISION,
-            last_dead_at DOUBLE PRECISION,
-            last_error TEXT,
-            PRIMARY KEY (destination, minute)
-        );
-        CREATE INDEX destination_minutes_minute ON destination_minutes(minute);
-        """,
-    ),
 ]
+MIGRATIONS.extend(migration_files("postgresql"))  # numbered SQL files from 11 on (bridge/core/store/migrations)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from typing import Any, ClassVar, Sequence
 
 from bridge.core.model.keys import KEY_NAMES
@@ -32,6 +33,22 @@ OUTBOX_COLUMNS = (
 )
 _PRESCRIPTION_EVENT_FIELDS = ("id", "message_id", "number", "event_type", "matched_by", "from_state", "to_state", "at")
 _AUDIT_COLUMNS = "id, at, actor, action, target, detail, prev_hash, hash"
+
+
+MAX_CONTENT_TERMS = 8
+
+
+def content_terms(text: str) -> list[tuple[str, bool]]:
+    """The words of a content search, each with whether it ends in ``*`` (a prefix): letters, digits
+    and ``_`` only, as both indexes split payloads into words; at most 8. A search with no word is an
+    error, not a match of everything."""
+    terms = [(m.group(1).lower(), bool(m.group(2))) for m in re.finditer(r"(\w+)(\*?)", text)]
+    if not terms:
+        raise BridgeError(f"content search: no word to look for in {text[:50]!r} (letters and digits; "
+                          "a trailing * matches a prefix)")
+    if len(terms) > MAX_CONTENT_TERMS:
+        raise BridgeError(f"content search: at most {MAX_CONTENT_TERMS} words, got {len(terms)}")
+    return terms
 
 
 class StoreReads(abc.ABC):
@@ -108,12 +125,26 @@ class StoreReads(abc.ABC):
         rows = self._select(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [OutboxRow(*r) for r in rows]
 
-    def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None):
+    def outbox_payloads(self, message_id: int) -> dict[int, bytes]:
+        """What each of a message's outbox rows sends (or sent), by outbox id: the encoded payload the
+        dashboard shows per destination. An encode failure's row has an empty payload."""
+        rows = self._select("SELECT id, payload FROM outbox WHERE message_id=? ORDER BY id", (message_id,))
+        return {r[0]: self._raw_bytes(r[1]) for r in rows}
+
+    def search(self, *, status=None, channel=None, keys=None, since=None, until=None, limit=50, before_id=None,
+               message_type=None, destination=None, text=None):
         where, params = [], []
-        for column, value in (("status", status), ("channel", channel)):
+        for column, value in (("status", status), ("channel", channel), ("message_type", message_type)):
             if value is not None:
                 where.append(f"{column}=?")
                 params.append(value)
+        if destination is not None:
+            where.append("id IN (SELECT message_id FROM outbox WHERE destination=?)")
+            params.append(destination)
+        if text is not None:
+            clause, values = self._content_clause(content_terms(text))
+            where.append(clause)
+            params.extend(values)
         for name, value in (keys or {}).items():
             if name not in KEY_NAMES:
                 raise BridgeError(f"unknown key {name!r} (known: {', '.join(KEY_NAMES)})")
@@ -128,6 +159,17 @@ class StoreReads(abc.ABC):
             sql += " WHERE " + " AND ".join(where)
         rows = self._select(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [self._message(r) for r in rows]
+
+    @abc.abstractmethod
+    def _content_clause(self, terms: list[tuple[str, bool]]) -> tuple[str, list[Any]]:
+        """A WHERE condition (with ``?`` parameters) true for messages whose raw input or one of whose
+        outbox payloads holds every term (``(word, is_prefix)``), answered from the backend's index."""
+
+    def message_types(self, limit: int = 200) -> list[str]:
+        """The message types stored, for the search form's list (read from their index)."""
+        rows = self._select("SELECT DISTINCT message_type FROM messages WHERE message_type IS NOT NULL"
+                            " ORDER BY message_type LIMIT ?", (limit,))
+        return [r[0] for r in rows]
 
     def counts(self):
         out: dict[str, dict[str, int]] = {}

@@ -3,6 +3,8 @@
 Never edit a released migration: add the next one. Each entry is (version, description, SQL).
 """
 
+from .migrations import load as migration_files
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -307,24 +309,4 @@ MIGRATIONS.append((
     );
     """,
 ))
-MIGRATIONS.append((
-    11,
-    "send attempts per destination and minute (destination state: attempts in the last hour, failing since)",
-    """
-    -- written with each delivery outcome (destination_reads.DestinationReads._record_attempts), kept a day
-    CREATE TABLE destination_minutes (
-        destination TEXT NOT NULL,
-        minute INTEGER NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        failures INTEGER NOT NULL DEFAULT 0,
-        dead INTEGER NOT NULL DEFAULT 0,
-        first_failure_at REAL,
-        last_failure_at REAL,
-        last_success_at REAL,
-        last_dead_at REAL,
-        last_error TEXT,
-        PRIMARY KEY (destination, minute)
-    );
-    CREATE INDEX destination_minutes_minute ON destination_minutes(minute);
-    """,
-))
+MIGRATIONS.extend(migration_files("sqlite"))  # numbered SQL files from 11 on (bridge/core/store/migrations)

@@ -1,0 +1,114 @@
+"""Search by message type, destination and content (issue 15), on both backends: the content index
+covers raw input and encoded outbox payloads, follows deletes, and refuses a search with no word."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.core.store.base import NewOutbox, ProcessingResult
+from bridge.core.store.reads import content_terms
+from bridge.core.store.sqlite import SQLiteStore
+from bridge.errors import BridgeError
+from tests import pg
+
+ADT = b"MSH|^~\\&|EHR|CLINIC|BRIDGE|HOSP|20260301120000||ADT^A04|C1|P|2.5\rPID|1||MRN77^^^H||Testpatient^Jane\r"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SQLiteStore(str(tmp_path / "store.db"))
+        yield s
+        s.close()
+        return
+    from bridge.core.store import open_store
+
+    with pg.database() as url:
+        s = open_store(url)
+        yield s
+        s.close()
+
+
+def stored(store, raw: bytes, message_type: str, payloads: dict[str, bytes]) -> int:
+    """A message received, claimed and routed to ``payloads`` (destination → encoded payload)."""
+    message_id, _ = store.receive("ch", "hl7v2", raw, dedupe_key=None,
+                                  header={"message_type": message_type, "order_key": None}, origin={})
+    claim = store.claim_message("worker", 60)
+    assert claim.id == message_id
+    store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
+        NewOutbox(name, payload, "text/plain", "txt", None, "strict") for name, payload in payloads.items()]))
+    return message_id
+
+
+def ids(messages) -> list[int]:
+    return [m.id for m in messages]
+
+
+def caught_up(store):
+    """The store with its content index up to date (the engine's indexer, or the API before a search)."""
+    while store.index_content():
+        pass
+    return store
+
+
+def test_content_search_finds_words_in_raw_input_and_in_sent_payloads(store):
+    adt = stored(store, ADT, "ADT^A04", {"ehr": b'{"resourceType": "Bundle", "id": "bundle-ehr-1"}'})
+    other = stored(store, ADT.replace(b"Testpatient", b"Otherperson"), "ADT^A08",
+                   {"lab": b"ORM payload with LABCODE-991"})
+    caught_up(store)
+    assert ids(store.search(text="testpatient")) == [adt]  # case does not matter
+    assert ids(store.search(text="Testpatient Jane")) == [adt]  # every word is required
+    assert ids(store.search(text="Testpatient Nobody")) == []
+    assert ids(store.search(text="LABCODE")) == [other]  # a word of an outbox payload only
+    assert ids(store.search(text="bundle-ehr-1")) == [adt]  # split into words like the payload
+    assert ids(store.search(text="Testpat*")) == [adt]  # a prefix
+    assert ids(store.search(text="MRN77")) == [other, adt]  # newest first
+    assert set(ids(store.search(text="HOSP"))) == {adt, other}
+    assert ids(store.search(text="HOSP", message_type="ADT^A08")) == [other]
+    assert ids(store.search(text="HOSP", destination="ehr")) == [adt]
+
+
+def test_filters_by_message_type_and_destination_and_lists_the_types(store):
+    adt = stored(store, ADT, "ADT^A04", {"ehr": b"x", "archive": b"y"})
+    oru = stored(store, ADT.replace(b"ADT^A04", b"ORU^R01"), "ORU^R01", {"archive": b"z"})
+    assert ids(store.search(message_type="ORU^R01")) == [oru]  # no index needed for these
+    assert ids(store.search(destination="ehr")) == [adt]
+    assert ids(store.search(destination="archive")) == [oru, adt]
+    assert store.message_types() == ["ADT^A04", "ORU^R01"]
+
+
+def test_a_pruned_message_leaves_the_index_and_a_reused_id_is_indexed_again(store):
+    stored(store, ADT, "ADT^A04", {"ehr": b"SENTWORD"})
+    caught_up(store)
+    claim = store.claim_delivery("d", 60)
+    store.finish_delivery(claim, "delivered", "ok")
+    pruned = store.prune_messages({"ch": (float("inf"), ("delivered",))}, actor="test")
+    assert pruned["ch"]["messages"] == 1
+    assert store.search(text="Testpatient") == [] and store.search(text="SENTWORD") == []
+    again = stored(store, b"MSH|^~\\&|A|B|C|D|20260301||ADT^A04|C2|P|2.5\rPID|1||X||Newperson\r", "ADT^A04",
+                   {"ehr": b"other"})  # SQLite gives it the pruned message's id
+    caught_up(store)
+    assert ids(store.search(text="Newperson")) == [again] and store.search(text="Testpatient") == []
+
+
+def test_a_message_pruned_before_it_was_indexed_leaves_the_index_whole(tmp_path):
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    first = stored(store, ADT, "ADT^A04", {"ehr": b"one"})
+    caught_up(store)
+    stored(store, ADT.replace(b"Testpatient", b"Laterperson"), "ADT^A04", {"ehr": b"two"})
+    while claim := store.claim_delivery("d", 60):
+        store.finish_delivery(claim, "delivered", "ok")
+    assert store.prune_messages({"ch": (float("inf"), ("delivered",))}, actor="test")["ch"]["messages"] == 2
+    assert store.get_message(first) is None
+    caught_up(store)
+    assert store.search(text="Laterperson") == [] and store.search(text="Testpatient") == []
+    assert store._read("INSERT INTO message_text(message_text) VALUES ('integrity-check')") == []
+    store.close()
+
+
+def test_content_terms_are_words_and_a_search_without_one_is_refused():
+    assert content_terms('Smith "John" MRN-1*') == [("smith", False), ("john", False), ("mrn", False), ("1", True)]
+    with pytest.raises(BridgeError, match="no word"):
+        content_terms('" * -')
+    with pytest.raises(BridgeError, match="at most 8 words"):
+        content_terms("a b c d e f g h i")
