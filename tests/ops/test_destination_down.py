@@ -1,8 +1,10 @@
-"""Issue 15, done when (this part): a destination taken down shows as failing on the dashboard's
-destinations table and in /api/v1/destinations, the Prometheus counter of failed attempts rises, and
-the state goes back to flowing when the receiver returns; /readyz fails with the reason when a
-listener stops. Everything real: the engine's threads, its MLLP listener, an MLLP receiver on
-loopback, the admin app on a real HTTP listener, and promtool checking what /metrics serves."""
+"""Issue 15, done when: a destination taken down shows as failing on the dashboard's destinations
+table and in /api/v1/destinations, an alert arrives by webhook and by email, the Prometheus counter
+of failed attempts rises, and when the receiver returns the state goes back to flowing and a
+resolved notice arrives; /readyz fails with the reason when a listener stops. Everything real: the
+engine's threads (its alert loop included), its MLLP listener, an MLLP receiver, an HTTP webhook
+receiver and an SMTP server with STARTTLS on loopback, the admin app on a real HTTP listener, and
+promtool checking what /metrics serves."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from bridge.web import create_app
 from bridge.web.auth import new_token, token_digest
 from bridge.web.server import start_admin_server
 from tests.hl7v2.conftest_mllp import TEST_FORMAT, RawClient, adt, mllp_plugins
+from tests.ops.alert_receivers import SmtpReceiver, WebhookReceiver
 from tests.ops.promtool import check_metrics
 from tests.ops.test_metrics import parse, values
 
@@ -102,15 +105,35 @@ def wait_for(check, what: str, timeout: float = 20.0):
 
 
 @pytest.fixture
-def running(tmp_path):
+def alert_receivers(tmp_path, monkeypatch):
+    webhook, smtp = WebhookReceiver(), SmtpReceiver(tmp_path)
+    monkeypatch.setenv("BRIDGE_SMTP_USER", smtp.user)
+    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", smtp.password)
+    yield webhook, smtp
+    webhook.close()
+    smtp.close()
+
+
+@pytest.fixture
+def running(tmp_path, alert_receivers):
     port = free_port()
     plugins = mllp_plugins()
+    webhook, smtp = alert_receivers
     engine = engine_from_dict({
         "channels": {"adt": {"source": "mllp://127.0.0.1:0", "format": TEST_FORMAT, "routes": [{"to": ["emr"]}]}},
         "destinations": {"emr": {"url": f"mllp://127.0.0.1:{port}", "format": TEST_FORMAT,
                                  "options": {"connect_timeout_seconds": 1},
                                  "retry": {"max_attempts": 2, "initial_seconds": 0.05, "jitter": 0}}},
         "engine": {"poll_seconds": 0.05},
+        "alerts": {
+            "evaluate_seconds": 0.1,
+            "notify": {
+                "webhook": {"url": webhook.url, "timeout_seconds": 5, "retries": 1},
+                "email": {"host": "127.0.0.1", "port": smtp.port, "from": "bridge@hospital.example",
+                          "to": ["oncall@hospital.example"], "username_env": "BRIDGE_SMTP_USER",
+                          "password_env": "BRIDGE_SMTP_PASSWORD", "ca_file": str(smtp.pki.ca), "retries": 1}},
+            "rules": {"emr-down": {"when": "destination_failing", "destination": "emr", "minutes": 0.1}},
+        },
     }, tmp_path, plugins)
     engine.start()
     token = new_token()
@@ -118,7 +141,7 @@ def running(tmp_path):
     server, thread = start_admin_server(create_app(engine.config, plugins, engine.store, engine=engine),
                                         "127.0.0.1", 0)
     try:
-        yield engine, Receiver(port), f"http://127.0.0.1:{server.server_port}", token
+        yield engine, Receiver(port), f"http://127.0.0.1:{server.server_port}", token, alert_receivers
     finally:
         server.shutdown()
         thread.join(5)
@@ -141,7 +164,7 @@ def scrape(base: str, token: str) -> dict:
 
 
 def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_counters(running):
-    engine, receiver, base, token = running
+    engine, receiver, base, token, (webhook, smtp) = running
     listener = engine.sources_by_channel["adt"]
     client = RawClient(listener.port)
     try:
@@ -152,6 +175,12 @@ def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_c
         assert "last_error" not in failing  # a viewer token: no error text
         status, page = fetch(f"{base}/", token)
         assert status == 200 and 'class="destination-failing"' in page and "emr" in page
+        # the engine's own alert loop: one firing notice by webhook and by email, no patient data
+        fired = wait_for(lambda: webhook.posts and smtp.messages and (webhook.posts[0], smtp.messages[0]),
+                         "the firing alert by webhook and email")
+        assert (fired[0]["rule"], fired[0]["notice"], fired[0]["subject"]) == ("emr-down", "firing", "destination:emr")
+        assert fired[1]["Subject"].startswith("[bridge] FIRING emr-down")
+        assert "DOWN-1" not in json.dumps(webhook.posts) and "Testpatient" not in fired[1].as_string()
 
         down = scrape(base, token)
         assert values(down["bridge_delivery_failures_total"], destination="emr") == [2]
@@ -170,6 +199,11 @@ def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_c
         assert values(back["bridge_messages_received_total"], channel="adt") == [2]
         assert values(back["bridge_messages_routed_total"], channel="adt") == [2]
         assert values(back["bridge_destination_state"], destination="emr", state="flowing") == [1]
+        resolved = wait_for(lambda: [p for p in webhook.posts if p["notice"] == "resolved"], "the resolved notice")
+        assert len(resolved) == 1 and resolved[0]["rule"] == "emr-down"
+        wait_for(lambda: any(m["Subject"].startswith("[bridge] RESOLVED emr-down") for m in smtp.messages),
+                 "the resolved email")
+        assert len([p for p in webhook.posts if p["notice"] == "firing"]) == 1  # fired once while it lasted
         ack_count = [v for name, labels, v in back["bridge_ack_latency_seconds"]["samples"]
                      if name.endswith("_count") and labels["channel"] == "adt"]
         assert ack_count == [2]
@@ -182,7 +216,7 @@ def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_c
 
 
 def test_readyz_fails_with_the_reason_when_a_listener_stops(running):
-    engine, _, base, token = running
+    engine, _, base, token, _ = running
     status, body = fetch(f"{base}/readyz", token)
     assert status == 200 and json.loads(body)["status"] == "ready"
     engine.sources_by_channel["adt"].stop()  # the port is closed now
@@ -192,7 +226,7 @@ def test_readyz_fails_with_the_reason_when_a_listener_stops(running):
 
 
 def test_the_channels_api_says_whether_each_listener_is_up(running):
-    engine, _, base, token = running
+    engine, _, base, token, _ = running
     (adt_channel,) = json.loads(fetch(f"{base}/api/v1/channels", token)[1])["items"]
     assert adt_channel["listener"] == "up"
     engine.sources_by_channel["adt"].stop()
