@@ -28,7 +28,7 @@ from bridge.core.router import Router
 from bridge.core.store import Store, open_store
 from bridge.core.store.base import DeliveryOutcome, MessageClaim, ProcessingResult
 from bridge.core.workers import WorkerProcesses, lower_priority, watch_parent
-from bridge.errors import ConfigError, LeaseLost, StoreError
+from bridge.errors import BridgeError, ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,31 @@ class Engine:
                 source = self._make_source(ch)
                 self.sources.append(source)
                 self.sources_by_channel[name] = source
+
+    def stop_listener(self, channel: str) -> None:
+        """Close a channel's listener: its port refuses from now on (senders keep their messages and
+        send them again later); processing and delivery go on. The stopped source stays known, so
+        health, ``/readyz`` and the ``listener_down`` alert say it is down, until
+        :meth:`start_listener` or a restart (to keep it closed across restarts: ``enabled: false``)."""
+        source = self.sources_by_channel.get(channel)
+        if source is None:
+            raise BridgeError(f"channel {channel!r} has no listener in this process")
+        source.stop()
+        log.info("channel %s: listener stopped by an operator", channel)
+
+    def start_listener(self, channel: str) -> None:
+        """Open a stopped channel's listener again, as configured (a new source replaces the old)."""
+        ch = self.config.channels.get(channel)
+        old = self.sources_by_channel.get(channel)
+        if ch is None or not ch.enabled or old is None:
+            raise BridgeError(f"channel {channel!r} has no listener in this process")
+        if getattr(old, "listening", True):  # a source that cannot say whether it listens is left alone
+            raise BridgeError(f"channel {channel!r} is already listening")
+        source = self._make_source(ch)
+        source.start()
+        self.sources = [source if s is old else s for s in self.sources]
+        self.sources_by_channel[channel] = source
+        log.info("channel %s: listener started by an operator", channel)
 
     def _make_source(self, ch: ChannelConfig) -> Source:
         scheme = ch.source.split(":", 1)[0].lower()

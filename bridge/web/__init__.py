@@ -25,6 +25,7 @@ from bridge.core.store import Store, open_store
 from bridge.errors import StoreError
 
 from .alerts import make_alerts
+from .charts import sparkline
 from .api import ApiError, json_error, make_api
 from .auth import (PUBLIC_ENDPOINTS, LoginLimiter, Principal, csrf_ok, csrf_token, load_secret_key, requires,
                    required_role, token_digest)
@@ -67,7 +68,7 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     app.register_error_handler(Exception, _unexpected_error)
     zone = app.config["BRIDGE_SITE_ZONE"] = web.get("timezone", DEFAULT_ZONE)
     app.jinja_env.globals.update(
-        csrf_token=lambda: csrf_token(session), version=__version__, site_zone=zone,
+        csrf_token=lambda: csrf_token(session), version=__version__, site_zone=zone, sparkline=sparkline,
         iso=lambda ts: time_html(ts, zone),
         fields=lambda detail: fields_html(detail_fields(detail), zone,
                                           lambda i: url_for("dashboard.message", message_id=i)))

@@ -245,17 +245,38 @@ def set_paused(channel: str, paused: bool, reason: str, who: Principal) -> None:
         current_app.extensions.get("bridge.wake", lambda: None)()
 
 
+THROUGHPUT_MINUTES = 60  # the overview's chart: messages received per minute over the last hour
+
+
+def set_listener(channel: str, listening: bool, reason: str, who: Principal) -> None:
+    """Close or open a channel's listener in this process (the engine's, beside the admin app)."""
+    if channel not in current_app.config["BRIDGE_CONFIG"].channels:
+        raise ApiError(404, f"no channel named {channel!r}")
+    engine = current_app.extensions.get("bridge.engine")
+    if engine is None:
+        raise ApiError(409, "this admin app runs without the engine (bridge web): listeners are in bridge run")
+    try:
+        (engine.start_listener if listening else engine.stop_listener)(channel)
+    except BridgeError as exc:
+        raise ApiError(409, str(exc)) from None
+    store().audit(who.actor, "channel.listener_start" if listening else "channel.listener_stop",
+                  f"channel:{channel}", {"reason": reason})
+
+
 def channels_view() -> list[dict[str, Any]]:
     config = current_app.config["BRIDGE_CONFIG"]
     stats = store().channel_stats(time.time() - ERROR_WINDOW_SECONDS)
     paused = [name for name, st in stats.items() if st.paused]
     engine = current_app.extensions["bridge.engine"]
     listening = {h.channel: h.listener for h in health.listeners(config, paused, engine)}
+    now = time.time()
+    throughput = store().received_per_minute(now - THROUGHPUT_MINUTES * 60, THROUGHPUT_MINUTES)
     out = []
     for name in sorted(set(config.channels) | set(stats)):
         ch, st = config.channels.get(name), stats.get(name)
         out.append({
             "listener": listening.get(name, "not_here"),
+            "throughput": throughput.get(name, [0] * THROUGHPUT_MINUTES),
             "name": name, "configured": ch is not None, "enabled": bool(ch and ch.enabled),
             "format": ch.format if ch else None, "source": mask_url(ch.source) if ch else None,
             "state": "paused" if st and st.paused else ("running" if ch and ch.enabled else "disabled"),
@@ -431,6 +452,18 @@ def make_api() -> Blueprint:
     def resume(name: str) -> Any:
         set_paused(name, False, reason_from(body()), principal())
         return jsonify(channel=name, state="running")
+
+    @api.post("/channels/<name>/listener/stop")
+    @requires("operator")
+    def listener_stop(name: str) -> Any:
+        set_listener(name, False, reason_from(body()), principal())
+        return jsonify(channel=name, listener="down")
+
+    @api.post("/channels/<name>/listener/start")
+    @requires("operator")
+    def listener_start(name: str) -> Any:
+        set_listener(name, True, reason_from(body()), principal())
+        return jsonify(channel=name, listener="up")
 
     @api.get("/destinations")
     @requires("viewer")

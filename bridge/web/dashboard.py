@@ -175,6 +175,11 @@ def make_dashboard() -> Blueprint:
     @dash.post("/channels/<name>/<action>")
     @api.requires("operator")
     def channel_action(name: str, action: str) -> Any:
+        if action in ("stop-listener", "start-listener"):
+            listening = action == "start-listener"
+            return _action(lambda: api.set_listener(name, listening, api.reason_from(request.form), g.principal),
+                           f"channel {name}: listener {'started' if listening else 'stopped (its port is closed)'}",
+                           url_for("dashboard.overview"))
         if action not in ("pause", "resume"):
             flash(f"unknown channel action {action!r}", "error")
             return redirect(url_for("dashboard.overview"))

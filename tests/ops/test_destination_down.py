@@ -169,7 +169,9 @@ def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_c
     client = RawClient(listener.port)
     try:
         assert client.send(adt("DOWN-1"))[0] == "AA"  # stored and acknowledged: the receiver is down
-        failing = wait_for(lambda: (d := emr(base, token))["state"] == "failing" and d, "the emr to be failing")
+        # the state and the counts are separate reads: wait until both show the dead letter
+        failing = wait_for(lambda: (d := emr(base, token))["state"] == "failing" and d["dead_letters"] == 1 and d,
+                           "the emr to be failing")
         assert failing["dead_letters"] == 1 and failing["failures_last_hour"] == 2
         assert failing["last_success_at"] is None
         assert "last_error" not in failing  # a viewer token: no error text
@@ -232,3 +234,45 @@ def test_the_channels_api_says_whether_each_listener_is_up(running):
     engine.sources_by_channel["adt"].stop()
     (adt_channel,) = json.loads(fetch(f"{base}/api/v1/channels", token)[1])["items"]
     assert adt_channel["listener"] == "down" and adt_channel["state"] == "running"
+
+
+def post(url: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_an_operator_stops_and_starts_a_listener_and_the_overview_charts_its_traffic(running):
+    """Stopped means the port is closed (not "acknowledged and queued"); health, /readyz and the
+    audit say so; started again it takes messages; the overview draws the hour's arrivals."""
+    engine, _, base, viewer, _ = running
+    operator = new_token()
+    engine.store.create_token("oncall", token_digest(operator), "operator", actor="test")
+    port = engine.sources_by_channel["adt"].port
+    assert RawClient(port).send(adt("BEFORE-STOP"))[0] == "AA"
+
+    assert post(f"{base}/api/v1/channels/adt/listener/stop", viewer, {"reason": "x"})[0] == 403
+    status, body = post(f"{base}/api/v1/channels/adt/listener/stop", operator, {"reason": "EHR cutover"})
+    assert (status, body["listener"]) == (200, "down")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    (adt_channel,) = json.loads(fetch(f"{base}/api/v1/channels", viewer)[1])["items"]
+    assert adt_channel["listener"] == "down"
+    assert fetch(f"{base}/readyz", viewer)[0] == 503
+    assert post(f"{base}/api/v1/channels/adt/listener/stop", operator, {"reason": "again"})[0] == 200  # idempotent
+    [entry] = [e for e in engine.store.search_audit(action="channel.listener_stop") if e.detail["reason"] == "EHR cutover"]
+    assert entry.actor.endswith("oncall") and entry.target == "channel:adt"
+
+    status, body = post(f"{base}/api/v1/channels/adt/listener/start", operator, {"reason": "cutover done"})
+    assert (status, body["listener"]) == (200, "up")
+    assert post(f"{base}/api/v1/channels/adt/listener/start", operator, {"reason": "twice"})[0] == 409
+    assert RawClient(engine.sources_by_channel["adt"].port).send(adt("AFTER-START"))[0] == "AA"
+    assert fetch(f"{base}/readyz", viewer)[0] == 200
+
+    status, page = fetch(f"{base}/", viewer)
+    assert status == 200 and '<svg class="sparkline"' in page
+    assert "adt: 2 received in the last 60 minutes, at most 2 in one minute" in page

@@ -175,3 +175,25 @@ def test_readyz_fails_with_the_reason_when_the_store_is_unreachable(tmp_path):
         assert answer.status_code == 503
         assert answer.get_json()["problems"][0].startswith("store unreachable: ")
         store.close()
+
+
+def test_received_per_minute_counts_each_channels_arrivals_by_minute_without_replays(engine):
+    """The overview's throughput chart: per channel, messages received in each minute after ``since``
+    (both backends: PostgreSQL floors where SQLite's CAST truncates)."""
+    store = engine.store
+    now = time.time()
+    since = now - 600
+    for control, at in (("A", since + 5), ("B", since + 65), ("C", since + 70), ("D", since + 599)):
+        message_id, _ = store.receive("adt", "hl7v2", f"MSH|{control}".encode(), dedupe_key=f"adt|{control}",
+                                      header={"control_id": control, "order_key": None}, origin={})
+        _backdate(store, message_id, at)
+    per = store.received_per_minute(since, 10)
+    assert per == {"adt": [1, 2, 0, 0, 0, 0, 0, 0, 0, 1]}
+    assert store.received_per_minute(since, 5) == {"adt": [1, 2, 0, 0, 0]}  # later minutes left out
+
+
+def _backdate(store, message_id: int, at: float) -> None:
+    """Set a stored message's receipt time (tests only), through each backend's own connection."""
+    placeholder = getattr(store, "placeholder", "?")
+    with store._tx() as conn:
+        conn.execute(f"UPDATE messages SET received_at = {placeholder} WHERE id = {placeholder}", (at, message_id))

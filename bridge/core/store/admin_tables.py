@@ -13,7 +13,7 @@ import abc
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge.errors import BridgeError
 
@@ -148,6 +148,18 @@ class AdminTables(abc.ABC):
     def paused_channels(self) -> dict[str, Mapping[str, Any]]:
         rows = self._select("SELECT channel, updated_at, updated_by, reason FROM channel_state WHERE paused=1")
         return {r[0]: {"since": r[1], "by": r[2], "reason": r[3]} for r in rows}
+
+    minute_bucket_sql: ClassVar[str] = "CAST((received_at - ?) / 60 AS INTEGER)"
+    """The minute after ``since`` a message arrived in (SQLite's CAST truncates; PostgreSQL overrides)."""
+
+    def received_per_minute(self, since: float, minutes: int) -> dict[str, list[int]]:
+        per: dict[str, list[int]] = {}
+        for channel, minute, n in self._select(
+                f"SELECT channel, {self.minute_bucket_sql} AS minute, COUNT(*) FROM messages"
+                " WHERE received_at >= ? AND replay_of IS NULL GROUP BY 1, 2", (since, since)):
+            if 0 <= int(minute) < minutes:
+                per.setdefault(channel, [0] * minutes)[int(minute)] = n
+        return per
 
     def channel_stats(self, since: float) -> dict[str, ChannelStats]:
         counts: dict[str, dict[str, int]] = {}

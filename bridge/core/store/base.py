@@ -595,6 +595,11 @@ class Store(abc.ABC):
     def paused_channels(self) -> dict[str, Mapping[str, Any]]: ...
 
     @abc.abstractmethod
+    def received_per_minute(self, since: float, minutes: int) -> dict[str, list[int]]:
+        """Per channel with traffic: messages received (replays left out) in each minute after
+        ``since``, oldest first (``minutes`` counts; the overview's throughput chart)."""
+
+    @abc.abstractmethod
     def channel_stats(self, since: float) -> dict[str, ChannelStats]:
         """Per channel: queue depth, oldest waiting, activity and errors since ``since``."""
 

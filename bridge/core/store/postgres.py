@@ -98,6 +98,7 @@ def redact_url(url: str) -> str:
 class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreReads, DestinationReads,
                     Store):
     placeholder = "%s"  # psycopg's paramstyle, for the shared reads (reads.StoreReads)
+    minute_bucket_sql = "FLOOR((received_at - ?) / 60)"  # PostgreSQL's CAST rounds; admin_tables' reads
     shared_by_nodes = True  # idle workers wait on the NOTIFY hint, which any node's commits send
     def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 10.0):
         conninfo, url_pool_size = split_url(url)
