@@ -482,6 +482,7 @@ class Specimen(Record):
     collected: Period | None = None
     received: str | None = field(default=None, metadata=DATETIME)
     patient: Patient | None = None
+    parents: list[Specimen] = field(default_factory=list)  # HL7v2 SPM-3, FHIR Specimen.parent
     extra: dict[str, Any] = field(default_factory=dict)
 
 
