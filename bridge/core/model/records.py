@@ -465,6 +465,7 @@ class Observation(Record):
     patient: Patient | None = None
     encounter: Encounter | None = None
     participants: list[Participant] = field(default_factory=list)
+    equipment: list[Identifier] = field(default_factory=list)  # HL7v2 OBX-18, FHIR Observation.device
     extra: dict[str, Any] = field(default_factory=dict)
 
 
