@@ -26,18 +26,20 @@ SID_EQUIPMENT_KEY = f"{C.BASE}/sid/equipment-key"
 
 
 def created_once(w: Writer, resource: dict[str, Any]) -> dict[str, str]:
-    """A Device entry created once on its identifier (``ifNoneExist``), never overwritten."""
+    """An entry created once on its identifier (``ifNoneExist``), never overwritten: reference data
+    (a Device) and what a message names by its ids alone (a parent procedure)."""
     from bridge import EncodeError
 
     from .encode import NAMESPACE, business_key
 
+    rtype = resource["resourceType"]
     key = business_key(resource)
     if key is None:
-        raise EncodeError("a Device has no identifier with a system")
-    full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'Device|{key[0]}={key[1]}')}"
+        raise EncodeError(f"a {rtype} has no identifier with a system")
+    full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'{rtype}|{key[0]}={key[1]}')}"
     w.entries.setdefault(full_url, w.entry(full_url, resource, key))
     if w.bundle_type == "transaction":
-        w.entries[full_url]["request"] = {"method": "POST", "url": "Device", "ifNoneExist": f"{key[0]}={key[1]}"}
+        w.entries[full_url]["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
     return {"reference": full_url}
 
 
