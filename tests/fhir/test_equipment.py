@@ -52,9 +52,12 @@ def test_the_observation_references_one_device_created_if_absent(fhir_format) ->
     (device,) = devices(doc)
     (obs,) = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
     assert obs["device"] == {"reference": device["fullUrl"]}
-    assert device["resource"]["identifier"] == [
-        {"system": "urn:uuid:426d2726-51fc-89fe-a946-8596e80a80eb", "value": "EI12.3", "assigner": {"display": "NI2"}},
-        {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.3.6.1.4.1.44750.1.2.2"}]
+    first, second = device["resource"]["identifier"]
+    assert second == {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.3.6.1.4.1.44750.1.2.2"}
+    assigner = first.pop("assigner")
+    assert first == {"system": "urn:uuid:426d2726-51fc-89fe-a946-8596e80a80eb", "value": "EI12.3"}
+    authority = next(e["resource"] for e in doc["entry"] if e["fullUrl"] == assigner["reference"])
+    assert assigner["display"] == "NI2" and authority["resourceType"] == "Organization"  # EI.2, as every assigner
     assert device["request"] == {"method": "POST", "url": "Device",
                                  "ifNoneExist": "identifier=urn:uuid:426d2726-51fc-89fe-a946-8596e80a80eb|EI12.3"}
     assert bundle_violations(doc) == []

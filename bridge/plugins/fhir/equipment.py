@@ -30,14 +30,18 @@ def created_once(w: Writer, resource: dict[str, Any]) -> dict[str, str]:
     (a Device) and what a message names by its ids alone (a parent procedure)."""
     from bridge import EncodeError
 
+    from .assigners import link_assigners
     from .encode import NAMESPACE, business_key
 
+    resource = link_assigners(resource, w)  # an identifier's assigner is its Organization entry
     rtype = resource["resourceType"]
     key = business_key(resource)
     if key is None:
         raise EncodeError(f"a {rtype} has no identifier with a system")
     full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'{rtype}|{key[0]}={key[1]}')}"
-    w.entries.setdefault(full_url, w.entry(full_url, resource, key))
+    if full_url in w.entries:  # already in the Bundle (a full copy, or the same stub): that one serves
+        return {"reference": full_url}
+    w.entries[full_url] = w.entry(full_url, resource, key)
     if w.bundle_type == "transaction":
         w.entries[full_url]["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
     return {"reference": full_url}
@@ -60,4 +64,9 @@ def equipment_in(ref: Node | None, r: Reader) -> list[Identifier]:
     node = r.target(ref, r.stack[-1] if r.stack else None)
     if node is None or node.str("resourceType") != "Device":
         return []
-    return [identifier_in(i) for i in node.list("identifier") if i.str("system") != SID_EQUIPMENT_KEY]
+    found = [i for i in node.list("identifier") if i.str("system") != SID_EQUIPMENT_KEY]
+    for ident in found:  # an assigner's Organization entry is this identifier's, not a record of its own
+        authority = r.target(ident.obj("assigner"), node)
+        if authority is not None:
+            r.referenced.add(id(authority.data))
+    return [identifier_in(i) for i in found]

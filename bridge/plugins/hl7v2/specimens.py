@@ -28,9 +28,9 @@ def _coding(seg: Segment, number: int, seps: Separators, table: str) -> Coding |
     return coding
 
 
-def _ids(value: str, seps: Separators) -> list[Identifier]:
-    """An EIP (SPM-2, one SPM-3 repetition): placer (PLAC) ^ filler (FILL) specimen ids, each EI
-    id & namespace & universal id."""
+def read_eip(value: str, seps: Separators) -> list[Identifier]:
+    """An EIP (SPM-2, one SPM-3 repetition, an ORC-8 or OBR-29 parent order): placer (PLAC) ^ filler
+    (FILL) ids, each EI id & namespace & universal id."""
     out = []
     for part, kind in zip(value.split(seps.component), ("PLAC", "FILL")):
         subs = [text(s, seps) for s in part.split(seps.subcomponent)] + ["", "", ""]
@@ -54,7 +54,7 @@ def _parents(seg: Segment, seps: Separators, patient: Patient | None) -> list[Sp
     if not raw or raw == NULL:
         return []
     found = [Specimen(identifiers=ids, patient=patient)
-             for ids in (_ids(rep, seps) for rep in raw.split(seps.repetition)) if ids]
+             for ids in (read_eip(rep, seps) for rep in raw.split(seps.repetition)) if ids]
     return found
 
 
@@ -64,7 +64,7 @@ def read(seg: Segment, seps: Separators, patient: Patient | None) -> Specimen:
     collected = (_first(seg, 17, seps).split(seps.component) + [""])[:2]
     start, end = _when(collected[0], seps), _when(collected[1], seps)
     return Specimen(
-        identifiers=_ids(_first(seg, 2, seps), seps),
+        identifiers=read_eip(_first(seg, 2, seps), seps),
         parents=_parents(seg, seps, patient),
         specimen_type=_coding(seg, 4, seps, "HL70487"),
         collection_method=_coding(seg, 7, seps, "HL70488"),
