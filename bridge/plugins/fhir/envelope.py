@@ -132,7 +132,7 @@ class EnvelopeWriter:
 
     def device(self, resource: dict[str, Any]) -> dict[str, str]:
         """A Device: reference data, created once on its identifier (never overwritten)."""
-        from .equipment import created_once
+        from .create_once import created_once
 
         return created_once(self.w, resource)
 

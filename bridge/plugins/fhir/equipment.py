@@ -25,28 +25,6 @@ if TYPE_CHECKING:
 SID_EQUIPMENT_KEY = f"{C.BASE}/sid/equipment-key"
 
 
-def created_once(w: Writer, resource: dict[str, Any]) -> dict[str, str]:
-    """An entry created once on its identifier (``ifNoneExist``), never overwritten: reference data
-    (a Device) and what a message names by its ids alone (a parent procedure)."""
-    from bridge import EncodeError
-
-    from .assigners import link_assigners
-    from .encode import NAMESPACE, business_key
-
-    resource = link_assigners(resource, w)  # an identifier's assigner is its Organization entry
-    rtype = resource["resourceType"]
-    key = business_key(resource)
-    if key is None:
-        raise EncodeError(f"a {rtype} has no identifier with a system")
-    full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'{rtype}|{key[0]}={key[1]}')}"
-    if full_url in w.entries:  # already in the Bundle (a full copy, or the same stub): that one serves
-        return {"reference": full_url}
-    w.entries[full_url] = w.entry(full_url, resource, key)
-    if w.bundle_type == "transaction":
-        w.entries[full_url]["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
-    return {"reference": full_url}
-
-
 def device_ref(equipment: list[Identifier], w: Writer) -> dict[str, str] | None:
     """The Device named by a result's equipment identifiers, or None when it names none."""
     if not equipment:
@@ -56,6 +34,8 @@ def device_ref(equipment: list[Identifier], w: Writer) -> dict[str, str] | None:
         seed = "|".join(f"{i.value}@{i.assigner or ''}" for i in equipment)
         key = uuid.uuid5(uuid.NAMESPACE_URL, f"{SID_EQUIPMENT_KEY}#{seed}")
         idents.append({"system": SID_EQUIPMENT_KEY, "value": str(key)})
+    from .create_once import created_once
+
     return created_once(w, {"resourceType": "Device", "identifier": idents})
 
 

@@ -146,7 +146,7 @@ def parent_ref(parent: list[Identifier], subject: dict[str, str], w: Writer) -> 
     so it never overwrites the full order a server holds; a logical reference when no number could
     key it."""
     from .encode import business_key
-    from .equipment import created_once
+    from .create_once import created_once
 
     idents = [identifier_out(i) for i in parent]
     resource = {"resourceType": "ServiceRequest", "identifier": idents, "status": "unknown", "intent": "order",

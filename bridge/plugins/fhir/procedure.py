@@ -89,7 +89,7 @@ def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
 
 def parent_ref(rec: Procedure, w: Writer) -> dict[str, Any]:
     """The procedure this one is part of: a Procedure created if absent, else a logical reference."""
-    from .equipment import created_once
+    from .create_once import created_once
 
     assert rec.part_of is not None and rec.patient is not None
     ident = _absolute(identifier_out(rec.part_of))
