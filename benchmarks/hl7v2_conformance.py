@@ -275,11 +275,20 @@ def resource_fields(rtype: str, mine: dict[str, Any], other: dict[str, Any], res
 NEWER = ("Observation", "AllergyIntolerance", "Condition", "Coverage", "Immunization", "ServiceRequest")
 
 
+def named_only(entry: dict[str, Any]) -> bool:
+    """A parent order we write because a child names it (ORC-8/OBR-29), by its numbers alone: created
+    only if absent, with no code and status ``unknown``. It states no field of its own to compare
+    (Microsoft gives such a parent the status ``active``)."""
+    resource = entry["resource"]
+    return (resource["resourceType"] == "ServiceRequest" and "code" not in resource
+            and resource.get("status") == "unknown" and "ifNoneExist" in entry.get("request", {}))
+
+
 def newer_rows(name: str, bundle: dict[str, Any], theirs: list[dict[str, Any]],
                resolve_other: Callable) -> list[tuple[str, str, bool]]:
     """(sample, field, agrees) for the newer record types: Observations paired by code, ServiceRequests
-    by an order number they share, the others in segment order."""
-    mine_all = [e["resource"] for e in bundle.get("entry", [])]
+    by an order number they share (not the parents named by number alone), the others in segment order."""
+    mine_all = [e["resource"] for e in bundle.get("entry", []) if not named_only(e)]
     index = {e.get("fullUrl"): e["resource"] for e in bundle.get("entry", []) if e.get("fullUrl")}
     index.update({f"{r['resourceType']}/{r.get('id')}": r for r in mine_all})
 

@@ -105,7 +105,11 @@ def test_redelivery_gives_the_same_bundle_and_another_message_other_ids() -> Non
 
 def test_envelope_false_leaves_the_envelope_out() -> None:
     bundle = _bundle(_raw(), envelope=False)
-    assert not _of(bundle, "MessageHeader") and not _of(bundle, "Provenance") and not _of(bundle, "Device")
+    assert not _of(bundle, "MessageHeader") and not _of(bundle, "Provenance")
+    # the applications' Devices go; the instrument of an OBX-18 is the result's own (Observation.device)
+    devices = [d["fullUrl"] for d in _of(bundle, "Device")]
+    results = [e["resource"] for e in _of(bundle, "Observation")]
+    assert devices and sorted(devices) == sorted({o["device"]["reference"] for o in results if "device" in o})
     assert _of(_bundle(_raw(), envelope="false"), "MessageHeader") == []  # as --option gives it
 
 

@@ -100,7 +100,8 @@ def test_a_ras_is_a_valid_medication_administration_referencing_its_order(fhir_f
 def test_orders_and_immunizations_are_conditional_updates_on_their_placer_id(fhir_format) -> None:
     for name, rtype in (("ORM-O01-01", "ServiceRequest"), ("VXU-V04-01", "Immunization")):
         bundle = bundle_of(fhir_format, HL7V2.decode((INPUT / f"{name}.hl7").read_bytes(), {}))
-        (entry, *_) = of_type(bundle, rtype)
+        # the order itself, not the OBR-29 parent it names by number (created if absent: see below)
+        (entry, *_) = [e for e in of_type(bundle, rtype) if {"code", "vaccineCode"} & set(e["resource"])]
         placer = next(i["value"] for i in entry["resource"]["identifier"]
                       if i.get("type", {}).get("coding", [{}])[0].get("code") == "PLAC")
         assert entry["request"]["method"] == "PUT" and entry["request"]["url"].endswith(placer)
@@ -243,3 +244,24 @@ def test_resources_written_elsewhere_decode_to_the_records(fhir_format) -> None:
     assert (shot.id, shot.status, shot.primary_source, shot.occurrence) == ("i1", "not-done", False, "2026-10-15")
     assert shot.status_reason is not None and shot.status_reason.code == "PATOBJ"
     assert shot.vaccine[0].system == "http://hl7.org/fhir/sid/cvx" and shot.patient is request.patient
+
+
+def test_a_parent_order_named_by_number_is_created_if_absent_and_reads_back(fhir_format) -> None:
+    records = HL7V2.decode((INPUT / "ORM-O01-01.hl7").read_bytes(), {})
+    (order, *_) = [r for r in records if isinstance(r, ServiceRequest)]
+    assert [(i.value, i.type) for i in order.parent_order] == [("FAI-29", "FILL")]  # OBR-29 ^FAI-29
+    bundle = bundle_of(fhir_format, records)
+    entries = {e["fullUrl"]: e for e in bundle["entry"]}
+    (child,) = [e for e in of_type(bundle, "ServiceRequest") if e["resource"].get("basedOn")]
+    (based_on,) = child["resource"]["basedOn"]
+    parent = entries[based_on["reference"]]
+    assert parent["request"] == {"method": "POST", "url": "ServiceRequest", "ifNoneExist": "identifier=FAI-29"}
+    assert parent["resource"] == {
+        "resourceType": "ServiceRequest", "status": "unknown", "intent": "order",  # no status is stated
+        "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                             "code": "FILL"}]}, "value": "FAI-29"}],
+        "subject": child["resource"]["subject"]}
+    back = [r for r in fhir_format.decode(json.dumps(bundle).encode(), {}) if isinstance(r, ServiceRequest)]
+    assert [[i.value for i in r.parent_order] for r in back] == [["FAI-29"]]  # the stub is no order of its own
+    out = HL7V2.encode(records, {}).decode()
+    assert "^FAI-29" in next(s for s in out.split("\r") if s.startswith("OBR")).split("|")[29]  # kept as read

@@ -135,3 +135,38 @@ def test_a_performing_lab_from_fhir_is_written_to_obx_23(fhir_format) -> None:
     assert obx[24].startswith("1 Lab Way^^Iowa City^IA^52242")
     back = report("\r".join(out).encode())
     assert back.observations[0].performing_organization.identifiers[0].value == "16D0648109"
+
+
+PARENTED = SPM.replace("||BLD^Whole blood", "|SPC-5521&&2.16.840.1.113883.3.999.8&ISO~SPC-55&L|BLD^Whole blood")
+
+
+def test_spm_3_names_the_specimens_it_was_taken_from() -> None:
+    (sample,) = report(oru(PARENTED)).specimens
+    assert [[(i.value, i.type, i.system, i.assigner) for i in parent.identifiers] for parent in sample.parents] == [
+        [("SPC-5521", "PLAC", "urn:oid:2.16.840.1.113883.3.999.8", None)], [("SPC-55", "PLAC", None, "L")]]
+    # the message says nothing else of a parent: no type, no collection, only whose sample it is
+    assert all(p.specimen_type is None and p.collected is None and p.patient is sample.patient for p in sample.parents)
+    assert report(oru()).specimens[0].parents == []
+
+
+def test_parent_specimens_are_created_if_absent_never_overwritten(fhir_format) -> None:
+    first = json.loads(fhir_format.encode(hl7_decode(oru(PARENTED), OPTS), {}))
+    entries = {e["fullUrl"]: e for e in first["entry"]}
+    (child,) = [e for e in first["entry"] if e["resource"]["resourceType"] == "Specimen" and "parent" in e["resource"]]
+    parents = [entries[ref["reference"]] for ref in child["resource"]["parent"]]
+    assert [p["request"] for p in parents] == [
+        {"method": "POST", "url": "Specimen", "ifNoneExist": "identifier=urn:oid:2.16.840.1.113883.3.999.8|SPC-5521"},
+        {"method": "POST", "url": "Specimen", "ifNoneExist": parents[1]["request"]["ifNoneExist"]}]
+    assert parents[1]["request"]["ifNoneExist"].startswith(f"identifier={C.SID_SPECIMEN_KEY}|")
+    assert all(set(p["resource"]) == {"resourceType", "identifier", "subject"} for p in parents)
+    assert child["request"]["method"] == "PUT"  # the sample itself is still updated on a resend
+    assert bundle_violations(first) == []
+    R4BBundle.model_validate(first)
+    back = fhir_format.decode(json.dumps(first).encode(), {})
+    (diag,) = [r for r in back if isinstance(r, DiagnosticReport)]
+    assert [[i.value for i in p.identifiers] for p in diag.specimens[0].parents] == [["SPC-5521"], ["SPC-55"]]
+
+
+def test_a_parented_spm_round_trips_unchanged() -> None:
+    out = hl7_encode(hl7_decode(oru(PARENTED), OPTS), {}).decode().split("\r")
+    assert out.count(PARENTED) == 1

@@ -111,7 +111,8 @@ def test_the_ordering_provider_is_a_role_only_where_the_ordering_facility_says_m
     assert op.organization.name == "Good Health Hospital" and op.practitioner == order.requester  # ORC-21, ORC-12
     entries = bundle_of(records)
     urls = {e["fullUrl"]: e["resource"] for e in entries}
-    request = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "ServiceRequest")
+    request = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "ServiceRequest"
+                   and "ifNoneExist" not in e["request"])  # the order, not the OBR-29 parent it names by number
     role = urls[request["requester"]["reference"]]  # one reference: the role, naming the orderer
     assert role["resourceType"] == "PractitionerRole" and urls[role["organization"]["reference"]]["name"] == \
         "Good Health Hospital"

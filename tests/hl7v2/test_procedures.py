@@ -59,10 +59,17 @@ def test_fhir_procedure_is_deterministic_valid_and_reads_back() -> None:
     first, second = FHIR.encode(_localized(), {}), FHIR.encode(_localized(), {})
     assert first == second  # same message, same fullUrls and conditional keys
     bundle = json.loads(first)
-    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"]
+    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure" and "code" in e["resource"]]
     resource = entry["resource"]
     assert entry["request"]["method"] == "PUT" and "procedure-key" in entry["request"]["url"]
-    assert resource["partOf"] == [{"identifier": {"value": "PR1001"}}]  # a logical reference, no stub
+    # PR1-25: the parent, named by its id alone, is created only if absent (never overwrites a full one)
+    (part_of,) = resource["partOf"]
+    parent = next(e for e in bundle["entry"] if e["fullUrl"] == part_of["reference"])
+    assert parent["request"]["method"] == "POST" and parent["request"]["ifNoneExist"].startswith(
+        "identifier=https://telemed-bridge.org/fhir/sid/procedure-key|")
+    assert parent["resource"]["identifier"][1:] == [{"value": "PR1001"}] and parent["resource"]["status"] == "unknown"
+    assert parent["resource"]["subject"] == resource["subject"] and set(parent["resource"]) == {
+        "resourceType", "identifier", "status", "subject"}
     assert resource["category"]["coding"][0]["system"] == "http://terminology.hl7.org/CodeSystem/v2-0230"
     assert [p.get("function", {}).get("coding", [{}])[0].get("code") for p in resource["performer"]] == \
         ["88189002", "304292004", None, None]  # PR1-8, PR1-11, PR1-12, then the ROL after the PR1
@@ -97,3 +104,20 @@ def test_a_procedure_built_elsewhere_becomes_a_pr1_after_its_visit() -> None:
         "Example"
     assert back.identifiers[0].value == "PR20261120-7"
     assert isinstance(back.patient, Patient)
+
+
+def test_a_parent_with_a_system_is_keyed_by_it_and_a_logical_part_of_still_reads() -> None:
+    records = _localized()
+    (proc,) = [r for r in records if isinstance(r, Procedure)]
+    proc.part_of.system = "urn:oid:2.16.840.1.113883.3.999.40"
+    bundle = json.loads(FHIR.encode(records, {}))
+    (parent,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure" and "code" not in e["resource"]]
+    assert parent["request"] == {"method": "POST", "url": "Procedure",
+                                 "ifNoneExist": "identifier=urn:oid:2.16.840.1.113883.3.999.40|PR1001"}
+    for entry in bundle["entry"]:  # a sender's logical reference, as we used to write it
+        if entry["resource"]["resourceType"] == "Procedure" and entry["resource"].get("partOf"):
+            entry["resource"]["partOf"] = [{"identifier": {"system": "urn:oid:2.16.840.1.113883.3.999.40",
+                                                           "value": "PR1001"}}]
+    bundle["entry"].remove(parent)
+    (back,) = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if isinstance(r, Procedure)]
+    assert (back.part_of.value, back.part_of.system) == ("PR1001", "urn:oid:2.16.840.1.113883.3.999.40")

@@ -465,6 +465,7 @@ class Observation(Record):
     patient: Patient | None = None
     encounter: Encounter | None = None
     participants: list[Participant] = field(default_factory=list)
+    equipment: list[Identifier] = field(default_factory=list)  # HL7v2 OBX-18, FHIR Observation.device
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -482,6 +483,7 @@ class Specimen(Record):
     collected: Period | None = None
     received: str | None = field(default=None, metadata=DATETIME)
     patient: Patient | None = None
+    parents: list[Specimen] = field(default_factory=list)  # HL7v2 SPM-3, FHIR Specimen.parent
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -629,6 +631,7 @@ class ServiceRequest(Record):
     participants: list[Participant] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     performing_organization: Organization | None = None  # HL7v2 RF1-19, FHIR a ServiceRequest.performer
+    parent_order: list[Identifier] = field(default_factory=list)  # HL7v2 ORC-8, else OBR-29; FHIR basedOn
     filler_view: bool | None = None
     """True when the sender is the order's filler (a lab's results, a schedule's bookings): what it says
     of the order is the filler's view, which a FHIR server keeps apart from the placer's own request

@@ -132,17 +132,9 @@ class EnvelopeWriter:
 
     def device(self, resource: dict[str, Any]) -> dict[str, str]:
         """A Device: reference data, created once on its identifier (never overwritten)."""
-        from .encode import NAMESPACE, business_key
+        from .create_once import created_once
 
-        key = business_key(resource)
-        if key is None:  # pragma: no cover - every envelope Device carries an identifier with a system
-            raise EncodeError("an envelope Device has no identifier")
-        full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, f'Device|{key[0]}={key[1]}')}"
-        self.w.entries.setdefault(full_url, self.w.entry(full_url, resource, key))
-        if self.w.bundle_type == "transaction":
-            self.w.entries[full_url]["request"] = {"method": "POST", "url": "Device",
-                                                   "ifNoneExist": f"{key[0]}={key[1]}"}
-        return {"reference": full_url}
+        return created_once(self.w, resource)
 
     def organization(self, hd: Endpoint | None, body: Organization | None = None) -> dict[str, str] | None:
         """A facility (MSH-4, MSH-6) through the Organization record's mapping: an ISO OID as its

@@ -19,13 +19,14 @@ from bridge import (
     Coding,
     EncodeError,
     Encounter,
+    Identifier,
     Patient,
     Practitioner,
     ServiceRequest,
 )
 
 from . import constants as C
-from .datatypes import compact, ext, ext_value, fhir_datetime, period_in, period_out
+from .datatypes import compact, ext, ext_value, fhir_datetime, identifier_in, identifier_out, period_in, period_out
 from .reader import Node
 from .resources import (
     absolute_identifiers,
@@ -135,7 +136,37 @@ def service_request_out(rec: ServiceRequest, w: Writer) -> dict[str, Any]:
         "reasonCode": [c for c in (concept_out([r]) for r in rec.reason) if c],
         "specimen": [{"reference": f"#{s['id']}"} for s in contained],
         "note": [{"text": n} for n in rec.notes],
+        "basedOn": [parent_ref(rec.parent_order, subject, w)] if rec.parent_order else [],
     })
+
+
+def parent_ref(parent: list[Identifier], subject: dict[str, str], w: Writer) -> dict[str, Any]:
+    """The parent order (HL7v2 ORC-8/OBR-29), named by its numbers alone: a ServiceRequest of those
+    identifiers, status ``unknown`` (the message says none) and the patient, created only if absent
+    so it never overwrites the full order a server holds; a logical reference when no number could
+    key it."""
+    from .encode import business_key
+    from .create_once import created_once
+
+    idents = [identifier_out(i) for i in parent]
+    resource = {"resourceType": "ServiceRequest", "identifier": idents, "status": "unknown", "intent": "order",
+                "subject": subject}
+    if business_key(resource) is None:
+        return {"identifier": idents[0]}
+    return created_once(w, resource)
+
+
+def parent_in(node: Node, r: Reader) -> list[Identifier]:
+    """basedOn: a logical reference's identifier, or the referenced ServiceRequest's identifiers."""
+    for ref in node.list("basedOn"):
+        logical = ref.obj("identifier")
+        if logical is not None:
+            return [identifier_in(logical)]
+        target = r.target(ref, r.stack[-1] if r.stack else None)
+        if target is not None and target.str("resourceType") == "ServiceRequest":
+            r.referenced.add(id(target.data))  # the parent named here, not a record of its own
+            return [identifier_in(i) for i in target.list("identifier")]
+    return []
 
 
 def service_request_in(node: Node, r: Reader) -> ServiceRequest:
@@ -173,5 +204,6 @@ def service_request_in(node: Node, r: Reader) -> ServiceRequest:
         patient=r.follow(node.obj("subject"), Patient),
         encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node),
+        parent_order=parent_in(node, r),
         filler_view=ext_value(node, C.EXT_FILLER_VIEW, "Boolean"),
     )

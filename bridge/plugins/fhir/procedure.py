@@ -3,9 +3,11 @@
 FHIR requires the status (event-status, a required binding) and the subject. Performers keep their
 function (the HL7v2 decoder's SNOMED CT occupation codes); the record's participants (people in a
 stated role) are performers too, each as its PractitionerRole (people.py). The location is where it
-was done. The parent procedure (HL7v2 PR1-25) is
-written as a logical reference, ``partOf: [{"identifier": …}]``: writing a stub Procedure for it
-would let a conditional update overwrite the full parent a server already holds with an empty one.
+was done. The parent procedure (HL7v2 PR1-25) is named by its id alone: it is written as a Procedure
+of that identifier, status ``unknown`` and the patient, created only if absent (``ifNoneExist``), so
+``partOf`` resolves and a full parent a server already holds is never overwritten by the stub. A
+parent id without a system is keyed by the patient and the id (``…/sid/procedure-key``); with no
+patient key either, ``partOf`` stays a logical reference (``{"identifier": …}``).
 A procedure without an identifier a server could match (PR1-19 rarely names a system) gets one
 derived from the patient, visit, code and date (system ``…/sid/procedure-key``), so a re-sent
 message updates the resource it created.
@@ -14,12 +16,14 @@ message updates the resource it created.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from bridge import (
     PROCEDURE_STATUSES,
     Encounter,
     EncodeError,
+    Identifier,
     Location,
     Patient,
     Practitioner,
@@ -69,7 +73,7 @@ def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
         "resourceType": "Procedure",
         "extension": common_extensions(rec),
         "identifier": absolute_identifiers(rec, key),
-        "partOf": [{"identifier": _absolute(identifier_out(rec.part_of))}] if rec.part_of else [],
+        "partOf": [parent_ref(rec, w)] if rec.part_of else [],
         "status": rec.status,
         "category": coded_out(rec.category),
         "code": concept,
@@ -83,6 +87,36 @@ def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
     })  # the participants (ROL after PR1) join performer in people.merge
 
 
+def parent_ref(rec: Procedure, w: Writer) -> dict[str, Any]:
+    """The procedure this one is part of: a Procedure created if absent, else a logical reference."""
+    from .create_once import created_once
+
+    assert rec.part_of is not None and rec.patient is not None
+    ident = _absolute(identifier_out(rec.part_of))
+    idents = [ident]
+    if not ident.get("system"):
+        patient = keys_of([rec.patient]).patient_id
+        if not patient:
+            return {"identifier": ident}
+        seed = f"{SID_PROCEDURE_KEY}#parent|{patient}|{rec.part_of.value}"
+        idents.insert(0, {"system": SID_PROCEDURE_KEY, "value": str(uuid.uuid5(uuid.NAMESPACE_URL, seed))})
+    return created_once(w, {"resourceType": "Procedure", "identifier": idents, "status": "unknown",
+                            "subject": w.ref(rec.patient)})
+
+
+def _parent_in(part: Node, r: Reader) -> Identifier | None:
+    """A partOf: the logical reference's identifier, or the referenced Procedure's (our key left out)."""
+    logical = part.obj("identifier")
+    if logical is not None:
+        return identifier_in(logical)
+    node = r.target(part, r.stack[-1] if r.stack else None)
+    if node is None or node.str("resourceType") != "Procedure":
+        return None
+    r.referenced.add(id(node.data))  # the stub is this procedure's parent, not a record of its own
+    found = [i for i in node.list("identifier") if i.str("system") != SID_PROCEDURE_KEY]
+    return identifier_in(found[0]) if found else None
+
+
 def _absolute(ident: dict[str, Any]) -> dict[str, Any]:
     if ident.get("system"):
         ident["system"] = absolute_system(ident["system"])
@@ -94,7 +128,7 @@ def procedure_in(node: Node, r: Reader) -> Procedure:
     code_node = node.obj("code")
     code = coded_in(Node({k: v for k, v in code_node.data.items() if k != "text"}, code_node.path)) \
         if code_node is not None and code_node.list("coding") else None
-    parents = [p.obj("identifier") for p in node.list("partOf")]
+    parents = [_parent_in(p, r) for p in node.list("partOf")]
     performers = []
     for item in node.list("performer"):
         who = r.follow(item.obj("actor"), Practitioner)
@@ -108,7 +142,7 @@ def procedure_in(node: Node, r: Reader) -> Procedure:
         performed=node.datetime("performedDateTime"),
         performers=performers,
         reason=[c for c in (coded_in(n) for n in node.list("reasonCode")) if c],
-        part_of=next((identifier_in(p) for p in parents if p is not None), None),
+        part_of=next((p for p in parents if p is not None), None),
         location=r.follow(node.obj("location"), Location),
         patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node),

@@ -37,6 +37,7 @@ from bridge import (
 
 from . import constants as C
 from . import keep
+from .equipment import device_ref, equipment_in
 from .datatypes import code_out, coding_in, coding_out, compact, ext, ext_value, fhir_datetime, identifier_in
 from .reader import Node
 from .systems import system_name, system_uri
@@ -132,6 +133,7 @@ def observation_out(rec: Observation, w: Writer) -> dict[str, Any]:
         "effectiveDateTime": fhir_datetime(rec.effective, "Observation.effective", w.options),
         "performer": [w.ref(p) for p in (rec.performer, rec.performing_organization) if p is not None],
         **value_out(rec, w),
+        "device": device_ref(rec.equipment, w),
         "interpretation": [{"coding": [coding_out(c)]} for c in rec.interpretation],
         "note": [{"text": n} for n in rec.notes],
         "referenceRange": reference_range_out(rec.reference_range),
@@ -179,7 +181,7 @@ def observation_in(node: Node, r: Reader) -> Observation:
                                       if o), None),
         notes=[n.str("text") or "" for n in node.list("note")],
         patient=r.follow(node.obj("subject"), Patient), encounter=r.follow(node.obj("encounter"), Encounter),
-        extra=record_extra_in(node))
+        equipment=equipment_in(node.obj("device"), r), extra=record_extra_in(node))
     value_in(obs, node)
     return obs
 

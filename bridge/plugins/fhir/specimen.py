@@ -3,6 +3,10 @@
 HL7v2 specimen ids (SPM-2) rarely carry a system, so a Specimen without an id or an identifier with a
 system gets a derived key (``…/sid/specimen-key``: the patient, the sender's ids, the type and the
 collection start), and a re-sent or corrected report updates the one Specimen it created.
+
+A parent specimen (HL7v2 SPM-3) is named by its ids alone: it is written as a conditional create
+(``ifNoneExist`` on its derived key), so it exists to be referenced by ``Specimen.parent`` but never
+overwrites what a server already holds of it.
 """
 
 from __future__ import annotations
@@ -61,7 +65,19 @@ def specimen_out(rec: Specimen, w: Writer) -> dict[str, Any]:
         "subject": w.ref(rec.patient) if rec.patient else None,
         "receivedTime": fhir_datetime(rec.received, "Specimen.received", w.options),
         "collection": collection or None,
+        "parent": [parent_ref(parent, w) for parent in rec.parents],
     })
+
+
+def parent_ref(parent: Specimen, w: Writer) -> dict[str, str]:
+    """The specimen this one came from: added through the Writer as any Specimen, then its entry
+    turned into a create-if-absent, since the message knows no more of it than its ids."""
+    full_url = w.add(parent)
+    entry = w.entries[full_url]
+    request = entry.get("request")
+    if request is not None and request.get("method") == "PUT" and "?" in request.get("url", ""):
+        entry["request"] = {"method": "POST", "url": "Specimen", "ifNoneExist": request["url"].split("?", 1)[1]}
+    return {"reference": full_url}
 
 
 def specimen_in(node: Node, r: Reader) -> Specimen:
@@ -78,4 +94,6 @@ def specimen_in(node: Node, r: Reader) -> Specimen:
         body_site=coded_in(collection.obj("bodySite")) if collection is not None else None,
         collection_method=coded_in(collection.obj("method")) if collection is not None else None,
         collected=collected, received=node.datetime("receivedTime"),
-        patient=r.follow(node.obj("subject"), Patient), extra=record_extra_in(node))
+        patient=r.follow(node.obj("subject"), Patient),
+        parents=[p for p in (r.follow(ref, Specimen) for ref in node.list("parent")) if p is not None],
+        extra=record_extra_in(node))

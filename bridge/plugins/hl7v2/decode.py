@@ -48,7 +48,7 @@ from bridge import (
 from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
-from . import carried_orders, organizations, procedures
+from . import carried_orders, equipment, organizations, procedures
 from . import accounts, billing_background, charges, further_visits, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
@@ -945,6 +945,7 @@ class Decoder:
             performer=self._first_practitioner(obx, 16),
             performing_organization=places.performing_organization(obx, self.seps),  # OBX-23/24 stay kept
             participants=people.observation(self.message, obx, self.seps),  # derived: OBX-16/25 stay kept
+            equipment=equipment.read(obx, self.seps),  # derived: OBX-18 stays kept
         )
         self._value(obs, obx, measure, scope)
         if pain:

@@ -41,7 +41,7 @@ from bridge import (
 from . import adt, adt_encode, results_encode, visit_ids, wire
 from . import datatypes as dt
 from . import decode as dec
-from . import kept_edits, people, places, telehealth, versions
+from . import equipment, kept_edits, people, places, telehealth, versions
 from .datatypes import write_number as number
 from .reader import NULL, comp, esc, join, parse_path
 
@@ -452,6 +452,8 @@ def _observation(obs: Observation, index: int) -> list[str]:
     values = results_encode.obx(obs, index)
     if not any(f"OBX-{n}" in scope.fields or f"OBX-{n}" in scope.nulls for n in (23, 24)):  # kept: as read
         values.update(places.performing_organization_written(obs.performing_organization))
+    if "OBX-18" not in scope.fields and "OBX-18" not in scope.nulls:  # kept: as read
+        values[18] = equipment.written(obs.equipment)
     scope.add("OBX", values)
     kept_notes = {item["segment"].split("|")[3] for item in scope.kept
                   if item.get("segment", "").startswith("NTE|") and item["segment"].count("|") >= 3}

@@ -29,10 +29,10 @@ from bridge import (
     ServiceRequest,
 )
 
-from . import adt, guarantors, people, places, results
+from . import adt, guarantors, people, places, results, specimens
 from . import datatypes as dt
 from . import organizations
-from .reader import Segment, reencode_segment, text
+from .reader import NULL, Segment, reencode_segment, text
 
 if TYPE_CHECKING:
     from .decode import Decoder, Scope
@@ -267,7 +267,18 @@ def service_request(dec: Decoder, group: OrderGroup, patient: Patient | None,
         patient=patient,
         encounter=encounter,
         participants=people.order(dec.message, orc, obr, dec.seps),  # derived: fields stay kept
+        parent_order=parent_order(dec, orc, obr),  # derived: ORC-8 and OBR-29 stay kept
     )
+
+
+def parent_order(dec: Decoder, orc: Segment | None, obr: Segment | None) -> list[Identifier]:
+    """The order this one is a child of (ORC-8 parent, else OBR-29 parent: EIP, placer ^ filler
+    number): the placer and filler numbers of one parent order."""
+    for seg, number in ((orc, 8), (obr, 29)):
+        raw = seg.get(number) if seg is not None else ""
+        if raw and raw != NULL:
+            return specimens.read_eip(raw.split(dec.seps.repetition)[0], dec.seps)
+    return []
 
 
 def decode_orders(dec: Decoder) -> list[Record]:

@@ -28,10 +28,11 @@ def _coding(seg: Segment, number: int, seps: Separators, table: str) -> Coding |
     return coding
 
 
-def _ids(seg: Segment, seps: Separators) -> list[Identifier]:
-    """SPM-2 (EIP): placer (PLAC) ^ filler (FILL) specimen ids, each EI id & namespace & universal id."""
+def read_eip(value: str, seps: Separators) -> list[Identifier]:
+    """An EIP (SPM-2, one SPM-3 repetition, an ORC-8 or OBR-29 parent order): placer (PLAC) ^ filler
+    (FILL) ids, each EI id & namespace & universal id."""
     out = []
-    for part, kind in zip(_first(seg, 2, seps).split(seps.component), ("PLAC", "FILL")):
+    for part, kind in zip(value.split(seps.component), ("PLAC", "FILL")):
         subs = [text(s, seps) for s in part.split(seps.subcomponent)] + ["", "", ""]
         if subs[0]:
             system = None
@@ -46,13 +47,25 @@ def _when(value: str, seps: Separators) -> str | None:
     return dt.read_datetime(raw) if raw else None
 
 
+def _parents(seg: Segment, seps: Separators, patient: Patient | None) -> list[Specimen]:
+    """SPM-3 (EIP, repeating): the specimens this one was taken from, by their ids alone. The message
+    says no more of them (type, collection), so a parent is only its ids and whose sample it is."""
+    raw = seg.get(3)
+    if not raw or raw == NULL:
+        return []
+    found = [Specimen(identifiers=ids, patient=patient)
+             for ids in (read_eip(rep, seps) for rep in raw.split(seps.repetition)) if ids]
+    return found
+
+
 def read(seg: Segment, seps: Separators, patient: Patient | None) -> Specimen:
-    """SPM-2 ids, SPM-4 type (table 0487), SPM-7 collection method (0488), SPM-8 source site,
-    SPM-17 collection date/time range, SPM-18 received date/time."""
+    """SPM-2 ids, SPM-3 parent specimens, SPM-4 type (table 0487), SPM-7 collection method (0488),
+    SPM-8 source site, SPM-17 collection date/time range, SPM-18 received date/time."""
     collected = (_first(seg, 17, seps).split(seps.component) + [""])[:2]
     start, end = _when(collected[0], seps), _when(collected[1], seps)
     return Specimen(
-        identifiers=_ids(seg, seps),
+        identifiers=read_eip(_first(seg, 2, seps), seps),
+        parents=_parents(seg, seps, patient),
         specimen_type=_coding(seg, 4, seps, "HL70487"),
         collection_method=_coding(seg, 7, seps, "HL70488"),
         body_site=dt.read_coding(_first(seg, 8, seps), seps) if _first(seg, 8, seps) else None,
