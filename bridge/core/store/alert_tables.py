@@ -104,7 +104,8 @@ class AlertTables:
     def destination_delivery(self, since: float) -> dict[str, DestinationDelivery]:
         """Pending and recently dead rows are read through the status index (their cost follows the
         backlog); the last delivery is looked up only for a destination whose work has waited since
-        ``since`` or went dead since then — one in trouble — since it reads that destination's rows."""
+        ``since`` or went dead since then — one in trouble —, with the dashboard's own reading
+        (:meth:`DestinationReads.last_success_at`: the minutes, else the delivered rows)."""
         pending = {r[0]: (r[1], r[2], r[3]) for r in self._select(
             "SELECT destination, COUNT(*), MIN(created_at), COUNT(*) FILTER (WHERE attempts > 0) FROM outbox"
             " WHERE status='pending' GROUP BY destination")}
@@ -115,8 +116,7 @@ class AlertTables:
         for name in sorted(set(pending) | set(dead)):
             waiting, oldest, retrying = pending.get(name, (0, None, 0))
             troubled = dead.get(name, 0) or (oldest is not None and oldest <= since)
-            last = self._select("SELECT MAX(delivered_at) FROM outbox WHERE destination=? AND status='delivered'",
-                                (name,))[0][0] if troubled else None
+            last = self.last_success_at(name) if troubled else None  # as the dashboard's state reads it
             out[name] = DestinationDelivery(destination=name, pending=waiting, oldest_pending_at=oldest,
                                             retrying=retrying, last_delivered_at=last, dead_recent=dead.get(name, 0))
         return out

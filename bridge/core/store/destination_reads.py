@@ -68,12 +68,23 @@ class DestinationReads:
         for name in sorted(set(names) | set(waiting) | set(dead)):
             last = success.get(name)
             if last is None:
-                last = self._select("SELECT MAX(delivered_at) FROM outbox WHERE destination=? AND status='delivered'",
-                                    (name,))[0][0]
+                last = self.last_delivered_at(name)
             backlog, failing, oldest, oldest_failing = waiting.get(name, (0, 0, None, None))
             out[name] = OutboxActivity(int(backlog or 0), int(failing or 0), oldest, oldest_failing, last,
                                        dead.get(name, 0))
         return out
+
+    def last_success_at(self, name: str) -> float | None:
+        """When ``name`` last took a message: from the minutes (a day), else its delivered rows. The one
+        answer the dashboard's state and the ``destination_failing`` alert both use."""
+        row = self._select("SELECT MAX(last_success_at) FROM destination_minutes WHERE destination=?", (name,))
+        return row[0][0] if row and row[0][0] is not None else self.last_delivered_at(name)
+
+    def last_delivered_at(self, name: str) -> float | None:
+        """The newest delivered row's time (reads that destination's delivered rows: used only when the
+        minutes, kept a day, hold no success)."""
+        return self._select("SELECT MAX(delivered_at) FROM outbox WHERE destination=? AND status='delivered'",
+                            (name,))[0][0]
 
     def destination_attempts(self, since: float) -> dict[str, AttemptActivity]:
         """Per destination, its send attempts from the minute of ``since`` on."""
