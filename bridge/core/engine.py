@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.config import BridgeConfig, ChannelConfig
@@ -95,6 +95,8 @@ class Engine:
         self.sources_by_channel: dict[str, Source] = {}  # what bridge.core.health asks whether it listens
         self.scheduler: Any = None
         self.alerts: Any = None
+        self.on_reload: list[Callable[[BridgeConfig], None]] = []
+        """Called with the new configuration after a reload (the admin app beside the engine reads it)."""
         self.worker_processes: WorkerProcesses | None = None
         redaction.install()
         self._stop = threading.Event()
@@ -152,6 +154,10 @@ class Engine:
         self.config, self.channel_plans, self.destination_plans, self.destinations = (
             config, channel_plans, destination_plans, transports)
         reloading.close_later(replaced)
+        if self.alerts is not None:  # its rules cannot change by reload; the destinations they watch can
+            self.alerts.config = config
+        for listener in self.on_reload:
+            listener(config)
         if self.worker_processes is not None:
             self.worker_processes.signal_all(signal.SIGHUP)  # the children reload the same file themselves
         return summary

@@ -48,6 +48,8 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     app.extensions["bridge.plugins"] = plugins
     app.extensions["bridge.store"] = store or open_store(config.store_url)
     app.extensions["bridge.engine"] = engine
+    if engine is not None and hasattr(engine, "on_reload"):  # SIGHUP: the pages show what the engine runs
+        engine.on_reload.append(lambda new: app.config.__setitem__("BRIDGE_CONFIG", new))
     app.extensions["bridge.login_limiter"] = limiter or LoginLimiter()
     app.extensions["bridge.openapi"] = load_openapi()
     if engine is not None:

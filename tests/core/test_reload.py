@@ -150,3 +150,16 @@ def test_an_unchanged_alerts_section_lets_a_reload_through_and_a_changed_one_nee
     assert restart_only_changes(parse(tmp_path, GOOD), parse(tmp_path, GOOD)) == []
     slower = {**GOOD, "evaluate_seconds": 60}
     assert [p for p, _ in restart_only_changes(parse(tmp_path, GOOD), parse(tmp_path, slower))] == ["alerts"]
+
+
+def test_the_admin_app_and_the_alert_loop_see_the_reloaded_configuration(engine, tmp_path):
+    """After a reload, the pages beside the engine list the new destination and the alert loop
+    watches it (both keep the configuration object the engine runs, not the one they started with)."""
+    from bridge.core.alerts import AlertMonitor
+    from bridge.web import create_app
+
+    app = create_app(engine.config, engine.plugins, engine.store, engine=engine)
+    engine.alerts = AlertMonitor(engine.store, engine.config, engine=engine)  # as Engine.start makes it
+    reload(engine, write(tmp_path, destinations='c: {url: "file://out-c", format: bridge}'))
+    assert "c" in app.config["BRIDGE_CONFIG"].destinations
+    assert app.config["BRIDGE_CONFIG"] is engine.config is engine.alerts.config
