@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -94,3 +95,15 @@ class SmtpReceiver:
 
     def close(self) -> None:
         self.controller.stop()
+
+
+@pytest.fixture
+def alert_receivers(tmp_path, monkeypatch):
+    """A webhook receiver and an SMTP server (STARTTLS, login from the environment variables the alert
+    configs of the tests name), closed after the test."""
+    webhook, smtp = WebhookReceiver(), SmtpReceiver(tmp_path)
+    monkeypatch.setenv("BRIDGE_SMTP_USER", smtp.user)
+    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", smtp.password)
+    yield webhook, smtp
+    webhook.close()
+    smtp.close()

@@ -15,7 +15,7 @@ from bridge.core.alerts import AlertMonitor
 from bridge.core.config import parse_config
 from bridge.core.engine import Engine
 from tests.hl7v2.conftest_mllp import RawClient, ScriptedPeer, adt, channel, mllp_plugins
-from tests.ops.alert_receivers import SmtpReceiver, WebhookReceiver
+from tests.ops.alert_receivers import alert_receivers  # noqa: F401  (fixture)
 from tests.pg import store_url  # noqa: F401  (fixture)
 
 PATIENT = "Testpatient"  # adt() puts this surname in PID-5: it must never reach an alert
@@ -39,16 +39,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def receivers(tmp_path, monkeypatch):
-    webhook, smtp = WebhookReceiver(), SmtpReceiver(tmp_path)
-    monkeypatch.setenv("BRIDGE_SMTP_USER", smtp.user)
-    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", smtp.password)
-    yield webhook, smtp
-    webhook.close()
-    smtp.close()
-
-
 def alerting_config(tmp_path, store, peer_port, webhook, smtp, plugins):
     data = {
         "store": store or "sqlite:///bridge.db",
@@ -69,9 +59,9 @@ def alerting_config(tmp_path, store, peer_port, webhook, smtp, plugins):
     return parse_config(data, config_dir=str(tmp_path), plugins=plugins)
 
 
-def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, receivers, store_url,  # noqa: F811
+def test_destination_down_alerts_by_webhook_and_email_then_resolves(tmp_path, alert_receivers, store_url,  # noqa: F811
                                                                     caplog):
-    webhook, smtp = receivers
+    webhook, smtp = alert_receivers
     port = free_port()  # nothing listens: every connection is refused
     plugins = mllp_plugins()
     config = alerting_config(tmp_path, store_url, port, webhook, smtp, plugins)

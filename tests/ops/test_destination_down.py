@@ -22,7 +22,7 @@ from bridge.web import create_app
 from bridge.web.auth import new_token, token_digest
 from bridge.web.server import start_admin_server
 from tests.hl7v2.conftest_mllp import TEST_FORMAT, RawClient, adt, mllp_plugins
-from tests.ops.alert_receivers import SmtpReceiver, WebhookReceiver
+from tests.ops.alert_receivers import alert_receivers  # noqa: F401  (fixture)
 from tests.ops.promtool import check_metrics
 from tests.ops.test_metrics import parse, values
 
@@ -105,17 +105,7 @@ def wait_for(check, what: str, timeout: float = 20.0):
 
 
 @pytest.fixture
-def alert_receivers(tmp_path, monkeypatch):
-    webhook, smtp = WebhookReceiver(), SmtpReceiver(tmp_path)
-    monkeypatch.setenv("BRIDGE_SMTP_USER", smtp.user)
-    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", smtp.password)
-    yield webhook, smtp
-    webhook.close()
-    smtp.close()
-
-
-@pytest.fixture
-def running(tmp_path, alert_receivers):
+def running(tmp_path, alert_receivers):  # noqa: F811
     port = free_port()
     plugins = mllp_plugins()
     webhook, smtp = alert_receivers
