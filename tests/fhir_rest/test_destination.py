@@ -199,11 +199,13 @@ def test_retry_after_accepts_seconds_and_http_dates():
 def test_5xx_is_retried_and_then_delivered(tmp_path):
     with FhirTestServer() as server:
         server.inject(status=503, text="maintenance")
-        engine = engine_to(tmp_path, "fhir+" + server.base)
+        # a backoff longer than a drain takes on a loaded machine (with 0.01 s, one drain retried too)
+        engine = engine_to(tmp_path, "fhir+" + server.base,
+                           retry={"max_attempts": 3, "initial_seconds": 1.0, "jitter": 0})
         engine.submit("in", visit(1))
         engine.drain()
         assert only_row(engine).status == "pending" and "HTTP 503" in only_row(engine).last_error
-        time.sleep(0.1)  # past the 0.01 s backoff (with jitter)
+        time.sleep(1.1)  # past the backoff
         engine.drain()
         assert only_row(engine).status == "delivered"
         assert server.count() == {"Patient": 1, "Encounter": 1}
