@@ -183,7 +183,8 @@ def test_a_destination_down_then_back_is_seen_in_the_api_the_dashboard_and_the_c
 
         receiver.start()
         assert client.send(adt("BACK-1"))[0] == "AA"
-        flowing = wait_for(lambda: (d := emr(base, token))["state"] == "flowing" and d, "the emr to flow again")
+        flowing = wait_for(lambda: (d := emr(base, token))["state"] == "flowing" and d["backlog"] == 0 and d,
+                           "the emr to flow again")  # state and backlog are separate reads
         assert flowing["last_success_at"] and flowing["backlog"] == 0 and receiver.received == 1
         back = scrape(base, token)
         assert values(back["bridge_delivery_failures_total"], destination="emr") == [2]  # counters never fall
