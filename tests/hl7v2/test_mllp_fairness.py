@@ -18,7 +18,8 @@ import pytest
 
 from bridge import ConfigError
 
-from tests.hl7v2.conftest_mllp import SB, RawClient, adt, channel, listening, mllp, wait_until
+from tests.hl7v2.conftest_mllp import SB, RawClient, adt, channel, listening, make_pki, mllp, wait_until
+from tests.hl7v2.test_mllp_tls import delivery, sender
 
 ATTACKER = "127.0.0.2"
 OTHER = "127.0.0.3"
@@ -212,6 +213,30 @@ def test_per_peer_refusals_are_logged_once_per_interval_with_address_and_counts_
         assert not any(CANARY in r.getMessage() or "REFUSED-" in r.getMessage() for r in caplog.records)
         for sock in [*refused, *(c.sock for c in held), other.sock]:
             sock.close()
+
+
+def test_the_per_peer_limit_holds_on_tls_and_a_failed_handshake_frees_its_slot(bridge_engine, tmp_path):
+    pki = make_pki(tmp_path)
+    options = {"cert_file": pki.server_cert.name, "key_file": pki.server_key.name, "max_connections_per_peer": 2,
+               "handshake_timeout_seconds": 1}
+    with listening(bridge_engine, {"channels": {"adt": channel("mllps://127.0.0.1:0", options=options)}}) as (
+            _, source):
+        first, second = sender(source.port, tmp_path, ca_file="ca.pem"), sender(source.port, tmp_path, ca_file="ca.pem")
+        assert first.send(delivery("TLS-A")).startswith("AA")
+        assert second.send(delivery("TLS-B")).startswith("AA")
+        extra = socket.create_connection(("127.0.0.1", source.port), timeout=5)
+        assert _closed(extra)
+        assert source.guard.per_host["127.0.0.1"] == 2 and source.guard.refused == 1
+        second.close()
+        assert wait_until(lambda: source.guard.per_host["127.0.0.1"] == 1)
+        plain = socket.create_connection(("127.0.0.1", source.port), timeout=5)
+        plain.sendall(mllp(adt("NOT-TLS")))  # no ClientHello: the handshake fails and its slot is freed
+        assert _closed(plain)
+        assert wait_until(lambda: source.guard.per_host["127.0.0.1"] == 1), dict(source.guard.per_host)
+        assert sender(source.port, tmp_path, ca_file="ca.pem").send(delivery("TLS-C")).startswith("AA")
+        for sock in (extra, plain):
+            sock.close()
+        first.close()
 
 
 @pytest.mark.parametrize("options, path, problem", [

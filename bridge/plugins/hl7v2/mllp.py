@@ -379,7 +379,7 @@ class MLLPSource:
                         getattr(exc, "reason", None) or type(exc).__name__)
             secure = None
         if secure is None:  # failed, cancelled, or the peer went away during the handshake
-            self.guard.release(host)
+            connection._release()  # once: asyncio may already have called connection_lost, which releases too
             transport.abort()
             return
         connection.connection_made(secure)
