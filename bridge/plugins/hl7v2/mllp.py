@@ -678,8 +678,9 @@ class _Connection(asyncio.Protocol):
         source = self.source
         if self._frame_started is not None:
             deadline = self._frame_started + source.frame_timeout
-            # (reading paused while our own commits are slow is not the peer's fault: wait for them)
-            if now >= deadline and not (self.unanswered and self._writable):
+            if now >= deadline and self.unanswered and self._writable:
+                deadline = now + min(source.frame_timeout, 1.0)  # reading paused for our slow commits: wait
+            elif now >= deadline:
                 log.warning("channel %s: closing the connection from %s: a frame was not completed within "
                             "%g s (%d bytes received of it)", source.ctx.channel, self.peer,
                             source.frame_timeout, self.framer.buffered)
