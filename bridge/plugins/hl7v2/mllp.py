@@ -59,6 +59,7 @@ from bridge import (
 from . import mllp_tls
 from .ack import ack_code_of, make_ack
 from .header import MSH, parse_msh
+from .mllp_guard import ConnectionGuard
 
 log = logging.getLogger(__name__)
 
@@ -248,13 +249,15 @@ class MLLPSource:
         self.ack_mode = choice_option(opts, "ack_mode", ("auto", "original", "commit"), where)
         self.idle_timeout = float(number_option(opts, "idle_timeout_seconds", 300, where, minimum=0.01))
         self.max_connections = int(number_option(opts, "max_connections", 100, where, minimum=1, whole=True))
+        self.max_per_peer = int(number_option(opts, "max_connections_per_peer", 50, where, minimum=1, whole=True))
+        self.frame_timeout = float(number_option(opts, "frame_timeout_seconds", 30, where, minimum=0.01))
         self.submit_threads = int(number_option(opts, "submit_threads", 1, where, minimum=1, whole=True))
         self.policy_ack = bool(opts.get("policy_ack", True))
         # several nodes on one host share the port (SO_REUSEPORT: the kernel spreads connections)
         self.reuse_port = bool(opts.get("reuse_port", False))
         self.handshake_timeout = float(number_option(opts, "handshake_timeout_seconds", 10, where, minimum=0.01))
         self.tls = mllp_tls.server_context(opts, ctx.config_dir, where) if self.scheme == "mllps" else None
-        self.connections = 0
+        self.guard = ConnectionGuard(ctx.channel, self.max_connections, self.max_per_peer)
         self._open: set[_Connection] = set()
         self._handshakes: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -346,22 +349,25 @@ class MLLPSource:
 
     # connections ---------------------------------------------------------------------------------
 
-    def _admit(self, peer: str) -> bool:
-        """The connection cap: refuse (close at once) rather than queue beyond ``max_connections``."""
-        if self.connections < self.max_connections:
-            return True
-        log.warning("channel %s: refused a connection from %s: %d connections already open",
-                    self.ctx.channel, peer, self.connections)
-        return False
+    @property
+    def connections(self) -> int:
+        """Connections holding a slot right now (a TLS one from the start of its handshake)."""
+        return self.guard.total
+
+    def _admit(self, host: str) -> bool:
+        """Take a slot for a connection from ``host`` or refuse it (closed at once, never queued):
+        the per-peer limit and the full cap's fairness are :class:`ConnectionGuard`'s."""
+        return self.guard.admit(host, self._open)
 
     async def _serve_tls(self, transport: asyncio.Transport) -> None:
         """Handshake ourselves (asyncio would drop a failed handshake silently), then converse."""
+        host = _peer_host(transport.get_extra_info("peername"))
         peer = _peer_text(transport.get_extra_info("peername"))
-        if not self._admit(peer):
+        if not self._admit(host):  # a connection in its handshake holds a slot from here on
             transport.abort()
             return
         connection = _Connection(self, counted=True)
-        self.connections += 1  # a connection in its handshake holds a slot
+        connection.host = host
         loop = asyncio.get_running_loop()
         try:
             secure = await loop.start_tls(transport, connection, self.tls, server_side=True,
@@ -373,7 +379,7 @@ class MLLPSource:
                         getattr(exc, "reason", None) or type(exc).__name__)
             secure = None
         if secure is None:  # failed, cancelled, or the peer went away during the handshake
-            self.connections -= 1
+            connection._release()  # once: asyncio may already have called connection_lost, which releases too
             transport.abort()
             return
         connection.connection_made(secure)
@@ -505,8 +511,10 @@ class _Connection(asyncio.Protocol):
 
     Reading stops while ``MAX_UNANSWERED`` frames wait for their answers or while the peer does not
     read its ACKs, so a sender that pipelines or never reads cannot make the listener buffer without
-    bound. A connection with no bytes for ``idle_timeout_seconds`` (and no frame waiting for our
-    answer) is closed.
+    bound. Time is counted in frames, not bytes (a peer dripping a byte a second must not hold its
+    slot): a frame must end within ``frame_timeout_seconds`` of its start, and a connection that has
+    completed no frame for ``idle_timeout_seconds`` (and has none started or waiting for our answer)
+    is closed. Bytes outside frames reset neither clock.
     """
 
     def __init__(self, source: MLLPSource, *, counted: bool = False):
@@ -514,6 +522,10 @@ class _Connection(asyncio.Protocol):
         self.counted = counted  # a TLS connection took its slot before its handshake
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.host = "?"
+        self.frames_completed = 0
+        self.progress_at = 0.0  # loop time of the last completed frame, or of the connection's start
+        self._frame_started: float | None = None  # loop time the frame now being received began
         self.origin: dict[str, Any] = {}
         self.framer = FrameReader(source.ctx.max_message_bytes)
         self.unanswered: collections.deque[_Frame] = collections.deque()
@@ -521,7 +533,6 @@ class _Connection(asyncio.Protocol):
         self._eof = False
         self._reading = True
         self._writable = True
-        self._last_read = 0.0
         self._idle: asyncio.TimerHandle | None = None
         # TLS: the secure transport may hand over bytes before start_tls returns to connection_made
         self._early: list[bytes] | None = []
@@ -532,11 +543,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = _peer_text(transport.get_extra_info("peername"))
         if not self.counted:
-            if not source._admit(self.peer):
+            self.host = _peer_host(transport.get_extra_info("peername"))
+            if not source._admit(self.host):
                 self.closed, self._early = True, None
                 transport.close()
                 return
-            source.connections += 1
             self.counted = True
         source._open.add(self)
         self.origin = {"transport": source.scheme, "peer": self.peer}
@@ -544,7 +555,7 @@ class _Connection(asyncio.Protocol):
         if client:
             self.origin["tls_client"] = client
         loop = asyncio.get_running_loop()
-        self._last_read = loop.time()
+        self.progress_at = loop.time()
         self._idle = loop.call_later(source.idle_timeout, self._check_idle)
         early, self._early = self._early or [], None
         for data in early:
@@ -556,14 +567,50 @@ class _Connection(asyncio.Protocol):
             return
         if self.closed:
             return
-        self._last_read = self.source._loop.time() if self.source._loop else 0.0
         skipped = self.framer.skipped
-        for item in self.framer.feed(data):
+        items = self.framer.feed(data)
+        for item in items:
             self.unanswered.append(self.source._take(self, item))
+        self._count_progress(len(items))
         if self.framer.skipped > skipped:
             log.warning("channel %s: skipped %d bytes outside MLLP frames from %s",
                         self.source.ctx.channel, self.framer.skipped - skipped, self.peer)
         self.flush()
+
+    def _count_progress(self, completed: int) -> None:
+        """Move the idle clock on completed frames only, and start the frame clock when a frame begins."""
+        if completed:
+            self.frames_completed += completed
+            self.progress_at = self.source._loop.time() if self.source._loop else 0.0
+            self._frame_started = None
+        if not self.framer.pending:
+            self._frame_started = None
+        elif self._frame_started is None:
+            loop = self.source._loop
+            self._frame_started = now = loop.time() if loop else 0.0
+            deadline = now + self.source.frame_timeout
+            if loop is not None and (self._idle is None or self._idle.when() > deadline):
+                if self._idle is not None:
+                    self._idle.cancel()
+                self._idle = loop.call_at(deadline, self._check_idle)
+
+    @property
+    def busy(self) -> bool:
+        """A frame of this connection waits for its answer (the guard never evicts it)."""
+        return bool(self.unanswered)
+
+    def evict(self) -> None:
+        """Give this connection's slot to a newcomer (:class:`ConnectionGuard`): freed at once."""
+        self._release()
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def _release(self) -> None:
+        if self.counted:
+            self.source.guard.release(self.host)
+            self.counted = False
+        self.source._open.discard(self)
 
     def flush(self) -> None:
         """Write every answer that is ready at the head of the line (answers keep the frames' order)."""
@@ -613,10 +660,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._idle is not None:
             self._idle.cancel()
-        if self.counted:
-            self.source.connections -= 1
-            self.counted = False
-        self.source._open.discard(self)
+        self._release()
         if exc is not None:
             log.info("channel %s: connection from %s ended: %s", self.source.ctx.channel, self.peer,
                      type(exc).__name__)
@@ -626,15 +670,37 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _check_idle(self) -> None:
+        """Close a connection whose frame outlived its deadline, or that completed none for too long."""
         if self.closed:
             return
         loop = asyncio.get_running_loop()
-        silent = loop.time() - self._last_read
-        if silent >= self.source.idle_timeout and not self.unanswered:
-            log.info("channel %s: closing idle connection from %s", self.source.ctx.channel, self.peer)
-            self.close()
-            return
-        self._idle = loop.call_later(max(0.01, self.source.idle_timeout - silent), self._check_idle)
+        now = loop.time()
+        source = self.source
+        if self._frame_started is not None:
+            deadline = self._frame_started + source.frame_timeout
+            if now >= deadline and self.unanswered and self._writable:
+                deadline = now + min(source.frame_timeout, 1.0)  # reading paused for our slow commits: wait
+            elif now >= deadline:
+                log.warning("channel %s: closing the connection from %s: a frame was not completed within "
+                            "%g s (%d bytes received of it)", source.ctx.channel, self.peer,
+                            source.frame_timeout, self.framer.buffered)
+                self.abort()
+                return
+        elif self.unanswered:  # waiting for our own answer is not the peer's idleness
+            deadline = now + min(source.idle_timeout, 1.0)
+        else:
+            deadline = self.progress_at + source.idle_timeout
+            if now >= deadline:
+                log.info("channel %s: closing idle connection from %s (no complete frame for %g s)",
+                         source.ctx.channel, self.peer, source.idle_timeout)
+                self.close()
+                return
+        self._idle = loop.call_at(max(deadline, now + 0.01), self._check_idle)
+
+    def abort(self) -> None:
+        """Drop the connection at once (its unfinished frame is not answered; the sender resends)."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
 
 
 class _ThreadBatcher:
@@ -764,6 +830,13 @@ def _read_msh(raw: bytes) -> tuple[MSH | None, str | None]:
         return parse_msh(raw[:HEADER_BYTES]), None
     except DecodeError as exc:
         return None, str(exc)
+
+
+def _peer_host(peer: Any) -> str:
+    """The source address a peer is counted by (its port changes with every connection)."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
 
 
 def _peer_text(peer: Any) -> str:
@@ -1010,9 +1083,16 @@ _TLS_FILES = (
 SOURCE_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("ack_mode", "ACK style: auto (as the message asks), original (AA/AE/AR) or commit (CA/CE/CR)",
                kind="string", default="auto", choices=("auto", "original", "commit")),
-    OptionSpec("idle_timeout_seconds", "close a silent connection after this long", kind="number", default=300),
+    OptionSpec("idle_timeout_seconds", "close a connection that has completed no frame for this long (bytes that"
+               " complete no frame do not count)", kind="number", default=300),
     OptionSpec("handshake_timeout_seconds", "TLS handshake limit (mllps)", kind="number", default=10),
-    OptionSpec("max_connections", "connections accepted at once", kind="integer", default=100),
+    OptionSpec("max_connections", "connections accepted at once; when full, a connection that has completed no"
+               " frame, from the address holding the most, gives way to a newcomer from an address holding"
+               " fewer", kind="integer", default=100),
+    OptionSpec("max_connections_per_peer", "connections one source address may hold at once (more are refused)",
+               kind="integer", default=50),
+    OptionSpec("frame_timeout_seconds", "a frame must end within this long of its start byte, or the connection"
+               " is closed", kind="number", default=30),
     OptionSpec("submit_threads", "threads committing received messages", kind="integer", default=1),
     OptionSpec("policy_ack", "answer AR with the reasons when a policy blocks the message", kind="boolean",
                default=True),
