@@ -13,7 +13,9 @@ remaining body away, and otherwise marks the connection to be closed.
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import threading
 from typing import Any, BinaryIO
 
@@ -83,3 +85,21 @@ def drain_or_close(stream: BinaryIO, content_length: int | None, chunked: bool =
             return False
         remaining -= len(chunk)
     return True
+
+
+def quiet_handle_error(log: logging.Logger, where: str) -> Any:
+    """A ``handle_error`` for a socketserver-based server: one log line naming the exception type.
+
+    socketserver's own prints a full traceback to stderr, chained to whatever was being handled —
+    a refused message's reason, with the patient data it quoted — unredacted, when a client merely
+    resets its connection early.
+    """
+
+    def handle_error(request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.info("%s: a client's connection ended early (%s)", where, type(exc).__name__)
+        else:
+            log.error("%s: a request failed (%s)", where, type(exc).__name__)
+
+    return handle_error

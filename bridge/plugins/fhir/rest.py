@@ -45,7 +45,7 @@ from bridge import (
     TransientDeliveryError,
 )
 
-from bridge.request_bounds import DEFAULT_REQUEST_SECONDS, handle_with_deadline
+from bridge.request_bounds import DEFAULT_REQUEST_SECONDS, handle_with_deadline, quiet_handle_error
 
 from .auth import HttpSettings, NoAuth, TokenProvider, read_env, token_provider_from_options
 
@@ -535,6 +535,7 @@ class FhirInbound:
 
         self._server = make_server(self.host, self.port, self.wsgi, threaded=True, ssl_context=self.ssl_context,
                                    request_handler=_quiet_handler(self.request_timeout))
+        self._server.handle_error = quiet_handle_error(log, f"fhir inbound {self.ctx.channel}")
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),  # stop() within 0.1 s
                                         name=f"fhir-inbound-{self.ctx.channel}", daemon=True)

@@ -49,7 +49,7 @@ from bridge import (
     TransientDeliveryError,
 )
 
-from bridge.request_bounds import drain_or_close, handle_with_deadline
+from bridge.request_bounds import drain_or_close, handle_with_deadline, quiet_handle_error
 
 from .decode import decode
 from .validate import find, transaction_of
@@ -318,6 +318,7 @@ class CallbackSource:
         handler = type("Handler", (CallbackHandler,), {"source": self, "timeout": self.request_timeout})
         self.server = ThreadingHTTPServer((self.host, self.requested_port), handler)
         self.server.daemon_threads = True
+        self.server.handle_error = quiet_handle_error(log, f"ncpdp callback {self.ctx.channel}")  # type: ignore[method-assign]
         if self.tls is not None:
             self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True,
                                                       do_handshake_on_connect=False)
