@@ -13,13 +13,13 @@ import base64
 from datetime import datetime, timezone
 from typing import Any
 
+from bridge.core.model.keys import PHI_KEYS
 from bridge.core.outcomes import destination_outcomes, failed_at
 from bridge.core.store import Store
 from bridge.core.store.base import Event, Hold, OutboxRow, StoredMessage
 
 from .auth import Principal
 
-PHI_KEYS = ("patient_id", "encounter_id", "prescription_number")
 # Event detail keys that never carry message contents: what a viewer sees of a timeline.
 VIEWER_EVENT_KEYS = frozenset({
     "destination", "destinations", "outbox_id", "attempt", "bytes", "channel", "format", "records",
