@@ -244,6 +244,7 @@ def cmd_messages(args) -> int:
     store = open_store(config.store_url)
     _check_channel(args.channel, config, store)
     rows = store.search(status=args.status, channel=args.channel, keys=keys, limit=args.limit)
+    _audit_listing(store, args, keys, rows)
     if args.json:
         print(json.dumps([_message_row(m) for m in rows], indent=2))
         return EXIT_OK
@@ -257,6 +258,19 @@ def cmd_messages(args) -> int:
         print(f"{m.id:>6}  {_iso(m.received_at):<24}  {m.channel:<16.16}  {m.status:<10}  "
               f"{(m.message_type or '-'):<14.14}  {keys_text}")
     return EXIT_OK
+
+
+def _audit_listing(store, args, keys: dict[str, str], rows: list) -> None:
+    """A CLI listing is a view of PHI as the API's is (patient, encounter and prescription numbers,
+    error texts): recorded under the OS user, with the same actions the API uses."""
+    from bridge.core.model.keys import PHI_KEYS
+
+    phi_keys = {name: value for name, value in keys.items() if name in PHI_KEYS}
+    if phi_keys:
+        store.audit(_actor(args), "message.search", "messages",
+                    {"keys": phi_keys, "results": len(rows), "message_ids": [m.id for m in rows], "via": "cli"})
+    elif rows:
+        store.audit(_actor(args), "message.list", "messages", {"message_ids": [m.id for m in rows], "via": "cli"})
 
 
 def _store_or_empty(url: str) -> str:
@@ -313,6 +327,7 @@ def cmd_show(args) -> int:
     message = store.get_message(args.id)
     if message is None:
         raise UsageError(f"no message with id {args.id}")
+    store.audit(_actor(args), "message.view", f"message:{args.id}", {"parts": ["records"], "via": "cli"})
     events = store.events(args.id)
     prescription = store.prescription(message.prescription_number) if message.prescription_number else None
     outbox = store.outbox_rows(message_id=args.id)

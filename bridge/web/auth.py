@@ -139,34 +139,84 @@ class LoginLimiter:
     In memory, per process: a restart or a second process starts counting afresh (documented). A
     success clears the user's count but not the address's, so one good password cannot be used to
     reset a guessing run against other names.
+
+    Bounded: a key is stored only when a login fails (a check stores nothing), keys whose failures
+    all left the window are dropped, and past ``max_keys`` the keys idle longest are forgotten — a
+    flood of new user names from many addresses costs at most ``max_keys`` entries. A blocked key's
+    refusal is to be audited once per window (:meth:`note_block`), not once per attempt.
     """
 
-    def __init__(self, per_user: int = 5, per_address: int = 20, window_seconds: float = 900.0):
+    def __init__(self, per_user: int = 5, per_address: int = 20, window_seconds: float = 900.0,
+                 max_keys: int = 10_000):
         self.limits = {"user": per_user, "address": per_address}
         self.window = window_seconds
+        self.max_keys = max_keys
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._block_noted: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def blocked(self, keys: Iterable[tuple[str, str]], now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         with self._lock:
-            return any(len(self._recent(key, now)) >= self.limits[key[0]] for key in keys)
+            return any(self._over_limit(key, now) for key in keys)
+
+    def note_block(self, keys: Iterable[tuple[str, str]], now: float | None = None) -> bool:
+        """True the first time in a window that a blocked key is refused: the caller audits that one."""
+        now = time.monotonic() if now is None else now
+        first = False
+        with self._lock:
+            for key in keys:
+                if self._over_limit(key, now) and self._block_noted.get(key, -self.window) <= now - self.window:
+                    self._block_noted[key] = now
+                    first = True
+        return first
 
     def failed(self, keys: Iterable[tuple[str, str]], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             for key in keys:
-                self._recent(key, now).append(now)
+                times = self._failures.setdefault(key, deque())
+                self._expire(times, now)
+                times.append(now)
+            if len(self._failures) > self.max_keys:
+                self._shrink(now)
 
     def succeeded(self, user: str) -> None:
         with self._lock:
             self._failures.pop(("user", user), None)
+            self._block_noted.pop(("user", user), None)
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+    @property
+    def key_count(self) -> int:
+        """How many keys are held (user names and addresses with failures in the window). Not ``__len__``:
+        an empty limiter must stay truthy where ``limiter or LoginLimiter()`` picks the configured one."""
+        return len(self._failures)
+
+    def _over_limit(self, key: tuple[str, str], now: float) -> bool:
+        times = self._failures.get(key)
+        if times is None:
+            return False
+        self._expire(times, now)
+        if not times:
+            del self._failures[key]
+            return False
+        return len(times) >= self.limits[key[0]]
+
+    def _expire(self, times: deque[float], now: float) -> None:
         while times and times[0] <= now - self.window:
             times.popleft()
-        return times
+
+    def _shrink(self, now: float) -> None:
+        """Drop keys with nothing left in the window, then the longest idle until under the cap."""
+        for key in list(self._failures):
+            self._expire(self._failures[key], now)
+            if not self._failures[key]:
+                del self._failures[key]
+        if len(self._failures) > self.max_keys:
+            by_last_failure = sorted(self._failures, key=lambda k: self._failures[k][-1])
+            for key in by_last_failure[:len(self._failures) - self.max_keys]:
+                del self._failures[key]
+        self._block_noted = {k: at for k, at in self._block_noted.items() if at > now - self.window}
 
 
 # --- CSRF ------------------------------------------------------------------------------------------

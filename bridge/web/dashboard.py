@@ -220,7 +220,9 @@ def _login_post() -> Any:
         return render_template("login.html", error="Your form expired; please try again.", next=""), 400
     keys = [("user", name.lower()), ("address", address)]
     if limiter.blocked(keys):
-        store.audit("anonymous", "login.blocked", f"user:{name}", {"address": address})
+        if limiter.note_block(keys):  # once per blocked key and window: a flood must not grow the audit log
+            store.audit("anonymous", "login.blocked", f"user:{name}", {
+                "address": address, "note": "further refused attempts in this window are not recorded"})
         return render_template("login.html", error="Too many failed logins; wait a few minutes.", next=""), 429
     user = store.get_user(name) if name else None
     if user is None:

@@ -13,13 +13,13 @@ import base64
 from datetime import datetime, timezone
 from typing import Any
 
+from bridge.core.model.keys import PHI_KEYS
 from bridge.core.outcomes import destination_outcomes, failed_at
 from bridge.core.store import Store
 from bridge.core.store.base import Event, Hold, OutboxRow, StoredMessage
 
 from .auth import Principal
 
-PHI_KEYS = ("patient_id", "encounter_id", "prescription_number")
 # Event detail keys that never carry message contents: what a viewer sees of a timeline.
 VIEWER_EVENT_KEYS = frozenset({
     "destination", "destinations", "outbox_id", "attempt", "bytes", "channel", "format", "records",
@@ -28,6 +28,9 @@ VIEWER_EVENT_KEYS = frozenset({
     "after_message", "which_was", "encode_failed",
     "map", "version", "stage", "steps",  # a map's timeline entry: names, versions, step ids, paths and counts
 })
+# What a viewer sees of one policy rule (a hold's or a timeline event's): which rule and on what basis.
+# Its ``reason`` names the drug and the patient's situation, so it needs ``analyst``.
+VIEWER_RULE_KEYS = ("id", "outcome", "basis")
 
 
 def iso(ts: float | None) -> str | None:
@@ -80,7 +83,14 @@ def event_view(event: Event, principal: Principal) -> dict[str, Any]:
     detail = dict(event.detail)
     if not principal.can("analyst"):
         detail = {k: v for k, v in detail.items() if k in VIEWER_EVENT_KEYS}
+        if isinstance(detail.get("rules"), list):  # the policy and held events carry the hold's rules
+            detail["rules"] = viewer_rules(detail["rules"])
     return {"at": iso(event.at), "kind": event.kind, "message_id": event.message_id, "detail": detail}
+
+
+def viewer_rules(rules: list[Any]) -> list[dict[str, Any]]:
+    """Policy rules as a viewer may see them: :data:`VIEWER_RULE_KEYS` only, whatever else a rule carries."""
+    return [{k: rule.get(k) for k in VIEWER_RULE_KEYS} for rule in rules if isinstance(rule, dict)]
 
 
 def delivery_view(row: OutboxRow, principal: Principal) -> dict[str, Any]:
@@ -101,7 +111,7 @@ def delivery_view(row: OutboxRow, principal: Principal) -> dict[str, Any]:
 def hold_view(hold: Hold, principal: Principal) -> dict[str, Any]:
     reasons = [dict(r) for r in hold.reasons]
     if not principal.can("analyst"):
-        reasons = [{k: r.get(k) for k in ("id", "outcome", "basis")} for r in reasons]
+        reasons = viewer_rules(reasons)
     return {"id": hold.id, "message_id": hold.message_id, "status": hold.status, "created_at": iso(hold.created_at),
             "reasons": reasons, "resolved_at": iso(hold.resolved_at), "resolved_by": hold.resolved_by,
             "resolution": hold.resolution if principal.can("analyst") else None}

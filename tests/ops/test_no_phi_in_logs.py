@@ -9,9 +9,11 @@ process (root logger at DEBUG, tracebacks included) is checked for every seeded 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
+import struct
 import textwrap
 import time
 from pathlib import Path
@@ -282,4 +284,50 @@ def test_fake_phi_through_every_path_never_reaches_a_log_line(tmp_path, peers, c
     lines = log_lines(caplog.records)
     assert len(lines) > 20 and any("job sync" in line for line in lines)  # the paths did log
     assert redaction.installed()
+    assert leaks(lines) == [], "\n".join(leaks(lines))
+
+
+def _reset_early(port: int, request: bytes) -> None:
+    """A client that sends a request and resets the connection (RST, not FIN) before reading the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.sendall(request)
+
+
+def test_fake_phi_in_refused_input_and_early_resets_never_reaches_a_log_line_or_stderr(
+        tmp_path, caplog, capfd, monkeypatch):
+    """Issue 16 defect 5: the SCRIPT validator quoted a Gender value (a surname) in its reason, which reached
+    a log line, and a client resetting early made socketserver print a chained traceback quoting it."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("TB_TEST_SWITCH_PASSWORD", AUTH[1])
+    config = {"store": "sqlite:///var/bridge.db", "engine": {"poll_seconds": 0.02},
+              "channels": {
+                  "pharmacy": {"source": "ncpdp+http://127.0.0.1:0/script", "format": "ncpdp",
+                               "options": {"username": AUTH[0], "password_env": "TB_TEST_SWITCH_PASSWORD"}},
+                  "fhir-in": {"source": "fhir+http://127.0.0.1:0/fhir/r4", "format": "fhir",
+                              "options": {"allow_unauthenticated": True}}}}
+    engine = engine_from_dict(config, tmp_path, plugin_manager())
+    engine.start()
+    try:
+        sources = {s.ctx.channel: s for s in engine.sources}
+        callback_port, fhir_port = sources["pharmacy"].port, sources["fhir-in"].port
+        bad_gender = script_with_phi().replace(b"<Gender>F</Gender>", f"<Gender>{FAMILY}</Gender>".encode())
+        answer = requests.post(f"http://127.0.0.1:{callback_port}/script", data=bad_gender, auth=AUTH, timeout=5)
+        assert answer.status_code == 400 and b"Gender" in answer.content  # refused, saying which field
+        assert FAMILY.encode() not in answer.content  # without quoting the value
+        credentials = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+        for _ in range(3):
+            _reset_early(callback_port, (f"POST /script HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credentials}\r\n"
+                                         f"Content-Length: {len(bad_gender)}\r\n\r\n").encode() + bad_gender)
+            patient = json.dumps({"resourceType": "Patient", "name": [{"family": FAMILY}], "gender": FAMILY}).encode()
+            _reset_early(fhir_port, (f"POST /fhir/r4 HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+                                     f"Content-Length: {len(patient)}\r\n\r\n").encode() + patient)
+        wait_until(lambda: len(engine.store.search(limit=100)) >= 7)
+        time.sleep(0.3)  # the servers' threads finish writing to the reset sockets
+    finally:
+        engine.stop()
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err and leaks([printed.out, printed.err]) == [], printed.err[-3000:]
+    lines = log_lines(caplog.records)
+    assert any("refused invalid SCRIPT input" in line for line in lines)  # the path did log
     assert leaks(lines) == [], "\n".join(leaks(lines))

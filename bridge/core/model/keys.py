@@ -31,6 +31,8 @@ KEY_NAMES = (
     "trace_id",
 )
 """Searchable business keys, as used by ``bridge messages --key NAME=VALUE``."""
+PHI_KEYS = ("patient_id", "encounter_id", "prescription_number")
+"""The keys that identify a person: a search by one, or a list showing them, is a view of PHI (audited)."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ V2_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
 # --- our systems -------------------------------------------------------------------------------
 BASE = "https://telemed-bridge.org/fhir"
 SID_RECORD_ID = f"{BASE}/sid/record-id"
+TAG_ENTRY_KEY = f"{BASE}/tag/entry-key"
+"""``meta.tag`` system of the key an entry without a business identifier is created once by."""
 SID_ORDER_NUMBER = f"{BASE}/sid/prescriber-order-number"
 SID_NCPDP_MESSAGE_ID = f"{BASE}/sid/ncpdp-message-id"
 SID_DEA = f"{BASE}/sid/dea-registration"

@@ -25,6 +25,7 @@ from bridge import EncodeError, Medication, Record
 
 from . import constants as C
 from . import keep, people
+from .keep import without_entry_key
 from .assigners import assigners_last, link_assigners
 from .orders import filler_order_key, is_filler_view
 from .organizations import organizations_out
@@ -91,6 +92,21 @@ def business_key(resource: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def content_tag(resource: dict[str, Any]) -> str:
+    """Tag ``resource`` with a key derived from its content and return the ``_tag`` search for it.
+
+    A resource with no business identifier — an Observation, a Patient or a Practitioner sent
+    without one — would otherwise be a plain ``POST``, created again by every redelivery. ``_tag``
+    is searchable on every resource type, so ``ifNoneExist: _tag=…`` makes the entry a create-once.
+    The key is a uuid5 of the resource without this tag (see :func:`without_entry_key`).
+    """
+    value = str(uuid.uuid5(NAMESPACE, "entry-key|" + canonical_json(without_entry_key(resource))))
+    meta = dict(resource.get("meta") or {})
+    meta["tag"] = [*(meta.get("tag") or []), {"system": C.TAG_ENTRY_KEY, "code": value}]
+    resource["meta"] = meta
+    return f"_tag={search_value(C.TAG_ENTRY_KEY, value)}"
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -124,7 +140,7 @@ class Writer:
                 **{k: v for k, v in self.body(medication).items() if k != "resourceType"}}
 
     def resource(self, record: Record) -> dict[str, Any]:
-        return keep.apply(self.body(record), getattr(record, "extra", {}).get(keep.FHIR))
+        return without_entry_key(keep.apply(self.body(record), getattr(record, "extra", {}).get(keep.FHIR)))
 
     def add(self, record: Record) -> str:
         """Add the record (and, through references, what it refers to); return its fullUrl."""
@@ -161,9 +177,8 @@ class Writer:
         if self.bundle_type != "transaction":
             return entry
         rtype = resource["resourceType"]
-        if key is None:
-            log.info("fhir encode: %s has no business identifier; plain POST (not idempotent)", rtype)
-            entry["request"] = {"method": "POST", "url": rtype}
+        if key is None:  # nothing a server could match it by: created once on a key derived from its content
+            entry["request"] = {"method": "POST", "url": rtype, "ifNoneExist": content_tag(resource)}
         elif rtype in CONDITIONAL_CREATE and not resource.get("link"):
             entry["request"] = {"method": "POST", "url": rtype, "ifNoneExist": f"{key[0]}={key[1]}"}
         else:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-from .constants import OUR_EXTENSIONS
+from .constants import OUR_EXTENSIONS, TAG_ENTRY_KEY
 
 FHIR = "fhir"
 """Key of ``record.extra`` this format owns."""
@@ -26,8 +26,21 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def without_entry_key(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without our entry-key tag (a resource we wrote, read back, keeps its ``meta``):
+    the key is derived again from the content, so reading and writing again gives the same bytes."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict) or not meta.get("tag"):
+        return resource
+    tags = [t for t in meta["tag"] if not (isinstance(t, dict) and t.get("system") == TAG_ENTRY_KEY)]
+    meta = {k: v for k, v in meta.items() if k != "tag"} | ({"tag": tags} if tags else {})
+    return {k: v for k, v in resource.items() if k != "meta"} | ({"meta": meta} if meta else {})
+
+
 def remember(original: dict[str, Any], generated: dict[str, Any]) -> dict[str, Any]:
-    """What of ``original`` our ``generated`` resource would not reproduce, ready for ``extra["fhir"]``."""
+    """What of ``original`` our ``generated`` resource would not reproduce, ready for ``extra["fhir"]``.
+    Our own entry-key tag is not kept: the encoder derives it again."""
+    original = without_entry_key(original)
     elements: dict[str, Any] = {}
     for key in list(original) + [k for k in generated if k not in original]:
         if key in ("resourceType", "extension"):

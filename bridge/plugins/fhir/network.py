@@ -20,6 +20,8 @@ SOURCE_OPTIONS: tuple[OptionSpec, ...] = (
                default=True),
     OptionSpec("cert_file", "server certificate, PEM (fhir+https)", kind="string"),
     OptionSpec("key_file", "server private key, PEM (fhir+https)", kind="string"),
+    OptionSpec("request_timeout", "seconds for one whole request (line, headers, body, answer)", kind="number",
+               default=30.0),
 )
 DESTINATION_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("mode", "how resources are written", kind="string", default="transaction",

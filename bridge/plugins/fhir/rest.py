@@ -45,6 +45,8 @@ from bridge import (
     TransientDeliveryError,
 )
 
+from bridge.request_bounds import DEFAULT_REQUEST_SECONDS, handle_with_deadline, quiet_handle_error
+
 from .auth import HttpSettings, NoAuth, TokenProvider, read_env, token_provider_from_options
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ FHIR_JSON = "application/fhir+json"
 MODES = ("transaction", "search-before-create")
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024
+# Media types the inbound endpoint reads (parameters such as charset aside); no Content-Type is read as JSON.
+INBOUND_MEDIA_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 
 
 # --- response judgement ---------------------------------------------------------------------------
@@ -508,6 +512,7 @@ class FhirInbound:
                                 "the environment variable holding it (or, on a loopback address only, set "
                                 "allow_unauthenticated: true)")])
         self.ssl_context = self._ssl_context(where) if self.tls else None
+        self.request_timeout = float(ctx.options.get("request_timeout", DEFAULT_REQUEST_SECONDS))
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -529,7 +534,8 @@ class FhirInbound:
         from werkzeug.serving import make_server
 
         self._server = make_server(self.host, self.port, self.wsgi, threaded=True, ssl_context=self.ssl_context,
-                                   request_handler=_quiet_handler())
+                                   request_handler=_quiet_handler(self.request_timeout))
+        self._server.handle_error = quiet_handle_error(log, f"fhir inbound {self.ctx.channel}")
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),  # stop() within 0.1 s
                                         name=f"fhir-inbound-{self.ctx.channel}", daemon=True)
@@ -558,6 +564,8 @@ class FhirInbound:
         return response(environ, start_response)
 
     def handle(self, request: Any) -> Any:
+        from werkzeug.exceptions import ClientDisconnected
+
         path = request.path.rstrip("/")
         if path == f"{self.path}/metadata" and request.method == "GET":
             return self.answer(200, capability_statement())
@@ -569,11 +577,21 @@ class FhirInbound:
         if self.expected_token is not None and not self.authorized(request):
             return self.answer(401, operation_outcome("login", "a valid bearer token is required"),
                                {"WWW-Authenticate": 'Bearer realm="fhir"'})
+        media_type = request.mimetype
+        if media_type and media_type not in INBOUND_MEDIA_TYPES:
+            return self.answer(415, operation_outcome(
+                "not-supported", f"Content-Type {media_type[:100]} is not read here; send {FHIR_JSON}"))
         length = request.content_length
         limit = self.ctx.max_message_bytes
         if length is not None and length > limit:
             return self.too_large(length)
-        raw = request.stream.read(limit + 1)
+        try:
+            raw = request.stream.read(limit + 1)
+        except ClientDisconnected:  # the client stopped sending, or the request deadline shut the connection
+            log.warning("fhir inbound %s: a request body ended early; nothing was stored", self.ctx.channel)
+            response = self.answer(408, operation_outcome("timeout", "the request body did not arrive in time"))
+            response.headers["Connection"] = "close"
+            return response
         if len(raw) > limit:
             return self.too_large(None)
         return self.take(raw, request, path[len(self.path) + 1:] if path != self.path else None)
@@ -645,11 +663,17 @@ class FhirInbound:
                         content_type=f"{media_type}; charset=utf-8")
 
 
-def _quiet_handler() -> Any:
-    """werkzeug's handler without its per-request log line (query strings could carry identifiers)."""
+def _quiet_handler(request_seconds: float) -> Any:
+    """werkzeug's handler without its per-request log line (query strings could carry identifiers),
+    each request under a whole-request deadline and each read under the same socket timeout."""
     from werkzeug.serving import WSGIRequestHandler
 
     class QuietHandler(WSGIRequestHandler):
+        timeout = request_seconds
+
+        def handle_one_request(self) -> None:
+            handle_with_deadline(self, request_seconds, super().handle_one_request)
+
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             pass
 

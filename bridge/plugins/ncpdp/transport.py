@@ -49,6 +49,8 @@ from bridge import (
     TransientDeliveryError,
 )
 
+from bridge.request_bounds import drain_or_close, handle_with_deadline, quiet_handle_error
+
 from .decode import decode
 from .validate import find, transaction_of
 from .xmlsafe import parse_script
@@ -316,6 +318,7 @@ class CallbackSource:
         handler = type("Handler", (CallbackHandler,), {"source": self, "timeout": self.request_timeout})
         self.server = ThreadingHTTPServer((self.host, self.requested_port), handler)
         self.server.daemon_threads = True
+        self.server.handle_error = quiet_handle_error(log, f"ncpdp callback {self.ctx.channel}")  # type: ignore[method-assign]
         if self.tls is not None:
             self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True,
                                                       do_handshake_on_connect=False)
@@ -365,6 +368,10 @@ class CallbackHandler(BaseHTTPRequestHandler):
                 raise
         super().setup()
 
+    def handle_one_request(self) -> None:
+        """One request under the whole-request deadline (``request_timeout``), not just a per-read one."""
+        handle_with_deadline(self, self.timeout, super().handle_one_request)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("ncpdp callback: " + format, *args)
 
@@ -387,6 +394,9 @@ class CallbackHandler(BaseHTTPRequestHandler):
             self._plain(413, f"message is over the limit of {src.ctx.max_message_bytes} bytes")
             return
         raw = self.rfile.read(int(length))
+        if len(raw) < int(length):  # the client stopped sending, or the request deadline closed it
+            self.close_connection = True
+            return
         self._take(raw)
 
     def _take(self, raw: bytes) -> None:
@@ -428,7 +438,11 @@ class CallbackHandler(BaseHTTPRequestHandler):
         self._send(status, body, "application/xml; charset=utf-8", extra)
 
     def _plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
-        self.close_connection = status in (411, 413) or self.close_connection
+        """An early answer: the unread body is drained, or the connection closed, so it is never parsed as a request."""
+        length = self.headers.get("Content-Length", "")
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if status in (411, 413) or not drain_or_close(self.rfile, int(length) if length.isdigit() else None, chunked):
+            self.close_connection = True
         self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8", headers or {})
 
     def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str]) -> None:

@@ -224,7 +224,7 @@ def _leaf_problem(path: str, name: str, text: str) -> str | None:
     if name == "Code" and parent == "DEASchedule" and text not in SCHEDULE_BY_NCI:
         return f"{text!r} is not a DEA schedule NCI code ({', '.join(sorted(SCHEDULE_BY_NCI))})"
     if name == "Gender" and text not in GENDER_TO_RECORD:
-        return f"{text!r} is not one of M, F, U"
+        return "is not one of M, F, U"  # the value is not quoted: a misplaced field here held a surname
     if name == "Value" and parent == "Quantity" and not DECIMAL.match(text):
         return f"{text!r} is not a decimal quantity"
     if name in ("NumberOfRefills", "DaysSupply") and not WHOLE.match(text):
