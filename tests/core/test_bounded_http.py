@@ -19,7 +19,7 @@ import requests
 from bridge import Delivery, DestinationContext, TransientDeliveryError
 from bridge.core.alerts.config import WebhookSettings
 from bridge.core.alerts.notify import Notice, NoticeFailed, WebhookNotifier
-from bridge.core.bounded_http import AnswerTooLarge, bounded_session, request_within
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 from bridge.plugins.fhir.auth import HttpSettings, NoAuth, discover_token_url, request_token
 from bridge.plugins.fhir.rest import FhirRestDestination
 from bridge.plugins.ncpdp.transport import SwitchDestination

@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from bridge import __version__
-from bridge.core.bounded_http import AnswerTooLarge, bounded_session, request_within
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from .config import EmailSettings, WebhookSettings
 

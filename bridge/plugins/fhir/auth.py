@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from bridge import ConfigError, PermanentDeliveryError, TransientDeliveryError
-from bridge.core.bounded_http import AnswerTooLarge, BoundedAnswer, request_within
+from bridge.bounded_http import AnswerTooLarge, BoundedAnswer, request_within
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def public_jwk(key: Any, kid: str, alg: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """How auth and FHIR calls reach the network: a :func:`~bridge.core.bounded_http.bounded_session`, the
+    """How auth and FHIR calls reach the network: a :func:`~bridge.bounded_http.bounded_session`, the
     connect timeout and the total time of a whole request (status line, headers and body)."""
 
     session: requests.Session

@@ -44,7 +44,7 @@ from bridge import (
     StoreError,
     TransientDeliveryError,
 )
-from bridge.core.bounded_http import AnswerTooLarge, bounded_session, request_within
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from .auth import HttpSettings, NoAuth, TokenProvider, read_env, token_provider_from_options
 

@@ -34,7 +34,7 @@ from bridge import (
     Record,
     TransientDeliveryError,
 )
-from bridge.core.bounded_http import bounded_session
+from bridge.bounded_http import bounded_session
 from bridge.plugins.fhir.auth import HttpSettings, TokenProvider, token_provider_from_options
 from bridge.plugins.fhir.datatypes import fhir_datetime
 from bridge.plugins.fhir.encode import search_value

@@ -47,7 +47,7 @@ from bridge import (
     SourceContext,
     TransientDeliveryError,
 )
-from bridge.core.bounded_http import AnswerTooLarge, bounded_session, request_within
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from .decode import decode
 from .validate import find, transaction_of
