@@ -7,7 +7,8 @@ vendor profiles, SMART token endpoints, the NCPDP switch, alert webhooks) theref
 :func:`request_within` on a session from :func:`bounded_session`: at the deadline a timer shuts down
 the socket of the connection the request is using — found through the session's own connection
 class, so even a request still waiting for its status line is woken — and the caller gets
-``requests.Timeout``. The answer comes back fully read, as a plain value.
+``requests.ReadTimeout`` (the answer was not read in time). The answer comes back fully read, as a
+plain value.
 """
 
 from __future__ import annotations
@@ -149,8 +150,9 @@ def bounded_session() -> requests.Session:
 def request_within(session: requests.Session, method: str, url: str, *, connect_seconds: float,
                    total_seconds: float, max_bytes: int, **kwargs: Any) -> BoundedAnswer:
     """``session.request`` with the whole exchange bounded by ``total_seconds`` (raises
-    ``requests.Timeout``) and the body by ``max_bytes`` (raises :class:`AnswerTooLarge`). On a session
-    not made by :func:`bounded_session` only the body is bounded (the status line and headers are not)."""
+    ``requests.ReadTimeout``, or ``ConnectTimeout`` after ``connect_seconds``) and the body by
+    ``max_bytes`` (raises :class:`AnswerTooLarge`). On a session not made by :func:`bounded_session`
+    only the body is bounded (the status line and headers are not)."""
     deadline = _Deadline(total_seconds)
     _active.deadline = deadline
     deadline.start()
@@ -159,11 +161,13 @@ def request_within(session: requests.Session, method: str, url: str, *, connect_
             deadline.watch(raw)
             content = _read_at_most(raw, max_bytes)
             if deadline.fired:
-                raise requests.Timeout(f"no complete answer within {total_seconds:g} s")
+                raise requests.ReadTimeout(f"no complete answer within {total_seconds:g} s")
             return BoundedAnswer(raw.status_code, raw.headers, content, raw.url)
+    except requests.Timeout:
+        raise  # a read or connect timeout of its own: its name says which
     except (requests.RequestException, OSError):
         if deadline.fired:
-            raise requests.Timeout(f"no complete answer within {total_seconds:g} s") from None
+            raise requests.ReadTimeout(f"no complete answer within {total_seconds:g} s") from None
         raise
     finally:
         _active.deadline = None

@@ -247,7 +247,8 @@ class FolderDestination:
         """At start: the temporary files of writes a crash cut short would otherwise pile up forever."""
         if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, (int, float)) \
                 or older_than_seconds < 1:
-            raise ConfigError(f"stale_temp_seconds must be a number of seconds, at least 1 (got {older_than_seconds!r})")
+            raise ConfigError("stale_temp_seconds must be a number of seconds, at least 1"
+                              f" (got {older_than_seconds!r})")
         try:
             removed = remove_stale_temp_files(self.folder, float(older_than_seconds))
         except OSError as exc:  # the folder is unreadable now: sends will say so; nothing to clean
