@@ -68,6 +68,10 @@ class Deliverer:
             original_message_id=original_message, original_outbox_id=original_outbox,
         )
         policy = self.retry.get(row.destination, RetryPolicy())
+        if row.attempts > policy.max_attempts:
+            return self._finish(claim, "dead", f"gave up: attempt {row.attempts} would exceed max_attempts"
+                                f" {policy.max_attempts} (an earlier attempt's lease ended before its outcome"
+                                " was written)")
         try:
             answer = destination.send(delivery)
         except DeliveryError as exc:

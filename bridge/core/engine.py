@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.core.config import BridgeConfig, ChannelConfig
 from bridge.core.delivery import Deliverer, reply_channel
+from bridge.core.delivery_lease import DeliveryLeaseHeartbeat
 from bridge.core import redaction
 from bridge.core.intake import Intake
 from bridge.core.telemetry import METRICS_DIR_ENV, EngineMetrics
@@ -294,13 +295,18 @@ class Engine:
         the batch outlive its leases."""
         settings = self.config.engine
         claims = self.store.claim_deliveries(self.owner, settings.lease_seconds, settings.batch_size)
+        if not claims:
+            return 0
         started, pending = time.monotonic(), []
-        for claim in claims:
-            pending.append(self.deliverer.attempt(claim))
-            if time.monotonic() - started > settings.lease_seconds / 3:
-                self._settle(pending)
-                pending, started = [], time.monotonic()
-        self._settle(pending)
+        with DeliveryLeaseHeartbeat(self.store, claims, settings.lease_seconds) as heartbeat:
+            for claim in claims:
+                pending.append(self.deliverer.attempt(claim))
+                if time.monotonic() - started > settings.lease_seconds / 3:
+                    heartbeat.settled([o.claim for o in pending])
+                    self._settle(pending)
+                    pending, started = [], time.monotonic()
+            heartbeat.settled([o.claim for o in pending])
+            self._settle(pending)
         return len(claims)
 
     def _settle(self, outcomes: list[DeliveryOutcome]) -> None:
@@ -308,10 +314,14 @@ class Engine:
         self.metrics.settled(self.store, outcomes, self.deliverer.settle(outcomes))
 
     def deliver_one(self) -> bool:
-        claim = self.store.claim_delivery(self.owner, self.config.engine.lease_seconds)
+        lease_seconds = self.config.engine.lease_seconds
+        claim = self.store.claim_delivery(self.owner, lease_seconds)
         if claim is None:
             return False
-        self._settle([self.deliverer.attempt(claim)])
+        with DeliveryLeaseHeartbeat(self.store, [claim], lease_seconds) as heartbeat:
+            outcome = self.deliverer.attempt(claim)
+            heartbeat.settled([claim])
+            self._settle([outcome])
         return True
 
     def drain(self, timeout: float = 30.0) -> None:

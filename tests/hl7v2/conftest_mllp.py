@@ -178,7 +178,7 @@ class ScriptedPeer:
     """A TCP server on 127.0.0.1 answering each received frame by a script of ACK codes.
 
     Each script entry is an ACK code (``"AA"``, ``"AE"``, ``"AR"``…), ``"silent"`` (never answer,
-    keep the connection), ``"close"`` (close the connection without answering), ``"stale"`` (an AA
+    keep the connection), ``"late:2.5"`` (an AA after 2.5 s), ``"close"`` (close the connection without answering), ``"stale"`` (an AA
     for another control id) or ``"garbage"`` (a frame that is no ACK). After the script
     runs out every message gets ``AA``. ``received`` keeps every frame, ``connections`` counts accepts.
     """
@@ -241,6 +241,9 @@ class ScriptedPeer:
                     conn.sendall(mllp(make_ack(other, "AA").encode()))
                 elif action == "garbage":
                     conn.sendall(mllp(b"this is not an acknowledgement"))
+                elif action.startswith("late:"):  # an AA after that many seconds (a slow receiver)
+                    time.sleep(float(action.split(":", 1)[1]))
+                    conn.sendall(mllp(make_ack(payload, "AA", "late AA").encode()))
                 elif action != "silent":
                     conn.sendall(mllp(make_ack(payload, action, f"scripted {action}").encode()))
 

@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from bridge import __version__
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from .config import EmailSettings, WebhookSettings
 
@@ -91,12 +92,16 @@ def with_retries(send: Callable[[], None], retries: int, sleep: Callable[[float]
         sleep(min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** attempt))
 
 
+WEBHOOK_ANSWER_BYTES = 64 * 1024
+"""A webhook's answer is read (so the whole exchange is bounded) but not used: more than this is refused."""
+
+
 class WebhookNotifier:
     name = "webhook"
 
     def __init__(self, settings: WebhookSettings, session: requests.Session | None = None):
         self.settings = settings
-        self.session = session or requests.Session()
+        self.session = session or bounded_session()
 
     def send(self, notice: Notice) -> None:
         with_retries(lambda: self._post(notice), self.settings.retries)
@@ -110,14 +115,14 @@ class WebhookNotifier:
                 raise NoticeFailed(f"webhook: environment variable {s.token_env} is not set", permanent=True)
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = self.session.post(s.url, data=json.dumps(notice.as_json()).encode(), headers=headers,
-                                         timeout=(min(s.timeout_seconds, 5.0), s.timeout_seconds),
-                                         verify=s.ca_file or True, allow_redirects=False)
-        except requests.RequestException as exc:
+            response = request_within(self.session, "POST", s.url, data=json.dumps(notice.as_json()).encode(),
+                                      headers=headers, verify=s.ca_file or True, allow_redirects=False,
+                                      connect_seconds=min(s.timeout_seconds, 5.0), total_seconds=s.timeout_seconds,
+                                      max_bytes=WEBHOOK_ANSWER_BYTES)
+        except (requests.RequestException, AnswerTooLarge) as exc:
             raise NoticeFailed(f"webhook: {type(exc).__name__}") from None
-        if not 200 <= response.status_code < 300:
-            raise NoticeFailed(f"webhook: HTTP {response.status_code}",
-                               permanent=response.status_code in PERMANENT_HTTP)
+        if not 200 <= response.status < 300:
+            raise NoticeFailed(f"webhook: HTTP {response.status}", permanent=response.status in PERMANENT_HTTP)
 
 
 class EmailNotifier:

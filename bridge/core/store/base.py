@@ -468,6 +468,13 @@ class Store(abc.ABC):
         Per item: the stored reply's message id (None without a reply), or the
         :class:`~bridge.errors.LeaseLost` for a stale claim (skipped; the others commit)."""
 
+    @abc.abstractmethod
+    def renew_deliveries(self, claims: Sequence[OutboxClaim], lease_seconds: float) -> list[bool]:
+        """Extend the leases of claimed rows whose sends are still in flight to ``lease_seconds`` from
+        now, fenced by each claim's token: a send that outlasts its lease must not let another
+        deliverer claim the row and send it again concurrently. Per claim: True when renewed, False
+        when the claim is stale (settled, or claimed anew after its lease expired)."""
+
     def claim_delivery(self, owner: str, lease_seconds: float, now: float | None = None) -> OutboxClaim | None:
         """One due lane head, or None (``claim_deliveries`` with a batch of one)."""
         claims = self.claim_deliveries(owner, lease_seconds, 1, now)

@@ -359,6 +359,28 @@ class PgQueue:
                      (nxt[0], nxt[1], destination, key))
         return nxt[1] <= time.time()
 
+    def renew_deliveries(self, claims: Sequence[OutboxClaim], lease_seconds: float) -> list[bool]:
+        """Rows first, then their lanes (the order a finish takes, so the two never deadlock): a lane is
+        due again only when its head's renewed lease ends, as a claim left it."""
+        if not claims:
+            return []
+
+        def renew() -> set[tuple[int, int]]:
+            until = time.time() + lease_seconds
+            with self._tx() as conn:
+                renewed = {(r[0], r[1]) for r in conn.execute(
+                    "UPDATE outbox o SET lease_expires = %s FROM unnest(%s::bigint[], %s::bigint[]) AS f(id, token)"
+                    " WHERE o.id = f.id AND o.lease_token = f.token AND o.status = 'pending'"
+                    " AND o.lease_expires IS NOT NULL RETURNING o.id, o.lease_token",
+                    (until, [c.row.id for c in claims], [c.token for c in claims])).fetchall()}
+                if renewed:
+                    conn.execute("UPDATE outbox_lanes SET due_at = GREATEST(due_at, %s) WHERE head_id = ANY(%s)",
+                                 (until, sorted({row_id for row_id, _ in renewed})))
+                return renewed
+
+        renewed = self._retrying(renew)
+        return [(c.row.id, c.token) in renewed for c in claims]
+
     def finish_deliveries(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
         for item in outcomes:
             if item.outcome not in ("delivered", "retry", "dead"):

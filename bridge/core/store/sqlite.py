@@ -612,6 +612,15 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
         return [OutboxClaim(row=OutboxRow(*r[:_OUTBOX_WIDTH]), payload=r[_OUTBOX_WIDTH], token=r[_OUTBOX_WIDTH + 1],
                             trace_id=r[_OUTBOX_WIDTH + 2]) for r in (by_id[i] for i in ids)]
 
+    def renew_deliveries(self, claims, lease_seconds):
+        if not claims:
+            return []
+        until = time.time() + lease_seconds
+        with self._tx(queue_work=True) as conn:
+            return [conn.execute("UPDATE outbox SET lease_expires = ? WHERE id = ? AND lease_token = ?"
+                                 " AND status = 'pending' AND lease_expires IS NOT NULL",
+                                 (until, c.row.id, c.token)).rowcount == 1 for c in claims]
+
     def finish_deliveries(self, outcomes):
         for item in outcomes:
             if item.outcome not in ("delivered", "retry", "dead"):

@@ -31,6 +31,7 @@ from typing import Any
 import requests
 
 from bridge import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from bridge.bounded_http import AnswerTooLarge, BoundedAnswer, request_within
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ REFRESH_MARGIN = 60.0
 """A cached token is replaced this many seconds before it expires (or at half its life if shorter)."""
 DEFAULT_EXPIRES_IN = 300.0
 """Assumed lifetime when a token response carries no ``expires_in``."""
+MAX_AUTH_ANSWER_BYTES = 1024 * 1024
+"""A SMART configuration or token answer is a small JSON document: more is refused unread."""
 
 
 # --- the contract ---------------------------------------------------------------------------------
@@ -192,33 +195,27 @@ def public_jwk(key: Any, kid: str, alg: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """How auth calls reach the network: the session and the (connect, read) timeouts."""
+    """How auth and FHIR calls reach the network: a :func:`~bridge.bounded_http.bounded_session`, the
+    connect timeout and the total time of a whole request (status line, headers and body)."""
 
     session: requests.Session
     connect_timeout: float = 5.0
     timeout: float = 30.0
-
-    @property
-    def timeouts(self) -> tuple[float, float]:
-        return (self.connect_timeout, self.timeout)
 
 
 def discover_token_url(base: str, http: HttpSettings) -> str:
     """``token_endpoint`` from ``{base}/.well-known/smart-configuration``."""
     url = base.rstrip("/") + "/.well-known/smart-configuration"
     try:
-        response = http.session.get(url, timeout=http.timeouts, headers={"Accept": "application/json"})
-    except requests.RequestException as exc:
+        response = _call(http, "GET", url, headers={"Accept": "application/json"})
+    except (requests.RequestException, AnswerTooLarge) as exc:
         raise TransientDeliveryError(f"SMART discovery at {url} failed: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransientDeliveryError(f"SMART discovery at {url} answered HTTP {response.status_code}")
-    if response.status_code != 200:
-        raise PermanentDeliveryError(f"SMART discovery at {url} answered HTTP {response.status_code}; "
+    if response.status >= 500 or response.status == 429:
+        raise TransientDeliveryError(f"SMART discovery at {url} answered HTTP {response.status}")
+    if response.status != 200:
+        raise PermanentDeliveryError(f"SMART discovery at {url} answered HTTP {response.status}; "
                                      "set auth.token_url")
-    try:
-        endpoint = response.json().get("token_endpoint")
-    except (ValueError, AttributeError):
-        endpoint = None
+    endpoint = _json_or_empty(response).get("token_endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise PermanentDeliveryError(f"SMART discovery at {url} gave no token_endpoint; set auth.token_url")
     return endpoint
@@ -228,17 +225,17 @@ def request_token(url: str, form: Mapping[str, str], http: HttpSettings,
                   basic: tuple[str, str] | None = None) -> tuple[str, float]:
     """POST a client-credentials form; return ``(access_token, expires_in)`` or raise a delivery error."""
     try:
-        response = http.session.post(url, data=dict(form), auth=basic, timeout=http.timeouts,
-                                     headers={"Accept": "application/json"}, allow_redirects=False)
-    except requests.RequestException as exc:
+        response = _call(http, "POST", url, data=dict(form), auth=basic,
+                         headers={"Accept": "application/json"}, allow_redirects=False)
+    except (requests.RequestException, AnswerTooLarge) as exc:
         raise TransientDeliveryError(f"token request to {url} failed: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransientDeliveryError(f"token endpoint {url} answered HTTP {response.status_code}")
+    if response.status >= 500 or response.status == 429:
+        raise TransientDeliveryError(f"token endpoint {url} answered HTTP {response.status}")
     body = _json_or_empty(response)
-    if response.status_code != 200:
+    if response.status != 200:
         reason = " ".join(str(body.get(k)) for k in ("error", "error_description") if body.get(k))
         raise PermanentDeliveryError(
-            f"token endpoint {url} refused the client: HTTP {response.status_code}"
+            f"token endpoint {url} refused the client: HTTP {response.status}"
             + (f" ({reason[:300]})" if reason else ""))
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
@@ -251,9 +248,15 @@ def request_token(url: str, form: Mapping[str, str], http: HttpSettings,
     return token, expires_in
 
 
-def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+def _call(http: HttpSettings, method: str, url: str, **kwargs: Any) -> BoundedAnswer:
+    """One auth request, all of it (status line and headers too) within ``http.timeout``."""
+    return request_within(http.session, method, url, connect_seconds=http.connect_timeout,
+                          total_seconds=http.timeout, max_bytes=MAX_AUTH_ANSWER_BYTES, **kwargs)
+
+
+def _json_or_empty(response: BoundedAnswer) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(response.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

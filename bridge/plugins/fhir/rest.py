@@ -23,7 +23,6 @@ import email.utils
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
 
 from bridge import (
     ConfigError,
@@ -44,6 +44,7 @@ from bridge import (
     StoreError,
     TransientDeliveryError,
 )
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from bridge.request_bounds import DEFAULT_REQUEST_SECONDS, handle_with_deadline, quiet_handle_error
 
@@ -143,7 +144,7 @@ class FhirSession:
     @classmethod
     def from_options(cls, base: str, options: Mapping[str, Any], config_dir: str,
                      where: str = "options") -> FhirSession:
-        session = requests.Session()
+        session = bounded_session()
         if options.get("ca_file"):
             path = Path(str(options["ca_file"]))
             session.verify = str(path if path.is_absolute() else Path(config_dir) / path)
@@ -181,22 +182,12 @@ class FhirSession:
         token = self.tokens.token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        deadline = time.monotonic() + self.http.timeout
         try:
-            with self.http.session.request(method, url, data=body, headers=headers, stream=True,
-                                           timeout=self.http.timeouts, allow_redirects=False) as raw:
-                watchdog = Watchdog(raw, deadline)
-                try:
-                    content = self._read(raw, url)
-                except requests.RequestException:
-                    if watchdog.fired:
-                        raise requests.Timeout("total timeout") from None
-                    raise
-                finally:
-                    watchdog.cancel()
-                if watchdog.fired:
-                    raise requests.Timeout("total timeout")
-                return FhirResponse(raw.status_code, dict(raw.headers), content, url)
+            answer = request_within(self.http.session, method, url, data=body, headers=headers,
+                                    allow_redirects=False, connect_seconds=self.http.connect_timeout,
+                                    total_seconds=self.http.timeout, max_bytes=self.max_response_bytes)
+        except AnswerTooLarge:
+            raise PermanentDeliveryError(f"{urlsplit(url).path}: answer over {self.max_response_bytes} bytes") from None
         except requests.Timeout:
             raise TransientDeliveryError(f"{method} {urlsplit(url).path}: timed out "
                                          f"(connect {self.http.connect_timeout:g} s, total {self.http.timeout:g} s)") from None
@@ -205,52 +196,10 @@ class FhirSession:
                                          f"({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise PermanentDeliveryError(f"{method} {urlsplit(url).path}: cannot send ({type(exc).__name__})") from None
-
-    def _read(self, raw: requests.Response, url: str) -> bytes:
-        chunks, size = [], 0
-        for chunk in raw.iter_content(65536):
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise PermanentDeliveryError(f"{urlsplit(url).path}: answer over {self.max_response_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return FhirResponse(answer.status, dict(answer.headers), answer.content, url)
 
     def close(self) -> None:
         self.http.session.close()
-
-
-class Watchdog:
-    """Enforces the total timeout on a body read: requests' read timeout bounds each socket read,
-    not the whole answer, so a server dripping bytes could hold a deliverer for ever. At the
-    deadline the socket is shut down, which wakes the blocked read."""
-
-    def __init__(self, raw: requests.Response, deadline: float):
-        self.raw = raw
-        self.fired = False
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        self.fired = True
-        sock = self.socket_of(self.raw)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-    @staticmethod
-    def socket_of(raw: requests.Response) -> socket.socket | None:
-        """The answer's socket: urllib3's connection when it keeps one, else http.client's reader."""
-        sock = getattr(getattr(raw.raw, "connection", None), "sock", None)
-        if sock is None:  # urllib3 2 hands the connection back to the pool; the reader still holds it
-            reader = getattr(getattr(raw.raw, "_fp", None), "fp", None)
-            sock = getattr(getattr(reader, "raw", None), "_sock", None)
-        return sock if isinstance(sock, socket.socket) else None
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import requests
-
 from bridge import (
     ClinicalNote,
     ConfigError,
@@ -36,6 +34,7 @@ from bridge import (
     Record,
     TransientDeliveryError,
 )
+from bridge.bounded_http import bounded_session
 from bridge.plugins.fhir.auth import HttpSettings, TokenProvider, token_provider_from_options
 from bridge.plugins.fhir.datatypes import fhir_datetime
 from bridge.plugins.fhir.encode import search_value
@@ -197,7 +196,7 @@ def auth_mapping(opts: Options, client_id: str | None, *, token_url: str | None,
 
 
 def http_settings(opts: Options, config_dir: str) -> HttpSettings:
-    session = requests.Session()
+    session = bounded_session()
     ca_file = opts.text("ca_file")
     if ca_file:
         from pathlib import Path

@@ -29,8 +29,10 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bridge import (
+    ConfigError,
     Delivery,
     DestinationContext,
     OptionSpec,
@@ -65,15 +67,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.(?P<thread>\d+)\.tmp$")
+"""The temporary files :func:`atomic_write` makes: ``.<target name>.<pid>.<thread id>.tmp``."""
+STALE_TEMP_SECONDS = 3600.0
+"""A temporary file this old is no write in progress (one takes well under a second) but a crash's leftover."""
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader never sees a half-written file, even after a crash."""
+    """Write ``data`` to ``path`` so a reader never sees a half-written file, even after a crash.
+    A write that fails removes its temporary file; one cut short by a crash leaves it for
+    :func:`remove_stale_temp_files`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temp_files(folder: Path, older_than_seconds: float, now: float | None = None) -> int:
+    """Remove :func:`atomic_write`'s temporary files in ``folder`` older than ``older_than_seconds``
+    (left by a process killed mid-write); returns how many. Nothing else is touched: files of other
+    names, and younger temporary files, which may be another process's write in progress."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not TEMP_NAME.match(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > older_than_seconds:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # removed meanwhile (another node cleaning the same folder)
+            continue
+    return removed
 
 
 class FolderSource:
@@ -205,6 +241,21 @@ class FolderDestination:
     def __init__(self, ctx: DestinationContext):
         self.folder = path_from_url(ctx.url, ctx.config_dir)
         self.template = ctx.options.get("filename", "{original_message_id}-{original_outbox_id}.{ext}")
+        self._remove_crash_leftovers(ctx.options.get("stale_temp_seconds", STALE_TEMP_SECONDS))
+
+    def _remove_crash_leftovers(self, older_than_seconds: Any) -> None:
+        """At start: the temporary files of writes a crash cut short would otherwise pile up forever."""
+        if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, (int, float)) \
+                or older_than_seconds < 1:
+            raise ConfigError("stale_temp_seconds must be a number of seconds, at least 1"
+                              f" (got {older_than_seconds!r})")
+        try:
+            removed = remove_stale_temp_files(self.folder, float(older_than_seconds))
+        except OSError as exc:  # the folder is unreadable now: sends will say so; nothing to clean
+            log.warning("outbox folder %s: stale temporary files not checked: %s", self.folder, exc.strerror or exc)
+            return
+        if removed:
+            log.info("outbox folder %s: removed %d temporary files left by interrupted writes", self.folder, removed)
 
     def send(self, delivery: Delivery) -> str:
         name = self.template.format(
@@ -250,6 +301,9 @@ def bridge_transports() -> list[TransportSpec]:
                 OptionSpec("filename", "file name template: {original_message_id}, {original_outbox_id} (the same "
                            "on every replay), {message_id}, {outbox_id} (new on a replay), {ext}, {destination}",
                            kind="string", default="{original_message_id}-{original_outbox_id}.{ext}"),
+                OptionSpec("stale_temp_seconds", "at start, remove this destination's temporary files (.<name>.<pid>."
+                           "<thread>.tmp) older than this: writes a crash cut short", kind="number",
+                           default=STALE_TEMP_SECONDS),
             ),
         )
     ]

@@ -24,7 +24,6 @@ import logging
 import os
 import ssl
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -48,6 +47,7 @@ from bridge import (
     SourceContext,
     TransientDeliveryError,
 )
+from bridge.bounded_http import AnswerTooLarge, bounded_session, request_within
 
 from bridge.request_bounds import drain_or_close, handle_with_deadline, quiet_handle_error
 
@@ -150,7 +150,7 @@ class SwitchDestination:
         self.name = ctx.name
         self.connect_timeout = float(opts.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
         self.total_timeout = float(opts.get("timeout", DEFAULT_TOTAL_TIMEOUT))
-        self.session = requests.Session()
+        self.session = bounded_session()
         username = opts.get("username") or (os.environ.get(str(opts["username_env"])) if opts.get("username_env") else None)
         password = _secret(opts, "password_env")
         if username and password is not None:
@@ -164,19 +164,19 @@ class SwitchDestination:
 
     def send(self, delivery: Delivery) -> SendResult:
         ours = _message_id(delivery.payload)
-        deadline = time.monotonic() + self.total_timeout
         try:
-            response = self.session.post(
-                self.url, data=delivery.payload, stream=True, allow_redirects=False,
+            answer = request_within(
+                self.session, "POST", self.url, data=delivery.payload, allow_redirects=False,
                 headers={"Content-Type": "application/xml; charset=utf-8", "Accept": "application/xml"},
-                timeout=(self.connect_timeout, self.total_timeout),
-            )
-            body = _read_limited(response, deadline)
+                connect_seconds=self.connect_timeout, total_seconds=self.total_timeout, max_bytes=MAX_ANSWER_BYTES)
+        except AnswerTooLarge:
+            raise TransientDeliveryError(f"switch answer is over {MAX_ANSWER_BYTES} bytes") from None
         except requests.Timeout:
             raise TransientDeliveryError(f"switch did not answer within {self.total_timeout:g} s") from None
         except requests.RequestException as exc:
             raise TransientDeliveryError(f"could not reach the switch: {type(exc).__name__}") from None
-        detail = judge(response.status_code, body, response.headers, ours)
+        body = answer.content
+        detail = judge(answer.status, body, answer.headers, ours)
         # The switch's Status/Verify is a SCRIPT message in its own right: hand it back so the engine
         # stores it and correlates it to the prescription (created → sent → accepted).
         return SendResult(detail, reply=body if body.lstrip().startswith(b"<") else None)
@@ -192,22 +192,6 @@ def _message_id(payload: bytes) -> str | None:
         return None
     node = find(root, "Header/MessageID")
     return (node.text or "").strip() if node is not None else None
-
-
-def _read_limited(response: requests.Response, deadline: float) -> bytes:
-    """The answer body, refusing one that is too big or that trickles in past the total timeout."""
-    chunks, size = [], 0
-    try:
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise TransientDeliveryError(f"switch answer is over {MAX_ANSWER_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise requests.Timeout()
-            chunks.append(chunk)
-    finally:
-        response.close()
-    return b"".join(chunks)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
