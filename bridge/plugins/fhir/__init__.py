@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from bridge import FormatSpec, JobType, TransportSpec, hookimpl
 
+# ``resources`` is the hub of the per-record mappings: the record modules (orders, immunization,
+# places, pharmacy, …) import its helpers, and it imports their mappings at its end. Loading it with
+# the package makes that cycle resolve the same way whichever module a caller imports first.
+from . import resources as _resources  # noqa: F401,E402
+
 
 @hookimpl
 def bridge_formats() -> list[FormatSpec]:
