@@ -461,6 +461,18 @@ def wide(inputs: Path = SHARED / "input", expected: Path = SHARED / "expected") 
             for path in sorted(expected.glob("*/*-expected.json"))]
 
 
+def shortfall_by_message(samples: list[dict[str, Any]], rtype: str) -> str:
+    """Where their resources of ``rtype`` without one of ours are, by the sample name's prefix (its
+    message type, ADT, ORU…, except LAB, LRI, IZ and MDHHS samples)."""
+    out: dict[str, int] = {}
+    for sample in samples:
+        missing = sample["theirs"].get(rtype, 0) - sample["ours"].get(rtype, 0)
+        if missing > 0:
+            kind = sample["name"].replace("_", "-").split("-")[0][:3].upper()
+            out[kind] = out.get(kind, 0) + missing
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(out.items(), key=lambda item: -item[1]))
+
+
 def wide_report(samples: list[dict[str, Any]]) -> None:
     translated = sum(s["translated"] for s in samples)
     print(f"\nMicrosoft's samples: {translated} of {len(samples)} translate "
@@ -488,6 +500,10 @@ def wide_report(samples: list[dict[str, Any]]) -> None:
           f"of which we emit {len(set(per_type) & ours_types)}")
     for rtype, (have, count) in sorted(per_type.items(), key=lambda item: -item[1][1]):
         print(f"  {rtype:28} {have:>5} / {count:>5}")
+    print("their resources without one of ours, by type and message type (see docs/hl7v2.md for why):")
+    for rtype, (have, count) in sorted(per_type.items(), key=lambda item: item[1][0] - item[1][1]):
+        if have < count:
+            print(f"  {rtype:28} {count - have:>5}  {shortfall_by_message(samples, rtype)}")
     found, places = sum(s["places"][0] for s in samples), sum(s["places"][1] for s in samples)
     if places:
         print(f"their Encounter.location places (names up the partOf chain) among ours: {found} of {places} "

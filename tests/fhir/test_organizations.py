@@ -163,3 +163,19 @@ def test_identifiers_kept_from_someone_elses_fhir_leave_no_unreferenced_authorit
     assert first(bundle, "Patient")["identifier"] == json.loads(raw)["identifier"]
     assert [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Organization"
             and e["resource"].get("name") == "Acme Healthcare"] == []
+
+
+def test_an_adt_referrals_authorized_professional_rf1_20_is_a_performer_beside_rf1_19(fhir_format) -> None:
+    """RF1-20 (XCN, v2.7+) names who the referral authorizes: ServiceRequest.performer, beside the
+    authorized provider organization RF1-19. A REF's PRD of role RT would take precedence."""
+    bundle = bundle_of(fhir_format, "ADT-A01-01.hl7")
+    request = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"
+                   and any(c.get("code") == "3457005" for cat in e["resource"].get("category", [])
+                           for c in cat.get("coding", [])))  # SNOMED CT "Patient referral"
+    targets = [by_url(bundle)[p["reference"]]["resource"] for p in request["performer"]]
+    people = [t["name"][0] for t in targets if t["resourceType"] == "Practitioner"]
+    assert [(n["family"], n["given"][0]) for n in people] == [("Beverly", "Crusher")]
+    assert [t["resourceType"] for t in targets].count("Organization") == 1  # RF1-19
+    back = [r for r in fhir_format.decode(json.dumps(bundle).encode(), {})
+            if r.kind == "ServiceRequest" and r.category == "referral"]
+    assert [p.name.family for p in back[0].performers] == ["Beverly"]

@@ -88,8 +88,23 @@ def test_a_results_medical_director_is_a_role_beside_its_observer() -> None:
     (report,) = [r for r in sample("ORU-R01-01") if isinstance(r, DiagnosticReport)]
     observation = report.observations[0]
     assert observation.performer.name.family == "Aly"  # OBX-16, the record's own field
-    assert [(p.function, family(p), codes(p)) for p in observation.participants][0] == \
-        ("RESP", "Atchinson", ["MDIR"])  # OBX-25
+    lab = observation.performing_organization  # OBX-23
+    found = [(p.function, family(p), codes(p), p.role.organization) for p in observation.participants][:2]
+    assert found == [("RESP", "Aly", ["RO"], lab),  # OBX-16: the observer of the lab OBX-23 names
+                     ("RESP", "Atchinson", ["MDIR"], lab)]  # OBX-25: its medical director
+    assert lab is not None and lab.name
+
+
+def test_an_observer_without_a_named_lab_has_no_role_of_their_own() -> None:
+    """Without OBX-23 the RO role would say only what Observation.performer says."""
+    raw = (b"MSH|^~\\&|LAB|F|EHR|F|20240101120000||ORU^R01|M1|P|2.5.1\r"
+           b"PID|1||123^^^H^MR||DOE^JANE\r"
+           b"OBR|1|PL1|FL1|1234-5^TEST^LN\r"
+           b"OBX|1|NM|1234-5^TEST^LN||7|mg|||||F|||20240101||123^OBSERVER^OLGA\r")
+    (report,) = [r for r in decode(raw, {}) if isinstance(r, DiagnosticReport)]
+    observation = report.observations[0]
+    assert observation.performer.name.family == "OBSERVER"
+    assert observation.participants == []
 
 
 def test_a_referrals_providers_are_in_their_prd_roles_at_their_places() -> None:

@@ -643,6 +643,7 @@ class Decoder:
         if control and control not in ORDER_CONTROL:
             scope.unreadable("ORC-1", orc.get(1))
         prescribers = self.reps(orc, 12)
+        dea_named = not prescribers and rxe is not None and bool(self.reps(rxe, 13))
         written = self.when(orc, 9, scope) or (self.when(rxe, 32, scope) if rxe is not None else None)
         rx = Prescription(
             prescriber_order_number=self._order_ids(orc, 2, 3)[0].value if self.t(orc, 2) else None,
@@ -657,12 +658,15 @@ class Decoder:
             substitution_allowed=self._substitution(give, sub_field, scope),
             written_date=written,
             patient=patient,
-            prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers else None,
+            prescriber=dt.read_practitioner(prescribers[0], self.seps) if prescribers
+            else people.dea_prescriber(rxe, self.seps) if dea_named else None,
             encounter=encounter,
             diagnosis=[c for c in (dt.read_coding(r, self.seps) for r in self.reps(rxe, 27)) if c],
             participants=people.prescription(self.message, orc, give, self.seps),  # derived: ORC-10, PRT stay kept
         )
         scope.wire.update(wire.keep(rxe, self.seps, wire.rxe_written(rx)))  # RXE-2/7 as worded
+        if dea_named:  # the prescriber is RXE-13's: ORC-12 goes back empty, RXE-13 stays kept
+            scope.wire.update(wire.keep(orc, self.seps, {12: dt.write_practitioner(rx.prescriber)}))
         scope.wire.update(wire.keep(found.get("TQ1"), self.seps, {1: "1"}))  # a set id other than ours
         rx.extra = scope.extra()
         return rx

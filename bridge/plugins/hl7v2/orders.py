@@ -330,7 +330,9 @@ def referral(dec: Decoder, rf1: Segment, scope: Scope, patient: Patient | None,
              encounter: Encounter | None) -> ServiceRequest:
     """RF1 as a referral ServiceRequest: RF1-6 and RF1-11 ids, RF1-1 status (REFERRAL_STATUS), RF1-2
     priority, RF1-3 kind, RF1-7/8 effective and expiration, RF1-9 process date, RF1-10 reason,
-    RF1-19 authorized provider."""
+    RF1-19 authorized provider and RF1-20 the health professional authorized (v2.7+, XCN): the
+    person the referral may be carried out by, FHIR's ServiceRequest.performer beside the provider
+    organization (a REF's PRD of role RT, who the patient is referred to, takes precedence)."""
     ids = []
     for number, kind in ((6, "PLAC"), (11, None)):
         for rep in dec.reps(rf1, number)[:1]:
@@ -352,6 +354,7 @@ def referral(dec: Decoder, rf1: Segment, scope: Scope, patient: Patient | None,
         encounter=encounter,
     )
     request.performing_organization = organizations.first_organization(rf1, 19, dec.seps)  # authorized provider
+    request.performers = people.practitioners(rf1, 20, dec.seps)[:1]  # derived: RF1 stays kept
     return request
 
 
@@ -379,5 +382,6 @@ def decode_referral(dec: Decoder) -> list[Record]:
     if dec.event == "I14":
         request.status = "revoked"
     request.reason += diagnoses
-    request.requester, request.performers, request.participants = requester, performers, participants
+    request.requester, request.participants = requester, participants
+    request.performers = performers or request.performers
     return keep_message(dec, [request, *background(dec, segs, patient, encounter)])

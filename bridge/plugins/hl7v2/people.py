@@ -29,6 +29,7 @@ from bridge import (
     ROLE_FUNCTIONS,
     Coding,
     ContactPoint,
+    DEARegistration,
     Encounter,
     Organization,
     Participant,
@@ -261,13 +262,19 @@ def _pd1(message: Message, pid: Segment | None) -> Segment | None:
 
 
 def observation(message: Message, obx: Segment, seps: Separators) -> list[Participant]:
-    """OBX-16 responsible observers after the first (the Observation's ``performer``, which FHIR's
-    Observation.performer already says) in role RO, OBX-25 the medical director (role MDIR) of the
+    """OBX-16 responsible observers in role RO, OBX-25 the medical director (role MDIR) of the
     performing organization (OBX-23 with its OBX-24 address, read as the Observation's own
-    ``performing_organization``: one organization), and the OBX's PRT segments."""
-    return (field_participants(obx, 16, "RESP", seps, role="RO", skip_first=True)
-            + field_participants(obx, 25, "RESP", seps, role="MDIR",
-                                 organization=places.performing_organization(obx, seps))
+    ``performing_organization``: one organization), and the OBX's PRT segments.
+
+    The first observer is also the Observation's own ``performer``. As for the ordering provider
+    and ORC-21 (:func:`ordering_provider`), a role for them says something the plain performer does
+    not only when the message names the lab they observed for (OBX-23): then they are the RO of
+    that lab, as the medical director is its MDIR, and in FHIR the role stands in for the plain
+    reference (one performer, not two). Without OBX-23 the role would hold nothing but the person
+    and the code the field already implies, so only the further observers get one."""
+    lab = places.performing_organization(obx, seps)
+    return (field_participants(obx, 16, "RESP", seps, role="RO", skip_first=lab is None, organization=lab)
+            + field_participants(obx, 25, "RESP", seps, role="MDIR", organization=lab)
             + segment_participants(followers(message, obx), seps))
 
 
@@ -329,8 +336,27 @@ def prescription(message: Message, orc: Segment | None, give: Segment | None,
     if give is not None and all(give is not a for a in anchors):
         anchors.append(give)
     prescriber = ordering_provider(orc, None, seps) if orc is not None else []
+    if not prescriber and give is not None and give.name == "RXE" and not practitioners(orc, 12, seps):
+        facility = first_organization(orc, 21, seps)
+        person = dea_prescriber(give, seps)
+        if facility is not None and person is not None:  # RXE-13's prescriber, as ORC-12's would be
+            prescriber = [Participant(function="AUT", role=stated_role("OP", person, organization=facility))]
     return (prescriber + field_participants(orc, 10, "ENT", seps)[:1]
             + segment_participants([seg for a in anchors for seg in followers(message, a)], seps))
+
+
+def dea_prescriber(rxe: Segment | None, seps: Separators) -> Practitioner | None:
+    """RXE-13, the ordering provider's DEA number (XCN): the prescriber where ORC-12 names nobody.
+    Its id is a DEA registration (the number the telehealth gate and NCPDP's DEANumber read), not a
+    bare identifier, unless the XCN itself types it otherwise (XCN.13, e.g. NPI)."""
+    found = practitioners(rxe, 13, seps)
+    if not found:
+        return None
+    person = found[0]
+    deas = [i for i in person.identifiers if (i.type or "DEA").upper() == "DEA" and i.system is None]
+    person.identifiers = [i for i in person.identifiers if all(i is not d for d in deas)]
+    person.dea_registrations = [DEARegistration(number=i.value) for i in deas if i.value]
+    return person
 
 
 def _order_parts(message: Message, orc: Segment | None, names: tuple[str, ...]) -> list[Segment]:

@@ -32,13 +32,15 @@ GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "OBX": ((1,), (2,), (3,), (5,), (6,), (7,), (8,), (11,), (14,), (16,), (21,)),
     "RXE": ((2,), (7,)),
     "TQ1": ((1,),),
+    "ORC": ((12,),),
 }
 """Fields written from one record value together: set ids (PID-1, PV1-1, RGS-1, AIP-1, TQ1-1: ``1``
 when we write them, ``0001`` from some senders), identifiers (PID-2/3/4 and the SSN in PID-19),
 names, addresses, phones (home PID-13 and work PID-14), attending doctor, visit number, the visit's
 period (PV1-44/45), the appointment's duration and its timing; each mapped field of a result (OBR, OBX) on its own;
 an RDE's give code (RXE-2: a CWE's original text, more than two triplets) and administration
-instructions (RXE-7: one repetition per line, text in the identifier)."""
+instructions (RXE-7: one repetition per line, text in the identifier); ORC-12 of a pharmacy order
+whose prescriber was read from RXE-13 (ORC-12 empty, written back empty)."""
 
 
 APPOINTMENT_CODES = {"booked": "Booked", "pending": "Pending", "cancelled": "Cancelled", "fulfilled": "Complete",
