@@ -184,6 +184,21 @@ def test_a_lost_answer_is_reconciled_and_a_redelivery_writes_nothing_twice(tmp_p
     assert len(oracle.all(resource)) == 1 and oracle.refusals == []
 
 
+def test_the_earlier_write_is_found_on_a_later_page(tmp_path, oracle):
+    """A patient with a long medication list: ours is found past the first page, so nothing is doubled."""
+    engine = vendor_engine(tmp_path, "oracle_health", oracle_options(oracle))
+    assert deliver(engine, adt("A04", "TM0001")).status == "delivered"
+    for n in range(150):  # documented home medications filed by others before ours
+        oracle.resources.setdefault("MedicationRequest", {})[f"m{n}"] = {
+            "resourceType": "MedicationRequest", "id": f"m{n}", "subject": {"reference": f"Patient/{PATIENT}"},
+            "intent": "plan", "note": [{"text": "home med"}]}
+    assert deliver(engine, rde()).status == "delivered"
+    assert deliver(engine, rde("TM0023")).status == "delivered"
+    assert len(oracle.all("MedicationRequest")) == 151
+    pages = [r.path for r in oracle.requests if "/MedicationRequest?" in r.path]
+    assert any("-offset=100" in p for p in pages)
+
+
 def test_a_500_for_a_missing_field_dead_letters_at_once_and_other_5xx_are_retried(tmp_path, oracle):
     engine = vendor_engine(tmp_path, "oracle_health", oracle_options(oracle), max_attempts=5)
     oracle.inject(status=503, text="maintenance", when=lambda r: r.method == "POST")

@@ -14,7 +14,7 @@ What each record becomes there (every body is built in :mod:`.bodies`, which cit
 
 Idempotency: Millennium keeps an Encounter's identifiers (so the visit is found by its visit number)
 but ignores ``identifier`` on DocumentReference and MedicationRequest. A note is found again by
-encounter + type + the marker in its attachment title, a medication by patient + intent + the marker
+encounter + type + the marker in its attachment title, a medication by patient + the marker
 in its note; a create whose answer never came is reconciled by that same search.
 
 Errors as documented (https://fhir.cerner.com/millennium/r4/#client-errors): 403 → configuration
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 JSON_PATCH = "application/json-patch+json"
 TENANT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ATTRIBUTE_ID = re.compile(r"^ENCNTR:\d+$")
+MAX_PAGES = 20
+"""Pages of a search followed to find our earlier write (at 100 a page: 2,000 resources)."""
 DEFAULT_SCOPE = ("system/Patient.read system/Encounter.read system/Encounter.write "
                  "system/DocumentReference.read system/DocumentReference.write "
                  "system/MedicationRequest.read system/MedicationRequest.write")
@@ -333,9 +335,8 @@ class OracleHealthDestination:
 
         def find() -> str | None:
             params = [("patient", kit.plain(patient)), ("encounter", kit.plain(str(encounter["id"]))),
-                      ("type", kit.token(code["system"], code["code"]))]
-            match = kit.find_one(self.fhir, "DocumentReference", params, "search DocumentReference",
-                                 keep=lambda r: tag in titles_text(r))
+                      ("type", kit.token(code["system"], code["code"])), ("_count", "100")]
+            match = self.find_marked("DocumentReference", params, lambda r: tag in titles_text(r))
             return str(match["id"]) if match else None
 
         return self.create_once("DocumentReference", body, find)
@@ -361,11 +362,31 @@ class OracleHealthDestination:
         tag = bodies.marker(bodies.RX_MARKER, order)
 
         def find() -> str | None:
-            match = kit.find_one(self.fhir, "MedicationRequest", [("patient", kit.plain(patient)), ("intent", "plan")],
-                                 "search MedicationRequest", keep=lambda r: tag in notes_text(r))
+            match = self.find_marked("MedicationRequest", [("patient", kit.plain(patient)), ("_count", "100")],
+                                     lambda r: tag in notes_text(r))
             return str(match["id"]) if match else None
 
         return self.create_once("MedicationRequest", body, find)
+
+    def find_marked(self, rtype: str, params: list[tuple[str, str]],
+                    keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """Our earlier write among a search's results, following ``Bundle.link[next]`` on the tenant's
+        base (a patient's medication list can run to many pages); several are a permanent error."""
+        what, found = f"search {rtype}", []
+        path: str | None = f"{rtype}?{kit.query(params)}"
+        for _ in range(MAX_PAGES):
+            doc = self.fhir.get_json(path, what) if path else None
+            if doc is None:
+                break
+            found += [r for r in kit.matches(doc, rtype, what) if keep(r)]
+            path = next((link.get("url") for link in doc.get("link") or []
+                         if isinstance(link, dict) and link.get("relation") == "next"), None)
+            if path and not str(path).startswith(self.settings.base + "/"):
+                raise TransientDeliveryError(f"{what}: a next link off the tenant's base; not followed")
+        if len(found) > 1:
+            raise PermanentDeliveryError(f"{what}: {len(found)} {rtype} resources carry our marker; resolve the "
+                                         "duplicates in the EHR")
+        return found[0] if found else None
 
     def create_once(self, rtype: str, body: dict[str, Any], find: Any) -> str:
         """Search for our earlier write (by what Millennium keeps); create only if absent; reconcile

@@ -39,7 +39,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
@@ -486,6 +486,7 @@ class OracleHealthSimulator(FakeHttpServer):
 
     # -- search --
 
+    PAGE_SIZE = "10"
     NEEDS = {"Patient": ("_id", "identifier", "name", "family", "given", "birthdate", "phone", "email"),
              "Encounter": ("_id", "patient", "subject", "account", "identifier"),
              "DocumentReference": ("_id", "patient"), "MedicationRequest": ("_id", "patient")}
@@ -503,12 +504,19 @@ class OracleHealthSimulator(FakeHttpServer):
         if "_id" in query and set(query) - {"_id", "_revinclude"}:
             raise OracleRefusal(400, f"_id must not be combined with other parameters ({self.PAGES[rtype]})",
                                 "business-rule")
+        offset = int(query.pop("-offset", ["0"])[0])
         found = [r for r in self.resources.get(rtype, {}).values()
                  if all(self.match(r, name, value) for name, values in query.items() for value in values)]
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(found),
-                "link": [{"relation": "self", "url": request.url}],
-                "entry": [{"fullUrl": f"{self.base}/{rtype}/{r['id']}", "resource": r,
-                           "search": {"mode": "match"}} for r in found]}
+        count = min(int(query.get("_count", [self.PAGE_SIZE])[0]), 100)  # DOCUMENT_PAGE: default 10, max 100
+        bundle = {"resourceType": "Bundle", "type": "searchset",
+                  "link": [{"relation": "self", "url": request.url}],
+                  "entry": [{"fullUrl": f"{self.base}/{rtype}/{r['id']}", "resource": r,
+                             "search": {"mode": "match"}} for r in found[offset:offset + count]]}
+        if offset + count < len(found):  # the pages say: follow Bundle.link[next]
+            following = urlencode([(k, v) for k, values in request.args.lists() if k != "-offset" for v in values])
+            bundle["link"].append({"relation": "next",
+                                   "url": f"{self.base}/{rtype}?{following}&-offset={offset + count}"})
+        return bundle
 
     def match(self, resource: dict[str, Any], name: str, value: str) -> bool:
         value = unquote(value)
