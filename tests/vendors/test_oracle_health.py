@@ -250,6 +250,19 @@ def token(sim: OracleHealthSimulator) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}", "Content-Type": "application/fhir+json"}
 
 
+def test_the_simulator_wants_a_token_for_its_tenant(oracle):
+    assert requests.post(oracle.token_url, data={"grant_type": "client_credentials"}, auth=("tb-oracle-np", "wrong"),
+                         timeout=5).status_code == 401
+    search = f"{oracle.base}/Patient?identifier={MRN_SYSTEM}%7C{MRN}"
+    assert requests.get(search, timeout=5).status_code == 401
+    headers = token(oracle)
+    assert requests.get(search, headers=headers, timeout=5).json()["entry"][0]["resource"]["id"] == PATIENT
+    other = search.replace(TENANT, "00000000-0000-0000-0000-000000000000")
+    answer = requests.get(other, headers=headers, timeout=5)
+    assert answer.status_code == 403 and "Tenant not valid or accessible" in answer.text
+    assert requests.get(f"{oracle.base}/MedicationRequest", headers=headers, timeout=5).status_code == 400
+
+
 GOOD_ENCOUNTER = {"resourceType": "Encounter", "status": "in-progress",
                   "type": [{"coding": [{"system": f"https://fhir.cerner.com/{TENANT}/codeSet/71", "code": "1"}]}],
                   "subject": {"reference": f"Patient/{PATIENT}"}, "serviceProvider": {"reference": "Organization/1"}}

@@ -68,7 +68,8 @@ def encounter_body(settings: Any, encounter: Encounter, patient: str, visit_numb
 
 
 def modality_extension(settings: Any, encounter: Encounter) -> dict[str, Any] | None:
-    """The custom attribute carrying the visit's modality, as ``op-encounter-post`` documents it:
+    """The custom attribute carrying the visit's modality, as
+    https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap/op-encounter-post.html documents it:
     ``custom-attribute-name`` with ``id`` ``ENCNTR:<code>`` and the attribute's name as
     ``valueString``; ``custom-attribute-value`` as ``valueString``."""
     attribute = settings.modality_attribute
@@ -127,7 +128,8 @@ def same_instant(ours: str, theirs: str | None) -> bool:
 
 def content_type(note: ClinicalNote) -> str:
     """The attachment type with its charset, as DocumentReference create requires
-    (``text/plain;charset=utf-8``); a type it does not list is a permanent failure."""
+    (https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap/op-documentreference-post.html:
+    ``text/plain;charset=utf-8``); a type it does not list is a permanent failure."""
     media = (note.content_type or "text/plain").split(";")[0].strip().lower()
     if media == "application/pdf":
         return media
@@ -138,6 +140,8 @@ def content_type(note: ClinicalNote) -> str:
 
 
 def doc_status(note: ClinicalNote) -> str:
+    """``final`` or ``amended``, the only docStatus values of
+    https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap/op-documentreference-post.html"""
     status = NOTE_STATUSES.get(note.status)
     if status is None:
         raise PermanentDeliveryError(f"a {note.status} note cannot be filed: Millennium DocumentReference create "

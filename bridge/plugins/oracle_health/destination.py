@@ -235,8 +235,8 @@ class OracleHealthDestination:
         return str(found["id"])
 
     def find_encounter(self, patient: str, visit_number: str) -> dict[str, Any] | None:
-        """``GET Encounter?identifier=system|value`` (the encounter page lists ``identifier`` as a
-        search on its own); kept only if it is this patient's."""
+        """``GET Encounter?identifier=system|value``: https://fhir.cerner.com/millennium/r4/base/management/encounter/
+        lists ``identifier`` as a search on its own; kept only if it is this patient's."""
         system = self.settings.systems.visit_number
         return kit.find_one(self.fhir, "Encounter", [("identifier", kit.token(system, visit_number))],
                             "search Encounter by visit number",
@@ -284,7 +284,9 @@ class OracleHealthDestination:
         return f"Encounter/{new_id} {how}"
 
     def patch_encounter(self, encounter: Encounter, found: dict[str, Any]) -> str:
-        """JSON Patch under ``If-Match`` (op-encounter-id-patch); a 409 re-reads and patches once more."""
+        """JSON Patch under ``If-Match``
+        (https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap/op-encounter-id-patch.html);
+        a 409 (https://fhir.cerner.com/millennium/r4/#client-errors) re-reads and patches once more."""
         enc_id = str(found["id"])
         if encounter.status in ("cancelled", "entered-in-error"):
             return (f"Encounter/{enc_id}: status {encounter.status} cannot be patched in Millennium "
@@ -371,7 +373,10 @@ class OracleHealthDestination:
     def find_marked(self, rtype: str, params: list[tuple[str, str]],
                     keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         """Our earlier write among a search's results, following ``Bundle.link[next]`` on the tenant's
-        base (a patient's medication list can run to many pages); several are a permanent error."""
+        base (a patient's medication list can run to many pages); several are a permanent error.
+        Searches: https://fhir.cerner.com/millennium/r4/foundation/documents/document-reference/ (patient,
+        encounter, type, ``_count`` up to 100) and
+        https://fhir.cerner.com/millennium/r4/clinical/medications/medication-request/ (patient, ``_count``)."""
         what, found = f"search {rtype}", []
         path: str | None = f"{rtype}?{kit.query(params)}"
         for _ in range(MAX_PAGES):

@@ -2,7 +2,8 @@
 
 ``with OracleHealthSimulator() as oracle:`` serves one tenant at ``oracle.base``
 (``http://127.0.0.1:PORT/r4/{tenant}``) and its token endpoint at ``oracle.token_url``
-(``client_secret_basic``). It holds patients (:meth:`add_patient`), encounters, documents and
+(``client_secret_basic``; for ``private_key_jwt`` run a ``FakeTokenEndpoint`` and share its tokens:
+``oracle.tokens = endpoint.issued``). It holds patients (:meth:`add_patient`), encounters, documents and
 medication requests in memory and answers the way Millennium's documentation says:
 
 - writes: ``POST Encounter``, ``PATCH Encounter/{id}`` (JSON Patch, ``If-Match``),
