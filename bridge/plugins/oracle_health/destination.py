@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 JSON_PATCH = "application/json-patch+json"
 TENANT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ATTRIBUTE_ID = re.compile(r"^ENCNTR:\d+$")
+WRITES = ("create ", "patch ")
+"""How this plugin's write requests are named (``what``): only their 500 ``required`` is our fault."""
 MAX_PAGES = 20
 """Pages of a search followed to find our earlier write (at 100 a page: 2,000 resources)."""
 DEFAULT_SCOPE = ("system/Patient.read system/Encounter.read system/Encounter.write "
@@ -149,13 +151,14 @@ class RequiredFieldMissing(PermanentDeliveryError):
 
 class OracleSession(kit.VendorSession):
     """Judges answers as Millennium documents them: 409 is the stale-version answer (not 412), and a
-    500 saying ``required`` is a permanent refusal, not an outage."""
+    500 saying ``required`` to a write is a permanent refusal of our body, not an outage. (A read's
+    500 ``required`` means Millennium's own answer lacks a field: that stays transient.)"""
 
     def judge(self, response: FhirResponse, what: str) -> None:
         if response.status == 409:
             raise kit.VersionConflict(f"{what}: HTTP 409 — {kit.error_text(response) or 'stale version'} "
                                       "(the resource changed since it was read)")
-        if response.status == 500 and says_required(response):
+        if response.status == 500 and what.startswith(WRITES) and says_required(response):
             raise RequiredFieldMissing(f"{what}: HTTP 500 — Millennium reports a missing required field "
                                        f"({kit.error_text(response) or 'required'}; {docs.REQUIRED_FIELDS})")
         super().judge(response, what)
