@@ -208,7 +208,7 @@ class OracleHealthSimulator(FakeHttpServer):
         prefix = "/r4/"
         if not request.path.startswith(prefix):
             raise OracleRefusal(404, f"no resource at {request.path}", "not-found")
-        tenant, *parts = [p for p in request.path[len(prefix):].split("/") if p]
+        tenant, *parts = [p for p in request.path[len(prefix):].split("/") if p] or [""]
         if tenant != self.tenant:  # CLIENT_ERRORS: an unknown instance is 403
             raise OracleRefusal(403, "Tenant not valid or accessible", "forbidden")
         header = request.headers.get("Authorization", "")
