@@ -295,24 +295,26 @@ class OracleHealthDestination:
             return (f"Encounter/{enc_id}: status {encounter.status} cannot be patched in Millennium "
                     "(only period, type and extensions); left as is")
 
+        def ops_for(current: Mapping[str, Any]) -> list[dict[str, Any]]:
+            return bodies.encounter_patch_ops(self.settings, encounter, current, self.encounter_type(encounter),
+                                              self.period(encounter))
+
         def attempt(current: dict[str, Any], etag: str | None) -> str:
-            ops = bodies.encounter_patch_ops(self.settings, encounter, current, self.encounter_type(encounter),
-                                             self.period(encounter))
+            ops = ops_for(current)
+            if ops and not etag:  # If-Match is required on PATCH: read the version first
+                current, etag = kit.read_resource(self.fhir, "Encounter", enc_id)
+                if not etag:
+                    raise TransientDeliveryError(f"read Encounter/{enc_id}: no ETag or meta.versionId to patch "
+                                                 "against")
+                ops = ops_for(current)
             if not ops:
                 return f"Encounter/{enc_id} unchanged"
-            if not etag:  # If-Match is required on PATCH: read the version first
-                current, etag = kit.read_resource(self.fhir, "Encounter", enc_id)
-                return attempt(current, etag) if etag else self._no_version(enc_id)
             self.fhir.call("PATCH", f"Encounter/{enc_id}", body=kit.json_bytes(ops), content_type=JSON_PATCH,
                            headers={"If-Match": etag}, what="patch Encounter")
             return f"Encounter/{enc_id} patched ({', '.join(op['op'] + ' ' + op['path'] for op in ops)})"
 
         return kit.with_conflict_retry(attempt, found, kit.etag_from_resource(found),
                                        lambda: kit.read_resource(self.fhir, "Encounter", enc_id), "patch Encounter")
-
-    @staticmethod
-    def _no_version(enc_id: str) -> str:
-        raise TransientDeliveryError(f"read Encounter/{enc_id}: no ETag or meta.versionId to patch against")
 
     def encounter_of(self, encounter: Encounter | None, patient: str, kind: str,
                      required: bool) -> dict[str, Any] | None:
