@@ -1,28 +1,33 @@
 """The ``oracle_health`` destination profile: Oracle Health (Cerner Millennium) FHIR R4.
 
-What each record becomes there:
+What each record becomes there (every body is built in :mod:`.bodies`, which cites the page):
 
 - an Encounter → ``POST Encounter`` with the tenant's encounter **type** from code set 71 for the
-  visit's modality (``class`` cannot be written: Millennium infers it from the type), the
-  custom-attribute extension carrying the modality when configured; a later change of status or
-  period is a JSON Patch (``application/json-patch+json``) on the allowed paths ``/status``,
-  ``/period/start`` and ``/period/end`` under ``If-Match`` (412 → re-read, patch again once);
-- a ClinicalNote → ``POST DocumentReference`` (base64 ``text/plain``) against the Oracle encounter;
-- a Prescription → ``POST MedicationRequest`` that *documents* the medication the telemedicine
-  platform prescribed (intent ``plan``, ``reportedBoolean``). Oracle Health is not an e-prescribing
-  channel: the prescription itself travels to the pharmacy over NCPDP SCRIPT.
+  visit's modality (``class`` cannot be written), a typed visit-number identifier, and the
+  configured ``serviceProvider`` or ``location``; a later change is a JSON Patch with only the
+  documented operations (``replace`` on ``/period/start``, ``/period/end``, ``/type``,
+  ``/extension``; ``add`` on ``/extension/-``) under ``If-Match``. Status cannot be patched: a
+  finished visit is its ``period.end``;
+- a ClinicalNote → ``POST DocumentReference`` against the Oracle encounter, with ``context.period``;
+- a Prescription → ``POST MedicationRequest`` that *documents* the medication (intent ``plan``,
+  ``reportedBoolean``). Oracle Health is not an e-prescribing channel.
 
-The tenant GUID is part of the base URL; a wrong tenant answers 403 "Tenant not valid or
-accessible", reported as a configuration error naming ``options.tenant``. Millennium has no
-conditional create: every create searches on our identifiers first and a create whose answer never
-came is reconciled by searching again. See ``docs/vendors.md``.
+Idempotency: Millennium keeps an Encounter's identifiers (so the visit is found by its visit number)
+but ignores ``identifier`` on DocumentReference and MedicationRequest. A note is found again by
+encounter + type + the marker in its attachment title, a medication by patient + the marker
+in its note; a create whose answer never came is reconciled by that same search.
+
+Errors as documented (https://fhir.cerner.com/millennium/r4/#client-errors): 403 → configuration
+error naming ``options.tenant``; 409 (stale ``If-Match``) → re-read and patch again; 500 whose
+OperationOutcome says ``required`` → permanent at once, with the missing field named after our own
+re-validation of the body; other 5xx, 429 and timeouts → retried. See ``docs/vendors.md``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,19 +43,22 @@ from bridge import (
     TransientDeliveryError,
 )
 from bridge.plugins.fhir import vendorkit as kit
+from bridge.plugins.fhir.rest import FhirResponse
+
+from . import bodies, docs
 
 log = logging.getLogger(__name__)
 
 JSON_PATCH = "application/json-patch+json"
-CUSTOM_ATTRIBUTE = "https://fhir-ehr.cerner.com/r4/StructureDefinition/custom-attribute"
-PATCHABLE = ("/status", "/period/start", "/period/end")
 TENANT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+ATTRIBUTE_ID = re.compile(r"^ENCNTR:\d+$")
+WRITES = ("create ", "patch ")
+"""How this plugin's write requests are named (``what``): only their 500 ``required`` is our fault."""
+MAX_PAGES = 20
+"""Pages of a search followed to find our earlier write (at 100 a page: 2,000 resources)."""
 DEFAULT_SCOPE = ("system/Patient.read system/Encounter.read system/Encounter.write "
                  "system/DocumentReference.read system/DocumentReference.write "
                  "system/MedicationRequest.read system/MedicationRequest.write")
-MED_CATEGORY = {"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category", "code": "community",
-                "display": "Community"}
-NOTE_TYPE = {"system": kit.LOINC, "code": "11506-3", "display": "Progress note"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class OracleSettings:
     code_set_base: str
     modality_attribute: Mapping[str, Any]
     service_provider: str | None
+    location: str | None
     options: Mapping[str, Any]
 
     def type_system(self) -> str:
@@ -83,6 +92,17 @@ def read_settings(opts: kit.Options, url: str = "", writes: bool = True) -> tupl
     auth = kit.auth_mapping(opts, client_id, token_url=token_url,
                             scope=opts.text("scope", default=DEFAULT_SCOPE) or DEFAULT_SCOPE,
                             methods=("private_key_jwt", "client_secret_basic"))
+    types = read_encounter_types(opts, writes)
+    service_provider, location = read_place(opts, writes)
+    settings = OracleSettings(
+        tenant=tenant, base=base, environment=environment, systems=kit.IdentifierSystems.read(opts, required=writes),
+        encounter_types=types, code_set_base=(opts.text("code_set_base") or "https://fhir.cerner.com").rstrip("/"),
+        modality_attribute=read_attribute(opts), service_provider=service_provider, location=location,
+        options=opts.raw)
+    return settings, auth
+
+
+def read_encounter_types(opts: kit.Options, writes: bool) -> dict[str, str]:
     types = opts.mapping("encounter_types")
     for key, value in types.items():
         if key not in (*MODALITIES, "default"):
@@ -92,26 +112,100 @@ def read_settings(opts: kit.Options, url: str = "", writes: bool = True) -> tupl
     if writes and not types:
         opts.problem("encounter_types", "is required: the code set 71 encounter type per modality "
                                         "(e.g. {video: '2560523697'}); Oracle derives class from it")
+    return {k: str(v) for k, v in types.items()}
+
+
+def read_place(opts: kit.Options, writes: bool) -> tuple[str | None, str | None]:
+    """``service_provider`` (Organization id) or ``location`` (Location id): Encounter create
+    requires one and refuses both (op-encounter-post)."""
+    service_provider, location = opts.text("service_provider"), opts.text("location")
+    if writes and not (service_provider or location):
+        opts.problem("service_provider", "Encounter create requires serviceProvider or location: set "
+                                         "service_provider (an Organization id) or location (a Location id); "
+                                         f"see {docs.ENCOUNTER_CREATE}")
+    if service_provider and location:
+        opts.problem("location", "Millennium refuses location together with serviceProvider: set only one of "
+                                 "service_provider and location")
+    return service_provider, location
+
+
+def read_attribute(opts: kit.Options) -> dict[str, Any]:
+    """``modality_attribute: {id: "ENCNTR:<code>", name: "<attribute name>"}`` (optional)."""
     attribute = opts.mapping("modality_attribute")
-    if attribute and not attribute.get("code"):
-        opts.problem("modality_attribute.code", "is required (the custom attribute's code value)")
-    settings = OracleSettings(
-        tenant=tenant, base=base, environment=environment, systems=kit.IdentifierSystems.read(opts, required=writes),
-        encounter_types={k: str(v) for k, v in types.items()},
-        code_set_base=(opts.text("code_set_base") or "https://fhir.cerner.com").rstrip("/"),
-        modality_attribute=attribute, service_provider=opts.text("service_provider"), options=opts.raw)
-    return settings, auth
+    if not attribute:
+        return {}
+    if not ATTRIBUTE_ID.match(str(attribute.get("id") or "")):
+        hint = f" (for code {attribute['code']}: id: ENCNTR:{attribute['code']})" if attribute.get("code") else ""
+        opts.problem("modality_attribute.id", "is required as ENCNTR:<custom attribute code>, got "
+                                              f"{attribute.get('id')!r}{hint}")
+    if not attribute.get("name") or not isinstance(attribute.get("name"), str):
+        opts.problem("modality_attribute.name", "is required (the custom attribute's name, sent as valueString)")
+    return {"id": str(attribute.get("id") or ""), "name": str(attribute.get("name") or "")}
+
+
+class RequiredFieldMissing(PermanentDeliveryError):
+    """HTTP 500 with an OperationOutcome ``required``: Millennium's answer to a missing field
+    (https://fhir.cerner.com/millennium/r4/#handling-required-fields). Sending the same body again
+    cannot succeed, so it is permanent; the session names the field after re-validating."""
+
+
+class OracleSession(kit.VendorSession):
+    """Judges answers as Millennium documents them: 409 is the stale-version answer (not 412), and a
+    500 saying ``required`` to a write is a permanent refusal of our body, not an outage. (A read's
+    500 ``required`` means Millennium's own answer lacks a field: that stays transient.)"""
+
+    def judge(self, response: FhirResponse, what: str) -> None:
+        if response.status == 409:
+            raise kit.VersionConflict(f"{what}: HTTP 409 — {kit.error_text(response) or 'stale version'} "
+                                      "(the resource changed since it was read)")
+        if response.status == 500 and what.startswith(WRITES) and says_required(response):
+            raise RequiredFieldMissing(f"{what}: HTTP 500 — Millennium reports a missing required field "
+                                       f"({kit.error_text(response) or 'required'}; {docs.REQUIRED_FIELDS})")
+        super().judge(response, what)
+
+
+def says_required(response: FhirResponse) -> bool:
+    doc = response.json()
+    issues = doc.get("issue") if isinstance(doc, dict) and doc.get("resourceType") == "OperationOutcome" else None
+    return any(isinstance(i, dict) and i.get("code") == "required" for i in issues or [])
 
 
 def make_session(opts: kit.Options, settings: OracleSettings, auth: Mapping[str, Any],
-                 config_dir: str) -> kit.VendorSession:
+                 config_dir: str) -> OracleSession:
     http = kit.http_settings(opts, config_dir)
     opts.check()
     tokens = kit.tokens_for(opts, auth, settings.base, config_dir, http)
     errors = kit.VendorErrors(forbidden=f"Tenant not valid or accessible: check {opts.where}.tenant = "
                                         f"{settings.tenant} (and that client_ids.{settings.environment} is "
                                         "authorized for it)")
-    return kit.VendorSession(settings.base, tokens, http, errors)
+    return OracleSession(settings.base, tokens, http, errors)
+
+
+def post_checked(session: OracleSession, rtype: str, body: dict[str, Any]) -> str:
+    """Create after checking the documented required fields; a 500 ``required`` answer is re-checked
+    so the dead letter names the field when we can see which one it is."""
+    missing = bodies.missing_required(body)
+    if missing:
+        raise PermanentDeliveryError(f"create {rtype}: required field(s) {', '.join(missing)} missing; not sent")
+    try:
+        response = session.call("POST", rtype, body=kit.json_bytes(body), what=f"create {rtype}")
+    except RequiredFieldMissing as exc:
+        missing = bodies.missing_required(body)
+        raise RequiredFieldMissing(f"{exc} — re-validated: "
+                                   + (f"missing {', '.join(missing)}" if missing else
+                                      "every documented required field is present; check the tenant's "
+                                      "own required fields")) from None
+    return kit.created_id(response, rtype, f"create {rtype}")
+
+
+def titles_text(document: Mapping[str, Any]) -> str:
+    """The attachment titles of a DocumentReference (where our note marker is kept)."""
+    return "\n".join(str(((c or {}).get("attachment") or {}).get("title") or "") for c in document.get("content") or [])
+
+
+def notes_text(medication: Mapping[str, Any]) -> str:
+    """The note texts of a MedicationRequest (where our order marker is kept)."""
+    return "\n".join(str((n or {}).get("text") or "") for n in medication.get("note") or [])
 
 
 class OracleHealthDestination:
@@ -134,6 +228,7 @@ class OracleHealthDestination:
     # -- lookups --
 
     def patient_id(self, record: Record) -> str:
+        """``GET Patient?identifier=system|MRN`` (https://fhir.cerner.com/millennium/r4/base/individuals/patient/)."""
         mrn = self.settings.systems.mrn_of(record, f"{record.kind} for Oracle Health")
         found = kit.find_one(self.fhir, "Patient", [("identifier", kit.token(self.settings.systems.mrn, mrn))],
                              "search Patient by MRN")
@@ -143,11 +238,13 @@ class OracleHealthDestination:
         return str(found["id"])
 
     def find_encounter(self, patient: str, visit_number: str) -> dict[str, Any] | None:
+        """``GET Encounter?identifier=system|value``: https://fhir.cerner.com/millennium/r4/base/management/encounter/
+        lists ``identifier`` as a search on its own; kept only if it is this patient's."""
         system = self.settings.systems.visit_number
-        return kit.find_one(self.fhir, "Encounter",
-                            [("patient", kit.plain(patient)), ("identifier", kit.token(system, visit_number))],
+        return kit.find_one(self.fhir, "Encounter", [("identifier", kit.token(system, visit_number))],
                             "search Encounter by visit number",
-                            keep=lambda r: kit.has_identifier(r, system, visit_number))
+                            keep=lambda r: kit.has_identifier(r, system, visit_number)
+                            and (r.get("subject") or {}).get("reference") == f"Patient/{patient}")
 
     def visit_number(self, encounter: Encounter | None, kind: str) -> str:
         number = self.settings.systems.visit_number_of(encounter)
@@ -166,183 +263,146 @@ class OracleHealthDestination:
                                          f"options.encounter_types.{modality} (a code set 71 value)")
         return {"coding": [{"system": self.settings.type_system(), "code": code, "userSelected": True}]}
 
-    def modality_extension(self, encounter: Encounter) -> list[dict[str, Any]]:
-        attribute = self.settings.modality_attribute
-        if not attribute or not encounter.modality:
-            return []
-        code_set = attribute.get("code_set", 100026)
-        name = {"coding": [{"system": f"{self.settings.code_set_base}/{self.settings.tenant}/codeSet/{code_set}",
-                            "code": str(attribute["code"])}]}
-        return [{"url": CUSTOM_ATTRIBUTE, "extension": [
-            {"url": "custom-attribute-name", "valueCodeableConcept": name},
-            {"url": "custom-attribute-value", "valueString": encounter.modality}]}]
-
-    def period(self, encounter: Encounter) -> dict[str, str]:
-        period = encounter.period
+    def period(self, encounter: Encounter | None) -> dict[str, str]:
+        period = encounter.period if encounter else None
         if not period:
             return {}
         out = {k: kit.record_date(v, f"Encounter.period.{k}", self.settings.options)
                for k, v in (("start", period.start), ("end", period.end))}
         return {k: v for k, v in out.items() if v}
 
-    def encounter_body(self, encounter: Encounter, patient: str, visit_number: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"resourceType": "Encounter"}
-        extension = self.modality_extension(encounter)
-        if extension:
-            body["extension"] = extension
-        body.update({
-            "identifier": [{"system": self.settings.systems.visit_number, "value": visit_number}],
-            "status": encounter.status or "in-progress",
-            "type": [self.encounter_type(encounter)],
-            "subject": {"reference": f"Patient/{patient}"},
-        })
-        period = self.period(encounter)
-        if period:
-            body["period"] = period
-        if self.settings.service_provider:
-            body["serviceProvider"] = {"reference": f"Organization/{self.settings.service_provider}"}
-        return body
-
     def encounter(self, encounter: Encounter) -> str:
         visit_number = self.visit_number(encounter, "Encounter")
         patient = self.patient_id(encounter)
         found = self.find_encounter(patient, visit_number)
-        if found is None:
-            if encounter.status in ("cancelled", "entered-in-error"):
-                return f"visit {encounter.status} and never created: nothing to write"
-            body = self.encounter_body(encounter, patient, visit_number)
-
-            def create() -> str:
-                response = self.fhir.call("POST", "Encounter", body=kit.json_bytes(body), what="create Encounter")
-                return kit.created_id(response, "Encounter", "create Encounter")
-
-            how, new_id = kit.create_reconciled(
-                create, lambda: (self.find_encounter(patient, visit_number) or {}).get("id"), "create Encounter")
-            return f"Encounter/{new_id} {how}"
-        return self.patch_encounter(encounter, found)
-
-    def patch_ops(self, encounter: Encounter, current: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """JSON Patch operations on the allowed paths that bring ``current`` to the record."""
-        wanted = {"/status": encounter.status}
-        period = self.period(encounter)
-        wanted.update({"/period/start": period.get("start"), "/period/end": period.get("end")})
-        have = {"/status": current.get("status"),
-                "/period/start": (current.get("period") or {}).get("start"),
-                "/period/end": (current.get("period") or {}).get("end")}
-        ops = []
-        if (wanted["/period/start"] or wanted["/period/end"]) and not current.get("period"):
-            ops.append({"op": "add", "path": "/period", "value": {k[len('/period/'):]: v for k, v in wanted.items()
-                                                                  if k.startswith("/period/") and v}})
-            wanted = {"/status": wanted["/status"]}
-        for path in PATCHABLE:
-            if path in wanted and wanted[path] and wanted[path] != have[path]:
-                ops.append({"op": "replace" if have[path] else "add", "path": path, "value": wanted[path]})
-        return ops
+        if found is not None:
+            return self.patch_encounter(encounter, found)
+        if encounter.status in ("cancelled", "entered-in-error"):
+            return f"visit {encounter.status} and never created: nothing to write"
+        body = bodies.encounter_body(self.settings, encounter, patient, visit_number,
+                                     self.encounter_type(encounter), self.period(encounter))
+        how, new_id = kit.create_reconciled(
+            lambda: post_checked(self.fhir, "Encounter", body),
+            lambda: (self.find_encounter(patient, visit_number) or {}).get("id"), "create Encounter")
+        return f"Encounter/{new_id} {how}"
 
     def patch_encounter(self, encounter: Encounter, found: dict[str, Any]) -> str:
+        """JSON Patch under ``If-Match``
+        (https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap/op-encounter-id-patch.html);
+        a 409 (https://fhir.cerner.com/millennium/r4/#client-errors) re-reads and patches once more."""
         enc_id = str(found["id"])
+        if encounter.status in ("cancelled", "entered-in-error"):
+            return (f"Encounter/{enc_id}: status {encounter.status} cannot be patched in Millennium "
+                    "(only period, type and extensions); left as is")
+
+        def ops_for(current: Mapping[str, Any]) -> list[dict[str, Any]]:
+            return bodies.encounter_patch_ops(self.settings, encounter, current, self.encounter_type(encounter),
+                                              self.period(encounter))
 
         def attempt(current: dict[str, Any], etag: str | None) -> str:
-            ops = self.patch_ops(encounter, current)
+            ops = ops_for(current)
+            if ops and not etag:  # If-Match is required on PATCH: read the version first
+                current, etag = kit.read_resource(self.fhir, "Encounter", enc_id)
+                if not etag:
+                    raise TransientDeliveryError(f"read Encounter/{enc_id}: no ETag or meta.versionId to patch "
+                                                 "against")
+                ops = ops_for(current)
             if not ops:
                 return f"Encounter/{enc_id} unchanged"
-            if not etag:  # Millennium requires If-Match on PATCH: read the version first
-                current, etag = kit.read_resource(self.fhir, "Encounter", enc_id)
-                ops = self.patch_ops(encounter, current)
             self.fhir.call("PATCH", f"Encounter/{enc_id}", body=kit.json_bytes(ops), content_type=JSON_PATCH,
-                           headers={"If-Match": etag} if etag else {}, what="patch Encounter")
-            return f"Encounter/{enc_id} patched ({', '.join(op['path'] for op in ops)})"
+                           headers={"If-Match": etag}, what="patch Encounter")
+            return f"Encounter/{enc_id} patched ({', '.join(op['op'] + ' ' + op['path'] for op in ops)})"
 
         return kit.with_conflict_retry(attempt, found, kit.etag_from_resource(found),
                                        lambda: kit.read_resource(self.fhir, "Encounter", enc_id), "patch Encounter")
 
-    def encounter_ref(self, encounter: Encounter | None, patient: str, kind: str,
-                      required: bool) -> dict[str, str] | None:
+    def encounter_of(self, encounter: Encounter | None, patient: str, kind: str,
+                     required: bool) -> dict[str, Any] | None:
         number = self.settings.systems.visit_number_of(encounter)
         found = self.find_encounter(patient, number) if number else None
         if found is None and required:
             raise TransientDeliveryError(f"the {kind}'s visit is not in Millennium yet (no encounter with its visit "
                                          "number); will try again after the visit is written")
-        return {"reference": f"Encounter/{found['id']}"} if found else None
+        return found
 
     # -- notes and medications --
 
     def note(self, note: ClinicalNote) -> str:
-        note_id = note.id or (note.identifiers[0].value if note.identifiers else None)
-        if not note_id:
-            raise PermanentDeliveryError("the ClinicalNote has no id or identifier: Millennium has no conditional "
-                                         "create, so it could not be written idempotently")
+        note_key = note.id or (note.identifiers[0].value if note.identifiers else None)
+        if not note_key:
+            raise PermanentDeliveryError("the ClinicalNote has no id or identifier: Millennium ignores identifiers "
+                                         "on DocumentReference, so it could not be found again after a redelivery")
         patient = self.patient_id(note)
-        encounter = self.encounter_ref(note.encounter, patient, "ClinicalNote", required=True)
-        note_type = note.note_type if note.note_type and note.note_type.system == kit.LOINC else None
-        coding = {"system": kit.LOINC, "code": note_type.code} if note_type else dict(NOTE_TYPE)
-        body: dict[str, Any] = {
-            "resourceType": "DocumentReference",
-            "identifier": [{"system": kit.NOTE_ID_SYSTEM, "value": note_id}],
-            "status": "current", "docStatus": "final" if note.status in (None, "final") else "preliminary",
-            "type": {"coding": [coding]},
-            "subject": {"reference": f"Patient/{patient}"},
-        }
-        date = kit.record_date(note.authored, "ClinicalNote.authored", self.settings.options)
-        if date:
-            body["date"] = date
-        body["content"] = [{"attachment": {"contentType": note.content_type or "text/plain",
-                                           "data": kit.b64_text(note.text or ""),
-                                           **({"title": note.title} if note.title else {})}}]
-        body["context"] = {"encounter": [encounter]}
-        return self.create_once("DocumentReference", body, patient, kit.NOTE_ID_SYSTEM, note_id)
+        encounter = self.encounter_of(note.encounter, patient, "ClinicalNote", required=True) or {}
+        authored = kit.record_date(note.authored, "ClinicalNote.authored", self.settings.options)
+        period = self.note_period(note, encounter, authored)
+        body = bodies.note_body(note, note_key, patient, str(encounter["id"]), period, authored)
+        tag = bodies.marker(bodies.NOTE_MARKER, note_key)
+        code = body["type"]["coding"][0]
+
+        def find() -> str | None:
+            params = [("patient", kit.plain(patient)), ("encounter", kit.plain(str(encounter["id"]))),
+                      ("type", kit.token(code["system"], code["code"])), ("_count", "100")]
+            match = self.find_marked("DocumentReference", params, lambda r: tag in titles_text(r))
+            return str(match["id"]) if match else None
+
+        return self.create_once("DocumentReference", body, find)
+
+    def note_period(self, note: ClinicalNote, oracle_encounter: Mapping[str, Any],
+                    authored: str | None) -> dict[str, str]:
+        """``context.period`` needs ``end``: the visit's end as we know it, else Millennium's, else
+        the note's authored time."""
+        ours = self.period(note.encounter)
+        theirs = oracle_encounter.get("period") or {}
+        end = ours.get("end") or theirs.get("end") or authored
+        if not end:
+            raise PermanentDeliveryError("the ClinicalNote has no visit end or authored time: DocumentReference "
+                                         f"create requires context.period.end ({docs.DOCUMENT_CREATE})")
+        start = ours.get("start") or theirs.get("start")
+        return {**({"start": start} if start else {}), "end": end}
 
     def medication(self, rx: Prescription) -> str:
         order = kit.prescription_key(rx)
         patient = self.patient_id(rx)
-        encounter = self.encounter_ref(rx.encounter, patient, "Prescription", required=False)
-        med = rx.medication
-        concept: dict[str, Any] = {"text": (med.description if med else None) or "unnamed medication"}
-        if med and med.rxnorm:
-            concept["coding"] = [{"system": kit.RXNORM, "code": med.rxnorm,
-                                  **({"display": med.description} if med.description else {})}]
-        body: dict[str, Any] = {
-            "resourceType": "MedicationRequest",
-            "identifier": [{"system": kit.ORDER_NUMBER_SYSTEM, "value": order}],
-            "status": "active", "intent": "plan",
-            "category": [{"coding": [MED_CATEGORY]}],
-            "reportedBoolean": True,
-            "medicationCodeableConcept": concept,
-            "subject": {"reference": f"Patient/{patient}"},
-        }
-        if encounter:
-            body["encounter"] = encounter
-        authored = kit.record_date(rx.written_date, "Prescription.written_date", self.settings.options)
-        if authored:
-            body["authoredOn"] = authored
-        if rx.sig:
-            body["dosageInstruction"] = [{"text": rx.sig}]
-        dispense: dict[str, Any] = {}
-        if rx.quantity:
-            dispense["quantity"] = {"value": rx.quantity.value, **({"unit": rx.quantity.unit}
-                                                                    if rx.quantity.unit else {})}
-        if rx.refills is not None:
-            dispense["numberOfRepeatsAllowed"] = rx.refills
-        if dispense:
-            body["dispenseRequest"] = dispense
-        body["note"] = [{"text": f"Prescribed on the telemedicine platform (order {order}) and sent to the "
-                                 "pharmacy by it; documented here, not e-prescribed from Millennium."}]
-        return self.create_once("MedicationRequest", body, patient, kit.ORDER_NUMBER_SYSTEM, order)
+        encounter = self.encounter_of(rx.encounter, patient, "Prescription", required=False)
+        body = bodies.medication_body(rx, order, patient, str(encounter["id"]) if encounter else None)
+        tag = bodies.marker(bodies.RX_MARKER, order)
 
-    def create_once(self, rtype: str, body: dict[str, Any], patient: str, system: str, value: str) -> str:
-        """Search the patient's resources for our identifier; create only if absent (reconciled)."""
         def find() -> str | None:
-            match = kit.find_one(self.fhir, rtype, [("patient", kit.plain(patient))], f"search {rtype}",
-                                 keep=lambda r: kit.has_identifier(r, system, value))
+            match = self.find_marked("MedicationRequest", [("patient", kit.plain(patient)), ("_count", "100")],
+                                     lambda r: tag in notes_text(r))
             return str(match["id"]) if match else None
 
+        return self.create_once("MedicationRequest", body, find)
+
+    def find_marked(self, rtype: str, params: list[tuple[str, str]],
+                    keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """Our earlier write among a search's results, following ``Bundle.link[next]`` on the tenant's
+        base (a patient's medication list can run to many pages); several are a permanent error.
+        Searches: https://fhir.cerner.com/millennium/r4/foundation/documents/document-reference/ (patient,
+        encounter, type, ``_count`` up to 100) and
+        https://fhir.cerner.com/millennium/r4/clinical/medications/medication-request/ (patient, ``_count``)."""
+        what, found = f"search {rtype}", []
+        path: str | None = f"{rtype}?{kit.query(params)}"
+        for _ in range(MAX_PAGES):
+            doc = self.fhir.get_json(path, what) if path else None
+            if doc is None:
+                break
+            found += [r for r in kit.matches(doc, rtype, what) if keep(r)]
+            path = next((link.get("url") for link in doc.get("link") or []
+                         if isinstance(link, dict) and link.get("relation") == "next"), None)
+            if path and not str(path).startswith(self.settings.base + "/"):
+                raise TransientDeliveryError(f"{what}: a next link off the tenant's base; not followed")
+        if len(found) > 1:
+            raise PermanentDeliveryError(f"{what}: {len(found)} {rtype} resources carry our marker; resolve the "
+                                         "duplicates in the EHR")
+        return found[0] if found else None
+
+    def create_once(self, rtype: str, body: dict[str, Any], find: Any) -> str:
+        """Search for our earlier write (by what Millennium keeps); create only if absent; reconcile
+        a create whose answer never came with the same search."""
         existing = find()
         if existing:
             return f"{rtype}/{existing} exists"
-
-        def create() -> str:
-            response = self.fhir.call("POST", rtype, body=kit.json_bytes(body), what=f"create {rtype}")
-            return kit.created_id(response, rtype, f"create {rtype}")
-
-        how, new_id = kit.create_reconciled(create, find, f"create {rtype}")
+        how, new_id = kit.create_reconciled(lambda: post_checked(self.fhir, rtype, body), find, f"create {rtype}")
         return f"{rtype}/{new_id} {how}"
