@@ -10,7 +10,8 @@ It ships with the product (like pytest's ``pytester``) and is loaded as a pytest
 - contract test classes to subclass (:mod:`bridge.testing.contracts`): ``FormatContract``,
   ``TransportContract``, ``ProfileContract``;
 - fake PHI and the no-PHI-in-errors check (:mod:`bridge.testing.phi`);
-- loopback fakes (:mod:`bridge.testing.fakes`).
+- loopback fakes (:mod:`bridge.testing.fakes`) and vendor simulators that enforce each vendor's
+  documented constraints (:mod:`bridge.testing.vendor_sims`: ``EpicSimulator``, ``AthenaSimulator``).
 
 The contract classes and fakes are imported on first use, so ``import bridge.testing`` stays cheap
 and does not need pytest.
@@ -105,6 +106,7 @@ _LAZY = {
     "FAKE_PHI": "phi", "FakePHI": "phi", "fake_patient": "phi", "assert_no_phi": "phi",
     "phi_in_exception": "phi",
     "FakeFhirServer": "fakes", "FakeMllpPeer": "fakes", "FakeTokenEndpoint": "fakes", "FakeHttpServer": "fakes",
+    "EpicSimulator": "vendor_sims.epic", "AthenaSimulator": "vendor_sims.athena",
 }
 
 
