@@ -98,3 +98,14 @@ def test_the_simulator_refuses_what_athena_does_not_document(athena):
     assert [v.source for v in athena.violations] == [
         "https://docs.athenahealth.com/api/api-ref/document-type-encounter-document"] * 2 + [
         "https://api.platform.athenahealth.com/fhir/r4/metadata"]
+
+
+def test_the_token_is_reused_until_it_expires_then_renewed(tmp_path, athena):
+    athena.tokens.expires_in = 2  # renewed one second before expiry: within the test
+    engine = vendor_engine(tmp_path, "athena", options(athena))
+    assert deliver(engine, adt("A03", "TM0002")).status == "delivered"
+    assert deliver(engine, rde()).status == "delivered"
+    assert len(athena.token_times) == 1
+    time.sleep(1.2)
+    assert deliver(engine, rde("TM0009")).status == "delivered"
+    assert len(athena.token_times) == 2 and athena.violations == []
