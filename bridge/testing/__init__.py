@@ -11,8 +11,9 @@ It ships with the product (like pytest's ``pytester``) and is loaded as a pytest
   ``TransportContract``, ``ProfileContract``;
 - fake PHI and the no-PHI-in-errors check (:mod:`bridge.testing.phi`);
 - loopback fakes (:mod:`bridge.testing.fakes`);
-- vendor simulators that answer as each vendor documents its API (:mod:`bridge.testing.vendor_sims`):
-  ``OracleHealthSimulator``.
+- vendor simulators that answer as each vendor documents its API and refuse what it documents a
+  tenant refuses (:mod:`bridge.testing.vendor_sims`): ``OracleHealthSimulator``, ``EpicSimulator``,
+  ``AthenaSimulator``.
 
 The contract classes and fakes are imported on first use, so ``import bridge.testing`` stays cheap
 and does not need pytest.
@@ -108,6 +109,7 @@ _LAZY = {
     "phi_in_exception": "phi",
     "FakeFhirServer": "fakes", "FakeMllpPeer": "fakes", "FakeTokenEndpoint": "fakes", "FakeHttpServer": "fakes",
     "OracleHealthSimulator": "vendor_sims.oracle_health",
+    "EpicSimulator": "vendor_sims.epic", "AthenaSimulator": "vendor_sims.athena",
 }
 
 

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-import requests
 import responses
 
 from bridge import ConfigError
@@ -49,30 +48,36 @@ RX_SECTION = (
     "sig: Take 1 capsule by mouth three times daily for 10 days; refills 0; pharmacy: none given; status active")
 
 
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+PRACTITIONER = "eTbPrac7"
+MARK = "\n\nFiled by Telemed Bridge [telemed-bridge note-id {}]"
+NOTE_SEARCH = f"/DocumentReference?patient={PATIENT}&type=http://loinc.org%7C11506-3"
+VITAL_SEARCH = f"/Observation?patient={PATIENT}&category=vital-signs&code=http://loinc.org%7C8867-4"
+
+
 def epic_options(tmp_path, key, **extra) -> dict:
     return {"base_url": BASE, "environment": "non-production",
             "client_ids": {"non-production": "tb-nonprod-client", "production": "tb-prod-client"},
             "token_url": TOKEN_URL, "kid": "tb-2026", "alg": "RS384", "key_file": write_key(tmp_path, key),
-            "mrn_system": MRN_SYSTEM, "visit_number_system": VISIT_SYSTEM, "default_timezone": "-05:00",
-            "timeout": 5, **extra}
+            "mrn_system": MRN_SYSTEM, "visit_number_system": VISIT_SYSTEM, "provider_id_system": NPI_SYSTEM,
+            "default_timezone": "-05:00", "timeout": 5, **extra}
 
 
 class EpicFake:
-    """Epic's documented answers (responses callbacks) with the notes it holds, so searches see writes."""
+    """Epic's documented answers (responses callbacks) with the notes it holds, so searches see writes.
+    The exact-request tests live here; behaviour against Epic's rules is tested on the simulator."""
 
     def __init__(self, mock: responses.RequestsMock, public_key):
         self.token = JwtTokenEndpoint(TOKEN_URL, public_key, "RS384", "tb-nonprod-client", "tb-2026")
-        self.notes: dict[str, dict] = {}
+        self.notes: list[dict] = []
         self.observations: list[dict] = []
-        self.conflicts = 0
-        self.drop_create_answer = False
         mock.add_callback(responses.POST, TOKEN_URL, callback=self.token)
         mock.add(responses.GET, f"{BASE}/Patient", json=fixture("epic/patient-search.json"))
         mock.add(responses.GET, f"{BASE}/Encounter", json=fixture("epic/encounter-search.json"))
+        mock.add(responses.GET, f"{BASE}/Practitioner", json=json.loads(self.searchset(
+            [{"resourceType": "Practitioner", "id": PRACTITIONER}])[2]))
         mock.add_callback(responses.GET, f"{BASE}/DocumentReference", callback=self.search_notes)
         mock.add_callback(responses.POST, f"{BASE}/DocumentReference", callback=self.create_note)
-        mock.add_callback(responses.PUT, f"{BASE}/DocumentReference/eTbDoc1", callback=self.update_note)
-        mock.add_callback(responses.GET, f"{BASE}/DocumentReference/eTbDoc1", callback=self.read_note)
         mock.add_callback(responses.GET, f"{BASE}/Observation", callback=self.search_observations)
         mock.add_callback(responses.POST, f"{BASE}/Observation", callback=self.create_observation)
 
@@ -84,30 +89,11 @@ class EpicFake:
                                     "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]})
 
     def search_notes(self, request):
-        return self.searchset(list(self.notes.values()))
+        return self.searchset(self.notes)
 
     def create_note(self, request):
-        note = {**json.loads(request.body), "id": "eTbDoc1", "meta": {"versionId": "1"}}
-        self.notes["eTbDoc1"] = note
-        if self.drop_create_answer:
-            raise requests.ConnectionError("connection reset by peer")
-        return 201, {"Location": f"{BASE}/DocumentReference/eTbDoc1"}, ""
-
-    def update_note(self, request):
-        current = self.notes["eTbDoc1"]
-        if self.conflicts:
-            self.conflicts -= 1
-            current["meta"] = {"versionId": str(int(current["meta"]["versionId"]) + 1)}
-            return 412, {}, json.dumps(fixture("epic/conflict-412.json"))
-        if request.headers.get("If-Match") != f'W/"{current["meta"]["versionId"]}"':
-            return 412, {}, json.dumps(fixture("epic/conflict-412.json"))
-        version = str(int(current["meta"]["versionId"]) + 1)
-        self.notes["eTbDoc1"] = {**json.loads(request.body), "meta": {"versionId": version}}
-        return 200, {"ETag": f'W/"{version}"'}, json.dumps(self.notes["eTbDoc1"])
-
-    def read_note(self, request):
-        note = self.notes["eTbDoc1"]
-        return 200, {"ETag": f'W/"{note["meta"]["versionId"]}"'}, json.dumps(note)
+        self.notes.append({**json.loads(request.body), "id": f"eTbDoc{len(self.notes) + 1}"})
+        return 201, {"Location": f"{BASE}/DocumentReference/{self.notes[-1]['id']}"}, ""
 
     def search_observations(self, request):
         return self.searchset(self.observations)
@@ -126,26 +112,46 @@ def test_visit_and_prescription_over_hl7v2_become_the_documented_epic_requests(t
         epic = EpicFake(mock, rsa_key.public_key())
         engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key))
 
-        started = deliver(engine, adt("A04", "TM0001"))  # Epic encounters are read-only: nothing to write yet
-        assert started.status == "delivered" and calls(mock) == []
-
-        finished = deliver(engine, adt("A03", "TM0002"))
-        assert finished.status == "delivered", finished.last_error
+        started = deliver(engine, adt("A04", "TM0001"))  # Epic's encounter is open: the vitals go now
+        assert started.status == "delivered", started.last_error
         assert calls(mock) == [
             ("POST", "/interconnect-fhir-oauth/oauth2/token"),
             ("GET", f"{PATH}/Patient?identifier={MRN_SYSTEM}%7C{MRN}"),
             ("GET", f"{PATH}/Encounter?identifier={VISIT_SYSTEM}%7C{VISIT}"),
-            ("GET", PATH + NOTE_QUERY),
-            ("POST", f"{PATH}/DocumentReference"),
-            ("GET", f"{PATH}/Observation?patient={PATIENT}&category=vital-signs&code=http://loinc.org%7C8867-4"),
+            ("GET", PATH + VITAL_SEARCH),
             ("POST", f"{PATH}/Observation"),
         ]
         epic.token.assert_valid_assertion()
-        form = epic.token.forms[0]
-        assert form["scope"].split() == ["system/Patient.read", "system/Encounter.read", "system/Practitioner.read",
-                                         "system/DocumentReference.read", "system/DocumentReference.write",
-                                         "system/Observation.read", "system/Observation.write"]
-        create = mock.calls[4]
+        assert epic.token.forms[0]["scope"].split() == [
+            "system/Patient.read", "system/Encounter.read", "system/Practitioner.read",
+            "system/DocumentReference.read", "system/DocumentReference.write", "system/Binary.read",
+            "system/Observation.read", "system/Observation.write"]
+        assert body_json(mock.calls[4]) == {
+            "resourceType": "Observation",
+            "identifier": [{"system": "https://telemed-bridge.org/fhir/sid/observation-id",
+                            "value": f"{ENCOUNTER}-8867-4-2026-03-01T10:10:00-05:00"}],
+            "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs", "display": "Vital Signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{PATIENT}"},
+            "encounter": {"reference": f"Encounter/{ENCOUNTER}"},
+            "valueQuantity": {"value": 72.0, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+            "effectiveDateTime": "2026-03-01T10:10:00-05:00",
+        }
+
+        before = len(mock.calls)
+        finished = deliver(engine, adt("A03", "TM0002"))
+        assert finished.status == "delivered", finished.last_error
+        assert calls(mock, before) == [
+            ("GET", f"{PATH}/Patient?identifier={MRN_SYSTEM}%7C{MRN}"),
+            ("GET", f"{PATH}/Encounter?identifier={VISIT_SYSTEM}%7C{VISIT}"),
+            ("GET", PATH + VITAL_SEARCH),  # the reading is there: not sent again
+            ("GET", PATH + NOTE_SEARCH),
+            ("GET", f"{PATH}/Practitioner?identifier={NPI_SYSTEM}%7C1234567893"),
+            ("POST", f"{PATH}/DocumentReference"),
+        ]
+        create = mock.calls[-1]
         assert create.request.headers["Authorization"] == "Bearer vendor-token"
         assert create.request.headers["Content-Type"] == "application/fhir+json"
         assert body_json(create) == {
@@ -159,109 +165,23 @@ def test_visit_and_prescription_over_hl7v2_become_the_documented_epic_requests(t
                                       "code": "clinical-note", "display": "Clinical Note"}]}],
             "subject": {"reference": f"Patient/{PATIENT}"},
             "date": "2026-03-01T10:30:00-05:00",
-            "content": [{"attachment": {"contentType": "text/plain",
-                                        "data": base64.b64encode(VISIT_TEXT.encode()).decode()}}],
+            "author": [{"reference": f"Practitioner/{PRACTITIONER}"}],
+            "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(
+                (VISIT_TEXT + MARK.format(f"visit-{VISIT}")).encode()).decode()}}],
             "context": {"encounter": [{"reference": f"Encounter/{ENCOUNTER}"}]},
-        }
-        assert body_json(mock.calls[6]) == {
-            "resourceType": "Observation",
-            "identifier": [{"system": "https://telemed-bridge.org/fhir/sid/observation-id",
-                            "value": f"visit-{VISIT}-8867-4"}],
-            "status": "final",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "vital-signs", "display": "Vital Signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
-            "subject": {"reference": f"Patient/{PATIENT}"},
-            "encounter": {"reference": f"Encounter/{ENCOUNTER}"},
-            "valueQuantity": {"value": 72.0, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-            "effectiveDateTime": "2026-03-01T10:10:00-05:00",
         }
 
         before = len(mock.calls)
         prescribed = deliver(engine, rde())
         assert prescribed.status == "delivered", prescribed.last_error
-        assert calls(mock, before) == [
-            ("GET", f"{PATH}/Patient?identifier={MRN_SYSTEM}%7C{MRN}"),
-            ("GET", f"{PATH}/Encounter?identifier={VISIT_SYSTEM}%7C{VISIT}"),
-            ("GET", PATH + NOTE_QUERY),
-            ("PUT", f"{PATH}/DocumentReference/eTbDoc1"),
-        ]
-        update = mock.calls[before + 3]
-        assert update.request.headers["If-Match"] == 'W/"1"'
-        assert note_text(update) == VISIT_TEXT + RX_SECTION
-        assert body_json(update)["id"] == "eTbDoc1" and body_json(update)["date"] == "2026-03-01T10:30:00-05:00"
+        assert [c for c in calls(mock, before) if c[0] != "GET"] == [("POST", f"{PATH}/DocumentReference")]
+        assert note_text(mock.calls[-1]) == ("Prescription written during telehealth visit V20260301\n"
+                                             + RX_SECTION.split("\n")[-1] + MARK.format("rx-RX-77"))
         assert len(epic.token.forms) == 1  # the token was cached across deliveries
 
-
-def test_redelivery_writes_nothing_twice(tmp_path, rsa_key):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        epic = EpicFake(mock, rsa_key.public_key())
-        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key))
-        deliver(engine, adt("A03", "TM0002"))
-        deliver(engine, rde())
         before = len(mock.calls)
-        again = deliver(engine, rde("TM0009"))  # the same prescription sent again under a new control id
-        assert again.status == "delivered"
-        assert [m for m, _ in calls(mock, before)] == ["GET", "GET", "GET"]  # found, unchanged: no PUT
-        assert note_text_of(epic) == VISIT_TEXT + RX_SECTION
-        again = deliver(engine, adt("A03", "TM0010"))
-        assert [m for m, _ in calls(mock, before + 3)].count("POST") == 0
-        assert len(epic.observations) == 1 and note_text_of(epic) == VISIT_TEXT + RX_SECTION
-
-
-def note_text_of(epic: EpicFake) -> str:
-    return base64.b64decode(epic.notes["eTbDoc1"]["content"][0]["attachment"]["data"]).decode()
-
-
-def test_prescription_first_then_visit_merges_into_one_note(tmp_path, rsa_key):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        epic = EpicFake(mock, rsa_key.public_key())
-        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key, write_vitals=False))
-        deliver(engine, rde())
-        assert note_text_of(epic).startswith("Telehealth visit note\nVisit number: V20260301\n(visit summary")
-        deliver(engine, adt("A03", "TM0002"))
-        assert note_text_of(epic) == VISIT_TEXT + RX_SECTION
-        assert epic.observations == []
-
-
-def test_412_re_reads_and_retries_once_then_is_transient(tmp_path, rsa_key):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        epic = EpicFake(mock, rsa_key.public_key())
-        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key, write_vitals=False))
-        deliver(engine, adt("A03", "TM0002"))
-        epic.conflicts = 1  # someone edits the note between our search and our update
-        before = len(mock.calls)
-        row = deliver(engine, rde())
-        assert row.status == "delivered", row.last_error
-        assert calls(mock, before)[-3:] == [("PUT", f"{PATH}/DocumentReference/eTbDoc1"),
-                                           ("GET", f"{PATH}/DocumentReference/eTbDoc1"),
-                                           ("PUT", f"{PATH}/DocumentReference/eTbDoc1")]
-        assert mock.calls[-3].request.headers["If-Match"] == 'W/"1"'
-        assert mock.calls[-1].request.headers["If-Match"] == 'W/"2"'
-        assert note_text_of(epic) == VISIT_TEXT + RX_SECTION
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        epic = EpicFake(mock, rsa_key.public_key())
-        (tmp_path / "two").mkdir()
-        engine = vendor_engine(tmp_path / "two", "epic", epic_options(tmp_path / "two", rsa_key, write_vitals=False))
-        deliver(engine, adt("A03", "TM0002"))
-        epic.conflicts = 2
-        row = deliver(engine, rde())
-        assert row.status != "delivered" and row.status != "dead"
-        assert "changed again" in row.last_error and "HTTP 412" in row.last_error
-
-
-def test_a_create_whose_answer_was_lost_is_reconciled_by_searching_again(tmp_path, rsa_key):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        epic = EpicFake(mock, rsa_key.public_key())
-        epic.drop_create_answer = True
-        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key, write_vitals=False))
-        row = deliver(engine, adt("A03", "TM0002"))
-        assert row.status == "delivered", row.last_error
-        assert calls(mock)[-2:] == [("POST", f"{PATH}/DocumentReference"), ("GET", PATH + NOTE_QUERY)]
-        assert len(epic.notes) == 1
-        events = [e for e in engine.store.events(row.message_id) if "DocumentReference/eTbDoc1 reconciled" in json.dumps(e.detail)]
-        assert events, "the timeline says the create was reconciled"
+        assert deliver(engine, rde("TM0009")).status == "delivered"  # found by its marker: nothing sent
+        assert {m for m, _ in calls(mock, before)} == {"GET"} and len(epic.notes) == 2
 
 
 def test_429_is_retried_after_the_vendor_s_retry_after(tmp_path, rsa_key):
@@ -275,7 +195,7 @@ def test_429_is_retried_after_the_vendor_s_retry_after(tmp_path, rsa_key):
         assert row.status not in ("delivered", "dead")
         assert "HTTP 429" in row.last_error and "Too many requests" in row.last_error
         assert row.next_attempt_at - time.time() > 110
-        assert epic.notes == {}
+        assert epic.notes == []
 
 
 def test_operation_outcome_text_is_kept_and_a_4xx_is_a_dead_letter(tmp_path, rsa_key):
@@ -285,7 +205,7 @@ def test_operation_outcome_text_is_kept_and_a_4xx_is_a_dead_letter(tmp_path, rsa
             "resourceType": "OperationOutcome", "issue": [{
                 "severity": "fatal", "code": "value", "details": {"text": "Invalid note type"},
                 "diagnostics": "type.coding[0] is not a valid note type for this organization"}]})
-        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key))
+        engine = vendor_engine(tmp_path, "epic", epic_options(tmp_path, rsa_key, write_vitals=False))
         row = deliver(engine, adt("A03", "TM0002"))
         assert row.status == "dead"
         assert "HTTP 400" in row.last_error and "Invalid note type" in row.last_error

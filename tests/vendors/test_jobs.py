@@ -87,10 +87,23 @@ def test_athena_poll_scopes_by_practice_and_follows_its_cursor(tmp_path, monkeyp
         result = ATHENA_POLL.run(context(engine, ATHENA_POLL, "athena-encounters", **settings))
         assert (result.pages, result.resources) == (2, 2)
         assert calls(mock)[1:] == [
-            ("GET", "/fhir/r4/Encounter?ah-practice=Organization%2Fa-1.Practice-195900"
-                    "&ah-department=Organization%2Fa-195900.Department-1"),
+            # athena's CapabilityStatement lists ah-department for Patient only: not sent for Encounter
+            ("GET", "/fhir/r4/Encounter?ah-practice=Organization%2Fa-1.Practice-195900"),
             ("GET", "/fhir/r4/Encounter?ah-practice=Organization/a-1.Practice-195900&cursor=eyJwIjoyfQ")]
     assert engine.store.get_watermark("athena-encounters") == "2026-03-02T09:30:00Z"
+
+
+def test_athena_poll_narrows_patients_by_department(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATHENA_SECRET", "athena-secret")
+    engine = store_engine(tmp_path)
+    settings = {"practice_id": "195900", "department_id": "1", "client_ids": {"non-production": "0oa-preview"},
+                "client_secret_env": "ATHENA_SECRET", "resource_type": "Patient"}
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, f"{ATHENA}/oauth2/v1/token", json={"access_token": "t", "expires_in": "3600"})
+        mock.add(responses.GET, f"{ATHENA}/fhir/r4/Patient", json=page([]))
+        ATHENA_POLL.run(context(engine, ATHENA_POLL, "athena-patients", **settings))
+        assert calls(mock)[1] == ("GET", "/fhir/r4/Patient?ah-practice=Organization%2Fa-1.Practice-195900"
+                                         "&ah-department=Organization%2Fa-195900.Department-1")
 
 
 def test_a_next_link_to_another_host_stops_the_run_and_keeps_the_watermark(tmp_path, monkeypatch):

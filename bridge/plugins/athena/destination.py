@@ -5,24 +5,37 @@ under the practice id, as form-encoded parameters:
 
 - a finished visit (Encounter record) → an encounter document, subclass progress note, whose text
   is the visit summary: ``POST /v1/{practiceid}/patients/{patientid}/documents/encounterdocument``
-  with ``departmentid``, ``documentsubclass``, ``documentdata``, ``internalnote`` (our key) and,
-  when known, ``encounterid``;
+  with ``departmentid``, ``documentsubclass``, ``documentdata`` (the endpoint's text parameter;
+  ``textdata`` is not one of its parameters), ``internalnote`` (our key) and, when known,
+  ``encounterid``;
 - a Prescription → another encounter document with the prescription summary (drug, quantity,
   sig, refills, pharmacy). It documents the prescription; it does not e-prescribe;
 - a ClinicalNote → an encounter document with the note's text.
 
+athena lists a ``PUT`` on an encounter document, but its parameters are the department, appointment,
+encounter, priority and an internal note that is appended — not the document's text. So a document's
+text is never rewritten, and a prescription gets its own document.
+
 The athenaNet patient id comes from a FHIR search by MRN scoped to the practice
 (``Patient?identifier=…&ah-practice=Organization/a-1.Practice-{practiceid}``; ids read
-``a-{practiceid}.E-{patientid}``). The v1 API has no idempotency key and document content cannot be
-edited, so each document carries ``[telemed-bridge note-id …]`` in its internal note and we list the
+``a-{practiceid}.E-{patientid}``). The v1 API has no idempotency key, so each document carries
+``[telemed-bridge note-id …]`` in its internal note (athena keeps it and lists it) and we list the
 patient's encounter documents before creating one; a create whose answer never came is reconciled
-by listing again. See ``docs/vendors.md``.
+by listing again. Tokens are cached for their hour (athena limits new tokens per minute and blocks
+the client for the rest of the minute with 429); a 429 from the API waits for Retry-After, else the
+engine's backoff. See ``docs/vendors.md``.
+
+Documentation (each request names its page in its docstring):
+https://docs.athenahealth.com/api/api-ref/document-type-encounter-document (encounter documents),
+https://api.platform.athenahealth.com/fhir/r4/metadata (the FHIR CapabilityStatement: search
+parameters), https://docs.athenahealth.com/api/guides/authentication-and-url-locations (tokens).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +52,7 @@ from bridge import (
     TransientDeliveryError,
 )
 from bridge.plugins.fhir import vendorkit as kit
+from bridge.plugins.fhir.auth import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,34 @@ DEFAULT_SCOPE = "athena/service/Athenanet.MDP.* system/Patient.read"
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 FHIR_PATIENT_ID = re.compile(r"^a-(?P<practice>\d+)\.E-(?P<patient>\d+)$")
+ENCOUNTER_DOCUMENTS = "https://docs.athenahealth.com/api/api-ref/document-type-encounter-document"
+CAPABILITIES = "https://api.platform.athenahealth.com/fhir/r4/metadata"
+TOKENS = "https://docs.athenahealth.com/api/guides/authentication-and-url-locations"
+
+
+class MinuteLimitedTokens(TokenProvider):
+    """The token cache with athena's token limit: past its per-minute count of new tokens (5 in
+    preview, 50 in production) athena answers 429 and refuses new tokens for the rest of the minute
+    (https://docs.athenahealth.com/api/guides/authentication-and-url-locations). Tokens are reused
+    until shortly before their hour is up, so this only happens when many processes share one app;
+    the delivery then waits for the next minute instead of retrying sooner."""
+
+    def __init__(self, inner: TokenProvider):
+        self.inner = inner
+
+    def token(self) -> str | None:
+        try:
+            return self.inner.token()
+        except TransientDeliveryError as exc:
+            if "HTTP 429" not in str(exc):
+                raise
+            wait = 61 - time.time() % 60
+            raise TransientDeliveryError(f"{exc}: athenahealth refuses new tokens for the rest of this minute "
+                                         "after its per-minute limit",
+                                         retry_after=max(wait, exc.retry_after or 0)) from None
+
+    def invalidate(self) -> None:
+        self.inner.invalidate()
 
 
 @dataclass(frozen=True)
@@ -104,7 +146,7 @@ def sessions(opts: kit.Options, settings: AthenaSettings, auth: Mapping[str, Any
     """The v1 and FHIR sessions: one token cache, one HTTP pool, two bases."""
     http = kit.http_settings(opts, config_dir)
     opts.check()
-    tokens = kit.tokens_for(opts, auth, settings.fhir_base, config_dir, http)
+    tokens = MinuteLimitedTokens(kit.tokens_for(opts, auth, settings.fhir_base, config_dir, http))
     errors = kit.VendorErrors(forbidden=f"Practice not valid or accessible: check {opts.where}.practice_id = "
                                         f"{settings.practice_id} (and that client_ids.{settings.environment} is "
                                         "enabled for it)")
@@ -179,7 +221,9 @@ class AthenaDestination:
     # -- athenaNet --
 
     def patient_id(self, record: Record) -> str:
-        """athenaNet's patient id, from a practice-scoped FHIR search by MRN."""
+        """athenaNet's patient id, from a practice-scoped FHIR search by MRN:
+        ``GET /fhir/r4/Patient?identifier=…&ah-practice=…`` (both listed for Patient in athena's
+        CapabilityStatement, https://api.platform.athenahealth.com/fhir/r4/metadata)."""
         mrn = self.settings.systems.mrn_of(record, f"{record.kind} for athenahealth")
         found = kit.find_one(self.fhir, "Patient",
                              [("identifier", kit.token(self.settings.systems.mrn, mrn)),
@@ -203,6 +247,10 @@ class AthenaDestination:
         return f"patients/{patient}/documents/encounterdocument"
 
     def find_document(self, patient: str, note_id: str) -> str | None:
+        """Our earlier document, by the marker athena keeps in its internal note: ``GET
+        /v1/{practiceid}/patients/{patientid}/documents/encounterdocument?departmentid=…&documentsubclass=…``
+        (Get list of patient's encounter documents,
+        https://docs.athenahealth.com/api/api-ref/document-type-encounter-document)."""
         params = urlencode({"departmentid": self.settings.department_id,
                             "documentsubclass": self.settings.document_subclass})
         answer = self.v1.get_json(f"{self.documents_path(patient)}?{params}", "list encounter documents",
@@ -214,6 +262,11 @@ class AthenaDestination:
         return str(found[0].get("encounterdocumentid") or found[0].get("documentid") or "?") if found else None
 
     def file(self, record: Record, note_id: str, text: str, encounter: Encounter | None) -> str:
+        """Create the document once: ``POST /v1/{practiceid}/patients/{patientid}/documents/encounterdocument``,
+        form-encoded ``departmentid``, ``documentsubclass``, ``documentdata``, ``internalnote`` and
+        ``encounterid`` (Add encounter document to patient's chart,
+        https://docs.athenahealth.com/api/api-ref/document-type-encounter-document), unless the list
+        shows our marker; a lost answer is reconciled by listing again."""
         patient = self.patient_id(record)
         existing = self.find_document(patient, note_id)
         if existing:

@@ -21,10 +21,13 @@ def bridge_destination_profiles() -> list[DestinationProfile]:
         ("private_key_jwt",),
         OptionSpec("note_type", "the visit note's type: {code, display} (default LOINC 11506-3)", kind="mapping"),
         OptionSpec("write_vitals", "also file the visit's vital signs as Observations", kind="boolean",
-                   default=True))
+                   default=True),
+        OptionSpec("doc_status", "the notes' docStatus: final (signed by the provider found with "
+                                 "provider_id_system, which it then requires) or preliminary", kind="string",
+                   default="final", choices=("final", "preliminary")))
     return [DestinationProfile(name="epic", make_destination=EpicDestination, format="bridge",
-                               description="Epic: visit note DocumentReference, vitals and prescription "
-                                           "summary against the Epic encounter (SMART backend services)",
+                               description="Epic: visit note, prescription-summary note and vitals "
+                                           "against the Epic encounter (SMART backend services)",
                                options=options, needs_timezone=True)]
 
 

@@ -2,6 +2,9 @@
 
 Settings are the destination's options (base URL, environment, client ids, key…) plus the poller's
 (``resource_type``, ``channel``, ``params``, ``since``, ``watermark``, ``max_pages``).
+
+The searches are Epic's ``{Type}.Search (R4)`` interactions (https://fhir.epic.com/Specifications);
+most of them need a patient or an identifier besides ``_lastUpdated``: put it in ``params``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from bridge import EncodeError, Medication, Record
 
 from . import constants as C
+from . import resources  # noqa: F401  (first: orders → resources → immunization → orders is a cycle)
 from . import keep, people
 from .keep import without_entry_key
 from .assigners import assigners_last, link_assigners
