@@ -287,14 +287,18 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
     def index_content(self, limit: int = 2000) -> int:
         """Index the raw input and outbox payloads stored since the last call (FTS5, migration 11):
         a batch per transaction costs a fraction of an index insert in every intake commit. A write
-        that waits behind an intake commit, like the queue's."""
+        that waits behind an intake commit, like the queue's, and commits without waiting for the disk
+        (``replayable``): the index is derived from rows already stored, and a power cut that loses
+        this commit loses its ``last_id`` with it, so the next call indexes the same rows again. A
+        commit that waited for the disk held SQLite's one writer lock through an fsync, in the way
+        of the intake's commit that a sender waits on."""
         behind = self._read("SELECT (SELECT MAX(id) FROM messages) > (SELECT last_id FROM content_index WHERE"
                             " name='messages') OR (SELECT MAX(id) FROM outbox) > (SELECT last_id FROM"
                             " content_index WHERE name='outbox')")[0][0]
         if not behind:  # the usual answer when idle: no write transaction at all
             return 0
         done = 0
-        with self._tx(queue_work=True) as conn:
+        with self._tx(queue_work=True, replayable=True) as conn:
             for table, index, column in (("messages", "message_text", "raw"), ("outbox", "outbox_text", "payload")):
                 (last,) = conn.execute("SELECT last_id FROM content_index WHERE name=?", (table,)).fetchone()
                 top = conn.execute(f"SELECT MAX(id) FROM (SELECT id FROM {table} WHERE id > ? ORDER BY id LIMIT ?)",
