@@ -178,7 +178,10 @@ def test_an_idle_claim_takes_no_write_lock(tmp_path):
 
 def test_only_replayable_queue_commits_skip_waiting_for_the_disk(tmp_path):
     """Claims and delivery outcomes are redone harmlessly after a power cut (synchronous=NORMAL);
-    the intake's commit and processing results (which fix outbound identities) stay FULL."""
+    the intake's commit stays FULL. Processing results (which fix outbound identities) commit NORMAL
+    and are flushed after the commit, outside the write lock, before finish_processing returns; a
+    delivery claim flushes again before its rows are sent, so a result another process committed a
+    moment ago is on the disk before anything it made leaves the engine."""
     from bridge.core.store.base import DeliveryOutcome, NewOutbox, ProcessingResult
 
     store = SQLiteStore(str(tmp_path / "q.db"))
@@ -192,11 +195,17 @@ def test_only_replayable_queue_commits_skip_waiting_for_the_disk(tmp_path):
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10000  # senders' commits do not checkpoint
     (claim,) = store.claim_messages("w", 30, 1)
     assert mode() == 1
+    flushed: list[int] = []
+    flush = store._wal_sync._flush
+    store._wal_sync._flush = lambda fd: (flush(fd), flushed.append(fd))
     store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
         NewOutbox("d", b"p", "text/plain", "txt", None, "strict")]))
-    assert mode() == 2
+    assert mode() == 1
+    assert len(flushed) >= 1, "the result was not flushed to the disk before finish_processing returned"
+    after_result = len(flushed)
     (delivery,) = store.claim_deliveries("w", 30, 1)
     assert mode() == 1
+    assert len(flushed) > after_result, "a claimed row was handed out for sending before a WAL flush"
     store.finish_deliveries([DeliveryOutcome(delivery, "delivered", "ok")])
     assert mode() == 1
     store.add_event(claim.id, "note", {})
