@@ -199,8 +199,8 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
         with the same identities — a claim (the lease is simply gone) and a delivery's outcome (the
         row is sent again under the same file name and idempotency key: at-least-once, as after a
         crash). Processing results (which create outbox rows and so the identities a receiver sees)
-        also commit this way, but are flushed right after the commit, outside the write lock, before
-        their worker goes on or any deliverer sends them (see :meth:`finish_processing_many`).
+        also commit this way, and are flushed outside the write lock before any deliverer sends what
+        they made (see :meth:`finish_processing_many`).
         Everything else waits for the disk (``FULL``); the intake flushes after its commit in the same
         way (:mod:`wal_sync`). The WAL is one file written in order, so the next durable commit or
         flush makes every earlier commit durable too."""
@@ -493,10 +493,13 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
                 for r in rows]
 
     def finish_processing_many(self, results):
-        """Results are durable when this returns, as with ``synchronous=FULL``, but the WAL flush
-        runs after the commit, outside SQLite's write lock (:meth:`_flush_after_commit`): a FULL
-        commit held the one writer lock through an fsync (4-12 ms here, 50 ms at p99 on a busy
-        disk) that the intake's commit, other workers and deliverers all waited behind."""
+        """Commits without waiting for the disk (``synchronous=NORMAL``): a FULL commit held SQLite's
+        one writer lock through an fsync (4-12 ms here, 50 ms at p99 on a busy disk) that the intake's
+        commit, other workers and deliverers all waited behind. The result is on the disk before
+        anything it made is sent: a delivery claim flushes the WAL before its rows go out
+        (:meth:`_flush_after_commit`), and so does the intake's next acknowledged commit. A power cut
+        before that loses the result, not the message: its lease runs out and a worker processes it
+        again, nothing having left the engine with the lost outbox rows' identities."""
         now = time.time()
         lost: list[LeaseLost | None] = []
         with self._tx(queue_work=True, replayable=self._wal_sync is not None) as conn:
@@ -507,17 +510,16 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
                     lost.append(exc)
                 else:
                     lost.append(None)
-        self._flush_after_commit()
         return lost
 
     def _flush_after_commit(self) -> None:
         """Wait for a WAL flush that began after this thread's last commit returned (shared with
         every other commit before it, of any process: the WAL is one file written in order).
 
-        Processing results commit without the flush inside COMMIT, so for a moment a result's outbox
-        rows are visible but not yet on the disk. A deliverer therefore calls this after its claim
-        committed and before sending: the claim came after the result it saw, so the flush covers
-        that result, and nothing leaves the engine whose outbox row a power cut could still undo."""
+        Processing results commit without a flush, so a result's outbox rows can be visible before
+        they are on the disk. A deliverer therefore calls this after its claim committed and before
+        sending: the claim came after the result it saw, so the flush covers that result, and nothing
+        leaves the engine whose outbox row a power cut could still undo."""
         if self._wal_sync is not None:
             self._wal_sync.wait(self._wal_sync.committed())
 
