@@ -19,7 +19,7 @@ from typing import Any
 
 from bridge.core.config import BridgeConfig, ChannelConfig
 from bridge.core.delivery import Deliverer, reply_channel
-from bridge.core.delivery_lease import DeliveryLeaseHeartbeat
+from bridge.core.delivery_lease import DeliveryLeaseKeeper
 from bridge.core import redaction
 from bridge.core.intake import Intake
 from bridge.core.telemetry import METRICS_DIR_ENV, EngineMetrics
@@ -33,6 +33,8 @@ from bridge.errors import BridgeError, ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
 log = logging.getLogger(__name__)
+CONTENT_INDEX_SECONDS = 1.0  # how far the content search may lag the store while the engine runs
+CONTENT_INDEX_BATCH = 500  # rows per table in one indexing transaction: a few ms of the writer lock
 STORED_AS_FAILED = "stored_as_failed"  # a result the store refused: the message was marked failed instead
 
 
@@ -92,6 +94,7 @@ class Engine:
         self.processor = self._make_processor(config, self.channel_plans, self.destination_plans)
         self.destinations: dict[str, Destination] = {}
         self.deliverer = self._make_deliverer(config, self.destination_plans, self.destinations)
+        self.lease_keeper = DeliveryLeaseKeeper(self.store)  # one thread renews every deliverer's slow sends
         self.sources: list[Source] = []
         self.sources_by_channel: dict[str, Source] = {}  # what bridge.core.health asks whether it listens
         self.scheduler: Any = None
@@ -298,7 +301,7 @@ class Engine:
         if not claims:
             return 0
         started, pending = time.monotonic(), []
-        with DeliveryLeaseHeartbeat(self.store, claims, settings.lease_seconds) as heartbeat:
+        with self.lease_keeper.keep(claims, settings.lease_seconds) as heartbeat:
             for claim in claims:
                 pending.append(self.deliverer.attempt(claim))
                 if time.monotonic() - started > settings.lease_seconds / 3:
@@ -318,7 +321,7 @@ class Engine:
         claim = self.store.claim_delivery(self.owner, lease_seconds)
         if claim is None:
             return False
-        with DeliveryLeaseHeartbeat(self.store, [claim], lease_seconds) as heartbeat:
+        with self.lease_keeper.keep([claim], lease_seconds) as heartbeat:
             outcome = self.deliverer.attempt(claim)
             heartbeat.settled([claim])
             self._settle([outcome])
@@ -353,7 +356,9 @@ class Engine:
         for source in self.sources:
             source.start()
         if self.store.indexes_content_later:  # payloads reach the content search in batches, off the intake
-            self._spawn("content-indexer", self.store.index_content, threading.Event())
+            thread = threading.Thread(target=self._index_content, name="content-indexer", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         if any(job.enabled for job in self.config.jobs.values()):
             from bridge.core.scheduler import Scheduler
 
@@ -379,6 +384,22 @@ class Engine:
             self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes)
         for i in range(settings.deliverers):
             self._spawn(f"deliverer-{i}", self.deliver_batch, self.delivery_ready, other_process_wakes)
+
+    def _index_content(self) -> None:
+        """The content indexer's thread: every ``CONTENT_INDEX_SECONDS``, index what arrived since,
+        in batches of ``CONTENT_INDEX_BATCH`` rows a transaction (another batch at once while a batch
+        comes back full). Paced rather than run whenever a row arrives: each of its transactions
+        takes SQLite's one writer lock that intake commits, results and settlements wait for, and
+        under load an unpaced indexer committed every few milliseconds, a few rows at a time."""
+        while not self._stop.wait(CONTENT_INDEX_SECONDS):
+            try:
+                while self.store.index_content(CONTENT_INDEX_BATCH) >= CONTENT_INDEX_BATCH:
+                    if self._stop.is_set():
+                        return
+            except StoreError as exc:
+                log.error("content-indexer: store error: %s", exc)
+            except Exception:
+                log.exception("content-indexer: unexpected error")
 
     def _spawn(self, name: str, step, wake: threading.Event, other_process_wakes: bool = False) -> None:
         def idle() -> None:
@@ -422,6 +443,7 @@ class Engine:
         self.delivery_ready.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.lease_keeper.close()
         for destination in self.destinations.values():
             try:
                 destination.close()

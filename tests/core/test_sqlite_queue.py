@@ -178,7 +178,9 @@ def test_an_idle_claim_takes_no_write_lock(tmp_path):
 
 def test_only_replayable_queue_commits_skip_waiting_for_the_disk(tmp_path):
     """Claims and delivery outcomes are redone harmlessly after a power cut (synchronous=NORMAL);
-    the intake's commit and processing results (which fix outbound identities) stay FULL."""
+    the intake's commit stays FULL. Processing results (which fix outbound identities) commit NORMAL,
+    and a delivery claim flushes the WAL, outside the write lock, before its rows are sent: a result
+    (of any process) is on the disk before anything it made leaves the engine."""
     from bridge.core.store.base import DeliveryOutcome, NewOutbox, ProcessingResult
 
     store = SQLiteStore(str(tmp_path / "q.db"))
@@ -192,11 +194,16 @@ def test_only_replayable_queue_commits_skip_waiting_for_the_disk(tmp_path):
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10000  # senders' commits do not checkpoint
     (claim,) = store.claim_messages("w", 30, 1)
     assert mode() == 1
+    flushed: list[int] = []
+    flush = store._wal_sync._flush
+    store._wal_sync._flush = lambda fd: (flush(fd), flushed.append(fd))
     store.finish_processing(claim, ProcessingResult(status="routed", outbox=[
         NewOutbox("d", b"p", "text/plain", "txt", None, "strict")]))
-    assert mode() == 2
+    assert mode() == 1
+    assert flushed == [], "the worker waited for the disk"
     (delivery,) = store.claim_deliveries("w", 30, 1)
     assert mode() == 1
+    assert flushed, "a claimed row was handed out for sending before a WAL flush"
     store.finish_deliveries([DeliveryOutcome(delivery, "delivered", "ok")])
     assert mode() == 1
     store.add_event(claim.id, "note", {})

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bridge.core.delivery_lease import DeliveryLeaseKeeper
 from tests import pg
 from tests.hl7v2.conftest_mllp import TEST_FORMAT, RawClient, ScriptedPeer, adt, channel, listening
 
@@ -116,3 +117,33 @@ def test_renewal_is_fenced_by_the_claims_token(bridge_engine, store_url):
         time.sleep(0.1)
         [third] = store.claim_deliveries("third", 5, 1)
         assert store.renew_deliveries([second, third], 5) == [False, True]
+
+
+def test_one_keeper_renews_each_batch_until_it_is_settled(bridge_engine, store_url):
+    """Every deliverer's batches share one renewal thread (not one thread per batch): a batch still
+    sending keeps its row past several lease lengths, while a batch settled early stops being renewed
+    and its row becomes claimable again one lease later."""
+    peer = ScriptedPeer()
+    with contextlib.closing(peer), listening(bridge_engine, config(peer.port, store_url)) as (engine, source):
+        for n, patient in enumerate(("P1", "P2")):
+            assert RawClient(source.port).send(adt(f"KEEP-{n}", patient=patient))[0] == "AA"
+        while engine.process_batch():
+            pass
+        store = engine.store
+        slow, quick = store.claim_deliveries("slow", LEASE_SECONDS, 2)
+        keeper = DeliveryLeaseKeeper(store)
+        before = lease_threads()
+        try:
+            with keeper.keep([slow], LEASE_SECONDS), keeper.keep([quick], LEASE_SECONDS) as quick_batch:
+                quick_batch.settled([quick])  # its outcome is being written: no renewal from now on
+                time.sleep(3 * LEASE_SECONDS)
+                assert lease_threads() == before + 1, "one renewal thread for both batches"
+                taken = store.claim_deliveries("other", 5, 2)
+                assert [c.row.id for c in taken] == [quick.row.id], "the slow batch's row was not kept"
+        finally:
+            keeper.close()
+        assert lease_threads() == before
+
+
+def lease_threads() -> int:
+    return sum(t.name == "delivery-lease" for t in threading.enumerate())
