@@ -26,6 +26,7 @@ VISIT_SYSTEM = "urn:oid:2.16.840.1.113883.3.13.6"
 PATIENT = "12724066"
 VIDEO_TYPE = "2560523697"
 SECRET = "s3cr3t-value"
+ORACLE_DOCS = ("https://docs.oracle.com/en/industries/health/", "https://fhir.cerner.com/millennium/r4/")
 
 
 @pytest.fixture
@@ -100,10 +101,10 @@ def test_a_telehealth_visit_with_note_and_prescription_goes_through_with_nothing
     assert name == {"id": "ENCNTR:4048128", "url": "custom-attribute-name", "valueString": "Telehealth modality"}
     assert value == {"url": "custom-attribute-value", "valueString": "video"}
 
-    oracle.lose_next_answer("POST", "DocumentReference")  # written, but the answer never comes back
+    lost = oracle.lose_answer("POST", "/DocumentReference")  # written, but the answer never comes back
     noted = deliver(engine, mdm())
     assert noted.status == "delivered", noted.last_error
-    assert oracle.lost_answers == 1
+    assert lost.done
     (document,) = oracle.all("DocumentReference")
     assert document["docStatus"] == "final" and "identifier" not in document
     assert document["content"][0]["attachment"]["contentType"] == "text/plain;charset=utf-8"
@@ -123,13 +124,13 @@ def test_a_telehealth_visit_with_note_and_prescription_goes_through_with_nothing
     assert finished.status == "delivered", finished.last_error
     (encounter,) = oracle.all("Encounter")
     assert encounter["period"]["end"] == "2026-03-01T10:30:00-05:00"
-    assert [r.status for r in oracle.refusals] == [409]  # the stale version, then the patch went through
+    assert [r.status for r in oracle.violations] == [409]  # the stale version, then the patch went through
 
     for raw in (adt("A04", "TM0011"), mdm("TM0014"), rde("TM0013"), adt("A03", "TM0012")):  # all again
         assert deliver(engine, raw).status == "delivered"
     assert {k: len(oracle.all(k)) for k in ("Encounter", "DocumentReference", "MedicationRequest")} == \
         {"Encounter": 1, "DocumentReference": 1, "MedicationRequest": 1}
-    assert [r.status for r in oracle.refusals] == [409]
+    assert [r.status for r in oracle.violations] == [409]
 
 
 def test_the_requests_are_the_documented_ones(tmp_path, oracle):
@@ -165,7 +166,7 @@ def test_the_requests_are_the_documented_ones(tmp_path, oracle):
     assert patch.json() == [{"op": "replace", "path": "/period/end", "value": "2026-03-01T10:30:00-05:00"}]
     encounter_search = [r.path for r in oracle.requests if r.method == "GET" and "/Encounter?" in r.path][0]
     assert encounter_search.endswith(f"/Encounter?identifier={VISIT_SYSTEM}%7C{VISIT}")
-    assert oracle.refusals == []
+    assert oracle.violations == []
 
 
 @pytest.mark.parametrize("resource, raws", [
@@ -174,14 +175,14 @@ def test_the_requests_are_the_documented_ones(tmp_path, oracle):
 ])
 def test_a_lost_answer_is_reconciled_and_a_redelivery_writes_nothing_twice(tmp_path, oracle, resource, raws):
     engine = vendor_engine(tmp_path, "oracle_health", oracle_options(oracle))
-    oracle.lose_next_answer("POST", resource)
+    lost = oracle.lose_answer("POST", f"/{resource}")
     for raw in raws():
         row = deliver(engine, raw)
         assert row.status == "delivered", row.last_error
-    assert oracle.lost_answers == 1 and len(oracle.all(resource)) == 1
+    assert lost.done and len(oracle.all(resource)) == 1
     for raw in raws():
         assert deliver(engine, raw.replace(b"|TM000", b"|TM009")).status == "delivered"
-    assert len(oracle.all(resource)) == 1 and oracle.refusals == []
+    assert len(oracle.all(resource)) == 1 and oracle.violations == []
 
 
 def test_the_earlier_write_is_found_on_a_later_page(tmp_path, oracle):
@@ -225,7 +226,7 @@ def test_a_conflict_on_every_patch_is_retried_later_not_dead_lettered(tmp_path, 
         oracle.conflict_next_patch()
     row = settle(engine, adt("A03", "TM0002"))
     assert row.status == "delivered" and row.attempts == 2, (row.status, row.last_error)
-    assert [r.status for r in oracle.refusals] == [409, 409]
+    assert [r.status for r in oracle.violations] == [409, 409]
 
 
 def test_a_draft_note_is_refused_with_the_documented_reason(tmp_path, oracle):
@@ -233,7 +234,7 @@ def test_a_draft_note_is_refused_with_the_documented_reason(tmp_path, oracle):
     assert deliver(engine, adt("A04", "TM0001")).status == "delivered"
     row = deliver(engine, mdm(status="IP"))
     assert row.status == "dead" and "final or amended" in row.last_error
-    assert oracle.all("DocumentReference") == [] and oracle.refusals == []
+    assert oracle.all("DocumentReference") == [] and oracle.violations == []
 
 
 def test_a_location_instead_of_a_service_provider(tmp_path, oracle):
@@ -287,7 +288,12 @@ def test_the_simulator_refuses_encounters_as_documented(oracle, change, status, 
     body = {k: v for k, v in {**GOOD_ENCOUNTER, **change}.items() if v is not None}
     answer = requests.post(f"{oracle.base}/Encounter", data=json.dumps(body), headers=token(oracle), timeout=5)
     assert answer.status_code == status, answer.text
-    assert answer.json()["issue"][0]["code"] == code
+    (issue,) = answer.json()["issue"]
+    assert issue["code"] == code and issue["severity"] == ("fatal" if status == 500 else "error")
+    (violation,) = oracle.violations  # logged like Epic's and athena's, citing the page it enforces
+    assert (violation.method, violation.status, violation.text) == ("POST", status, issue["diagnostics"])
+    assert violation.path.endswith("/Encounter") and violation.source.startswith(ORACLE_DOCS)
+    assert violation.source in violation.text
 
 
 def test_the_simulator_accepts_only_the_documented_patch_operations(oracle):
@@ -304,7 +310,20 @@ def test_the_simulator_accepts_only_the_documented_patch_operations(oracle):
     ok = [{"op": "replace", "path": "/period/end", "value": "2026-03-01T10:30:00-05:00"}]
     assert requests.patch(url, data=json.dumps(ok), headers=patch, timeout=5).headers["ETag"] == 'W/"1"'
     stale = requests.patch(url, data=json.dumps(ok), headers=patch, timeout=5)
-    assert stale.status_code == 409
+    assert stale.status_code == 409 and stale.json()["issue"][0]["code"] == "conflict"
+    assert [v.status for v in oracle.violations] == [422, 422, 422, 409]
+    assert oracle.violations[-1].source == "https://fhir.cerner.com/millennium/r4/#client-errors"
+
+
+def test_the_simulator_loses_an_answer_after_the_write(oracle):
+    """The shared ``lose_answer``: Millennium files the encounter, the client only sees a reset."""
+    lost = oracle.lose_answer("POST", "/Encounter")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{oracle.base}/Encounter", data=json.dumps(GOOD_ENCOUNTER), headers=token(oracle), timeout=5)
+    assert lost.done and len(oracle.all("Encounter")) == 1 and oracle.violations == []
+    again = requests.post(f"{oracle.base}/Encounter", data=json.dumps(GOOD_ENCOUNTER), headers=token(oracle),
+                          timeout=5)
+    assert again.status_code == 201 and len(oracle.all("Encounter")) == 2  # each loss happens once
 
 
 @pytest.mark.parametrize("change, status", [

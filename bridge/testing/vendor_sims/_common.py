@@ -21,12 +21,17 @@ from bridge.testing.fakes.http import FakeHttpServer
 
 
 class Refusal(Exception):
-    """A request the simulated vendor refuses: status, text and the documentation page behind it."""
+    """A request the simulated vendor refuses: status, text and the documentation page behind it.
+
+    ``code`` and ``severity`` are for vendors that answer with an OperationOutcome (Millennium answers
+    a missing required field with a ``fatal`` one); ``headers`` go on the answer (``Retry-After``).
+    How the refusal reads on the wire is each simulator's :meth:`VendorSimulator.refusal_response`.
+    """
 
     def __init__(self, status: int, text: str, source: str, code: str = "invalid",
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, severity: str = "error"):
         self.status, self.text, self.source, self.code = status, text, source, code
-        self.headers = headers or {}
+        self.headers, self.severity = headers or {}, severity
         super().__init__(text)
 
 
@@ -43,7 +48,9 @@ class Violation:
 
 @dataclass
 class LostAnswer:
-    """Process the next request matching ``when``, then reset the connection without answering."""
+    """Process the next request matching ``when``, then reset the connection without answering.
+
+    ``done`` turns true once a request matched: the answer was lost (each one is lost once)."""
 
     when: Callable[[Request], bool]
     done: bool = field(default=False)
@@ -78,12 +85,14 @@ class VendorSimulator(FakeHttpServer):
         return result
 
     def refused(self, request: Request, refusal: Refusal) -> Response:
+        """Log the refusal in ``violations`` and answer it the way this vendor does."""
         with self.lock:
             self.violations.append(Violation(request.method, request.full_path.rstrip("?"), refusal.status,
                                              refusal.text, refusal.source))
         return self.refusal_response(refusal)
 
     def refusal_response(self, refusal: Refusal) -> Response:
+        """The vendor's answer to a refusal (status, body, headers); each simulator shapes its own."""
         raise NotImplementedError
 
 

@@ -21,10 +21,13 @@ Fields a create does not support are *ignored*, as the create pages say: in part
 ``identifier`` on DocumentReference and MedicationRequest is dropped, so a plugin cannot find its
 earlier write by it. Every check below cites the page it enforces.
 
-Scripting for failure tests: :meth:`lose_next_answer` (the write is done, then the connection is
-reset before any answer: the client cannot know), :meth:`conflict_next_patch` (someone else updates
-the encounter just before the next PATCH, so the client's ``If-Match`` is stale), plus the base
-class's ``inject(...)``. :attr:`refusals` lists every request refused with 4xx/5xx and why.
+It is a :class:`~bridge.testing.vendor_sims._common.VendorSimulator` like the Epic and athena ones:
+each refusal is a ``Refusal`` naming the page it enforces, every refused request is kept in
+``violations`` (method, path, status, text, ``source``), and ``lose_answer("POST", "/DocumentReference")``
+does the next matching write, then resets the connection before any answer (the client cannot know).
+Oracle's own extras: :meth:`conflict_next_patch` (someone else updates the encounter just before the
+next PATCH, so the client's ``If-Match`` is stale), refusals answered as OperationOutcomes with
+Millennium's codes, ``ETag`` versions and paged searches; plus the base ``inject(...)``.
 """
 
 from __future__ import annotations
@@ -35,17 +38,15 @@ import itertools
 import json
 import re
 import secrets
-import socket
-import struct
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from bridge.testing.fakes.fhir_server import split_token
-from bridge.testing.fakes.http import FakeHttpServer, Injection, SeenRequest
+from bridge.testing.fakes.http import Injection
+
+from ._common import Refusal, VendorSimulator
 
 SANDBOX_TENANT = "ec2458f2-1e24-41c8-b71b-0e701af7583d"
 ORACLE = "https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap"
@@ -66,30 +67,15 @@ JSON_PATCH = "application/json-patch+json"
 HAS_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 
 
-class OracleRefusal(Exception):
-    """A documented refusal: status, OperationOutcome severity/code and what was wrong."""
-
-    def __init__(self, status: int, text: str, code: str = "business-rule", severity: str = "error"):
-        self.status, self.text, self.code, self.severity = status, text, code, severity
-        super().__init__(text)
+def required(field: str, page: str) -> Refusal:
+    """A missing required field: 500 with a fatal ``required`` OperationOutcome (REQUIRED_FIELDS);
+    ``page`` is the one that lists the field as required."""
+    return Refusal(500, f"{field} is required ({page})", page, "required", severity="fatal")
 
 
-def required(field: str, page: str) -> OracleRefusal:
-    """A missing required field: 500 with a fatal ``required`` OperationOutcome (REQUIRED_FIELDS)."""
-    return OracleRefusal(500, f"{field} is required ({page})", "required", "fatal")
-
-
-def rule(text: str, page: str, code: str = "business-rule") -> OracleRefusal:
-    """A body valid as JSON but against the documented rules: 422 (CLIENT_ERRORS)."""
-    return OracleRefusal(422, f"{text} ({page})", code)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    method: str
-    path: str
-    status: int
-    text: str
+def rule(text: str, page: str, code: str = "business-rule") -> Refusal:
+    """A body valid as JSON but against the documented rules of ``page``: 422 (CLIENT_ERRORS)."""
+    return Refusal(422, f"{text} ({page})", page, code)
 
 
 def check_time(value: Any, field: str, page: str) -> None:
@@ -98,7 +84,7 @@ def check_time(value: Any, field: str, page: str) -> None:
         raise rule(f"{field} must be a dateTime with a time and offset, got {value!r}", page)
 
 
-class OracleHealthSimulator(FakeHttpServer):
+class OracleHealthSimulator(VendorSimulator):
     """A Millennium tenant on loopback. See the module docstring for what it enforces."""
 
     content_type = FHIR_JSON
@@ -109,10 +95,7 @@ class OracleHealthSimulator(FakeHttpServer):
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.resources: dict[str, dict[str, dict[str, Any]]] = {}
         self.tokens: set[str] = set()
-        self.refusals: list[Refusal] = []
-        self.lost_answers = 0
         self.ids = itertools.count(97953477)
-        self._lose: list[Callable[[Request], bool]] = []
         self._conflicts: list[str | None] = []
 
     # -- addresses --
@@ -138,14 +121,6 @@ class OracleHealthSimulator(FakeHttpServer):
 
     # -- scripting --
 
-    def lose_next_answer(self, method: str = "POST", resource_type: str | None = None) -> None:
-        """Do the next matching write, then reset the connection before answering (a lost answer)."""
-        def when(request: Request) -> bool:
-            return request.method == method and (resource_type is None or request.path.rstrip("/").endswith(
-                f"/{resource_type}") or f"/{resource_type}/" in request.path)
-        with self.lock:
-            self._lose.append(when)
-
     def conflict_next_patch(self, encounter_id: str | None = None) -> None:
         """Just before the next PATCH (of ``encounter_id``, or any), another user updates the encounter:
         its version moves on and the client's ``If-Match`` becomes stale (409)."""
@@ -153,26 +128,6 @@ class OracleHealthSimulator(FakeHttpServer):
             self._conflicts.append(encounter_id)
 
     # -- HTTP --
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        with self.lock:
-            lose = next((w for w in self._lose if w(request)), None)
-            if lose:
-                self._lose.remove(lose)
-        if not lose:
-            return super().wsgi(environ, start_response)
-        with self.lock:
-            self.requests.append(SeenRequest(request.method, request.full_path.rstrip("?"), dict(request.headers),
-                                             request.get_data()))
-        response = self.answer(request)  # the write happens...
-        with self.lock:
-            self.lost_answers += 1
-        conn = environ.get("werkzeug.socket")
-        if isinstance(conn, socket.socket):  # ...and the answer never leaves: reset the connection
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.shutdown(socket.SHUT_RDWR)
-        return response(environ, start_response)
 
     def scripted_body(self, injection: Injection) -> Any:
         return {"resourceType": "OperationOutcome",
@@ -183,12 +138,13 @@ class OracleHealthSimulator(FakeHttpServer):
             if request.path == f"/tenants/{self.tenant}/protocols/oauth2/profiles/smart-v1/token":
                 return self.issue_token(request)
             return self.route(request)
-        except OracleRefusal as refusal:
-            with self.lock:
-                self.refusals.append(Refusal(request.method, request.full_path.rstrip("?"), refusal.status,
-                                             refusal.text))
-            return self.json(refusal.status, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": refusal.severity, "code": refusal.code, "diagnostics": refusal.text}]})
+        except Refusal as refusal:
+            return self.refused(request, refusal)
+
+    def refusal_response(self, refusal: Refusal) -> Response:
+        """Millennium answers a refusal with an OperationOutcome: its severity, code and what was wrong."""
+        return self.json(refusal.status, {"resourceType": "OperationOutcome", "issue": [
+            {"severity": refusal.severity, "code": refusal.code, "diagnostics": refusal.text}]}, refusal.headers)
 
     def issue_token(self, request: Request) -> Response:
         """``client_secret_basic`` on the tenant's SMART token endpoint; the token is then required."""
@@ -207,13 +163,13 @@ class OracleHealthSimulator(FakeHttpServer):
     def route(self, request: Request) -> Response:
         prefix = "/r4/"
         if not request.path.startswith(prefix):
-            raise OracleRefusal(404, f"no resource at {request.path}", "not-found")
+            raise Refusal(404, f"no resource at {request.path}", CLIENT_ERRORS, "not-found")
         tenant, *parts = [p for p in request.path[len(prefix):].split("/") if p] or [""]
         if tenant != self.tenant:  # CLIENT_ERRORS: an unknown instance is 403
-            raise OracleRefusal(403, "Tenant not valid or accessible", "forbidden")
+            raise Refusal(403, "Tenant not valid or accessible", CLIENT_ERRORS, "forbidden")
         header = request.headers.get("Authorization", "")
         if not (header.startswith("Bearer ") and header[7:] in self.tokens):  # CLIENT_ERRORS: 401
-            raise OracleRefusal(401, "a valid bearer token is required", "login")
+            raise Refusal(401, "a valid bearer token is required", CLIENT_ERRORS, "login")
         with self.lock:
             return self.dispatch(request, parts)
 
@@ -223,12 +179,12 @@ class OracleHealthSimulator(FakeHttpServer):
         if request.method == "GET" and len(parts) == 2:
             found = self.resources.get(parts[0], {}).get(parts[1])
             if not found:
-                raise OracleRefusal(404, f"{parts[0]}/{parts[1]} not found", "not-found")
+                raise Refusal(404, f"{parts[0]}/{parts[1]} not found", CLIENT_ERRORS, "not-found")
             return self.json(200, found, {"ETag": f'W/"{found["meta"]["versionId"]}"'})
         creates = {"Encounter": self.create_encounter, "DocumentReference": self.create_document,
                    "MedicationRequest": self.create_medication}
         if request.method == "POST" and len(parts) == 1 and parts[0] in creates:
-            body = self.fhir_body(request, parts[0])
+            body = self.fhir_body(request, parts[0], self.CREATE_PAGES[parts[0]])
             stored = creates[parts[0]](body)
             return Response(b"", status=201, content_type=FHIR_JSON, headers={
                 "Location": f"{self.base}/{parts[0]}/{stored['id']}", "ETag": f'W/"{stored["meta"]["versionId"]}"'})
@@ -236,16 +192,20 @@ class OracleHealthSimulator(FakeHttpServer):
             stored = self.patch_encounter(parts[1], request)
             return Response(b"", status=200, content_type=FHIR_JSON,
                             headers={"ETag": f'W/"{stored["meta"]["versionId"]}"'})
-        raise OracleRefusal(405, f"{request.method} {'/'.join(parts)} is not a documented interaction", "not-supported")
+        raise Refusal(405, f"{request.method} {'/'.join(parts)} is not a documented interaction",
+                      self.PAGES.get(parts[0] if parts else "", CLIENT_ERRORS), "not-supported")
 
-    def fhir_body(self, request: Request, rtype: str) -> dict[str, Any]:
+    CREATE_PAGES = {"Encounter": ENCOUNTER_CREATE, "DocumentReference": DOCUMENT_CREATE,
+                    "MedicationRequest": MEDICATION_CREATE}
+
+    def fhir_body(self, request: Request, rtype: str, page: str) -> dict[str, Any]:
         """Create pages' headers: ``Content-Type: application/fhir+json``; ``resourceType`` must match."""
         if (request.content_type or "").split(";")[0] != FHIR_JSON:
-            raise OracleRefusal(415, f"Content-Type must be {FHIR_JSON}", "structure")
+            raise Refusal(415, f"Content-Type must be {FHIR_JSON}", page, "structure")
         try:
             body = json.loads(request.get_data())
         except ValueError:
-            raise OracleRefusal(400, "the body is not JSON", "structure") from None
+            raise Refusal(400, "the body is not JSON", page, "structure") from None
         if not isinstance(body, dict) or body.get("resourceType") != rtype:
             raise rule(f"resourceType must be {rtype}", CLIENT_ERRORS)
         return body
@@ -334,9 +294,10 @@ class OracleHealthSimulator(FakeHttpServer):
         out-of-date version is 409), only the documented operations."""
         current = self.resources.get("Encounter", {}).get(enc_id)
         if current is None:
-            raise OracleRefusal(404, f"Encounter/{enc_id} not found", "not-found")
+            raise Refusal(404, f"Encounter/{enc_id} not found", ENCOUNTER_PATCH, "not-found")
         if (request.content_type or "").split(";")[0] != JSON_PATCH:
-            raise OracleRefusal(415, f"Content-Type must be {JSON_PATCH} ({ENCOUNTER_PATCH})", "structure")
+            raise Refusal(415, f"Content-Type must be {JSON_PATCH} ({ENCOUNTER_PATCH})", ENCOUNTER_PATCH,
+                          "structure")
         if self._conflicts and self._conflicts[0] in (None, enc_id):
             self._conflicts.pop(0)
             current = self._store(dict(current), enc_id)  # someone else's update moves the version on
@@ -344,12 +305,12 @@ class OracleHealthSimulator(FakeHttpServer):
         if not if_match:
             raise required("If-Match header", ENCOUNTER_PATCH)
         if if_match != f'W/"{current["meta"]["versionId"]}"':
-            raise OracleRefusal(409, f"If-Match {if_match} is not the current version ({CLIENT_ERRORS})",
-                                "conflict")
+            raise Refusal(409, f"If-Match {if_match} is not the current version ({CLIENT_ERRORS})",
+                          CLIENT_ERRORS, "conflict")
         try:
             ops = json.loads(request.get_data())
         except ValueError:
-            raise OracleRefusal(400, "the body is not JSON", "structure") from None
+            raise Refusal(400, "the body is not JSON", ENCOUNTER_PATCH, "structure") from None
         if not isinstance(ops, list) or not ops:
             raise rule("the body must be a JSON Patch array", ENCOUNTER_PATCH, "structure")
         updated = json.loads(json.dumps(current))
@@ -498,13 +459,13 @@ class OracleHealthSimulator(FakeHttpServer):
         """Each resource page's search: one of its conditionally required parameters must be given
         (400 otherwise, CLIENT_ERRORS); ``_id`` alone."""
         if rtype not in self.NEEDS:
-            raise OracleRefusal(404, f"{rtype} is not simulated", "not-found")
+            raise Refusal(404, f"{rtype} is not simulated", CLIENT_ERRORS, "not-found")
         query = {k: v for k, v in request.args.lists()}
         if not any(k in query for k in self.NEEDS[rtype]):
-            raise OracleRefusal(400, "no supported search parameters provided", "required")
+            raise Refusal(400, "no supported search parameters provided", self.PAGES[rtype], "required")
         if "_id" in query and set(query) - {"_id", "_revinclude"}:
-            raise OracleRefusal(400, f"_id must not be combined with other parameters ({self.PAGES[rtype]})",
-                                "business-rule")
+            raise Refusal(400, f"_id must not be combined with other parameters ({self.PAGES[rtype]})",
+                          self.PAGES[rtype], "business-rule")
         offset = int(query.pop("-offset", ["0"])[0])
         found = [r for r in self.resources.get(rtype, {}).values()
                  if all(self.match(r, name, value) for name, values in query.items() for value in values)]
@@ -541,4 +502,5 @@ class OracleHealthSimulator(FakeHttpServer):
             return resource.get(name) in value.split(",")
         if name in ("_count", "_revinclude"):
             return True
-        raise OracleRefusal(400, f"search parameter {name!r} is not simulated", "not-supported")
+        raise Refusal(400, f"search parameter {name!r} is not simulated",
+                      self.PAGES.get(resource.get("resourceType", ""), CLIENT_ERRORS), "not-supported")
