@@ -94,7 +94,13 @@ class Result:
     def row(self) -> dict[str, Any]:
         return {"fault": self.case.name, "messages": self.messages, "delivered": self.statuses["delivered"],
                 "dead": self.statuses["dead"], "requests": self.requests, "max_attempts": max(self.attempts),
-                "elapsed": round(self.elapsed, 2), "bound": round(self.bound, 1)}
+                "elapsed": round(self.elapsed, 2), "bound": round(self.bound, 1), "peer holds": self.holds()}
+
+    def holds(self) -> str:
+        """What the peer ended up with: FHIR resources per type, or distinct MLLP messages accepted."""
+        if self.case.peer == "http":
+            return ", ".join(f"{n} {t}" for t, n in sorted(self.stored.items())) or "nothing"
+        return f"{self.effects} distinct"
 
 
 def bound_seconds(case: Case, messages: int) -> float:

@@ -13,7 +13,8 @@ one per received message (then ``default``):
 
 ``answer_for(message, seen_before)`` (optional) decides instead of the queue: ``seen_before`` counts the
 earlier copies of the same MSH-10, so "AE to the first copy of each message" is
-``lambda message, seen: "AE" if seen == 0 else "AA"``. :attr:`FakeMllpPeer.received_at` holds the
+``lambda message, seen: "AE" if seen == 0 else "AA"``. ``host`` is the address it listens on (a
+network-fault test binds the far end of a veth pair). :attr:`FakeMllpPeer.received_at` holds the
 monotonic arrival time of each received message, for timing assertions (backoff, bounds).
 
 A receiver that de-duplicates by control id is what makes MLLP re-delivery safe, so
@@ -65,7 +66,8 @@ class FakeMllpPeer:
 
     def __init__(self, answers: Iterable[str] = (), *, default: str = "AA", text: str = "",
                  max_bytes: int = 16 * 1024 * 1024, late_seconds: float = 0.0,
-                 answer_for: Callable[[bytes, int], str] | None = None):
+                 answer_for: Callable[[bytes, int], str] | None = None, host: str = "127.0.0.1"):
+        self.host = host
         self.default = self._checked(default)
         self.late_seconds = late_seconds
         self.answer_for = answer_for
@@ -90,7 +92,7 @@ class FakeMllpPeer:
     # -- lifecycle --
 
     def __enter__(self) -> FakeMllpPeer:
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock = socket.create_server((self.host, 0))
         threading.Thread(target=self._accept_loop, daemon=True).start()
         return self
 
@@ -109,7 +111,7 @@ class FakeMllpPeer:
 
     @property
     def url(self) -> str:
-        return f"mllp://127.0.0.1:{self.port}"
+        return f"mllp://{self.host}:{self.port}"
 
     # -- scripting and inspection --
 
