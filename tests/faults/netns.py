@@ -21,6 +21,7 @@ import ctypes
 import os
 import random
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -124,3 +125,55 @@ def unavailable(need_netem: bool = False) -> str | None:
     finally:
         sh("ip", "netns", "del", probe, check=False)
     return None
+
+
+class Forwarder:
+    """A TCP forwarder whose listening socket lives in ``link``'s namespace (``far:port``) and whose
+    outbound connections go from here to ``target``: a client in this namespace reaching ``target``
+    through it crosses the veth pair, so :meth:`Link.partition` cuts it (the engine from its PostgreSQL)."""
+
+    def __init__(self, link: Link, target: tuple[str, int]) -> None:
+        self.link, self.target = link, target
+        self.connections = 0
+        self._stopping = threading.Event()
+        self._open: list[socket.socket] = []
+        with link.inside():
+            self._sock = socket.create_server((link.far, 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept_loop, name="forwarder", daemon=True).start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._sock.close()
+        for conn in list(self._open):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self.connections += 1
+            self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)

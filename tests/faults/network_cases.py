@@ -13,16 +13,18 @@ message once (a resend carries the same MSH-10, so a receiver drops it), and tha
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.core.engine import Engine
 from bridge.testing import engine_from_dict
 from bridge.testing.fakes import FakeMllpPeer
-from tests.faults.netns import Link
+from tests.faults.netns import Forwarder, Link
 from tests.fhir_rest.helpers import net_plugins, visit
 
 ACK_TIMEOUT = 0.6
@@ -113,21 +115,66 @@ def run(name: str, link: Link, folder: Path, messages: int, fault: Fault) -> Net
             fault_seconds = fault(lambda: [engine.submit("in", visit(n, mrn=f"MRN{n}"))
                                            for n in range(first + 1, messages + 1)])
             result = NetResult(name, messages, round(fault_seconds, 2), bound=bound_seconds(messages, fault_seconds))
-            rows = None
-            while rows is None and time.monotonic() - started < result.bound + 10:
-                rows = settled(engine, messages)
-                time.sleep(0.05)
-            result.elapsed = time.monotonic() - started
-            rows = rows or engine.store.outbox_rows(limit=messages + 10)
-            result.statuses = {s: sum(1 for r in rows if r.status == s) for s in {r.status for r in rows}}
-            result.attempts = [r.attempts for r in rows]
-            result.received = len(peer.received)
-            time.sleep(1.0)
-            result.received_later = len(peer.received)
-            result.distinct = len({peer.control_id(m) for m in peer.received})
-            result.effects = peer.effects()
+            observe(engine, peer, result, started)
         finally:
             engine.stop()
+    return result
+
+
+def observe(engine: Engine, peer: FakeMllpPeer, result: NetResult, started: float) -> None:
+    """Wait for every outcome (within the bound and ten seconds more), record them and what the peer got."""
+    rows = None
+    while rows is None and time.monotonic() - started < result.bound + 10:
+        rows = settled(engine, result.messages)
+        time.sleep(0.05)
+    result.elapsed = time.monotonic() - started
+    rows = rows or engine.store.outbox_rows(limit=result.messages + 10)
+    result.statuses = {s: sum(1 for r in rows if r.status == s) for s in {r.status for r in rows}}
+    result.attempts = [r.attempts for r in rows]
+    result.received = len(peer.received)
+    time.sleep(1.0)
+    result.received_later = len(peer.received)
+    result.distinct = len({peer.control_id(m) for m in peer.received})
+    result.effects = peer.effects()
+
+
+def run_store_partition(name: str, link: Link, folder: Path, messages: int, seconds: float,
+                        database_url: str) -> NetResult:
+    """The engine reaches its PostgreSQL across the link (a forwarder in the namespace), the MLLP peer
+    on loopback. Half the messages are delivered, the link is cut, the rest are submitted (the intake
+    waits on the store), and the link heals ``seconds`` later: the engine must carry on by itself."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = urlsplit(database_url)
+    forwarder = Forwarder(link, (parts.hostname or "127.0.0.1", parts.port or 5432))
+    user = f"{parts.username}@" if parts.username else ""
+    url = urlunsplit(parts._replace(netloc=f"{user}{link.far}:{forwarder.port}"))
+    try:
+        with FakeMllpPeer() as peer:
+            engine = engine_from_dict({**config(peer.url), "store": url}, folder, net_plugins())
+            engine.start_workers()
+            try:
+                first = messages // 2
+                for n in range(1, first + 1):
+                    engine.submit("in", visit(n, mrn=f"MRN{n}"))
+                while len(peer.accepted()) < first:
+                    time.sleep(0.02)
+                started = time.monotonic()
+                rest = threading.Thread(target=lambda: [engine.submit("in", visit(n, mrn=f"MRN{n}"))
+                                                        for n in range(first + 1, messages + 1)])
+                link.partition(True)
+                try:
+                    rest.start()
+                    time.sleep(seconds)
+                finally:
+                    link.partition(False)
+                # TCP retransmits resume with backoff: up to about the partition's length again
+                result = NetResult(name, messages, seconds, bound=2 * seconds + bound_seconds(messages, 0))
+                rest.join(timeout=result.bound)
+                observe(engine, peer, result, started)
+            finally:
+                engine.stop()
+    finally:
+        forwarder.close()
     return result
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests import pg
 from tests.faults import netns
-from tests.faults.network_cases import check, impaired, partition, run
+from tests.faults.network_cases import check, impaired, partition, run, run_store_partition
 
 MESSAGES = 6
 
@@ -38,3 +39,10 @@ def test_a_partition_mid_delivery_heals_without_loss_or_new_identities(link, tmp
 @pytest.mark.parametrize("spec", [("delay", "150ms", "50ms"), ("loss", "25%")], ids=["latency", "loss"])
 def test_latency_and_loss_still_deliver_everything_once(netem_link, tmp_path, spec):
     check(run(" ".join(spec), netem_link, tmp_path, MESSAGES, impaired(netem_link, 3.0, *spec)))
+
+
+def test_a_partition_from_postgresql_heals_and_the_node_carries_on(link, tmp_path):
+    """The node's store connections cross the link (a forwarder in the namespace to the local server);
+    cut for 3 s while messages arrive and deliver, the node must finish every message by itself."""
+    with pg.database() as url:
+        check(run_store_partition("PostgreSQL partition 3 s", link, tmp_path, MESSAGES, 3.0, url))
