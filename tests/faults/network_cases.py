@@ -58,7 +58,7 @@ class NetResult:
 
 def config(url: str) -> dict[str, Any]:
     return {
-        "engine": {"workers": 1, "deliverers": DELIVERERS, "batch_size": 1, "poll_seconds": 0.02, "lease_seconds": 10},
+        "engine": {"workers": 1, "deliverers": DELIVERERS, "batch_size": 1, "poll_seconds": 0.02, "lease_seconds": 60},
         "channels": {"in": {"source": "file://inbox", "format": "bridge", "routes": [{"to": ["peer"]}],
                             "order": {"by": "none"}}},
         "destinations": {"peer": {"url": url, "format": "hl7v2", "retry": dict(RETRY),
