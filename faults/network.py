@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests import pg  # noqa: E402
 from tests.faults import netns  # noqa: E402
+from tests.faults import downstream_cases as stall  # noqa: E402
 from tests.faults import network_cases as cases  # noqa: E402
 
 HEADER = ("scenario", "messages", "fault s", "delivered", "dead", "sent to peer", "distinct at peer",
-          "max attempts", "elapsed", "bound", "bounds held")
+          "max attempts", "elapsed", "bound", "bounds held", "reruns")
 
 
 def scenarios(link: netns.Link, messages: int, netem: str | None):
@@ -60,16 +61,17 @@ def run_all(messages: int) -> list[dict]:
     netem = netns.unavailable(need_netem=True)
     with netns.Link() as link, tempfile.TemporaryDirectory(prefix="tb-network-") as tmp:
         for index, (name, runner) in enumerate(scenarios(link, messages, netem)):
-            outcome = runner(Path(tmp) / str(index))
+            outcome, thrown_away = stall.unstalled(lambda runner=runner, index=index: runner(
+                Path(tmp) / f"{index}-{os.urandom(3).hex()}"))
             if isinstance(outcome, str):
-                row = {k: "" for k in HEADER} | {"scenario": name, "bounds held": f"skipped: {outcome}"}
+                row = {k: "" for k in HEADER} | {"scenario": name, "bounds held": f"skipped: {outcome}", "reruns": ""}
             else:
                 try:
                     cases.check(outcome)
                     held = "yes"
                 except AssertionError as failure:
                     held = f"NO: {failure}"
-                row = {**outcome.row(), "bounds held": held}
+                row = {**outcome.row(), "bounds held": held, "reruns": thrown_away}
             print(" | ".join(str(row[k]) for k in HEADER), flush=True)
             rows.append(row)
     return rows
@@ -88,7 +90,9 @@ def markdown(rows: list[dict], messages: int) -> str:
         "server. Half the messages are delivered first (connections open), the rest arrive during the "
         "fault. `fault s` is how long the fault lasted; `elapsed` runs from its start to the last outcome. "
         "`sent to peer` above `distinct at peer` are resends carrying the same MSH-10 (a send lost in the "
-        "partition, or one whose ACK was), which a receiver drops. "
+        "partition, or one whose ACK was), which a receiver drops. `reruns` counts runs thrown away because this "
+        "process was stopped for over a second meanwhile (the shared machine freezes other jobs while one "
+        "measures speed). "
         f"Settings: max_attempts {retry['max_attempts']}, backoff {retry['initial_seconds']} s doubling to "
         f"{retry['max_seconds']} s, ACK timeout {cases.ACK_TIMEOUT} s, connect timeout {cases.CONNECT_TIMEOUT} s, "
         f"{cases.DELIVERERS} deliverers.",
