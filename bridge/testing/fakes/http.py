@@ -46,12 +46,14 @@ class Injection:
 
 @dataclass(frozen=True)
 class SeenRequest:
-    """What the fake received, for assertions: method, path with query, headers and body bytes."""
+    """What the fake received, for assertions: method, path with query, headers, body bytes, and the
+    monotonic time it arrived (for backoff and Retry-After assertions)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body)

@@ -8,7 +8,14 @@ one per received message (then ``default``):
   message's MSH-10 in MSA-2;
 - ``"silent"``: read the message, never answer (the sender must time out);
 - ``"close"``: read the message, close the connection without answering;
-- ``"garbage"``: answer a frame that is not an ACK.
+- ``"garbage"``: answer a frame that is not an ACK;
+- ``"late"``: wait ``late_seconds``, then answer AA (after the sender's ACK timeout, when that is shorter).
+
+``answer_for(message, seen_before)`` (optional) decides instead of the queue: ``seen_before`` counts the
+earlier copies of the same MSH-10, so "AE to the first copy of each message" is
+``lambda message, seen: "AE" if seen == 0 else "AA"``. ``host`` is the address it listens on (a
+network-fault test binds the far end of a veth pair). :attr:`FakeMllpPeer.received_at` holds the
+monotonic arrival time of each received message, for timing assertions (backoff, bounds).
 
 A receiver that de-duplicates by control id is what makes MLLP re-delivery safe, so
 :meth:`FakeMllpPeer.effects` counts distinct control ids the peer accepted (answered AA/CA).
@@ -20,12 +27,12 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
 ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
-BEHAVIOURS = (*ACK_CODES, "silent", "close", "garbage")
+BEHAVIOURS = (*ACK_CODES, "silent", "close", "garbage", "late")
 
 
 def msh_fields(message: bytes) -> list[str]:
@@ -58,8 +65,13 @@ class FakeMllpPeer:
     """``with FakeMllpPeer(answers=["AE", "AA"]) as peer:`` — ``peer.url`` is ``mllp://127.0.0.1:PORT``."""
 
     def __init__(self, answers: Iterable[str] = (), *, default: str = "AA", text: str = "",
-                 max_bytes: int = 16 * 1024 * 1024):
+                 max_bytes: int = 16 * 1024 * 1024, late_seconds: float = 0.0,
+                 answer_for: Callable[[bytes, int], str] | None = None, host: str = "127.0.0.1"):
+        self.host = host
         self.default = self._checked(default)
+        self.late_seconds = late_seconds
+        self.answer_for = answer_for
+        self.received_at: list[float] = []
         self.text = text
         self.max_bytes = max_bytes
         self.answers: deque[str] = deque(self._checked(a) for a in answers)
@@ -80,7 +92,7 @@ class FakeMllpPeer:
     # -- lifecycle --
 
     def __enter__(self) -> FakeMllpPeer:
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock = socket.create_server((self.host, 0))
         threading.Thread(target=self._accept_loop, daemon=True).start()
         return self
 
@@ -99,7 +111,7 @@ class FakeMllpPeer:
 
     @property
     def url(self) -> str:
-        return f"mllp://127.0.0.1:{self.port}"
+        return f"mllp://{self.host}:{self.port}"
 
     # -- scripting and inspection --
 
@@ -109,14 +121,18 @@ class FakeMllpPeer:
             self.answers.extend(self._checked(a) for a in answers)
 
     def accepted(self) -> list[bytes]:
-        """Messages the peer answered AA or CA."""
+        """Messages the peer answered AA or CA (a ``late`` answer is an AA: the receiver took the message)."""
         with self.lock:
-            return [message for message, code in self.answered if code in ("AA", "CA")]
+            return [message for message, code in self.answered if code in ("AA", "CA", "late")]
+
+    def control_id(self, message: bytes) -> str | bytes:
+        """MSH-10 of a message (the whole bytes when it has none): the identity a receiver de-duplicates by."""
+        fields = msh_fields(message)
+        return fields[10] if len(fields) > 10 else message
 
     def effects(self) -> int:
         """Distinct messages (by MSH-10, or whole bytes when there is none) the peer accepted."""
-        keys = {(msh_fields(m)[10] if len(msh_fields(m)) > 10 else m) for m in self.accepted()}
-        return len(keys)
+        return len({self.control_id(m) for m in self.accepted()})
 
     # -- serving --
 
@@ -153,9 +169,18 @@ class FakeMllpPeer:
     def _answer(self, conn: socket.socket, message: bytes) -> bool:
         """Answer one message as scripted; False when the connection must end."""
         with self.lock:
+            seen_before = sum(1 for earlier in self.received if self.control_id(earlier) == self.control_id(message))
             self.received.append(message)
-            behaviour = self.answers.popleft() if self.answers else self.default
+            self.received_at.append(time.monotonic())
+            if self.answer_for is not None:
+                behaviour = self._checked(self.answer_for(message, seen_before))
+            else:
+                behaviour = self.answers.popleft() if self.answers else self.default
             self.answered.append((message, behaviour))
+        if behaviour == "late":
+            if self._stopping.wait(self.late_seconds):
+                return False
+            behaviour = "AA"
         if behaviour == "close":
             return False
         if behaviour == "silent":
