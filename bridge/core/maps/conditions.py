@@ -114,7 +114,8 @@ def _equals(body: Any, paths: list[Path]) -> Condition:
     checks = []
     for raw, wanted in _pairs(body, "equals"):
         path, want = _path(raw, paths), text(wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path): any((v if type(v) is str else text(v)) == w for v in get(s, p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path):
+                      any((v if type(v) is str else text(v)) == w for v in get(s, p)))
     return _combine(checks)
 
 
@@ -124,7 +125,8 @@ def _in(body: Any, paths: list[Path]) -> Condition:
         if not isinstance(wanted, list) or not wanted:
             raise ConditionError(f"in: {raw}: expected a list of values")
         path, want = _path(raw, paths), frozenset(text(w) for w in wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path): any((v if type(v) is str else text(v)) in w for v in get(s, p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path):
+                      any((v if type(v) is str else text(v)) in w for v in get(s, p)))
     return _combine(checks)
 
 
