@@ -223,3 +223,32 @@ def test_a_step_that_adds_or_removes_records_is_seen_by_the_next_steps(tmp_path)
     steps = {s["id"]: s for s in out.events[0]["steps"]}
     assert steps["name-them"]["changed"] == 1  # the practitioner the first step added was found
     assert record.practitioner is None and not out.holds  # and the removed one no longer is
+
+
+def test_copy_and_delete_find_records_again_only_when_records_moved(tmp_path):
+    """A later step sees the records as they are: once a visit's patient is deleted, the next step
+    finds one patient fewer. A copy or delete of plain values does not make the engine look for
+    records again (every step of every message would pay for it)."""
+    a, b = visit("AMB"), visit("IMP")
+    out = run(tmp_path, """
+        steps:
+          - id: tag
+            set: {patient.extra.seen: "yes"}
+          - id: unlink
+            when: {equals: {encounter.class: IMP}}
+            delete: encounter.patient
+          - id: untag
+            delete: patient.extra.seen
+    """, [a, b])
+    assert b.patient is None and a.patient is not None and a.patient.extra == {"seen": None}
+    steps = {s["id"]: s for s in out.events[0]["steps"]}
+    assert steps["tag"]["applied"] == 2 and steps["untag"]["applied"] == 1
+    map_ = make_map(tmp_path, """
+        steps:
+          - {id: c, copy: {from: encounter.class, to: encounter.extra.was}}
+          - {id: d, delete: encounter.extra.was}
+          - {id: p, copy: {from: encounter.patient, to: encounter.patient}}
+          - {id: q, delete: encounter.patient}
+          - {id: m, move: {from: encounter.extra.was, to: encounter.extra.now}}
+    """, name="reshape")
+    assert [s.action.reshapes for s in map_.steps] == [False, False, True, True, False]

@@ -199,9 +199,24 @@ class SetAction(Action):
     def reshapes(self) -> bool:  # type: ignore[override]
         return any(_holds_records(p) for p, _ in self.entries)
 
+    @cached_property
+    def _prefitted(self) -> tuple[bool, ...]:
+        """Per entry: its value is a plain value already fitted to one field when the map loaded,
+        so each write only compares and stores (a record-shaped value is copied per write, and a
+        whole list field takes a new list, as :func:`_put` does)."""
+        return tuple(isinstance(value, (str, int, float)) and not (path.leaf.is_list and not path.leaf.selected)
+                     for path, value in self.entries)
+
     def apply(self, run: Run, subject: Any) -> int:
-        return sum(_put(slot, value, path.leaf, path.text)
-                   for path, value in self.entries for slot in slots(subject, path, create=True))
+        changed = 0
+        for (path, value), prefitted in zip(self.entries, self._prefitted):
+            for slot in slots(subject, path, create=True):
+                if not prefitted:
+                    changed += _put(slot, value, path.leaf, path.text)
+                elif slot.get() != value:
+                    slot.put(value)
+                    changed += 1
+        return changed
 
 
 @dataclass(frozen=True)
@@ -210,9 +225,11 @@ class CopyAction(Action):
     target: Path | None = None
     move: bool = False
 
-    @property
-    def reshapes(self) -> bool:
-        return True
+    @cached_property
+    def reshapes(self) -> bool:  # type: ignore[override]
+        """Only a value that is or holds records changes which records the message has."""
+        assert self.source is not None and self.target is not None
+        return _holds_records(self.target) or (self.move and _holds_records(self.source))
 
     def apply(self, run: Run, subject: Any) -> int:
         assert self.source is not None and self.target is not None
@@ -242,9 +259,10 @@ def _delete(subject: Any, path: Path) -> int:
 class DeleteAction(Action):
     path: Path | None = None
 
-    @property
-    def reshapes(self) -> bool:
-        return True
+    @cached_property
+    def reshapes(self) -> bool:  # type: ignore[override]
+        assert self.path is not None
+        return _holds_records(self.path)
 
     def apply(self, run: Run, subject: Any) -> int:
         assert self.path is not None
@@ -313,15 +331,20 @@ class FormatDateAction(Action):
         return changed
 
 
+_YEAR = re.compile(r"\d{4}")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
 def format_date(value: str, fmt: str) -> str | None:
     """``value`` (ISO 8601, any precision) in ``fmt``; None when it cannot be done without inventing."""
     if fmt in PRECISIONS:
         cut = PRECISIONS[fmt]
-        if len(value) < cut or not re.match(r"\d{4}", value):
+        if len(value) < cut or not _YEAR.match(value):
             return None
-        offset = re.search(r"(Z|[+-]\d{2}:?\d{2})$", value[10:]) if cut > 10 else None
+        offset = _OFFSET.search(value[10:]) if cut > 10 else None
         return value[:cut] + (offset.group(1) if offset else "")
-    if not re.match(r"\d{4}-\d{2}-\d{2}", value):
+    if not _DAY.match(value):
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

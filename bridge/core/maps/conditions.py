@@ -67,7 +67,8 @@ def _reader(path: Path | FieldPath) -> Callable[[Scope, Any], list[Any]]:
 
 
 def text(value: Any) -> str:
-    """How a value compares with what a map wrote: booleans as true/false, dates as ISO."""
+    """How a value compares with what a map wrote: booleans as true/false, dates as ISO. (The
+    comparisons pass a text as it is, without the call: it is most of what they read.)"""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (datetime.date, datetime.datetime)):
@@ -113,7 +114,8 @@ def _equals(body: Any, paths: list[Path]) -> Condition:
     checks = []
     for raw, wanted in _pairs(body, "equals"):
         path, want = _path(raw, paths), text(wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path): any(text(v) == w for v in get(s, p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path):
+                      any((v if type(v) is str else text(v)) == w for v in get(s, p)))
     return _combine(checks)
 
 
@@ -123,7 +125,8 @@ def _in(body: Any, paths: list[Path]) -> Condition:
         if not isinstance(wanted, list) or not wanted:
             raise ConditionError(f"in: {raw}: expected a list of values")
         path, want = _path(raw, paths), frozenset(text(w) for w in wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path): any(text(v) in w for v in get(s, p)))
+        checks.append(lambda s, p=path, w=want, get=_reader(path):
+                      any((v if type(v) is str else text(v)) in w for v in get(s, p)))
     return _combine(checks)
 
 
@@ -136,7 +139,8 @@ def _pattern(body: Any, paths: list[Path]) -> Condition:
         except re.error as exc:
             raise ConditionError(f"pattern: {raw}: bad regular expression {regex!r}: {exc}") from None
         path = _path(raw, paths)
-        checks.append(lambda s, p=path, r=compiled, get=_reader(path): any(r.fullmatch(text(v)) for v in get(s, p)))
+        checks.append(lambda s, p=path, r=compiled, get=_reader(path):
+                      any(r.fullmatch(v if type(v) is str else text(v)) for v in get(s, p)))
     return _combine(checks)
 
 

@@ -263,7 +263,7 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """A place a value lives: ``owner.name`` (or ``owner[name]``), item ``index`` of a list or the whole field."""
 
@@ -285,17 +285,27 @@ class Slot:
 
 
 def objects_at(start: Any, segments: typing.Sequence[Segment], create: bool = False) -> list[Any]:
-    """The objects reached by walking ``segments`` from ``start`` (list items flattened)."""
+    """The objects reached by walking ``segments`` from ``start`` (list items flattened). Every step
+    of every map walks paths for every message, so the common case (a field with no selector) is
+    done inline, without a call per object."""
     current = [start]
     for seg in segments:
+        name, select = seg.name, seg.select
         found: list[Any] = []
         for obj in current:
-            value = _get(obj, seg.name)
-            if value is None and create:
-                value = _create(obj, seg.name)
+            value = obj.get(name) if type(obj) is dict else getattr(obj, name, None)
+            if value is None:
+                if not create:
+                    continue
+                value = _create(obj, name)
+                if value is None:
+                    continue
             if isinstance(value, list):
-                found.extend(item for _, item in _select(value, seg.select))
-            elif value is not None:
+                if select is None:
+                    found.extend(value)
+                else:
+                    found.extend(item for _, item in _select(value, select))
+            else:
                 found.append(value)
         current = found
     return current
@@ -322,13 +332,16 @@ def _create(obj: Any, name: str) -> Any:
 def slots(start: Any, path: Path, create: bool = False) -> list[Slot]:
     """The places ``path`` names under ``start``: one per selected list item, or the field itself."""
     last = path.segments[-1]
+    name, select = last.name, last.select
     out: list[Slot] = []
-    for owner in objects_at(start, path.parent, create):
-        value = _get(owner, last.name)
-        if isinstance(value, list) and last.select is not None:
-            out.extend(Slot(owner, last.name, i) for i, _ in _select(value, last.select))
-        elif isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
-            out.append(Slot(owner, last.name))
+    for owner in objects_at(start, path.parent, create) if path.parent else (start,):
+        if select is not None:
+            value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
+            if isinstance(value, list):
+                out.extend(Slot(owner, name, i) for i, _ in _select(value, select))
+                continue
+        if type(owner) is dict or isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
+            out.append(Slot(owner, name))
     return out
 
 
@@ -336,11 +349,12 @@ def read(start: Any, path: Path) -> list[Any]:
     """Every non-empty value at ``path`` under ``start`` (list fields flattened). The hot path of
     every condition: it walks the objects directly instead of building slots."""
     last = path.segments[-1]
+    name, select = last.name, last.select
     values: list[Any] = []
     for owner in objects_at(start, path.parent) if path.parent else (start,):
-        value = _get(owner, last.name)
+        value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
         if isinstance(value, list):
-            items = value if last.select is None else [item for _, item in _select(value, last.select)]
+            items = value if select is None else [item for _, item in _select(value, select)]
             values.extend(v for v in items if v is not None)
         elif value is not None:
             values.append(value)

@@ -75,10 +75,15 @@ def run_step(step: Step, run: Run) -> tuple[int, int]:
             return 1, action.apply(run, None)
         return 0, 0
     fired = changed = 0
+    when = step.when
+    scope = Scope(run.records, None, action.kind, run.of_kind, run.inbound) if when is not None else None
     for subject in (run.outbound if action.kind is MESSAGE_KIND else subjects_of(step, run)):
-        if step.when is None or step.when(Scope(run.records, subject, action.kind, run.of_kind, run.inbound)):
-            fired += 1
-            changed += action.apply(run, subject)
+        if scope is not None:
+            scope.subject = subject  # one scope per step; a condition only reads it while it runs
+            if not when(scope):  # type: ignore[misc]
+                continue
+        fired += 1
+        changed += action.apply(run, subject)
     if changed and action.reshapes:
         run.reshaped()
     return fired, changed
@@ -89,9 +94,9 @@ def subjects_of(step: Step, run: Run) -> list[Any]:
     kind = step.action.kind
     if kind is MESSAGE_KIND:
         return list(run.outbound)
-    if isinstance(step.action, DropAction):
+    if type(step.action) is DropAction:
         return [r for r in run.records if r.kind == kind]
-    return list(run.of_kind(kind))  # type: ignore[arg-type]
+    return run.of_kind(kind)  # type: ignore[arg-type]  # a new list after a reshape: safe to iterate
 
 
 def hold_rules(holds: Sequence[dict[str, str]]) -> list[dict[str, Any]]:

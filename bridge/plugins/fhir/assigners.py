@@ -22,7 +22,9 @@ Encounter, RelatedPerson, Coverage, Practitioner, Specimen…) gets it without a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from bridge import Identifier, Organization
@@ -65,10 +67,32 @@ def link_assigners(resource: dict[str, Any], w: Writer) -> dict[str, Any]:
         key = dedupe_key(org)
         url = w.assigners.get(key)
         if url is None:
-            url = w.add(org)
+            built = _authority_resource(assigner.get("display"), ident.get("system"))
+            url = w.add(org) if built is None else w.add_resource(json.loads(built[0]), built[1])
             w.assigners[key] = url
         ident["assigner"] = {"reference": url, **{k: v for k, v in assigner.items() if k != "reference"}}
     return resource
+
+
+@lru_cache(maxsize=1024)
+def _authority_resource(assigner: str | None, system: str | None) -> tuple[str, tuple[str, str] | None] | None:
+    """The Organization resource (as JSON text) and business key of an assigning authority.
+
+    The same few authorities come back in message after message (a map that gives identifiers an
+    assigner adds them to every bundle), and their resource depends on nothing but the assigner and
+    the system, so it is built once per pair; each bundle gets its own copy (``json.loads``), since
+    the writer may still tag it. None when building it touched anything else (then it is built as
+    any record is, every time)."""
+    from .encode import Writer, business_key
+
+    org = authority(assigner, system)
+    if org is None:  # pragma: no cover - callers pass only identifiers that name an authority
+        return None
+    writer = Writer({})
+    resource = writer.resource(org)
+    if writer.entries or writer.assigners:
+        return None
+    return json.dumps(resource, ensure_ascii=False), business_key(resource)
 
 
 def _unlinked(ident: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from . import known_good
 from .bindings import bundle_violations
 from .decode import decode_document
 from .encode import Writer
+from .pretty import bundle_json
 
 MEDIA_TYPE = "application/fhir+json"
 
@@ -95,8 +96,7 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     validate(checked)
     check_bindings(checked)
     known_good.remember(reusable)
-    indent = options.get("indent", 2)
-    return (json.dumps(bundle, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+    return (bundle_json(bundle, options.get("indent", 2)) + "\n").encode("utf-8")
 
 
 def peek(raw: bytes) -> MessageHeader:

@@ -146,7 +146,10 @@ class Writer:
     def add(self, record: Record) -> str:
         """Add the record (and, through references, what it refers to); return its fullUrl."""
         resource = self.resource(record)
-        key = business_key(resource)
+        return self.add_resource(resource, business_key(resource))
+
+    def add_resource(self, resource: dict[str, Any], key: tuple[str, str] | None) -> str:
+        """Add a resource already built (``key``: its :func:`business_key`); return its fullUrl."""
         seed = f"{resource['resourceType']}|{key[0]}={key[1]}" if key else canonical_json(resource)
         full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, seed)}"
         previous = self.entries.get(full_url)
