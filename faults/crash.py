@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import hashlib
 import json
 import random
@@ -203,22 +204,37 @@ class Nodes:
         self.logs = config.parent / "logs"
         self.logs.mkdir(exist_ok=True)
         self.starts = 0
+        self.start_failures: list[str] = []
+        self.log_paths: dict[int, Path] = {}
         self.procs = [self.start() for _ in range(count)]
 
     def start(self) -> subprocess.Popen:
         self.starts += 1
-        with open(self.logs / f"start-{self.starts:03d}.log", "wb") as log:
-            return start_engine(self.config, stderr=log)
+        path = self.logs / f"start-{self.starts:03d}.log"
+        with open(path, "wb") as log:
+            proc = start_engine(self.config, stderr=log)
+        self.log_paths[proc.pid] = path
+        return proc
 
-    def wait_listening(self, timeout: float = 120) -> None:
+    def wait_listening(self, timeout: float = 600) -> None:
+        """Until every node listens (generous: a shared machine may freeze the run for minutes). A node
+        that exits while starting is started again, at most 3 times in a run; each such failure is
+        counted and its log's last line kept (a PostgreSQL connect timeout on a loaded machine, so far)."""
         deadline = time.monotonic() + timeout
-        pids = [p.pid for p in self.procs]
-        while len(listening_pids(self.port, pids)) < len(pids):
-            dead = [p for p in self.procs if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"engine not listening (exited: {[p.returncode for p in dead]});"
-                                   f" see {self.logs}")
+        while len(listening_pids(self.port, [p.pid for p in self.procs])) < len(self.procs):
+            for index, proc in enumerate(self.procs):
+                if proc.poll() is not None:
+                    self.start_failures.append(self._last_line(proc))
+                    if len(self.start_failures) > 3:
+                        raise RuntimeError(f"engines keep failing to start: {self.start_failures}")
+                    self.procs[index] = self.start()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"engine not listening after {timeout:g} s; see {self.logs}")
             time.sleep(0.05)
+
+    def _last_line(self, proc: subprocess.Popen) -> str:
+        lines = [ln for ln in self.log_paths[proc.pid].read_text(errors="replace").splitlines() if ln.strip()]
+        return f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"[:300]
 
     def kill_and_restart(self, index: int) -> None:
         victim = self.procs[index]
@@ -280,6 +296,7 @@ class Result:
     seconds: float
     seed: int
     kills_at: list[dict[str, Any]] = field(default_factory=list)
+    start_failures: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -335,6 +352,7 @@ def run(plan: Plan, folder: Path, progress: Callable[[str], None] = lambda line:
         result = count(plan, url, senders, receiver, folder / "outbox", kills_at, seed)
         result.clean_exits = all(c == 0 for c in codes)
         result.tracebacks = nodes.tracebacks()
+        result.start_failures = nodes.start_failures
     result.seconds = round(time.monotonic() - began, 1)
     if not result.clean_exits:
         result.problems.append(f"an engine did not stop cleanly: exit codes {codes}")
@@ -495,7 +513,15 @@ def table(rows: list[list[str]]) -> str:
 
 
 def record(result: Result, path: Path = RESULTS) -> None:
-    """Replace this mode's row in the results file (the other modes' rows stay)."""
+    """Replace this mode's row in the results file (the other modes' rows stay; runs of several modes
+    at once take turns through a lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(tempfile.gettempdir()) / "bridge-crash-results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _rewrite(result, path)
+
+
+def _rewrite(result: Result, path: Path) -> None:
     rows: dict[str, list[str]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -505,7 +531,6 @@ def record(result: Result, path: Path = RESULTS) -> None:
     rows[result.mode] = row(result)
     order = ["sqlite", "postgresql", "postgresql, 3 nodes"]
     ordered = sorted(rows.values(), key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[0]))
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + table(ordered) + "\n\n" + FOOTER.format(
         updated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
 
@@ -544,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan(store=args.store, nodes=args.nodes, kills=args.kills, messages=args.messages,
                 senders=args.senders, seed=args.seed, deadline_seconds=args.deadline)
+    # a TERM (or Ctrl-C) unwinds: the engines are stopped and a PostgreSQL database is dropped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(tempfile.mkdtemp(prefix="bridge-crash-"))
     try:
         result = run(plan, folder, progress=lambda line: print(line, flush=True))
