@@ -550,6 +550,8 @@ FOOTER = """- *lost*: ACKed messages missing from the store, the outbox folder o
   *identities match* says each carried the first one's identity (FHIR entries' conditional keys; the
   file's name and MSH-10), so its receiver can drop it.
 - *resent frames*: messages a sender sent again because its connection died before the ACK.
+- *run time* is not a speed figure: the runs shared a 2-core machine with other work, which at times
+  froze them for minutes (those freezes also expire leases, which adds duplicate deliveries).
 
 Updated {updated}.
 """
