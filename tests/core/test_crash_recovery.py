@@ -8,10 +8,7 @@ and stored exactly once (the inbox re-read after the crash is deduplicated).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -20,15 +17,11 @@ import pytest
 
 from bridge.core.store.sqlite import SQLiteStore
 from tests.core.helpers import encounter_message
+from tests.processes import alive, children_of, nice_of
+from tests.processes import start_engine as start
 
 COUNT = 1000
 pytestmark = pytest.mark.slow
-
-
-def start(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(config)], cwd=config.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "BRIDGE_LOG_LEVEL": "WARNING"})
 
 
 def delivered_ids(outbox: Path) -> list[str]:
@@ -98,30 +91,6 @@ def test_kill_minus_9_mid_flow_loses_nothing(tmp_path):
     assert second.returncode == 0, err.decode()
     assert set(delivered_ids(outbox)) == {f"ENC-{n}" for n in range(COUNT)}
     assert not list((tmp_path / "inbox").glob("msg-*")), "every inbox file was taken in"
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
-def nice_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_kill_minus_9_with_worker_processes_loses_nothing_and_keeps_per_patient_order(tmp_path):

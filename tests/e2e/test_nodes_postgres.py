@@ -12,11 +12,9 @@ scheduled job ran at most once per slot.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -29,6 +27,8 @@ from bridge.core.store import open_store
 from tests.core.helpers import encounter_message
 from tests.e2e.support import free_port, wait_for
 from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.processes import accepting_pid, listening_pids, read_mllp_frame
+from tests.processes import start_engine as start_node
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,48 +42,6 @@ def adt(n: int) -> bytes:
     senders sending one patient's messages at the same moment give them no order to keep.)"""
     return ADT.replace(b"TV20261127-0001", f"NODES-{n:05d}".encode()).replace(
         b"MRN00012345", f"MRN{n % SENDERS}{n // SENDERS % 2}".encode())
-
-
-def start_node(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(config)], cwd=config.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "BRIDGE_LOG_LEVEL": "WARNING"})
-
-
-def listening_pids(port: int, pids: list[int]) -> dict[int, int]:
-    """Which of ``pids`` hold a listening socket on ``port`` (pid: count), read from /proc."""
-    inodes = {inode for state, local, _, inode in _tcp_sockets() if state == "0A" and local == port}
-    return {pid: n for pid in pids if (n := len(_socket_inodes(pid) & inodes))}
-
-
-def accepting_pid(port: int, client_port: int, pids: list[int]) -> int | None:
-    """The process that accepted the connection from ``client_port`` to ``port``."""
-    inodes = {inode for state, local, remote, inode in _tcp_sockets()
-              if state == "01" and local == port and remote == client_port}
-    return next((pid for pid in pids if _socket_inodes(pid) & inodes), None)
-
-
-def _tcp_sockets() -> list[tuple[str, int, int, str]]:
-    rows = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        rows.append((fields[3], int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), fields[9]))
-    return rows
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    found = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                found.add(target[8:-1])
-    except OSError:
-        pass
-    return found
 
 
 class Sender(threading.Thread):
@@ -106,23 +64,13 @@ class Sender(threading.Thread):
                         if not pending:
                             break
                         conn.sendall(b"\x0b" + adt(pending[0]) + b"\x1c\r")
-                        self.acks.append(_read_frame(conn))
+                        self.acks.append(read_mllp_frame(conn))
                         pending.pop(0)
                         if sent == 0:  # answered, so surely accepted: by which node?
                             self.accepted_by.append(accepting_pid(self.port, conn.getsockname()[1], self.pids))
             except OSError:
                 self.resent += 1
                 time.sleep(0.1)
-
-
-def _read_frame(conn: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\x1c\r"):
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionResetError("the node closed the connection")
-        data += chunk
-    return data
 
 
 def test_three_nodes_share_the_work_and_a_kill_minus_9_loses_nothing(tmp_path, pg_url):  # noqa: F811
@@ -152,7 +100,7 @@ def test_three_nodes_share_the_work_and_a_kill_minus_9_loses_nothing(tmp_path, p
     for n in range(FILES):
         (inbox / f"msg-{n:04d}.json").write_bytes(encounter_message(n, patient=f"P{n % 13}"))
 
-    nodes = [start_node(config) for _ in range(NODES)]
+    nodes = [start_node(config, text=True) for _ in range(NODES)]
     pids = [p.pid for p in nodes]
     store = open_store(pg_url)
     try:
