@@ -12,7 +12,8 @@ Four targets, each run by atheris (libFuzzer for Python) in a child process of i
 
 The rule every target checks: any input either decodes or raises the project's documented error
 (``DecodeError`` and its subclass ``MessageTooLarge``); any other exception is a finding, and so is an
-input that runs longer than ``--input-timeout`` seconds (a hang) or a process over ``--rss-mb`` (memory).
+input that uses more than ``--input-cpu-seconds`` of CPU (a hang; CPU time, because a shared machine
+may pause the process) or a process over ``--rss-mb`` (memory).
 Seeds are the project's fixtures (tests/fixtures) and, when present, the shared public corpus.
 
 Usage::
@@ -196,6 +197,31 @@ def load_target(name: str) -> Callable[[bytes], None]:
     return {"hl7v2": _hl7v2_target, "mllp": _mllp_target, "fhir": _fhir_target, "ncpdp": _ncpdp_target}[name]()
 
 
+class InputHang(Exception):
+    """One input used more CPU time than allowed: a hang (or a quadratic path) is a finding."""
+
+
+def cpu_bounded(one: Callable[[bytes], None], cpu_seconds: float) -> Callable[[bytes], None]:
+    """``one`` with a per-input bound on CPU time (ITIMER_PROF), not wall time: on a shared machine a
+    process can be paused for minutes, and libFuzzer's wall-clock -timeout then reports hangs that
+    are not (every one seen that way re-ran in under a second)."""
+    import signal
+
+    def expired(signum: int, frame: object) -> None:
+        raise InputHang(f"one input used more than {cpu_seconds} s of CPU")
+
+    signal.signal(signal.SIGPROF, expired)
+
+    def bounded(data: bytes) -> None:
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+        try:
+            one(data)
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    return bounded
+
+
 def child(target: str, libfuzzer_args: list[str]) -> None:
     """Run one target under atheris in this process (the parent reads what libFuzzer prints)."""
     import logging
@@ -206,6 +232,7 @@ def child(target: str, libfuzzer_args: list[str]) -> None:
     with atheris.instrument_imports(include=["bridge"]):
         one = load_target(target)
     sys.setrecursionlimit(10_000)  # as deep as a worker thread may go; RecursionError is still a finding
+    one = cpu_bounded(one, float(os.environ.get("TB_FUZZ_CPU_SECONDS", "10")))
     atheris.Setup([sys.argv[0], *libfuzzer_args], one)
     atheris.Fuzz()
 
@@ -238,18 +265,21 @@ _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 _FINAL = re.compile(r"stat::(slowest_unit_time_sec|peak_rss_mb):\s+(\d+)")
 
 
-def run_target(target: str, seconds: float, *, work: Path | None = None, input_timeout: int = 120,
+def run_target(target: str, seconds: float, *, work: Path | None = None, input_cpu_seconds: float = 10,
                rss_mb: int = 1024, findings: Path = FINDINGS) -> FuzzRun:
     """Fuzz one target for ``seconds`` in a child process; findings are written under ``findings``."""
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{target}-") as scratch:
         corpus = Path(work or scratch) / "corpus"
         seeds = write_seed_corpus(target, corpus)
         findings.mkdir(parents=True, exist_ok=True)
-        args = [f"-max_total_time={max(1, int(seconds))}", f"-timeout={input_timeout}", f"-rss_limit_mb={rss_mb}",
-                f"-max_len={MAX_LEN}", f"-artifact_prefix={findings}/{target}-", "-print_final_stats=1", str(corpus)]
+        # the per-input bound is CPU time (cpu_bounded); libFuzzer's wall-clock -timeout is only a backstop
+        args = [f"-max_total_time={max(1, int(seconds))}", "-timeout=900", "-report_slow_units=100000",
+                f"-rss_limit_mb={rss_mb}", f"-max_len={MAX_LEN}", f"-artifact_prefix={findings}/{target}-",
+                "-print_final_stats=1", str(corpus)]
+        env = dict(os.environ, TB_FUZZ_CPU_SECONDS=str(input_cpu_seconds))
         started = time.monotonic()
         proc = subprocess.run([sys.executable, __file__, "--child", target, "--", *args], capture_output=True,
-                              text=True, errors="replace", cwd=ROOT, timeout=seconds + 120 + input_timeout)
+                              text=True, errors="replace", cwd=ROOT, env=env, timeout=seconds + 1800)
         elapsed = time.monotonic() - started
         return _read_run(target, elapsed, seeds, corpus, proc.returncode, proc.stdout + proc.stderr)
 
@@ -303,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="how long each target runs")
     parser.add_argument("--target", action="append", choices=TARGETS, help="a target (default: all)")
-    parser.add_argument("--input-timeout", type=int, default=120,
-                        help="seconds one input may take (a hang); wall time, so generous on a shared machine")
+    parser.add_argument("--input-cpu-seconds", type=float, default=10, help="CPU seconds one input may take")
     parser.add_argument("--rss-mb", type=int, default=1024, help="the fuzzing process's memory bound")
     parser.add_argument("--results", type=Path, help="append a table of the runs to this Markdown file")
     parser.add_argument("--reproduce", nargs=2, metavar=("TARGET", "FILE"), help="run one saved input")
@@ -317,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = []
     for target in args.target or TARGETS:
-        run = run_target(target, args.seconds, input_timeout=args.input_timeout, rss_mb=args.rss_mb)
+        run = run_target(target, args.seconds, input_cpu_seconds=args.input_cpu_seconds, rss_mb=args.rss_mb)
         print(f"{target}: {run.execs:,} executions in {run.seconds:.0f} s, coverage {run.coverage}, "
               f"{'clean' if run.clean else 'FINDING ' + str(run.artifact)}", flush=True)
         runs.append(run)
