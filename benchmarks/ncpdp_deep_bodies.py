@@ -5,7 +5,7 @@ raw sockets at once (authenticated, so they reach the parser), and prints the pr
 memory before and its peak (VmHWM) after, with each answer's status. Run it on another tree with
 ``PYTHONPATH=that-tree`` for a before/after.
 
-    .venv/bin/python benchmarks/ncpdp_deep_bodies.py [--clients 8] [--depth 140000]
+    .venv/bin/python benchmarks/ncpdp_deep_bodies.py [--clients 8] [--depth 140000] [--max-bytes 2097152]
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--depth", type=int, default=140_000)
+    parser.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024,
+                        help="the channel's max_message_bytes (the engine's default is 10 MiB)")
     args = parser.parse_args()
     os.environ["TB_BENCH_PASSWORD"] = "bench-password"
     ctx = SourceContext(url="ncpdp+http://127.0.0.1:0/script", channel="bench",
                         options={"username": "bench", "password_env": "TB_BENCH_PASSWORD"},
                         submit=lambda raw, origin=None, error=None: Receipt(1, True), config_dir=tempfile.gettempdir(),
-                        max_message_bytes=2 * 1024 * 1024, format_name="ncpdp")
+                        max_message_bytes=args.max_bytes, format_name="ncpdp")
     source = CallbackSource(ctx)
     source.start()
     body = b"<a>" * args.depth + b"</a>" * args.depth

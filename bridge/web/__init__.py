@@ -26,7 +26,7 @@ from bridge.errors import StoreError
 
 from .alerts import make_alerts
 from .charts import sparkline
-from .api import ApiError, json_error, make_api
+from .api import ApiError, StoreIdConverter, json_error, make_api
 from .auth import (PUBLIC_ENDPOINTS, LoginLimiter, Principal, csrf_ok, csrf_token, load_secret_key, requires,
                    required_role, token_digest)
 from .dashboard import fingerprint, make_dashboard
@@ -44,6 +44,7 @@ def create_app(config: BridgeConfig, plugins: PluginManager, store: Store | None
     """Build the admin app. ``secure_cookies`` defaults to whether ``web.tls`` is configured."""
     web = dict(getattr(config, "web", None) or {})
     app = Flask("bridge.web", static_folder=str(HERE / "static"), template_folder=str(HERE / "templates"))
+    app.url_map.converters["int"] = StoreIdConverter  # before any route: ids past 64 bits are no route
     app.config["BRIDGE_CONFIG"] = config
     app.extensions["bridge.plugins"] = plugins
     app.extensions["bridge.store"] = store or open_store(config.store_url)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.routing import IntegerConverter
 
 from bridge.core import health
 from bridge.core.model.keys import KEY_NAMES
@@ -62,6 +63,19 @@ def reason_from(data: Mapping[str, Any]) -> str:
     return reason.strip()
 
 
+MAX_STORE_ID = 2**63 - 1
+"""The largest id a store holds (SQLite and PostgreSQL integers are 64-bit): a larger number names no
+message, and passed on it made the SQLite driver raise OverflowError (a 500; found by schemathesis)."""
+
+
+class StoreIdConverter(IntegerConverter):
+    """``<int:…>`` in routes: a whole number a store can hold, else the route does not match (404)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_STORE_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def int_arg(name: str, default: int | None, maximum: int | None = None) -> int | None:
     text = request.args.get(name)
     if text in (None, ""):
@@ -72,6 +86,8 @@ def int_arg(name: str, default: int | None, maximum: int | None = None) -> int |
         raise ApiError(400, f"{name}: expected a whole number, got {text!r}") from None
     if value < 1:
         raise ApiError(400, f"{name}: must be at least 1")
+    if maximum is None and value > MAX_STORE_ID:
+        raise ApiError(400, f"{name}: must be at most {MAX_STORE_ID}")
     return min(value, maximum) if maximum else value
 
 
@@ -401,7 +417,7 @@ def make_api() -> Blueprint:
         data = body()
         ids = data.get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                           for i in ids):
+                                                           and 0 < i <= MAX_STORE_ID for i in ids):
             raise ApiError(400, "ids: expected a non-empty list of message ids")
         if len(ids) > MAX_PAGE:
             raise ApiError(400, f"ids: at most {MAX_PAGE} messages per request")

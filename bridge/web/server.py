@@ -31,6 +31,7 @@ from typing import Any
 from cheroot import wsgi
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from werkzeug.exceptions import HTTPException
 
 from bridge.core.redaction import exception_text, scrub
 from bridge.errors import ConfigError
@@ -84,12 +85,29 @@ def loggable_path(path: str) -> str:
     return scrub(path)
 
 
+NO_ROUTE = "(no such page)"
+
+
 class AccessLog:
     """WSGI middleware: one line per request, ``"GET /path" 200 12ms`` — never the query string
-    (searches carry patient ids) nor a body."""
+    (searches carry patient ids) nor a body. A path that names none of the app's routes is logged as
+    ``(no such page)``: a misdirected or probing client can put a patient's name in it (``GET /Doe``),
+    and no scrubbing recognises a bare surname. A route that answered 404 is logged as its rule."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
+        self.url_map = getattr(app, "url_map", None)
+
+    def logged_path(self, environ: dict[str, Any], status: str) -> str:
+        path = environ.get("PATH_INFO", "")
+        if self.url_map is None:
+            return loggable_path(path)
+        try:
+            rule, _ = self.url_map.bind("localhost").match(path, method=environ.get("REQUEST_METHOD", "GET"),
+                                                           return_rule=True)
+        except HTTPException:  # NotFound, MethodNotAllowed, a redirect to the slash form
+            return NO_ROUTE
+        return loggable_path(rule.rule if status == "404" or "<path:" in rule.rule else path)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
@@ -103,7 +121,7 @@ class AccessLog:
             return self.app(environ, recording_start_response)
         finally:
             access_log.info('"%s %s" %s %dms', _UNPRINTABLE.sub("?", environ.get("REQUEST_METHOD", "-"))[:16],
-                            loggable_path(environ.get("PATH_INFO", "")), status[0],
+                            self.logged_path(environ, status[0]), status[0],
                             (time.monotonic() - started) * 1000)
 
 

@@ -74,7 +74,7 @@ def read(dec: Decoder, record: Encounter | Patient) -> list[Record]:
         return []
     group = first_patients_segments(dec.message.segments)
     segments = [s for s in group if s.name in READ_HERE]
-    mother = companions.mother(dec, group[0], patient)
+    mother = companions.mother(dec, group[0] if group else None, patient)  # no PID: a visit-only bill
     found = [*orders.background(dec, segments, patient, encounter),
              *billed_services(dec, group, patient, encounter),
              *companions.observations(dec, segments, patient, encounter), *([mother] if mother else [])]

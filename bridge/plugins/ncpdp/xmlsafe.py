@@ -60,6 +60,8 @@ def parse_xml(data: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> ET.Eleme
         raise DecodeError(f"not well-formed XML at line {line} column {column + 1}: {reason}") from None
     except _TooDeep as exc:
         raise DecodeError(str(exc)) from None
+    except LookupError:  # expat asks the codec registry for the declared encoding (encoding="UFT-8")
+        raise DecodeError("unreadable XML text: the XML declaration names an unknown encoding") from None
     except (UnicodeError, ValueError) as exc:
         raise DecodeError(f"unreadable XML text: {type(exc).__name__}") from None
     return root
