@@ -43,24 +43,16 @@ from urllib.parse import unquote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
+from bridge.plugins.oracle_health.docs import (  # the pages the plugin follows are the pages enforced here
+    CLIENT_ERRORS, DOCUMENT_CREATE, DOCUMENT_PAGE, ENCOUNTER_CREATE, ENCOUNTER_PAGE, ENCOUNTER_PATCH,
+    MEDICATION_CREATE, MEDICATION_PAGE, PATIENT_PAGE, REQUIRED_FIELDS,
+)
 from bridge.testing.fakes.fhir_server import split_token
 from bridge.testing.fakes.http import Injection
 
 from ._common import Refusal, VendorSimulator
 
 SANDBOX_TENANT = "ec2458f2-1e24-41c8-b71b-0e701af7583d"
-ORACLE = "https://docs.oracle.com/en/industries/health/millennium-platform-apis/mfrap"
-CERNER = "https://fhir.cerner.com/millennium/r4"
-ENCOUNTER_CREATE = f"{ORACLE}/op-encounter-post.html"
-ENCOUNTER_PATCH = f"{ORACLE}/op-encounter-id-patch.html"
-ENCOUNTER_PAGE = f"{CERNER}/base/management/encounter/"
-DOCUMENT_CREATE = f"{ORACLE}/op-documentreference-post.html"
-DOCUMENT_PAGE = f"{CERNER}/foundation/documents/document-reference/"
-MEDICATION_CREATE = f"{ORACLE}/op-medicationrequest-post.html"
-MEDICATION_PAGE = f"{CERNER}/clinical/medications/medication-request/"
-PATIENT_PAGE = f"{CERNER}/base/individuals/patient/"
-CLIENT_ERRORS = f"{CERNER}/#client-errors"
-REQUIRED_FIELDS = f"{CERNER}/#handling-required-fields"
 CUSTOM_ATTRIBUTE = "https://fhir-ehr.cerner.com/r4/StructureDefinition/custom-attribute"
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
