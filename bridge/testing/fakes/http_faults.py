@@ -30,16 +30,15 @@ import http.client
 import json
 import socket
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import urlsplit
 
 from .http import SeenRequest
+from .tcp import LoopbackTcpServer
 
 NAMED_FAULTS = ("pass", "hang", "drip", "reset", "drop-answer")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
@@ -69,7 +68,7 @@ def title_case(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-class FaultyHttpFront:
+class FaultyHttpFront(LoopbackTcpServer):
     """``with FaultyHttpFront(upstream.url, faults=["reset"]) as front:`` — ``front.url`` is what the
     client is given (append the upstream's path, e.g. ``front.url + "/fhir"``)."""
 
@@ -77,6 +76,7 @@ class FaultyHttpFront:
                  fault_for: Callable[[SeenRequest, int], str] | None = None, retry_after: str | None = None,
                  drip_seconds: float = 0.05, identity: Callable[[SeenRequest], Hashable] = default_identity,
                  max_body_bytes: int = 16 * 1024 * 1024) -> None:
+        super().__init__("127.0.0.1")
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.faults: deque[str] = deque(checked_fault(f) for f in faults)
@@ -84,34 +84,6 @@ class FaultyHttpFront:
         self.fault_for, self.identity = fault_for, identity
         self.retry_after, self.drip_seconds, self.max_body_bytes = retry_after, drip_seconds, max_body_bytes
         self.requests: list[FrontRequest] = []
-        self.lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._sock: socket.socket | None = None
-        self._open: set[socket.socket] = set()
-
-    # -- lifecycle --
-
-    def __enter__(self) -> FaultyHttpFront:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept_loop, name="faulty-front", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stopping.set()
-        if self._sock:
-            self._sock.close()
-        with self.lock:
-            for conn in list(self._open):
-                _reset(conn)
-
-    @property
-    def port(self) -> int:
-        assert self._sock is not None, "start the front first (use it as a context manager)"
-        return self._sock.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- scripting and inspection --
 
@@ -127,16 +99,10 @@ class FaultyHttpFront:
 
     # -- serving --
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self._open.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    scheme = "http"
+
+    def _drop(self, conn: socket.socket) -> None:
+        _reset(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -147,8 +113,6 @@ class FaultyHttpFront:
         except OSError:
             pass  # the client went away: nothing to answer
         finally:
-            with self.lock:
-                self._open.discard(conn)
             conn.close()
 
     def _record(self, request: SeenRequest) -> FrontRequest:

@@ -24,11 +24,11 @@ A receiver that de-duplicates by control id is what makes MLLP re-delivery safe,
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+
+from .tcp import LoopbackTcpServer
 
 START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
 ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
@@ -61,13 +61,13 @@ def build_ack(message: bytes, code: str, text: str = "") -> bytes:
     return (msh + "\r" + msa + "\r").encode("utf-8")
 
 
-class FakeMllpPeer:
+class FakeMllpPeer(LoopbackTcpServer):
     """``with FakeMllpPeer(answers=["AE", "AA"]) as peer:`` — ``peer.url`` is ``mllp://127.0.0.1:PORT``."""
 
     def __init__(self, answers: Iterable[str] = (), *, default: str = "AA", text: str = "",
                  max_bytes: int = 16 * 1024 * 1024, late_seconds: float = 0.0,
                  answer_for: Callable[[bytes, int], str] | None = None, host: str = "127.0.0.1"):
-        self.host = host
+        super().__init__(host)
         self.default = self._checked(default)
         self.late_seconds = late_seconds
         self.answer_for = answer_for
@@ -78,40 +78,12 @@ class FakeMllpPeer:
         self.received: list[bytes] = []
         self.answered: list[tuple[bytes, str]] = []
         self.connections = 0
-        self.lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._stopping = threading.Event()
-        self._open: list[socket.socket] = []
 
     @staticmethod
     def _checked(behaviour: str) -> str:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown MLLP peer behaviour {behaviour!r} (known: {', '.join(BEHAVIOURS)})")
         return behaviour
-
-    # -- lifecycle --
-
-    def __enter__(self) -> FakeMllpPeer:
-        self._sock = socket.create_server((self.host, 0))
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stopping.set()
-        if self._sock:
-            self._sock.close()
-        with self.lock:
-            for conn in self._open:
-                _close_quietly(conn)
-
-    @property
-    def port(self) -> int:
-        assert self._sock is not None, "start the peer first (use it as a context manager)"
-        return self._sock.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"mllp://{self.host}:{self.port}"
 
     # -- scripting and inspection --
 
@@ -136,17 +108,10 @@ class FakeMllpPeer:
 
     # -- serving --
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    scheme = "mllp"
+
+    def _accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
@@ -191,11 +156,3 @@ class FakeMllpPeer:
         except OSError:
             return False
         return True
-
-
-def _close_quietly(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    conn.close()
