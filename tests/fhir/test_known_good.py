@@ -104,6 +104,10 @@ def test_an_identifier_whose_shape_passed_is_not_validated_again_whatever_its_va
     bundle = patient_bundle({**REGISTRY, "value": "B2"}, other_system)
     checked, _ = known_good.still_to_check(bundle)
     assert checked["entry"][0]["resource"]["identifier"] == [{}, other_system]  # indices kept
+    checked, _ = known_good.still_to_check(patient_bundle(other_system, {**REGISTRY, "value": "C3"}))
+    assert checked["entry"][0]["resource"]["identifier"] == [other_system]  # nothing after: left out
+    checked, _ = known_good.still_to_check(patient_bundle({**REGISTRY, "value": "C3"}))
+    assert checked["entry"][0]["resource"] == {"resourceType": "Patient"}
     assert bundle["entry"][0]["resource"]["identifier"][0]["value"] == "B2"  # the bundle itself is untouched
 
 

@@ -17,7 +17,7 @@ number with an assigner adds an Identifier with a type coding and an assigner re
 Patient). Both checks see an identifier's ``value`` only as "a string", so an identifier whose
 content, with a text value of any kind, passed in the same kind of resource before passes again: in
 the checked copy it becomes an empty Identifier (``{}``, valid, and it keeps the list's indices so
-an error names the same ``identifier.N``). Identifiers are remembered per resource type, system,
+an error names the same ``identifier.N``), or is left out when no identifier to check follows it. Identifiers are remembered per resource type, system,
 type, assigner… (one key per such shape, not per value), so the memory stays small.
 """
 
@@ -95,7 +95,10 @@ def _without_known_identifiers(entry: dict[str, Any], resource: dict[str, Any],
         checked.append(identifier)
     if not skipped:
         return entry
-    return {**entry, "resource": {**resource, "identifier": checked}}
+    while checked and checked[-1] == {}:  # nothing after them: left out, no index to keep
+        checked.pop()
+    trimmed = {k: v for k, v in resource.items() if k != "identifier"}
+    return {**entry, "resource": {**trimmed, "identifier": checked} if checked else trimmed}
 
 
 def _identifier_key(resource_type: str, identifier: Any) -> str | None:
