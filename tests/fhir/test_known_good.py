@@ -83,3 +83,53 @@ def test_the_memory_is_bounded(monkeypatch):
             for i in range(5)]
     known_good.remember(keys)
     assert list(known_good._passed) == keys[-3:]
+
+
+def patient_bundle(*identifiers: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "identifier": list(identifiers)}}]}
+
+
+REGISTRY = {"system": "urn:oid:2.16.840.1.113883.19.6", "assigner": {"reference": "urn:uuid:9"},
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}
+
+
+def test_an_identifier_whose_shape_passed_is_not_validated_again_whatever_its_value():
+    checked, keys = known_good.still_to_check(patient_bundle({**REGISTRY, "value": "A1"}))
+    assert checked["entry"][0]["resource"]["identifier"] == [{**REGISTRY, "value": "A1"}]
+    codec.validate(checked)
+    codec.check_bindings(checked)
+    known_good.remember(keys)
+    other_system = {**REGISTRY, "system": "urn:oid:1.2.3", "value": "B2"}
+    bundle = patient_bundle({**REGISTRY, "value": "B2"}, other_system)
+    checked, _ = known_good.still_to_check(bundle)
+    assert checked["entry"][0]["resource"]["identifier"] == [{}, other_system]  # indices kept
+    checked, _ = known_good.still_to_check(patient_bundle(other_system, {**REGISTRY, "value": "C3"}))
+    assert checked["entry"][0]["resource"]["identifier"] == [other_system]  # nothing after: left out
+    checked, _ = known_good.still_to_check(patient_bundle({**REGISTRY, "value": "C3"}))
+    assert checked["entry"][0]["resource"] == {"resourceType": "Patient"}
+    assert bundle["entry"][0]["resource"]["identifier"][0]["value"] == "B2"  # the bundle itself is untouched
+
+
+def test_an_identifier_that_differs_in_kind_of_value_or_in_a_code_is_checked_and_errors_keep_their_index(
+        fhir_format):
+    checked, keys = known_good.still_to_check(patient_bundle({**REGISTRY, "value": "A1"}))
+    codec.validate(checked)
+    known_good.remember(keys)
+    for bad, problem in (({**REGISTRY, "value": 5}, "identifier.1.value"),
+                         ({**REGISTRY, "value": "C3", "use": "nickname"}, "identifier.use")):
+        bundle = patient_bundle({**REGISTRY, "value": "B2"}, bad)
+        checked, _ = known_good.still_to_check(bundle)
+        assert checked["entry"][0]["resource"]["identifier"][0] == {}
+        with pytest.raises(EncodeError) as caught:
+            codec.validate(checked)
+            codec.check_bindings(checked)
+        assert problem in str(caught.value)
+
+
+def test_encoded_bundles_are_the_same_with_identifiers_remembered(fhir_format):
+    rx = R.prescription()
+    first = fhir_format.encode([rx], {"message_control_id": "M1"})
+    second = fhir_format.encode([rx], {"message_control_id": "M1"})
+    known_good.forget()
+    assert first == second == fhir_format.encode([rx], {"message_control_id": "M1"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.core.maps.paths import PathError, parse_path, read, records_of_kind, slots
+from bridge.core.maps.paths import PathError, objects_at, parse_path, read, records_of_kind, slots
 from bridge.core.model.records import Coding, Condition, Encounter, Identifier, Patient
 
 
@@ -62,3 +62,22 @@ def test_set_creates_an_absent_value_object_but_never_a_list_item():
     assert enc.period is not None and enc.period.start == "2026-01-02"
     assert slots(Patient(), parse_path("patient.identifiers[type=MR].value"), create=True) == []
     assert slots(Encounter(), parse_path("encounter.patient.gender"), create=True) == []  # records are not invented
+
+
+def test_compiled_paths_resolve_selectors_through_records_lists_and_extra():
+    """Each path compiles its reader and writer once (selectors resolved into them); they follow
+    the same rules through a nested record, a selected list item and the free ``extra`` mapping."""
+    enc = Encounter(patient=patient())
+    path = parse_path("encounter.patient.identifiers[type=MR].value")
+    assert path.read is path.read  # compiled once, then reused for every message
+    assert read(enc, path) == ["A1", "B2"]
+    for slot in slots(enc, path):
+        slot.put(slot.get() + "!")
+    assert [i.value for i in enc.patient.identifiers] == ["A1!", "B2!", "123-45-6789"]  # type: ignore[union-attr]
+    assert objects_at(enc, parse_path("encounter.patient.identifiers[-1].value").parent)[0].type == "SS"
+    assert slots(enc, parse_path("encounter.patient.identifiers[1]"))[0].index == 1
+    assert read(Encounter(), path) == [] and slots(Encounter(), path) == []
+    deep = parse_path("encounter.extra.a.b")
+    (slot,) = slots(enc, deep, create=True)
+    slot.put("x")
+    assert enc.extra == {"a": {"b": "x"}} and read(enc, deep) == ["x"] and read(Encounter(), deep) == []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from bridge.core.maps.paths import Leaf, Path, PathError, Slot, _get, objects_at, parse_path, read, records_of_kind, slots
+from bridge.core.maps.paths import Leaf, Path, PathError, Slot, _get, parse_path, records_of_kind
 from bridge.core.maps.tables import Table
 from bridge.core.model.codec import _convert
 from bridge.core.model.records import Identifier, Record
@@ -185,9 +185,9 @@ def _holds_records(path: Path) -> bool:
 def _first(run: Run, subject: Any, subject_kind: str | None, path: Path) -> Any:
     """The first value at ``path``: in the subject for its own kind, else anywhere in the message."""
     if subject is not None and path.kind == subject_kind:
-        values = read(subject, path)
+        values = path.read(subject)
     else:
-        values = [v for r in run.of_kind(path.kind) for v in read(r, path)]
+        values = [v for r in run.of_kind(path.kind) for v in path.read(r)]
     return values[0] if values else None
 
 
@@ -210,7 +210,7 @@ class SetAction(Action):
     def apply(self, run: Run, subject: Any) -> int:
         changed = 0
         for (path, value), prefitted in zip(self.entries, self._prefitted):
-            for slot in slots(subject, path, create=True):
+            for slot in path.slots(subject, True):
                 if not prefitted:
                     changed += _put(slot, value, path.leaf, path.text)
                 elif slot.get() != value:
@@ -237,7 +237,7 @@ class CopyAction(Action):
         if value is None:
             return 0
         changed = sum(_put(slot, value, self.target.leaf, self.target.text)
-                      for slot in slots(subject, self.target, create=True))
+                      for slot in self.target.slots(subject, True))
         if self.move:
             changed += _delete(subject, self.source)
         return changed
@@ -245,7 +245,7 @@ class CopyAction(Action):
 
 def _delete(subject: Any, path: Path) -> int:
     changed = 0
-    for slot in reversed(slots(subject, path)):  # from the end, so list indexes stay right
+    for slot in reversed(path.slots(subject)):  # from the end, so list indexes stay right
         if slot.index is not None:
             del _get(slot.owner, slot.name)[slot.index]
             changed += 1
@@ -282,7 +282,7 @@ class LookupAction(Action):
     def apply(self, run: Run, subject: Any) -> int:
         assert self.table is not None and self.key is not None
         changed = 0
-        for anchor in objects_at(subject, self.key.parent):
+        for anchor in self.key.owners(subject):
             code = _get(anchor, self.key.segments[-1].name)
             if code is None or code == "":
                 continue
@@ -318,7 +318,7 @@ class FormatDateAction(Action):
     def apply(self, run: Run, subject: Any) -> int:
         assert self.source is not None and self.target is not None
         changed = 0
-        for slot in slots(subject, self.source):
+        for slot in self.source.slots(subject):
             value = slot.get()
             formatted = format_date(value, self.fmt) if isinstance(value, str) else None
             if formatted is None:
@@ -327,7 +327,7 @@ class FormatDateAction(Action):
                 changed += _put(slot, formatted, self.target.leaf, self.target.text)
             else:
                 changed += sum(_put(s, formatted, self.target.leaf, self.target.text)
-                               for s in slots(subject, self.target, create=True))
+                               for s in self.target.slots(subject, True))
         return changed
 
 
@@ -367,10 +367,10 @@ class SplitAction(Action):
         parts = value.split(self.separator)
         if len(self.targets) == 1 and self.targets[0].leaf.is_list and not self.targets[0].leaf.selected:
             target = self.targets[0]
-            return sum(_put(s, parts, target.leaf, target.text) for s in slots(subject, target, create=True))
+            return sum(_put(s, parts, target.leaf, target.text) for s in target.slots(subject, True))
         changed = 0
         for target, part in zip(self.targets, parts):
-            changed += sum(_put(s, part, target.leaf, target.text) for s in slots(subject, target, create=True))
+            changed += sum(_put(s, part, target.leaf, target.text) for s in target.slots(subject, True))
         return changed
 
 
@@ -385,13 +385,13 @@ class JoinAction(Action):
         parts: list[str] = []
         for path in self.sources:
             own = path.kind == self.kind
-            values = read(subject, path) if own else [v for r in run.of_kind(path.kind) for v in read(r, path)]
+            values = path.read(subject) if own else [v for r in run.of_kind(path.kind) for v in path.read(r)]
             parts.extend(str(v) for v in values if v != "")
         if not parts:
             return 0
         joined = self.separator.join(parts)
         return sum(_put(s, joined, self.target.leaf, self.target.text)
-                   for s in slots(subject, self.target, create=True))
+                   for s in self.target.slots(subject, True))
 
 
 @dataclass(frozen=True)
@@ -410,7 +410,7 @@ class AddIdentifierAction(Action):
             return 0
         new = Identifier(value=str(value), **dict(self.fields))
         changed = 0
-        for owner in objects_at(subject, self.target.parent, create=True):
+        for owner in self.target.owners_created(subject):
             items = _get(owner, self.target.segments[-1].name)
             if items is None or any((i.value, i.system, i.type) == (new.value, new.system, new.type) for i in items):
                 continue

@@ -27,7 +27,7 @@ from bridge.core.maps.hl7v2_fields import (
     read_fields,
 )
 from bridge.er7 import read_datetime
-from bridge.core.maps.paths import Path, PathError, parse_path, read, records_of_kind
+from bridge.core.maps.paths import Path, PathError, parse_path, records_of_kind
 from bridge.core.model.records import Record
 
 Condition = Callable[["Scope"], bool]
@@ -52,8 +52,9 @@ class Scope:
 
     def values(self, path: Path) -> list[Any]:
         if self.subject is not None and path.kind == self.subject_kind:
-            return read(self.subject, path)
-        return [v for record in self.of_kind(path.kind) for v in read(record, path)]
+            return path.read(self.subject)
+        read = path.read
+        return [v for record in self.of_kind(path.kind) for v in read(record)]
 
     def field_values(self, path: FieldPath) -> list[Any]:
         """Values at a field position: in the message being edited, else in the sender's message."""
@@ -62,8 +63,18 @@ class Scope:
 
 
 def _reader(path: Path | FieldPath) -> Callable[[Scope, Any], list[Any]]:
-    """How a condition reads ``path``, chosen once when it is compiled (record paths pay nothing)."""
-    return Scope.field_values if isinstance(path, FieldPath) else Scope.values  # type: ignore[return-value]
+    """How a condition reads ``path``, chosen once when it is compiled: a record path reads with
+    its own compiled reader (the subject when it is of the path's kind, else every such record)."""
+    if isinstance(path, FieldPath):
+        return Scope.field_values  # type: ignore[return-value]
+    kind = path.kind
+
+    def values(scope: Scope, _path: Any) -> list[Any]:
+        read = path.read
+        if scope.subject is not None and scope.subject_kind == kind:
+            return read(scope.subject)
+        return [v for record in scope.of_kind(kind) for v in read(record)]
+    return values
 
 
 def text(value: Any) -> str:

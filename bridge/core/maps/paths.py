@@ -25,6 +25,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cache, cached_property
 from typing import Any, Union
 
@@ -78,6 +79,30 @@ class Path:
     @cached_property
     def parent(self) -> tuple[Segment, ...]:
         return self.segments[:-1]
+
+    # Compiled once per path (the first time a message needs it), so that a step's per-message
+    # work is direct attribute reads with the selector already resolved: no parsing, no dispatch
+    # on the selector's kind, no generic walk. See :func:`_walker`.
+
+    @cached_property
+    def read(self) -> Callable[[Any], list[Any]]:
+        """``read(start, path)`` for this path: every non-empty value under ``start``."""
+        return _reader(self)
+
+    @cached_property
+    def owners(self) -> Callable[[Any], list[Any]]:
+        """The objects holding the path's last field (``objects_at(start, path.parent)``)."""
+        return _walker(self.parent, False)
+
+    @cached_property
+    def owners_created(self) -> Callable[[Any], list[Any]]:
+        """As :attr:`owners`, creating absent intermediate objects that need no required field."""
+        return _walker(self.parent, True)
+
+    @cached_property
+    def slots(self) -> Callable[[Any, bool], list["Slot"]]:
+        """``slots(start, path, create)`` for this path."""
+        return _slotter(self)
 
 
 @cache
@@ -245,16 +270,6 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _select(items: list[Any], select: tuple[Any, ...] | None) -> list[tuple[int, Any]]:
-    if select is None:
-        return list(enumerate(items))
-    if select[0] == "index":
-        i = select[1]
-        return [(i % len(items), items[i])] if -len(items) <= i < len(items) else []
-    _, field, wanted = select
-    return [(i, item) for i, item in enumerate(items) if _text(_get(item, field)) == wanted]
-
-
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -272,7 +287,8 @@ class Slot:
     index: int | None = None
 
     def get(self) -> Any:
-        value = _get(self.owner, self.name)
+        owner = self.owner
+        value = owner.get(self.name) if type(owner) is dict else getattr(owner, self.name, None)
         return value[self.index] if self.index is not None else value
 
     def put(self, value: Any) -> None:
@@ -285,12 +301,30 @@ class Slot:
 
 
 def objects_at(start: Any, segments: typing.Sequence[Segment], create: bool = False) -> list[Any]:
-    """The objects reached by walking ``segments`` from ``start`` (list items flattened). Every step
-    of every map walks paths for every message, so the common case (a field with no selector) is
-    done inline, without a call per object."""
-    current = [start]
-    for seg in segments:
-        name, select = seg.name, seg.select
+    """The objects reached by walking ``segments`` from ``start`` (list items flattened). Steps use
+    the walker their path compiled (:attr:`Path.owners`); this is the same walk for any segments."""
+    return _walker(tuple(segments), create)(start)
+
+
+Walk = Callable[[list[Any]], list[Any]]
+
+
+def _pick(select: tuple[Any, ...] | None) -> Callable[[list[Any]], list[Any]] | None:
+    """A list field's selector as a function of the list (None: every item, nothing to call)."""
+    if select is None:
+        return None
+    if select[0] == "index":
+        i = select[1]
+        return lambda items: [items[i]] if -len(items) <= i < len(items) else []
+    _, field, wanted = select
+    return lambda items: [item for item in items if _text(_get(item, field)) == wanted]
+
+
+def _segment_walk(seg: Segment, create: bool) -> Walk:
+    """One segment as a function from the objects reached so far to the ones it reaches."""
+    name, pick = seg.name, _pick(seg.select)
+
+    def walk(current: list[Any]) -> list[Any]:
         found: list[Any] = []
         for obj in current:
             value = obj.get(name) if type(obj) is dict else getattr(obj, name, None)
@@ -301,14 +335,99 @@ def objects_at(start: Any, segments: typing.Sequence[Segment], create: bool = Fa
                 if value is None:
                     continue
             if isinstance(value, list):
-                if select is None:
-                    found.extend(value)
-                else:
-                    found.extend(item for _, item in _select(value, select))
+                found.extend(value if pick is None else pick(value))
             else:
                 found.append(value)
-        current = found
-    return current
+        return found
+    return walk
+
+
+def _walker(segments: tuple[Segment, ...], create: bool) -> Callable[[Any], list[Any]]:
+    """``objects_at`` compiled for ``segments``: the common single-field steps without a list
+    between them are direct reads."""
+    if not segments:
+        return lambda start: [start]
+    if len(segments) == 1 and segments[0].select is None and not create:
+        name = segments[0].name
+
+        def one(start: Any) -> list[Any]:
+            value = start.get(name) if type(start) is dict else getattr(start, name, None)
+            if value is None:
+                return []
+            return list(value) if isinstance(value, list) else [value]
+        return one
+    walks = [_segment_walk(seg, create) for seg in segments]
+    if len(walks) == 1:
+        (only,) = walks
+        return lambda start: only([start])
+
+    def chain(start: Any) -> list[Any]:
+        current = [start]
+        for walk in walks:
+            current = walk(current)
+            if not current:
+                break
+        return current
+    return chain
+
+
+def _reader(path: Path) -> Callable[[Any], list[Any]]:
+    last = path.segments[-1]
+    name, pick = last.name, _pick(last.select)
+    owners = _walker(path.parent, False)
+
+    def value_of(owner: Any, values: list[Any]) -> None:
+        value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
+        if isinstance(value, list):
+            values.extend(v for v in (value if pick is None else pick(value)) if v is not None)
+        elif value is not None:
+            values.append(value)
+
+    if not path.parent:
+        def direct(start: Any) -> list[Any]:
+            value = start.get(name) if type(start) is dict else getattr(start, name, None)
+            if isinstance(value, list):
+                return [v for v in (value if pick is None else pick(value)) if v is not None]
+            return [] if value is None else [value]
+        return direct
+
+    def through(start: Any) -> list[Any]:
+        values: list[Any] = []
+        for owner in owners(start):
+            value_of(owner, values)
+        return values
+    return through
+
+
+def _slotter(path: Path) -> Callable[[Any, bool], list[Slot]]:
+    last = path.segments[-1]
+    name, select = last.name, last.select
+    indexes = _index_pick(select)
+    plain, created = _walker(path.parent, False), _walker(path.parent, True)
+
+    def places(start: Any, create: bool = False) -> list[Slot]:
+        out: list[Slot] = []
+        for owner in (created if create else plain)(start) if path.parent else (start,):
+            if indexes is not None:
+                value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
+                if isinstance(value, list):
+                    out.extend(Slot(owner, name, i) for i in indexes(value))
+                    continue
+            if type(owner) is dict or isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
+                out.append(Slot(owner, name))
+        return out
+    return places
+
+
+def _index_pick(select: tuple[Any, ...] | None) -> Callable[[list[Any]], list[int]] | None:
+    """A selector as the indexes it picks in a list (for slots, which write by index)."""
+    if select is None:
+        return None
+    if select[0] == "index":
+        i = select[1]
+        return lambda items: [i % len(items)] if -len(items) <= i < len(items) else []
+    _, field, wanted = select
+    return lambda items: [n for n, item in enumerate(items) if _text(_get(item, field)) == wanted]
 
 
 def _create(obj: Any, name: str) -> Any:
@@ -331,31 +450,10 @@ def _create(obj: Any, name: str) -> Any:
 
 def slots(start: Any, path: Path, create: bool = False) -> list[Slot]:
     """The places ``path`` names under ``start``: one per selected list item, or the field itself."""
-    last = path.segments[-1]
-    name, select = last.name, last.select
-    out: list[Slot] = []
-    for owner in objects_at(start, path.parent, create) if path.parent else (start,):
-        if select is not None:
-            value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
-            if isinstance(value, list):
-                out.extend(Slot(owner, name, i) for i, _ in _select(value, select))
-                continue
-        if type(owner) is dict or isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
-            out.append(Slot(owner, name))
-    return out
+    return path.slots(start, create)
 
 
 def read(start: Any, path: Path) -> list[Any]:
-    """Every non-empty value at ``path`` under ``start`` (list fields flattened). The hot path of
-    every condition: it walks the objects directly instead of building slots."""
-    last = path.segments[-1]
-    name, select = last.name, last.select
-    values: list[Any] = []
-    for owner in objects_at(start, path.parent) if path.parent else (start,):
-        value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
-        if isinstance(value, list):
-            items = value if select is None else [item for _, item in _select(value, select)]
-            values.extend(v for v in items if v is not None)
-        elif value is not None:
-            values.append(value)
-    return values
+    """Every non-empty value at ``path`` under ``start`` (list fields flattened): the path's
+    compiled reader, the hot path of every condition."""
+    return path.read(start)

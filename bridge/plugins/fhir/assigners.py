@@ -61,17 +61,30 @@ def link_assigners(resource: dict[str, Any], w: Writer) -> dict[str, Any]:
     """Give every ``assigner`` display in the resource a reference to its Organization entry."""
     for ident in _identifiers(resource, _unlinked):
         assigner = ident["assigner"]
-        org = authority(assigner.get("display"), ident.get("system"))
-        if org is None:
+        display, system = assigner.get("display"), ident.get("system")
+        hashable = isinstance(display, str) and (system is None or isinstance(system, str))
+        key = _authority_key(display, system) if hashable else _key_of(authority(display, system))
+        if key is None:
             continue
-        key = dedupe_key(org)
         url = w.assigners.get(key)
         if url is None:
-            built = _authority_resource(assigner.get("display"), ident.get("system"))
-            url = w.add(org) if built is None else w.add_resource(json.loads(built[0]), built[1])
+            built = _authority_resource(display, system)
+            url = (w.add(authority(display, system)) if built is None
+                   else w.add_resource(json.loads(built[0]), built[1]))
             w.assigners[key] = url
         ident["assigner"] = {"reference": url, **{k: v for k, v in assigner.items() if k != "reference"}}
     return resource
+
+
+def _key_of(org: Organization | None) -> str | None:
+    return None if org is None else dedupe_key(org)
+
+
+@lru_cache(maxsize=1024)
+def _authority_key(assigner: str, system: str | None) -> str | None:
+    """:func:`dedupe_key` of an identifier's authority, worked out once per (assigner, system) pair:
+    every identifier of every bundle asks, and the same few pairs come back message after message."""
+    return _key_of(authority(assigner, system))
 
 
 @lru_cache(maxsize=1024)
@@ -137,6 +150,8 @@ def assigners_last(entries: dict[str, dict[str, Any]], assigners: dict[str, str]
     for url, entry in entries.items():
         if url not in tail:
             _references(entry.get("resource"), referenced)
+            if tail <= referenced:  # every authority is referenced: the rest cannot change the answer
+                break
     return [item for item in entries.items() if item[0] not in tail] + \
         [item for item in entries.items() if item[0] in tail and item[0] in referenced]
 

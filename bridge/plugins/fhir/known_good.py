@@ -10,6 +10,15 @@ the encoder (benchmarks/README.md#mapspy). Both checks are pure functions of a r
 (the encoder checks codes only, not reference targets), so a resource whose exact content passed
 them before passes again; only those are left out of the checked copy of the bundle, and every
 entry keeps its place, so an error names the same ``entry.N`` it always did. The memory is bounded.
+
+The same holds one level down for identifiers: a patient or a visit is new each time, but its
+identifiers differ from message to message only in their ``value`` (a map that adds a registry
+number with an assigner adds an Identifier with a type coding and an assigner reference to every
+Patient). Both checks see an identifier's ``value`` only as "a string", so an identifier whose
+content, with a text value of any kind, passed in the same kind of resource before passes again: in
+the checked copy it becomes an empty Identifier (``{}``, valid, and it keeps the list's indices so
+an error names the same ``identifier.N``), or is left out when no identifier to check follows it. Identifiers are remembered per resource type, system,
+type, assigner… (one key per such shape, not per value), so the memory stays small.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ new each time, so remembering them would cost a serialization for nothing."""
 MAX_REMEMBERED = 4096
 MAX_KEY_CHARS = 16384
 
+_ANY_TEXT = "\0text"
+"""Stands for an identifier's ``value`` in its key when that value is a string (any string passes)."""
+
 _passed: OrderedDict[str, None] = OrderedDict()
 _lock = threading.Lock()
 
@@ -38,8 +50,9 @@ def _key(resource: dict[str, Any]) -> str | None:
 
 
 def still_to_check(bundle: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A copy of ``bundle`` whose entries keep their place but not a resource that passed before,
-    and the keys of the reusable resources it still holds (to :func:`remember` once it passed)."""
+    """A copy of ``bundle`` whose entries keep their place but not a resource that passed before
+    (nor, in a new resource, an identifier whose shape passed before), and the keys of the
+    reusable resources and identifiers it still holds (to :func:`remember` once it passed)."""
     entries = bundle.get("entry")
     if not isinstance(entries, list):
         return bundle, []
@@ -56,8 +69,48 @@ def still_to_check(bundle: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue
         if key is not None:
             new_keys.append(key)
+        elif isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            entry = _without_known_identifiers(entry, resource, new_keys)
         kept.append(entry)
     return {**bundle, "entry": kept}, new_keys
+
+
+def _without_known_identifiers(entry: dict[str, Any], resource: dict[str, Any],
+                               new_keys: list[str]) -> dict[str, Any]:
+    """``entry`` with each identifier of ``resource`` that passed before (in its shape) as ``{}``;
+    the keys of the others join ``new_keys``. The entry itself when nothing was left out."""
+    identifiers = resource.get("identifier")
+    if not isinstance(identifiers, list) or not identifiers:
+        return entry
+    checked: list[Any] = []
+    skipped = False
+    for identifier in identifiers:
+        key = _identifier_key(resource["resourceType"], identifier)
+        if key is not None and key in _passed:
+            checked.append({})
+            skipped = True
+            continue
+        if key is not None:
+            new_keys.append(key)
+        checked.append(identifier)
+    if not skipped:
+        return entry
+    while checked and checked[-1] == {}:  # nothing after them: left out, no index to keep
+        checked.pop()
+    trimmed = {k: v for k, v in resource.items() if k != "identifier"}
+    return {**entry, "resource": {**trimmed, "identifier": checked} if checked else trimmed}
+
+
+def _identifier_key(resource_type: str, identifier: Any) -> str | None:
+    if not isinstance(identifier, dict) or not identifier:
+        return None
+    shape = {**identifier, "value": _ANY_TEXT} if isinstance(identifier.get("value"), str) else identifier
+    try:
+        key = f"{resource_type}.identifier\0" + json.dumps(shape, sort_keys=True, ensure_ascii=False,
+                                                           separators=(",", ":"))
+    except (TypeError, ValueError):  # not JSON (the validator will say so)
+        return None
+    return key if len(key) <= MAX_KEY_CHARS else None
 
 
 def remember(keys: list[str]) -> None:
