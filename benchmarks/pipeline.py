@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -243,6 +244,39 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
 
 
+class DiskProbe:
+    """The ACK's floor, measured beside it: an ACK waits for an ``fdatasync`` of the store's WAL that began
+    after the message's commit, so its latency can never beat the disk's. This thread writes 4 KB and
+    ``fdatasync``s a file in the store's folder every 20 ms while the senders run, and keeps each flush's
+    duration (its own load on the disk is one small flush per 20 ms)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "disk-probe"
+        self.seconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+
+    def __enter__(self) -> DiskProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while not self._stop.wait(0.02):
+                os.write(fd, b"x" * 4096)
+                began = time.perf_counter()
+                os.fdatasync(fd)
+                self.seconds.append(time.perf_counter() - began)
+        finally:
+            os.close(fd)
+
+
 def end_to_end(args: argparse.Namespace, raws: Sequence[bytes]) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="pipeline-bench-", dir=args.dir))
     port = free_port()
@@ -252,7 +286,8 @@ def end_to_end(args: argparse.Namespace, raws: Sequence[bytes]) -> dict[str, flo
         time.sleep(1.0)  # the worker children start and open the store
         rss_start = engine.rss_mb()
         started = time.time()
-        latencies, errors, send_seconds = asyncio.run(send_all(port, raws, args.senders))
+        with DiskProbe(folder) as disk:
+            latencies, errors, send_seconds = asyncio.run(send_all(port, raws, args.senders))
         rss_half: list[float] = []
         _, finished = engine.wait_delivered(
             len(raws), args.timeout,
@@ -262,6 +297,7 @@ def end_to_end(args: argparse.Namespace, raws: Sequence[bytes]) -> dict[str, flo
         engine.stop()
     return {"delivered": len(raws) / (finished - started), "intake": len(raws) / send_seconds,
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "non_aa": errors,
+            "disk_p50": percentile(disk.seconds, 50), "disk_p99": percentile(disk.seconds, 99),
             "rss_start": rss_start, "rss_half": rss_half[0] if rss_half else float("nan"), "rss_end": rss_end}
 
 
@@ -323,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"   = {e2e['delivered'] / loop:.2f}x the loop (target >= 0.5x)")
     print(f"intake (ACKed)                   : {e2e['intake']:8.0f} msg/s   non-AA: {e2e['non_aa']:.0f}")
     print(f"ACK while processing             : p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms (target p99 <= 50 ms)")
+    print(f"the disk's fdatasync meanwhile   : p50 {e2e['disk_p50']:.1f} ms, p99 {e2e['disk_p99']:.1f} ms"
+          " (the floor under an ACK: it waits for one WAL flush begun after its commit)")
     print(f"RSS of bridge run + workers      : start {e2e['rss_start']:.0f} MB, half way {e2e['rss_half']:.0f} MB,"
           f" after {args.messages} {e2e['rss_end']:.0f} MB")
     rates = {size: drain_rate(args, size) for size in backlogs}
