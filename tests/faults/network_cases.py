@@ -106,11 +106,7 @@ def run(name: str, link: Link, folder: Path, messages: int, fault: Fault) -> Net
         engine = engine_from_dict(config(peer.url), folder, net_plugins())
         engine.start_workers()
         try:
-            first = messages // 2
-            for n in range(1, first + 1):
-                engine.submit("in", visit(n, mrn=f"MRN{n}"))
-            while len(peer.accepted()) < first:
-                time.sleep(0.02)
+            first = deliver_first_half(engine, peer, messages)
             started = time.monotonic()
             fault_seconds = fault(lambda: [engine.submit("in", visit(n, mrn=f"MRN{n}"))
                                            for n in range(first + 1, messages + 1)])
@@ -119,6 +115,17 @@ def run(name: str, link: Link, folder: Path, messages: int, fault: Fault) -> Net
         finally:
             engine.stop()
     return result
+
+
+def deliver_first_half(engine: Engine, peer: FakeMllpPeer, messages: int) -> int:
+    """Submit the first half of the visits and wait until the peer accepted them (the engine's
+    connections are open and warm before the fault); the number submitted."""
+    first = messages // 2
+    for n in range(1, first + 1):
+        engine.submit("in", visit(n, mrn=f"MRN{n}"))
+    while len(peer.accepted()) < first:
+        time.sleep(0.02)
+    return first
 
 
 def observe(engine: Engine, peer: FakeMllpPeer, result: NetResult, started: float) -> None:
@@ -153,11 +160,7 @@ def run_store_partition(name: str, link: Link, folder: Path, messages: int, seco
             engine = engine_from_dict({**config(peer.url), "store": url}, folder, net_plugins())
             engine.start_workers()
             try:
-                first = messages // 2
-                for n in range(1, first + 1):
-                    engine.submit("in", visit(n, mrn=f"MRN{n}"))
-                while len(peer.accepted()) < first:
-                    time.sleep(0.02)
+                first = deliver_first_half(engine, peer, messages)
                 started = time.monotonic()
                 rest = threading.Thread(target=lambda: [engine.submit("in", visit(n, mrn=f"MRN{n}"))
                                                         for n in range(first + 1, messages + 1)])
