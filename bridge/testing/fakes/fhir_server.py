@@ -26,7 +26,6 @@ import datetime
 import itertools
 import json
 import socket
-import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +34,7 @@ from urllib.parse import unquote, urlencode
 from werkzeug.wrappers import Request, Response
 
 from .http import FakeHttpServer, Injection
+from .tcp import reset_connection
 
 BASE_PATH = "/fhir"
 
@@ -383,5 +383,4 @@ class ResettingServer:
                 conn.recv(65536)
             except OSError:
                 pass
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
+            reset_connection(conn)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -38,7 +37,7 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from .http import SeenRequest
-from .tcp import LoopbackTcpServer
+from .tcp import LoopbackTcpServer, reset_connection
 
 NAMED_FAULTS = ("pass", "hang", "drip", "reset", "drop-answer")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
@@ -102,7 +101,7 @@ class FaultyHttpFront(LoopbackTcpServer):
     scheme = "http"
 
     def _drop(self, conn: socket.socket) -> None:
-        _reset(conn)
+        reset_connection(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -157,7 +156,7 @@ class FaultyHttpFront(LoopbackTcpServer):
     def _apply(self, conn: socket.socket, request: FrontRequest) -> None:
         fault = request.fault
         if fault == "reset":
-            _reset(conn)
+            reset_connection(conn)
         elif fault == "hang":
             self._hang(conn)
         elif fault.isdigit():
@@ -165,7 +164,7 @@ class FaultyHttpFront(LoopbackTcpServer):
         else:
             answer = self._forward(request)
             if fault == "drop-answer":
-                _reset(conn)
+                reset_connection(conn)
             elif fault == "drip":
                 self._drip(conn, answer)
             else:
@@ -220,11 +219,3 @@ def _answer_bytes(status: int, reason: str, headers: dict[str, str], body: bytes
              f"Content-Length: {len(body)}", "Connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-
-def _reset(conn: socket.socket) -> None:
-    """Close with RST (SO_LINGER 0), as a crashed peer or a middlebox does."""
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    conn.close()

@@ -9,11 +9,13 @@ or MLLP library would not let them), so they build on this rather than on ``sock
 from __future__ import annotations
 
 import socket
+import struct
 import threading
+from abc import ABC, abstractmethod
 from typing import Any, Self
 
 
-class LoopbackTcpServer:
+class LoopbackTcpServer(ABC):
     """Subclasses set ``scheme`` (for :attr:`url`) and implement :meth:`_serve`."""
 
     scheme = "tcp"
@@ -70,8 +72,9 @@ class LoopbackTcpServer:
     def _accepted(self, conn: socket.socket) -> None:
         """Called under :attr:`lock` for each new connection (e.g. to count them)."""
 
+    @abstractmethod
     def _serve(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Own one accepted connection until it ends (the base forgets it afterwards)."""
 
     def _drop(self, conn: socket.socket) -> None:
         """How the fake hangs up an open connection when it stops: an orderly close by default."""
@@ -80,3 +83,12 @@ class LoopbackTcpServer:
         except OSError:
             pass
         conn.close()
+
+
+def reset_connection(conn: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashed peer or a middlebox does: no FIN, no answer."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    conn.close()

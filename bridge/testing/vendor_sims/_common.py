@@ -9,6 +9,7 @@ idempotency must survive.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import socket
 import struct
 from collections.abc import Callable
@@ -56,7 +57,7 @@ class LostAnswer:
     done: bool = field(default=False)
 
 
-class VendorSimulator(FakeHttpServer):
+class VendorSimulator(FakeHttpServer, ABC):
     """Base of the vendor simulators: violations log, lost answers, refusals as the vendor shapes them."""
 
     def __init__(self) -> None:
@@ -91,9 +92,9 @@ class VendorSimulator(FakeHttpServer):
                                              refusal.text, refusal.source))
         return self.refusal_response(refusal)
 
+    @abstractmethod
     def refusal_response(self, refusal: Refusal) -> Response:
         """The vendor's answer to a refusal (status, body, headers); each simulator shapes its own."""
-        raise NotImplementedError
 
 
 def reset(environ: dict[str, Any]) -> None:
