@@ -146,7 +146,10 @@ def assigners_last(entries: dict[str, dict[str, Any]], assigners: dict[str, str]
     tail = set(assigners.values()) - set(roots)
     if not tail:
         return list(entries.items())
-    referenced: set[str] = set()
+    referenced = _top_level_assigners(entries, tail)
+    if tail <= referenced:  # the usual case: every authority is named by some resource's own identifier
+        return [item for item in entries.items() if item[0] not in tail] + \
+            [item for item in entries.items() if item[0] in tail]
     for url, entry in entries.items():
         if url not in tail:
             _references(entry.get("resource"), referenced)
@@ -154,6 +157,22 @@ def assigners_last(entries: dict[str, dict[str, Any]], assigners: dict[str, str]
                 break
     return [item for item in entries.items() if item[0] not in tail] + \
         [item for item in entries.items() if item[0] in tail and item[0] in referenced]
+
+
+def _top_level_assigners(entries: dict[str, dict[str, Any]], tail: set[str]) -> set[str]:
+    """The assigner references of the resources' own ``identifier`` lists (not the authorities'):
+    where nearly every authority is named, found without walking whole resources. A subset of what
+    :func:`_references` finds, so an authority found here is referenced."""
+    found: set[str] = set()
+    for url, entry in entries.items():
+        resource = entry.get("resource") if url not in tail else None
+        identifiers = resource.get("identifier") if isinstance(resource, dict) else None
+        for ident in identifiers if isinstance(identifiers, list) else ():
+            assigner = ident.get("assigner") if isinstance(ident, dict) else None
+            ref = assigner.get("reference") if isinstance(assigner, dict) else None
+            if isinstance(ref, str):
+                found.add(ref)
+    return found
 
 
 def _references(value: Any, into: set[str], depth: int = 0) -> None:

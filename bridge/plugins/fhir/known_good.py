@@ -10,6 +10,11 @@ the encoder (benchmarks/README.md#mapspy). Both checks are pure functions of a r
 (the encoder checks codes only, not reference targets), so a resource whose exact content passed
 them before passes again; only those are left out of the checked copy of the bundle, and every
 entry keeps its place, so an error names the same ``entry.N`` it always did. The memory is bounded.
+An entry whose own elements too (its ``fullUrl`` and conditional ``request``, derived from the
+resource's business identifier, so the same in every bundle) passed with that resource is an empty
+entry in the checked copy (``{}``), or left out when no entry to check follows it: the assigning
+authorities come last in a bundle, so a map's new assigners cost the validator nothing after the
+first message.
 
 The same holds one level down for identifiers: a patient or a visit is new each time, but its
 identifiers differ from message to message only in their ``value`` (a map that adds a registry
@@ -42,17 +47,34 @@ _passed: OrderedDict[str, None] = OrderedDict()
 _lock = threading.Lock()
 
 
+def _compact(value: Any) -> str | None:
+    """A key's JSON text (the C encoder; keys in the encoder's order: the same content written by the
+    same code has the same text, and equal content in another order only misses, so is checked)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    except (TypeError, ValueError, RecursionError):  # not JSON (the validator will say so)
+        return None
+
+
 def _key(resource: dict[str, Any]) -> str | None:
     if resource.get("resourceType") not in REUSED_TYPES:
         return None
-    key = json.dumps(resource, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return key if len(key) <= MAX_KEY_CHARS else None
+    key = _compact(resource)
+    return key if key is not None and len(key) <= MAX_KEY_CHARS else None
+
+
+def _entry_key(entry: dict[str, Any]) -> str | None:
+    """A whole entry's key: a reference resource with its ``fullUrl`` and conditional ``request``,
+    which derive from its business identifier, so are the same in bundle after bundle."""
+    text = _compact(entry)
+    return "entry\0" + text if text is not None and len(text) <= MAX_KEY_CHARS else None
 
 
 def still_to_check(bundle: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A copy of ``bundle`` whose entries keep their place but not a resource that passed before
-    (nor, in a new resource, an identifier whose shape passed before), and the keys of the
-    reusable resources and identifiers it still holds (to :func:`remember` once it passed)."""
+    (nor, in a new resource, an identifier whose shape passed before; nor a whole entry that passed
+    before), and the keys of the reusable resources, entries and identifiers it still holds (to
+    :func:`remember` once it passed)."""
     entries = bundle.get("entry")
     if not isinstance(entries, list):
         return bundle, []
@@ -60,19 +82,40 @@ def still_to_check(bundle: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     new_keys: list[str] = []
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        key = _key(resource) if isinstance(resource, dict) else None
+        if not isinstance(resource, dict):
+            kept.append(entry)
+            continue
+        if resource.get("resourceType") not in REUSED_TYPES:
+            if isinstance(resource.get("resourceType"), str):
+                entry = _without_known_identifiers(entry, resource, new_keys)
+            kept.append(entry)
+            continue
+        whole = _entry_key(entry)
+        if whole is not None and whole in _passed:  # the same resource in the same entry passed before
+            _seen(whole)
+            kept.append({})
+            continue
+        key = _key(resource)
+        if whole is not None:
+            new_keys.append(whole)
         if key is not None and key in _passed:
-            with _lock:
-                if key in _passed:
-                    _passed.move_to_end(key)
+            _seen(key)
             kept.append({k: v for k, v in entry.items() if k != "resource"})
             continue
         if key is not None:
             new_keys.append(key)
-        elif isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            entry = _without_known_identifiers(entry, resource, new_keys)
         kept.append(entry)
+    while len(kept) > 1 and kept[-1] == {}:  # nothing after them: left out, no index to keep
+        kept.pop()
     return {**bundle, "entry": kept}, new_keys
+
+
+def _seen(key: str) -> None:
+    """Keep a key that is used at the recent end (least recently used ones go first)."""
+    try:
+        _passed.move_to_end(key)
+    except KeyError:  # another thread's bundle pushed it out just now
+        pass
 
 
 def _without_known_identifiers(entry: dict[str, Any], resource: dict[str, Any],
@@ -105,11 +148,10 @@ def _identifier_key(resource_type: str, identifier: Any) -> str | None:
     if not isinstance(identifier, dict) or not identifier:
         return None
     shape = {**identifier, "value": _ANY_TEXT} if isinstance(identifier.get("value"), str) else identifier
-    try:
-        key = f"{resource_type}.identifier\0" + json.dumps(shape, sort_keys=True, ensure_ascii=False,
-                                                           separators=(",", ":"))
-    except (TypeError, ValueError):  # not JSON (the validator will say so)
+    text = _compact(shape)
+    if text is None:
         return None
+    key = f"{resource_type}.identifier\0" + text
     return key if len(key) <= MAX_KEY_CHARS else None
 
 
