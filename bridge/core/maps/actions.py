@@ -207,9 +207,21 @@ class SetAction(Action):
         return tuple(isinstance(value, (str, int, float)) and not (path.leaf.is_list and not path.leaf.selected)
                      for path, value in self.entries)
 
+    @cached_property
+    def _fields(self) -> tuple[str | None, ...]:
+        """Per entry: the record's own field it writes when that is all the path is (``encounter.status``,
+        prefitted): read and written directly, as its one :class:`Slot` would."""
+        return tuple(path.segments[-1].name if prefitted and not path.parent and path.segments[-1].select is None
+                     and not path.leaf.free else None for (path, _), prefitted in zip(self.entries, self._prefitted))
+
     def apply(self, run: Run, subject: Any) -> int:
         changed = 0
-        for (path, value), prefitted in zip(self.entries, self._prefitted):
+        for (path, value), prefitted, field in zip(self.entries, self._prefitted, self._fields):
+            if field is not None:  # the subject is a record of the path's kind (one kind per step)
+                if getattr(subject, field, None) != value:
+                    setattr(subject, field, value)
+                    changed += 1
+                continue
             for slot in path.slots(subject, True):
                 if not prefitted:
                     changed += _put(slot, value, path.leaf, path.text)

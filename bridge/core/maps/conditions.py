@@ -62,19 +62,50 @@ class Scope:
         return read_fields(messages, path)
 
 
-def _reader(path: Path | FieldPath) -> Callable[[Scope, Any], list[Any]]:
+def _reader(path: Path | FieldPath) -> Callable[[Scope], list[Any]]:
     """How a condition reads ``path``, chosen once when it is compiled: a record path reads with
     its own compiled reader (the subject when it is of the path's kind, else every such record)."""
     if isinstance(path, FieldPath):
-        return Scope.field_values  # type: ignore[return-value]
+        return lambda scope: scope.field_values(path)
     kind = path.kind
+    read = path.read
 
-    def values(scope: Scope, _path: Any) -> list[Any]:
-        read = path.read
-        if scope.subject is not None and scope.subject_kind == kind:
-            return read(scope.subject)
+    def values(scope: Scope) -> list[Any]:
+        subject = scope.subject
+        if subject is not None and scope.subject_kind == kind:
+            return read(subject)
         return [v for record in scope.of_kind(kind) for v in read(record)]
     return values
+
+
+def _some(get: Callable[[Scope], list[Any]], holds: Callable[[Any], Any]) -> Condition:
+    """True when some value read by ``get`` satisfies ``holds`` (a plain loop: no generator per check)."""
+    def check(scope: Scope) -> bool:
+        for value in get(scope):
+            if holds(value):
+                return True
+        return False
+    return check
+
+
+def _equal_to(get: Callable[[Scope], list[Any]], want: str) -> Condition:
+    """``equals`` on one path: some value reads as ``want``."""
+    def check(scope: Scope) -> bool:
+        for v in get(scope):
+            if (v if type(v) is str else text(v)) == want:
+                return True
+        return False
+    return check
+
+
+def _one_of(get: Callable[[Scope], list[Any]], wanted: frozenset[str]) -> Condition:
+    """``in`` on one path: some value reads as one of ``wanted``."""
+    def check(scope: Scope) -> bool:
+        for v in get(scope):
+            if (v if type(v) is str else text(v)) in wanted:
+                return True
+        return False
+    return check
 
 
 def text(value: Any) -> str:
@@ -125,8 +156,7 @@ def _equals(body: Any, paths: list[Path]) -> Condition:
     checks = []
     for raw, wanted in _pairs(body, "equals"):
         path, want = _path(raw, paths), text(wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path):
-                      any((v if type(v) is str else text(v)) == w for v in get(s, p)))
+        checks.append(_equal_to(_reader(path), want))
     return _combine(checks)
 
 
@@ -136,8 +166,7 @@ def _in(body: Any, paths: list[Path]) -> Condition:
         if not isinstance(wanted, list) or not wanted:
             raise ConditionError(f"in: {raw}: expected a list of values")
         path, want = _path(raw, paths), frozenset(text(w) for w in wanted)
-        checks.append(lambda s, p=path, w=want, get=_reader(path):
-                      any((v if type(v) is str else text(v)) in w for v in get(s, p)))
+        checks.append(_one_of(_reader(path), want))
     return _combine(checks)
 
 
@@ -150,8 +179,7 @@ def _pattern(body: Any, paths: list[Path]) -> Condition:
         except re.error as exc:
             raise ConditionError(f"pattern: {raw}: bad regular expression {regex!r}: {exc}") from None
         path = _path(raw, paths)
-        checks.append(lambda s, p=path, r=compiled, get=_reader(path):
-                      any(r.fullmatch(v if type(v) is str else text(v)) for v in get(s, p)))
+        checks.append(_some(_reader(path), lambda v, r=compiled: r.fullmatch(v if type(v) is str else text(v))))
     return _combine(checks)
 
 
@@ -164,12 +192,11 @@ def _range(body: Any, paths: list[Path]) -> Condition:
         low, high = bounds.get("min"), bounds.get("max")
         numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (low, high) if b is not None)
         if numeric:
-            checks.append(lambda s, p=path, lo=low, hi=high, get=_reader(path):
-                          any(_in_numbers(v, lo, hi) for v in get(s, p)))
+            checks.append(_some(_reader(path), lambda v, lo=low, hi=high: _in_numbers(v, lo, hi)))
         else:
             lo, hi = (None if b is None else _date_bound(b, raw) for b in (low, high))
-            get = _hl7_dates if isinstance(path, FieldPath) else _reader(path)
-            checks.append(lambda s, p=path, lo=lo, hi=hi, get=get: any(_in_dates(v, lo, hi) for v in get(s, p)))
+            get = (lambda s, p=path: _hl7_dates(s, p)) if isinstance(path, FieldPath) else _reader(path)
+            checks.append(_some(get, lambda v, lo=lo, hi=hi: _in_dates(v, lo, hi)))
     return _combine(checks)
 
 
@@ -205,8 +232,11 @@ def _in_dates(value: Any, low: str | None, high: str | None) -> bool:
 
 def _exists(body: Any, paths: list[Path]) -> Condition:
     items = body if isinstance(body, list) else [body]
-    compiled = [(p, _reader(p)) for p in (_path(raw, paths) for raw in items)]
-    return lambda s: all(bool(get(s, p)) for p, get in compiled)
+    readers = [_reader(_path(raw, paths)) for raw in items]
+    if len(readers) == 1:
+        (get,) = readers
+        return lambda s: bool(get(s))
+    return lambda s: all(bool(get(s)) for get in readers)
 
 
 def _not(body: Any, paths: list[Path]) -> Condition:
@@ -216,12 +246,24 @@ def _not(body: Any, paths: list[Path]) -> Condition:
 
 def _all(body: Any, paths: list[Path]) -> Condition:
     inner = _many(body, "all", paths)
-    return lambda s: all(c(s) for c in inner)
+
+    def every(scope: Scope) -> bool:
+        for condition in inner:
+            if not condition(scope):
+                return False
+        return True
+    return every
 
 
 def _any(body: Any, paths: list[Path]) -> Condition:
     inner = _many(body, "any", paths)
-    return lambda s: any(c(s) for c in inner)
+
+    def some(scope: Scope) -> bool:
+        for condition in inner:
+            if condition(scope):
+                return True
+        return False
+    return some
 
 
 def _many(body: Any, kind: str, paths: list[Path]) -> list[Condition]:

@@ -404,6 +404,12 @@ def _slotter(path: Path) -> Callable[[Any, bool], list[Slot]]:
     name, select = last.name, last.select
     indexes = _index_pick(select)
     plain, created = _walker(path.parent, False), _walker(path.parent, True)
+    if not path.parent and indexes is None:
+        def field(start: Any, create: bool = False) -> list[Slot]:
+            if type(start) is dict or isinstance(start, dict) or hasattr(start, "__dataclass_fields__"):
+                return [Slot(start, name)]
+            return []
+        return field
 
     def places(start: Any, create: bool = False) -> list[Slot]:
         out: list[Slot] = []

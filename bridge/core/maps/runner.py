@@ -44,13 +44,14 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
     run = Run(list(records), inbound=inbound, outbound=outbound or (), stage=stage)
     outcome = MapOutcome(run.records)
     on_message = outbound is not None
+    scope = Scope(run.records, None, None, run.of_kind, run.inbound)  # one for every step's condition
     for map_ in maps:
         steps: list[dict[str, Any]] = []
         held_before = len(run.holds)
         outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
         for step in map_.field_steps if on_message else map_.record_steps:
             try:
-                fired, changed = run_step(step, run)
+                fired, changed = run_step(step, run, scope)
             except MapFailure as exc:
                 outcome.failure = f"map {map_.name} step {step.id}: {exc}"
                 steps.append({"id": step.id, "action": step.action.name, "failed": True})
@@ -67,23 +68,36 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
     return outcome
 
 
-def run_step(step: Step, run: Run) -> tuple[int, int]:
-    """(how many subjects the step applied to, how many values it changed)."""
+def run_step(step: Step, run: Run, scope: Scope | None = None) -> tuple[int, int]:
+    """(how many subjects the step applied to, how many values it changed). ``scope``: the run's
+    condition scope, reused from step to step (a condition only reads it while it runs)."""
     action = step.action
-    if action.kind is None:  # the message as a whole: route, hold
-        if step.when is None or step.when(Scope(run.records, of_kind=run.of_kind, inbound=run.inbound)):
+    kind, when = action.kind, step.when
+    if when is not None:
+        if scope is None:
+            scope = Scope(run.records, None, None, run.of_kind, run.inbound)
+        scope.subject, scope.subject_kind = None, kind
+    if kind is None:  # the message as a whole: route, hold
+        if when is None or when(scope):  # type: ignore[arg-type]
             return 1, action.apply(run, None)
         return 0, 0
     fired = changed = 0
-    when = step.when
-    scope = Scope(run.records, None, action.kind, run.of_kind, run.inbound) if when is not None else None
-    for subject in (run.outbound if action.kind is MESSAGE_KIND else subjects_of(step, run)):
-        if scope is not None:
-            scope.subject = subject  # one scope per step; a condition only reads it while it runs
-            if not when(scope):  # type: ignore[misc]
-                continue
-        fired += 1
-        changed += action.apply(run, subject)
+    apply = action.apply
+    if kind is MESSAGE_KIND or type(action) is DropAction:
+        subjects = subjects_of(step, run)
+    else:  # records of the step's kind, found once until a step reshapes the message (Run.of_kind)
+        subjects = run._index.get(kind) or run.of_kind(kind)
+    if when is None:
+        for subject in subjects:
+            fired += 1
+            changed += apply(run, subject)
+    else:
+        for subject in subjects:
+            scope.subject = subject  # type: ignore[union-attr]
+            if when(scope):  # type: ignore[arg-type]
+                fired += 1
+                changed += apply(run, subject)
+        scope.subject = None  # type: ignore[union-attr]
     if changed and action.reshapes:
         run.reshaped()
     return fired, changed
