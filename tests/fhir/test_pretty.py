@@ -62,3 +62,34 @@ def test_an_assigning_authority_is_the_same_entry_built_once_or_again():
         writer.add_resource(json.loads(text), key)
     (a,), (b,) = first.entries.values(), second.entries.values()
     assert a == b and a["resource"] is not b["resource"]
+
+
+def _values(seed: int, depth: int = 0):
+    """Deterministic JSON-shaped values with what the indented writer must get right: escapes,
+    non-ASCII and line separators, empty containers, floats' special values, big integers."""
+    import random
+
+    rng = random.Random(seed)
+    leaves = ["a", "ü\u2028\"\\\n\t\x00", "", 0, -1, 10**20, 1.5, -0.0, 1e300, float("nan"), float("inf"),
+              -float("inf"), True, False, None, [], {}]
+
+    def value(d: int):
+        r = rng.random()
+        if d > 4 or r < 0.4:
+            return rng.choice(leaves)
+        if r < 0.7:
+            return [value(d + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(["k", "ü", '"q', "a b", ""]) + str(rng.randint(0, 9)): value(d + 1)
+                for _ in range(rng.randint(0, 4))}
+    return value(depth)
+
+
+@pytest.mark.parametrize("indent", [2, 0, 4, "\t", "--", None])
+def test_the_indented_writer_writes_what_json_dumps_writes(indent):
+    for seed in range(2000):
+        value = _values(seed)
+        assert pretty.indented(value, indent) == json.dumps(value, indent=indent, ensure_ascii=False)
+    for unusual in [(1, 2), {1: "x"}, {"a": (1,)}, {True: 1}, {"n": 2**70}]:  # left to json.dumps
+        assert pretty.indented(unusual, indent) == json.dumps(unusual, indent=indent, ensure_ascii=False)
+    with pytest.raises(TypeError):
+        pretty.indented({"a": object()}, indent)
