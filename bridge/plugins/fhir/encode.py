@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -108,6 +109,14 @@ def content_tag(resource: dict[str, Any]) -> str:
     return f"_tag={search_value(C.TAG_ENTRY_KEY, value)}"
 
 
+@lru_cache(maxsize=4096)
+def keyed_url(seed: str) -> str:
+    """The fullUrl of a resource with a business key: the same reference data (an assigning
+    authority, a clinic, the sending application) comes back bundle after bundle, and uuid5 is a
+    SHA-1 and a UUID object each time."""
+    return f"urn:uuid:{uuid.uuid5(NAMESPACE, seed)}"
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -151,7 +160,7 @@ class Writer:
     def add_resource(self, resource: dict[str, Any], key: tuple[str, str] | None) -> str:
         """Add a resource already built (``key``: its :func:`business_key`); return its fullUrl."""
         seed = f"{resource['resourceType']}|{key[0]}={key[1]}" if key else canonical_json(resource)
-        full_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, seed)}"
+        full_url = keyed_url(seed) if key else f"urn:uuid:{uuid.uuid5(NAMESPACE, seed)}"
         previous = self.entries.get(full_url)
         if previous is not None and previous["resource"] != resource:
             # Two different resources claim one business identifier (a stub and a full copy, or

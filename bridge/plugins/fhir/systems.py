@@ -11,6 +11,7 @@ own name survives a FHIR round trip unchanged. Public: vendor plugins import it 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from . import constants as C
@@ -86,6 +87,7 @@ def is_absolute(system: str | None) -> bool:
     return scheme in _SCHEMES or "//" in system
 
 
+@lru_cache(maxsize=2048)  # a pure function of a text, asked for every identifier and coding written
 def system_uri(system: str | None) -> str | None:
     """A sender's system as an absolute URI, for any Identifier.system or Coding.system we write.
 
