@@ -420,15 +420,28 @@ class AddIdentifierAction(Action):
         value = self.value if self.source is None else _first(run, subject, self.kind, self.source)
         if value is None or value == "":
             return 0
-        new = Identifier(value=str(value), **dict(self.fields))
+        text, fields = str(value), self._fields
+        system, type_ = fields.get("system"), fields.get("type")
         changed = 0
         for owner in self.target.owners_created(subject):
             items = _get(owner, self.target.segments[-1].name)
-            if items is None or any((i.value, i.system, i.type) == (new.value, new.system, new.type) for i in items):
+            if items is None or _has_identifier(items, text, system, type_):
                 continue
-            items.append(copy.copy(new))
+            items.append(Identifier(value=text, **fields))  # a new one per owner: none shares it
             changed += 1
         return changed
+
+    @cached_property
+    def _fields(self) -> dict[str, str]:
+        return dict(self.fields)
+
+
+def _has_identifier(items: list[Any], value: str, system: str | None, type_: str | None) -> bool:
+    """Some identifier in ``items`` has this value, system and type already."""
+    for item in items:
+        if item.value == value and item.system == system and item.type == type_:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -221,11 +221,14 @@ def _in_numbers(value: Any, low: float | None, high: float | None) -> bool:
     return (low is None or number >= low) and (high is None or number <= high)
 
 
+_YEAR = re.compile(r"\d{4}")
+
+
 def _in_dates(value: Any, low: str | None, high: str | None) -> bool:
     """Dates compare as written (the sender's local date) at the precision of the bound: with
     ``max: 2026-03`` every day of March 2026 is inside."""
-    written = text(value)
-    if not re.match(r"\d{4}", written):
+    written = value if type(value) is str else text(value)
+    if not _YEAR.match(written):
         return False
     return (low is None or written[:len(low)] >= low) and (high is None or written[:len(high)] <= high)
 
