@@ -133,3 +133,23 @@ def test_encoded_bundles_are_the_same_with_identifiers_remembered(fhir_format):
     second = fhir_format.encode([rx], {"message_control_id": "M1"})
     known_good.forget()
     assert first == second == fhir_format.encode([rx], {"message_control_id": "M1"})
+
+
+def test_plain_references_after_the_last_other_item_are_not_checked_and_errors_keep_their_index():
+    plain = [{"reference": f"urn:uuid:{n}"} for n in range(5)]
+    provenance = {"resourceType": "Provenance", "recorded": "2026-12-06T10:00:00Z", "agent": [{"who": {"display": "x"}}]}
+    all_plain = {"resourceType": "Bundle", "type": "collection",
+                 "entry": [{"fullUrl": "urn:uuid:p", "resource": {**provenance, "target": plain}}]}
+    checked, _ = known_good.still_to_check(all_plain)
+    assert checked["entry"][0]["resource"]["target"] == plain[:1]  # one kept: the list is required
+    codec.validate(checked)
+    bad = {"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": "urn:uuid:p", "resource": {
+        **provenance, "target": [*plain[:2], {"reference": 5}, *plain[2:]]}}]}
+    checked, _ = known_good.still_to_check(bad)
+    assert checked["entry"][0]["resource"]["target"] == bad["entry"][0]["resource"]["target"][:3]
+    with pytest.raises(EncodeError) as skipped:
+        codec.validate(checked)
+    with pytest.raises(EncodeError) as whole:
+        codec.validate(bad)
+    assert str(skipped.value) == str(whole.value) and "target.2" in str(whole.value)
+    assert bad["entry"][0]["resource"]["target"][3:] == plain[2:]  # the bundle itself is not changed

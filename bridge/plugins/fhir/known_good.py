@@ -87,7 +87,7 @@ def still_to_check(bundle: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue
         if resource.get("resourceType") not in REUSED_TYPES:
             if isinstance(resource.get("resourceType"), str):
-                entry = _without_known_identifiers(entry, resource, new_keys)
+                entry = _without_plain_references(_without_known_identifiers(entry, resource, new_keys))
             kept.append(entry)
             continue
         whole = _entry_key(entry)
@@ -142,6 +142,33 @@ def _without_known_identifiers(entry: dict[str, Any], resource: dict[str, Any],
         checked.pop()
     trimmed = {k: v for k, v in resource.items() if k != "identifier"}
     return {**entry, "resource": {**trimmed, "identifier": checked} if checked else trimmed}
+
+
+PLAIN_REFERENCE_LISTS = {"Provenance": "target", "MessageHeader": "focus"}
+"""Lists that name (nearly) every entry of a bundle, each item a bare ``{"reference": "urn:uuid:…"}``."""
+
+
+def _plain_reference(item: Any) -> bool:
+    """A Reference with nothing but its text ``reference``: both checks pass it whatever the text
+    (fhirclient sees a string; no binding reads it), so checking it can find nothing."""
+    return type(item) is dict and len(item) == 1 and type(item.get("reference")) is str
+
+
+def _without_plain_references(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with a Provenance's ``target`` (or a MessageHeader's ``focus``) list cut after its
+    last item that is not a plain reference, keeping at least one (the list is required): the
+    plain references after it could fail nothing, and the items before it keep their indices, so an
+    error names the same ``target.N``. They grow with the bundle (a map's three new assigner
+    Organizations add three to each), and fhirclient builds each as a Reference."""
+    resource = entry.get("resource")
+    name = PLAIN_REFERENCE_LISTS.get(resource.get("resourceType")) if isinstance(resource, dict) else None
+    items = resource.get(name) if name is not None else None  # type: ignore[union-attr]
+    if not isinstance(items, list) or len(items) < 2:
+        return entry
+    keep = max((i + 1 for i, item in enumerate(items) if not _plain_reference(item)), default=1)
+    if keep >= len(items):
+        return entry
+    return {**entry, "resource": {**resource, name: items[:keep]}}  # type: ignore[dict-item]
 
 
 def _identifier_key(resource_type: str, identifier: Any) -> str | None:
