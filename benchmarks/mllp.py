@@ -22,6 +22,10 @@ for its ACK before the next (how MLLP senders behave):
               written once the flush is done; frames arriving during a flush form the next commit.
               No header read beyond MSH-3/4/10, no lanes, no telemetry, no error answers.
 
+Each row also shows the server's CPU (all its threads, from ``/proc``: cores busy and microseconds per
+message) and the load generator's own CPU per message: on a machine whose cores the load generator
+shares, their sum per message is what bounds a server's rate.
+
 Usage: ``.venv/bin/python benchmarks/mllp.py [--seconds 5] [--connections 4]``. A run takes about
 ``4 × (seconds + 1)`` seconds. Targets: ours ≥ 50% of bare, ≥ 20× hl7apy.
 """
@@ -207,6 +211,7 @@ class Result:
     errors: int
     cpu_seconds: float = 0.0  # the server process's CPU time (all its threads) while it was driven
     wall_seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # the load generator's own CPU time (this process) meanwhile
 
     @property
     def rate(self) -> float:
@@ -272,9 +277,10 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
         if not line.startswith("PORT "):
             raise SystemExit(f"{kind} server did not start (got {line!r})")
         port = int(line.split()[1])
-        cpu, wall = server_cpu(child.pid), time.perf_counter()
+        cpu, wall, client = server_cpu(child.pid), time.perf_counter(), time.process_time()
         result = asyncio.run(drive(kind, port, connections, seconds, warmup))
         result.cpu_seconds, result.wall_seconds = server_cpu(child.pid) - cpu, time.perf_counter() - wall
+        result.client_cpu_seconds = time.process_time() - client
         return result
     finally:
         if child.stdin:
@@ -299,7 +305,7 @@ def report(results: Mapping[str, Result], connections: int) -> None:
     print(f"MLLP listener benchmark: {connections} concurrent connections, one message in flight each; "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
     print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}"
-          f" {'cores':>6} {'us/msg':>7}")
+          f" {'cores':>6} {'us/msg':>7} {'client us/msg':>13}")
     labels = {"ours": "ours (commit ACK, SQLite FULL)", "bare": "bare asyncio (ACK, no store)",
               "hl7apy": "hl7apy MLLPServer, parsing (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)",
               "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)",
@@ -310,8 +316,9 @@ def report(results: Mapping[str, Result], connections: int) -> None:
         total = r.messages * r.wall_seconds / r.seconds if r.seconds else 0
         cores = r.cpu_seconds / r.wall_seconds if r.wall_seconds else 0.0
         per_message = r.cpu_seconds / total * 1e6 if total else 0.0
+        client = r.client_cpu_seconds / total * 1e6 if total else 0.0
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
-              f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f}")
+              f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f} {client:>13.1f}")
     ours, bare, hl7, shm, _, _, floor = (results.get(k) for k in KINDS)
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
