@@ -14,6 +14,17 @@ for its ACK before the next (how MLLP senders behave):
               connection after one message, so its client reconnects for every message.
 - ``ours-shm``: ours again with the SQLite file on tmpfs (``/dev/shm``), where fsync costs almost
               nothing: it separates the listener's own overhead from the disk's commit latency.
+- ``floor``:  (on request with ``--only``) not a product: the least a listener that stores each frame
+              durably must do, to show what any design can reach here. The bare server's framing
+              and ACK, plus one row per frame in a narrow SQLite table (channel, time, bytes, dedupe
+              key, origin; one unique index), inserted with one ``executemany`` per loop turn
+              (``synchronous=NORMAL``), the WAL flushed with ``fdatasync`` on a thread, and the ACKs
+              written once the flush is done; frames arriving during a flush form the next commit.
+              No header read beyond MSH-3/4/10, no lanes, no telemetry, no error answers.
+
+Each row also shows the server's CPU (all its threads, from ``/proc``: cores busy and microseconds per
+message) and the load generator's own CPU per message: on a machine whose cores the load generator
+shares, their sum per message is what bounds a server's rate.
 
 Usage: ``.venv/bin/python benchmarks/mllp.py [--seconds 5] [--connections 4]``. A run takes about
 ``4 × (seconds + 1)`` seconds. Targets: ours ≥ 50% of bare, ≥ 20× hl7apy.
@@ -30,9 +41,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -91,6 +103,76 @@ def serve_bare() -> None:
     asyncio.run(main())
 
 
+def serve_floor() -> None:
+    """The ``floor`` kind (see the module docstring): a lower bound for any durable listener here."""
+    import json
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge.plugins.hl7v2.ack import make_ack
+
+    path = os.path.join(tempfile.mkdtemp(prefix="mllp-floor-"), "floor.db")
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
+        db.execute(f"PRAGMA {pragma}")
+    db.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, received_at REAL NOT NULL,"
+               " raw BLOB NOT NULL, dedupe_key TEXT, origin TEXT)")
+    db.execute("CREATE UNIQUE INDEX journal_dedupe ON journal(dedupe_key) WHERE dedupe_key IS NOT NULL")
+    insert = ("INSERT INTO journal (channel, received_at, raw, dedupe_key, origin) VALUES (?,?,?,?,?)"
+              " ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING")
+    flusher = ThreadPoolExecutor(1)
+    state: dict[str, Any] = {"waiting": [], "scheduled": False, "flushing": False}
+
+    def flush_wal() -> None:
+        fd = os.open(path + "-wal", os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def commit() -> None:
+        state["scheduled"] = False
+        if state["flushing"] or not state["waiting"]:
+            return  # the flush's end commits what arrived meanwhile
+        batch, state["waiting"] = state["waiting"], []
+        now = time.time()
+        rows = []
+        for protocol, raw in batch:
+            msh = raw[:raw.find(b"\r")].split(b"|")
+            rows.append(("bench", now, raw, b"bench|%s|%s|%s" % (msh[2], msh[3], msh[9]), protocol.origin))
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(insert, rows)
+        db.execute("COMMIT")
+        state["flushing"] = True
+        flusher.submit(flush_wal).add_done_callback(lambda _: loop.call_soon_threadsafe(flushed, batch))
+
+    def flushed(batch: list[Any]) -> None:
+        state["flushing"] = False
+        commit()
+        for protocol, raw in batch:
+            protocol.transport.write(SB + make_ack(raw, "AA").encode() + EB)
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport, self.pending = transport, b""
+            self.origin = json.dumps({"transport": "mllp", "peer": str(transport.get_extra_info("peername"))})
+
+        def data_received(self, data: bytes) -> None:
+            self.pending += data
+            while EB in self.pending:
+                frame, self.pending = self.pending.split(EB, 1)
+                state["waiting"].append((self, frame[frame.find(SB) + 1:]))
+            if state["waiting"] and not state["scheduled"]:
+                state["scheduled"] = True
+                loop.call_soon(commit)
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Floor, "127.0.0.1", 0))
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    loop.run_until_complete(loop.run_in_executor(None, sys.stdin.read))
+    server.close()
+
+
 def serve_hl7apy(parse: bool = True) -> None:
     """hl7apy's MLLPServer as its documentation uses it: the handler parses the incoming message with
     ``parse_message`` and answers an ACK built from it. ``parse=False`` skips the parse (a server that
@@ -127,6 +209,9 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    cpu_seconds: float = 0.0  # the server process's CPU time (all its threads) while it was driven
+    wall_seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # the load generator's own CPU time (this process) meanwhile
 
     @property
     def rate(self) -> float:
@@ -192,7 +277,11 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
         if not line.startswith("PORT "):
             raise SystemExit(f"{kind} server did not start (got {line!r})")
         port = int(line.split()[1])
-        return asyncio.run(drive(kind, port, connections, seconds, warmup))
+        cpu, wall, client = server_cpu(child.pid), time.perf_counter(), time.process_time()
+        result = asyncio.run(drive(kind, port, connections, seconds, warmup))
+        result.cpu_seconds, result.wall_seconds = server_cpu(child.pid) - cpu, time.perf_counter() - wall
+        result.client_cpu_seconds = time.process_time() - client
+        return result
     finally:
         if child.stdin:
             child.stdin.close()
@@ -202,20 +291,39 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
             child.kill()
 
 
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, all threads (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(results: Mapping[str, Result], connections: int) -> None:
     print(f"MLLP listener benchmark: {connections} concurrent connections, one message in flight each; "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
-    print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}")
+    print(f"{'server':<38} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'messages':>9} {'non-AA':>7}"
+          f" {'cores':>6} {'us/msg':>7} {'client us/msg':>13}")
     labels = {"ours": "ours (commit ACK, SQLite FULL)", "bare": "bare asyncio (ACK, no store)",
               "hl7apy": "hl7apy MLLPServer, parsing (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)",
               "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)",
-              "ours-nopolicy": "ours, no policy check before the ACK"}
+              "ours-nopolicy": "ours, no policy check before the ACK",
+              "floor": "floor (bare + narrow durable insert)"}
     for kind, r in results.items():
+        # CPU per message over the whole drive, warm-up included (its messages counted at the same rate)
+        total = r.messages * r.wall_seconds / r.seconds if r.seconds else 0
+        cores = r.cpu_seconds / r.wall_seconds if r.wall_seconds else 0.0
+        per_message = r.cpu_seconds / total * 1e6 if total else 0.0
+        client = r.client_cpu_seconds / total * 1e6 if total else 0.0
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
-              f"{r.messages:>9} {r.errors:>7}")
-    ours, bare, hl7, shm, _, _ = (results.get(k) for k in KINDS)
+              f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f} {client:>13.1f}")
+    ours, bare, hl7, shm, _, _, floor = (results.get(k) for k in KINDS)
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
+    if floor and bare and bare.rate:
+        print(f"floor / bare  = {floor.rate / bare.rate:6.1%}   (the most any durable listener reached here)")
     if ours and hl7 and hl7.rate:
         print(f"ours / hl7apy = {ours.rate / hl7.rate:6.1f}x  (target >= 20x)")
     if shm and bare and bare.rate:
@@ -233,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
                    "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False),
-                   "ours-nopolicy": lambda: serve_ours(policy_ack=False)}
+                   "ours-nopolicy": lambda: serve_ours(policy_ack=False), "floor": serve_floor}
         servers[args.serve]()
         return 0
     kinds = args.only or [*DEFAULT_KINDS, "ours-nopolicy", *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]

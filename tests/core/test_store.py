@@ -589,3 +589,26 @@ def test_wait_for_work_wakes_on_another_connections_commit(store):
     woke = store.wait_for_work(10)
     timer.join()
     assert woke and time.monotonic() - began < 5
+
+
+def test_each_message_keeps_its_own_origin_when_origins_are_remembered(sqlite_store):
+    """The intake remembers each distinct origin's JSON (one json.dumps per connection, not per frame):
+    equal-looking values of other types, key order and unhashable values must still come back as sent."""
+    origins = [{"transport": "mllp", "peer": "10.0.0.1:5000"}, {"peer": "10.0.0.1:5000", "transport": "mllp"},
+               {"transport": "mllp", "peer": "10.0.0.2:5000"}, {"n": 1}, {"n": True}, {"n": 1.0},
+               {"files": ["a", "b"]}, {}]
+    ids = [sqlite_store.receive("ch", "bridge", f"m{i}".encode(), dedupe_key=None, header={}, origin=origin)[0]
+           for i, origin in enumerate(origins * 2)]
+    for message_id, origin in zip(ids, origins * 2):
+        stored = sqlite_store.get_message(message_id).origin
+        assert stored == origin and [type(v) for v in stored.values()] == [type(v) for v in origin.values()]
+
+
+def test_remembered_origins_are_bounded(sqlite_store, monkeypatch):
+    from bridge.core.store import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_ORIGIN_JSON_MAX", 8)
+    for i in range(50):
+        mid, _ = sqlite_store.receive("ch", "bridge", b"m", dedupe_key=None, header={}, origin={"peer": f"p{i}"})
+        assert sqlite_store.get_message(mid).origin == {"peer": f"p{i}"}
+    assert len(sqlite_module._ORIGIN_JSON) <= 8
