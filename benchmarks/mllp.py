@@ -21,6 +21,9 @@ for its ACK before the next (how MLLP senders behave):
               (``synchronous=NORMAL``), the WAL flushed with ``fdatasync`` on a thread, and the ACKs
               written once the flush is done; frames arriving during a flush form the next commit.
               No header read beyond MSH-3/4/10, no lanes, no telemetry, no error answers.
+- ``floor-file``: (on request) the same floor with an append-only file instead of the SQLite table:
+              each loop turn's frames as length-prefixed records in one ``write``, ``fdatasync`` on
+              the thread: the cheapest durable write there is, without a store behind it.
 
 Each row also shows the server's CPU (all its threads, from ``/proc``: cores busy and microseconds per
 message) and the load generator's own CPU per message: on a machine whose cores the load generator
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor", "floor-file")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -103,8 +106,9 @@ def serve_bare() -> None:
     asyncio.run(main())
 
 
-def serve_floor() -> None:
-    """The ``floor`` kind (see the module docstring): a lower bound for any durable listener here."""
+def serve_floor(journal_file: bool = False) -> None:
+    """The ``floor`` kinds (see the module docstring): a lower bound for any durable listener here.
+    ``journal_file`` writes each turn's frames to an append-only file instead of the SQLite table."""
     import json
     import sqlite3
     from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +116,7 @@ def serve_floor() -> None:
     from bridge.plugins.hl7v2.ack import make_ack
 
     path = os.path.join(tempfile.mkdtemp(prefix="mllp-floor-"), "floor.db")
+    journal_fd = os.open(path + ".journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
         db.execute(f"PRAGMA {pragma}")
@@ -124,6 +129,9 @@ def serve_floor() -> None:
     state: dict[str, Any] = {"waiting": [], "scheduled": False, "flushing": False}
 
     def flush_wal() -> None:
+        if journal_file:
+            os.fdatasync(journal_fd)
+            return
         fd = os.open(path + "-wal", os.O_RDONLY)
         try:
             os.fdatasync(fd)
@@ -140,9 +148,12 @@ def serve_floor() -> None:
         for protocol, raw in batch:
             msh = raw[:raw.find(b"\r")].split(b"|")
             rows.append(("bench", now, raw, b"bench|%s|%s|%s" % (msh[2], msh[3], msh[9]), protocol.origin))
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(insert, rows)
-        db.execute("COMMIT")
+        if journal_file:
+            os.write(journal_fd, b"".join(journal_record(row) for row in rows))
+        else:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(insert, rows)
+            db.execute("COMMIT")
         state["flushing"] = True
         flusher.submit(flush_wal).add_done_callback(lambda _: loop.call_soon_threadsafe(flushed, batch))
 
@@ -171,6 +182,15 @@ def serve_floor() -> None:
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     loop.run_until_complete(loop.run_in_executor(None, sys.stdin.read))
     server.close()
+
+
+def journal_record(row: tuple[Any, ...]) -> bytes:
+    """One length-prefixed record of the ``floor-file`` kind: a JSON header line, then the frame."""
+    import json
+
+    channel, received_at, raw, dedupe_key, origin = row
+    body = json.dumps([channel, received_at, dedupe_key.decode(), origin]).encode() + b"\n" + raw
+    return len(body).to_bytes(4, "big") + body
 
 
 def serve_hl7apy(parse: bool = True) -> None:
@@ -310,7 +330,8 @@ def report(results: Mapping[str, Result], connections: int) -> None:
               "hl7apy": "hl7apy MLLPServer, parsing (1 msg/conn)", "ours-shm": "ours, store on tmpfs (no real fsync)",
               "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)",
               "ours-nopolicy": "ours, no policy check before the ACK",
-              "floor": "floor (bare + narrow durable insert)"}
+              "floor": "floor (bare + narrow durable insert)",
+              "floor-file": "floor, append-only file"}
     for kind, r in results.items():
         # CPU per message over the whole drive, warm-up included (its messages counted at the same rate)
         total = r.messages * r.wall_seconds / r.seconds if r.seconds else 0
@@ -319,11 +340,13 @@ def report(results: Mapping[str, Result], connections: int) -> None:
         client = r.client_cpu_seconds / total * 1e6 if total else 0.0
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
               f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f} {client:>13.1f}")
-    ours, bare, hl7, shm, _, _, floor = (results.get(k) for k in KINDS)
+    ours, bare, hl7, shm, _, _, floor, floor_file = (results.get(k) for k in KINDS)
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
     if floor and bare and bare.rate:
         print(f"floor / bare  = {floor.rate / bare.rate:6.1%}   (the most any durable listener reached here)")
+    if floor_file and bare and bare.rate:
+        print(f"floor-file / bare = {floor_file.rate / bare.rate:6.1%}   (an append-only file, no store)")
     if ours and hl7 and hl7.rate:
         print(f"ours / hl7apy = {ours.rate / hl7.rate:6.1f}x  (target >= 20x)")
     if shm and bare and bare.rate:
@@ -341,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
                    "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False),
-                   "ours-nopolicy": lambda: serve_ours(policy_ack=False), "floor": serve_floor}
+                   "ours-nopolicy": lambda: serve_ours(policy_ack=False), "floor": serve_floor,
+                   "floor-file": lambda: serve_floor(journal_file=True)}
         servers[args.serve]()
         return 0
     kinds = args.only or [*DEFAULT_KINDS, "ours-nopolicy", *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]
