@@ -813,6 +813,8 @@ class Procedure(Record):
     description: str | None = None
     category: Coding | None = None
     performed: str | None = field(default=None, metadata=DATETIME)
+    performed_end: str | None = field(default=None, metadata=DATETIME)
+    """When it ended, where the sender says (HL7v2 PDA-7's autopsy end); PR1 states a start only."""
     performers: list[ProcedurePerformer] = field(default_factory=list)
     reason: list[Coding] = field(default_factory=list)
     part_of: Identifier | None = None
