@@ -537,6 +537,9 @@ class AllergyIntolerance(Record):
     severity: str | None = field(default=None, metadata=_choices("mild", "moderate", "severe"))
     reactions: list[str] = field(default_factory=list)
     identified_at: str | None = field(default=None, metadata=DATETIME)
+    reported_by: RelatedPerson | None = None
+    """Who told the clinician of the allergy, when not the patient (HL7v2 IAM-14 name, IAM-15
+    relationship; FHIR ``asserter``): a parent's report of a child's allergy weighs differently."""
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

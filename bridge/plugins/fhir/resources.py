@@ -930,8 +930,18 @@ def allergy_out(rec: AllergyIntolerance, w: Writer) -> dict[str, Any]:
         "code": coded_out(rec.code),
         "patient": w.ref(rec.patient),
         "onsetDateTime": fhir_datetime(rec.identified_at, "AllergyIntolerance.identified_at", w.options),
+        "asserter": reporter_ref(rec.reported_by, w) if rec.reported_by else None,
         "reaction": [reaction] if reaction else [],
     })
+
+
+def reporter_ref(person: RelatedPerson, w: Writer) -> dict[str, str]:
+    """The person who reported an allergy (IAM-14/15): a name and a relationship only, so created
+    if absent (``ifNoneExist``) rather than updated: the same person's fuller record (an NK1 with
+    address and phone) that a server already holds is never cut down to a name."""
+    from .create_once import created_once
+
+    return created_once(w, w.resource(person))
 
 
 def allergy_in(node: Node, r: Reader) -> AllergyIntolerance:
@@ -950,6 +960,7 @@ def allergy_in(node: Node, r: Reader) -> AllergyIntolerance:
         reactions=[t for t in (m.str("text") or next((c.str("display") or c.str("code") for c in m.list("coding")),
                                                      None) for m in manifestations) if t],
         identified_at=node.datetime("onsetDateTime"),
+        reported_by=r.follow(node.obj("asserter"), RelatedPerson),
         patient=r.follow(node.obj("patient"), Patient), extra=record_extra_in(node))
 
 
