@@ -142,3 +142,28 @@ def test_orders_without_a_prior_visit_stay_orders_and_the_message_goes_back_unch
         assert len([r for r in records if isinstance(r, DiagnosticReport)]) == 2, name
         body = [s for s in raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:] if s]
         assert encode(records, OPTS).decode("utf-8").split("\r")[1:len(body) + 1] == body, name
+
+
+# --- RXD-10 and RXD-13: who dispensed, and where to ---------------------------------------------------
+
+
+def test_a_dispense_names_its_dispensing_provider_and_destination() -> None:
+    raw = (CORPUS / "RDS-O13-01.hl7").read_bytes()
+    # RXD-13 is empty in Microsoft's sample: a ward the dispense was sent to, as an LA1
+    sent = raw.replace(b"||1^385055001&Tablet&SCT|", b"||1^385055001&Tablet&SCT|4EAST^401^A^GHH|", 1)
+    assert sent != raw
+    records = decode(sent, {})
+    localize_records(records, "America/Chicago")
+    (dispense,) = [r for r in records if r.kind == "PrescriptionEvent"]
+    assert dispense.dispenser.name.family == "Smith" and dispense.dispenser.identifiers[0].value == "9941339108"
+    assert dispense.destination.name == "A" and dispense.destination.part_of.name == "401"  # the bed, in its room
+    bundle = _bundle(records)
+    urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    (entry,) = _entries(bundle, "MedicationDispense")
+    actors = [urls[p["actor"]["reference"]]["resourceType"] for p in entry["resource"]["performer"]]
+    assert actors == ["Practitioner"]  # no pharmacy stated: RXD-30/31 stay kept
+    assert urls[entry["resource"]["destination"]["reference"]]["name"] == "A"
+    (back,) = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if r.kind == "PrescriptionEvent"]
+    assert back.dispenser.name.family == "Smith" and back.destination.name == "A"
+    body = [s for s in sent.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:] if s]
+    assert encode(decode(sent, {}), OPTS).decode("utf-8").split("\r")[1:len(body) + 1] == body  # kept whole

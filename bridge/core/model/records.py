@@ -412,6 +412,11 @@ class PrescriptionEvent(Record):
     medication: Medication | None = None
     patient: Patient | None = None
     pharmacy: Pharmacy | None = None
+    dispenser: Practitioner | None = None
+    """Who dispensed (HL7v2 RXD-10 dispensing provider): the pharmacist a pharmacy board or a
+    controlled-substance audit asks for, beside the pharmacy."""
+    destination: Location | None = None
+    """Where the medication was sent (HL7v2 RXD-13 dispense-to location: a ward, a clinic)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

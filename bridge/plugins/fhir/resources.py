@@ -707,10 +707,11 @@ def dispense_out(rec: PrescriptionEvent, w: Writer) -> dict[str, Any]:
         "status": FILL_TO_STATUS.get(rec.fill_status or "", "unknown"),
         "medicationReference": medication,
         "subject": w.ref(rec.patient) if rec.patient else None,
-        "performer": [{"actor": w.ref(rec.pharmacy)}] if rec.pharmacy else [],
+        "performer": [{"actor": w.ref(who)} for who in (rec.pharmacy, rec.dispenser) if who is not None],
         "authorizingPrescription": authorizing,
         "quantity": quantity_out(rec.quantity),
         "whenHandedOver": fhir_datetime(rec.occurred_at, "PrescriptionEvent.occurred_at", w.options),
+        "destination": w.ref(rec.destination) if rec.destination else None,
         "note": [{"text": rec.description}] if rec.description else [],
     })
 
@@ -725,9 +726,10 @@ def dispense_in(node: Node, r: Reader) -> PrescriptionEvent:
             pon = pon or ident.str("value")
         elif ident is not None and ident.str("system") == C.SID_RECORD_ID:
             prescription_id = prescription_id or ident.str("value")
-    pharmacy = None
+    pharmacy = dispenser = None
     for performer in node.list("performer"):
         pharmacy = pharmacy or r.follow(performer.obj("actor"), Pharmacy)
+        dispenser = dispenser or r.follow(performer.obj("actor"), Practitioner)
     notes = [n.str("text") for n in node.list("note")]
     fill = ext_value(node, C.EXT_FILL_STATUS, "String") or STATUS_TO_FILL.get(node.str("status") or "")
     return PrescriptionEvent(
@@ -737,7 +739,8 @@ def dispense_in(node: Node, r: Reader) -> PrescriptionEvent:
         code=ext_value(node, C.EXT_EVENT_CODE, "String"), description=notes[0] if notes else None,
         occurred_at=node.datetime("whenHandedOver"), fill_status=fill,
         quantity=quantity_in(node.obj("quantity")), medication=medication_of(node, r),
-        patient=r.follow(node.obj("subject"), Patient), pharmacy=pharmacy, extra=record_extra_in(node))
+        patient=r.follow(node.obj("subject"), Patient), pharmacy=pharmacy, dispenser=dispenser,
+        destination=r.follow(node.obj("destination"), Location), extra=record_extra_in(node))
 
 
 # --- DocumentReference (ClinicalNote) ------------------------------------------------------------
