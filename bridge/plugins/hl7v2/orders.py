@@ -4,7 +4,9 @@ The tables here are documented in docs/hl7v2.md ("Orders, referrals, pharmacy an
 An order message carries a patient and visit, then order groups: each ORC starts one, and an OBR
 that follows an ORC belongs to it (an OBR with no ORC of its own, as some senders write OML, starts
 a group too, with a warning). A group with RXO and no OBR is a medication order: a Prescription,
-as OMP^O09 gives it. The OBX of an order (before any SPM) are Observations, and the patient's AL1,
+as OMP^O09 gives it. The OBX of an order (before any SPM) are Observations; an earlier result sent
+with an OML or OMG order (PRIOR_RESULT: its PID/PV1, then ORC, OBR, OBX) is a DiagnosticReport of
+its own visit (:func:`prior_result`). The patient's AL1,
 DG1 and IN1 give AllergyIntolerance, Condition and Coverage as in an ADT. Everything else the message carries (IN1, GT1, DG1, OBX, SPM, FT1, BLG…) is
 kept: the whole message body travels in the first record (see :func:`keep_message`), so an HL7v2
 round trip gives it back unchanged, and the other records say ``carried``.
