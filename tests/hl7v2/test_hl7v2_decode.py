@@ -23,9 +23,15 @@ def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
     assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
                                             "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
-                                            "Observation", "Condition", "ServiceRequest"]  # PID-21, NK1, OBX, PDA, RF1
+                                            "Observation", "Condition", "Procedure",
+                                            "ServiceRequest"]  # PID-21, NK1, OBX, PDA (cause, autopsy), RF1
     # GT1-11 SEL: the patient guarantees the bill, no RelatedPerson. PDA-1: the cause of death.
-    death = background[-2]
+    death = background[-3]
+    autopsy = background[-2]  # PDA-6 Y: performed over PDA-7 (start ^ end), by PDA-8
+    assert (autopsy.code.code, autopsy.code.system, autopsy.status) == ("29240004", "http://snomed.info/sct", "completed")
+    assert (autopsy.performed, autopsy.performed_end) == ("2021-11-02T10:30:00+01:15", "2021-11-02T11:30:00+01:15")
+    assert autopsy.performers[0].practitioner.name.family == "Autopsy" and autopsy.performers[0].function is None
+    assert autopsy.patient is encounter.patient and autopsy.extra["hl7v2"]["carried"]
     assert (death.code.code, death.code.display) == ("I21", "Acute myocardial infarction")
     assert death.recorded == "2021-11-02T12:30:00+01:15" and death.asserter.name.family == "DeathCert"  # PDA-4, -5
     referral = background[-1]  # RF1-1 P (pending): on hold; RF1-3 EXTERNAL is its kind

@@ -12,11 +12,17 @@ from bridge.plugins.hl7v2.reader import read_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus" / "fhir-converter-input"
+AUTOPSY = "29240004"
 OPTS = {"message_datetime": "2026-11-20T10:00:00-06:00", "sending_application": "TB"}
 
 
+def _pr1(record: object) -> bool:
+    """A PR1's procedure, not the autopsy a PDA states (SNOMED CT 29240004, tests/hl7v2/test_clinical_gaps.py)."""
+    return isinstance(record, Procedure) and not (record.code and record.code.code == AUTOPSY)
+
+
 def _procedures(name: str) -> list[Procedure]:
-    return [r for r in decode((CORPUS / name).read_bytes(), {}) if isinstance(r, Procedure)]
+    return [r for r in decode((CORPUS / name).read_bytes(), {}) if _pr1(r)]
 
 
 def test_adt_pr1_gives_a_procedure_with_its_roles_reason_and_parent() -> None:
@@ -41,7 +47,7 @@ def test_adt_pr1_gives_a_procedure_with_its_roles_reason_and_parent() -> None:
 def test_bar_and_dft_give_their_procedures_for_the_visit() -> None:
     for name in ("BAR-P12-01.hl7", "DFT-P03-01.hl7"):
         records = decode((CORPUS / name).read_bytes(), {})
-        first, procs = records[0], [r for r in records if isinstance(r, Procedure)]
+        first, procs = records[0], [r for r in records if _pr1(r)]
         assert isinstance(first, Encounter) and procs, name
         assert all(p.encounter is first and p.patient is first.patient for p in procs)
     (dft,) = _procedures("DFT-P03-01.hl7")
@@ -59,7 +65,8 @@ def test_fhir_procedure_is_deterministic_valid_and_reads_back() -> None:
     first, second = FHIR.encode(_localized(), {}), FHIR.encode(_localized(), {})
     assert first == second  # same message, same fullUrls and conditional keys
     bundle = json.loads(first)
-    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure" and "code" in e["resource"]]
+    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"
+                and "code" in e["resource"] and e["resource"]["code"]["coding"][0]["code"] != AUTOPSY]
     resource = entry["resource"]
     assert entry["request"]["method"] == "PUT" and "procedure-key" in entry["request"]["url"]
     # PR1-25: the parent, named by its id alone, is created only if absent (never overwrites a full one)
@@ -77,7 +84,7 @@ def test_fhir_procedure_is_deterministic_valid_and_reads_back() -> None:
     role = urls[resource["performer"][3]["actor"]["reference"]]
     assert role["resourceType"] == "PractitionerRole" and role["code"][0]["coding"][0]["code"] == "PP"
     assert urls[resource["location"]["reference"]]["name"] == "201"  # PR1-23 OT^201: the room, part of OT
-    (back,) = [r for r in FHIR.decode(first, {}) if isinstance(r, Procedure)]
+    (back,) = [r for r in FHIR.decode(first, {}) if _pr1(r)]
     assert back.code.code == "76164006" and back.part_of.value == "PR1001" and back.status == "unknown"
     assert [p.function.code if p.function else None for p in back.performers] == ["88189002", "304292004", None]
     assert [p.role.practitioner.name.family for p in back.participants] == ["Phoeb"]  # not a fourth performer
@@ -98,7 +105,7 @@ def test_a_procedure_built_elsewhere_becomes_a_pr1_after_its_visit() -> None:
     proc.patient = encounter.patient
     out = encode([encounter, proc], OPTS)
     records = decode(out, {})
-    (back,) = [r for r in records if isinstance(r, Procedure)]
+    (back,) = [r for r in records if _pr1(r)]
     assert (back.code.code, back.performed, back.reason[0].code) == ("64483", "2026-11-20T09:30:00-06:00", "M54.16")
     assert back.performers[0].function.code == "304292004" and back.performers[0].practitioner.name.family == \
         "Example"
@@ -108,7 +115,7 @@ def test_a_procedure_built_elsewhere_becomes_a_pr1_after_its_visit() -> None:
 
 def test_a_parent_with_a_system_is_keyed_by_it_and_a_logical_part_of_still_reads() -> None:
     records = _localized()
-    (proc,) = [r for r in records if isinstance(r, Procedure)]
+    (proc,) = [r for r in records if _pr1(r)]
     proc.part_of.system = "urn:oid:2.16.840.1.113883.3.999.40"
     bundle = json.loads(FHIR.encode(records, {}))
     (parent,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure" and "code" not in e["resource"]]
@@ -119,5 +126,5 @@ def test_a_parent_with_a_system_is_keyed_by_it_and_a_logical_part_of_still_reads
             entry["resource"]["partOf"] = [{"identifier": {"system": "urn:oid:2.16.840.1.113883.3.999.40",
                                                            "value": "PR1001"}}]
     bundle["entry"].remove(parent)
-    (back,) = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if isinstance(r, Procedure)]
+    (back,) = [r for r in FHIR.decode(json.dumps(bundle).encode(), {}) if _pr1(r)]
     assert (back.part_of.value, back.part_of.system) == ("PR1001", "urn:oid:2.16.840.1.113883.3.999.40")

@@ -412,6 +412,11 @@ class PrescriptionEvent(Record):
     medication: Medication | None = None
     patient: Patient | None = None
     pharmacy: Pharmacy | None = None
+    dispenser: Practitioner | None = None
+    """Who dispensed (HL7v2 RXD-10 dispensing provider): the pharmacist a pharmacy board or a
+    controlled-substance audit asks for, beside the pharmacy."""
+    destination: Location | None = None
+    """Where the medication was sent (HL7v2 RXD-13 dispense-to location: a ward, a clinic)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -537,6 +542,9 @@ class AllergyIntolerance(Record):
     severity: str | None = field(default=None, metadata=_choices("mild", "moderate", "severe"))
     reactions: list[str] = field(default_factory=list)
     identified_at: str | None = field(default=None, metadata=DATETIME)
+    reported_by: RelatedPerson | None = None
+    """Who told the clinician of the allergy, when not the patient (HL7v2 IAM-14 name, IAM-15
+    relationship; FHIR ``asserter``): a parent's report of a child's allergy weighs differently."""
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -813,6 +821,8 @@ class Procedure(Record):
     description: str | None = None
     category: Coding | None = None
     performed: str | None = field(default=None, metadata=DATETIME)
+    performed_end: str | None = field(default=None, metadata=DATETIME)
+    """When it ended, where the sender says (HL7v2 PDA-7's autopsy end); PR1 states a start only."""
     performers: list[ProcedurePerformer] = field(default_factory=list)
     reason: list[Coding] = field(default_factory=list)
     part_of: Identifier | None = None

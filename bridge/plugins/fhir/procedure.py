@@ -79,12 +79,21 @@ def procedure_out(rec: Procedure, w: Writer) -> dict[str, Any]:
         "code": concept,
         "subject": w.ref(rec.patient),
         "encounter": w.ref(rec.encounter) if rec.encounter else None,
-        "performedDateTime": performed,
+        **performed_out(performed, rec, w),
         "performer": [compact({"function": coded_out(p.function), "actor": w.ref(p.practitioner)})
                       for p in rec.performers],
         "location": w.ref(rec.location) if rec.location else None,
         "reasonCode": [c for c in (coded_out(r) for r in rec.reason) if c],
     })  # the participants (ROL after PR1) join performer in people.merge
+
+
+def performed_out(start: str | None, rec: Procedure, w: Writer) -> dict[str, Any]:
+    """performedDateTime, or performedPeriod when the record says when it ended too (an autopsy's
+    PDA-7 range): the one element FHIR has for either."""
+    if rec.performed_end is None:
+        return {"performedDateTime": start}
+    end = fhir_datetime(rec.performed_end, "Procedure.performed_end", w.options)
+    return {"performedPeriod": compact({"start": start, "end": end})}
 
 
 def parent_ref(rec: Procedure, w: Writer) -> dict[str, Any]:
@@ -117,6 +126,12 @@ def _parent_in(part: Node, r: Reader) -> Identifier | None:
     return identifier_in(found[0]) if found else None
 
 
+def _period(node: Node, edge: str) -> str | None:
+    """One edge of performedPeriod (a start alone reads as the performed time)."""
+    period = node.obj("performedPeriod")
+    return period.datetime(edge) if period is not None else None
+
+
 def _absolute(ident: dict[str, Any]) -> dict[str, Any]:
     if ident.get("system"):
         ident["system"] = absolute_system(ident["system"])
@@ -139,7 +154,8 @@ def procedure_in(node: Node, r: Reader) -> Procedure:
         status=choice(node.str("status"), PROCEDURE_STATUSES, node.at("status")),
         code=code, description=code_node.str("text") if code_node is not None else None,
         category=coded_in(node.obj("category")),
-        performed=node.datetime("performedDateTime"),
+        performed=node.datetime("performedDateTime") or _period(node, "start"),
+        performed_end=_period(node, "end"),
         performers=performers,
         reason=[c for c in (coded_in(n) for n in node.list("reasonCode")) if c],
         part_of=next((p for p in parents if p is not None), None),

@@ -707,10 +707,11 @@ def dispense_out(rec: PrescriptionEvent, w: Writer) -> dict[str, Any]:
         "status": FILL_TO_STATUS.get(rec.fill_status or "", "unknown"),
         "medicationReference": medication,
         "subject": w.ref(rec.patient) if rec.patient else None,
-        "performer": [{"actor": w.ref(rec.pharmacy)}] if rec.pharmacy else [],
+        "performer": [{"actor": w.ref(who)} for who in (rec.pharmacy, rec.dispenser) if who is not None],
         "authorizingPrescription": authorizing,
         "quantity": quantity_out(rec.quantity),
         "whenHandedOver": fhir_datetime(rec.occurred_at, "PrescriptionEvent.occurred_at", w.options),
+        "destination": w.ref(rec.destination) if rec.destination else None,
         "note": [{"text": rec.description}] if rec.description else [],
     })
 
@@ -725,9 +726,10 @@ def dispense_in(node: Node, r: Reader) -> PrescriptionEvent:
             pon = pon or ident.str("value")
         elif ident is not None and ident.str("system") == C.SID_RECORD_ID:
             prescription_id = prescription_id or ident.str("value")
-    pharmacy = None
+    pharmacy = dispenser = None
     for performer in node.list("performer"):
         pharmacy = pharmacy or r.follow(performer.obj("actor"), Pharmacy)
+        dispenser = dispenser or r.follow(performer.obj("actor"), Practitioner)
     notes = [n.str("text") for n in node.list("note")]
     fill = ext_value(node, C.EXT_FILL_STATUS, "String") or STATUS_TO_FILL.get(node.str("status") or "")
     return PrescriptionEvent(
@@ -737,7 +739,8 @@ def dispense_in(node: Node, r: Reader) -> PrescriptionEvent:
         code=ext_value(node, C.EXT_EVENT_CODE, "String"), description=notes[0] if notes else None,
         occurred_at=node.datetime("whenHandedOver"), fill_status=fill,
         quantity=quantity_in(node.obj("quantity")), medication=medication_of(node, r),
-        patient=r.follow(node.obj("subject"), Patient), pharmacy=pharmacy, extra=record_extra_in(node))
+        patient=r.follow(node.obj("subject"), Patient), pharmacy=pharmacy, dispenser=dispenser,
+        destination=r.follow(node.obj("destination"), Location), extra=record_extra_in(node))
 
 
 # --- DocumentReference (ClinicalNote) ------------------------------------------------------------
@@ -930,8 +933,18 @@ def allergy_out(rec: AllergyIntolerance, w: Writer) -> dict[str, Any]:
         "code": coded_out(rec.code),
         "patient": w.ref(rec.patient),
         "onsetDateTime": fhir_datetime(rec.identified_at, "AllergyIntolerance.identified_at", w.options),
+        "asserter": reporter_ref(rec.reported_by, w) if rec.reported_by else None,
         "reaction": [reaction] if reaction else [],
     })
+
+
+def reporter_ref(person: RelatedPerson, w: Writer) -> dict[str, str]:
+    """The person who reported an allergy (IAM-14/15): a name and a relationship only, so created
+    if absent (``ifNoneExist``) rather than updated: the same person's fuller record (an NK1 with
+    address and phone) that a server already holds is never cut down to a name."""
+    from .create_once import created_once
+
+    return created_once(w, w.resource(person))
 
 
 def allergy_in(node: Node, r: Reader) -> AllergyIntolerance:
@@ -950,6 +963,7 @@ def allergy_in(node: Node, r: Reader) -> AllergyIntolerance:
         reactions=[t for t in (m.str("text") or next((c.str("display") or c.str("code") for c in m.list("coding")),
                                                      None) for m in manifestations) if t],
         identified_at=node.datetime("onsetDateTime"),
+        reported_by=r.follow(node.obj("asserter"), RelatedPerson),
         patient=r.follow(node.obj("patient"), Patient), extra=record_extra_in(node))
 
 

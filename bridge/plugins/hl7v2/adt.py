@@ -221,8 +221,25 @@ class ClinicalReader:
             severity=ALLERGY_SEVERITY.get(severity),
             reactions=reactions,
             identified_at=self.date(seg, 6) if seg.name == "AL1" else self.date(seg, 11),
+            reported_by=self.reporter(seg, patient) if seg.name == "IAM" else None,
             patient=patient,
         )
+
+    def reporter(self, iam: Segment, patient: Patient) -> RelatedPerson | None:
+        """IAM-14 reported by (XPN) and IAM-15 relationship to the patient (table 0063): who told of
+        the allergy, as a RelatedPerson. None when the patient reported it (``SEL``) or no name is
+        given: FHIR's asserter would then be the patient, which the allergy already names."""
+        relationships = self.reps(iam, 15)
+        relationship = dt.read_coding(relationships[0], self.seps) if relationships else None
+        if relationship is not None and relationship.code.upper() == "SEL":
+            return None
+        if relationship is not None:
+            relationship.system = relationship.system or "HL70063"
+        names = [n for n in (dt.read_name(r, self.seps) for r in self.reps(iam, 14)) if n]
+        if not names:
+            return None
+        return RelatedPerson(name=names[0], relationship=[relationship] if relationship is not None else [],
+                             patient=patient)
 
     def condition(self, seg: Segment, patient: Patient, encounter: Encounter | None) -> Condition | None:
         """DG1: a diagnosis of the visit (category encounter-diagnosis), coded as sent."""

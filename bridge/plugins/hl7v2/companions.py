@@ -83,11 +83,13 @@ def referrals(dec: Decoder, segments: list[Segment], patient: Patient | None,
 
 def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
               encounter: Encounter | None) -> list[Record]:
-    """The companion records of one ADT patient group (PID-21, NK1, GT1, OBX, PDA, RF1), each carried."""
+    """The companion records of one ADT patient group (PID-21, NK1, GT1, OBX, PDA causes and
+    autopsy, RF1), each carried."""
     found = [mother(dec, group.pid, patient), *next_of_kin(dec, group.segments, patient),
              *guarantors.guarantors(dec, group.segments, patient),
              *observations(dec, group.segments, patient, encounter),
              *deaths.causes_of_death(dec, group.segments, patient, encounter),
+             *deaths.autopsies(dec, group.segments, patient, encounter),
              *referrals(dec, group.segments, patient, encounter)]
     return [adt.carried(r) for r in found if r is not None]
 

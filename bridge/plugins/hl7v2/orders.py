@@ -4,7 +4,9 @@ The tables here are documented in docs/hl7v2.md ("Orders, referrals, pharmacy an
 An order message carries a patient and visit, then order groups: each ORC starts one, and an OBR
 that follows an ORC belongs to it (an OBR with no ORC of its own, as some senders write OML, starts
 a group too, with a warning). A group with RXO and no OBR is a medication order: a Prescription,
-as OMP^O09 gives it. The OBX of an order (before any SPM) are Observations, and the patient's AL1,
+as OMP^O09 gives it. The OBX of an order (before any SPM) are Observations; an earlier result sent
+with an OML or OMG order (PRIOR_RESULT: its PID/PV1, then ORC, OBR, OBX) is a DiagnosticReport of
+its own visit (:func:`prior_result`). The patient's AL1,
 DG1 and IN1 give AllergyIntolerance, Condition and Coverage as in an ADT. Everything else the message carries (IN1, GT1, DG1, OBX, SPM, FT1, BLG…) is
 kept: the whole message body travels in the first record (see :func:`keep_message`), so an HL7v2
 round trip gives it back unchanged, and the other records say ``carried``.
@@ -302,13 +304,59 @@ def decode_orders(dec: Decoder) -> list[Record]:
             records.append(rx)
         else:
             records.append(service_request(dec, group, patient, encounter, scope))
-    for group in order_groups(segs[first:]):
-        records += observations(dec, group, patient, encounter)
+    groups = order_groups(segs[first:])
+    for previous, group in zip([None, *groups], groups):
+        report = prior_result(dec, previous, group, patient, encounter, scope) if dec.type in PRIOR_TYPES else None
+        records += [report] if report is not None else observations(dec, group, patient, encounter)
     records += background(dec, segs, patient, encounter)
     keep_message(dec, records)
     if warnings:
         records[0].extra["hl7v2"]["warnings"] = warnings  # type: ignore[attr-defined]
     return records
+
+
+PRIOR_TYPES = frozenset(("OML", "OMG"))
+"""Order messages whose orders may carry earlier results (OML^O21 and OMG^O19's PRIOR_RESULT group)."""
+PRIOR_VISIT = frozenset(("PID", "PD1", "PRT", "ARV", "PV1", "PV2", "AL1"))
+"""What a PRIOR_RESULT group opens with before its ORC: the patient and visit of the earlier result
+(with their PRT participations and ARV access restrictions)."""
+
+
+def prior_visit(previous: OrderGroup | None) -> list[Segment]:
+    """The PID/PV1 (and PD1, PV2, AL1) right before an ORC, which ``order_groups`` leaves at the end
+    of the group before: they open a PRIOR_RESULT group. Empty when the ORC is a new order's."""
+    if previous is None:
+        return []
+    trailing: list[Segment] = []
+    for seg in reversed(previous.segments):
+        if seg.name not in PRIOR_VISIT:
+            break
+        trailing.insert(0, seg)
+    return trailing if any(s.name in ("PID", "PV1") for s in trailing) else []
+
+
+def prior_result(dec: Decoder, previous: OrderGroup | None, group: OrderGroup, patient: Patient | None,
+                 encounter: Encounter | None, scope: Scope) -> Record | None:
+    """An earlier result an OML or OMG sends with its order (PRIOR_RESULT: PV1, ORC, OBR, OBX), as
+    the DiagnosticReport of that OBR holding one Observation per OBX, as an ORU's would be: a result,
+    not a request (its order stays a ServiceRequest). It belongs to the earlier visit its PV1 names,
+    else to the message's. None for an ordinary order group or one with no OBX (then its OBX, if
+    any, are read as the orderer's observations)."""
+    opening = prior_visit(previous)
+    if patient is None or not opening or group.first("OBR") is None or group.first("OBX") is None:
+        return None
+    pv1 = next((s for s in opening if s.name == "PV1"), None)
+    visit = dec.encounter(pv1, next((s for s in opening if s.name == "PV2"), None), scope, None) \
+        if pv1 is not None else None
+    if visit is None or places.says_nothing(visit):
+        visit = encounter
+    else:
+        visit.patient = patient
+    report = dec._report([s for s in group.segments if s.name != "PV1"], patient, visit)
+    report.extra = {}  # derived: the segments stay in the kept message
+    for obs in report.observations:
+        obs.patient, obs.encounter, obs.extra = patient, visit, {}
+    return report
 
 
 def referral_provider(dec: Decoder, prd: Segment) -> Practitioner | None:

@@ -16,6 +16,7 @@ from bridge import (
     Coding,
     DecodeError,
     Encounter,
+    Location,
     MedicationAdministration,
     Patient,
     PrescriptionEvent,
@@ -24,9 +25,10 @@ from bridge import (
 )
 
 from . import datatypes as dt
+from . import places
 from .companions import dispensed_orders
 from .orders import background, header, keep_message, order_groups, practitioner
-from .reader import Segment
+from .reader import NULL, Segment
 
 if TYPE_CHECKING:
     from .decode import Decoder, Scope
@@ -55,8 +57,10 @@ def _order_number(dec: Decoder, group: OrderGroup) -> str | None:
 
 def dispense(dec: Decoder, group: OrderGroup, rxd: Segment, patient: Patient | None,
              scope: Scope) -> PrescriptionEvent:
-    """RXD: what was dispensed (RXD-2), when (RXD-3), how much (RXD-4 with RXD-5 units), and the
-    pharmacy's special dispensing instructions (RXD-9, FHIR note)."""
+    """RXD: what was dispensed (RXD-2), when (RXD-3), how much (RXD-4 with RXD-5 units), the
+    pharmacy's special dispensing instructions (RXD-9, FHIR note), who dispensed (RXD-10, the first
+    dispensing provider) and where it was sent (RXD-13, LA1: a PL's components first). The last
+    two are derived: the message is kept whole, so an HL7v2 round trip is unchanged."""
     codes = dt.read_codings(rxd.get(2), dec.seps)
     notes = [c.display or c.code for c in (dt.read_coding(r, dec.seps) for r in dec.reps(rxd, 9)) if c]
     return PrescriptionEvent(
@@ -68,7 +72,17 @@ def dispense(dec: Decoder, group: OrderGroup, rxd: Segment, patient: Patient | N
         quantity=quantity(dec, rxd, 4, 5, scope),
         medication=dec._medication(codes) if codes else None,
         patient=patient,
+        dispenser=practitioner(dec, rxd, 10),
+        destination=_destination(dec, rxd),
     )
+
+
+def _destination(dec: Decoder, rxd: Segment) -> Location | None:
+    """RXD-13 dispense-to location (LA1, whose first eight components are a PL's)."""
+    raw = rxd.get(13)
+    if not raw or raw == NULL:
+        return None
+    return places.read_place(raw.split(dec.seps.repetition)[0], dec.seps)
 
 
 def decode_dispense(dec: Decoder) -> list[Record]:
