@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -160,11 +161,17 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
 
     def _content_clause(self, terms):
         """Full text over ``content_words`` (migration 13: one tsvector per message input and per outbox
-        payload, written when the row is inserted): every word required, ``:*`` for a prefix. Words are
-        letters, digits and ``_`` only (see content_terms), so none is tsquery syntax."""
-        query = " & ".join(word + (":*" if prefix else "") for word, prefix in terms)
+        payload, its lowercased runs of letters and digits, written when the row is inserted): every
+        word required, ``:*`` for a prefix. A search word with ``_`` is split there as the payload
+        was; the parts are letters and digits only, so none is tsquery syntax."""
+        lexemes = []
+        for word, prefix in terms:
+            parts = [part for part in re.split(r"[\W_]+", word) if part]
+            lexemes += [f"'{part}'" + (":*" if prefix and n == len(parts) - 1 else "") for n, part in enumerate(parts)]
+        if not lexemes:  # only underscores: no word, nothing can match
+            return "FALSE", []
         # one id set read through the GIN index (bitmap scan), not a condition walked row by row
-        return ("id IN (SELECT message_id FROM content_words WHERE words @@ to_tsquery('simple', ?))", [query])
+        return "id IN (SELECT message_id FROM content_words WHERE words @@ ?::tsquery)", [" & ".join(lexemes)]
 
     def close(self) -> None:
         with self._listener_lock:
