@@ -310,7 +310,8 @@ class PgQueue:
             " encounter_id, prescription_number, ncpdp_message_id, id, token)"
             " WHERE m.id = f.id AND m.id = ANY(%s) AND m.lease_token = f.token AND m.status = 'processing'"
             " RETURNING m.id",
-            [now, *(list(column) for column in zip(*rows)), [claim.id for claim, _ in results]]).fetchall()}
+            [now, *(list(column) for column in zip(*rows)), [claim.id for claim, _ in results]],
+            binary=True).fetchall()}  # (binary arrays: see PostgresStore._events)
         return [claim.id in written for claim, _ in results]
 
     def _advance_message_lanes(self, conn: Any, lanes: list[tuple[str, str]]) -> bool:
@@ -568,9 +569,8 @@ class _Listener(threading.Thread):
     def _wake(self, kind: str) -> None:
         """Count the hint for its kind (an unknown or empty payload, from an older node, for both)."""
         with self._cond:
-            for known in (MESSAGES, DELIVERIES):
-                if kind in (known, "") or kind not in (MESSAGES, DELIVERIES):
-                    self._seen[known] += 1
+            for known in (kind,) if kind in self._seen else tuple(self._seen):
+                self._seen[known] += 1
             self._cond.notify_all()
 
     def wait(self, timeout: float, kind: str | None = None) -> bool:
