@@ -13,7 +13,7 @@ PostgreSQL database per run (created on ``--server``, dropped afterwards).
 Reported per run: delivered msg/s (first send to last delivery), the ratio to the loop, the intake
 rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end. Usage::
 
-    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 2] \
+    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] \
         [--server postgresql://postgres@127.0.0.1:5432]
 
 Targets (2-core machine): one node delivered >= 0.5x the loop; two nodes >= one node.
@@ -143,10 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop-messages", type=int, default=2000)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--processes", type=int, default=2, help="engine.processes per node")
-    parser.add_argument("--workers", type=int, default=2)
+    # one worker process of three worker threads per node, batches of 16: on a 2-core host that also
+    # runs the server, two processes per node left two nodes slower than one (benchmarks/README.md)
+    parser.add_argument("--processes", type=int, default=1, help="engine.processes per node")
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file)")
-    parser.add_argument("--batch-size", type=int, default=4, help="engine.batch_size (the engine's default)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="engine.batch_size (PostgreSQL's intake commits do not queue behind a batch)")
     parser.add_argument("--pool-size", type=int, default=6, help="connections per process (store URL pool_size)")
     parser.add_argument("--nodes", type=int, action="append", help="node counts to run (default: 1 and 2)")
     parser.add_argument("--timeout", type=float, default=600)

@@ -381,9 +381,9 @@ class Engine:
         # a store shared by several nodes (PostgreSQL) hints at work any node committed: wait on that
         other_process_wakes = other_process_wakes or getattr(self.store, "shared_by_nodes", False)
         for i in range(settings.workers):
-            self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes)
+            self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes, "messages")
         for i in range(settings.deliverers):
-            self._spawn(f"deliverer-{i}", self.deliver_batch, self.delivery_ready, other_process_wakes)
+            self._spawn(f"deliverer-{i}", self.deliver_batch, self.delivery_ready, other_process_wakes, "deliveries")
 
     def _index_content(self) -> None:
         """The content indexer's thread: every ``CONTENT_INDEX_SECONDS``, index what arrived since,
@@ -401,10 +401,11 @@ class Engine:
             except Exception:
                 log.exception("content-indexer: unexpected error")
 
-    def _spawn(self, name: str, step, wake: threading.Event, other_process_wakes: bool = False) -> None:
+    def _spawn(self, name: str, step, wake: threading.Event, other_process_wakes: bool = False,
+               kind: str = "messages") -> None:
         def idle() -> None:
-            if other_process_wakes:
-                self.store.wait_for_work(self.config.engine.poll_seconds)
+            if other_process_wakes:  # a deliverer sleeps through hints of new messages, and a worker
+                self.store.wait_for(kind, self.config.engine.poll_seconds)  # through settled sends
             else:
                 wake.wait(self.config.engine.poll_seconds)
                 wake.clear()

@@ -112,3 +112,14 @@ def test_content_terms_are_words_and_a_search_without_one_is_refused():
         content_terms('" * -')
     with pytest.raises(BridgeError, match="at most 8 words"):
         content_terms("a b c d e f g h i")
+
+
+def test_words_are_runs_of_letters_and_digits_in_both_backends(store):
+    """A date, a decimal, a host or an identifier with ``_`` is found by each of its parts (the
+    PostgreSQL index splits like SQLite's, not like the text search parser, which kept '12.5' whole)."""
+    adt = stored(store, ADT, "ADT^A04", {"ehr": b'{"valueQuantity": 12.5, "date": "2026-12-06",'
+                                                b' "system": "http://x.example.org/ids", "code": "lab_991"}'})
+    caught_up(store)
+    for text in ("12", "5", "2026", "06", "example", "ids", "lab_991", "lab_9*", "LAB 991"):
+        assert ids(store.search(text=text)) == [adt], text
+    assert ids(store.search(text="lab_992")) == []

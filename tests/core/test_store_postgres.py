@@ -189,6 +189,32 @@ def test_one_notify_per_committed_batch_and_it_wakes_another_node(nodes, pg_url)
     assert woke == [True] and time.monotonic() - started < 3
 
 
+def test_the_hint_says_which_kind_of_work_so_deliverers_sleep_through_received_messages(nodes):  # noqa: F811
+    """A received message wakes a waiting worker, not a waiting deliverer; the result that makes its
+    outbox row wakes the deliverer (each hint comes from another node)."""
+    nodes[1].wait_for("messages", 0.01)  # starts node 2's listener
+    time.sleep(0.3)
+
+    def waiting(kind: str) -> tuple[threading.Thread, list[bool]]:
+        woke: list[bool] = []
+        thread = threading.Thread(target=lambda: woke.append(nodes[1].wait_for(kind, 1.5)))
+        thread.start()
+        return thread, woke
+
+    (worker, worker_woke), (deliverer, deliverer_woke) = waiting("messages"), waiting("deliveries")
+    time.sleep(0.1)
+    receive(nodes[0], b"a message")
+    worker.join(), deliverer.join()
+    assert worker_woke == [True] and deliverer_woke == [False]
+    claim = nodes[0].claim_message("w", 30)
+    deliverer, deliverer_woke = waiting("deliveries")
+    time.sleep(0.1)
+    nodes[0].finish_processing(claim, ProcessingResult(status="routed", outbox=[
+        NewOutbox("out", b"payload", "text/plain", "txt", None, "strict")]))
+    deliverer.join()
+    assert deliverer_woke == [True]
+
+
 def test_an_unreachable_server_is_a_clear_error_without_the_password():
     with pytest.raises(StoreError) as err:
         PostgresStore("postgresql://bridge:s3cret@127.0.0.1:1/bridge", connect_timeout=1)

@@ -429,6 +429,12 @@ class Store(abc.ABC):
         time.sleep(timeout)
         return False
 
+    def wait_for(self, kind: str, timeout: float) -> bool:
+        """``wait_for_work`` for one kind of work, ``"messages"`` (a worker's) or ``"deliveries"`` (a
+        deliverer's), so a hint for one kind does not wake the threads waiting for the other. This
+        default waits for any hint; PostgreSQL's NOTIFY says which kind its batch made claimable."""
+        return self.wait_for_work(timeout)
+
     @abc.abstractmethod
     def find_trace(self, keys: Mapping[str, str | None]) -> str | None:
         """The trace id of an earlier message sharing an encounter id or prescription number, or

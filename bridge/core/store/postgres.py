@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -159,17 +160,18 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
         return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
     def _content_clause(self, terms):
-        """Full text over the GIN expression indexes of migration 11 (the expressions must match them
-        exactly to be used): every word required, ``:*`` for a prefix. Words are letters, digits and
-        ``_`` only (see content_terms), so none is tsquery syntax."""
-        query = " & ".join(word + (":*" if prefix else "") for word, prefix in terms)
-        # one id set from both indexes: written as a condition on each row, the planner walked the
-        # primary key newest first and computed every row's tsvector until it had a page (192 ms for a
-        # rare word in 6,000 messages); as a set, each index is read once (bitmap scans)
-        return ("id IN (SELECT id FROM messages WHERE to_tsvector('simple', bridge_payload_text(raw))"
-                " @@ to_tsquery('simple', ?) UNION SELECT message_id FROM outbox"
-                " WHERE to_tsvector('simple', bridge_payload_text(payload)) @@ to_tsquery('simple', ?))",
-                [query, query])
+        """Full text over ``content_words`` (migration 13: one tsvector per message input and per outbox
+        payload, its lowercased runs of letters and digits, written when the row is inserted): every
+        word required, ``:*`` for a prefix. A search word with ``_`` is split there as the payload
+        was; the parts are letters and digits only, so none is tsquery syntax."""
+        lexemes = []
+        for word, prefix in terms:
+            parts = [part for part in re.split(r"[\W_]+", word) if part]
+            lexemes += [f"'{part}'" + (":*" if prefix and n == len(parts) - 1 else "") for n, part in enumerate(parts)]
+        if not lexemes:  # only underscores: no word, nothing can match
+            return "FALSE", []
+        # one id set read through the GIN index (bitmap scan), not a condition walked row by row
+        return "id IN (SELECT message_id FROM content_words WHERE words @@ ?::tsquery)", [" & ".join(lexemes)]
 
     def close(self) -> None:
         with self._listener_lock:
@@ -343,7 +345,7 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
             " original_message_id, original_outbox_id) SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[],"
             " %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[],"
             " %s::text[], %s::bigint[], %s::bigint[]) RETURNING id, message_id, destination",
-            [list(column) for column in columns]).fetchall()
+            [list(column) for column in columns], binary=True).fetchall()  # (binary: see _events)
         by_row = {(message_id, destination): outbox_id for outbox_id, message_id, destination in returned}
         ids = [by_row[(row[0], row[1])] for row in rows]  # (a message has one row per destination)
         lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
@@ -358,11 +360,13 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
     @staticmethod
     def _events(conn, events: list[tuple]) -> None:
         """Timeline events ``(message id, at, kind, detail JSON)`` in one statement (a statement per row
-        costs the server a parse, plan and execute each)."""
+        costs the server a parse, plan and execute each). Array parameters go in binary: psycopg
+        writes a text-format array element by element in Python, escaping each (a batch's bytea
+        payloads were an eighth of a worker process's GIL time); the binary form is a copy."""
         if events:
             conn.execute("INSERT INTO events (message_id, at, kind, detail)"
                          " SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[])",
-                         [list(column) for column in zip(*events)])
+                         [list(column) for column in zip(*events)], binary=True)
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -62,5 +62,6 @@ def _delete_messages(conn: Any, ids: list[int], dry_run: bool) -> dict[str, int]
     if not dry_run and ids:
         for table in ("events", "outbox", "holds"):
             conn.execute(f"DELETE FROM {table} WHERE message_id = ANY(%s)", (ids,))
+        conn.execute("DELETE FROM content_words WHERE message_id = ANY(%s)", (ids,))  # their search words
         conn.execute("DELETE FROM messages WHERE id = ANY(%s)", (ids,))
     return counted
