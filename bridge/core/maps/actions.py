@@ -214,13 +214,25 @@ class SetAction(Action):
         return tuple(path.segments[-1].name if prefitted and not path.parent and path.segments[-1].select is None
                      and not path.leaf.free else None for (path, _), prefitted in zip(self.entries, self._prefitted))
 
+    @cached_property
+    def _owned(self) -> tuple[str | None, ...]:
+        """Per entry: the last field's name when the value is prefitted and the path ends on a plain
+        field below the record (``identifiers[0].system``): written on each owner its compiled
+        walker reaches, as a :class:`Slot` per owner would, without making the slots."""
+        return tuple(path.segments[-1].name if prefitted and field is None and path.parent
+                     and path.segments[-1].select is None else None
+                     for (path, _), prefitted, field in zip(self.entries, self._prefitted, self._fields))
+
     def apply(self, run: Run, subject: Any) -> int:
         changed = 0
-        for (path, value), prefitted, field in zip(self.entries, self._prefitted, self._fields):
+        for (path, value), prefitted, field, owned in zip(self.entries, self._prefitted, self._fields, self._owned):
             if field is not None:  # the subject is a record of the path's kind (one kind per step)
                 if getattr(subject, field, None) != value:
                     setattr(subject, field, value)
                     changed += 1
+                continue
+            if owned is not None:
+                changed += _set_on_owners(path.owners_created(subject), owned, value)
                 continue
             for slot in path.slots(subject, True):
                 if not prefitted:
@@ -229,6 +241,22 @@ class SetAction(Action):
                     slot.put(value)
                     changed += 1
         return changed
+
+
+def _set_on_owners(owners: list[Any], name: str, value: Any) -> int:
+    """``value`` in field ``name`` of each owner (a mapping or a dataclass, as :class:`Slot` writes);
+    how many changed."""
+    changed = 0
+    for owner in owners:
+        if type(owner) is dict:
+            if owner.get(name) != value:
+                owner[name] = value
+                changed += 1
+        elif isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__"):
+            if getattr(owner, name, None) != value:
+                Slot(owner, name).put(value)
+                changed += 1
+    return changed
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,14 @@ class Step:
         """Its action edits an HL7v2 message by field position: it runs on the outbound message."""
         return self.action.kind is MESSAGE_KIND
 
+    @cached_property
+    def runner(self) -> Any:
+        """The step compiled into one function of (run, scope) → (applied, changed), built once
+        (:func:`bridge.core.maps.runner.compile_step`): the runner's per-message loop only calls it."""
+        from bridge.core.maps.runner import compile_step  # the runner imports this module
+
+        return compile_step(self)
+
 
 @dataclass(frozen=True)
 class Map:

@@ -356,10 +356,9 @@ def _walker(segments: tuple[Segment, ...], create: bool) -> Callable[[Any], list
                 return []
             return list(value) if isinstance(value, list) else [value]
         return one
+    if len(segments) == 1:
+        return _one_segment(segments[0], create)
     walks = [_segment_walk(seg, create) for seg in segments]
-    if len(walks) == 1:
-        (only,) = walks
-        return lambda start: only([start])
 
     def chain(start: Any) -> list[Any]:
         current = [start]
@@ -369,6 +368,25 @@ def _walker(segments: tuple[Segment, ...], create: bool) -> Callable[[Any], list
                 break
         return current
     return chain
+
+
+def _one_segment(seg: Segment, create: bool) -> Callable[[Any], list[Any]]:
+    """One segment from one start object (``identifiers[0]``, ``period`` created when absent):
+    :func:`_segment_walk` without the list of starts around it."""
+    name, pick = seg.name, _pick(seg.select)
+
+    def one(start: Any) -> list[Any]:
+        value = start.get(name) if type(start) is dict else getattr(start, name, None)
+        if value is None:
+            if not create:
+                return []
+            value = _create(start, name)
+            if value is None:
+                return []
+        if isinstance(value, list):
+            return list(value) if pick is None else pick(value)
+        return [value]
+    return one
 
 
 def _reader(path: Path) -> Callable[[Any], list[Any]]:
@@ -410,6 +428,12 @@ def _slotter(path: Path) -> Callable[[Any, bool], list[Slot]]:
                 return [Slot(start, name)]
             return []
         return field
+
+    if indexes is None and path.parent:
+        def under(start: Any, create: bool = False) -> list[Slot]:
+            return [Slot(owner, name) for owner in (created if create else plain)(start)
+                    if type(owner) is dict or isinstance(owner, dict) or hasattr(owner, "__dataclass_fields__")]
+        return under
 
     def places(start: Any, create: bool = False) -> list[Slot]:
         out: list[Slot] = []

@@ -9,12 +9,12 @@ and how many values changed. Values never go there: the timeline is shown to ope
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.maps.actions import DropAction, MapFailure, Run
-from bridge.core.maps.conditions import Scope
+from bridge.core.maps.conditions import Condition, Scope
 from bridge.core.maps.hl7v2_fields import MESSAGE_KIND
 from bridge.core.maps.model import Map, Step
 from bridge.core.model.records import Record
@@ -51,7 +51,7 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
         outcome.events.append({"map": map_.name, "version": map_.version, "stage": stage, "steps": steps})
         for step in map_.field_steps if on_message else map_.record_steps:
             try:
-                fired, changed = run_step(step, run, scope)
+                fired, changed = step.runner(run, scope)
             except MapFailure as exc:
                 outcome.failure = f"map {map_.name} step {step.id}: {exc}"
                 steps.append({"id": step.id, "action": step.action.name, "failed": True})
@@ -71,36 +71,71 @@ def run_maps(maps: Sequence[Map], records: Sequence[Record], stage: str, inbound
 def run_step(step: Step, run: Run, scope: Scope | None = None) -> tuple[int, int]:
     """(how many subjects the step applied to, how many values it changed). ``scope``: the run's
     condition scope, reused from step to step (a condition only reads it while it runs)."""
+    if scope is None:
+        scope = Scope(run.records, None, None, run.of_kind, run.inbound)
+    return step.runner(run, scope)
+
+
+StepRunner = Callable[[Run, Scope], tuple[int, int]]
+
+
+def compile_step(step: Step) -> StepRunner:
+    """One closure per step with what :func:`run_step` would decide for every message decided once:
+    message-wide or per subject, how the subjects are found, with or without a condition, and
+    whether a change makes the records be found again. Per message only the condition and the
+    action run; a subject whose condition is false costs one call and no allocation."""
     action = step.action
-    kind, when = action.kind, step.when
-    if when is not None:
-        if scope is None:
-            scope = Scope(run.records, None, None, run.of_kind, run.inbound)
-        scope.subject, scope.subject_kind = None, kind
+    kind, when, apply, reshapes = action.kind, step.when, action.apply, bool(action.reshapes)
     if kind is None:  # the message as a whole: route, hold
-        if when is None or when(scope):  # type: ignore[arg-type]
-            return 1, action.apply(run, None)
-        return 0, 0
-    fired = changed = 0
-    apply = action.apply
-    if kind is MESSAGE_KIND or type(action) is DropAction:
-        subjects = subjects_of(step, run)
-    else:  # records of the step's kind, found once until a step reshapes the message (Run.of_kind)
-        subjects = run._index.get(kind) or run.of_kind(kind)
+        return _whole_message(when, apply)
+    find = _finder(step)
+    indexed = not (kind is MESSAGE_KIND or type(action) is DropAction)  # the run's index, read inline
     if when is None:
-        for subject in subjects:
-            fired += 1
-            changed += apply(run, subject)
-    else:
-        for subject in subjects:
-            scope.subject = subject  # type: ignore[union-attr]
-            if when(scope):  # type: ignore[arg-type]
+        def every(run: Run, scope: Scope) -> tuple[int, int]:
+            fired = changed = 0
+            for subject in (run._index.get(kind) or run.of_kind(kind)) if indexed else find(run):
                 fired += 1
                 changed += apply(run, subject)
-        scope.subject = None  # type: ignore[union-attr]
-    if changed and action.reshapes:
-        run.reshaped()
-    return fired, changed
+            if changed and reshapes:
+                run.reshaped()
+            return fired, changed
+        return every
+
+    def where(run: Run, scope: Scope) -> tuple[int, int]:
+        fired = changed = 0
+        scope.subject_kind = kind
+        for subject in (run._index.get(kind) or run.of_kind(kind)) if indexed else find(run):
+            scope.subject = subject
+            if when(scope):
+                fired += 1
+                changed += apply(run, subject)
+        scope.subject = None
+        if changed and reshapes:
+            run.reshaped()
+        return fired, changed
+    return where
+
+
+def _whole_message(when: Condition | None, apply: Callable[[Run, Any], int]) -> StepRunner:
+    if when is None:
+        return lambda run, scope: (1, apply(run, None))
+
+    def whole(run: Run, scope: Scope) -> tuple[int, int]:
+        scope.subject, scope.subject_kind = None, None
+        if when(scope):
+            return 1, apply(run, None)
+        return 0, 0
+    return whole
+
+
+def _finder(step: Step) -> Callable[[Run], Sequence[Any]]:
+    """How the step finds its subjects: the outbound messages, a fresh list for ``drop`` (it
+    changes the records while it runs), else the run's index of records by kind (found once until
+    a step reshapes the message, :meth:`Run.of_kind`)."""
+    kind = step.action.kind
+    if kind is MESSAGE_KIND or type(step.action) is DropAction:
+        return lambda run: subjects_of(step, run)
+    return lambda run: run._index.get(kind) or run.of_kind(kind)  # type: ignore[arg-type]
 
 
 def subjects_of(step: Step, run: Run) -> list[Any]:
