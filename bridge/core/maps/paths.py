@@ -409,12 +409,40 @@ def _reader(path: Path) -> Callable[[Any], list[Any]]:
             return [] if value is None else [value]
         return direct
 
+    if len(path.parent) == 1:
+        return _reader_below(path.parent[0], name, pick)
+
     def through(start: Any) -> list[Any]:
         values: list[Any] = []
         for owner in owners(start):
             value_of(owner, values)
         return values
     return through
+
+
+def _reader_below(first: Segment, name: str, pick: Callable[[list[Any]], list[Any]] | None
+                  ) -> Callable[[Any], list[Any]]:
+    """A reader for a field one object below the record (``identifiers[0].value``, ``period.start``),
+    the owners and their values read in one function, without a list of owners made per read."""
+    owner_name, owner_pick = first.name, _pick(first.select)
+
+    def below(start: Any) -> list[Any]:
+        found = start.get(owner_name) if type(start) is dict else getattr(start, owner_name, None)
+        if found is None:
+            return []
+        if isinstance(found, list):
+            owners = found if owner_pick is None else owner_pick(found)
+        else:
+            owners = (found,)
+        values: list[Any] = []
+        for owner in owners:
+            value = owner.get(name) if type(owner) is dict else getattr(owner, name, None)
+            if isinstance(value, list):
+                values.extend(v for v in (value if pick is None else pick(value)) if v is not None)
+            elif value is not None:
+                values.append(value)
+        return values
+    return below
 
 
 def _slotter(path: Path) -> Callable[[Any, bool], list[Slot]]:
