@@ -243,6 +243,18 @@ class SetAction(Action):
         return changed
 
 
+def _write(target: Path, subject: Any, value: Any) -> int:
+    """``value`` written at ``target`` under ``subject`` (absent objects created), as :func:`_put`
+    on each of its slots; a plain field is fitted once and written on each owner directly."""
+    name = target.plain_name
+    if name is None:
+        return sum(_put(s, value, target.leaf, target.text) for s in target.slots(subject, True))
+    owners = target.owners_created(subject) if target.parent else (subject,)
+    if not owners:
+        return 0
+    return _set_on_owners(owners, name, fit(value, target.leaf, target.text))
+
+
 def _set_on_owners(owners: list[Any], name: str, value: Any) -> int:
     """``value`` in field ``name`` of each owner (a mapping or a dataclass, as :class:`Slot` writes);
     how many changed."""
@@ -276,8 +288,7 @@ class CopyAction(Action):
         value = _first(run, subject, self.kind, self.source)
         if value is None:
             return 0
-        changed = sum(_put(slot, value, self.target.leaf, self.target.text)
-                      for slot in self.target.slots(subject, True))
+        changed = _write(self.target, subject, value)
         if self.move:
             changed += _delete(subject, self.source)
         return changed
@@ -366,8 +377,7 @@ class FormatDateAction(Action):
             if self.target is self.source:
                 changed += _put(slot, formatted, self.target.leaf, self.target.text)
             else:
-                changed += sum(_put(s, formatted, self.target.leaf, self.target.text)
-                               for s in self.target.slots(subject, True))
+                changed += _write(self.target, subject, formatted)
         return changed
 
 
@@ -410,7 +420,7 @@ class SplitAction(Action):
             return sum(_put(s, parts, target.leaf, target.text) for s in target.slots(subject, True))
         changed = 0
         for target, part in zip(self.targets, parts):
-            changed += sum(_put(s, part, target.leaf, target.text) for s in target.slots(subject, True))
+            changed += _write(target, subject, part)
         return changed
 
 
@@ -430,8 +440,7 @@ class JoinAction(Action):
         if not parts:
             return 0
         joined = self.separator.join(parts)
-        return sum(_put(s, joined, self.target.leaf, self.target.text)
-                   for s in self.target.slots(subject, True))
+        return _write(self.target, subject, joined)
 
 
 @dataclass(frozen=True)

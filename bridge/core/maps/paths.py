@@ -100,6 +100,15 @@ class Path:
         return _walker(self.parent, True)
 
     @cached_property
+    def plain_name(self) -> str | None:
+        """The last field's name when a write needs no slot per place: one plain value (not a list,
+        not a dataclass copied per place) in a field without a selector."""
+        last = self.segments[-1]
+        if last.select is None and not self.leaf.is_list and not dataclasses.is_dataclass(self.leaf.hint):
+            return last.name
+        return None
+
+    @cached_property
     def slots(self) -> Callable[[Any, bool], list["Slot"]]:
         """``slots(start, path, create)`` for this path."""
         return _slotter(self)
