@@ -252,3 +252,34 @@ def test_copy_and_delete_find_records_again_only_when_records_moved(tmp_path):
           - {id: m, move: {from: encounter.extra.was, to: encounter.extra.now}}
     """, name="reshape")
     assert [s.action.reshapes for s in map_.steps] == [False, False, True, True, False]
+
+
+def test_compiled_steps_write_every_owner_and_record_every_change(tmp_path):
+    """The steps compiled at load (runner closures, direct writes on each owner) change the same
+    values and keep the same per-step record as a slot-by-slot walk: every identifier of a list,
+    created intermediate objects, a false condition that records nothing."""
+    record = visit()
+    record.patient.identifiers.append(Identifier("B2", type="PI"))
+    map_ = make_map(tmp_path, """
+        steps:
+          - id: systems
+            set: {"patient.identifiers[*].system": "urn:oid:1.2.3"}
+          - id: end
+            when: {exists: encounter.period.start}
+            copy: {from: encounter.period.start, to: encounter.extra.started}
+          - id: never
+            when: {equals: {encounter.class: IMP}}
+            set: {encounter.modality: video}
+          - id: day
+            format_date: {path: encounter.period.start, format: date, to: encounter.extra.day}
+    """)
+    out = run_maps([map_], [record], "channel")
+    assert [i.system for i in record.patient.identifiers] == ["urn:oid:1.2.3", "urn:oid:1.2.3"]
+    assert record.extra == {"started": "2026-03-15T09:05:00-05:00", "day": "2026-03-15"}
+    assert record.modality is None
+    (event,) = out.events
+    assert [(s["id"], s["applied"], s["changed"]) for s in event["steps"]] == [
+        ("systems", 1, 2), ("end", 1, 1), ("day", 1, 1)]
+    assert all(step.runner is step.runner for step in map_.steps)  # compiled once, kept on the step
+    again = run_maps([map_], [record], "channel")  # nothing left to change: applied, zero changes
+    assert [(s["id"], s["changed"]) for s in again.events[0]["steps"]] == [("systems", 0), ("end", 0), ("day", 0)]
