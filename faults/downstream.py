@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from faults.rows import judged_row, print_row, table_lines  # noqa: E402
 from tests.faults import downstream_cases as cases  # noqa: E402
 
 HEADER = ("fault", "messages", "delivered", "dead", "requests", "max_attempts", "elapsed", "bound", "peer holds",
@@ -35,13 +36,8 @@ def run_all(messages: int, only: str | None) -> list[dict]:
                 continue
             result, thrown_away = cases.unstalled(
                 lambda case=case: cases.run(case, messages, Path(tmp) / f"{case.name}-{os.urandom(3).hex()}"))
-            try:
-                cases.check(result)
-                held = "yes"
-            except AssertionError as failure:
-                held = f"NO: {failure}"
-            row = {**result.row(), "bounds held": held, "reruns": thrown_away}
-            print(" | ".join(str(row[k]) for k in HEADER), flush=True)
+            row = judged_row(result, cases.check, thrown_away)
+            print_row(HEADER, row)
             rows.append(row)
     return rows
 
@@ -68,10 +64,8 @@ def markdown(rows: list[dict], messages: int) -> str:
         "other jobs while one measures speed), which would make its timing meaningless. "
         f"Settings: {settings}.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "| " + " | ".join("---" for _ in HEADER) + " |",
+        *table_lines(HEADER, rows),
     ]
-    lines += ["| " + " | ".join(str(row[k]) for k in HEADER) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from faults.rows import judged_row, print_row, table_lines  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.faults import netns  # noqa: E402
 from tests.faults import downstream_cases as stall  # noqa: E402
@@ -66,13 +67,8 @@ def run_all(messages: int) -> list[dict]:
             if isinstance(outcome, str):
                 row = {k: "" for k in HEADER} | {"scenario": name, "bounds held": f"skipped: {outcome}", "reruns": ""}
             else:
-                try:
-                    cases.check(outcome)
-                    held = "yes"
-                except AssertionError as failure:
-                    held = f"NO: {failure}"
-                row = {**outcome.row(), "bounds held": held, "reruns": thrown_away}
-            print(" | ".join(str(row[k]) for k in HEADER), flush=True)
+                row = judged_row(outcome, cases.check, thrown_away)
+            print_row(HEADER, row)
             rows.append(row)
     return rows
 
@@ -97,10 +93,8 @@ def markdown(rows: list[dict], messages: int) -> str:
         f"{retry['max_seconds']} s, ACK timeout {cases.ACK_TIMEOUT} s, connect timeout {cases.CONNECT_TIMEOUT} s, "
         f"{cases.DELIVERERS} deliverers.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "| " + " | ".join("---" for _ in HEADER) + " |",
+        *table_lines(HEADER, rows),
     ]
-    lines += ["| " + " | ".join(str(row[k]) for k in HEADER) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
