@@ -181,6 +181,9 @@ def coded(record: Any) -> dict[str, Any]:
     """The record's own coded and identifying fields (the patient's and visit's mappings, and the
     seconds FHIR adds to an HL7v2 time sent to the minute, are other tests' business)."""
     data = record_to_dict(record)
+    for part in data.get("observations", ()):  # an Immunization's: theirs are the same patient and visit
+        for key in ("patient", "encounter"):
+            part.pop(key, None)
     return {k: v for k, v in data.items() if k not in ("patient", "encounter", "authored", "occurrence", "extra")}
 
 

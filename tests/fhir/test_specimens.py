@@ -45,9 +45,13 @@ def test_spm_gives_the_reports_specimen() -> None:
     assert sample.patient is not None and sample.patient.identifiers[0].value == "MRN00012345"
 
 
-def test_a_report_without_spm_has_no_specimen() -> None:
+def test_a_report_without_spm_has_only_what_its_obr_says_of_the_sample() -> None:
+    """No SPM: the OBR's collection time is the sample's (the v2-to-FHIR IG's OBR → Specimen map),
+    with no id or type invented (tests/hl7v2/test_ig_specimens_immunization_observations.py)."""
     raw = b"\r".join(oru().split(b"\r")[:4]) + b"\r"
-    assert report(raw).specimens == []
+    (sample,) = report(raw).specimens
+    assert (sample.identifiers, sample.specimen_type) == ([], None)
+    assert sample.collected is not None and sample.collected.start == "2026-11-26T07:45:00-06:00"
 
 
 def test_the_spm_round_trips_unchanged() -> None:

@@ -19,8 +19,10 @@ from bridge import (
     Identifier,
     Observation,
     Patient,
+    Period,
     Quantity,
     ReferenceRange,
+    Specimen,
     record_to_dict,
 )
 from bridge.core.config import Route
@@ -279,12 +281,15 @@ def report() -> DiagnosticReport:
         effective="2024-05-01T08:00:00-05:00", notes=["Fasting sample."])
     comment = Observation(status="preliminary", category="laboratory", code=[Coding(code="COMMENT")],
                           value_type="TX", value_text="line one\nline two", effective="2024-05-01T08:00:00-05:00")
+    patient = Patient(identifiers=[Identifier(value="MRN1", type="MR")], name=HumanName(family="Doe", given=["Ann"]))
     return DiagnosticReport(
         identifiers=[Identifier(value="ORD1", type="PLAC"), Identifier(value="F1", type="FILL")], status="final",
         code=[Coding(code="24323-8", display="Metabolic panel", system="http://loinc.org")],
         effective="2024-05-01T08:00:00-05:00", issued="2024-05-01T09:00:00-05:00",
         observations=[glucose, comment],
-        patient=Patient(identifiers=[Identifier(value="MRN1", type="MR")], name=HumanName(family="Doe", given=["Ann"])))
+        # OBR-7 is also the sample's collection time: read back, an ORU without SPM has that Specimen
+        specimens=[Specimen(collected=Period(start="2024-05-01T08:00:00-05:00"), patient=patient)],
+        patient=patient)
 
 
 def test_oru_encode_writes_values_units_ranges_flags_and_status() -> None:

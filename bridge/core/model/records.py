@@ -487,6 +487,8 @@ class Specimen(Record):
     collection_method: Coding | None = None
     collected: Period | None = None
     received: str | None = field(default=None, metadata=DATETIME)
+    quantity: Quantity | None = None  # HL7v2 OBR-9 collection volume, FHIR Specimen.collection.quantity
+    collector: Practitioner | None = None  # HL7v2 OBR-10, FHIR Specimen.collection.collector
     patient: Patient | None = None
     parents: list[Specimen] = field(default_factory=list)  # HL7v2 SPM-3, FHIR Specimen.parent
     extra: dict[str, Any] = field(default_factory=dict)
@@ -689,6 +691,10 @@ class Immunization(Record):
     performer: Practitioner | None = None
     funding_source: Coding | None = None
     program_eligibility: list[Coding] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    """What the sender observed about this vaccination and no field above holds (HL7v2 OBX of the
+    RXA's order group: the vaccine information statement given, its dates); FHIR Observations
+    ``partOf`` the Immunization."""
     patient: Patient | None = None
     encounter: Encounter | None = None
     participants: list[Participant] = field(default_factory=list)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bridge import EncodeError, Medication, Record
+from bridge import EncodeError, Immunization, Medication, Record
 
 from . import constants as C
 from . import resources  # noqa: F401  (first: orders → resources → immunization → orders is a cycle)
@@ -155,6 +155,16 @@ class Writer:
     def add(self, record: Record) -> str:
         """Add the record (and, through references, what it refers to); return its fullUrl."""
         resource = self.resource(record)
+        full_url = self.add_resource(resource, business_key(resource))
+        for part in getattr(record, "observations", ()) if isinstance(record, Immunization) else ():
+            self.add_part(part, full_url)
+        return full_url
+
+    def add_part(self, record: Record, whole: str) -> str:
+        """An Observation ``partOf`` the resource at ``whole`` (an Immunization's: the reference
+        points from the part, so the part's entry is added after the whole's fullUrl is known)."""
+        resource = self.resource(record)
+        resource["partOf"] = [{"reference": whole}]
         return self.add_resource(resource, business_key(resource))
 
     def add_resource(self, resource: dict[str, Any], key: tuple[str, str] | None) -> str:

@@ -19,6 +19,7 @@ from bridge import (
     Encounter,
     Identifier,
     Immunization,
+    Observation,
     Organization,
     Patient,
     Practitioner,
@@ -26,6 +27,7 @@ from bridge import (
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime
+from .keep import FHIR as FHIR_KEPT
 from .orders import concept_in, concept_out
 from .places import follow_organization
 from .reader import Node
@@ -113,6 +115,32 @@ def immunization_out(rec: Immunization, w: Writer) -> dict[str, Any]:
     })
 
 
+def parts_in(node: Node, r: Reader) -> list[Observation]:
+    """The Observations of the document whose ``partOf`` names this Immunization (what our encoder
+    writes for ``Immunization.observations``), in document order; the link is the field, so it is
+    not kept again in the Observation's extra."""
+    found: list[Observation] = []
+    seen: set[int] = set()
+    for other in list(r.by_url.values()):
+        if id(other.data) in seen or other.str("resourceType") != "Observation":
+            continue
+        seen.add(id(other.data))
+        if not any(r.target(ref) is not None and r.target(ref).data is node.data  # type: ignore[union-attr]
+                   for ref in other.list("partOf")):
+            continue
+        part = r.record(other)
+        if isinstance(part, Observation):
+            r.referenced.add(id(other.data))
+            elements = part.extra.get(FHIR_KEPT, {}).get("elements", {})
+            elements.pop("partOf", None)
+            if FHIR_KEPT in part.extra and not elements:
+                part.extra[FHIR_KEPT].pop("elements", None)
+                if not part.extra[FHIR_KEPT]:
+                    del part.extra[FHIR_KEPT]
+            found.append(part)
+    return found
+
+
 def immunization_in(node: Node, r: Reader) -> Immunization:
     found, identifiers = split_identifiers(node, C.SID_RECORD_ID, SID_IMMUNIZATION_KEY)
     performer = next((r.follow(p.obj("actor"), Practitioner) for p in node.list("performer")), None)
@@ -132,6 +160,7 @@ def immunization_in(node: Node, r: Reader) -> Immunization:
         performer=performer,
         funding_source=coded_in(node.obj("fundingSource")),
         program_eligibility=[c for c in (coded_in(n) for n in node.list("programEligibility")) if c],
+        observations=parts_in(node, r),
         patient=r.follow(node.obj("patient"), Patient),
         encounter=r.follow(node.obj("encounter"), Encounter),
         extra=record_extra_in(node),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from bridge import EncodeError, Patient, Specimen, keys_of
+from bridge import EncodeError, Patient, Practitioner, Specimen, keys_of
 
 from . import constants as C
 from .datatypes import compact, fhir_datetime, period_in, period_out
@@ -28,6 +28,7 @@ from .resources import (
     record_id,
     split_identifiers,
 )
+from .results import quantity_in, quantity_out
 
 if TYPE_CHECKING:
     from .decode import Reader
@@ -54,6 +55,8 @@ def specimen_out(rec: Specimen, w: Writer) -> dict[str, Any]:
     collection = compact({
         "collectedDateTime": fhir_datetime(collected.start, "Specimen.collected", w.options) if single else None,
         "collectedPeriod": period_out(collected, "Specimen.collected", w.options) if collected and not single else None,
+        "collector": w.ref(rec.collector) if rec.collector else None,
+        "quantity": quantity_out(rec.quantity, True),
         "method": coded_out(rec.collection_method),
         "bodySite": coded_out(rec.body_site),
     })
@@ -93,6 +96,8 @@ def specimen_in(node: Node, r: Reader) -> Specimen:
         id=record_id(node, found), identifiers=identifiers, specimen_type=coded_in(node.obj("type")),
         body_site=coded_in(collection.obj("bodySite")) if collection is not None else None,
         collection_method=coded_in(collection.obj("method")) if collection is not None else None,
+        quantity=quantity_in(collection.obj("quantity")) if collection is not None else None,
+        collector=r.follow(collection.obj("collector"), Practitioner) if collection is not None else None,
         collected=collected, received=node.datetime("receivedTime"),
         patient=r.follow(node.obj("subject"), Patient),
         parents=[p for p in (r.follow(ref, Specimen) for ref in node.list("parent")) if p is not None],

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import Coding, Encounter, HumanName, Observation, Patient, Record, RelatedPerson
+from bridge import Coding, Encounter, HumanName, Observation, Patient, Record, RelatedPerson, Specimen
 
 from . import adt, deaths, guarantors, specimens
 from . import datatypes as dt
-from .orders import referral, related_person
+from .orders import order_groups, prior_visit, referral, related_person
 from .reader import Segment
 
 if TYPE_CHECKING:
@@ -108,7 +108,31 @@ def order_specimens(dec: Decoder, records: list[Record]) -> list[Record]:
     patient = _patient_of(records)
     if patient is None:
         return []
-    return [adt.carried(specimens.read(seg, dec.seps, patient)) for seg in dec.message.segments if seg.name == "SPM"]
+    found = [adt.carried(specimens.read(seg, dec.seps, patient)) for seg in dec.message.segments if seg.name == "SPM"]
+    if (dec.type, dec.event) == ("OML", "O21"):
+        found += [adt.carried(sample) for sample in obr_specimens(dec, patient)]
+    return found
+
+
+def obr_specimens(dec: Decoder, patient: Patient) -> list[Specimen]:
+    """OML^O21: the sample of each order whose group has no SPM, from its OBR (the v2-to-FHIR IG's
+    OML^O21 map applies *Segment OBR to Specimen* to each order's OBR). Not for an earlier result
+    the order carries (PRIOR_RESULT: the IG maps none of it), an OBR whose section examines the
+    patient, or a sample an SPM of the message names (same collection time)."""
+    segs = dec.message.segments
+    first = next((i for i, s in enumerate(segs) if s.name in ("ORC", "OBR", "RXO")), len(segs))
+    groups = order_groups(segs[first:])
+    out: list[Specimen] = []
+    for previous, group in zip([None, *groups], groups):
+        obr = group.first("OBR")
+        if obr is None or group.first("SPM") is not None or prior_visit(previous):
+            continue
+        if specimens.names_no_sample(obr, dec.seps):
+            continue
+        sample = specimens.from_obr(obr, dec.seps, patient)
+        if sample is not None and not specimens.named_elsewhere(sample, segs, dec.seps):
+            out.append(sample)
+    return out
 
 
 def message_mother(dec: Decoder, records: list[Record]) -> list[Record]:

@@ -830,10 +830,26 @@ class Decoder:
         reports: list[Record] = []
         for index, group in enumerate(self._report_groups(segs[first:]), start=1):
             reports.append(self._report(group, patient, encounter, index))
+            if self.type == "ORU":
+                self._obr_specimen(reports[-1], group, patient)
         header = header_scope.extra().get("hl7v2")
         if header:
             reports[0].extra.setdefault("hl7v2", {})["header"] = header
         return reports
+
+    def _obr_specimen(self, report: DiagnosticReport, group: list[Segment], patient: Patient | None) -> None:
+        """An ORU^R01 OBR whose group has no SPM: the sample its specimen fields describe (the v2-to-FHIR
+        IG's ORU^R01 map applies *Segment OBR to Specimen* to each OBR), unless its section examines
+        the patient rather than a sample or an SPM elsewhere in the message names the same sample.
+        Derived: the OBR stays kept as read, so an HL7v2 round trip is unchanged."""
+        if report.specimens:
+            return
+        obr = next(s for s in group if s.name == "OBR")
+        if specimens.names_no_sample(obr, self.seps):
+            return
+        sample = specimens.from_obr(obr, self.seps, patient)
+        if sample is not None and not specimens.named_elsewhere(sample, self.message.segments, self.seps):
+            report.specimens = [sample]
 
     def _result_encounter(self, found: dict[str, Segment], scope: Scope) -> Encounter | None:
         encounter = self.encounter(found["PV1"], found.get("PV2"), scope, None) if "PV1" in found else None

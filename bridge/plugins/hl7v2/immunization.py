@@ -4,7 +4,7 @@ RXA gives the vaccine (RXA-5, CVX or NDC), when (RXA-3), dose (RXA-6/7), lot (RX
 (RXA-16), manufacturer (RXA-17, MVX), refusal reason (RXA-18), completion status (RXA-20) and
 action (RXA-21); the RXR after it gives route and site; the OBX of the order group that CDC's
 immunization guide defines give the funding source (LOINC 30963-3) and the programme eligibility
-(64994-7). Each NK1 of the patient (a child's parents, whom a registry contacts) is a RelatedPerson
+(64994-7); its other OBX, and the patient's OBX before the first ORC, are Observations. Each NK1 of the patient (a child's parents, whom a registry contacts) is a RelatedPerson
 (see :func:`.orders.background`). The whole message body (PD1, the VIS OBX…) is kept in the first record.
 """
 
@@ -14,7 +14,7 @@ import logging
 
 from typing import TYPE_CHECKING
 
-from bridge import Coding, DecodeError, Encounter, Immunization, Patient, Record
+from bridge import Coding, DecodeError, Encounter, Immunization, Observation, Patient, Record
 
 from . import datatypes as dt
 from . import people
@@ -90,9 +90,44 @@ def immunization(dec: Decoder, group: OrderGroup, rxa: Segment, patient: Patient
         performer=practitioner(dec, rxa, 10),
         funding_source=funding[0] if funding else None,
         program_eligibility=observation_codes(dec, group, ELIGIBILITY),
+        observations=observations(dec, group.segments, patient, encounter, folded=(FUNDING_SOURCE, ELIGIBILITY)),
         patient=patient, encounter=encounter,
         participants=people.immunization(orc, dec.seps, dec.message, rxa),  # derived: ORC-12, PRT stay kept
     )
+
+
+def observations(dec: Decoder, segments: list[Segment], patient: Patient | None, encounter: Encounter | None,
+                 folded: tuple[str, ...] = ()) -> list[Observation]:
+    """Each OBX (with the NTE after it) as an Observation, as the v2-to-FHIR IG's VXU^V04 map gives
+    them: the patient's (PERSON_OBSERVATION, before the first ORC) and the vaccination's (the order
+    group's, ``Observation.partOf`` the Immunization in FHIR). An OBX whose code is in ``folded``
+    (funding source, programme eligibility) is not one: it is read into the Immunization's own
+    fields, as that map's note allows, and is not stated twice. Derived: the message stays kept whole."""
+    found: list[Observation] = []
+    last: Observation | None = None
+    for seg in segments:
+        if seg.name == "OBX":
+            last = None
+            if dec.t(seg, 3) in folded:
+                continue
+            last = dec._observation(seg, None, "", len(found) + 1)
+            last.extra, last.patient, last.encounter = _warnings_only(last.extra), patient, encounter
+            if last.category == "laboratory":  # no OBR section here: a VIS or a history is no lab result
+                last.category = None
+            found.append(last)
+        elif seg.name == "NTE" and last is not None:
+            dec._note(last, seg)
+            last.extra = _warnings_only(last.extra)
+        elif seg.name != "NTE":
+            last = None
+    return found
+
+
+def _warnings_only(extra: dict) -> dict:
+    """A derived record's extra: its decode warnings (an OBX-5 that repeats), not the wire fields
+    kept for writing the segment back (the message is kept whole)."""
+    warnings = extra.get("hl7v2", {}).get("warnings")
+    return {"hl7v2": {"warnings": warnings}} if warnings else {}
 
 
 NO_VACCINATION = "VXU^V04 without RXA: the patient's record decoded, no vaccination"
@@ -111,6 +146,7 @@ def decode_vxu(dec: Decoder) -> list[Record]:
                              for group in order_groups(segs[first:], starts=("RXA",))
                              for rxa in group.all("RXA")]
     records += background(dec, segs[:first], patient, encounter)
+    records += observations(dec, segs[:first], patient, encounter)  # PERSON_OBSERVATION
     return keep_message(dec, records)
 
 
@@ -121,4 +157,4 @@ def _patient_only(dec: Decoder, segs: list[Segment]) -> list[Record]:
                           "RXA")
     log.warning("hl7v2 decode: %s", NO_VACCINATION)
     patient.extra.setdefault("hl7v2", {})["warnings"] = [NO_VACCINATION]
-    return keep_message(dec, [patient, *background(dec, segs, patient, None)])
+    return keep_message(dec, [patient, *background(dec, segs, patient, None), *observations(dec, segs, patient, None)])

@@ -1,4 +1,5 @@
-"""HL7v2 SPM (specimen) of a result report as Specimen records.
+"""HL7v2 SPM (specimen) of a result report as Specimen records; the OBR's specimen fields when no SPM
+names the sample (:func:`from_obr`).
 
 The SPM segment stays kept as read in the report's ``extra["hl7v2"]`` (after its results, where it
 came), so an HL7v2 round trip writes it back unchanged; the Specimen records are derived from it and
@@ -8,7 +9,7 @@ channel's zone is applied later, as for every other time).
 
 from __future__ import annotations
 
-from bridge import Coding, Identifier, Patient, Period, Specimen
+from bridge import Coding, Identifier, Patient, Period, Quantity, Specimen
 
 from . import datatypes as dt
 from .header import Separators
@@ -73,3 +74,67 @@ def read(seg: Segment, seps: Separators, patient: Patient | None) -> Specimen:
         received=_when(_first(seg, 18, seps), seps),
         patient=patient,
     )
+
+
+NOT_SPECIMEN_SECTIONS = frozenset((
+    "AU", "CT", "CTH", "CUS", "EC", "EN", "ICU", "NMR", "NMS", "NRS", "OT", "OUS", "PF", "PHR", "PHY", "PT",
+    "RAD", "RC", "RT", "RUS", "RX", "VUS", "XRC"))
+"""OBR-24 diagnostic service sections (HL7 table 0074) that examine the patient, not a sample:
+imaging, cardiology, audiology, neurophysiology, pulmonary function, nursing, therapy, pharmacy. An
+OBR of these has no specimen, whatever its OBR-7 (the time of the examination) says."""
+
+
+def _sub_coding(value: str, seps: Separators, table: str | None = None) -> Coding | None:
+    """A CWE sent as subcomponents of one component (SPS-1, SPS-4; CQ-2 units)."""
+    coding = dt.read_coding(value.replace(seps.subcomponent, seps.component), seps) if value else None
+    if coding is not None and not coding.system and table:
+        coding.system = table
+    return coding
+
+
+def _volume(value: str, seps: Separators) -> Quantity | None:
+    """OBR-9 (CQ): a number ^ its units (CWE in subcomponents)."""
+    parts = value.split(seps.component) + [""]
+    try:
+        number = float(text(parts[0], seps))
+    except ValueError:
+        return None
+    unit = _sub_coding(parts[1], seps)
+    return Quantity(value=number, unit=(unit.display or unit.code) if unit else None,
+                    code=unit.code or None if unit and unit.system else None, system=unit.system if unit else None)
+
+
+def from_obr(seg: Segment, seps: Separators, patient: Patient | None) -> Specimen | None:
+    """The sample an OBR describes when no SPM does (HL7 v2-to-FHIR IG, *Segment OBR to Specimen*,
+    which its ORU^R01 and OML^O21 maps apply to each OBR): OBR-7 collection time (to OBR-8 when
+    valued), OBR-9 collection volume, OBR-10 collector, OBR-14 received, OBR-15 specimen source
+    (SPS-1 type, SPS-4 body site). None when the OBR states none of them. OBR-2/3 are not taken as
+    the sample's id: the IG does so only when the order number *is* the accession number, which the
+    message does not say. The OBR stays kept as read; this record is derived from it."""
+    start, end = _when(_first(seg, 7, seps), seps), _when(_first(seg, 8, seps), seps)
+    volume = _volume(_first(seg, 9, seps), seps) if _first(seg, 9, seps) else None
+    collector = dt.read_practitioner(_first(seg, 10, seps), seps) if _first(seg, 10, seps) else None
+    received = _when(_first(seg, 14, seps), seps)
+    source = (_first(seg, 15, seps).split(seps.component) + [""] * 4)
+    kind, site = _sub_coding(source[0], seps), _sub_coding(source[3], seps)  # table 0070 or 0487: as sent
+    if not (start or end or volume or collector or received or kind or site):
+        return None
+    return Specimen(
+        specimen_type=kind, body_site=site,
+        collected=Period(start=start, end=end) if start or end else None,
+        received=received, quantity=volume, collector=collector, patient=patient,
+    )
+
+
+def names_no_sample(obr: Segment, seps: Separators) -> bool:
+    """The OBR's section (OBR-24) examines the patient, not a sample (imaging, cardiology…)."""
+    return text(_first(obr, 24, seps), seps).upper() in NOT_SPECIMEN_SECTIONS
+
+
+def named_elsewhere(sample: Specimen, segments: list[Segment], seps: Separators) -> bool:
+    """An SPM of the message names a sample collected at the same time: the OBR's sample is that
+    one (sent once, with its SPM, by a sender whose second OBR lacks its own), not a second."""
+    start = sample.collected.start if sample.collected else None
+    return start is not None and any(
+        seg.name == "SPM" and _when((_first(seg, 17, seps).split(seps.component) + [""])[0], seps) == start
+        for seg in segments)
