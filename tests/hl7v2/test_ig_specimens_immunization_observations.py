@@ -263,7 +263,7 @@ def test_a_foreign_bundles_observation_part_of_an_immunization_is_read_into_it()
 # --- derived: HL7v2 round trip unchanged ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ORU-R01-RMGEAD", "LAB-ORU-1"])
+@pytest.mark.parametrize("name", ["ORU-R01-RMGEAD", "LAB-ORU-1", "ORU-R01-01"])
 def test_the_obr_stays_as_sent_in_an_hl7v2_round_trip(name: str) -> None:
     tally = round_trip_tally(raw(name))
     assert (tally.unchanged, tally.added, tally.losses) == (tally.compared, 0, {}), tally
@@ -275,3 +275,24 @@ def test_kept_whole_messages_are_written_back_unchanged(name: str) -> None:
     out = HL7V2.encode(decode(data), {}).decode()
     sent = [s for s in data.decode("utf-8-sig").replace("\n", "\r").split("\r") if s and not s.startswith("MSH")]
     assert [s for s in out.split("\r") if s and not s.startswith("MSH")] == sent
+
+
+# --- ORU PATIENT_OBSERVATION OBX → Observation -----------------------------------------------------
+
+
+def test_an_orus_patient_group_obx_is_an_observation_of_the_patient() -> None:
+    """ORU-R01-01: an OBX after the PID, before the visit and the order (PATIENT_OBSERVATION)."""
+    records = decode(raw("ORU-R01-01"))
+    (report,) = [r for r in records if isinstance(r, DiagnosticReport)]
+    (loose,) = [r for r in records if isinstance(r, Observation)]
+    assert loose.code[0].code == "8867-4" and loose.value_type == "RP"
+    assert loose.patient is report.patient and loose.encounter is None
+    assert loose.extra["hl7v2"]["carried"] is True
+    assert [o.code[0].code for o in report.observations] == ["625-4"]  # the report's own stay its own
+    (fhir_obs,) = [o for o in resources(bundle(records), "Observation") if o["code"]["coding"][0]["code"] == "8867-4"]
+    assert "encounter" not in fhir_obs and "partOf" not in fhir_obs
+
+
+def test_an_oru_without_obr_reads_its_obx_once() -> None:
+    data = b"\r".join(line for line in raw("ORU-R01-RMGEAD").splitlines() if not line.startswith(b"OBR"))
+    assert len([r for r in decode(data) if isinstance(r, Observation)]) == 1

@@ -15,6 +15,8 @@ order, the patient's background.
 - SIU: the patient group's OBX, NK1, AL1, DG1 and IN1 (Observation, RelatedPerson,
   AllergyIntolerance, Condition, Coverage), as an order message's.
 - ORU and OUL: each TXA (a document the result announces) as a ClinicalNote without text.
+- ORU: the OBX of the patient group, before the first order (PATIENT_OBSERVATION), as Observations
+  of the patient, as the HL7 v2-to-FHIR IG's ORU^R01 map gives them.
 - SIU, MDM, ORU, OUL and RDE^O11: PID-21 (the mother's identifier) as a RelatedPerson.
 - RDE^O11: the NK1, AL1, DG1 and IN1 before the first ORC, as an RDE^O25 reads them.
 - RDE^O11 and O25: the OBX of the order groups as Observations.
@@ -205,6 +207,17 @@ def order_observations(dec: Decoder, records: list[Record]) -> list[Record]:
     return [adt.carried(o) for o in found]
 
 
+def patient_observations(dec: Decoder, records: list[Record]) -> list[Record]:
+    """ORU^R01: the OBX of the patient group (PATIENT_OBSERVATION: after the PID, before the visit and
+    the first order), which the v2-to-FHIR IG's ORU^R01 map gives as Observations of the patient (no
+    report, no visit), carried. An ORU without OBR reads every OBX already (decode.py)."""
+    segs = dec.message.segments
+    first = next((i for i, s in enumerate(segs) if s.name in ("ORC", "OBR")), None)
+    if first is None or not any(isinstance(r, DiagnosticReport) for r in records):
+        return []
+    return [adt.carried(o) for o in companions.observations(dec, segs[:first], _patient(records), None)]
+
+
 def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> list[Record]:
     """The companion records of one decoded SIU, MDM, ORU, OUL or RDE message (else none)."""
     if kind == "SIU":
@@ -212,7 +225,8 @@ def for_message(dec: Decoder, kind: str, event: str, records: list[Record]) -> l
     if kind == "MDM":
         return [*document_orders(dec, records), *mother(dec, records)]
     if kind == "ORU":
-        return [*result_orders(dec, records), *result_documents(dec, records), *mother(dec, records)]
+        return [*result_orders(dec, records), *result_documents(dec, records), *patient_observations(dec, records),
+                *mother(dec, records)]
     if kind == "OUL":
         return [*result_orders(dec, records), *loose_specimens(dec, records), *result_documents(dec, records),
                 *mother(dec, records)]
