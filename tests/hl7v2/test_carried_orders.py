@@ -111,7 +111,8 @@ def test_an_siu_patient_group_gives_its_observation_and_diagnosis() -> None:
 
 def test_a_result_with_its_orc_names_the_order_it_fulfils() -> None:
     records = decode(sample("ORU-R01-01"), {})
-    report, order, document, *billing = records
+    report, order, document, patient_obx, *billing = records
+    assert patient_obx.kind == "Observation"  # the OBX before the order (PATIENT_OBSERVATION)
     assert [r.kind for r in billing] == ["EpisodeOfCare", "ChargeItem"]  # PV1-54, FT1 (docs/hl7v2.md)
     # TXA: the document the result announces (TXA-2 DIS, TXA-17 AU), read as an MDM's, without text
     assert (document.kind, document.note_type.code, document.status, document.text) == (
