@@ -4,8 +4,10 @@ RXA gives the vaccine (RXA-5, CVX or NDC), when (RXA-3), dose (RXA-6/7), lot (RX
 (RXA-16), manufacturer (RXA-17, MVX), refusal reason (RXA-18), completion status (RXA-20) and
 action (RXA-21); the RXR after it gives route and site; the OBX of the order group that CDC's
 immunization guide defines give the funding source (LOINC 30963-3) and the programme eligibility
-(64994-7); its other OBX, and the patient's OBX before the first ORC, are Observations. Each NK1 of the patient (a child's parents, whom a registry contacts) is a RelatedPerson
-(see :func:`.orders.background`). The whole message body (PD1, the VIS OBX…) is kept in the first record.
+(64994-7); its other OBX, and the patient's OBX before the first ORC, are Observations (the HL7
+v2-to-FHIR IG's VXU^V04 map). Each NK1 of the patient (a child's parents, whom a registry contacts)
+is a RelatedPerson (see :func:`.orders.background`). The whole message body (PD1, the VIS OBX…) is
+kept in the first record.
 """
 
 from __future__ import annotations
@@ -157,4 +159,5 @@ def _patient_only(dec: Decoder, segs: list[Segment]) -> list[Record]:
                           "RXA")
     log.warning("hl7v2 decode: %s", NO_VACCINATION)
     patient.extra.setdefault("hl7v2", {})["warnings"] = [NO_VACCINATION]
-    return keep_message(dec, [patient, *background(dec, segs, patient, None), *observations(dec, segs, patient, None)])
+    found = [patient, *background(dec, segs, patient, None), *observations(dec, segs, patient, None)]
+    return keep_message(dec, found)
