@@ -174,6 +174,9 @@ class SourceContext:
     policy_applies: Callable[[MessageHeader], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     observe_ack: Callable[[float], None] | None = None  # a listener reports each answer's latency (seconds)
+    intake_full: Callable[[], bool] | None = None
+    """True while the intake cannot take more (an intake journal at its ``max_bytes``): a listener
+    stops reading its connections until it turns False (back-pressure)."""
 
 
 class Source(Protocol):

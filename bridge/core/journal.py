@@ -1,0 +1,638 @@
+"""The intake journal: an opt-in intake for high-volume listeners (``channels.NAME.intake_journal``).
+
+Without it, a listener acknowledges a message after the store committed it (an INSERT into
+``messages`` with its indexes, and a WAL flush). With it, the listener appends each accepted frame
+to an append-only segment file, flushes the file (``fdatasync``, one flush for every frame written
+before it began: group commit), and then acknowledges; a separate **mover** process
+(``bridge run`` starts it next to the workers, at a lower CPU priority) moves the entries into the
+store's ``messages`` table in large batches, de-duplicating them there as the intake does, and records
+how far it got (``journal_positions``) in the same store transaction. A crash of either process
+therefore never loses or doubles a message: what the position covers is in the store, what it does
+not is still in a segment file, and nothing is in both.
+
+Layout of a journal directory (one per channel and node: ``DIR/CHANNEL``)::
+
+    journal.id                 a random id, the key of this journal's row in journal_positions
+    0000000000000001.seg       segments, numbered; the listener starts a new one at every start
+    0000000000000002.seg       and when one reaches ``segment_bytes``; fully moved ones are deleted
+
+A segment is a sequence of records: ``b"TJ"``, the body's length (4 bytes, little-endian), the
+body's CRC-32 (4 bytes), then the body: the length of a JSON header (4 bytes), the header
+(``[received_at, dedupe_key, control_id, sending_application, sending_facility, message_type,
+trace_id, order_key, origin]``) and the raw message bytes.
+
+Reading rules (:func:`read_segment`): a record cut short or failing its CRC at the end of the last
+segment is a **torn tail** (the write of a batch whose frames were never acknowledged: the flush had
+not returned); the listener truncates it at start. A bad record followed by a good one, or a bad
+record at the end of a segment that is not the last, is **corruption**: :class:`JournalCorrupt`,
+reported to the operator (the mover stops there, logs it, and ``bridge journal status`` shows it),
+never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import BridgeError, StoreError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"TJ"
+RECORD = struct.Struct("<2sII")  # magic, body length, CRC-32 of the body
+META = struct.Struct("<I")  # length of the JSON header inside the body
+SEGMENT_SUFFIX = ".seg"
+ID_FILE = "journal.id"
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB unmoved: beyond it the listener stops reading (back-pressure)
+DEFAULT_SEGMENT_BYTES = 64 << 20
+MOVE_ENTRIES = 2000  # entries per mover transaction
+MOVE_BYTES = 8 << 20
+
+
+class JournalCorrupt(BridgeError):
+    """A damaged record that is not a torn tail: the journal cannot be read past it."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    segment: int
+    offset: int  # where the record starts
+    end: int  # where the next record starts
+    received_at: float
+    dedupe_key: str | None
+    header: dict[str, Any]
+    origin: dict[str, Any]
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a journal has been moved into the store: every record before (segment, offset)."""
+
+    segment: int = 0
+    offset: int = 0
+    moved: int = 0  # entries moved since the journal was created (a counter for status and metrics)
+
+
+def encode_record(received_at: float, dedupe_key: str | None, header: Mapping[str, Any],
+                  origin: Mapping[str, Any], raw: bytes) -> bytes:
+    meta = json.dumps([received_at, dedupe_key, header.get("control_id"), header.get("sending_application"),
+                       header.get("sending_facility"), header.get("message_type"), header.get("trace_id"),
+                       header.get("order_key"), origin], separators=(",", ":")).encode()
+    body = META.pack(len(meta)) + meta + raw
+    return RECORD.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def _decode_body(segment: int, offset: int, end: int, body: bytes) -> Entry:
+    (meta_len,) = META.unpack_from(body)
+    meta = json.loads(body[META.size:META.size + meta_len])
+    received_at, key, control_id, app, facility, message_type, trace_id, order_key, origin = meta
+    header = {"control_id": control_id, "sending_application": app, "sending_facility": facility,
+              "message_type": message_type, "trace_id": trace_id, "order_key": order_key}
+    return Entry(segment, offset, end, received_at, key, header, origin, body[META.size + meta_len:])
+
+
+def _valid_at(data: bytes, at: int) -> bool:
+    """Whether a whole record with a good CRC starts at ``at``."""
+    if at + RECORD.size > len(data):
+        return False
+    magic, length, crc = RECORD.unpack_from(data, at)
+    start = at + RECORD.size
+    return magic == MAGIC and start + length <= len(data) and zlib.crc32(data[start:start + length]) == crc
+
+
+def _good_record_after(data: bytes, at: int) -> int | None:
+    """The offset of the first intact record after a bad one at ``at`` (None: nothing intact follows)."""
+    at = data.find(MAGIC, at + 1)
+    while at >= 0:
+        if _valid_at(data, at):
+            return at
+        at = data.find(MAGIC, at + 1)
+    return None
+
+
+def read_segment(path: str, segment: int, start: int, *, last: bool, max_entries: int = 1 << 62,
+                 max_bytes: int = 1 << 62) -> tuple[list[Entry], int, int | None]:
+    """The entries of one segment file from ``start``: ``(entries, next_offset, torn_at)``.
+
+    ``next_offset`` is where reading stopped (the end of the last entry returned). ``torn_at`` is set
+    when the segment ends in a torn tail at that offset (only allowed in the ``last`` segment, the one
+    the listener writes: elsewhere, and for a bad record followed by a good one, JournalCorrupt)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read()
+    entries: list[Entry] = []
+    pos, size = 0, 0
+    while pos < len(data) and len(entries) < max_entries and size < max_bytes:
+        if not _valid_at(data, pos):
+            if _good_record_after(data, pos) is not None:
+                raise JournalCorrupt(f"journal segment {path}: damaged record at byte {start + pos} with intact"
+                                     " records after it; it is not moved (inspect it, see docs/mllp.md)")
+            if not last:
+                raise JournalCorrupt(f"journal segment {path}: damaged or cut-short record at byte {start + pos},"
+                                     " and a later segment exists (see docs/mllp.md)")
+            return entries, start + pos, start + pos
+        _, length, _ = RECORD.unpack_from(data, pos)
+        end = pos + RECORD.size + length
+        try:
+            entries.append(_decode_body(segment, start + pos, start + end, data[pos + RECORD.size:end]))
+        except (ValueError, struct.error) as exc:
+            raise JournalCorrupt(f"journal segment {path}: unreadable entry at byte {start + pos}: {exc}") from None
+        size += length
+        pos = end
+    return entries, start + pos, None
+
+
+def segment_path(directory: str, number: int) -> str:
+    return os.path.join(directory, f"{number:016d}{SEGMENT_SUFFIX}")
+
+
+def segments(directory: str) -> list[int]:
+    """The segment numbers present, in order."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n[:-len(SEGMENT_SUFFIX)]) for n in names
+                  if n.endswith(SEGMENT_SUFFIX) and n[:-len(SEGMENT_SUFFIX)].isdigit())
+
+
+def journal_id(directory: str, *, create: bool) -> str | None:
+    path = os.path.join(directory, ID_FILE)
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    os.makedirs(directory, exist_ok=True)
+    new = uuid.uuid4().hex
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(new + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+    return new
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_unmoved(directory: str, position: Position, *, max_entries: int = 1 << 62,
+                 max_bytes: int = 1 << 62) -> tuple[list[Entry], Position, int | None]:
+    """Entries after ``position`` across segments: ``(entries, new_position, torn_at)``. The new
+    position passes to the next segment once a segment is read to its end and a later one exists."""
+    numbers = [n for n in segments(directory) if n >= position.segment]
+    entries: list[Entry] = []
+    seg, offset = position.segment, position.offset
+    torn = None
+    for i, number in enumerate(numbers):
+        last = i == len(numbers) - 1
+        start = offset if number == position.segment else 0
+        path = segment_path(directory, number)
+        if os.path.getsize(path) < start:  # moved past a tail a power cut took back: fully moved
+            start = os.path.getsize(path)
+        got, end, torn = read_segment(path, number, start, last=last, max_entries=max_entries - len(entries),
+                                      max_bytes=max_bytes)
+        entries.extend(got)
+        seg, offset = number, end
+        if last or end < os.path.getsize(path) or len(entries) >= max_entries:
+            break
+        seg, offset = numbers[i + 1], 0
+    return entries, Position(seg, offset, position.moved + len(entries)), torn
+
+
+def entry_rows(channel: str, fmt: str, entries: Sequence[Entry]) -> list[tuple[Any, ...]]:
+    """Store rows (``receive_many``'s items plus the time received) for journal entries."""
+    return [(channel, fmt, e.raw, e.dedupe_key, e.header, e.origin, None, e.received_at) for e in entries]
+
+
+def move_once(store: Any, channel: str, fmt: str, directory: str, jid: str, *,
+              extra: Sequence[tuple[Any, ...]] = (), max_entries: int = MOVE_ENTRIES,
+              max_bytes: int = MOVE_BYTES) -> tuple[int, list[Any]]:
+    """Move one batch of unmoved entries into the store (and ``extra`` rows after them, in the same
+    transaction: the listener's way to store a message that needs its id before its ACK without
+    overtaking what was journaled before it). Returns (entries moved, results of ``extra``).
+    Fully moved segments are deleted after the commit."""
+    while True:
+        position = store.journal_position(jid)
+        entries, new, _ = read_unmoved(directory, position, max_entries=max_entries, max_bytes=max_bytes)
+        if not entries and new == position and not extra:
+            _delete_moved(directory, position)
+            return 0, []
+        results = store.move_journal(jid, channel, position, new, entry_rows(channel, fmt, entries), list(extra))
+        if results is None:  # another mover got there first: read again from where it stopped
+            continue
+        _delete_moved(directory, new)
+        return len(entries), results
+
+
+def _delete_moved(directory: str, position: Position) -> None:
+    for number in segments(directory):
+        if number >= position.segment:
+            break
+        try:
+            os.unlink(segment_path(directory, number))
+        except FileNotFoundError:
+            pass
+
+
+def depth(directory: str, position: Position) -> int:
+    """Bytes in segment files not yet moved."""
+    total = 0
+    for number in segments(directory):
+        if number < position.segment:
+            continue
+        try:
+            size = os.path.getsize(segment_path(directory, number))
+        except FileNotFoundError:
+            continue
+        total += max(0, size - position.offset) if number == position.segment else size
+    return total
+
+
+# --- the listener's side -------------------------------------------------------------------------
+
+
+class JournalWriter:
+    """One channel's journal in the listening process: the intake's ``submit_now``/``submit_many``
+    for that channel (see :meth:`bridge.core.intake.Intake.submit_now`), recovery at start, and the
+    back-pressure bound."""
+
+    def __init__(self, directory: str, store: Any, channel: Any, fmt: Any, *,
+                 needs_id: Callable[[Any], bool], direct: Callable[[Sequence[tuple[Any, ...]]], list[Any]],
+                 make_row: Callable[[tuple[Any, ...]], tuple[Any, ...] | Any],
+                 max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 on_moved: Callable[[], None] | None = None, refresh_seconds: float = 0.1):
+        self.directory = directory
+        self.store = store
+        self.channel = channel
+        self.fmt = fmt
+        self.needs_id = needs_id
+        self.direct = direct  # receipts for items stored directly (used when the journal cannot serve)
+        self.make_row = make_row  # item -> (dedupe_key, header_dict, origin, header) or a Receipt (refused)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.on_moved = on_moved
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._keys: dict[str, int] = {}  # dedupe keys journaled and perhaps not yet moved -> segment
+        self._key_order: deque[tuple[int, int, str]] = deque()  # (segment, end, key) in write order
+        self._fd = -1
+        self._segment = 0
+        self._size = 0
+        self._old_fds: list[int] = []
+        self._dir_dirty = False
+        self._written = 0  # write number of the last write
+        self._durable = 0  # every write up to this number is on the disk
+        self._failure: StoreError | None = None
+        self.position = Position()
+        self.unmoved_bytes = 0
+        self.unmoved_entries = 0
+        self._entries_written = 0  # lifetime entries (moved + unmoved) as far as this process knows
+        self.corrupt: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.jid = ""
+
+    # lifecycle -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Recover (truncate a torn tail, remember the unmoved entries' dedupe keys) and start a new segment."""
+        os.makedirs(self.directory, exist_ok=True)
+        self.jid = journal_id(self.directory, create=True) or ""
+        self.position = self.store.journal_position(self.jid)
+        try:
+            entries, _, torn = read_unmoved(self.directory, self.position)
+        except JournalCorrupt as exc:
+            self.corrupt = str(exc)
+            log.error("channel %s: %s", self.channel.name, exc)
+            entries, torn = [], None
+        existing = segments(self.directory)
+        if torn is not None and existing:
+            path = segment_path(self.directory, existing[-1])
+            cut = os.path.getsize(path) - torn
+            with open(path, "r+b") as handle:
+                handle.truncate(torn)
+                os.fsync(handle.fileno())
+            log.warning("channel %s: journal %s ended in a torn write of %d bytes (never acknowledged): truncated",
+                        self.channel.name, os.path.basename(path), cut)
+        for entry in entries:
+            if entry.dedupe_key:
+                self._remember(entry.dedupe_key, entry.segment, entry.end)
+        self._entries_written = self.position.moved + len(entries)
+        if entries:
+            log.info("channel %s: journal holds %d entries not yet moved into the store", self.channel.name,
+                     len(entries))
+        self._new_segment(max([self.position.segment, *existing]) + 1)
+        self._refresh()
+        self._thread = threading.Thread(target=self._follow, name=f"journal-{self.channel.name}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._flush_lock:
+            for fd in (*self._old_fds, self._fd):
+                if fd >= 0:
+                    try:
+                        os.fdatasync(fd)
+                    except OSError:
+                        pass
+                    os.close(fd)
+            self._old_fds, self._fd = [], -1
+
+    def _new_segment(self, number: int) -> None:
+        if self._fd >= 0:
+            self._old_fds.append(self._fd)
+        self._segment = number
+        self._fd = os.open(segment_path(self.directory, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        self._dir_dirty = True
+
+    # back-pressure and depth ---------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        """Unmoved bytes beyond ``max_bytes``: the listener stops reading until the mover catches up."""
+        return self.unmoved_bytes >= self.max_bytes
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self._refresh()
+            except Exception as exc:  # a store hiccup: the next refresh tries again
+                log.warning("channel %s: journal position not read: %s", self.channel.name, exc)
+
+    def _refresh(self) -> None:
+        position = self.store.journal_position(self.jid)
+        moved = position != self.position
+        self.position = position
+        with self._lock:
+            while self._key_order and (self._key_order[0][0], self._key_order[0][1]) <= (position.segment,
+                                                                                           position.offset):
+                _, _, key = self._key_order.popleft()
+                self._keys.pop(key, None)
+        self.unmoved_bytes = depth(self.directory, position)
+        self.unmoved_entries = max(0, self._entries_written - position.moved)
+        if moved and self.on_moved is not None:
+            self.on_moved()
+
+    def _remember(self, key: str, segment: int, end: int) -> None:
+        self._keys[key] = segment
+        self._key_order.append((segment, end, key))
+
+    # the intake ----------------------------------------------------------------------------------
+
+    def submit_now(self, items: Sequence[tuple[Any, ...]]) -> Any:
+        """On the loop: journal the batch (one write) and return ``(results, wait)``; None when an
+        item needs its store id before its ACK (the careful path on a thread then stores it)."""
+        if self._failure is not None:
+            raise self._failure
+        prepared = self._prepare(items)
+        if prepared is None:
+            return None
+        results, number, keys, now = self._write(prepared)
+        return results, lambda: self._settle(results, number, keys, now)
+
+    def submit_many(self, items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """On a thread: as :meth:`submit_now`, waiting for the flush; a batch with an item that needs
+        its id is stored directly, after the journal is moved up to it (in one transaction, so no
+        message overtakes one journaled before it)."""
+        try:
+            if self._failure is not None:
+                raise self._failure
+            prepared = self._prepare(items)
+            if prepared is None:
+                return self._store_directly(items)
+            results, number, keys, now = self._write(prepared)
+            self._settle(results, number, keys, now)
+            return results
+        except StoreError as exc:
+            return [exc] * len(items)
+        except OSError as exc:
+            return [StoreError(f"journal write failed: {exc.strerror or exc}")] * len(items)
+
+    def _prepare(self, items: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        out = []
+        for item in items:
+            header = item[3] if len(item) > 3 else None
+            if item[2] is not None or header is None or self.needs_id(header):
+                return None
+            out.append(self.make_row(item))
+        return out
+
+    def _store_directly(self, items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Move every unmoved entry, then commit ``items`` after them in the same transaction."""
+        rows, where = self.direct(items)
+        if not rows:
+            return where
+        _, results = move_once(self.store, self.channel.name, self.fmt.name, self.directory, self.jid,
+                               extra=rows, max_entries=1 << 62, max_bytes=1 << 62)
+        self._refresh()
+        return where(results)
+
+    def _write(self, prepared: list[Any]) -> tuple[list[Any], int, list[tuple[int, str | None, bool]], float]:
+        from bridge.plugin_types import Receipt
+
+        now = time.time()
+        chunks: list[bytes] = []
+        results: list[Any] = []
+        keys: list[tuple[int, str | None, bool]] = []
+        with self._lock:
+            seen = self._keys
+            for row in prepared:
+                if isinstance(row, Receipt):  # refused before the journal (too large)
+                    results.append(row)
+                    continue
+                key, header_dict, origin, header, raw = row
+                duplicate = key is not None and key in seen
+                record = encode_record(now, key, header_dict, origin, raw)
+                self._size += len(record)
+                if key is not None and not duplicate:
+                    self._remember(key, self._segment, self._size)
+                chunks.append(record)
+                keys.append((len(results), key, duplicate))
+                results.append(Receipt(None, accepted=True, duplicate=duplicate, header=header))
+        data = b"".join(chunks)
+        if data:
+            self._write_all(data)
+            self._written += 1
+            self._entries_written += len(chunks)
+            self.unmoved_bytes += len(data)
+            self.unmoved_entries += len(chunks)
+        number = self._written
+        if self._size >= self.segment_bytes:
+            self._new_segment(self._segment + 1)
+        return results, number if data else 0, keys, now
+
+    def _write_all(self, data: bytes) -> None:
+        """Append ``data``; on a failed write cut the file back, so no torn record stays in the middle."""
+        before = self._size - len(data)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self._size = before
+            try:
+                os.ftruncate(self._fd, before)
+            except OSError:
+                self._failure = StoreError("journal write failed and could not be undone; restart the engine")
+            raise StoreError(f"journal write failed: {exc.strerror or exc}") from None
+
+    def _settle(self, results: list[Any], number: int, keys: list[tuple[int, str | None, bool]],
+                written_at: float) -> None:
+        """On the flusher thread: wait until the write is on the disk, then mark the frames that are
+        resends of messages already in the store (their ACK says so, as without the journal). Only
+        rows received before this write count: the mover may already have moved this very entry."""
+        if number:
+            self._wait(number)
+        from bridge.plugin_types import Receipt
+
+        fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
+        if fresh:
+            known = self.store.known_dedupe_keys([key for _, key in fresh], before=written_at)
+            for i, key in fresh:
+                if key in known:
+                    old = results[i]
+                    results[i] = Receipt(None, accepted=True, duplicate=True, header=old.header)
+
+    def _wait(self, number: int) -> None:
+        with self._flush_lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._durable >= number:
+                return
+            target = self._written
+            fds = [*self._old_fds, self._fd]
+            try:
+                for fd in fds:
+                    os.fdatasync(fd)
+                if self._dir_dirty:
+                    self._dir_dirty = False
+                    _fsync_dir(self.directory)
+            except OSError as exc:
+                self._failure = StoreError(f"journal flush failed ({exc.strerror or exc}); nothing more is"
+                                           " acknowledged until the engine is restarted")
+                raise self._failure from None
+            for fd in fds[:-1]:
+                os.close(fd)
+                self._old_fds.remove(fd)
+            self._durable = max(self._durable, target)
+
+    def status(self) -> dict[str, Any]:
+        return {"directory": self.directory, "unmoved_bytes": self.unmoved_bytes,
+                "unmoved_entries": self.unmoved_entries, "max_bytes": self.max_bytes, "full": self.full,
+                "moved": self.position.moved, "corrupt": self.corrupt}
+
+
+def iter_journals(config: Any) -> Iterator[tuple[Any, str]]:
+    """(channel config, journal directory) of every enabled channel with an intake journal."""
+    for ch in config.channels.values():
+        if ch.enabled and ch.intake_journal is not None:
+            yield ch, ch.intake_journal.directory
+
+
+# --- the mover -----------------------------------------------------------------------------------
+
+MOVER_NICENESS = 10
+"""The mover defers to the listener (nice 10, below the workers' 5): during a burst the intake gets
+the CPU and the mover catches up after."""
+
+
+def mover_command(config_path: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "bridge.cli", "run", "-c", os.path.abspath(config_path), "--role", "journal-mover"]
+
+
+def move_all(store: Any, channel: str, fmt: str, directory: str) -> int:
+    """Move every entry of one journal directory (``bridge journal drain``); returns how many."""
+    jid = journal_id(directory, create=False)
+    if jid is None:
+        return 0
+    total = 0
+    while True:
+        moved, _ = move_once(store, channel, fmt, directory, jid)
+        if not moved:
+            return total
+        total += moved
+
+
+def run_mover(config: Any, store: Any, stop: threading.Event, *, idle_seconds: float = 0.02) -> None:
+    """The mover process's loop: every channel's journal, a batch at a time, until ``stop``."""
+    reported: dict[str, float] = {}
+    while not stop.is_set():
+        moved_any = False
+        for ch, directory in iter_journals(config):
+            jid = journal_id(directory, create=False)
+            if jid is None:
+                continue
+            try:
+                moved, _ = move_once(store, ch.name, ch.format, directory, jid)
+                moved_any = moved_any or moved > 0
+            except (JournalCorrupt, StoreError, OSError) as exc:
+                now = time.monotonic()
+                if now - reported.get(ch.name, -1e9) >= 60:  # said once a minute while it lasts
+                    reported[ch.name] = now
+                    log.error("channel %s: the journal mover is stuck: %s", ch.name, exc)
+        if not moved_any:
+            stop.wait(idle_seconds)
+
+
+def mover_main(config: Any, stop: threading.Event) -> None:
+    """``bridge run --role journal-mover``: a child of ``bridge run`` (exits when its parent is gone)."""
+    from bridge.core.store import open_store
+    from bridge.core.workers import watch_parent
+
+    watch_parent(stop)
+    try:
+        os.nice(MOVER_NICENESS)
+    except OSError as exc:
+        log.warning("journal mover could not lower its priority: %s", exc)
+    store = open_store(config.store_url)
+    log.info("journal mover started for %d channel(s)", sum(1 for _ in iter_journals(config)))
+    try:
+        run_mover(config, store, stop)
+    finally:
+        store.close()
+
+
+def status(config: Any, store: Any) -> list[dict[str, Any]]:
+    """What ``bridge journal status`` prints: each journal's unmoved entries and bytes on this node."""
+    out = []
+    for ch, directory in iter_journals(config):
+        jid = journal_id(directory, create=False)
+        row: dict[str, Any] = {"channel": ch.name, "directory": directory, "unmoved_entries": 0,
+                               "unmoved_bytes": 0, "moved": 0, "problem": None}
+        if jid is not None:
+            position = store.journal_position(jid)
+            row["moved"] = position.moved
+            row["unmoved_bytes"] = depth(directory, position)
+            try:
+                row["unmoved_entries"] = len(read_unmoved(directory, position)[0])
+            except JournalCorrupt as exc:
+                row["problem"] = str(exc)
+        out.append(row)
+    return out
