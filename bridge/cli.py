@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        mover_main(config, stop)
+        mover_main(config, plugins, stop)
         return EXIT_OK
     if getattr(args, "role", None) != "worker":  # worker children: the parent has said it once
         _print_warnings(args.config, config, plugins)
@@ -145,10 +145,12 @@ def cmd_run(args) -> int:
 def cmd_journal(args) -> int:
     """``bridge journal status`` / ``bridge journal drain [--channel NAME] [--dir DIR]``."""
     from bridge.core import journal
+    from bridge.core.intake import Intake
 
     plugins = _plugins()
     config = _config(args, plugins)
     store = _store(args)
+    intake = Intake(store, plugins.formats())
     if args.action == "status":
         rows = journal.status(config, store)
         if not rows:
@@ -169,7 +171,8 @@ def cmd_journal(args) -> int:
         if directory is None:
             raise UsageError(f"channel {name!r} has no intake_journal; name its directory with --dir")
         try:
-            moved = journal.move_all(store, name, ch.format, directory)
+            moved = journal.move_all(store, name, lambda entries, _ch=ch: intake.journal_rows(_ch, entries),
+                                     directory)
         except journal.JournalCorrupt as exc:
             print(f"bridge journal drain: {exc}", file=sys.stderr)
             return 1

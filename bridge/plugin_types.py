@@ -103,6 +103,10 @@ class FormatSpec:
     """The ``options:`` keys ``decode`` reads (a channel's). ``None``: not declared (not checked, warned)."""
     encode_options: tuple[OptionSpec, ...] | None = None
     """The ``options:`` keys ``encode`` reads (a destination's). ``None``: not declared."""
+    peek_quick: Callable[[bytes], MessageHeader] | None = None
+    """Optional: a cheaper ``peek`` for a listener whose intake reads the full header later (an intake
+    journal, whose mover calls ``peek``): the fields the dedupe key and ``record_kinds`` need, no
+    order keys. It must give the same dedupe key as ``peek``. Never raises."""
     envelope: Callable[[bytes], MessageEnvelope | None] | None = None
     """Optional: what a message says about itself (sender, receiver, time, software, event), read
     from the raw bytes; None when it says nothing or is a batch. The engine passes it, localized,

@@ -236,7 +236,10 @@ class Engine:
             else lambda items, _ch=ch: self.intake.submit_many(_ch, items),
             submit_now=journal.submit_now if journal is not None
             else lambda items, _ch=ch: self.intake.submit_now(_ch, items),
-            peek=lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
+            # with a journal the mover reads the whole header; the listener needs only what the dedupe
+            # key and the policy check read (FormatSpec.peek_quick), when the format has it
+            peek=(lambda raw, _q=fmt.peek_quick: _q(raw)) if journal is not None and fmt.peek_quick is not None
+            else lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,
             observe_ack=self.metrics.ack_observer(ch.name),
@@ -265,6 +268,7 @@ class Engine:
         journal = JournalWriter(settings.directory, self.store, ch, fmt, needs_id=needs_id,
                                 direct=lambda items, _ch=ch: self.intake.direct_rows(_ch, items),
                                 make_row=lambda item, _ch=ch: self.intake.journal_row(_ch, item),
+                                rows_for=lambda entries, _ch=ch: self.intake.journal_rows(_ch, entries),
                                 max_bytes=settings.max_bytes, segment_bytes=settings.segment_bytes,
                                 on_moved=self.work_ready.set)
         journal.open()

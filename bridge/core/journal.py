@@ -17,9 +17,9 @@ Layout of a journal directory (one per channel and node: ``DIR/CHANNEL``)::
     0000000000000002.seg       and when one reaches ``segment_bytes``; fully moved ones are deleted
 
 A segment is a sequence of records: ``b"TJ"``, the body's length (4 bytes, little-endian), the
-body's CRC-32 (4 bytes), then the body: the length of a JSON header (4 bytes), the header
-(``[received_at, dedupe_key, control_id, sending_application, sending_facility, message_type,
-trace_id, order_key, origin]``) and the raw message bytes.
+body's CRC-32 (4 bytes), then the body: the time received (8-byte float), the lengths of the dedupe
+key and of the origin's JSON (2 bytes each), the key, the origin and the raw message bytes. The
+mover reads each message's header with the channel format's ``peek``, as the intake does.
 
 Reading rules (:func:`read_segment`): a record cut short or failing its CRC at the end of the last
 segment is a **torn tail** (the write of a batch whose frames were never acknowledged: the flush had
@@ -41,22 +41,25 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError, StoreError
+from bridge.plugin_types import Receipt
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"TJ"
 RECORD = struct.Struct("<2sII")  # magic, body length, CRC-32 of the body
-META = struct.Struct("<I")  # length of the JSON header inside the body
 SEGMENT_SUFFIX = ".seg"
 ID_FILE = "journal.id"
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB unmoved: beyond it the listener stops reading (back-pressure)
 DEFAULT_SEGMENT_BYTES = 64 << 20
 MOVE_ENTRIES = 2000  # entries per mover transaction
 MOVE_BYTES = 8 << 20
+JOURNALED = Receipt(None, accepted=True)  # an ACK needs no more than this (the id comes with the move)
+JOURNALED_DUPLICATE = Receipt(None, accepted=True, duplicate=True)
 
 
 class JournalCorrupt(BridgeError):
@@ -70,7 +73,6 @@ class Entry:
     end: int  # where the next record starts
     received_at: float
     dedupe_key: str | None
-    header: dict[str, Any]
     origin: dict[str, Any]
     raw: bytes
 
@@ -84,22 +86,24 @@ class Position:
     moved: int = 0  # entries moved since the journal was created (a counter for status and metrics)
 
 
-def encode_record(received_at: float, dedupe_key: str | None, header: Mapping[str, Any],
-                  origin: Mapping[str, Any], raw: bytes) -> bytes:
-    meta = json.dumps([received_at, dedupe_key, header.get("control_id"), header.get("sending_application"),
-                       header.get("sending_facility"), header.get("message_type"), header.get("trace_id"),
-                       header.get("order_key"), origin], separators=(",", ":")).encode()
-    body = META.pack(len(meta)) + meta + raw
+BODY = struct.Struct("<dHH")  # received_at, length of the dedupe key, length of the origin's JSON
+
+
+def encode_record(received_at: float, dedupe_key: str | None, origin_json: bytes, raw: bytes) -> bytes:
+    """One record: the time the journal took the message, its dedupe key (empty: none), its origin
+    as JSON bytes, and the raw message. The mover reads the header again with the format's peek
+    (what the intake would store); the key is kept for the listener's resend check after a restart."""
+    key = dedupe_key.encode() if dedupe_key else b""
+    body = b"".join((BODY.pack(received_at, len(key), len(origin_json)), key, origin_json, raw))
     return RECORD.pack(MAGIC, len(body), zlib.crc32(body)) + body
 
 
 def _decode_body(segment: int, offset: int, end: int, body: bytes) -> Entry:
-    (meta_len,) = META.unpack_from(body)
-    meta = json.loads(body[META.size:META.size + meta_len])
-    received_at, key, control_id, app, facility, message_type, trace_id, order_key, origin = meta
-    header = {"control_id": control_id, "sending_application": app, "sending_facility": facility,
-              "message_type": message_type, "trace_id": trace_id, "order_key": order_key}
-    return Entry(segment, offset, end, received_at, key, header, origin, body[META.size + meta_len:])
+    received_at, key_len, origin_len = BODY.unpack_from(body)
+    at = BODY.size
+    key = body[at:at + key_len].decode() or None
+    origin = json.loads(body[at + key_len:at + key_len + origin_len]) if origin_len else {}
+    return Entry(segment, offset, end, received_at, key, origin, body[at + key_len + origin_len:])
 
 
 def _valid_at(data: bytes, at: int) -> bool:
@@ -219,12 +223,12 @@ def read_unmoved(directory: str, position: Position, *, max_entries: int = 1 << 
     return entries, Position(seg, offset, position.moved + len(entries)), torn
 
 
-def entry_rows(channel: str, fmt: str, entries: Sequence[Entry]) -> list[tuple[Any, ...]]:
-    """Store rows (``receive_many``'s items plus the time received) for journal entries."""
-    return [(channel, fmt, e.raw, e.dedupe_key, e.header, e.origin, None, e.received_at) for e in entries]
+RowsFor = Callable[[Sequence[Entry]], list[tuple[Any, ...]]]
+"""Store rows (``receive_many``'s items plus ``received_at``) for journal entries:
+:meth:`bridge.core.intake.Intake.journal_rows` (the format's peek, the dedupe and lane keys)."""
 
 
-def move_once(store: Any, channel: str, fmt: str, directory: str, jid: str, *,
+def move_once(store: Any, channel: str, rows_for: RowsFor, directory: str, jid: str, *,
               extra: Sequence[tuple[Any, ...]] = (), max_entries: int = MOVE_ENTRIES,
               max_bytes: int = MOVE_BYTES) -> tuple[int, list[Any]]:
     """Move one batch of unmoved entries into the store (and ``extra`` rows after them, in the same
@@ -235,19 +239,24 @@ def move_once(store: Any, channel: str, fmt: str, directory: str, jid: str, *,
         position = store.journal_position(jid)
         entries, new, _ = read_unmoved(directory, position, max_entries=max_entries, max_bytes=max_bytes)
         if not entries and new == position and not extra:
-            _delete_moved(directory, position)
+            _delete_moved(directory, position, store)
             return 0, []
-        results = store.move_journal(jid, channel, position, new, entry_rows(channel, fmt, entries), list(extra))
+        results = store.move_journal(jid, channel, position, new, rows_for(entries), list(extra))
         if results is None:  # another mover got there first: read again from where it stopped
             continue
-        _delete_moved(directory, new)
+        _delete_moved(directory, new, store)
         return len(entries), results
 
 
-def _delete_moved(directory: str, position: Position) -> None:
+def _delete_moved(directory: str, position: Position, store: Any = None) -> None:
+    """Delete the segments before ``position`` (fully moved), once the moves are on the disk."""
+    flushed = False
     for number in segments(directory):
         if number >= position.segment:
             break
+        if not flushed and store is not None:
+            store.journal_durable()
+            flushed = True
         try:
             os.unlink(segment_path(directory, number))
         except FileNotFoundError:
@@ -271,6 +280,34 @@ def depth(directory: str, position: Position) -> int:
 # --- the listener's side -------------------------------------------------------------------------
 
 
+class KeyFilter:
+    """A Bloom filter of dedupe keys (two bits per key): "certainly not stored" or "perhaps".
+
+    The listener fills it at start with the channel's stored keys and adds every key it journals or
+    stores, so a key it does not hold was never stored for the channel by this listener's process,
+    and its frame needs no store look-up before the ACK. "Perhaps" (a resend, or a false positive of
+    a few per cent once it holds one key per 16 bits) costs one indexed look-up off the loop.
+    """
+
+    def __init__(self, expected: int = 0):
+        bits = 1 << 23  # 1 MiB
+        while bits < expected * 16:
+            bits <<= 1
+        self.mask = bits - 1
+        self.bits = bytearray(bits >> 3)
+
+    def add(self, key: str) -> None:
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        self.bits[a >> 3] |= 1 << (a & 7)
+        self.bits[b >> 3] |= 1 << (b & 7)
+
+    def __contains__(self, key: str) -> bool:
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        return bool(self.bits[a >> 3] & (1 << (a & 7))) and bool(self.bits[b >> 3] & (1 << (b & 7)))
+
+
 class JournalWriter:
     """One channel's journal in the listening process: the intake's ``submit_now``/``submit_many``
     for that channel (see :meth:`bridge.core.intake.Intake.submit_now`), recovery at start, and the
@@ -278,7 +315,7 @@ class JournalWriter:
 
     def __init__(self, directory: str, store: Any, channel: Any, fmt: Any, *,
                  needs_id: Callable[[Any], bool], direct: Callable[[Sequence[tuple[Any, ...]]], list[Any]],
-                 make_row: Callable[[tuple[Any, ...]], tuple[Any, ...] | Any],
+                 make_row: Callable[[tuple[Any, ...]], tuple[Any, ...] | Any], rows_for: RowsFor,
                  max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
                  on_moved: Callable[[], None] | None = None, refresh_seconds: float = 0.1):
         self.directory = directory
@@ -287,7 +324,9 @@ class JournalWriter:
         self.fmt = fmt
         self.needs_id = needs_id
         self.direct = direct  # receipts for items stored directly (used when the journal cannot serve)
-        self.make_row = make_row  # item -> (dedupe_key, header_dict, origin, header) or a Receipt (refused)
+        self.make_row = make_row  # item -> (dedupe_key, origin, raw) or a Receipt (refused)
+        self.rows_for = rows_for
+        self._origins: dict[int, tuple[Any, bytes]] = {}  # id(origin) -> (origin, its JSON): one per connection
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.on_moved = on_moved
@@ -295,6 +334,7 @@ class JournalWriter:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._keys: dict[str, int] = {}  # dedupe keys journaled and perhaps not yet moved -> segment
+        self._filter = KeyFilter()  # every key stored or journaled: a resend is possible only if held
         self._key_order: deque[tuple[int, int, str]] = deque()  # (segment, end, key) in write order
         self._fd = -1
         self._segment = 0
@@ -312,6 +352,10 @@ class JournalWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.jid = ""
+        self._lookups = ThreadPoolExecutor(1, thread_name_prefix=f"journal-lookup-{channel.name}")
+        self.flushes = 0  # diagnostics: flushes run, and seconds spent in them and in the dedupe look-ups
+        self.flush_seconds = 0.0
+        self.lookup_seconds = 0.0
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -335,9 +379,14 @@ class JournalWriter:
                 os.fsync(handle.fileno())
             log.warning("channel %s: journal %s ended in a torn write of %d bytes (never acknowledged): truncated",
                         self.channel.name, os.path.basename(path), cut)
+        stored_keys = list(self.store.channel_dedupe_keys(self.channel.name))
+        self._filter = KeyFilter(len(stored_keys) + len(entries))
+        for key in stored_keys:
+            self._filter.add(key)
         for entry in entries:
             if entry.dedupe_key:
                 self._remember(entry.dedupe_key, entry.segment, entry.end)
+                self._filter.add(entry.dedupe_key)
         self._entries_written = self.position.moved + len(entries)
         if entries:
             log.info("channel %s: journal holds %d entries not yet moved into the store", self.channel.name,
@@ -349,6 +398,7 @@ class JournalWriter:
 
     def close(self) -> None:
         self._stop.set()
+        self._lookups.shutdown(wait=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._flush_lock:
@@ -412,7 +462,10 @@ class JournalWriter:
         if prepared is None:
             return None
         results, number, keys, now = self._write(prepared)
-        return results, lambda: self._settle(results, number, keys, now)
+        fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
+        # the store look-up for resends runs on its own thread while the flusher flushes
+        lookup = self._lookups.submit(self._lookup, fresh, now) if fresh else None
+        return results, lambda: self._settle(results, number, lookup)
 
     def submit_many(self, items: Sequence[tuple[Any, ...]]) -> list[Any]:
         """On a thread: as :meth:`submit_now`, waiting for the flush; a batch with an item that needs
@@ -425,7 +478,8 @@ class JournalWriter:
             if prepared is None:
                 return self._store_directly(items)
             results, number, keys, now = self._write(prepared)
-            self._settle(results, number, keys, now)
+            fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
+            self._settle(results, number, self._lookups.submit(self._lookup, fresh, now) if fresh else None)
             return results
         except StoreError as exc:
             return [exc] * len(items)
@@ -446,14 +500,23 @@ class JournalWriter:
         rows, where = self.direct(items)
         if not rows:
             return where
-        _, results = move_once(self.store, self.channel.name, self.fmt.name, self.directory, self.jid,
+        for row in rows:
+            if row[3]:
+                self._filter.add(row[3])
+        _, results = move_once(self.store, self.channel.name, self.rows_for, self.directory, self.jid,
                                extra=rows, max_entries=1 << 62, max_bytes=1 << 62)
         self._refresh()
         return where(results)
 
-    def _write(self, prepared: list[Any]) -> tuple[list[Any], int, list[tuple[int, str | None, bool]], float]:
-        from bridge.plugin_types import Receipt
+    def _origin_json(self, origin: Any) -> bytes:
+        cached = self._origins.get(id(origin))
+        if cached is None or cached[0] is not origin:
+            if len(self._origins) >= 4096:
+                self._origins.clear()
+            cached = self._origins[id(origin)] = (origin, json.dumps(origin, separators=(",", ":")).encode())
+        return cached[1]
 
+    def _write(self, prepared: list[Any]) -> tuple[list[Any], int, list[tuple[int, str | None, bool]], float]:
         now = time.time()
         chunks: list[bytes] = []
         results: list[Any] = []
@@ -464,15 +527,18 @@ class JournalWriter:
                 if isinstance(row, Receipt):  # refused before the journal (too large)
                     results.append(row)
                     continue
-                key, header_dict, origin, header, raw = row
+                key, origin, raw = row
                 duplicate = key is not None and key in seen
-                record = encode_record(now, key, header_dict, origin, raw)
+                record = encode_record(now, key, self._origin_json(origin), raw)
                 self._size += len(record)
                 if key is not None and not duplicate:
                     self._remember(key, self._segment, self._size)
+                    if key in self._filter:  # perhaps stored already: the flusher's look-up says
+                        keys.append((len(results), key, False))
+                    else:
+                        self._filter.add(key)
                 chunks.append(record)
-                keys.append((len(results), key, duplicate))
-                results.append(Receipt(None, accepted=True, duplicate=duplicate, header=header))
+                results.append(JOURNALED_DUPLICATE if duplicate else JOURNALED)
         data = b"".join(chunks)
         if data:
             self._write_all(data)
@@ -501,22 +567,23 @@ class JournalWriter:
                 self._failure = StoreError("journal write failed and could not be undone; restart the engine")
             raise StoreError(f"journal write failed: {exc.strerror or exc}") from None
 
-    def _settle(self, results: list[Any], number: int, keys: list[tuple[int, str | None, bool]],
-                written_at: float) -> None:
-        """On the flusher thread: wait until the write is on the disk, then mark the frames that are
-        resends of messages already in the store (their ACK says so, as without the journal). Only
-        rows received before this write count: the mover may already have moved this very entry."""
+    def _lookup(self, fresh: list[tuple[int, str]], written_at: float) -> list[int]:
+        """Which of the fresh keys (index, key) belong to messages already in the store: resends,
+        whose ACK says so, as without the journal. Only rows received before this write count: the
+        mover may already have moved this very entry. The memory of journaled keys was consulted
+        first (in ``_write``), so a key moved meanwhile is found here."""
+        started = time.perf_counter()
+        known = self.store.known_dedupe_keys([key for _, key in fresh], before=written_at)
+        self.lookup_seconds += time.perf_counter() - started
+        return [i for i, key in fresh if key in known]
+
+    def _settle(self, results: list[Any], number: int, lookup: Any) -> None:
+        """On the flusher thread: wait until the write is on the disk and the resends are known."""
         if number:
             self._wait(number)
-        from bridge.plugin_types import Receipt
-
-        fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
-        if fresh:
-            known = self.store.known_dedupe_keys([key for _, key in fresh], before=written_at)
-            for i, key in fresh:
-                if key in known:
-                    old = results[i]
-                    results[i] = Receipt(None, accepted=True, duplicate=True, header=old.header)
+        if lookup is not None:
+            for i in lookup.result():
+                results[i] = JOURNALED_DUPLICATE
 
     def _wait(self, number: int) -> None:
         with self._flush_lock:
@@ -526,6 +593,7 @@ class JournalWriter:
                 return
             target = self._written
             fds = [*self._old_fds, self._fd]
+            started = time.perf_counter()
             try:
                 for fd in fds:
                     os.fdatasync(fd)
@@ -540,6 +608,8 @@ class JournalWriter:
                 os.close(fd)
                 self._old_fds.remove(fd)
             self._durable = max(self._durable, target)
+            self.flushes += 1
+            self.flush_seconds += time.perf_counter() - started
 
     def status(self) -> dict[str, Any]:
         return {"directory": self.directory, "unmoved_bytes": self.unmoved_bytes,
@@ -567,20 +637,20 @@ def mover_command(config_path: str) -> list[str]:
     return [sys.executable, "-m", "bridge.cli", "run", "-c", os.path.abspath(config_path), "--role", "journal-mover"]
 
 
-def move_all(store: Any, channel: str, fmt: str, directory: str) -> int:
+def move_all(store: Any, channel: str, rows_for: RowsFor, directory: str) -> int:
     """Move every entry of one journal directory (``bridge journal drain``); returns how many."""
     jid = journal_id(directory, create=False)
     if jid is None:
         return 0
     total = 0
     while True:
-        moved, _ = move_once(store, channel, fmt, directory, jid)
+        moved, _ = move_once(store, channel, rows_for, directory, jid)
         if not moved:
             return total
         total += moved
 
 
-def run_mover(config: Any, store: Any, stop: threading.Event, *, idle_seconds: float = 0.02) -> None:
+def run_mover(config: Any, store: Any, intake: Any, stop: threading.Event, *, idle_seconds: float = 0.02) -> None:
     """The mover process's loop: every channel's journal, a batch at a time, until ``stop``."""
     reported: dict[str, float] = {}
     while not stop.is_set():
@@ -590,7 +660,8 @@ def run_mover(config: Any, store: Any, stop: threading.Event, *, idle_seconds: f
             if jid is None:
                 continue
             try:
-                moved, _ = move_once(store, ch.name, ch.format, directory, jid)
+                moved, _ = move_once(store, ch.name, lambda entries, _ch=ch: intake.journal_rows(_ch, entries),
+                                     directory, jid)
                 moved_any = moved_any or moved > 0
             except (JournalCorrupt, StoreError, OSError) as exc:
                 now = time.monotonic()
@@ -601,8 +672,9 @@ def run_mover(config: Any, store: Any, stop: threading.Event, *, idle_seconds: f
             stop.wait(idle_seconds)
 
 
-def mover_main(config: Any, stop: threading.Event) -> None:
+def mover_main(config: Any, plugins: Any, stop: threading.Event) -> None:
     """``bridge run --role journal-mover``: a child of ``bridge run`` (exits when its parent is gone)."""
+    from bridge.core.intake import Intake
     from bridge.core.store import open_store
     from bridge.core.workers import watch_parent
 
@@ -614,7 +686,7 @@ def mover_main(config: Any, stop: threading.Event) -> None:
     store = open_store(config.store_url)
     log.info("journal mover started for %d channel(s)", sum(1 for _ in iter_journals(config)))
     try:
-        run_mover(config, store, stop)
+        run_mover(config, store, Intake(store, plugins.formats()), stop)
     finally:
         store.close()
 

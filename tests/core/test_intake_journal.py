@@ -58,7 +58,8 @@ def stored(store: SQLiteStore) -> list[tuple[int, str]]:
 
 def move(engine) -> int:
     ch = engine.config.channels["adt"]
-    return journal.move_all(engine.store, "adt", ch.format, ch.intake_journal.directory)
+    return journal.move_all(engine.store, "adt", lambda entries: engine.intake.journal_rows(ch, entries),
+                            ch.intake_journal.directory)
 
 
 def test_ack_after_the_journal_then_the_mover_stores_each_message_once(tmp_path):
@@ -119,8 +120,8 @@ def write_entries(directory: Path, count: int) -> Path:
     path = Path(journal.segment_path(str(directory), 1))
     with open(path, "wb") as handle:
         for n in range(count):
-            handle.write(journal.encode_record(time.time(), f"adt|A|F|T{n}", {"control_id": f"T{n}"},
-                                               {"transport": "mllp"}, adt(f"T{n}")))
+            handle.write(journal.encode_record(time.time(), f"adt|SENDAPP|SENDFAC|T{n}",
+                                               b'{"transport":"mllp"}', adt(f"T{n}")))
     return path
 
 
@@ -129,7 +130,7 @@ def test_a_torn_tail_is_cut_at_start_and_the_entries_before_it_are_moved(tmp_pat
     path = write_entries(directory, 5)
     whole = path.stat().st_size
     with open(path, "ab") as handle:  # a batch whose write the crash cut short (never acknowledged)
-        handle.write(journal.encode_record(time.time(), "adt|A|F|T5", {}, {}, adt("T5"))[:-7])
+        handle.write(journal.encode_record(time.time(), "adt|SENDAPP|SENDFAC|T5", b"{}", adt("T5"))[:-7])
     with listening_engine(config(tmp_path), tmp_path) as engine:
         assert path.stat().st_size == whole  # truncated back to the last whole record
         assert engine.journals["adt"].unmoved_entries == 5
@@ -150,7 +151,7 @@ def test_a_damaged_record_in_the_middle_is_reported_not_skipped(tmp_path):
         journal.read_unmoved(str(directory), journal.Position())
     store = SQLiteStore(str(tmp_path / "s.db"))
     with pytest.raises(journal.JournalCorrupt):
-        journal.move_all(store, "adt", "hl7v2", str(directory))
+        journal.move_all(store, "adt", lambda entries: pytest.fail("nothing is moved"), str(directory))
     assert stored(store) == []  # nothing moved past it, not even the good first record's batch
     store.close()
 

@@ -402,6 +402,12 @@ class Store(abc.ABC):
                      rows: Sequence[tuple[Any, ...]], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any] | None:
         raise StoreError("this store does not support an intake journal (SQLite only for now)")
 
+    def channel_dedupe_keys(self, channel: str) -> Any:
+        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+
+    def journal_durable(self) -> None:
+        """Return once every journal move of this thread is on the disk."""
+
     def known_dedupe_keys(self, keys: Any, *, before: float) -> set[str]:
         raise StoreError("this store does not support an intake journal (SQLite only for now)")
 

@@ -36,8 +36,16 @@ class JournalPositions:
         """Insert journal ``rows`` (``receive_many`` items plus ``received_at``) and then ``extra``
         items, and move the journal's position from ``expected`` to ``new``, in one transaction.
         None (nothing written) when the position is no longer ``expected`` (another mover moved
-        them). Returns ``extra``'s results, ``(id, duplicate)`` each."""
-        with self._tx() as conn:  # type: ignore[attr-defined]
+        them). Returns ``extra``'s results, ``(id, duplicate)`` each.
+
+        Without ``extra`` the commit does not wait for the disk (``synchronous=NORMAL``): a power cut
+        that undoes it undoes the rows and the position together, and the entries are still in the
+        journal (segments are deleted only after :meth:`journal_durable`), so they are moved again.
+        A worker may process such a row before it is on the disk, but nothing leaves the engine
+        before a later flush of the same WAL (a deliverer flushes before it sends). This keeps the
+        mover's fsyncs from competing for the disk with the listener's journal flushes. ``extra``
+        rows are answered with their ids at once, so that commit waits for the disk (``FULL``)."""
+        with self._tx(replayable=not extra) as conn:  # type: ignore[attr-defined]
             row = conn.execute("SELECT segment, offset FROM journal_positions WHERE journal_id=?",
                                (journal_id,)).fetchone()
             current = (row[0], row[1]) if row else (0, 0)
@@ -51,6 +59,18 @@ class JournalPositions:
                          " offset=excluded.offset, moved=excluded.moved, updated_at=excluded.updated_at",
                          (journal_id, channel, new.segment, new.offset, new.moved, time.time()))
         return results
+
+    def journal_durable(self) -> None:
+        """Return once every commit of this thread is on the disk (before moved segments are deleted)."""
+        self._flush_after_commit()  # type: ignore[attr-defined]
+
+    def channel_dedupe_keys(self, channel: str) -> Iterable[str]:
+        """Every dedupe key stored for ``channel`` (keys start with ``channel|``), read from the
+        dedupe index alone (an intake journal's filter of possible resends, at start)."""
+        prefix = channel + "|"
+        rows = self._read("SELECT dedupe_key FROM messages INDEXED BY messages_dedupe WHERE dedupe_key IS NOT NULL"  # type: ignore[attr-defined]
+                          " AND dedupe_key >= ? AND dedupe_key < ?", (prefix, channel + "}"))
+        return [row[0] for row in rows]
 
     def known_dedupe_keys(self, keys: Iterable[str], *, before: float) -> set[str]:
         """Which of ``keys`` belong to messages received before ``before`` (a resend's ACK says so)."""
