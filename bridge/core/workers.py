@@ -52,7 +52,10 @@ class WorkerProcesses:
         self._watcher.start()
 
     def _spawn(self, slot: int) -> subprocess.Popen:
-        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
+        # the child compares its parent with this pid: read at its start, getppid() would already say 1
+        # when the parent was killed while the child was still starting up
+        env = {**(self.env if self.env is not None else os.environ), PARENT_ENV: str(os.getpid())}
+        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env)
         log.info("%s %d started (pid %d)", self.label, slot, child.pid)
         return child
 
@@ -109,9 +112,16 @@ def lower_priority() -> None:
         log.warning("worker process could not lower its priority: %s", exc)
 
 
+PARENT_ENV = "BRIDGE_PARENT_PID"
+
+
 def watch_parent(stop: threading.Event) -> None:
-    """In a worker child: set ``stop`` when the parent process is gone (it was killed, even with -9)."""
-    parent = os.getppid()
+    """In a worker child: set ``stop`` when the parent process is gone (it was killed, even with -9).
+    The parent is the pid the parent put in ``BRIDGE_PARENT_PID`` (else the parent at this call)."""
+    try:
+        parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    except ValueError:
+        parent = os.getppid()
 
     def loop() -> None:
         while not stop.wait(1.0):

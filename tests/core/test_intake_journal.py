@@ -202,3 +202,46 @@ def test_config_refuses_a_journal_on_a_non_mllp_channel(tmp_path):
     with pytest.raises(ConfigError, match="max_bytes"):
         engine_from_dict({"channels": {"f": {"source": "mllp://127.0.0.1:0", "format": "hl7v2",
                                              "intake_journal": {"dir": "var/j", "max_bytes": 10}}}}, tmp_path)
+
+
+def test_a_restarted_listener_still_answers_a_resend_of_a_moved_message_as_a_duplicate(tmp_path):
+    """The filter of possible resends is filled from the store at start."""
+    with listening_engine(config(tmp_path), tmp_path) as engine:
+        client = Client(engine.sources[0].port)
+        assert msa(client.send(adt("R1")))[1] == "AA"
+        client.close()
+        assert move(engine) == 1
+        engine.journals["adt"].close()
+    with listening_engine(config(tmp_path), tmp_path) as engine:
+        client = Client(engine.sources[0].port)
+        assert msa(client.send(adt("R1")))[3] == "duplicate of a message already received"
+        assert msa(client.send(adt("R2")))[1:4] == ["AA", "R2", ""]
+        client.close()
+        assert move(engine) == 2
+        assert [c for _, c in stored(engine.store)] == ["R1", "R2"]
+        engine.journals["adt"].close()
+
+
+def test_the_mover_in_another_process_and_the_listener_never_move_an_entry_twice(tmp_path):
+    """Two movers racing (the mover process and the listener's own move before a message that needs
+    its id): the position check in the store transaction lets only one of them move each batch."""
+    directory = tmp_path / "j"
+    write_entries(directory, 50)
+    store_a = SQLiteStore(str(tmp_path / "s.db"))
+    store_b = SQLiteStore(str(tmp_path / "s.db"))
+    from bridge.core.intake import Intake
+    from bridge.core.config import ChannelConfig
+    from bridge.testing import plugin_manager
+
+    channel = ChannelConfig(name="adt", source="mllp://x:1", format="hl7v2")
+    intake = Intake(store_a, plugin_manager().formats())
+    rows = lambda entries: intake.journal_rows(channel, entries)  # noqa: E731
+    jid = journal.journal_id(str(directory), create=False)
+    position = store_a.journal_position(jid)
+    entries, new, _ = journal.read_unmoved(str(directory), position, max_entries=20)
+    assert store_a.move_journal(jid, "adt", position, new, rows(entries)) == []
+    assert store_b.move_journal(jid, "adt", position, new, rows(entries)) is None  # stale: refused
+    assert journal.move_all(store_b, "adt", rows, str(directory)) == 30
+    assert len(stored(store_a)) == 50
+    store_a.close()
+    store_b.close()
