@@ -97,6 +97,8 @@ def serve_journal() -> None:
     from bridge.core.journal import mover_command
     from bridge.testing import plugin_manager
 
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # diagnostics: the GIL hand-off between loop and flusher
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     folder = tempfile.mkdtemp(prefix="mllp-journal-bench-")
     path = os.path.join(folder, "bridge.yaml")
     with open(path, "w") as handle:
@@ -132,6 +134,7 @@ def serve_journal() -> None:
     source.stop()
     mover.terminate()
     mover.wait(timeout=15)
+    writer.close()
     engine.store.close()
 
 

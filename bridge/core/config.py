@@ -497,6 +497,11 @@ def _journal(value: Any, channel: str, source: str, path: str, problems: _Proble
     max_bytes = _number(body.get("max_bytes", 1 << 30), f"{path}.max_bytes", problems, kind=int, minimum=1 << 20)
     segment = _number(body.get("segment_bytes", 64 << 20), f"{path}.segment_bytes", problems, kind=int,
                       minimum=1 << 16)
+    folder = os.path.expandvars(folder)  # dir: var/journal-$BRIDGE_NODE gives nodes sharing a config their own
+    if "$" in folder:
+        problems.add(f"{path}.dir" if not isinstance(value, str) else path,
+                     f"an environment variable in {folder!r} is not set")
+        return None
     return JournalSettings(os.path.join(folder, channel), max_bytes or (1 << 30), segment or (64 << 20))
 
 

@@ -245,3 +245,13 @@ def test_the_mover_in_another_process_and_the_listener_never_move_an_entry_twice
     assert len(stored(store_a)) == 50
     store_a.close()
     store_b.close()
+
+
+def test_two_listeners_cannot_share_a_journal_directory(tmp_path):
+    from bridge.errors import BridgeError
+
+    with listening_engine(config(tmp_path), tmp_path) as engine:
+        with pytest.raises(BridgeError, match="in use by another listener"):
+            with listening_engine(config(tmp_path), tmp_path):
+                pass
+        engine.journals["adt"].close()
