@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor", "floor-file", "journal")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor", "floor-file", "journal",
+         "journal-idle")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -90,7 +91,7 @@ def serve_ours(base: str | None = None, policy_ack: bool = True) -> None:
     engine.store.close()
 
 
-def serve_journal() -> None:
+def serve_journal(priority: str = "low") -> None:
     """``ours`` with an intake journal, and its mover process, as ``bridge run`` would start them."""
     from bridge.core.config import load_config
     from bridge.core.engine import Engine
@@ -103,12 +104,12 @@ def serve_journal() -> None:
     path = os.path.join(folder, "bridge.yaml")
     with open(path, "w") as handle:
         handle.write("store: sqlite:///var/bridge.db\nchannels:\n  bench:\n    source: mllp://127.0.0.1:0\n"
-                     "    format: hl7v2\n    intake_journal: var/journal\n")
+                     f"    format: hl7v2\n    intake_journal: {{dir: var/journal, mover_priority: {priority}}}\n")
     plugins = plugin_manager()
     engine = Engine(load_config(path, plugins), plugins)
     engine.open_sources()
     command = mover_command(path)
-    if os.environ.get("BENCH_MOVER_AFTER"):  # diagnostics: the mover starts only when asked to drain
+    if os.environ.get("BENCH_MOVER_AFTER"):  # diagnostics: the mover starts only when asked to drain (no mover CPU)
         command = [sys.executable, "-c", "import sys; sys.stdin.readline(); import subprocess;"
                    f" subprocess.run({command!r})"]
     mover = subprocess.Popen(command, stdin=subprocess.PIPE)
@@ -136,6 +137,9 @@ def serve_journal() -> None:
     mover.wait(timeout=15)
     writer.close()
     engine.store.close()
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)  # its segments are zeroed in advance: 64 MiB each
 
 
 def serve_bare() -> None:
@@ -354,7 +358,7 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
         if not line.startswith("PORT "):
             raise SystemExit(f"{kind} server did not start (got {line!r})")
         port = int(line.split()[1])
-        mover = int(line.split()[3]) if kind == "journal" else None
+        mover = int(line.split()[3]) if kind.startswith("journal") else None
         cpu, wall, client = server_cpu(child.pid), time.perf_counter(), time.process_time()
         mover_cpu = server_cpu(mover) if mover else 0.0
         result = asyncio.run(drive(kind, port, connections, seconds, warmup))
@@ -397,7 +401,8 @@ def report(results: Mapping[str, Result], connections: int) -> None:
               "ours-nopolicy": "ours, no policy check before the ACK",
               "floor": "floor (bare + narrow durable insert)",
               "floor-file": "floor, append-only file",
-              "journal": "ours with the intake journal"}
+              "journal": "ours with the intake journal",
+              "journal-idle": "the same, mover_priority: idle"}
     for kind, r in results.items():
         # CPU per message over the whole drive, warm-up included (its messages counted at the same rate)
         total = r.messages * r.wall_seconds / r.seconds if r.seconds else 0
@@ -406,16 +411,19 @@ def report(results: Mapping[str, Result], connections: int) -> None:
         client = r.client_cpu_seconds / total * 1e6 if total else 0.0
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
               f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f} {client:>13.1f}")
-    ours, bare, hl7, shm, _, _, floor, floor_file, journaled = (results.get(k) for k in KINDS)
-    if journaled:
+    ours, bare, hl7, shm, _, _, floor, floor_file, _, _ = (results.get(k) for k in KINDS)
+    for name in ("journal", "journal-idle"):
+        journaled = results.get(name)
+        if not journaled:
+            continue
         total = journaled.messages * journaled.wall_seconds / journaled.seconds if journaled.seconds else 0
         mover = journaled.mover_cpu_seconds / journaled.stored * 1e6 if journaled.stored else 0.0
         store_rate = journaled.stored / (journaled.wall_seconds + journaled.drain_seconds)
-        print(f"journal: {journaled.stored} messages in the store {journaled.drain_seconds:.2f} s after the last ACK;"
+        print(f"{name}: {journaled.stored} messages in the store {journaled.drain_seconds:.2f} s after the last ACK;"
               f" store rate {store_rate:.0f} msg/s over drive + drain; mover CPU {mover:.1f} us/msg"
               f" (listener + mover {journaled.cpu_seconds / total * 1e6 + mover:.1f} us/msg)" if total else "")
         if bare and bare.rate:
-            print(f"journal / bare = {journaled.rate / bare.rate:6.1%}   (target >= 50%: the ACK rate)")
+            print(f"{name} / bare = {journaled.rate / bare.rate:6.1%}   (target >= 50%: the ACK rate)")
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
     if floor and bare and bare.rate:
@@ -440,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
                    "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False),
                    "ours-nopolicy": lambda: serve_ours(policy_ack=False), "floor": serve_floor,
-                   "floor-file": lambda: serve_floor(journal_file=True), "journal": serve_journal}
+                   "floor-file": lambda: serve_floor(journal_file=True), "journal": serve_journal,
+                   "journal-idle": lambda: serve_journal("idle")}
         servers[args.serve]()
         return 0
     kinds = args.only or [*DEFAULT_KINDS, "ours-nopolicy", *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]

@@ -29,7 +29,8 @@ TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alert
 LOGGING_KEYS = ("format",)
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
                 "retention", "timezone", "policies", "facility_state", "maps", "intake_journal")
-JOURNAL_KEYS = ("dir", "max_bytes", "segment_bytes")
+JOURNAL_KEYS = ("dir", "max_bytes", "segment_bytes", "mover_priority")
+MOVER_PRIORITIES = ("low", "idle")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
@@ -93,6 +94,8 @@ class JournalSettings:
     """This channel's journal directory on this node: ``<intake_journal.dir>/<channel>``."""
     max_bytes: int = 1 << 30
     segment_bytes: int = 64 << 20
+    mover_priority: str = "low"
+    """``low``: the mover runs at nice 10; ``idle``: only on otherwise idle CPU (SCHED_IDLE)."""
 
 
 @dataclass(frozen=True)
@@ -502,7 +505,11 @@ def _journal(value: Any, channel: str, source: str, path: str, problems: _Proble
         problems.add(f"{path}.dir" if not isinstance(value, str) else path,
                      f"an environment variable in {folder!r} is not set")
         return None
-    return JournalSettings(os.path.join(folder, channel), max_bytes or (1 << 30), segment or (64 << 20))
+    priority = body.get("mover_priority", "low")
+    if priority not in MOVER_PRIORITIES:
+        problems.add(f"{path}.mover_priority", f"expected one of {', '.join(MOVER_PRIORITIES)}, got {priority!r}")
+        priority = "low"
+    return JournalSettings(os.path.join(folder, channel), max_bytes or (1 << 30), segment or (64 << 20), priority)
 
 
 def _channel_zone(body: Mapping[str, Any], path: str, problems: _Problems) -> str | None:

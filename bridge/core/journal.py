@@ -876,6 +876,13 @@ def mover_main(config: Any, plugins: Any, stop: threading.Event) -> None:
         os.nice(MOVER_NICENESS)
     except OSError as exc:
         log.warning("journal mover could not lower its priority: %s", exc)
+    idle = [ch.name for ch, _ in iter_journals(config) if ch.intake_journal.mover_priority == "idle"]
+    if idle:  # one mover serves every channel: one channel asking for idle makes it idle
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            log.info("journal mover runs on idle CPU only (mover_priority: idle on %s)", ", ".join(idle))
+        except (OSError, AttributeError) as exc:
+            log.warning("journal mover could not switch to idle CPU scheduling: %s", exc)
     store = open_store(config.store_url)
     log.info("journal mover started for %d channel(s)", sum(1 for _ in iter_journals(config)))
     try:
