@@ -140,7 +140,7 @@ def _read_rest(path: str, at: int) -> bytes:
 
 
 def read_segment(path: str, segment: int, start: int, *, last: bool, max_entries: int = 1 << 62,
-                 max_bytes: int = 1 << 62) -> tuple[list[Entry], int, int | None, bool]:
+                 max_bytes: int = 1 << 62, live: bool = False) -> tuple[list[Entry], int, int | None, bool]:
     """The entries of one segment file from ``start``: ``(entries, next_offset, torn_at, at_end)``.
 
     ``next_offset`` is where reading stopped (the end of the last entry returned). Segments are
@@ -148,7 +148,11 @@ def read_segment(path: str, segment: int, start: int, *, last: bool, max_entries
     a segment that is not the last one, only if no intact record follows: else JournalCorrupt).
     ``torn_at`` is set when the segment ends in a torn tail at that offset (only allowed in the
     ``last`` segment, the one the listener writes: elsewhere, and for a bad record followed by a
-    good one, JournalCorrupt). ``at_end``: the data's end was reached (not a limit). Reads in
+    good one, JournalCorrupt). ``live``: the ``last`` segment may be written meanwhile (the mover
+    beside a running listener), so a bad record there is a write in progress, never judged: a read
+    racing a write can see a page of it still zero and the next one written. The listener judges it
+    at its next start, and the mover once a later segment exists. ``at_end``: the data's end was
+    reached (not a limit). Reads in
     windows, so a mover's look at a live segment costs what is new in it, not the zeroed space after it."""
     entries: list[Entry] = []
     size = 0
@@ -178,6 +182,8 @@ def read_segment(path: str, segment: int, start: int, *, last: bool, max_entries
                 at_end = True
                 break  # the end of what was written
             if not _valid_at(data, pos):
+                if live and last:
+                    return entries, base + pos, None, True  # a write in progress: look again later
                 rest = _read_rest(path, base + pos)
                 if _good_record_after(rest, 0) is not None:
                     raise JournalCorrupt(f"journal segment {path}: damaged record at byte {base + pos} with intact"
@@ -240,7 +246,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 def read_unmoved(directory: str, position: Position, *, max_entries: int = 1 << 62,
-                 max_bytes: int = 1 << 62) -> tuple[list[Entry], Position, int | None]:
+                 max_bytes: int = 1 << 62, live: bool = False) -> tuple[list[Entry], Position, int | None]:
     """Entries after ``position`` across segments: ``(entries, new_position, torn_at)``. The new
     position passes to the next segment once a segment is read to its end and a later one exists."""
     numbers = [n for n in segments(directory) if n >= position.segment]
@@ -253,7 +259,7 @@ def read_unmoved(directory: str, position: Position, *, max_entries: int = 1 << 
         path = segment_path(directory, number)
         if os.path.getsize(path) < start:  # moved past a tail a power cut took back: fully moved
             start = os.path.getsize(path)
-        got, end, torn, at_end = read_segment(path, number, start, last=last,
+        got, end, torn, at_end = read_segment(path, number, start, last=last, live=live,
                                               max_entries=max_entries - len(entries), max_bytes=max_bytes)
         entries.extend(got)
         seg, offset = number, end
@@ -270,14 +276,14 @@ RowsFor = Callable[[Sequence[Entry]], list[tuple[Any, ...]]]
 
 def move_once(store: Any, channel: str, rows_for: RowsFor, directory: str, jid: str, *,
               extra: Sequence[tuple[Any, ...]] = (), max_entries: int = MOVE_ENTRIES,
-              max_bytes: int = MOVE_BYTES) -> tuple[int, list[Any]]:
+              max_bytes: int = MOVE_BYTES, live: bool = True) -> tuple[int, list[Any]]:
     """Move one batch of unmoved entries into the store (and ``extra`` rows after them, in the same
     transaction: the listener's way to store a message that needs its id before its ACK without
     overtaking what was journaled before it). Returns (entries moved, results of ``extra``).
     Fully moved segments are deleted after the commit."""
     while True:
         position = store.journal_position(jid)
-        entries, new, _ = read_unmoved(directory, position, max_entries=max_entries, max_bytes=max_bytes)
+        entries, new, _ = read_unmoved(directory, position, max_entries=max_entries, max_bytes=max_bytes, live=live)
         if not entries and new == position and not extra:
             _delete_moved(directory, position, store)
             return 0, []
@@ -902,7 +908,7 @@ def status(config: Any, store: Any) -> list[dict[str, Any]]:
             position = store.journal_position(jid)
             row["moved"] = position.moved
             try:
-                entries = read_unmoved(directory, position)[0]
+                entries = read_unmoved(directory, position, live=True)[0]
                 row["unmoved_entries"] = len(entries)
                 row["unmoved_bytes"] = sum(e.end - e.offset for e in entries)
             except JournalCorrupt as exc:
