@@ -147,7 +147,10 @@ class SourceContext:
     ``submit_now(items)`` is ``submit_many`` for an event loop that must not block: it commits only
     if the store can at once, and returns ``(results, wait)`` or None ("not now": use ``submit_many``
     on a thread). The senders may be answered only after ``wait()`` (when not None) returned on another
-    thread; if it raises StoreError, every stored item's sender gets an error answer instead.
+    thread; if it raises StoreError, every stored item's sender gets an error answer instead. A
+    ``wait`` that also has ``when_durable(loop, deliver, batch, results)`` (an intake journal's) may
+    be handed that instead, from the loop: it calls ``deliver(batch, results)`` on ``loop`` once the
+    items are durable (results then hold the error, if any), sparing a thread hand-off per batch.
 
     ``peek(raw)`` is the channel format's cheap header read (never raises), and
     ``policy_applies(header)`` says whether some policy may judge a message with that header: a source

@@ -271,6 +271,7 @@ class Engine:
                                 rows_for=lambda entries, _ch=ch: self.intake.journal_rows(_ch, entries),
                                 max_bytes=settings.max_bytes, segment_bytes=settings.segment_bytes,
                                 on_moved=self.work_ready.set)
+        journal.on_stored = self.metrics.received
         journal.open()
         self.journals[ch.name] = journal
         self.metrics.journals = self.journals
@@ -397,8 +398,9 @@ class Engine:
             if not os.path.isfile(self.config.path):
                 raise ConfigError([("channels", "the intake journal's mover runs `bridge run` on the same config"
                                     " file; this config was not read from a file")])
+            share_dir = self.metrics.share_dir or self.metrics.open_share_dir()  # the mover's counts
             self.journal_mover = WorkerProcesses(self.config.path, 1, command=mover_command(self.config.path),
-                                                 label="journal mover")
+                                                 label="journal mover", env={METRICS_DIR_ENV: share_dir})
             self.journal_mover.start()
         for source in self.sources:
             source.start()
@@ -479,7 +481,8 @@ class Engine:
             self.scheduler.stop()
         if self.worker_processes is not None:
             self.worker_processes.stop()
-            self.metrics.close_share_dir()
+            if self.journal_mover is None:  # else the mover still writes its counts there
+                self.metrics.close_share_dir()
         for source in self.sources:
             try:
                 source.stop()
@@ -487,6 +490,7 @@ class Engine:
                 log.exception("error stopping a source")
         if self.journal_mover is not None:  # after the listeners: it moves what they journaled last
             self.journal_mover.stop()
+            self.metrics.close_share_dir()
         for journal in self.journals.values():
             journal.close()
         self.sources_by_channel = {}

@@ -276,7 +276,8 @@ RowsFor = Callable[[Sequence[Entry]], list[tuple[Any, ...]]]
 
 def move_once(store: Any, channel: str, rows_for: RowsFor, directory: str, jid: str, *,
               extra: Sequence[tuple[Any, ...]] = (), max_entries: int = MOVE_ENTRIES,
-              max_bytes: int = MOVE_BYTES, live: bool = True) -> tuple[int, list[Any]]:
+              max_bytes: int = MOVE_BYTES, live: bool = True,
+              on_moved: Callable[[str, list[Any]], None] | None = None) -> tuple[int, list[Any]]:
     """Move one batch of unmoved entries into the store (and ``extra`` rows after them, in the same
     transaction: the listener's way to store a message that needs its id before its ACK without
     overtaking what was journaled before it). Returns (entries moved, results of ``extra``).
@@ -287,11 +288,14 @@ def move_once(store: Any, channel: str, rows_for: RowsFor, directory: str, jid: 
         if not entries and new == position and not extra:
             _delete_moved(directory, position, store)
             return 0, []
-        results = store.move_journal(jid, channel, position, new, rows_for(entries), list(extra))
+        rows = rows_for(entries)
+        results = store.move_journal(jid, channel, position, new, rows, list(extra))
         if results is None:  # another mover got there first: read again from where it stopped
             continue
+        if on_moved is not None and rows:
+            on_moved(channel, results[:len(rows)])  # the metrics: received and duplicate counts
         _delete_moved(directory, new, store)
-        return len(entries), results
+        return len(entries), results[len(rows):]
 
 
 def _delete_moved(directory: str, position: Position, store: Any = None) -> None:
@@ -384,6 +388,7 @@ class JournalWriter:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.on_moved = on_moved
+        self.on_stored: Callable[[str, list[Any]], None] | None = None  # the engine's metrics.received
         self.refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -645,7 +650,7 @@ class JournalWriter:
             if row[3]:
                 self._filter.add(row[3])
         _, results = move_once(self.store, self.channel.name, self.rows_for, self.directory, self.jid,
-                               extra=rows, max_entries=1 << 62, max_bytes=1 << 62)
+                               extra=rows, max_entries=1 << 62, max_bytes=1 << 62, on_moved=self.on_stored)
         self._refresh()
         return where(results)
 
@@ -849,7 +854,8 @@ def move_all(store: Any, channel: str, rows_for: RowsFor, directory: str) -> int
         total += moved
 
 
-def run_mover(config: Any, store: Any, intake: Any, stop: threading.Event, *, idle_seconds: float = 0.02) -> None:
+def run_mover(config: Any, store: Any, intake: Any, stop: threading.Event, *, idle_seconds: float = 0.02,
+              on_moved: Callable[[str, list[Any]], None] | None = None) -> None:
     """The mover process's loop: every channel's journal, a batch at a time, until ``stop``."""
     reported: dict[str, float] = {}
     while not stop.is_set():
@@ -860,7 +866,7 @@ def run_mover(config: Any, store: Any, intake: Any, stop: threading.Event, *, id
                 continue
             try:
                 moved, _ = move_once(store, ch.name, lambda entries, _ch=ch: intake.journal_rows(_ch, entries),
-                                     directory, jid)
+                                     directory, jid, on_moved=on_moved)
                 moved_any = moved_any or moved > 0
             except (JournalCorrupt, StoreError, OSError) as exc:
                 now = time.monotonic()
@@ -889,12 +895,17 @@ def mover_main(config: Any, plugins: Any, stop: threading.Event) -> None:
             log.info("journal mover runs on idle CPU only (mover_priority: idle on %s)", ", ".join(idle))
         except (OSError, AttributeError) as exc:
             log.warning("journal mover could not switch to idle CPU scheduling: %s", exc)
+    from bridge.core.telemetry import EngineMetrics
+
     store = open_store(config.store_url)
+    metrics = EngineMetrics()  # counted as the intake counts a commit; shared with the parent's /metrics
+    metrics.share_from_worker(stop)
     log.info("journal mover started for %d channel(s)", sum(1 for _ in iter_journals(config)))
     try:
-        run_mover(config, store, Intake(store, plugins.formats()), stop)
+        run_mover(config, store, Intake(store, plugins.formats()), stop, on_moved=metrics.received)
     finally:
         store.close()
+        metrics.share_final()
 
 
 def status(config: Any, store: Any) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ class JournalPositions:
         """Insert journal ``rows`` (``receive_many`` items plus ``received_at``) and then ``extra``
         items, and move the journal's position from ``expected`` to ``new``, in one transaction.
         None (nothing written) when the position is no longer ``expected`` (another mover moved
-        them). Returns ``extra``'s results, ``(id, duplicate)`` each.
+        them). Returns the results of ``rows`` then ``extra``, ``(id, duplicate)`` each.
 
         Without ``extra`` the commit does not wait for the disk (``synchronous=NORMAL``): a power cut
         that undoes it undoes the rows and the position together, and the entries are still in the
@@ -51,9 +51,7 @@ class JournalPositions:
             current = (row[0], row[1]) if row else (0, 0)
             if current != (expected.segment, expected.offset):
                 return None
-            for item in rows:
-                self._insert(conn, *item)  # type: ignore[attr-defined]
-            results = [self._insert(conn, *item) for item in extra]  # type: ignore[attr-defined]
+            results = [self._insert(conn, *item) for item in (*rows, *extra)]  # type: ignore[attr-defined]
             conn.execute("INSERT INTO journal_positions (journal_id, channel, segment, offset, moved, updated_at)"
                          " VALUES (?,?,?,?,?,?) ON CONFLICT(journal_id) DO UPDATE SET segment=excluded.segment,"
                          " offset=excluded.offset, moved=excluded.moved, updated_at=excluded.updated_at",

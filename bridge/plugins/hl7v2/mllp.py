@@ -798,7 +798,7 @@ class _ThreadBatcher:
         self.batches_now += 1
         if wait is None:
             self._deliver(batch, results)
-        elif hasattr(wait, "when_durable"):  # an intake journal flushes on its own thread (bridge.core.journal)
+        elif hasattr(wait, "when_durable"):  # an intake journal flushes on its own thread (SourceContext)
             wait.when_durable(self._loop, self._deliver, batch, results)
         else:
             self._flusher.submit(self._after_flush, batch, results, wait)
