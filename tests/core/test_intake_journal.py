@@ -273,3 +273,48 @@ def test_two_listeners_cannot_share_a_journal_directory(tmp_path):
             with listening_engine(config(tmp_path), tmp_path):
                 pass
         engine.journals["adt"].close()
+
+
+def test_journal_depth_is_a_metric(tmp_path):
+    from bridge.core.metrics import journal_families
+
+    with listening_engine(config(tmp_path), tmp_path) as engine:
+        client = Client(engine.sources[0].port)
+        for n in range(3):
+            client.send(adt(f"M{n}"))
+        client.close()
+        writer = engine.journals["adt"]
+        writer._refresh()
+        text = "\n".join(f.text() for f in journal_families(engine))
+        assert 'bridge_intake_journal_entries{channel="adt"} 3' in text
+        assert 'bridge_intake_journal_full{channel="adt"} 0' in text
+        move(engine)
+        writer._refresh()
+        text = "\n".join(f.text() for f in journal_families(engine))
+        assert 'bridge_intake_journal_entries{channel="adt"} 0' in text
+        assert 'bridge_intake_journal_bytes{channel="adt"} 0' in text
+        writer.close()
+
+
+def test_bridge_journal_status_and_drain(tmp_path, capsys):
+    import yaml
+
+    from bridge.cli import main
+
+    data = config(tmp_path)
+    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(data))
+    with listening_engine(data, tmp_path) as engine:
+        client = Client(engine.sources[0].port)
+        for n in range(4):
+            client.send(adt(f"J{n}"))
+        client.close()
+        engine.journals["adt"].close()  # a node that stopped before its mover moved anything
+    assert main(["journal", "status", "-c", str(tmp_path / "bridge.yaml")]) == 0
+    assert "       4 entries" in capsys.readouterr().out
+    assert main(["journal", "drain", "-c", str(tmp_path / "bridge.yaml")]) == 0
+    assert "adt: moved 4 entries" in capsys.readouterr().out
+    store = SQLiteStore(str(tmp_path / "var" / "bridge.db"))
+    assert [c for _, c in stored(store)] == ["J0", "J1", "J2", "J3"]
+    store.close()
+    assert main(["journal", "status", "-c", str(tmp_path / "bridge.yaml")]) == 0
+    assert "       0 entries" in capsys.readouterr().out
