@@ -21,6 +21,12 @@ for its ACK before the next (how MLLP senders behave):
               (``synchronous=NORMAL``), the WAL flushed with ``fdatasync`` on a thread, and the ACKs
               written once the flush is done; frames arriving during a flush form the next commit.
               No header read beyond MSH-3/4/10, no lanes, no telemetry, no error answers.
+- ``journal``: ours with the channel's intake journal (``intake_journal:``, docs/mllp.md): the ACK after
+              the journal segment's ``fdatasync``, and the journal mover in its own process (nice 10, as
+              ``bridge run`` starts it) moving the entries into the SQLite store meanwhile. Its row adds
+              the mover's CPU and the **store time**: how long after the last ACK the mover needed until
+              every acknowledged message was in ``messages``, and the store rate (messages in the store
+              over the drive plus that time), so the ACK rate is not mistaken for the store rate.
 - ``floor-file``: (on request) the same floor with an append-only file instead of the SQLite table:
               each loop turn's frames as length-prefixed records in one ``write``, ``fdatasync`` on
               the thread: the cheapest durable write there is, without a store behind it.
@@ -47,7 +53,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SB, EB = b"\x0b", b"\x1c\x0d"
-KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor", "floor-file")
+KINDS = ("ours", "bare", "hl7apy", "ours-shm", "hl7apy-noparse", "ours-nopolicy", "floor", "floor-file", "journal",
+         "journal-idle")
 DEFAULT_KINDS = ("ours", "bare", "hl7apy")
 
 
@@ -82,6 +89,57 @@ def serve_ours(base: str | None = None, policy_ack: bool = True) -> None:
     sys.stdin.read()  # until the parent closes our stdin
     source.stop()
     engine.store.close()
+
+
+def serve_journal(priority: str = "low") -> None:
+    """``ours`` with an intake journal, and its mover process, as ``bridge run`` would start them."""
+    from bridge.core.config import load_config
+    from bridge.core.engine import Engine
+    from bridge.core.journal import mover_command
+    from bridge.testing import plugin_manager
+
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # diagnostics: the GIL hand-off between loop and flusher
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    folder = tempfile.mkdtemp(prefix="mllp-journal-bench-")
+    path = os.path.join(folder, "bridge.yaml")
+    with open(path, "w") as handle:
+        handle.write("store: sqlite:///var/bridge.db\nchannels:\n  bench:\n    source: mllp://127.0.0.1:0\n"
+                     f"    format: hl7v2\n    intake_journal: {{dir: var/journal, mover_priority: {priority}}}\n")
+    plugins = plugin_manager()
+    engine = Engine(load_config(path, plugins), plugins)
+    engine.open_sources()
+    command = mover_command(path)
+    if os.environ.get("BENCH_MOVER_AFTER"):  # diagnostics: the mover starts only when asked to drain (no mover CPU)
+        command = [sys.executable, "-c", "import sys; sys.stdin.readline(); import subprocess;"
+                   f" subprocess.run({command!r})"]
+    mover = subprocess.Popen(command, stdin=subprocess.PIPE)
+    source = engine.sources[0]
+    source.start()
+    print(f"PORT {source.port} MOVER {mover.pid}", flush=True)
+    writer = engine.journals["bench"]
+    for line in sys.stdin:  # "DRAIN": report how long until every journaled message is in the store
+        if line.strip() == "DRAIN":
+            started = time.perf_counter()
+            if mover.stdin:
+                mover.stdin.write(b"go\n")
+                mover.stdin.close()
+            while True:
+                writer._refresh()
+                if writer.unmoved_entries == 0 and writer.unmoved_bytes == 0:
+                    break
+                time.sleep(0.01)
+            stored = engine.store._read("SELECT COUNT(*) FROM messages")[0][0]
+            print(f"DRAINED {time.perf_counter() - started:.3f} {stored}", flush=True)
+            print(f"journal: {writer.flushes} flushes, {writer.flush_seconds:.2f} s flushing, "
+                  f"{writer.lookup_seconds:.2f} s in dedupe look-ups", file=sys.stderr, flush=True)
+    source.stop()
+    mover.terminate()
+    mover.wait(timeout=15)
+    writer.close()
+    engine.store.close()
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)  # its segments are zeroed in advance: 64 MiB each
 
 
 def serve_bare() -> None:
@@ -230,6 +288,9 @@ class Result:
     latencies: list[float]
     errors: int
     cpu_seconds: float = 0.0  # the server process's CPU time (all its threads) while it was driven
+    mover_cpu_seconds: float = 0.0  # journal: the mover process's CPU time, drive and drain
+    drain_seconds: float = 0.0  # journal: from the last ACK until every message was in the store
+    stored: int = 0  # journal: messages in the store once drained (warm-up included)
     wall_seconds: float = 0.0
     client_cpu_seconds: float = 0.0  # the load generator's own CPU time (this process) meanwhile
 
@@ -297,10 +358,18 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
         if not line.startswith("PORT "):
             raise SystemExit(f"{kind} server did not start (got {line!r})")
         port = int(line.split()[1])
+        mover = int(line.split()[3]) if kind.startswith("journal") else None
         cpu, wall, client = server_cpu(child.pid), time.perf_counter(), time.process_time()
+        mover_cpu = server_cpu(mover) if mover else 0.0
         result = asyncio.run(drive(kind, port, connections, seconds, warmup))
         result.cpu_seconds, result.wall_seconds = server_cpu(child.pid) - cpu, time.perf_counter() - wall
         result.client_cpu_seconds = time.process_time() - client
+        if mover and child.stdin and child.stdout:
+            child.stdin.write("DRAIN\n")
+            child.stdin.flush()
+            answer = child.stdout.readline().split()
+            result.drain_seconds, result.stored = float(answer[1]), int(answer[2])
+            result.mover_cpu_seconds = server_cpu(mover) - mover_cpu
         return result
     finally:
         if child.stdin:
@@ -331,7 +400,9 @@ def report(results: Mapping[str, Result], connections: int) -> None:
               "hl7apy-noparse": "hl7apy MLLPServer, no parse (1 msg/conn)",
               "ours-nopolicy": "ours, no policy check before the ACK",
               "floor": "floor (bare + narrow durable insert)",
-              "floor-file": "floor, append-only file"}
+              "floor-file": "floor, append-only file",
+              "journal": "ours with the intake journal",
+              "journal-idle": "the same, mover_priority: idle"}
     for kind, r in results.items():
         # CPU per message over the whole drive, warm-up included (its messages counted at the same rate)
         total = r.messages * r.wall_seconds / r.seconds if r.seconds else 0
@@ -340,7 +411,19 @@ def report(results: Mapping[str, Result], connections: int) -> None:
         client = r.client_cpu_seconds / total * 1e6 if total else 0.0
         print(f"{labels[kind]:<38} {r.rate:>9.0f} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f} "
               f"{r.messages:>9} {r.errors:>7} {cores:>6.2f} {per_message:>7.1f} {client:>13.1f}")
-    ours, bare, hl7, shm, _, _, floor, floor_file = (results.get(k) for k in KINDS)
+    ours, bare, hl7, shm, _, _, floor, floor_file, _, _ = (results.get(k) for k in KINDS)
+    for name in ("journal", "journal-idle"):
+        journaled = results.get(name)
+        if not journaled:
+            continue
+        total = journaled.messages * journaled.wall_seconds / journaled.seconds if journaled.seconds else 0
+        mover = journaled.mover_cpu_seconds / journaled.stored * 1e6 if journaled.stored else 0.0
+        store_rate = journaled.stored / (journaled.wall_seconds + journaled.drain_seconds)
+        print(f"{name}: {journaled.stored} messages in the store {journaled.drain_seconds:.2f} s after the last ACK;"
+              f" store rate {store_rate:.0f} msg/s over drive + drain; mover CPU {mover:.1f} us/msg"
+              f" (listener + mover {journaled.cpu_seconds / total * 1e6 + mover:.1f} us/msg)" if total else "")
+        if bare and bare.rate:
+            print(f"{name} / bare = {journaled.rate / bare.rate:6.1%}   (target >= 50%: the ACK rate)")
     if ours and bare and bare.rate:
         print(f"ours / bare   = {ours.rate / bare.rate:6.1%}   (target >= 50%)")
     if floor and bare and bare.rate:
@@ -365,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = {"ours": serve_ours, "bare": serve_bare, "hl7apy": serve_hl7apy,
                    "ours-shm": lambda: serve_ours("/dev/shm"), "hl7apy-noparse": lambda: serve_hl7apy(False),
                    "ours-nopolicy": lambda: serve_ours(policy_ack=False), "floor": serve_floor,
-                   "floor-file": lambda: serve_floor(journal_file=True)}
+                   "floor-file": lambda: serve_floor(journal_file=True), "journal": serve_journal,
+                   "journal-idle": lambda: serve_journal("idle")}
         servers[args.serve]()
         return 0
     kinds = args.only or [*DEFAULT_KINDS, "ours-nopolicy", *(["ours-shm"] if os.path.isdir("/dev/shm") else [])]

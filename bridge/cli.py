@@ -112,6 +112,14 @@ def cmd_run(args) -> int:
 
     plugins = _plugins()
     config = _config(args, plugins)
+    if getattr(args, "role", None) == "journal-mover":  # a child of `bridge run`: moves intake journals
+        from bridge.core.journal import mover_main
+
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        mover_main(config, plugins, stop)
+        return EXIT_OK
     if getattr(args, "role", None) != "worker":  # worker children: the parent has said it once
         _print_warnings(args.config, config, plugins)
     engine = Engine(config, plugins)
@@ -131,6 +139,44 @@ def cmd_run(args) -> int:
     finally:
         if web_server is not None:
             web_server.shutdown()
+    return EXIT_OK
+
+
+def cmd_journal(args) -> int:
+    """``bridge journal status`` / ``bridge journal drain [--channel NAME] [--dir DIR]``."""
+    from bridge.core import journal
+    from bridge.core.intake import Intake
+
+    plugins = _plugins()
+    config = _config(args, plugins)
+    store = _store(args)
+    intake = Intake(store, plugins.formats())
+    if args.action == "status":
+        rows = journal.status(config, store)
+        if not rows:
+            print("no channel has an intake journal")
+        for row in rows:
+            problem = f"  PROBLEM: {row['problem']}" if row["problem"] else ""
+            print(f"{row['channel']:<20} {row['unmoved_entries']:>8} entries {row['unmoved_bytes']:>12} bytes"
+                  f" not yet moved; {row['moved']} moved  ({row['directory']}){problem}")
+        return EXIT_OK
+    names = [args.channel] if args.channel else [ch.name for ch, _ in journal.iter_journals(config)]
+    if args.dir and len(names) != 1:
+        raise UsageError("--dir needs --channel (the channel its entries belong to)")
+    for name in names:
+        ch = config.channels.get(name)
+        if ch is None:
+            raise UsageError(f"no channel {name!r} in {args.config}")
+        directory = args.dir or (ch.intake_journal.directory if ch.intake_journal else None)
+        if directory is None:
+            raise UsageError(f"channel {name!r} has no intake_journal; name its directory with --dir")
+        try:
+            moved = journal.move_all(store, name, lambda entries, _ch=ch: intake.journal_rows(_ch, entries),
+                                     directory)
+        except journal.JournalCorrupt as exc:
+            print(f"bridge journal drain: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: moved {moved} entries from {directory}")
     return EXIT_OK
 
 
@@ -831,7 +877,12 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         return p
 
     p = add("run", cmd_run, "run the engine on a config")
-    p.add_argument("--role", choices=("engine", "worker"), default="engine", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=("engine", "worker", "journal-mover"), default="engine", help=argparse.SUPPRESS)
+    p = add("journal", cmd_journal, "intake journals on this node: status, or drain one into the store")
+    p.add_argument("action", choices=("status", "drain"))
+    p.add_argument("--channel", help="drain: the channel whose journal to move")
+    p.add_argument("--dir", help="drain: a journal directory (another node's DIR/CHANNEL); default: this"
+                                 " node's, from the config")
     add("check", cmd_check, "validate a config; print every problem (exit 2) or nothing (exit 0)")
     p = add("plugins", cmd_plugins, "list plugins and what they provide", config=False)
     p.add_argument("--json", action="store_true")

@@ -103,6 +103,10 @@ class FormatSpec:
     """The ``options:`` keys ``decode`` reads (a channel's). ``None``: not declared (not checked, warned)."""
     encode_options: tuple[OptionSpec, ...] | None = None
     """The ``options:`` keys ``encode`` reads (a destination's). ``None``: not declared."""
+    peek_quick: Callable[[bytes], MessageHeader] | None = None
+    """Optional: a cheaper ``peek`` for a listener whose intake reads the full header later (an intake
+    journal, whose mover calls ``peek``): the fields the dedupe key and ``record_kinds`` need, no
+    order keys. It must give the same dedupe key as ``peek``. Never raises."""
     envelope: Callable[[bytes], MessageEnvelope | None] | None = None
     """Optional: what a message says about itself (sender, receiver, time, software, event), read
     from the raw bytes; None when it says nothing or is a batch. The engine passes it, localized,
@@ -143,7 +147,10 @@ class SourceContext:
     ``submit_now(items)`` is ``submit_many`` for an event loop that must not block: it commits only
     if the store can at once, and returns ``(results, wait)`` or None ("not now": use ``submit_many``
     on a thread). The senders may be answered only after ``wait()`` (when not None) returned on another
-    thread; if it raises StoreError, every stored item's sender gets an error answer instead.
+    thread; if it raises StoreError, every stored item's sender gets an error answer instead. A
+    ``wait`` that also has ``when_durable(loop, deliver, batch, results)`` (an intake journal's) may
+    be handed that instead, from the loop: it calls ``deliver(batch, results)`` on ``loop`` once the
+    items are durable (results then hold the error, if any), sparing a thread hand-off per batch.
 
     ``peek(raw)`` is the channel format's cheap header read (never raises), and
     ``policy_applies(header)`` says whether some policy may judge a message with that header: a source
@@ -174,6 +181,9 @@ class SourceContext:
     policy_applies: Callable[[MessageHeader], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     observe_ack: Callable[[float], None] | None = None  # a listener reports each answer's latency (seconds)
+    intake_full: Callable[[], bool] | None = None
+    """True while the intake cannot take more (an intake journal at its ``max_bytes``): a listener
+    stops reading its connections until it turns False (back-pressure)."""
 
 
 class Source(Protocol):

@@ -8,6 +8,7 @@ against the config file's folder, so the engine behaves the same from any workin
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Mapping
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 TOP_KEYS = ("store", "channels", "destinations", "engine", "jobs", "web", "alerts", "logging")
 LOGGING_KEYS = ("format",)
 CHANNEL_KEYS = ("source", "format", "routes", "options", "order", "max_message_bytes", "description", "enabled",
-                "retention", "timezone", "policies", "facility_state", "maps")
+                "retention", "timezone", "policies", "facility_state", "maps", "intake_journal")
+JOURNAL_KEYS = ("dir", "max_bytes", "segment_bytes", "mover_priority")
+MOVER_PRIORITIES = ("low", "idle")
 ROUTE_KEYS = ("when", "to")
 WHEN_KEYS = ("record", "match", "message_type")
 ORDER_KEYS = ("by", "mode")
@@ -86,6 +89,16 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class JournalSettings:
+    directory: str
+    """This channel's journal directory on this node: ``<intake_journal.dir>/<channel>``."""
+    max_bytes: int = 1 << 30
+    segment_bytes: int = 64 << 20
+    mover_priority: str = "low"
+    """``low``: the mover runs at nice 10; ``idle``: only on otherwise idle CPU (SCHED_IDLE)."""
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     name: str
     source: str
@@ -104,6 +117,9 @@ class ChannelConfig:
     facility_state: str | None = None
     maps: tuple[str, ...] = ()
     """Maps (folders under maps/) run after decoding, before the policy gate and routing (docs/maps.md)."""
+    intake_journal: JournalSettings | None = None
+    """Opt-in intake journal (MLLP sources, SQLite store): ACK after an append-only file's flush, a
+    mover process moves the entries into the store (bridge.core.journal, docs/mllp.md)."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +283,7 @@ def parse_config(data: Any, *, config_dir: str, path: str = "<config>",
     destinations = _destinations(_mapping(data.get("destinations"), "destinations", problems), problems, plugins)
     channels = _channels(_mapping(data.get("channels"), "channels", problems), set(destinations), problems, plugins)
     engine = _engine(_mapping(data.get("engine"), "engine", problems), problems)
+    channels = _resolve_journals(channels, config_dir, store, problems)
     jobs = _jobs(_mapping(data.get("jobs"), "jobs", problems), set(channels), problems, plugins)
     web = _web(_mapping(data.get("web"), "web", problems), config_dir, problems)
     log_format = _log_format(_mapping(data.get("logging"), "logging", problems), problems)
@@ -446,8 +463,53 @@ def _channels(raw: Mapping[str, Any], destination_names: set[str], problems: _Pr
             policies=_channel_policies(body, f"{path}.policies", problems, plugins),
             facility_state=_facility_state(body.get("facility_state"), f"{path}.facility_state", problems),
             maps=_map_names(body.get("maps"), f"{path}.maps", problems),
+            intake_journal=_journal(body.get("intake_journal"), str(name), source or "", f"{path}.intake_journal",
+                                    problems),
         )
     return channels
+
+
+def _resolve_journals(channels: dict[str, ChannelConfig], config_dir: str, store: str,
+                      problems: _Problems) -> dict[str, ChannelConfig]:
+    out = {}
+    for name, ch in channels.items():
+        if ch.intake_journal is not None:
+            if not store.startswith("sqlite:"):
+                problems.add(f"channels.{name}.intake_journal", "an intake journal needs a SQLite store"
+                             " (PostgreSQL: not yet)")
+            directory = os.path.normpath(os.path.join(config_dir, ch.intake_journal.directory))
+            ch = dataclasses.replace(ch, intake_journal=dataclasses.replace(ch.intake_journal, directory=directory))
+        out[name] = ch
+    return out
+
+
+def _journal(value: Any, channel: str, source: str, path: str, problems: _Problems) -> JournalSettings | None:
+    """``intake_journal: DIR`` or ``{dir: DIR, max_bytes: N, segment_bytes: N}``; the directory is
+    made absolute (against the config's folder) by ``parse_config``."""
+    if value is None or value is False:
+        return None
+    body = {"dir": value} if isinstance(value, str) else _mapping(value, path, problems)
+    problems.unknown_keys(body, JOURNAL_KEYS, path)
+    folder = body.get("dir")
+    if not isinstance(folder, str) or not folder.strip():
+        problems.add(f"{path}.dir" if not isinstance(value, str) else path, "expected a directory path")
+        return None
+    if source.split(":", 1)[0].lower() not in ("mllp", "mllps"):
+        problems.add(path, f"an intake journal is for MLLP listeners (mllp://, mllps://), not {source!r}")
+        return None
+    max_bytes = _number(body.get("max_bytes", 1 << 30), f"{path}.max_bytes", problems, kind=int, minimum=1 << 20)
+    segment = _number(body.get("segment_bytes", 64 << 20), f"{path}.segment_bytes", problems, kind=int,
+                      minimum=1 << 16)
+    folder = os.path.expandvars(folder)  # dir: var/journal-$BRIDGE_NODE gives nodes sharing a config their own
+    if "$" in folder:
+        problems.add(f"{path}.dir" if not isinstance(value, str) else path,
+                     f"an environment variable in {folder!r} is not set")
+        return None
+    priority = body.get("mover_priority", "low")
+    if priority not in MOVER_PRIORITIES:
+        problems.add(f"{path}.mover_priority", f"expected one of {', '.join(MOVER_PRIORITIES)}, got {priority!r}")
+        priority = "low"
+    return JournalSettings(os.path.join(folder, channel), max_bytes or (1 << 30), segment or (64 << 20), priority)
 
 
 def _channel_zone(body: Mapping[str, Any], path: str, problems: _Problems) -> str | None:

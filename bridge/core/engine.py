@@ -102,6 +102,8 @@ class Engine:
         self.on_reload: list[Callable[[BridgeConfig], None]] = []
         """Called with the new configuration after a reload (the admin app beside the engine reads it)."""
         self.worker_processes: WorkerProcesses | None = None
+        self.journals: dict[str, Any] = {}  # channel -> JournalWriter (channels with intake_journal)
+        self.journal_mover: WorkerProcesses | None = None
         redaction.install()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -222,6 +224,7 @@ class Engine:
         if spec is None or spec.source is None:
             raise ConfigError([(f"channels.{ch.name}.source", f"no source transport for {scheme!r}")])
         fmt = self.channel_plans[ch.name].format
+        journal = self._journal(ch, fmt) if ch.intake_journal is not None else None
         ctx = SourceContext(
             url=ch.source, channel=ch.name, options=ch.options,
             submit=lambda raw, origin=None, error=None, _ch=ch: self.intake.submit(_ch, raw, origin, error),
@@ -229,14 +232,50 @@ class Engine:
             decode=lambda raw, _fmt=fmt, _opts=ch.options: _fmt.decode(raw, _opts),
             evaluate=(lambda raw, _name=ch.name: self.processor.verdict(_name, raw)) if self.processor.policies
             else None,
-            submit_many=lambda items, _ch=ch: self.intake.submit_many(_ch, items),
-            submit_now=lambda items, _ch=ch: self.intake.submit_now(_ch, items),
-            peek=lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
+            submit_many=journal.submit_many if journal is not None
+            else lambda items, _ch=ch: self.intake.submit_many(_ch, items),
+            submit_now=journal.submit_now if journal is not None
+            else lambda items, _ch=ch: self.intake.submit_now(_ch, items),
+            # with a journal the mover reads the whole header; the listener needs only what the dedupe
+            # key and the policy check read (FormatSpec.peek_quick), when the format has it
+            peek=(lambda raw, _q=fmt.peek_quick: _q(raw)) if journal is not None and fmt.peek_quick is not None
+            else lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,
             observe_ack=self.metrics.ack_observer(ch.name),
+            intake_full=(lambda _j=journal: _j.full) if journal is not None else None,
         )
         return spec.source(ctx)
+
+    def _journal(self, ch: ChannelConfig, fmt: Any) -> Any:
+        """The channel's intake journal (opened once: recovery runs at its first listener start)."""
+        from bridge.core.journal import JournalWriter
+
+        journal = self.journals.get(ch.name)
+        if journal is not None:
+            return journal
+        if not self.store.supports_intake_journal:
+            raise ConfigError([(f"channels.{ch.name}.intake_journal", "this store does not support an intake"
+                                " journal (SQLite only for now)")])
+        judged = self.processor.policies and ch.options.get("policy_ack", True)
+
+        def needs_id(header: Any, _name: str = ch.name) -> bool:
+            """An ACK that names the stored message (a policy block) needs the row first."""
+            return bool(judged) and self.processor.policy_applies(_name, header)
+
+        settings = ch.intake_journal
+        assert settings is not None
+        journal = JournalWriter(settings.directory, self.store, ch, fmt, needs_id=needs_id,
+                                direct=lambda items, _ch=ch: self.intake.direct_rows(_ch, items),
+                                make_row=lambda item, _ch=ch: self.intake.journal_row(_ch, item),
+                                rows_for=lambda entries, _ch=ch: self.intake.journal_rows(_ch, entries),
+                                max_bytes=settings.max_bytes, segment_bytes=settings.segment_bytes,
+                                on_moved=self.work_ready.set)
+        journal.on_stored = self.metrics.received
+        journal.open()
+        self.journals[ch.name] = journal
+        self.metrics.journals = self.journals
+        return journal
 
     # --- stepping (used by threads, tests and the CLI) ------------------------------------------
 
@@ -353,6 +392,16 @@ class Engine:
         else:
             self.start_workers()
         self.open_sources()
+        if self.journals:  # the mover: its own process, so the listener keeps the GIL (bridge.core.journal)
+            from bridge.core.journal import mover_command
+
+            if not os.path.isfile(self.config.path):
+                raise ConfigError([("channels", "the intake journal's mover runs `bridge run` on the same config"
+                                    " file; this config was not read from a file")])
+            share_dir = self.metrics.share_dir or self.metrics.open_share_dir()  # the mover's counts
+            self.journal_mover = WorkerProcesses(self.config.path, 1, command=mover_command(self.config.path),
+                                                 label="journal mover", env={METRICS_DIR_ENV: share_dir})
+            self.journal_mover.start()
         for source in self.sources:
             source.start()
         if self.store.indexes_content_later:  # payloads reach the content search in batches, off the intake
@@ -432,12 +481,18 @@ class Engine:
             self.scheduler.stop()
         if self.worker_processes is not None:
             self.worker_processes.stop()
-            self.metrics.close_share_dir()
+            if self.journal_mover is None:  # else the mover still writes its counts there
+                self.metrics.close_share_dir()
         for source in self.sources:
             try:
                 source.stop()
             except Exception:
                 log.exception("error stopping a source")
+        if self.journal_mover is not None:  # after the listeners: it moves what they journaled last
+            self.journal_mover.stop()
+            self.metrics.close_share_dir()
+        for journal in self.journals.values():
+            journal.close()
         self.sources_by_channel = {}
         self._stop.set()
         self.work_ready.set()

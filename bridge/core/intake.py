@@ -111,6 +111,46 @@ class Intake:
         self._stored(channel, stored)
         return batch.results, wait  # type: ignore[return-value]
 
+    def journal_row(self, channel: ChannelConfig, item: tuple[Any, ...]) -> Any:
+        """What an intake journal writes for one item (``(raw, origin, None, header)``, the header from
+        the listener's read): ``(dedupe_key, origin, raw)``, or the refusing Receipt of a message over
+        the channel's size limit (as :meth:`submit_many` refuses it)."""
+        raw, origin, header = item[0], item[1] or {}, item[3]
+        if len(raw) > channel.max_message_bytes:
+            return Receipt(None, accepted=False, error=(
+                f"message is {len(raw)} bytes, over the channel limit of {channel.max_message_bytes}"))
+        key = dedupe_key_for(channel.name, header, origin)
+        if "dedupe_key" in origin:
+            origin = {name: value for name, value in origin.items() if name != "dedupe_key"}
+        return key, origin, raw
+
+    def journal_rows(self, channel: ChannelConfig, entries: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Store rows for intake journal entries (the mover): the format's peek, the dedupe and lane
+        keys exactly as :meth:`submit_many` makes them, plus the time the journal took each one."""
+        fmt = self.formats[channel.format]
+        rows = []
+        for entry in entries:
+            header = self.peek(fmt, channel.name, entry.raw)
+            key = dedupe_key_for(channel.name, header, entry.origin)
+            rows.append((channel.name, fmt.name, entry.raw, key,
+                         _header_dict(header, order_key_for(channel, header)), entry.origin, None, entry.received_at))
+        return rows
+
+    def direct_rows(self, channel: ChannelConfig, items: Sequence[tuple[Any, ...]]) -> tuple[list[Any], Any]:
+        """Store rows for items an intake journal stores directly, and the function that turns the
+        store's results into their receipts (or, when no row is left, the receipts themselves)."""
+        batch = _Batch(self, channel, items)
+        if not batch.rows:
+            return [], batch.results
+
+        def settle(stored: Sequence[Any]) -> list[Any]:
+            batch.settle(stored)
+            self.wake.set()
+            self._stored(channel, stored)
+            return batch.results
+
+        return batch.rows, settle
+
     def _stored(self, channel: ChannelConfig, stored: Sequence[Any]) -> None:
         if self.on_stored is not None:
             self.on_stored(channel.name, stored)

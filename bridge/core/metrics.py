@@ -202,7 +202,25 @@ def health_families(store: Store, config: Any, engine: Engine | None) -> list[Fa
     holds.add({}, len(store.holds("open")))
     build = Family("bridge_build_info", "gauge", "Always 1; the labels say which build answers.")
     build.add({"version": __version__, "python_version": platform.python_version()}, 1)
-    return [state, oldest, success, up, paused, holds, build]
+    return [state, oldest, success, up, paused, holds, build, *journal_families(engine)]
+
+
+def journal_families(engine: Any) -> list[Family]:
+    """Intake journals of this process (docs/mllp.md): what the mover has not yet moved into the store."""
+    journals = getattr(engine, "journals", None) or {}
+    if not journals:
+        return []
+    entries = Family("bridge_intake_journal_entries", "gauge",
+                     "Acknowledged messages in the channel's intake journal not yet moved into the store.")
+    size = Family("bridge_intake_journal_bytes", "gauge",
+                  "Bytes of the channel's intake journal not yet moved into the store.")
+    full = Family("bridge_intake_journal_full", "gauge",
+                  "1 while the intake journal is at its max_bytes and the listener does not read.")
+    for channel, journal in sorted(journals.items()):
+        entries.add({"channel": channel}, journal.unmoved_entries)
+        size.add({"channel": channel}, journal.unmoved_bytes)
+        full.add({"channel": channel}, 1 if journal.full else 0)
+    return [entries, size, full]
 
 
 def render(store: Store, engine: Engine | None = None, config: Any = None) -> str:

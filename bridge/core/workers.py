@@ -35,8 +35,10 @@ def worker_command(config_path: str) -> list[str]:
 class WorkerProcesses:
     """Starts, watches and stops the worker children of one ``bridge run``."""
 
-    def __init__(self, config_path: str, count: int, env: dict[str, str] | None = None):
-        self.command = worker_command(config_path)
+    def __init__(self, config_path: str, count: int, env: dict[str, str] | None = None,
+                 command: list[str] | None = None, label: str = "worker process"):
+        self.command = command or worker_command(config_path)
+        self.label = label
         self.count = count
         self.env = {**os.environ, **env} if env else None  # e.g. where the children share their metrics
         self.children: list[subprocess.Popen | None] = [None] * count
@@ -50,8 +52,11 @@ class WorkerProcesses:
         self._watcher.start()
 
     def _spawn(self, slot: int) -> subprocess.Popen:
-        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
-        log.info("worker process %d started (pid %d)", slot, child.pid)
+        # the child compares its parent with this pid: read at its start, getppid() would already say 1
+        # when the parent was killed while the child was still starting up
+        env = {**(self.env if self.env is not None else os.environ), PARENT_ENV: str(os.getpid())}
+        child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env)
+        log.info("%s %d started (pid %d)", self.label, slot, child.pid)
         return child
 
     def _watch(self) -> None:
@@ -60,8 +65,8 @@ class WorkerProcesses:
             for slot, child in enumerate(self.children):
                 if child is None or child.poll() is None:
                     continue
-                log.error("worker process %d (pid %d) exited with %s; restarting in %.0f s",
-                          slot, child.pid, child.returncode, pauses[slot])
+                log.error("%s %d (pid %d) exited with %s; restarting in %.0f s",
+                          self.label, slot, child.pid, child.returncode, pauses[slot])
                 if self._stop.wait(pauses[slot]):
                     return
                 pauses[slot] = min(pauses[slot] * 2, RESTART_PAUSE_SECONDS[1])
@@ -107,9 +112,16 @@ def lower_priority() -> None:
         log.warning("worker process could not lower its priority: %s", exc)
 
 
+PARENT_ENV = "BRIDGE_PARENT_PID"
+
+
 def watch_parent(stop: threading.Event) -> None:
-    """In a worker child: set ``stop`` when the parent process is gone (it was killed, even with -9)."""
-    parent = os.getppid()
+    """In a worker child: set ``stop`` when the parent process is gone (it was killed, even with -9).
+    The parent is the pid the parent put in ``BRIDGE_PARENT_PID`` (else the parent at this call)."""
+    try:
+        parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    except ValueError:
+        parent = os.getppid()
 
     def loop() -> None:
         while not stop.wait(1.0):

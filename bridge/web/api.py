@@ -279,6 +279,12 @@ def set_listener(channel: str, listening: bool, reason: str, who: Principal) -> 
                   f"channel:{channel}", {"reason": reason})
 
 
+def _journal_status(engine: Any, channel: str) -> dict[str, Any] | None:
+    """The channel's intake journal on this node (unmoved entries and bytes), or None without one."""
+    journal = (getattr(engine, "journals", None) or {}).get(channel)
+    return journal.status() if journal is not None else None
+
+
 def channels_view() -> list[dict[str, Any]]:
     config = current_app.config["BRIDGE_CONFIG"]
     stats = store().channel_stats(time.time() - ERROR_WINDOW_SECONDS)
@@ -298,6 +304,7 @@ def channels_view() -> list[dict[str, Any]]:
             "state": "paused" if st and st.paused else ("running" if ch and ch.enabled else "disabled"),
             "paused_by": st.paused_by if st else None, "paused_reason": st.paused_reason if st else None,
             "queue_depth": st.queue_depth if st else 0,
+            "intake_journal": _journal_status(engine, name),
             "oldest_waiting_at": present.iso(st.oldest_waiting_at) if st else None,
             "received_last_hour": st.received_recent if st else 0,
             "errors_last_hour": st.errors_recent if st else 0,

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import LeaseLost
+from bridge.errors import LeaseLost, StoreError
 
 MESSAGE_STATUSES = (
     "received",    # durably stored, waiting for a worker
@@ -387,6 +387,29 @@ class Store(abc.ABC):
         (busy, or a row needs the careful path): the caller uses ``receive_many``. Stores whose commit
         is durable when it returns, or that cannot commit without waiting, keep this default."""
         return None
+
+    # --- intake journals (bridge.core.journal; SQLite only for now) ----------------------------
+
+    supports_intake_journal = False
+
+    def journal_position(self, journal_id: str) -> Any:
+        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+
+    def journal_positions(self) -> list[dict[str, Any]]:
+        return []
+
+    def move_journal(self, journal_id: str, channel: str, expected: Any, new: Any,
+                     rows: Sequence[tuple[Any, ...]], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any] | None:
+        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+
+    def channel_dedupe_keys(self, channel: str) -> Any:
+        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+
+    def journal_durable(self) -> None:
+        """Return once every journal move of this thread is on the disk."""
+
+    def known_dedupe_keys(self, keys: Any, *, before: float) -> set[str]:
+        raise StoreError("this store does not support an intake journal (SQLite only for now)")
 
     # --- the queue: processing -----------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from .operator_actions import OperatorActions
 from .destination_reads import DestinationReads
 from .reads import OUTBOX_COLUMNS, StoreReads
 from .alert_tables import AlertTables
+from .journal_positions import JournalPositions
 from .sqlite_schema import MIGRATIONS
 
 CONTENT_INDEX_BYTES = 262144  # the first 256 KiB of a payload is searchable (as in migration 11)
@@ -171,7 +172,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreReads, DestinationReads, Store):
+class SQLiteStore(JournalPositions, OperatorActions, AdminTables, OpsTables, AlertTables, StoreReads, DestinationReads, Store):
     def __init__(self, url_or_path: str, *, busy_timeout: float = 30.0):
         path = sqlite_path(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
         if path != ":memory:":
@@ -468,10 +469,13 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
         for p, result in zip(batch, results):
             p.succeed(result)
 
-    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error) -> tuple[int, bool]:
+    def _insert(self, conn, channel, fmt, raw, dedupe_key, header, origin, error,
+                received_at=None) -> tuple[int, bool]:
         """One statement per new message: the dedupe check is the unique index's conflict, and the
-        lane head marker is chosen inside the INSERT (a resend costs a second look-up instead)."""
+        lane head marker is chosen inside the INSERT (a resend costs a second look-up instead).
+        ``received_at``: when an intake journal took the message (default: now)."""
         now = time.time()
+        received = now if received_at is None else received_at
         status = "failed" if error else "received"
         order_key = header.get("order_key")
         cur = conn.execute(
@@ -479,7 +483,7 @@ class SQLiteStore(OperatorActions, AdminTables, OpsTables, AlertTables, StoreRea
             " origin, dedupe_key, control_id, sending_application, sending_facility, message_type,"
             " trace_id, error, order_key, lane_head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
             f" {queue.NEW_LANE_HEAD_SQL}) ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-            (channel, fmt, status, now, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
+            (channel, fmt, status, received, now, raw, hashlib.sha256(raw).hexdigest(), len(raw),
              _origin_json(origin), dedupe_key, header.get("control_id"),
              header.get("sending_application"), header.get("sending_facility"),
              header.get("message_type"), header.get("trace_id"), error, order_key,

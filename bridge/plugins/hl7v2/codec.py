@@ -17,7 +17,7 @@ from . import decode as _decode
 from . import encode as _encode
 from . import versions
 from .envelope import read as read_envelope
-from .header import first_segment, peek
+from .header import first_segment, peek, peek_quick
 
 MEDIA_TYPE = "x-application/hl7-v2+er7"
 
@@ -89,6 +89,7 @@ FORMAT = FormatSpec(
     decode=decode,
     encode=encode,
     peek=peek,
+    peek_quick=peek_quick,
     detect=detect,
     file_extension="hl7",
     record_kinds=record_kinds,

@@ -133,6 +133,21 @@ def peek(raw: bytes) -> MessageHeader:
     )
 
 
+def peek_quick(raw: bytes) -> MessageHeader:
+    """``peek`` without the order keys (the MSH alone): for an intake journal's listener, whose mover
+    reads the whole header with ``peek`` (FormatSpec.peek_quick). Never raises."""
+    try:
+        msh = parse_msh(raw[:4096])
+    except DecodeError:
+        return MessageHeader()
+    return MessageHeader(
+        control_id=msh.control_id or None,
+        sending_application=msh.component(3) or None,
+        sending_facility=msh.component(4) or None,
+        message_type=msh.message_type or None,
+    )
+
+
 def order_keys(raw: bytes, seps: Separators) -> tuple[str | None, str | None, str | None]:
     """``(patient, visit number, placer order number)`` as the lanes need them: the PID-3 identifier
     typed MR or PI (else the first), PV1-19's id and the first ORC-2's id; the decoder's choices."""

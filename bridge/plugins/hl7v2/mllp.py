@@ -270,6 +270,8 @@ class MLLPSource:
         self._policy_pool: ThreadPoolExecutor | None = None
         self._commits: _ThreadBatcher | None = None
         self._verdicts: _ThreadBatcher | None = None
+        self._full_watch: asyncio.TimerHandle | None = None
+        self.paused_full = 0  # how many times reading stopped because the intake was full (tests)
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -383,6 +385,33 @@ class MLLPSource:
             transport.abort()
             return
         connection.connection_made(secure)
+
+    # back-pressure -------------------------------------------------------------------------------
+
+    def intake_full(self) -> bool:
+        """The intake cannot take more now (an intake journal at its bound): stop reading every
+        connection, and look again every 50 ms until it can."""
+        full = self.ctx.intake_full
+        if full is None or not full():
+            return False
+        if self._full_watch is None and self._loop is not None:
+            self.paused_full += 1
+            log.warning("channel %s: the intake journal is full; not reading until the mover catches up",
+                        self.ctx.channel)
+            self._full_watch = self._loop.call_later(0.05, self._check_full)
+        return True
+
+    def _check_full(self) -> None:
+        self._full_watch = None
+        full = self.ctx.intake_full
+        if full is not None and full():
+            assert self._loop is not None
+            self._full_watch = self._loop.call_later(0.05, self._check_full)
+            return
+        log.info("channel %s: the intake journal has room again; reading", self.ctx.channel)
+        for connection in list(self._open):
+            if connection.transport is not None and not connection.closed:
+                connection._pace()
 
     # frames --------------------------------------------------------------------------------------
 
@@ -638,7 +667,8 @@ class _Connection(asyncio.Protocol):
     def _pace(self) -> None:
         """Read while few frames wait and the peer reads its answers; stop reading otherwise."""
         assert self.transport is not None
-        want = self._writable and len(self.unanswered) < MAX_UNANSWERED and not self._eof
+        want = self._writable and len(self.unanswered) < MAX_UNANSWERED and not self._eof \
+            and not self.source.intake_full()
         if want != self._reading:
             self._reading = want
             (self.transport.resume_reading if want else self.transport.pause_reading)()
@@ -768,6 +798,8 @@ class _ThreadBatcher:
         self.batches_now += 1
         if wait is None:
             self._deliver(batch, results)
+        elif hasattr(wait, "when_durable"):  # an intake journal flushes on its own thread (SourceContext)
+            wait.when_durable(self._loop, self._deliver, batch, results)
         else:
             self._flusher.submit(self._after_flush, batch, results, wait)
         return True
