@@ -496,7 +496,7 @@ def wide_report(samples: list[dict[str, Any]]) -> None:
             per_type[rtype][1] += count
     ours_types = {t for s in samples for t in s["ours"]}
     print(f"their resources with one of ours of the same type: {matched} of {total} "
-          f"({100 * matched / total:.1f} %); their types {len(per_type)}, "
+          f"({100 * matched / total:.3f} %); their types {len(per_type)}, "
           f"of which we emit {len(set(per_type) & ours_types)}")
     for rtype, (have, count) in sorted(per_type.items(), key=lambda item: -item[1][1]):
         print(f"  {rtype:28} {have:>5} / {count:>5}")

@@ -39,8 +39,9 @@ def test_a_bills_diagnoses_insurance_and_people_are_records_of_its_patient() -> 
     assert (guarantor.name.family, [c.code for c in guarantor.relationship]) == ("RADIANT", ["BRO"])  # GT1-3, -11
     assert [i.value for i in guarantor.identifiers] == ["1516"]  # GT1-2
     assert [c.code for c in mother.relationship] == ["MTH"]  # PID-21
-    (heart_rate,) = of(records, Observation)
+    heart_rate, injury = of(records, Observation)  # the OBX; ACC-8 (test_death_accident_observations.py)
     assert heart_rate.code[0].code == "8867-4" and heart_rate.encounter is visit
+    assert injury.code[0].code == "11374-6" and injury.patient is visit.patient
     assert all(r.extra["hl7v2"]["carried"] for r in records[1:])
 
 

@@ -24,10 +24,12 @@ def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
                                             "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
                                             "Observation", "Condition", "Procedure",
-                                            "ServiceRequest"]  # PID-21, NK1, OBX, PDA (cause, autopsy), RF1
+                                            "Observation", "Observation", "Observation",
+                                            "ServiceRequest"]  # PID-21, NK1, OBX, PDA (cause, autopsy), PDA/ACC
+    # flags (test_death_accident_observations.py), RF1
     # GT1-11 SEL: the patient guarantees the bill, no RelatedPerson. PDA-1: the cause of death.
-    death = background[-3]
-    autopsy = background[-2]  # PDA-6 Y: performed over PDA-7 (start ^ end), by PDA-8
+    death = background[-6]
+    autopsy = background[-5]  # PDA-6 Y: performed over PDA-7 (start ^ end), by PDA-8
     assert (autopsy.code.code, autopsy.code.system, autopsy.status) == ("29240004", "http://snomed.info/sct", "completed")
     assert (autopsy.performed, autopsy.performed_end) == ("2021-11-02T10:30:00+01:15", "2021-11-02T11:30:00+01:15")
     assert autopsy.performers[0].practitioner.name.family == "Autopsy" and autopsy.performers[0].function is None

@@ -200,7 +200,8 @@ def test_an_omls_earlier_results_give_no_sample() -> None:
 
 
 def test_orm_and_mdm_obr_give_no_sample() -> None:
-    """The guide's ORM^O01 and MDM^T02 maps apply no OBR → Specimen map (an MDM's OBR is the exam)."""
+    """MDM^T02's map applies no OBR → Specimen map (an MDM's OBR is the exam); ORM-O01-01's OBR is a CT
+    of the head stating OBR-7 only, no sample (test_death_accident_observations.py: ORM lab orders)."""
     for name in ("ORM-O01-01", "MDM-T02-01"):
         records = decode(raw(name))
         assert order_specimens(records) == []

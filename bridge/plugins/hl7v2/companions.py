@@ -84,12 +84,13 @@ def referrals(dec: Decoder, segments: list[Segment], patient: Patient | None,
 def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
               encounter: Encounter | None) -> list[Record]:
     """The companion records of one ADT patient group (PID-21, NK1, GT1, OBX, PDA causes and
-    autopsy, RF1), each carried."""
+    autopsy, PDA and ACC flags, RF1), each carried."""
     found = [mother(dec, group.pid, patient), *next_of_kin(dec, group.segments, patient),
              *guarantors.guarantors(dec, group.segments, patient),
              *observations(dec, group.segments, patient, encounter),
              *deaths.causes_of_death(dec, group.segments, patient, encounter),
              *deaths.autopsies(dec, group.segments, patient, encounter),
+             *deaths.flags(dec, group.segments, patient, encounter),
              *referrals(dec, group.segments, patient, encounter)]
     return [adt.carried(r) for r in found if r is not None]
 
@@ -109,14 +110,16 @@ def order_specimens(dec: Decoder, records: list[Record]) -> list[Record]:
     if patient is None:
         return []
     found = [adt.carried(specimens.read(seg, dec.seps, patient)) for seg in dec.message.segments if seg.name == "SPM"]
-    if (dec.type, dec.event) == ("OML", "O21"):
+    if (dec.type, dec.event) in (("OML", "O21"), ("ORM", "O01")):  # ORM^O01: OML^O21's pre-v2.5 form
         found += [adt.carried(sample) for sample in obr_specimens(dec, patient)]
     return found
 
 
 def obr_specimens(dec: Decoder, patient: Patient) -> list[Specimen]:
-    """OML^O21: the sample of each order whose group has no SPM, from its OBR (the v2-to-FHIR IG's
-    OML^O21 map applies *Segment OBR to Specimen* to each order's OBR). Not for an earlier result
+    """OML^O21 and ORM^O01: the sample of each order whose group has no SPM, from its OBR (the
+    v2-to-FHIR IG's OML^O21 map applies *Segment OBR to Specimen* to each order's OBR; ORM^O01 is
+    the same lab order before v2.5, which OML^O21 replaced, so the same rule applies where the OBR
+    itself says a sample was taken: ORM^O01 also carries imaging orders). Not for an earlier result
     the order carries (PRIOR_RESULT: the IG maps none of it), an OBR whose section examines the
     patient, or a sample an SPM of the message names (same collection time)."""
     segs = dec.message.segments
@@ -129,6 +132,8 @@ def obr_specimens(dec: Decoder, patient: Patient) -> list[Specimen]:
             continue
         if specimens.names_no_sample(obr, dec.seps):
             continue
+        if dec.type == "ORM" and not specimens.says_a_sample(obr, dec.seps):
+            continue  # ORM^O01 also orders imaging (OMI^O23 replaced that use): OBR-7 is then the exam's time
         sample = specimens.from_obr(obr, dec.seps, patient)
         if sample is not None and not specimens.named_elsewhere(sample, segs, dec.seps):
             out.append(sample)

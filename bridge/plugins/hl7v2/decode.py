@@ -49,7 +49,7 @@ from . import adt, companions, people, wire
 from . import datatypes as dt
 from . import immunization, orders, pharmacy, places, problems, results, results_encode, specimens, telehealth
 from . import carried_orders, equipment, organizations, procedures
-from . import accounts, billing_background, charges, further_visits, visit_ids
+from . import accounts, billing_background, charges, deaths, further_visits, visit_ids
 from .header import Separators
 from .reader import NULL, Message, Segment, esc, parse_path, read_messages, reencode, reencode_segment, text
 
@@ -888,7 +888,12 @@ class Decoder:
         samples = []
         specimen = False
         for seg in group[at + 1:]:
-            specimen = specimen or seg.name == "SPM"
+            if seg.name == "SPM":
+                specimen = True
+            elif specimen and self.type == "OUL" and seg.name in ("SAC", "INV"):
+                # OUL^R24: SPECIMEN {SPM, OBX, CONTAINER {SAC, INV}} comes before the order's RESULT
+                # {OBX}: an OBX after the specimen's container is a result again, not the sample's
+                specimen = False
             if seg.name == "SPM":
                 samples.append(specimens.read(seg, self.seps, patient))  # derived: the SPM stays kept
             if seg.name == "OBX" and not specimen:
@@ -1124,6 +1129,7 @@ def decode_message(message: Message, options: Mapping[str, Any]) -> list[Record]
     records += accounts.beside(decoder, records)  # PID-18, PV1-54 where the type's decoder does not
     records += accounts.billed_orders(decoder, records)  # BLG-3
     records += charges.beside(decoder, records)  # FT1
+    records += deaths.beside(decoder, records)  # ACC, PDA flags of BAR, DFT, REF
     if records[0].extra.get("hl7v2", {}).get("message"):  # type: ignore[attr-defined]
         records += companions.message_mother(decoder, records)  # kept whole, with its companions
     _check_msh_time(message, records)

@@ -131,6 +131,22 @@ def names_no_sample(obr: Segment, seps: Separators) -> bool:
     return text(_first(obr, 24, seps), seps).upper() in NOT_SPECIMEN_SECTIONS
 
 
+SAMPLE_SECTIONS = frozenset((
+    "BG", "BLB", "CG", "CH", "CP", "HLA", "HM", "IMM", "LAB", "MB", "MCB", "MYC", "PAT", "SP", "SR", "TX",
+    "URN", "VR"))
+"""OBR-24 sections (HL7 table 0074) that test a sample: blood gases, blood bank, cytogenetics,
+chemistry, cytopathology, HLA, hematology, immunology, laboratory, microbiology, mycobacteriology,
+mycology, pathology, surgical pathology, serology, toxicology, urinalysis, virology."""
+
+
+def says_a_sample(obr: Segment, seps: Separators) -> bool:
+    """The OBR itself says a sample was taken: a field only a sample has (OBR-9 collection volume,
+    OBR-10 collector, OBR-14 received, OBR-15 specimen source) or a laboratory section in OBR-24.
+    OBR-7 alone does not: for an imaging order (a CT of the head) it is the time of the exam."""
+    return (any(_first(obr, number, seps) for number in (9, 10, 14, 15))
+            or text(_first(obr, 24, seps), seps).upper() in SAMPLE_SECTIONS)
+
+
 def named_elsewhere(sample: Specimen, segments: list[Segment], seps: Separators) -> bool:
     """An SPM of the message names a sample collected at the same time: the OBR's sample is that
     one (sent once, with its SPM, by a sender whose second OBR lacks its own), not a second."""
