@@ -77,9 +77,41 @@ def test_no_autopsy_flag_no_procedure_and_the_adt_goes_back_unchanged() -> None:
 
 
 def test_performed_end_survives_the_bridge_json() -> None:
-    (autopsy,) = [r for r in _records("ADT-A01-01.hl7") if isinstance(r, Procedure) and r.status == "completed"]
+    (autopsy,) = [r for r in _records("ADT-A01-01.hl7") if isinstance(r, Procedure) and r.code
+                  and r.code.code == "29240004"]
     back = record_from_dict(record_to_dict(autopsy))
     assert (back.performed, back.performed_end) == (autopsy.performed, autopsy.performed_end)
+
+
+# --- PDA-3/4/5: the death certification (VRDR) ----------------------------------------------------
+
+
+def test_a_certified_death_is_a_completed_certification_procedure_by_its_certifier() -> None:
+    records = _records("ADT-A01-01.hl7")
+    (cert,) = [r for r in records if isinstance(r, Procedure) and r.code and r.code.code == "308646001"]
+    assert (cert.status, cert.code.system) == ("completed", "http://snomed.info/sct")
+    bundle = _bundle(records)
+    urls = {e["fullUrl"]: e for e in bundle["entry"]}
+    (entry,) = [e for e in _entries(bundle, "Procedure") if e["resource"].get("code", {}).get("coding", [{}])[0]
+                .get("code") == "308646001"]
+    resource = entry["resource"]
+    assert resource["performedDateTime"] == "2021-11-02T12:30:00+01:15"  # PDA-4, its own offset kept
+    certifier = urls[resource["performer"][0]["actor"]["reference"]]["resource"]
+    assert certifier["resourceType"] == "Practitioner" and certifier["name"][0]["family"] == "DeathCert"
+    (back,) = [r for r in FHIR.decode(json.dumps(bundle).encode(), {})
+               if isinstance(r, Procedure) and r.code and r.code.code == "308646001"]
+    assert back.performed == cert.performed and back.performers[0].practitioner.name.family == "DeathCert"
+
+
+def test_an_uncertified_death_has_no_certification_and_the_pda_goes_back_unchanged() -> None:
+    raw = (CORPUS / "ADT-A01-01.hl7").read_bytes()
+    signed = b"|20211102123000+0115|005454^DeathCert^Robin^B|"
+    without = raw.replace(b"|Y" + signed, b"|N" + signed)
+    assert without != raw
+    assert not [r for r in decode(without, {}) if isinstance(r, Procedure) and r.code
+                and r.code.code == "308646001"]
+    pda = [line for line in encode(decode(raw, {}), OPTS).split(b"\r") if line.startswith(b"PDA")]
+    assert pda == [line for line in raw.replace(b"\n", b"\r").split(b"\r") if line.startswith(b"PDA")]
 
 
 # --- IAM-14/15: who reported the allergy -----------------------------------------------------------

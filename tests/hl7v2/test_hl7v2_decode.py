@@ -23,12 +23,16 @@ def test_adt_a01_kitchen_sink_maps_patient_and_encounter() -> None:
     encounter, *background = decode(corpus("fhir-converter-input/ADT-A01-01.hl7"), {})
     assert [r.kind for r in background] == ["AllergyIntolerance", "Condition", "Procedure", "Coverage", "Account",
                                             "EpisodeOfCare", "RelatedPerson", "RelatedPerson",
-                                            "Observation", "Condition", "Procedure",
+                                            "Observation", "Condition", "Procedure", "Procedure",
                                             "Observation", "Observation", "Observation",
-                                            "ServiceRequest"]  # PID-21, NK1, OBX, PDA (cause, autopsy), PDA/ACC
+                                            "ServiceRequest"]  # PID-21, NK1, OBX, PDA (cause, certification,
+    # autopsy), PDA/ACC
     # flags (test_death_accident_observations.py), RF1
     # GT1-11 SEL: the patient guarantees the bill, no RelatedPerson. PDA-1: the cause of death.
-    death = background[-6]
+    death = background[-7]
+    certification = background[-6]  # PDA-3 Y: signed PDA-4, by PDA-5 (VRDR's Death Certification)
+    assert (certification.code.code, certification.performed) == ("308646001", "2021-11-02T12:30:00+01:15")
+    assert certification.performers[0].practitioner.name.family == "DeathCert"
     autopsy = background[-5]  # PDA-6 Y: performed over PDA-7 (start ^ end), by PDA-8
     assert (autopsy.code.code, autopsy.code.system, autopsy.status) == ("29240004", "http://snomed.info/sct", "completed")
     assert (autopsy.performed, autopsy.performed_end) == ("2021-11-02T10:30:00+01:15", "2021-11-02T11:30:00+01:15")

@@ -13,12 +13,14 @@ from bridge.plugins.hl7v2.reader import read_messages
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus" / "fhir-converter-input"
 AUTOPSY = "29240004"
+DEATH_CERTIFICATION = "308646001"
 OPTS = {"message_datetime": "2026-11-20T10:00:00-06:00", "sending_application": "TB"}
 
 
 def _pr1(record: object) -> bool:
-    """A PR1's procedure, not the autopsy a PDA states (SNOMED CT 29240004, tests/hl7v2/test_clinical_gaps.py)."""
-    return isinstance(record, Procedure) and not (record.code and record.code.code == AUTOPSY)
+    """A PR1's procedure, not the autopsy or death certification a PDA states (SNOMED CT 29240004,
+    308646001, tests/hl7v2/test_clinical_gaps.py)."""
+    return isinstance(record, Procedure) and not (record.code and record.code.code in (AUTOPSY, DEATH_CERTIFICATION))
 
 
 def _procedures(name: str) -> list[Procedure]:
@@ -66,7 +68,8 @@ def test_fhir_procedure_is_deterministic_valid_and_reads_back() -> None:
     assert first == second  # same message, same fullUrls and conditional keys
     bundle = json.loads(first)
     (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"
-                and "code" in e["resource"] and e["resource"]["code"]["coding"][0]["code"] != AUTOPSY]
+                and "code" in e["resource"]
+                and e["resource"]["code"]["coding"][0]["code"] not in (AUTOPSY, DEATH_CERTIFICATION)]
     resource = entry["resource"]
     assert entry["request"]["method"] == "PUT" and "procedure-key" in entry["request"]["url"]
     # PR1-25: the parent, named by its id alone, is created only if absent (never overwrites a full one)

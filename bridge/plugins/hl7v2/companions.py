@@ -89,6 +89,7 @@ def for_group(dec: Decoder, group: adt.Group, patient: Patient | None,
              *guarantors.guarantors(dec, group.segments, patient),
              *observations(dec, group.segments, patient, encounter),
              *deaths.causes_of_death(dec, group.segments, patient, encounter),
+             *deaths.certifications(dec, group.segments, patient, encounter),
              *deaths.autopsies(dec, group.segments, patient, encounter),
              *deaths.flags(dec, group.segments, patient, encounter),
              *referrals(dec, group.segments, patient, encounter)]

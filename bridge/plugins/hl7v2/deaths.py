@@ -1,5 +1,5 @@
 """PDA (patient death and autopsy): the causes of death, as Conditions of the patient, and the
-autopsy, as a Procedure.
+certification and the autopsy, as Procedures.
 
 PDA-1 names why the patient died (an ICD-10 I21 myocardial infarction): a diagnosis like any other,
 which a FHIR server keeps as a Condition of the patient, as Microsoft's converter does. Its recorder
@@ -10,18 +10,22 @@ as a Procedure (SNOMED CT 29240004 *Autopsy examination*), ``completed`` because
 was done, over PDA-7 (DR: start ^ end), by PDA-8 (XCN). A pathology or quality analyst asks which
 deaths were examined, when and by whom; before this the answer stayed in a kept segment. Without
 ``Y`` (``N``, empty, unknown) no Procedure is made: "no autopsy" is not a procedure.
+PDA-3 = ``Y`` says the death was certified: VRDR's Death Certification is a Procedure (SNOMED CT
+308646001 *Death certification*), ``completed``, performed when the certificate was signed (PDA-4),
+by the certifier (PDA-5, a performer without a stated function: PDA does not say whether a physician
+or a medical examiner certified). A registry or a quality analyst asks which deaths were certified,
+when and by whom. Without ``Y`` no Procedure is made.
 PDA-6 and PDA-9 (autopsy and coroner indicators) are also Observations of the patient, as the US
 death reporting guide (HL7 FHIR Vital Records Death Reporting, VRDR) records them: LOINC 85699-7
 *Autopsy was performed* (profile Autopsy Performed Indicator) and 74497-9 *Medical examiner or
 coroner was contacted [US Standard Certificate of Death]* (profile Examiner Contacted), each valued
 with the HL7 table 0136 yes/no code as sent (``Y``/``N``; ``U`` is not one of 0136's and gives
 none). ACC-8 (accident description) is VRDR's Injury Incident: LOINC 11374-6 *Injury incident
-description Narrative*, the text as value, ACC-1 (accident date/time) as effective. PDA-3
-(certificate signed), ACC-5 (job related), ACC-6 (death from the accident) and ACC-10 (police
+description Narrative*, the text as value, ACC-1 (accident date/time) as effective. ACC-5 (job related), ACC-6 (death from the accident) and ACC-10 (police
 notified) have no such code (VRDR's 69444-8 asks whether a *death* resulted from an injury at work,
 not whether an accident was job related) and stay kept as sent, as does PDA-2. The death itself is
 the Patient's (PID-29/30). The segments are kept by the message's first record, so the Conditions,
-the Procedure and the Observations are carried (derived: an HL7v2 round trip writes the segment as
+the Procedures and the Observations are carried (derived: an HL7v2 round trip writes the segment as
 it came).
 """
 
@@ -58,6 +62,32 @@ def causes_of_death(dec: Decoder, segments: list[Segment], patient: Patient | No
             out.append(Condition(code=code if code.code else None, description=None if code.code else code.display,
                                  recorded=reader.date(seg, 4), asserter=certifier,
                                  patient=patient, encounter=encounter))
+    return out
+
+
+CERTIFICATION = ("308646001", "Death certification")
+"""SNOMED CT's procedure code for certifying a death, VRDR's Death Certification (PDA-3 indicator)."""
+
+
+def certifications(dec: Decoder, segments: list[Segment], patient: Patient | None,
+                   encounter: Encounter | None) -> list[Procedure]:
+    """One completed Death Certification Procedure per PDA whose PDA-3 is ``Y``: PDA-4 when the
+    certificate was signed, PDA-5 who certified it."""
+    if patient is None:
+        return []
+    reader = adt.ClinicalReader(dec.seps, dec.t, dec.reps)
+    out: list[Procedure] = []
+    for seg in segments:
+        if seg.name != "PDA" or dec.t(seg, 3).strip().upper() != "Y":
+            continue
+        certifiers = dec.reps(seg, 5)
+        certifier = dt.read_practitioner(certifiers[0], dec.seps) if certifiers else None
+        out.append(Procedure(
+            status="completed",
+            code=Coding(code=CERTIFICATION[0], system=dt.CODE_SYSTEMS["SCT"], display=CERTIFICATION[1]),
+            performed=reader.date(seg, 4),
+            performers=[ProcedurePerformer(practitioner=certifier)] if certifier else [],
+            patient=patient, encounter=encounter))
     return out
 
 
