@@ -612,3 +612,16 @@ def test_remembered_origins_are_bounded(sqlite_store, monkeypatch):
         mid, _ = sqlite_store.receive("ch", "bridge", b"m", dedupe_key=None, header={}, origin={"peer": f"p{i}"})
         assert sqlite_store.get_message(mid).origin == {"peer": f"p{i}"}
     assert len(sqlite_module._ORIGIN_JSON) <= 8
+
+
+def test_message_intakes_reads_a_batch_of_messages_channels_and_intake_times_at_once(store):
+    """The delivery latency metric reads a settled batch's messages in one query (both backends)."""
+    before = time.time()
+    first, _ = receive(store, b"one", channel="adt")
+    second, _ = receive(store, b"two", channel="lab")
+    intakes = store.message_intakes([second, first, second, first + second + 1000])  # repeats, one unknown id
+    assert set(intakes) == {first, second}
+    assert intakes[first][0] == "adt" and intakes[second][0] == "lab"
+    assert all(before - 1 <= at <= time.time() + 1 for _, at in intakes.values())
+    assert store.message_intakes([]) == {}
+    assert store.message_intake(first) == intakes[first] and store.message_intake(first + second + 1000) is None
