@@ -54,6 +54,26 @@ from .sqlite import GENESIS_HASH, audit_hash
 AUDIT_LOCK = 0x62726964_00000001
 MIGRATION_LOCK = 0x62726964_00000002
 DEFAULT_POOL_SIZE = 10
+# Content search (migrations 13, 14): only the first 256 KiB of a payload is searchable, and its words are
+# its runs of letters and digits, lowercased. For an ASCII payload these bytes map letters to lowercase,
+# keep digits and turn everything else into a space: the same words as bridge_words() on the server.
+SEARCHABLE_BYTES = 262144
+_ASCII_WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32
+                          for c in range(256))
+
+
+def payload_words(payload: bytes) -> str | None:
+    """The distinct search words of an outbox payload, space-separated, as ``bridge_words`` (migration
+    13) finds them; None where only the server may split it the same way: a payload that is not plain
+    ASCII (the server's idea of a Unicode letter decides), or that holds a NUL byte (which the server
+    reads as escaped text, ``\\000``). Splitting here is a byte translation and a split in C (about
+    0.06 ms for a 16 KB FHIR bundle, against 0.5 ms of server CPU for the regular expression)."""
+    if not isinstance(payload, (bytes, bytearray)):  # (None fails the row's NOT NULL, as it should)
+        return None
+    head = payload[:SEARCHABLE_BYTES]
+    if not head.isascii() or b"\x00" in head:
+        return None
+    return b" ".join(set(head.translate(_ASCII_WORD_BYTES).split())).decode("ascii")
 
 
 def _json(value: Any) -> str:
@@ -338,14 +358,28 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
         as every multi-lane lock is taken) and their ``queued`` events."""
         if not rows:
             return
-        columns = list(zip(*rows))
+        columns = [list(column) for column in zip(*rows)]
+        columns.append([payload_words(row[3]) for row in rows])
+        # The rows and their content_words in one statement: the words split here where that gives the
+        # server's words (NULL: bridge_words on the server); 'given' tells migration 14's trigger that
+        # this statement indexed its rows (the setting ends with the transaction, and is cleared next).
+        conn.execute("SELECT set_config('bridge.outbox_words', 'given', true)")
         returned = conn.execute(
-            "INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
+            "WITH r AS (SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::bytea[], %b::text[],"
+            " %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[], %b::text[], %b::text[], %b::bigint[],"
+            " %b::bigint[], %b::text[]) AS r(message_id, destination, status, payload, media_type, file_extension,"
+            " order_key, order_mode, next_attempt_at, created_at, control_id, message_type, original_message_id,"
+            " original_outbox_id, words)),"
+            " w AS (INSERT INTO content_words (message_id, words) SELECT message_id,"
+            " COALESCE(array_to_tsvector(string_to_array(words, ' ')), bridge_words(payload)) FROM r"
+            " WHERE length(payload) > 0)"
+            " INSERT INTO outbox (message_id, destination, status, payload, media_type, file_extension,"
             " order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
-            " original_message_id, original_outbox_id) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[],"
-            " %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[], %b::text[],"
-            " %b::text[], %b::bigint[], %b::bigint[]) RETURNING id, message_id, destination",
-            [list(column) for column in columns], binary=True).fetchall()  # (binary: see _events)
+            " original_message_id, original_outbox_id) SELECT message_id, destination, status, payload, media_type,"
+            " file_extension, order_key, order_mode, next_attempt_at, created_at, control_id, message_type,"
+            " original_message_id, original_outbox_id FROM r RETURNING id, message_id, destination",
+            columns, binary=True).fetchall()  # (binary: see _events)
+        conn.execute("SELECT set_config('bridge.outbox_words', '', true)")
         by_row = {(message_id, destination): outbox_id for outbox_id, message_id, destination in returned}
         ids = [by_row[(row[0], row[1])] for row in rows]  # (a message has one row per destination)
         lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
