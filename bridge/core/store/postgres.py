@@ -383,10 +383,15 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
         by_row = {(message_id, destination): outbox_id for outbox_id, message_id, destination in returned}
         ids = [by_row[(row[0], row[1])] for row in rows]  # (a message has one row per destination)
         lanes = sorted((row[1], lane_key(row[6], outbox_id), outbox_id) for row, outbox_id in zip(rows, ids))
-        conn.cursor().executemany(
-            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at) VALUES (%s, %s, %s, %s)"
+        firsts = [lane for n, lane in enumerate(lanes) if n == 0 or lane[:2] != lanes[n - 1][:2]]
+        # One statement for the batch (it was a statement per row): a new lane's head is its first row
+        # of the batch; an existing lane's row is only locked. Rows go in in this sorted order.
+        conn.execute(
+            "INSERT INTO outbox_lanes (destination, lane_key, head_id, due_at)"
+            " SELECT destination, lane_key, head_id, %b::float8 FROM unnest(%b::text[], %b::text[], %b::bigint[])"
+            " WITH ORDINALITY AS f(destination, lane_key, head_id, n) ORDER BY n"
             " ON CONFLICT (destination, lane_key) DO UPDATE SET head_id = outbox_lanes.head_id WHERE false",
-            [(destination, key, outbox_id, now) for destination, key, outbox_id in lanes])
+            [now, *(list(column) for column in zip(*firsts))])
         for row, outbox_id in zip(rows, ids):
             events.append((row[0], now, "queued", _json({"destination": row[1], "outbox_id": outbox_id,
                                                          "bytes": len(row[3])})))
