@@ -11,7 +11,10 @@ PostgreSQL database per run (created on ``--server``, dropped afterwards).
   the port (``reuse_port``), so the kernel spreads the senders' connections between them.
 
 Reported per run: delivered msg/s (first send to last delivery), the ratio to the loop, the intake
-rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end. Usage::
+rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end, and the CPU per
+delivered message (user + system, from /proc, over the same span) of the nodes (with their worker
+children), of every PostgreSQL server process on this host, and of this script (senders, poll),
+beside the loop's time per message: on a 2-core host the three share the cores. Usage::
 
     .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] \
         [--server postgresql://postgres@127.0.0.1:5432]
