@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace, nodes: int, raws: Sequence[bytes]) -> dict[str
             used = cpu.stop()
         finally:
             engines.stop()
+            shutil.rmtree(folder, ignore_errors=True)  # the delivered files: about 70 MB a run
     return {"delivered": len(raws) / (finished - started), "intake": len(raws) / send_seconds,
             "p50": pipeline.percentile(latencies, 50), "p99": pipeline.percentile(latencies, 99),
             "non_aa": errors, "rss_start": rss_start, "rss_end": rss_end,
