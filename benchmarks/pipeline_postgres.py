@@ -11,7 +11,10 @@ PostgreSQL database per run (created on ``--server``, dropped afterwards).
   the port (``reuse_port``), so the kernel spreads the senders' connections between them.
 
 Reported per run: delivered msg/s (first send to last delivery), the ratio to the loop, the intake
-rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end. Usage::
+rate, ACK p50/p99 while processing, RSS of the nodes at the start and the end, and the CPU per
+delivered message (user + system, from /proc, over the same span) of the nodes (with their worker
+children), of every PostgreSQL server process on this host, and of this script (senders, poll),
+beside the loop's time per message: on a 2-core host the three share the cores. Usage::
 
     .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] \
         [--server postgresql://postgres@127.0.0.1:5432]
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +72,51 @@ def write_config(folder: Path, url: str, port: int, args: argparse.Namespace) ->
           fhir-files: {{url: "file://out", format: fhir}}
     """))
     return config
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU of these processes so far (from /proc; a process gone since counts nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids() -> list[int]:
+    """Every PostgreSQL server process on this host (postmaster, backends, WAL writer, checkpointer...):
+    the benchmark's server is local, and other databases' clients are paused while it runs."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class CPU:
+    """CPU seconds used between ``start`` and ``stop`` by the nodes (with their worker children), the
+    PostgreSQL server and this process (the MLLP senders and the delivery poll)."""
+
+    def __init__(self, nodes: "Nodes"):
+        self.nodes = nodes
+
+    def sample(self) -> dict[str, float]:
+        node_pids = [p for e in self.nodes.engines for p in (e.pid, *pipeline.children(e.pid))]
+        return {"nodes": cpu_seconds(node_pids), "server": cpu_seconds(server_pids()),
+                "senders": cpu_seconds([os.getpid()])}
+
+    def start(self) -> None:
+        self.started = self.sample()
+
+    def stop(self) -> dict[str, float]:
+        return {name: value - self.started[name] for name, value in self.sample().items()}
 
 
 class Nodes:
@@ -116,15 +165,20 @@ def run(args: argparse.Namespace, nodes: int, raws: Sequence[bytes]) -> dict[str
             pipeline.wait_listening(port)
             time.sleep(2.0)  # every node (and its worker children) is up and has migrated/opened the store
             rss_start = engines.rss_mb()
+            cpu = CPU(engines)
+            cpu.start()
             started = time.time()
             latencies, errors, send_seconds = asyncio.run(pipeline.send_all(port, raws, args.senders))
             finished = engines.wait_delivered(len(raws), args.timeout)
             rss_end = engines.rss_mb()
+            used = cpu.stop()
         finally:
             engines.stop()
+            shutil.rmtree(folder, ignore_errors=True)  # the delivered files: about 70 MB a run
     return {"delivered": len(raws) / (finished - started), "intake": len(raws) / send_seconds,
             "p50": pipeline.percentile(latencies, 50), "p99": pipeline.percentile(latencies, 99),
-            "non_aa": errors, "rss_start": rss_start, "rss_end": rss_end}
+            "non_aa": errors, "rss_start": rss_start, "rss_end": rss_end,
+            **{f"cpu_{name}": seconds * 1000 / len(raws) for name, seconds in used.items()}}
 
 
 def report(label: str, result: dict[str, float], loop: float, count: int) -> None:
@@ -132,6 +186,8 @@ def report(label: str, result: dict[str, float], loop: float, count: int) -> Non
           f"{result['delivered'] / loop:.2f}x the loop; intake {result['intake']:.0f} msg/s, non-AA "
           f"{result['non_aa']:.0f}; ACK p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms; "
           f"RSS {result['rss_start']:.0f} -> {result['rss_end']:.0f} MB")
+    print(f"{'':<11} CPU per message: nodes {result['cpu_nodes']:.2f} ms, PostgreSQL server "
+          f"{result['cpu_server']:.2f} ms, senders {result['cpu_senders']:.2f} ms (loop: {1000 / loop:.2f} ms)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -182,6 +182,7 @@ class EngineMetrics:
 
     def settled(self, store: Store, outcomes: Sequence[DeliveryOutcome], settled: Sequence[str]) -> None:
         """Delivery outcomes the store wrote (``lease_lost`` ones were not this process's to count)."""
+        delivered = []
         for outcome, status in zip(outcomes, settled):
             if status == "lease_lost":
                 continue
@@ -189,18 +190,28 @@ class EngineMetrics:
             self.inc("bridge_delivery_attempts_total", destination)
             if status == "delivered":
                 self.inc("bridge_deliveries_total", destination)
-                self.delivered(store, outcome.claim.row.message_id, destination)
+                delivered.append((outcome.claim.row.message_id, destination))
             else:
                 self.inc("bridge_delivery_failures_total", destination)
                 if status == "dead":
                     self.inc("bridge_dead_letters_total", destination, "send")
+        self.delivered_many(store, delivered)
 
     def delivered(self, store: Store, message_id: int, destination: str, at: float | None = None) -> None:
         """Record one delivered outbox row: seconds from the message's intake to now."""
-        intake = store.message_intake(message_id)
-        if intake is not None:
-            channel, received_at = intake
-            self.delivery_latency.observe((channel, destination), max(0.0, (at or time.time()) - received_at))
+        self.delivered_many(store, [(message_id, destination)], at)
+
+    def delivered_many(self, store: Store, rows: Sequence[tuple[int, str]], at: float | None = None) -> None:
+        """Record delivered outbox rows ``(message id, destination)``: their intake times are read in
+        one query (a query per row was a round trip per message on PostgreSQL)."""
+        if not rows:
+            return
+        intakes = store.message_intakes([message_id for message_id, _ in rows])
+        now = at or time.time()
+        for message_id, destination in rows:
+            if (intake := intakes.get(message_id)) is not None:
+                channel, received_at = intake
+                self.delivery_latency.observe((channel, destination), max(0.0, now - received_at))
 
     def ack_observer(self, channel: str) -> Callable[[float], None]:
         """What a listener of ``channel`` calls with each answer's latency (SourceContext.observe_ack)."""

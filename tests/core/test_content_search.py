@@ -123,3 +123,55 @@ def test_words_are_runs_of_letters_and_digits_in_both_backends(store):
     for text in ("12", "5", "2026", "06", "example", "ids", "lab_991", "lab_9*", "LAB 991"):
         assert ids(store.search(text=text)) == [adt], text
     assert ids(store.search(text="lab_992")) == []
+
+
+PAYLOADS = {  # destination -> payload: what the batch splits itself, and what it leaves to the server
+    "json": b'{"resourceType": "Bundle", "id": "MRN-00012345", "v": 12.5, "url": "http://x.example.org/a_b"}',
+    "upper": b"ABC def GHI-jkl\r\nZ9 z9 __x__ ~!@#$%^&*()+={}[]|\\:;\"'<>,.?/`",
+    "words-only": b"plain",
+    "punctuation-only": b"--- ... ///",
+    "nul": b"before\x00after NUL",  # the server reads it as escaped text: '\\000after' gives '000after'
+    "utf8": "Müller ÉLODIE straße 東京 naïve-test".encode(),
+    "latin1": "Müller invalid utf8".encode("latin-1"),  # escaped text on the server too
+    "long": b"x " * 131071 + b"abc" + b"def" * 10 + b" tail",  # 'abcdef...' cut to 'ab' at the 256 KiB limit
+}
+
+
+def test_the_batch_writes_the_same_words_as_the_server_and_each_payload_once(tmp_path):
+    """PostgreSQL: a worker batch splits ASCII payloads itself (migration 14) and leaves the rest to
+    bridge_words; every row's words are what the server's function gives for its payload, each outbox
+    payload has one content_words row (the trigger does not index it again), and an outbox row written
+    any other way (bridge store copy, by hand) is still indexed by the trigger."""
+    from bridge.core.store import open_store
+
+    with pg.database() as url:
+        store = open_store(url)
+        try:
+            message = stored(store, ADT, "ADT^A04", PAYLOADS)
+            with store._tx() as conn:
+                rows = conn.execute(
+                    "SELECT o.destination, o.payload, bridge_words(o.payload) FROM outbox o WHERE message_id = %s",
+                    (message,)).fetchall()
+                indexed = [r[0] for r in conn.execute(
+                    "SELECT words FROM content_words WHERE message_id = %s", (message,)).fetchall()]
+            assert len(rows) == len(PAYLOADS)
+            expected = [words for _, _, words in rows] + [None]  # + the raw input's row
+            with store._tx() as conn:
+                (raw_words,) = conn.execute("SELECT bridge_words(raw) FROM messages WHERE id = %s",
+                                            (message,)).fetchone()
+            expected[-1] = raw_words
+            assert sorted(map(str, indexed)) == sorted(map(str, expected))  # one row each, the server's words
+            by_destination = {destination: str(words) for destination, _, words in rows}
+            assert "'000after'" in by_destination["nul"] and "'müller'" in by_destination["utf8"]
+            assert by_destination["punctuation-only"] == ""
+            assert "'ab'" in by_destination["long"] and "'tail'" not in by_destination["long"]
+            for text, found in (("resourcetype", True), ("00012345", True), ("a_b", True), ("Z9", True),
+                                ("000after", True), ("Müller", True), ("東京", True), ("ab", True), ("abcdef", False), ("tail", False)):
+                assert ids(store.search(text=text)) == ([message] if found else []), text
+            with store._tx() as conn:  # any other insert: the trigger indexes it, as before
+                conn.execute("INSERT INTO outbox (message_id, destination, status, payload, media_type,"
+                             " file_extension, next_attempt_at, created_at) VALUES (%s, 'manual', 'delivered',"
+                             " 'HANDWRITTEN payload', 'text/plain', 'txt', 0, 0)", (message,))
+            assert ids(store.search(text="handwritten")) == [message]
+        finally:
+            store.close()

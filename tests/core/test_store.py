@@ -612,3 +612,31 @@ def test_remembered_origins_are_bounded(sqlite_store, monkeypatch):
         mid, _ = sqlite_store.receive("ch", "bridge", b"m", dedupe_key=None, header={}, origin={"peer": f"p{i}"})
         assert sqlite_store.get_message(mid).origin == {"peer": f"p{i}"}
     assert len(sqlite_module._ORIGIN_JSON) <= 8
+
+
+def test_message_intakes_reads_a_batch_of_messages_channels_and_intake_times_at_once(store):
+    """The delivery latency metric reads a settled batch's messages in one query (both backends)."""
+    before = time.time()
+    first, _ = receive(store, b"one", channel="adt")
+    second, _ = receive(store, b"two", channel="lab")
+    intakes = store.message_intakes([second, first, second, first + second + 1000])  # repeats, one unknown id
+    assert set(intakes) == {first, second}
+    assert intakes[first][0] == "adt" and intakes[second][0] == "lab"
+    assert all(before - 1 <= at <= time.time() + 1 for _, at in intakes.values())
+    assert store.message_intakes([]) == {}
+    assert store.message_intake(first) == intakes[first] and store.message_intake(first + second + 1000) is None
+
+
+def test_two_rows_of_one_destination_lane_in_one_batch_are_delivered_in_order(store):
+    """One processing batch may write two outbox rows into one delivery lane (the same key in two
+    channels): the first becomes the lane's head, the second waits behind it (both backends)."""
+    a, _ = receive(store, b"a", lane="patient:P1")
+    f, _ = receive(store, b"f", channel="other", lane="patient:P1")
+    g, _ = receive(store, b"g", lane="patient:P2")
+    assert decide(store, store.claim_messages("w", 30, 10)) == [None] * 3
+    first = store.claim_deliveries("x", 30, 10)
+    assert sorted(c.row.message_id for c in first) == [a, g]  # f's row waits behind a's
+    assert store.claim_deliveries("y", 30, 10) == []
+    for claim in first:
+        store.finish_delivery(claim, "delivered", "ok")
+    assert [c.row.message_id for c in store.claim_deliveries("y", 30, 10)] == [f]

@@ -700,6 +700,10 @@ class Store(abc.ABC):
         """A message's channel and ``received_at`` (one cheap read, for the latency histogram)."""
 
     @abc.abstractmethod
+    def message_intakes(self, message_ids: Sequence[int]) -> dict[int, tuple[str, float]]:
+        """``message_intake`` of several messages in one read (those that exist), by id."""
+
+    @abc.abstractmethod
     def outbox_counts(self) -> dict[str, dict[str, int]]:
         """Outbox row counts per destination and status (queue depth per destination)."""
 

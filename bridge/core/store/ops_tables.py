@@ -118,8 +118,17 @@ class OpsTables(abc.ABC):
     # --- metrics -------------------------------------------------------------------------------
 
     def message_intake(self, message_id: int) -> tuple[str, float] | None:
-        rows = self._select("SELECT channel, received_at FROM messages WHERE id=?", (message_id,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        return self.message_intakes([message_id]).get(message_id)
+
+    def message_intakes(self, message_ids: Sequence[int]) -> dict[int, tuple[str, float]]:
+        """Channel and intake time of each of these messages (those that exist), in one query: the
+        delivery latency metric reads a settled batch's messages at once, not one round trip each."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return {}
+        rows = self._select(f"SELECT id, channel, received_at FROM messages WHERE id IN ({','.join('?' * len(ids))})",
+                            ids)
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def outbox_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -305,8 +305,8 @@ class PgQueue:
             " trace_id = COALESCE(f.trace_id, m.trace_id), patient_id = f.patient_id, encounter_id = f.encounter_id,"
             " prescription_number = f.prescription_number, ncpdp_message_id = f.ncpdp_message_id,"
             " lease_owner = NULL, lease_expires = NULL, updated_at = %s"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::bigint[], %s::bigint[]) AS f(status, records, error, trace_id, patient_id,"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::text[], %b::bigint[], %b::bigint[]) AS f(status, records, error, trace_id, patient_id,"
             " encounter_id, prescription_number, ncpdp_message_id, id, token)"
             " WHERE m.id = f.id AND m.id = ANY(%s) AND m.lease_token = f.token AND m.status = 'processing'"
             " RETURNING m.id",
@@ -321,22 +321,22 @@ class PgQueue:
         if not lanes:
             return False
         channels, keys = [c for c, _ in lanes], [k for _, k in lanes]
-        conn.execute("SELECT 1 FROM message_lanes l JOIN unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+        conn.execute("SELECT 1 FROM message_lanes l JOIN unnest(%b::text[], %b::text[]) AS f(channel, lane_key)"
                      " USING (channel, lane_key) ORDER BY l.channel, l.lane_key FOR UPDATE OF l", (channels, keys))
         nxt = conn.execute(
-            "SELECT f.channel, f.lane_key, n.id FROM unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+            "SELECT f.channel, f.lane_key, n.id FROM unnest(%b::text[], %b::text[]) AS f(channel, lane_key)"
             " LEFT JOIN LATERAL (SELECT id FROM messages m WHERE m.channel = f.channel AND m.order_key = f.lane_key"
             "   AND m.status = 'received' ORDER BY id LIMIT 1) n ON true", (channels, keys)).fetchall()
         moved = [r for r in nxt if r[2] is not None]
         empty = [r for r in nxt if r[2] is None]
         if moved:
             conn.execute("UPDATE message_lanes l SET head_id = f.head_id, due_at = " + _DUE.format(channel="l.channel")
-                         + " FROM unnest(%s::text[],"
-                         " %s::text[], %s::bigint[]) AS f(channel, lane_key, head_id)"
+                         + " FROM unnest(%b::text[],"
+                         " %b::text[], %b::bigint[]) AS f(channel, lane_key, head_id)"
                          " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
                          ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved]))
         if empty:
-            conn.execute("DELETE FROM message_lanes l USING unnest(%s::text[], %s::text[]) AS f(channel, lane_key)"
+            conn.execute("DELETE FROM message_lanes l USING unnest(%b::text[], %b::text[]) AS f(channel, lane_key)"
                          " WHERE l.channel = f.channel AND l.lane_key = f.lane_key",
                          ([r[0] for r in empty], [r[1] for r in empty]))
         return bool(moved)
@@ -380,7 +380,7 @@ class PgQueue:
             until = time.time() + lease_seconds
             with self._tx() as conn:
                 renewed = {(r[0], r[1]) for r in conn.execute(
-                    "UPDATE outbox o SET lease_expires = %s FROM unnest(%s::bigint[], %s::bigint[]) AS f(id, token)"
+                    "UPDATE outbox o SET lease_expires = %s FROM unnest(%b::bigint[], %b::bigint[]) AS f(id, token)"
                     " WHERE o.id = f.id AND o.lease_token = f.token AND o.status = 'pending'"
                     " AND o.lease_expires IS NOT NULL RETURNING o.id, o.lease_token",
                     (until, [c.row.id for c in claims], [c.token for c in claims])).fetchall()}
@@ -437,7 +437,7 @@ class PgQueue:
             "UPDATE outbox o SET status = f.status, last_error = f.error,"
             " next_attempt_at = COALESCE(f.next_at, o.next_attempt_at), delivered_at = f.delivered_at,"
             " lease_owner = NULL, lease_expires = NULL"
-            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+            " FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::float8[], %b::float8[])"
             "   AS f(id, token, status, error, next_at, delivered_at)"
             " WHERE o.id = f.id AND o.id = ANY(%s) AND o.lease_token = f.token RETURNING o.id",
             ([i.claim.row.id for i in outcomes], [i.claim.token for i in outcomes],
@@ -507,20 +507,20 @@ class PgQueue:
         destinations, keys = [d for d, _ in lanes], [k for _, k in lanes]
         nxt = conn.execute(
             "SELECT f.destination, f.lane_key, n.id, n.next_attempt_at"
-            " FROM unnest(%s::text[], %s::text[]) AS f(destination, lane_key)"
+            " FROM unnest(%b::text[], %b::text[]) AS f(destination, lane_key)"
             " LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM outbox o WHERE o.destination = f.destination"
             "   AND o.order_key = f.lane_key AND o.status = 'pending' AND o.unordered = 0 ORDER BY id LIMIT 1) n"
             " ON true", (destinations, keys)).fetchall()
         moved = [r for r in nxt if r[2] is not None]
         empty = [r for r in nxt if r[2] is None]
         if moved:
-            conn.execute("UPDATE outbox_lanes l SET head_id = f.head_id, due_at = f.due_at FROM unnest(%s::text[],"
-                         " %s::text[], %s::bigint[], %s::float8[]) AS f(destination, lane_key, head_id, due_at)"
+            conn.execute("UPDATE outbox_lanes l SET head_id = f.head_id, due_at = f.due_at FROM unnest(%b::text[],"
+                         " %b::text[], %b::bigint[], %b::float8[]) AS f(destination, lane_key, head_id, due_at)"
                          " WHERE l.destination = f.destination AND l.lane_key = f.lane_key",
                          ([r[0] for r in moved], [r[1] for r in moved], [r[2] for r in moved],
                           [r[3] for r in moved]))
         if empty:
-            conn.execute("DELETE FROM outbox_lanes l USING unnest(%s::text[], %s::text[])"
+            conn.execute("DELETE FROM outbox_lanes l USING unnest(%b::text[], %b::text[])"
                          " AS f(destination, lane_key) WHERE l.destination = f.destination"
                          " AND l.lane_key = f.lane_key", ([r[0] for r in empty], [r[1] for r in empty]))
         return any(r[3] <= time.time() for r in moved)
