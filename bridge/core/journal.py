@@ -50,6 +50,8 @@ from typing import Any
 from bridge.errors import BridgeError, StoreError
 from bridge.plugin_types import Receipt
 
+from .fsync import fsync_path
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"TJ"
@@ -233,16 +235,9 @@ def journal_id(directory: str, *, create: bool) -> str | None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(directory)
+    fsync_path(directory)
     return new
 
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_unmoved(directory: str, position: Position, *, max_entries: int = 1 << 62,
@@ -554,7 +549,7 @@ class JournalWriter:
                 if self._stop.is_set():
                     return
                 os.rename(tmp, os.path.join(self.directory, NEXT_FILE))
-                _fsync_dir(self.directory)
+                fsync_path(self.directory)
                 self._prepared = True
             except OSError as exc:  # the listener goes on appending to plain files
                 log.warning("channel %s: could not prepare the next journal segment: %s", self.channel.name,
@@ -803,7 +798,7 @@ class JournalWriter:
                     os.fdatasync(fd)
                 if self._dir_dirty:
                     self._dir_dirty = False
-                    _fsync_dir(self.directory)
+                    fsync_path(self.directory)
             except OSError as exc:
                 self._failure = StoreError(f"journal flush failed ({exc.strerror or exc}); nothing more is"
                                            " acknowledged until the engine is restarted")

@@ -18,12 +18,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fhir.resources.R4B.bundle import Bundle as R4BBundle
 
 from bridge import DiagnosticReport, Observation, Specimen, localize_records
-from bridge.plugins.fhir.bindings import bundle_violations
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+from tests.hl7v2.fhir_of_records import bundle, decode, resources
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus"
@@ -35,21 +34,6 @@ LOINC = "http://loinc.org"
 
 def raw(name: str, folder: Path = MICROSOFT) -> bytes:
     return (folder / f"{name}.hl7").read_bytes()
-
-
-def decode(data: bytes) -> list:
-    return HL7V2.decode(data, {})
-
-
-def bundle(records: list) -> dict:
-    out = json.loads(FHIR.encode(records, {}))
-    assert bundle_violations(out) == []
-    R4BBundle.model_validate(out)
-    return out
-
-
-def resources(doc: dict, rtype: str) -> list[dict]:
-    return [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == rtype]
 
 
 def replace_field(data: bytes, segment: str, number: int, value: str) -> bytes:

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from fhir.resources.R4B.bundle import Bundle as R4BBundle
 
 from bridge import DiagnosticReport, Immunization, Observation, Specimen, record_to_dict
-from bridge.plugins.fhir.bindings import bundle_violations
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
+from tests.hl7v2.fhir_of_records import bundle, decode, resources
 from bridge.plugins.hl7v2.reader import read_messages
 from tests.hl7v2 import fidelity
 
@@ -34,21 +33,6 @@ SCHEMA = json.loads((ROOT / "docs" / "telemed-bridge-1.schema.json").read_text(e
 
 def raw(name: str) -> bytes:
     return (CORPUS / f"{name}.hl7").read_bytes()
-
-
-def decode(data: bytes) -> list:
-    return HL7V2.decode(data, {})
-
-
-def bundle(records: list) -> dict:
-    out = json.loads(FHIR.encode(records, {}))
-    assert bundle_violations(out) == []
-    R4BBundle.model_validate(out)
-    return out
-
-
-def resources(doc: dict, rtype: str) -> list[dict]:
-    return [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == rtype]
 
 
 def entry_of(doc: dict, reference: str) -> dict:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bridge.errors import StoreError
 
+from ..fsync import fsync_path
 from .sqlite import SQLiteStore, sqlite_path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -73,9 +74,9 @@ def _backup_sqlite(path: str, dest: str) -> None:
     finally:
         source.close()
     target.close()
-    _fsync(partial)
+    fsync_path(partial)
     os.replace(partial, dest)
-    _fsync(os.path.dirname(os.path.abspath(dest)))
+    fsync_path(os.path.dirname(os.path.abspath(dest)))
 
 
 def _check_integrity(conn: sqlite3.Connection, where: str) -> None:
@@ -91,13 +92,6 @@ def _count_messages(path: str) -> int:
     finally:
         conn.close()
 
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -135,7 +129,7 @@ def restore_store(url: str, backup: str, *, replace: bool = False) -> RestoreRes
             os.unlink(partial + "-intake")
     set_aside = _move_with_wal(path, _aside_name(path)) if os.path.exists(path) else None
     _move_with_wal(partial, path)
-    _fsync(os.path.dirname(os.path.abspath(path)))
+    fsync_path(os.path.dirname(os.path.abspath(path)))
     return RestoreResult(path, _count_messages(path), set_aside)
 
 
