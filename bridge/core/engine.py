@@ -238,7 +238,7 @@ class Engine:
             else lambda items, _ch=ch: self.intake.submit_now(_ch, items),
             # with a journal the mover reads the whole header; the listener needs only what the dedupe
             # key and the policy check read (FormatSpec.peek_quick), when the format has it
-            peek=(lambda raw, _q=fmt.peek_quick: _q(raw)) if journal is not None and fmt.peek_quick is not None
+            peek=fmt.peek_quick if journal is not None and fmt.peek_quick is not None
             else lambda raw, _fmt=fmt, _name=ch.name: Intake.peek(_fmt, _name, raw),
             policy_applies=(lambda header, _name=ch.name: self.processor.policy_applies(_name, header))
             if self.processor.policies else None,

@@ -602,10 +602,7 @@ class JournalWriter:
         prepared = self._prepare(items)
         if prepared is None:
             return None
-        results, number, keys, now = self._write(prepared)
-        fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
-        # the store look-up for resends runs on its own thread while the flusher flushes
-        lookup = self._lookups.submit(self._lookup, fresh, now) if fresh else None
+        results, number, lookup = self._journal(prepared)
         return results, _Ticket(self, results, number, lookup)
 
     def submit_many(self, items: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -618,14 +615,20 @@ class JournalWriter:
             prepared = self._prepare(items)
             if prepared is None:
                 return self._store_directly(items)
-            results, number, keys, now = self._write(prepared)
-            fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
-            self._settle(results, number, self._lookups.submit(self._lookup, fresh, now) if fresh else None)
+            results, number, lookup = self._journal(prepared)
+            self._settle(results, number, lookup)
             return results
         except StoreError as exc:
             return [exc] * len(items)
         except OSError as exc:
             return [StoreError(f"journal write failed: {exc.strerror or exc}")] * len(items)
+
+    def _journal(self, prepared: list[Any]) -> tuple[list[Any], int, Any]:
+        """Write the prepared rows (one write) and start the store look-up of keys that may be resends
+        of stored messages, which runs on its own thread while the flusher flushes."""
+        results, number, keys, now = self._write(prepared)
+        fresh = [(i, key) for i, key, duplicate in keys if key is not None and not duplicate]
+        return results, number, self._lookups.submit(self._lookup, fresh, now) if fresh else None
 
     def _prepare(self, items: Sequence[tuple[Any, ...]]) -> list[Any] | None:
         out = []

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from bridge.core.store.sqlite import SQLiteStore
 from tests.core.helpers import encounter_message
-from tests.processes import alive, children_of, nice_of
+from tests.processes import alive, children_of, nice_of, wait_for
 from tests.processes import start_engine as start
 
 COUNT = 1000
@@ -29,15 +28,6 @@ def delivered_ids(outbox: Path) -> list[str]:
     for path in outbox.glob("*.json"):
         ids.extend(r["id"] for r in json.loads(path.read_bytes())["records"])
     return ids
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def file_flow(tmp_path: Path, engine: str, count: int, patients: int) -> tuple[Path, Path]:

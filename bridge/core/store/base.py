@@ -49,6 +49,11 @@ from typing import Any
 
 from bridge.errors import LeaseLost, StoreError
 
+def _no_intake_journal() -> StoreError:
+    """The error of a store without intake journal support (docs/mllp.md: SQLite only for now)."""
+    return StoreError("this store does not support an intake journal (SQLite only for now)")
+
+
 MESSAGE_STATUSES = (
     "received",    # durably stored, waiting for a worker
     "processing",  # claimed by a worker (leased)
@@ -393,23 +398,23 @@ class Store(abc.ABC):
     supports_intake_journal = False
 
     def journal_position(self, journal_id: str) -> Any:
-        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+        raise _no_intake_journal()
 
     def journal_positions(self) -> list[dict[str, Any]]:
         return []
 
     def move_journal(self, journal_id: str, channel: str, expected: Any, new: Any,
                      rows: Sequence[tuple[Any, ...]], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any] | None:
-        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+        raise _no_intake_journal()
 
     def channel_dedupe_keys(self, channel: str) -> Any:
-        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+        raise _no_intake_journal()
 
     def journal_durable(self) -> None:
         """Return once every journal move of this thread is on the disk."""
 
     def known_dedupe_keys(self, keys: Any, *, before: float) -> set[str]:
-        raise StoreError("this store does not support an intake journal (SQLite only for now)")
+        raise _no_intake_journal()
 
     # --- the queue: processing -----------------------------------------------------------------
 
