@@ -8,6 +8,7 @@ decoding lives in the format's decoder; this module must never raise on bad inpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bridge import DecodeError, MessageHeader
 
@@ -124,27 +125,26 @@ def peek(raw: bytes) -> MessageHeader:
     except DecodeError:
         return MessageHeader()
     patient, encounter, order = order_keys(raw[:KEY_SCAN_BYTES], msh.separators)
-    return MessageHeader(
-        control_id=msh.control_id or None,
-        sending_application=msh.component(3) or None,
-        sending_facility=msh.component(4) or None,
-        message_type=msh.message_type or None,
-        patient_id=patient, encounter_id=encounter, prescription_number=order, keys_read=True,
-    )
+    return _header(msh, patient_id=patient, encounter_id=encounter, prescription_number=order, keys_read=True)
 
 
 def peek_quick(raw: bytes) -> MessageHeader:
     """``peek`` without the order keys (the MSH alone): for an intake journal's listener, whose mover
     reads the whole header with ``peek`` (FormatSpec.peek_quick). Never raises."""
     try:
-        msh = parse_msh(raw[:4096])
+        return _header(parse_msh(raw[:4096]))
     except DecodeError:
         return MessageHeader()
+
+
+def _header(msh: MSH, **keys: Any) -> MessageHeader:
+    """What the intake reads from the MSH (MSH-10, MSH-3/4 namespaces, MSH-9), and any order keys."""
     return MessageHeader(
         control_id=msh.control_id or None,
         sending_application=msh.component(3) or None,
         sending_facility=msh.component(4) or None,
         message_type=msh.message_type or None,
+        **keys,
     )
 
 
