@@ -162,7 +162,7 @@ def test_the_batch_writes_the_same_words_as_the_server_and_each_payload_once(tmp
             expected[-1] = raw_words
             assert sorted(map(str, indexed)) == sorted(map(str, expected))  # one row each, the server's words
             by_destination = {destination: str(words) for destination, _, words in rows}
-            assert "'000after'" in by_destination["nul"] and "'müller'" in by_destination["utf8"]
+            assert "'000after'" in by_destination["nul"] and "'muller'" in by_destination["utf8"]  # folded (migration 15)
             assert by_destination["punctuation-only"] == ""
             assert "'ab'" in by_destination["long"] and "'tail'" not in by_destination["long"]
             for text, found in (("resourcetype", True), ("00012345", True), ("a_b", True), ("Z9", True),
@@ -175,3 +175,92 @@ def test_the_batch_writes_the_same_words_as_the_server_and_each_payload_once(tmp
             assert ids(store.search(text="handwritten")) == [message]
         finally:
             store.close()
+
+
+ACCENTED = {  # raw input name -> the searches that must find it (and, below, the ones that must not)
+    "Müller": ("muller", "MULLER", "Müller", "MÜLLER", "mu\u0308ller", "mül*"),
+    "Mu\u0308ller": ("muller", "Müller"),  # the same name with its accent as a combining mark
+    "Peña^José": ("pena jose", "Peña José", "PENA"),
+    "Nguyễn": ("nguyen", "Nguyễn", "nguy*"),  # two marks on one letter
+    "Łódź": ("łodz", "Łódź"),  # ł is a letter of its own, ó and ź are accented
+}
+
+
+def test_accents_do_not_matter_on_either_backend(store):
+    """An analyst types "Pena" for "Peña": both backends fold accents in what they store and in what
+    is searched (SQLite's tokenizer with remove_diacritics 2, PostgreSQL's migration 15), the same way,
+    in the raw input and in an outbox payload the server splits (not ASCII)."""
+    found = {name: stored(store, ADT.replace(b"Testpatient^Jane", name.encode()), "ADT^A04", {})
+             for name in ACCENTED}
+    payload = stored(store, ADT.replace(b"Testpatient", b"Otherperson"), "ADT^A08",
+                     {"ehr": '{"family": "Gonçalves", "given": ["Zoë"]}'.encode()})
+    caught_up(store)
+    both_mullers = sorted([found["Müller"], found["Mu\u0308ller"]])
+    for name, searches in ACCENTED.items():
+        for text in searches:
+            expected = both_mullers if name in ("Müller", "Mu\u0308ller") else [found[name]]
+            assert sorted(ids(store.search(text=text))) == expected, (name, text)
+    for text in ("goncalves", "Gonçalves", "zoe", "ZOË"):
+        assert ids(store.search(text=text)) == [payload], text
+    for text in ("lodz", "mueller", "nguyenx"):  # no invented spellings: ł is not l, ü is not ue
+        assert ids(store.search(text=text)) == [], text
+
+
+def test_postgresql_upgrade_folds_the_words_indexed_before_it(tmp_path):
+    """Migration 15 indexes again the rows whose words kept their accents under migration 13's
+    bridge_words, so "muller" finds a message stored before the upgrade."""
+    from pathlib import Path
+
+    from bridge.core.store import open_store
+
+    old_words = (Path(__file__).resolve().parents[2] / "bridge/core/store/migrations/postgresql"
+                 / "0013_content_words_table.sql").read_text()
+    old_function = old_words[old_words.index("CREATE FUNCTION bridge_words"):].split("$$;")[0] + "$$;"
+    with pg.database() as url:
+        store = open_store(url)
+        try:
+            message = stored(store, ADT.replace(b"Testpatient^Jane", "Müller^Zoë".encode()), "ADT^A04",
+                             {"ehr": '{"family": "Müller"}'.encode(), "plain": b"ascii only"})
+            with store._tx() as conn:  # back to the store as migration 14 left it
+                conn.execute(old_function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+                conn.execute("DROP FUNCTION bridge_fold_accents(text)")
+                conn.execute("DELETE FROM content_words")
+                conn.execute("INSERT INTO content_words (message_id, words) SELECT id, bridge_words(raw) FROM messages")
+                conn.execute("INSERT INTO content_words (message_id, words) SELECT message_id, bridge_words(payload)"
+                             " FROM outbox")
+                conn.execute("DELETE FROM schema_migrations WHERE version = 15")
+            assert ids(store.search(text="muller")) == []
+            assert ids(store.search(text="Müller Zoë")) == [message]  # the accented form is still asked for
+        finally:
+            store.close()
+        store = open_store(url)  # migration 15 runs
+        try:
+            assert store.schema_version() >= 15
+            for text in ("muller", "zoe", "Müller", "ascii"):
+                assert ids(store.search(text=text)) == [message], text
+            with store._tx() as conn:
+                rows = conn.execute("SELECT count(*) FROM content_words WHERE message_id = %s", (message,)).fetchone()
+            assert rows[0] == 3  # the raw input and two payloads, each once
+        finally:
+            store.close()
+
+
+def test_sqlite_upgrade_indexes_every_row_again(tmp_path):
+    """SQLite's migration 14 starts the two FTS5 indexes again empty (a contentless index cannot be
+    rebuilt from itself); the indexer fills them from the stored rows, and a search then finds them."""
+    path = str(tmp_path / "store.db")
+    store = SQLiteStore(path)
+    message = stored(store, ADT.replace(b"Testpatient^Jane", "Nguyễn^Zoë".encode()), "ADT^A04",
+                     {"ehr": b'{"family": "payloadword"}'})
+    caught_up(store)
+    with store._tx() as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = 14")
+    store.close()
+    store = SQLiteStore(path)  # migration 14 runs again: empty indexes, last_id 0
+    try:
+        assert [row[0] for row in store._read("SELECT last_id FROM content_index")] == [0, 0]
+        caught_up(store)
+        for text in ("nguyen", "zoe", "payloadword"):
+            assert ids(store.search(text=text)) == [message], text
+    finally:
+        store.close()

@@ -47,7 +47,7 @@ from .alert_tables import AlertTables
 from .postgres_schema import MIGRATIONS
 from .operator_actions import OperatorActions
 from .destination_reads import DestinationReads
-from .reads import StoreReads
+from .reads import StoreReads, fold_accents
 from .sqlite import GENESIS_HASH, audit_hash
 
 # Advisory lock keys (one namespace per purpose): the audit chain head, migrations.
@@ -187,7 +187,12 @@ class PostgresStore(PgQueue, OperatorActions, PgAdminTables, AlertTables, StoreR
         lexemes = []
         for word, prefix in terms:
             parts = [part for part in re.split(r"[\W_]+", word) if part]
-            lexemes += [f"'{part}'" + (":*" if prefix and n == len(parts) - 1 else "") for n, part in enumerate(parts)]
+            for n, part in enumerate(parts):
+                mark = ":*" if prefix and n == len(parts) - 1 else ""
+                # as typed, or without its accents (migration 15 folds the stored words; a database
+                # that is not UTF8 keeps them, and a search with accents must still find those)
+                forms = [f"'{form}'{mark}" for form in dict.fromkeys((part, fold_accents(part)))]
+                lexemes.append(forms[0] if len(forms) == 1 else f"({' | '.join(forms)})")
         if not lexemes:  # only underscores: no word, nothing can match
             return "FALSE", []
         # one id set read through the GIN index (bitmap scan), not a condition walked row by row

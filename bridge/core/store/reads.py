@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import json
 import re
+import unicodedata
 from typing import Any, ClassVar, Sequence
 
 from bridge.core.model.keys import KEY_NAMES
@@ -38,10 +39,22 @@ _AUDIT_COLUMNS = "id, at, actor, action, target, detail, prev_hash, hash"
 MAX_CONTENT_TERMS = 8
 
 
+def fold_accents(word: str) -> str:
+    """``word`` without its accents (``müller`` -> ``muller``, ``nguyễn`` -> ``nguyen``): decomposed,
+    its combining diacritical marks (U+0300 to U+036F) dropped, composed again. Letters of their own
+    (``ø``, ``ł``, ``ß``) stay. The same fold as SQLite's tokenizer (``remove_diacritics 2``) and
+    PostgreSQL's ``bridge_fold_accents`` (migration 15), so a search means the same on both."""
+    if word.isascii():
+        return word
+    decomposed = unicodedata.normalize("NFD", word)
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not "\u0300" <= c <= "\u036f"))
+
+
 def content_terms(text: str) -> list[tuple[str, bool]]:
     """The words of a content search, each with whether it ends in ``*`` (a prefix): letters, digits
     and ``_`` only, as both indexes split payloads into words; at most 8. A search with no word is an
     error, not a match of everything."""
+    text = unicodedata.normalize("NFC", text)  # an accent typed as a combining mark is not a word break
     terms = [(m.group(1).lower(), bool(m.group(2))) for m in re.finditer(r"(\w+)(\*?)", text)]
     if not terms:
         raise BridgeError(f"content search: no word to look for in {text[:50]!r} (letters and digits; "
