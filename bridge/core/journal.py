@@ -354,6 +354,18 @@ class KeyFilter:
         self.bits[a >> 3] |= 1 << (a & 7)
         self.bits[b >> 3] |= 1 << (b & 7)
 
+    def held_or_add(self, key: str) -> bool:
+        """``key in self``, and when it is not, ``add(key)``: one hash for both (the listener's write)."""
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        bits = self.bits
+        bit_a, bit_b = 1 << (a & 7), 1 << (b & 7)
+        if bits[a >> 3] & bit_a and bits[b >> 3] & bit_b:
+            return True
+        bits[a >> 3] |= bit_a
+        bits[b >> 3] |= bit_b
+        return False
+
     def __contains__(self, key: str) -> bool:
         h = hash(key)
         a, b = h & self.mask, (h >> 32) & self.mask
@@ -689,10 +701,8 @@ class JournalWriter:
                 self._size += len(record)
                 if key is not None and not duplicate:
                     self._remember(key, self._segment, self._size)
-                    if key in self._filter:  # perhaps stored already: the flusher's look-up says
+                    if self._filter.held_or_add(key):  # perhaps stored already: the look-up says
                         keys.append((len(results), key, False))
-                    else:
-                        self._filter.add(key)
                 chunks.append(record)
                 results.append(JOURNALED_DUPLICATE if duplicate else JOURNALED)
         data = b"".join(chunks)
