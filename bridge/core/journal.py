@@ -433,6 +433,7 @@ class JournalWriter:
         self._pending: list[tuple[Any, ...]] = []  # (deliver, batch, results, number, lookup) to answer
         self._inflight: tuple[int, int, list[tuple[int, int]], bool] | None = None  # request, target, old, dir
         self._requests = 0
+        self._sent_segment = -1  # the segment whose descriptor the flush process keeps
         self.flusher_restarts = 0
         self.flushes = 0  # diagnostics: flushes run, and seconds spent in them and in the dedupe look-ups
         self.flush_seconds = 0.0
@@ -774,6 +775,7 @@ class JournalWriter:
             log.error("channel %s: could not start the journal's flush process (%s); the listener flushes"
                       " itself meanwhile", self.channel.name, exc.strerror or exc)
             return False
+        self._sent_segment = -1  # a new process keeps nothing yet
         if self._loop is not None and not self._loop.is_closed():
             self._loop.add_reader(self._flusher.fileno, self._on_answer)
         return True
@@ -784,7 +786,8 @@ class JournalWriter:
             failure, target = self._failure, self._written
             if failure is None and self._durable < target:
                 old = list(self._old)
-                fds = [sync for _, sync in old] + [self._sync_fd]
+                keep = int(self._sent_segment != self._segment)  # the flush process keeps the segment's fd
+                fds = ([self._sync_fd] if keep else []) + [sync for _, sync in old]
                 with_dir, self._dir_dirty = self._dir_dirty, False
                 if with_dir:
                     fds.append(self._dir_fd)
@@ -798,9 +801,11 @@ class JournalWriter:
         self._requests += 1
         self._inflight = (self._requests, target, old, with_dir)
         try:
-            self._flusher.send(self._requests, fds, (1 << (len(fds) - 1)) if with_dir else 0)
+            self._flusher.send(self._requests, fds, (1 << (len(fds) - 1)) if with_dir else 0, keep)
         except OSError:
             self._flusher_died()
+            return
+        self._sent_segment = self._segment
 
     def _on_answer(self) -> None:
         """The flush process answered (or its end of the socket closed: it died)."""
@@ -987,8 +992,14 @@ class _FlushProcess:
         self.fileno = ours.fileno()
         log.debug("channel %s: journal flush process %d started", channel, self.process.pid)
 
-    def send(self, number: int, fds: list[int], dirs: int) -> None:
-        socket.send_fds(self.socket, [journal_flusher.REQUEST.pack(number, dirs)], fds)
+    def send(self, number: int, fds: list[int], dirs: int, keep: int) -> None:
+        """Ask for a flush: the kept descriptor (replaced by the first ``keep`` of ``fds``) and ``fds``
+        (bit i of ``dirs``: ``fds[i]`` is a directory). A plain send when there is no descriptor."""
+        request = journal_flusher.REQUEST.pack(number, dirs, keep)
+        if fds:
+            socket.send_fds(self.socket, [request], fds)
+        else:
+            self.socket.send(request)
 
     def receive(self) -> tuple[int, int, float] | None:
         """The answer ``(request, errno, seconds)``; None: the process is gone."""

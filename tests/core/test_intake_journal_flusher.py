@@ -83,6 +83,7 @@ def test_a_failed_flush_answers_ae_and_nothing_more_is_acknowledged(tmp_path):
         assert msa(client.send(adt("F1")))[1] == "AA"
         read_end, write_end = os.pipe()
         real_sync_fd, writer._sync_fd = writer._sync_fd, read_end
+        writer._sent_segment = -1  # sent again with the next request (as after a new segment)
         try:
             failed = client.send(adt("F2"))
             assert msa(failed)[1:3] == ["AE", "F2"] and "could not be stored" in failed
@@ -125,11 +126,19 @@ def test_the_flush_process_answers_each_request_with_its_errno(tmp_path):
         fd = os.open(path, os.O_RDONLY)
         read_end, write_end = os.pipe()
         flusher.socket.setblocking(True)
-        flusher.send(7, [fd, os.open(tmp_path, os.O_RDONLY)], 0b10)
+        directory = os.open(tmp_path, os.O_RDONLY)
+        flusher.send(7, [fd, directory], 0b10, 1)  # the file kept, the directory flushed once
         number, error, seconds = flusher.receive()
         assert (number, error) == (7, 0) and seconds >= 0
-        flusher.send(8, [fd, read_end], 0)
-        assert flusher.receive()[:2] == (8, 22)  # EINVAL: a pipe cannot be flushed
+        flusher.send(8, [], 0, 0)  # the kept file again, no descriptor sent
+        assert flusher.receive()[:2] == (8, 0)
+        flusher.send(9, [read_end], 0, 0)  # the kept file and a pipe, which Linux cannot flush
+        assert flusher.receive()[:2] == (9, 22)  # EINVAL
+        flusher.send(10, [read_end], 0, 1)  # the pipe is kept now: every request fails
+        assert flusher.receive()[:2] == (10, 22)
+        flusher.send(11, [], 0, 0)
+        assert flusher.receive()[:2] == (11, 22)
+        os.close(directory)
         os.close(fd)
         os.close(read_end)
         os.close(write_end)
