@@ -24,7 +24,8 @@ for its ACK before the next (how MLLP senders behave):
 - ``journal``: ours with the channel's intake journal (``intake_journal:``, docs/mllp.md): the ACK after
               the journal segment's ``fdatasync``, and the journal mover in its own process (nice 10, as
               ``bridge run`` starts it) moving the entries into the SQLite store meanwhile. Its row adds
-              the mover's CPU and the **store time**: how long after the last ACK the mover needed until
+              the mover's CPU, the journal's flush process's CPU (its ``fdatasync`` calls) and the
+              **store time**: how long after the last ACK the mover needed until
               every acknowledged message was in ``messages``, and the store rate (messages in the store
               over the drive plus that time), so the ACK rate is not mistaken for the store rate.
 - ``floor-file``: (on request) the same floor with an append-only file instead of the SQLite table:
