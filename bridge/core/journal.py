@@ -532,24 +532,23 @@ class JournalWriter:
         """Switch to segment ``number``: the zeroed file prepared in advance when it is ready (its
         flushes then write data blocks only; appending to a file also changes its size, which made
         each ``fdatasync`` two to three times slower here), else a new empty file."""
-        if self._fd >= 0:
-            with self._flush_lock:
-                self._old.append((self._fd, self._sync_fd))
-        self._segment = number
         path = segment_path(self.directory, number)
         if self._prepared:
             os.rename(os.path.join(self.directory, NEXT_FILE), path)
-            self._prepared, self._prezeroed = False, True
-            self._fd = os.open(path, os.O_WRONLY)
-            self._size = 0
+            self._prepared, prezeroed = False, True
+            fd, size = os.open(path, os.O_WRONLY), 0
             self._prep_kick.set()
         else:
-            self._prezeroed = False
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            self._size = os.fstat(self._fd).st_size
-        self._sync_fd = os.open(path, os.O_RDONLY)
-        self._ends[number] = self._size
-        self._dir_dirty = True
+            prezeroed = False
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            size = os.fstat(fd).st_size
+        sync_fd = os.open(path, os.O_RDONLY)
+        with self._flush_lock:  # one switch, as the loop's flush requests and a thread's flush see it
+            if self._fd >= 0:
+                self._old.append((self._fd, self._sync_fd))
+            self._segment, self._fd, self._sync_fd, self._size, self._prezeroed = number, fd, sync_fd, size, prezeroed
+            self._ends[number] = size
+            self._dir_dirty = True
 
     def _prepare_loop(self) -> None:
         """Zero the next segment's file in advance, off the loop (a file of ``segment_bytes``)."""

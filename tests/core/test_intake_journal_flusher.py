@@ -144,3 +144,22 @@ def test_the_flush_process_answers_each_request_with_its_errno(tmp_path):
         os.close(write_end)
     finally:
         assert flusher.stop() == 0
+
+
+def test_the_flush_process_follows_the_segments(tmp_path):
+    """Segments roll (64 KiB here): each new one is handed to the flush process, which then holds the
+    segment being written (and nothing older once a flush covered the switch)."""
+    with listening_engine(config(tmp_path, segment_bytes=65536), tmp_path) as engine:
+        writer = engine.journals["adt"]
+        client = Client(engine.sources[0].port)
+        first = writer._segment
+        for n in range(400):  # ~200 bytes a record: several segments
+            assert msa(client.send(adt(f"S{n}")))[1] == "AA"
+        assert writer._segment >= first + 2 and writer._sent_segment == writer._segment
+        held = {os.readlink(f"/proc/{writer._flusher.process.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{writer._flusher.process.pid}/fd")}
+        segments = {p for p in held if p.endswith(journal.SEGMENT_SUFFIX)}
+        assert segments == {journal.segment_path(writer.directory, writer._segment)}
+        assert writer._old == []  # earlier segments' descriptors closed once flushed
+        assert move(engine) == 400
+        client.close()
