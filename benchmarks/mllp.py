@@ -24,7 +24,8 @@ for its ACK before the next (how MLLP senders behave):
 - ``journal``: ours with the channel's intake journal (``intake_journal:``, docs/mllp.md): the ACK after
               the journal segment's ``fdatasync``, and the journal mover in its own process (nice 10, as
               ``bridge run`` starts it) moving the entries into the SQLite store meanwhile. Its row adds
-              the mover's CPU and the **store time**: how long after the last ACK the mover needed until
+              the mover's CPU, the journal's flush process's CPU (its ``fdatasync`` calls) and the
+              **store time**: how long after the last ACK the mover needed until
               every acknowledged message was in ``messages``, and the store rate (messages in the store
               over the drive plus that time), so the ACK rate is not mistaken for the store rate.
 - ``floor-file``: (on request) the same floor with an append-only file instead of the SQLite table:
@@ -115,8 +116,9 @@ def serve_journal(priority: str = "low") -> None:
     mover = subprocess.Popen(command, stdin=subprocess.PIPE)
     source = engine.sources[0]
     source.start()
-    print(f"PORT {source.port} MOVER {mover.pid}", flush=True)
     writer = engine.journals["bench"]
+    flusher = writer._flusher.process.pid if writer._flusher is not None else 0  # the journal's flush process
+    print(f"PORT {source.port} MOVER {mover.pid} FLUSHER {flusher}", flush=True)
     for line in sys.stdin:  # "DRAIN": report how long until every journaled message is in the store
         if line.strip() == "DRAIN":
             started = time.perf_counter()
@@ -289,6 +291,7 @@ class Result:
     errors: int
     cpu_seconds: float = 0.0  # the server process's CPU time (all its threads) while it was driven
     mover_cpu_seconds: float = 0.0  # journal: the mover process's CPU time, drive and drain
+    flusher_cpu_seconds: float = 0.0  # journal: the listener's flush process's CPU time while driven
     drain_seconds: float = 0.0  # journal: from the last ACK until every message was in the store
     stored: int = 0  # journal: messages in the store once drained (warm-up included)
     wall_seconds: float = 0.0
@@ -359,10 +362,13 @@ def run_one(kind: str, connections: int, seconds: float, warmup: float) -> Resul
             raise SystemExit(f"{kind} server did not start (got {line!r})")
         port = int(line.split()[1])
         mover = int(line.split()[3]) if kind.startswith("journal") else None
+        flusher = int(line.split()[5]) if kind.startswith("journal") and len(line.split()) > 5 else 0
         cpu, wall, client = server_cpu(child.pid), time.perf_counter(), time.process_time()
         mover_cpu = server_cpu(mover) if mover else 0.0
+        flusher_cpu = server_cpu(flusher) if flusher else 0.0
         result = asyncio.run(drive(kind, port, connections, seconds, warmup))
         result.cpu_seconds, result.wall_seconds = server_cpu(child.pid) - cpu, time.perf_counter() - wall
+        result.flusher_cpu_seconds = server_cpu(flusher) - flusher_cpu if flusher else 0.0
         result.client_cpu_seconds = time.process_time() - client
         if mover and child.stdin and child.stdout:
             child.stdin.write("DRAIN\n")
@@ -418,10 +424,13 @@ def report(results: Mapping[str, Result], connections: int) -> None:
             continue
         total = journaled.messages * journaled.wall_seconds / journaled.seconds if journaled.seconds else 0
         mover = journaled.mover_cpu_seconds / journaled.stored * 1e6 if journaled.stored else 0.0
+        flusher = journaled.flusher_cpu_seconds / total * 1e6 if total else 0.0
         store_rate = journaled.stored / (journaled.wall_seconds + journaled.drain_seconds)
         print(f"{name}: {journaled.stored} messages in the store {journaled.drain_seconds:.2f} s after the last ACK;"
-              f" store rate {store_rate:.0f} msg/s over drive + drain; mover CPU {mover:.1f} us/msg"
-              f" (listener + mover {journaled.cpu_seconds / total * 1e6 + mover:.1f} us/msg)" if total else "")
+              f" store rate {store_rate:.0f} msg/s over drive + drain; mover CPU {mover:.1f} us/msg;"
+              f" flush process CPU {flusher:.1f} us/msg"
+              f" (listener + flush process + mover {journaled.cpu_seconds / total * 1e6 + flusher + mover:.1f}"
+              " us/msg)" if total else "")
         if bare and bare.rate:
             print(f"{name} / bare = {journaled.rate / bare.rate:6.1%}   (target >= 50%: the ACK rate)")
     if ours and bare and bare.rate:

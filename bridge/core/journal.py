@@ -36,7 +36,10 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,6 +53,7 @@ from typing import Any
 from bridge.errors import BridgeError, StoreError
 from bridge.plugin_types import Receipt
 
+from . import journal_flusher
 from .fsync import fsync_path
 
 log = logging.getLogger(__name__)
@@ -328,11 +332,6 @@ class _Ticket:
         self.journal.when_durable(loop, deliver, batch, results, self.number, self.lookup)
 
 
-def _deliver_all(items: list[tuple[Any, ...]]) -> None:
-    for _, deliver, batch, results in items:
-        deliver(batch, results)
-
-
 class KeyFilter:
     """A Bloom filter of dedupe keys (two bits per key): "certainly not stored" or "perhaps".
 
@@ -354,6 +353,18 @@ class KeyFilter:
         a, b = h & self.mask, (h >> 32) & self.mask
         self.bits[a >> 3] |= 1 << (a & 7)
         self.bits[b >> 3] |= 1 << (b & 7)
+
+    def held_or_add(self, key: str) -> bool:
+        """``key in self``, and when it is not, ``add(key)``: one hash for both (the listener's write)."""
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        bits = self.bits
+        bit_a, bit_b = 1 << (a & 7), 1 << (b & 7)
+        if bits[a >> 3] & bit_a and bits[b >> 3] & bit_b:
+            return True
+        bits[a >> 3] |= bit_a
+        bits[b >> 3] |= bit_b
+        return False
 
     def __contains__(self, key: str) -> bool:
         h = hash(key)
@@ -399,7 +410,9 @@ class JournalWriter:
         self._preparer: threading.Thread | None = None
         self._segment = 0
         self._size = 0
-        self._old_fds: list[int] = []
+        self._sync_fd = -1  # the segment opened again, read-only: what the flush process flushes
+        self._old: list[tuple[int, int]] = []  # (write fd, sync fd) of earlier segments not yet flushed
+        self._dir_fd = -1
         self._dir_dirty = False
         self._written = 0  # write number of the last write
         self._durable = 0  # every write up to this number is on the disk
@@ -413,11 +426,15 @@ class JournalWriter:
         self._thread: threading.Thread | None = None
         self.jid = ""
         self._lookups = ThreadPoolExecutor(1, thread_name_prefix=f"journal-lookup-{channel.name}")
-        self._flush_lock_waiting = threading.Lock()
-        self._waiting: list[tuple[Any, ...]] = []
-        self._flushing = False
-        self._kick = threading.Event()
-        self._flusher: threading.Thread | None = None
+        # the flush process and what the listener's loop waits for (see when_durable); loop thread only
+        self._flusher: _FlushProcess | None = None
+        self._flusher_started = -1e9  # monotonic time of its last start (a restart waits a second)
+        self._loop: Any = None  # the event loop reading the flush process's answers
+        self._pending: list[tuple[Any, ...]] = []  # (deliver, batch, results, number, lookup) to answer
+        self._inflight: tuple[int, int, list[tuple[int, int]], bool] | None = None  # request, target, old, dir
+        self._requests = 0
+        self._sent_segment = -1  # the segment whose descriptor the flush process keeps
+        self.flusher_restarts = 0
         self.flushes = 0  # diagnostics: flushes run, and seconds spent in them and in the dedupe look-ups
         self.flush_seconds = 0.0
         self.lookup_seconds = 0.0
@@ -435,6 +452,7 @@ class JournalWriter:
             raise BridgeError(f"channel {self.channel.name}: the intake journal {self.directory} is in use by another"
                               " listener; give each node its own intake_journal.dir") from None
         self.jid = journal_id(self.directory, create=True) or ""
+        self._dir_fd = os.open(self.directory, os.O_RDONLY)
         self.position = self.store.journal_position(self.jid)
         try:
             entries, _, torn = read_unmoved(self.directory, self.position)
@@ -475,32 +493,37 @@ class JournalWriter:
         self._refresh()
         self._thread = threading.Thread(target=self._follow, name=f"journal-{self.channel.name}", daemon=True)
         self._thread.start()
-        self._flusher = threading.Thread(target=self._flusher_loop, name=f"journal-flush-{self.channel.name}",
-                                         daemon=True)
-        self._flusher.start()
+        self._start_flusher()
 
     def close(self) -> None:
         self._stop.set()
         self._prep_kick.set()
         if self._preparer is not None:
             self._preparer.join(timeout=10)
-        with self._flush_lock_waiting:
-            self._waiting.append((None, None, None, [], 0, None))  # the flusher's signal to end
-            self._kick.set()
-        if self._flusher is not None:
-            self._flusher.join(timeout=10)
+        loop, flusher = self._loop, self._flusher
+        self._flusher = self._loop = None
+        if flusher is not None:
+            if loop is not None and not loop.is_closed():  # the listener's loop still runs: let it forget us
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(loop.remove_reader, flusher.fileno)
+            flusher.stop()
         self._lookups.shutdown(wait=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._flush_lock:
-            for fd in (*self._old_fds, self._fd):
-                if fd >= 0:
+            for write_fd, sync_fd in (*self._old, (self._fd, self._sync_fd)):
+                if write_fd >= 0:
                     try:
-                        os.fdatasync(fd)
+                        os.fdatasync(write_fd)
                     except OSError:
                         pass
-                    os.close(fd)
-            self._old_fds, self._fd = [], -1
+                    os.close(write_fd)
+                if sync_fd >= 0:
+                    os.close(sync_fd)
+            self._old, self._fd, self._sync_fd = [], -1, -1
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+                self._dir_fd = -1
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the listener's lock
             self._lock_fd = -1
@@ -509,22 +532,23 @@ class JournalWriter:
         """Switch to segment ``number``: the zeroed file prepared in advance when it is ready (its
         flushes then write data blocks only; appending to a file also changes its size, which made
         each ``fdatasync`` two to three times slower here), else a new empty file."""
-        if self._fd >= 0:
-            self._old_fds.append(self._fd)
-        self._segment = number
         path = segment_path(self.directory, number)
         if self._prepared:
             os.rename(os.path.join(self.directory, NEXT_FILE), path)
-            self._prepared, self._prezeroed = False, True
-            self._fd = os.open(path, os.O_WRONLY)
-            self._size = 0
+            self._prepared, prezeroed = False, True
+            fd, size = os.open(path, os.O_WRONLY), 0
             self._prep_kick.set()
         else:
-            self._prezeroed = False
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            self._size = os.fstat(self._fd).st_size
-        self._ends[number] = self._size
-        self._dir_dirty = True
+            prezeroed = False
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            size = os.fstat(fd).st_size
+        sync_fd = os.open(path, os.O_RDONLY)
+        with self._flush_lock:  # one switch, as the loop's flush requests and a thread's flush see it
+            if self._fd >= 0:
+                self._old.append((self._fd, self._sync_fd))
+            self._segment, self._fd, self._sync_fd, self._size, self._prezeroed = number, fd, sync_fd, size, prezeroed
+            self._ends[number] = size
+            self._dir_dirty = True
 
     def _prepare_loop(self) -> None:
         """Zero the next segment's file in advance, off the loop (a file of ``segment_bytes``)."""
@@ -677,10 +701,8 @@ class JournalWriter:
                 self._size += len(record)
                 if key is not None and not duplicate:
                     self._remember(key, self._segment, self._size)
-                    if key in self._filter:  # perhaps stored already: the flusher's look-up says
+                    if self._filter.held_or_add(key):  # perhaps stored already: the look-up says
                         keys.append((len(results), key, False))
-                    else:
-                        self._filter.add(key)
                 chunks.append(record)
                 results.append(JOURNALED_DUPLICATE if duplicate else JOURNALED)
         data = b"".join(chunks)
@@ -716,58 +738,164 @@ class JournalWriter:
                 self._failure = StoreError("journal write failed and could not be undone; restart the engine")
             raise StoreError(f"journal write failed: {exc.strerror or exc}") from None
 
+    # the flush, for the listener's event loop ---------------------------------------------------
+
     def when_durable(self, loop: Any, deliver: Callable[[Any, list[Any]], None], batch: Any, results: list[Any],
                      number: int, lookup: Any) -> None:
         """On the loop: have ``deliver(batch, results)`` called on ``loop`` once write ``number`` is on
-        the disk (and the resends are known). Every batch a flush covers comes back with one wake-up
-        of the loop; the loop itself never waits."""
-        with self._flush_lock_waiting:
-            self._waiting.append((loop, deliver, batch, results, number, lookup))
-            if not self._flushing:
-                self._flushing = True
-                self._kick.set()
+        the disk (and the resends are known). The flush process flushes (one request in flight: every
+        batch written meanwhile shares the next one) and its answer wakes the loop through a socket,
+        so the loop never waits for the disk and never hands the GIL to a thread to flush."""
+        if loop is not self._loop:
+            self._attach(loop)
+        self._pending.append((deliver, batch, results, number, lookup))
+        if self._inflight is None:
+            self._request()
 
-    def _flusher_loop(self) -> None:
-        """The journal's flusher thread: flush, then answer every batch the flush covered."""
-        while True:
-            self._kick.wait()
-            self._kick.clear()
-            while True:
-                with self._flush_lock_waiting:
-                    waiting, self._waiting = self._waiting, []
-                    if not waiting:
-                        self._flushing = False
-                        break
-                real = [item for item in waiting if item[0] is not None]
-                if real:
-                    self._answer_after_flush(real)
-                if len(real) < len(waiting):  # close() asked it to end
-                    return
+    def _attach(self, loop: Any) -> None:
+        """Read the flush process's answers on ``loop`` (a listener started again has a new loop;
+        what the old one waited for belongs to its closed connections: those senders resend)."""
+        old, self._loop, self._pending = self._loop, loop, []
+        if self._flusher is not None:
+            if old is not None and not old.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    old.remove_reader(self._flusher.fileno)
+            loop.add_reader(self._flusher.fileno, self._on_answer)
 
-    def _answer_after_flush(self, waiting: list[tuple[Any, ...]]) -> None:
-        top = max(item[4] for item in waiting)
-        failure: BaseException | None = None
+    def _start_flusher(self) -> bool:
+        """Start the flush process (at open, and after it died: at most once a second)."""
+        now = time.monotonic()
+        if now - self._flusher_started < 1.0 or self._stop.is_set():
+            return False
+        self._flusher_started = now
         try:
-            if top:
-                self._wait(top)
+            self._flusher = _FlushProcess(self.channel.name)
+        except OSError as exc:
+            log.error("channel %s: could not start the journal's flush process (%s); the listener flushes"
+                      " itself meanwhile", self.channel.name, exc.strerror or exc)
+            return False
+        self._sent_segment = -1  # a new process keeps nothing yet
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(self._flusher.fileno, self._on_answer)
+        return True
+
+    def _request(self) -> None:
+        """Ask the flush process to flush everything written so far (on the loop; none in flight)."""
+        with self._flush_lock:
+            failure, target = self._failure, self._written
+            if failure is None and self._durable < target:
+                old = list(self._old)
+                keep = int(self._sent_segment != self._segment)  # the flush process keeps the segment's fd
+                fds = ([self._sync_fd] if keep else []) + [sync for _, sync in old]
+                with_dir, self._dir_dirty = self._dir_dirty, False
+                if with_dir:
+                    fds.append(self._dir_fd)
+        if failure is not None or self._durable >= target:
+            self._complete(failure)
+            return
+        if self._flusher is None and not self._start_flusher():
+            self._flush_here(target, with_dir)
+            return
+        assert self._flusher is not None
+        self._requests += 1
+        self._inflight = (self._requests, target, old, with_dir)
+        try:
+            self._flusher.send(self._requests, fds, (1 << (len(fds) - 1)) if with_dir else 0, keep)
+        except OSError:
+            self._flusher_died()
+            return
+        self._sent_segment = self._segment
+
+    def _on_answer(self) -> None:
+        """The flush process answered (or its end of the socket closed: it died)."""
+        flusher = self._flusher
+        if flusher is None:
+            return
+        try:
+            answer = flusher.receive()
+        except BlockingIOError:
+            return
+        except OSError:
+            answer = None
+        if answer is None:
+            self._flusher_died()
+            return
+        number, error, seconds = answer
+        inflight = self._inflight
+        if inflight is None or inflight[0] != number:
+            return  # not ours to judge (an answer left from before a restart)
+        self._inflight = None
+        failure = None
+        with self._flush_lock:
+            if error:
+                if self._failure is None:
+                    self._failure = StoreError(f"journal flush failed ({os.strerror(error)}); nothing more is"
+                                               " acknowledged until the engine is restarted")
+                failure = self._failure
+            else:
+                self._durable = max(self._durable, inflight[1])
+                self._retire(inflight[2])
+                self.flushes += 1
+                self.flush_seconds += seconds
+        if failure is not None:
+            log.error("channel %s: %s", self.channel.name, failure)
+        self._complete(failure)
+
+    def _flusher_died(self) -> None:
+        """The flush process is gone. Whatever it was flushing is flushed here, through the writing
+        descriptors (a file description of their own: they report a write-back error even if the
+        dead process's flush already saw it), before anyone is answered; it is started again at the
+        next flush (at most once a second; meanwhile the loop flushes itself)."""
+        flusher, self._flusher = self._flusher, None
+        code = None
+        if flusher is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(flusher.fileno)
+            code = flusher.stop()
+        self.flusher_restarts += 1
+        log.error("channel %s: the journal's flush process ended (exit status %s); flushing on the listener"
+                  " until it is restarted", self.channel.name, code)
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and inflight[3]:
+            with self._flush_lock:
+                self._dir_dirty = True
+        self._flush_here(self._written, False)
+
+    def _flush_here(self, target: int, with_dir: bool) -> None:
+        """Flush on the loop itself (no flush process: it died, or could not start)."""
+        if with_dir:
+            with self._flush_lock:
+                self._dir_dirty = True
+        failure = None
+        try:
+            self._wait(target)
         except StoreError as exc:
             failure = exc
-        by_loop: dict[int, list[tuple[Any, ...]]] = {}
-        for loop, deliver, batch, results, _, lookup in waiting:
+            log.error("channel %s: %s", self.channel.name, exc)
+        self._complete(failure)
+
+    def _complete(self, failure: StoreError | None = None) -> None:
+        """Answer every batch now on the disk (all of them with ``failure``), and ask for the next flush
+        first when some wait for a later write, so the disk works while the loop writes the ACKs."""
+        durable = self._durable
+        done = [item for item in self._pending if failure is not None or item[3] <= durable]
+        if len(done) < len(self._pending):
+            self._pending = [item for item in self._pending if item[3] > durable]
+            if self._inflight is None:
+                self._request()
+        else:
+            self._pending = []
+        for deliver, batch, results, _, lookup in done:
             if failure is not None:
-                results = [r if isinstance(r, BaseException) or not r.accepted else failure for r in results]
-            elif lookup is not None:
-                try:
-                    for i in lookup.result():
-                        results[i] = JOURNALED_DUPLICATE
-                except Exception as exc:  # the store could not say: these senders get an error answer
-                    results = [r if not r.accepted else StoreError(f"store read failed: {exc}") for r in results]
-            by_loop.setdefault(id(loop), []).append((loop, deliver, batch, results))
-        for items in by_loop.values():
-            try:
-                items[0][0].call_soon_threadsafe(_deliver_all, items)
-            except RuntimeError:  # the listener stopped meanwhile: these senders get no answer and resend
-                pass
+                deliver(batch, [r if isinstance(r, BaseException) or not r.accepted else failure for r in results])
+            elif lookup is None:
+                deliver(batch, results)
+            elif lookup.done():
+                deliver(batch, _resends(results, lookup))
+            else:  # the store look-up of possible resends is still running: answer when it is known
+                loop = self._loop
+                lookup.add_done_callback(lambda _, _d=deliver, _b=batch, _r=results, _l=lookup: _call_soon(
+                    loop, lambda: _d(_b, _resends(_r, _l))))
 
     def _lookup(self, fresh: list[tuple[int, str]], written_at: float) -> list[int]:
         """Which of the fresh keys (index, key) belong to messages already in the store: resends,
@@ -779,8 +907,16 @@ class JournalWriter:
         self.lookup_seconds += time.perf_counter() - started
         return [i for i, key in fresh if key in known]
 
+    def _retire(self, flushed: list[tuple[int, int]]) -> None:
+        """Close earlier segments' descriptors once a flush covered them (under ``_flush_lock``)."""
+        for pair in flushed:
+            if any(pair is held for held in self._old):
+                self._old = [held for held in self._old if held is not pair]
+                os.close(pair[0])
+                os.close(pair[1])
+
     def _settle(self, results: list[Any], number: int, lookup: Any) -> None:
-        """On the flusher thread: wait until the write is on the disk and the resends are known."""
+        """On a thread: wait until the write is on the disk and the resends are known."""
         if number:
             self._wait(number)
         if lookup is not None:
@@ -794,21 +930,19 @@ class JournalWriter:
             if self._durable >= number:
                 return
             target = self._written
-            fds = [*self._old_fds, self._fd]
+            old = list(self._old)
             started = time.perf_counter()
             try:
-                for fd in fds:
+                for fd in [*(write for write, _ in old), self._fd]:
                     os.fdatasync(fd)
                 if self._dir_dirty:
                     self._dir_dirty = False
-                    fsync_path(self.directory)
+                    os.fsync(self._dir_fd)
             except OSError as exc:
                 self._failure = StoreError(f"journal flush failed ({exc.strerror or exc}); nothing more is"
                                            " acknowledged until the engine is restarted")
                 raise self._failure from None
-            for fd in fds[:-1]:
-                os.close(fd)
-                self._old_fds.remove(fd)
+            self._retire(old)
             self._durable = max(self._durable, target)
             self.flushes += 1
             self.flush_seconds += time.perf_counter() - started
@@ -817,6 +951,70 @@ class JournalWriter:
         return {"directory": self.directory, "unmoved_bytes": self.unmoved_bytes,
                 "unmoved_entries": self.unmoved_entries, "max_bytes": self.max_bytes, "full": self.full,
                 "moved": self.position.moved, "corrupt": self.corrupt}
+
+
+def _resends(results: list[Any], lookup: Any) -> list[Any]:
+    """``results`` with the resends the store look-up found marked as duplicates (or, when the store
+    could not say, an error answer for every accepted one: those senders send again)."""
+    try:
+        for i in lookup.result():
+            results[i] = JOURNALED_DUPLICATE
+    except Exception as exc:
+        return [r if isinstance(r, BaseException) or not r.accepted else StoreError(f"store read failed: {exc}")
+                for r in results]
+    return results
+
+
+def _call_soon(loop: Any, callback: Callable[[], None]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except (RuntimeError, AttributeError):  # the listener stopped meanwhile: these senders get no answer
+        pass
+
+
+class _FlushProcess:
+    """The parent's end of :mod:`bridge.core.journal_flusher`: the child process and its socket."""
+
+    def __init__(self, channel: str):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", journal_flusher.__file__, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.socket = ours
+        self.fileno = ours.fileno()
+        log.debug("channel %s: journal flush process %d started", channel, self.process.pid)
+
+    def send(self, number: int, fds: list[int], dirs: int, keep: int) -> None:
+        """Ask for a flush: the kept descriptor (replaced by the first ``keep`` of ``fds``) and ``fds``
+        (bit i of ``dirs``: ``fds[i]`` is a directory). A plain send when there is no descriptor."""
+        request = journal_flusher.REQUEST.pack(number, dirs, keep)
+        if fds:
+            socket.send_fds(self.socket, [request], fds)
+        else:
+            self.socket.send(request)
+
+    def receive(self) -> tuple[int, int, float] | None:
+        """The answer ``(request, errno, seconds)``; None: the process is gone."""
+        data = self.socket.recv(journal_flusher.REPLY.size)
+        if len(data) < journal_flusher.REPLY.size:
+            return None
+        return journal_flusher.REPLY.unpack(data)
+
+    def stop(self) -> int | None:
+        """Close our end (the process ends on it) and reap it; its exit status."""
+        self.socket.close()
+        try:
+            return self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
 
 
 def iter_journals(config: Any) -> Iterator[tuple[Any, str]]:

@@ -50,3 +50,33 @@ def test_threads_parsing_different_messages_each_get_their_own():
         t.join()
     assert errors == []
     assert header._last is not None
+
+
+def test_the_quick_header_equals_the_dataclass_built_one():
+    """``_header`` fills the MessageHeader's __dict__ directly (no frozen __init__): it must be the
+    same value, with the other fields at their defaults, and as immutable."""
+    from bridge import MessageHeader
+    from bridge.plugins.hl7v2.header import peek, peek_quick
+
+    raw = "MSH|^~\\&|LAB^x|FAC^y|BR|TB|20240101||ORU^R01^ORU_R01|C9|P|2.5\rPID|1||MRN1^^^TB^MR\r".encode()
+    quick = peek_quick(raw)
+    assert quick == MessageHeader(control_id="C9", sending_application="LAB", sending_facility="FAC",
+                                  message_type="ORU^R01")
+    assert hash(quick) == hash(MessageHeader(control_id="C9", sending_application="LAB", sending_facility="FAC",
+                                             message_type="ORU^R01"))
+    assert quick.keys_read is False and quick.dedupe_key is None
+    full = peek(raw)
+    assert full.keys_read is True and full.patient_id == "MRN1" and full.control_id == "C9"
+    short = peek_quick(b"MSH|^~\\&|LAB\r")
+    assert short == MessageHeader(sending_application="LAB")
+    with pytest.raises(AttributeError):
+        quick.control_id = "other"  # type: ignore[misc]
+
+
+def test_separators_are_remembered_but_checked_once_per_kind():
+    with pytest.raises(DecodeError):
+        parse_msh(b"MSH|^^~\\&|LAB|FAC\r")  # duplicate encoding characters: never remembered
+    with pytest.raises(DecodeError):
+        parse_msh(b"MSH|^^~\\&|LAB|FAC\r")
+    assert parse_msh(b"MSH#^~\\&#LAB#FAC\r").separators.field == "#"
+    assert parse_msh(msh("C1")).separators.field == "|"

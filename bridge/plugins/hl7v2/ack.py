@@ -71,7 +71,7 @@ def make_ack(raw: bytes | str, code: str, text: str | None = None, error_code: s
         f"ACK{seps.component}{trigger}{seps.component}ACK" if trigger else "ACK",
         _control_id(), get(11) or "P", get(12) or "2.5",
     ]
-    segments = [fs.join(msh_fields), fs.join(["MSA", code, get(10), escape(text or "", seps)])]
+    segments = [fs.join(msh_fields), fs.join(["MSA", code, get(10), escape(text, seps) if text else ""])]
     if code[1] in "ER":
         number, name = (error_code, "") if error_code else ERROR_CODES[code]
         c = seps.component

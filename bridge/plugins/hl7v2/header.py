@@ -79,6 +79,10 @@ def parse_msh(raw: bytes | str) -> MSH:
     return msh
 
 
+_SEPARATORS: dict[str, Separators] = {}
+"""Separators by MSH-1 + MSH-2 (nearly every feed sends ``|^~\\&``): built and checked once, not per message."""
+
+
 def _parse_msh(raw: bytes | str) -> MSH:
     seg = first_segment(raw)
     if seg.startswith(("FHS", "BHS", "EVN")):  # a batch header, or an EVN some feeds send first
@@ -97,20 +101,24 @@ def _parse_msh(raw: bytes | str) -> MSH:
         raise DecodeError(f"invalid field separator {field_sep!r}", "MSH-1")
     if len(enc) < 2:
         raise DecodeError(f"MSH-2 encoding characters {enc!r} are incomplete", "MSH-2")
-    chars = [field_sep, *enc]
-    if len(set(chars)) != len(chars):
-        raise DecodeError(f"duplicate encoding characters in MSH-1/MSH-2 ({field_sep}{enc})", "MSH-2")
-    seps = Separators(
-        field=field_sep,
-        component=enc[0],
-        repetition=enc[1] if len(enc) > 1 else "~",
-        escape=enc[2] if len(enc) > 2 else "\\",
-        subcomponent=enc[3] if len(enc) > 3 else "&",
-    )
+    seps = _SEPARATORS.get(field_sep + enc)
+    if seps is None:
+        chars = [field_sep, *enc]
+        if len(set(chars)) != len(chars):
+            raise DecodeError(f"duplicate encoding characters in MSH-1/MSH-2 ({field_sep}{enc})", "MSH-2")
+        seps = Separators(
+            field=field_sep,
+            component=enc[0],
+            repetition=enc[1] if len(enc) > 1 else "~",
+            escape=enc[2] if len(enc) > 2 else "\\",
+            subcomponent=enc[3] if len(enc) > 3 else "&",
+        )
+        if len(_SEPARATORS) < 64:
+            _SEPARATORS[field_sep + enc] = seps
     parts = seg.split(field_sep)
     # parts[0] == "MSH", parts[1] == encoding characters: MSH-n is parts[n - 1] for n >= 2.
     fields = ("MSH", field_sep, *parts[1:])
-    return MSH(seps, tuple(fields))
+    return MSH(seps, fields)
 
 
 KEY_SCAN_BYTES = 65536
@@ -138,14 +146,27 @@ def peek_quick(raw: bytes) -> MessageHeader:
 
 
 def _header(msh: MSH, **keys: Any) -> MessageHeader:
-    """What the intake reads from the MSH (MSH-10, MSH-3/4 namespaces, MSH-9), and any order keys."""
-    return MessageHeader(
-        control_id=msh.control_id or None,
-        sending_application=msh.component(3) or None,
-        sending_facility=msh.component(4) or None,
-        message_type=msh.message_type or None,
+    """What the intake reads from the MSH (MSH-10, MSH-3/4 namespaces, MSH-9), and any order keys.
+
+    Built without the frozen dataclass's ``__init__`` (ten ``object.__setattr__`` calls, the largest
+    part of a listener's header read): the fields given go into the instance's ``__dict__``, the
+    others keep their class defaults, so it equals ``MessageHeader(...)`` with the same arguments."""
+    fields = msh.fields
+    comp = msh.separators.component
+    count = len(fields)
+    kind = fields[9].split(comp, 2) if count > 9 else ()
+    header = _new(MessageHeader)
+    header.__dict__.update(
+        control_id=(fields[10] if count > 10 else "") or None,
+        sending_application=(fields[3].split(comp, 1)[0] if count > 3 else "") or None,
+        sending_facility=(fields[4].split(comp, 1)[0] if count > 4 else "") or None,
+        message_type="^".join(p for p in kind[:2] if p) or None,
         **keys,
     )
+    return header
+
+
+_new = object.__new__
 
 
 def order_keys(raw: bytes, seps: Separators) -> tuple[str | None, str | None, str | None]:
