@@ -6,7 +6,8 @@ senders and percentiles it reuses): ``bridge run`` receiving HL7v2 ADT^A04 over 
 single-threaded decode + encode loop on the same messages in the same run. The store is a fresh
 PostgreSQL database per run (created on ``--server``, dropped afterwards).
 
-- ``one node``: one ``bridge run`` (with ``engine.processes`` worker children).
+- ``one node``: one ``bridge run`` (with ``engine.processes`` worker children and
+  ``engine.delivery_processes`` delivery children).
 - ``two nodes``: two ``bridge run`` processes, one config, one database; their MLLP listeners share
   the port (``reuse_port``), so the kernel spreads the senders' connections between them.
 
@@ -16,7 +17,7 @@ delivered message (user + system, from /proc, over the same span) of the nodes (
 children), of every PostgreSQL server process on this host, and of this script (senders, poll),
 beside the loop's time per message: on a 2-core host the three share the cores. Usage::
 
-    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] \
+    .venv/bin/python benchmarks/pipeline_postgres.py [--messages 5000] [--processes 1] [--delivery-processes 1] \
         [--server postgresql://postgres@127.0.0.1:5432]
 
 Targets (2-core machine): one node delivered >= 0.5x the loop; two nodes >= one node.
@@ -60,8 +61,8 @@ def write_config(folder: Path, url: str, port: int, args: argparse.Namespace) ->
     config = folder / "bridge.yaml"
     config.write_text(textwrap.dedent(f"""
         store: {url}?pool_size={args.pool_size}
-        engine: {{processes: {args.processes}, workers: {args.workers}, deliverers: {args.deliverers},
-                  batch_size: {args.batch_size}}}
+        engine: {{processes: {args.processes}, delivery_processes: {args.delivery_processes},
+                  workers: {args.workers}, deliverers: {args.deliverers}, batch_size: {args.batch_size}}}
         channels:
           adt:
             source: mllp://127.0.0.1:{port}
@@ -202,8 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one worker process of three worker threads per node, batches of 16: on a 2-core host that also
     # runs the server, two processes per node left two nodes slower than one (benchmarks/README.md)
     parser.add_argument("--processes", type=int, default=1, help="engine.processes per node")
+    # the deliverers in a process of their own: beside three CPU-bound worker threads every system call
+    # and round trip of a deliverer waited for the GIL, and delivering cost the workers a sixth of their
+    # rate (docs/architecture.md, "Several processes"; benchmarks/README.md)
+    parser.add_argument("--delivery-processes", type=int, default=1, help="engine.delivery_processes per node")
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file)")
+    parser.add_argument("--deliverers", type=int, default=4, help="per process (the file destination fsyncs each file, and its folder once per batch)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="engine.batch_size (PostgreSQL's intake commits do not queue behind a batch)")
     parser.add_argument("--pool-size", type=int, default=6, help="connections per process (store URL pool_size)")
@@ -212,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir")
     args = parser.parse_args(argv)
     print(f"pipeline benchmark on PostgreSQL: Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s); per node:"
-          f" processes={args.processes} workers={args.workers} deliverers={args.deliverers}"
+          f" processes={args.processes} delivery_processes={args.delivery_processes} workers={args.workers}"
+          f" deliverers={args.deliverers}"
           f" batch_size={args.batch_size} pool_size={args.pool_size}; {args.senders} MLLP senders")
     loop = pipeline.loop_rate(pipeline.messages(args.loop_messages, args.patients, "L"))
     print(f"decode+encode loop (1 thread): {loop:8.0f} msg/s ({args.loop_messages} messages)")

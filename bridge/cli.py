@@ -120,7 +120,7 @@ def cmd_run(args) -> int:
             signal.signal(sig, lambda *_: stop.set())
         mover_main(config, plugins, stop)
         return EXIT_OK
-    if getattr(args, "role", None) != "worker":  # worker children: the parent has said it once
+    if getattr(args, "role", None) not in ("worker", "deliverer"):  # children: the parent has said it once
         _print_warnings(args.config, config, plugins)
     engine = Engine(config, plugins)
     stop = threading.Event()
@@ -128,8 +128,8 @@ def cmd_run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     reloader = ConfigReloader(args.config, plugins, engine)
     reloader.install()  # SIGHUP: routes, destinations and maps, listeners untouched (docs/operations.md)
-    if getattr(args, "role", None) == "worker":  # a child of `bridge run` with engine.processes
-        engine.run_worker(stop)
+    if getattr(args, "role", None) in ("worker", "deliverer"):  # a child of `bridge run`: engine.processes,
+        engine.run_worker(stop, role=args.role)                   # engine.delivery_processes
         return EXIT_OK
     announce(config.log_format, f"bridge {__version__}: running {len(config.channels)} channel(s) from "
                                 f"{args.config}; store {config.store_url}; Ctrl-C to stop")
@@ -877,7 +877,7 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
         return p
 
     p = add("run", cmd_run, "run the engine on a config")
-    p.add_argument("--role", choices=("engine", "worker", "journal-mover"), default="engine", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=("engine", "worker", "deliverer", "journal-mover"), default="engine", help=argparse.SUPPRESS)
     p = add("journal", cmd_journal, "intake journals on this node: status, or drain one into the store")
     p.add_argument("action", choices=("status", "drain"))
     p.add_argument("--channel", help="drain: the channel whose journal to move")

@@ -239,6 +239,17 @@ class Destination(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional (the deliverer looks for them; most destinations have neither): sends that share their
+    # last step. Before each send the deliverer calls ``begin_batch()`` in its thread, and before it
+    # records any of that thread's sends as delivered it calls ``flush()``, in the same thread. Between
+    # the two, ``send`` may leave what makes its send durable to ``flush()`` (the folder destination
+    # flushes its folder once per batch instead of once per file). ``flush()`` raises (``OSError``, a
+    # ``DeliveryError``) when it could not: every send of that batch to this destination is then
+    # retried. A ``send`` without ``begin_batch()`` first (tests, other callers) must be durable itself.
+    #
+    # def begin_batch(self) -> None: ...
+    # def flush(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class DestinationContext:

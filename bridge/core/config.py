@@ -38,7 +38,8 @@ ORDER_BY = ("patient", "encounter", "prescription", "channel", "none")
 ORDER_MODES = ("strict", "rotate")
 DESTINATION_KEYS = ("url", "format", "retry", "options", "profile", "description", "maps", "passthrough")
 RETRY_KEYS = ("max_attempts", "backoff", "initial_seconds", "max_seconds", "jitter")
-ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "batch_size")
+ENGINE_KEYS = ("workers", "deliverers", "lease_seconds", "poll_seconds", "processes", "delivery_processes",
+               "batch_size")
 WEB_LIMIT_KEYS = ("threads", "max_queued_connections", "max_request_bytes", "timeout_seconds", "max_request_seconds")
 WEB_KEYS = ("listen", "tls", "secret_key_file", "session_hours", "timezone") + WEB_LIMIT_KEYS
 WEB_TLS_KEYS = ("cert_file", "key_file")
@@ -145,6 +146,9 @@ class EngineSettings:
     poll_seconds: float = 0.2
     processes: int = 0
     """Worker processes (``bridge run`` children running workers and deliverers); 0: threads in this process."""
+    delivery_processes: int = 0
+    """Delivery processes (``bridge run`` children running only the ``deliverers`` threads, each); the
+    workers then run without deliverers beside them. 0: the deliverers run with the workers."""
     batch_size: int = 4
     """Messages (or outbox rows) one claim takes and one transaction settles."""
 
@@ -841,8 +845,9 @@ def _engine(body: Mapping[str, Any], problems: _Problems) -> EngineSettings:
     for key in ("lease_seconds", "poll_seconds"):
         if key in body:
             values[key] = _number(body[key], f"engine.{key}", problems, minimum=0.01)
-    if "processes" in body:
-        values["processes"] = _number(body["processes"], "engine.processes", problems, kind=int, minimum=0)
+    for key in ("processes", "delivery_processes"):
+        if key in body:
+            values[key] = _number(body[key], f"engine.{key}", problems, kind=int, minimum=0)
     if "batch_size" in body:
         values["batch_size"] = _number(body["batch_size"], "engine.batch_size", problems, kind=int, minimum=1)
     return EngineSettings(**{k: v for k, v in values.items() if v is not None})

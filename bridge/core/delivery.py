@@ -41,9 +41,13 @@ class Deliverer:
         return self.settle([self.attempt(claim)])[0]
 
     def settle(self, outcomes: Sequence[DeliveryOutcome]) -> list[str]:
-        """Record a batch of outcomes in one transaction; each is its outcome, or ``lease_lost``."""
+        """Record a batch of outcomes in one transaction; each is its outcome, or ``lease_lost``.
+        Destinations that share a flush between their sends (``begin_batch``/``flush``, see
+        :class:`~bridge.plugin_types.Destination`) are flushed first: nothing is recorded as delivered
+        before it is durable at its destination."""
         if not outcomes:
             return []
+        outcomes = self._flushed(outcomes)
         results = self.store.finish_deliveries(outcomes)
         settled = []
         for outcome, result in zip(outcomes, results):
@@ -53,6 +57,26 @@ class Deliverer:
             else:
                 settled.append(outcome.outcome)
         return settled
+
+    def _flushed(self, outcomes: Sequence[DeliveryOutcome]) -> list[DeliveryOutcome]:
+        """Flush each destination these sends went to (when it has ``flush``); a destination whose
+        flush failed has its delivered outcomes turned into retries (its files may not be on the disk)."""
+        failed: dict[str, str] = {}
+        for name in sorted({o.claim.row.destination for o in outcomes}):  # (each send began a batch)
+            flush = getattr(self.destinations.get(name), "flush", None)
+            if flush is None:
+                continue
+            try:
+                flush()
+            except Exception as exc:  # OSError, a DeliveryError, a plugin bug: the sends are not known durable
+                log.error("destination %s: flushing its sends failed (%s); they are retried", name,
+                          type(exc).__name__)
+                failed[name] = f"the send could not be made durable: {type(exc).__name__}: {exc}"
+        if not failed:
+            return list(outcomes)
+        return [self._retry(o.claim, self.retry.get(o.claim.row.destination, RetryPolicy()),
+                            failed[o.claim.row.destination], None)
+                if o.outcome == "delivered" and o.claim.row.destination in failed else o for o in outcomes]
 
     def attempt(self, claim: OutboxClaim) -> DeliveryOutcome:
         """Send one claimed row and judge the answer, writing nothing: the outcome to settle."""
@@ -72,6 +96,9 @@ class Deliverer:
             return self._finish(claim, "dead", f"gave up: attempt {row.attempts} would exceed max_attempts"
                                 f" {policy.max_attempts} (an earlier attempt's lease ended before its outcome"
                                 " was written)")
+        begin_batch = getattr(destination, "begin_batch", None)
+        if begin_batch is not None:  # this outcome is settled (and the destination flushed) by settle()
+            begin_batch()
         try:
             answer = destination.send(delivery)
         except DeliveryError as exc:

@@ -28,7 +28,7 @@ from bridge.core.plugin_manager import PluginManager
 from bridge.core.router import Router
 from bridge.core.store import Store, open_store
 from bridge.core.store.base import DeliveryOutcome, MessageClaim, ProcessingResult
-from bridge.core.workers import WorkerProcesses, lower_priority, watch_parent
+from bridge.core.workers import WorkerProcesses, lower_priority, watch_parent, worker_command
 from bridge.errors import BridgeError, ConfigError, LeaseLost, StoreError
 from bridge.plugin_types import Destination, DestinationContext, Receipt, Source, SourceContext
 
@@ -102,6 +102,7 @@ class Engine:
         self.on_reload: list[Callable[[BridgeConfig], None]] = []
         """Called with the new configuration after a reload (the admin app beside the engine reads it)."""
         self.worker_processes: WorkerProcesses | None = None
+        self.delivery_processes: WorkerProcesses | None = None  # engine.delivery_processes
         self.journals: dict[str, Any] = {}  # channel -> JournalWriter (channels with intake_journal)
         self.journal_mover: WorkerProcesses | None = None
         redaction.install()
@@ -164,8 +165,9 @@ class Engine:
             self.alerts.config = config
         for listener in self.on_reload:
             listener(config)
-        if self.worker_processes is not None:
-            self.worker_processes.signal_all(signal.SIGHUP)  # the children reload the same file themselves
+        for children in (self.worker_processes, self.delivery_processes):
+            if children is not None:
+                children.signal_all(signal.SIGHUP)  # the children reload the same file themselves
         return summary
 
     def _open_for_reload(self, config: BridgeConfig, names: list[str]) -> dict[str, Destination]:
@@ -380,17 +382,26 @@ class Engine:
 
     def start(self) -> None:
         """Run everything. With ``engine.processes`` the workers and deliverers run in that many
-        child processes (see bridge.core.workers) and this process keeps the sources and scheduler."""
-        if self.config.engine.processes:
-            if not os.path.isfile(self.config.path):
-                raise ConfigError([("engine.processes", "worker processes run `bridge run` on the same config file;"
+        child processes (see bridge.core.workers) and this process keeps the sources and scheduler;
+        with ``engine.delivery_processes`` the deliverers run in children of their own."""
+        settings = self.config.engine
+        for key, count in (("processes", settings.processes), ("delivery_processes", settings.delivery_processes)):
+            if count and not os.path.isfile(self.config.path):
+                raise ConfigError([(f"engine.{key}", "worker processes run `bridge run` on the same config file;"
                                     " this config was not read from a file")])
-            share_dir = self.metrics.open_share_dir()  # the workers' counts, for this process's /metrics
-            self.worker_processes = WorkerProcesses(self.config.path, self.config.engine.processes,
+        if settings.processes or settings.delivery_processes:
+            share_dir = self.metrics.open_share_dir()  # the children's counts, for this process's /metrics
+        if settings.processes:
+            self.worker_processes = WorkerProcesses(self.config.path, settings.processes,
                                                     env={METRICS_DIR_ENV: share_dir})
             self.worker_processes.start()
         else:
-            self.start_workers()
+            self.start_workers(deliverers=not settings.delivery_processes)
+        if settings.delivery_processes:
+            self.delivery_processes = WorkerProcesses(
+                self.config.path, settings.delivery_processes, env={METRICS_DIR_ENV: share_dir},
+                command=worker_command(self.config.path, "deliverer"), label="delivery process")
+            self.delivery_processes.start()
         self.open_sources()
         if self.journals:  # the mover: its own process, so the listener keeps the GIL (bridge.core.journal)
             from bridge.core.journal import mover_command
@@ -421,17 +432,18 @@ class Engine:
         log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
                  len(self.config.destinations))
 
-    def start_workers(self, *, other_process_wakes: bool = False) -> None:
-        """Open the destinations and start the worker and deliverer threads. In a worker process
-        (``other_process_wakes``) the intake runs elsewhere, so idle threads wait on the store's
-        wake-up hint rather than this process's events."""
+    def start_workers(self, *, other_process_wakes: bool = False, workers: bool = True,
+                      deliverers: bool = True) -> None:
+        """Open the destinations and start the worker and deliverer threads (either alone: see
+        ``engine.delivery_processes``). In a worker process (``other_process_wakes``) the intake runs
+        elsewhere, so idle threads wait on the store's wake-up hint rather than this process's events."""
         self.open_destinations()
         settings = self.config.engine
         # a store shared by several nodes (PostgreSQL) hints at work any node committed: wait on that
         other_process_wakes = other_process_wakes or getattr(self.store, "shared_by_nodes", False)
-        for i in range(settings.workers):
+        for i in range(settings.workers if workers else 0):
             self._spawn(f"worker-{i}", self.process_batch, self.work_ready, other_process_wakes, "messages")
-        for i in range(settings.deliverers):
+        for i in range(settings.deliverers if deliverers else 0):
             self._spawn(f"deliverer-{i}", self.deliver_batch, self.delivery_ready, other_process_wakes, "deliveries")
 
     def _index_content(self) -> None:
@@ -479,8 +491,10 @@ class Engine:
             self.alerts.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
-        if self.worker_processes is not None:
-            self.worker_processes.stop()
+        if self.worker_processes is not None or self.delivery_processes is not None:
+            for children in (self.worker_processes, self.delivery_processes):
+                if children is not None:
+                    children.stop()
             if self.journal_mover is None:  # else the mover still writes its counts there
                 self.metrics.close_share_dir()
         for source in self.sources:
@@ -514,15 +528,18 @@ class Engine:
         finally:
             self.stop()
 
-    def run_worker(self, stop: threading.Event) -> None:
-        """A worker process (``bridge run --role worker``): workers and deliverers only, until
-        ``stop`` or until the parent ``bridge run`` is gone."""
+    def run_worker(self, stop: threading.Event, role: str = "worker") -> None:
+        """A worker process (``bridge run --role worker``): workers and deliverers only (workers only
+        when ``engine.delivery_processes`` runs the deliverers; ``--role deliverer``: deliverers only),
+        until ``stop`` or until the parent ``bridge run`` is gone."""
         watch_parent(stop)
         lower_priority()
-        self.start_workers(other_process_wakes=True)
+        settings = self.config.engine
+        workers, deliverers = role == "worker", role == "deliverer" or not settings.delivery_processes
+        self.start_workers(other_process_wakes=True, workers=workers, deliverers=deliverers)
         self.metrics.share_from_worker(stop)
-        log.info("worker process started: %d worker(s), %d deliverer(s)", self.config.engine.workers,
-                 self.config.engine.deliverers)
+        log.info("%s process started: %d worker(s), %d deliverer(s)", role, settings.workers if workers else 0,
+                 settings.deliverers if deliverers else 0)
         try:
             stop.wait()
         finally:

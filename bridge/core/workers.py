@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 RESTART_PAUSE_SECONDS = (1.0, 30.0)  # first pause before restarting a dead child, and the longest
 
 
-def worker_command(config_path: str) -> list[str]:
-    """The command line of one worker process: the same ``bridge run``, in the worker role."""
-    return [sys.executable, "-m", "bridge.cli", "run", "-c", os.path.abspath(config_path), "--role", "worker"]
+def worker_command(config_path: str, role: str = "worker") -> list[str]:
+    """The command line of one worker process: the same ``bridge run``, in the worker role (or the
+    ``deliverer`` role of ``engine.delivery_processes``)."""
+    return [sys.executable, "-m", "bridge.cli", "run", "-c", os.path.abspath(config_path), "--role", role]
 
 
 class WorkerProcesses:

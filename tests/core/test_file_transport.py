@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from bridge.errors import StoreError
 from bridge.plugins.file import FolderDestination, FolderSource, path_from_url
 from bridge.testing import engine_from_dict
 from tests.core.helpers import encounter_message
+from tests.pg import store_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path):
@@ -170,3 +172,73 @@ def test_the_declared_filename_default_is_the_name_a_replay_keeps(tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["3-4.json"]
     assert spec.default == dest.template
     assert "{original_message_id}" in spec.description and "{original_outbox_id}" in spec.description
+
+
+def test_a_batch_flushes_the_folder_once_and_before_its_sends_count(tmp_path, monkeypatch):
+    """The deliverer begins a batch before each send and flushes before it records them: the files
+    are written and renamed at once, the folder (which makes the renames durable) is flushed once."""
+    import bridge.plugins.file as file_transport
+
+    flushed: list[Path] = []
+    real = file_transport._fsync_dir
+    monkeypatch.setattr(file_transport, "_fsync_dir", lambda path: (flushed.append(Path(path)), real(path)))
+    dest = FolderDestination(DestinationContext(url="file://out", name="out", options={}, config_dir=str(tmp_path)))
+    dest.send(Delivery(1, 1, "out", b"alone", "text/plain", "txt", 1))
+    assert flushed == [tmp_path / "out"]  # a send outside a batch is durable by itself
+
+    for n in (2, 3, 4):
+        dest.begin_batch()
+        dest.send(Delivery(n, n, "out", b"batched", "text/plain", "txt", 1))
+    assert flushed == [tmp_path / "out"] and (tmp_path / "out" / "4-4.txt").read_bytes() == b"batched"
+    dest.flush()
+    assert flushed == [tmp_path / "out"] * 2
+    dest.flush()  # nothing owed
+    assert len(flushed) == 2
+    dest.send(Delivery(5, 5, "out", b"alone again", "text/plain", "txt", 1))
+    assert len(flushed) == 3
+
+
+def test_the_folder_is_made_when_missing_and_names_with_a_folder_part_are_refused(tmp_path):
+    from bridge import PermanentDeliveryError
+
+    dest = FolderDestination(DestinationContext(url="file://a/b", name="out", options={}, config_dir=str(tmp_path)))
+    dest.send(Delivery(1, 1, "out", b"x", "text/plain", "txt", 1))
+    assert (tmp_path / "a" / "b" / "1-1.txt").read_bytes() == b"x"
+    for template in ("sub/{message_id}.{ext}", "..", "."):
+        dest = FolderDestination(DestinationContext(url="file://out", name="out", config_dir=str(tmp_path),
+                                                    options={"filename": template}))
+        with pytest.raises(PermanentDeliveryError, match="leaves the outbox folder"):
+            dest.send(Delivery(1, 1, "out", b"x", "text/plain", "json", 1))
+
+
+def test_a_failed_folder_flush_retries_the_batch_instead_of_recording_it(tmp_path, monkeypatch, store_url):
+    """The engine's deliverer flushes the folder before it records a batch; when that flush fails the
+    files may not be on the disk, so the batch's rows are retried (same file names), never delivered."""
+    import bridge.plugins.file as file_transport
+
+    config = {"channels": {"in": {"source": "file://inbox", "format": "bridge", "routes": [{"to": ["out"]}]}},
+              "destinations": {"out": {"url": "file://out", "format": "bridge",
+                                       "retry": {"max_attempts": 3, "initial_seconds": 0}}},
+              **({"store": store_url} if store_url else {})}
+    engine = engine_from_dict(config, tmp_path)
+    engine.open_destinations()
+    ids = [engine.submit("in", encounter_message(n, patient=f"MRN{n}")).message_id for n in (1, 2)]  # two lanes
+    real, failures = file_transport._fsync_dir, []
+
+    def failing_once(path):
+        if not failures:
+            failures.append(path)
+            raise OSError(5, "Input/output error")
+        real(path)
+
+    monkeypatch.setattr(file_transport, "_fsync_dir", failing_once)
+    while engine.process_batch():
+        pass
+    assert engine.deliver_batch() == 2  # one batch: both rows sent, then the flush before recording them fails
+    rows = [row for message_id in ids for row in engine.store.outbox_rows(message_id)]
+    assert [row.status for row in rows] == ["pending", "pending"] and len(failures) == 1
+    assert all("could not be made durable" in row.last_error for row in rows)
+    engine.drain()
+    assert [engine.store.get_message(i).status for i in ids] == ["delivered", "delivered"]
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(f"{i}-{row.id}.json" for i, row in zip(ids, rows))
+    engine.stop()

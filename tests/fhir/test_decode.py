@@ -198,3 +198,33 @@ def test_peek_and_detect(fhir_format):
     tagged = {"resourceType": "Bundle", "type": "message", "identifier": {"system": "urn:x", "value": "m-1"}}
     assert fhir_format.peek(json.dumps(tagged).encode()).dedupe_key == "fhir:urn:x|m-1"
     assert entries(raw)[0]["resource"]["resourceType"] == "Patient"
+
+
+def test_peek_of_a_payload_just_encoded_reads_what_parsing_it_reads():
+    """The encoder keeps its last payload's header (the engine peeks at every payload it encodes);
+    that header must be the one parsing the bytes gives, and other bytes are still parsed."""
+    import threading
+    from pathlib import Path
+
+    from bridge.testing import plugin_manager
+
+    plugins = plugin_manager()
+    fhir = plugins.format("fhir")
+    examples = Path(__file__).resolve().parents[2] / "examples" / "messages"
+    compared = 0
+    for path in sorted(examples.glob("*.json")) + sorted(examples.glob("*.hl7")):
+        source = plugins.format("hl7v2" if path.suffix == ".hl7" else "bridge")
+        try:
+            records = source.decode(path.read_bytes(), {})
+            payload = fhir.encode(records, {"message_control_id": "TB7", "trace_id": "0" * 32,
+                                            "default_timezone": "+00:00"})
+        except Exception:  # an example another format speaks, or one FHIR refuses: not this test's
+            continue
+        assert fhir.peek(payload) == fhir.peek(bytes(bytearray(payload))), path.name  # (a copy is parsed)
+        compared += 1
+    assert compared >= 10
+    other: list = []
+    worker = threading.Thread(target=lambda: other.append(fhir.peek(payload)))  # another thread parses
+    worker.start()
+    worker.join()
+    assert other == [fhir.peek(payload)]

@@ -264,7 +264,7 @@ class PgQueue:
         outcome: list[LeaseLost | None] = []
         events: list[tuple] = []
         outbox: list[tuple] = []
-        with self._tx() as conn:
+        with self._tx() as conn, conn.pipeline():
             written = self._write_statuses(conn, results, now)
             finished = []
             for (claim, result), ok in zip(results, written):
@@ -401,7 +401,7 @@ class PgQueue:
     def _finish_delivery_batch(self, outcomes: Sequence[DeliveryOutcome]) -> list[int | None | LeaseLost]:
         now = time.time()
         results: list[int | None | LeaseLost] = []
-        with self._tx() as conn:
+        with self._tx() as conn, conn.pipeline():
             self._redoable(conn)
             written = self._write_outcomes(conn, outcomes, now)
             events: list[tuple] = []

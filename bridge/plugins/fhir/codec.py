@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,15 +97,30 @@ def encode(records: Sequence[Record], options: Mapping[str, Any] | None = None) 
     validate(checked)
     check_bindings(checked)
     known_good.remember(reusable)
-    return (bundle_json(bundle, options.get("indent", 2)) + "\n").encode("utf-8")
+    payload = (bundle_json(bundle, options.get("indent", 2)) + "\n").encode("utf-8")
+    _last_encoded.payload, _last_encoded.header = payload, header_of(bundle)
+    return payload
+
+
+_last_encoded = threading.local()
+"""This thread's last encoded payload and its header: the engine peeks at every payload it encodes
+(the outbox row's control id and message type), and parsing 16 KB of JSON again cost as much as a
+twentieth of the encode. Found by identity only, so any other bytes are parsed as before."""
 
 
 def peek(raw: bytes) -> MessageHeader:
     """Resource type (and Bundle type) for the timeline; never raises."""
+    if raw is getattr(_last_encoded, "payload", None):
+        return _last_encoded.header
     try:
         doc = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return MessageHeader()
+    return header_of(doc)
+
+
+def header_of(doc: Any) -> MessageHeader:
+    """What :func:`peek` reads, from the parsed document (or the Bundle just encoded)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         return MessageHeader()
     rtype = doc["resourceType"]
