@@ -11,9 +11,18 @@ from tests.processes import alive, children_of, wait_for
 from tests.processes import start_engine as start
 
 
-def role_of(pid: int) -> str:
-    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    return args[args.index(b"--role") + 1].decode()
+def role_of(pid: int) -> str | None:
+    """The child's ``--role``; None while it is between fork and exec (its command line still the
+    parent's) or already gone."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return args[args.index(b"--role") + 1].decode() if b"--role" in args else None
+
+
+def roles(pid: int) -> list[str | None]:
+    return sorted((role_of(child) for child in children_of(pid)), key=str)
 
 
 def test_delivery_processes_deliver_what_worker_processes_process(tmp_path):
@@ -22,9 +31,9 @@ def test_delivery_processes_deliver_what_worker_processes_process(tmp_path):
                                          " batch_size: 8, lease_seconds: 5, poll_seconds: 0.05}", count, patients=9)
     engine = start(config)
     try:
-        assert wait_for(lambda: len(children_of(engine.pid)) == 2, 60), "a worker and a delivery process"
+        assert wait_for(lambda: roles(engine.pid) == ["deliverer", "worker"], 60), \
+            f"a worker and a delivery process, not {roles(engine.pid)}"
         children = children_of(engine.pid)
-        assert sorted(role_of(pid) for pid in children) == ["deliverer", "worker"]
         assert wait_for(lambda: len(set(delivered_ids(outbox))) == count, 120), \
             f"only {len(set(delivered_ids(outbox)))} of {count} delivered"
         store = SQLiteStore(str(tmp_path / "var" / "bridge.db"))
