@@ -25,3 +25,17 @@ def bundle(records: list) -> dict:
 
 def resources(doc: dict, rtype: str) -> list[dict]:
     return [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def replace_field(data: bytes, segment: str, number: int, value: str) -> bytes:
+    """``data`` with field ``number`` of the first ``segment`` set to ``value`` (the segment padded
+    with empty fields as needed): a corpus message varied one field at a time."""
+    lines = data.decode("utf-8-sig").replace("\n", "\r").split("\r")
+    for i, line in enumerate(lines):
+        if line.startswith(segment + "|"):
+            fields = line.split("|")
+            fields += [""] * (number + 1 - len(fields))
+            fields[number] = value
+            lines[i] = "|".join(fields)
+            break
+    return "\r".join(lines).encode()

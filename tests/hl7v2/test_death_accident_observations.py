@@ -22,7 +22,7 @@ import pytest
 from bridge import DiagnosticReport, Observation, Specimen, localize_records
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
-from tests.hl7v2.fhir_of_records import bundle, decode, resources
+from tests.hl7v2.fhir_of_records import bundle, decode, replace_field, resources
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2" / "corpus"
@@ -34,18 +34,6 @@ LOINC = "http://loinc.org"
 
 def raw(name: str, folder: Path = MICROSOFT) -> bytes:
     return (folder / f"{name}.hl7").read_bytes()
-
-
-def replace_field(data: bytes, segment: str, number: int, value: str) -> bytes:
-    lines = data.decode("utf-8-sig").replace("\n", "\r").split("\r")
-    for i, line in enumerate(lines):
-        if line.startswith(segment + "|"):
-            fields = line.split("|")
-            fields += [""] * (number + 1 - len(fields))
-            fields[number] = value
-            lines[i] = "|".join(fields)
-            break
-    return "\r".join(lines).encode()
 
 
 def sent_segments(data: bytes) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 from bridge import DiagnosticReport, Immunization, Observation, Specimen, record_to_dict
 from bridge.plugins.fhir.codec import FORMAT as FHIR
 from bridge.plugins.hl7v2.codec import FORMAT as HL7V2
-from tests.hl7v2.fhir_of_records import bundle, decode, resources
+from tests.hl7v2.fhir_of_records import bundle, decode, replace_field, resources
 from bridge.plugins.hl7v2.reader import read_messages
 from tests.hl7v2 import fidelity
 
@@ -37,18 +37,6 @@ def raw(name: str) -> bytes:
 
 def entry_of(doc: dict, reference: str) -> dict:
     return next(e for e in doc["entry"] if e["fullUrl"] == reference)
-
-
-def replace_field(data: bytes, segment: str, number: int, value: str) -> bytes:
-    lines = data.decode("utf-8-sig").replace("\n", "\r").split("\r")
-    for i, line in enumerate(lines):
-        if line.startswith(segment + "|"):
-            fields = line.split("|")
-            fields += [""] * (number + 1 - len(fields))
-            fields[number] = value
-            lines[i] = "|".join(fields)
-            break
-    return "\r".join(lines).encode()
 
 
 def round_trip_tally(data: bytes) -> fidelity.Tally:
