@@ -165,9 +165,8 @@ class Engine:
             self.alerts.config = config
         for listener in self.on_reload:
             listener(config)
-        for children in (self.worker_processes, self.delivery_processes):
-            if children is not None:
-                children.signal_all(signal.SIGHUP)  # the children reload the same file themselves
+        for children in self._child_processes():
+            children.signal_all(signal.SIGHUP)  # the children reload the same file themselves
         return summary
 
     def _open_for_reload(self, config: BridgeConfig, names: list[str]) -> dict[str, Destination]:
@@ -432,6 +431,10 @@ class Engine:
         log.info("engine started: %d channel(s), %d destination(s)", len(self.config.channels),
                  len(self.config.destinations))
 
+    def _child_processes(self) -> list[WorkerProcesses]:
+        """The running groups of worker and delivery processes (``engine.processes``, ``delivery_processes``)."""
+        return [group for group in (self.worker_processes, self.delivery_processes) if group is not None]
+
     def start_workers(self, *, other_process_wakes: bool = False, workers: bool = True,
                       deliverers: bool = True) -> None:
         """Open the destinations and start the worker and deliverer threads (either alone: see
@@ -491,12 +494,11 @@ class Engine:
             self.alerts.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
-        if self.worker_processes is not None or self.delivery_processes is not None:
-            for children in (self.worker_processes, self.delivery_processes):
-                if children is not None:
-                    children.stop()
-            if self.journal_mover is None:  # else the mover still writes its counts there
-                self.metrics.close_share_dir()
+        children = self._child_processes()
+        for group in children:
+            group.stop()
+        if children and self.journal_mover is None:  # else the mover still writes its counts there
+            self.metrics.close_share_dir()
         for source in self.sources:
             try:
                 source.stop()
